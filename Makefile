@@ -1,0 +1,15 @@
+.PHONY: run build test bench
+
+build:
+	go build -o bin/stratus ./cmd/stratus
+
+# Build and start the server on its embedded defaults (127.0.0.1:8080, ./.stratus).
+run: build
+	./bin/stratus server
+
+# Every test; installs missing system packages first (as root).
+test:
+	./scripts/test
+
+bench: build
+	go run ./bench

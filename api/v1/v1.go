@@ -1,0 +1,113 @@
+// Package v1 holds the wire types of Stratus's native API (JSON under
+// /v1/...) and the one mapping from error kinds to HTTP statuses and error
+// codes. The client, the server and the CLI share them.
+package v1
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+// Error is the body of every error answer: {"code": "...", "message": "..."}.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Error codes. They follow the names of AWS Lambda's exceptions, so that
+// Lambda users recognise them.
+const (
+	CodeInvalid      = "InvalidParameterValueException"
+	CodeNotFound     = "ResourceNotFoundException"
+	CodeConflict     = "ResourceConflictException"
+	CodeTooMany      = "TooManyRequestsException"
+	CodeTooLarge     = "RequestTooLargeException"
+	CodeTimeout      = "TimeoutException"
+	CodeUnavailable  = "ServiceUnavailableException"
+	CodeUnauthorized = "UnauthorizedException"
+	CodeInternal     = "ServiceException"
+)
+
+// ErrorFrom maps err to its HTTP status and wire error. It is the one place
+// where error kinds become statuses.
+func ErrorFrom(err error) (int, Error) {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, stratus.ErrInvalid):
+		return http.StatusBadRequest, Error{CodeInvalid, msg}
+	case errors.Is(err, stratus.ErrNotFound):
+		return http.StatusNotFound, Error{CodeNotFound, msg}
+	case errors.Is(err, stratus.ErrConflict):
+		return http.StatusConflict, Error{CodeConflict, msg}
+	case errors.Is(err, stratus.ErrCapacity):
+		return http.StatusTooManyRequests, Error{CodeTooMany, msg}
+	case errors.Is(err, stratus.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, Error{CodeTooLarge, msg}
+	case errors.Is(err, stratus.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, Error{CodeTimeout, msg}
+	case errors.Is(err, stratus.ErrUnavailable):
+		return http.StatusServiceUnavailable, Error{CodeUnavailable, msg}
+	default:
+		return http.StatusInternalServerError, Error{CodeInternal, "internal error"}
+	}
+}
+
+// Invoke response headers.
+const (
+	HeaderRequestID     = "X-Amzn-Requestid"
+	HeaderFunctionError = "X-Amz-Function-Error"
+	HeaderVersion       = "X-Amz-Executed-Version"
+	HeaderDuration      = "X-Stratus-Duration-Ms"
+	HeaderInitDuration  = "X-Stratus-Init-Duration-Ms"
+	HeaderColdStart     = "X-Stratus-Cold-Start"
+)
+
+// Instances counts a function's instances.
+type Instances struct {
+	Live int `json:"live"`
+	Idle int `json:"idle"`
+	Busy int `json:"busy"`
+}
+
+// Function is a deployed function as the API shows it.
+type Function struct {
+	Name      string                 `json:"name"`
+	Version   int                    `json:"version"`
+	Config    stratus.FunctionConfig `json:"config"`
+	CodeSHA   string                 `json:"codeSha256"`
+	CodeSize  int64                  `json:"codeSize"`
+	CreatedAt time.Time              `json:"createdAt"`
+	UpdatedAt time.Time              `json:"updatedAt"`
+	Instances Instances              `json:"instances"`
+	// URL is the function's HTTP route, relative to the server.
+	URL string `json:"url"`
+}
+
+// FunctionList answers GET /v1/functions.
+type FunctionList struct {
+	Functions []Function `json:"functions"`
+}
+
+// InvocationList answers GET /v1/functions/NAME/invocations.
+type InvocationList struct {
+	Invocations []stratus.Invocation `json:"invocations"`
+}
+
+// LogList answers GET /v1/functions/NAME/logs (without follow; with
+// follow the answer is one stratus.LogLine JSON object per line).
+type LogList struct {
+	Lines []stratus.LogLine `json:"lines"`
+}
+
+// Deploy form parts of PUT /v1/functions/NAME (multipart/form-data): the
+// configuration as JSON (a stratus.FunctionConfig), then the code as a zip.
+const (
+	PartConfig = "config"
+	PartCode   = "code"
+)

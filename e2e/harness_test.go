@@ -1,0 +1,329 @@
+// Package e2e drives the real stratus binary and CLI with real functions:
+// aws-lambda-go binaries built here, bash, Python and Node handlers.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	bin      string // the stratus binary
+	fixtures string // built Go functions: fixtures/NAME/bootstrap
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stratus-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		bin = filepath.Join(dir, "stratus")
+		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/stratus").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build stratus: %v\n%s", err, out)
+			return 1
+		}
+		fixtures = filepath.Join(dir, "fixtures")
+		for _, fn := range []string{"goecho", "goapigw", "gonoop"} {
+			out := filepath.Join(fixtures, fn, "bootstrap")
+			cmd := exec.Command("go", "build", "-o", out, "./testdata/"+fn)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", fn, err, b)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needTool fails (in CI) or skips the test when a tool is missing.
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed; scripts/test installs it", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+}
+
+const testToken = "e2e-token-0123456789"
+
+// server is a running stratus server process.
+type server struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	Data  string
+	URL   string
+	Token string
+	args  []string
+
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan struct{}
+}
+
+// startServer starts stratus server on a free port with a fresh data dir
+// (or data, when given in opts via startServerIn).
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	return startServerIn(t, t.TempDir(), args...)
+}
+
+func startServerIn(t *testing.T, data string, args ...string) *server {
+	t.Helper()
+	s := &server{t: t, Data: data, Token: testToken, args: args}
+	s.start()
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+func (s *server) start() {
+	t := s.t
+	t.Helper()
+	argv := append([]string{"server", "--listen", "127.0.0.1:0", "--data", s.Data, "--token", s.Token}, s.args...)
+	cmd := exec.Command(bin, argv...)
+	cmd.Env = append(os.Environ(), "STRATUS_TOKEN=")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = cmd
+	s.done = make(chan struct{})
+	urlc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if i := strings.Index(line, "listening on "); i >= 0 {
+				f := strings.Fields(line[i+len("listening on "):])
+				urlc <- f[0]
+			}
+		}
+	}()
+	go func() {
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+	select {
+	case s.URL = <-urlc:
+	case <-s.done:
+		t.Fatalf("server exited at start:\n%s", s.Stderr())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not start within 30s:\n%s", s.Stderr())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// Stderr is the server's log so far.
+func (s *server) Stderr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+// Stop sends SIGTERM and waits for the server to exit; it fails the test
+// if the server takes longer than a minute or leaves a process behind.
+func (s *server) Stop() {
+	t := s.t
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(60 * time.Second):
+		_ = s.cmd.Process.Kill()
+		t.Errorf("server did not stop within 60s of SIGTERM:\n%s", s.Stderr())
+		<-s.done
+	}
+	if st := s.cmd.ProcessState; st != nil && !st.Success() {
+		t.Errorf("server exited with %v:\n%s", st, s.Stderr())
+	}
+	if left := processesUnder(s.Data); len(left) > 0 {
+		t.Errorf("processes outlived the server: %v", left)
+	}
+}
+
+// Kill ends the server with SIGKILL.
+func (s *server) Kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// Restart starts a new server process on the same data dir.
+func (s *server) Restart() {
+	s.start()
+}
+
+// processesUnder lists processes whose working directory or executable
+// lies under dir (instances run in their code folder).
+func processesUnder(dir string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		for _, link := range []string{"cwd", "exe"} {
+			p, err := os.Readlink(filepath.Join("/proc", pid, link))
+			if err == nil && strings.HasPrefix(p, dir+"/") {
+				cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+				out = append(out, pid+":"+strings.ReplaceAll(string(cmdline), "\x00", " "))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// result is what one CLI run printed.
+type result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// cli runs the stratus CLI against s.
+func (s *server) cli(args ...string) result {
+	s.t.Helper()
+	return s.cliEnv(nil, args...)
+}
+
+func (s *server) cliEnv(env []string, args ...string) result {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "STRATUS_SERVER="+s.URL, "STRATUS_TOKEN="+s.Token)
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatalf("run stratus %v: %v", args, err)
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+// mustCLI runs the CLI and fails the test unless it exits 0.
+func (s *server) mustCLI(args ...string) string {
+	s.t.Helper()
+	r := s.cli(args...)
+	if r.Code != 0 {
+		s.t.Fatalf("stratus %s: exit %d\nstdout: %s\nstderr: %s\nserver log:\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr, s.Stderr())
+	}
+	return r.Stdout
+}
+
+// do sends an HTTP request to the server; token adds the bearer token.
+func (s *server) do(method, path string, body []byte, token bool, hdr ...string) (*http.Response, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if token {
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp, b
+}
+
+// invoke calls POST /v1/functions/NAME/invoke.
+func (s *server) invoke(name, event string) (*http.Response, []byte) {
+	s.t.Helper()
+	return s.do("POST", "/v1/functions/"+name+"/invoke", []byte(event), true)
+}
+
+// fixture returns the folder of a built Go function.
+func fixture(name string) string { return filepath.Join(fixtures, name) }
+
+// writeFiles writes files (name → content) into a new temp folder.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if filepath.Base(name) == "bootstrap" {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// decode unmarshals JSON or fails the test.
+func decode[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return v
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,75 @@
+// Command goecho is a test function built with aws-lambda-go. Its event
+// says what to do: {"sleep": ms, "fail": "message", "exit": code,
+// "print": "line", "spin": true}; it answers with what it saw.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+)
+
+type event struct {
+	Sleep int             `json:"sleep"`
+	Fail  string          `json:"fail"`
+	Exit  *int            `json:"exit"`
+	Print string          `json:"print"`
+	Spin  bool            `json:"spin"`
+	Echo  json.RawMessage `json:"echo"`
+}
+
+type answer struct {
+	Echo        json.RawMessage   `json:"echo,omitempty"`
+	RequestID   string            `json:"requestId"`
+	FunctionARN string            `json:"functionArn"`
+	DeadlineMs  int64             `json:"deadlineMs"`
+	PID         int               `json:"pid"`
+	Env         map[string]string `json:"env"`
+	Cwd         string            `json:"cwd"`
+}
+
+var envNames = []string{
+	"AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
+	"AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_REGION", "AWS_DEFAULT_REGION", "LAMBDA_TASK_ROOT",
+	"LAMBDA_RUNTIME_DIR", "_HANDLER", "TZ", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+	"GREETING", "STRATUS_TOKEN",
+}
+
+func handle(ctx context.Context, ev event) (*answer, error) {
+	if ev.Print != "" {
+		fmt.Println(ev.Print)
+	}
+	if ev.Sleep > 0 {
+		time.Sleep(time.Duration(ev.Sleep) * time.Millisecond)
+	}
+	for ev.Spin {
+	}
+	if ev.Exit != nil {
+		os.Exit(*ev.Exit)
+	}
+	if ev.Fail != "" {
+		return nil, errors.New(ev.Fail)
+	}
+	lc, _ := lambdacontext.FromContext(ctx)
+	dl, _ := ctx.Deadline()
+	a := &answer{Echo: ev.Echo, PID: os.Getpid(), Env: map[string]string{}, DeadlineMs: dl.UnixMilli()}
+	if lc != nil {
+		a.RequestID = lc.AwsRequestID
+		a.FunctionARN = lc.InvokedFunctionArn
+	}
+	for _, k := range envNames {
+		if v, ok := os.LookupEnv(k); ok {
+			a.Env[k] = v
+		}
+	}
+	a.Cwd, _ = os.Getwd()
+	return a, nil
+}
+
+func main() { lambda.Start(handle) }

@@ -1,0 +1,19 @@
+// Package stratus holds the domain nouns of Stratus (functions, versions,
+// invocations) and the error kinds every layer wraps. It imports only the
+// standard library; every other package may import it.
+package stratus
+
+import "errors"
+
+// Error kinds. Wrap them with context ("function %q: %w") and translate them
+// once at each edge: the control API maps them to HTTP statuses, the CLI to
+// exit codes.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrInvalid     = errors.New("invalid")
+	ErrConflict    = errors.New("conflict")
+	ErrCapacity    = errors.New("too many requests")
+	ErrTimeout     = errors.New("timed out")
+	ErrUnavailable = errors.New("unavailable")
+	ErrTooLarge    = errors.New("too large")
+)

@@ -1,0 +1,208 @@
+package stratus
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Runtime names accepted by deploy.
+const (
+	RuntimeProvided       = "provided"
+	RuntimeProvidedAL2    = "provided.al2"
+	RuntimeProvidedAL2023 = "provided.al2023"
+	RuntimePython3        = "python3"
+	RuntimeNodejs         = "nodejs"
+)
+
+// Auth modes of a function's HTTP route.
+const (
+	AuthToken = "token"
+	AuthNone  = "none"
+)
+
+// Limits of a function's configuration, as on Lambda.
+const (
+	MinMemoryMB         = 128
+	MaxMemoryMB         = 10240
+	DefaultMemoryMB     = 128
+	MinTimeoutSec       = 1
+	MaxTimeoutSec       = 900
+	DefaultTimeoutSec   = 3
+	DefaultMaxConc      = 100
+	MaxEnvBytes         = 4096
+	DefaultIdleTimeout  = 5 * time.Minute
+	MaxMinInstances     = 100
+	LatestVersion       = "$LATEST"
+	MaxFunctionNameSize = 64
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidName reports whether s is a valid function or service name.
+func ValidName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("name %q: must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_': %w", s, ErrInvalid)
+	}
+	return nil
+}
+
+// FunctionConfig is what a user sets when deploying a function.
+type FunctionConfig struct {
+	Runtime        string            `json:"runtime"`
+	Handler        string            `json:"handler,omitempty"`
+	MemoryMB       int               `json:"memoryMB"`
+	TimeoutSec     int               `json:"timeoutSec"`
+	Env            map[string]string `json:"env,omitempty"`
+	MaxConcurrency int               `json:"maxConcurrency"`
+	MinInstances   int               `json:"minInstances"`
+	// IdleTimeout is how long an idle instance lives; zero means the
+	// server's default.
+	IdleTimeout Duration `json:"idleTimeout,omitempty"`
+	Auth        string   `json:"auth"`
+}
+
+// Defaults fills the zero fields of c with Lambda's defaults.
+func (c *FunctionConfig) Defaults() {
+	if c.MemoryMB == 0 {
+		c.MemoryMB = DefaultMemoryMB
+	}
+	if c.TimeoutSec == 0 {
+		c.TimeoutSec = DefaultTimeoutSec
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = DefaultMaxConc
+	}
+	if c.Auth == "" {
+		c.Auth = AuthToken
+	}
+}
+
+// reservedEnv are the variables the platform sets; a function may not
+// override them.
+var reservedEnv = map[string]bool{
+	"AWS_LAMBDA_RUNTIME_API": true, "AWS_LAMBDA_FUNCTION_NAME": true,
+	"AWS_LAMBDA_FUNCTION_VERSION": true, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": true,
+	"LAMBDA_TASK_ROOT": true, "LAMBDA_RUNTIME_DIR": true, "_HANDLER": true,
+	"AWS_LAMBDA_LOG_GROUP_NAME": true, "AWS_LAMBDA_LOG_STREAM_NAME": true,
+}
+
+var envKeyRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*$`)
+
+// Validate checks c after Defaults. maxConc is the server-wide cap.
+func (c *FunctionConfig) Validate(maxConc int) error {
+	switch c.Runtime {
+	case RuntimeProvided, RuntimeProvidedAL2, RuntimeProvidedAL2023:
+	case RuntimePython3:
+		if err := validHandler(c.Handler, "module.function"); err != nil {
+			return err
+		}
+	case RuntimeNodejs:
+		if err := validHandler(c.Handler, "file.function"); err != nil {
+			return err
+		}
+	case "":
+		return fmt.Errorf("runtime is required (one of %s): %w", strings.Join(Runtimes(), ", "), ErrInvalid)
+	default:
+		return fmt.Errorf("unknown runtime %q (one of %s): %w", c.Runtime, strings.Join(Runtimes(), ", "), ErrInvalid)
+	}
+	if c.MemoryMB < MinMemoryMB || c.MemoryMB > MaxMemoryMB {
+		return fmt.Errorf("memory %d MB: must be between %d and %d: %w", c.MemoryMB, MinMemoryMB, MaxMemoryMB, ErrInvalid)
+	}
+	if c.TimeoutSec < MinTimeoutSec || c.TimeoutSec > MaxTimeoutSec {
+		return fmt.Errorf("timeout %d s: must be between %d and %d: %w", c.TimeoutSec, MinTimeoutSec, MaxTimeoutSec, ErrInvalid)
+	}
+	if c.MaxConcurrency < 1 || c.MaxConcurrency > maxConc {
+		return fmt.Errorf("max concurrency %d: must be between 1 and %d: %w", c.MaxConcurrency, maxConc, ErrInvalid)
+	}
+	if c.MinInstances < 0 || c.MinInstances > c.MaxConcurrency {
+		return fmt.Errorf("min instances %d: must be between 0 and max concurrency (%d): %w", c.MinInstances, c.MaxConcurrency, ErrInvalid)
+	}
+	if c.IdleTimeout < 0 {
+		return fmt.Errorf("idle timeout %s: must not be negative: %w", c.IdleTimeout, ErrInvalid)
+	}
+	if c.Auth != AuthToken && c.Auth != AuthNone {
+		return fmt.Errorf("auth %q: must be %q or %q: %w", c.Auth, AuthToken, AuthNone, ErrInvalid)
+	}
+	size := 0
+	for k, v := range c.Env {
+		if !envKeyRE.MatchString(k) {
+			return fmt.Errorf("environment variable %q: names start with a letter and hold letters, digits and '_': %w", k, ErrInvalid)
+		}
+		if reservedEnv[k] {
+			return fmt.Errorf("environment variable %q is reserved: %w", k, ErrInvalid)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxEnvBytes {
+		return fmt.Errorf("environment variables take %d bytes, more than %d: %w", size, MaxEnvBytes, ErrInvalid)
+	}
+	return nil
+}
+
+func validHandler(h, form string) error {
+	if h == "" {
+		return fmt.Errorf("handler is required (%s): %w", form, ErrInvalid)
+	}
+	i := strings.LastIndex(h, ".")
+	if i <= 0 || i == len(h)-1 || strings.Contains(h, "..") || strings.HasPrefix(h, "/") {
+		return fmt.Errorf("handler %q: must be %s: %w", h, form, ErrInvalid)
+	}
+	return nil
+}
+
+// Runtimes lists the accepted runtime names.
+func Runtimes() []string {
+	r := []string{RuntimeProvided, RuntimeProvidedAL2, RuntimeProvidedAL2023, RuntimePython3, RuntimeNodejs}
+	sort.Strings(r)
+	return r
+}
+
+// IsProvided reports whether runtime r runs a bootstrap from the code.
+func IsProvided(r string) bool {
+	return r == RuntimeProvided || r == RuntimeProvidedAL2 || r == RuntimeProvidedAL2023
+}
+
+// Function is a deployed function: its head ($LATEST) configuration.
+type Function struct {
+	Name      string         `json:"name"`
+	Version   int            `json:"version"` // newest published version
+	Config    FunctionConfig `json:"config"`
+	CodeSHA   string         `json:"codeSha256"`
+	CodeSize  int64          `json:"codeSize"`
+	CreatedAt time.Time      `json:"createdAt"`
+	UpdatedAt time.Time      `json:"updatedAt"`
+}
+
+// Version is an immutable snapshot of a function's code and configuration.
+type Version struct {
+	Function  string         `json:"function"`
+	Version   int            `json:"version"`
+	Config    FunctionConfig `json:"config"`
+	CodeSHA   string         `json:"codeSha256"`
+	CodeSize  int64          `json:"codeSize"`
+	CreatedAt time.Time      `json:"createdAt"`
+}
+
+// Key names a version in maps and logs: "name:version".
+func (v *Version) Key() string { return fmt.Sprintf("%s:%d", v.Function, v.Version) }
+
+// Duration is a time.Duration that marshals as a Go duration string.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, ErrInvalid)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,386 @@
+// Package apiserver serves Stratus's control API (/v1/...), the health
+// endpoints and metrics, and mounts the gateway's routes. It checks the
+// bearer token and translates errors to HTTP once, through v1.ErrorFrom.
+package apiserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/functions"
+	"github.com/stratus-run/stratus/internal/gateway"
+	"github.com/stratus-run/stratus/internal/pool"
+	"github.com/stratus-run/stratus/internal/store"
+)
+
+type instanceStats interface {
+	Stats(name string) pool.Stats
+}
+
+type flusher interface {
+	Flushed() <-chan struct{}
+}
+
+// Server is the HTTP handler of the whole API.
+type Server struct {
+	fns       *functions.Service
+	st        *store.Store
+	pools     instanceStats
+	logs      flusher
+	gw        *gateway.Gateway
+	token     []byte
+	maxUpload int64
+	log       *slog.Logger
+	metrics   http.Handler
+
+	ready    atomic.Bool
+	stopping chan struct{} // closed when the server starts to stop: ends log follows
+	mux      *http.ServeMux
+}
+
+// Config configures a Server.
+type Config struct {
+	Functions *functions.Service
+	Store     *store.Store
+	Pools     interface {
+		instanceStats
+		Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error)
+	}
+	Logs          flusher
+	Token         string
+	MaxUpload     int64
+	MaxEventBytes int64
+	Metrics       http.Handler
+	Log           *slog.Logger
+}
+
+// New returns the API handler.
+func New(c Config) *Server {
+	s := &Server{
+		fns: c.Functions, st: c.Store, pools: c.Pools, logs: c.Logs,
+		token: []byte("Bearer " + c.Token), maxUpload: c.MaxUpload, log: c.Log,
+		metrics: c.Metrics, stopping: make(chan struct{}),
+	}
+	s.gw = gateway.New(c.Pools, c.Functions, s.authOK, c.MaxEventBytes, c.Log)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		gateway.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	if c.Metrics != nil {
+		mux.Handle("GET /metrics", c.Metrics)
+	}
+	auth := s.requireToken
+	mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
+	mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
+	mux.Handle("GET /v1/functions/{name}", auth(http.HandlerFunc(s.handleGet)))
+	mux.Handle("DELETE /v1/functions/{name}", auth(http.HandlerFunc(s.handleRemove)))
+	mux.Handle("POST /v1/functions/{name}/invoke", auth(http.HandlerFunc(s.gw.ServeInvoke)))
+	mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
+	mux.Handle("GET /v1/functions/{name}/invocations", auth(http.HandlerFunc(s.handleInvocations)))
+	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gateway.WriteError(w, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
+	})))
+	mux.HandleFunc("/fn/{name}", s.gw.ServeFunctionURL)
+	mux.HandleFunc("/fn/{name}/{path...}", s.gw.ServeFunctionURL)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		gateway.WriteError(w, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
+	})
+	s.mux = mux
+	s.ready.Store(true)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Stopping marks the server not ready and ends streaming answers (log
+// follows), so that http.Server.Shutdown can drain.
+func (s *Server) Stopping() {
+	if s.ready.CompareAndSwap(true, false) {
+		close(s.stopping)
+	}
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		gateway.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stopping"})
+		return
+	}
+	gateway.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) authOK(r *http.Request) bool {
+	got := r.Header.Get("Authorization")
+	return subtle.ConstantTimeCompare([]byte(got), s.token) == 1
+}
+
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authOK(r) {
+			gateway.WriteUnauthorized(w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) view(f *stratus.Function) v1.Function {
+	st := s.pools.Stats(f.Name)
+	return v1.Function{
+		Name: f.Name, Version: f.Version, Config: f.Config, CodeSHA: f.CodeSHA, CodeSize: f.CodeSize,
+		CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt,
+		Instances: v1.Instances{Live: st.Live, Idle: st.Idle, Busy: st.Busy},
+		URL:       "/fn/" + f.Name,
+	}
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	fns, err := s.fns.List(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := v1.FunctionList{Functions: make([]v1.Function, 0, len(fns))}
+	for i := range fns {
+		out.Functions = append(out.Functions, s.view(&fns[i]))
+	}
+	gateway.WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	f, err := s.fns.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	gateway.WriteJSON(w, http.StatusOK, s.view(f))
+}
+
+func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
+	if err := s.fns.Remove(r.Context(), r.PathValue("name")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleDeploy reads a multipart form: the config part (JSON), then the
+// code part (a zip), streamed to disk.
+func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := stratus.ValidName(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" {
+		s.fail(w, r, fmt.Errorf("deploy needs a multipart/form-data body with a %q part (JSON) and a %q part (zip): %w", v1.PartConfig, v1.PartCode, stratus.ErrInvalid))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.maxUpload+1<<20)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("read deploy form: %v: %w", err, stratus.ErrInvalid))
+		return
+	}
+	var cfg *stratus.FunctionConfig
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			s.fail(w, r, formErr(err))
+			return
+		}
+		switch part.FormName() {
+		case v1.PartConfig:
+			dec := json.NewDecoder(io.LimitReader(part, 64<<10))
+			dec.DisallowUnknownFields()
+			var c stratus.FunctionConfig
+			if err := dec.Decode(&c); err != nil {
+				s.fail(w, r, fmt.Errorf("deploy config: %v: %w", err, stratus.ErrInvalid))
+				return
+			}
+			cfg = &c
+		case v1.PartCode:
+			if cfg == nil {
+				s.fail(w, r, fmt.Errorf("deploy form: the %q part must come before the %q part: %w", v1.PartConfig, v1.PartCode, stratus.ErrInvalid))
+				return
+			}
+			f, created, err := s.fns.Deploy(r.Context(), name, *cfg, part)
+			if err != nil {
+				s.fail(w, r, formErr(err))
+				return
+			}
+			status := http.StatusOK
+			if created {
+				status = http.StatusCreated
+			}
+			s.log.Info("deployed", "fn", name, "version", f.Version, "runtime", f.Config.Runtime)
+			gateway.WriteJSON(w, status, s.view(f))
+			return
+		}
+	}
+	s.fail(w, r, fmt.Errorf("deploy form has no %q part: %w", v1.PartCode, stratus.ErrInvalid))
+}
+
+// formErr turns a body over the upload limit into ErrTooLarge.
+func formErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fmt.Errorf("upload is more than %d MB: %w", mbe.Limit>>20, stratus.ErrTooLarge)
+	}
+	if errors.Is(err, stratus.ErrInvalid) || errors.Is(err, stratus.ErrTooLarge) {
+		return err
+	}
+	return fmt.Errorf("read deploy form: %v: %w", err, stratus.ErrInvalid)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, _ := v1.ErrorFrom(err)
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	gateway.WriteError(w, err)
+}
+
+func parseSince(q string) (time.Time, error) {
+	if q == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(q); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, q)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("since %q: want a duration (10m) or an RFC 3339 time: %w", q, stratus.ErrInvalid)
+	}
+	return t, nil
+}
+
+func parseInt(q, what string) (int64, error) {
+	if q == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(q, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s %q: want a non-negative number: %w", what, q, stratus.ErrInvalid)
+	}
+	return n, nil
+}
+
+func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	since, err := parseSince(q.Get("since"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit, err := parseInt(q.Get("limit"), "limit")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, ok := s.fns.Head(name); !ok {
+		s.fail(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		return
+	}
+	recs, err := s.st.ListInvocations(r.Context(), name, store.InvocationQuery{RequestID: q.Get("request"), Since: since, Limit: int(limit)})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if recs == nil {
+		recs = []stratus.Invocation{}
+	}
+	gateway.WriteJSON(w, http.StatusOK, v1.InvocationList{Invocations: recs})
+}
+
+// handleLogs answers stored lines; with follow=true it streams them as
+// JSON lines and keeps streaming new ones until the client leaves or the
+// server stops.
+func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	since, err := parseSince(q.Get("since"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	after, err := parseInt(q.Get("after"), "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit, err := parseInt(q.Get("limit"), "limit")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, ok := s.fns.Head(name); !ok {
+		s.fail(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		return
+	}
+	lq := store.LogQuery{RequestID: q.Get("request"), Since: since, AfterID: after, Limit: int(limit)}
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+	if !follow {
+		lines, err := s.st.ListLogs(r.Context(), name, lq)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if lines == nil {
+			lines = []stratus.LogLine{}
+		}
+		gateway.WriteJSON(w, http.StatusOK, v1.LogList{Lines: lines})
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	for {
+		// Take the flush signal before reading, so no batch is missed.
+		flushed := s.logs.Flushed()
+		lines, err := s.st.ListLogs(r.Context(), name, lq)
+		if err != nil {
+			return
+		}
+		for i := range lines {
+			if enc.Encode(&lines[i]) != nil {
+				return
+			}
+			lq.AfterID = lines[i].ID
+		}
+		if len(lines) > 0 {
+			if rc.Flush() != nil {
+				return
+			}
+		}
+		if len(lines) == 1000 || (lq.Limit > 0 && len(lines) == lq.Limit) {
+			continue
+		}
+		select {
+		case <-flushed:
+		case <-r.Context().Done():
+			return
+		case <-s.stopping:
+			return
+		}
+	}
+}

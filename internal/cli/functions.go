@@ -1,0 +1,243 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/archive"
+)
+
+func (e *env) deployCmd() *cobra.Command {
+	var (
+		cfg  stratus.FunctionConfig
+		envs []string
+		idle time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy NAME PATH",
+		Short: "Deploy a function from a folder or a .zip (creates it, or makes a new version)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, path := args[0], args[1]
+			if err := stratus.ValidName(name); err != nil {
+				return usageErr("%v", err)
+			}
+			cfg.Env = map[string]string{}
+			for _, kv := range envs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return usageErr("--env %q: want KEY=VALUE", kv)
+				}
+				cfg.Env[k] = v
+			}
+			if idle < 0 {
+				return usageErr("--idle-timeout %s: must not be negative", idle)
+			}
+			cfg.IdleTimeout = stratus.Duration(idle)
+			if !cmd.Flags().Changed("max-concurrency") {
+				// Zero: the server's default, which respects its own cap.
+				cfg.MaxConcurrency = 0
+			}
+			code, err := openCode(path)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			defer code.Close()
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			f, err := c.Deploy(cmd.Context(), name, cfg, code)
+			if err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(f)
+			}
+			fmt.Fprintf(e.stdout, "deployed %s version %d (%s, %d bytes of code)\nurl: %s\n", f.Name, f.Version, f.Config.Runtime, f.CodeSize, f.URL)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Runtime, "runtime", "", "runtime: "+strings.Join(stratus.Runtimes(), ", "))
+	fl.StringVar(&cfg.Handler, "handler", "", "handler: module.function (python3), file.function (nodejs); optional for provided runtimes")
+	fl.IntVar(&cfg.MemoryMB, "memory", stratus.DefaultMemoryMB, "memory in MB (128-10240)")
+	fl.IntVar(&cfg.TimeoutSec, "timeout", stratus.DefaultTimeoutSec, "timeout in seconds (1-900)")
+	fl.StringArrayVar(&envs, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	fl.IntVar(&cfg.MaxConcurrency, "max-concurrency", stratus.DefaultMaxConc, "instances at most (default: 100, or the server's --max-instances if lower)")
+	fl.IntVar(&cfg.MinInstances, "min-instances", 0, "instances kept warm")
+	fl.DurationVar(&idle, "idle-timeout", 0, "how long an idle instance lives (default: the server's)")
+	fl.StringVar(&cfg.Auth, "auth", stratus.AuthToken, "auth of the /fn/NAME route: token or none")
+	_ = cmd.MarkFlagRequired("runtime")
+	return cmd
+}
+
+// openCode returns the zip of path: the file itself for a .zip, else the
+// folder zipped on the fly.
+func openCode(path string) (io.ReadCloser, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("code %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		if !strings.HasSuffix(strings.ToLower(path), ".zip") {
+			return nil, fmt.Errorf("code %s: give a folder or a .zip file", path)
+		}
+		return os.Open(path)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(archive.ZipDir(path, pw)) }()
+	return pr, nil
+}
+
+func (e *env) invokeCmd() *cobra.Command {
+	var data string
+	cmd := &cobra.Command{
+		Use:   "invoke NAME",
+		Short: "Invoke a function and print its result",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			event := []byte(data)
+			if strings.HasPrefix(data, "@") {
+				b, err := os.ReadFile(data[1:])
+				if err != nil {
+					return usageErr("--data %s: %v", data, err)
+				}
+				event = b
+			}
+			if len(bytes.TrimSpace(event)) > 0 && !json.Valid(event) {
+				return usageErr("--data is not valid JSON")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Invoke(cmd.Context(), args[0], event)
+			if err != nil {
+				return err
+			}
+			if e.output == "json" && r.FunctionError == "" {
+				var v any
+				if json.Unmarshal(r.Body, &v) == nil {
+					if err := e.json(v); err != nil {
+						return err
+					}
+				}
+			} else {
+				e.stdout.Write(r.Body)
+				fmt.Fprintln(e.stdout)
+			}
+			if r.FunctionError != "" {
+				return &exitError{code: ExitError, err: fmt.Errorf("function %s returned an error (request %s)", args[0], r.RequestID)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "", "event JSON, or @FILE to read it from a file (default {})")
+	return cmd
+}
+
+func (e *env) lsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List functions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			fns, err := c.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(fns)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tRUNTIME\tMEMORY\tTIMEOUT\tINSTANCES\tAUTH\tUPDATED")
+			for _, f := range fns {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d MB\t%d s\t%d\t%s\t%s\n", f.Name, f.Version, f.Config.Runtime,
+					f.Config.MemoryMB, f.Config.TimeoutSec, f.Instances.Live, f.Config.Auth, f.UpdatedAt.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (e *env) getCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a function",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			f, err := c.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(f)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			row := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
+			row("Name", f.Name)
+			row("Version", f.Version)
+			row("Runtime", f.Config.Runtime)
+			row("Handler", f.Config.Handler)
+			row("Memory", fmt.Sprintf("%d MB", f.Config.MemoryMB))
+			row("Timeout", fmt.Sprintf("%d s", f.Config.TimeoutSec))
+			row("Max concurrency", f.Config.MaxConcurrency)
+			row("Min instances", f.Config.MinInstances)
+			if f.Config.IdleTimeout > 0 {
+				row("Idle timeout", f.Config.IdleTimeout)
+			} else {
+				row("Idle timeout", "server default")
+			}
+			row("Auth", f.Config.Auth)
+			row("URL", f.URL)
+			row("Code", fmt.Sprintf("sha256 %s, %d bytes", f.CodeSHA, f.CodeSize))
+			row("Instances", fmt.Sprintf("%d live (%d busy, %d idle)", f.Instances.Live, f.Instances.Busy, f.Instances.Idle))
+			row("Created", f.CreatedAt.Local().Format(time.RFC3339))
+			row("Updated", f.UpdatedAt.Local().Format(time.RFC3339))
+			for k, v := range f.Config.Env {
+				row("Env "+k, v)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (e *env) rmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a function and stop its instances",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Remove(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(map[string]string{"removed": args[0]})
+			}
+			fmt.Fprintf(e.stdout, "removed %s\n", args[0])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/client"
+)
+
+func (e *env) logsCmd() *cobra.Command {
+	var (
+		follow bool
+		q      client.LogQuery
+	)
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Print a function's log lines (its output and START/END/REPORT lines)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if q.Since < 0 {
+				return usageErr("--since %s: must not be negative", q.Since)
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			print := func(l stratus.LogLine) error {
+				if e.output == "json" {
+					return e.json(l)
+				}
+				_, err := fmt.Fprintf(e.stdout, "%s %s %s\n", l.Time.Local().Format("2006-01-02T15:04:05.000"), shortID(l.RequestID), l.Text)
+				return err
+			}
+			if follow {
+				return c.FollowLogs(cmd.Context(), args[0], q, print)
+			}
+			lines, err := c.Logs(cmd.Context(), args[0], q)
+			if err != nil {
+				return err
+			}
+			for _, l := range lines {
+				if err := print(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	f.DurationVar(&q.Since, "since", 0, "only lines newer than this (e.g. 10m)")
+	f.StringVar(&q.RequestID, "request", "", "only lines of this request ID")
+	return cmd
+}
+
+func shortID(id string) string {
+	if id == "" {
+		return "-"
+	}
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+func (e *env) invocationsCmd() *cobra.Command {
+	var q client.InvocationQuery
+	cmd := &cobra.Command{
+		Use:   "invocations NAME",
+		Short: "List a function's invocation records, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if q.Since < 0 || q.Limit < 0 {
+				return usageErr("--since and --limit must not be negative")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			recs, err := c.Invocations(cmd.Context(), args[0], q)
+			if err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(recs)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REQUEST ID\tSTART\tDURATION\tBILLED\tMEMORY\tMAX USED\tINIT\tOUTCOME\tERROR")
+			for _, r := range recs {
+				init := "-"
+				if r.Cold {
+					init = fmt.Sprintf("%.2f ms", r.InitDurationMs)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%.2f ms\t%d ms\t%d MB\t%d MB\t%s\t%s\t%s\n", r.RequestID,
+					r.Start.Local().Format("2006-01-02T15:04:05.000"), r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB, init, r.Outcome, r.ErrorType)
+			}
+			return tw.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&q.Since, "since", 0, "only invocations newer than this (e.g. 1h)")
+	f.StringVar(&q.RequestID, "request", "", "only this request ID")
+	f.IntVar(&q.Limit, "limit", 100, "records at most")
+	return cmd
+}

@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stratus-run/stratus/internal/config"
+	"github.com/stratus-run/stratus/internal/server"
+)
+
+func (e *env) serverCmd() *cobra.Command {
+	var file string
+	flags := config.Default()
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Stratus server (gateway, control API, pools, store) in this process",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(file, e.environ)
+			if err != nil {
+				return err
+			}
+			fs := cmd.Flags()
+			set := func(name string, apply func()) {
+				if fs.Changed(name) {
+					apply()
+				}
+			}
+			set("listen", func() { cfg.Listen = flags.Listen })
+			set("data", func() { cfg.DataDir = flags.DataDir })
+			set("token", func() { cfg.Token = flags.Token })
+			set("region", func() { cfg.Region = flags.Region })
+			set("sandbox", func() { cfg.Sandbox = flags.Sandbox })
+			set("max-instances", func() { cfg.MaxInstances = flags.MaxInstances })
+			set("idle-timeout", func() { cfg.IdleTimeout = flags.IdleTimeout })
+			set("throttle-wait", func() { cfg.ThrottleWait = flags.ThrottleWait })
+			set("retain-invocations", func() { cfg.RetainInvocations = flags.RetainInvocations })
+			set("retain-log-lines", func() { cfg.RetainLogLines = flags.RetainLogLines })
+			set("retain-age", func() { cfg.RetainAge = flags.RetainAge })
+			set("log-level", func() { cfg.LogLevel = flags.LogLevel })
+			if err := cfg.Validate(); err != nil {
+				return usageErr("%v", err)
+			}
+			var lvl slog.Level
+			_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+			return server.Run(cmd.Context(), cfg, log, func(addr string) {
+				fmt.Fprintf(e.stdout, "stratus server listening on http://%s (data %s)\n", addr, cfg.DataDir)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "config", "", "JSON config file (optional; flags override it)")
+	f.StringVar(&flags.Listen, "listen", flags.Listen, "address to serve on")
+	// --data and --token are the root's persistent flags; the server reads
+	// them through its own copies.
+	f.StringVar(&flags.DataDir, "data", flags.DataDir, "data dir (database, code, token)")
+	f.StringVar(&flags.Token, "token", "", "API token (default $STRATUS_TOKEN, else generated and kept in the data dir)")
+	f.StringVar(&flags.Region, "region", flags.Region, "region this server runs in")
+	f.StringVar(&flags.Sandbox, "sandbox", flags.Sandbox, "sandbox driver: process")
+	f.IntVar(&flags.MaxInstances, "max-instances", flags.MaxInstances, "instances across all functions, at most")
+	f.TextVar(&flags.IdleTimeout, "idle-timeout", flags.IdleTimeout, "how long an idle instance lives (functions may set their own)")
+	f.TextVar(&flags.ThrottleWait, "throttle-wait", flags.ThrottleWait, "how long an invocation waits for an instance at the concurrency cap before 429")
+	f.IntVar(&flags.RetainInvocations, "retain-invocations", flags.RetainInvocations, "invocation records kept per function")
+	f.IntVar(&flags.RetainLogLines, "retain-log-lines", flags.RetainLogLines, "log lines kept per function")
+	f.TextVar(&flags.RetainAge, "retain-age", flags.RetainAge, "records and log lines older than this are dropped")
+	f.StringVar(&flags.LogLevel, "log-level", flags.LogLevel, "debug, info, warn or error")
+	return cmd
+}

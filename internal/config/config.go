@@ -1,0 +1,160 @@
+// Package config holds the server's configuration: defaults, an optional
+// JSON file, STRATUS_* environment variables, then flags (applied by the
+// CLI), in that order. Nothing else in Stratus reads the environment.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	Listen  string `json:"listen"`
+	DataDir string `json:"data"`
+	Token   string `json:"token,omitempty"`
+	Region  string `json:"region"`
+	Sandbox string `json:"sandbox"`
+
+	// MaxInstances caps live instances across all functions.
+	MaxInstances int `json:"maxInstances"`
+	// IdleTimeout is how long an idle instance lives by default.
+	IdleTimeout stratus.Duration `json:"idleTimeout"`
+	// ThrottleWait bounds how long an invocation waits for a free instance
+	// before it gets 429.
+	ThrottleWait stratus.Duration `json:"throttleWait"`
+	// InitTimeout bounds a runtime's initialisation.
+	InitTimeout stratus.Duration `json:"initTimeout"`
+	// StopGrace is what a stopping instance gets between SIGTERM and SIGKILL.
+	StopGrace stratus.Duration `json:"stopGrace"`
+
+	MaxZipBytes      int64 `json:"maxZipBytes"`
+	MaxUnzippedBytes int64 `json:"maxUnzippedBytes"`
+	MaxEventBytes    int64 `json:"maxEventBytes"`
+
+	// Retention of invocation records and log lines, per function.
+	RetainInvocations int              `json:"retainInvocations"`
+	RetainLogLines    int              `json:"retainLogLines"`
+	RetainAge         stratus.Duration `json:"retainAge"`
+
+	LogLevel string `json:"logLevel"`
+}
+
+// Default returns the embedded defaults.
+func Default() Config {
+	return Config{
+		Listen:            "127.0.0.1:8080",
+		DataDir:           ".stratus",
+		Region:            "local",
+		Sandbox:           "process",
+		MaxInstances:      stratus.DefaultMaxConc,
+		IdleTimeout:       stratus.Duration(stratus.DefaultIdleTimeout),
+		ThrottleWait:      stratus.Duration(time.Second),
+		InitTimeout:       stratus.Duration(10 * time.Second),
+		StopGrace:         stratus.Duration(500 * time.Millisecond),
+		MaxZipBytes:       50 << 20,
+		MaxUnzippedBytes:  250 << 20,
+		MaxEventBytes:     6 << 20,
+		RetainInvocations: 10000,
+		RetainLogLines:    100000,
+		RetainAge:         stratus.Duration(7 * 24 * time.Hour),
+		LogLevel:          "info",
+	}
+}
+
+// Load returns the defaults overlaid with the JSON file at path (if path is
+// not empty) and the STRATUS_* variables of environ ("K=V" entries).
+func Load(path string, environ []string) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config %s: %v: %w", path, err, stratus.ErrInvalid)
+		}
+	}
+	env := Env(environ)
+	str := map[string]*string{
+		"STRATUS_LISTEN": &c.Listen, "STRATUS_DATA": &c.DataDir, "STRATUS_TOKEN": &c.Token,
+		"STRATUS_REGION": &c.Region, "STRATUS_SANDBOX": &c.Sandbox, "STRATUS_LOG_LEVEL": &c.LogLevel,
+	}
+	for k, p := range str {
+		if v, ok := env[k]; ok && v != "" {
+			*p = v
+		}
+	}
+	if v := env["STRATUS_MAX_INSTANCES"]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return c, fmt.Errorf("STRATUS_MAX_INSTANCES %q: not a number: %w", v, stratus.ErrInvalid)
+		}
+		c.MaxInstances = n
+	}
+	if v := env["STRATUS_IDLE_TIMEOUT"]; v != "" {
+		if err := c.IdleTimeout.UnmarshalText([]byte(v)); err != nil {
+			return c, fmt.Errorf("STRATUS_IDLE_TIMEOUT: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Env turns "K=V" entries into a map; later entries win.
+func Env(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Validate checks c.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen address %q: %v: %w", c.Listen, err, stratus.ErrInvalid)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("data dir is empty: %w", stratus.ErrInvalid)
+	}
+	if c.Region == "" || strings.ContainsAny(c.Region, " /:") {
+		return fmt.Errorf("region %q: must be a non-empty name without spaces, '/' or ':': %w", c.Region, stratus.ErrInvalid)
+	}
+	if c.Sandbox != "process" {
+		return fmt.Errorf("sandbox driver %q: only \"process\" is available: %w", c.Sandbox, stratus.ErrInvalid)
+	}
+	if c.MaxInstances < 1 || c.MaxInstances > 10000 {
+		return fmt.Errorf("max instances %d: must be between 1 and 10000: %w", c.MaxInstances, stratus.ErrInvalid)
+	}
+	for name, d := range map[string]stratus.Duration{"idle timeout": c.IdleTimeout, "init timeout": c.InitTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s %s: must be positive: %w", name, d, stratus.ErrInvalid)
+		}
+	}
+	if c.ThrottleWait < 0 || c.StopGrace < 0 {
+		return fmt.Errorf("throttle wait and stop grace must not be negative: %w", stratus.ErrInvalid)
+	}
+	if c.MaxZipBytes < 1 || c.MaxUnzippedBytes < 1 || c.MaxEventBytes < 1 {
+		return fmt.Errorf("size limits must be positive: %w", stratus.ErrInvalid)
+	}
+	if c.RetainInvocations < 1 || c.RetainLogLines < 1 {
+		return fmt.Errorf("retention counts must be positive: %w", stratus.ErrInvalid)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log level %q: one of debug, info, warn, error: %w", c.LogLevel, stratus.ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+// Package functions deploys, lists and removes functions: it checks a
+// deploy, unpacks its code once per content digest, records the new version
+// in the store and hands it to the pools. It keeps the head version of
+// every function in memory for the invocation path, rebuilt from the store
+// at start.
+package functions
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/archive"
+	"github.com/stratus-run/stratus/internal/store"
+)
+
+// deployer is what the pools do with a new head or a removed function.
+type deployer interface {
+	Deploy(v *stratus.Version)
+	Remove(name string)
+}
+
+// Service manages deployed functions.
+type Service struct {
+	st      *store.Store
+	pools   deployer
+	codeDir string
+	tmpDir  string
+	limits  archive.Limits
+	maxConc int
+	log     *slog.Logger
+
+	deployMu sync.Mutex // one deploy or remove at a time
+
+	mu    sync.RWMutex
+	heads map[string]*stratus.Version
+}
+
+// Config configures a Service.
+type Config struct {
+	Store   *store.Store
+	Pools   deployer
+	DataDir string
+	Limits  archive.Limits
+	// MaxConcurrency is the server-wide cap a function may not exceed.
+	MaxConcurrency int
+	Log            *slog.Logger
+}
+
+// Open loads every function's head from the store and deploys it to the
+// pools.
+func Open(ctx context.Context, c Config) (*Service, error) {
+	s := &Service{
+		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, log: c.Log,
+		codeDir: filepath.Join(c.DataDir, "code"),
+		tmpDir:  filepath.Join(c.DataDir, "tmp"),
+		heads:   make(map[string]*stratus.Version),
+	}
+	for _, d := range []string{s.codeDir, s.tmpDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	// Uploads a crashed server left half-written.
+	if ents, err := os.ReadDir(s.tmpDir); err == nil {
+		for _, e := range ents {
+			_ = os.RemoveAll(filepath.Join(s.tmpDir, e.Name()))
+		}
+	}
+	fns, err := s.st.ListFunctions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range fns {
+		f := &fns[i]
+		v := headOf(f)
+		if err := s.ensureExtracted(v.CodeSHA); err != nil {
+			s.log.Error("function code is missing; invocations will fail until it is deployed again", "fn", f.Name, "err", err)
+		}
+		s.heads[f.Name] = v
+		s.pools.Deploy(v)
+	}
+	s.gcCode(ctx)
+	return s, nil
+}
+
+func headOf(f *stratus.Function) *stratus.Version {
+	return &stratus.Version{Function: f.Name, Version: f.Version, Config: f.Config, CodeSHA: f.CodeSHA, CodeSize: f.CodeSize, CreatedAt: f.UpdatedAt}
+}
+
+// CodeDir is the folder of the code with digest sha.
+func (s *Service) CodeDir(sha string) string { return filepath.Join(s.codeDir, sha) }
+
+func (s *Service) zipPath(sha string) string { return filepath.Join(s.codeDir, sha+".zip") }
+
+// ensureExtracted re-extracts kept code whose folder is missing.
+func (s *Service) ensureExtracted(sha string) error {
+	if _, err := os.Stat(s.CodeDir(sha)); err == nil {
+		return nil
+	}
+	lim := s.limits
+	_, err := archive.Extract(s.zipPath(sha), s.CodeDir(sha), lim)
+	return err
+}
+
+// Head returns the version invocations of name use.
+func (s *Service) Head(name string) (*stratus.Version, bool) {
+	s.mu.RLock()
+	v, ok := s.heads[name]
+	s.mu.RUnlock()
+	return v, ok
+}
+
+// Deploy creates function name or updates it with a new version from cfg
+// and the zip read from code. created reports a new function.
+func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader) (f *stratus.Function, created bool, err error) {
+	if err := stratus.ValidName(name); err != nil {
+		return nil, false, err
+	}
+	if cfg.MaxConcurrency == 0 {
+		// Unset: Lambda's default, within this server's cap.
+		cfg.MaxConcurrency = min(stratus.DefaultMaxConc, s.maxConc)
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(s.maxConc); err != nil {
+		return nil, false, err
+	}
+	tmp, err := os.CreateTemp(s.tmpDir, "upload-*.zip")
+	if err != nil {
+		return nil, false, fmt.Errorf("store upload: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, io.LimitReader(code, s.limits.MaxZipped+1))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read code upload: %w", err)
+	}
+	if n == 0 {
+		return nil, false, fmt.Errorf("code archive is empty: %w", stratus.ErrInvalid)
+	}
+	if n > s.limits.MaxZipped {
+		return nil, false, fmt.Errorf("code archive is more than the %d MB limit: %w", s.limits.MaxZipped>>20, stratus.ErrTooLarge)
+	}
+	sha, size, err := archive.Hash(tmp.Name())
+	if err != nil {
+		return nil, false, err
+	}
+	// Code folders appear and go (gcCode) only under deployMu.
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	dir := s.CodeDir(sha)
+	if _, err := os.Stat(dir); err != nil {
+		parent, err := os.MkdirTemp(s.tmpDir, "extract-*")
+		if err != nil {
+			return nil, false, fmt.Errorf("extract code: %w", err)
+		}
+		defer os.RemoveAll(parent)
+		stage := filepath.Join(parent, "code")
+		if _, err := archive.Extract(tmp.Name(), stage, s.limits); err != nil {
+			return nil, false, err
+		}
+		if err := checkCode(stage, cfg); err != nil {
+			return nil, false, err
+		}
+		if err := os.Rename(tmp.Name(), s.zipPath(sha)); err != nil {
+			return nil, false, fmt.Errorf("keep code archive: %w", err)
+		}
+		if err := os.Rename(stage, dir); err != nil {
+			return nil, false, fmt.Errorf("keep code: %w", err)
+		}
+	} else if err := checkCode(dir, cfg); err != nil {
+		return nil, false, err
+	}
+
+	_, existed := s.Head(name)
+	f, err = s.st.PutVersion(ctx, name, cfg, sha, size)
+	if err != nil {
+		return nil, false, err
+	}
+	v := headOf(f)
+	s.mu.Lock()
+	s.heads[name] = v
+	s.mu.Unlock()
+	s.pools.Deploy(v)
+	return f, !existed, nil
+}
+
+// checkCode checks that the code in dir has what cfg's runtime runs.
+func checkCode(dir string, cfg stratus.FunctionConfig) error {
+	switch {
+	case stratus.IsProvided(cfg.Runtime):
+		p := filepath.Join(dir, "bootstrap")
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("runtime %s needs an executable file named bootstrap at the top of the code, and there is none: %w", cfg.Runtime, stratus.ErrInvalid)
+		}
+		if fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("bootstrap is not executable (chmod +x bootstrap): %w", stratus.ErrInvalid)
+		}
+	case cfg.Runtime == stratus.RuntimePython3:
+		mod := cfg.Handler[:strings.LastIndex(cfg.Handler, ".")]
+		base := filepath.Join(dir, filepath.FromSlash(strings.ReplaceAll(mod, ".", "/")))
+		if !exists(base+".py") && !exists(filepath.Join(base, "__init__.py")) && !exists(filepath.Join(dir, mod+".py")) {
+			return fmt.Errorf("handler %q: no module %s.py in the code: %w", cfg.Handler, mod, stratus.ErrInvalid)
+		}
+	case cfg.Runtime == stratus.RuntimeNodejs:
+		file := cfg.Handler[:strings.LastIndex(cfg.Handler, ".")]
+		base := filepath.Join(dir, filepath.FromSlash(file))
+		if !exists(base+".js") && !exists(base+".mjs") && !exists(base+".cjs") {
+			return fmt.Errorf("handler %q: no file %s.js, .mjs or .cjs in the code: %w", cfg.Handler, file, stratus.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func exists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// Get returns function name.
+func (s *Service) Get(ctx context.Context, name string) (*stratus.Function, error) {
+	return s.st.GetFunction(ctx, name)
+}
+
+// List returns every function.
+func (s *Service) List(ctx context.Context) ([]stratus.Function, error) {
+	return s.st.ListFunctions(ctx)
+}
+
+// Remove deletes function name, stops its instances and frees code no
+// other function uses.
+func (s *Service) Remove(ctx context.Context, name string) error {
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	if err := s.st.DeleteFunction(ctx, name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.heads, name)
+	s.mu.Unlock()
+	s.pools.Remove(name)
+	s.gcCode(ctx)
+	return nil
+}
+
+// gcCode removes code folders and archives no version refers to.
+func (s *Service) gcCode(ctx context.Context) {
+	inUse, err := s.st.CodeInUse(ctx)
+	if err != nil {
+		s.log.Warn("list code in use", "err", err)
+		return
+	}
+	ents, err := os.ReadDir(s.codeDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		sha := strings.TrimSuffix(e.Name(), ".zip")
+		if !inUse[sha] {
+			_ = os.RemoveAll(filepath.Join(s.codeDir, e.Name()))
+		}
+	}
+}

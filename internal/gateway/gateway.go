@@ -1,0 +1,204 @@
+// Package gateway turns HTTP requests into invocations: the direct invoke
+// endpoint (POST /v1/functions/NAME/invoke, the body is the event) and the
+// function route (ANY /fn/NAME[/PATH], the request becomes an API Gateway
+// HTTP API v2.0 event and the result maps back as Lambda function URLs do).
+//
+// The gateway starts no goroutines; each request runs on its server
+// goroutine, waiting in the pool while the function is at its cap
+// (bounded, then 429).
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/httpevent"
+	"github.com/stratus-run/stratus/internal/pool"
+)
+
+type invoker interface {
+	Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error)
+}
+
+type heads interface {
+	Head(name string) (*stratus.Version, bool)
+}
+
+// Gateway serves invocations over HTTP.
+type Gateway struct {
+	inv      invoker
+	heads    heads
+	authOK   func(r *http.Request) bool
+	maxEvent int64
+	log      *slog.Logger
+}
+
+// New returns a Gateway. authOK reports whether a request carries the
+// server's token; maxEvent bounds an event's size.
+func New(inv invoker, h heads, authOK func(*http.Request) bool, maxEvent int64, log *slog.Logger) *Gateway {
+	return &Gateway{inv: inv, heads: h, authOK: authOK, maxEvent: maxEvent, log: log}
+}
+
+// WriteError answers err as the native API's JSON error.
+func WriteError(w http.ResponseWriter, err error) {
+	status, e := v1.ErrorFrom(err)
+	WriteJSON(w, status, e)
+}
+
+// WriteJSON answers v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"code":"ServiceException","message":"encode answer"}`)
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// readBody reads at most g.maxEvent bytes of the request body.
+func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > g.maxEvent {
+		return nil, fmt.Errorf("event is %d bytes, more than the %d byte limit: %w", r.ContentLength, g.maxEvent, stratus.ErrTooLarge)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, g.maxEvent+1))
+	if err != nil {
+		return nil, fmt.Errorf("read event: %v: %w", err, stratus.ErrInvalid)
+	}
+	if int64(len(b)) > g.maxEvent {
+		return nil, fmt.Errorf("event is more than the %d byte limit: %w", g.maxEvent, stratus.ErrTooLarge)
+	}
+	return b, nil
+}
+
+var emptyEvent = []byte("{}")
+
+// ServeInvoke handles POST /v1/functions/{name}/invoke. The caller has
+// checked the token.
+func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := g.heads.Head(name); !ok {
+		WriteError(w, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		return
+	}
+	body, err := g.readBody(r)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	if len(body) == 0 {
+		body = emptyEvent
+	} else if !json.Valid(body) {
+		WriteError(w, fmt.Errorf("event is not valid JSON: %w", stratus.ErrInvalid))
+		return
+	}
+	req := pool.Request{
+		RequestID:       uuid.NewString(),
+		Event:           body,
+		ClientContext:   r.Header.Get("X-Amz-Client-Context"),
+		CognitoIdentity: r.Header.Get("X-Stratus-Cognito-Identity"),
+	}
+	resp, err := g.inv.Invoke(r.Context(), name, req)
+	if err != nil {
+		w.Header()[v1.HeaderRequestID] = []string{req.RequestID}
+		WriteError(w, err)
+		return
+	}
+	h := w.Header()
+	setInvokeHeaders(h, resp)
+	if resp.ErrorType != "" {
+		h[v1.HeaderFunctionError] = []string{"Unhandled"}
+	}
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp.Body)
+}
+
+func setInvokeHeaders(h http.Header, resp *pool.Response) {
+	rec := &resp.Record
+	h[v1.HeaderRequestID] = []string{rec.RequestID}
+	h[v1.HeaderVersion] = []string{strconv.Itoa(rec.Version)}
+	h[v1.HeaderDuration] = []string{strconv.FormatFloat(rec.DurationMs, 'f', 3, 64)}
+	if rec.Cold {
+		h[v1.HeaderColdStart] = []string{"true"}
+		h[v1.HeaderInitDuration] = []string{strconv.FormatFloat(rec.InitDurationMs, 'f', 3, 64)}
+	} else {
+		h[v1.HeaderColdStart] = []string{"false"}
+	}
+}
+
+// ServeFunctionURL handles ANY /fn/{name}[/{path...}].
+func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	head, ok := g.heads.Head(name)
+	if !ok || head.Config.Auth != stratus.AuthNone {
+		if !g.authOK(r) {
+			WriteUnauthorized(w)
+			return
+		}
+		if !ok {
+			WriteError(w, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+			return
+		}
+	}
+	body, err := g.readBody(r)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	raw := "/" + r.PathValue("path")
+	if p := r.URL.EscapedPath(); strings.HasPrefix(p, "/fn/"+name+"/") {
+		raw = p[len("/fn/"+name):]
+	}
+	if ok && head.Config.Auth != stratus.AuthNone {
+		// The server's token is not the function's to see.
+		r.Header.Del("Authorization")
+	}
+	reqID := uuid.NewString()
+	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: name})
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	resp, err := g.inv.Invoke(r.Context(), name, pool.Request{RequestID: reqID, Event: event})
+	if err != nil {
+		w.Header()[v1.HeaderRequestID] = []string{reqID}
+		WriteError(w, err)
+		return
+	}
+	setInvokeHeaders(w.Header(), resp)
+	if resp.ErrorType != "" {
+		// As function URLs do: a function error is a 502 to the caller.
+		w.Header()[v1.HeaderFunctionError] = []string{"Unhandled"}
+		var obj struct {
+			ErrorMessage string `json:"errorMessage"`
+		}
+		_ = json.Unmarshal(resp.Body, &obj)
+		WriteJSON(w, http.StatusBadGateway, v1.Error{Code: resp.ErrorType, Message: obj.ErrorMessage})
+		return
+	}
+	if err := httpevent.WriteResponse(w, resp.Body); err != nil {
+		g.log.Info("function returned a malformed response", "fn", name, "req_id", reqID, "err", err)
+		WriteJSON(w, http.StatusBadGateway, v1.Error{Code: "Function.MalformedResponse", Message: err.Error()})
+	}
+}
+
+// WriteUnauthorized answers a request without the right token.
+func WriteUnauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="stratus"`)
+	WriteJSON(w, http.StatusUnauthorized, v1.Error{Code: v1.CodeUnauthorized, Message: "missing or wrong bearer token: send Authorization: Bearer TOKEN (the token is in the server's data dir, file token)"})
+}

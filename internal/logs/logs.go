@@ -1,0 +1,153 @@
+// Package logs batches the platform's output (instance log lines and
+// invocation records) into the store, off the invocation path, and tells
+// followers when new lines are stored.
+//
+// Goroutines: Run owns the single writer goroutine (it is the loop itself);
+// Log and Record only send on a bounded channel, blocking while it is full
+// (backpressure, never unbounded memory). After Run returns, further lines
+// are dropped.
+package logs
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/store"
+)
+
+const (
+	queueSize  = 1 << 16
+	batchSize  = 2000
+	flushEvery = 50 * time.Millisecond
+)
+
+// Retention bounds what the store keeps per function.
+type Retention struct {
+	Invocations int
+	LogLines    int
+	MaxAge      time.Duration
+	// Every is how often old rows are pruned.
+	Every time.Duration
+}
+
+type item struct {
+	line *stratus.LogLine
+	rec  *stratus.Invocation
+}
+
+// Writer stores log lines and records in batches.
+type Writer struct {
+	st   *store.Store
+	ret  Retention
+	log  *slog.Logger
+	ch   chan item
+	done chan struct{} // closed when Run has returned
+
+	mu      sync.Mutex
+	flushed chan struct{} // closed and replaced after each stored batch
+}
+
+// New returns a Writer; call Run.
+func New(st *store.Store, ret Retention, log *slog.Logger) *Writer {
+	if ret.Every == 0 {
+		ret.Every = time.Minute
+	}
+	return &Writer{st: st, ret: ret, log: log, ch: make(chan item, queueSize), done: make(chan struct{}), flushed: make(chan struct{})}
+}
+
+// Log queues a log line.
+func (w *Writer) Log(l stratus.LogLine) {
+	select {
+	case w.ch <- item{line: &l}:
+	case <-w.done:
+	}
+}
+
+// Record queues an invocation record.
+func (w *Writer) Record(r stratus.Invocation) {
+	select {
+	case w.ch <- item{rec: &r}:
+	case <-w.done:
+	}
+}
+
+// Flushed returns a channel closed after the next batch is stored.
+func (w *Writer) Flushed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushed
+}
+
+// Run stores queued items until ctx ends, then stores what is queued and
+// returns.
+func (w *Writer) Run(ctx context.Context) error {
+	defer close(w.done)
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	prune := time.NewTicker(w.ret.Every)
+	defer prune.Stop()
+	var lines []stratus.LogLine
+	var recs []stratus.Invocation
+	flush := func() {
+		if len(lines) == 0 && len(recs) == 0 {
+			return
+		}
+		// Storing must finish even while the server stops.
+		bg := context.WithoutCancel(ctx)
+		if len(recs) > 0 {
+			if err := w.st.InsertInvocations(bg, recs); err != nil {
+				w.log.Error("store invocation records", "n", len(recs), "err", err)
+			}
+		}
+		if len(lines) > 0 {
+			if err := w.st.InsertLogs(bg, lines); err != nil {
+				w.log.Error("store log lines", "n", len(lines), "err", err)
+			}
+		}
+		lines, recs = lines[:0], recs[:0]
+		w.mu.Lock()
+		close(w.flushed)
+		w.flushed = make(chan struct{})
+		w.mu.Unlock()
+	}
+	add := func(it item) {
+		if it.line != nil {
+			lines = append(lines, *it.line)
+		} else {
+			recs = append(recs, *it.rec)
+		}
+		if len(lines)+len(recs) >= batchSize {
+			flush()
+		}
+	}
+	for {
+		select {
+		case it := <-w.ch:
+			add(it)
+		case <-tick.C:
+			flush()
+		case <-prune.C:
+			flush()
+			if n, err := w.st.Prune(ctx, w.ret.Invocations, w.ret.LogLines, w.ret.MaxAge); err != nil {
+				w.log.Error("prune records", "err", err)
+			} else if n > 0 {
+				w.log.Debug("pruned records", "rows", n)
+			}
+		case <-ctx.Done():
+		drain:
+			for {
+				select {
+				case it := <-w.ch:
+					add(it)
+				default:
+					break drain
+				}
+			}
+			flush()
+			return nil
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/runtimeapi"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+// instance states, guarded by Manager.mu.
+const (
+	stateStarting = iota
+	stateIdle
+	stateBusy
+	stateDead
+)
+
+// Instance is one running copy of a function version: a sandbox and the
+// Runtime API it talks to.
+type Instance struct {
+	ID      string
+	Version *stratus.Version
+	pool    *fnPool
+
+	rapi    *runtimeapi.Server
+	started time.Time
+
+	// Guarded by Manager.mu.
+	state    int
+	lastUsed time.Time
+
+	exited chan struct{} // closed when the sandbox has ended
+	exit   sandbox.Exit  // valid after exited is closed
+
+	// reqID is the request ID output lines are tied to: the invocation in
+	// flight, else the last one.
+	reqID atomic.Pointer[string]
+}
+
+// lineWriter splits an output stream into lines and hands each to emit.
+// Writes come from one goroutine (the driver's copier).
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	emit func(line string)
+}
+
+const maxLine = 256 << 10
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.buf = append(w.buf, p...)
+			for len(w.buf) >= maxLine {
+				w.emit(string(w.buf[:maxLine]))
+				w.buf = append(w.buf[:0], w.buf[maxLine:]...)
+			}
+			break
+		}
+		line := p[:i]
+		if len(w.buf) > 0 {
+			w.buf = append(w.buf, line...)
+			line = w.buf
+		}
+		w.emit(string(bytes.TrimSuffix(line, []byte("\r"))))
+		w.buf = w.buf[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// Close emits a last unterminated line.
+func (w *lineWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit(string(w.buf))
+		w.buf = nil
+	}
+	return nil
+}
+
+// exitMessage is how Lambda reports a runtime that ended.
+func exitMessage(e sandbox.Exit) string {
+	return "Runtime exited with error: " + e.String()
+}
+
+// waitExit reports the sandbox's exit when it ends, within d.
+func (in *Instance) waitExit(d time.Duration) (sandbox.Exit, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-in.exited:
+		return in.exit, true
+	case <-t.C:
+		return sandbox.Exit{}, false
+	}
+}
+
+// invoke hands inv to the runtime and waits for its answer, the timeout or
+// the instance's end. healthy is false when the instance must not be reused.
+func (in *Instance) invoke(ctx context.Context, inv *runtimeapi.Invocation, timeout time.Duration) (res runtimeapi.Result, outcome string, healthy bool) {
+	in.reqID.Store(&inv.RequestID)
+	ch, err := in.rapi.Invoke(ctx, inv)
+	if err != nil {
+		select {
+		case <-in.exited:
+			return runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit)), stratus.OutcomeCrash, false
+		default:
+		}
+		return runtimeapi.ErrorResult("Runtime.Unavailable", fmt.Sprintf("hand invocation to runtime: %v", err)), stratus.OutcomeCrash, false
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case res = <-ch:
+		if res.ErrorType != "" {
+			return res, stratus.OutcomeError, true
+		}
+		return res, stratus.OutcomeSuccess, true
+	case <-in.exited:
+		// The runtime may have answered just before it ended.
+		select {
+		case res = <-ch:
+			return res, outcomeOf(res), false
+		default:
+		}
+		return runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit)), stratus.OutcomeCrash, false
+	case <-t.C:
+		msg := fmt.Sprintf("%s %s Task timed out after %.2f seconds", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), inv.RequestID, timeout.Seconds())
+		return runtimeapi.ErrorResult("Sandbox.Timedout", msg), stratus.OutcomeTimeout, false
+	}
+}
+
+func outcomeOf(r runtimeapi.Result) string {
+	if r.ErrorType != "" {
+		return stratus.OutcomeError
+	}
+	return stratus.OutcomeSuccess
+}

@@ -1,0 +1,744 @@
+// Package pool keeps the instances of every deployed function: it hands an
+// idle warm instance to each invocation (most recently used first), starts
+// a new one when none is idle (scale from zero) up to the function's max
+// concurrency and the server-wide cap, makes callers wait a bounded time
+// beyond that (then ErrCapacity), keeps --min-instances warm and stops
+// instances idle for longer than their idle timeout (scale to zero).
+//
+// Concurrency: one mutex (Manager.mu) guards every pool's bookkeeping; it is
+// never held across I/O. Instance starts and stops run outside it. The
+// Manager owns every goroutine it starts (instance starts for warm pools,
+// stops, exit watchers) and Run waits for all of them after stopping every
+// instance. Waiters are served first come, first served.
+package pool
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/runtimeapi"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+// Sink receives the platform's output: log lines and invocation records.
+// Calls must not block for long; they come from invocation paths.
+type Sink interface {
+	Log(l stratus.LogLine)
+	Record(r stratus.Invocation)
+}
+
+// Config configures a Manager.
+type Config struct {
+	Driver sandbox.Driver
+	// Command returns the argv that runs version v whose code is in dir.
+	Command func(v *stratus.Version, dir string) ([]string, error)
+	// CodeDir returns the folder holding the extracted code with this
+	// sha256.
+	CodeDir func(sha string) string
+	// RuntimeDir is LAMBDA_RUNTIME_DIR.
+	RuntimeDir string
+	Region     string
+	// MaxInstances caps live instances across all functions.
+	MaxInstances int
+	// IdleTimeout is the default idle lifetime of an instance.
+	IdleTimeout time.Duration
+	// ThrottleWait bounds how long an invocation waits for an instance when
+	// its function or the server is at its cap.
+	ThrottleWait time.Duration
+	// InitTimeout bounds a runtime's initialisation.
+	InitTimeout time.Duration
+	// StopGrace is how long a stopping instance gets after SIGTERM.
+	StopGrace time.Duration
+	Sink      Sink
+	Now       func() time.Time
+	Log       *slog.Logger
+}
+
+// Manager holds the pools of all functions.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	pools    map[string]*fnPool
+	live     int // instances across all pools
+	stopping bool
+
+	wg sync.WaitGroup // background starts, stops and exit watchers
+}
+
+type fnPool struct {
+	name    string
+	cur     *stratus.Version
+	idle    []*Instance // most recently used last
+	live    int         // starting + idle + busy
+	waiters []*waiter
+	removed bool
+}
+
+// grant is what a waiter receives: an instance, or a slot to start one
+// (inst nil, err nil), or an error.
+type grant struct {
+	inst *Instance
+	err  error
+}
+
+type waiter struct {
+	ch chan grant // buffered 1
+}
+
+// New returns a Manager; call Run to reap idle instances and to stop
+// everything at the end.
+func New(cfg Config) *Manager {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.InitTimeout == 0 {
+		cfg.InitTimeout = 10 * time.Second
+	}
+	if cfg.MaxInstances == 0 {
+		cfg.MaxInstances = stratus.DefaultMaxConc
+	}
+	return &Manager{cfg: cfg, log: cfg.Log, pools: make(map[string]*fnPool)}
+}
+
+// Run reaps idle instances every tick until ctx ends, then stops every
+// instance and returns once all of the Manager's goroutines have ended.
+func (m *Manager) Run(ctx context.Context, tick time.Duration) error {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			m.Reap()
+		case <-ctx.Done():
+			m.StopAll()
+			m.wg.Wait()
+			return nil
+		}
+	}
+}
+
+// Deploy makes v the version new invocations of its function use. Idle
+// instances of older versions stop; busy ones stop when their invocation
+// ends. It starts instances up to the version's MinInstances.
+func (m *Manager) Deploy(v *stratus.Version) {
+	m.mu.Lock()
+	p := m.pools[v.Function]
+	if p == nil {
+		p = &fnPool{name: v.Function}
+		m.pools[v.Function] = p
+	}
+	p.cur = v
+	var old []*Instance
+	keep := p.idle[:0]
+	for _, in := range p.idle {
+		if in.Version.Version != v.Version {
+			old = append(old, in)
+			continue
+		}
+		keep = append(keep, in)
+	}
+	clear(p.idle[len(keep):])
+	p.idle = keep
+	for _, in := range old {
+		m.dropLocked(in)
+	}
+	m.mu.Unlock()
+	m.stopAsync(old...)
+	m.Reap()
+}
+
+// Remove forgets function name and stops its instances; callers waiting
+// for one get ErrNotFound.
+func (m *Manager) Remove(name string) {
+	m.mu.Lock()
+	p := m.pools[name]
+	if p == nil {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.pools, name)
+	p.removed = true
+	old := p.idle
+	p.idle = nil
+	for _, in := range old {
+		m.dropLocked(in)
+	}
+	for _, w := range p.waiters {
+		w.ch <- grant{err: fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)}
+	}
+	p.waiters = nil
+	m.mu.Unlock()
+	m.stopAsync(old...)
+}
+
+// StopAll stops every idle instance now and every busy one when its
+// invocation ends; no instance starts afterwards.
+func (m *Manager) StopAll() {
+	m.mu.Lock()
+	m.stopping = true
+	var old []*Instance
+	for _, p := range m.pools {
+		old = append(old, p.idle...)
+		for _, in := range p.idle {
+			m.dropLocked(in)
+		}
+		p.idle = nil
+		for _, w := range p.waiters {
+			w.ch <- grant{err: fmt.Errorf("server is stopping: %w", stratus.ErrUnavailable)}
+		}
+		p.waiters = nil
+	}
+	m.mu.Unlock()
+	m.stopAsync(old...)
+}
+
+// Stats are counts for status pages and metrics.
+type Stats struct {
+	Live, Idle, Busy int
+}
+
+// Stats reports the instance counts of function name.
+func (m *Manager) Stats(name string) Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[name]
+	if p == nil {
+		return Stats{}
+	}
+	s := Stats{Live: p.live, Idle: len(p.idle)}
+	s.Busy = p.live - s.Idle
+	return s
+}
+
+// Total reports live instances across the server.
+func (m *Manager) Total() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live
+}
+
+// Request is one invocation.
+type Request struct {
+	RequestID       string
+	Event           []byte
+	ClientContext   string
+	CognitoIdentity string
+}
+
+// Response is the outcome of one invocation.
+type Response struct {
+	Body []byte
+	// ErrorType is set for a function error (the body is Lambda's error
+	// object).
+	ErrorType string
+	Record    stratus.Invocation
+}
+
+// Invoke runs req on an instance of the current version of function name.
+// It returns ErrNotFound for an unknown function, ErrCapacity when no
+// instance could be had within ThrottleWait, ErrUnavailable while stopping.
+// Function errors, timeouts and crashes are not Go errors: they come back
+// as a Response with ErrorType set.
+func (m *Manager) Invoke(ctx context.Context, name string, req Request) (*Response, error) {
+	in, cold, initErr, err := m.acquire(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	v := in.Version
+	c := v.Config
+	if initErr != nil {
+		// The instance never became ready: answer with its init failure.
+		rec := m.record(in, req.RequestID, m.cfg.Now(), 0, true, stratus.OutcomeCrash, initErr.ErrorType)
+		rec.InitDurationMs = ms(m.cfg.Now().Sub(in.started))
+		m.emitReport(in, rec)
+		m.release(in, false)
+		return &Response{Body: initErr.Body, ErrorType: initErr.ErrorType, Record: rec}, nil
+	}
+	start := m.cfg.Now()
+	m.platform(in, req.RequestID, "START RequestId: "+req.RequestID+" Version: "+stratus.LatestVersion)
+	inv := &runtimeapi.Invocation{
+		RequestID:       req.RequestID,
+		Event:           req.Event,
+		Deadline:        start.Add(time.Duration(c.TimeoutSec) * time.Second),
+		FunctionARN:     m.arn(v.Function),
+		TraceID:         traceID(start),
+		ClientContext:   req.ClientContext,
+		CognitoIdentity: req.CognitoIdentity,
+	}
+	res, outcome, healthy := in.invoke(ctx, inv, time.Duration(c.TimeoutSec)*time.Second)
+	end := m.cfg.Now()
+	rec := m.record(in, req.RequestID, start, end.Sub(start), cold, outcome, res.ErrorType)
+	if cold {
+		rec.InitDurationMs = ms(start.Sub(in.started))
+	}
+	if st, err := m.cfg.Driver.Stats(ctx, in.ID); err == nil {
+		rec.MaxMemoryMB = int(math.Ceil(float64(st.MaxRSSBytes) / (1 << 20)))
+	}
+	m.release(in, healthy)
+	m.emitReport(in, rec)
+	return &Response{Body: res.Body, ErrorType: res.ErrorType, Record: rec}, nil
+}
+
+func (m *Manager) record(in *Instance, reqID string, start time.Time, d time.Duration, cold bool, outcome, errType string) stratus.Invocation {
+	dms := ms(d)
+	billed := int64(math.Ceil(dms))
+	if billed < 1 {
+		billed = 1
+	}
+	return stratus.Invocation{
+		RequestID: reqID, Function: in.Version.Function, Version: in.Version.Version,
+		Start: start, DurationMs: dms, BilledMs: billed, MemoryMB: in.Version.Config.MemoryMB,
+		Cold: cold, Outcome: outcome, ErrorType: errType, Instance: in.ID,
+	}
+}
+
+func (m *Manager) emitReport(in *Instance, r stratus.Invocation) {
+	m.platform(in, r.RequestID, "END RequestId: "+r.RequestID)
+	line := fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
+		r.RequestID, r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB)
+	if r.Cold {
+		line += fmt.Sprintf("\tInit Duration: %.2f ms", r.InitDurationMs)
+	}
+	if r.Outcome == stratus.OutcomeTimeout {
+		line += "\tStatus: timeout"
+	}
+	m.platform(in, r.RequestID, line)
+	if m.cfg.Sink != nil {
+		m.cfg.Sink.Record(r)
+	}
+}
+
+func (m *Manager) platform(in *Instance, reqID, text string) {
+	if m.cfg.Sink == nil {
+		return
+	}
+	m.cfg.Sink.Log(stratus.LogLine{
+		Function: in.Version.Function, Time: m.cfg.Now(), RequestID: reqID,
+		Instance: in.ID, Stream: "platform", Text: text,
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (m *Manager) arn(fn string) string {
+	return "arn:aws:lambda:" + m.cfg.Region + ":000000000000:function:" + fn
+}
+
+// acquire returns an instance of the current version of name, ready for an
+// invocation. cold is true when it was started for this call; initErr is
+// set when that start failed in a way the caller reports to the client
+// (the instance is then dead and must be released unhealthy).
+func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold bool, initErr *runtimeapi.Result, err error) {
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return nil, false, nil, fmt.Errorf("server is stopping: %w", stratus.ErrUnavailable)
+	}
+	p := m.pools[name]
+	if p == nil {
+		m.mu.Unlock()
+		return nil, false, nil, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)
+	}
+	if n := len(p.idle); n > 0 {
+		in = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		in.state = stateBusy
+		m.mu.Unlock()
+		return in, false, nil, nil
+	}
+	if m.reserveLocked(p) {
+		v := p.cur
+		m.mu.Unlock()
+		return m.startFor(ctx, p, v)
+	}
+	w := &waiter{ch: make(chan grant, 1)}
+	p.waiters = append(p.waiters, w)
+	m.mu.Unlock()
+
+	t := time.NewTimer(m.cfg.ThrottleWait)
+	defer t.Stop()
+	var g grant
+	select {
+	case g = <-w.ch:
+	case <-t.C:
+		if m.cancelWait(p, w) {
+			return nil, false, nil, fmt.Errorf("function %q: %d instances busy (max concurrency %d): %w", name, p.liveOf(m), p.cur.Config.MaxConcurrency, stratus.ErrCapacity)
+		}
+		g = <-w.ch
+	case <-ctx.Done():
+		if m.cancelWait(p, w) {
+			return nil, false, nil, ctx.Err()
+		}
+		g = <-w.ch
+	}
+	if g.err != nil {
+		return nil, false, nil, g.err
+	}
+	if g.inst != nil {
+		return g.inst, false, nil, nil
+	}
+	m.mu.Lock()
+	v := p.cur
+	m.mu.Unlock()
+	return m.startFor(ctx, p, v)
+}
+
+func (p *fnPool) liveOf(m *Manager) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return p.live
+}
+
+// cancelWait removes w from p's queue; false means a grant is already on
+// its way.
+func (m *Manager) cancelWait(p *fnPool, w *waiter) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// reserveLocked takes a slot for a new instance of p, evicting the least
+// recently used idle instance of another function when the server is at
+// its cap. m.mu is held.
+func (m *Manager) reserveLocked(p *fnPool) bool {
+	if p.live >= p.cur.Config.MaxConcurrency {
+		return false
+	}
+	if m.live >= m.cfg.MaxInstances {
+		victim := m.lruIdleLocked()
+		if victim == nil {
+			return false
+		}
+		vp := victim.pool
+		for i, x := range vp.idle {
+			if x == victim {
+				vp.idle = append(vp.idle[:i], vp.idle[i+1:]...)
+				break
+			}
+		}
+		m.dropLocked(victim)
+		m.stopAsync(victim)
+	}
+	p.live++
+	m.live++
+	return true
+}
+
+func (m *Manager) lruIdleLocked() *Instance {
+	var best *Instance
+	for _, p := range m.pools {
+		if len(p.idle) > 0 && (best == nil || p.idle[0].lastUsed.Before(best.lastUsed)) {
+			best = p.idle[0]
+		}
+	}
+	return best
+}
+
+// dropLocked forgets in (already out of any idle list) and frees its slot
+// for a waiter. m.mu is held.
+func (m *Manager) dropLocked(in *Instance) {
+	if in.state == stateDead {
+		return
+	}
+	in.state = stateDead
+	in.pool.live--
+	m.live--
+	m.grantSlotLocked(in.pool)
+}
+
+// grantSlotLocked gives a free slot to the first waiter that can use one:
+// in p first, then in any pool blocked by the server-wide cap.
+func (m *Manager) grantSlotLocked(p *fnPool) {
+	if m.stopping {
+		return
+	}
+	try := func(q *fnPool) bool {
+		if len(q.waiters) == 0 || q.removed || q.live >= q.cur.Config.MaxConcurrency || m.live >= m.cfg.MaxInstances {
+			return false
+		}
+		w := q.waiters[0]
+		q.waiters = q.waiters[1:]
+		q.live++
+		m.live++
+		w.ch <- grant{}
+		return true
+	}
+	if try(p) {
+		return
+	}
+	for _, q := range m.pools {
+		if q != p && try(q) {
+			return
+		}
+	}
+}
+
+// release returns in after an invocation: to a waiter, to the idle stack,
+// or (unhealthy, outdated, removed, stopping) to be stopped.
+func (m *Manager) release(in *Instance, healthy bool) {
+	m.mu.Lock()
+	p := in.pool
+	if in.state == stateDead {
+		m.mu.Unlock()
+		return
+	}
+	if !healthy || p.removed || m.stopping || p.cur.Version != in.Version.Version {
+		m.dropLocked(in)
+		m.mu.Unlock()
+		m.stopAsync(in)
+		return
+	}
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		m.mu.Unlock()
+		w.ch <- grant{inst: in}
+		return
+	}
+	in.state = stateIdle
+	in.lastUsed = m.cfg.Now()
+	p.idle = append(p.idle, in)
+	m.mu.Unlock()
+}
+
+// startFor starts an instance of v in a slot already reserved in p. On
+// failure the slot is freed. A runtime that fails its init returns the
+// instance with initErr set.
+func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version) (*Instance, bool, *runtimeapi.Result, error) {
+	in, initErr, err := m.start(p, v)
+	if err != nil {
+		m.mu.Lock()
+		p.live--
+		m.live--
+		m.grantSlotLocked(p)
+		m.mu.Unlock()
+		return nil, false, nil, err
+	}
+	return in, true, initErr, nil
+}
+
+// start launches an instance and waits until its runtime asks for the first
+// invocation. Failures of the function's own init come back as initErr
+// with a live-but-dead instance to release; platform failures as err.
+func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.Result, error) {
+	dir := m.cfg.CodeDir(v.CodeSHA)
+	argv, err := m.cfg.Command(v, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	rapi, err := runtimeapi.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	in := &Instance{
+		ID: newID(), Version: v, pool: p, rapi: rapi,
+		state: stateBusy, exited: make(chan struct{}),
+	}
+	empty := ""
+	in.reqID.Store(&empty)
+	stdout := m.outputWriter(in, "stdout")
+	stderr := m.outputWriter(in, "stderr")
+	spec := sandbox.Spec{
+		ID:       in.ID,
+		Argv:     argv,
+		Env:      m.env(v, dir, in, rapi.Addr()),
+		Dir:      dir,
+		MemoryMB: v.Config.MemoryMB,
+		Stdout:   stdout,
+		Stderr:   stderr,
+	}
+	in.started = m.cfg.Now()
+	if err := m.cfg.Driver.Start(context.Background(), spec); err != nil {
+		rapi.Close()
+		return nil, nil, fmt.Errorf("start instance of %s: %w", v.Key(), err)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		e, err := m.cfg.Driver.Wait(context.Background(), in.ID)
+		if err != nil {
+			e = sandbox.Exit{Code: -1, Signal: "unknown"}
+		}
+		stdout.Close()
+		stderr.Close()
+		in.exit = e
+		close(in.exited)
+		rapi.Close()
+		m.onExit(in)
+	}()
+
+	t := time.NewTimer(m.cfg.InitTimeout)
+	defer t.Stop()
+	select {
+	case <-rapi.Ready():
+		return in, nil, nil
+	case r := <-rapi.InitError():
+		// Lambda reports the runtime's own init error; the instance is done.
+		return in, &r, nil
+	case <-in.exited:
+		r := runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit))
+		return in, &r, nil
+	case <-t.C:
+		r := runtimeapi.ErrorResult("Runtime.InitTimeout", fmt.Sprintf("runtime did not ask for an invocation within %s of starting", m.cfg.InitTimeout))
+		return in, &r, nil
+	}
+}
+
+// onExit forgets an instance whose sandbox ended on its own while idle.
+func (m *Manager) onExit(in *Instance) {
+	m.mu.Lock()
+	if in.state != stateIdle {
+		m.mu.Unlock()
+		return
+	}
+	p := in.pool
+	for i, x := range p.idle {
+		if x == in {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			break
+		}
+	}
+	m.dropLocked(in)
+	m.mu.Unlock()
+	m.log.Info("idle instance exited", "fn", in.Version.Function, "instance", in.ID, "exit", in.exit.String())
+}
+
+func (m *Manager) outputWriter(in *Instance, stream string) *lineWriter {
+	fn := in.Version.Function
+	return &lineWriter{emit: func(line string) {
+		if m.cfg.Sink == nil {
+			return
+		}
+		m.cfg.Sink.Log(stratus.LogLine{
+			Function: fn, Time: m.cfg.Now(), RequestID: *in.reqID.Load(),
+			Instance: in.ID, Stream: stream, Text: line,
+		})
+	}}
+}
+
+// stopAsync stops instances in the background.
+func (m *Manager) stopAsync(ins ...*Instance) {
+	for _, in := range ins {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			in.rapi.Close()
+			if err := m.cfg.Driver.Stop(context.Background(), in.ID, m.cfg.StopGrace); err != nil {
+				m.log.Warn("stop instance", "fn", in.Version.Function, "instance", in.ID, "err", err)
+			}
+		}()
+	}
+}
+
+// Reap stops instances idle for longer than their idle timeout, keeping
+// each function's MinInstances, and starts instances up to MinInstances.
+func (m *Manager) Reap() {
+	now := m.cfg.Now()
+	var old []*Instance
+	type warm struct {
+		p *fnPool
+		v *stratus.Version
+	}
+	var starts []warm
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return
+	}
+	for _, p := range m.pools {
+		c := p.cur.Config
+		idleFor := time.Duration(c.IdleTimeout)
+		if idleFor <= 0 {
+			idleFor = m.cfg.IdleTimeout
+		}
+		// p.idle is oldest first.
+		for len(p.idle) > 0 && p.live > c.MinInstances && now.Sub(p.idle[0].lastUsed) >= idleFor {
+			in := p.idle[0]
+			p.idle = p.idle[1:]
+			old = append(old, in)
+			m.dropLocked(in)
+		}
+		for p.live < c.MinInstances && len(p.waiters) == 0 && m.reserveLocked(p) {
+			starts = append(starts, warm{p, p.cur})
+		}
+	}
+	m.mu.Unlock()
+	m.stopAsync(old...)
+	for _, s := range starts {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			in, initErr, err := m.start(s.p, s.v)
+			if err != nil {
+				m.log.Warn("start warm instance", "fn", s.v.Function, "err", err)
+				m.mu.Lock()
+				s.p.live--
+				m.live--
+				m.grantSlotLocked(s.p)
+				m.mu.Unlock()
+				return
+			}
+			if initErr != nil {
+				m.log.Warn("warm instance failed its init", "fn", s.v.Function, "instance", in.ID, "err", string(initErr.Body))
+			}
+			m.release(in, initErr == nil)
+		}()
+	}
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func traceID(t time.Time) string {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", t.Unix(), h[:24], h[24:40])
+}
+
+func (m *Manager) env(v *stratus.Version, dir string, in *Instance, rapiAddr string) []string {
+	c := v.Config
+	env := []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin",
+		"LANG=en_US.UTF-8",
+		"TZ=:UTC",
+		"AWS_LAMBDA_RUNTIME_API=" + rapiAddr,
+		"AWS_LAMBDA_FUNCTION_NAME=" + v.Function,
+		"AWS_LAMBDA_FUNCTION_VERSION=" + stratus.LatestVersion,
+		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", c.MemoryMB),
+		"AWS_REGION=" + m.cfg.Region,
+		"AWS_DEFAULT_REGION=" + m.cfg.Region,
+		"LAMBDA_TASK_ROOT=" + dir,
+		"LAMBDA_RUNTIME_DIR=" + m.cfg.RuntimeDir,
+		"_HANDLER=" + c.Handler,
+		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + v.Function,
+		"AWS_LAMBDA_LOG_STREAM_NAME=" + m.cfg.Now().UTC().Format("2006/01/02") + "/[" + stratus.LatestVersion + "]" + in.ID,
+		"AWS_EXECUTION_ENV=AWS_Lambda_" + c.Runtime,
+	}
+	for k, val := range c.Env {
+		env = append(env, k+"="+val)
+	}
+	return env
+}

@@ -1,0 +1,367 @@
+// Package process is the sandbox driver that runs each instance as a plain
+// child process in a session and process group of its own, with Lambda's
+// rlimits. Stopping a sandbox kills its whole group, so helpers the
+// instance forked go with it; every child also gets SIGKILL when the server
+// dies (parent-death signal), and a state file per sandbox lets a restarted
+// server find and stop what a crashed one left behind.
+//
+// Goroutines: per sandbox, one reaper (waits for the process, then kills the
+// rest of its group) and one copier per output stream; all end before Wait
+// returns for that sandbox.
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+// Rlimits each instance gets, as on Lambda.
+const (
+	maxOpenFiles = 1024
+)
+
+var _ sandbox.Driver = (*Driver)(nil)
+
+// Driver runs sandboxes as process groups.
+type Driver struct {
+	stateDir string
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	procs map[string]*proc
+}
+
+type proc struct {
+	pid   int
+	done  chan struct{} // closed when the process and its output are gone
+	exit  sandbox.Exit
+	owned bool // started by this Driver (else recovered from a state file)
+}
+
+// state is what a sandbox's state file holds.
+type state struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"startTime"` // /proc/PID/stat field 22
+}
+
+// New returns a driver that keeps its state files in stateDir.
+func New(stateDir string, log *slog.Logger) (*Driver, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create sandbox state dir: %w", err)
+	}
+	return &Driver{stateDir: stateDir, log: log, procs: make(map[string]*proc)}, nil
+}
+
+// Name implements sandbox.Driver.
+func (d *Driver) Name() string { return "process" }
+
+// Capabilities implements sandbox.Driver.
+func (d *Driver) Capabilities() sandbox.Capabilities { return sandbox.Capabilities{} }
+
+// Start implements sandbox.Driver.
+func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
+	if len(spec.Argv) == 0 {
+		return fmt.Errorf("start sandbox %q: empty argv: %w", spec.ID, stratus.ErrInvalid)
+	}
+	d.mu.Lock()
+	if p, ok := d.procs[spec.ID]; ok {
+		select {
+		case <-p.done:
+		default:
+			d.mu.Unlock()
+			return fmt.Errorf("start sandbox %q: already running: %w", spec.ID, stratus.ErrConflict)
+		}
+	}
+	d.mu.Unlock()
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
+	}
+	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	cmd.Env = spec.Env
+	cmd.Dir = spec.Dir
+	cmd.Stdout = outW
+	cmd.Stderr = errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
+	}
+	pid := cmd.Process.Pid
+	lim := &unix.Rlimit{Cur: maxOpenFiles, Max: maxOpenFiles}
+	_ = unix.Prlimit(pid, unix.RLIMIT_NOFILE, lim, nil)
+	_ = unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
+
+	p := &proc{pid: pid, done: make(chan struct{}), owned: true}
+	if err := d.writeState(spec.ID, pid); err != nil {
+		d.log.Warn("write sandbox state", "instance", spec.ID, "err", err)
+	}
+	d.mu.Lock()
+	d.procs[spec.ID] = p
+	d.mu.Unlock()
+
+	var copiers sync.WaitGroup
+	copiers.Add(2)
+	go copyOut(&copiers, spec.Stdout, outR)
+	go copyOut(&copiers, spec.Stderr, errR)
+	go func() {
+		st, err := cmd.Process.Wait()
+		// The leader is gone; take whatever it left in its group with it.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		copiers.Wait()
+		p.exit = exitOf(st, err)
+		d.removeState(spec.ID)
+		close(p.done)
+	}()
+	return nil
+}
+
+func copyOut(wg *sync.WaitGroup, w io.Writer, r *os.File) {
+	defer wg.Done()
+	defer r.Close()
+	if w == nil {
+		w = io.Discard
+	}
+	_, _ = io.Copy(w, r)
+}
+
+func exitOf(st *os.ProcessState, err error) sandbox.Exit {
+	if st == nil {
+		return sandbox.Exit{Code: -1, Signal: "unknown: " + fmt.Sprint(err)}
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return sandbox.Exit{Code: -1, Signal: ws.Signal().String()}
+	}
+	return sandbox.Exit{Code: st.ExitCode()}
+}
+
+// Stop implements sandbox.Driver.
+func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
+	d.mu.Lock()
+	p, ok := d.procs[id]
+	d.mu.Unlock()
+	if !ok {
+		// Maybe a sandbox of an earlier server process.
+		st, err := d.readState(id)
+		if err != nil {
+			return nil
+		}
+		return d.stopRecovered(ctx, id, st, grace)
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if grace > 0 {
+		_ = syscall.Kill(-p.pid, syscall.SIGTERM)
+		t := time.NewTimer(grace)
+		select {
+		case <-p.done:
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("stop sandbox %q: process %d did not exit after SIGKILL: %w", id, p.pid, stratus.ErrTimeout)
+	}
+}
+
+// stopRecovered stops a process group that an earlier server left behind.
+// It is not our child, so its end is seen by polling /proc.
+func (d *Driver) stopRecovered(ctx context.Context, id string, st state, grace time.Duration) error {
+	defer d.removeState(id)
+	if !sameProcess(st) {
+		return nil
+	}
+	sig := syscall.SIGTERM
+	if grace <= 0 {
+		sig = syscall.SIGKILL
+	}
+	_ = syscall.Kill(-st.PID, sig)
+	deadline := time.Now().Add(grace)
+	for sameProcess(st) {
+		if sig == syscall.SIGTERM && (time.Now().After(deadline) || ctx.Err() != nil) {
+			sig = syscall.SIGKILL
+			_ = syscall.Kill(-st.PID, sig)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The leader is gone; end the rest of its group.
+	_ = syscall.Kill(-st.PID, syscall.SIGKILL)
+	return nil
+}
+
+// Wait implements sandbox.Driver.
+func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
+	d.mu.Lock()
+	p, ok := d.procs[id]
+	d.mu.Unlock()
+	if !ok {
+		return sandbox.Exit{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	select {
+	case <-p.done:
+		d.mu.Lock()
+		if d.procs[id] == p {
+			delete(d.procs, id)
+		}
+		d.mu.Unlock()
+		return p.exit, nil
+	case <-ctx.Done():
+		return sandbox.Exit{}, ctx.Err()
+	}
+}
+
+// Stats implements sandbox.Driver. MaxRSSBytes is the peak resident memory
+// of the instance's main process.
+func (d *Driver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
+	d.mu.Lock()
+	p, ok := d.procs[id]
+	d.mu.Unlock()
+	if !ok {
+		return sandbox.Stats{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/status")
+	if err != nil {
+		return sandbox.Stats{}, fmt.Errorf("sandbox %q stats: %w", id, err)
+	}
+	return sandbox.Stats{MaxRSSBytes: parseHWM(b)}, nil
+}
+
+// parseHWM returns VmHWM from a /proc/PID/status text, in bytes.
+func parseHWM(b []byte) int64 {
+	s := string(b)
+	i := strings.Index(s, "VmHWM:")
+	if i < 0 {
+		return 0
+	}
+	s = s[i+len("VmHWM:"):]
+	if j := strings.IndexByte(s, '\n'); j >= 0 {
+		s = s[:j]
+	}
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "kB"))
+	kb, _ := strconv.ParseInt(s, 10, 64)
+	return kb * 1024
+}
+
+// List implements sandbox.Driver: the sandboxes this driver runs and those
+// whose state files an earlier server left, if their process still runs.
+func (d *Driver) List(ctx context.Context) ([]string, error) {
+	ents, err := os.ReadDir(d.stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	var ids []string
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, p := range d.procs {
+		select {
+		case <-p.done:
+		default:
+			ids = append(ids, id)
+		}
+	}
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		if _, mine := d.procs[id]; mine {
+			continue
+		}
+		st, err := d.readState(id)
+		if err != nil || !sameProcess(st) {
+			d.removeState(id)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func (d *Driver) statePath(id string) string { return filepath.Join(d.stateDir, id+".json") }
+
+func (d *Driver) writeState(id string, pid int) error {
+	st := state{PID: pid, StartTime: startTime(pid)}
+	b, _ := json.Marshal(st)
+	return os.WriteFile(d.statePath(id), b, 0o600)
+}
+
+func (d *Driver) readState(id string) (state, error) {
+	var st state
+	b, err := os.ReadFile(d.statePath(id))
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.PID <= 0 {
+		return st, errors.New("corrupt state file")
+	}
+	return st, nil
+}
+
+func (d *Driver) removeState(id string) { _ = os.Remove(d.statePath(id)) }
+
+// sameProcess reports whether the process in st still runs (same PID, same
+// start time, so not a reused PID).
+func sameProcess(st state) bool {
+	t := startTime(st.PID)
+	return t != 0 && t == st.StartTime
+}
+
+// startTime reads field 22 of /proc/PID/stat; 0 if the process is gone or a
+// zombie.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); field 22 is f[19].
+	if len(f) < 20 || f[0] == "Z" {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}

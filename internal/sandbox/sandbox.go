@@ -1,0 +1,91 @@
+// Package sandbox declares the contract between Stratus and whatever
+// isolates an instance: a plain process group, a runc container, later a
+// Kubernetes pod. The pool owns instances; a driver only starts, stops,
+// waits for and lists sandboxes, keyed by an ID the caller chooses.
+//
+// Drivers own the goroutines they start for a sandbox (output copying,
+// reaping) and end them when the sandbox has exited and Wait returned.
+// Every driver runs the shared suite in sandboxtest.
+package sandbox
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Spec is what a sandbox runs.
+type Spec struct {
+	// ID names the sandbox; it is unique among live sandboxes of a driver.
+	ID string
+	// Argv is the program and its arguments; Argv[0] is resolved by the
+	// driver (a path, or a name looked up in PATH).
+	Argv []string
+	// Env is the full environment, "K=V" entries.
+	Env []string
+	// Dir is the working directory.
+	Dir string
+	// MemoryMB is the instance's memory size; drivers with
+	// Capabilities.MemoryLimit enforce it.
+	MemoryMB int
+	// Stdout and Stderr receive the sandbox's output; nil discards it.
+	// Writes come from a goroutine the driver owns and end before Wait
+	// returns.
+	Stdout, Stderr io.Writer
+}
+
+// Capabilities says which optional features a driver provides.
+type Capabilities struct {
+	// MemoryLimit: Spec.MemoryMB is enforced (exceeding it kills the sandbox).
+	MemoryLimit bool
+	// Isolated: the sandbox has its own mount, pid and network namespaces.
+	Isolated bool
+}
+
+// Exit describes how a sandbox ended.
+type Exit struct {
+	Code   int    // exit code, -1 when killed by a signal
+	Signal string // signal name when killed by one, e.g. "killed"
+	OOM    bool   // killed for exceeding its memory limit
+}
+
+// String formats e as Go's exec package does: "exit status 1",
+// "signal: killed".
+func (e Exit) String() string {
+	if e.Signal != "" {
+		return "signal: " + e.Signal
+	}
+	return "exit status " + strconv.Itoa(e.Code)
+}
+
+// Stats are resource figures of a running sandbox.
+type Stats struct {
+	// MaxRSSBytes is the peak resident memory so far.
+	MaxRSSBytes int64
+}
+
+// Driver starts and stops sandboxes.
+type Driver interface {
+	// Name is the driver's name, e.g. "process".
+	Name() string
+	// Capabilities reports the optional features.
+	Capabilities() Capabilities
+	// Start starts a sandbox running spec and returns once the program has
+	// been started (not once it is ready). Starting an ID that is already
+	// live returns ErrConflict.
+	Start(ctx context.Context, spec Spec) error
+	// Stop asks the sandbox to end (SIGTERM), waits up to grace, then kills
+	// everything in it. It returns once nothing of it is left. Idempotent:
+	// stopping an unknown or ended sandbox returns nil.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Wait blocks until the sandbox has ended and its output is drained,
+	// and reports how. Unknown IDs return ErrNotFound.
+	Wait(ctx context.Context, id string) (Exit, error)
+	// Stats reports resource figures of a live sandbox.
+	Stats(ctx context.Context, id string) (Stats, error)
+	// List returns the IDs of sandboxes this driver left behind, including
+	// those of an earlier server process (so they can be stopped after a
+	// crash). Stop works on every listed ID.
+	List(ctx context.Context) ([]string, error)
+}

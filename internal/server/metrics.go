@@ -1,0 +1,62 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/pool"
+)
+
+// metrics counts invocations on their way to the log writer and exposes
+// them with the instance gauge in Prometheus format.
+type metrics struct {
+	next        pool.Sink
+	reg         *prometheus.Registry
+	invocations *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+}
+
+func newMetrics(next pool.Sink) *metrics {
+	m := &metrics{
+		next: next,
+		reg:  prometheus.NewRegistry(),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stratus_invocations_total", Help: "Invocations by function, outcome and cold start.",
+		}, []string{"function", "outcome", "cold"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "stratus_invocation_duration_seconds", Help: "Invocation durations by function.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"function"}),
+	}
+	m.reg.MustRegister(m.invocations, m.duration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) instances(total func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "stratus_instances", Help: "Live function instances.",
+	}, func() float64 { return float64(total()) }))
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Log implements pool.Sink.
+func (m *metrics) Log(l stratus.LogLine) { m.next.Log(l) }
+
+// Record implements pool.Sink.
+func (m *metrics) Record(r stratus.Invocation) {
+	cold := "false"
+	if r.Cold {
+		cold = "true"
+	}
+	m.invocations.WithLabelValues(r.Function, r.Outcome, cold).Inc()
+	m.duration.WithLabelValues(r.Function).Observe(r.DurationMs / 1000)
+	m.next.Record(r)
+}

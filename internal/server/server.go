@@ -1,0 +1,253 @@
+// Package server wires Stratus's parts into one process: it builds them in
+// order, runs the long-lived ones in one errgroup and stops them in order:
+// mark not ready, stop accepting, drain in-flight invocations (bounded by
+// the longest function timeout), stop every instance, flush logs, close the
+// store.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/apiserver"
+	"github.com/stratus-run/stratus/internal/archive"
+	"github.com/stratus-run/stratus/internal/config"
+	"github.com/stratus-run/stratus/internal/functions"
+	"github.com/stratus-run/stratus/internal/logs"
+	"github.com/stratus-run/stratus/internal/pool"
+	"github.com/stratus-run/stratus/internal/sandbox/process"
+	"github.com/stratus-run/stratus/internal/store"
+	"github.com/stratus-run/stratus/runtimes"
+)
+
+// TokenFile is the name of the token file in the data dir.
+const TokenFile = "token"
+
+// Run runs the server until ctx ends, then stops it cleanly. ready, if not
+// nil, is called with the listening address once requests are served.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(addr string)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	token, err := loadToken(cfg.DataDir, cfg.Token)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "stratus.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	driver, err := process.New(filepath.Join(cfg.DataDir, "run", "sandboxes"), log.With("component", "sandbox"))
+	if err != nil {
+		return err
+	}
+	log.Info("sandbox driver", "driver", driver.Name(), "why", "the only driver in this build: instances run as process groups with rlimits, without memory limits")
+	if err := stopLeftovers(ctx, driver, log); err != nil {
+		return err
+	}
+	rtDir := filepath.Join(cfg.DataDir, "runtimes")
+	if err := runtimes.Install(rtDir); err != nil {
+		return err
+	}
+
+	writer := logs.New(st, logs.Retention{
+		Invocations: cfg.RetainInvocations, LogLines: cfg.RetainLogLines, MaxAge: time.Duration(cfg.RetainAge),
+	}, log.With("component", "logs"))
+	met := newMetrics(writer)
+
+	var fns *functions.Service
+	pools := pool.New(pool.Config{
+		Driver:       driver,
+		Command:      newCommander(rtDir).command,
+		CodeDir:      func(sha string) string { return fns.CodeDir(sha) },
+		RuntimeDir:   rtDir,
+		Region:       cfg.Region,
+		MaxInstances: cfg.MaxInstances,
+		IdleTimeout:  time.Duration(cfg.IdleTimeout),
+		ThrottleWait: time.Duration(cfg.ThrottleWait),
+		InitTimeout:  time.Duration(cfg.InitTimeout),
+		StopGrace:    time.Duration(cfg.StopGrace),
+		Sink:         met,
+		Log:          log.With("component", "pool"),
+	})
+	met.instances(pools.Total)
+	lim := archive.DefaultLimits()
+	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipBytes, cfg.MaxUnzippedBytes
+	fns, err = functions.Open(ctx, functions.Config{
+		Store: st, Pools: pools, DataDir: cfg.DataDir, Limits: lim,
+		MaxConcurrency: cfg.MaxInstances, Log: log.With("component", "functions"),
+	})
+	if err != nil {
+		return err
+	}
+	api := apiserver.New(apiserver.Config{
+		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token,
+		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
+		Metrics: met.handler(), Log: log.With("component", "api"),
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	// Parts stop in reverse order of need: pools after the HTTP server has
+	// drained, the log writer after the pools.
+	poolCtx, stopPools := context.WithCancel(context.WithoutCancel(ctx))
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPools()
+	defer stopWriter()
+	var g errgroup.Group
+	var poolsDone sync.WaitGroup
+	poolsDone.Add(1)
+	g.Go(func() error { return writer.Run(writerCtx) })
+	g.Go(func() error {
+		defer poolsDone.Done()
+		return pools.Run(poolCtx, time.Second)
+	})
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("stratus is serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "region", cfg.Region)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("serve: %w", err)
+		}
+	}
+	log.Info("stopping: draining in-flight invocations")
+	api.Stopping()
+	drain := time.Duration(maxTimeout(ctx, fns))*time.Second + 5*time.Second
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain ended before every request finished", "err", err)
+		_ = srv.Close()
+	}
+	cancel()
+	stopPools()
+	poolsDone.Wait()
+	stopWriter()
+	if err := g.Wait(); err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// maxTimeout is the longest timeout of any function, in seconds.
+func maxTimeout(ctx context.Context, fns *functions.Service) int {
+	list, err := fns.List(ctx)
+	if err != nil {
+		return stratus.MaxTimeoutSec
+	}
+	m := stratus.DefaultTimeoutSec
+	for _, f := range list {
+		m = max(m, f.Config.TimeoutSec)
+	}
+	return m
+}
+
+// stopLeftovers stops instances a crashed server left running.
+func stopLeftovers(ctx context.Context, d *process.Driver, log *slog.Logger) error {
+	ids, err := d.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		log.Info("stopping an instance left by an earlier server", "instance", id)
+		if err := d.Stop(ctx, id, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadToken returns the configured token, else the one kept in dir, else
+// a new one saved there with mode 0600.
+func loadToken(dir, configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	p := filepath.Join(dir, TokenFile)
+	if b, err := os.ReadFile(p); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	t := hex.EncodeToString(b[:])
+	if err := os.WriteFile(p, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save token: %w", err)
+	}
+	return t, nil
+}
+
+// commander resolves how each runtime runs, once per interpreter.
+type commander struct {
+	rtDir string
+	mu    sync.Mutex
+	cache map[string][]string
+}
+
+func newCommander(rtDir string) *commander {
+	return &commander{rtDir: rtDir, cache: make(map[string][]string)}
+}
+
+func (c *commander) command(v *stratus.Version, dir string) ([]string, error) {
+	r := v.Config.Runtime
+	if stratus.IsProvided(r) {
+		return []string{filepath.Join(dir, "bootstrap")}, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if argv, ok := c.cache[r]; ok {
+		return argv, nil
+	}
+	argv, err := runtimes.Command(r, c.rtDir)
+	if err != nil {
+		return nil, err
+	}
+	if r == stratus.RuntimePython3 {
+		// Run the interpreter itself, not a version manager's shim.
+		if out, err := exec.Command(argv[0], "-c", "import sys; print(sys.executable)").Output(); err == nil {
+			if p := strings.TrimSpace(string(out)); p != "" {
+				argv = append([]string{p}, argv[1:]...)
+			}
+		}
+	}
+	c.cache[r] = argv
+	return argv, nil
+}

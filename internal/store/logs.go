@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+// Limits of ListLogs.
+const (
+	DefaultLogLimit = 1000
+	MaxLogLimit     = 10000
+)
+
+// InsertLogs records lines in one transaction and sets each line's ID.
+// IDs increase in insertion order and are never reused.
+func (s *Store) InsertLogs(ctx context.Context, lines []stratus.LogLine) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(lines))
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO logs (function, time, request_id, instance, stream, text)
+			VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, l := range lines {
+			res, err := stmt.ExecContext(ctx, l.Function, nanos(l.Time), l.RequestID, l.Instance, l.Stream, l.Text)
+			if err != nil {
+				return err
+			}
+			if ids[i], err = res.LastInsertId(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("insert %d log lines: %w", len(lines), err)
+	}
+	// Only now that they are committed do the lines get their IDs.
+	for i := range lines {
+		lines[i].ID = ids[i]
+	}
+	return nil
+}
+
+// LogQuery selects log lines of a function.
+type LogQuery struct {
+	// RequestID, if set, selects the lines of that request.
+	RequestID string
+	// Since, if set, selects lines written at or after it.
+	Since time.Time
+	// AfterID selects lines whose ID is greater: the last ID a follower
+	// has seen.
+	AfterID int64
+	// Limit is the most lines returned: DefaultLogLimit if zero or less, at
+	// most MaxLogLimit.
+	Limit int
+}
+
+// ListLogs returns the log lines of function fn that q selects, oldest
+// first (by ID).
+func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.LogLine, error) {
+	var b strings.Builder
+	b.WriteString(`SELECT id, time, request_id, instance, stream, text FROM logs WHERE function = ?`)
+	args := []any{fn}
+	if q.AfterID > 0 {
+		b.WriteString(` AND id > ?`)
+		args = append(args, q.AfterID)
+	}
+	if q.RequestID != "" {
+		b.WriteString(` AND request_id = ?`)
+		args = append(args, q.RequestID)
+	}
+	if !q.Since.IsZero() {
+		b.WriteString(` AND time >= ?`)
+		args = append(args, q.Since.UnixNano())
+	}
+	b.WriteString(` ORDER BY id LIMIT ?`)
+	args = append(args, limit(q.Limit, DefaultLogLimit, MaxLogLimit))
+
+	rows, err := s.r.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list logs of %q: %w", fn, err)
+	}
+	defer rows.Close()
+	lines := []stratus.LogLine{}
+	for rows.Next() {
+		l := stratus.LogLine{Function: fn}
+		var t int64
+		if err := rows.Scan(&l.ID, &t, &l.RequestID, &l.Instance, &l.Stream, &l.Text); err != nil {
+			return nil, fmt.Errorf("list logs of %q: %w", fn, err)
+		}
+		l.Time = fromNanos(t)
+		lines = append(lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list logs of %q: %w", fn, err)
+	}
+	return lines, nil
+}
+
+// pruneLogs deletes the lines of fn older than cutoff (unix nanoseconds; 0
+// for none) and all but the newest keep (0 for no bound). It deletes by ID
+// threshold through the (function, id) index. For age it deletes the lines
+// before the first one at or after cutoff, so a line written with an old
+// time after a newer line stays until the count bound removes it.
+func pruneLogs(ctx context.Context, tx *sql.Tx, fn string, keep int, cutoff int64) (int64, error) {
+	var deleted int64
+	del := func(query string, args ...any) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		deleted += n
+		return err
+	}
+	if cutoff > 0 {
+		var first int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM logs WHERE function = ? AND time >= ?
+			ORDER BY id LIMIT 1`, fn, cutoff).Scan(&first)
+		switch {
+		case errors.Is(err, sql.ErrNoRows): // every line is old
+			err = del(`DELETE FROM logs WHERE function = ?`, fn)
+		case err == nil:
+			err = del(`DELETE FROM logs WHERE function = ? AND id < ?`, fn, first)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if keep > 0 {
+		var last int64 // the newest line beyond those kept
+		err := tx.QueryRowContext(ctx, `SELECT id FROM logs WHERE function = ?
+			ORDER BY id DESC LIMIT 1 OFFSET ?`, fn, keep).Scan(&last)
+		switch {
+		case errors.Is(err, sql.ErrNoRows): // nothing beyond the bound
+			err = nil
+		case err == nil:
+			err = del(`DELETE FROM logs WHERE function = ? AND id <= ?`, fn, last)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return deleted, nil
+}

@@ -1,0 +1,134 @@
+// Package store keeps Stratus's state in one SQLite file: functions and
+// their immutable versions, invocation records and log lines.
+//
+// Open applies the embedded migrations (migrations/*.sql) in one
+// transaction, recording each in the schema_version table. The file is in
+// WAL mode and is reached through two connection pools: a single write
+// connection, so writers queue in Go instead of failing with SQLITE_BUSY,
+// and several read-only connections that read concurrently with it.
+//
+// Times are stored as unix nanoseconds and read back in UTC; a zero
+// time.Time is stored as 0 and read back as the zero time. A Store is safe
+// for concurrent use.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// busyTimeout is how long a connection waits for a lock held by another
+// connection (another process, or the write connection during a
+// checkpoint) before giving up with SQLITE_BUSY.
+const busyTimeout = 10 * time.Second
+
+// Store is a Stratus database. Create it with Open and release it with
+// Close.
+type Store struct {
+	w *sql.DB // one connection: every write goes through it
+	r *sql.DB // read-only connections
+
+	now func() time.Time // the clock; tests replace it
+}
+
+// Open opens or creates the database file at path, configures it and
+// brings its schema up to date.
+func Open(ctx context.Context, path string) (*Store, error) {
+	w, err := sql.Open("sqlite", dsn(path,
+		"journal_mode(WAL)",
+		"synchronous(NORMAL)",
+		"foreign_keys(1)",
+	)+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+
+	r, err := sql.Open("sqlite", dsn(path,
+		"foreign_keys(1)",
+		"query_only(1)",
+	))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxLifetime(0)
+	r.SetConnMaxIdleTime(0)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return &Store{w: w, r: r, now: time.Now}, nil
+}
+
+// dsn is the data source name of the file at path with the given pragmas
+// and the busy timeout. The path is escaped so that names holding '?' or
+// '#' stay names.
+func dsn(path string, pragmas ...string) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Close closes the database. It waits for nothing: callers stop using the
+// Store first.
+func (s *Store) Close() error {
+	// Let SQLite refresh its planner statistics while it still can;
+	// failing to do so loses nothing.
+	_, _ = s.w.Exec("PRAGMA optimize")
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// write runs fn in a transaction on the write connection and commits it
+// if fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
+// nanos is t as stored: unix nanoseconds, 0 for the zero time.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the time stored as n.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

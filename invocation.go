@@ -1,0 +1,40 @@
+package stratus
+
+import "time"
+
+// Outcomes of an invocation.
+const (
+	OutcomeSuccess = "success"
+	OutcomeError   = "error"   // the function returned an error
+	OutcomeTimeout = "timeout" // the function ran past its timeout
+	OutcomeCrash   = "crash"   // the instance exited or failed to initialise
+)
+
+// Invocation is the record of one event handled by one instance.
+type Invocation struct {
+	RequestID      string    `json:"requestId"`
+	Function       string    `json:"function"`
+	Version        int       `json:"version"`
+	Start          time.Time `json:"start"`
+	DurationMs     float64   `json:"durationMs"`
+	BilledMs       int64     `json:"billedDurationMs"`
+	MemoryMB       int       `json:"memorySizeMB"`
+	MaxMemoryMB    int       `json:"maxMemoryUsedMB"`
+	InitDurationMs float64   `json:"initDurationMs,omitempty"`
+	Cold           bool      `json:"cold"`
+	Outcome        string    `json:"outcome"`
+	ErrorType      string    `json:"errorType,omitempty"`
+	Instance       string    `json:"instance,omitempty"`
+}
+
+// LogLine is one line of an instance's output or a platform line
+// (START, END, REPORT).
+type LogLine struct {
+	ID        int64     `json:"id"`
+	Function  string    `json:"function"`
+	Time      time.Time `json:"time"`
+	RequestID string    `json:"requestId,omitempty"`
+	Instance  string    `json:"instance,omitempty"`
+	Stream    string    `json:"stream"` // stdout, stderr or platform
+	Text      string    `json:"text"`
+}
