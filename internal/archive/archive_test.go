@@ -112,6 +112,11 @@ func TestExtractRefuses(t *testing.T) {
 			msg: "archive is not a valid zip file: invalid"},
 		{name: "truncated zip", data: buildZip(t, file("a.txt", big))[:60], kind: stratus.ErrInvalid,
 			msg: "archive is not a valid zip file"},
+		{name: "bad local header", data: func() []byte {
+			data := buildZip(t, file("a.txt", big))
+			copy(data, "XXXX") // the first local header's signature
+			return data
+		}(), kind: stratus.ErrInvalid, msg: `archive entry "a.txt": corrupt data`},
 		{name: "dotdot", entries: []zentry{file("../x", "x")}, kind: stratus.ErrInvalid,
 			msg: `archive entry "../x": path escapes the code folder: invalid`},
 		{name: "inner dotdot", entries: []zentry{file("a/../../x", "x")}, kind: stratus.ErrInvalid,
@@ -136,8 +141,10 @@ func TestExtractRefuses(t *testing.T) {
 			msg: "path is empty"},
 		{name: "dot as file", entries: []zentry{file(".", "x")}, kind: stratus.ErrInvalid,
 			msg: "path names the code folder itself"},
-		{name: "name too long", entries: []zentry{file(strings.Repeat("a/", 2100)+"x", "x")}, kind: stratus.ErrInvalid,
+		{name: "name too long", entries: []zentry{file(strings.Repeat("abcdefgh/", 500)+"x", "x")}, kind: stratus.ErrInvalid,
 			msg: "path is longer than 4096 bytes"},
+		{name: "too deep", entries: []zentry{file(strings.Repeat("a/", 129)+"x", "x")}, kind: stratus.ErrInvalid,
+			msg: "path is more than 128 folders deep"},
 		{name: "element too long", entries: []zentry{file(strings.Repeat("a", 256), "x")}, kind: stratus.ErrInvalid,
 			msg: "path has an element longer than 255 bytes"},
 		{name: "duplicate file", entries: []zentry{file("a.txt", "1"), file("a.txt", "2")}, kind: stratus.ErrInvalid,
@@ -203,7 +210,7 @@ func TestExtractRefuses(t *testing.T) {
 			h.CompressedSize64, h.UncompressedSize64 = 4, 10
 		}}}, kind: stratus.ErrInvalid, msg: "corrupt data"},
 		{name: "too many files", entries: []zentry{file("a", "1"), file("b", "2"), dir("c/")}, lim: Limits{MaxFiles: 2},
-			kind: stratus.ErrTooLarge, msg: "archive has 3 entries, more than the 2 limit: too large"},
+			kind: stratus.ErrTooLarge, msg: "archive has 3 entries, more than the limit of 2: too large"},
 		{name: "too large unzipped", entries: []zentry{file("a", big), file("b", big)}, lim: Limits{MaxUnzipped: 150},
 			kind: stratus.ErrTooLarge, msg: "archive unzips to more than the 150 B limit: too large"},
 		{name: "too large zipped", entries: []zentry{file("a", big)}, lim: Limits{MaxZipped: 100},
@@ -445,6 +452,17 @@ func assertTree(t *testing.T, got, want map[string]want) {
 	}
 }
 
+func TestExtractDeepest(t *testing.T) {
+	name := strings.Repeat("d/", maxDepth) + "deepest"
+	zipPath, dst := setup(t, buildZip(t, file(name, "deep")))
+	if _, err := Extract(zipPath, dst, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, name)); err != nil || string(b) != "deep" {
+		t.Errorf("read %s: %q, %v", name, b, err)
+	}
+}
+
 func TestExtractDestinationExists(t *testing.T) {
 	zipPath, dst := setup(t, buildZip(t, file("a", "a")))
 	if err := os.Mkdir(dst, 0o700); err != nil {
@@ -494,7 +512,6 @@ func TestExtractBomb(t *testing.T) {
 	} {
 		zipPath, dst := setup(t, buildZip(t, entries...))
 		_, err := Extract(zipPath, dst, Limits{MaxUnzipped: 1 << 20})
-		t.Log(err)
 		if err != nil && !strings.Contains(err.Error(), `archive entry "bomb": data is longer than the 10 bytes the zip declares`) {
 			t.Errorf("error %q does not name the bomb", err)
 		}

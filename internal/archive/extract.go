@@ -115,8 +115,8 @@ func Extract(zipPath, dst string, lim Limits) (Info, error) {
 		return Info{}, fmt.Errorf("extract archive: %w", err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
-		// Someone else created dst meanwhile; a non-empty dst makes
-		// errors.Is(err, fs.ErrExist) true.
+		// When dst appeared meanwhile and is not empty,
+		// errors.Is(err, fs.ErrExist) holds here too.
 		return Info{}, fmt.Errorf("extract archive: %w", err)
 	}
 	ok = true
@@ -131,7 +131,7 @@ func Extract(zipPath, dst string, lim Limits) (Info, error) {
 // again while writing, since a zip can lie about them.
 func plan(files []*zip.File, lim Limits) ([]entry, *node, error) {
 	if len(files) > lim.MaxFiles {
-		return nil, nil, fmt.Errorf("archive has %d entries, more than the %d limit: %w", len(files), lim.MaxFiles, stratus.ErrTooLarge)
+		return nil, nil, fmt.Errorf("archive has %d entries, more than the limit of %d: %w", len(files), lim.MaxFiles, stratus.ErrTooLarge)
 	}
 	root := &node{kind: kindDir, created: true}
 	entries := make([]entry, 0, len(files))
@@ -271,7 +271,7 @@ func (x *extractor) writeFile(e entry) error {
 	}
 	rc, err := e.f.Open()
 	if err != nil {
-		return x.readError(e, err)
+		return x.readError(e, err, false)
 	}
 	defer rc.Close()
 	// O_EXCL: never write into something that exists, least of all
@@ -307,7 +307,7 @@ func (x *extractor) symlink(e entry) error {
 	}
 	rc, err := e.f.Open()
 	if err != nil {
-		return x.readError(e, err)
+		return x.readError(e, err, false)
 	}
 	defer rc.Close()
 	var target bytes.Buffer
@@ -343,19 +343,19 @@ func (x *extractor) copyError(e entry, err error) error {
 	if errors.As(err, &werr) {
 		return fmt.Errorf("extract archive entry %s: %w", quote(e.f.Name), werr.err)
 	}
-	return x.readError(e, err)
+	return x.readError(e, err, true)
 }
 
-// readError explains an error reading an entry: a fault of the zip,
-// unless the zip file itself could not be read.
-func (x *extractor) readError(e entry, err error) error {
+// readError explains an error opening (opened false) or reading an entry:
+// a fault of the zip, unless the zip file itself could not be read.
+func (x *extractor) readError(e entry, err error, opened bool) error {
 	var perr *fs.PathError
 	switch {
 	case errors.As(err, &perr):
 		return fmt.Errorf("read archive entry %s: %w", quote(e.f.Name), err)
 	case errors.Is(err, zip.ErrAlgorithm):
 		return fmt.Errorf("archive entry %s: unsupported compression method %d: %w", quote(e.f.Name), e.f.Method, stratus.ErrInvalid)
-	case errors.Is(err, zip.ErrFormat):
+	case errors.Is(err, zip.ErrFormat) && opened:
 		// The zip reader stops an entry that inflates past its declared size.
 		return fmt.Errorf("archive entry %s: data is longer than the %d bytes the zip declares: %w", quote(e.f.Name), e.f.UncompressedSize64, stratus.ErrInvalid)
 	}

@@ -14,6 +14,9 @@ const (
 	maxNameLen   = 4096 // PATH_MAX on Linux
 	maxElemLen   = 255  // NAME_MAX on Linux
 	maxTargetLen = 4096 // longest symlink target Extract reads
+	// maxDepth bounds the folders in a path: os.Root resolves paths one
+	// element at a time, so depth multiplies the cost of every entry.
+	maxDepth = 128
 )
 
 // quote quotes s for an error message, shortened if it is long.
@@ -46,7 +49,14 @@ func cleanName(name string) (string, error) {
 	case isAbs(name):
 		return "", invalidf("path is absolute")
 	}
+	elems := 0
 	for elem := range strings.SplitSeq(name, "/") {
+		if elem != "" && elem != "." {
+			elems++
+		}
+		if elems > maxDepth+1 { // +1: the entry itself
+			return "", invalidf("path is more than %d folders deep", maxDepth)
+		}
 		if elem == ".." {
 			return "", invalidf("path escapes the code folder")
 		}

@@ -73,7 +73,7 @@ func (e *env) deployCmd() *cobra.Command {
 	fl.IntVar(&cfg.MemoryMB, "memory", stratus.DefaultMemoryMB, "memory in MB (128-10240)")
 	fl.IntVar(&cfg.TimeoutSec, "timeout", stratus.DefaultTimeoutSec, "timeout in seconds (1-900)")
 	fl.StringArrayVar(&envs, "env", nil, "environment variable KEY=VALUE (repeatable)")
-	fl.IntVar(&cfg.MaxConcurrency, "max-concurrency", stratus.DefaultMaxConc, "instances at most (default: 100, or the server's --max-instances if lower)")
+	fl.IntVar(&cfg.MaxConcurrency, "max-concurrency", stratus.DefaultMaxConc, "instances at most; left unset, 100 or the server's --max-instances if lower")
 	fl.IntVar(&cfg.MinInstances, "min-instances", 0, "instances kept warm")
 	fl.DurationVar(&idle, "idle-timeout", 0, "how long an idle instance lives (default: the server's)")
 	fl.StringVar(&cfg.Auth, "auth", stratus.AuthToken, "auth of the /fn/NAME route: token or none")

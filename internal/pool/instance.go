@@ -35,6 +35,10 @@ type Instance struct {
 	state    int
 	lastUsed time.Time
 
+	// Peak memory, as last read; used by the invocation in flight only.
+	statsAt  time.Time
+	maxMemMB int
+
 	exited chan struct{} // closed when the sandbox has ended
 	exit   sandbox.Exit  // valid after exited is closed
 
@@ -108,38 +112,66 @@ func (in *Instance) waitExit(d time.Duration) (sandbox.Exit, bool) {
 }
 
 // invoke hands inv to the runtime and waits for its answer, the timeout or
-// the instance's end. healthy is false when the instance must not be reused.
-func (in *Instance) invoke(ctx context.Context, inv *runtimeapi.Invocation, timeout time.Duration) (res runtimeapi.Result, outcome string, healthy bool) {
+// the instance's end. healthy is false when the instance must not be
+// reused. err is set only when the invocation never reached the runtime
+// because ctx ended (the caller left); the instance is then still healthy.
+func (in *Instance) invoke(ctx context.Context, inv *runtimeapi.Invocation, timeout time.Duration) (res runtimeapi.Result, outcome string, healthy bool, err error) {
 	in.reqID.Store(&inv.RequestID)
-	ch, err := in.rapi.Invoke(ctx, inv)
-	if err != nil {
-		select {
-		case <-in.exited:
-			return runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit)), stratus.OutcomeCrash, false
-		default:
-		}
-		return runtimeapi.ErrorResult("Runtime.Unavailable", fmt.Sprintf("hand invocation to runtime: %v", err)), stratus.OutcomeCrash, false
-	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	// hctx ends when the caller leaves or, a moment before t fires, when
+	// the invocation times out.
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ch, herr := in.rapi.Invoke(hctx, inv)
+	if herr != nil {
+		select {
+		case <-in.exited:
+			return runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit)), stratus.OutcomeCrash, false, nil
+		default:
+		}
+		if ctx.Err() != nil {
+			return runtimeapi.Result{}, "", true, ctx.Err()
+		}
+		if hctx.Err() != nil {
+			return in.timedOut(inv, timeout), stratus.OutcomeTimeout, false, nil
+		}
+		return runtimeapi.ErrorResult("Runtime.Unavailable", fmt.Sprintf("hand invocation to runtime: %v", herr)), stratus.OutcomeCrash, false, nil
+	}
 	select {
 	case res = <-ch:
 		if res.ErrorType != "" {
-			return res, stratus.OutcomeError, true
+			return res, stratus.OutcomeError, true, nil
 		}
-		return res, stratus.OutcomeSuccess, true
+		return res, stratus.OutcomeSuccess, true, nil
 	case <-in.exited:
 		// The runtime may have answered just before it ended.
 		select {
 		case res = <-ch:
-			return res, outcomeOf(res), false
+			return res, outcomeOf(res), false, nil
 		default:
 		}
-		return runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit)), stratus.OutcomeCrash, false
-	case <-t.C:
-		msg := fmt.Sprintf("%s %s Task timed out after %.2f seconds", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), inv.RequestID, timeout.Seconds())
-		return runtimeapi.ErrorResult("Sandbox.Timedout", msg), stratus.OutcomeTimeout, false
+		return runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit)), stratus.OutcomeCrash, false, nil
+	case <-hctx.Done():
+		if ctx.Err() == nil {
+			return in.timedOut(inv, timeout), stratus.OutcomeTimeout, false, nil
+		}
+		// The caller left; the invocation runs on, as on Lambda, and its
+		// outcome is still recorded.
+		select {
+		case res = <-ch:
+			return res, outcomeOf(res), true, nil
+		case <-in.exited:
+			return runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit)), stratus.OutcomeCrash, false, nil
+		case <-t.C:
+			return in.timedOut(inv, timeout), stratus.OutcomeTimeout, false, nil
+		}
 	}
+}
+
+func (in *Instance) timedOut(inv *runtimeapi.Invocation, timeout time.Duration) runtimeapi.Result {
+	msg := fmt.Sprintf("%s %s Task timed out after %.2f seconds", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), inv.RequestID, timeout.Seconds())
+	return runtimeapi.ErrorResult("Sandbox.Timedout", msg)
 }
 
 func outcomeOf(r runtimeapi.Result) string {

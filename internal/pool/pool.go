@@ -277,18 +277,37 @@ func (m *Manager) Invoke(ctx context.Context, name string, req Request) (*Respon
 		ClientContext:   req.ClientContext,
 		CognitoIdentity: req.CognitoIdentity,
 	}
-	res, outcome, healthy := in.invoke(ctx, inv, time.Duration(c.TimeoutSec)*time.Second)
+	res, outcome, healthy, err := in.invoke(ctx, inv, time.Duration(c.TimeoutSec)*time.Second)
+	if err != nil {
+		// The caller left before the runtime took the event.
+		m.release(in, healthy)
+		return nil, err
+	}
 	end := m.cfg.Now()
 	rec := m.record(in, req.RequestID, start, end.Sub(start), cold, outcome, res.ErrorType)
 	if cold {
 		rec.InitDurationMs = ms(start.Sub(in.started))
 	}
-	if st, err := m.cfg.Driver.Stats(ctx, in.ID); err == nil {
-		rec.MaxMemoryMB = int(math.Ceil(float64(st.MaxRSSBytes) / (1 << 20)))
-	}
+	rec.MaxMemoryMB = m.maxMemoryMB(ctx, in, end)
 	m.release(in, healthy)
 	m.emitReport(in, rec)
 	return &Response{Body: res.Body, ErrorType: res.ErrorType, Record: rec}, nil
+}
+
+// statsEvery bounds how often an instance's peak memory is read; the peak
+// only grows, so a reading this fresh is good enough for a REPORT line.
+const statsEvery = 100 * time.Millisecond
+
+// maxMemoryMB is the instance's peak memory in MB. Only the invocation in
+// flight on in calls it.
+func (m *Manager) maxMemoryMB(ctx context.Context, in *Instance, now time.Time) int {
+	if in.statsAt.IsZero() || now.Sub(in.statsAt) >= statsEvery {
+		if st, err := m.cfg.Driver.Stats(ctx, in.ID); err == nil {
+			in.maxMemMB = int(math.Ceil(float64(st.MaxRSSBytes) / (1 << 20)))
+			in.statsAt = now
+		}
+	}
+	return in.maxMemMB
 }
 
 func (m *Manager) record(in *Instance, reqID string, start time.Time, d time.Duration, cold bool, outcome, errType string) stratus.Invocation {
@@ -359,7 +378,7 @@ func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold 
 		m.mu.Unlock()
 		return in, false, nil, nil
 	}
-	if m.reserveLocked(p) {
+	if m.reserveLocked(p, true) {
 		v := p.cur
 		m.mu.Unlock()
 		return m.startFor(ctx, p, v)
@@ -416,14 +435,17 @@ func (m *Manager) cancelWait(p *fnPool, w *waiter) bool {
 	return false
 }
 
-// reserveLocked takes a slot for a new instance of p, evicting the least
-// recently used idle instance of another function when the server is at
-// its cap. m.mu is held.
-func (m *Manager) reserveLocked(p *fnPool) bool {
+// reserveLocked takes a slot for a new instance of p. When the server is
+// at its cap and evict is set, it stops the least recently used idle
+// instance of any function to make room. m.mu is held.
+func (m *Manager) reserveLocked(p *fnPool, evict bool) bool {
 	if p.live >= p.cur.Config.MaxConcurrency {
 		return false
 	}
 	if m.live >= m.cfg.MaxInstances {
+		if !evict {
+			return false
+		}
 		victim := m.lruIdleLocked()
 		if victim == nil {
 			return false
@@ -435,7 +457,8 @@ func (m *Manager) reserveLocked(p *fnPool) bool {
 				break
 			}
 		}
-		m.dropLocked(victim)
+		// The victim's slot passes to p, not to a waiter.
+		m.forgetLocked(victim)
 		m.stopAsync(victim)
 	}
 	p.live++
@@ -453,16 +476,24 @@ func (m *Manager) lruIdleLocked() *Instance {
 	return best
 }
 
-// dropLocked forgets in (already out of any idle list) and frees its slot
-// for a waiter. m.mu is held.
+// dropLocked forgets in (already out of any idle list) and gives its slot
+// to a waiter. m.mu is held.
 func (m *Manager) dropLocked(in *Instance) {
+	if m.forgetLocked(in) {
+		m.grantSlotLocked(in.pool)
+	}
+}
+
+// forgetLocked marks in dead and frees its slot; false if it already was.
+// m.mu is held.
+func (m *Manager) forgetLocked(in *Instance) bool {
 	if in.state == stateDead {
-		return
+		return false
 	}
 	in.state = stateDead
 	in.pool.live--
 	m.live--
-	m.grantSlotLocked(in.pool)
+	return true
 }
 
 // grantSlotLocked gives a free slot to the first waiter that can use one:
@@ -677,7 +708,7 @@ func (m *Manager) Reap() {
 			old = append(old, in)
 			m.dropLocked(in)
 		}
-		for p.live < c.MinInstances && len(p.waiters) == 0 && m.reserveLocked(p) {
+		for p.live < c.MinInstances && len(p.waiters) == 0 && m.reserveLocked(p, false) {
 			starts = append(starts, warm{p, p.cur})
 		}
 	}

@@ -23,21 +23,14 @@ func (s *Store) InsertInvocations(ctx context.Context, recs []stratus.Invocation
 		return nil
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO invocations (function, request_id, version, start,
-			duration_ms, billed_ms, memory_mb, max_memory_mb, init_duration_ms, cold, outcome, error_type, instance)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, r := range recs {
-			if _, err := stmt.ExecContext(ctx, r.Function, r.RequestID, r.Version, nanos(r.Start),
-				r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB, r.InitDurationMs, r.Cold,
-				r.Outcome, r.ErrorType, r.Instance); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertRows(ctx, tx, `INSERT INTO invocations (function, request_id, version, start,
+			duration_ms, billed_ms, memory_mb, max_memory_mb, init_duration_ms, cold, outcome, error_type, instance)`,
+			13, len(recs), func(a []any, i int) []any {
+				r := &recs[i]
+				return append(a, r.Function, r.RequestID, r.Version, nanos(r.Start),
+					r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB, r.InitDurationMs, r.Cold,
+					r.Outcome, r.ErrorType, r.Instance)
+			}, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("insert %d invocations: %w", len(recs), err)
@@ -61,7 +54,13 @@ type InvocationQuery struct {
 func (s *Store) ListInvocations(ctx context.Context, fn string, q InvocationQuery) ([]stratus.Invocation, error) {
 	var b strings.Builder
 	b.WriteString(`SELECT request_id, version, start, duration_ms, billed_ms, memory_mb, max_memory_mb,
-		init_duration_ms, cold, outcome, error_type, instance FROM invocations WHERE function = ?`)
+		init_duration_ms, cold, outcome, error_type, instance FROM invocations`)
+	if q.RequestID != "" {
+		// A request has a record or a few; without this the planner
+		// prefers walking the function's records in start order.
+		b.WriteString(` INDEXED BY invocations_request_id`)
+	}
+	b.WriteString(` WHERE function = ?`)
 	args := []any{fn}
 	if q.RequestID != "" {
 		b.WriteString(` AND request_id = ?`)

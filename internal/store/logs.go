@@ -25,22 +25,16 @@ func (s *Store) InsertLogs(ctx context.Context, lines []stratus.LogLine) error {
 	}
 	ids := make([]int64, len(lines))
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO logs (function, time, request_id, instance, stream, text)
-			VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for i, l := range lines {
-			res, err := stmt.ExecContext(ctx, l.Function, nanos(l.Time), l.RequestID, l.Instance, l.Stream, l.Text)
-			if err != nil {
-				return err
-			}
-			if ids[i], err = res.LastInsertId(); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertRows(ctx, tx, `INSERT INTO logs (function, time, request_id, instance, stream, text)`,
+			6, len(lines), func(a []any, i int) []any {
+				l := &lines[i]
+				return append(a, l.Function, nanos(l.Time), l.RequestID, l.Instance, l.Stream, l.Text)
+			}, func(first, count int, last int64) {
+				// One statement's rows get consecutive rowids.
+				for j := 0; j < count; j++ {
+					ids[first+j] = last - int64(count-1-j)
+				}
+			})
 	})
 	if err != nil {
 		return fmt.Errorf("insert %d log lines: %w", len(lines), err)
@@ -70,7 +64,11 @@ type LogQuery struct {
 // first (by ID).
 func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.LogLine, error) {
 	var b strings.Builder
-	b.WriteString(`SELECT id, time, request_id, instance, stream, text FROM logs WHERE function = ?`)
+	b.WriteString(`SELECT id, time, request_id, instance, stream, text FROM logs`)
+	if q.RequestID != "" {
+		b.WriteString(` INDEXED BY logs_request_id`) // a request has a few lines
+	}
+	b.WriteString(` WHERE function = ?`)
 	args := []any{fn}
 	if q.AfterID > 0 {
 		b.WriteString(` AND id > ?`)

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -91,8 +92,8 @@ func dsn(path string, pragmas ...string) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// Close closes the database. It waits for nothing: callers stop using the
-// Store first.
+// Close closes the database. Callers stop using the Store first; calls
+// after Close fail.
 func (s *Store) Close() error {
 	// Let SQLite refresh its planner statistics while it still can;
 	// failing to do so loses nothing.
@@ -131,4 +132,52 @@ func fromNanos(n int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n).UTC()
+}
+
+// rowsPerInsert is how many rows one INSERT statement carries: one
+// statement for many rows costs SQLite far less than a statement per row.
+const rowsPerInsert = 64
+
+// insertRows inserts n rows of cols columns with "prefix VALUES (?,…),…"
+// statements of up to rowsPerInsert rows; add appends row i's values. It
+// calls done(first, count, lastID) after each statement: the rowids of
+// rows first..first+count-1 are lastID-count+1..lastID.
+func insertRows(ctx context.Context, tx *sql.Tx, prefix string, cols, n int,
+	add func(args []any, i int) []any, done func(first, count int, lastID int64)) error {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	args := make([]any, 0, cols*rowsPerInsert)
+	for first := 0; first < n; first += rowsPerInsert {
+		count := min(rowsPerInsert, n-first)
+		st := stmts[count]
+		if st == nil {
+			q := prefix + " VALUES " + strings.TrimSuffix(strings.Repeat(row+",", count), ",")
+			var err error
+			if st, err = tx.PrepareContext(ctx, q); err != nil {
+				return err
+			}
+			stmts[count] = st
+		}
+		args = args[:0]
+		for i := first; i < first+count; i++ {
+			args = add(args, i)
+		}
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		if done != nil {
+			last, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			done(first, count, last)
+		}
+	}
+	return nil
 }

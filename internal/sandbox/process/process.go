@@ -204,10 +204,12 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 }
 
 // stopRecovered stops a process group that an earlier server left behind.
-// It is not our child, so its end is seen by polling /proc.
+// It is not our child, so its end is seen by polling /proc. The group's
+// leader may already be gone (it got the parent-death signal when the
+// server died) while processes it forked still run in its group.
 func (d *Driver) stopRecovered(ctx context.Context, id string, st state, grace time.Duration) error {
 	defer d.removeState(id)
-	if !sameProcess(st) {
+	if !groupLeft(st) {
 		return nil
 	}
 	sig := syscall.SIGTERM
@@ -216,15 +218,21 @@ func (d *Driver) stopRecovered(ctx context.Context, id string, st state, grace t
 	}
 	_ = syscall.Kill(-st.PID, sig)
 	deadline := time.Now().Add(grace)
-	for sameProcess(st) {
+	var killed time.Time
+	if sig == syscall.SIGKILL {
+		killed = time.Now()
+	}
+	for groupLeft(st) {
 		if sig == syscall.SIGTERM && (time.Now().After(deadline) || ctx.Err() != nil) {
 			sig = syscall.SIGKILL
+			killed = time.Now()
 			_ = syscall.Kill(-st.PID, sig)
+		}
+		if sig == syscall.SIGKILL && time.Since(killed) > 5*time.Second {
+			return fmt.Errorf("stop sandbox %q: process group %d still runs after SIGKILL: %w", id, st.PID, stratus.ErrTimeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// The leader is gone; end the rest of its group.
-	_ = syscall.Kill(-st.PID, syscall.SIGKILL)
 	return nil
 }
 
@@ -307,7 +315,7 @@ func (d *Driver) List(ctx context.Context) ([]string, error) {
 			continue
 		}
 		st, err := d.readState(id)
-		if err != nil || !sameProcess(st) {
+		if err != nil || !groupLeft(st) {
 			d.removeState(id)
 			continue
 		}
@@ -348,20 +356,60 @@ func sameProcess(st state) bool {
 // startTime reads field 22 of /proc/PID/stat; 0 if the process is gone or a
 // zombie.
 func startTime(pid int) uint64 {
+	f, ok := stat(pid)
+	if !ok || f.state == "Z" {
+		return 0
+	}
+	return f.start
+}
+
+// groupLeft reports whether the process group a sandbox's state names
+// still has a live member. The group's ID is its leader's PID, which the
+// kernel does not reuse while the group has members: unless another
+// process now has that PID, any process in that group is the sandbox's.
+func groupLeft(st state) bool {
+	if f, ok := stat(st.PID); ok && f.start != st.StartTime {
+		return false // the PID is reused, so the sandbox's group is gone
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return sameProcess(st)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, ok := stat(pid); ok && f.pgrp == st.PID && f.state != "Z" {
+			return true
+		}
+	}
+	return false
+}
+
+type procStat struct {
+	state string // field 3
+	pgrp  int    // field 5
+	start uint64 // field 22
+}
+
+// stat reads /proc/PID/stat; false if the process is gone.
+func stat(pid int) (procStat, bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return procStat{}, false
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return procStat{}, false
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); field 22 is f[19].
-	if len(f) < 20 || f[0] == "Z" {
-		return 0
+	// f[0] is field 3 (state); field 5 is f[2], field 22 is f[19].
+	if len(f) < 20 {
+		return procStat{}, false
 	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
+	pgrp, _ := strconv.Atoi(f[2])
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return procStat{state: f[0], pgrp: pgrp, start: start}, true
 }
