@@ -1,8 +1,8 @@
 package archive
 
 import (
-	"compress/flate"
 	"archive/zip"
+	"compress/flate"
 	"fmt"
 	"io"
 	"io/fs"
