@@ -43,6 +43,14 @@ func (e *env) deployCmd() *cobra.Command {
 				return usageErr("--idle-timeout %s: must not be negative", idle)
 			}
 			cfg.IdleTimeout = stratus.Duration(idle)
+			// On the wire zero means "the default"; typed on the command
+			// line it is a value out of range, not a request for 128 MB / 3 s.
+			if cfg.MemoryMB == 0 {
+				return usageErr("--memory 0: must be between %d and %d MB", stratus.MinMemoryMB, stratus.MaxMemoryMB)
+			}
+			if cfg.TimeoutSec == 0 {
+				return usageErr("--timeout 0: must be between %d and %d seconds", stratus.MinTimeoutSec, stratus.MaxTimeoutSec)
+			}
 			if !cmd.Flags().Changed("max-concurrency") {
 				// Zero: the server's default, which respects its own cap.
 				cfg.MaxConcurrency = 0

@@ -37,16 +37,23 @@ func (e *env) logsCmd() *cobra.Command {
 			if follow {
 				return c.FollowLogs(cmd.Context(), args[0], q, print)
 			}
-			lines, err := c.Logs(cmd.Context(), args[0], q)
-			if err != nil {
-				return err
-			}
-			for _, l := range lines {
-				if err := print(l); err != nil {
+			// The server answers a page of lines at a time, oldest first:
+			// page on until every stored line is printed.
+			for {
+				lines, err := c.Logs(cmd.Context(), args[0], q)
+				if err != nil {
 					return err
 				}
+				if len(lines) == 0 {
+					return nil
+				}
+				for _, l := range lines {
+					if err := print(l); err != nil {
+						return err
+					}
+				}
+				q.AfterID = lines[len(lines)-1].ID
 			}
-			return nil
 		},
 	}
 	f := cmd.Flags()

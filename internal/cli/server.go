@@ -39,6 +39,7 @@ func (e *env) serverCmd() *cobra.Command {
 			set("retain-invocations", func() { cfg.RetainInvocations = flags.RetainInvocations })
 			set("retain-log-lines", func() { cfg.RetainLogLines = flags.RetainLogLines })
 			set("retain-age", func() { cfg.RetainAge = flags.RetainAge })
+			set("prune-interval", func() { cfg.PruneInterval = flags.PruneInterval })
 			set("log-level", func() { cfg.LogLevel = flags.LogLevel })
 			if err := cfg.Validate(); err != nil {
 				return usageErr("%v", err)
@@ -66,6 +67,7 @@ func (e *env) serverCmd() *cobra.Command {
 	f.IntVar(&flags.RetainInvocations, "retain-invocations", flags.RetainInvocations, "invocation records kept per function")
 	f.IntVar(&flags.RetainLogLines, "retain-log-lines", flags.RetainLogLines, "log lines kept per function")
 	f.TextVar(&flags.RetainAge, "retain-age", flags.RetainAge, "records and log lines older than this are dropped")
+	f.TextVar(&flags.PruneInterval, "prune-interval", flags.PruneInterval, "how often records and log lines beyond the retention are deleted")
 	f.StringVar(&flags.LogLevel, "log-level", flags.LogLevel, "debug, info, warn or error")
 	return cmd
 }

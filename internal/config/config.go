@@ -43,6 +43,9 @@ type Config struct {
 	RetainInvocations int              `json:"retainInvocations"`
 	RetainLogLines    int              `json:"retainLogLines"`
 	RetainAge         stratus.Duration `json:"retainAge"`
+	// PruneInterval is how often records and lines beyond the retention
+	// are deleted.
+	PruneInterval stratus.Duration `json:"pruneInterval"`
 
 	LogLevel string `json:"logLevel"`
 }
@@ -65,6 +68,7 @@ func Default() Config {
 		RetainInvocations: 10000,
 		RetainLogLines:    100000,
 		RetainAge:         stratus.Duration(7 * 24 * time.Hour),
+		PruneInterval:     stratus.Duration(time.Minute),
 		LogLevel:          "info",
 	}
 }
@@ -137,7 +141,7 @@ func (c *Config) Validate() error {
 	if c.MaxInstances < 1 || c.MaxInstances > 10000 {
 		return fmt.Errorf("max instances %d: must be between 1 and 10000: %w", c.MaxInstances, stratus.ErrInvalid)
 	}
-	for name, d := range map[string]stratus.Duration{"idle timeout": c.IdleTimeout, "init timeout": c.InitTimeout} {
+	for name, d := range map[string]stratus.Duration{"idle timeout": c.IdleTimeout, "init timeout": c.InitTimeout, "prune interval": c.PruneInterval} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive: %w", name, d, stratus.ErrInvalid)
 		}

@@ -147,7 +147,7 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 		return nil, false, fmt.Errorf("code archive is empty: %w", stratus.ErrInvalid)
 	}
 	if n > s.limits.MaxZipped {
-		return nil, false, fmt.Errorf("code archive is more than the %d MB limit: %w", s.limits.MaxZipped>>20, stratus.ErrTooLarge)
+		return nil, false, fmt.Errorf("code archive is more than the %s limit: %w", sizeText(s.limits.MaxZipped), stratus.ErrTooLarge)
 	}
 	sha, size, err := archive.Hash(tmp.Name())
 	if err != nil {
@@ -191,6 +191,18 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	s.mu.Unlock()
 	s.pools.Deploy(v)
 	return f, !existed, nil
+}
+
+// sizeText writes a size limit as people read it: "50 MB", "64 KB", or
+// bytes when it is not a whole number of either.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // checkCode checks that the code in dir has what cfg's runtime runs.

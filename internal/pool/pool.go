@@ -545,10 +545,30 @@ func (m *Manager) release(in *Instance, healthy bool) {
 		w.ch <- grant{inst: in}
 		return
 	}
+	if m.live >= m.cfg.MaxInstances && m.blockedByCapLocked(p) {
+		// A call of another function waits for the server-wide cap: this
+		// instance makes way for it, as an idle one would be evicted.
+		m.dropLocked(in)
+		m.mu.Unlock()
+		m.stopAsync(in)
+		return
+	}
 	in.state = stateIdle
 	in.lastUsed = m.cfg.Now()
 	p.idle = append(p.idle, in)
 	m.mu.Unlock()
+}
+
+// blockedByCapLocked reports whether a pool other than p has a waiter
+// that only the server-wide cap keeps from starting an instance. m.mu is
+// held.
+func (m *Manager) blockedByCapLocked(p *fnPool) bool {
+	for _, q := range m.pools {
+		if q != p && len(q.waiters) > 0 && !q.removed && q.live < q.cur.Config.MaxConcurrency {
+			return true
+		}
+	}
+	return false
 }
 
 // startFor starts an instance of v in a slot already reserved in p. On

@@ -15,6 +15,7 @@ package runtimeapi
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -211,6 +212,14 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 		msg := fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", MaxResponseBytes)
 		c.finish(errorResult(ErrTypeResponseTooLarge, msg))
 		writeErr(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", msg)
+		return
+	}
+	// A runtime that streams its response reports a failure midway in
+	// trailers (aws-lambda-go does when the handler's io.Reader fails).
+	if t := r.Trailer.Get("Lambda-Runtime-Function-Error-Type"); t != "" {
+		eb, _ := base64.StdEncoding.DecodeString(r.Trailer.Get("Lambda-Runtime-Function-Error-Body"))
+		c.finish(functionError(t, eb))
+		writeAccepted(w)
 		return
 	}
 	c.finish(Result{Body: body})

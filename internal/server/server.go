@@ -72,6 +72,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 
 	writer := logs.New(st, logs.Retention{
 		Invocations: cfg.RetainInvocations, LogLines: cfg.RetainLogLines, MaxAge: time.Duration(cfg.RetainAge),
+		Every: time.Duration(cfg.PruneInterval),
 	}, log.With("component", "logs"))
 	met := newMetrics(writer)
 
