@@ -284,6 +284,11 @@ func (m *Manager) Invoke(ctx context.Context, name string, req Request) (*Respon
 		return nil, err
 	}
 	end := m.cfg.Now()
+	if healthy {
+		// Lines printed before the answer belong to this invocation: take
+		// them before END and before another invocation can.
+		_ = m.cfg.Driver.SyncOutput(ctx, in.ID)
+	}
 	rec := m.record(in, req.RequestID, start, end.Sub(start), cold, outcome, res.ErrorType)
 	if cold {
 		rec.InitDurationMs = ms(start.Sub(in.started))

@@ -82,6 +82,10 @@ type Driver interface {
 	// Wait blocks until the sandbox has ended and its output is drained,
 	// and reports how. Unknown IDs return ErrNotFound.
 	Wait(ctx context.Context, id string) (Exit, error)
+	// SyncOutput returns once everything the sandbox wrote to its stdout
+	// and stderr before the call has been handed to Spec.Stdout and
+	// Spec.Stderr. Unknown IDs return ErrNotFound.
+	SyncOutput(ctx context.Context, id string) error
 	// Stats reports resource figures of a live sandbox.
 	Stats(ctx context.Context, id string) (Stats, error)
 	// List returns the IDs of sandboxes this driver left behind, including

@@ -20,9 +20,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +45,7 @@ var _ sandbox.Driver = (*Driver)(nil)
 type Driver struct {
 	stateDir string
 	log      *slog.Logger
+	noTrace  atomic.Bool // tracing new instances was refused: set rlimits after start
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -53,6 +56,8 @@ type proc struct {
 	done  chan struct{} // closed when the process and its output are gone
 	exit  sandbox.Exit
 	owned bool // started by this Driver (else recovered from a state file)
+
+	out, err *stream // nil for recovered sandboxes
 }
 
 // state is what a sandbox's state file holds.
@@ -101,13 +106,16 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 		outW.Close()
 		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
 	}
-	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
-	cmd.Env = spec.Env
-	cmd.Dir = spec.Dir
-	cmd.Stdout = outW
-	cmd.Stderr = errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
+	newCmd := func() *exec.Cmd {
+		cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+		cmd.Env = spec.Env
+		cmd.Dir = spec.Dir
+		cmd.Stdout = outW
+		cmd.Stderr = errW
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+		return cmd
+	}
+	cmd, err := d.startLimited(newCmd)
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -116,9 +124,6 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
 	}
 	pid := cmd.Process.Pid
-	lim := &unix.Rlimit{Cur: maxOpenFiles, Max: maxOpenFiles}
-	_ = unix.Prlimit(pid, unix.RLIMIT_NOFILE, lim, nil)
-	_ = unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
 
 	p := &proc{pid: pid, done: make(chan struct{}), owned: true}
 	if err := d.writeState(spec.ID, pid); err != nil {
@@ -128,10 +133,12 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	d.procs[spec.ID] = p
 	d.mu.Unlock()
 
+	p.out = newStream(outR, spec.Stdout)
+	p.err = newStream(errR, spec.Stderr)
 	var copiers sync.WaitGroup
 	copiers.Add(2)
-	go copyOut(&copiers, spec.Stdout, outR)
-	go copyOut(&copiers, spec.Stderr, errR)
+	go p.out.copy(&copiers)
+	go p.err.copy(&copiers)
 	go func() {
 		st, err := cmd.Process.Wait()
 		// The leader is gone; take whatever it left in its group with it.
@@ -144,13 +151,146 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	return nil
 }
 
-func copyOut(wg *sync.WaitGroup, w io.Writer, r *os.File) {
-	defer wg.Done()
-	defer r.Close()
+// startLimited starts the command newCmd builds with Lambda's rlimits in
+// place before the program runs: the child stops at its exec (it is
+// traced), gets its limits, then is let go. Where tracing is not allowed,
+// the limits are set just after the start instead, and a program may run
+// its first moments (and fork) with the server's limits.
+func (d *Driver) startLimited(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+	if !d.noTrace.Load() {
+		cmd, err := startTraced(newCmd())
+		if err == nil || !errors.Is(err, syscall.EPERM) {
+			return cmd, err
+		}
+		d.noTrace.Store(true)
+		d.log.Warn("tracing a new instance is not allowed here; its rlimits are set just after it starts", "err", err)
+	}
+	cmd := newCmd()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	setLimits(cmd.Process.Pid)
+	return cmd, nil
+}
+
+// startTraced starts cmd stopped at its exec, sets its limits and
+// detaches. The tracer is the thread that forked, so the goroutine stays
+// on it throughout.
+func startTraced(cmd *exec.Cmd) (*exec.Cmd, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr.Ptrace = true
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	pid := cmd.Process.Pid
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, syscall.WALL, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			return nil, fmt.Errorf("wait for exec stop: %w", err)
+		}
+		break
+	}
+	if !ws.Stopped() {
+		// Killed before its exec stop; it is reaped already.
+		return nil, fmt.Errorf("program ended as it started (%v)", ws)
+	}
+	setLimits(pid)
+	if err := syscall.PtraceDetach(pid); err != nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_, _ = cmd.Process.Wait()
+		return nil, fmt.Errorf("let traced program go: %w", err)
+	}
+	return cmd, nil
+}
+
+func setLimits(pid int) {
+	_ = unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: maxOpenFiles, Max: maxOpenFiles}, nil)
+	_ = unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
+}
+
+// stream copies one output pipe of a sandbox to its writer. The copier
+// goroutine and SyncOutput both drain the pipe under mu, so once
+// SyncOutput returns, every byte written before it was called has been
+// handed to the writer.
+type stream struct {
+	mu  sync.Mutex
+	f   *os.File
+	rc  syscall.RawConn
+	w   io.Writer
+	buf []byte
+}
+
+func newStream(f *os.File, w io.Writer) *stream {
 	if w == nil {
 		w = io.Discard
 	}
-	_, _ = io.Copy(w, r)
+	rc, _ := f.SyscallConn()
+	return &stream{f: f, rc: rc, w: w, buf: make([]byte, 32<<10)}
+}
+
+// copy drains the pipe each time it is readable until the write ends
+// close.
+func (s *stream) copy(wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer s.f.Close()
+	if s.rc == nil {
+		_, _ = io.Copy(s.w, s.f)
+		return
+	}
+	_ = s.rc.Read(func(fd uintptr) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.drainLocked(int(fd))
+	})
+}
+
+// drainLocked reads what the pipe holds now; true at end of file.
+func (s *stream) drainLocked(fd int) bool {
+	for {
+		n, err := unix.Read(fd, s.buf)
+		if n > 0 {
+			_, _ = s.w.Write(s.buf[:n])
+			continue
+		}
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		return true // n == 0: end of file, or a read error
+	}
+}
+
+// sync hands everything the pipe holds to the writer.
+func (s *stream) sync() {
+	if s.rc == nil {
+		return
+	}
+	_ = s.rc.Control(func(fd uintptr) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.drainLocked(int(fd))
+	})
+}
+
+// SyncOutput implements sandbox.Driver.
+func (d *Driver) SyncOutput(ctx context.Context, id string) error {
+	d.mu.Lock()
+	p, ok := d.procs[id]
+	d.mu.Unlock()
+	if !ok || p.out == nil {
+		return fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	p.out.sync()
+	p.err.sync()
+	return nil
 }
 
 func exitOf(st *os.ProcessState, err error) sandbox.Exit {

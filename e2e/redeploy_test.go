@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// redeployApp answers its version and process ID; with "wait" it first
+// creates the file "started" and then waits until the file "wait" exists.
+const redeployApp = `import os
+import time
+
+VERSION = %d
+
+
+def handler(event, context):
+    if event.get("wait"):
+        open(event["started"], "w").close()
+        deadline = time.time() + 30
+        while not os.path.exists(event["wait"]) and time.time() < deadline:
+            time.sleep(0.01)
+    return {"v": VERSION, "pid": os.getpid()}
+`
+
+type versionAnswer struct {
+	V   int `json:"v"`
+	PID int `json:"pid"`
+}
+
+// TestRedeploy deploys a new version of a function while an invocation is
+// in flight: new invocations run the new code, the one in flight finishes
+// on the old code, and the old instance then stops.
+func TestRedeploy(t *testing.T) {
+	needTool(t, "python3")
+	s := startServer(t)
+	v1 := writeFiles(t, map[string]string{"app.py": fmt.Sprintf(redeployApp, 1)})
+	v2 := writeFiles(t, map[string]string{"app.py": fmt.Sprintf(redeployApp, 2)})
+	if out := s.mustCLI("deploy", "fn", "--runtime", "python3", "--handler", "app.handler", "--timeout", "60", v1); !strings.Contains(out, "deployed fn version 1") {
+		t.Fatalf("first deploy printed %q", out)
+	}
+	resp, body := s.invoke("fn", `{}`)
+	wantOK(t, resp, body)
+	old := decode[versionAnswer](t, body)
+	if old.V != 1 || resp.Header.Get("X-Amz-Executed-Version") != "1" {
+		t.Fatalf("version 1 answered %s, executed version %q", body, resp.Header.Get("X-Amz-Executed-Version"))
+	}
+
+	// A slow invocation on version 1.
+	dir := t.TempDir()
+	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
+	type answer struct {
+		status  int
+		version string
+		body    []byte
+		err     error
+	}
+	slow := make(chan answer, 1)
+	go func() {
+		ev, _ := json.Marshal(map[string]string{"wait": release, "started": started})
+		req, _ := http.NewRequest("POST", s.URL+"/v1/functions/fn/invoke", bytes.NewReader(ev))
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			slow <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		slow <- answer{resp.StatusCode, resp.Header.Get("X-Amz-Executed-Version"), b, err}
+	}()
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
+	eventually(t, 20*time.Second, "the slow invocation to start", func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	})
+
+	// Redeploy while it runs.
+	out := s.mustCLI("deploy", "fn", "--runtime", "python3", "--handler", "app.handler", "--timeout", "60", v2)
+	if !strings.Contains(out, "deployed fn version 2") {
+		t.Fatalf("redeploy printed %q", out)
+	}
+	resp, body = s.invoke("fn", `{}`)
+	wantOK(t, resp, body)
+	nw := decode[versionAnswer](t, body)
+	if nw.V != 2 || nw.PID == old.PID || resp.Header.Get("X-Amz-Executed-Version") != "2" || resp.Header.Get("X-Stratus-Cold-Start") != "true" {
+		t.Errorf("after the redeploy: %s, executed version %q, cold %q; want version 2 on a new instance",
+			body, resp.Header.Get("X-Amz-Executed-Version"), resp.Header.Get("X-Stratus-Cold-Start"))
+	}
+	if out := s.mustCLI("invoke", "fn"); decode[versionAnswer](t, []byte(out)).V != 2 {
+		t.Errorf("cli invoke after the redeploy printed %q", out)
+	}
+	select {
+	case a := <-slow:
+		t.Fatalf("the slow invocation ended before it was released: %+v %s", a, a.body)
+	default:
+	}
+	if !pidAlive(old.PID) {
+		t.Errorf("the version 1 instance was stopped while its invocation was in flight")
+	}
+
+	// Release the slow one: it finishes on version 1.
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	select {
+	case a = <-slow:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow invocation did not finish")
+	}
+	if a.err != nil || a.status != 200 {
+		t.Fatalf("slow invocation: %v status %d %s", a.err, a.status, a.body)
+	}
+	if got := decode[versionAnswer](t, a.body); got.V != 1 || got.PID != old.PID || a.version != "1" {
+		t.Errorf("the invocation in flight during the redeploy answered %s (executed version %q), want version 1 from pid %d", a.body, a.version, old.PID)
+	}
+	// The old instance stops once its invocation is done, and is never used again.
+	eventually(t, 10*time.Second, "the version 1 instance to stop", func() bool { return !pidAlive(old.PID) })
+	for i := 0; i < 3; i++ {
+		resp, body = s.invoke("fn", `{}`)
+		if got := decode[versionAnswer](t, body); got.V != 2 {
+			t.Errorf("invoke after the slow one answered %s", body)
+		}
+	}
+
+	// The function shows version 2; the records show both.
+	f := decode[functionJSON](t, []byte(s.mustCLI("get", "fn", "-o", "json")))
+	if f.Version != 2 || f.Instances.Live != 1 || !f.UpdatedAt.After(f.CreatedAt) {
+		t.Errorf("get after the redeploy: version %d, %d live instances, created %s updated %s", f.Version, f.Instances.Live, f.CreatedAt, f.UpdatedAt)
+	}
+	if ls := s.mustCLI("ls"); !regexp.MustCompile(`(?m)^fn\s+2\s+python3\s`).MatchString(ls) {
+		t.Errorf("ls does not show version 2:\n%s", ls)
+	}
+	var recs []invocationJSON
+	eventually(t, 10*time.Second, "seven invocation records", func() bool {
+		recs = decode[[]invocationJSON](t, []byte(s.mustCLI("invocations", "fn", "-o", "json")))
+		return len(recs) == 7
+	})
+	versions := map[int]int{}
+	for _, r := range recs {
+		versions[r.Version]++
+	}
+	if versions[1] != 2 || versions[2] != 5 {
+		t.Errorf("records by version = %v, want 2 of version 1 and 5 of version 2", versions)
+	}
+
+	// Deploying again makes version 3, even with the same code.
+	if out := s.mustCLI("deploy", "fn", "--runtime", "python3", "--handler", "app.handler", v2); !strings.Contains(out, "deployed fn version 3") {
+		t.Errorf("third deploy printed %q", out)
+	}
+	resp, body = s.invoke("fn", `{}`)
+	if wantOK(t, resp, body); resp.Header.Get("X-Amz-Executed-Version") != "3" || decode[versionAnswer](t, body).V != 2 {
+		t.Errorf("after the third deploy: executed version %q body %s", resp.Header.Get("X-Amz-Executed-Version"), body)
+	}
+}
+
+// pidAlive reports whether process pid exists and is not a zombie.
+func pidAlive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndex(s, ")")
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
