@@ -399,7 +399,10 @@ func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold 
 	case g = <-w.ch:
 	case <-t.C:
 		if m.cancelWait(p, w) {
-			return nil, false, nil, fmt.Errorf("function %q: %d instances busy (max concurrency %d): %w", name, p.liveOf(m), p.cur.Config.MaxConcurrency, stratus.ErrCapacity)
+			m.mu.Lock()
+			live, maxConc := p.live, p.cur.Config.MaxConcurrency
+			m.mu.Unlock()
+			return nil, false, nil, fmt.Errorf("function %q: %d instances busy (max concurrency %d, server cap %d): %w", name, live, maxConc, m.cfg.MaxInstances, stratus.ErrCapacity)
 		}
 		g = <-w.ch
 	case <-ctx.Done():
@@ -418,12 +421,6 @@ func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold 
 	v := p.cur
 	m.mu.Unlock()
 	return m.startFor(ctx, p, v)
-}
-
-func (p *fnPool) liveOf(m *Manager) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return p.live
 }
 
 // cancelWait removes w from p's queue; false means a grant is already on
@@ -651,6 +648,12 @@ func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.R
 		// Lambda reports the runtime's own init error; the instance is done.
 		return in, &r, nil
 	case <-in.exited:
+		// A runtime that reports its init error and exits: its own words.
+		select {
+		case r := <-rapi.InitError():
+			return in, &r, nil
+		default:
+		}
 		r := runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit))
 		return in, &r, nil
 	case <-t.C:
