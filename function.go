@@ -62,6 +62,65 @@ type FunctionConfig struct {
 	// server's default.
 	IdleTimeout Duration `json:"idleTimeout,omitempty"`
 	Auth        string   `json:"auth"`
+
+	// Asynchronous invocations. MaxRetries is how often a failed event is
+	// tried again (nil: DefaultMaxRetries); MaxEventAge how long an event
+	// may wait in all (zero: DefaultMaxEventAge). OnSuccess and OnFailure
+	// are destinations: "function:NAME" or "topic:NAME".
+	MaxRetries  *int     `json:"maxRetries,omitempty"`
+	MaxEventAge Duration `json:"maxEventAge,omitempty"`
+	OnSuccess   string   `json:"onSuccess,omitempty"`
+	OnFailure   string   `json:"onFailure,omitempty"`
+}
+
+// Async defaults and bounds, as on Lambda.
+const (
+	DefaultMaxRetries  = 2
+	DefaultMaxEventAge = 6 * time.Hour
+	MinMaxEventAge     = time.Minute
+)
+
+// Limits are the server's bounds on a function's configuration.
+type Limits struct {
+	// MaxConcurrency is the server-wide instance cap.
+	MaxConcurrency int
+	// MaxRetries is the most async retries a function may ask for (2 on
+	// Lambda; a server may allow more).
+	MaxRetries int
+}
+
+// Retries is the function's async retry count.
+func (c *FunctionConfig) Retries() int {
+	if c.MaxRetries == nil {
+		return DefaultMaxRetries
+	}
+	return *c.MaxRetries
+}
+
+// EventAge is the function's maximum async event age.
+func (c *FunctionConfig) EventAge() time.Duration {
+	if c.MaxEventAge == 0 {
+		return DefaultMaxEventAge
+	}
+	return time.Duration(c.MaxEventAge)
+}
+
+// Destination kinds.
+const (
+	DestFunction = "function"
+	DestTopic    = "topic"
+)
+
+// ParseDestination splits "function:NAME" or "topic:NAME".
+func ParseDestination(s string) (kind, name string, err error) {
+	kind, name, ok := strings.Cut(s, ":")
+	if !ok || (kind != DestFunction && kind != DestTopic) {
+		return "", "", fmt.Errorf("destination %q: want function:NAME or topic:NAME: %w", s, ErrInvalid)
+	}
+	if err := ValidName(name); err != nil {
+		return "", "", fmt.Errorf("destination %q: %w", s, err)
+	}
+	return kind, name, nil
 }
 
 // Defaults fills the zero fields of c with Lambda's defaults.
@@ -91,8 +150,9 @@ var reservedEnv = map[string]bool{
 
 var envKeyRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*$`)
 
-// Validate checks c after Defaults. maxConc is the server-wide cap.
-func (c *FunctionConfig) Validate(maxConc int) error {
+// Validate checks c after Defaults against the server's limits.
+func (c *FunctionConfig) Validate(l Limits) error {
+	maxConc := l.MaxConcurrency
 	switch c.Runtime {
 	case RuntimeProvided, RuntimeProvidedAL2, RuntimeProvidedAL2023:
 	case RuntimePython3:
@@ -125,6 +185,20 @@ func (c *FunctionConfig) Validate(maxConc int) error {
 	}
 	if c.Auth != AuthToken && c.Auth != AuthNone {
 		return fmt.Errorf("auth %q: must be %q or %q: %w", c.Auth, AuthToken, AuthNone, ErrInvalid)
+	}
+	if r := c.Retries(); r < 0 || r > max(l.MaxRetries, DefaultMaxRetries) {
+		return fmt.Errorf("max retries %d: must be between 0 and %d: %w", r, max(l.MaxRetries, DefaultMaxRetries), ErrInvalid)
+	}
+	if a := time.Duration(c.MaxEventAge); a != 0 && (a < MinMaxEventAge || a > DefaultMaxEventAge) {
+		return fmt.Errorf("max event age %s: must be between %s and %s: %w", a, MinMaxEventAge, DefaultMaxEventAge, ErrInvalid)
+	}
+	for _, d := range []string{c.OnSuccess, c.OnFailure} {
+		if d == "" {
+			continue
+		}
+		if _, _, err := ParseDestination(d); err != nil {
+			return err
+		}
 	}
 	size := 0
 	for k, v := range c.Env {

@@ -38,3 +38,25 @@ type LogLine struct {
 	Stream    string    `json:"stream"` // stdout, stderr or platform
 	Text      string    `json:"text"`
 }
+
+// States of an asynchronous invocation.
+const (
+	AsyncQueued    = "queued"
+	AsyncRunning   = "running"
+	AsyncRetrying  = "retrying"
+	AsyncSucceeded = "succeeded"
+	AsyncFailed    = "failed"
+)
+
+// AsyncStatus is the state of one asynchronous invocation. Attempt is the
+// attempt running or last made (0 while first queued).
+type AsyncStatus struct {
+	RequestID    string    `json:"requestId"`
+	Function     string    `json:"function"`
+	State        string    `json:"state"`
+	Attempt      int       `json:"attempt"`
+	EnqueuedAt   time.Time `json:"enqueuedAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+	ErrorType    string    `json:"errorType,omitempty"`
+	ErrorMessage string    `json:"errorMessage,omitempty"`
+}

@@ -47,6 +47,12 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	if err != nil {
 		return nil, err
 	}
+	return c.roundTrip(req, contentType)
+}
+
+// roundTrip sends req with the token and turns error answers into
+// *APIError.
+func (c *Client) roundTrip(req *http.Request, contentType string) (*http.Response, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -67,6 +73,19 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		return nil, &APIError{Status: resp.StatusCode, Code: we.Code, Message: we.Message}
 	}
 	return resp, nil
+}
+
+// send sends req and decodes its JSON answer into out.
+func (c *Client) send(req *http.Request, contentType string, out any) error {
+	resp, err := c.roundTrip(req, contentType)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s: %w", req.URL.Path, err)
+	}
+	return nil
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, out any) error {
@@ -175,6 +194,30 @@ func (c *Client) Invoke(ctx context.Context, name string, event []byte) (*Invoke
 	r.DurationMs, _ = strconv.ParseFloat(h.Get(v1.HeaderDuration), 64)
 	r.InitDurationMs, _ = strconv.ParseFloat(h.Get(v1.HeaderInitDuration), 64)
 	return r, nil
+}
+
+// InvokeAsync queues event for an asynchronous invocation of function
+// name and returns its request ID once the event is durably stored.
+func (c *Client) InvokeAsync(ctx context.Context, name string, event []byte) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/functions/"+url.PathEscape(name)+"/invoke", bytes.NewReader(event))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set(v1.HeaderInvocationType, v1.InvocationEvent)
+	var a v1.Accepted
+	if err := c.send(req, "application/json", &a); err != nil {
+		return "", err
+	}
+	return a.RequestID, nil
+}
+
+// Invocation returns the state of the asynchronous invocation id.
+func (c *Client) Invocation(ctx context.Context, id string) (*stratus.AsyncStatus, error) {
+	var st stratus.AsyncStatus
+	if err := c.getJSON(ctx, "/v1/invocations/"+url.PathEscape(id), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // LogQuery selects log lines.

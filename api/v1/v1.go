@@ -87,6 +87,29 @@ type Function struct {
 	Instances Instances              `json:"instances"`
 	// URL is the function's HTTP route, relative to the server.
 	URL string `json:"url"`
+	// Async is the function's queue of asynchronous events (GET of one
+	// function only).
+	Async *AsyncQueue `json:"async,omitempty"`
+}
+
+// AsyncQueue describes a function's waiting asynchronous events.
+type AsyncQueue struct {
+	Depth        int     `json:"depth"`
+	OldestAgeSec float64 `json:"oldestAgeSec"`
+}
+
+// Invocation types of POST /v1/functions/NAME/invoke, in the
+// X-Invocation-Type header (or Lambda's X-Amz-Invocation-Type).
+const (
+	HeaderInvocationType    = "X-Invocation-Type"
+	HeaderAmzInvocationType = "X-Amz-Invocation-Type"
+	InvocationEvent         = "Event"
+	InvocationRequest       = "RequestResponse"
+)
+
+// Accepted answers an asynchronous invoke (202).
+type Accepted struct {
+	RequestID string `json:"requestId"`
 }
 
 // FunctionList answers GET /v1/functions.

@@ -29,6 +29,12 @@ type instanceStats interface {
 	Stats(name string) pool.Stats
 }
 
+// asyncQueue takes asynchronous invocations.
+type asyncQueue interface {
+	Enqueue(ctx context.Context, fn string, event []byte) (string, error)
+	Depth(ctx context.Context, fn string) (pending int, oldest time.Duration, err error)
+}
+
 type flusher interface {
 	Flushed() <-chan struct{}
 }
@@ -39,6 +45,7 @@ type Server struct {
 	st        *store.Store
 	pools     instanceStats
 	logs      flusher
+	queue     asyncQueue
 	gw        *gateway.Gateway
 	token     []byte
 	maxUpload int64
@@ -59,6 +66,7 @@ type Config struct {
 		Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error)
 	}
 	Logs          flusher
+	Queue         asyncQueue
 	Token         string
 	MaxUpload     int64
 	MaxEventBytes int64
@@ -69,11 +77,11 @@ type Config struct {
 // New returns the API handler.
 func New(c Config) *Server {
 	s := &Server{
-		fns: c.Functions, st: c.Store, pools: c.Pools, logs: c.Logs,
+		fns: c.Functions, st: c.Store, pools: c.Pools, logs: c.Logs, queue: c.Queue,
 		token: []byte("Bearer " + c.Token), maxUpload: c.MaxUpload, log: c.Log,
 		metrics: c.Metrics, stopping: make(chan struct{}),
 	}
-	s.gw = gateway.New(c.Pools, c.Functions, s.authOK, c.MaxEventBytes, c.Log)
+	s.gw = gateway.New(c.Pools, c.Queue, c.Functions, s.authOK, c.MaxEventBytes, c.Log)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -90,6 +98,7 @@ func New(c Config) *Server {
 	mux.Handle("POST /v1/functions/{name}/invoke", auth(http.HandlerFunc(s.gw.ServeInvoke)))
 	mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
 	mux.Handle("GET /v1/functions/{name}/invocations", auth(http.HandlerFunc(s.handleInvocations)))
+	mux.Handle("GET /v1/invocations/{id}", auth(http.HandlerFunc(s.handleInvocation)))
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteError(w, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))
@@ -166,7 +175,22 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	gateway.WriteJSON(w, http.StatusOK, s.view(f))
+	v := s.view(f)
+	if s.queue != nil {
+		if n, age, err := s.queue.Depth(r.Context(), f.Name); err == nil {
+			v.Async = &v1.AsyncQueue{Depth: n, OldestAgeSec: age.Seconds()}
+		}
+	}
+	gateway.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) handleInvocation(w http.ResponseWriter, r *http.Request) {
+	st, err := s.st.GetAsyncStatus(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	gateway.WriteJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {

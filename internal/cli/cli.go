@@ -92,7 +92,7 @@ func (e *env) rootCmd() *cobra.Command {
 	pf.StringVar(&e.token, "token", "", "API token (default $STRATUS_TOKEN, else the token file in the data dir)")
 	pf.StringVar(&e.dataDir, "data", "", "data dir (default $STRATUS_DATA, else ./.stratus)")
 	pf.StringVarP(&e.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(e.serverCmd(), e.deployCmd(), e.invokeCmd(), e.lsCmd(), e.getCmd(), e.rmCmd(), e.logsCmd(), e.invocationsCmd())
+	root.AddCommand(e.serverCmd(), e.deployCmd(), e.invokeCmd(), e.lsCmd(), e.getCmd(), e.rmCmd(), e.logsCmd(), e.invocationsCmd(), e.invocationCmd())
 	return root
 }
 

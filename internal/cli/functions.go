@@ -18,9 +18,11 @@ import (
 
 func (e *env) deployCmd() *cobra.Command {
 	var (
-		cfg  stratus.FunctionConfig
-		envs []string
-		idle time.Duration
+		cfg      stratus.FunctionConfig
+		envs     []string
+		idle     time.Duration
+		retries  int
+		maxEvAge time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy NAME PATH",
@@ -43,6 +45,10 @@ func (e *env) deployCmd() *cobra.Command {
 				return usageErr("--idle-timeout %s: must not be negative", idle)
 			}
 			cfg.IdleTimeout = stratus.Duration(idle)
+			if cmd.Flags().Changed("max-retries") {
+				cfg.MaxRetries = &retries
+			}
+			cfg.MaxEventAge = stratus.Duration(maxEvAge)
 			// On the wire zero means "the default"; typed on the command
 			// line it is a value out of range, not a request for 128 MB / 3 s.
 			if cfg.MemoryMB == 0 {
@@ -85,6 +91,10 @@ func (e *env) deployCmd() *cobra.Command {
 	fl.IntVar(&cfg.MinInstances, "min-instances", 0, "instances kept warm")
 	fl.DurationVar(&idle, "idle-timeout", 0, "how long an idle instance lives (default: the server's)")
 	fl.StringVar(&cfg.Auth, "auth", stratus.AuthToken, "auth of the /fn/NAME route: token or none")
+	fl.IntVar(&retries, "max-retries", stratus.DefaultMaxRetries, "async: how often a failed event is tried again")
+	fl.DurationVar(&maxEvAge, "max-event-age", 0, "async: how long an event may wait in all (default 6h, at least 1m)")
+	fl.StringVar(&cfg.OnSuccess, "on-success", "", "async: where successes go: function:NAME or topic:NAME")
+	fl.StringVar(&cfg.OnFailure, "on-failure", "", "async: where final failures go: function:NAME or topic:NAME")
 	_ = cmd.MarkFlagRequired("runtime")
 	return cmd
 }
@@ -108,7 +118,10 @@ func openCode(path string) (io.ReadCloser, error) {
 }
 
 func (e *env) invokeCmd() *cobra.Command {
-	var data string
+	var (
+		data  string
+		async bool
+	)
 	cmd := &cobra.Command{
 		Use:   "invoke NAME",
 		Short: "Invoke a function and print its result",
@@ -128,6 +141,17 @@ func (e *env) invokeCmd() *cobra.Command {
 			c, err := e.client()
 			if err != nil {
 				return err
+			}
+			if async {
+				id, err := c.InvokeAsync(cmd.Context(), args[0], event)
+				if err != nil {
+					return err
+				}
+				if e.output == "json" {
+					return e.json(map[string]string{"requestId": id})
+				}
+				fmt.Fprintln(e.stdout, id)
+				return nil
 			}
 			r, err := c.Invoke(cmd.Context(), args[0], event)
 			if err != nil {
@@ -151,6 +175,7 @@ func (e *env) invokeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&data, "data", "", "event JSON, or @FILE to read it from a file (default {})")
+	cmd.Flags().BoolVar(&async, "async", false, "queue the event (invocation type Event) and print its request ID")
 	return cmd
 }
 
@@ -218,6 +243,17 @@ func (e *env) getCmd() *cobra.Command {
 			row("URL", f.URL)
 			row("Code", fmt.Sprintf("sha256 %s, %d bytes", f.CodeSHA, f.CodeSize))
 			row("Instances", fmt.Sprintf("%d live (%d busy, %d idle)", f.Instances.Live, f.Instances.Busy, f.Instances.Idle))
+			row("Async retries", f.Config.Retries())
+			row("Async max event age", f.Config.EventAge())
+			if f.Config.OnSuccess != "" {
+				row("On success", f.Config.OnSuccess)
+			}
+			if f.Config.OnFailure != "" {
+				row("On failure", f.Config.OnFailure)
+			}
+			if f.Async != nil {
+				row("Async queue", fmt.Sprintf("%d waiting, oldest %.1f s", f.Async.Depth, f.Async.OldestAgeSec))
+			}
 			row("Created", f.CreatedAt.Local().Format(time.RFC3339))
 			row("Updated", f.UpdatedAt.Local().Format(time.RFC3339))
 			for k, v := range f.Config.Env {

@@ -113,3 +113,40 @@ func (e *env) invocationsCmd() *cobra.Command {
 	f.IntVar(&q.Limit, "limit", 100, "records at most")
 	return cmd
 }
+
+func (e *env) invocationCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "invocation ID",
+		Short: "Show the state of an asynchronous invocation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Invocation(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(st)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			row := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
+			row("Request ID", st.RequestID)
+			row("Function", st.Function)
+			state := st.State
+			if st.State == stratus.AsyncRetrying || st.State == stratus.AsyncRunning {
+				state = fmt.Sprintf("%s (attempt %d)", st.State, st.Attempt)
+			}
+			row("State", state)
+			row("Attempts", st.Attempt)
+			row("Queued", st.EnqueuedAt.Local().Format("2006-01-02T15:04:05.000"))
+			row("Updated", st.UpdatedAt.Local().Format("2006-01-02T15:04:05.000"))
+			if st.ErrorType != "" {
+				row("Error", st.ErrorType+": "+st.ErrorMessage)
+			}
+			return tw.Flush()
+		},
+	}
+}

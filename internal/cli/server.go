@@ -41,6 +41,11 @@ func (e *env) serverCmd() *cobra.Command {
 			set("retain-age", func() { cfg.RetainAge = flags.RetainAge })
 			set("prune-interval", func() { cfg.PruneInterval = flags.PruneInterval })
 			set("log-level", func() { cfg.LogLevel = flags.LogLevel })
+			set("nats-listen", func() { cfg.NatsListen = flags.NatsListen })
+			set("nats-url", func() { cfg.NatsURL = flags.NatsURL })
+			set("nats-sync-always", func() { cfg.NatsSyncAlways = flags.NatsSyncAlways })
+			set("max-async-event-size", func() { cfg.MaxAsyncEventBytes = flags.MaxAsyncEventBytes })
+			set("max-retries", func() { cfg.MaxRetries = flags.MaxRetries })
 			if err := cfg.Validate(); err != nil {
 				return usageErr("%v", err)
 			}
@@ -69,5 +74,10 @@ func (e *env) serverCmd() *cobra.Command {
 	f.TextVar(&flags.RetainAge, "retain-age", flags.RetainAge, "records and log lines older than this are dropped")
 	f.TextVar(&flags.PruneInterval, "prune-interval", flags.PruneInterval, "how often records and log lines beyond the retention are deleted")
 	f.StringVar(&flags.LogLevel, "log-level", flags.LogLevel, "debug, info, warn or error")
+	f.StringVar(&flags.NatsListen, "nats-listen", "", "expose the embedded NATS server on this address (default: no port)")
+	f.StringVar(&flags.NatsURL, "nats-url", "", "use this NATS server or cluster (with JetStream) instead of the embedded one")
+	f.BoolVar(&flags.NatsSyncAlways, "nats-sync-always", false, "fsync every accepted event (default: JetStream's sync interval; a crash of the server loses nothing either way)")
+	f.Int64Var(&flags.MaxAsyncEventBytes, "max-async-event-size", flags.MaxAsyncEventBytes, "largest asynchronous event in bytes")
+	f.IntVar(&flags.MaxRetries, "max-retries", flags.MaxRetries, "most async retries a function may ask for")
 	return cmd
 }

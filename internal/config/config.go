@@ -48,6 +48,18 @@ type Config struct {
 	PruneInterval stratus.Duration `json:"pruneInterval"`
 
 	LogLevel string `json:"logLevel"`
+
+	// The event system. NatsListen exposes the embedded NATS server on a
+	// TCP address (empty: no port); NatsURL uses an external NATS server
+	// or cluster instead of the embedded one. NatsSyncAlways fsyncs every
+	// accepted event (else JetStream syncs on its interval).
+	NatsListen     string `json:"natsListen,omitempty"`
+	NatsURL        string `json:"natsURL,omitempty"`
+	NatsSyncAlways bool   `json:"natsSyncAlways,omitempty"`
+	// MaxAsyncEventBytes bounds an asynchronous event (256 KB on Lambda).
+	MaxAsyncEventBytes int64 `json:"maxAsyncEventBytes"`
+	// MaxRetries is the most async retries a function may ask for.
+	MaxRetries int `json:"maxRetries"`
 }
 
 // Default returns the embedded defaults.
@@ -70,6 +82,9 @@ func Default() Config {
 		RetainAge:         stratus.Duration(7 * 24 * time.Hour),
 		PruneInterval:     stratus.Duration(time.Minute),
 		LogLevel:          "info",
+
+		MaxAsyncEventBytes: 256 << 10,
+		MaxRetries:         stratus.DefaultMaxRetries,
 	}
 }
 
@@ -92,6 +107,7 @@ func Load(path string, environ []string) (Config, error) {
 	str := map[string]*string{
 		"STRATUS_LISTEN": &c.Listen, "STRATUS_DATA": &c.DataDir, "STRATUS_TOKEN": &c.Token,
 		"STRATUS_REGION": &c.Region, "STRATUS_SANDBOX": &c.Sandbox, "STRATUS_LOG_LEVEL": &c.LogLevel,
+		"STRATUS_NATS_LISTEN": &c.NatsListen, "STRATUS_NATS_URL": &c.NatsURL,
 	}
 	for k, p := range str {
 		if v, ok := env[k]; ok && v != "" {
@@ -154,6 +170,20 @@ func (c *Config) Validate() error {
 	}
 	if c.RetainInvocations < 1 || c.RetainLogLines < 1 {
 		return fmt.Errorf("retention counts must be positive: %w", stratus.ErrInvalid)
+	}
+	if c.NatsListen != "" && c.NatsURL != "" {
+		return fmt.Errorf("nats listen and nats url exclude each other: the first exposes the embedded server, the second replaces it: %w", stratus.ErrInvalid)
+	}
+	if c.NatsListen != "" {
+		if _, _, err := net.SplitHostPort(c.NatsListen); err != nil {
+			return fmt.Errorf("nats listen address %q: %v: %w", c.NatsListen, err, stratus.ErrInvalid)
+		}
+	}
+	if c.MaxAsyncEventBytes < 1 || c.MaxAsyncEventBytes > c.MaxEventBytes {
+		return fmt.Errorf("max async event size %d: must be between 1 and the max event size %d: %w", c.MaxAsyncEventBytes, c.MaxEventBytes, stratus.ErrInvalid)
+	}
+	if c.MaxRetries < 0 || c.MaxRetries > 100 {
+		return fmt.Errorf("max retries %d: must be between 0 and 100: %w", c.MaxRetries, stratus.ErrInvalid)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -28,13 +28,14 @@ type deployer interface {
 
 // Service manages deployed functions.
 type Service struct {
-	st      *store.Store
-	pools   deployer
-	codeDir string
-	tmpDir  string
-	limits  archive.Limits
-	maxConc int
-	log     *slog.Logger
+	st         *store.Store
+	pools      deployer
+	codeDir    string
+	tmpDir     string
+	limits     archive.Limits
+	maxConc    int
+	maxRetries int
+	log        *slog.Logger
 
 	deployMu sync.Mutex // one deploy or remove at a time
 
@@ -50,14 +51,16 @@ type Config struct {
 	Limits  archive.Limits
 	// MaxConcurrency is the server-wide cap a function may not exceed.
 	MaxConcurrency int
-	Log            *slog.Logger
+	// MaxRetries is the most async retries a function may ask for.
+	MaxRetries int
+	Log        *slog.Logger
 }
 
 // Open loads every function's head from the store and deploys it to the
 // pools.
 func Open(ctx context.Context, c Config) (*Service, error) {
 	s := &Service{
-		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, log: c.Log,
+		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, log: c.Log,
 		codeDir: filepath.Join(c.DataDir, "code"),
 		tmpDir:  filepath.Join(c.DataDir, "tmp"),
 		heads:   make(map[string]*stratus.Version),
@@ -128,7 +131,7 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 		cfg.MaxConcurrency = min(stratus.DefaultMaxConc, s.maxConc)
 	}
 	cfg.Defaults()
-	if err := cfg.Validate(s.maxConc); err != nil {
+	if err := cfg.Validate(stratus.Limits{MaxConcurrency: s.maxConc, MaxRetries: s.maxRetries}); err != nil {
 		return nil, false, err
 	}
 	tmp, err := os.CreateTemp(s.tmpDir, "upload-*.zip")
@@ -181,6 +184,9 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	}
 
 	_, existed := s.Head(name)
+	if err := s.checkLoop(name, cfg); err != nil {
+		return nil, false, err
+	}
 	f, err = s.st.PutVersion(ctx, name, cfg, sha, size)
 	if err != nil {
 		return nil, false, err
@@ -203,6 +209,45 @@ func sizeText(n int64) string {
 		return fmt.Sprintf("%d KB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// checkLoop refuses destinations that lead back to function name: its
+// events would feed themselves forever.
+func (s *Service) checkLoop(name string, cfg stratus.FunctionConfig) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	next := func(fn string, c stratus.FunctionConfig) []string {
+		var out []string
+		for _, d := range []string{c.OnSuccess, c.OnFailure} {
+			if kind, target, err := stratus.ParseDestination(d); err == nil && kind == stratus.DestFunction {
+				out = append(out, target)
+			}
+		}
+		return out
+	}
+	seen := map[string]bool{}
+	path := []string{name}
+	var walk func(fn string, c stratus.FunctionConfig) error
+	walk = func(fn string, c stratus.FunctionConfig) error {
+		for _, t := range next(fn, c) {
+			if t == name {
+				return fmt.Errorf("destination loop: %s feeds itself (%s -> %s): %w", name, strings.Join(path, " -> "), name, stratus.ErrInvalid)
+			}
+			if seen[t] {
+				continue
+			}
+			seen[t] = true
+			if v, ok := s.heads[t]; ok {
+				path = append(path, t)
+				if err := walk(t, v.Config); err != nil {
+					return err
+				}
+				path = path[:len(path)-1]
+			}
+		}
+		return nil
+	}
+	return walk(name, cfg)
 }
 
 // checkCode checks that the code in dir has what cfg's runtime runs.

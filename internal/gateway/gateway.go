@@ -30,6 +30,10 @@ type invoker interface {
 	Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error)
 }
 
+type enqueuer interface {
+	Enqueue(ctx context.Context, fn string, event []byte) (string, error)
+}
+
 type heads interface {
 	Head(name string) (*stratus.Version, bool)
 }
@@ -37,6 +41,7 @@ type heads interface {
 // Gateway serves invocations over HTTP.
 type Gateway struct {
 	inv      invoker
+	queue    enqueuer
 	heads    heads
 	authOK   func(r *http.Request) bool
 	maxEvent int64
@@ -45,8 +50,8 @@ type Gateway struct {
 
 // New returns a Gateway. authOK reports whether a request carries the
 // server's token; maxEvent bounds an event's size.
-func New(inv invoker, h heads, authOK func(*http.Request) bool, maxEvent int64, log *slog.Logger) *Gateway {
-	return &Gateway{inv: inv, heads: h, authOK: authOK, maxEvent: maxEvent, log: log}
+func New(inv invoker, q enqueuer, h heads, authOK func(*http.Request) bool, maxEvent int64, log *slog.Logger) *Gateway {
+	return &Gateway{inv: inv, queue: q, heads: h, authOK: authOK, maxEvent: maxEvent, log: log}
 }
 
 // WriteError answers err as the native API's JSON error.
@@ -105,6 +110,21 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("event is not valid JSON: %w", stratus.ErrInvalid))
 		return
 	}
+	switch typ := invocationType(r.Header); typ {
+	case v1.InvocationRequest:
+	case v1.InvocationEvent:
+		id, err := g.queue.Enqueue(r.Context(), name, body)
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		w.Header()[v1.HeaderRequestID] = []string{id}
+		WriteJSON(w, http.StatusAccepted, v1.Accepted{RequestID: id})
+		return
+	default:
+		WriteError(w, fmt.Errorf("invocation type %q: want %s or %s: %w", typ, v1.InvocationRequest, v1.InvocationEvent, stratus.ErrInvalid))
+		return
+	}
 	req := pool.Request{
 		RequestID:       uuid.NewString(),
 		Event:           body,
@@ -126,6 +146,19 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 	h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(resp.Body)
+}
+
+// invocationType is the request's invocation type, RequestResponse when
+// it names none.
+func invocationType(h http.Header) string {
+	t := h.Get(v1.HeaderInvocationType)
+	if t == "" {
+		t = h.Get(v1.HeaderAmzInvocationType)
+	}
+	if t == "" {
+		return v1.InvocationRequest
+	}
+	return t
 }
 
 func setInvokeHeaders(h http.Header, resp *pool.Response) {

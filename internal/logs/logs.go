@@ -1,5 +1,5 @@
-// Package logs batches the platform's output (instance log lines and
-// invocation records) into the store, off the invocation path, and tells
+// Package logs batches the platform's output (instance log lines,
+// invocation records, states of async invocations) into the store, off the invocation path, and tells
 // followers when new lines are stored.
 //
 // Goroutines: Run owns the single writer goroutine (it is the loop itself);
@@ -34,8 +34,9 @@ type Retention struct {
 }
 
 type item struct {
-	line *stratus.LogLine
-	rec  *stratus.Invocation
+	line  *stratus.LogLine
+	rec   *stratus.Invocation
+	async *stratus.AsyncStatus
 }
 
 // Writer stores log lines and records in batches.
@@ -74,6 +75,14 @@ func (w *Writer) Record(r stratus.Invocation) {
 	}
 }
 
+// AsyncStatus queues the state of an asynchronous invocation.
+func (w *Writer) AsyncStatus(st stratus.AsyncStatus) {
+	select {
+	case w.ch <- item{async: &st}:
+	case <-w.done:
+	}
+}
+
 // Flushed returns a channel closed after the next batch is stored.
 func (w *Writer) Flushed() <-chan struct{} {
 	w.mu.Lock()
@@ -91,8 +100,9 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer prune.Stop()
 	var lines []stratus.LogLine
 	var recs []stratus.Invocation
+	var sts []stratus.AsyncStatus
 	flush := func() {
-		if len(lines) == 0 && len(recs) == 0 {
+		if len(lines) == 0 && len(recs) == 0 && len(sts) == 0 {
 			return
 		}
 		// Storing must finish even while the server stops.
@@ -107,19 +117,27 @@ func (w *Writer) Run(ctx context.Context) error {
 				w.log.Error("store log lines", "n", len(lines), "err", err)
 			}
 		}
-		lines, recs = lines[:0], recs[:0]
+		if len(sts) > 0 {
+			if err := w.st.PutAsyncStatuses(bg, sts); err != nil {
+				w.log.Error("store async statuses", "n", len(sts), "err", err)
+			}
+		}
+		lines, recs, sts = lines[:0], recs[:0], sts[:0]
 		w.mu.Lock()
 		close(w.flushed)
 		w.flushed = make(chan struct{})
 		w.mu.Unlock()
 	}
 	add := func(it item) {
-		if it.line != nil {
+		switch {
+		case it.line != nil:
 			lines = append(lines, *it.line)
-		} else {
+		case it.rec != nil:
 			recs = append(recs, *it.rec)
+		default:
+			sts = append(sts, *it.async)
 		}
-		if len(lines)+len(recs) >= batchSize {
+		if len(lines)+len(recs)+len(sts) >= batchSize {
 			flush()
 		}
 	}

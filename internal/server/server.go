@@ -27,6 +27,7 @@ import (
 	"github.com/stratus-run/stratus/internal/apiserver"
 	"github.com/stratus-run/stratus/internal/archive"
 	"github.com/stratus-run/stratus/internal/config"
+	"github.com/stratus-run/stratus/internal/events"
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/pool"
@@ -96,13 +97,38 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipBytes, cfg.MaxUnzippedBytes
 	fns, err = functions.Open(ctx, functions.Config{
 		Store: st, Pools: pools, DataDir: cfg.DataDir, Limits: lim,
-		MaxConcurrency: cfg.MaxInstances, Log: log.With("component", "functions"),
+		MaxConcurrency: cfg.MaxInstances, MaxRetries: cfg.MaxRetries, Log: log.With("component", "functions"),
 	})
 	if err != nil {
 		return err
 	}
+	bus, err := events.OpenBus(ctx, events.BusConfig{
+		StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NatsListen, URL: cfg.NatsURL,
+		SyncAlways: cfg.NatsSyncAlways, Log: log.With("component", "nats"),
+	})
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if cfg.NatsListen != "" {
+		log.Info("NATS clients may connect", "url", bus.ClientURL())
+	}
+	queue := events.NewQueue(bus, pools, asyncPolicy(fns), statusSink{writer}, log.With("component", "async"))
+	queue.MaxEventSize = int(cfg.MaxAsyncEventBytes)
+	dests := &events.Destinations{
+		Config: func(fn string) (stratus.FunctionConfig, bool) {
+			v, ok := fns.Head(fn)
+			if !ok {
+				return stratus.FunctionConfig{}, false
+			}
+			return v.Config, true
+		},
+		Enqueue: queue.Enqueue, Region: cfg.Region, Log: log.With("component", "destinations"),
+	}
+	queue.OnDone = dests.Done
+
 	api := apiserver.New(apiserver.Config{
-		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token,
+		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
 		Metrics: met.handler(), Log: log.With("component", "api"),
 	})
@@ -119,17 +145,24 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 
 	// Parts stop in reverse order of need: pools after the HTTP server has
 	// drained, the log writer after the pools.
+	queueCtx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
 	poolCtx, stopPools := context.WithCancel(context.WithoutCancel(ctx))
 	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopQueue()
 	defer stopPools()
 	defer stopWriter()
 	var g errgroup.Group
-	var poolsDone sync.WaitGroup
+	var poolsDone, queueDone sync.WaitGroup
 	poolsDone.Add(1)
+	queueDone.Add(1)
 	g.Go(func() error { return writer.Run(writerCtx) })
 	g.Go(func() error {
 		defer poolsDone.Done()
 		return pools.Run(poolCtx, time.Second)
+	})
+	g.Go(func() error {
+		defer queueDone.Done()
+		return queue.Run(queueCtx)
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -155,6 +188,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		_ = srv.Close()
 	}
 	cancel()
+	// Async events in flight finish (bounded) or go back to the stream.
+	stopQueue()
+	queueDone.Wait()
 	stopPools()
 	poolsDone.Wait()
 	stopWriter()
@@ -164,6 +200,26 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	log.Info("stopped")
 	return runErr
 }
+
+// asyncPolicy reads a function's async settings from its head version.
+func asyncPolicy(fns *functions.Service) events.PolicyFunc {
+	return func(fn string) (events.AsyncPolicy, bool) {
+		v, ok := fns.Head(fn)
+		if !ok {
+			return events.AsyncPolicy{}, false
+		}
+		c := &v.Config
+		return events.AsyncPolicy{
+			MaxRetries: c.Retries(), MaxEventAge: c.EventAge(),
+			MaxConcurrency: c.MaxConcurrency, Timeout: time.Duration(c.TimeoutSec) * time.Second,
+		}, true
+	}
+}
+
+// statusSink stores the states of async invocations through the writer.
+type statusSink struct{ w *logs.Writer }
+
+func (s statusSink) AsyncStatus(st events.Status) { s.w.AsyncStatus(stratus.AsyncStatus(st)) }
 
 // maxTimeout is the longest timeout of any function, in seconds.
 func maxTimeout(ctx context.Context, fns *functions.Service) int {

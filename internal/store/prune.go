@@ -31,6 +31,7 @@ func (s *Store) Prune(ctx context.Context, maxInvocations, maxLogLines int, maxA
 	}{
 		{"invocations", maxInvocations, pruneInvocations},
 		{"logs", maxLogLines, pruneLogs},
+		{"async_invocations", maxInvocations, pruneAsync},
 	} {
 		if t.keep <= 0 && cutoff == 0 {
 			continue
@@ -61,8 +62,8 @@ func (s *Store) Prune(ctx context.Context, maxInvocations, maxLogLines int, maxA
 	return total, nil
 }
 
-// functionsIn returns the distinct function names in table (invocations or
-// logs), skipping through its function index instead of reading every
+// functionsIn returns the distinct function names in table (invocations,
+// logs or async_invocations), skipping through its function index instead of reading every
 // row.
 func (s *Store) functionsIn(ctx context.Context, table string) ([]string, error) {
 	rows, err := s.r.QueryContext(ctx, `WITH RECURSIVE f(name) AS (

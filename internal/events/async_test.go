@@ -1,0 +1,433 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	stratus "github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/pool"
+)
+
+func TestEnqueueInvokesOnce(t *testing.T) {
+	inv := &fakeInvoker{}
+	h := newHarness(t, "", inv, newPolicies("hello", AsyncPolicy{MaxRetries: 2}))
+	id := h.enqueue("hello", `{"n":1}`)
+	if id == "" {
+		t.Fatal("empty request ID")
+	}
+	if got := h.sink.states(id); !cmp.Equal(got, []string{"queued/0"}) {
+		t.Errorf("statuses after enqueue = %v, want [queued/0]", got)
+	}
+	h.run()
+	d := h.waitDone(1, 10*time.Second)[0]
+	if d.fn != "hello" || d.id != id || d.event != `{"n":1}` || d.attempts != 1 || d.err != nil {
+		t.Errorf("done = %+v, want hello %s event {\"n\":1} after 1 attempt, no error", d, id)
+	}
+	if d.result == nil || string(d.result.Body) != `"ok"` {
+		t.Errorf("done result = %+v, want body \"ok\"", d.result)
+	}
+	reqs := inv.requests()
+	if len(reqs) != 1 || reqs[0].RequestID != id || string(reqs[0].Event) != `{"n":1}` {
+		t.Errorf("invocations = %+v, want one with request ID %s and the event", reqs, id)
+	}
+	if diff := cmp.Diff([]string{"queued/0", "running/1", "succeeded/1"}, h.sink.states(id)); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	waitFor(t, 5*time.Second, "empty queue", func() bool {
+		n, _, err := h.q.Depth(t.Context(), "hello")
+		return err == nil && n == 0
+	})
+}
+
+func TestFunctionErrorRetriedThenFails(t *testing.T) {
+	inv := &fakeInvoker{behave: func(context.Context, pool.Request, int) (*pool.Response, error) {
+		return fnError("Handled", "boom"), nil
+	}}
+	h := newHarness(t, "", inv, newPolicies("bad", AsyncPolicy{MaxRetries: 2}))
+	h.run()
+	id := h.enqueue("bad", `{}`)
+	d := h.waitDone(1, 10*time.Second)[0]
+	if d.attempts != 3 {
+		t.Errorf("attempts = %d, want 3 (1 + MaxRetries 2)", d.attempts)
+	}
+	var fe *FunctionError
+	if !errors.As(d.err, &fe) || fe.Type != "Handled" || fe.Message != "boom" {
+		t.Errorf("done err = %v, want FunctionError Handled: boom", d.err)
+	}
+	if d.result == nil || d.result.ErrorType != "Handled" {
+		t.Errorf("done result = %+v, want the last error response", d.result)
+	}
+	for _, r := range inv.requests() {
+		if r.RequestID != id {
+			t.Errorf("attempt with request ID %q, want %q every time", r.RequestID, id)
+		}
+	}
+	if n := inv.callsFor(id); n != 3 {
+		t.Errorf("invoked %d times, want 3", n)
+	}
+	want := []string{"queued/0", "running/1", "retrying/1", "running/2", "retrying/2", "running/3", "failed/3"}
+	if diff := cmp.Diff(want, h.sink.states(id)); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	h.sink.mu.Lock()
+	last := h.sink.byID[id][len(h.sink.byID[id])-1]
+	h.sink.mu.Unlock()
+	if last.ErrorType != "Handled" || last.ErrorMessage != "boom" || last.EnqueuedAt.IsZero() {
+		t.Errorf("final status = %+v, want error Handled/boom and the enqueue time", last)
+	}
+}
+
+func TestNoRetries(t *testing.T) {
+	inv := &fakeInvoker{behave: func(context.Context, pool.Request, int) (*pool.Response, error) {
+		return fnError("Runtime.ExitError", "exit status 2"), nil
+	}}
+	h := newHarness(t, "", inv, newPolicies("once", AsyncPolicy{MaxRetries: 0}))
+	h.run()
+	h.enqueue("once", `{}`)
+	if d := h.waitDone(1, 10*time.Second)[0]; d.attempts != 1 || d.err == nil {
+		t.Errorf("done = %+v, want a failure after 1 attempt", d)
+	}
+}
+
+func TestSuccessAfterFailure(t *testing.T) {
+	inv := &fakeInvoker{behave: func(_ context.Context, _ pool.Request, call int) (*pool.Response, error) {
+		if call == 1 {
+			return fnError("Runtime.ExitError", "crashed"), nil
+		}
+		return &pool.Response{Body: []byte(`"second"`)}, nil
+	}}
+	h := newHarness(t, "", inv, newPolicies("flaky", AsyncPolicy{MaxRetries: 2}))
+	h.run()
+	id := h.enqueue("flaky", `{}`)
+	d := h.waitDone(1, 10*time.Second)[0]
+	if d.err != nil || d.attempts != 2 || string(d.result.Body) != `"second"` {
+		t.Errorf("done = %+v (err %v), want success on attempt 2", d, d.err)
+	}
+	if diff := cmp.Diff([]string{"queued/0", "running/1", "retrying/1", "running/2", "succeeded/2"}, h.sink.states(id)); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+}
+
+func TestMaxConcurrency(t *testing.T) {
+	const limit, events = 3, 30
+	full := make(chan struct{})
+	var once sync.Once
+	inv := &fakeInvoker{}
+	inv.behave = func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+		if inv.cur.Load() >= limit {
+			once.Do(func() { close(full) })
+		}
+		// Hold every call until the cap has been reached once (bounded), so
+		// that calls overlap.
+		select {
+		case <-full:
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+		return &pool.Response{Body: []byte(`"ok"`)}, nil
+	}
+	h := newHarness(t, "", inv, newPolicies("capped", AsyncPolicy{MaxConcurrency: limit}))
+	ids := make(map[string]bool)
+	for i := range events {
+		ids[h.enqueue("capped", fmt.Sprintf(`{"i":%d}`, i))] = true
+	}
+	h.run()
+	for _, d := range h.waitDone(events, 20*time.Second) {
+		if d.err != nil || !ids[d.id] {
+			t.Errorf("done %+v (err %v): want success of an enqueued event", d, d.err)
+		}
+		delete(ids, d.id)
+	}
+	if len(ids) != 0 {
+		t.Errorf("%d events never done", len(ids))
+	}
+	if p := inv.peak.Load(); p != limit {
+		t.Errorf("peak concurrency %d, want exactly the cap %d", p, limit)
+	}
+}
+
+func TestThrottledNotCounted(t *testing.T) {
+	var throttles atomic.Int64
+	inv := &fakeInvoker{behave: func(_ context.Context, _ pool.Request, call int) (*pool.Response, error) {
+		if call <= 4 {
+			throttles.Add(1)
+			return nil, fmt.Errorf("function %q: %w", "busy", stratus.ErrCapacity)
+		}
+		return &pool.Response{Body: []byte(`"ok"`)}, nil
+	}}
+	h := newHarness(t, "", inv, newPolicies("busy", AsyncPolicy{MaxRetries: 0}))
+	h.run()
+	id := h.enqueue("busy", `{}`)
+	d := h.waitDone(1, 10*time.Second)[0]
+	if d.err != nil || d.attempts != 1 {
+		t.Errorf("done attempts %d err %v, want success counted as attempt 1 after %d throttles", d.attempts, d.err, throttles.Load())
+	}
+	if n := inv.callsFor(id); n != 5 {
+		t.Errorf("invoked %d times, want 5 (4 throttled)", n)
+	}
+	want := []string{"queued/0"}
+	for range 4 {
+		want = append(want, "running/1", "queued/0")
+	}
+	want = append(want, "running/1", "succeeded/1")
+	if diff := cmp.Diff(want, h.sink.states(id)); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+}
+
+func TestEnqueueErrors(t *testing.T) {
+	h := newHarness(t, "", &fakeInvoker{}, newPolicies("fn", AsyncPolicy{}))
+	h.q.MaxEventSize = 1024
+	tests := []struct {
+		name, fn string
+		size     int
+		want     error
+	}{
+		{"unknown function", "nope", 10, stratus.ErrNotFound},
+		{"bad name", "a.b", 10, stratus.ErrInvalid},
+		{"too large", "fn", 1025, stratus.ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := h.q.Enqueue(t.Context(), tt.fn, []byte(strings.Repeat("x", tt.size)))
+			if !errors.Is(err, tt.want) {
+				t.Errorf("enqueue = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := h.q.Enqueue(t.Context(), "fn", []byte(strings.Repeat("x", 1024))); err != nil {
+		t.Errorf("enqueue at the size limit: %v", err)
+	}
+	if n, _, err := h.q.Depth(t.Context(), "fn"); err != nil || n != 1 {
+		t.Errorf("depth = %d, %v; want 1: rejected events must not be stored", n, err)
+	}
+}
+
+func TestStreamFull(t *testing.T) {
+	h := newHarness(t, "", &fakeInvoker{}, newPolicies("fn", AsyncPolicy{}))
+	h.q.MaxBytes = 64 << 10
+	event := []byte(strings.Repeat("x", 8<<10))
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		_, err = h.q.Enqueue(t.Context(), "fn", event)
+	}
+	if !errors.Is(err, stratus.ErrCapacity) {
+		t.Fatalf("enqueue into a full stream = %v, want ErrCapacity", err)
+	}
+}
+
+func TestRemovedFunctionFails(t *testing.T) {
+	inv := &fakeInvoker{}
+	pol := newPolicies("gone", AsyncPolicy{})
+	h := newHarness(t, "", inv, pol)
+	id := h.enqueue("gone", `{}`)
+	pol.remove("gone")
+	h.run()
+	d := h.waitDone(1, 10*time.Second)[0]
+	if !errors.Is(d.err, stratus.ErrNotFound) || d.attempts != 0 || d.id != id {
+		t.Errorf("done = %+v, want ErrNotFound after 0 attempts", d)
+	}
+	if len(inv.requests()) != 0 {
+		t.Errorf("a removed function was invoked")
+	}
+	if diff := cmp.Diff([]string{"queued/0", "failed/0"}, h.sink.states(id)); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+}
+
+func TestEventAgeExceeded(t *testing.T) {
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	inv := &fakeInvoker{behave: func(context.Context, pool.Request, int) (*pool.Response, error) {
+		return fnError("Handled", "no"), nil
+	}}
+	h := newHarness(t, "", inv, newPolicies(
+		"old", AsyncPolicy{MaxRetries: 5, MaxEventAge: time.Hour},
+		"short", AsyncPolicy{MaxRetries: 5, MaxEventAge: time.Minute}))
+	h.q.Now = clock
+
+	old := h.enqueue("old", `{}`)
+	offset.Store(int64(2 * time.Hour))
+	h.run()
+	d := h.waitDone(1, 10*time.Second)[0]
+	if d.id != old || !errors.Is(d.err, ErrEventAgeExceeded) || d.attempts != 0 {
+		t.Errorf("done = %+v, want %s failed with ErrEventAgeExceeded before any attempt", d, old)
+	}
+	if inv.callsFor(old) != 0 {
+		t.Errorf("an event past its age was invoked")
+	}
+
+	// An event that fails, whose retry would fall past its age, is not retried.
+	h.stopRun()
+	offset.Store(0)
+	h.q.Now = func() time.Time { return time.Now() }
+	h.q.RetryBase, h.q.RetryMax = 3*time.Minute, 3*time.Minute // past the minute
+	short := h.enqueue("short", `{}`)
+	h.run()
+	d = h.waitDone(1, 10*time.Second)[0]
+	var fe *FunctionError
+	if d.id != short || !errors.Is(d.err, ErrEventAgeExceeded) || !errors.As(d.err, &fe) || d.attempts != 1 {
+		t.Errorf("done = %+v (err %v), want a function error after 1 attempt, with ErrEventAgeExceeded", d, d.err)
+	}
+}
+
+func TestDepth(t *testing.T) {
+	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := base
+	var mu sync.Mutex
+	h := newHarness(t, "", &fakeInvoker{}, newPolicies("d", AsyncPolicy{}))
+	h.q.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	for range 5 {
+		h.enqueue("d", `{}`)
+	}
+	mu.Lock()
+	now = base.Add(90 * time.Second)
+	mu.Unlock()
+	n, age, err := h.q.Depth(t.Context(), "d")
+	if err != nil || n != 5 || age != 90*time.Second {
+		t.Errorf("depth = %d, %s, %v; want 5, 1m30s", n, age, err)
+	}
+	if n, age, err := h.q.Depth(t.Context(), "other"); err != nil || n != 0 || age != 0 {
+		t.Errorf("depth of a function without events = %d, %s, %v; want 0, 0", n, age, err)
+	}
+}
+
+// TestDurableAcrossRestart enqueues events, lets some be processed, stops
+// the server abruptly with invocations in flight, and checks that a new
+// server on the same store processes every one that was not done.
+func TestDurableAcrossRestart(t *testing.T) {
+	const events, first, limit = 200, 50, 8
+	dir := t.TempDir()
+	blocked := make(chan struct{}, events)
+	var okCalls atomic.Int64
+	inv := &fakeInvoker{behave: func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+		if okCalls.Add(1) <= first {
+			return &pool.Response{Body: []byte(`"ok"`)}, nil
+		}
+		blocked <- struct{}{}
+		<-ctx.Done() // hangs until the server goes away
+		return nil, ctx.Err()
+	}}
+	pol := newPolicies("durable", AsyncPolicy{MaxConcurrency: limit})
+	h := newHarness(t, dir, inv, pol)
+	h.q.DrainTimeout = 100 * time.Millisecond
+	ids := make(map[string]bool)
+	for i := range events {
+		ids[h.enqueue("durable", fmt.Sprintf(`{"i":%d}`, i))] = true
+	}
+	h.run()
+	doneBefore := make(map[string]bool)
+	for _, d := range h.waitDone(first, 20*time.Second) {
+		doneBefore[d.id] = true
+	}
+	for range limit {
+		select {
+		case <-blocked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("in-flight invocations did not fill the concurrency cap")
+		}
+	}
+	// Crash: the server and connection go away under the running queue;
+	// no ack or nak reaches the store.
+	h.bus.nc.Close()
+	h.bus.srv.Shutdown()
+	h.bus.srv.WaitForShutdown()
+	h.stopRun()
+	h.bus = nil
+
+	inv2 := &fakeInvoker{}
+	h2 := newHarness(t, dir, inv2, pol)
+	n, _, err := h2.q.Depth(t.Context(), "durable")
+	if err != nil || n != events-len(doneBefore) {
+		t.Errorf("depth after restart = %d, %v; want %d", n, err, events-len(doneBefore))
+	}
+	h2.run()
+	doneAfter := make(map[string]int)
+	for _, d := range h2.waitDone(events-len(doneBefore), 20*time.Second) {
+		if d.err != nil {
+			t.Errorf("event %s failed after restart: %v", d.id, d.err)
+		}
+		doneAfter[d.id]++
+	}
+	for id := range ids {
+		if !doneBefore[id] && doneAfter[id] == 0 {
+			t.Errorf("event %s lost", id)
+		}
+	}
+	dups := 0
+	for id, n := range doneAfter {
+		if doneBefore[id] || n > 1 {
+			dups++
+		}
+	}
+	t.Logf("%d events done before the crash, %d after, %d duplicates", len(doneBefore), len(doneAfter), dups)
+	waitFor(t, 5*time.Second, "empty queue", func() bool {
+		n, _, err := h2.q.Depth(t.Context(), "durable")
+		return err == nil && n == 0
+	})
+}
+
+// TestGracefulStop stops Run with events fetched and in flight and checks
+// they are all done after the next start, without waiting for AckWait.
+func TestGracefulStop(t *testing.T) {
+	const events = 40
+	dir := t.TempDir()
+	started := make(chan struct{}, events)
+	inv := &fakeInvoker{behave: func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	pol := newPolicies("g", AsyncPolicy{MaxConcurrency: 4})
+	h := newHarness(t, dir, inv, pol)
+	h.q.DrainTimeout = 50 * time.Millisecond
+	for i := range events {
+		h.enqueue("g", fmt.Sprintf(`{"i":%d}`, i))
+	}
+	h.run()
+	for range 4 {
+		<-started
+	}
+	h.close()
+
+	h2 := newHarness(t, dir, &fakeInvoker{}, pol)
+	h2.q.AckWait = time.Minute // redelivery must not depend on it
+	h2.run()
+	seen := make(map[string]bool)
+	for _, d := range h2.waitDone(events, 10*time.Second) {
+		seen[d.id] = true
+	}
+	if len(seen) != events {
+		t.Errorf("%d distinct events done after restart, want %d", len(seen), events)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	tests := []struct {
+		attempt int
+		r       float64
+		want    time.Duration
+	}{
+		{1, 0, 500 * time.Millisecond},
+		{1, 0.999999, time.Second - time.Microsecond/2},
+		{2, 0, time.Second},
+		{3, 0.5, 3 * time.Second},
+		{10, 0, 5 * time.Second},
+		{10, 1, 10 * time.Second},
+		{100, 0, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		got := retryDelay(time.Second, 10*time.Second, tt.attempt, tt.r)
+		if d := got - tt.want; d > time.Microsecond || d < -time.Microsecond {
+			t.Errorf("retryDelay(1s, 10s, %d, %v) = %s, want %s", tt.attempt, tt.r, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/pool"
+)
+
+// Record is what a destination receives about a finished async
+// invocation: the format of Lambda's destination records.
+type Record struct {
+	Version         string          `json:"version"`
+	Timestamp       time.Time       `json:"timestamp"`
+	RequestContext  RecordRequest   `json:"requestContext"`
+	RequestPayload  json.RawMessage `json:"requestPayload"`
+	ResponseContext RecordResponse  `json:"responseContext"`
+	ResponsePayload json.RawMessage `json:"responsePayload,omitempty"`
+}
+
+// RecordRequest is a Record's requestContext.
+type RecordRequest struct {
+	RequestID              string `json:"requestId"`
+	FunctionArn            string `json:"functionArn"`
+	Condition              string `json:"condition"` // Success, RetriesExhausted, EventAgeExceeded
+	ApproximateInvokeCount int    `json:"approximateInvokeCount"`
+}
+
+// RecordResponse is a Record's responseContext.
+type RecordResponse struct {
+	StatusCode      int    `json:"statusCode"`
+	ExecutedVersion string `json:"executedVersion"`
+	FunctionError   string `json:"functionError,omitempty"`
+}
+
+// Destinations routes finished async invocations to their function's
+// on-success or on-failure destination. Its Done method is a DoneFunc.
+type Destinations struct {
+	// Config returns a function's configuration, false when it is gone.
+	Config func(fn string) (stratus.FunctionConfig, bool)
+	// Enqueue starts an async invocation of a function destination.
+	Enqueue func(ctx context.Context, fn string, event []byte) (string, error)
+	// Publish sends an event to a topic destination; nil when topics are
+	// not available.
+	Publish func(ctx context.Context, topic string, event []byte) error
+	Region  string
+	Log     *slog.Logger
+}
+
+// Done implements DoneFunc.
+func (d *Destinations) Done(fn, requestID string, event []byte, res *pool.Response, attempts int, err error) {
+	cfg, ok := d.Config(fn)
+	if !ok {
+		return
+	}
+	dest := cfg.OnSuccess
+	cond := "Success"
+	if err != nil {
+		dest = cfg.OnFailure
+		cond = "RetriesExhausted"
+		if errors.Is(err, ErrEventAgeExceeded) {
+			cond = "EventAgeExceeded"
+		}
+	}
+	if dest == "" {
+		return
+	}
+	kind, target, perr := stratus.ParseDestination(dest)
+	if perr != nil {
+		d.Log.Warn("bad destination", "fn", fn, "destination", dest, "err", perr)
+		return
+	}
+	rec := Record{
+		Version:   "1.0",
+		Timestamp: time.Now().UTC(),
+		RequestContext: RecordRequest{
+			RequestID: requestID, Condition: cond, ApproximateInvokeCount: attempts,
+			FunctionArn: "arn:aws:lambda:" + d.Region + ":000000000000:function:" + fn + ":" + stratus.LatestVersion,
+		},
+		RequestPayload:  json.RawMessage(event),
+		ResponseContext: RecordResponse{StatusCode: 200, ExecutedVersion: stratus.LatestVersion},
+	}
+	if res != nil {
+		if json.Valid(res.Body) {
+			rec.ResponsePayload = res.Body
+		}
+		if res.ErrorType != "" {
+			rec.ResponseContext.FunctionError = "Unhandled"
+		}
+	} else if err != nil {
+		// No attempt answered (removed function, platform failure): say why.
+		b, _ := json.Marshal(map[string]string{"errorMessage": err.Error(), "errorType": "Stratus.DeliveryFailed"})
+		rec.ResponsePayload = b
+		rec.ResponseContext.StatusCode = 500
+	}
+	if !json.Valid(event) {
+		b, _ := json.Marshal(string(event))
+		rec.RequestPayload = b
+	}
+	body, merr := json.Marshal(rec)
+	if merr != nil {
+		d.Log.Error("encode destination record", "fn", fn, "req_id", requestID, "err", merr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch kind {
+	case stratus.DestFunction:
+		_, err = d.Enqueue(ctx, target, body)
+	case stratus.DestTopic:
+		if d.Publish == nil {
+			err = fmt.Errorf("topics are not available: %w", stratus.ErrUnavailable)
+		} else {
+			err = d.Publish(ctx, target, body)
+		}
+	}
+	if err != nil {
+		d.Log.Warn("deliver to destination", "fn", fn, "req_id", requestID, "destination", dest, "err", err)
+	}
+}

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stratus-run/stratus"
+)
+
+func TestAsyncStatuses(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir()+"/s.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Unix(1700000000, 0).UTC()
+	st := func(state string, attempt int, at time.Duration) stratus.AsyncStatus {
+		return stratus.AsyncStatus{RequestID: "r1", Function: "f", State: state, Attempt: attempt,
+			EnqueuedAt: t0, UpdatedAt: t0.Add(at)}
+	}
+	failed := st(stratus.AsyncFailed, 3, 3*time.Second)
+	failed.ErrorType, failed.ErrorMessage = "Unhandled", "boom"
+	// Out of order: the older "running" must not overwrite "failed".
+	if err := s.PutAsyncStatuses(ctx, []stratus.AsyncStatus{st(stratus.AsyncQueued, 0, 0), failed, st(stratus.AsyncRunning, 1, time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetAsyncStatus(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(&failed, got); d != "" {
+		t.Errorf("status (-want +got):\n%s", d)
+	}
+	if _, err := s.GetAsyncStatus(ctx, "nope"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("unknown id: %v, want ErrNotFound", err)
+	}
+	// Prune keeps the newest finished ones per function, never live ones.
+	var many []stratus.AsyncStatus
+	for i := range 10 {
+		x := stratus.AsyncStatus{RequestID: string(rune('a' + i)), Function: "g", State: stratus.AsyncSucceeded, EnqueuedAt: t0, UpdatedAt: t0.Add(time.Duration(i) * time.Second)}
+		many = append(many, x)
+	}
+	many = append(many, stratus.AsyncStatus{RequestID: "live", Function: "g", State: stratus.AsyncQueued, EnqueuedAt: t0, UpdatedAt: t0})
+	if err := s.PutAsyncStatuses(ctx, many); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(ctx, 3, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"h", "i", "j", "live"} {
+		if _, err := s.GetAsyncStatus(ctx, id); err != nil {
+			t.Errorf("%s pruned: %v", id, err)
+		}
+	}
+	if _, err := s.GetAsyncStatus(ctx, "a"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("oldest status kept: %v", err)
+	}
+}
