@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/events/cloudevent"
 	"github.com/stratus-run/stratus/internal/pool"
 )
 
@@ -38,6 +39,12 @@ type RecordResponse struct {
 	FunctionError   string `json:"functionError,omitempty"`
 }
 
+// CloudEvent types of the records a topic destination receives.
+const (
+	DestinationSuccessType = "stratus.function.success"
+	DestinationFailureType = "stratus.function.failure"
+)
+
 // Destinations routes finished async invocations to their function's
 // on-success or on-failure destination. Its Done method is a DoneFunc.
 type Destinations struct {
@@ -45,9 +52,12 @@ type Destinations struct {
 	Config func(fn string) (stratus.FunctionConfig, bool)
 	// Enqueue starts an async invocation of a function destination.
 	Enqueue func(ctx context.Context, fn string, event []byte) (string, error)
-	// Publish sends an event to a topic destination; nil when topics are
-	// not available.
-	Publish func(ctx context.Context, topic string, event []byte) error
+	// Publish stores events on a topic (Topics.Publish); nil when topics
+	// are not available. A topic destination receives the Record as the
+	// data of a CloudEvent: type DestinationSuccessType or
+	// DestinationFailureType, source "stratus/functions/NAME", id the
+	// request ID, datacontenttype application/json.
+	Publish func(ctx context.Context, topic string, events []cloudevent.Event) error
 	Region  string
 	Log     *slog.Logger
 }
@@ -116,7 +126,14 @@ func (d *Destinations) Done(fn, requestID string, event []byte, res *pool.Respon
 		if d.Publish == nil {
 			err = fmt.Errorf("topics are not available: %w", stratus.ErrUnavailable)
 		} else {
-			err = d.Publish(ctx, target, body)
+			typ := DestinationSuccessType
+			if err != nil {
+				typ = DestinationFailureType
+			}
+			err = d.Publish(ctx, target, []cloudevent.Event{{
+				SpecVersion: cloudevent.SpecVersion, ID: requestID, Source: "stratus/functions/" + fn,
+				Type: typ, Subject: cond, Time: rec.Timestamp, DataContentType: "application/json", Data: body,
+			}})
 		}
 	}
 	if err != nil {

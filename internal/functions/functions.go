@@ -134,6 +134,9 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	if err := cfg.Validate(stratus.Limits{MaxConcurrency: s.maxConc, MaxRetries: s.maxRetries}); err != nil {
 		return nil, false, err
 	}
+	if err := s.checkTopics(ctx, cfg); err != nil {
+		return nil, false, err
+	}
 	tmp, err := os.CreateTemp(s.tmpDir, "upload-*.zip")
 	if err != nil {
 		return nil, false, fmt.Errorf("store upload: %w", err)
@@ -209,6 +212,21 @@ func sizeText(n int64) string {
 		return fmt.Sprintf("%d KB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// checkTopics refuses topic destinations that name no topic: a deploy
+// says where its records go, so a typo is an error now rather than records
+// dropped later. (A topic deleted after the deploy is not checked again:
+// records for it are dropped with a log line.)
+func (s *Service) checkTopics(ctx context.Context, cfg stratus.FunctionConfig) error {
+	for _, d := range []struct{ flag, dest string }{{"on-success", cfg.OnSuccess}, {"on-failure", cfg.OnFailure}} {
+		if kind, target, err := stratus.ParseDestination(d.dest); err == nil && kind == stratus.DestTopic {
+			if _, err := s.st.GetTopic(ctx, target); err != nil {
+				return fmt.Errorf("%s destination: %w (create it first: stratus topic create %s)", d.flag, err, target)
+			}
+		}
+	}
+	return nil
 }
 
 // checkLoop refuses destinations that lead back to function name: its

@@ -10,6 +10,7 @@ package logs
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ type item struct {
 	line  *stratus.LogLine
 	rec   *stratus.Invocation
 	async *stratus.AsyncStatus
+	sync  chan struct{} // closed once everything queued before it is stored
 }
 
 // Writer stores log lines and records in batches.
@@ -83,6 +85,42 @@ func (w *Writer) AsyncStatus(st stratus.AsyncStatus) {
 	}
 }
 
+// Sync returns once everything queued before the call is stored. Waiting
+// callers share one transaction (group commit), so many may sync at once
+// at little cost.
+func (w *Writer) Sync(ctx context.Context) error {
+	select {
+	case <-w.done:
+		return errStopped
+	default:
+	}
+	done := make(chan struct{})
+	select {
+	case w.ch <- item{sync: done}:
+	case <-w.done:
+		return errStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-w.done:
+		// Run stored what it found queued before it returned; whether that
+		// included this call's predecessors, done tells.
+		select {
+		case <-done:
+			return nil
+		default:
+			return errStopped
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errStopped = errors.New("log writer stopped")
+
 // Flushed returns a channel closed after the next batch is stored.
 func (w *Writer) Flushed() <-chan struct{} {
 	w.mu.Lock()
@@ -101,7 +139,14 @@ func (w *Writer) Run(ctx context.Context) error {
 	var lines []stratus.LogLine
 	var recs []stratus.Invocation
 	var sts []stratus.AsyncStatus
+	var syncs []chan struct{}
 	flush := func() {
+		defer func() {
+			for _, c := range syncs {
+				close(c)
+			}
+			syncs = syncs[:0]
+		}()
 		if len(lines) == 0 && len(recs) == 0 && len(sts) == 0 {
 			return
 		}
@@ -128,8 +173,27 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.flushed = make(chan struct{})
 		w.mu.Unlock()
 	}
-	add := func(it item) {
+	var add func(it item)
+	add = func(it item) {
 		switch {
+		case it.sync != nil:
+			syncs = append(syncs, it.sync)
+			// Take whatever else is queued now, then store it all at once.
+		drain:
+			for {
+				select {
+				case more := <-w.ch:
+					if more.sync != nil {
+						syncs = append(syncs, more.sync)
+						continue
+					}
+					add(more)
+				default:
+					break drain
+				}
+			}
+			flush()
+			return
 		case it.line != nil:
 			lines = append(lines, *it.line)
 		case it.rec != nil:

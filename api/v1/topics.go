@@ -1,0 +1,55 @@
+package v1
+
+import (
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+// TopicSpec is the body of POST /v1/topics.
+type TopicSpec struct {
+	Name string `json:"name"`
+}
+
+// Topic is a topic as the API shows it.
+type Topic struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Subscriptions counts the topic's subscriptions.
+	Subscriptions int `json:"subscriptions"`
+}
+
+// TopicList answers GET /v1/topics.
+type TopicList struct {
+	Topics []Topic `json:"topics"`
+}
+
+// Published answers POST /v1/topics/NAME/events (202): the ids of the
+// stored events, in the order given.
+type Published struct {
+	IDs []string `json:"ids"`
+}
+
+// SubscriptionSpec is the body of POST /v1/topics/NAME/subscriptions:
+// exactly one of Function and URL; Filter "", "type=EXACT" or
+// "source-prefix=PREFIX"; Batch 0 or 1 for one event per invocation, up
+// to stratus.MaxSubscriptionBatch for a JSON list (functions only).
+type SubscriptionSpec struct {
+	Function string `json:"function,omitempty"`
+	URL      string `json:"url,omitempty"`
+	Filter   string `json:"filter,omitempty"`
+	Batch    int    `json:"batch,omitempty"`
+}
+
+// SubscriptionList answers GET /v1/subscriptions and GET
+// /v1/topics/NAME/subscriptions.
+type SubscriptionList struct {
+	Subscriptions []stratus.Subscription `json:"subscriptions"`
+}
+
+// Content types of POST /v1/topics/NAME/events besides binary mode (any
+// other Content-Type, with ce-* headers).
+const (
+	ContentTypeCloudEvent      = "application/cloudevents+json"
+	ContentTypeCloudEventBatch = "application/cloudevents-batch+json"
+)
