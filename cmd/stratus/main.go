@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // schedule time zones on hosts without zoneinfo
 
 	"github.com/stratus-run/stratus/internal/cli"
 )

@@ -72,6 +72,12 @@ type Config struct {
 	MaxEventBytes int64
 	Metrics       http.Handler
 	Log           *slog.Logger
+	// Schedules serves /v1/schedules; nil leaves the routes out.
+	Schedules scheduler
+	// Topics serves /v1/topics and /v1/subscriptions; nil leaves the
+	// routes out. MaxAsyncEventBytes bounds each published event.
+	Topics             topicService
+	MaxAsyncEventBytes int64
 }
 
 // New returns the API handler.
@@ -99,6 +105,8 @@ func New(c Config) *Server {
 	mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
 	mux.Handle("GET /v1/functions/{name}/invocations", auth(http.HandlerFunc(s.handleInvocations)))
 	mux.Handle("GET /v1/invocations/{id}", auth(http.HandlerFunc(s.handleInvocation)))
+	s.routeSchedules(mux, c.Schedules)
+	s.routeTopics(mux, c.Topics, c.MaxAsyncEventBytes, c.MaxEventBytes)
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteError(w, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))

@@ -93,6 +93,8 @@ func (e *env) rootCmd() *cobra.Command {
 	pf.StringVar(&e.dataDir, "data", "", "data dir (default $STRATUS_DATA, else ./.stratus)")
 	pf.StringVarP(&e.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(e.serverCmd(), e.deployCmd(), e.invokeCmd(), e.lsCmd(), e.getCmd(), e.rmCmd(), e.logsCmd(), e.invocationsCmd(), e.invocationCmd())
+	root.AddCommand(e.scheduleCmd())
+	root.AddCommand(e.topicCmd(), e.subscribeCmd(), e.subscriptionsCmd(), e.unsubscribeCmd())
 	return root
 }
 

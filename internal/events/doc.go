@@ -36,16 +36,24 @@
 // or found in the stream (at start and every RescanInterval); each worker
 // owns one handler goroutine per event in flight, and each handler one
 // heartbeat goroutine that extends the message's ack deadline while the
-// invocation runs. Run returns after all of them have ended. When ctx
-// ends, workers stop fetching, events fetched but not started are handed
-// back, in-flight invocations get DrainTimeout to finish, then their
-// contexts are cancelled and their events handed back; the next start
-// takes them at once. After a crash, events that were in flight are
-// delivered again once AckWait has passed; nothing acknowledged by
-// Enqueue is lost either way.
+// invocation runs. Run returns after all of them have ended.
 //
-// A worker fetches only as many messages as its function has free
-// concurrency slots (AsyncPolicy.MaxConcurrency, read on every fetch), so
+// A worker pulls its function's events with one pull request at a time,
+// on a subscription of its own that it keeps until JetStream has ended the
+// request (with its last message, or a status at its expiry, PollWait
+// after it was made): JetStream counts a message sent to a reply subject
+// nobody listens on as delivered, and it would come back only after
+// AckWait, after a restart too, so a worker never abandons a request.
+// When ctx ends, workers make no new requests and hand back the events
+// their last one still brings, in-flight invocations get DrainTimeout to
+// finish, then their contexts are cancelled and their events handed back.
+// Run returns once JetStream has acknowledged every hand-back (close the
+// Bus only then); the next start takes those events at once. After a
+// crash, events that were in flight are delivered again once AckWait has
+// passed; nothing acknowledged by Enqueue is lost either way.
+//
+// A worker asks for only as many messages as its function has free
+// concurrency slots (AsyncPolicy.MaxConcurrency, read on every request), so
 // at most that many of a function's events are in flight, and the rest
 // wait in the stream, not in memory. A throttled invocation
 // (stratus.ErrCapacity or ErrUnavailable from the Invoker) is handed back
@@ -55,5 +63,70 @@
 // go behind newer ones, and concurrency allows any completion order.
 //
 // One mutex (Queue.mu) guards the stream and consumer cache; it is never
-// held across I/O.
+// held across I/O. A stream is created or updated only on the Bus's stream
+// turn (a one-slot channel held across that request, and taken before
+// Queue.mu or Topics.mu, which are held only briefly inside it), so that
+// no stream is updated while a consumer of it is created (nats-server
+// reads the stream's store configuration unlocked then).
+//
+// # Scheduler
+//
+// The schedules live in the store; the Scheduler's Run owns one goroutine
+// that keeps each schedule's next firing, sleeps until the earliest (a
+// timer; Create and Delete wake it through a 1-buffered channel, so they
+// never block) and enqueues each due firing on the Queue, one at a time,
+// in order of scheduled time. It holds no lock: only Run's goroutine
+// touches its state. Missed firings collapse into one catch-up firing
+// (see Scheduler).
+//
+// # Topics: storage
+//
+// Every topic event is one message in the stream TopicStream
+// (STRATUS_TOPICS), subject stratus.topic.<topic>, file storage, limits
+// retention: an event stays until it is older than Topics.MaxAge (24 h)
+// or the stream is over Topics.MaxBytes (1 GiB), then the oldest go
+// (discard old), whether or not every subscriber has received them, so
+// topics cannot fill the disk and a subscriber that falls that far behind
+// loses the oldest events. The API and destinations publish each event as
+// its structured-mode JSON with a Nats-Msg-Id hashed from topic, source
+// and id (the same event published twice within two minutes is stored
+// once); Publish returns once JetStream acknowledged every event, with the
+// same durability as Enqueue. Any NATS client may publish structured JSON
+// to the subject too; the stream takes it even before the topic exists,
+// but only subscriptions receive events, and a subscription receives the
+// events stored after its creation. Topics and subscriptions themselves
+// are rows in the store.
+//
+// Each subscription is one durable pull consumer named by its ID,
+// filtered on its topic's subject, starting at its creation time,
+// explicit acks. A message is parsed (an invalid CloudEvent is dropped
+// with a log line and counted), filtered, and then, for a function,
+// enqueued as an async invocation (the event's JSON, or a JSON list of up
+// to Batch events collected within BatchWait and kept under the async
+// event size limit) and acknowledged only after Enqueue returned; an
+// Enqueue that fails for good (function gone, event too large) drops the
+// events with a log line, any other failure delivers them again after a
+// backoff. For a URL, each event is POSTed in structured mode and
+// acknowledged on a 2xx answer; failures are delivered again after a
+// backoff (nak with delay) up to URLAttempts attempts, a 4xx other than
+// 408 and 429 at once, then the event is dropped with a log line.
+// Delivery is at least once: a crash between Enqueue (or a POST) and the
+// acknowledgement delivers the event again after AckWait.
+//
+// # Topics: goroutines and locks
+//
+// Topics.Run owns one goroutine per subscription, started for every
+// stored subscription at start and for each new one (Subscribe wakes Run
+// through a 1-buffered channel), and cancelled when the subscription or
+// its topic is deleted; it then deletes its consumer (Run also deletes
+// consumers of subscriptions deleted while it was stopped). A function
+// subscription's goroutine enqueues one invocation at a time; a URL
+// subscription's goroutine owns up to URLConcurrency POST goroutines.
+// Events fetched but not settled when Run stops are delivered again after
+// AckWait. Run returns after every goroutine has ended.
+//
+// Topics has two mutexes: changeMu orders a store change of subscriptions
+// with the update of the in-memory set Run follows, and mu guards that set
+// and the stream; changeMu is taken before mu, and mu is never held across
+// I/O.
 package events

@@ -45,6 +45,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// Instances run in their code folder: paths into the data dir must
+	// not be relative to the server's working directory.
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	cfg.DataDir = dataDir
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -126,11 +133,21 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Enqueue: queue.Enqueue, Region: cfg.Region, Log: log.With("component", "destinations"),
 	}
 	queue.OnDone = dests.Done
+	topics, err := newTopics(ctx, bus, st, queue, fns, cfg, met, log.With("component", "topics"))
+	if err != nil {
+		return err
+	}
+	dests.Publish = topics.Publish
+	sched := events.NewScheduler(st, queue, func(fn string) bool { _, ok := fns.Head(fn); return ok },
+		log.With("component", "scheduler"))
+	sched.Region, sched.MaxEventSize = cfg.Region, int(cfg.MaxAsyncEventBytes)
 
 	api := apiserver.New(apiserver.Config{
 		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
 		Metrics: met.handler(), Log: log.With("component", "api"),
+		Schedules: sched,
+		Topics:    topics, MaxAsyncEventBytes: cfg.MaxAsyncEventBytes,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -164,6 +181,24 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		defer queueDone.Done()
 		return queue.Run(queueCtx)
 	})
+	// The scheduler enqueues on the queue: it stops first.
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSched()
+	var schedDone sync.WaitGroup
+	schedDone.Add(1)
+	g.Go(func() error {
+		defer schedDone.Done()
+		return sched.Run(schedCtx)
+	})
+	// Topics enqueue on the queue: they stop before it.
+	topicsCtx, stopTopics := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTopics()
+	var topicsDone sync.WaitGroup
+	topicsDone.Add(1)
+	g.Go(func() error {
+		defer topicsDone.Done()
+		return topics.Run(topicsCtx)
+	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("stratus is serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "region", cfg.Region)
@@ -189,6 +224,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	cancel()
 	// Async events in flight finish (bounded) or go back to the stream.
+	stopSched()
+	schedDone.Wait()
+	stopTopics()
+	topicsDone.Wait()
 	stopQueue()
 	queueDone.Wait()
 	stopPools()
