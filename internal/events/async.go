@@ -53,7 +53,7 @@ const (
 	DefaultThrottleDelay  = time.Second
 	DefaultAckWait        = 30 * time.Second
 	DefaultDrainTimeout   = 10 * time.Second
-	DefaultPollWait       = 10 * time.Second
+	DefaultPollWait       = 2 * time.Second
 	DefaultRescanInterval = 10 * time.Second
 	DefaultInvokeSlack    = 2 * time.Minute
 )
@@ -198,7 +198,9 @@ type Queue struct {
 	// DrainTimeout bounds how long Run waits for in-flight invocations
 	// when its ctx ends.
 	DrainTimeout time.Duration
-	// PollWait is how long one fetch waits for events.
+	// PollWait is how long one pull request waits for events; a stopping
+	// Run waits for each worker's last request to end, so it is also about
+	// how long an idle Run takes to stop.
 	PollWait time.Duration
 	// RescanInterval is how often Run looks for functions with events or
 	// consumers it does not serve yet (published by other servers or
@@ -328,8 +330,19 @@ func (q *Queue) getStream(ctx context.Context) (jetstream.Stream, error) {
 	if s != nil {
 		return s, nil
 	}
+	release, err := q.bus.lockStreams(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", AsyncStream, err)
+	}
+	defer release()
+	q.mu.Lock()
+	s = q.stream
+	q.mu.Unlock()
+	if s != nil {
+		return s, nil // made meanwhile
+	}
 	maxBytes := orDefault(q.MaxBytes, DefaultMaxBytes)
-	s, err := q.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err = q.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        AsyncStream,
 		Description: "Stratus async invocations",
 		Subjects:    []string{asyncSubjectPrefix + "*"},
@@ -449,13 +462,13 @@ func (q *Queue) Run(ctx context.Context) error {
 	startWorkers := func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		for fn, c := range q.consumers {
+		for fn := range q.consumers {
 			if workers[fn] {
 				continue
 			}
 			workers[fn] = true
 			wg.Go(func() {
-				q.work(ctx, invCtx, fn, c)
+				q.work(ctx, invCtx, fn)
 				select {
 				case exited <- fn:
 				case <-ctx.Done():
@@ -536,37 +549,49 @@ func (q *Queue) scan(ctx context.Context) {
 	}
 }
 
-// work fetches fn's events while it has free concurrency slots and runs a
+// work pulls fn's events while it has free concurrency slots and runs a
 // handler for each, until ctx ends or the consumer is deleted; it returns
-// after its handlers have ended.
-func (q *Queue) work(ctx, invCtx context.Context, fn string, c jetstream.Consumer) {
+// after its last pull request has ended, every event that request brought
+// after ctx ended has been handed back, and its handlers have ended.
+func (q *Queue) work(ctx, invCtx context.Context, fn string) {
+	p, err := newPuller(q.bus, AsyncStream, consumerPrefix+fn)
+	if err != nil {
+		q.log.Warn("pull async events", "fn", fn, "err", err)
+		return
+	}
+	defer p.close()
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
+	defer p.finish(func(msg *nats.Msg) { q.handBack(fn, msg, decode(msg)) }) // not started
+
 	var inflight atomic.Int64
 	freed := make(chan struct{}, 1)
 	pollWait := orDefault(q.PollWait, DefaultPollWait)
 	errWait := 100 * time.Millisecond
+	var backoff <-chan time.Time // set after an error: no request until it fires
 	for ctx.Err() == nil {
-		limit := 1 // a removed function's events are failed one at a time
-		if pol, ok := q.lookup(fn); ok {
-			limit = pol.withDefaults().MaxConcurrency
-		}
-		free := limit - int(inflight.Load())
-		if free <= 0 {
-			select {
-			case <-freed:
-			case <-ctx.Done():
+		if p.open == nil && backoff == nil {
+			limit := 1 // a removed function's events are failed one at a time
+			if pol, ok := q.lookup(fn); ok {
+				limit = pol.withDefaults().MaxConcurrency
 			}
-			continue
-		}
-		fetchCtx, cancel := context.WithTimeout(ctx, pollWait)
-		batch, err := c.Fetch(free, jetstream.FetchContext(fetchCtx))
-		if err == nil {
-			for msg := range batch.Messages() {
-				if ctx.Err() != nil {
-					q.handBack(fn, msg, decode(msg)) // not started
-					continue
+			if free := limit - int(inflight.Load()); free > 0 {
+				if err := p.request(free, pollWait); err != nil {
+					q.log.Warn("pull async events", "fn", fn, "err", err)
+					backoff, errWait = time.After(errWait), min(2*errWait, 5*time.Second)
 				}
+			}
+		}
+		select {
+		case m := <-p.msgs:
+			msg, asked, err := p.receive(m)
+			switch {
+			case msg != nil && ctx.Err() != nil:
+				q.handBack(fn, msg, decode(msg)) // not started
+			case msg != nil && !asked:
+				_ = msg.Nak() // its request was given up: no slot for it
+			case msg != nil:
+				errWait = 100 * time.Millisecond
 				inflight.Add(1)
 				handlers.Go(func() {
 					defer func() {
@@ -578,26 +603,23 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string, c jetstream.Consume
 					}()
 					q.handle(invCtx, fn, msg)
 				})
+			case errors.Is(err, errConsumerDeleted):
+				q.log.Info("async consumer gone", "fn", fn)
+				return
+			case err != nil:
+				q.log.Warn("pull async events", "fn", fn, "err", err)
+				backoff, errWait = time.After(errWait), min(2*errWait, 5*time.Second)
+			default:
+				errWait = 100 * time.Millisecond
 			}
-			err = batch.Error()
-		}
-		cancel()
-		switch {
-		case err == nil, ctx.Err() != nil,
-			errors.Is(err, context.DeadlineExceeded), errors.Is(err, jetstream.ErrNoMessages),
-			errors.Is(err, nats.ErrTimeout):
-			errWait = 100 * time.Millisecond
-			continue
-		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
-			q.log.Info("async consumer gone", "fn", fn, "err", err)
-			return
-		}
-		q.log.Warn("fetch async events", "fn", fn, "err", err)
-		select {
-		case <-time.After(errWait):
+		case <-p.giveUp():
+			q.log.Warn("async pull request unanswered; asking again", "fn", fn)
+			p.end()
+		case <-backoff:
+			backoff = nil
+		case <-freed:
 		case <-ctx.Done():
 		}
-		errWait = min(2*errWait, 5*time.Second)
 	}
 }
 
@@ -609,9 +631,9 @@ type envelope struct {
 	notBefore  time.Time
 }
 
-func decode(msg jetstream.Msg) envelope {
+func decode(msg *nats.Msg) envelope {
 	var e envelope
-	h := msg.Headers()
+	h := msg.Header
 	md, mdErr := msg.Metadata()
 	e.id = h.Get(hdrRequestID)
 	if e.id == "" {
@@ -636,7 +658,7 @@ func decode(msg jetstream.Msg) envelope {
 }
 
 // handle runs one delivery of an event and settles its message.
-func (q *Queue) handle(ctx context.Context, fn string, msg jetstream.Msg) {
+func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg) {
 	e := decode(msg)
 	now := q.now()
 	if wait := e.notBefore.Sub(now); wait > 0 {
@@ -660,7 +682,7 @@ func (q *Queue) handle(ctx context.Context, fn string, msg jetstream.Msg) {
 	q.report(st)
 	invCtx, cancel := context.WithTimeout(ctx, pol.Timeout+orDefault(q.InvokeSlack, DefaultInvokeSlack))
 	stopBeats := q.heartbeat(msg)
-	res, err := q.inv.Invoke(invCtx, fn, pool.Request{RequestID: e.id, Event: msg.Data()})
+	res, err := q.inv.Invoke(invCtx, fn, pool.Request{RequestID: e.id, Event: msg.Data})
 	stopBeats()
 	cancel()
 	if err == nil && res == nil {
@@ -690,7 +712,7 @@ func (q *Queue) handle(ctx context.Context, fn string, msg jetstream.Msg) {
 }
 
 // failed settles an attempt that failed: retry later, or done.
-func (q *Queue) failed(fn string, msg jetstream.Msg, e envelope, st Status, pol AsyncPolicy, res *pool.Response, ferr error) {
+func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *pool.Response, ferr error) {
 	attempt := st.Attempt
 	if attempt > pol.MaxRetries {
 		q.finish(fn, msg, e, st, res, ferr)
@@ -720,7 +742,7 @@ func (q *Queue) failed(fn string, msg jetstream.Msg, e envelope, st Status, pol 
 // rather than asking for a redelivery: JetStream keeps a consumer's
 // redelivery requests in memory only, so after a restart a nak'd message
 // would wait for AckWait, a copy is delivered at once.
-func (q *Queue) handBack(fn string, msg jetstream.Msg, e envelope) {
+func (q *Queue) handBack(fn string, msg *nats.Msg, e envelope) {
 	e.notBefore = time.Time{}
 	if err := q.replace(msg, e); err != nil {
 		q.log.Warn("hand back async event; it comes back after the ack wait", "fn", fn, "req_id", e.id, "err", err)
@@ -732,13 +754,13 @@ func (q *Queue) handBack(fn string, msg jetstream.Msg, e envelope) {
 // msg. The copy's Nats-Msg-Id names the request and msg's stream sequence,
 // so replacing the same message twice (an ack lost, a redelivery) stores
 // one copy within the stream's duplicate window.
-func (q *Queue) replace(msg jetstream.Msg, e envelope) error {
+func (q *Queue) replace(msg *nats.Msg, e envelope) error {
 	md, err := msg.Metadata()
 	if err != nil {
 		return fmt.Errorf("replace async event: %w", err)
 	}
-	next := nats.NewMsg(msg.Subject())
-	next.Data = msg.Data()
+	next := nats.NewMsg(msg.Subject)
+	next.Data = msg.Data
 	next.Header.Set(hdrRequestID, e.id)
 	next.Header.Set(hdrEnqueuedAt, e.enqueuedAt.UTC().Format(time.RFC3339Nano))
 	if e.attempts > 0 {
@@ -753,14 +775,14 @@ func (q *Queue) replace(msg jetstream.Msg, e envelope) error {
 	if _, err := q.bus.js.PublishMsg(ctx, next, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("replace async event: %w", publishErr(err))
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
+	if err := msg.AckSync(nats.Context(ctx)); err != nil {
 		q.log.Warn("ack replaced async event; it may run once more", "req_id", e.id, "err", err)
 	}
 	return nil
 }
 
 // finish reports the final state, calls OnDone and acknowledges the event.
-func (q *Queue) finish(fn string, msg jetstream.Msg, e envelope, st Status, res *pool.Response, err error) {
+func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *pool.Response, err error) {
 	st.State, st.UpdatedAt = StateSucceeded, q.now()
 	if err != nil {
 		st.State = StateFailed
@@ -768,18 +790,18 @@ func (q *Queue) finish(fn string, msg jetstream.Msg, e envelope, st Status, res 
 	}
 	q.report(st)
 	if q.OnDone != nil {
-		q.OnDone(fn, e.id, msg.Data(), res, st.Attempt, err)
+		q.OnDone(fn, e.id, msg.Data, res, st.Attempt, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if err := msg.DoubleAck(ctx); err != nil {
+	if err := msg.AckSync(nats.Context(ctx)); err != nil {
 		q.log.Warn("ack async event; it will be delivered again", "fn", fn, "req_id", e.id, "err", err)
 	}
 }
 
 // heartbeat keeps msg's ack deadline moving until the returned stop is
 // called; stop waits for its goroutine.
-func (q *Queue) heartbeat(msg jetstream.Msg) (stop func()) {
+func (q *Queue) heartbeat(msg *nats.Msg) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	every := orDefault(q.AckWait, DefaultAckWait) / 3

@@ -431,3 +431,42 @@ func TestRetryDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestGracefulStopAfterShortPulls is TestGracefulStop with pull requests
+// that expire about as soon as they are made, as a fetch's own deadline
+// passes before JetStream's answer on a starved machine: no event JetStream
+// sends meanwhile may be left delivered to nobody, to come back only after
+// AckWait.
+func TestGracefulStopAfterShortPulls(t *testing.T) {
+	const events, limit = 40, 4
+	dir := t.TempDir()
+	started := make(chan struct{}, events)
+	inv := &fakeInvoker{behave: func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	pol := newPolicies("s", AsyncPolicy{MaxConcurrency: limit})
+	h := newHarness(t, dir, inv, pol)
+	h.q.DrainTimeout = 50 * time.Millisecond
+	h.q.PollWait = time.Millisecond
+	for i := range events {
+		h.enqueue("s", fmt.Sprintf(`{"i":%d}`, i))
+	}
+	h.run()
+	for range limit {
+		<-started
+	}
+	h.close()
+
+	h2 := newHarness(t, dir, &fakeInvoker{}, pol)
+	h2.q.AckWait = time.Minute // redelivery must not depend on it
+	h2.run()
+	seen := make(map[string]bool)
+	for _, d := range h2.waitDone(events, 10*time.Second) {
+		seen[d.id] = true
+	}
+	if len(seen) != events {
+		t.Errorf("%d distinct events done after restart, want %d", len(seen), events)
+	}
+}

@@ -45,6 +45,8 @@ type Bus struct {
 	js     jetstream.JetStream
 	log    *slog.Logger
 	closed chan struct{} // closed by the connection's ClosedHandler
+	// streams has one slot, held while a stream is created or updated.
+	streams chan struct{}
 }
 
 // startTimeout bounds the embedded server's start when ctx has no deadline.
@@ -59,7 +61,7 @@ func OpenBus(ctx context.Context, cfg BusConfig) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bus{log: log, closed: make(chan struct{})}
+	b := &Bus{log: log, closed: make(chan struct{}), streams: make(chan struct{}, 1)}
 	if cfg.URL != "" {
 		if err := b.connectURL(ctx, cfg.URL); err != nil {
 			return nil, err
@@ -160,6 +162,23 @@ func (b *Bus) connectURL(ctx context.Context, url string) error {
 	case <-ctx.Done():
 		b.Close()
 		return fmt.Errorf("open bus: connect %s: %w: %w", url, ctx.Err(), stratus.ErrUnavailable)
+	}
+}
+
+// lockStreams waits, within ctx, until no stream is being created or
+// updated through the bus, and returns the release of its turn. A caller
+// that caches its stream checks the cache again once it has the turn:
+// nats-server reads a stream's store configuration unlocked while it
+// creates a consumer of the stream, so a stream must not be updated (as
+// CreateOrUpdateStream does even with an unchanged configuration) while a
+// consumer of it is created, and a stream is made once, not once per
+// concurrent first use.
+func (b *Bus) lockStreams(ctx context.Context) (release func(), err error) {
+	select {
+	case b.streams <- struct{}{}:
+		return func() { <-b.streams }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
