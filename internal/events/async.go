@@ -181,6 +181,12 @@ func (e *FunctionError) Error() string {
 type Queue struct {
 	// OnDone, if set, is called once per event that is done.
 	OnDone DoneFunc
+	// BeforeAck, if set, is called before an attempt's message is
+	// acknowledged or replaced by its retry, so that what the attempt left
+	// (its invocation record, its status) is stored before the event can no
+	// longer run again: a crash then never loses the trace of a finished
+	// attempt.
+	BeforeAck func(ctx context.Context) error
 	// MaxEventSize bounds an event's bytes (DefaultMaxEventSize).
 	MaxEventSize int
 	// MaxBytes bounds the stream (DefaultMaxBytes); -1 is unbounded.
@@ -730,6 +736,9 @@ func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol Asyn
 	q.report(st)
 
 	e.attempts, e.notBefore = attempt, next
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	q.beforeAck(ctx, e.id)
+	cancel()
 	if err := q.replace(msg, e); err != nil {
 		// Retry the stored message instead; its attempt count stays behind.
 		q.log.Warn("store async retry", "fn", fn, "req_id", e.id, "err", err)
@@ -794,8 +803,18 @@ func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *poo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
+	q.beforeAck(ctx, e.id)
 	if err := msg.AckSync(nats.Context(ctx)); err != nil {
 		q.log.Warn("ack async event; it will be delivered again", "fn", fn, "req_id", e.id, "err", err)
+	}
+}
+
+func (q *Queue) beforeAck(ctx context.Context, id string) {
+	if q.BeforeAck == nil {
+		return
+	}
+	if err := q.BeforeAck(ctx); err != nil {
+		q.log.Warn("store the trace of an async attempt before its ack", "req_id", id, "err", err)
 	}
 }
 

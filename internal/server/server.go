@@ -133,6 +133,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Enqueue: queue.Enqueue, Region: cfg.Region, Log: log.With("component", "destinations"),
 	}
 	queue.OnDone = dests.Done
+	// An attempt's record and status are stored before its event is acked.
+	queue.BeforeAck = writer.Sync
 	topics, err := newTopics(ctx, bus, st, queue, fns, cfg, met, log.With("component", "topics"))
 	if err != nil {
 		return err
