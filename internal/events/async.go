@@ -265,6 +265,16 @@ func (q *Queue) now() time.Time {
 // ErrTooLarge (event over MaxEventSize), ErrCapacity (stream full),
 // ErrUnavailable (JetStream not answering), or ctx's error.
 func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
+	return q.EnqueueID(ctx, fn, uuid.NewString(), event)
+}
+
+// EnqueueID is Enqueue with the request ID chosen by the caller: enqueuing
+// the same ID again within the stream's duplicate window stores the event
+// once (a subscription redelivering a topic event, say).
+func (q *Queue) EnqueueID(ctx context.Context, fn, id string, event []byte) (string, error) {
+	if id == "" || len(id) > 128 {
+		return "", fmt.Errorf("enqueue: request id %q: must be 1 to 128 characters: %w", id, stratus.ErrInvalid)
+	}
 	if err := stratus.ValidName(fn); err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
@@ -277,7 +287,6 @@ func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, e
 	if _, err := q.consumer(ctx, fn); err != nil {
 		return "", fmt.Errorf("enqueue %s: %w", fn, err)
 	}
-	id := uuid.NewString()
 	now := q.now()
 	msg := nats.NewMsg(AsyncSubject(fn))
 	msg.Data = event

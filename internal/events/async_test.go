@@ -470,3 +470,26 @@ func TestGracefulStopAfterShortPulls(t *testing.T) {
 		t.Errorf("%d distinct events done after restart, want %d", len(seen), events)
 	}
 }
+
+// TestEnqueueIDStoresOnce: the same request ID enqueued twice (a
+// subscription redelivering its event) runs once.
+func TestEnqueueIDStoresOnce(t *testing.T) {
+	inv := &fakeInvoker{}
+	h := newHarness(t, "", inv, newPolicies("hello", AsyncPolicy{}))
+	for range 2 {
+		if _, err := h.q.EnqueueID(t.Context(), "hello", "sub-1/42/1", []byte(`{"n":1}`)); err != nil {
+			t.Fatalf("EnqueueID: %v", err)
+		}
+	}
+	if n, _, err := h.q.Depth(t.Context(), "hello"); err != nil || n != 1 {
+		t.Fatalf("depth %d (%v) after the same ID twice, want 1", n, err)
+	}
+	h.run()
+	h.waitDone(1, 10*time.Second)
+	if reqs := inv.requests(); len(reqs) != 1 || reqs[0].RequestID != "sub-1/42/1" {
+		t.Errorf("invocations %+v, want one with the given request ID", reqs)
+	}
+	if _, err := h.q.EnqueueID(t.Context(), "hello", "", []byte(`{}`)); !errors.Is(err, stratus.ErrInvalid) {
+		t.Errorf("empty request ID: %v, want ErrInvalid", err)
+	}
+}

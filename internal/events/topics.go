@@ -13,11 +13,13 @@ import (
 	mathrand "math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -70,7 +72,7 @@ type topicStore interface {
 // subscriberQueue starts async invocations for function subscribers;
 // *Queue is one.
 type subscriberQueue interface {
-	Enqueue(ctx context.Context, fn string, event []byte) (string, error)
+	EnqueueID(ctx context.Context, fn, id string, event []byte) (string, error)
 }
 
 // TopicStats counts what happened to topic events since the start.
@@ -776,6 +778,10 @@ func (t *Topics) consumeForFunction(ctx context.Context, sub stratus.Subscriptio
 	}
 }
 
+// subscriptionNS is the UUID namespace of request IDs made for topic
+// events delivered to functions.
+var subscriptionNS = uuid.MustParse("6f0b3c1e-3c61-4c1e-9a55-2b7f4f6f7a10")
+
 // enqueue starts the async invocation of sub.Function with event and
 // settles msgs: acknowledged once the event is stored, dropped when it can
 // never be (function gone, event too large), else delivered again after a
@@ -783,7 +789,16 @@ func (t *Topics) consumeForFunction(ctx context.Context, sub stratus.Subscriptio
 func (t *Topics) enqueue(sub stratus.Subscription, msgs []jetstream.Msg, event []byte, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	_, err := t.q.Enqueue(ctx, sub.Function, event)
+	// The request ID follows from the subscription and the first event's
+	// place in the stream, so a redelivery of the same events (an ack lost
+	// in a crash) is stored once.
+	key := sub.ID
+	if md, merr := msgs[0].Metadata(); merr == nil {
+		key += "/" + strconv.FormatUint(md.Sequence.Stream, 10) + "/" + strconv.Itoa(len(msgs))
+	} else {
+		key += "/" + uuid.NewString()
+	}
+	_, err := t.q.EnqueueID(ctx, sub.Function, uuid.NewSHA1(subscriptionNS, []byte(key)).String(), event)
 	switch {
 	case err == nil:
 		for _, m := range msgs {

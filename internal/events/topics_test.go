@@ -37,7 +37,7 @@ type topicCall struct {
 	event string
 }
 
-func (q *topicQueue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
+func (q *topicQueue) EnqueueID(ctx context.Context, fn, id string, event []byte) (string, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.fail != nil {
@@ -47,7 +47,7 @@ func (q *topicQueue) Enqueue(ctx context.Context, fn string, event []byte) (stri
 		}
 	}
 	q.calls = append(q.calls, topicCall{fn: fn, event: string(event)})
-	return fmt.Sprintf("req-%d", len(q.calls)), nil
+	return id, nil
 }
 
 // delivered returns the events enqueued for fn successfully.

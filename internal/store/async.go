@@ -11,7 +11,8 @@ import (
 
 // PutAsyncStatuses records the latest state of asynchronous invocations,
 // in one transaction. A state older than the one stored is ignored, so
-// statuses may arrive in any order.
+// statuses may arrive in any order, and a finished invocation is never
+// queued again (a duplicate enqueue of the same request ID is not run).
 func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus) error {
 	if len(sts) == 0 {
 		return nil
@@ -22,7 +23,8 @@ func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (request_id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
 				updated_at = excluded.updated_at, error_type = excluded.error_type, error_message = excluded.error_message
-			WHERE excluded.updated_at >= async_invocations.updated_at`)
+			WHERE excluded.updated_at >= async_invocations.updated_at
+				AND NOT (async_invocations.state IN ('succeeded', 'failed') AND excluded.state = 'queued')`)
 		if err != nil {
 			return err
 		}
