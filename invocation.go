@@ -27,6 +27,15 @@ type Invocation struct {
 	Instance       string    `json:"instance,omitempty"`
 }
 
+// Streams of log lines. A stored StreamReport line holds a REPORT line and
+// reads back as two platform lines: END, then REPORT.
+const (
+	StreamStdout   = "stdout"
+	StreamStderr   = "stderr"
+	StreamPlatform = "platform"
+	StreamReport   = "report"
+)
+
 // LogLine is one line of an instance's output or a platform line
 // (START, END, REPORT).
 type LogLine struct {

@@ -37,6 +37,8 @@ type asyncQueue interface {
 
 type flusher interface {
 	Flushed() <-chan struct{}
+	// Sync returns once what was queued before is stored.
+	Sync(ctx context.Context) error
 }
 
 // Server is the HTTP handler of the whole API.
@@ -193,6 +195,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleInvocation(w http.ResponseWriter, r *http.Request) {
+	_ = s.logs.Sync(r.Context())
 	st, err := s.st.GetAsyncStatus(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -332,6 +335,8 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
 		return
 	}
+	// Read your writes: what finished before this request is listed.
+	_ = s.logs.Sync(r.Context())
 	recs, err := s.st.ListInvocations(r.Context(), name, store.InvocationQuery{RequestID: q.Get("request"), Since: since, Limit: int(limit)})
 	if err != nil {
 		s.fail(w, r, err)
@@ -370,6 +375,8 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	lq := store.LogQuery{RequestID: q.Get("request"), Since: since, AfterID: after, Limit: int(limit)}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+	// Read your writes: what was printed before this request is listed.
+	_ = s.logs.Sync(r.Context())
 	if !follow {
 		lines, err := s.st.ListLogs(r.Context(), name, lq)
 		if err != nil {

@@ -265,7 +265,7 @@ func (q *Queue) now() time.Time {
 // ErrTooLarge (event over MaxEventSize), ErrCapacity (stream full),
 // ErrUnavailable (JetStream not answering), or ctx's error.
 func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
-	return q.EnqueueID(ctx, fn, uuid.NewString(), event)
+	return q.EnqueueID(ctx, fn, pool.NewRequestID(), event)
 }
 
 // EnqueueID is Enqueue with the request ID chosen by the caller: enqueuing

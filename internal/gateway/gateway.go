@@ -18,8 +18,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/uuid"
-
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/httpevent"
@@ -126,7 +124,7 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := pool.Request{
-		RequestID:       uuid.NewString(),
+		RequestID:       pool.NewRequestID(),
 		Event:           body,
 		ClientContext:   r.Header.Get("X-Amz-Client-Context"),
 		CognitoIdentity: r.Header.Get("X-Stratus-Cognito-Identity"),
@@ -201,7 +199,7 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 		// The server's token is not the function's to see.
 		r.Header.Del("Authorization")
 	}
-	reqID := uuid.NewString()
+	reqID := pool.NewRequestID()
 	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: name})
 	if err != nil {
 		WriteError(w, err)

@@ -22,7 +22,7 @@ import (
 const (
 	queueSize  = 1 << 16
 	batchSize  = 2000
-	flushEvery = 50 * time.Millisecond
+	flushEvery = 200 * time.Millisecond
 )
 
 // Retention bounds what the store keeps per function.

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/runtimeapi"
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -329,7 +331,7 @@ func (m *Manager) record(in *Instance, reqID string, start time.Time, d time.Dur
 }
 
 func (m *Manager) emitReport(in *Instance, r stratus.Invocation) {
-	m.platform(in, r.RequestID, "END RequestId: "+r.RequestID)
+	// One stored line carries END and REPORT: the store shows it as both.
 	line := fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
 		r.RequestID, r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB)
 	if r.Cold {
@@ -338,20 +340,34 @@ func (m *Manager) emitReport(in *Instance, r stratus.Invocation) {
 	if r.Outcome == stratus.OutcomeTimeout {
 		line += "\tStatus: timeout"
 	}
-	m.platform(in, r.RequestID, line)
+	m.emit(in, r.RequestID, stratus.StreamReport, line)
 	if m.cfg.Sink != nil {
 		m.cfg.Sink.Record(r)
 	}
 }
 
 func (m *Manager) platform(in *Instance, reqID, text string) {
+	m.emit(in, reqID, stratus.StreamPlatform, text)
+}
+
+func (m *Manager) emit(in *Instance, reqID, stream, text string) {
 	if m.cfg.Sink == nil {
 		return
 	}
 	m.cfg.Sink.Log(stratus.LogLine{
 		Function: in.Version.Function, Time: m.cfg.Now(), RequestID: reqID,
-		Instance: in.ID, Stream: "platform", Text: text,
+		Instance: in.ID, Stream: stream, Text: text,
 	})
+}
+
+// NewRequestID returns a new request ID: a UUID (version 7, so IDs made
+// later sort later and the store's indexes grow at their end).
+func NewRequestID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -66,13 +66,26 @@ func (s *sink) Record(r stratus.Invocation) {
 	s.records = append(s.records, r)
 }
 
-// linesOf returns the lines tied to reqID of one stream ("" for all).
+// linesOf returns the lines tied to reqID of one stream ("" for all), as
+// the store shows them: a report line reads as END and REPORT.
 func (s *sink) linesOf(reqID, stream string) []stratus.LogLine {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []stratus.LogLine
 	for _, l := range s.lines {
-		if l.RequestID == reqID && (stream == "" || l.Stream == stream) {
+		if l.RequestID != reqID {
+			continue
+		}
+		if l.Stream == stratus.StreamReport {
+			end := l
+			end.Stream, end.Text = stratus.StreamPlatform, "END RequestId: "+l.RequestID
+			l.Stream = stratus.StreamPlatform
+			if stream == "" || stream == stratus.StreamPlatform {
+				out = append(out, end, l)
+			}
+			continue
+		}
+		if stream == "" || l.Stream == stream {
 			out = append(out, l)
 		}
 	}

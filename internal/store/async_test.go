@@ -61,3 +61,46 @@ func TestAsyncStatuses(t *testing.T) {
 		t.Errorf("oldest status kept: %v", err)
 	}
 }
+
+// TestReportLineReadsAsEndAndReport: one stored report line is read back as
+// END then REPORT, with distinct increasing IDs that page correctly.
+func TestReportLineReadsAsEndAndReport(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir()+"/s.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	in := []stratus.LogLine{
+		{Function: "f", Time: now, RequestID: "r", Stream: stratus.StreamPlatform, Text: "START RequestId: r Version: $LATEST"},
+		{Function: "f", Time: now, RequestID: "r", Stream: stratus.StreamStdout, Text: "hello"},
+		{Function: "f", Time: now, RequestID: "r", Stream: stratus.StreamReport, Text: "REPORT RequestId: r\tDuration: 1.00 ms"},
+	}
+	if err := s.InsertLogs(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ListLogs(ctx, "f", LogQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for i, l := range all {
+		texts = append(texts, l.Text)
+		if i > 0 && l.ID <= all[i-1].ID {
+			t.Errorf("IDs not increasing: %d after %d", l.ID, all[i-1].ID)
+		}
+		if l.Stream == stratus.StreamReport {
+			t.Errorf("a line reads back with the internal stream %q", l.Stream)
+		}
+	}
+	want := []string{"START RequestId: r Version: $LATEST", "hello", "END RequestId: r", "REPORT RequestId: r\tDuration: 1.00 ms"}
+	if d := cmp.Diff(want, texts); d != "" {
+		t.Fatalf("lines (-want +got):\n%s", d)
+	}
+	// Paging from the END line yields only the REPORT line.
+	rest, err := s.ListLogs(ctx, "f", LogQuery{AfterID: all[2].ID})
+	if err != nil || len(rest) != 1 || rest[0].Text != want[3] {
+		t.Errorf("after END: %v %v, want the REPORT line only", rest, err)
+	}
+}

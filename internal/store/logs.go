@@ -32,7 +32,7 @@ func (s *Store) InsertLogs(ctx context.Context, lines []stratus.LogLine) error {
 			}, func(first, count int, last int64) {
 				// One statement's rows get consecutive rowids.
 				for j := 0; j < count; j++ {
-					ids[first+j] = last - int64(count-1-j)
+					ids[first+j] = lineID(last - int64(count-1-j))
 				}
 			})
 	})
@@ -61,7 +61,10 @@ type LogQuery struct {
 }
 
 // ListLogs returns the log lines of function fn that q selects, oldest
-// first (by ID).
+// first (by ID). Line IDs are the rows' IDs doubled, plus one: a stored
+// report line (row k) comes back as two lines, END (2k) and REPORT
+// (2k+1), so a page may hold more lines than the limit. AfterID takes line
+// IDs.
 func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.LogLine, error) {
 	var b strings.Builder
 	b.WriteString(`SELECT id, time, request_id, instance, stream, text FROM logs`)
@@ -71,8 +74,10 @@ func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.
 	b.WriteString(` WHERE function = ?`)
 	args := []any{fn}
 	if q.AfterID > 0 {
-		b.WriteString(` AND id > ?`)
-		args = append(args, q.AfterID)
+		// Line IDs are row IDs doubled (see ListLogs); row k holds lines
+		// 2k and 2k+1.
+		b.WriteString(` AND id >= ?`)
+		args = append(args, (q.AfterID+1)/2)
 	}
 	if q.RequestID != "" {
 		b.WriteString(` AND request_id = ?`)
@@ -98,7 +103,21 @@ func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.
 			return nil, fmt.Errorf("list logs of %q: %w", fn, err)
 		}
 		l.Time = fromNanos(t)
-		lines = append(lines, l)
+		row := l.ID
+		l.ID = lineID(row)
+		if l.Stream == stratus.StreamReport {
+			// Stored once, read as Lambda prints it: END, then REPORT.
+			end := l
+			end.ID = lineID(row) - 1
+			end.Stream, end.Text = stratus.StreamPlatform, "END RequestId: "+l.RequestID
+			l.Stream = stratus.StreamPlatform
+			if end.ID > q.AfterID {
+				lines = append(lines, end)
+			}
+		}
+		if l.ID > q.AfterID {
+			lines = append(lines, l)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list logs of %q: %w", fn, err)
@@ -137,9 +156,14 @@ func pruneLogs(ctx context.Context, tx *sql.Tx, fn string, keep int, cutoff int6
 		}
 	}
 	if keep > 0 {
-		var last int64 // the newest line beyond those kept
-		err := tx.QueryRowContext(ctx, `SELECT id FROM logs WHERE function = ?
-			ORDER BY id DESC LIMIT 1 OFFSET ?`, fn, keep).Scan(&last)
+		// The newest row beyond those kept, counting lines as they read
+		// back: a report row is two lines (END, REPORT). The bound lies
+		// within the newest keep+1 rows.
+		var last int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM (
+				SELECT id, SUM(CASE stream WHEN '`+stratus.StreamReport+`' THEN 2 ELSE 1 END) OVER (ORDER BY id DESC) AS n
+				FROM (SELECT id, stream FROM logs WHERE function = ? ORDER BY id DESC LIMIT ?)
+			) WHERE n > ? ORDER BY id DESC LIMIT 1`, fn, keep+1, keep).Scan(&last)
 		switch {
 		case errors.Is(err, sql.ErrNoRows): // nothing beyond the bound
 			err = nil
@@ -152,3 +176,7 @@ func pruneLogs(ctx context.Context, tx *sql.Tx, fn string, keep int, cutoff int6
 	}
 	return deleted, nil
 }
+
+// lineID is the ID of the line stored in row: rows' IDs doubled, plus one,
+// leaving room for the END line a report row reads back as.
+func lineID(row int64) int64 { return 2*row + 1 }
