@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+// coldResult summarises cold starts.
+type coldResult struct {
+	Runs     int
+	P50, P99 time.Duration
+	Min, Max time.Duration
+	// InitP50 is the server's own Init Duration (instance start until the
+	// runtime asked for its first invocation), Stratus only.
+	InitP50 time.Duration
+}
+
+func summarise(d []time.Duration) coldResult {
+	p50, p99, _ := percentiles(d)
+	return coldResult{Runs: len(d), P50: p50, P99: p99, Min: d[0], Max: d[len(d)-1]}
+}
+
+// stratusCold measures scale from zero: runs fresh functions (same code),
+// each invoked once through POST /v1/functions/NAME/invoke on one
+// keep-alive connection. Only that first invoke is timed; its
+// X-Stratus-Cold-Start header must say true.
+func stratusCold(ctx context.Context, s *stratusServer, zip []byte, runs int) (coldResult, error) {
+	names := make([]string, runs)
+	for i := range names {
+		names[i] = fmt.Sprintf("cold-%03d", i)
+	}
+	cfg := stratus.FunctionConfig{Runtime: "provided", Auth: stratus.AuthNone}
+	if err := s.deployMany(ctx, names, zip, cfg, 4); err != nil {
+		return coldResult{}, err
+	}
+	defer s.removeMany(context.WithoutCancel(ctx), names, 4)
+
+	c := &http.Client{Transport: newTransport()}
+	defer c.CloseIdleConnections()
+	// Open the one connection first.
+	if err := waitHTTPGet(ctx, c, "http://"+s.addr+"/healthz"); err != nil {
+		return coldResult{}, err
+	}
+	var total, inits []time.Duration
+	for _, n := range names {
+		// Let the previous run's background work (log flush) settle.
+		time.Sleep(30 * time.Millisecond)
+		d, cold, initMs, err := coldInvoke(ctx, c, s.invokeTarget(n))
+		if err != nil {
+			return coldResult{}, err
+		}
+		if !cold {
+			return coldResult{}, fmt.Errorf("first invoke of %s was not a cold start", n)
+		}
+		total = append(total, d)
+		inits = append(inits, time.Duration(initMs*float64(time.Millisecond)))
+	}
+	r := summarise(total)
+	r.InitP50, _, _ = percentiles(inits)
+	return r, nil
+}
+
+func coldInvoke(ctx context.Context, c *http.Client, t *target) (d time.Duration, cold bool, initMs float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(event))
+	if err != nil {
+		return 0, false, 0, err
+	}
+	req.Header["Content-Type"] = []string{"application/json"}
+	for k, v := range t.header {
+		req.Header[k] = v
+	}
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, false, 0, fmt.Errorf("cold invoke: %w", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	d = time.Since(start)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, false, 0, fmt.Errorf("cold invoke %s: %d %s %v", t.url, resp.StatusCode, b, err)
+	}
+	initMs, _ = strconv.ParseFloat(resp.Header.Get("X-Stratus-Init-Duration-Ms"), 64)
+	return d, resp.Header.Get("X-Stratus-Cold-Start") == "true", initMs, nil
+}
+
+func waitHTTPGet(ctx context.Context, c *http.Client, url string) error {
+	for range 100 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s does not answer", url)
+}
+
+// processStart measures the floor: exec the static tinyserver and get its
+// first answer, runs times. inherit passes it an already listening socket
+// (fd 3), so the first request waits in the kernel's backlog; otherwise the
+// bench polls its port every 100 µs.
+func processStart(ctx context.Context, bin string, runs int, inherit bool) (coldResult, error) {
+	var d []time.Duration
+	for range runs {
+		if err := ctx.Err(); err != nil {
+			return coldResult{}, err
+		}
+		var x time.Duration
+		var err error
+		if inherit {
+			x, err = startInherited(bin)
+		} else {
+			x, err = startPolled(bin)
+		}
+		if err != nil {
+			return coldResult{}, err
+		}
+		d = append(d, x)
+		time.Sleep(10 * time.Millisecond)
+	}
+	return summarise(d), nil
+}
+
+var getReq = []byte("GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+
+// firstAnswer sends one request on conn and reads the answer.
+func firstAnswer(conn net.Conn) error {
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(getReq); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return err
+}
+
+func tinyCmd(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+func kill(cmd *exec.Cmd) {
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+}
+
+func startPolled(bin string) (time.Duration, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return 0, err
+	}
+	cmd := tinyCmd(bin, "-listen", addr)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer kill(cmd)
+	for {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			if time.Since(start) > 10*time.Second {
+				return 0, fmt.Errorf("tinyserver did not listen within 10s: %w", err)
+			}
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		err = firstAnswer(conn)
+		conn.Close()
+		if err != nil {
+			return 0, fmt.Errorf("tinyserver first answer: %w", err)
+		}
+		return time.Since(start), nil
+	}
+}
+
+func startInherited(bin string) (time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cmd := tinyCmd(bin, "-fd", "3")
+	cmd.ExtraFiles = []*os.File{f}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer kill(cmd)
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if err := firstAnswer(conn); err != nil {
+		return 0, fmt.Errorf("tinyserver first answer on an inherited socket: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+// runtimeStart measures the floor of a cold start under the Lambda
+// contract: the bench itself serves a minimal Runtime API on a listener
+// opened beforehand, execs the bootstrap, hands the event {} to its first
+// invocation/next and times until the runtime posts the answer. That is
+// what any platform must do to scale from zero, with nothing of its own.
+func runtimeStart(ctx context.Context, bootstrap string, runs int) (coldResult, error) {
+	var d []time.Duration
+	for range runs {
+		if err := ctx.Err(); err != nil {
+			return coldResult{}, err
+		}
+		x, err := runtimeStartOnce(bootstrap)
+		if err != nil {
+			return coldResult{}, err
+		}
+		d = append(d, x)
+		time.Sleep(10 * time.Millisecond)
+	}
+	return summarise(d), nil
+}
+
+func runtimeStartOnce(bootstrap string) (time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	answered := make(chan []byte, 1)
+	var nexts atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", func(w http.ResponseWriter, r *http.Request) {
+		if nexts.Add(1) > 1 {
+			<-r.Context().Done() // one invocation only; srv.Close ends the wait
+			return
+		}
+		h := w.Header()
+		h["Content-Type"] = []string{"application/json"}
+		h["Lambda-Runtime-Aws-Request-Id"] = []string{"cold-1"}
+		h["Lambda-Runtime-Deadline-Ms"] = []string{strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)}
+		h["Lambda-Runtime-Invoked-Function-Arn"] = []string{"arn:aws:lambda:local:000000000000:function:noop"}
+		_, _ = w.Write(event)
+	})
+	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case answered <- b:
+		default:
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	cmd := tinyCmd(bootstrap)
+	cmd.Env = append(os.Environ(), "AWS_LAMBDA_RUNTIME_API="+ln.Addr().String(),
+		"AWS_LAMBDA_FUNCTION_NAME=noop", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128")
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer kill(cmd)
+	select {
+	case b := <-answered:
+		d := time.Since(start)
+		if !bytes.Contains(b, []byte("ok")) {
+			return 0, fmt.Errorf("runtime answered %q", b)
+		}
+		return d, nil
+	case <-time.After(10 * time.Second):
+		return 0, fmt.Errorf("runtime did not answer its first invocation within 10s")
+	}
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
+)
+
+// fleetResult is the 1,000-functions measurement.
+type fleetResult struct {
+	Functions     int
+	DeployElapsed time.Duration
+	RSSBefore     int64 // VmRSS of the idle server before any deploy
+	RSSAfter      int64 // VmRSS of the idle server once every function is deployed
+	RSSAfterLs    int64 // VmRSS after the ls runs
+	HWM           int64 // VmHWM (peak) at the end
+	LsTable       time.Duration
+	LsTableMin    time.Duration
+	LsJSON        time.Duration
+	LsJSONMin     time.Duration
+	LsRuns        int
+	// ListAPI is GET /v1/functions through the Go client (no CLI process).
+	ListAPI       time.Duration
+	LiveInstances int // sum of instances.live over `ls -o json`
+	ChildProcs    int // child processes of the server
+}
+
+// fleet deploys n functions (same code, through the API, in parallel) to a
+// fresh server and measures its idle memory and `stratus ls`.
+func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf func(string, ...any)) (fleetResult, error) {
+	var r fleetResult
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return r, err
+	}
+	s, err := startStratus(ctx, bin, dir+"/data", dir+"/server.log", "")
+	if err != nil {
+		return r, err
+	}
+	defer s.stop()
+	time.Sleep(time.Second)
+	if r.RSSBefore, _, err = vmRSS(s.p.pid()); err != nil {
+		return r, err
+	}
+
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("fn-%04d", i)
+	}
+	cfg := stratus.FunctionConfig{Runtime: "provided"}
+	start := time.Now()
+	if err := s.deployMany(ctx, names, zip, cfg, 8); err != nil {
+		return r, err
+	}
+	r.DeployElapsed = time.Since(start)
+	r.Functions = n
+	logf("deployed %d functions in %s", n, r.DeployElapsed.Round(time.Millisecond))
+	// Let the server settle (log writer ticks, GC of the upload buffers).
+	time.Sleep(3 * time.Second)
+	if r.RSSAfter, _, err = vmRSS(s.p.pid()); err != nil {
+		return r, err
+	}
+
+	env := append(os.Environ(), "STRATUS_SERVER=http://"+s.addr, "STRATUS_TOKEN="+benchToken)
+	var table, js []time.Duration
+	for i := range lsRuns {
+		d, out, err := timeCmd(ctx, env, bin, "ls")
+		if err != nil {
+			return r, err
+		}
+		if got := strings.Count(strings.TrimSpace(string(out)), "\n") + 1; got != n+1 {
+			return r, fmt.Errorf("stratus ls printed %d lines, want %d", got, n+1)
+		}
+		table = append(table, d)
+
+		d, out, err = timeCmd(ctx, env, bin, "ls", "-o", "json")
+		if err != nil {
+			return r, err
+		}
+		var fns []v1.Function
+		if err := json.Unmarshal(out, &fns); err != nil {
+			return r, fmt.Errorf("stratus ls -o json: %w", err)
+		}
+		if len(fns) != n {
+			return r, fmt.Errorf("stratus ls -o json listed %d functions, want %d", len(fns), n)
+		}
+		if i == 0 {
+			for _, f := range fns {
+				r.LiveInstances += f.Instances.Live
+			}
+		}
+		js = append(js, d)
+	}
+	var api []time.Duration
+	for range lsRuns {
+		start := time.Now()
+		fns, err := s.c.List(ctx)
+		if err != nil {
+			return r, err
+		}
+		if len(fns) != n {
+			return r, fmt.Errorf("GET /v1/functions listed %d functions, want %d", len(fns), n)
+		}
+		api = append(api, time.Since(start))
+	}
+	r.ListAPI = median(api)
+	r.LsRuns = lsRuns
+	r.LsTable, r.LsTableMin = median(table), slices.Min(table)
+	r.LsJSON, r.LsJSONMin = median(js), slices.Min(js)
+	r.ChildProcs = len(children(s.p.pid()))
+	r.RSSAfterLs, r.HWM, err = vmRSS(s.p.pid())
+	return r, err
+}
+
+func timeCmd(ctx context.Context, env []string, argv ...string) (time.Duration, []byte, error) {
+	cmd := execCommand(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %v: %s", strings.Join(argv[1:], " "), err, errb.String())
+	}
+	return d, out.Bytes(), nil
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

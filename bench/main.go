@@ -1,0 +1,466 @@
+// Command bench measures Stratus against its floors and its reference peer,
+// in one run on one machine, with one load generator (ours: net/http
+// client, keep-alive, an idle pool larger than any concurrency, N
+// goroutines bounded by a duration), and prints the figures and ratios:
+//
+//   - warm: a plain net/http handler hit directly and through a bare
+//     httputil.ReverseProxy (the floors), next to a warm no-op aws-lambda-go
+//     function invoked through POST /v1/functions/NAME/invoke and ANY
+//     /fn/NAME: p50/p99 on one keep-alive connection, throughput at
+//     concurrency 1, 8 and 32;
+//   - relay: a diagnostic floor, the least a Runtime API server can do
+//     (bench/relayfloor: the same bootstrap behind a bare relay, no
+//     records or logs), to tell the contract's cost from Stratus's own;
+//   - rie: AWS's Lambda Runtime Interface Emulator running the same
+//     bootstrap (classic mode, one invocation at a time: concurrency 1);
+//   - cold: scale from zero to the first answer, next to starting a static
+//     Go HTTP server as a plain process (polling its port, and handing it an
+//     already listening socket);
+//   - fleet: 1,000 deployed functions: `stratus ls` time and the idle
+//     server's memory.
+//
+// Run it from the module root: go run ./bench [-sections warm,relay,rie,cold,fleet].
+// Everything listens on 127.0.0.1; every loop is bounded. Results are
+// recorded in bench/README.md.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+var execCommand = exec.CommandContext
+
+type options struct {
+	sections   map[string]bool
+	concs      []int
+	duration   time.Duration
+	warmup     time.Duration
+	rounds     int
+	coldRuns   int
+	fleetSize  int
+	lsRuns     int
+	stratusBin string
+	rieBin     string
+	profileDir string
+	jsonOut    string
+	keep       bool
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var o options
+	var sections, concs string
+	flag.StringVar(&sections, "sections", "warm,relay,rie,cold,fleet", "sections to run: warm (floors + warm invoke), relay (the Runtime API floor), rie, cold, fleet")
+	flag.StringVar(&concs, "conc", "1,8,32", "concurrency levels of the throughput runs (1 is also the one-connection latency run)")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time of each run")
+	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured load before each run (opens the connections)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds over every target and concurrency, interleaved; figures are the median of the rounds")
+	flag.IntVar(&o.coldRuns, "cold-runs", 50, "cold starts measured (and process starts per floor variant)")
+	flag.IntVar(&o.fleetSize, "fleet", 1000, "functions deployed in the fleet section")
+	flag.IntVar(&o.lsRuns, "ls-runs", 5, "timed runs of stratus ls and stratus ls -o json")
+	flag.StringVar(&o.stratusBin, "stratus", "", "stratus binary to use (default: build ./cmd/stratus)")
+	flag.StringVar(&o.rieBin, "rie", "", "aws-lambda-rie binary (default: on PATH or GOBIN, else go install into the work dir)")
+	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the server under load to this folder (uses a build of ./bench/stratusprof)")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (binaries, data dirs, logs)")
+	flag.Parse()
+	o.sections = map[string]bool{}
+	for _, s := range strings.Split(sections, ",") {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "warm", "relay", "rie", "cold", "fleet":
+			o.sections[s] = true
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown section %q\n", s)
+			return 2
+		}
+	}
+	for _, c := range strings.Split(concs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 || n > 1024 {
+			fmt.Fprintf(os.Stderr, "bench: -conc %q: want numbers between 1 and 1024\n", concs)
+			return 2
+		}
+		o.concs = append(o.concs, n)
+	}
+	slices.Sort(o.concs)
+	o.concs = slices.Compact(o.concs)
+	if o.rounds < 1 || o.coldRuns < 1 || o.fleetSize < 1 || o.lsRuns < 1 || o.duration <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -cold-runs, -fleet, -ls-runs and -duration must be positive")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := bench(ctx, o)
+	if res != nil {
+		res.print(os.Stdout)
+		if o.jsonOut != "" {
+			b, _ := json.MarshalIndent(res, "", "  ")
+			if werr := os.WriteFile(o.jsonOut, b, 0o644); werr != nil {
+				fmt.Fprintln(os.Stderr, "bench:", werr)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
+}
+
+// work is the run's scratch folder and the binaries it built.
+type work struct {
+	dir        string
+	root       string // module root
+	stratus    string
+	tiny       string // bench/tinyserver, static
+	relay      string // bench/relayfloor
+	bootstrap  string // e2e/testdata/gonoop, static
+	zip        []byte // the bootstrap's folder zipped as the CLI does
+	profBinary bool   // stratus is the pprof variant
+}
+
+func bench(ctx context.Context, o options) (*results, error) {
+	res := &results{Env: environment(), Options: optionsView(o)}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Env["tree"] = treeDigest(root)
+	dir, err := os.MkdirTemp("", "stratus-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if o.keep {
+		logf("work dir %s (kept)", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	w := &work{dir: dir, root: root}
+	if err := w.build(ctx, o); err != nil {
+		return nil, err
+	}
+
+	if o.sections["warm"] || o.sections["relay"] || o.sections["rie"] {
+		if err := warm(ctx, o, w, res); err != nil {
+			return res, err
+		}
+	}
+	if o.sections["cold"] {
+		if err := cold(ctx, o, w, res); err != nil {
+			return res, err
+		}
+	}
+	if o.sections["fleet"] {
+		logf("fleet: deploying %d functions to a fresh server", o.fleetSize)
+		fr, err := fleet(ctx, w.stratus, filepath.Join(dir, "fleet"), w.zip, o.fleetSize, o.lsRuns, logf)
+		if err != nil {
+			return res, fmt.Errorf("fleet: %w", err)
+		}
+		res.Fleet = &fr
+	}
+	return res, nil
+}
+
+func (w *work) build(ctx context.Context, o options) error {
+	logf("building tinyserver, the no-op function and stratus")
+	w.tiny = filepath.Join(w.dir, "tinyserver")
+	if err := goBuild(ctx, w.root, "./bench/tinyserver", w.tiny); err != nil {
+		return err
+	}
+	w.relay = filepath.Join(w.dir, "relayfloor")
+	if err := goBuild(ctx, w.root, "./bench/relayfloor", w.relay); err != nil {
+		return err
+	}
+	w.bootstrap = filepath.Join(w.dir, "noop", "bootstrap")
+	if err := goBuild(ctx, w.root, "./e2e/testdata/gonoop", w.bootstrap); err != nil {
+		return err
+	}
+	switch {
+	case o.profileDir != "":
+		w.stratus = filepath.Join(w.dir, "stratusprof")
+		w.profBinary = true
+		if err := goBuild(ctx, w.root, "./bench/stratusprof", w.stratus); err != nil {
+			return err
+		}
+	case o.stratusBin != "":
+		w.stratus = o.stratusBin
+	default:
+		w.stratus = filepath.Join(w.dir, "stratus")
+		if err := goBuild(ctx, w.root, "./cmd/stratus", w.stratus); err != nil {
+			return err
+		}
+	}
+	zip, err := codeZip(filepath.Dir(w.bootstrap))
+	if err != nil {
+		return err
+	}
+	w.zip = zip
+	return nil
+}
+
+// warm measures the floors, Stratus's warm invoke and the emulator,
+// interleaved: every round runs each concurrency level on every target
+// back to back, so that the ratios compare figures taken seconds apart.
+func warm(ctx context.Context, o options, w *work, res *results) error {
+	directAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	direct, _, err := startProc([]string{w.tiny, "-listen", directAddr}, os.Environ(), "", filepath.Join(w.dir, "direct.log"), false)
+	if err != nil {
+		return err
+	}
+	defer direct.stop(time.Second)
+	proxyAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	proxy, _, err := startProc([]string{w.tiny, "-listen", proxyAddr, "-proxy", "http://" + directAddr}, os.Environ(), "", filepath.Join(w.dir, "proxy.log"), false)
+	if err != nil {
+		return err
+	}
+	defer proxy.stop(time.Second)
+	for _, a := range []string{directAddr, proxyAddr} {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := waitHTTP(wctx, "http://"+a+"/", event)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	targets := []*target{
+		{name: "direct (net/http)", url: "http://" + directAddr + "/", pids: func() []int { return []int{direct.pid()} }},
+		{name: "bare proxy (httputil)", url: "http://" + proxyAddr + "/", pids: func() []int { return []int{proxy.pid(), direct.pid()} }},
+	}
+
+	var s *stratusServer
+	if o.sections["warm"] {
+		pprofAddr := ""
+		if w.profBinary {
+			if pprofAddr, err = freeAddr(); err != nil {
+				return err
+			}
+		}
+		s, err = startStratus(ctx, w.stratus, filepath.Join(w.dir, "warm-data"), filepath.Join(w.dir, "warm-server.log"), pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer s.stop()
+		cfg := stratus.FunctionConfig{Runtime: "provided", Auth: stratus.AuthNone, IdleTimeout: stratus.Duration(30 * time.Minute)}
+		if err := s.deploy(ctx, "noop", w.zip, cfg); err != nil {
+			return err
+		}
+		v1t, fnt := s.invokeTarget("noop"), s.urlTarget("noop")
+		v1t.name, fnt.name = "stratus /v1/functions/NAME/invoke", "stratus /fn/NAME"
+		// Warm: start as many instances as the highest concurrency needs.
+		top := o.concs[len(o.concs)-1]
+		logf("warming the no-op function at concurrency %d", top)
+		tr := newTransport()
+		for range 2 {
+			if _, err := drive(ctx, &http.Client{Transport: tr}, v1t, top, time.Second); err != nil {
+				return err
+			}
+		}
+		tr.CloseIdleConnections()
+		in, err := s.instances(ctx, "noop")
+		if err != nil {
+			return err
+		}
+		res.WarmInstances = in.Live
+		logf("no-op function: %d live instances (%d idle)", in.Live, in.Idle)
+		targets = append(targets, v1t, fnt)
+	}
+
+	if o.sections["relay"] {
+		top := o.concs[len(o.concs)-1]
+		argv := []string{w.relay, "-listen", "127.0.0.1:0", "-n", strconv.Itoa(top), "-bootstrap", w.bootstrap}
+		p, out, err := startProc(argv, os.Environ(), "", filepath.Join(w.dir, "relayfloor.log"), true)
+		if err != nil {
+			return err
+		}
+		defer p.stop(2 * time.Second)
+		rctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+		addr, err := firstLine(rctx, p, out, "ready ")
+		cancel()
+		if err != nil {
+			return fmt.Errorf("relayfloor: %w", err)
+		}
+		targets = append(targets, &target{
+			name: "runtime API floor (relayfloor)",
+			url:  "http://" + strings.TrimSpace(addr) + "/",
+			pids: func() []int { return []int{p.pid()} },
+		})
+	}
+
+	if o.sections["rie"] {
+		gobin := filepath.Join(w.dir, "gobin")
+		bin, err := findRIE(ctx, o.rieBin, gobin, logf)
+		if err != nil {
+			return err
+		}
+		res.RIEBinary = bin
+		r, err := startRIE(ctx, bin, w.bootstrap, filepath.Join(w.dir, "rie.log"))
+		if err != nil {
+			return err
+		}
+		defer r.p.stop(2 * time.Second)
+		targets = append(targets, r.target())
+	}
+
+	runs := make(map[string]map[int][]point)
+	for _, t := range targets {
+		runs[t.name] = map[int][]point{}
+	}
+	for round := range o.rounds {
+		for _, c := range o.concs {
+			for _, t := range targets {
+				if t.maxConc > 0 && c > t.maxConc {
+					continue
+				}
+				r, err := measure(ctx, t, c, o.warmup, o.duration)
+				if err != nil {
+					return err
+				}
+				logf("round %d  c=%-3d %-36s %8.0f req/s  p50 %-9s p99 %-9s cold %d errors %d", round+1, c, t.name, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Cold, r.Errs)
+				runs[t.name][c] = append(runs[t.name][c], r)
+			}
+		}
+	}
+	for _, t := range targets {
+		tr := targetResult{Name: t.name, MaxConc: t.maxConc}
+		for _, c := range o.concs {
+			if rs := runs[t.name][c]; len(rs) > 0 {
+				tr.Runs = append(tr.Runs, medianRun(rs))
+			}
+		}
+		res.Warm = append(res.Warm, tr)
+	}
+
+	if s != nil && o.profileDir != "" {
+		if err := profile(ctx, o, w, s, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cold measures scale from zero and the process-start floors.
+func cold(ctx context.Context, o options, w *work, res *results) error {
+	logf("cold: %d process starts per floor variant", o.coldRuns)
+	poll, err := processStart(ctx, w.tiny, o.coldRuns, false)
+	if err != nil {
+		return err
+	}
+	inh, err := processStart(ctx, w.tiny, o.coldRuns, true)
+	if err != nil {
+		return err
+	}
+	res.ProcessPoll, res.ProcessInherit = &poll, &inh
+	rt, err := runtimeStart(ctx, w.bootstrap, o.coldRuns)
+	if err != nil {
+		return err
+	}
+	res.RuntimeStart = &rt
+
+	s, err := startStratus(ctx, w.stratus, filepath.Join(w.dir, "cold-data"), filepath.Join(w.dir, "cold-server.log"), "")
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	logf("cold: %d scale-from-zero invokes, one fresh function each", o.coldRuns)
+	cr, err := stratusCold(ctx, s, w.zip, o.coldRuns)
+	if err != nil {
+		return err
+	}
+	res.Cold = &cr
+	return nil
+}
+
+func environment() map[string]string {
+	env := map[string]string{
+		"go":     runtime.Version(),
+		"cpus":   strconv.Itoa(runtime.NumCPU()),
+		"goarch": runtime.GOARCH,
+		"date":   time.Now().Format(time.DateOnly),
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				env["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	env["loadavg at start"] = fmt.Sprintf("%.1f", loadAvg())
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		env["kernel"] = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+				env["os"] = strings.Trim(v, `"`)
+			}
+		}
+	}
+	return env
+}
+
+// treeDigest identifies the source measured: a short sha256 of every file
+// of the module outside bench/ (paths and contents; hidden folders and
+// bin/ skipped), since figures belong to a tree, not to a commit.
+func treeDigest(root string) string {
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() {
+			if rel != "." && (strings.HasPrefix(d.Name(), ".") || rel == "bench" || rel == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || strings.HasSuffix(rel, ".test") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "unknown"
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}

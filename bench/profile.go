@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// profileResult is one CPU profile of the server under load.
+type profileResult struct {
+	What string
+	File string
+	Top  string // go tool pprof -top, first lines
+}
+
+// profile takes CPU profiles of the stratusprof server while the load
+// generator drives the warm function: at the highest concurrency through
+// /v1 invoke, and on one connection through /fn.
+func profile(ctx context.Context, o options, w *work, s *stratusServer, res *results) error {
+	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+		return err
+	}
+	top := o.concs[len(o.concs)-1]
+	secs := max(5, int(2*o.duration.Seconds()))
+	cases := []struct {
+		file string
+		t    *target
+		conc int
+	}{
+		{fmt.Sprintf("cpu-v1-invoke-c%d.pprof", top), s.invokeTarget("noop"), top},
+		{"cpu-fn-c1.pprof", s.urlTarget("noop"), 1},
+	}
+	for _, c := range cases {
+		path, err := filepath.Abs(filepath.Join(o.profileDir, c.file))
+		if err != nil {
+			return err
+		}
+		logf("profiling the server for %ds: %s at c=%d", secs, c.t.name, c.conc)
+		load := make(chan error, 1)
+		go func() {
+			_, err := measure(ctx, c.t, c.conc, 0, time.Duration(secs)*time.Second+time.Second)
+			load <- err
+		}()
+		time.Sleep(500 * time.Millisecond)
+		perr := fetchProfile(ctx, "http://"+s.pprof+fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), path)
+		lerr := <-load
+		if perr != nil {
+			return perr
+		}
+		if lerr != nil {
+			return lerr
+		}
+		out, err := execCommand(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=500", w.stratus, path).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go tool pprof: %v\n%s", err, out)
+		}
+		res.Profiles = append(res.Profiles, profileResult{
+			What: fmt.Sprintf("%s at c=%d", c.t.name, c.conc), File: path, Top: condense(string(out), 32),
+		})
+	}
+	return nil
+}
+
+// interesting are the frames that show where the server's CPU goes: its
+// own packages, the HTTP server's halves, SQLite, the Go runtime's GC and
+// scheduler.
+var interesting = regexp.MustCompile(`stratus-run/stratus/internal/|net/http\.\(\*conn\)\.(serve|readRequest)$|` +
+	`net/http\.\(\*response\)\.finishRequest$|modernc\.org/sqlite\.\(\*conn\)\.step$|runtime\.(gcBgMarkWorker|mallocgc|schedule|findRunnable)$`)
+
+// condense keeps the header of a `pprof -top -cum` listing and at most n
+// of its interesting lines.
+func condense(top string, n int) string {
+	var b strings.Builder
+	kept := 0
+	header := true
+	for _, l := range strings.Split(strings.TrimSpace(top), "\n") {
+		if header {
+			if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") {
+				continue
+			}
+			b.WriteString(l + "\n")
+			if strings.Contains(l, "flat%") {
+				header = false
+			}
+			continue
+		}
+		if kept < n && interesting.MatchString(strings.TrimSpace(strings.TrimSuffix(l, " (inline)"))) {
+			b.WriteString(l + "\n")
+			kept++
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func fetchProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch cpu profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("fetch cpu profile: %s: %s", resp.Status, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("fetch cpu profile: %w", err)
+	}
+	return f.Close()
+}
