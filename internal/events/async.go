@@ -265,13 +265,18 @@ func (q *Queue) now() time.Time {
 // ErrTooLarge (event over MaxEventSize), ErrCapacity (stream full),
 // ErrUnavailable (JetStream not answering), or ctx's error.
 func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
-	return q.EnqueueID(ctx, fn, pool.NewRequestID(), event)
+	// A new ID cannot be a duplicate: no deduplication to ask for.
+	return q.enqueue(ctx, fn, pool.NewRequestID(), event, false)
 }
 
 // EnqueueID is Enqueue with the request ID chosen by the caller: enqueuing
 // the same ID again within the stream's duplicate window stores the event
 // once (a subscription redelivering a topic event, say).
 func (q *Queue) EnqueueID(ctx context.Context, fn, id string, event []byte) (string, error) {
+	return q.enqueue(ctx, fn, id, event, true)
+}
+
+func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe bool) (string, error) {
 	if id == "" || len(id) > 128 {
 		return "", fmt.Errorf("enqueue: request id %q: must be 1 to 128 characters: %w", id, stratus.ErrInvalid)
 	}
@@ -295,7 +300,7 @@ func (q *Queue) EnqueueID(ctx context.Context, fn, id string, event []byte) (str
 	// Report before publishing: a worker may take the event at once.
 	st := Status{RequestID: id, Function: fn, State: StateQueued, EnqueuedAt: now, UpdatedAt: now}
 	q.report(st)
-	if _, err := q.bus.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(AsyncStream)); err != nil {
+	if err := q.publish(ctx, msg, id, dedupe); err != nil {
 		err = fmt.Errorf("enqueue %s: %w", fn, publishErr(err))
 		st.State, st.UpdatedAt = StateFailed, q.now()
 		st.ErrorType, st.ErrorMessage = "EnqueueFailed", err.Error()
@@ -310,6 +315,29 @@ func (q *Queue) EnqueueID(ctx context.Context, fn, id string, event []byte) (str
 const jsErrCodeStoreFailed jetstream.ErrorCode = 10077
 
 // publishErr adds the error kind to a failed publish.
+// publish stores msg in the async stream and returns once JetStream has
+// acknowledged it. It publishes asynchronously and waits for this
+// message's own acknowledgement: as durable as a synchronous publish, and
+// concurrent callers share the connection's pipeline.
+func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string, dedupe bool) error {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(AsyncStream)}
+	if dedupe {
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	paf, err := q.bus.js.PublishMsgAsync(msg, opts...)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-paf.Ok():
+		return nil
+	case err := <-paf.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func publishErr(err error) error {
 	var apiErr *jetstream.APIError
 	switch {
