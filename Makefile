@@ -11,5 +11,7 @@ run: build
 test:
 	./scripts/test
 
-bench: build
+# Benchmarks (figures in bench/README.md and bench/events/README.md).
+bench:
 	go run ./bench
+	go run ./bench/events

@@ -141,3 +141,27 @@ func (e *env) json(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// removeCmd is "rm NAME" for a noun: remove calls the API; what prints
+// is "removed LABELNAME", or {"removed": NAME} with -o json.
+func (e *env) removeCmd(short, label string, remove func(ctx context.Context, c *client.Client, name string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := remove(cmd.Context(), c, args[0]); err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(map[string]string{"removed": args[0]})
+			}
+			fmt.Fprintf(e.stdout, "removed %s%s\n", label, args[0])
+			return nil
+		},
+	}
+}

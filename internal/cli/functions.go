@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/client"
 	"github.com/stratus-run/stratus/internal/archive"
 )
 
@@ -265,23 +267,7 @@ func (e *env) getCmd() *cobra.Command {
 }
 
 func (e *env) rmCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Remove a function and stop its instances",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.Remove(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if e.output == "json" {
-				return e.json(map[string]string{"removed": args[0]})
-			}
-			fmt.Fprintf(e.stdout, "removed %s\n", args[0])
-			return nil
-		},
-	}
+	return e.removeCmd("Remove a function and stop its instances", "", func(ctx context.Context, c *client.Client, name string) error {
+		return c.Remove(ctx, name)
+	})
 }

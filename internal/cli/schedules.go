@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/client"
 )
 
 func (e *env) scheduleCmd() *cobra.Command {
@@ -187,23 +189,7 @@ func (e *env) scheduleGetCmd() *cobra.Command {
 }
 
 func (e *env) scheduleRmCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Remove a schedule; it fires no more",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.RemoveSchedule(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if e.output == "json" {
-				return e.json(map[string]string{"removed": args[0]})
-			}
-			fmt.Fprintf(e.stdout, "removed schedule %s\n", args[0])
-			return nil
-		},
-	}
+	return e.removeCmd("Remove a schedule; it fires no more", "schedule ", func(ctx context.Context, c *client.Client, name string) error {
+		return c.RemoveSchedule(ctx, name)
+	})
 }

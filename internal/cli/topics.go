@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/client"
 )
 
 func (e *env) topicCmd() *cobra.Command {
@@ -79,25 +81,9 @@ func (e *env) topicLsCmd() *cobra.Command {
 }
 
 func (e *env) topicRmCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a topic, its subscriptions and its undelivered events",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.RemoveTopic(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if e.output == "json" {
-				return e.json(map[string]string{"removed": args[0]})
-			}
-			fmt.Fprintf(e.stdout, "removed topic %s\n", args[0])
-			return nil
-		},
-	}
+	return e.removeCmd("Delete a topic, its subscriptions and its undelivered events", "topic ", func(ctx context.Context, c *client.Client, name string) error {
+		return c.RemoveTopic(ctx, name)
+	})
 }
 
 // readArg returns s, or the contents of file F when s is @F.
