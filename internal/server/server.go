@@ -21,8 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/apiserver"
 	"github.com/stratus-run/stratus/internal/archive"
@@ -162,45 +160,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 
-	// Parts stop in reverse order of need: pools after the HTTP server has
-	// drained, the log writer after the pools.
-	queueCtx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
-	poolCtx, stopPools := context.WithCancel(context.WithoutCancel(ctx))
-	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopQueue()
-	defer stopPools()
-	defer stopWriter()
-	var g errgroup.Group
-	var poolsDone, queueDone sync.WaitGroup
-	poolsDone.Add(1)
-	queueDone.Add(1)
-	g.Go(func() error { return writer.Run(writerCtx) })
-	g.Go(func() error {
-		defer poolsDone.Done()
-		return pools.Run(poolCtx, time.Second)
-	})
-	g.Go(func() error {
-		defer queueDone.Done()
-		return queue.Run(queueCtx)
-	})
-	// The scheduler enqueues on the queue: it stops first.
-	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSched()
-	var schedDone sync.WaitGroup
-	schedDone.Add(1)
-	g.Go(func() error {
-		defer schedDone.Done()
-		return sched.Run(schedCtx)
-	})
-	// Topics enqueue on the queue: they stop before it.
-	topicsCtx, stopTopics := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopTopics()
-	var topicsDone sync.WaitGroup
-	topicsDone.Add(1)
-	g.Go(func() error {
-		defer topicsDone.Done()
-		return topics.Run(topicsCtx)
-	})
+	// Each long-lived part runs with a context of its own, so that parts
+	// stop one by one, each after those that use it: the scheduler and
+	// topics enqueue on the queue, the queue invokes on the pools, and
+	// everything writes through the log writer.
+	failed := make(chan error, 5)
+	writerPart := startPart(ctx, "log writer", writer.Run, failed)
+	poolsPart := startPart(ctx, "pools", func(ctx context.Context) error { return pools.Run(ctx, time.Second) }, failed)
+	queuePart := startPart(ctx, "async queue", queue.Run, failed)
+	schedPart := startPart(ctx, "scheduler", sched.Run, failed)
+	topicsPart := startPart(ctx, "topics", topics.Run, failed)
+	stopOrder := []*part{schedPart, topicsPart, queuePart, poolsPart, writerPart}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("stratus is serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "region", cfg.Region)
@@ -215,6 +185,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		if !errors.Is(err, http.ErrServerClosed) {
 			runErr = fmt.Errorf("serve: %w", err)
 		}
+	case runErr = <-failed:
+		log.Error("a part of the server failed; stopping", "err", runErr)
 	}
 	log.Info("stopping: draining in-flight invocations")
 	api.Stopping()
@@ -226,20 +198,49 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	cancel()
 	// Async events in flight finish (bounded) or go back to the stream.
-	stopSched()
-	schedDone.Wait()
-	stopTopics()
-	topicsDone.Wait()
-	stopQueue()
-	queueDone.Wait()
-	stopPools()
-	poolsDone.Wait()
-	stopWriter()
-	if err := g.Wait(); err != nil && runErr == nil {
-		runErr = err
+	for _, p := range stopOrder {
+		if err := p.halt(); err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// part is a long-lived part of the server, run by its own goroutine
+// until halted.
+type part struct {
+	name string
+	stop context.CancelFunc
+	done chan error // receives Run's result once
+}
+
+// startPart runs run in a goroutine with a context that ends at halt (not
+// with ctx: parts stop in the server's order). A part that ends on its own
+// with an error reports it on failed.
+func startPart(ctx context.Context, name string, run func(context.Context) error, failed chan<- error) *part {
+	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p := &part{name: name, stop: stop, done: make(chan error, 1)}
+	go func() {
+		err := run(pctx)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", name, err)
+			if pctx.Err() == nil {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+		}
+		p.done <- err
+	}()
+	return p
+}
+
+// halt stops the part and waits for it.
+func (p *part) halt() error {
+	p.stop()
+	return <-p.done
 }
 
 // asyncPolicy reads a function's async settings from its head version.
