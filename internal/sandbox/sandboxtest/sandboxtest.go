@@ -435,24 +435,22 @@ func testWaitContext(t *testing.T, h *harness) {
 }
 
 // testSyncOutput: once the program has written its output (it says so by
-// creating a file after writing), SyncOutput hands every byte of it to the
-// writers at once, with no waiting.
+// replacing itself with sleep after writing, which the test sees in /proc:
+// Spec.Dir may be read-only in the sandbox, so no marker file), SyncOutput
+// hands every byte of it to the writers at once, with no waiting.
 func testSyncOutput(t *testing.T, h *harness) {
-	spec := h.spec("sync", `i=0; while [ $i -lt 3000 ]; do echo "out line $i"; echo "err line $i" >&2; i=$((i+1)); done; : > written; exec sleep 1000`)
+	spec := h.spec("sync", `i=0; while [ $i -lt 3000 ]; do echo "out line $i"; echo "err line $i" >&2; i=$((i+1)); done; exec sleep 1000`)
 	var stdout, stderr Buffer
 	spec.Stdout, spec.Stderr = &stdout, &stderr
 	h.start(h.d, spec)
-	marker := filepath.Join(spec.Dir, "written")
-	deadline := time.Now().Add(testTimeout)
-	for {
-		if _, err := os.Stat(marker); err == nil {
-			break
+	waitUntil(t, testTimeout, "the program to finish writing and exec sleep", func() bool {
+		for _, pid := range Processes(h.marker) {
+			if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); string(cmd) == "sleep\x001000\x00" {
+				return true
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the program never finished writing")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 	if err := h.d.SyncOutput(h.ctx, "sync"); err != nil {
 		t.Fatalf("SyncOutput: %v", err)
 	}

@@ -1,0 +1,310 @@
+// Package image keeps OCI container images on the local disk: it imports
+// `docker save` tarballs and OCI image layouts, pulls from OCI registries
+// (github.com/google/go-containerregistry), and unpacks each layer once, by
+// the digest of its uncompressed content, into a folder shared by every
+// image that has it.
+//
+// On disk, under the store's folder:
+//
+//	index.json        the images and the size of each stored layer (atomic writes)
+//	layers/HEX/       one unpacked layer, HEX the hex of its diff ID (sha256)
+//	tmp/              staging; emptied by Open
+//
+// A layer folder keeps the OCI whiteout markers of its layer as empty files
+// (.wh.NAME, .wh..wh..opq); Flatten applies them, and an overlay driver
+// converts them. Layers are unpacked as hostile input: entries with "..",
+// absolute names, writes through symlinks and hard links that leave the
+// layer are refused; setuid and setgid bits are dropped; device nodes and
+// fifos are skipped. Every layer is checked against its digests while it is
+// read, in a staging folder renamed into place only when the whole image has
+// been read, so a failed Import or Pull stores nothing.
+//
+// Locking: opMu serializes the operations that change the layer folders
+// (Import, Pull, Remove); mu guards the in-memory index. Lock order: opMu,
+// then mu. List and Get take only mu, so they never wait for a pull.
+package image
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/stratus-run/stratus"
+)
+
+// Image is one stored image.
+type Image struct {
+	Ref       string      `json:"ref"`    // fully qualified, as name.Reference.Name() gives it
+	Digest    string      `json:"digest"` // manifest digest
+	Layers    []string    `json:"layers"` // diff IDs (digests of the uncompressed layers), lowest first
+	Config    ImageConfig `json:"config"`
+	Size      int64       `json:"size"`      // bytes of the uncompressed layers
+	CreatedAt time.Time   `json:"createdAt"` // when the store got it
+}
+
+// ImageConfig is the part of an image's configuration that runs it.
+type ImageConfig struct {
+	Entrypoint   []string `json:"entrypoint,omitempty"`
+	Cmd          []string `json:"cmd,omitempty"`
+	Env          []string `json:"env,omitempty"`
+	WorkingDir   string   `json:"workingDir,omitempty"`
+	User         string   `json:"user,omitempty"`
+	ExposedPorts []string `json:"exposedPorts,omitempty"` // "8080/tcp", sorted
+}
+
+// Store keeps images under one folder. Its methods are safe for concurrent use.
+type Store struct {
+	dir string
+	now func() time.Time
+
+	opMu sync.Mutex // serializes Import, Pull and Remove
+
+	mu     sync.RWMutex
+	images []Image          // guarded by mu
+	layers map[string]int64 // diff ID → uncompressed size; guarded by mu
+}
+
+type indexFile struct {
+	Images []Image          `json:"images"`
+	Layers map[string]int64 `json:"layers"`
+}
+
+// Open opens the store in dir, creating it if needed, and removes what an
+// interrupted import left in its staging folder.
+func Open(dir string) (*Store, error) {
+	s := &Store{dir: dir, now: time.Now, layers: map[string]int64{}}
+	if err := os.RemoveAll(s.tmpDir()); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "layers"), s.tmpDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("open image store: %w", err)
+		}
+	}
+	b, err := os.ReadFile(s.indexPath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("open image store: %w", err)
+	default:
+		var f indexFile
+		if err := json.Unmarshal(b, &f); err != nil {
+			return nil, fmt.Errorf("open image store: read %s: %v: %w", s.indexPath(), err, stratus.ErrInvalid)
+		}
+		s.images = f.Images
+		if f.Layers != nil {
+			s.layers = f.Layers
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) tmpDir() string    { return filepath.Join(s.dir, "tmp") }
+func (s *Store) indexPath() string { return filepath.Join(s.dir, "index.json") }
+
+// layerDir is where the layer with this diff ID is unpacked.
+func (s *Store) layerDir(diffID string) string {
+	return filepath.Join(s.dir, "layers", strings.TrimPrefix(diffID, "sha256:"))
+}
+
+// List returns the stored images, sorted by ref.
+func (s *Store) List() ([]Image, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Image, len(s.images))
+	for i, img := range s.images {
+		out[i] = cloneImage(img)
+	}
+	slices.SortFunc(out, func(a, b Image) int { return strings.Compare(a.Ref, b.Ref) })
+	return out, nil
+}
+
+// Get returns the image with this ref ("alpine", "localhost:5000/app:v1")
+// or manifest digest ("sha256:..."). A missing image is ErrNotFound.
+func (s *Store) Get(ref string) (*Image, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := s.find(ref)
+	if i < 0 {
+		return nil, fmt.Errorf("image %q: %w", ref, stratus.ErrNotFound)
+	}
+	img := cloneImage(s.images[i])
+	return &img, nil
+}
+
+// find returns the index of the image with this ref or digest, or -1.
+// The caller holds mu.
+func (s *Store) find(ref string) int {
+	if strings.HasPrefix(ref, "sha256:") {
+		return slices.IndexFunc(s.images, func(img Image) bool { return img.Digest == ref })
+	}
+	n, err := normalizeRef(ref, false)
+	if err != nil {
+		return -1
+	}
+	return slices.IndexFunc(s.images, func(img Image) bool { return img.Ref == n })
+}
+
+// Remove removes the image with this ref or digest (all refs of it, for a
+// digest) and deletes the layers no other image uses. When removing it would
+// drop the last ref of a digest for which inUse reports true, Remove changes
+// nothing and returns ErrConflict. A missing image is ErrNotFound.
+func (s *Store) Remove(ref string, inUse func(digest string) bool) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+
+	s.mu.RLock()
+	var keep, drop []Image
+	if strings.HasPrefix(ref, "sha256:") {
+		for _, img := range s.images {
+			if img.Digest == ref {
+				drop = append(drop, img)
+			} else {
+				keep = append(keep, img)
+			}
+		}
+	} else if i := s.find(ref); i >= 0 {
+		drop = []Image{s.images[i]}
+		keep = slices.Concat(s.images[:i], s.images[i+1:])
+	}
+	layers := s.layers
+	s.mu.RUnlock()
+	if len(drop) == 0 {
+		return fmt.Errorf("image %q: %w", ref, stratus.ErrNotFound)
+	}
+	for _, d := range drop {
+		stillThere := slices.ContainsFunc(keep, func(img Image) bool { return img.Digest == d.Digest })
+		if !stillThere && inUse != nil && inUse(d.Digest) {
+			return fmt.Errorf("remove image %q (%s): in use: %w", d.Ref, d.Digest, stratus.ErrConflict)
+		}
+	}
+
+	used := map[string]bool{}
+	for _, img := range keep {
+		for _, l := range img.Layers {
+			used[l] = true
+		}
+	}
+	newLayers := map[string]int64{}
+	var freed []string
+	for l, size := range layers {
+		if used[l] {
+			newLayers[l] = size
+		} else {
+			freed = append(freed, l)
+		}
+	}
+	if err := s.commit(keep, newLayers); err != nil {
+		return fmt.Errorf("remove image %q: %w", ref, err)
+	}
+	// The index no longer names them: a failure here only leaks disk.
+	var errs []error
+	for _, l := range freed {
+		if err := removeAll(s.layerDir(l)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove image %q: delete layers: %w", ref, err)
+	}
+	return nil
+}
+
+// RootFS returns the unpacked layer folders of img, lowest first, for an
+// overlay mount (the OCI whiteout markers still in them).
+func (s *Store) RootFS(img *Image) []string {
+	dirs := make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		dirs[i] = s.layerDir(l)
+	}
+	return dirs
+}
+
+// commit writes the index atomically and then makes it the in-memory one.
+// The caller holds opMu.
+func (s *Store) commit(images []Image, layers map[string]int64) error {
+	b, err := json.MarshalIndent(indexFile{Images: images, Layers: layers}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.indexPath(), b); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.images, s.layers = images, layers
+	s.mu.Unlock()
+	return nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".index-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// removeAll removes a folder even when some of its folders lack the owner's
+// write or search bit (a layer may hold a 0o555 folder).
+func removeAll(path string) error {
+	if err := os.RemoveAll(path); err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(path)
+}
+
+// normalizeRef returns the fully qualified form of ref
+// ("alpine" → "index.docker.io/library/alpine:latest").
+func normalizeRef(ref string, insecure bool) (string, error) {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return "", fmt.Errorf("image reference %q: %v: %w", ref, err, stratus.ErrInvalid)
+	}
+	return r.Name(), nil
+}
+
+func cloneImage(img Image) Image {
+	img.Layers = slices.Clone(img.Layers)
+	img.Config.Entrypoint = slices.Clone(img.Config.Entrypoint)
+	img.Config.Cmd = slices.Clone(img.Config.Cmd)
+	img.Config.Env = slices.Clone(img.Config.Env)
+	img.Config.ExposedPorts = slices.Clone(img.Config.ExposedPorts)
+	return img
+}

@@ -1,0 +1,565 @@
+// Package runc is the sandbox driver that runs each instance as an OCI
+// container with runc: its own PID, mount, IPC and UTS namespaces (the
+// network namespace is the host's for now), cgroup limits for memory, CPU
+// and PIDs, no capabilities, no new privileges, a seccomp deny list and a
+// read-only root filesystem with a bounded tmpfs /tmp. See bundleSpec for
+// the spec and init.go for the container's PID 1.
+//
+// State: stateDir/runc is runc's --root, so only this driver's containers
+// are seen; stateDir/bundles/ID holds each sandbox's bundle. A restarted
+// server lists and stops what an earlier one left from both.
+//
+// Goroutines: per sandbox, one reaper (waits for the `runc run` child,
+// then removes what is left of the container) and one copier per output
+// stream; all end before Wait returns for that sandbox.
+package runc
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+var _ sandbox.Driver = (*Driver)(nil)
+
+// killTimeout bounds how long a sandbox may take to go once killed.
+const killTimeout = 10 * time.Second
+
+// Driver runs sandboxes as runc containers.
+type Driver struct {
+	runc     string // path of the runc binary
+	exe      string // this executable, the containers' init
+	root     string // runc --root
+	bundles  string
+	cgPrefix string // cgroupsPath of a sandbox is cgPrefix+ID
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	boxes map[string]*box
+}
+
+type box struct {
+	cgroup   string
+	done     chan struct{} // closed when the container and its output are gone
+	exit     sandbox.Exit
+	out, err *stream
+}
+
+// New returns a driver that keeps its state in stateDir. It needs runc on
+// PATH and root; without them it returns an error wrapping
+// stratus.ErrUnavailable.
+func New(stateDir string, log *slog.Logger) (*Driver, error) {
+	bin, err := exec.LookPath("runc")
+	if err != nil {
+		return nil, fmt.Errorf("runc driver: %w: %w", err, stratus.ErrUnavailable)
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("runc driver: needs root: %w", stratus.ErrUnavailable)
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runc driver: own executable: %w: %w", err, stratus.ErrUnavailable)
+	}
+	stateDir, err = filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("runc driver: %w", err)
+	}
+	d := &Driver{
+		runc: bin, exe: exe, log: log,
+		root:    filepath.Join(stateDir, "runc"),
+		bundles: filepath.Join(stateDir, "bundles"),
+		boxes:   make(map[string]*box),
+	}
+	for _, dir := range []string{d.root, d.bundles} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create sandbox state dir: %w", err)
+		}
+	}
+	sum := sha256.Sum256([]byte(stateDir))
+	d.cgPrefix = "/stratus/" + hex.EncodeToString(sum[:4]) + "-"
+	return d, nil
+}
+
+// Name implements sandbox.Driver.
+func (d *Driver) Name() string { return "runc" }
+
+// Capabilities implements sandbox.Driver. Isolated is false while the
+// containers share the host's network namespace.
+func (d *Driver) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{MemoryLimit: true}
+}
+
+// CgroupPath is the cgroupsPath of sandbox id, relative to the root of
+// each cgroup hierarchy (for tests and diagnostics).
+func (d *Driver) CgroupPath(id string) string { return d.cgPrefix + id }
+
+// BundleDir is the directory of sandbox id's OCI bundle.
+func (d *Driver) BundleDir(id string) string { return filepath.Join(d.bundles, id) }
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+
+// Start implements sandbox.Driver.
+func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
+	if len(spec.Argv) == 0 {
+		return fmt.Errorf("start sandbox %q: empty argv: %w", spec.ID, stratus.ErrInvalid)
+	}
+	if !validID.MatchString(spec.ID) {
+		return fmt.Errorf("start sandbox %q: bad id: %w", spec.ID, stratus.ErrInvalid)
+	}
+	if spec.Dir != "" && !filepath.IsAbs(spec.Dir) {
+		return fmt.Errorf("start sandbox %q: dir %q is not absolute: %w", spec.ID, spec.Dir, stratus.ErrInvalid)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
+	}
+	b := &box{
+		cgroup: d.CgroupPath(spec.ID),
+		done:   make(chan struct{}),
+		out:    newStream(outR, spec.Stdout),
+		err:    newStream(errR, spec.Stderr),
+	}
+	d.mu.Lock()
+	if old, ok := d.boxes[spec.ID]; ok && !isDone(old) {
+		d.mu.Unlock()
+		closeAll(outR, outW, errR, errW)
+		return fmt.Errorf("start sandbox %q: already running: %w", spec.ID, stratus.ErrConflict)
+	}
+	if _, err := os.Stat(filepath.Join(d.root, spec.ID)); err == nil {
+		d.mu.Unlock()
+		closeAll(outR, outW, errR, errW)
+		return fmt.Errorf("start sandbox %q: a container of an earlier server runs: %w", spec.ID, stratus.ErrConflict)
+	}
+	d.boxes[spec.ID] = b
+	d.mu.Unlock()
+
+	if err := d.start(ctx, spec, b, outW, errW); err != nil {
+		d.mu.Lock()
+		if d.boxes[spec.ID] == b {
+			delete(d.boxes, spec.ID)
+		}
+		d.mu.Unlock()
+		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
+	}
+	return nil
+}
+
+// start writes the bundle and runs `runc run` with the output pipes as its
+// stdio (runc passes them through to the container) and the status pipe
+// as fd 3. It returns once the init reports the program started.
+func (d *Driver) start(ctx context.Context, spec sandbox.Spec, b *box, outW, errW *os.File) error {
+	bundle := d.BundleDir(spec.ID)
+	closeW := func() { closeAll(outW, errW) }
+	if err := d.writeBundle(bundle, spec); err != nil {
+		closeW()
+		closeAll(b.out.f, b.err.f)
+		return err
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		closeW()
+		closeAll(b.out.f, b.err.f)
+		_ = os.RemoveAll(bundle)
+		return err
+	}
+	cmd := exec.Command(d.runc, "--root", d.root, "--log", filepath.Join(bundle, "runc.log"), "--log-format", "json",
+		"run", "--bundle", bundle, "--preserve-fds", "1", spec.ID)
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.ExtraFiles = []*os.File{statusW}
+	// A session of its own: a ^C at the server's terminal is not
+	// forwarded by runc to the container.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	closeW()
+	statusW.Close()
+	if err != nil {
+		closeAll(b.out.f, b.err.f, statusR)
+		_ = os.RemoveAll(bundle)
+		return fmt.Errorf("run runc: %w", err)
+	}
+
+	var copiers sync.WaitGroup
+	copiers.Add(2)
+	go b.out.copy(&copiers)
+	go b.err.copy(&copiers)
+
+	// The first status line says whether the program started.
+	status := bufio.NewReader(statusR)
+	stopDeadline := context.AfterFunc(ctx, func() { _ = statusR.SetReadDeadline(time.Now()) })
+	first, readErr := status.ReadString('\n')
+	stopDeadline()
+	_ = statusR.SetReadDeadline(time.Time{})
+	var startErr error
+	switch {
+	case first == "ok\n":
+	case strings.HasPrefix(first, "err "):
+		startErr = errors.New(strings.TrimSpace(strings.TrimPrefix(first, "err ")))
+	case readErr != nil && ctx.Err() != nil:
+		startErr = ctx.Err()
+		d.kill(spec.ID, "KILL", true)
+	default:
+		startErr = fmt.Errorf("runc run: %s", d.runcError(bundle))
+	}
+
+	reaped := make(chan struct{})
+	go func() {
+		defer close(reaped)
+		_ = cmd.Wait()
+		copiers.Wait()
+		rest, _ := io.ReadAll(status)
+		statusR.Close()
+		b.exit = exitOf(lastLine(string(rest)), cmd.ProcessState)
+		d.remove(spec.ID)
+		close(b.done)
+	}()
+	if startErr != nil {
+		<-reaped
+		return startErr
+	}
+	return nil
+}
+
+func (d *Driver) writeBundle(bundle string, spec sandbox.Spec) error {
+	_ = os.RemoveAll(bundle)
+	if err := os.MkdirAll(filepath.Join(bundle, "rootfs"), 0o700); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	cfg, err := json.Marshal(bundleSpec(spec, d.exe, d.CgroupPath(spec.ID)))
+	if err != nil {
+		return fmt.Errorf("encode bundle config: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o600); err != nil {
+		_ = os.RemoveAll(bundle)
+		return fmt.Errorf("write bundle config: %w", err)
+	}
+	return nil
+}
+
+// runcError is the last error runc logged for the bundle.
+func (d *Driver) runcError(bundle string) string {
+	b, _ := os.ReadFile(filepath.Join(bundle, "runc.log"))
+	msg := "exited before the program started"
+	for line := range strings.Lines(string(b)) {
+		var e struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
+			msg = e.Msg
+		}
+	}
+	return msg
+}
+
+// remove deletes what runc and the driver keep of a container that has
+// ended: runc's state and cgroups (`runc run` normally removes them
+// itself) and the bundle.
+func (d *Driver) remove(id string) {
+	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		if out, err := d.runcCmd(ctx, "delete", "--force", id); err != nil && !notExist(out) {
+			d.log.Warn("delete container", "instance", id, "err", err, "output", strings.TrimSpace(string(out)))
+		}
+		cancel()
+	}
+	_ = os.RemoveAll(d.BundleDir(id))
+}
+
+// exitOf reads the init's last status line; without one (the init was
+// killed), runc's exit status, where 128+N means signal N.
+func exitOf(line string, st *os.ProcessState) sandbox.Exit {
+	var kind string
+	var n int
+	var oom bool
+	if c, _ := fmt.Sscanf(line, "%s %d oom %t", &kind, &n, &oom); c == 3 {
+		switch kind {
+		case "exit":
+			return sandbox.Exit{Code: n}
+		case "signal":
+			s := syscall.Signal(n)
+			return sandbox.Exit{Code: -1, Signal: s.String(), OOM: oom && s == syscall.SIGKILL}
+		}
+	}
+	if st == nil {
+		return sandbox.Exit{Code: -1, Signal: "unknown"}
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return sandbox.Exit{Code: -1, Signal: ws.Signal().String()}
+	}
+	code := st.ExitCode()
+	if code > 128 && code <= 128+64 {
+		return sandbox.Exit{Code: -1, Signal: syscall.Signal(code - 128).String()}
+	}
+	return sandbox.Exit{Code: code}
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
+
+// SyncOutput implements sandbox.Driver.
+func (d *Driver) SyncOutput(ctx context.Context, id string) error {
+	d.mu.Lock()
+	b, ok := d.boxes[id]
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	b.out.sync()
+	b.err.sync()
+	return nil
+}
+
+// Stop implements sandbox.Driver: `runc kill ID TERM` (the init forwards
+// it to the program's process group), then after grace `runc kill --all
+// ID KILL`; the reaper then removes the container and its bundle.
+// Containers of an earlier server are stopped the same way and then
+// deleted with `runc delete --force`.
+func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
+	d.mu.Lock()
+	b, ok := d.boxes[id]
+	d.mu.Unlock()
+	if !ok {
+		return d.stopRecovered(ctx, id, grace)
+	}
+	if isDone(b) {
+		return nil
+	}
+	if grace > 0 {
+		d.kill(id, "TERM", false)
+		t := time.NewTimer(grace)
+		select {
+		case <-b.done:
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	d.kill(id, "KILL", true)
+	select {
+	case <-b.done:
+		return nil
+	case <-time.After(killTimeout):
+		return fmt.Errorf("stop sandbox %q: still runs after SIGKILL: %w", id, stratus.ErrTimeout)
+	}
+}
+
+// stopRecovered stops a container this driver did not start: no `runc
+// run` of ours waits for it, so its end is seen in its cgroups.
+func (d *Driver) stopRecovered(ctx context.Context, id string, grace time.Duration) error {
+	if !validID.MatchString(id) {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil {
+		cg := d.CgroupPath(id)
+		if grace > 0 && cgroupRuns(cg) {
+			d.kill(id, "TERM", false)
+			deadline := time.Now().Add(grace)
+			for cgroupRuns(cg) && time.Now().Before(deadline) && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		d.kill(id, "KILL", true)
+		dctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		out, err := d.runcCmd(dctx, "delete", "--force", id)
+		cancel()
+		if err != nil && !notExist(out) {
+			return fmt.Errorf("stop sandbox %q: runc delete: %w: %s", id, err, strings.TrimSpace(string(out)))
+		}
+		deadline := time.Now().Add(killTimeout)
+		for len(CgroupDirs(cg)) > 0 {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("stop sandbox %q: cgroup still there after delete: %w", id, stratus.ErrTimeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	_ = os.RemoveAll(d.BundleDir(id))
+	return nil
+}
+
+// kill runs `runc kill`; errors (the container is gone or going) are
+// only logged.
+func (d *Driver) kill(id, sig string, all bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	if out, err := d.runcCmd(ctx, append(args, id, sig)...); err != nil && !notExist(out) && !notRunning(out) {
+		d.log.Debug("runc kill", "instance", id, "signal", sig, "err", err, "output", strings.TrimSpace(string(out)))
+	}
+}
+
+func (d *Driver) runcCmd(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, d.runc, append([]string{"--root", d.root}, args...)...)
+	return cmd.CombinedOutput()
+}
+
+func notExist(out []byte) bool   { return strings.Contains(string(out), "does not exist") }
+func notRunning(out []byte) bool { return strings.Contains(string(out), "not running") }
+
+// Wait implements sandbox.Driver.
+func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
+	d.mu.Lock()
+	b, ok := d.boxes[id]
+	d.mu.Unlock()
+	if !ok {
+		return sandbox.Exit{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	select {
+	case <-b.done:
+		d.mu.Lock()
+		if d.boxes[id] == b {
+			delete(d.boxes, id)
+		}
+		d.mu.Unlock()
+		return b.exit, nil
+	case <-ctx.Done():
+		return sandbox.Exit{}, ctx.Err()
+	}
+}
+
+// Stats implements sandbox.Driver. MaxRSSBytes is the peak memory use of
+// the container's cgroup (memory.max_usage_in_bytes on cgroup v1,
+// memory.peak on v2), which counts page cache as well as resident memory.
+func (d *Driver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
+	d.mu.Lock()
+	b, ok := d.boxes[id]
+	d.mu.Unlock()
+	if !ok || isDone(b) {
+		return sandbox.Stats{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	for _, f := range []string{
+		filepath.Join("/sys/fs/cgroup/memory", b.cgroup, "memory.max_usage_in_bytes"),
+		filepath.Join("/sys/fs/cgroup", b.cgroup, "memory.peak"),
+	} {
+		if v, err := os.ReadFile(f); err == nil {
+			n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+			if err == nil {
+				return sandbox.Stats{MaxRSSBytes: n}, nil
+			}
+		}
+	}
+	return sandbox.Stats{}, fmt.Errorf("sandbox %q stats: no memory figures in its cgroup", id)
+}
+
+// List implements sandbox.Driver: the sandboxes this driver runs, and the
+// containers in its runc root that an earlier server left running.
+// Leftovers that no longer run (a stopped container, a bundle with no
+// container) are removed.
+func (d *Driver) List(ctx context.Context) ([]string, error) {
+	out, err := d.runcCmd(ctx, "list", "--format", "json")
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: runc list: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	var containers []struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(out, &containers); err != nil {
+		return nil, fmt.Errorf("list sandboxes: runc list: %w", err)
+	}
+	ents, err := os.ReadDir(d.bundles)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	d.mu.Lock()
+	mine := make(map[string]bool, len(d.boxes))
+	var ids []string
+	for id, b := range d.boxes {
+		mine[id] = true
+		if !isDone(b) {
+			ids = append(ids, id)
+		}
+	}
+	d.mu.Unlock()
+	known := make(map[string]bool)
+	for _, c := range containers {
+		known[c.ID] = true
+		if mine[c.ID] {
+			continue
+		}
+		if c.Status == "stopped" {
+			_ = d.stopRecovered(ctx, c.ID, 0)
+			continue
+		}
+		ids = append(ids, c.ID)
+	}
+	for _, e := range ents {
+		if id := e.Name(); !mine[id] && !known[id] {
+			_ = os.RemoveAll(filepath.Join(d.bundles, id))
+		}
+	}
+	return ids, nil
+}
+
+// CgroupDirs returns the directories of cgroup path cg that exist, in
+// every v1 hierarchy and the v2 one.
+func CgroupDirs(cg string) []string {
+	var dirs []string
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	roots = append(roots, "/sys/fs/cgroup")
+	for _, r := range roots {
+		if fi, err := os.Stat(filepath.Join(r, cg)); err == nil && fi.IsDir() {
+			dirs = append(dirs, filepath.Join(r, cg))
+		}
+	}
+	return dirs
+}
+
+// cgroupRuns reports whether a process is left in cgroup path cg.
+func cgroupRuns(cg string) bool {
+	for _, dir := range CgroupDirs(cg) {
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func isDone(b *box) bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func closeAll(fs ...*os.File) {
+	for _, f := range fs {
+		_ = f.Close()
+	}
+}

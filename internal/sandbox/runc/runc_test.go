@@ -1,0 +1,239 @@
+package runc_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratus-run/stratus/internal/sandbox"
+	"github.com/stratus-run/stratus/internal/sandbox/runc"
+	"github.com/stratus-run/stratus/internal/sandbox/sandboxtest"
+)
+
+func newDriver(t *testing.T, stateDir string) *runc.Driver {
+	t.Helper()
+	if _, err := exec.LookPath("runc"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("runc driver needs runc on PATH and root (lookup: %v, euid %d)", err, os.Geteuid())
+		}
+		t.Skipf("runc driver needs runc on PATH and root (lookup: %v, euid %d)", err, os.Geteuid())
+	}
+	d, err := runc.New(stateDir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("runc.New: %v", err)
+	}
+	return d
+}
+
+func TestDriver(t *testing.T) {
+	sandboxtest.Run(t, func(t *testing.T, stateDir string) sandbox.Driver {
+		return newDriver(t, stateDir)
+	})
+}
+
+// run runs script in a sandbox of memoryMB to its end and returns how it
+// ended and its output; it then checks that nothing of it is left.
+func run(t *testing.T, d *runc.Driver, id string, memoryMB int, script string) (sandbox.Exit, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errOut sandboxtest.Buffer
+	err := d.Start(ctx, sandbox.Spec{
+		ID: id, Argv: []string{"/bin/sh", "-c", script},
+		Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir(), MemoryMB: memoryMB,
+		Stdout: &out, Stderr: &errOut,
+	})
+	if err != nil {
+		t.Fatalf("Start(%s): %v", id, err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background(), id, 0) })
+	e, err := d.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("Wait(%s): %v", id, err)
+	}
+	assertGone(t, d, id)
+	return e, out.String(), errOut.String()
+}
+
+// assertGone checks that no mount, cgroup, runc state or bundle of
+// sandbox id is left on the host.
+func assertGone(t *testing.T, d *runc.Driver, id string) {
+	t.Helper()
+	if dirs := runc.CgroupDirs(d.CgroupPath(id)); len(dirs) > 0 {
+		t.Errorf("%s: cgroups left: %v", id, dirs)
+	}
+	if _, err := os.Stat(d.BundleDir(id)); !os.IsNotExist(err) {
+		t.Errorf("%s: bundle %s left (%v)", id, d.BundleDir(id), err)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(mounts)) {
+		if strings.Contains(line, d.BundleDir(id)) {
+			t.Errorf("%s: mount left: %s", id, line)
+		}
+	}
+}
+
+func TestMemoryLimitKills(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	if !d.Capabilities().MemoryLimit {
+		t.Fatal("Capabilities().MemoryLimit is false")
+	}
+	// tail buffers its one endless line.
+	e, _, stderr := run(t, d, "oom", 64, "exec tail /dev/zero")
+	if want := (sandbox.Exit{Code: -1, Signal: "killed", OOM: true}); e != want {
+		t.Errorf("Exit = %+v, want %+v (stderr %q)", e, want, stderr)
+	}
+	// A program that exits 137 itself is not taken for a killed one.
+	if e, _, _ := run(t, d, "exit137", 64, "exit 137"); e != (sandbox.Exit{Code: 137}) {
+		t.Errorf("exit 137: Exit = %+v, want code 137", e)
+	}
+}
+
+func TestFilesystem(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	e, out, stderr := run(t, d, "fs", 128, `
+if echo x > /etc/stratus-runc-test; then echo "/etc writable"; fi
+if echo x > "$PWD/f"; then echo "code dir writable"; fi
+echo tmp > /tmp/f && cat /tmp/f
+ls "$PWD" >/dev/null && echo "code dir readable"
+exit 0`)
+	if e.Code != 0 {
+		t.Fatalf("Exit = %+v, stderr %q", e, stderr)
+	}
+	if want := "tmp\ncode dir readable\n"; out != want {
+		t.Errorf("output = %q, want %q (stderr %q)", out, want, stderr)
+	}
+	if _, err := os.Stat("/etc/stratus-runc-test"); err == nil {
+		os.Remove("/etc/stratus-runc-test")
+		t.Error("the sandbox wrote to the host's /etc")
+	}
+}
+
+func TestPIDNamespace(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	e, out, stderr := run(t, d, "pidns", 128, `echo $$; tr '\0' ' ' < /proc/1/cmdline; echo; ls /proc | grep -c '^[0-9]'`)
+	if e.Code != 0 {
+		t.Fatalf("Exit = %+v, stderr %q", e, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("output %q", out)
+	}
+	// PID 1 is the driver's init; the shell comes right after it (the
+	// init's threads take a few PIDs).
+	if pid, _ := strconv.Atoi(lines[0]); pid < 2 || pid > 64 {
+		t.Errorf("the shell's PID is %s, want a low one in a PID namespace of its own", lines[0])
+	}
+	if !strings.HasPrefix(lines[1], "/dev/.stratus-init /bin/sh") {
+		t.Errorf("PID 1 is %q, want the driver's init", lines[1])
+	}
+	if n, _ := strconv.Atoi(lines[2]); n > 10 {
+		t.Errorf("the sandbox sees %d processes, want only its own", n)
+	}
+}
+
+func TestPidsLimit(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	// Starts sleeps until fork fails; a full vCPU's memory so it is quick.
+	e, out, stderr := run(t, d, "pids", 1769, `
+# The inner shell exits when a fork fails; the outer one forks nothing
+# after it (its builtins read the figures).
+sh -c 'n=0; while [ $n -lt 1100 ]; do sleep 100 & n=$((n+1)); done' 2>/dev/null
+cd /sys/fs/cgroup/pids
+read max < pids.max; read cur < pids.current; read ev < pids.events
+echo $max $cur $ev
+exit 0`)
+	f := strings.Fields(out)
+	if e.Code != 0 || len(f) != 4 {
+		t.Fatalf("Exit %+v, output %q, stderr %q", e, out, tail(stderr))
+	}
+	if f[0] != "1024" {
+		t.Errorf("pids.max = %s, want 1024", f[0])
+	}
+	if n, _ := strconv.Atoi(f[1]); n > 1024 {
+		t.Errorf("pids.current = %d, over the limit", n)
+	}
+	if n, _ := strconv.Atoi(f[3]); f[2] != "max" || n == 0 {
+		t.Errorf("pids.events = %q, want forks refused at the limit", f[2]+" "+f[3])
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 300 {
+		return s[len(s)-300:]
+	}
+	return s
+}
+
+// TestStopLeavesNothing stops a sandbox with a process tree and checks
+// the host for leftovers; then the same after a restart of the server.
+func TestStopLeavesNothing(t *testing.T) {
+	stateDir := t.TempDir()
+	d := newDriver(t, stateDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, id := range []string{"tree", "recovered"} {
+		var out sandboxtest.Buffer
+		err := d.Start(ctx, sandbox.Spec{
+			ID: id, Argv: []string{"/bin/sh", "-c", `sh -c 'sleep 1000 & wait' & sleep 1000 & echo ready; wait`},
+			Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir(), MemoryMB: 128, Stdout: &out,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.WaitFor(t, "ready\n")
+	}
+	if err := d.Stop(ctx, "tree", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, d, "tree")
+	// A new driver on the same state dir stops what the first one left.
+	d2 := newDriver(t, stateDir)
+	if err := d2.Stop(ctx, "recovered", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, d2, "recovered")
+	for _, id := range []string{"tree", "recovered"} {
+		if _, err := d.Wait(ctx, id); err != nil {
+			t.Errorf("Wait(%s): %v", id, err)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(stateDir, "runc")); len(ents) > 0 {
+		t.Errorf("runc state left: %v", ents)
+	}
+}
+
+// BenchmarkColdStart is Start to Wait of /bin/true in a sandbox.
+func BenchmarkColdStart(b *testing.B) {
+	if _, err := exec.LookPath("runc"); err != nil || os.Geteuid() != 0 {
+		b.Skip("needs runc and root")
+	}
+	d, err := runc.New(b.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	dir := b.TempDir()
+	var start time.Duration
+	for i := 0; b.Loop(); i++ {
+		id := "b" + strconv.Itoa(i)
+		t0 := time.Now()
+		if err := d.Start(ctx, sandbox.Spec{ID: id, Argv: []string{"/bin/true"}, Dir: dir, MemoryMB: 1769}); err != nil {
+			b.Fatal(err)
+		}
+		start += time.Since(t0)
+		if e, err := d.Wait(ctx, id); err != nil || e.Code != 0 {
+			b.Fatal(e, err)
+		}
+	}
+	b.ReportMetric(float64(start.Microseconds())/float64(b.N)/1000, "ms-to-started/op")
+}
