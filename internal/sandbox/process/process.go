@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -57,7 +56,7 @@ type proc struct {
 	exit  sandbox.Exit
 	owned bool // started by this Driver (else recovered from a state file)
 
-	out, err *stream // nil for recovered sandboxes
+	out, err *sandbox.Output // nil for recovered sandboxes
 }
 
 // state is what a sandbox's state file holds.
@@ -133,12 +132,12 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	d.procs[spec.ID] = p
 	d.mu.Unlock()
 
-	p.out = newStream(outR, spec.Stdout)
-	p.err = newStream(errR, spec.Stderr)
+	p.out = sandbox.NewOutput(outR, spec.Stdout)
+	p.err = sandbox.NewOutput(errR, spec.Stderr)
 	var copiers sync.WaitGroup
 	copiers.Add(2)
-	go p.out.copy(&copiers)
-	go p.err.copy(&copiers)
+	go p.out.Copy(&copiers)
+	go p.err.Copy(&copiers)
 	go func() {
 		st, err := cmd.Process.Wait()
 		// The leader is gone; take whatever it left in its group with it.
@@ -214,72 +213,6 @@ func setLimits(pid int) {
 	_ = unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
 }
 
-// stream copies one output pipe of a sandbox to its writer. The copier
-// goroutine and SyncOutput both drain the pipe under mu, so once
-// SyncOutput returns, every byte written before it was called has been
-// handed to the writer.
-type stream struct {
-	mu  sync.Mutex
-	f   *os.File
-	rc  syscall.RawConn
-	w   io.Writer
-	buf []byte
-}
-
-func newStream(f *os.File, w io.Writer) *stream {
-	if w == nil {
-		w = io.Discard
-	}
-	rc, _ := f.SyscallConn()
-	return &stream{f: f, rc: rc, w: w, buf: make([]byte, 32<<10)}
-}
-
-// copy drains the pipe each time it is readable until the write ends
-// close.
-func (s *stream) copy(wg *sync.WaitGroup) {
-	defer wg.Done()
-	defer s.f.Close()
-	if s.rc == nil {
-		_, _ = io.Copy(s.w, s.f)
-		return
-	}
-	_ = s.rc.Read(func(fd uintptr) bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.drainLocked(int(fd))
-	})
-}
-
-// drainLocked reads what the pipe holds now; true at end of file.
-func (s *stream) drainLocked(fd int) bool {
-	for {
-		n, err := unix.Read(fd, s.buf)
-		if n > 0 {
-			_, _ = s.w.Write(s.buf[:n])
-			continue
-		}
-		switch err {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		return true // n == 0: end of file, or a read error
-	}
-}
-
-// sync hands everything the pipe holds to the writer.
-func (s *stream) sync() {
-	if s.rc == nil {
-		return
-	}
-	_ = s.rc.Control(func(fd uintptr) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.drainLocked(int(fd))
-	})
-}
-
 // SyncOutput implements sandbox.Driver.
 func (d *Driver) SyncOutput(ctx context.Context, id string) error {
 	d.mu.Lock()
@@ -288,8 +221,8 @@ func (d *Driver) SyncOutput(ctx context.Context, id string) error {
 	if !ok || p.out == nil {
 		return fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
 	}
-	p.out.sync()
-	p.err.sync()
+	p.out.Sync()
+	p.err.Sync()
 	return nil
 }
 

@@ -60,7 +60,7 @@ type box struct {
 	cgroup   string
 	done     chan struct{} // closed when the container and its output are gone
 	exit     sandbox.Exit
-	out, err *stream
+	out, err *sandbox.Output
 }
 
 // New returns a driver that keeps its state in stateDir. It needs runc on
@@ -143,8 +143,8 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	b := &box{
 		cgroup: d.CgroupPath(spec.ID),
 		done:   make(chan struct{}),
-		out:    newStream(outR, spec.Stdout),
-		err:    newStream(errR, spec.Stderr),
+		out:    sandbox.NewOutput(outR, spec.Stdout),
+		err:    sandbox.NewOutput(errR, spec.Stderr),
 	}
 	d.mu.Lock()
 	if old, ok := d.boxes[spec.ID]; ok && !isDone(old) {
@@ -179,13 +179,13 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, b *box, outW, err
 	closeW := func() { closeAll(outW, errW) }
 	if err := d.writeBundle(bundle, spec); err != nil {
 		closeW()
-		closeAll(b.out.f, b.err.f)
+		closeAll(b.out, b.err)
 		return err
 	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		closeW()
-		closeAll(b.out.f, b.err.f)
+		closeAll(b.out, b.err)
 		_ = os.RemoveAll(bundle)
 		return err
 	}
@@ -200,15 +200,15 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, b *box, outW, err
 	closeW()
 	statusW.Close()
 	if err != nil {
-		closeAll(b.out.f, b.err.f, statusR)
+		closeAll(b.out, b.err, statusR)
 		_ = os.RemoveAll(bundle)
 		return fmt.Errorf("run runc: %w", err)
 	}
 
 	var copiers sync.WaitGroup
 	copiers.Add(2)
-	go b.out.copy(&copiers)
-	go b.err.copy(&copiers)
+	go b.out.Copy(&copiers)
+	go b.err.Copy(&copiers)
 
 	// The first status line says whether the program started.
 	status := bufio.NewReader(statusR)
@@ -333,8 +333,8 @@ func (d *Driver) SyncOutput(ctx context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
 	}
-	b.out.sync()
-	b.err.sync()
+	b.out.Sync()
+	b.err.Sync()
 	return nil
 }
 
@@ -558,7 +558,7 @@ func isDone(b *box) bool {
 	}
 }
 
-func closeAll(fs ...*os.File) {
+func closeAll(fs ...io.Closer) {
 	for _, f := range fs {
 		_ = f.Close()
 	}

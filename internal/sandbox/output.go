@@ -1,4 +1,4 @@
-package runc
+package sandbox
 
 import (
 	"io"
@@ -9,15 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// stream copies one output pipe of a sandbox to its writer. The copier
-// goroutine and SyncOutput both drain the pipe under mu, so once
-// SyncOutput returns, every byte written before it was called has been
-// handed to the writer.
-//
-// It is the process driver's stream, copied as is: both drivers hand a
-// pipe to the sandbox and copy from its read end (a candidate for a small
-// shared package once a third driver needs it).
-type stream struct {
+// Output copies one output pipe of a sandbox (its read end) to the
+// writer of Spec.Stdout or Spec.Stderr. The copier goroutine (Copy) and
+// Sync both drain the pipe under one lock, so once Sync returns, every
+// byte written before it was called has been handed to the writer: what
+// a driver's SyncOutput needs.
+type Output struct {
 	mu  sync.Mutex
 	f   *os.File
 	rc  syscall.RawConn
@@ -25,17 +22,18 @@ type stream struct {
 	buf []byte
 }
 
-func newStream(f *os.File, w io.Writer) *stream {
+// NewOutput copies the read end f to w (nil: discard) once Copy runs.
+func NewOutput(f *os.File, w io.Writer) *Output {
 	if w == nil {
 		w = io.Discard
 	}
 	rc, _ := f.SyscallConn()
-	return &stream{f: f, rc: rc, w: w, buf: make([]byte, 32<<10)}
+	return &Output{f: f, rc: rc, w: w, buf: make([]byte, 32<<10)}
 }
 
 // copy drains the pipe each time it is readable until the write ends
 // close.
-func (s *stream) copy(wg *sync.WaitGroup) {
+func (s *Output) Copy(wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer s.f.Close()
 	if s.rc == nil {
@@ -50,7 +48,7 @@ func (s *stream) copy(wg *sync.WaitGroup) {
 }
 
 // drainLocked reads what the pipe holds now; true at end of file.
-func (s *stream) drainLocked(fd int) bool {
+func (s *Output) drainLocked(fd int) bool {
 	for {
 		n, err := unix.Read(fd, s.buf)
 		if n > 0 {
@@ -68,7 +66,7 @@ func (s *stream) drainLocked(fd int) bool {
 }
 
 // sync hands everything the pipe holds to the writer.
-func (s *stream) sync() {
+func (s *Output) Sync() {
 	if s.rc == nil {
 		return
 	}
@@ -78,3 +76,6 @@ func (s *stream) sync() {
 		s.drainLocked(int(fd))
 	})
 }
+
+// Close closes the pipe without copying; for a sandbox that never started.
+func (s *Output) Close() error { return s.f.Close() }
