@@ -637,14 +637,18 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 				errWait = 100 * time.Millisecond
 				inflight.Add(1)
 				handlers.Go(func() {
-					defer func() {
-						inflight.Add(-1)
-						select {
-						case freed <- struct{}{}:
-						default:
-						}
-					}()
-					q.handle(invCtx, fn, msg)
+					var once sync.Once
+					release := func() {
+						once.Do(func() {
+							inflight.Add(-1)
+							select {
+							case freed <- struct{}{}:
+							default:
+							}
+						})
+					}
+					defer release()
+					q.handle(invCtx, fn, msg, release)
 				})
 			case errors.Is(err, errConsumerDeleted):
 				q.log.Info("async consumer gone", "fn", fn)
@@ -701,7 +705,10 @@ func decode(msg *nats.Msg) envelope {
 }
 
 // handle runs one delivery of an event and settles its message.
-func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg) {
+// release frees the event's concurrency slot; handle calls it as soon as
+// the invocation has ended, so the next event runs while this one's
+// status, record and acknowledgement are being stored.
+func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release func()) {
 	e := decode(msg)
 	now := q.now()
 	if wait := e.notBefore.Sub(now); wait > 0 {
@@ -728,6 +735,7 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg) {
 	res, err := q.inv.Invoke(invCtx, fn, pool.Request{RequestID: e.id, Event: msg.Data})
 	stopBeats()
 	cancel()
+	release()
 	if err == nil && res == nil {
 		err = errors.New("invoker returned no response")
 	}
