@@ -80,6 +80,8 @@ type Config struct {
 	// routes out. MaxAsyncEventBytes bounds each published event.
 	Topics             topicService
 	MaxAsyncEventBytes int64
+	// Images serves /v1/images; a nil Images.Store leaves the routes out.
+	Images ImagesConfig
 }
 
 // New returns the API handler.
@@ -109,6 +111,7 @@ func New(c Config) *Server {
 	mux.Handle("GET /v1/invocations/{id}", auth(http.HandlerFunc(s.handleInvocation)))
 	s.routeSchedules(mux, c.Schedules)
 	s.routeTopics(mux, c.Topics, c.MaxAsyncEventBytes, c.MaxEventBytes)
+	s.routeImages(mux, c.Images)
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteError(w, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))

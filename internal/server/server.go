@@ -27,6 +27,7 @@ import (
 	"github.com/stratus-run/stratus/internal/config"
 	"github.com/stratus-run/stratus/internal/events"
 	"github.com/stratus-run/stratus/internal/functions"
+	"github.com/stratus-run/stratus/internal/image"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/pool"
 	"github.com/stratus-run/stratus/internal/sandbox/process"
@@ -142,12 +143,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		log.With("component", "scheduler"))
 	sched.Region, sched.MaxEventSize = cfg.Region, int(cfg.MaxAsyncEventBytes)
 
+	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
+	if err != nil {
+		return err
+	}
+
 	api := apiserver.New(apiserver.Config{
 		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
 		Metrics: met.handler(), Log: log.With("component", "api"),
 		Schedules: sched,
 		Topics:    topics, MaxAsyncEventBytes: cfg.MaxAsyncEventBytes,
+		Images: apiserver.ImagesConfig{Store: images, UploadDir: filepath.Join(cfg.DataDir, "uploads", "images")},
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
