@@ -74,6 +74,9 @@ type server struct {
 	URL   string
 	Token string
 	args  []string
+	// ownToken: the server is started without --token and makes or reads
+	// its own token file in Data; Token is read from it.
+	ownToken bool
 
 	mu     sync.Mutex
 	stderr bytes.Buffer
@@ -98,7 +101,11 @@ func startServerIn(t *testing.T, data string, args ...string) *server {
 func (s *server) start() {
 	t := s.t
 	t.Helper()
-	argv := append([]string{"server", "--listen", "127.0.0.1:0", "--data", s.Data, "--token", s.Token}, s.args...)
+	argv := []string{"server", "--listen", "127.0.0.1:0", "--data", s.Data}
+	if !s.ownToken {
+		argv = append(argv, "--token", s.Token)
+	}
+	argv = append(argv, s.args...)
 	cmd := exec.Command(bin, argv...)
 	cmd.Env = append(os.Environ(), "STRATUS_TOKEN=")
 	stdout, err := cmd.StdoutPipe()
@@ -132,6 +139,13 @@ func (s *server) start() {
 		t.Fatalf("server exited at start:\n%s", s.Stderr())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("server did not start within 30s:\n%s", s.Stderr())
+	}
+	if s.ownToken {
+		b, err := os.ReadFile(filepath.Join(s.Data, "token"))
+		if err != nil {
+			t.Fatalf("the server started without --token kept no token file: %v", err)
+		}
+		s.Token = strings.TrimSpace(string(b))
 	}
 }
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -216,45 +215,9 @@ func TestCLIServerSelection(t *testing.T) {
 // one it generated before. s.Token is read from the token file.
 func startServerOwnToken(t *testing.T, data string) *server {
 	t.Helper()
-	s := &server{t: t, Data: data}
-	cmd := exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--data", data)
-	cmd.Env = append(os.Environ(), "STRATUS_TOKEN=")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.cmd = cmd
-	s.done = make(chan struct{})
-	urlc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if i := strings.Index(sc.Text(), "listening on "); i >= 0 {
-				urlc <- strings.Fields(sc.Text()[i+len("listening on "):])[0]
-			}
-		}
-	}()
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
+	s := &server{t: t, Data: data, ownToken: true}
+	s.start()
 	t.Cleanup(s.Stop)
-	select {
-	case s.URL = <-urlc:
-	case <-s.done:
-		t.Fatalf("server exited at start:\n%s", s.Stderr())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("server did not start within 30s:\n%s", s.Stderr())
-	}
-	b, err := os.ReadFile(filepath.Join(data, "token"))
-	if err != nil {
-		t.Fatalf("the server started without --token kept no token file: %v", err)
-	}
-	s.Token = strings.TrimSpace(string(b))
 	return s
 }
 
