@@ -480,7 +480,17 @@ func (d *Driver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
 // Leftovers that no longer run (a stopped container, a bundle with no
 // container) are removed.
 func (d *Driver) List(ctx context.Context) ([]string, error) {
-	out, err := d.runcCmd(ctx, "list", "--format", "json")
+	// runc list reads every container's state dir; one that ends and is
+	// deleted meanwhile makes it fail with "no such file or directory".
+	// That race is harmless: ask again.
+	var out []byte
+	var err error
+	for try := 0; ; try++ {
+		out, err = d.runcCmd(ctx, "list", "--format", "json")
+		if err == nil || try == 4 || !strings.Contains(string(out), "no such file or directory") {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes: runc list: %w: %s", err, strings.TrimSpace(string(out)))
 	}
