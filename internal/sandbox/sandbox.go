@@ -11,6 +11,7 @@ package sandbox
 import (
 	"context"
 	"io"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -24,8 +25,16 @@ type Spec struct {
 	Argv []string
 	// Env is the full environment, "K=V" entries.
 	Env []string
-	// Dir is the working directory.
+	// Dir is the working directory (a path inside the sandbox).
 	Dir string
+	// RootFS, when set, is a host folder (an image's flattened root
+	// filesystem) that becomes the sandbox's read-only root; Argv[0] and
+	// Dir are then paths inside it. Needs Capabilities.RootFS.
+	RootFS string
+	// Mounts are host folders or files bound read-only into the sandbox.
+	// A driver without Capabilities.Mounts only accepts mounts whose
+	// Source and Target are the same path (it checks they exist).
+	Mounts []Mount
 	// MemoryMB is the instance's memory size; drivers with
 	// Capabilities.MemoryLimit enforce it.
 	MemoryMB int
@@ -35,12 +44,25 @@ type Spec struct {
 	Stdout, Stderr io.Writer
 }
 
+// Mount binds Source on the host read-only at Target in the sandbox.
+type Mount struct {
+	Source, Target string
+}
+
 // Capabilities says which optional features a driver provides.
 type Capabilities struct {
 	// MemoryLimit: Spec.MemoryMB is enforced (exceeding it kills the sandbox).
 	MemoryLimit bool
 	// Isolated: the sandbox has its own mount, pid and network namespaces.
 	Isolated bool
+	// RootFS: Spec.RootFS is supported.
+	RootFS bool
+	// Mounts: Spec.Mounts may bind a source at another target path.
+	Mounts bool
+	// HostIP is the address at which a sandbox reaches listeners of the
+	// host (the server binds the Runtime API there). Invalid when
+	// sandboxes share the host's network: they use 127.0.0.1.
+	HostIP netip.Addr
 }
 
 // Exit describes how a sandbox ended.
@@ -86,6 +108,10 @@ type Driver interface {
 	// and stderr before the call has been handed to Spec.Stdout and
 	// Spec.Stderr. Unknown IDs return ErrNotFound.
 	SyncOutput(ctx context.Context, id string) error
+	// Addr is the address at which the host reaches ports the sandbox
+	// listens on: its own address when it has a network namespace, else
+	// 127.0.0.1. Unknown or ended IDs return ErrNotFound.
+	Addr(ctx context.Context, id string) (netip.Addr, error)
 	// Stats reports resource figures of a live sandbox.
 	Stats(ctx context.Context, id string) (Stats, error)
 	// List returns the IDs of sandboxes this driver left behind, including

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -328,6 +329,17 @@ func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
 	case <-ctx.Done():
 		return sandbox.Exit{}, ctx.Err()
 	}
+}
+
+// Addr implements sandbox.Driver: instances share the host's network.
+func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
+	d.mu.Lock()
+	_, ok := d.procs[id]
+	d.mu.Unlock()
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 }
 
 // Stats implements sandbox.Driver. MaxRSSBytes is the peak resident memory

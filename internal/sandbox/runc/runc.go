@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -449,6 +450,18 @@ func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
 	case <-ctx.Done():
 		return sandbox.Exit{}, ctx.Err()
 	}
+}
+
+// Addr implements sandbox.Driver. The containers share the host's
+// network for now.
+func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
+	d.mu.Lock()
+	b, ok := d.boxes[id]
+	d.mu.Unlock()
+	if !ok || isDone(b) {
+		return netip.Addr{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 }
 
 // Stats implements sandbox.Driver. MaxRSSBytes is the peak memory use of
