@@ -15,3 +15,4 @@ test:
 bench:
 	go run ./bench
 	go run ./bench/events
+	go run ./bench/containers

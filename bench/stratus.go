@@ -32,7 +32,10 @@ type stratusServer struct {
 // startStratus starts bin as a server on a free port with data dir data.
 // pprofAddr, when not empty, is passed to the stratusprof variant.
 func startStratus(ctx context.Context, bin, data, logPath, pprofAddr string) (*stratusServer, error) {
-	argv := []string{bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken}
+	// The process driver: the figures below compare the server's own cost
+	// with floors that run plain processes (a runc cold start, ~80 ms
+	// more, is measured by internal/sandbox/runc's BenchmarkColdStart).
+	argv := []string{bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken, "--sandbox", "process"}
 	env := append(os.Environ(), "STRATUS_TOKEN=")
 	if pprofAddr != "" {
 		env = append(env, "STRATUS_BENCH_PPROF="+pprofAddr)

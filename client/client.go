@@ -243,17 +243,25 @@ func (q LogQuery) values() url.Values {
 
 // Logs returns stored log lines of function name, oldest first.
 func (c *Client) Logs(ctx context.Context, name string, q LogQuery) ([]stratus.LogLine, error) {
+	return c.logs(ctx, "/v1/functions/"+url.PathEscape(name)+"/logs", q)
+}
+
+func (c *Client) logs(ctx context.Context, path string, q LogQuery) ([]stratus.LogLine, error) {
 	var l v1.LogList
-	err := c.getJSON(ctx, "/v1/functions/"+url.PathEscape(name)+"/logs?"+q.values().Encode(), &l)
+	err := c.getJSON(ctx, path+"?"+q.values().Encode(), &l)
 	return l.Lines, err
 }
 
 // FollowLogs calls fn for each stored line and then for each new one, until
 // ctx ends, fn returns an error, or the server stops.
 func (c *Client) FollowLogs(ctx context.Context, name string, q LogQuery, fn func(stratus.LogLine) error) error {
+	return c.followLogs(ctx, "/v1/functions/"+url.PathEscape(name)+"/logs", q, fn)
+}
+
+func (c *Client) followLogs(ctx context.Context, path string, q LogQuery, fn func(stratus.LogLine) error) error {
 	v := q.values()
 	v.Set("follow", "true")
-	resp, err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/logs?"+v.Encode(), nil, "")
+	resp, err := c.do(ctx, http.MethodGet, path+"?"+v.Encode(), nil, "")
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -203,23 +205,63 @@ func (s *server) Restart() {
 	s.start()
 }
 
-// processesUnder lists processes whose working directory or executable
-// lies under dir (instances run in their code folder).
+// processesUnder lists the processes of the instances of a server with
+// data dir dir: those whose working directory or executable lies under
+// dir (the process driver runs instances in their code folder) and those
+// in a cgroup of the runc driver whose state is in dir (runc's
+// cgroupsPath is /stratus/ and a hash of that state dir).
 func processesUnder(dir string) []string {
 	var out []string
+	for _, p := range instanceProcesses(dir) {
+		out = append(out, p.desc)
+	}
+	return out
+}
+
+// instancesUnder counts the instances whose processes processesUnder
+// lists: a runc container's (its init, its program, `runc run`) count once.
+func instancesUnder(dir string) int {
+	seen := map[string]bool{}
+	for _, p := range instanceProcesses(dir) {
+		seen[p.instance] = true
+	}
+	return len(seen)
+}
+
+type instanceProcess struct {
+	desc     string // "PID:cmdline"
+	instance string // the runc container's ID, else the PID
+}
+
+func instanceProcesses(dir string) []instanceProcess {
+	sum := sha256.Sum256([]byte(filepath.Join(dir, "run", "runc")))
+	cgroup := "/stratus/" + hex.EncodeToString(sum[:4]) + "-"
+	bundles := filepath.Join(dir, "run", "runc", "bundles") + "/"
+	var out []instanceProcess
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid := e.Name()
 		if pid[0] < '0' || pid[0] > '9' {
 			continue
 		}
+		instance := ""
 		for _, link := range []string{"cwd", "exe"} {
 			p, err := os.Readlink(filepath.Join("/proc", pid, link))
 			if err == nil && strings.HasPrefix(p, dir+"/") {
-				cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
-				out = append(out, pid+":"+strings.ReplaceAll(string(cmdline), "\x00", " "))
-				break
+				instance = pid
+				if rest, ok := strings.CutPrefix(p, bundles); ok {
+					instance, _, _ = strings.Cut(rest, "/") // `runc run` works in the bundle
+				}
 			}
+		}
+		if cg, err := os.ReadFile(filepath.Join("/proc", pid, "cgroup")); err == nil {
+			if _, rest, ok := strings.Cut(string(cg), cgroup); ok {
+				instance, _, _ = strings.Cut(rest, "\n")
+			}
+		}
+		if instance != "" {
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+			out = append(out, instanceProcess{pid + ":" + strings.ReplaceAll(string(cmdline), "\x00", " "), instance})
 		}
 	}
 	return out

@@ -31,29 +31,53 @@ import (
 // cfg as its config.
 func testImage(t *testing.T, cfg ggcr.Config) ggcr.Image {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	body := []byte("#!/bin/sh\necho hello from an image\n")
-	for _, h := range []*tar.Header{
-		{Name: "app/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(1, 0)},
-		{Name: "app/hello", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(body)), ModTime: time.Unix(1, 0)},
-	} {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := tw.Write(body); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	layer, err := layerOf([]layerFile{
+		{Name: "app/", Mode: 0o755},
+		{Name: "app/hello", Mode: 0o755, Body: []byte("#!/bin/sh\necho hello from an image\n")},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	return imageOf(t, cfg, layer)
+}
+
+// layerFile is one entry of a test image's layer: a folder when Name ends
+// in "/", else a regular file holding Body.
+type layerFile struct {
+	Name string
+	Mode int64
+	Body []byte
+}
+
+// layerOf makes a layer of files, in order; the same files make the same
+// layer. It compresses once, however often the layer is written.
+func layerOf(files []layerFile) (ggcr.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		h := &tar.Header{Name: f.Name, Typeflag: tar.TypeReg, Mode: f.Mode, Size: int64(len(f.Body)), ModTime: time.Unix(1, 0)}
+		if strings.HasSuffix(f.Name, "/") {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.Body); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+		tarball.WithCompressedCaching)
+}
+
+// imageOf builds a linux image of layers with cfg as its config.
+func imageOf(t *testing.T, cfg ggcr.Config, layers ...ggcr.Layer) ggcr.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		t.Fatal(err)
 	}

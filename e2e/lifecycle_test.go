@@ -200,16 +200,18 @@ func TestRestartKeepsFunctions(t *testing.T) {
 }
 
 // stubborn is a bash runtime that ignores SIGTERM and keeps a helper
-// process; it answers {"pid": its PID, "child": the helper's PID}.
+// process; it answers {"pid": its PID, "child": the helper's PID,
+// "pidns": their PID namespace}.
 const stubborn = `#!/bin/bash
 trap '' TERM
 sleep 1000 &
 CHILD=$!
+NS=$(readlink /proc/$$/ns/pid)
 API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
 while true; do
   RESP=$(curl -sS -i "$API/invocation/next") || { sleep 0.2; continue; }
   ID=$(printf '%s\n' "$RESP" | tr -d '\r' | sed -n 's/^lambda-runtime-aws-request-id: *//Ip')
-  curl -sS -o /dev/null -X POST "$API/invocation/$ID/response" -d "{\"pid\":$$,\"child\":$CHILD}" || true
+  curl -sS -o /dev/null -X POST "$API/invocation/$ID/response" -d "{\"pid\":$$,\"child\":$CHILD,\"pidns\":\"$NS\"}" || true
 done
 `
 
@@ -217,11 +219,14 @@ done
 func (s *server) stubbornProcs(name string) []procID {
 	s.t.Helper()
 	c := s.mustInvoke(name, `{}`)
-	var a struct{ PID, Child int }
+	var a struct {
+		PID, Child int
+		PIDNS      string
+	}
 	if err := json.Unmarshal(c.Body, &a); err != nil || a.PID == 0 || a.Child == 0 {
 		s.t.Fatalf("stubborn answer: %s", c)
 	}
-	return []procID{procOf(s.t, a.PID), procOf(s.t, a.Child)}
+	return []procID{procOf(s.t, hostPID(s.t, a.PIDNS, a.PID)), procOf(s.t, hostPID(s.t, a.PIDNS, a.Child))}
 }
 
 // TestServerKillRecovers: after SIGKILL of the server, with instances

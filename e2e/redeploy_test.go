@@ -5,37 +5,80 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// redeployApp answers its version and process ID; with "wait" it first
-// creates the file "started" and then waits until the file "wait" exists.
+// redeployApp answers its version and process ID; with "wait" (a port)
+// it first asks the test's gate on that port of the host, which answers
+// when the test releases it. The host is where the instance reaches its
+// Runtime API (its sandbox may not share the host's files or loopback).
 const redeployApp = `import os
-import time
+import urllib.request
 
 VERSION = %d
 
 
 def handler(event, context):
     if event.get("wait"):
-        open(event["started"], "w").close()
-        deadline = time.time() + 30
-        while not os.path.exists(event["wait"]) and time.time() < deadline:
-            time.sleep(0.01)
-    return {"v": VERSION, "pid": os.getpid()}
+        host = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)[0]
+        urllib.request.urlopen("http://%%s:%%d/wait" %% (host, event["wait"]), timeout=30).read()
+    return {"v": VERSION, "pid": os.getpid(), "pidns": os.readlink("/proc/self/ns/pid")}
 `
 
 type versionAnswer struct {
-	V   int `json:"v"`
-	PID int `json:"pid"`
+	V     int    `json:"v"`
+	PID   int    `json:"pid"`
+	PIDNS string `json:"pidns"`
 }
+
+// process identifies the instance's process (PIDs repeat across PID
+// namespaces).
+func (a versionAnswer) process() string { return a.PIDNS + " " + strconv.Itoa(a.PID) }
+
+// gate is an HTTP server on every address of the host whose /wait
+// requests block until Release; Started is closed at the first one.
+type gate struct {
+	Port    int
+	Started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{Port: ln.Addr().(*net.TCPAddr).Port, Started: make(chan struct{}), release: make(chan struct{})}
+	var started sync.Once
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Do(func() { close(g.Started) })
+		select {
+		case <-g.release:
+		case <-r.Context().Done():
+		}
+		fmt.Fprintln(w, "released")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		g.Release()
+		srv.Close()
+	})
+	return g
+}
+
+// Release lets every waiting and future request through.
+func (g *gate) Release() { g.once.Do(func() { close(g.release) }) }
 
 // TestRedeploy deploys a new version of a function while an invocation is
 // in flight: new invocations run the new code, the one in flight finishes
@@ -55,9 +98,10 @@ func TestRedeploy(t *testing.T) {
 		t.Fatalf("version 1 answered %s, executed version %q", body, resp.Header.Get("X-Amz-Executed-Version"))
 	}
 
+	oldPID := hostPID(t, old.PIDNS, old.PID)
+
 	// A slow invocation on version 1.
-	dir := t.TempDir()
-	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
+	g := newGate(t)
 	type answer struct {
 		status  int
 		version string
@@ -66,7 +110,7 @@ func TestRedeploy(t *testing.T) {
 	}
 	slow := make(chan answer, 1)
 	go func() {
-		ev, _ := json.Marshal(map[string]string{"wait": release, "started": started})
+		ev, _ := json.Marshal(map[string]int{"wait": g.Port})
 		req, _ := http.NewRequest("POST", s.URL+"/v1/functions/fn/invoke", bytes.NewReader(ev))
 		req.Header.Set("Authorization", "Bearer "+s.Token)
 		resp, err := http.DefaultClient.Do(req)
@@ -78,11 +122,13 @@ func TestRedeploy(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		slow <- answer{resp.StatusCode, resp.Header.Get("X-Amz-Executed-Version"), b, err}
 	}()
-	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
-	eventually(t, 20*time.Second, "the slow invocation to start", func() bool {
-		_, err := os.Stat(started)
-		return err == nil
-	})
+	select {
+	case <-g.Started:
+	case a := <-slow:
+		t.Fatalf("the slow invocation ended before it was released: %+v %s", a, a.body)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow invocation did not start within 20s")
+	}
 
 	// Redeploy while it runs.
 	out := s.mustCLI("deploy", "fn", "--runtime", "python3", "--handler", "app.handler", "--timeout", "60", v2)
@@ -92,7 +138,7 @@ func TestRedeploy(t *testing.T) {
 	resp, body = s.invoke("fn", `{}`)
 	wantOK(t, resp, body)
 	nw := decode[versionAnswer](t, body)
-	if nw.V != 2 || nw.PID == old.PID || resp.Header.Get("X-Amz-Executed-Version") != "2" || resp.Header.Get("X-Stratus-Cold-Start") != "true" {
+	if nw.V != 2 || nw.process() == old.process() || resp.Header.Get("X-Amz-Executed-Version") != "2" || resp.Header.Get("X-Stratus-Cold-Start") != "true" {
 		t.Errorf("after the redeploy: %s, executed version %q, cold %q; want version 2 on a new instance",
 			body, resp.Header.Get("X-Amz-Executed-Version"), resp.Header.Get("X-Stratus-Cold-Start"))
 	}
@@ -104,14 +150,12 @@ func TestRedeploy(t *testing.T) {
 		t.Fatalf("the slow invocation ended before it was released: %+v %s", a, a.body)
 	default:
 	}
-	if !pidAlive(old.PID) {
+	if !pidAlive(oldPID) {
 		t.Errorf("the version 1 instance was stopped while its invocation was in flight")
 	}
 
 	// Release the slow one: it finishes on version 1.
-	if err := os.WriteFile(release, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	g.Release()
 	var a answer
 	select {
 	case a = <-slow:
@@ -121,11 +165,11 @@ func TestRedeploy(t *testing.T) {
 	if a.err != nil || a.status != 200 {
 		t.Fatalf("slow invocation: %v status %d %s", a.err, a.status, a.body)
 	}
-	if got := decode[versionAnswer](t, a.body); got.V != 1 || got.PID != old.PID || a.version != "1" {
-		t.Errorf("the invocation in flight during the redeploy answered %s (executed version %q), want version 1 from pid %d", a.body, a.version, old.PID)
+	if got := decode[versionAnswer](t, a.body); got.V != 1 || got.process() != old.process() || a.version != "1" {
+		t.Errorf("the invocation in flight during the redeploy answered %s (executed version %q), want version 1 from process %s", a.body, a.version, old.process())
 	}
 	// The old instance stops once its invocation is done, and is never used again.
-	eventually(t, 10*time.Second, "the version 1 instance to stop", func() bool { return !pidAlive(old.PID) })
+	eventually(t, 10*time.Second, "the version 1 instance to stop", func() bool { return !pidAlive(oldPID) })
 	for i := 0; i < 3; i++ {
 		resp, body = s.invoke("fn", `{}`)
 		if got := decode[versionAnswer](t, body); got.V != 2 {

@@ -90,16 +90,19 @@ func (s *server) invokeParallel(n int, name, event string) []callResult {
 	return out
 }
 
-// pidOf returns the "pid" field of a goecho (or bash fixture) answer.
+// pidOf returns the host's PID of the process that gave a goecho (or
+// bash fixture) answer: its "pid" field, in the PID namespace of its
+// "pidns" field.
 func pidOf(t *testing.T, c callResult) int {
 	t.Helper()
 	var a struct {
-		PID int `json:"pid"`
+		PID   int    `json:"pid"`
+		PIDNS string `json:"pidns"`
 	}
 	if err := json.Unmarshal(c.Body, &a); err != nil || a.PID == 0 {
 		t.Fatalf("answer has no pid: %s", c)
 	}
-	return a.PID
+	return hostPID(t, a.PIDNS, a.PID)
 }
 
 // fnView is what `stratus get -o json` shows of a function.
@@ -372,8 +375,8 @@ func TestServerWideCap(t *testing.T) {
 			t.Errorf("busy call: %s", c)
 		}
 	}
-	if n := len(processesUnder(s.Data)); n > 2 {
-		t.Errorf("%d instance processes run with --max-instances 2: %v", n, processesUnder(s.Data))
+	if n := instancesUnder(s.Data); n > 2 {
+		t.Errorf("%d instances run with --max-instances 2: %v", n, processesUnder(s.Data))
 	}
 }
 
@@ -450,8 +453,8 @@ func TestMinInstances(t *testing.T) {
 	s := startServer(t)
 	s.mustCLI("deploy", "warm", "--runtime", "provided", "--min-instances", "2", "--idle-timeout", "300ms", "--timeout", "30", fixture("goecho"))
 	s.waitInstances("warm", 2, 0)
-	if n := len(processesUnder(s.Data)); n != 2 {
-		t.Errorf("%d instance processes before any call, want 2: %v", n, processesUnder(s.Data))
+	if n := instancesUnder(s.Data); n != 2 {
+		t.Errorf("%d instances before any call, want 2: %v", n, processesUnder(s.Data))
 	}
 
 	if c := s.mustInvoke("warm", `{}`); c.Cold() {
@@ -474,7 +477,7 @@ func TestMinInstances(t *testing.T) {
 	// After the idle timeout the least recently used instance stops; two
 	// stay, however long they idle.
 	s.waitInstances("warm", 2, 0)
-	eventually(t, 30*time.Second, "2 instance processes after idling", func() bool { return len(processesUnder(s.Data)) == 2 })
+	eventually(t, 30*time.Second, "2 instances after idling", func() bool { return instancesUnder(s.Data) == 2 })
 	if c := s.mustInvoke("warm", `{}`); c.Cold() {
 		t.Errorf("call after idling was a cold start: %s", c)
 	}

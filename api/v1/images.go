@@ -35,3 +35,26 @@ type ImagePull struct {
 	Password string `json:"password,omitempty"`
 	Insecure bool   `json:"insecure,omitempty"`
 }
+
+// MediaTypeNDJSON is the type of streamed answers: one JSON value per
+// line.
+const MediaTypeNDJSON = "application/x-ndjson"
+
+// ImagePullEvent is one line of the streamed answer of POST
+// /v1/images/pull, which a request with "Accept: application/x-ndjson"
+// gets once the pull is under way (status 200, Content-Type
+// application/x-ndjson). Every line has Done and Total, the compressed
+// layer bytes fetched (or found in the store) so far and in all; the last
+// line also has Image, what was stored, or Error and Status, why the pull
+// failed (the store is then unchanged). An error before the pull is under
+// way (a bad ref, an unknown image, refused credentials) is an ordinary
+// error answer. Without that Accept header the answer is the Image (201).
+type ImagePullEvent struct {
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Image *Image `json:"image,omitempty"`
+	Error *Error `json:"error,omitempty"`
+	// Status is the HTTP status an ordinary answer would have had for
+	// Error.
+	Status int `json:"status,omitempty"`
+}

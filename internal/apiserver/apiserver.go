@@ -57,6 +57,7 @@ type Server struct {
 	ready    atomic.Bool
 	stopping chan struct{} // closed when the server starts to stop: ends log follows
 	mux      *http.ServeMux
+	svcProxy *gateway.ServiceProxy // host routes; nil without services
 }
 
 // Config configures a Server.
@@ -82,6 +83,8 @@ type Config struct {
 	MaxAsyncEventBytes int64
 	// Images serves /v1/images; a nil Images.Store leaves the routes out.
 	Images ImagesConfig
+	// Services serves /v1/services, /svc/NAME and host routes.
+	Services ServicesConfig
 }
 
 // New returns the API handler.
@@ -112,6 +115,7 @@ func New(c Config) *Server {
 	s.routeSchedules(mux, c.Schedules)
 	s.routeTopics(mux, c.Topics, c.MaxAsyncEventBytes, c.MaxEventBytes)
 	s.routeImages(mux, c.Images)
+	s.svcProxy = s.routeServices(mux, c.Services)
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteError(w, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))
@@ -126,7 +130,17 @@ func New(c Config) *Server {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// A request whose Host names a service (NAME.<domain>) goes to it, path
+// and all.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.svcProxy != nil {
+		if name, ok := s.svcProxy.HostService(r); ok {
+			s.svcProxy.ServeHost(w, r, name)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Stopping marks the server not ready and ends streaming answers (log
 // follows), so that http.Server.Shutdown can drain.
@@ -356,6 +370,16 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 // server stops.
 func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if _, ok := s.fns.Head(name); !ok {
+		s.fail(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		return
+	}
+	s.serveLogs(w, r, name)
+}
+
+// serveLogs answers the log lines kept under key (a function's name or a
+// service's log key) for the query of r.
+func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, key string) {
 	q := r.URL.Query()
 	since, err := parseSince(q.Get("since"))
 	if err != nil {
@@ -372,16 +396,12 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if _, ok := s.fns.Head(name); !ok {
-		s.fail(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
-		return
-	}
 	lq := store.LogQuery{RequestID: q.Get("request"), Since: since, AfterID: after, Limit: int(limit)}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
 	// Read your writes: what was printed before this request is listed.
 	_ = s.logs.Sync(r.Context())
 	if !follow {
-		lines, err := s.st.ListLogs(r.Context(), name, lq)
+		lines, err := s.st.ListLogs(r.Context(), key, lq)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -399,7 +419,7 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	for {
 		// Take the flush signal before reading, so no batch is missed.
 		flushed := s.logs.Flushed()
-		lines, err := s.st.ListLogs(r.Context(), name, lq)
+		lines, err := s.st.ListLogs(r.Context(), key, lq)
 		if err != nil {
 			return
 		}

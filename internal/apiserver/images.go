@@ -2,12 +2,15 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
@@ -37,6 +40,9 @@ type ImagesConfig struct {
 	UploadDir string
 	// MaxImport bounds an uploaded archive (DefaultMaxImageImport if 0).
 	MaxImport int64
+	// InUse reports whether a service or function runs the image with
+	// this digest; removing such an image is refused. Nil: none is.
+	InUse func(digest string) bool
 }
 
 type imageRoutes struct {
@@ -129,6 +135,9 @@ type hidePath struct {
 func (h *hidePath) Error() string { return h.msg }
 func (h *hidePath) Unwrap() error { return h.err }
 
+// pull pulls spec.Ref into the store. A request that accepts
+// application/x-ndjson gets the pull's progress as it goes (see
+// v1.ImagePullEvent); the others get the image at the end.
 func (t *imageRoutes) pull(w http.ResponseWriter, r *http.Request) {
 	var spec v1.ImagePull
 	if err := decodeSpec(w, r, "pull image", &spec); err != nil {
@@ -139,15 +148,91 @@ func (t *imageRoutes) pull(w http.ResponseWriter, r *http.Request) {
 		t.s.fail(w, r, fmt.Errorf("pull image: ref is required: %w", stratus.ErrInvalid))
 		return
 	}
-	img, err := t.cfg.Store.Pull(r.Context(), spec.Ref, image.PullOptions{
-		Username: spec.Username, Password: spec.Password, Insecure: spec.Insecure,
-	})
-	if err != nil {
-		t.s.fail(w, r, err)
+	opt := image.PullOptions{Username: spec.Username, Password: spec.Password, Insecure: spec.Insecure}
+	var stream *pullStream
+	if acceptsNDJSON(r) {
+		stream = &pullStream{w: w, rc: http.NewResponseController(w), now: time.Now}
+		opt.Progress = stream.progress
+	}
+	img, err := t.cfg.Store.Pull(r.Context(), spec.Ref, opt)
+	if err == nil {
+		t.s.log.Info("image pulled", "ref", img.Ref, "digest", img.Digest, "size", img.Size)
+	}
+	if stream == nil || !stream.started {
+		if err != nil {
+			t.s.fail(w, r, err)
+			return
+		}
+		gateway.WriteJSON(w, http.StatusCreated, imageView(img))
 		return
 	}
-	t.s.log.Info("image pulled", "ref", img.Ref, "digest", img.Digest, "size", img.Size)
-	gateway.WriteJSON(w, http.StatusCreated, imageView(img))
+	// The status went with the first progress line: the outcome is the
+	// last line.
+	last := v1.ImagePullEvent{Done: stream.done, Total: stream.total}
+	if err != nil {
+		status, e := v1.ErrorFrom(err)
+		if status >= 500 {
+			t.s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		last.Error, last.Status = &e, status
+	} else {
+		view := imageView(img)
+		last.Image = &view
+	}
+	stream.send(last)
+}
+
+// acceptsNDJSON says whether r's Accept header lists
+// application/x-ndjson.
+func acceptsNDJSON(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(part)
+			if err == nil && mt == v1.MediaTypeNDJSON && params["q"] != "0" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pullProgressEvery is how often at most a streamed pull sends a progress
+// line; the one with every byte fetched always goes.
+const pullProgressEvery = 100 * time.Millisecond
+
+// pullStream writes a pull's answer as v1.ImagePullEvent lines. It is
+// used from the handler's goroutine only (Pull calls its Progress there).
+type pullStream struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	now func() time.Time
+
+	started     bool // the status and the first line are sent
+	done, total int64
+	sent        time.Time // of the last line
+}
+
+// progress is the pull's image.PullOptions.Progress.
+func (p *pullStream) progress(done, total int64) {
+	p.done, p.total = done, total
+	if p.started && done < total && p.now().Sub(p.sent) < pullProgressEvery {
+		return
+	}
+	p.send(v1.ImagePullEvent{Done: done, Total: total})
+}
+
+// send writes ev as a line and flushes it, after the status if it is the
+// first. A client that went away cancels the request's context, which
+// ends the pull, so write errors are left to that.
+func (p *pullStream) send(ev v1.ImagePullEvent) {
+	if !p.started {
+		p.started = true
+		p.w.Header().Set("Content-Type", v1.MediaTypeNDJSON)
+		p.w.WriteHeader(http.StatusOK)
+	}
+	p.sent = p.now()
+	_ = json.NewEncoder(p.w).Encode(ev)
+	_ = p.rc.Flush()
 }
 
 func (t *imageRoutes) list(w http.ResponseWriter, r *http.Request) {
@@ -195,10 +280,7 @@ func (t *imageRoutes) remove(w http.ResponseWriter, r *http.Request) {
 		t.s.fail(w, r, err)
 		return
 	}
-	// No image is in use yet: services, which will run images, do not
-	// exist. When they do, inUse asks them and Remove answers ErrConflict.
-	inUse := func(digest string) bool { return false }
-	if err := t.cfg.Store.Remove(ref, inUse); err != nil {
+	if err := t.cfg.Store.Remove(ref, t.cfg.InUse); err != nil {
 		t.s.fail(w, r, err)
 		return
 	}

@@ -95,7 +95,7 @@ func (e *env) rootCmd() *cobra.Command {
 	root.AddCommand(e.serverCmd(), e.deployCmd(), e.invokeCmd(), e.lsCmd(), e.getCmd(), e.rmCmd(), e.logsCmd(), e.invocationsCmd(), e.invocationCmd())
 	root.AddCommand(e.scheduleCmd())
 	root.AddCommand(e.topicCmd(), e.subscribeCmd(), e.subscriptionsCmd(), e.unsubscribeCmd())
-	root.AddCommand(e.imageCmd())
+	root.AddCommand(e.imageCmd(), e.serviceCmd())
 	return root
 }
 

@@ -35,13 +35,9 @@ func (e *env) deployCmd() *cobra.Command {
 			if err := stratus.ValidName(name); err != nil {
 				return usageErr("%v", err)
 			}
-			cfg.Env = map[string]string{}
-			for _, kv := range envs {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok || k == "" {
-					return usageErr("--env %q: want KEY=VALUE", kv)
-				}
-				cfg.Env[k] = v
+			var err error
+			if cfg.Env, err = parseEnv(envs); err != nil {
+				return err
 			}
 			if idle < 0 {
 				return usageErr("--idle-timeout %s: must not be negative", idle)
@@ -99,6 +95,19 @@ func (e *env) deployCmd() *cobra.Command {
 	fl.StringVar(&cfg.OnFailure, "on-failure", "", "async: where final failures go: function:NAME or topic:NAME")
 	_ = cmd.MarkFlagRequired("runtime")
 	return cmd
+}
+
+// parseEnv reads repeated --env KEY=VALUE flags.
+func parseEnv(envs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageErr("--env %q: want KEY=VALUE", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
 }
 
 // openCode returns the zip of path: the file itself for a .zip, else the

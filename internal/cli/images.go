@@ -9,7 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/client"
@@ -50,7 +52,9 @@ layout's org.opencontainers.image.ref.name annotation).`,
 			if err != nil {
 				return err
 			}
-			img, err := c.ImportImage(cmd.Context(), args[0], ref)
+			bar := e.progressBar("uploading", "importing")
+			img, err := c.ImportImage(cmd.Context(), args[0], ref, bar.callback())
+			bar.close()
 			if err != nil {
 				return err
 			}
@@ -86,7 +90,9 @@ func (e *env) imagePullCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			img, err := c.PullImage(cmd.Context(), spec)
+			bar := e.progressBar("pulling", "storing")
+			img, err := c.PullImage(cmd.Context(), spec, bar.callback())
+			bar.close()
 			if err != nil {
 				return err
 			}
@@ -98,6 +104,66 @@ func (e *env) imagePullCmd() *cobra.Command {
 	fl.BoolVar(&passwordStdin, "password-stdin", false, "read the registry password from stdin")
 	fl.BoolVar(&spec.Insecure, "insecure", false, "reach the registry over plain http")
 	return cmd
+}
+
+// progressBar shows on stderr how far an upload or a pull is. It is nil,
+// and does nothing, unless stderr is a terminal and the output a table:
+// scripts and -o json see what they always saw.
+type progressBar struct {
+	w           io.Writer
+	desc, after string                   // shown while the bytes come, and once they are all there
+	bar         *progressbar.ProgressBar // made at the first report, which brings the total
+}
+
+func (e *env) progressBar(desc, after string) *progressBar {
+	f, ok := e.stderr.(interface{ Fd() uintptr })
+	if e.output == "json" || !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return &progressBar{w: e.stderr, desc: desc, after: after}
+}
+
+// callback is the client's progress function: nil without a bar, so that
+// the client does not ask for progress.
+func (p *progressBar) callback() func(done, total int64) {
+	if p == nil {
+		return nil
+	}
+	return p.update
+}
+
+// update shows done bytes of total (a spinner when total is unknown).
+func (p *progressBar) update(done, total int64) {
+	if p.bar == nil {
+		max := total
+		if max <= 0 {
+			max = -1
+		}
+		p.bar = progressbar.NewOptions64(max,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(p.desc),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(65*time.Millisecond),
+			progressbar.OptionSpinnerType(14),
+		)
+	}
+	_ = p.bar.Set64(done)
+	if total > 0 && done >= total {
+		p.bar.Describe(p.after)
+	}
+}
+
+// close erases the bar, once the client has returned (and so no longer
+// calls update).
+func (p *progressBar) close() {
+	if p == nil || p.bar == nil {
+		return
+	}
+	_ = p.bar.Exit()
+	_ = p.bar.Clear()
 }
 
 // readPassword reads the first line of r.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 
@@ -27,33 +28,13 @@ func (e *env) logsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			print := func(l stratus.LogLine) error {
-				if e.output == "json" {
-					return e.json(l)
-				}
-				_, err := fmt.Fprintf(e.stdout, "%s %s %s\n", l.Time.Local().Format("2006-01-02T15:04:05.000"), shortID(l.RequestID), l.Text)
-				return err
-			}
-			if follow {
-				return c.FollowLogs(cmd.Context(), args[0], q, print)
-			}
-			// The server answers a page of lines at a time, oldest first:
-			// page on until every stored line is printed.
-			for {
-				lines, err := c.Logs(cmd.Context(), args[0], q)
-				if err != nil {
-					return err
-				}
-				if len(lines) == 0 {
-					return nil
-				}
-				for _, l := range lines {
-					if err := print(l); err != nil {
-						return err
-					}
-				}
-				q.AfterID = lines[len(lines)-1].ID
-			}
+			return e.printLogs(cmd.Context(), follow, q,
+				func(ctx context.Context, q client.LogQuery) ([]stratus.LogLine, error) {
+					return c.Logs(ctx, args[0], q)
+				},
+				func(ctx context.Context, q client.LogQuery, fn func(stratus.LogLine) error) error {
+					return c.FollowLogs(ctx, args[0], q, fn)
+				})
 		},
 	}
 	f := cmd.Flags()
@@ -61,6 +42,45 @@ func (e *env) logsCmd() *cobra.Command {
 	f.DurationVar(&q.Since, "since", 0, "only lines newer than this (e.g. 10m)")
 	f.StringVar(&q.RequestID, "request", "", "only lines of this request ID")
 	return cmd
+}
+
+// printLogs prints stored lines page by page (list), or all of them and
+// then new ones as they come (follow).
+func (e *env) printLogs(ctx context.Context, follow bool, q client.LogQuery,
+	list func(context.Context, client.LogQuery) ([]stratus.LogLine, error),
+	followFn func(context.Context, client.LogQuery, func(stratus.LogLine) error) error,
+) error {
+	print := func(l stratus.LogLine) error {
+		if e.output == "json" {
+			return e.json(l)
+		}
+		id := shortID(l.RequestID)
+		if l.RequestID == "" && l.Instance != "" {
+			id = shortID(l.Instance)
+		}
+		_, err := fmt.Fprintf(e.stdout, "%s %s %s\n", l.Time.Local().Format("2006-01-02T15:04:05.000"), id, l.Text)
+		return err
+	}
+	if follow {
+		return followFn(ctx, q, print)
+	}
+	// The server answers a page of lines at a time, oldest first: page on
+	// until every stored line is printed.
+	for {
+		lines, err := list(ctx, q)
+		if err != nil {
+			return err
+		}
+		if len(lines) == 0 {
+			return nil
+		}
+		for _, l := range lines {
+			if err := print(l); err != nil {
+				return err
+			}
+		}
+		q.AfterID = lines[len(lines)-1].ID
+	}
 }
 
 func shortID(id string) string {

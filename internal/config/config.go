@@ -21,6 +21,8 @@ type Config struct {
 	DataDir string `json:"data"`
 	Token   string `json:"token,omitempty"`
 	Region  string `json:"region"`
+	// Sandbox is the sandbox driver: "runc", "process", or "auto" (runc
+	// when runc is on PATH and the server runs as root, else process).
 	Sandbox string `json:"sandbox"`
 
 	// MaxInstances caps live instances across all functions.
@@ -60,6 +62,24 @@ type Config struct {
 	MaxAsyncEventBytes int64 `json:"maxAsyncEventBytes"`
 	// MaxRetries is the most async retries a function may ask for.
 	MaxRetries int `json:"maxRetries"`
+
+	// Services. Domain is the domain of host routes (NAME.<Domain>).
+	Domain string `json:"domain"`
+	// MaxReplicas caps the replicas of all services together.
+	MaxReplicas int `json:"maxReplicas"`
+	// ServiceReadyTimeout bounds how long a new replica may take to be
+	// ready, and how long a request waits for a replica.
+	ServiceReadyTimeout stratus.Duration `json:"serviceReadyTimeout"`
+	// ServiceProbeInterval is the period of the liveness probe.
+	ServiceProbeInterval stratus.Duration `json:"serviceProbeInterval"`
+	// The autoscaler: its period, its stable and panic windows, and how
+	// long a service with no traffic waits before it scales to zero.
+	AutoscaleTick    stratus.Duration `json:"autoscaleTick"`
+	StableWindow     stratus.Duration `json:"stableWindow"`
+	PanicWindow      stratus.Duration `json:"panicWindow"`
+	ScaleToZeroGrace stratus.Duration `json:"scaleToZeroGrace"`
+	ServiceStopGrace stratus.Duration `json:"serviceStopGrace"`
+	ServiceQueueSize int              `json:"serviceQueueSize"`
 }
 
 // Default returns the embedded defaults.
@@ -68,7 +88,7 @@ func Default() Config {
 		Listen:            "127.0.0.1:8080",
 		DataDir:           ".stratus",
 		Region:            "local",
-		Sandbox:           "process",
+		Sandbox:           "auto",
 		MaxInstances:      stratus.DefaultMaxConc,
 		IdleTimeout:       stratus.Duration(stratus.DefaultIdleTimeout),
 		ThrottleWait:      stratus.Duration(time.Second),
@@ -85,6 +105,17 @@ func Default() Config {
 
 		MaxAsyncEventBytes: 256 << 10,
 		MaxRetries:         stratus.DefaultMaxRetries,
+
+		Domain:               "localhost",
+		MaxReplicas:          1000,
+		ServiceReadyTimeout:  stratus.Duration(time.Minute),
+		ServiceProbeInterval: stratus.Duration(5 * time.Second),
+		AutoscaleTick:        stratus.Duration(time.Second),
+		StableWindow:         stratus.Duration(time.Minute),
+		PanicWindow:          stratus.Duration(6 * time.Second),
+		ScaleToZeroGrace:     stratus.Duration(30 * time.Second),
+		ServiceStopGrace:     stratus.Duration(10 * time.Second),
+		ServiceQueueSize:     1000,
 	}
 }
 
@@ -151,8 +182,10 @@ func (c *Config) Validate() error {
 	if c.Region == "" || strings.ContainsAny(c.Region, " /:") {
 		return fmt.Errorf("region %q: must be a non-empty name without spaces, '/' or ':': %w", c.Region, stratus.ErrInvalid)
 	}
-	if c.Sandbox != "process" {
-		return fmt.Errorf("sandbox driver %q: only \"process\" is available: %w", c.Sandbox, stratus.ErrInvalid)
+	switch c.Sandbox {
+	case "auto", "runc", "process":
+	default:
+		return fmt.Errorf("sandbox driver %q: one of auto, runc, process: %w", c.Sandbox, stratus.ErrInvalid)
 	}
 	if c.MaxInstances < 1 || c.MaxInstances > 10000 {
 		return fmt.Errorf("max instances %d: must be between 1 and 10000: %w", c.MaxInstances, stratus.ErrInvalid)
@@ -185,10 +218,40 @@ func (c *Config) Validate() error {
 	if c.MaxRetries < 0 || c.MaxRetries > 100 {
 		return fmt.Errorf("max retries %d: must be between 0 and 100: %w", c.MaxRetries, stratus.ErrInvalid)
 	}
+	if err := c.validateServices(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log level %q: one of debug, info, warn, error: %w", c.LogLevel, stratus.ErrInvalid)
+	}
+	return nil
+}
+
+func (c *Config) validateServices() error {
+	if c.Domain == "" || strings.ContainsAny(c.Domain, " /:") || strings.HasPrefix(c.Domain, ".") {
+		return fmt.Errorf("domain %q: must be a host name such as localhost or apps.example.com: %w", c.Domain, stratus.ErrInvalid)
+	}
+	if c.MaxReplicas < 1 || c.MaxReplicas > 100000 {
+		return fmt.Errorf("max replicas %d: must be between 1 and 100000: %w", c.MaxReplicas, stratus.ErrInvalid)
+	}
+	if c.ServiceQueueSize < 1 {
+		return fmt.Errorf("service queue size %d: must be positive: %w", c.ServiceQueueSize, stratus.ErrInvalid)
+	}
+	for name, d := range map[string]stratus.Duration{
+		"service ready timeout": c.ServiceReadyTimeout, "service probe interval": c.ServiceProbeInterval,
+		"autoscale tick": c.AutoscaleTick, "stable window": c.StableWindow, "panic window": c.PanicWindow,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s %s: must be positive: %w", name, d, stratus.ErrInvalid)
+		}
+	}
+	if c.PanicWindow > c.StableWindow {
+		return fmt.Errorf("panic window %s: must not be longer than the stable window %s: %w", c.PanicWindow, c.StableWindow, stratus.ErrInvalid)
+	}
+	if c.ScaleToZeroGrace < 0 || c.ServiceStopGrace < 0 {
+		return fmt.Errorf("scale-to-zero grace and service stop grace must not be negative: %w", stratus.ErrInvalid)
 	}
 	return nil
 }

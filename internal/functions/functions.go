@@ -35,6 +35,7 @@ type Service struct {
 	limits     archive.Limits
 	maxConc    int
 	maxRetries int
+	nameTaken  func(string) bool
 	log        *slog.Logger
 
 	deployMu sync.Mutex // one deploy or remove at a time
@@ -53,14 +54,17 @@ type Config struct {
 	MaxConcurrency int
 	// MaxRetries is the most async retries a function may ask for.
 	MaxRetries int
-	Log        *slog.Logger
+	// NameTaken reports whether a service holds a name: functions and
+	// services share one namespace of names.
+	NameTaken func(name string) bool
+	Log       *slog.Logger
 }
 
 // Open loads every function's head from the store and deploys it to the
 // pools.
 func Open(ctx context.Context, c Config) (*Service, error) {
 	s := &Service{
-		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, log: c.Log,
+		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, nameTaken: c.NameTaken, log: c.Log,
 		codeDir: filepath.Join(c.DataDir, "code"),
 		tmpDir:  filepath.Join(c.DataDir, "tmp"),
 		heads:   make(map[string]*stratus.Version),
@@ -136,6 +140,9 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	}
 	if err := s.checkTopics(ctx, cfg); err != nil {
 		return nil, false, err
+	}
+	if s.nameTaken != nil && s.nameTaken(name) {
+		return nil, false, fmt.Errorf("function %q: a service has that name: %w", name, stratus.ErrConflict)
 	}
 	tmp, err := os.CreateTemp(s.tmpDir, "upload-*.zip")
 	if err != nil {

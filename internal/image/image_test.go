@@ -574,7 +574,6 @@ func TestImportBadInput(t *testing.T) {
 		{"tampered layout blob", tampered, "example.com/app:t", stratus.ErrInvalid, "digest"},
 		{"recompressed layout blob", recompressed, "example.com/app:r", stratus.ErrInvalid, "as the manifest says"},
 		{"lying diff id", writeDocker(t, lyingRaw, "example.com/app:l"), "", stratus.ErrInvalid, ""},
-		{"no entrypoint", writeDocker(t, imageOf(t, v1.Config{Env: []string{"A=1"}}, baseLayer(t)), "example.com/app:n"), "", stratus.ErrInvalid, "image has no entrypoint or cmd"},
 		{"traversal", writeDocker(t, imageOf(t, serverCfg, layerOf(t, file("../../evil", "x", 0))), "example.com/app:p"), "", stratus.ErrInvalid, `".."`},
 		{"absolute", writeDocker(t, imageOf(t, serverCfg, layerOf(t, file("/etc/evil", "x", 0))), "example.com/app:p"), "", stratus.ErrInvalid, "absolute"},
 		{"no ref", writeLayout(t, serverImage(t), nil), "", stratus.ErrInvalid, "give a ref"},

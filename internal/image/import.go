@@ -489,9 +489,6 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 	if cf.OS != "" && cf.OS != "linux" {
 		return nil, invalid("image is for %s, not linux", cf.OS)
 	}
-	if len(cf.Config.Entrypoint) == 0 && len(cf.Config.Cmd) == 0 {
-		return nil, invalid("image has no entrypoint or cmd")
-	}
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, invalid("read layers: %v", err)

@@ -212,6 +212,13 @@ func (s *Store) Remove(ref string, inUse func(digest string) bool) error {
 			errs = append(errs, err)
 		}
 	}
+	for _, d := range drop {
+		if !slices.ContainsFunc(keep, func(img Image) bool { return img.Digest == d.Digest }) {
+			if err := removeAll(s.rootDir(d.Digest)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove image %q: delete layers: %w", ref, err)
 	}

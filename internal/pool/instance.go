@@ -1,10 +1,8 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,53 +43,6 @@ type Instance struct {
 	// reqID is the request ID output lines are tied to: the invocation in
 	// flight, else the last one.
 	reqID atomic.Pointer[string]
-}
-
-// lineWriter splits an output stream into lines and hands each to emit.
-// Writes come from one goroutine (the driver's copier).
-type lineWriter struct {
-	mu   sync.Mutex
-	buf  []byte
-	emit func(line string)
-}
-
-const maxLine = 256 << 10
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			w.buf = append(w.buf, p...)
-			for len(w.buf) >= maxLine {
-				w.emit(string(w.buf[:maxLine]))
-				w.buf = append(w.buf[:0], w.buf[maxLine:]...)
-			}
-			break
-		}
-		line := p[:i]
-		if len(w.buf) > 0 {
-			w.buf = append(w.buf, line...)
-			line = w.buf
-		}
-		w.emit(string(bytes.TrimSuffix(line, []byte("\r"))))
-		w.buf = w.buf[:0]
-		p = p[i+1:]
-	}
-	return n, nil
-}
-
-// Close emits a last unterminated line.
-func (w *lineWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.emit(string(w.buf))
-		w.buf = nil
-	}
-	return nil
 }
 
 // exitMessage is how Lambda reports a runtime that ended.

@@ -36,15 +36,27 @@ type Sink interface {
 	Record(r stratus.Invocation)
 }
 
+// Where a function's code and the runtime clients are in a sandbox of a
+// driver with Capabilities.Mounts, as on Lambda.
+const (
+	TaskRoot    = "/var/task"
+	RuntimeRoot = "/var/runtime"
+)
+
 // Config configures a Manager.
 type Config struct {
 	Driver sandbox.Driver
-	// Command returns the argv that runs version v whose code is in dir.
-	Command func(v *stratus.Version, dir string) ([]string, error)
+	// Command returns the argv that runs version v with its code in
+	// taskDir and the runtime clients in runtimeDir, both paths in the
+	// sandbox.
+	Command func(v *stratus.Version, taskDir, runtimeDir string) ([]string, error)
 	// CodeDir returns the folder holding the extracted code with this
 	// sha256.
 	CodeDir func(sha string) string
-	// RuntimeDir is LAMBDA_RUNTIME_DIR.
+	// RuntimeDir is the host folder of the runtime clients. A driver with
+	// Capabilities.Mounts gets it read-only at /var/runtime and the code
+	// read-only at /var/task, as on Lambda; others run both at their host
+	// paths.
 	RuntimeDir string
 	Region     string
 	// MaxInstances caps live instances across all functions.
@@ -308,6 +320,15 @@ const statsEvery = 100 * time.Millisecond
 // maxMemoryMB is the instance's peak memory in MB. Only the invocation in
 // flight on in calls it.
 func (m *Manager) maxMemoryMB(ctx context.Context, in *Instance, now time.Time) int {
+	select {
+	case <-in.exited:
+		// Killed for exceeding its memory: it used all of it, as Lambda
+		// reports (its figures went with its sandbox).
+		if in.exit.OOM {
+			return in.Version.Config.MemoryMB
+		}
+	default:
+	}
 	if in.statsAt.IsZero() || now.Sub(in.statsAt) >= statsEvery {
 		if st, err := m.cfg.Driver.Stats(ctx, in.ID); err == nil {
 			in.maxMemMB = int(math.Ceil(float64(st.MaxRSSBytes) / (1 << 20)))
@@ -609,12 +630,24 @@ func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version) (
 // invocation. Failures of the function's own init come back as initErr
 // with a live-but-dead instance to release; platform failures as err.
 func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.Result, error) {
+	caps := m.cfg.Driver.Capabilities()
 	dir := m.cfg.CodeDir(v.CodeSHA)
-	argv, err := m.cfg.Command(v, dir)
+	taskDir, rtDir := dir, m.cfg.RuntimeDir
+	var mounts []sandbox.Mount
+	if caps.Mounts {
+		taskDir, rtDir = TaskRoot, RuntimeRoot
+		mounts = append(mounts, sandbox.Mount{Source: dir, Target: TaskRoot})
+		if m.cfg.RuntimeDir != "" {
+			mounts = append(mounts, sandbox.Mount{Source: m.cfg.RuntimeDir, Target: RuntimeRoot})
+		}
+	}
+	argv, err := m.cfg.Command(v, taskDir, rtDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	rapi, err := runtimeapi.New()
+	// The sandbox reaches its Runtime API at the host's address on its
+	// network, or on the loopback it shares with the host.
+	rapi, err := runtimeapi.New(caps.HostIP)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -629,8 +662,9 @@ func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.R
 	spec := sandbox.Spec{
 		ID:       in.ID,
 		Argv:     argv,
-		Env:      m.env(v, dir, in, rapi.Addr()),
-		Dir:      dir,
+		Env:      m.env(v, taskDir, rtDir, in, rapi.Addr()),
+		Dir:      taskDir,
+		Mounts:   mounts,
 		MemoryMB: v.Config.MemoryMB,
 		Stdout:   stdout,
 		Stderr:   stderr,
@@ -639,6 +673,15 @@ func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.R
 	if err := m.cfg.Driver.Start(context.Background(), spec); err != nil {
 		rapi.Close()
 		return nil, nil, fmt.Errorf("start instance of %s: %w", v.Key(), err)
+	}
+	if caps.HostIP.IsValid() {
+		// Other sandboxes reach the host's address too: the Runtime API
+		// answers only this one.
+		addr, err := m.cfg.Driver.Addr(context.Background(), in.ID)
+		if err != nil {
+			m.log.Warn("address of a new instance", "fn", v.Function, "instance", in.ID, "err", err)
+		}
+		rapi.SetPeer(addr)
 	}
 	m.wg.Add(1)
 	go func() {
@@ -697,9 +740,9 @@ func (m *Manager) onExit(in *Instance) {
 	m.log.Info("idle instance exited", "fn", in.Version.Function, "instance", in.ID, "exit", in.exit.String())
 }
 
-func (m *Manager) outputWriter(in *Instance, stream string) *lineWriter {
+func (m *Manager) outputWriter(in *Instance, stream string) *sandbox.LineWriter {
 	fn := in.Version.Function
-	return &lineWriter{emit: func(line string) {
+	return &sandbox.LineWriter{Emit: func(line string) {
 		if m.cfg.Sink == nil {
 			return
 		}
@@ -793,7 +836,7 @@ func traceID(t time.Time) string {
 	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", t.Unix(), h[:24], h[24:40])
 }
 
-func (m *Manager) env(v *stratus.Version, dir string, in *Instance, rapiAddr string) []string {
+func (m *Manager) env(v *stratus.Version, taskDir, rtDir string, in *Instance, rapiAddr string) []string {
 	c := v.Config
 	env := []string{
 		"PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin",
@@ -805,8 +848,8 @@ func (m *Manager) env(v *stratus.Version, dir string, in *Instance, rapiAddr str
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", c.MemoryMB),
 		"AWS_REGION=" + m.cfg.Region,
 		"AWS_DEFAULT_REGION=" + m.cfg.Region,
-		"LAMBDA_TASK_ROOT=" + dir,
-		"LAMBDA_RUNTIME_DIR=" + m.cfg.RuntimeDir,
+		"LAMBDA_TASK_ROOT=" + taskDir,
+		"LAMBDA_RUNTIME_DIR=" + rtDir,
 		"_HANDLER=" + c.Handler,
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + v.Function,
 		"AWS_LAMBDA_LOG_STREAM_NAME=" + m.cfg.Now().UTC().Format("2006/01/02") + "/[" + stratus.LatestVersion + "]" + in.ID,

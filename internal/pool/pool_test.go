@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,7 +166,7 @@ func newEnv(t *testing.T, o opts) *env {
 	}
 	cfg := Config{
 		Driver:       driver,
-		Command:      func(v *stratus.Version, dir string) ([]string, error) { return []string{rtBin}, nil },
+		Command:      func(v *stratus.Version, taskDir, rtDir string) ([]string, error) { return []string{rtBin}, nil },
 		CodeDir:      func(sha string) string { return e.codeDir },
 		RuntimeDir:   "/opt/stratus-runtimes",
 		Region:       "local",
@@ -969,32 +968,5 @@ func TestUnknownFunction(t *testing.T) {
 	e := newEnv(t, opts{})
 	if _, _, err := e.invoke("nope", map[string]any{}); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("err = %v, want ErrNotFound", err)
-	}
-}
-
-func TestLineWriter(t *testing.T) {
-	var got []string
-	w := &lineWriter{emit: func(l string) { got = append(got, l) }}
-	for _, s := range []string{"one\ntw", "o\r\n", "", "\n", "three", " and more\nfour"} {
-		if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
-			t.Fatalf("Write(%q) = %d, %v", s, n, err)
-		}
-	}
-	w.Close()
-	want := []string{"one", "two", "", "three and more", "four"}
-	if !slices.Equal(got, want) {
-		t.Errorf("lines %q, want %q", got, want)
-	}
-	// A line longer than maxLine, written in io.Copy's 32 KiB pieces as
-	// the driver's copier does, is split.
-	got = nil
-	long := []byte(strings.Repeat("x", maxLine+10) + "\n")
-	for len(long) > 0 {
-		n := min(len(long), 32<<10)
-		w.Write(long[:n])
-		long = long[n:]
-	}
-	if len(got) != 2 || len(got[0]) != maxLine || len(got[1]) != 10 {
-		t.Errorf("long line split into %d parts", len(got))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ func FuzzRuntimeAPI(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, script string) {
-		srv, err := runtimeapi.New()
+		srv, err := runtimeapi.New(netip.Addr{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,10 @@
 // Package runtimeapi serves the AWS Lambda Runtime API (2018-06-01) to one
-// instance. Each instance gets its own Server on a loopback port (the value
-// of AWS_LAMBDA_RUNTIME_API), so an instance is always reached through an
-// address; in a cluster the same server runs in the per-pod agent.
+// instance. Each instance gets its own Server on a port of the host's
+// address that its sandbox reaches (the loopback, or the host's side of the
+// sandboxes' network; the value of AWS_LAMBDA_RUNTIME_API), so an instance
+// is always reached through an address; in a cluster the same server runs
+// in the per-pod agent. On a sandbox network, which every sandbox reaches,
+// it answers only its own instance's address.
 //
 // The server is a small state machine: initialising until the runtime's
 // first invocation/next, then idle (a next call waits for an invocation) or
@@ -21,6 +24,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +75,12 @@ type Server struct {
 	srv  *http.Server
 	next chan *call
 
+	// peerSet is closed when peer, the only address answered, is known;
+	// nil when anyone is answered.
+	peerSet  chan struct{}
+	peer     netip.Addr
+	peerOnce sync.Once
+
 	readyOnce sync.Once
 	ready     chan struct{} // closed at the first invocation/next
 	initErr   chan Result   // buffered 1: an init/error report
@@ -81,14 +91,26 @@ type Server struct {
 	cur *call // the invocation handed out, nil when idle
 }
 
-// New listens on a loopback port and serves the Runtime API until Close.
-func New() (*Server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// New listens on a free port of ip and serves the Runtime API until
+// Close. With ip invalid it listens on 127.0.0.1 and answers any caller:
+// the instance shares the host's network. With a valid ip, the host's
+// address on the network of the instance's sandbox, which other sandboxes
+// reach too, it answers only the address SetPeer gives; requests wait for
+// it.
+func New(ip netip.Addr) (*Server, error) {
+	var peerSet chan struct{}
+	if ip.IsValid() {
+		peerSet = make(chan struct{})
+	} else {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
 		return nil, fmt.Errorf("listen runtime api: %w", err)
 	}
 	s := &Server{
 		ln:      ln,
+		peerSet: peerSet,
 		next:    make(chan *call),
 		ready:   make(chan struct{}),
 		initErr: make(chan Result, 1),
@@ -103,12 +125,48 @@ func New() (*Server, error) {
 		writeErr(w, http.StatusNotFound, "InvalidRequest", "unknown runtime api path "+r.Method+" "+r.URL.Path)
 	})
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           s.fromPeer(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       0, // the runtime keeps one connection for its life
 	}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
+}
+
+// SetPeer names the address of the instance's sandbox, the only one a
+// server made with a valid ip answers (others get 403); an invalid addr
+// lets no one in. Only the first call counts.
+func (s *Server) SetPeer(addr netip.Addr) {
+	if s.peerSet == nil {
+		return
+	}
+	s.peerOnce.Do(func() {
+		s.peer = addr.Unmap()
+		close(s.peerSet)
+	})
+}
+
+// fromPeer passes on only requests from the peer, once it is known.
+func (s *Server) fromPeer(next http.Handler) http.Handler {
+	if s.peerSet == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-s.peerSet:
+		case <-s.closed:
+			writeErr(w, http.StatusServiceUnavailable, "ServiceException", "the runtime api is closed")
+			return
+		case <-r.Context().Done():
+			return
+		}
+		from, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !s.peer.IsValid() || from.Addr().Unmap() != s.peer {
+			writeErr(w, http.StatusForbidden, "AccessDeniedException", "this runtime api answers only its own instance")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Addr is the host:port the runtime reaches (AWS_LAMBDA_RUNTIME_API).

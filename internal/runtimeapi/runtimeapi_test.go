@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +43,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	srv, err := runtimeapi.New()
+	srv, err := runtimeapi.New(netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -729,4 +731,74 @@ func TestAWSLambdaGo(t *testing.T) {
 			t.Error("aws-lambda-go did not exit after a panic")
 		}
 	})
+}
+
+// TestListenAddress: the server listens on the address its instance's
+// sandbox reaches the host at, else on the loopback.
+func TestListenAddress(t *testing.T) {
+	for _, tc := range []struct {
+		ip   netip.Addr
+		want string
+	}{
+		{netip.Addr{}, "127.0.0.1"},
+		{netip.MustParseAddr("127.0.0.2"), "127.0.0.2"},
+	} {
+		srv, err := runtimeapi.New(tc.ip)
+		if err != nil {
+			t.Fatalf("New(%v): %v", tc.ip, err)
+		}
+		ap, err := netip.ParseAddrPort(srv.Addr())
+		if err != nil || ap.Addr().String() != tc.want || ap.Port() == 0 {
+			t.Errorf("New(%v).Addr() = %q, want %s:PORT", tc.ip, srv.Addr(), tc.want)
+		}
+		_ = srv.Close()
+	}
+}
+
+// TestOnlyItsPeer: a server on the host's address of a sandbox network,
+// which every sandbox reaches, answers only its own instance's address:
+// a request that comes before that address is known waits for it, one
+// from another address gets 403.
+func TestOnlyItsPeer(t *testing.T) {
+	srv, err := runtimeapi.New(netip.MustParseAddr("127.0.0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	from := func(src string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	get := func(src string) (int, error) {
+		resp, err := from(src).Get("http://" + srv.Addr() + "/nowhere")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	type answer struct {
+		status int
+		err    error
+	}
+	early := make(chan answer, 1)
+	go func() {
+		st, err := get("127.0.0.3")
+		early <- answer{st, err}
+	}()
+	select {
+	case a := <-early:
+		t.Fatalf("a request before SetPeer was answered: %+v", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	srv.SetPeer(netip.MustParseAddr("127.0.0.4"))
+	if a := <-early; a.err != nil || a.status != http.StatusForbidden {
+		t.Errorf("the early request of another address: %+v, want 403", a)
+	}
+	if st, err := get("127.0.0.4"); err != nil || st != http.StatusNotFound {
+		t.Errorf("request of the peer: %d %v, want it passed on (404 for an unknown path)", st, err)
+	}
+	if st, err := get("127.0.0.5"); err != nil || st != http.StatusForbidden {
+		t.Errorf("request of another address: %d %v, want 403", st, err)
+	}
 }

@@ -38,6 +38,10 @@ type Spec struct {
 	// MemoryMB is the instance's memory size; drivers with
 	// Capabilities.MemoryLimit enforce it.
 	MemoryMB int
+	// CPU is the sandbox's CPU quota in cores; zero gives it CPU in
+	// proportion to MemoryMB (one core at 1,769 MB, as on Lambda).
+	// Drivers with Capabilities.MemoryLimit enforce it.
+	CPU float64
 	// Stdout and Stderr receive the sandbox's output; nil discards it.
 	// Writes come from a goroutine the driver owns and end before Wait
 	// returns.

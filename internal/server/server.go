@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,7 +31,7 @@ import (
 	"github.com/stratus-run/stratus/internal/image"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/pool"
-	"github.com/stratus-run/stratus/internal/sandbox/process"
+	"github.com/stratus-run/stratus/internal/services"
 	"github.com/stratus-run/stratus/internal/store"
 	"github.com/stratus-run/stratus/runtimes"
 )
@@ -64,12 +65,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	defer st.Close()
 
-	driver, err := process.New(filepath.Join(cfg.DataDir, "run", "sandboxes"), log.With("component", "sandbox"))
+	driver, why, err := newDriver(cfg, log.With("component", "sandbox"))
 	if err != nil {
 		return err
 	}
-	log.Info("sandbox driver", "driver", driver.Name(), "why", "the only driver in this build: instances run as process groups with rlimits, without memory limits")
+	// Deferred: runs once every part, the pools first, has stopped.
+	defer closeDriver(driver, log)
+	log.Info("sandbox driver", "driver", driver.Name(), "why", why)
 	if err := stopLeftovers(ctx, driver, log); err != nil {
+		return err
+	}
+	if err := stopOtherLeftovers(ctx, cfg, driver, log); err != nil {
 		return err
 	}
 	rtDir := filepath.Join(cfg.DataDir, "runtimes")
@@ -84,9 +90,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	met := newMetrics(writer)
 
 	var fns *functions.Service
+	var svcs *services.Manager
 	pools := pool.New(pool.Config{
 		Driver:       driver,
-		Command:      newCommander(rtDir).command,
+		Command:      newCommander().command,
 		CodeDir:      func(sha string) string { return fns.CodeDir(sha) },
 		RuntimeDir:   rtDir,
 		Region:       cfg.Region,
@@ -104,6 +111,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	fns, err = functions.Open(ctx, functions.Config{
 		Store: st, Pools: pools, DataDir: cfg.DataDir, Limits: lim,
 		MaxConcurrency: cfg.MaxInstances, MaxRetries: cfg.MaxRetries, Log: log.With("component", "functions"),
+		NameTaken: func(name string) bool { return svcs != nil && svcs.Exists(name) },
 	})
 	if err != nil {
 		return err
@@ -147,6 +155,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
+	svcs = services.New(services.Config{
+		Store: st, Images: imageResolver{images}, Driver: driver, Logs: met,
+		NameTaken:     func(name string) bool { _, ok := fns.Head(name); return ok },
+		Log:           log.With("component", "services"),
+		ReadyTimeout:  time.Duration(cfg.ServiceReadyTimeout),
+		ProbeInterval: time.Duration(cfg.ServiceProbeInterval),
+		StopGrace:     time.Duration(cfg.ServiceStopGrace),
+		QueueSize:     cfg.ServiceQueueSize,
+		Tick:          time.Duration(cfg.AutoscaleTick),
+		StableWindow:  time.Duration(cfg.StableWindow), PanicWindow: time.Duration(cfg.PanicWindow),
+		ScaleToZeroGrace: time.Duration(cfg.ScaleToZeroGrace),
+		MaxReplicas:      cfg.MaxReplicas,
+	})
+	if err := svcs.Load(ctx); err != nil {
+		return err
+	}
 
 	api := apiserver.New(apiserver.Config{
 		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token, Queue: queue,
@@ -154,7 +178,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Metrics: met.handler(), Log: log.With("component", "api"),
 		Schedules: sched,
 		Topics:    topics, MaxAsyncEventBytes: cfg.MaxAsyncEventBytes,
-		Images: apiserver.ImagesConfig{Store: images, UploadDir: filepath.Join(cfg.DataDir, "uploads", "images")},
+		Images: apiserver.ImagesConfig{
+			Store: images, UploadDir: filepath.Join(cfg.DataDir, "uploads", "images"),
+			InUse: svcs.ImageInUse,
+		},
+		Services: apiserver.ServicesConfig{Manager: svcs, Domain: cfg.Domain},
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -171,13 +199,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	// stop one by one, each after those that use it: the scheduler and
 	// topics enqueue on the queue, the queue invokes on the pools, and
 	// everything writes through the log writer.
-	failed := make(chan error, 5)
+	failed := make(chan error, 6)
 	writerPart := startPart(ctx, "log writer", writer.Run, failed)
 	poolsPart := startPart(ctx, "pools", func(ctx context.Context) error { return pools.Run(ctx, time.Second) }, failed)
 	queuePart := startPart(ctx, "async queue", queue.Run, failed)
 	schedPart := startPart(ctx, "scheduler", sched.Run, failed)
 	topicsPart := startPart(ctx, "topics", topics.Run, failed)
-	stopOrder := []*part{schedPart, topicsPart, queuePart, poolsPart, writerPart}
+	svcsPart := startPart(ctx, "services", svcs.Run, failed)
+	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, writerPart}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("stratus is serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "region", cfg.Region)
@@ -230,6 +259,9 @@ func startPart(ctx context.Context, name string, run func(context.Context) error
 	p := &part{name: name, stop: stop, done: make(chan error, 1)}
 	go func() {
 		err := run(pctx)
+		if errors.Is(err, context.Canceled) && pctx.Err() != nil {
+			err = nil // halted while it started: it stopped as asked
+		}
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
 			if pctx.Err() == nil {
@@ -283,21 +315,6 @@ func maxTimeout(ctx context.Context, fns *functions.Service) int {
 	return m
 }
 
-// stopLeftovers stops instances a crashed server left running.
-func stopLeftovers(ctx context.Context, d *process.Driver, log *slog.Logger) error {
-	ids, err := d.List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		log.Info("stopping an instance left by an earlier server", "instance", id)
-		if err := d.Stop(ctx, id, 0); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // loadToken returns the configured token, else the one kept in dir, else
 // a new one saved there with mode 0600.
 func loadToken(dir, configured string) (string, error) {
@@ -321,28 +338,32 @@ func loadToken(dir, configured string) (string, error) {
 	return t, nil
 }
 
-// commander resolves how each runtime runs, once per interpreter.
+// commander resolves how each runtime runs, once per interpreter and
+// runtime dir.
 type commander struct {
-	rtDir string
 	mu    sync.Mutex
-	cache map[string][]string
+	cache map[[2]string][]string // by runtime and runtime dir
 }
 
-func newCommander(rtDir string) *commander {
-	return &commander{rtDir: rtDir, cache: make(map[string][]string)}
+func newCommander() *commander {
+	return &commander{cache: make(map[[2]string][]string)}
 }
 
-func (c *commander) command(v *stratus.Version, dir string) ([]string, error) {
+// command is the argv of v with its code in taskDir and the runtime
+// clients in rtDir, paths in the sandbox (/var/task and /var/runtime, or
+// the host's folders). The interpreters are the host's.
+func (c *commander) command(v *stratus.Version, taskDir, rtDir string) ([]string, error) {
 	r := v.Config.Runtime
 	if stratus.IsProvided(r) {
-		return []string{filepath.Join(dir, "bootstrap")}, nil
+		return []string{path.Join(taskDir, "bootstrap")}, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if argv, ok := c.cache[r]; ok {
+	key := [2]string{r, rtDir}
+	if argv, ok := c.cache[key]; ok {
 		return argv, nil
 	}
-	argv, err := runtimes.Command(r, c.rtDir)
+	argv, err := runtimes.Command(r, rtDir)
 	if err != nil {
 		return nil, err
 	}
@@ -354,6 +375,25 @@ func (c *commander) command(v *stratus.Version, dir string) ([]string, error) {
 			}
 		}
 	}
-	c.cache[r] = argv
+	c.cache[key] = argv
 	return argv, nil
+}
+
+// imageResolver gives the services manager an image's root folder.
+type imageResolver struct{ s *image.Store }
+
+func (r imageResolver) Resolve(ctx context.Context, ref string) (*services.Image, error) {
+	img, err := r.s.Get(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w (import or pull it first: stratus image import|pull)", err)
+	}
+	root, err := r.s.Root(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	c := img.Config
+	return &services.Image{
+		Digest: img.Digest, RootFS: root,
+		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir,
+	}, nil
 }

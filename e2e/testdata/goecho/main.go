@@ -30,6 +30,7 @@ type answer struct {
 	FunctionARN string            `json:"functionArn"`
 	DeadlineMs  int64             `json:"deadlineMs"`
 	PID         int               `json:"pid"`
+	PIDNS       string            `json:"pidns"` // the PID's namespace, "pid:[INODE]"
 	Env         map[string]string `json:"env"`
 	Cwd         string            `json:"cwd"`
 }
@@ -59,6 +60,7 @@ func handle(ctx context.Context, ev event) (*answer, error) {
 	lc, _ := lambdacontext.FromContext(ctx)
 	dl, _ := ctx.Deadline()
 	a := &answer{Echo: ev.Echo, PID: os.Getpid(), Env: map[string]string{}, DeadlineMs: dl.UnixMilli()}
+	a.PIDNS, _ = os.Readlink("/proc/self/ns/pid")
 	if lc != nil {
 		a.RequestID = lc.AwsRequestID
 		a.FunctionARN = lc.InvokedFunctionArn

@@ -5,6 +5,11 @@
 // dies (parent-death signal), and a state file per sandbox lets a restarted
 // server find and stop what a crashed one left behind.
 //
+// Filesystems: the program sees the host's. When the server runs as root,
+// a Spec.RootFS becomes the program's root by chroot: it neither isolates
+// nor is read-only (the program runs as the server's user, root). Mounts
+// are accepted only at their own path, where the host's files already are.
+//
 // Goroutines: per sandbox, one reaper (waits for the process, then kills the
 // rest of its group) and one copier per output stream; all end before Wait
 // returns for that sandbox.
@@ -45,6 +50,7 @@ var _ sandbox.Driver = (*Driver)(nil)
 type Driver struct {
 	stateDir string
 	log      *slog.Logger
+	root     bool        // running as root: RootFS by chroot
 	noTrace  atomic.Bool // tracing new instances was refused: set rlimits after start
 
 	mu    sync.Mutex
@@ -71,19 +77,23 @@ func New(stateDir string, log *slog.Logger) (*Driver, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create sandbox state dir: %w", err)
 	}
-	return &Driver{stateDir: stateDir, log: log, procs: make(map[string]*proc)}, nil
+	return &Driver{stateDir: stateDir, log: log, root: os.Geteuid() == 0, procs: make(map[string]*proc)}, nil
 }
 
 // Name implements sandbox.Driver.
 func (d *Driver) Name() string { return "process" }
 
-// Capabilities implements sandbox.Driver.
-func (d *Driver) Capabilities() sandbox.Capabilities { return sandbox.Capabilities{} }
+// Capabilities implements sandbox.Driver: RootFS when running as root.
+func (d *Driver) Capabilities() sandbox.Capabilities { return sandbox.Capabilities{RootFS: d.root} }
 
 // Start implements sandbox.Driver.
 func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	if len(spec.Argv) == 0 {
 		return fmt.Errorf("start sandbox %q: empty argv: %w", spec.ID, stratus.ErrInvalid)
+	}
+	argv0, err := d.checkFS(spec)
+	if err != nil {
+		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
 	}
 	d.mu.Lock()
 	if p, ok := d.procs[spec.ID]; ok {
@@ -108,11 +118,17 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	}
 	newCmd := func() *exec.Cmd {
 		cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+		if spec.RootFS != "" {
+			// Argv[0] and Dir are paths in the new root.
+			cmd = &exec.Cmd{Path: argv0, Args: spec.Argv, Dir: "/"}
+		}
 		cmd.Env = spec.Env
-		cmd.Dir = spec.Dir
+		if spec.Dir != "" {
+			cmd.Dir = spec.Dir
+		}
 		cmd.Stdout = outW
 		cmd.Stderr = errW
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Chroot: spec.RootFS}
 		return cmd
 	}
 	cmd, err := d.startLimited(newCmd)
@@ -334,8 +350,15 @@ func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
 // Addr implements sandbox.Driver: instances share the host's network.
 func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
 	d.mu.Lock()
-	_, ok := d.procs[id]
+	p, ok := d.procs[id]
 	d.mu.Unlock()
+	if ok {
+		select {
+		case <-p.done:
+			ok = false // ended
+		default:
+		}
+	}
 	if !ok {
 		return netip.Addr{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
 	}

@@ -14,7 +14,9 @@ import (
 // handler for, so a program run as PID 1 would ignore Stop's SIGTERM and
 // its own "kill -TERM $$"; it would also have to reap orphans. The init:
 //
-//   - starts Argv in a session of its own, as the process driver does;
+//   - starts Argv in a session of its own, as the process driver does,
+//     with the driver's output pipes (fds 4 and 5) as its stdout and
+//     stderr, not the copies runc makes of them;
 //   - forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
 //     that session's process group;
 //   - reaps every orphan, and when the program ends, exits with it (the
@@ -31,7 +33,13 @@ func init() {
 	}
 }
 
-const statusFD = 3
+// The status pipe, and the output pipes the program gets as its stdout
+// and stderr.
+const (
+	statusFD = 3
+	outFD    = 4
+	errFD    = 5
+)
 
 func containerInit(argv []string) int {
 	status := os.NewFile(statusFD, "status")
@@ -48,17 +56,22 @@ func containerInit(argv []string) int {
 		report("err %s", oneLine(err.Error()))
 		return 127
 	}
+	stdout, stderr := os.NewFile(outFD, "stdout"), os.NewFile(errFD, "stderr")
+	syscall.CloseOnExec(outFD)
+	syscall.CloseOnExec(errFD)
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	p, err := os.StartProcess(path, argv, &os.ProcAttr{
 		Env:   os.Environ(),
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: []*os.File{os.Stdin, stdout, stderr},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
 		report("err %s", oneLine(err.Error()))
 		return 127
 	}
+	stdout.Close()
+	stderr.Close()
 	pid := p.Pid
 	report("ok")
 	go func() {

@@ -2,14 +2,20 @@ package runc_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/stratus-run/stratus/internal/sandbox"
 	"github.com/stratus-run/stratus/internal/sandbox/runc"
@@ -28,13 +34,21 @@ func newDriver(t *testing.T, stateDir string) *runc.Driver {
 	if err != nil {
 		t.Fatalf("runc.New: %v", err)
 	}
+	// Before t.TempDir removes stateDir: the bridge and the netns mount go.
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return d
 }
 
 func TestDriver(t *testing.T) {
 	sandboxtest.Run(t, func(t *testing.T, stateDir string) sandbox.Driver {
 		return newDriver(t, stateDir)
-	})
+	}, sandboxtest.Leftovers(func(d sandbox.Driver, id string) []string {
+		return leftovers(d.(*runc.Driver), id)
+	}))
 }
 
 // run runs script in a sandbox of memoryMB to its end and returns how it
@@ -65,6 +79,9 @@ func run(t *testing.T, d *runc.Driver, id string, memoryMB int, script string) (
 // sandbox id is left on the host.
 func assertGone(t *testing.T, d *runc.Driver, id string) {
 	t.Helper()
+	for _, left := range netLeftovers(d, id) {
+		t.Errorf("%s: %s left", id, left)
+	}
 	if dirs := runc.CgroupDirs(d.CgroupPath(id)); len(dirs) > 0 {
 		t.Errorf("%s: cgroups left: %v", id, dirs)
 	}
@@ -212,6 +229,120 @@ func TestStopLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestSeccomp runs TestSeccompHelper, a copy of this test binary, in a
+// sandbox: what Docker's default seccomp profile refuses a process
+// without capabilities fails there with EPERM, even where the missing
+// capabilities alone would not stop it (a new user namespace, a socket
+// family outside the allow list), while a Go program with its threads,
+// ordinary sockets and fork/exec works.
+func TestSeccomp(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() // bound read-only in the sandbox; its /tmp is not the host's
+	helper := filepath.Join(dir, "helper")
+	if err := os.WriteFile(helper, exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errOut sandboxtest.Buffer
+	err = d.Start(ctx, sandbox.Spec{
+		ID: "seccomp", Argv: []string{helper, "-test.run=^TestSeccompHelper$"},
+		Env: []string{"PATH=/usr/bin:/bin", "STRATUS_SECCOMP_HELPER=1"}, Dir: dir, MemoryMB: 512,
+		Stdout: &out, Stderr: &errOut,
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background(), "seccomp", 0) })
+	e, err := d.Wait(ctx, "seccomp")
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	assertGone(t, d, "seccomp")
+	if e.Code != 0 {
+		t.Fatalf("Exit = %+v, output %q, stderr %q", e, out.String(), tail(errOut.String()))
+	}
+	got := map[string]string{}
+	for line := range strings.Lines(out.String()) {
+		if name, result, ok := strings.Cut(strings.TrimSpace(line), ": "); ok {
+			got[name] = result
+		}
+	}
+	want := map[string]string{
+		"seccomp mode":           "2", // a filter
+		"unshare(CLONE_NEWUSER)": "EPERM",
+		"clone(CLONE_NEWUSER)":   "EPERM",
+		"mount(tmpfs)":           "EPERM",
+		"socket(AF_VSOCK)":       "EPERM",
+		"socket(AF_INET)":        "ok",
+		"socket(AF_UNIX)":        "ok",
+		"exec sh":                "ok 42",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("results in the sandbox (-want +got):\n%s\nstderr %q", diff, tail(errOut.String()))
+	}
+}
+
+// TestSeccompHelper is the program TestSeccomp runs in a sandbox. It
+// prints a "name: result" line per try, the result being "ok" or the
+// errno's name.
+func TestSeccompHelper(t *testing.T) {
+	if os.Getenv("STRATUS_SECCOMP_HELPER") != "1" {
+		t.Skip("run in a sandbox by TestSeccomp")
+	}
+	report := func(name string, err error) {
+		result := "ok"
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			result = unix.ErrnoName(errno)
+		} else if err != nil {
+			result = err.Error()
+		}
+		fmt.Printf("%s: %s\n", name, result)
+	}
+	socket := func(domain int) error {
+		fd, err := unix.Socket(domain, unix.SOCK_STREAM, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}
+
+	status, _ := os.ReadFile("/proc/self/status")
+	for line := range strings.Lines(string(status)) {
+		if mode, ok := strings.CutPrefix(line, "Seccomp:"); ok {
+			fmt.Printf("seccomp mode: %s\n", strings.TrimSpace(mode))
+		}
+	}
+	// Without seccomp: EINVAL, as a Go program has threads.
+	report("unshare(CLONE_NEWUSER)", unix.Unshare(unix.CLONE_NEWUSER))
+	// Without seccomp this one succeeds: a user namespace needs no
+	// capability. The profile checks clone's flags.
+	newUser := exec.Command("/bin/true")
+	newUser.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+	report("clone(CLONE_NEWUSER)", newUser.Run())
+	report("mount(tmpfs)", unix.Mount("tmpfs", "/tmp", "tmpfs", 0, ""))
+	// Without seccomp: EAFNOSUPPORT or a socket. The profile checks
+	// socket's address family.
+	report("socket(AF_VSOCK)", socket(unix.AF_VSOCK))
+	report("socket(AF_INET)", socket(unix.AF_INET))
+	report("socket(AF_UNIX)", socket(unix.AF_UNIX))
+	sh, err := exec.Command("/bin/sh", "-c", "echo $((6*7))").Output()
+	if err == nil {
+		fmt.Printf("exec sh: ok %s", sh)
+	} else {
+		report("exec sh", err)
+	}
+}
+
 // BenchmarkColdStart is Start to Wait of /bin/true in a sandbox.
 func BenchmarkColdStart(b *testing.B) {
 	if _, err := exec.LookPath("runc"); err != nil || os.Geteuid() != 0 {
@@ -221,6 +352,7 @@ func BenchmarkColdStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = d.Close() })
 	ctx := context.Background()
 	dir := b.TempDir()
 	var start time.Duration

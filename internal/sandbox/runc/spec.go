@@ -1,8 +1,9 @@
 package runc
 
 import (
-	"runtime"
+	"sync"
 
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -27,27 +28,31 @@ const initPath = "/dev/.stratus-init"
 
 // bundleSpec is the OCI runtime spec of a sandbox.
 //
-//   - Namespaces: pid, mount, ipc, uts. The network namespace is the
-//     host's, for now: functions reach the Runtime API on the host's
-//     loopback; a private namespace needs the veth/bridge setup first.
-//   - Root filesystem: the host's root, bound recursively read-only
-//     ("rro"), with a fresh /proc and /dev, the container's own cgroups
-//     read-only at /sys/fs/cgroup, a bounded
-//     tmpfs /tmp, and spec.Dir bound read-only at its own path. /sys is
-//     the host's, read-only: a new sysfs cannot be mounted in the host's
-//     network namespace (Docker binds /sys the same way for --net=host).
+//   - Namespaces: pid, mount, ipc, uts, and network: the one at path
+//     netns (the driver's open descriptor of it), which the driver has set
+//     up (eth0 on its bridge, see net.go); functions reach the Runtime API
+//     at the bridge's address.
+//   - Root filesystem: spec.RootFS, else the host's root, bound
+//     recursively read-only ("rro"; see rootfs.go for mount points missing
+//     in it), with a fresh /proc and /dev, a fresh read-only /sys (the
+//     sysfs of the sandbox's network namespace: its own links only), the
+//     container's own cgroups read-only at /sys/fs/cgroup, a bounded tmpfs /tmp and spec.Mounts
+//     bound read-only. On the host's root, spec.Dir is bound read-only at
+//     its own path unless a mount holds it (a code folder under the host's
+//     /tmp would be hidden by the tmpfs). An image
+//     without /etc/resolv.conf or /etc/hosts gets the host's, read-only.
 //   - User: uid 0 with no capabilities at all and no new privileges. Such
 //     a process can do what an ordinary user owning root's files could: no
 //     chown, no bypassing file modes, no raw sockets, no mounts, no
 //     signalling other users' processes. Nothing in a function or service
 //     needs more (a service binding a port below 1024 would want
-//     CAP_NET_BIND_SERVICE, which in the host's network namespace would
-//     be the host's ports).
-//   - Seccomp: a deny list of the syscalls Docker's default profile
-//     refuses (see seccompProfile); everything else is allowed.
+//     CAP_NET_BIND_SERVICE).
+//   - Seccomp: Docker's default profile for a process without
+//     capabilities, an allow list with argument filters (see
+//     seccompProfile).
 //   - Cgroups: memory (no swap), a CPU quota in proportion to memory and a
 //     pids limit.
-func bundleSpec(spec sandbox.Spec, exe, cgroupsPath string) *specs.Spec {
+func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
 	cwd := spec.Dir
 	if cwd == "" {
 		cwd = "/"
@@ -78,12 +83,13 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath string) *specs.Spec {
 		Root:     &specs.Root{Path: "rootfs", Readonly: true},
 		Hostname: "stratus",
 		Mounts: []specs.Mount{
-			{Destination: "/", Type: "bind", Source: "/", Options: []string{"rbind", "rro", "rprivate"}},
+			{Destination: "/", Type: "bind", Source: rootOf(spec), Options: []string{"rbind", "rro", "rprivate"}},
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=" + tmpSize}},
 		},
@@ -94,6 +100,7 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath string) *specs.Spec {
 				{Type: specs.MountNamespace},
 				{Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace},
+				{Type: specs.NetworkNamespace, Path: netns},
 			},
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
@@ -108,15 +115,15 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath string) *specs.Spec {
 			ReadonlyPaths: []string{
 				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 			},
-			Seccomp: seccompProfile(),
 		},
 	}
-	if spec.Dir != "" && spec.Dir != "/" {
+	if spec.Dir != "" && spec.Dir != "/" && spec.RootFS == "" && !inMounts(spec.Dir, spec.Mounts) {
 		s.Mounts = append(s.Mounts, specs.Mount{
 			Destination: spec.Dir, Type: "bind", Source: spec.Dir,
 			Options: []string{"bind", "ro", "nosuid", "nodev"},
 		})
 	}
+	s.Mounts = append(s.Mounts, specMounts(spec)...)
 	s.Mounts = append(s.Mounts, specs.Mount{
 		Destination: initPath, Type: "bind", Source: exe,
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
@@ -128,47 +135,42 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath string) *specs.Spec {
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 		s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
+	s.Linux.Seccomp = seccompProfile(s.Process.Capabilities)
 	return s
 }
 
-// seccompProfile refuses, with EPERM, the syscalls Docker's default
-// profile leaves out (kernel modules, kexec, mounts, namespaces, tracing,
-// keyrings, clock setting, BPF, perf, NUMA policy, handle-based opens and
-// the like) and allows the rest. Docker's profile is an allow list of
-// about 350 syscalls with argument filters (clone flags, personality);
-// this deny list is weaker where it is silent (new syscalls are allowed).
-// runc skips names its libseccomp does not know.
-func seccompProfile() *specs.LinuxSeccomp {
-	var arches []specs.Arch
-	switch runtime.GOARCH {
-	case "amd64":
-		arches = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
-	case "arm64":
-		arches = []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
-	default:
-		return nil
+// seccompProfile is Docker's default seccomp profile
+// (github.com/moby/profiles/seccomp) for a process with caps: an allow
+// list of the usual syscalls, some only with given arguments (clone
+// without namespace flags, socket for the usual address families, the
+// common personalities); everything else fails with EPERM, and clone3
+// with ENOSYS so that libc falls back to clone, whose flags can be
+// checked. The syscalls that need a capability (mount, unshare, setns,
+// bpf, kernel modules, reboot, clock setting, ...) are allowed only when
+// caps' bounding set holds it; a sandbox's holds none. runc skips names
+// its libseccomp does not know. The profile may be shared: do not modify
+// it.
+func seccompProfile(caps *specs.LinuxCapabilities) *specs.LinuxSeccomp {
+	if caps == nil || len(caps.Bounding) == 0 {
+		return noCapsSeccomp()
 	}
-	eperm := uint(1)
-	return &specs.LinuxSeccomp{
-		DefaultAction: specs.ActAllow,
-		Architectures: arches,
-		Syscalls: []specs.LinuxSyscall{{
-			Names: []string{
-				"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-				"delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
-				"get_kernel_syms", "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp",
-				"kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount",
-				"mount_setattr", "move_mount", "move_pages", "name_to_handle_at", "nfsservctl",
-				"open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
-				"process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl",
-				"quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns",
-				"settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl", "umount",
-				"umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
-			},
-			Action:   specs.ActErrno,
-			ErrnoRet: &eperm,
-		}},
+	return defaultSeccomp(caps)
+}
+
+// noCapsSeccomp is the profile of a process without capabilities,
+// built once: the profile is some 400 rules, and every sandbox gets it.
+var noCapsSeccomp = sync.OnceValue(func() *specs.LinuxSeccomp {
+	return defaultSeccomp(&specs.LinuxCapabilities{})
+})
+
+func defaultSeccomp(caps *specs.LinuxCapabilities) *specs.LinuxSeccomp {
+	p, err := seccomp.GetDefaultProfile(&specs.Spec{Process: &specs.Process{Capabilities: caps}})
+	if err != nil {
+		// Its only failure is a kernel release (uname -r) that does
+		// not start with "major.minor", which Linux's always does.
+		panic("runc driver: docker's default seccomp profile: " + err.Error())
 	}
+	return p
 }
 
 func ptr[T any](v T) *T { return &v }

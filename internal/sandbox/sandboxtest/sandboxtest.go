@@ -3,9 +3,14 @@
 // and the runc driver later are held to the same behaviour (exit codes and
 // signals, output drained before Wait returns, environment and working
 // directory, conflicts, idempotent Stop with a grace period, whole process
-// trees stopped, List and Stop across a restart of the server).
+// trees stopped, List and Stop across a restart of the server, a port the
+// sandbox listens on reached at Addr and, for isolated drivers, sandboxes
+// that reach the host but not each other).
 //
-// The programs it runs need only /bin/sh and sleep in the sandbox. Every
+// The programs it runs need only /bin/sh and sleep in the sandbox, or, in
+// a root filesystem of its own, a copy of the test binary (see Probe); the
+// network cases run a copy of the test binary in the working directory
+// (see net.go). Every
 // sandbox it starts carries a unique marker in its environment, which is
 // how the suite checks through /proc that no process of it is left.
 package sandboxtest
@@ -39,9 +44,14 @@ const testTimeout = 30 * time.Second
 
 // Run runs the driver contract suite. newDriver returns a driver that
 // keeps its state in stateDir; the suite calls it again with the same
-// stateDir to simulate a restart of the server.
-func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Driver) {
+// stateDir to simulate a restart of the server. opts add driver-specific
+// checks (Leftovers).
+func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Driver, opts ...Option) {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, h *harness)
@@ -67,10 +77,18 @@ func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Dri
 		{"List", testList},
 		{"RestartListAndStop", testRestart},
 		{"Concurrent", testConcurrent},
+		{"RootFS", testRootFS},
+		{"Mounts", testMounts},
+		{"MountsSamePath", testMountsSamePath},
+		{"NetListen", testNetListen},
+		{"NetIsolation", testNetIsolation},
+		{"NetAddrs", testNetAddrs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(t, newHarness(t, newDriver))
+			h := newHarness(t, newDriver)
+			h.leftovers = o.leftovers
+			tc.fn(t, h)
 		})
 	}
 }
@@ -83,6 +101,7 @@ type harness struct {
 	stateDir  string
 	marker    string // "KEY=VALUE" in every sandbox's environment
 	ctx       context.Context
+	leftovers func(d sandbox.Driver, id string) []string // see Leftovers; may be nil
 }
 
 func newHarness(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Driver) *harness {
@@ -523,6 +542,9 @@ func testRestart(t *testing.T, h *harness) {
 		t.Errorf("Stop of a program ignoring SIGTERM returned after %s, before its grace", took)
 	}
 	h.noneLeft("after the new driver stopped what the old one left")
+	for _, id := range []string{"tree", "plain", "stubborn"} {
+		h.nothingLeft(d, id)
+	}
 	if ids := h.list(d); len(ids) != 0 {
 		t.Errorf("List of the new driver after Stop = %v, want none", ids)
 	}

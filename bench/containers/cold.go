@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/client"
+)
+
+// series is a set of timed runs of one kind of start.
+type series struct {
+	Name               string
+	Runs               int
+	P50, P99, Min, Max time.Duration
+	Mean               time.Duration
+	// Parts are the p50s of named parts of each run (a breakdown; they
+	// need not add up), in the order given by PartNames.
+	PartNames []string                 `json:",omitempty"`
+	Parts     map[string]time.Duration `json:",omitempty"`
+	Notes     []string                 `json:",omitempty"`
+	samples   []time.Duration
+	parts     map[string][]time.Duration
+}
+
+func (s *series) add(d time.Duration) { s.samples = append(s.samples, d) }
+
+func (s *series) addPart(name string, d time.Duration) {
+	if s.parts == nil {
+		s.parts = map[string][]time.Duration{}
+	}
+	if _, ok := s.parts[name]; !ok {
+		s.PartNames = append(s.PartNames, name)
+	}
+	s.parts[name] = append(s.parts[name], d)
+}
+
+// summarise fills the figures from the samples.
+func (s *series) summarise() {
+	if len(s.samples) == 0 {
+		return
+	}
+	s.Runs = len(s.samples)
+	s.P50, s.P99, s.Mean = percentiles(s.samples)
+	s.Min, s.Max = s.samples[0], s.samples[len(s.samples)-1]
+	if len(s.parts) > 0 {
+		s.Parts = map[string]time.Duration{}
+		for k, v := range s.parts {
+			s.Parts[k], _, _ = percentiles(v)
+		}
+	}
+}
+
+// svcColdRun is one timed scale-from-zero request.
+type svcColdRun struct {
+	sent, answered time.Time
+	d              time.Duration
+}
+
+// coldServices measures scale from zero for each memory size in mems:
+// one service per size (min 0, max 1), and before every run all of them
+// at zero with no replica left (not even a stopping one), so that no
+// teardown overlaps a start. Each run is one GET /svc/NAME/ on a
+// keep-alive connection to the server, timed from send to the whole
+// answer. The replicas' log lines (gosvc prints "gosvc listening on" once
+// it listens and "GET /" when the request reaches it; the server stamps
+// each line as it reads it) split each run in parts.
+func coldServices(ctx context.Context, s *stratusServer, mems []int, runs int) ([]series, error) {
+	names := make([]string, len(mems))
+	for i, m := range mems {
+		names[i] = fmt.Sprintf("coldsvc-%d", m)
+		cfg := stratus.ServiceConfig{MinScale: 0, MaxScale: 1, Concurrency: stratus.DefaultServiceConcurrency, MemoryMB: m}
+		if _, err := s.deployService(ctx, names[i], cfg); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		for _, n := range names {
+			_ = s.c.RemoveService(context.WithoutCancel(ctx), n)
+		}
+	}()
+	c := &http.Client{Transport: newTransport()}
+	defer c.CloseIdleConnections()
+	if err := getOK(ctx, c, "http://"+s.addr+"/healthz", nil); err != nil {
+		return nil, err
+	}
+	hdr := http.Header{"Authorization": {"Bearer " + benchToken}}
+	timed := make([][]svcColdRun, len(mems))
+	var waits []time.Duration
+	for i := range runs {
+		for j, n := range names {
+			w0 := time.Now()
+			if err := waitAllZero(ctx, s, names); err != nil {
+				return nil, err
+			}
+			waits = append(waits, time.Since(w0))
+			// Let the last teardown's background work settle.
+			time.Sleep(50 * time.Millisecond)
+			sent := time.Now()
+			if err := getOK(ctx, c, "http://"+s.addr+"/svc/"+n+"/", hdr); err != nil {
+				return nil, fmt.Errorf("cold request %d to %s: %w", i+1, n, err)
+			}
+			answered := time.Now()
+			timed[j] = append(timed[j], svcColdRun{sent: sent, answered: answered, d: answered.Sub(sent)})
+		}
+		if (i+1)%10 == 0 {
+			logf("coldsvc: %d/%d runs", i+1, runs)
+		}
+	}
+	out := make([]series, len(mems))
+	for j, n := range names {
+		sr := series{Name: fmt.Sprintf("service from zero, GET /svc/NAME/ (--memory %d)", mems[j])}
+		for _, r := range timed[j] {
+			sr.add(r.d)
+		}
+		lines, err := allServiceLogs(ctx, s.c, n)
+		if err != nil {
+			sr.Notes = append(sr.Notes, "no breakdown: "+err.Error())
+		} else {
+			breakdown(&sr, timed[j], lines)
+		}
+		sr.summarise()
+		out[j] = sr
+	}
+	wp50, _, _ := percentiles(waits)
+	out[0].Notes = append(out[0].Notes, fmt.Sprintf("time waited before a run for every service to be at zero with no replica left: p50 %s", fmtDur(wp50)))
+	return out, nil
+}
+
+// breakdown splits each run by the log lines of the replica it started:
+// the first replica whose "gosvc listening" line falls in the run.
+func breakdown(sr *series, runs []svcColdRun, lines []stratus.LogLine) {
+	type inst struct{ listen, get time.Time }
+	byInst := map[string]*inst{}
+	for _, l := range lines {
+		in := byInst[l.Instance]
+		if in == nil {
+			in = &inst{}
+			byInst[l.Instance] = in
+		}
+		switch {
+		case strings.HasPrefix(l.Text, "gosvc listening on") && in.listen.IsZero():
+			in.listen = l.Time
+		case l.Text == "GET /" && in.get.IsZero():
+			in.get = l.Time
+		}
+	}
+	matched := 0
+	for _, r := range runs {
+		for _, in := range byInst {
+			if in.listen.IsZero() || in.get.IsZero() || in.listen.Before(r.sent) || in.listen.After(r.answered) {
+				continue
+			}
+			matched++
+			sr.addPart("send → replica listens (its log line)", in.listen.Sub(r.sent))
+			sr.addPart("listens → request reaches it", in.get.Sub(in.listen))
+			sr.addPart("request reaches it → answer read", r.answered.Sub(in.get))
+			break
+		}
+	}
+	if matched < len(runs) {
+		sr.Notes = append(sr.Notes, fmt.Sprintf("breakdown from the replicas' log lines for %d of %d runs", matched, len(runs)))
+	}
+}
+
+// allServiceLogs pages through every stored log line of service name.
+func allServiceLogs(ctx context.Context, c *client.Client, name string) ([]stratus.LogLine, error) {
+	var all []stratus.LogLine
+	var after int64
+	for range 100 {
+		lines, err := c.ServiceLogs(ctx, name, client.LogQuery{AfterID: after})
+		if err != nil {
+			return nil, err
+		}
+		if len(lines) == 0 {
+			break
+		}
+		all = append(all, lines...)
+		after = lines[len(lines)-1].ID
+	}
+	return all, nil
+}
+
+// waitAllZero polls until every service in names has 0 ready, 0 desired
+// and no replica listed.
+func waitAllZero(ctx context.Context, s *stratusServer, names []string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for _, n := range names {
+		for {
+			svc, err := s.c.Service(ctx, n)
+			if err != nil {
+				return err
+			}
+			if svc.Replicas.Ready == 0 && svc.Replicas.Desired == 0 && len(svc.Detail) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("service %s not at zero within 60s: %+v", n, svc.Replicas)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// getOK sends GET url and reads the whole answer, which must be 200.
+func getOK(ctx context.Context, c *http.Client, url string, hdr http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return err
+}
+
+// coldFunctions holds fresh functions (same code), one per run and
+// memory size, deployed up front: each is invoked once through POST
+// /v1/functions/NAME/invoke on a keep-alive connection to the server,
+// and only that invoke is timed.
+type coldFunctions struct {
+	s     *stratusServer
+	mems  []int
+	names [][]string // [mem][run]
+	c     *http.Client
+	out   []series
+	warm  []int // first invokes not marked as cold starts, per memory size
+}
+
+func newColdFunctions(ctx context.Context, s *stratusServer, zip []byte, mems []int, runs int) (*coldFunctions, error) {
+	f := &coldFunctions{s: s, mems: mems, c: &http.Client{Transport: newTransport()}, out: make([]series, len(mems)), warm: make([]int, len(mems))}
+	var all []string
+	cfgOf := map[string]stratus.FunctionConfig{}
+	for j, m := range mems {
+		f.out[j].Name = fmt.Sprintf("function cold invoke, provided.al2023 (--memory %d)", m)
+		var names []string
+		for i := range runs {
+			n := fmt.Sprintf("coldfn-%d-%03d", m, i)
+			names = append(names, n)
+			all = append(all, n)
+			cfgOf[n] = stratus.FunctionConfig{Runtime: stratus.RuntimeProvidedAL2023, MemoryMB: m}
+		}
+		f.names = append(f.names, names)
+	}
+	logf("coldfn: deploying %d functions", len(all))
+	err := parallel(ctx, all, 4, func(n string) error {
+		if _, err := s.c.Deploy(ctx, n, cfgOf[n], bytes.NewReader(zip)); err != nil {
+			return fmt.Errorf("deploy %s: %w", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		f.close(ctx)
+		return nil, err
+	}
+	if err := getOK(ctx, f.c, "http://"+s.addr+"/healthz", nil); err != nil {
+		f.close(ctx)
+		return nil, err
+	}
+	return f, nil
+}
+
+// run times the first invoke of each memory size's function number i.
+func (f *coldFunctions) run(ctx context.Context, i int) error {
+	for j := range f.mems {
+		n := f.names[j][i]
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.s.addr+"/v1/functions/"+n+"/invoke", strings.NewReader("{}"))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+benchToken)
+		start := time.Now()
+		resp, err := f.c.Do(req)
+		if err != nil {
+			return fmt.Errorf("cold invoke %s: %w", n, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(start)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("cold invoke %s: %d %s %v", n, resp.StatusCode, b, err)
+		}
+		f.out[j].add(d)
+		if resp.Header.Get(v1.HeaderColdStart) != "true" {
+			f.warm[j]++
+		}
+		if ms, err := strconv.ParseFloat(resp.Header.Get(v1.HeaderInitDuration), 64); err == nil {
+			f.out[j].addPart("server's Init Duration (instance start → runtime's first invocation/next)", time.Duration(ms*float64(time.Millisecond)))
+		}
+	}
+	return nil
+}
+
+func (f *coldFunctions) results() []series {
+	for j := range f.out {
+		if f.warm[j] > 0 {
+			f.out[j].Notes = append(f.out[j].Notes, fmt.Sprintf("%d first invokes were not marked as cold starts", f.warm[j]))
+		}
+		f.out[j].summarise()
+	}
+	return f.out
+}
+
+func (f *coldFunctions) close(ctx context.Context) {
+	f.c.CloseIdleConnections()
+	var all []string
+	for _, ns := range f.names {
+		all = append(all, ns...)
+	}
+	_ = parallel(context.WithoutCancel(ctx), all, 4, func(n string) error { return f.s.c.Remove(context.WithoutCancel(ctx), n) })
+}
+
+// parallel calls fn for each item with workers goroutines; it returns
+// the first error and stops feeding items then.
+func parallel(ctx context.Context, items []string, workers int, fn func(string) error) error {
+	ch := make(chan string)
+	errc := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range ch {
+				if err := fn(it); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, it := range items {
+		select {
+		case ch <- it:
+		case err = <-errc:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errc:
+		default:
+		}
+	}
+	return err
+}

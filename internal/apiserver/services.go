@@ -1,0 +1,149 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/gateway"
+	"github.com/stratus-run/stratus/internal/services"
+)
+
+// serviceManager deploys and runs services; *services.Manager is one.
+type serviceManager interface {
+	Deploy(ctx context.Context, name string, cfg stratus.ServiceConfig) (*stratus.Service, error)
+	Remove(ctx context.Context, name string) error
+	Get(name string) (stratus.Service, services.Status, error)
+	List() ([]stratus.Service, []services.Status)
+	Acquire(ctx context.Context, name string) (*services.Target, func(), error)
+	Auth(name string) (string, bool)
+}
+
+// ServicesConfig configures the service routes.
+type ServicesConfig struct {
+	// Manager runs services; nil leaves the routes out.
+	Manager serviceManager
+	// Domain is the domain of host routes: NAME.<Domain>.
+	Domain string
+}
+
+type serviceRoutes struct {
+	s      *Server
+	m      serviceManager
+	domain string
+}
+
+// routeServices registers the service routes on mux and returns the
+// proxy for host routes, or nil.
+func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.ServiceProxy {
+	if c.Manager == nil {
+		return nil
+	}
+	t := &serviceRoutes{s: s, m: c.Manager, domain: c.Domain}
+	auth := s.requireToken
+	mux.Handle("GET /v1/services", auth(http.HandlerFunc(t.list)))
+	mux.Handle("PUT /v1/services/{name}", auth(http.HandlerFunc(t.deploy)))
+	mux.Handle("GET /v1/services/{name}", auth(http.HandlerFunc(t.get)))
+	mux.Handle("DELETE /v1/services/{name}", auth(http.HandlerFunc(t.remove)))
+	mux.Handle("GET /v1/services/{name}/logs", auth(http.HandlerFunc(t.logs)))
+	p := gateway.NewServiceProxy(c.Manager, s.authOK, string(s.token), c.Domain, s.log)
+	mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
+	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
+	return p
+}
+
+func (t *serviceRoutes) deploy(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var cfg stratus.ServiceConfig
+	if err := decodeSpec(w, r, "service", &cfg); err != nil {
+		t.s.fail(w, r, err)
+		return
+	}
+	_, existed := t.m.Auth(name)
+	svc, err := t.m.Deploy(r.Context(), name, cfg)
+	if err != nil {
+		t.s.fail(w, r, err)
+		return
+	}
+	t.s.log.Info("service deployed", "service", name, "revision", svc.Revision)
+	sv, st, err := t.m.Get(name)
+	if err != nil {
+		t.s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if !existed {
+		status = http.StatusCreated
+	}
+	gateway.WriteJSON(w, status, t.wire(r, sv, st, true))
+}
+
+func (t *serviceRoutes) get(w http.ResponseWriter, r *http.Request) {
+	sv, st, err := t.m.Get(r.PathValue("name"))
+	if err != nil {
+		t.s.fail(w, r, err)
+		return
+	}
+	gateway.WriteJSON(w, http.StatusOK, t.wire(r, sv, st, true))
+}
+
+func (t *serviceRoutes) list(w http.ResponseWriter, r *http.Request) {
+	svcs, sts := t.m.List()
+	out := v1.ServiceList{Services: make([]v1.Service, len(svcs))}
+	for i := range svcs {
+		out.Services[i] = t.wire(r, svcs[i], sts[i], false)
+	}
+	gateway.WriteJSON(w, http.StatusOK, out)
+}
+
+func (t *serviceRoutes) remove(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := t.m.Remove(r.Context(), name); err != nil {
+		t.s.fail(w, r, err)
+		return
+	}
+	t.s.log.Info("service removed", "service", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (t *serviceRoutes) logs(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := t.m.Auth(name); !ok {
+		t.s.fail(w, r, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
+		return
+	}
+	t.s.serveLogs(w, r, stratus.ServiceLogKey(name))
+}
+
+// wire is a service as the API shows it; its URLs are on the server that
+// answered r.
+func (t *serviceRoutes) wire(r *http.Request, sv stratus.Service, st services.Status, detail bool) v1.Service {
+	rev := stratus.Revision{Service: sv.Name, Number: sv.Revision}
+	port := ""
+	if _, p, err := net.SplitHostPort(r.Host); err == nil {
+		port = ":" + p
+	}
+	out := v1.Service{
+		Name: sv.Name, Revision: sv.Revision, RevisionName: rev.Name(), Config: sv.Config,
+		ImageDigest: sv.Digest, CreatedAt: sv.CreatedAt, UpdatedAt: sv.UpdatedAt,
+		Status: st.State,
+		Replicas: v1.ServiceReplicas{
+			Ready: st.Ready, Desired: st.Desired, Draining: st.Draining, Waiting: st.Waiting,
+		},
+		Restarts: st.Restarts, LastError: st.LastError,
+		URL:     "http://" + r.Host + "/svc/" + sv.Name,
+		HostURL: "http://" + sv.Name + "." + t.domain + port,
+	}
+	if detail {
+		for _, rp := range st.Replicas {
+			out.Detail = append(out.Detail, v1.Replica{
+				ID: rp.ID, Revision: rp.Revision, Address: rp.Address, State: rp.State, Inflight: rp.Inflight,
+				Restarts: rp.Restarts, LastError: rp.LastErr,
+			})
+		}
+	}
+	return out
+}

@@ -1,0 +1,249 @@
+package sandboxtest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+// Option configures Run.
+type Option func(*options)
+
+type options struct {
+	leftovers func(d sandbox.Driver, id string) []string
+}
+
+// Leftovers gives Run a driver-specific check: f returns what is left on
+// the host of sandbox id of d (network interfaces, mounts, files, cgroups),
+// described for a failure message, or nothing. The suite calls it once
+// Stop of id has returned.
+func Leftovers(f func(d sandbox.Driver, id string) []string) Option {
+	return func(o *options) { o.leftovers = f }
+}
+
+// nothingLeft fails the test if the driver's Leftovers check finds
+// something of sandbox id.
+func (h *harness) nothingLeft(d sandbox.Driver, id string) {
+	h.t.Helper()
+	if h.leftovers == nil {
+		return
+	}
+	if left := h.leftovers(d, id); len(left) > 0 {
+		h.t.Errorf("%s: left after Stop: %s", id, strings.Join(left, "; "))
+	}
+}
+
+// netHelperName is the program name under which the test binary, copied
+// into a sandbox's working directory, runs as the network helper instead
+// of as tests:
+//
+//	sandboxtest-net listen         listen on TCP 0.0.0.0:0, print "listening PORT",
+//	                               answer each connection with "pong $STRATUS_SANDBOXTEST"
+//	sandboxtest-net dial ADDR...   connect to each ADDR (host:port) with a
+//	                               timeout; print "ADDR: pong ..." or "ADDR: error ..."
+const netHelperName = "sandboxtest-net"
+
+// dialTimeout bounds each of the helper's connection attempts. Between
+// isolated sandboxes the attempt finds no neighbour and times out.
+const dialTimeout = 1500 * time.Millisecond
+
+func init() {
+	if len(os.Args) > 1 && filepath.Base(os.Args[0]) == netHelperName {
+		os.Exit(netHelper(os.Args[1], os.Args[2:]))
+	}
+}
+
+func netHelper(mode string, args []string) int {
+	switch mode {
+	case "listen":
+		l, err := net.Listen("tcp4", "0.0.0.0:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("listening %d\n", l.Addr().(*net.TCPAddr).Port)
+		marker := os.Getenv(markerKey)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			fmt.Fprintf(c, "pong %s\n", marker)
+			c.Close()
+		}
+	case "dial":
+		for _, a := range args {
+			fmt.Printf("%s: %s\n", a, dial(a))
+		}
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "unknown mode %q\n", mode)
+	return 2
+}
+
+// dial connects to addr and returns the first line it sends, or "error"
+// and why not.
+func dial(addr string) string {
+	c, err := net.DialTimeout("tcp4", addr, dialTimeout)
+	if err != nil {
+		return "error " + err.Error()
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "error " + err.Error()
+	}
+	return strings.TrimSpace(line)
+}
+
+// netSpec is a sandbox running the network helper, a copy of the test
+// binary in its working directory (a host folder every driver makes
+// visible at its own path).
+func (h *harness) netSpec(id string, args ...string) sandbox.Spec {
+	h.t.Helper()
+	spec := h.spec(id, "")
+	exe, err := os.Executable()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	helper := filepath.Join(spec.Dir, netHelperName)
+	copyFile(h.t, exe, helper, 0o755)
+	spec.Argv = append([]string{helper}, args...)
+	return spec
+}
+
+// listen starts a sandbox running the helper's listener and returns the
+// address at which the host reaches it.
+func (h *harness) listen(id string) netip.AddrPort {
+	h.t.Helper()
+	spec := h.netSpec(id, "listen")
+	var stdout, stderr Buffer
+	spec.Stdout, spec.Stderr = &stdout, &stderr
+	h.start(h.d, spec)
+	stdout.WaitFor(h.t, "\n")
+	var port uint16
+	if _, err := fmt.Sscanf(stdout.String(), "listening %d\n", &port); err != nil {
+		h.t.Fatalf("%s: output %q, stderr %q", id, stdout.String(), stderr.String())
+	}
+	addr, err := h.d.Addr(h.ctx, id)
+	if err != nil {
+		h.t.Fatalf("Addr(%s): %v", id, err)
+	}
+	return netip.AddrPortFrom(addr, port)
+}
+
+// testNetListen: a port the sandbox listens on is reachable from the host
+// at Addr; a sandbox with a network of its own has an address that is
+// not the host's loopback. After Stop, Addr is ErrNotFound and nothing of
+// the sandbox is left.
+func testNetListen(t *testing.T, h *harness) {
+	ap := h.listen("listener")
+	if h.d.Capabilities().Isolated && ap.Addr().IsLoopback() {
+		t.Errorf("Addr = %s: an isolated sandbox has an address of its own", ap.Addr())
+	}
+	want := "pong " + strings.TrimPrefix(h.marker, markerKey+"=")
+	for range 3 {
+		if got := dial(ap.String()); got != want {
+			t.Fatalf("from the host, %s answered %q, want %q", ap, got, want)
+		}
+	}
+	h.stop(h.d, "listener", time.Second)
+	h.noneLeft("after Stop")
+	h.nothingLeft(h.d, "listener")
+	if _, err := h.d.Addr(h.ctx, "listener"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("Addr after Stop: err = %v, want ErrNotFound", err)
+	}
+	if _, err := h.d.Addr(h.ctx, "nobody"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("Addr of an unknown sandbox: err = %v, want ErrNotFound", err)
+	}
+}
+
+// testNetIsolation: for drivers with Capabilities.Isolated, a sandbox
+// reaches a listener of the host at HostIP, but not a port another
+// sandbox listens on (which the host does reach).
+func testNetIsolation(t *testing.T, h *harness) {
+	caps := h.d.Capabilities()
+	if !caps.Isolated {
+		t.Skipf("the %s driver does not isolate sandboxes", h.d.Name())
+	}
+	if !caps.HostIP.IsValid() {
+		t.Fatal("Capabilities.HostIP is not set for an isolated driver")
+	}
+	l, err := net.Listen("tcp4", netip.AddrPortFrom(caps.HostIP, 0).String())
+	if err != nil {
+		t.Fatalf("listen on the host at HostIP: %v", err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "pong host")
+			c.Close()
+		}
+	}()
+	hostAP := l.Addr().String()
+
+	a := h.listen("a")
+	if got, want := dial(a.String()), "pong "+strings.TrimPrefix(h.marker, markerKey+"="); got != want {
+		t.Fatalf("from the host, a answered %q, want %q", got, want)
+	}
+	spec := h.netSpec("b", "dial", hostAP, a.String())
+	var stdout, stderr Buffer
+	spec.Stdout, spec.Stderr = &stdout, &stderr
+	h.start(h.d, spec)
+	if e := h.wait(h.d, "b"); e.Code != 0 {
+		t.Fatalf("b: Exit = %+v, stderr %q", e, stderr.String())
+	}
+	got := probeResults(stdout.String())
+	if got[hostAP] != "pong host" {
+		t.Errorf("from b, the host's listener at HostIP (%s) answered %q, want %q", hostAP, got[hostAP], "pong host")
+	}
+	if r := got[a.String()]; !strings.HasPrefix(r, "error ") {
+		t.Errorf("from b, sandbox a (%s) answered %q, want an error", a, r)
+	}
+	h.stop(h.d, "a", 0)
+	h.nothingLeft(h.d, "a")
+	h.stop(h.d, "b", 0)
+	h.nothingLeft(h.d, "b")
+}
+
+// testNetAddrs: concurrently live sandboxes have distinct addresses.
+func testNetAddrs(t *testing.T, h *harness) {
+	if !h.d.Capabilities().Isolated {
+		t.Skipf("the %s driver does not isolate sandboxes", h.d.Name())
+	}
+	seen := make(map[netip.Addr]string)
+	for i := range 4 {
+		id := "addr-" + strconv.Itoa(i)
+		h.run(id, "exec sleep 1000")
+		a, err := h.d.Addr(h.ctx, id)
+		if err != nil {
+			t.Fatalf("Addr(%s): %v", id, err)
+		}
+		if other, ok := seen[a]; ok {
+			t.Errorf("%s and %s both have address %s", id, other, a)
+		}
+		seen[a] = id
+	}
+	for i := range 4 {
+		id := "addr-" + strconv.Itoa(i)
+		h.stop(h.d, id, 0)
+		h.nothingLeft(h.d, id)
+	}
+}

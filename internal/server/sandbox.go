@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/stratus-run/stratus/internal/config"
+	"github.com/stratus-run/stratus/internal/sandbox"
+	"github.com/stratus-run/stratus/internal/sandbox/process"
+	"github.com/stratus-run/stratus/internal/sandbox/runc"
+)
+
+// Where each driver keeps its state, under the data dir.
+var (
+	processState = filepath.Join("run", "sandboxes")
+	runcState    = filepath.Join("run", "runc")
+)
+
+// newDriver builds the sandbox driver cfg.Sandbox asks for and says why
+// it is that one: "auto" is runc when runc is on PATH and the server runs
+// as root (runc.New succeeds), else process; "runc" without a usable runc
+// is an error.
+func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
+	if cfg.Sandbox == "runc" || cfg.Sandbox == "auto" {
+		d, err := runc.New(filepath.Join(cfg.DataDir, runcState), log)
+		if err == nil {
+			bin, _ := exec.LookPath("runc")
+			return d, fmt.Sprintf("runc: found %s and running as root", bin), nil
+		}
+		if cfg.Sandbox == "runc" {
+			return nil, "", fmt.Errorf("sandbox driver runc (--sandbox runc): %w", err)
+		}
+		d2, err2 := process.New(filepath.Join(cfg.DataDir, processState), log)
+		if err2 != nil {
+			return nil, "", err2
+		}
+		return d2, "process: " + whyNotRunc(err), nil
+	}
+	d, err := process.New(filepath.Join(cfg.DataDir, processState), log)
+	if err != nil {
+		return nil, "", err
+	}
+	return d, "process: chosen with --sandbox process", nil
+}
+
+// whyNotRunc says why the runc driver could not be built.
+func whyNotRunc(err error) string {
+	if _, lerr := exec.LookPath("runc"); lerr != nil {
+		return "runc not found on PATH"
+	}
+	if os.Geteuid() != 0 {
+		return "not running as root, which runc needs"
+	}
+	return "the runc driver is unusable here: " + err.Error()
+}
+
+// closeDriver releases what the driver holds on the host (the runc
+// driver's network), once no sandbox of it runs any more.
+func closeDriver(d sandbox.Driver, log *slog.Logger) {
+	if c, ok := d.(interface{ Close() error }); ok {
+		if err := c.Close(); err != nil {
+			log.Warn("close sandbox driver", "driver", d.Name(), "err", err)
+		}
+	}
+}
+
+// stopLeftovers stops the sandboxes a crashed server left running.
+func stopLeftovers(ctx context.Context, d sandbox.Driver, log *slog.Logger) error {
+	ids, err := d.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		log.Info("stopping an instance left by an earlier server", "instance", id, "driver", d.Name())
+		if err := d.Stop(ctx, id, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopOtherLeftovers stops what a crashed server that used the other
+// driver left running (the data dir keeps the state of both): process
+// groups always, runc containers when runc's state dir exists and runc is
+// usable.
+func stopOtherLeftovers(ctx context.Context, cfg config.Config, chosen sandbox.Driver, log *slog.Logger) error {
+	if chosen.Name() != "process" {
+		dir := filepath.Join(cfg.DataDir, processState)
+		if _, err := os.Stat(dir); err != nil {
+			return nil
+		}
+		d, err := process.New(dir, log)
+		if err != nil {
+			return err
+		}
+		return stopLeftovers(ctx, d, log)
+	}
+	dir := filepath.Join(cfg.DataDir, runcState)
+	if ents, _ := os.ReadDir(filepath.Join(dir, "runc")); len(ents) == 0 {
+		return nil
+	}
+	d, err := runc.New(dir, log)
+	if err != nil {
+		return nil // runc is not usable: neither were its containers left
+	}
+	defer closeDriver(d, log)
+	return stopLeftovers(ctx, d, log)
+}

@@ -1,0 +1,387 @@
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+// livenessFailures in a row restart a replica.
+const livenessFailures = 3
+
+// probeTimeout bounds one probe.
+const probeTimeout = time.Second
+
+// run is a replica's goroutine: it starts the sandbox, waits for it to be
+// ready, probes it while it serves, and restarts it with backoff when it
+// exits or stops answering, until the replica is asked to stop. A replica
+// of a revision that never served is not restarted: its failure fails
+// the deploy.
+func (m *Manager) run(r *replica) {
+	defer m.wg.Done()
+	defer m.forget(r)
+	for {
+		reason, stopped := m.runOnce(r)
+		if stopped {
+			return
+		}
+		m.mu.Lock()
+		r.restarts++
+		r.lastErr = reason
+		r.state = stateBackoff
+		stableRun := !r.readyAt.IsZero() && m.cfg.Now().Sub(r.readyAt) > m.cfg.BackoffMax
+		if stableRun {
+			r.restarts = 1
+		}
+		n := r.restarts
+		m.notifyLocked()
+		m.mu.Unlock()
+		m.platformLog(r, fmt.Sprintf("replica %s: %s", r.set.rev.Name(), reason))
+		backoff := min(m.cfg.BackoffBase<<min(n-1, 16), m.cfg.BackoffMax)
+		t := time.NewTimer(backoff)
+		select {
+		case <-r.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		if r.state == stateBackoff {
+			r.state = stateStarting
+		}
+		m.mu.Unlock()
+	}
+}
+
+// forget removes a replica that ended from its revision.
+func (m *Manager) forget(r *replica) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	set := r.set
+	set.replicas = slices.DeleteFunc(set.replicas, func(x *replica) bool { return x == r })
+	m.total--
+	m.notifyLocked()
+	// A replica that stopped for good may leave room for another service.
+	if !set.retired && !m.stopping {
+		m.reconcileLocked(set)
+	}
+}
+
+// runOnce runs one sandbox of r. It returns why it ended, or stopped
+// when r was asked to stop (the sandbox then drained and stopped).
+func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
+	select {
+	case <-r.stop:
+		return "", true
+	default:
+	}
+	set := r.set
+	c := set.rev.Config
+	id := set.svc.name + "-" + strconv.Itoa(set.rev.Number) + "-" + newID()
+	caps := m.cfg.Driver.Capabilities()
+	port := c.Port
+	if !caps.Isolated {
+		p, err := freePort()
+		if err != nil {
+			return "pick a port: " + err.Error(), false
+		}
+		port = p
+	}
+	spec := sandbox.Spec{
+		ID:       id,
+		Argv:     argv(c, set.img),
+		Env:      env(set, port),
+		Dir:      set.img.WorkingDir,
+		RootFS:   set.img.RootFS,
+		MemoryMB: c.MemoryMB,
+		CPU:      c.CPU,
+		Stdout:   m.lineWriter(r, id, "stdout"),
+		Stderr:   m.lineWriter(r, id, "stderr"),
+	}
+	if spec.Dir == "" {
+		spec.Dir = "/"
+	}
+	m.mu.Lock()
+	r.id = id
+	m.mu.Unlock()
+	if err := m.cfg.Driver.Start(context.Background(), spec); err != nil {
+		return "start: " + err.Error(), false
+	}
+	exited := make(chan sandbox.Exit, 1)
+	var waited sync.WaitGroup
+	waited.Add(1)
+	go func() {
+		defer waited.Done()
+		e, err := m.cfg.Driver.Wait(context.Background(), id)
+		if err != nil {
+			e = sandbox.Exit{Code: -1, Signal: "unknown"}
+		}
+		exited <- e
+	}()
+	defer waited.Wait()
+	stopSandbox := func() sandbox.Exit {
+		if err := m.cfg.Driver.Stop(context.Background(), id, m.cfg.StopGrace); err != nil {
+			m.log.Warn("stop replica", "service", set.svc.name, "replica", id, "err", err)
+		}
+		return <-exited
+	}
+
+	addr, err := m.cfg.Driver.Addr(context.Background(), id)
+	if err != nil {
+		stopSandbox()
+		return "address: " + err.Error(), false
+	}
+	target := Target{URL: &url.URL{Scheme: "http", Host: hostPort(addr, port)}, Transport: newTransport()}
+	defer target.Transport.(*http.Transport).CloseIdleConnections()
+	probe := newProber(addr, port, c.HealthPath)
+	defer probe.close()
+
+	// Readiness: probe often at first, so that a cold start is not
+	// lengthened by the probe's period.
+	deadline := time.NewTimer(m.cfg.ReadyTimeout)
+	defer deadline.Stop()
+	wait := 500 * time.Microsecond
+	var lastProbe error
+	for {
+		if lastProbe = probe.check(); lastProbe == nil {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case e := <-exited:
+			t.Stop()
+			return exitReason(e, c.MemoryMB, "before it was ready"), false
+		case <-r.stop:
+			t.Stop()
+			stopSandbox()
+			return "", true
+		case <-deadline.C:
+			t.Stop()
+			stopSandbox()
+			return fmt.Sprintf("not ready within %s: %s", m.cfg.ReadyTimeout, describeProbe(c, lastProbe)), false
+		case <-t.C:
+		}
+		wait = min(wait*2, 50*time.Millisecond)
+	}
+
+	m.mu.Lock()
+	r.target = target
+	r.state = stateReady
+	r.readyAt = m.cfg.Now()
+	if !set.retired {
+		m.grantLocked(set.svc)
+	}
+	m.notifyLocked()
+	m.mu.Unlock()
+
+	live := time.NewTicker(m.cfg.ProbeInterval)
+	defer live.Stop()
+	failures := 0
+	for {
+		select {
+		case e := <-exited:
+			m.unready(r)
+			return exitReason(e, c.MemoryMB, "while serving"), false
+		case <-r.stop:
+			m.drain(r, exited)
+			stopSandbox()
+			return "", true
+		case <-live.C:
+			if err := probe.check(); err != nil {
+				failures++
+				if failures < livenessFailures {
+					continue
+				}
+				m.unready(r)
+				m.drainFor(r, exited, m.cfg.StopGrace)
+				stopSandbox()
+				return fmt.Sprintf("liveness probe failed %d times: %s", failures, describeProbe(c, err)), false
+			}
+			failures = 0
+		}
+	}
+}
+
+// unready takes r out of rotation.
+func (m *Manager) unready(r *replica) {
+	m.mu.Lock()
+	if r.state == stateReady {
+		r.state = stateStarting
+	}
+	m.notifyLocked()
+	m.mu.Unlock()
+}
+
+// drain waits until r has no request in flight (it takes no new ones: its
+// state is stopping), or its sandbox ended.
+func (m *Manager) drain(r *replica, exited chan sandbox.Exit) {
+	m.mu.Lock()
+	r.state = stateStopping
+	m.notifyLocked()
+	m.mu.Unlock()
+	m.drainFor(r, exited, 0)
+}
+
+func (m *Manager) drainFor(r *replica, exited chan sandbox.Exit, limit time.Duration) {
+	var timeout <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		m.mu.Lock()
+		n := r.inflight
+		changed := m.changed
+		m.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case e := <-exited:
+			exited <- e
+			return
+		case <-timeout:
+			return
+		}
+	}
+}
+
+func exitReason(e sandbox.Exit, memMB int, when string) string {
+	if e.OOM {
+		return fmt.Sprintf("killed for exceeding its memory limit of %d MB (OOM) %s", memMB, when)
+	}
+	return fmt.Sprintf("exited %s: %s", when, e.String())
+}
+
+func describeProbe(c stratus.ServiceConfig, err error) string {
+	if c.HealthPath != "" {
+		return fmt.Sprintf("GET %s: %v", c.HealthPath, err)
+	}
+	return fmt.Sprintf("port %d does not accept connections: %v", c.Port, err)
+}
+
+// argv is the replica's command: the revision's command, else the
+// image's entrypoint and cmd.
+func argv(c stratus.ServiceConfig, img *Image) []string {
+	if len(c.Command) > 0 {
+		return c.Command
+	}
+	return append(slices.Clip(img.Entrypoint), img.Cmd...)
+}
+
+// env is the image's environment, the user's, then the platform's.
+func env(set *revSet, port int) []string {
+	c := set.rev.Config
+	e := slices.Clone(set.img.Env)
+	if !slices.ContainsFunc(e, func(s string) bool { return len(s) > 5 && s[:5] == "PATH=" }) {
+		e = append(e, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	for k, v := range c.Env {
+		e = append(e, k+"="+v)
+	}
+	return append(e,
+		"PORT="+strconv.Itoa(port),
+		"K_SERVICE="+set.rev.Service,
+		"K_REVISION="+set.rev.Name(),
+		"K_CONFIGURATION="+set.rev.Service,
+	)
+}
+
+// newTransport keeps the connections to one replica.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		// Replies pass on as the container compressed them, or not.
+		DisableCompression: true,
+	}
+}
+
+// prober checks a replica: HTTP GET on the health path (any 2xx or 3xx
+// passes), else a TCP connect.
+type prober struct {
+	addr   string
+	url    string
+	client *http.Client
+}
+
+func newProber(a netip.Addr, port int, path string) *prober {
+	p := &prober{addr: hostPort(a, port)}
+	if path != "" {
+		p.url = "http://" + p.addr + path
+		p.client = &http.Client{
+			Timeout: probeTimeout,
+			Transport: &http.Transport{
+				DialContext:       (&net.Dialer{Timeout: probeTimeout}).DialContext,
+				DisableKeepAlives: true,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return p
+}
+
+func (p *prober) check() error {
+	if p.client == nil {
+		c, err := net.DialTimeout("tcp", p.addr, probeTimeout)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	resp, err := p.client.Get(p.url)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			return uerr.Err
+		}
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (p *prober) close() {
+	if p.client != nil {
+		p.client.CloseIdleConnections()
+	}
+}
+
+// lineWriter turns a replica's output into log lines of its service.
+func (m *Manager) lineWriter(r *replica, id, stream string) *sandbox.LineWriter {
+	key := stratus.ServiceLogKey(r.set.svc.name)
+	return &sandbox.LineWriter{Emit: func(text string) {
+		if m.cfg.Logs == nil {
+			return
+		}
+		m.cfg.Logs.Log(stratus.LogLine{Function: key, Time: m.cfg.Now(), Instance: id, Stream: stream, Text: text})
+	}}
+}
+
+func (m *Manager) platformLog(r *replica, text string) {
+	m.log.Warn("replica ended", "service", r.set.svc.name, "replica", r.id, "reason", text)
+	if m.cfg.Logs == nil {
+		return
+	}
+	m.cfg.Logs.Log(stratus.LogLine{
+		Function: stratus.ServiceLogKey(r.set.svc.name), Time: m.cfg.Now(), Instance: r.id,
+		Stream: "platform", Text: text,
+	})
+}

@@ -1,0 +1,144 @@
+package stratus
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Limits and defaults of a service's configuration, close to Cloud Run's.
+const (
+	DefaultServicePort        = 8080
+	DefaultServiceMemoryMB    = 512
+	MinServiceMemoryMB        = 64
+	MaxServiceMemoryMB        = 32768
+	DefaultServiceCPU         = 1.0
+	MinServiceCPU             = 0.01
+	MaxServiceCPU             = 64
+	DefaultServiceConcurrency = 80
+	MaxServiceConcurrency     = 1000
+	DefaultServiceMaxScale    = 10
+	MaxServiceScale           = 1000
+)
+
+// ServiceConfig is what a user sets when deploying a service.
+type ServiceConfig struct {
+	// Image is the image reference as the user gave it.
+	Image string `json:"image"`
+	// Port is the port the container listens on; it gets it as $PORT.
+	Port int               `json:"port"`
+	Env  map[string]string `json:"env,omitempty"`
+	// MinScale and MaxScale bound the replica count; MinScale 0 lets the
+	// service scale to zero.
+	MinScale int `json:"minScale"`
+	MaxScale int `json:"maxScale"`
+	// Concurrency is the most requests a replica takes at once; 0 means
+	// no limit.
+	Concurrency int     `json:"concurrency"`
+	MemoryMB    int     `json:"memoryMB"`
+	CPU         float64 `json:"cpu"`
+	// HealthPath, when set, is probed with HTTP GET for readiness and
+	// liveness; otherwise a TCP connect to the port is.
+	HealthPath string `json:"healthPath,omitempty"`
+	// Command replaces the image's entrypoint and command when set.
+	Command []string `json:"command,omitempty"`
+	Auth    string   `json:"auth"`
+}
+
+// Defaults fills the zero fields of c. Concurrency stays as given: 0
+// means no limit, so the CLI and API send the default themselves.
+func (c *ServiceConfig) Defaults() {
+	if c.Port == 0 {
+		c.Port = DefaultServicePort
+	}
+	if c.MaxScale == 0 {
+		c.MaxScale = max(DefaultServiceMaxScale, c.MinScale)
+	}
+	if c.MemoryMB == 0 {
+		c.MemoryMB = DefaultServiceMemoryMB
+	}
+	if c.CPU == 0 {
+		c.CPU = DefaultServiceCPU
+	}
+	if c.Auth == "" {
+		c.Auth = AuthToken
+	}
+}
+
+// serviceEnv are the variables the platform sets for a replica.
+var serviceEnv = map[string]bool{"PORT": true, "K_SERVICE": true, "K_REVISION": true, "K_CONFIGURATION": true}
+
+// Validate checks c after Defaults.
+func (c *ServiceConfig) Validate() error {
+	if strings.TrimSpace(c.Image) == "" {
+		return fmt.Errorf("image is required: %w", ErrInvalid)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("port %d: must be between 1 and 65535: %w", c.Port, ErrInvalid)
+	}
+	if c.MinScale < 0 || c.MinScale > MaxServiceScale {
+		return fmt.Errorf("min %d: must be between 0 and %d: %w", c.MinScale, MaxServiceScale, ErrInvalid)
+	}
+	if c.MaxScale < 1 || c.MaxScale > MaxServiceScale || c.MaxScale < c.MinScale {
+		return fmt.Errorf("max %d: must be between max(1, min) and %d: %w", c.MaxScale, MaxServiceScale, ErrInvalid)
+	}
+	if c.Concurrency < 0 || c.Concurrency > MaxServiceConcurrency {
+		return fmt.Errorf("concurrency %d: must be between 0 (no limit) and %d: %w", c.Concurrency, MaxServiceConcurrency, ErrInvalid)
+	}
+	if c.MemoryMB < MinServiceMemoryMB || c.MemoryMB > MaxServiceMemoryMB {
+		return fmt.Errorf("memory %d MB: must be between %d and %d: %w", c.MemoryMB, MinServiceMemoryMB, MaxServiceMemoryMB, ErrInvalid)
+	}
+	if c.CPU < MinServiceCPU || c.CPU > MaxServiceCPU {
+		return fmt.Errorf("cpu %g: must be between %g and %d: %w", c.CPU, MinServiceCPU, MaxServiceCPU, ErrInvalid)
+	}
+	if c.HealthPath != "" && (!strings.HasPrefix(c.HealthPath, "/") || strings.ContainsAny(c.HealthPath, " \t\r\n")) {
+		return fmt.Errorf("health path %q: must start with / and hold no spaces: %w", c.HealthPath, ErrInvalid)
+	}
+	if len(c.Command) > 0 && c.Command[0] == "" {
+		return fmt.Errorf("command: the program must not be empty: %w", ErrInvalid)
+	}
+	if c.Auth != AuthToken && c.Auth != AuthNone {
+		return fmt.Errorf("auth %q: must be %q or %q: %w", c.Auth, AuthToken, AuthNone, ErrInvalid)
+	}
+	size := 0
+	for k, v := range c.Env {
+		if !envKeyRE.MatchString(k) {
+			return fmt.Errorf("environment variable %q: names start with a letter and hold letters, digits and '_': %w", k, ErrInvalid)
+		}
+		if serviceEnv[k] {
+			return fmt.Errorf("environment variable %q is reserved: %w", k, ErrInvalid)
+		}
+		size += len(k) + len(v)
+	}
+	if size > 32*MaxEnvBytes {
+		return fmt.Errorf("environment variables take %d bytes, more than %d: %w", size, 32*MaxEnvBytes, ErrInvalid)
+	}
+	return nil
+}
+
+// Service is a deployed service at its serving revision.
+type Service struct {
+	Name      string        `json:"name"`
+	Revision  int           `json:"revision"`
+	Config    ServiceConfig `json:"config"`
+	Digest    string        `json:"imageDigest"`
+	CreatedAt time.Time     `json:"createdAt"`
+	UpdatedAt time.Time     `json:"updatedAt"`
+}
+
+// Revision is an immutable snapshot of a service's image and
+// configuration.
+type Revision struct {
+	Service   string        `json:"service"`
+	Number    int           `json:"number"`
+	Config    ServiceConfig `json:"config"`
+	Digest    string        `json:"imageDigest"`
+	CreatedAt time.Time     `json:"createdAt"`
+}
+
+// Name is the revision's name, as Knative forms it: "svc-00002".
+func (r *Revision) Name() string { return fmt.Sprintf("%s-%05d", r.Service, r.Number) }
+
+// ServiceLogKey is the name under which a service's log lines are kept
+// beside functions' (a function name cannot hold '/').
+func ServiceLogKey(name string) string { return "svc/" + name }
