@@ -63,6 +63,9 @@ type Capabilities struct {
 	RootFS bool
 	// Mounts: Spec.Mounts may bind a source at another target path.
 	Mounts bool
+	// Prepare: Prepare does the slow part of a start ahead of time, so
+	// that Start of a prepared sandbox is fast.
+	Prepare bool
 	// HostIP is the address at which a sandbox reaches listeners of the
 	// host (the server binds the Runtime API there). Invalid when
 	// sandboxes share the host's network: they use 127.0.0.1.
@@ -101,6 +104,12 @@ type Driver interface {
 	// been started (not once it is ready). Starting an ID that is already
 	// live returns ErrConflict.
 	Start(ctx context.Context, spec Spec) error
+	// Prepare makes a sandbox ready to start spec without starting its
+	// program; Start with the same spec then starts it. With
+	// Capabilities.Prepare the prepared sandbox is live (Stop, Wait, Addr
+	// and List see it) and its output goes to spec's Stdout and Stderr;
+	// a driver without it only checks spec, as Start would.
+	Prepare(ctx context.Context, spec Spec) error
 	// Stop asks the sandbox to end (SIGTERM), waits up to grace, then kills
 	// everything in it. It returns once nothing of it is left. Idempotent:
 	// stopping an unknown or ended sandbox returns nil.

@@ -86,6 +86,18 @@ func (d *Driver) Name() string { return "process" }
 // Capabilities implements sandbox.Driver: RootFS when running as root.
 func (d *Driver) Capabilities() sandbox.Capabilities { return sandbox.Capabilities{RootFS: d.root} }
 
+// Prepare implements sandbox.Driver. A process has nothing to do ahead:
+// Prepare checks spec the way Start would, and Start does the rest.
+func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
+	if len(spec.Argv) == 0 {
+		return fmt.Errorf("prepare sandbox %q: empty argv: %w", spec.ID, stratus.ErrInvalid)
+	}
+	if _, err := d.checkFS(spec); err != nil {
+		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+	}
+	return nil
+}
+
 // Start implements sandbox.Driver.
 func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	if len(spec.Argv) == 0 {

@@ -39,6 +39,10 @@ const (
 	statusFD = 3
 	outFD    = 4
 	errFD    = 5
+	// goFD is the go pipe: the init waits for a byte on it before it
+	// starts the program (a prepared sandbox). EOF without one, or a
+	// signal meanwhile, ends the init.
+	goFD = 6
 )
 
 func containerInit(argv []string) int {
@@ -50,6 +54,9 @@ func containerInit(argv []string) int {
 	if len(argv) == 0 {
 		report("err empty argv")
 		return 127
+	}
+	if !waitForGo() {
+		return 0
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
@@ -99,6 +106,30 @@ func containerInit(argv []string) int {
 		}
 		report("exit %d oom %t", ws.ExitStatus(), oom)
 		return ws.ExitStatus()
+	}
+}
+
+// waitForGo waits for the driver's go byte. It reports false when the
+// driver gave up on the sandbox instead: the pipe closed, or a signal
+// came (a PID 1 ignores the signals it does not handle).
+func waitForGo() bool {
+	g := os.NewFile(goFD, "go")
+	syscall.CloseOnExec(goFD)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Reset(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	read := make(chan bool, 1)
+	go func() {
+		var b [1]byte
+		n, _ := g.Read(b[:])
+		g.Close()
+		read <- n == 1
+	}()
+	select {
+	case ok := <-read:
+		return ok
+	case <-sigs:
+		return false
 	}
 }
 

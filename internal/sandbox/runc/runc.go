@@ -50,9 +50,17 @@
 //
 // Locks: Driver.mu before network.mu, never the other way.
 //
-// Goroutines: per sandbox, one reaper (waits for the `runc run` child,
-// then removes what is left of the container) and one copier per output
-// stream; all end before Wait returns for that sandbox.
+// Start and Prepare: a container runs detached (`runc run --detach`), so
+// no runc process stays beside it. Its init (init.go) waits on a pipe
+// until the driver says go, so that Prepare can do everything slow ahead
+// (namespaces, mounts, cgroups, the seccomp filter) and Start only has
+// the program to start. The driver is a child subreaper: a container's
+// init becomes its child once runc exits.
+//
+// Goroutines: per sandbox, one reaper (reads the init's status lines,
+// waits for the init, then removes what is left of the container) and
+// one copier per output stream; all end before Wait returns for that
+// sandbox.
 package runc
 
 import (
@@ -103,6 +111,8 @@ type Driver struct {
 type box struct {
 	cgroup   string
 	addr     netip.Addr    // set under Driver.mu once the network is up
+	goW      *os.File      // prepared, not started: a write starts the program; guarded by Driver.mu
+	started  chan string   // the init's first status line, or "" if it ended first
 	done     chan struct{} // closed when the container and its output are gone
 	exit     sandbox.Exit
 	out, err *sandbox.Output
@@ -166,6 +176,11 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 	if d.net, err = newNetwork(stateDir, opts.Subnet, log); err != nil {
 		return nil, fmt.Errorf("runc driver: %w", err)
 	}
+	// Containers run detached (`runc run --detach`): once runc exits, their
+	// init becomes a child of this process, whose reapers wait for it.
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		return nil, fmt.Errorf("runc driver: become a child subreaper: %w", errno)
+	}
 	return d, nil
 }
 
@@ -174,7 +189,7 @@ func (d *Driver) Name() string { return "runc" }
 
 // Capabilities implements sandbox.Driver.
 func (d *Driver) Capabilities() sandbox.Capabilities {
-	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, HostIP: d.net.hostIP}
+	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, Prepare: true, HostIP: d.net.hostIP}
 }
 
 // CgroupPath is the cgroupsPath of sandbox id, relative to the root of
@@ -184,68 +199,98 @@ func (d *Driver) CgroupPath(id string) string { return d.cgPrefix + id }
 // BundleDir is the directory of sandbox id's OCI bundle.
 func (d *Driver) BundleDir(id string) string { return filepath.Join(d.bundles, id) }
 
+// prSetChildSubreaper is prctl's PR_SET_CHILD_SUBREAPER.
+const prSetChildSubreaper = 36
+
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
 
-// Start implements sandbox.Driver.
+// Start implements sandbox.Driver. A sandbox prepared with Prepare only
+// has to be told to start its program; any other is prepared first.
 func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
-	if len(spec.Argv) == 0 {
-		return fmt.Errorf("start sandbox %q: empty argv: %w", spec.ID, stratus.ErrInvalid)
-	}
-	if !validID.MatchString(spec.ID) {
-		return fmt.Errorf("start sandbox %q: bad id: %w", spec.ID, stratus.ErrInvalid)
-	}
-	if spec.Dir != "" && !filepath.IsAbs(spec.Dir) {
-		return fmt.Errorf("start sandbox %q: dir %q is not absolute: %w", spec.ID, spec.Dir, stratus.ErrInvalid)
-	}
-	if err := checkFS(spec); err != nil {
-		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
-	}
-	b := &box{
-		cgroup: d.CgroupPath(spec.ID),
-		done:   make(chan struct{}),
-		out:    sandbox.NewOutput(outR, spec.Stdout),
-		err:    sandbox.NewOutput(errR, spec.Stderr),
-	}
 	d.mu.Lock()
-	if old, ok := d.boxes[spec.ID]; ok && !isDone(old) {
-		d.mu.Unlock()
-		closeAll(outR, outW, errR, errW)
-		return fmt.Errorf("start sandbox %q: already running: %w", spec.ID, stratus.ErrConflict)
-	}
-	if _, err := os.Stat(filepath.Join(d.root, spec.ID)); err == nil {
-		d.mu.Unlock()
-		closeAll(outR, outW, errR, errW)
-		return fmt.Errorf("start sandbox %q: a container of an earlier server runs: %w", spec.ID, stratus.ErrConflict)
-	}
-	d.boxes[spec.ID] = b
+	b, ok := d.boxes[spec.ID]
+	prepared := ok && b.goW != nil
 	d.mu.Unlock()
-
-	if err := d.start(ctx, spec, b, outW, errW); err != nil {
-		d.mu.Lock()
-		if d.boxes[spec.ID] == b {
-			delete(d.boxes, spec.ID)
+	if !prepared {
+		if err := d.Prepare(ctx, spec); err != nil {
+			return err
 		}
+		d.mu.Lock()
+		b = d.boxes[spec.ID]
 		d.mu.Unlock()
+	}
+	if err := d.run(ctx, spec.ID, b); err != nil {
 		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
 	}
 	return nil
 }
 
-// start writes the bundle and runs `runc run` with the output pipes as its
-// stdio and as fds 4 and 5, which the init hands to the program as its
-// stdout and stderr, and the status pipe as fd 3. It returns once the init
-// reports the program started.
-func (d *Driver) start(ctx context.Context, spec sandbox.Spec, b *box, outW, errW *os.File) error {
+// Prepare implements sandbox.Driver: the container is created with its
+// network, mounts, cgroup and seccomp filter, and its init runs, waiting
+// for Start before it starts the program. That leaves Start a write to a
+// pipe and the program's own start.
+func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
+	if len(spec.Argv) == 0 {
+		return fmt.Errorf("prepare sandbox %q: empty argv: %w", spec.ID, stratus.ErrInvalid)
+	}
+	if !validID.MatchString(spec.ID) {
+		return fmt.Errorf("prepare sandbox %q: bad id: %w", spec.ID, stratus.ErrInvalid)
+	}
+	if spec.Dir != "" && !filepath.IsAbs(spec.Dir) {
+		return fmt.Errorf("prepare sandbox %q: dir %q is not absolute: %w", spec.ID, spec.Dir, stratus.ErrInvalid)
+	}
+	if err := checkFS(spec); err != nil {
+		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+	}
+	b := &box{
+		cgroup:  d.CgroupPath(spec.ID),
+		done:    make(chan struct{}),
+		started: make(chan string, 1),
+		out:     sandbox.NewOutput(outR, spec.Stdout),
+		err:     sandbox.NewOutput(errR, spec.Stderr),
+	}
+	d.mu.Lock()
+	if old, ok := d.boxes[spec.ID]; ok && !isDone(old) {
+		d.mu.Unlock()
+		closeAll(outR, outW, errR, errW)
+		return fmt.Errorf("prepare sandbox %q: already running: %w", spec.ID, stratus.ErrConflict)
+	}
+	if _, err := os.Stat(filepath.Join(d.root, spec.ID)); err == nil {
+		d.mu.Unlock()
+		closeAll(outR, outW, errR, errW)
+		return fmt.Errorf("prepare sandbox %q: a container of an earlier server runs: %w", spec.ID, stratus.ErrConflict)
+	}
+	d.boxes[spec.ID] = b
+	d.mu.Unlock()
+
+	if err := d.prepare(spec, b, outW, errW); err != nil {
+		d.mu.Lock()
+		if d.boxes[spec.ID] == b {
+			delete(d.boxes, spec.ID)
+		}
+		d.mu.Unlock()
+		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+	}
+	return nil
+}
+
+// prepare writes the bundle and runs `runc run --detach` with the output
+// pipes as its stdio and as fds 4 and 5, which the init hands to the
+// program as its stdout and stderr, the status pipe as fd 3 and the go
+// pipe as fd 6. runc exits once the init runs; the init is then a child
+// of this process (a child subreaper, see New), which its reaper waits
+// for.
+func (d *Driver) prepare(spec sandbox.Spec, b *box, outW, errW *os.File) error {
 	bundle := d.BundleDir(spec.ID)
 	closeW := func() { closeAll(outW, errW) }
 	netns, addr, err := d.net.setup(spec.ID)
@@ -267,69 +312,117 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, b *box, outW, err
 	if err != nil {
 		closeW()
 		closeAll(b.out, b.err)
-		_ = os.RemoveAll(bundle)
-		d.teardownNet(spec.ID)
+		d.remove(spec.ID)
 		return err
 	}
+	goR, goW, err := os.Pipe()
+	if err != nil {
+		closeW()
+		closeAll(b.out, b.err, statusR, statusW)
+		d.remove(spec.ID)
+		return err
+	}
+	pidFile := filepath.Join(bundle, "init.pid")
 	cmd := exec.Command(d.runc, "--root", d.root, "--log", filepath.Join(bundle, "runc.log"), "--log-format", "json",
-		"run", "--bundle", bundle, "--preserve-fds", "3", spec.ID)
+		"run", "--detach", "--pid-file", pidFile, "--bundle", bundle, "--preserve-fds", "4", spec.ID)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	// The program gets the output pipes themselves (fds 4 and 5, see
-	// init.go): a foreground `runc run` pipes its container's stdio
-	// through copies of its own, which SyncOutput could not wait for.
-	cmd.ExtraFiles = []*os.File{statusW, outW, errW}
-	// A session of its own: a ^C at the server's terminal is not
-	// forwarded by runc to the container.
+	// init.go), so that SyncOutput can wait for what it wrote.
+	cmd.ExtraFiles = []*os.File{statusW, outW, errW, goR}
+	// A session of its own: a ^C at the server's terminal does not reach
+	// runc.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
+	err = cmd.Run()
 	closeW()
-	statusW.Close()
+	closeAll(statusW, goR)
 	if err != nil {
-		closeAll(b.out, b.err, statusR)
-		_ = os.RemoveAll(bundle)
-		d.teardownNet(spec.ID)
-		return fmt.Errorf("run runc: %w", err)
+		closeAll(b.out, b.err, statusR, goW)
+		msg := d.runcError(bundle)
+		d.remove(spec.ID)
+		return fmt.Errorf("runc run: %s", msg)
+	}
+	pid := 0
+	if raw, err := os.ReadFile(pidFile); err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
 	}
 
 	var copiers sync.WaitGroup
 	copiers.Add(2)
 	go b.out.Copy(&copiers)
 	go b.err.Copy(&copiers)
-
-	// The first status line says whether the program started.
-	status := bufio.NewReader(statusR)
-	stopDeadline := context.AfterFunc(ctx, func() { _ = statusR.SetReadDeadline(time.Now()) })
-	first, readErr := status.ReadString('\n')
-	stopDeadline()
-	_ = statusR.SetReadDeadline(time.Time{})
-	var startErr error
-	switch {
-	case first == "ok\n":
-	case strings.HasPrefix(first, "err "):
-		startErr = errors.New(strings.TrimSpace(strings.TrimPrefix(first, "err ")))
-	case readErr != nil && ctx.Err() != nil:
-		startErr = ctx.Err()
-		d.kill(spec.ID, "KILL", true)
-	default:
-		startErr = fmt.Errorf("runc run: %s", d.runcError(bundle))
-	}
-
-	reaped := make(chan struct{})
+	d.mu.Lock()
+	b.goW = goW
+	d.mu.Unlock()
 	go func() {
-		defer close(reaped)
-		_ = cmd.Wait()
-		copiers.Wait()
+		status := bufio.NewReader(statusR)
+		first, _ := status.ReadString('\n')
+		b.started <- first
 		rest, _ := io.ReadAll(status)
 		statusR.Close()
-		b.exit = exitOf(lastLine(string(rest)), cmd.ProcessState)
+		ws := reap(pid)
+		copiers.Wait()
+		d.mu.Lock()
+		if b.goW != nil {
+			b.goW.Close() // prepared, never started
+			b.goW = nil
+		}
+		d.mu.Unlock()
+		b.exit = exitOf(lastLine(first+string(rest)), ws)
 		d.remove(spec.ID)
 		close(b.done)
 	}()
-	if startErr != nil {
-		<-reaped
-		return startErr
-	}
 	return nil
+}
+
+// reap waits for the container's init, a child of this process once runc
+// has exited, and returns how it ended (nil when it cannot tell).
+func reap(pid int) *syscall.WaitStatus {
+	if pid <= 0 {
+		return nil
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil
+		}
+		return &ws
+	}
+}
+
+// run tells a prepared sandbox's init to start the program and waits for
+// its answer.
+func (d *Driver) run(ctx context.Context, id string, b *box) error {
+	d.mu.Lock()
+	goW := b.goW
+	b.goW = nil
+	d.mu.Unlock()
+	if goW == nil {
+		return fmt.Errorf("already started: %w", stratus.ErrConflict)
+	}
+	_, _ = goW.Write([]byte{'g'})
+	goW.Close()
+	var first string
+	select {
+	case first = <-b.started:
+	case <-ctx.Done():
+		d.kill(id, "KILL", true)
+		<-b.done
+		return ctx.Err()
+	}
+	switch {
+	case first == "ok\n":
+		return nil
+	case strings.HasPrefix(first, "err "):
+		<-b.done
+		return errors.New(strings.TrimSpace(strings.TrimPrefix(first, "err ")))
+	default:
+		<-b.done
+		return fmt.Errorf("the container ended before the program started (%s)", b.exit)
+	}
 }
 
 func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) error {
@@ -393,8 +486,8 @@ func (d *Driver) teardownNet(id string) {
 }
 
 // exitOf reads the init's last status line; without one (the init was
-// killed), runc's exit status, where 128+N means signal N.
-func exitOf(line string, st *os.ProcessState) sandbox.Exit {
+// killed), the init's wait status.
+func exitOf(line string, ws *syscall.WaitStatus) sandbox.Exit {
 	var kind string
 	var n int
 	var oom bool
@@ -407,13 +500,13 @@ func exitOf(line string, st *os.ProcessState) sandbox.Exit {
 			return sandbox.Exit{Code: -1, Signal: s.String(), OOM: oom && s == syscall.SIGKILL}
 		}
 	}
-	if st == nil {
+	switch {
+	case ws == nil:
 		return sandbox.Exit{Code: -1, Signal: "unknown"}
-	}
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	case ws.Signaled():
 		return sandbox.Exit{Code: -1, Signal: ws.Signal().String()}
 	}
-	code := st.ExitCode()
+	code := ws.ExitStatus()
 	if code > 128 && code <= 128+64 {
 		return sandbox.Exit{Code: -1, Signal: syscall.Signal(code - 128).String()}
 	}
