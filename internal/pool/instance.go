@@ -14,6 +14,7 @@ import (
 // instance states, guarded by Manager.mu.
 const (
 	stateStarting = iota
+	statePrepared // its sandbox is prepared, its program not started
 	stateIdle
 	stateBusy
 	stateDead
@@ -27,7 +28,13 @@ type Instance struct {
 	pool    *fnPool
 
 	rapi    *runtimeapi.Server
-	started time.Time
+	started time.Time // when its sandbox's program was started
+
+	// spec is what its sandbox runs; a prepared instance starts with it.
+	spec sandbox.Spec
+	// stdout and stderr are spec's output writers; the exit watcher
+	// closes them.
+	stdout, stderr *sandbox.LineWriter
 
 	// Guarded by Manager.mu.
 	state    int

@@ -5,11 +5,21 @@
 // beyond that (then ErrCapacity), keeps --min-instances warm and stops
 // instances idle for longer than their idle timeout (scale to zero).
 //
+// Create-ahead (prepare.go): with a driver that has Capabilities.Prepare
+// and Config.MaxPrepared above zero, each function keeps up to one
+// prepared instance of its head version: its sandbox made ahead (network,
+// mounts, cgroups) with its program not started. A cold start of that
+// version takes it and only has the program to start; the pool then
+// prepares the next one once that start is done. Prepared instances are
+// not live instances (no max concurrency, no MaxInstances); MaxPrepared
+// caps them server-wide.
+//
 // Concurrency: one mutex (Manager.mu) guards every pool's bookkeeping; it is
-// never held across I/O. Instance starts and stops run outside it. The
-// Manager owns every goroutine it starts (instance starts for warm pools,
-// stops, exit watchers) and Run waits for all of them after stopping every
-// instance. Waiters are served first come, first served.
+// never held across I/O. Instance starts, prepares and stops run outside
+// it. The Manager owns every goroutine it starts (instance starts for warm
+// pools, prepares, stops, exit watchers) and Run waits for all of them
+// after stopping every instance. Waiters are served first come, first
+// served.
 package pool
 
 import (
@@ -61,6 +71,10 @@ type Config struct {
 	Region     string
 	// MaxInstances caps live instances across all functions.
 	MaxInstances int
+	// MaxPrepared caps prepared instances across all functions (at most
+	// one per function); 0 turns create-ahead off. It only applies to a
+	// driver with Capabilities.Prepare.
+	MaxPrepared int
 	// IdleTimeout is the default idle lifetime of an instance.
 	IdleTimeout time.Duration
 	// ThrottleWait bounds how long an invocation waits for an instance when
@@ -80,12 +94,16 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
+	// createAhead: the driver has Capabilities.Prepare and MaxPrepared > 0.
+	createAhead bool
+
 	mu       sync.Mutex
 	pools    map[string]*fnPool
 	live     int // instances across all pools
+	prepared int // prepared instances, and places reserved for prepares in flight
 	stopping bool
 
-	wg sync.WaitGroup // background starts, stops and exit watchers
+	wg sync.WaitGroup // background starts, prepares, stops and exit watchers
 }
 
 type fnPool struct {
@@ -95,6 +113,12 @@ type fnPool struct {
 	live    int         // starting + idle + busy
 	waiters []*waiter
 	removed bool
+	// used is when the function was last invoked or deployed.
+	used time.Time
+	// prepared is the prepared instance of cur, if any; preparing is the
+	// version a prepare in flight is for, nil if none.
+	prepared  *Instance
+	preparing *stratus.Version
 }
 
 // grant is what a waiter receives: an instance, or a slot to start one
@@ -123,7 +147,10 @@ func New(cfg Config) *Manager {
 	if cfg.MaxInstances == 0 {
 		cfg.MaxInstances = stratus.DefaultMaxConc
 	}
-	return &Manager{cfg: cfg, log: cfg.Log, pools: make(map[string]*fnPool)}
+	return &Manager{
+		cfg: cfg, log: cfg.Log, pools: make(map[string]*fnPool),
+		createAhead: cfg.MaxPrepared > 0 && cfg.Driver != nil && cfg.Driver.Capabilities().Prepare,
+	}
 }
 
 // Run reaps idle instances every tick until ctx ends, then stops every
@@ -144,9 +171,12 @@ func (m *Manager) Run(ctx context.Context, tick time.Duration) error {
 }
 
 // Deploy makes v the version new invocations of its function use. Idle
-// instances of older versions stop; busy ones stop when their invocation
-// ends. It starts instances up to the version's MinInstances.
+// and prepared instances of older versions stop; busy ones stop when their
+// invocation ends. It starts instances up to the version's MinInstances
+// and, with create-ahead, prepares one so that the first cold start is
+// fast (a deploy counts as a use of the function).
 func (m *Manager) Deploy(v *stratus.Version) {
+	now := m.cfg.Now()
 	m.mu.Lock()
 	p := m.pools[v.Function]
 	if p == nil {
@@ -154,6 +184,11 @@ func (m *Manager) Deploy(v *stratus.Version) {
 		m.pools[v.Function] = p
 	}
 	p.cur = v
+	p.used = now
+	var stale *Instance // the prepared instance of an older version
+	if in := p.prepared; in != nil && in.Version.Version != v.Version {
+		stale = m.dropPreparedLocked(p)
+	}
 	var old []*Instance
 	keep := p.idle[:0]
 	for _, in := range p.idle {
@@ -169,12 +204,13 @@ func (m *Manager) Deploy(v *stratus.Version) {
 		m.dropLocked(in)
 	}
 	m.mu.Unlock()
-	m.stopAsync(old...)
+	m.stopAsync(append(old, stale)...)
+	m.prepareAhead(p)
 	m.Reap()
 }
 
-// Remove forgets function name and stops its instances; callers waiting
-// for one get ErrNotFound.
+// Remove forgets function name and stops its instances, its prepared one
+// too; callers waiting for one get ErrNotFound.
 func (m *Manager) Remove(name string) {
 	m.mu.Lock()
 	p := m.pools[name]
@@ -189,6 +225,7 @@ func (m *Manager) Remove(name string) {
 	for _, in := range old {
 		m.dropLocked(in)
 	}
+	old = append(old, m.dropPreparedLocked(p))
 	for _, w := range p.waiters {
 		w.ch <- grant{err: fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)}
 	}
@@ -197,8 +234,8 @@ func (m *Manager) Remove(name string) {
 	m.stopAsync(old...)
 }
 
-// StopAll stops every idle instance now and every busy one when its
-// invocation ends; no instance starts afterwards.
+// StopAll stops every idle and prepared instance now and every busy one
+// when its invocation ends; no instance starts or is prepared afterwards.
 func (m *Manager) StopAll() {
 	m.mu.Lock()
 	m.stopping = true
@@ -209,6 +246,7 @@ func (m *Manager) StopAll() {
 			m.dropLocked(in)
 		}
 		p.idle = nil
+		old = append(old, m.dropPreparedLocked(p))
 		for _, w := range p.waiters {
 			w.ch <- grant{err: fmt.Errorf("server is stopping: %w", stratus.ErrUnavailable)}
 		}
@@ -218,9 +256,11 @@ func (m *Manager) StopAll() {
 	m.stopAsync(old...)
 }
 
-// Stats are counts for status pages and metrics.
+// Stats are counts for status pages and metrics. Prepared instances (0 or
+// 1) are not live.
 type Stats struct {
 	Live, Idle, Busy int
+	Prepared         int
 }
 
 // Stats reports the instance counts of function name.
@@ -233,6 +273,9 @@ func (m *Manager) Stats(name string) Stats {
 	}
 	s := Stats{Live: p.live, Idle: len(p.idle)}
 	s.Busy = p.live - s.Idle
+	if p.prepared != nil {
+		s.Prepared = 1
+	}
 	return s
 }
 
@@ -402,6 +445,7 @@ func (m *Manager) arn(fn string) string {
 // set when that start failed in a way the caller reports to the client
 // (the instance is then dead and must be released unhealthy).
 func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold bool, initErr *runtimeapi.Result, err error) {
+	now := m.cfg.Now()
 	m.mu.Lock()
 	if m.stopping {
 		m.mu.Unlock()
@@ -412,6 +456,7 @@ func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold 
 		m.mu.Unlock()
 		return nil, false, nil, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)
 	}
+	p.used = now
 	if n := len(p.idle); n > 0 {
 		in = p.idle[n-1]
 		p.idle[n-1] = nil
@@ -627,76 +672,33 @@ func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version) (
 }
 
 // start launches an instance and waits until its runtime asks for the first
-// invocation. Failures of the function's own init come back as initErr
-// with a live-but-dead instance to release; platform failures as err.
+// invocation. It uses p's prepared instance when that is of v, and then
+// has p prepare the next one once this start is done. Failures of the
+// function's own init come back as initErr with a live-but-dead instance
+// to release; platform failures as err.
 func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.Result, error) {
-	caps := m.cfg.Driver.Capabilities()
-	dir := m.cfg.CodeDir(v.CodeSHA)
-	taskDir, rtDir := dir, m.cfg.RuntimeDir
-	var mounts []sandbox.Mount
-	if caps.Mounts {
-		taskDir, rtDir = TaskRoot, RuntimeRoot
-		mounts = append(mounts, sandbox.Mount{Source: dir, Target: TaskRoot})
-		if m.cfg.RuntimeDir != "" {
-			mounts = append(mounts, sandbox.Mount{Source: m.cfg.RuntimeDir, Target: RuntimeRoot})
+	defer m.prepareAhead(p)
+	in := m.takePrepared(p, v)
+	if in != nil {
+		// Only the program is left to start: the init duration counts
+		// from here, not from the prepare.
+		in.started = m.cfg.Now()
+		if err := m.cfg.Driver.Start(context.Background(), in.spec); err != nil {
+			m.stopAsync(in)
+			return nil, nil, fmt.Errorf("start prepared instance of %s: %w", v.Key(), err)
+		}
+	} else {
+		var err error
+		if in, err = m.newInstance(p, v); err != nil {
+			return nil, nil, err
+		}
+		in.state = stateBusy
+		in.started = m.cfg.Now()
+		if err := m.launch(in, m.cfg.Driver.Start); err != nil {
+			return nil, nil, fmt.Errorf("start instance of %s: %w", v.Key(), err)
 		}
 	}
-	argv, err := m.cfg.Command(v, taskDir, rtDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	// The sandbox reaches its Runtime API at the host's address on its
-	// network, or on the loopback it shares with the host.
-	rapi, err := runtimeapi.New(caps.HostIP)
-	if err != nil {
-		return nil, nil, err
-	}
-	in := &Instance{
-		ID: newID(), Version: v, pool: p, rapi: rapi,
-		state: stateBusy, exited: make(chan struct{}),
-	}
-	empty := ""
-	in.reqID.Store(&empty)
-	stdout := m.outputWriter(in, "stdout")
-	stderr := m.outputWriter(in, "stderr")
-	spec := sandbox.Spec{
-		ID:       in.ID,
-		Argv:     argv,
-		Env:      m.env(v, taskDir, rtDir, in, rapi.Addr()),
-		Dir:      taskDir,
-		Mounts:   mounts,
-		MemoryMB: v.Config.MemoryMB,
-		Stdout:   stdout,
-		Stderr:   stderr,
-	}
-	in.started = m.cfg.Now()
-	if err := m.cfg.Driver.Start(context.Background(), spec); err != nil {
-		rapi.Close()
-		return nil, nil, fmt.Errorf("start instance of %s: %w", v.Key(), err)
-	}
-	if caps.HostIP.IsValid() {
-		// Other sandboxes reach the host's address too: the Runtime API
-		// answers only this one.
-		addr, err := m.cfg.Driver.Addr(context.Background(), in.ID)
-		if err != nil {
-			m.log.Warn("address of a new instance", "fn", v.Function, "instance", in.ID, "err", err)
-		}
-		rapi.SetPeer(addr)
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		e, err := m.cfg.Driver.Wait(context.Background(), in.ID)
-		if err != nil {
-			e = sandbox.Exit{Code: -1, Signal: "unknown"}
-		}
-		stdout.Close()
-		stderr.Close()
-		in.exit = e
-		close(in.exited)
-		rapi.Close()
-		m.onExit(in)
-	}()
+	rapi := in.rapi
 
 	t := time.NewTimer(m.cfg.InitTimeout)
 	defer t.Stop()
@@ -721,23 +723,110 @@ func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.R
 	}
 }
 
-// onExit forgets an instance whose sandbox ended on its own while idle.
-func (m *Manager) onExit(in *Instance) {
-	m.mu.Lock()
-	if in.state != stateIdle {
-		m.mu.Unlock()
-		return
-	}
-	p := in.pool
-	for i, x := range p.idle {
-		if x == in {
-			p.idle = append(p.idle[:i], p.idle[i+1:]...)
-			break
+// newInstance makes an instance of v in p: its ID, its Runtime API
+// (listening) and the spec of its sandbox, which nothing runs yet. Its
+// state is stateStarting.
+func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) {
+	caps := m.cfg.Driver.Capabilities()
+	dir := m.cfg.CodeDir(v.CodeSHA)
+	taskDir, rtDir := dir, m.cfg.RuntimeDir
+	var mounts []sandbox.Mount
+	if caps.Mounts {
+		taskDir, rtDir = TaskRoot, RuntimeRoot
+		mounts = append(mounts, sandbox.Mount{Source: dir, Target: TaskRoot})
+		if m.cfg.RuntimeDir != "" {
+			mounts = append(mounts, sandbox.Mount{Source: m.cfg.RuntimeDir, Target: RuntimeRoot})
 		}
 	}
-	m.dropLocked(in)
-	m.mu.Unlock()
-	m.log.Info("idle instance exited", "fn", in.Version.Function, "instance", in.ID, "exit", in.exit.String())
+	argv, err := m.cfg.Command(v, taskDir, rtDir)
+	if err != nil {
+		return nil, err
+	}
+	// The sandbox reaches its Runtime API at the host's address on its
+	// network, or on the loopback it shares with the host.
+	rapi, err := runtimeapi.New(caps.HostIP)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{
+		ID: newID(), Version: v, pool: p, rapi: rapi,
+		state: stateStarting, exited: make(chan struct{}),
+	}
+	empty := ""
+	in.reqID.Store(&empty)
+	in.stdout = m.outputWriter(in, "stdout")
+	in.stderr = m.outputWriter(in, "stderr")
+	in.spec = sandbox.Spec{
+		ID:       in.ID,
+		Argv:     argv,
+		Env:      m.env(v, taskDir, rtDir, in, rapi.Addr()),
+		Dir:      taskDir,
+		Mounts:   mounts,
+		MemoryMB: v.Config.MemoryMB,
+		Stdout:   in.stdout,
+		Stderr:   in.stderr,
+	}
+	return in, nil
+}
+
+// launch makes in's sandbox live with run (the driver's Start or
+// Prepare), lets only that sandbox use its Runtime API and watches for its
+// end in a goroutine of the Manager's. On failure in's Runtime API is
+// closed.
+func (m *Manager) launch(in *Instance, run func(context.Context, sandbox.Spec) error) error {
+	if err := run(context.Background(), in.spec); err != nil {
+		in.rapi.Close()
+		return err
+	}
+	if m.cfg.Driver.Capabilities().HostIP.IsValid() {
+		// Other sandboxes reach the host's address too: the Runtime API
+		// answers only this one.
+		addr, err := m.cfg.Driver.Addr(context.Background(), in.ID)
+		if err != nil {
+			m.log.Warn("address of a new instance", "fn", in.Version.Function, "instance", in.ID, "err", err)
+		}
+		in.rapi.SetPeer(addr)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		e, err := m.cfg.Driver.Wait(context.Background(), in.ID)
+		if err != nil {
+			e = sandbox.Exit{Code: -1, Signal: "unknown"}
+		}
+		in.stdout.Close()
+		in.stderr.Close()
+		in.exit = e
+		close(in.exited)
+		in.rapi.Close()
+		m.onExit(in)
+	}()
+	return nil
+}
+
+// onExit forgets an instance whose sandbox ended on its own while idle or
+// prepared.
+func (m *Manager) onExit(in *Instance) {
+	m.mu.Lock()
+	p := in.pool
+	switch in.state {
+	case stateIdle:
+		for i, x := range p.idle {
+			if x == in {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				break
+			}
+		}
+		m.dropLocked(in)
+		m.mu.Unlock()
+		m.log.Info("idle instance exited", "fn", in.Version.Function, "instance", in.ID, "exit", in.exit.String())
+	case statePrepared:
+		m.dropPreparedLocked(p)
+		m.mu.Unlock()
+		m.log.Warn("prepared instance exited", "fn", in.Version.Function, "instance", in.ID, "exit", in.exit.String())
+	default:
+		m.mu.Unlock()
+	}
 }
 
 func (m *Manager) outputWriter(in *Instance, stream string) *sandbox.LineWriter {
@@ -753,9 +842,12 @@ func (m *Manager) outputWriter(in *Instance, stream string) *sandbox.LineWriter 
 	}}
 }
 
-// stopAsync stops instances in the background.
+// stopAsync stops instances in the background; nil entries are skipped.
 func (m *Manager) stopAsync(ins ...*Instance) {
 	for _, in := range ins {
+		if in == nil {
+			continue
+		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
@@ -769,6 +861,9 @@ func (m *Manager) stopAsync(ins ...*Instance) {
 
 // Reap stops instances idle for longer than their idle timeout, keeping
 // each function's MinInstances, and starts instances up to MinInstances.
+// A function not used (invoked or deployed) for longer than its idle
+// timeout loses its prepared instance, so that an idle server runs no
+// sandbox beyond MinInstances; its next cold start prepares one again.
 func (m *Manager) Reap() {
 	now := m.cfg.Now()
 	var old []*Instance
@@ -787,6 +882,9 @@ func (m *Manager) Reap() {
 		idleFor := time.Duration(c.IdleTimeout)
 		if idleFor <= 0 {
 			idleFor = m.cfg.IdleTimeout
+		}
+		if p.prepared != nil && now.Sub(p.used) >= idleFor {
+			old = append(old, m.dropPreparedLocked(p))
 		}
 		// p.idle is oldest first.
 		for len(p.idle) > 0 && p.live > c.MinInstances && now.Sub(p.idle[0].lastUsed) >= idleFor {

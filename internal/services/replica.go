@@ -88,34 +88,25 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	}
 	set := r.set
 	c := set.rev.Config
-	id := set.svc.name + "-" + strconv.Itoa(set.rev.Number) + "-" + newID()
-	caps := m.cfg.Driver.Capabilities()
-	port := c.Port
-	if !caps.Isolated {
-		p, err := freePort()
-		if err != nil {
-			return "pick a port: " + err.Error(), false
+	m.mu.Lock()
+	p := set.prepared
+	set.prepared = nil
+	m.mu.Unlock()
+	if p == nil {
+		var err error
+		if p, err = m.newSandbox(set); err != nil {
+			return err.Error(), false
 		}
-		port = p
 	}
-	spec := sandbox.Spec{
-		ID:       id,
-		Argv:     argv(c, set.img),
-		Env:      env(set, port),
-		Dir:      set.img.WorkingDir,
-		RootFS:   set.img.RootFS,
-		MemoryMB: c.MemoryMB,
-		CPU:      c.CPU,
-		Stdout:   m.lineWriter(r, id, "stdout"),
-		Stderr:   m.lineWriter(r, id, "stderr"),
-	}
-	if spec.Dir == "" {
-		spec.Dir = "/"
-	}
+	id, port := p.spec.ID, p.port
 	m.mu.Lock()
 	r.id = id
 	m.mu.Unlock()
-	if err := m.cfg.Driver.Start(context.Background(), spec); err != nil {
+	err := m.cfg.Driver.Start(context.Background(), p.spec)
+	// The next replica of this revision, or this one's restart, starts
+	// from a prepared sandbox too.
+	m.prepareAhead(set)
+	if err != nil {
 		return "start: " + err.Error(), false
 	}
 	exited := make(chan sandbox.Exit, 1)
@@ -211,6 +202,87 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 			failures = 0
 		}
 	}
+}
+
+// sandboxSpec is a replica's sandbox before it starts.
+type sandboxSpec struct {
+	spec sandbox.Spec
+	port int // the port it listens on, in its own network or the host's
+}
+
+// newSandbox builds the spec of a new replica of set.
+func (m *Manager) newSandbox(set *revSet) (*sandboxSpec, error) {
+	c := set.rev.Config
+	id := set.svc.name + "-" + strconv.Itoa(set.rev.Number) + "-" + newID()
+	port := c.Port
+	if !m.cfg.Driver.Capabilities().Isolated {
+		p, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("pick a port: %w", err)
+		}
+		port = p
+	}
+	spec := sandbox.Spec{
+		ID:       id,
+		Argv:     argv(c, set.img),
+		Env:      env(set, port),
+		Dir:      set.img.WorkingDir,
+		RootFS:   set.img.RootFS,
+		MemoryMB: c.MemoryMB,
+		CPU:      c.CPU,
+		Stdout:   m.lineWriter(set, id, "stdout"),
+		Stderr:   m.lineWriter(set, id, "stderr"),
+	}
+	if spec.Dir == "" {
+		spec.Dir = "/"
+	}
+	return &sandboxSpec{spec: spec, port: port}, nil
+}
+
+// prepareAhead prepares a sandbox for set's next replica in the
+// background, when the driver can and set has none: scaling up, scaling
+// from zero and restarts then skip the slow part of a container start.
+// A serving revision keeps one prepared sandbox; that is its idle cost.
+func (m *Manager) prepareAhead(set *revSet) {
+	if !m.cfg.Driver.Capabilities().Prepare {
+		return
+	}
+	m.mu.Lock()
+	if m.stopping || set.retired || set.img == nil || set.prepared != nil || set.preparing {
+		m.mu.Unlock()
+		return
+	}
+	set.preparing = true
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		p, err := m.newSandbox(set)
+		if err == nil {
+			err = m.cfg.Driver.Prepare(context.Background(), p.spec)
+		}
+		m.mu.Lock()
+		set.preparing = false
+		keep := err == nil && !m.stopping && !set.retired && set.prepared == nil
+		if keep {
+			set.prepared = p
+		}
+		m.mu.Unlock()
+		switch {
+		case err != nil:
+			m.log.Warn("prepare a replica", "service", set.svc.name, "revision", set.rev.Name(), "err", err)
+		case !keep:
+			m.stopPrepared(p)
+		}
+	}()
+}
+
+// stopPrepared stops a prepared sandbox that will not be used.
+func (m *Manager) stopPrepared(p *sandboxSpec) {
+	if err := m.cfg.Driver.Stop(context.Background(), p.spec.ID, 0); err != nil {
+		m.log.Warn("stop a prepared replica", "replica", p.spec.ID, "err", err)
+	}
+	_, _ = m.cfg.Driver.Wait(context.Background(), p.spec.ID)
 }
 
 // unready takes r out of rotation.
@@ -365,8 +437,8 @@ func (p *prober) close() {
 }
 
 // lineWriter turns a replica's output into log lines of its service.
-func (m *Manager) lineWriter(r *replica, id, stream string) *sandbox.LineWriter {
-	key := stratus.ServiceLogKey(r.set.svc.name)
+func (m *Manager) lineWriter(set *revSet, id, stream string) *sandbox.LineWriter {
+	key := stratus.ServiceLogKey(set.svc.name)
 	return &sandbox.LineWriter{Emit: func(text string) {
 		if m.cfg.Logs == nil {
 			return

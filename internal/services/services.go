@@ -189,6 +189,10 @@ type revSet struct {
 	replicas []*replica         // guarded
 	retired  bool               // guarded: drain and stop every replica
 	next     int                // guarded: where pickLocked starts
+	// prepared is a sandbox made ahead for the next replica; preparing
+	// says one is being made. Both guarded.
+	prepared  *sandboxSpec
+	preparing bool
 }
 
 type replica struct {
@@ -259,6 +263,7 @@ func (m *Manager) Load(ctx context.Context) error {
 			m.reconcileLocked(set)
 		}
 		m.mu.Unlock()
+		m.prepareAhead(set)
 	}
 	return nil
 }
@@ -404,6 +409,7 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	m.grantLocked(s)
 	m.notifyLocked()
 	m.mu.Unlock()
+	m.prepareAhead(set)
 	m.log.Info("revision serves", "service", name, "revision", rev.Name(), "image", cfg.Image)
 	return stored, nil
 }
@@ -454,6 +460,14 @@ func (m *Manager) retireLocked(set *revSet) {
 	set.desired = 0
 	for _, r := range set.replicas {
 		r.requestStop()
+	}
+	if p := set.prepared; p != nil {
+		set.prepared = nil
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.stopPrepared(p)
+		}()
 	}
 }
 

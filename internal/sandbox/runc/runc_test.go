@@ -369,3 +369,43 @@ func BenchmarkColdStart(b *testing.B) {
 	}
 	b.ReportMetric(float64(start.Microseconds())/float64(b.N)/1000, "ms-to-started/op")
 }
+
+// TestCPUQuota: Spec.CPU sets the quota in cores; without it the quota
+// follows memory (one core at 1,769 MB).
+func TestCPUQuota(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	for _, tc := range []struct {
+		id     string
+		mem    int
+		cpu    float64
+		period string
+		quota  string
+	}{
+		{"half", 512, 0.5, "100000", "50000"},
+		{"two", 128, 2, "100000", "200000"},
+		{"bymemory", 1769, 0, "100000", "100000"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		var out, errOut sandboxtest.Buffer
+		err := d.Start(ctx, sandbox.Spec{
+			ID: tc.id, Argv: []string{"/bin/sh", "-c", `cd /sys/fs/cgroup/cpu* 2>/dev/null && cat cpu.cfs_period_us cpu.cfs_quota_us || cat /sys/fs/cgroup/cpu.max`},
+			Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir(), MemoryMB: tc.mem, CPU: tc.cpu,
+			Stdout: &out, Stderr: &errOut,
+		})
+		if err != nil {
+			cancel()
+			t.Fatalf("Start(%s): %v", tc.id, err)
+		}
+		if _, err := d.Wait(ctx, tc.id); err != nil {
+			t.Fatalf("Wait(%s): %v", tc.id, err)
+		}
+		cancel()
+		f := strings.Fields(out.String())
+		if len(f) == 2 && f[0] == tc.quota && f[1] == tc.period { // cgroup v2: "quota period"
+			continue
+		}
+		if len(f) != 2 || f[0] != tc.period || f[1] != tc.quota {
+			t.Errorf("%s: cpu period and quota %q (stderr %q), want %s %s", tc.id, out.String(), errOut.String(), tc.period, tc.quota)
+		}
+	}
+}

@@ -50,8 +50,8 @@ const initPath = "/dev/.stratus-init"
 //   - Seccomp: Docker's default profile for a process without
 //     capabilities, an allow list with argument filters (see
 //     seccompProfile).
-//   - Cgroups: memory (no swap), a CPU quota in proportion to memory and a
-//     pids limit.
+//   - Cgroups: memory (no swap), a CPU quota (Spec.CPU cores, else in
+//     proportion to memory) and a pids limit.
 func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
 	cwd := spec.Dir
 	if cwd == "" {
@@ -131,6 +131,9 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
 	if spec.MemoryMB > 0 {
 		limit := int64(spec.MemoryMB) << 20
 		quota := max(int64(cpuPeriod)*int64(spec.MemoryMB)/mbPerCPU, minQuota)
+		if spec.CPU > 0 {
+			quota = max(int64(float64(cpuPeriod)*spec.CPU), minQuota)
+		}
 		period := uint64(cpuPeriod)
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 		s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}

@@ -1,0 +1,148 @@
+package pool
+
+import (
+	"fmt"
+
+	"github.com/stratus-run/stratus"
+)
+
+// Create-ahead. A function keeps at most one prepared instance, of its
+// head version (fnPool.prepared): an Instance with its ID, its Runtime API
+// (answering only its sandbox), its spec and its sandbox made with the
+// driver's Prepare. Its exit watcher runs from the prepare on.
+//
+// When one is prepared: at a deploy, and after every start of an instance
+// of the function (cold or to keep MinInstances), once that start is done,
+// so that the prepare does not compete with it. A prepare that fails is
+// logged and not retried until the next of those.
+//
+// When one goes: a start takes it (it becomes a live instance), a new head
+// version or Remove stops it, StopAll stops it, Reap stops it once the
+// function has been unused (not invoked nor deployed) for its idle timeout,
+// and the cap below may stop it for another function's.
+//
+// The cap: Config.MaxPrepared counts prepared instances and prepares in
+// flight across the server. At the cap, a function that wants one takes
+// the place of the prepared instance of the least recently used other
+// function, unless that function was used more recently than itself (then
+// it goes without). A prepare in flight is never cancelled for room.
+
+// prepareAhead prepares an instance of p's head version in a goroutine of
+// the Manager's, when create-ahead is on, p has none prepared nor being
+// prepared and there is room under MaxPrepared. It does not block.
+func (m *Manager) prepareAhead(p *fnPool) {
+	if !m.createAhead {
+		return
+	}
+	m.mu.Lock()
+	v := p.cur
+	ok := !m.stopping && !p.removed && p.prepared == nil &&
+		(p.preparing == nil || p.preparing.Version != v.Version) && m.reservePreparedLocked(p)
+	if ok {
+		p.preparing = v
+		m.wg.Add(1)
+	}
+	m.mu.Unlock()
+	if !ok {
+		return
+	}
+	go func() {
+		defer m.wg.Done()
+		m.prepare(p, v)
+	}()
+}
+
+// prepare makes a prepared instance of v for p in the place prepareAhead
+// reserved, and keeps it if v is still p's head. A failure is logged and
+// gives the place back.
+func (m *Manager) prepare(p *fnPool, v *stratus.Version) {
+	in, err := m.newInstance(p, v)
+	if err == nil {
+		err = m.launch(in, m.cfg.Driver.Prepare)
+	}
+	m.mu.Lock()
+	if p.preparing == v {
+		p.preparing = nil
+	}
+	if err == nil {
+		select {
+		case <-in.exited:
+			err = fmt.Errorf("its sandbox ended: %s", in.exit)
+		default:
+			// If it ends from now on, onExit forgets it.
+		}
+	}
+	keep := err == nil && !m.stopping && !p.removed && p.cur.Version == v.Version && p.prepared == nil
+	if keep {
+		in.state = statePrepared
+		p.prepared = in
+	} else {
+		m.prepared--
+	}
+	m.mu.Unlock()
+	switch {
+	case err != nil:
+		// Nothing of it is left: a failed Prepare leaves no sandbox.
+		m.log.Warn("prepare instance", "fn", v.Function, "version", v.Version, "err", err)
+	case !keep:
+		// A newer version, Remove or StopAll came meanwhile.
+		m.stopAsync(in)
+	default:
+		m.log.Debug("instance prepared", "fn", v.Function, "version", v.Version, "instance", in.ID)
+	}
+}
+
+// reservePreparedLocked takes a place under MaxPrepared for p, at the cap
+// by stopping the prepared instance of the least recently used other
+// function, unless that one was used more recently than p. m.mu is held.
+func (m *Manager) reservePreparedLocked(p *fnPool) bool {
+	if m.prepared >= m.cfg.MaxPrepared {
+		var lru *fnPool
+		for _, q := range m.pools {
+			if q != p && q.prepared != nil && (lru == nil || q.used.Before(lru.used)) {
+				lru = q
+			}
+		}
+		if lru == nil || lru.used.After(p.used) {
+			return false
+		}
+		m.log.Debug("prepared instance makes room", "fn", lru.name, "for", p.name)
+		m.stopAsync(m.dropPreparedLocked(lru))
+	}
+	m.prepared++
+	return true
+}
+
+// takePrepared hands p's prepared instance to a start of v, if it is of v
+// and its sandbox still lives. It is then busy and counts as live in the
+// slot the caller reserved.
+func (m *Manager) takePrepared(p *fnPool, v *stratus.Version) *Instance {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in := p.prepared
+	if in == nil || in.Version.Version != v.Version {
+		return nil
+	}
+	select {
+	case <-in.exited:
+		return nil // onExit forgets it
+	default:
+	}
+	p.prepared = nil
+	m.prepared--
+	in.state = stateBusy
+	return in
+}
+
+// dropPreparedLocked forgets p's prepared instance and returns it (nil if
+// p has none) for the caller to stop. m.mu is held.
+func (m *Manager) dropPreparedLocked(p *fnPool) *Instance {
+	in := p.prepared
+	if in == nil {
+		return nil
+	}
+	p.prepared = nil
+	m.prepared--
+	in.state = stateDead
+	return in
+}
