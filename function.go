@@ -15,6 +15,9 @@ const (
 	RuntimeProvidedAL2023 = "provided.al2023"
 	RuntimePython3        = "python3"
 	RuntimeNodejs         = "nodejs"
+	// RuntimeImage runs a container image whose entrypoint is a Runtime
+	// API client, as Lambda's container images do.
+	RuntimeImage = "image"
 )
 
 // Auth modes of a function's HTTP route.
@@ -51,7 +54,10 @@ func ValidName(s string) error {
 
 // FunctionConfig is what a user sets when deploying a function.
 type FunctionConfig struct {
-	Runtime        string            `json:"runtime"`
+	Runtime string `json:"runtime"`
+	// Image is the image reference of a function deployed from an image
+	// (runtime "image"); its version's code digest is the image's.
+	Image          string            `json:"image,omitempty"`
 	Handler        string            `json:"handler,omitempty"`
 	MemoryMB       int               `json:"memoryMB"`
 	TimeoutSec     int               `json:"timeoutSec"`
@@ -137,6 +143,9 @@ func (c *FunctionConfig) Defaults() {
 	if c.Auth == "" {
 		c.Auth = AuthToken
 	}
+	if c.Image != "" && c.Runtime == "" {
+		c.Runtime = RuntimeImage
+	}
 }
 
 // reservedEnv are the variables the platform sets; a function may not
@@ -163,10 +172,17 @@ func (c *FunctionConfig) Validate(l Limits) error {
 		if err := validHandler(c.Handler, "file.function"); err != nil {
 			return err
 		}
+	case RuntimeImage:
+		if c.Image == "" {
+			return fmt.Errorf("runtime image needs an image reference: %w", ErrInvalid)
+		}
 	case "":
 		return fmt.Errorf("runtime is required (one of %s): %w", strings.Join(Runtimes(), ", "), ErrInvalid)
 	default:
 		return fmt.Errorf("unknown runtime %q (one of %s): %w", c.Runtime, strings.Join(Runtimes(), ", "), ErrInvalid)
+	}
+	if c.Image != "" && c.Runtime != RuntimeImage {
+		return fmt.Errorf("a function from an image has runtime %q, not %q: %w", RuntimeImage, c.Runtime, ErrInvalid)
 	}
 	if c.MemoryMB < MinMemoryMB || c.MemoryMB > MaxMemoryMB {
 		return fmt.Errorf("memory %d MB: must be between %d and %d: %w", c.MemoryMB, MinMemoryMB, MaxMemoryMB, ErrInvalid)
@@ -229,7 +245,7 @@ func validHandler(h, form string) error {
 
 // Runtimes lists the accepted runtime names.
 func Runtimes() []string {
-	r := []string{RuntimeProvided, RuntimeProvidedAL2, RuntimeProvidedAL2023, RuntimePython3, RuntimeNodejs}
+	r := []string{RuntimeProvided, RuntimeProvidedAL2, RuntimeProvidedAL2023, RuntimePython3, RuntimeNodejs, RuntimeImage}
 	sort.Strings(r)
 	return r
 }

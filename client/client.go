@@ -101,7 +101,7 @@ func (c *Client) getJSON(ctx context.Context, path string, out any) error {
 }
 
 // Deploy creates or updates function name with cfg and the zip read from
-// code.
+// code; code is nil for a function from an image (cfg.Image).
 func (c *Client) Deploy(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader) (*v1.Function, error) {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
@@ -113,6 +113,9 @@ func (c *Client) Deploy(ctx context.Context, name string, cfg stratus.FunctionCo
 			}
 			if err := json.NewEncoder(cw).Encode(cfg); err != nil {
 				return err
+			}
+			if code == nil { // a function from an image
+				return mw.Close()
 			}
 			fw, err := mw.CreateFormFile(v1.PartCode, "code.zip")
 			if err != nil {

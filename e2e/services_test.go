@@ -480,3 +480,37 @@ func TestServiceBadInput(t *testing.T) {
 		t.Errorf("get of an unknown service: exit 0")
 	}
 }
+
+func TestServiceQueueBounds(t *testing.T) {
+	s := startServicesServer(t, "--service-queue-size", "2", "--service-ready-timeout", "2s")
+	s.mustCLI("service", "deploy", "web", "--image", "gosvc:v1", "--min", "1", "--max", "1", "--concurrency", "1")
+	busy := make(chan int, 1)
+	go func() {
+		code, _ := s.get("/svc/web/sleep?ms=4000")
+		busy <- code
+	}()
+	eventually(t, 5*time.Second, "the replica busy", func() bool {
+		return s.service("web").Detail[0].Inflight == 1
+	})
+	// Two wait in the queue (and give up after the ready timeout with a
+	// 503); the next one finds the queue full: 429.
+	waited := make(chan int, 2)
+	for range 2 {
+		go func() {
+			code, _ := s.get("/svc/web/")
+			waited <- code
+		}()
+	}
+	eventually(t, 5*time.Second, "two requests waiting", func() bool { return s.service("web").Replicas.Waiting == 2 })
+	if code, body := s.get("/svc/web/"); code != 429 {
+		t.Errorf("with the queue full: %d %s, want 429", code, body)
+	}
+	for range 2 {
+		if code := <-waited; code != 503 {
+			t.Errorf("a request that waited past the timeout: %d, want 503", code)
+		}
+	}
+	if code := <-busy; code != 200 {
+		t.Errorf("the long request: %d", code)
+	}
+}

@@ -230,7 +230,8 @@ func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleDeploy reads a multipart form: the config part (JSON), then the
-// code part (a zip), streamed to disk.
+// code part (a zip), streamed to disk. A function from an image has only
+// the config part.
 func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := stratus.ValidName(name); err != nil {
@@ -287,7 +288,22 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.fail(w, r, fmt.Errorf("deploy form has no %q part: %w", v1.PartCode, stratus.ErrInvalid))
+	if cfg == nil || cfg.Image == "" {
+		s.fail(w, r, fmt.Errorf("deploy form has no %q part (and the config names no image): %w", v1.PartCode, stratus.ErrInvalid))
+		return
+	}
+	// A function from an image: the config is all there is.
+	f, created, err := s.fns.Deploy(r.Context(), name, *cfg, nil)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.log.Info("deployed", "fn", name, "version", f.Version, "image", f.Config.Image)
+	gateway.WriteJSON(w, status, s.view(f))
 }
 
 // formErr turns a body over the upload limit into ErrTooLarge.

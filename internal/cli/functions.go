@@ -27,11 +27,27 @@ func (e *env) deployCmd() *cobra.Command {
 		maxEvAge time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy NAME PATH",
-		Short: "Deploy a function from a folder or a .zip (creates it, or makes a new version)",
-		Args:  cobra.ExactArgs(2),
+		Use:   "deploy NAME (PATH --runtime R | --image REF)",
+		Short: "Deploy a function from a folder, a .zip or an image (creates it, or makes a new version)",
+		Long: `Deploy a function from a folder or a .zip with --runtime, or from an image in the
+server's store (stratus image import or pull) whose entrypoint is a Runtime API client,
+as Lambda's container images are; --handler then replaces the image's command.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, path := args[0], args[1]
+			name, path := args[0], ""
+			if len(args) == 2 {
+				path = args[1]
+			}
+			switch {
+			case cfg.Image != "" && path != "":
+				return usageErr("give a PATH or --image, not both")
+			case cfg.Image != "" && cfg.Runtime != "" && cfg.Runtime != stratus.RuntimeImage:
+				return usageErr("--runtime %s: a function from an image has no runtime to choose", cfg.Runtime)
+			case cfg.Image == "" && path == "":
+				return usageErr("give the code's PATH (with --runtime) or --image REF")
+			case cfg.Image == "" && cfg.Runtime == "":
+				return usageErr("--runtime is required with a PATH (one of %s)", strings.Join(stratus.Runtimes(), ", "))
+			}
 			if err := stratus.ValidName(name); err != nil {
 				return usageErr("%v", err)
 			}
@@ -59,21 +75,27 @@ func (e *env) deployCmd() *cobra.Command {
 				// Zero: the server's default, which respects its own cap.
 				cfg.MaxConcurrency = 0
 			}
-			code, err := openCode(path)
-			if err != nil {
-				return usageErr("%v", err)
+			var code io.ReadCloser
+			if path != "" {
+				if code, err = openCode(path); err != nil {
+					return usageErr("%v", err)
+				}
+				defer code.Close()
 			}
-			defer code.Close()
 			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			f, err := c.Deploy(cmd.Context(), name, cfg, code)
+			f, err := c.Deploy(cmd.Context(), name, cfg, readerOrNil(code))
 			if err != nil {
 				return err
 			}
 			if e.output == "json" {
 				return e.json(f)
+			}
+			if f.Config.Image != "" {
+				fmt.Fprintf(e.stdout, "deployed %s version %d (image %s, %s)\nurl: %s\n", f.Name, f.Version, f.Config.Image, f.CodeSHA, f.URL)
+				return nil
 			}
 			fmt.Fprintf(e.stdout, "deployed %s version %d (%s, %d bytes of code)\nurl: %s\n", f.Name, f.Version, f.Config.Runtime, f.CodeSize, f.URL)
 			return nil
@@ -93,8 +115,16 @@ func (e *env) deployCmd() *cobra.Command {
 	fl.DurationVar(&maxEvAge, "max-event-age", 0, "async: how long an event may wait in all (default 6h, at least 1m)")
 	fl.StringVar(&cfg.OnSuccess, "on-success", "", "async: where successes go: function:NAME or topic:NAME")
 	fl.StringVar(&cfg.OnFailure, "on-failure", "", "async: where final failures go: function:NAME or topic:NAME")
-	_ = cmd.MarkFlagRequired("runtime")
+	fl.StringVar(&cfg.Image, "image", "", "deploy from this image (its entrypoint is a Runtime API client) instead of a PATH")
 	return cmd
+}
+
+// readerOrNil keeps a nil ReadCloser nil as an io.Reader.
+func readerOrNil(rc io.ReadCloser) io.Reader {
+	if rc == nil {
+		return nil
+	}
+	return rc
 }
 
 // parseEnv reads repeated --env KEY=VALUE flags.

@@ -20,6 +20,14 @@ import (
 	"github.com/stratus-run/stratus/internal/store"
 )
 
+// Images finds the images that functions are deployed from.
+type Images interface {
+	// Lookup returns the manifest digest and size of the image ref names,
+	// and whether it has an entrypoint or command; a missing image is an
+	// error wrapping stratus.ErrNotFound.
+	Lookup(ref string) (digest string, size int64, runnable bool, err error)
+}
+
 // deployer is what the pools do with a new head or a removed function.
 type deployer interface {
 	Deploy(v *stratus.Version)
@@ -36,6 +44,7 @@ type Service struct {
 	maxConc    int
 	maxRetries int
 	nameTaken  func(string) bool
+	images     Images
 	log        *slog.Logger
 
 	deployMu sync.Mutex // one deploy or remove at a time
@@ -57,6 +66,9 @@ type Config struct {
 	// NameTaken reports whether a service holds a name: functions and
 	// services share one namespace of names.
 	NameTaken func(name string) bool
+	// Images resolves the images of functions deployed from one; nil
+	// refuses such deploys.
+	Images Images
 	Log       *slog.Logger
 }
 
@@ -64,7 +76,7 @@ type Config struct {
 // pools.
 func Open(ctx context.Context, c Config) (*Service, error) {
 	s := &Service{
-		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, nameTaken: c.NameTaken, log: c.Log,
+		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, nameTaken: c.NameTaken, images: c.Images, log: c.Log,
 		codeDir: filepath.Join(c.DataDir, "code"),
 		tmpDir:  filepath.Join(c.DataDir, "tmp"),
 		heads:   make(map[string]*stratus.Version),
@@ -125,7 +137,9 @@ func (s *Service) Head(name string) (*stratus.Version, bool) {
 }
 
 // Deploy creates function name or updates it with a new version from cfg
-// and the zip read from code. created reports a new function.
+// and the zip read from code, or, for a function from an image
+// (cfg.Image), from the image in the image store (code is then nil).
+// created reports a new function.
 func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader) (f *stratus.Function, created bool, err error) {
 	if err := stratus.ValidName(name); err != nil {
 		return nil, false, err
@@ -143,6 +157,15 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	}
 	if s.nameTaken != nil && s.nameTaken(name) {
 		return nil, false, fmt.Errorf("function %q: a service has that name: %w", name, stratus.ErrConflict)
+	}
+	if cfg.Image != "" {
+		if code != nil {
+			return nil, false, fmt.Errorf("a function comes from an image or from code, not both: %w", stratus.ErrInvalid)
+		}
+		return s.deployImage(ctx, name, cfg)
+	}
+	if code == nil {
+		return nil, false, fmt.Errorf("code is required (or an image): %w", stratus.ErrInvalid)
 	}
 	tmp, err := os.CreateTemp(s.tmpDir, "upload-*.zip")
 	if err != nil {
@@ -193,11 +216,35 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 		return nil, false, err
 	}
 
+	return s.putVersion(ctx, name, cfg, sha, size)
+}
+
+// deployImage deploys a version that runs image cfg.Image; its code
+// digest is the image's manifest digest.
+func (s *Service) deployImage(ctx context.Context, name string, cfg stratus.FunctionConfig) (*stratus.Function, bool, error) {
+	if s.images == nil {
+		return nil, false, fmt.Errorf("functions from images need an image store: %w", stratus.ErrUnavailable)
+	}
+	digest, size, runnable, err := s.images.Lookup(cfg.Image)
+	if err != nil {
+		return nil, false, fmt.Errorf("deploy %q: %w (import or pull it first: stratus image import|pull)", name, err)
+	}
+	if !runnable && cfg.Handler == "" {
+		return nil, false, fmt.Errorf("deploy %q: image %s has no entrypoint or command: %w", name, cfg.Image, stratus.ErrInvalid)
+	}
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	return s.putVersion(ctx, name, cfg, digest, size)
+}
+
+// putVersion stores a new head version and hands it to the pools. The
+// caller holds deployMu.
+func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.FunctionConfig, sha string, size int64) (*stratus.Function, bool, error) {
 	_, existed := s.Head(name)
 	if err := s.checkLoop(name, cfg); err != nil {
 		return nil, false, err
 	}
-	f, err = s.st.PutVersion(ctx, name, cfg, sha, size)
+	f, err := s.st.PutVersion(ctx, name, cfg, sha, size)
 	if err != nil {
 		return nil, false, err
 	}
@@ -207,6 +254,19 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	s.mu.Unlock()
 	s.pools.Deploy(v)
 	return f, !existed, nil
+}
+
+// ImageInUse reports whether a function's head version runs the image
+// with manifest digest d.
+func (s *Service) ImageInUse(d string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, v := range s.heads {
+		if v.Config.Image != "" && v.CodeSHA == d {
+			return true
+		}
+	}
+	return false
 }
 
 // sizeText writes a size limit as people read it: "50 MB", "64 KB", or

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
@@ -66,10 +67,20 @@ func NewServiceProxy(svcs replicas, authOK func(*http.Request) bool, token, doma
 			// The replica did not answer: a 502, as proxies say it.
 			WriteJSON(w, http.StatusBadGateway, v1.Error{Code: v1.CodeInternal, Message: "the replica did not answer: " + err.Error()})
 		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BufferPool: bufferPool{},
 	}
 	return p
 }
+
+// bufferPool lends the proxy its copy buffers, which it would otherwise
+// allocate (32 KB) per request.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+
+func (bufferPool) Get() []byte  { return copyBuffers.Get().([]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(b) }
 
 // ServeSvcPath serves /svc/{name}/{path...}.
 func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {

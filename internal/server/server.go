@@ -98,6 +98,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		RuntimeDir:   rtDir,
 		Region:       cfg.Region,
 		MaxInstances: cfg.MaxInstances,
+		MaxPrepared:  cfg.MaxPrepared,
 		IdleTimeout:  time.Duration(cfg.IdleTimeout),
 		ThrottleWait: time.Duration(cfg.ThrottleWait),
 		InitTimeout:  time.Duration(cfg.InitTimeout),
@@ -108,10 +109,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	met.instances(pools.Total)
 	lim := archive.DefaultLimits()
 	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipBytes, cfg.MaxUnzippedBytes
+	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
+	if err != nil {
+		return err
+	}
 	fns, err = functions.Open(ctx, functions.Config{
 		Store: st, Pools: pools, DataDir: cfg.DataDir, Limits: lim,
 		MaxConcurrency: cfg.MaxInstances, MaxRetries: cfg.MaxRetries, Log: log.With("component", "functions"),
 		NameTaken: func(name string) bool { return svcs != nil && svcs.Exists(name) },
+		Images:    imageResolver{images},
 	})
 	if err != nil {
 		return err
@@ -151,10 +157,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		log.With("component", "scheduler"))
 	sched.Region, sched.MaxEventSize = cfg.Region, int(cfg.MaxAsyncEventBytes)
 
-	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
-	if err != nil {
-		return err
-	}
 	svcs = services.New(services.Config{
 		Store: st, Images: imageResolver{images}, Driver: driver, Logs: met,
 		NameTaken:     func(name string) bool { _, ok := fns.Head(name); return ok },
@@ -180,7 +182,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Topics:    topics, MaxAsyncEventBytes: cfg.MaxAsyncEventBytes,
 		Images: apiserver.ImagesConfig{
 			Store: images, UploadDir: filepath.Join(cfg.DataDir, "uploads", "images"),
-			InUse: svcs.ImageInUse,
+			InUse: func(d string) bool { return svcs.ImageInUse(d) || fns.ImageInUse(d) },
 		},
 		Services: apiserver.ServicesConfig{Manager: svcs, Domain: cfg.Domain},
 	})
@@ -396,4 +398,13 @@ func (r imageResolver) Resolve(ctx context.Context, ref string) (*services.Image
 		Digest: img.Digest, RootFS: root,
 		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir,
 	}, nil
+}
+
+// Lookup implements functions.Images.
+func (r imageResolver) Lookup(ref string) (string, int64, bool, error) {
+	img, err := r.s.Get(ref)
+	if err != nil {
+		return "", 0, false, err
+	}
+	return img.Digest, img.Size, len(img.Config.Entrypoint)+len(img.Config.Cmd) > 0, nil
 }

@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	ggcr "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// functionImageTar writes a docker save tarball of a Lambda-style
+// container image: the goecho function (aws-lambda-go) at
+// /var/task/bootstrap as its entrypoint, working dir /var/task.
+func functionImageTar(t *testing.T, tag string, cfg ggcr.Config) string {
+	t.Helper()
+	bootstrap, err := os.ReadFile(fixture("goecho") + "/bootstrap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := layerOf([]layerFile{
+		{Name: "var/", Mode: 0o755},
+		{Name: "var/task/", Mode: 0o755},
+		{Name: "var/task/bootstrap", Mode: 0o755, Body: bootstrap},
+		{Name: "tmp/", Mode: 0o1777},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeImageTar(t, imageOf(t, cfg, layer), tag)
+}
+
+func TestFunctionFromImage(t *testing.T) {
+	needTool(t, "runc")
+	s := startServer(t)
+	s.mustCLI("image", "import", functionImageTar(t, "echofn:v1", ggcr.Config{
+		Entrypoint: []string{"/var/task/bootstrap"}, WorkingDir: "/var/task", Env: []string{"GREETING=from-image"},
+	}))
+	out := s.mustCLI("deploy", "imgfn", "--image", "echofn:v1", "--memory", "256")
+	if !strings.Contains(out, "image echofn:v1") {
+		t.Errorf("deploy printed %q", out)
+	}
+	resp, body := s.invoke("imgfn", `{"echo":{"n":1}}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("invoke: %d %s\n%s", resp.StatusCode, body, s.Stderr())
+	}
+	a := decode[struct {
+		Echo map[string]int    `json:"echo"`
+		Env  map[string]string `json:"env"`
+		Cwd  string            `json:"cwd"`
+	}](t, body)
+	if a.Echo["n"] != 1 || a.Env["GREETING"] != "from-image" || a.Env["AWS_LAMBDA_FUNCTION_NAME"] != "imgfn" || a.Cwd != "/var/task" {
+		t.Errorf("answer from the image's function: %s", body)
+	}
+	if get := s.mustCLI("get", "imgfn"); !strings.Contains(get, "image") {
+		t.Errorf("get: %s", get)
+	}
+	// Its image is in use.
+	if r := s.cli("image", "rm", "echofn:v1"); r.Code == 0 || !strings.Contains(r.Stderr, "in use") {
+		t.Errorf("image rm of a function's image: exit %d %s", r.Code, r.Stderr)
+	}
+	// Bad input: a missing image, both code and image, an image function with a runtime.
+	for _, args := range [][]string{
+		{"deploy", "nope", "--image", "missing:v1"},
+		{"deploy", "both", fixture("goecho"), "--image", "echofn:v1"},
+		{"deploy", "rt", "--image", "echofn:v1", "--runtime", "python3"},
+		{"deploy", "none"},
+	} {
+		if r := s.cli(args...); r.Code == 0 {
+			t.Errorf("%v: exit 0", args)
+		}
+	}
+	s.mustCLI("rm", "imgfn")
+	s.mustCLI("image", "rm", "echofn:v1")
+}
