@@ -39,7 +39,9 @@ func (m *Manager) run(r *replica) {
 		m.mu.Lock()
 		r.restarts++
 		r.lastErr = reason
-		r.state = stateBackoff
+		if r.state != stateStopping {
+			r.state = stateBackoff
+		}
 		stableRun := !r.readyAt.IsZero() && m.cfg.Now().Sub(r.readyAt) > m.cfg.BackoffMax
 		if stableRun {
 			r.restarts = 1
@@ -130,7 +132,11 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 
 	addr, err := m.cfg.Driver.Addr(context.Background(), id)
 	if err != nil {
-		stopSandbox()
+		e := stopSandbox()
+		if errors.Is(err, stratus.ErrNotFound) {
+			// It ended already (a program that exits at once): say how.
+			return exitReason(e, c.MemoryMB, "before it was ready"), false
+		}
 		return "address: " + err.Error(), false
 	}
 	target := Target{URL: &url.URL{Scheme: "http", Host: hostPort(addr, port)}, Transport: newTransport()}
@@ -160,7 +166,7 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 		case <-deadline.C:
 			t.Stop()
 			stopSandbox()
-			return fmt.Sprintf("not ready within %s: %s", m.cfg.ReadyTimeout, describeProbe(c, lastProbe)), false
+			return fmt.Sprintf("not ready within %s: %s", m.cfg.ReadyTimeout, describeProbe(c, port, lastProbe)), false
 		case <-t.C:
 		}
 		wait = min(wait*2, 50*time.Millisecond)
@@ -168,7 +174,9 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 
 	m.mu.Lock()
 	r.target = target
-	r.state = stateReady
+	if r.state != stateStopping { // a scale-down may have picked it meanwhile
+		r.state = stateReady
+	}
 	r.readyAt = m.cfg.Now()
 	if !set.retired {
 		m.grantLocked(set.svc)
@@ -197,7 +205,7 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 				m.unready(r)
 				m.drainFor(r, exited, m.cfg.StopGrace)
 				stopSandbox()
-				return fmt.Sprintf("liveness probe failed %d times: %s", failures, describeProbe(c, err)), false
+				return fmt.Sprintf("liveness probe failed %d times: %s", failures, describeProbe(c, port, err)), false
 			}
 			failures = 0
 		}
@@ -295,37 +303,47 @@ func (m *Manager) unready(r *replica) {
 	m.mu.Unlock()
 }
 
+// maxDrain bounds how long a stopping replica waits for its requests
+// (long polls, WebSockets) to finish; Knative's default request timeout.
+const maxDrain = 5 * time.Minute
+
 // drain waits until r has no request in flight (it takes no new ones: its
-// state is stopping), or its sandbox ended.
+// state is stopping), or its sandbox ended, for at most maxDrain; once
+// the server stops, for at most StopGrace.
 func (m *Manager) drain(r *replica, exited chan sandbox.Exit) {
 	m.mu.Lock()
 	r.state = stateStopping
 	m.notifyLocked()
 	m.mu.Unlock()
-	m.drainFor(r, exited, 0)
+	m.drainFor(r, exited, maxDrain)
 }
 
 func (m *Manager) drainFor(r *replica, exited chan sandbox.Exit, limit time.Duration) {
-	var timeout <-chan time.Time
-	if limit > 0 {
-		t := time.NewTimer(limit)
-		defer t.Stop()
-		timeout = t.C
-	}
+	deadline := time.Now().Add(limit)
+	shortened := false
 	for {
 		m.mu.Lock()
 		n := r.inflight
 		changed := m.changed
+		if m.stopping && !shortened {
+			if d := time.Now().Add(m.cfg.StopGrace); d.Before(deadline) {
+				deadline = d
+			}
+			shortened = true
+		}
 		m.mu.Unlock()
 		if n == 0 {
 			return
 		}
+		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-changed:
+			t.Stop()
 		case e := <-exited:
+			t.Stop()
 			exited <- e
 			return
-		case <-timeout:
+		case <-t.C:
 			return
 		}
 	}
@@ -338,11 +356,11 @@ func exitReason(e sandbox.Exit, memMB int, when string) string {
 	return fmt.Sprintf("exited %s: %s", when, e.String())
 }
 
-func describeProbe(c stratus.ServiceConfig, err error) string {
+func describeProbe(c stratus.ServiceConfig, port int, err error) string {
 	if c.HealthPath != "" {
 		return fmt.Sprintf("GET %s: %v", c.HealthPath, err)
 	}
-	return fmt.Sprintf("port %d does not accept connections: %v", c.Port, err)
+	return fmt.Sprintf("port %d does not accept connections: %v", port, err)
 }
 
 // argv is the replica's command: the revision's command, else the

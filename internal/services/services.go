@@ -515,12 +515,13 @@ func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), er
 		return &t, m.releaser(r), nil
 	}
 	if s.cur.img == nil {
+		why := s.lastErr
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("service %q: %s: %w", name, s.lastErr, stratus.ErrUnavailable)
+		return nil, nil, fmt.Errorf("service %q: %s: %w", name, why, stratus.ErrUnavailable)
 	}
-	if len(s.waiters) >= m.cfg.QueueSize {
+	if n := len(s.waiters); n >= m.cfg.QueueSize {
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("service %q: %d requests wait already: %w", name, len(s.waiters), stratus.ErrCapacity)
+		return nil, nil, fmt.Errorf("service %q: %d requests wait already: %w", name, n, stratus.ErrCapacity)
 	}
 	w := &waiter{ch: make(chan grant, 1)}
 	s.waiters = append(s.waiters, w)
@@ -570,8 +571,8 @@ func (m *Manager) releaser(r *replica) func() {
 			if r.state == stateReady && !r.set.retired {
 				m.grantLocked(r.set.svc)
 			}
-			if r.inflight == 0 && r.state == stateStopping {
-				m.notifyLocked()
+			if r.inflight == 0 && r.state != stateReady {
+				m.notifyLocked() // a draining replica waits for this
 			}
 			m.mu.Unlock()
 		})
@@ -737,6 +738,7 @@ func (m *Manager) scale() {
 func (m *Manager) stopAll() {
 	m.mu.Lock()
 	m.stopping = true
+	m.notifyLocked() // draining replicas shorten their wait
 	for _, s := range m.services {
 		for _, set := range append(s.draining, s.cur) {
 			m.retireLocked(set)

@@ -220,6 +220,13 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 		d.mu.Unlock()
 	}
 	if err := d.run(ctx, spec.ID, b); err != nil {
+		// The sandbox has ended (run waited for it): forget it, as a
+		// failed Start leaves nothing to Wait for.
+		d.mu.Lock()
+		if d.boxes[spec.ID] == b && isDone(b) {
+			delete(d.boxes, spec.ID)
+		}
+		d.mu.Unlock()
 		return fmt.Errorf("start sandbox %q: %w", spec.ID, err)
 	}
 	return nil
