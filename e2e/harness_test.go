@@ -228,8 +228,41 @@ func instancesUnder(dir string) int {
 	return len(seen)
 }
 
+// startedUnder counts the instances instancesUnder counts whose program
+// was started: a prepared runc container (its init waits to start the
+// program; see --max-prepared), or one runc is still making, does not
+// count.
+func startedUnder(dir string) int {
+	seen := map[string]bool{}
+	for _, p := range instanceProcesses(dir) {
+		if p.argv0 != "/dev/.stratus-init" && filepath.Base(p.argv0) != "runc" {
+			seen[p.instance] = true
+		}
+	}
+	return len(seen)
+}
+
+// functionProcessesUnder lists the processes processesUnder lists that
+// belong to function fn's instances, prepared ones included (their
+// environment names the function).
+func functionProcessesUnder(dir, fn string) []string {
+	var out []string
+	for _, p := range instanceProcesses(dir) {
+		env, _ := os.ReadFile(filepath.Join("/proc", p.pid, "environ"))
+		for kv := range strings.SplitSeq(string(env), "\x00") {
+			if kv == "AWS_LAMBDA_FUNCTION_NAME="+fn {
+				out = append(out, p.desc)
+				break
+			}
+		}
+	}
+	return out
+}
+
 type instanceProcess struct {
 	desc     string // "PID:cmdline"
+	pid      string
+	argv0    string
 	instance string // the runc container's ID, else the PID
 }
 
@@ -257,11 +290,14 @@ func instanceProcesses(dir string) []instanceProcess {
 		if cg, err := os.ReadFile(filepath.Join("/proc", pid, "cgroup")); err == nil {
 			if _, rest, ok := strings.Cut(string(cg), cgroup); ok {
 				instance, _, _ = strings.Cut(rest, "\n")
+				// A zombie whose cgroup is gone: still that instance's.
+				instance = strings.TrimSuffix(instance, " (deleted)")
 			}
 		}
 		if instance != "" {
 			cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
-			out = append(out, instanceProcess{pid + ":" + strings.ReplaceAll(string(cmdline), "\x00", " "), instance})
+			argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+			out = append(out, instanceProcess{pid + ":" + strings.ReplaceAll(string(cmdline), "\x00", " "), pid, argv0, instance})
 		}
 	}
 	return out

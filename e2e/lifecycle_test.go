@@ -252,6 +252,12 @@ func TestServerKillRecovers(t *testing.T) {
 	if len(before) < 4 {
 		t.Fatalf("want at least 4 instance processes before the kill, got %v", before)
 	}
+	// The killed server's instances, prepared sandboxes included; the new
+	// server prepares sandboxes of its own.
+	killed := map[string]bool{}
+	for _, p := range instanceProcesses(s.Data) {
+		killed[p.instance] = true
+	}
 
 	s.Kill()
 	if c := <-busy; c.Err == nil {
@@ -259,7 +265,12 @@ func TestServerKillRecovers(t *testing.T) {
 	}
 	s.Restart()
 	eventually(t, 30*time.Second, "no process of the killed server's instances", func() bool {
-		return len(processesUnder(s.Data)) == 0
+		for _, p := range instanceProcesses(s.Data) {
+			if killed[p.instance] {
+				return false
+			}
+		}
+		return true
 	})
 	for _, p := range old {
 		if p.Alive() {

@@ -121,13 +121,8 @@ func TestManageFunctions(t *testing.T) {
 	if out := s.mustCLI("rm", "alpha"); strings.TrimSpace(out) != "removed alpha" {
 		t.Errorf("rm printed %q", out)
 	}
-	eventually(t, 10*time.Second, "alpha's instance to stop", func() bool {
-		for _, p := range processesUnder(s.Data) {
-			if strings.Contains(p, "bootstrap") {
-				return false
-			}
-		}
-		return true
+	eventually(t, 10*time.Second, "alpha's instance and prepared sandbox to stop", func() bool {
+		return len(functionProcessesUnder(s.Data, "alpha")) == 0
 	})
 	fns = decode[[]functionJSON](t, []byte(s.mustCLI("ls", "-o", "json")))
 	if len(fns) != 1 || fns[0].Name != "beta" {

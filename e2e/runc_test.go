@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,4 +278,53 @@ func hostPID(t *testing.T, ns string, pid int) int {
 	}
 	t.Logf("no process is PID %d in PID namespace %s", pid, ns)
 	return 0
+}
+
+// TestCreateAheadInRunc: a deploy prepares a container for the function
+// (its init waits, no program runs, no instance counts as live); the first
+// invocation is a cold start on it with its init duration recorded; then
+// the next container is prepared; rm leaves no container behind.
+func TestCreateAheadInRunc(t *testing.T) {
+	needRunc(t)
+	s := startServer(t)
+	s.mustCLI("deploy", "noop", "--runtime", "provided.al2023", "--memory", "128", fixture("gonoop"))
+	// Its init (the server's executable at /dev/.stratus-init) waits; runc
+	// has exited and the program does not run.
+	eventually(t, 30*time.Second, "a prepared container", func() bool {
+		procs := processesUnder(s.Data)
+		return len(procs) == 1 && strings.Contains(procs[0], "/dev/.stratus-init")
+	})
+	if v := s.getFn("noop"); v.Instances.Live != 0 {
+		t.Errorf("%d live instances before the first call, want 0 (a prepared one is not live)", v.Instances.Live)
+	}
+
+	c := s.mustInvoke("noop", `{}`)
+	ms, err := strconv.ParseFloat(c.Header.Get("X-Stratus-Init-Duration-Ms"), 64)
+	if !c.Cold() || err != nil || ms <= 0 {
+		t.Fatalf("first call: %s, init duration %q; want a cold start with its init duration", c, c.Header.Get("X-Stratus-Init-Duration-Ms"))
+	}
+	t.Logf("cold start on a prepared container: init %.2f ms, call %s", ms, c.Elapsed)
+	id := c.RequestID()
+	eventually(t, 10*time.Second, "the REPORT line of "+id+" with its init duration", func() bool {
+		return strings.Contains(s.mustCLI("logs", "noop", "--request", id), "Init Duration: ")
+	})
+	// The warm instance, and the next container prepared.
+	eventually(t, 30*time.Second, "the instance and a new prepared container", func() bool { return instancesUnder(s.Data) == 2 })
+	if c := s.mustInvoke("noop", `{}`); c.Cold() {
+		t.Errorf("second call: %s, want it warm", c)
+	}
+
+	s.mustCLI("rm", "noop")
+	eventually(t, 10*time.Second, "no container after rm", func() bool {
+		if len(processesUnder(s.Data)) > 0 {
+			return false
+		}
+		// Nor runc state or bundle of one.
+		for _, dir := range []string{"runc", "bundles"} {
+			if ents, _ := os.ReadDir(filepath.Join(s.Data, "run", "runc", dir)); len(ents) > 0 {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -375,7 +375,9 @@ func TestServerWideCap(t *testing.T) {
 			t.Errorf("busy call: %s", c)
 		}
 	}
-	if n := instancesUnder(s.Data); n > 2 {
+	// Prepared sandboxes are not instances: --max-instances does not count
+	// them.
+	if n := startedUnder(s.Data); n > 2 {
 		t.Errorf("%d instances run with --max-instances 2: %v", n, processesUnder(s.Data))
 	}
 }
@@ -453,7 +455,7 @@ func TestMinInstances(t *testing.T) {
 	s := startServer(t)
 	s.mustCLI("deploy", "warm", "--runtime", "provided", "--min-instances", "2", "--idle-timeout", "300ms", "--timeout", "30", fixture("goecho"))
 	s.waitInstances("warm", 2, 0)
-	if n := instancesUnder(s.Data); n != 2 {
+	if n := startedUnder(s.Data); n != 2 {
 		t.Errorf("%d instances before any call, want 2: %v", n, processesUnder(s.Data))
 	}
 
@@ -474,8 +476,8 @@ func TestMinInstances(t *testing.T) {
 	if cold != 1 {
 		t.Errorf("3 parallel calls with 2 provisioned instances made %d cold starts, want 1", cold)
 	}
-	// After the idle timeout the least recently used instance stops; two
-	// stay, however long they idle.
+	// After the idle timeout the least recently used instance stops, and
+	// the prepared sandbox too; two stay, however long they idle.
 	s.waitInstances("warm", 2, 0)
 	eventually(t, 30*time.Second, "2 instances after idling", func() bool { return instancesUnder(s.Data) == 2 })
 	if c := s.mustInvoke("warm", `{}`); c.Cold() {

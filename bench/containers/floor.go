@@ -551,15 +551,17 @@ func firstAnswer(conn net.Conn) error {
 	return err
 }
 
-// freeAddr returns a loopback address no one listens on (there is a small
-// race until the caller binds it).
+// freeAddr returns a loopback address whose port no one listens on, on
+// any address: gosvc listens on all of them, and the server's Runtime API
+// listeners hold ports on the sandboxes' bridge that 127.0.0.1 may share
+// (there is a small race until the caller binds it).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", ":0")
 	if err != nil {
 		return "", err
 	}
 	defer ln.Close()
-	return ln.Addr().String(), nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)), nil
 }
 
 // exitELF is a static x86-64 ELF executable that only calls

@@ -51,20 +51,23 @@ import (
 )
 
 type options struct {
-	sections   map[string]bool
-	concs      []int
-	duration   time.Duration
-	warmup     time.Duration
-	rounds     int
-	coldRuns   int
-	svcMem     []int
-	fnMem      []int
-	tpMemory   int
-	tpCPU      float64
-	replicas   int
-	stratusBin string
-	jsonOut    string
-	keep       bool
+	sections map[string]bool
+	concs    []int
+	duration time.Duration
+	warmup   time.Duration
+	rounds   int
+	coldRuns int
+	svcMem   []int
+	fnMem    []int
+	tpMemory int
+	tpCPU    float64
+	replicas int
+	// maxPrepared is the main server's --max-prepared; < 0 leaves the
+	// server's default.
+	maxPrepared int
+	stratusBin  string
+	jsonOut     string
+	keep        bool
 }
 
 var allSections = []string{"throughput", "coldsvc", "coldfn", "density"}
@@ -85,6 +88,7 @@ func run() int {
 	flag.IntVar(&o.tpMemory, "tp-memory", 4096, "--memory of the throughput services (the runc driver's CPU quota grows with memory: 4096 MB is more than 2 CPUs)")
 	flag.Float64Var(&o.tpCPU, "tp-cpu", 2, "--cpu of the throughput services")
 	flag.IntVar(&o.replicas, "replicas", 200, "replicas of the density section's service")
+	flag.IntVar(&o.maxPrepared, "max-prepared", -1, "--max-prepared of the server of the throughput and cold sections (0: no create-ahead; coldfn deploys -cold-runs functions per memory size up front, so set it at least that high to measure every cold start on a prepared sandbox); default: the server's")
 	flag.StringVar(&o.stratusBin, "stratus", "", "stratus binary to use (default: build ./cmd/stratus)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (binaries, data dirs, logs)")
@@ -243,8 +247,11 @@ func bench(ctx context.Context, o options) (*results, error) {
 // autoscaler takes a service back to zero about a second after its last
 // request.
 func mainServer(ctx context.Context, o options, w *work, res *results) (err error) {
-	s, err := startStratus(ctx, w.stratus, filepath.Join(w.dir, "data"), filepath.Join(w.dir, "server.log"),
-		"--stable-window", "1s", "--panic-window", "1s", "--scale-to-zero-grace", "0s", "--autoscale-tick", "100ms")
+	args := []string{"--stable-window", "1s", "--panic-window", "1s", "--scale-to-zero-grace", "0s", "--autoscale-tick", "100ms"}
+	if o.maxPrepared >= 0 {
+		args = append(args, "--max-prepared", strconv.Itoa(o.maxPrepared))
+	}
+	s, err := startStratus(ctx, w.stratus, filepath.Join(w.dir, "data"), filepath.Join(w.dir, "server.log"), args...)
 	if err != nil {
 		return err
 	}
@@ -346,7 +353,7 @@ func optionsView(o options) map[string]any {
 	return map[string]any{
 		"sections": secs, "conc": o.concs, "duration": o.duration.String(), "warmup": o.warmup.String(),
 		"rounds": o.rounds, "coldRuns": o.coldRuns, "svcMemory": o.svcMem, "fnMemory": o.fnMem,
-		"tpMemory": o.tpMemory, "tpCPU": o.tpCPU, "replicas": o.replicas,
+		"tpMemory": o.tpMemory, "tpCPU": o.tpCPU, "replicas": o.replicas, "maxPrepared": o.maxPrepared,
 	}
 }
 

@@ -27,6 +27,11 @@ type Config struct {
 
 	// MaxInstances caps live instances across all functions.
 	MaxInstances int `json:"maxInstances"`
+	// MaxPrepared caps prepared function instances (create-ahead: a
+	// sandbox made ahead so that a cold start only starts the program; at
+	// most one per function) across the server; 0 turns create-ahead off.
+	// Prepared instances do not count against MaxInstances.
+	MaxPrepared int `json:"maxPrepared"`
 	// IdleTimeout is how long an idle instance lives by default.
 	IdleTimeout stratus.Duration `json:"idleTimeout"`
 	// ThrottleWait bounds how long an invocation waits for a free instance
@@ -90,6 +95,7 @@ func Default() Config {
 		Region:            "local",
 		Sandbox:           "auto",
 		MaxInstances:      stratus.DefaultMaxConc,
+		MaxPrepared:       20,
 		IdleTimeout:       stratus.Duration(stratus.DefaultIdleTimeout),
 		ThrottleWait:      stratus.Duration(time.Second),
 		InitTimeout:       stratus.Duration(10 * time.Second),
@@ -189,6 +195,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInstances < 1 || c.MaxInstances > 10000 {
 		return fmt.Errorf("max instances %d: must be between 1 and 10000: %w", c.MaxInstances, stratus.ErrInvalid)
+	}
+	if c.MaxPrepared < 0 || c.MaxPrepared > 10000 {
+		return fmt.Errorf("max prepared %d: must be between 0 and 10000: %w", c.MaxPrepared, stratus.ErrInvalid)
 	}
 	for name, d := range map[string]stratus.Duration{"idle timeout": c.IdleTimeout, "init timeout": c.InitTimeout, "prune interval": c.PruneInterval} {
 		if d <= 0 {

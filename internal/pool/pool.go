@@ -99,8 +99,9 @@ type Manager struct {
 
 	mu       sync.Mutex
 	pools    map[string]*fnPool
-	live     int // instances across all pools
-	prepared int // prepared instances, and places reserved for prepares in flight
+	live     int  // instances across all pools
+	prepared int  // prepared instances, and places reserved for prepares in flight
+	running  bool // Run has begun: background starts and prepares may run
 	stopping bool
 
 	wg sync.WaitGroup // background starts, prepares, stops and exit watchers
@@ -116,9 +117,9 @@ type fnPool struct {
 	// used is when the function was last invoked or deployed.
 	used time.Time
 	// prepared is the prepared instance of cur, if any; preparing is the
-	// version a prepare in flight is for, nil if none.
+	// latest prepare in flight, if any.
 	prepared  *Instance
-	preparing *stratus.Version
+	preparing *prepareOp
 }
 
 // grant is what a waiter receives: an instance, or a slot to start one
@@ -155,7 +156,21 @@ func New(cfg Config) *Manager {
 
 // Run reaps idle instances every tick until ctx ends, then stops every
 // instance and returns once all of the Manager's goroutines have ended.
+// Background work waits for Run: versions deployed before it get their
+// MinInstances and prepared instances when it begins (so Config's
+// callbacks may use what the caller builds after New).
 func (m *Manager) Run(ctx context.Context, tick time.Duration) error {
+	m.mu.Lock()
+	m.running = true
+	pools := make([]*fnPool, 0, len(m.pools))
+	for _, p := range m.pools {
+		pools = append(pools, p)
+	}
+	m.mu.Unlock()
+	for _, p := range pools {
+		m.prepareAhead(p)
+	}
+	m.Reap()
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -672,10 +687,11 @@ func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version) (
 }
 
 // start launches an instance and waits until its runtime asks for the first
-// invocation. It uses p's prepared instance when that is of v, and then
-// has p prepare the next one once this start is done. Failures of the
-// function's own init come back as initErr with a live-but-dead instance
-// to release; platform failures as err.
+// invocation. It uses a prepared instance of v when there is one (see
+// takePrepared), and has p prepare the next one once this start is done,
+// whichever it used. Failures of the function's own init come back as
+// initErr with a live-but-dead instance to release; platform failures as
+// err.
 func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.Result, error) {
 	defer m.prepareAhead(p)
 	in := m.takePrepared(p, v)
@@ -873,7 +889,7 @@ func (m *Manager) Reap() {
 	}
 	var starts []warm
 	m.mu.Lock()
-	if m.stopping {
+	if m.stopping || !m.running {
 		m.mu.Unlock()
 		return
 	}

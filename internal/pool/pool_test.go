@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/sandbox"
 	"github.com/stratus-run/stratus/internal/sandbox/process"
 	"github.com/stratus-run/stratus/internal/sandbox/sandboxtest"
 )
@@ -129,6 +130,8 @@ type opts struct {
 	idleTimeout  time.Duration
 	initTimeout  time.Duration
 	fakeClock    bool
+	// maxPrepared > 0 turns create-ahead on, with the preparer driver.
+	maxPrepared int
 }
 
 // env is a Manager running real instances of the test runtime under the
@@ -137,8 +140,9 @@ type env struct {
 	t       *testing.T
 	m       *Manager
 	sink    *sink
-	clock   *clock // nil with the real clock
-	marker  string // in every instance's environment
+	drv     *preparer // set with opts.maxPrepared
+	clock   *clock    // nil with the real clock
+	marker  string    // in every instance's environment
 	codeDir string
 
 	cancel   context.CancelFunc
@@ -164,8 +168,14 @@ func newEnv(t *testing.T, o opts) *env {
 	if o.idleTimeout == 0 {
 		o.idleTimeout = 5 * time.Minute
 	}
+	var drv sandbox.Driver = driver
+	if o.maxPrepared > 0 {
+		e.drv = newPreparer(driver)
+		drv = e.drv
+	}
 	cfg := Config{
-		Driver:       driver,
+		Driver:       drv,
+		MaxPrepared:  o.maxPrepared,
 		Command:      func(v *stratus.Version, taskDir, rtDir string) ([]string, error) { return []string{rtBin}, nil },
 		CodeDir:      func(sha string) string { return e.codeDir },
 		RuntimeDir:   "/opt/stratus-runtimes",
@@ -188,6 +198,11 @@ func newEnv(t *testing.T, o opts) *env {
 	go func() { e.runDone <- e.m.Run(ctx, time.Hour) }() // the test calls Reap itself
 	t.Cleanup(func() {
 		e.stop()
+		if e.drv != nil {
+			if left := e.drv.preparedLeft(); len(left) > 0 {
+				t.Errorf("prepared sandboxes left after Run returned: %v", left)
+			}
+		}
 		if left := sandboxtest.Processes(e.markerEnv()); len(left) > 0 {
 			t.Errorf("processes left after Run returned: %s", sandboxtest.Describe(left))
 			for _, pid := range left {

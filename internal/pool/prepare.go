@@ -16,6 +16,12 @@ import (
 // so that the prepare does not compete with it. A prepare that fails is
 // logged and not retried until the next of those.
 //
+// How a start uses it: it takes the prepared instance of its version; if
+// there is none but a prepare of its version is in flight, the first start
+// to come waits for that prepare (it began earlier than a start of its own
+// would, and two container setups at once only slow each other down) and
+// takes what it makes; other starts meanwhile start sandboxes of their own.
+//
 // When one goes: a start takes it (it becomes a live instance), a new head
 // version or Remove stops it, StopAll stops it, Reap stops it once the
 // function has been unused (not invoked nor deployed) for its idle timeout,
@@ -27,19 +33,31 @@ import (
 // function, unless that function was used more recently than itself (then
 // it goes without). A prepare in flight is never cancelled for room.
 
+// prepareOp is a prepare in flight.
+type prepareOp struct {
+	v *stratus.Version
+	// claim is set by the start that waits for this prepare (guarded by
+	// Manager.mu); it receives the prepared instance, or nil if the
+	// prepare failed.
+	claim chan *Instance
+}
+
 // prepareAhead prepares an instance of p's head version in a goroutine of
-// the Manager's, when create-ahead is on, p has none prepared nor being
-// prepared and there is room under MaxPrepared. It does not block.
+// the Manager's, when create-ahead is on, Run has begun, p has none
+// prepared nor being prepared and there is room under MaxPrepared. It
+// does not block.
 func (m *Manager) prepareAhead(p *fnPool) {
 	if !m.createAhead {
 		return
 	}
 	m.mu.Lock()
 	v := p.cur
-	ok := !m.stopping && !p.removed && p.prepared == nil &&
-		(p.preparing == nil || p.preparing.Version != v.Version) && m.reservePreparedLocked(p)
+	ok := m.running && !m.stopping && !p.removed && p.prepared == nil &&
+		(p.preparing == nil || p.preparing.v.Version != v.Version) && m.reservePreparedLocked(p)
+	var op *prepareOp
 	if ok {
-		p.preparing = v
+		op = &prepareOp{v: v}
+		p.preparing = op
 		m.wg.Add(1)
 	}
 	m.mu.Unlock()
@@ -48,20 +66,22 @@ func (m *Manager) prepareAhead(p *fnPool) {
 	}
 	go func() {
 		defer m.wg.Done()
-		m.prepare(p, v)
+		m.prepare(p, op)
 	}()
 }
 
-// prepare makes a prepared instance of v for p in the place prepareAhead
-// reserved, and keeps it if v is still p's head. A failure is logged and
-// gives the place back.
-func (m *Manager) prepare(p *fnPool, v *stratus.Version) {
+// prepare makes a prepared instance of op.v for p in the place
+// prepareAhead reserved. It hands the instance to the start that claimed
+// op, or keeps it if op.v is still p's head. A failure is logged and gives
+// the place back.
+func (m *Manager) prepare(p *fnPool, op *prepareOp) {
+	v := op.v
 	in, err := m.newInstance(p, v)
 	if err == nil {
 		err = m.launch(in, m.cfg.Driver.Prepare)
 	}
 	m.mu.Lock()
-	if p.preparing == v {
+	if p.preparing == op {
 		p.preparing = nil
 	}
 	if err == nil {
@@ -69,14 +89,20 @@ func (m *Manager) prepare(p *fnPool, v *stratus.Version) {
 		case <-in.exited:
 			err = fmt.Errorf("its sandbox ended: %s", in.exit)
 		default:
-			// If it ends from now on, onExit forgets it.
+			// If it ends from now on, onExit or the start forgets it.
 		}
 	}
-	keep := err == nil && !m.stopping && !p.removed && p.cur.Version == v.Version && p.prepared == nil
-	if keep {
+	claim := op.claim
+	claimed := claim != nil
+	keep := err == nil && !claimed && !m.stopping && !p.removed && p.cur.Version == v.Version && p.prepared == nil
+	switch {
+	case err == nil && claimed:
+		m.prepared--
+		in.state = stateBusy
+	case keep:
 		in.state = statePrepared
 		p.prepared = in
-	} else {
+	default:
 		m.prepared--
 	}
 	m.mu.Unlock()
@@ -84,6 +110,11 @@ func (m *Manager) prepare(p *fnPool, v *stratus.Version) {
 	case err != nil:
 		// Nothing of it is left: a failed Prepare leaves no sandbox.
 		m.log.Warn("prepare instance", "fn", v.Function, "version", v.Version, "err", err)
+		if claimed {
+			claim <- nil
+		}
+	case claimed:
+		claim <- in
 	case !keep:
 		// A newer version, Remove or StopAll came meanwhile.
 		m.stopAsync(in)
@@ -113,25 +144,36 @@ func (m *Manager) reservePreparedLocked(p *fnPool) bool {
 	return true
 }
 
-// takePrepared hands p's prepared instance to a start of v, if it is of v
-// and its sandbox still lives. It is then busy and counts as live in the
-// slot the caller reserved.
+// takePrepared hands a prepared instance of v to a start: p's prepared
+// one if it is of v and its sandbox lives, else the one a prepare of v in
+// flight makes, if no other start waits for that (it then waits). The
+// instance is busy and counts as live in the slot the caller reserved.
+// Nil means the caller starts a sandbox of its own.
 func (m *Manager) takePrepared(p *fnPool, v *stratus.Version) *Instance {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	in := p.prepared
-	if in == nil || in.Version.Version != v.Version {
+	if in != nil && in.Version.Version == v.Version {
+		select {
+		case <-in.exited:
+			// onExit forgets it.
+			m.mu.Unlock()
+			return nil
+		default:
+		}
+		p.prepared = nil
+		m.prepared--
+		in.state = stateBusy
+		m.mu.Unlock()
+		return in
+	}
+	op := p.preparing
+	if op == nil || op.v.Version != v.Version || op.claim != nil {
+		m.mu.Unlock()
 		return nil
 	}
-	select {
-	case <-in.exited:
-		return nil // onExit forgets it
-	default:
-	}
-	p.prepared = nil
-	m.prepared--
-	in.state = stateBusy
-	return in
+	op.claim = make(chan *Instance, 1)
+	m.mu.Unlock()
+	return <-op.claim
 }
 
 // dropPreparedLocked forgets p's prepared instance and returns it (nil if

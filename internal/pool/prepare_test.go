@@ -1,0 +1,567 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/sandbox"
+	"github.com/stratus-run/stratus/internal/sandbox/process"
+)
+
+// preparer is the process driver with Capabilities.Prepare, for the
+// create-ahead tests. Prepare checks the spec as the process driver does
+// and keeps it: no process runs until Start, which must get the same spec.
+// Stop of a prepared sandbox ends it; Wait of one returns when it is
+// stopped, or waits for its process once started. Every Prepare, Start
+// and Stop is recorded in order.
+type preparer struct {
+	*process.Driver
+
+	mu    sync.Mutex
+	calls []call
+	boxes map[string]*prepBox
+	// fail, when set, is Prepare's error.
+	fail error
+	// hold, when set, is a channel each Prepare waits on (after it is
+	// recorded) until it is closed.
+	hold chan struct{}
+}
+
+// call is one recorded driver call: op is "prepare", "start" (of a
+// sandbox not prepared), "start-prepared" or "stop".
+type call struct{ op, id string }
+
+type prepBox struct {
+	spec    sandbox.Spec
+	state   string        // "prepared", "starting", "started", "stopped"; guarded by preparer.mu
+	settled chan struct{} // closed when started or stopped
+}
+
+func newPreparer(d *process.Driver) *preparer {
+	return &preparer{Driver: d, boxes: make(map[string]*prepBox)}
+}
+
+func (p *preparer) Capabilities() sandbox.Capabilities {
+	c := p.Driver.Capabilities()
+	c.Prepare = true
+	return c
+}
+
+func (p *preparer) Prepare(ctx context.Context, spec sandbox.Spec) error {
+	p.mu.Lock()
+	p.calls = append(p.calls, call{"prepare", spec.ID})
+	fail, hold := p.fail, p.hold
+	p.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	if fail != nil {
+		return fail
+	}
+	if err := p.Driver.Prepare(ctx, spec); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.boxes[spec.ID]; ok {
+		return fmt.Errorf("prepare %s twice: %w", spec.ID, stratus.ErrConflict)
+	}
+	p.boxes[spec.ID] = &prepBox{spec: spec, state: "prepared", settled: make(chan struct{})}
+	return nil
+}
+
+func (p *preparer) Start(ctx context.Context, spec sandbox.Spec) error {
+	p.mu.Lock()
+	b := p.boxes[spec.ID]
+	if b == nil {
+		p.calls = append(p.calls, call{"start", spec.ID})
+		p.mu.Unlock()
+		return p.Driver.Start(ctx, spec)
+	}
+	p.calls = append(p.calls, call{"start-prepared", spec.ID})
+	if b.state != "prepared" {
+		p.mu.Unlock()
+		return fmt.Errorf("start %s: %s, not prepared: %w", spec.ID, b.state, stratus.ErrConflict)
+	}
+	b.state = "starting"
+	p.mu.Unlock()
+	err := p.Driver.Start(ctx, spec)
+	if !sameSpec(b.spec, spec) {
+		err = fmt.Errorf("start %s with a spec other than the prepared one", spec.ID)
+	}
+	p.mu.Lock()
+	b.state = "started"
+	if err != nil {
+		b.state = "stopped"
+	}
+	close(b.settled)
+	p.mu.Unlock()
+	return err
+}
+
+func sameSpec(a, b sandbox.Spec) bool {
+	return a.ID == b.ID && slices.Equal(a.Argv, b.Argv) && slices.Equal(a.Env, b.Env) && a.Dir == b.Dir &&
+		slices.Equal(a.Mounts, b.Mounts) && a.MemoryMB == b.MemoryMB && a.Stdout == b.Stdout && a.Stderr == b.Stderr
+}
+
+func (p *preparer) Stop(ctx context.Context, id string, grace time.Duration) error {
+	p.mu.Lock()
+	p.calls = append(p.calls, call{"stop", id})
+	if b := p.boxes[id]; b != nil && b.state == "prepared" {
+		b.state = "stopped"
+		close(b.settled)
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	return p.Driver.Stop(ctx, id, grace)
+}
+
+func (p *preparer) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
+	p.mu.Lock()
+	b := p.boxes[id]
+	p.mu.Unlock()
+	if b == nil {
+		return p.Driver.Wait(ctx, id)
+	}
+	select {
+	case <-b.settled:
+	case <-ctx.Done():
+		return sandbox.Exit{}, ctx.Err()
+	}
+	p.mu.Lock()
+	state := b.state
+	delete(p.boxes, id)
+	p.mu.Unlock()
+	if state == "started" {
+		return p.Driver.Wait(ctx, id)
+	}
+	return sandbox.Exit{Code: -1, Signal: "terminated"}, nil
+}
+
+func (p *preparer) List(ctx context.Context) ([]string, error) {
+	ids, err := p.Driver.List(ctx)
+	return append(ids, p.preparedLeft()...), err
+}
+
+// preparedLeft lists the sandboxes prepared and neither started nor
+// stopped.
+func (p *preparer) preparedLeft() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ids []string
+	for id, b := range p.boxes {
+		if b.state == "prepared" {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (p *preparer) log() []call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
+}
+
+// ids returns the IDs of the recorded calls of op, in order.
+func (p *preparer) ids(op string) []string {
+	var ids []string
+	for _, c := range p.log() {
+		if c.op == op {
+			ids = append(ids, c.id)
+		}
+	}
+	return ids
+}
+
+func (p *preparer) stopped(id string) bool { return slices.Contains(p.ids("stop"), id) }
+
+// preparedOf is the prepared instance of function name, nil if none.
+func (e *env) preparedOf(name string) *Instance {
+	e.m.mu.Lock()
+	defer e.m.mu.Unlock()
+	if p := e.m.pools[name]; p != nil {
+		return p.prepared
+	}
+	return nil
+}
+
+// settled waits until no prepare is in flight and returns the number of
+// prepared instances (and places reserved) the Manager counts.
+func (e *env) settled() int {
+	e.t.Helper()
+	var n int
+	e.waitFor("no prepare in flight", func() bool {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		for _, p := range e.m.pools {
+			if p.preparing != nil {
+				return false
+			}
+		}
+		n = e.m.prepared
+		return true
+	})
+	return n
+}
+
+// waitPrepared waits until function name has a prepared instance, and
+// returns its ID.
+func (e *env) waitPrepared(name string) string {
+	e.t.Helper()
+	e.waitFor("a prepared instance of "+name, func() bool { return e.preparedOf(name) != nil })
+	return e.preparedOf(name).ID
+}
+
+// TestCreateAheadColdStart: a deploy prepares an instance; the cold start
+// starts that one (the same spec, no other Prepare or Start before it),
+// counts its init from Start, ties its output to the invocation; then the
+// next one is prepared and serves the next cold start.
+func TestCreateAheadColdStart(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5, fakeClock: true})
+	e.deploy("fn", 1, nil)
+	id := e.waitPrepared("fn")
+	if got := e.m.Stats("fn"); got != (Stats{Prepared: 1}) {
+		t.Errorf("Stats after deploy = %+v, want one prepared instance and none live", got)
+	}
+	if n := len(e.procs()); n != 0 {
+		t.Errorf("%d processes run for a prepared instance, want none", n)
+	}
+
+	// A long wait prepared does not count in the init duration.
+	e.clock.Step(time.Hour)
+	resp := e.mustInvoke("fn", map[string]any{"op": "print", "text": "hello from a prepared instance"})
+	e.success(resp)
+	r := resp.Record
+	if !r.Cold || r.Instance != id {
+		t.Fatalf("first invocation: cold %v on %s, want a cold start on the prepared %s", r.Cold, r.Instance, id)
+	}
+	if r.InitDurationMs >= float64(time.Hour/time.Millisecond) {
+		t.Errorf("init duration %.2f ms counts the time the instance waited prepared; want it from Start", r.InitDurationMs)
+	}
+	e.checkPlatformLines(r)
+	for _, stream := range []string{"stdout", "stderr"} {
+		e.waitFor(stream+" line", func() bool { return len(e.sink.linesOf(r.RequestID, stream)) == 1 })
+		if l := e.sink.linesOf(r.RequestID, stream)[0]; l.Text != "hello from a prepared instance" || l.Instance != id || l.Function != "fn" {
+			t.Errorf("%s line %+v, want it tied to instance %s", stream, l, id)
+		}
+	}
+
+	// After the taken one, a new one is prepared.
+	next := e.waitPrepared("fn")
+	e.waitStats("fn", Stats{Live: 1, Idle: 1, Prepared: 1})
+	want := []call{{"prepare", id}, {"start-prepared", id}, {"prepare", next}}
+	if got := e.drv.log(); !slices.Equal(got, want) {
+		t.Errorf("driver calls %v, want %v", got, want)
+	}
+
+	// With the warm instance busy, the next cold start takes the new one.
+	g := e.gate()
+	busy := e.goInvoke("fn", block(g))
+	e.atGate(g)
+	second := e.mustInvoke("fn", map[string]any{"op": "echo"})
+	if ec := e.success(second); !second.Record.Cold || second.Record.Instance != next || !strings.HasSuffix(ec.Env["AWS_LAMBDA_LOG_STREAM_NAME"], "]"+next) {
+		t.Errorf("second cold start on %s (cold %v, log stream %q), want the prepared %s", second.Record.Instance, second.Record.Cold, ec.Env["AWS_LAMBDA_LOG_STREAM_NAME"], next)
+	}
+	e.open(g)
+	if r := e.await(busy); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if starts := e.drv.ids("start"); len(starts) != 0 {
+		t.Errorf("sandboxes started without being prepared: %v", starts)
+	}
+	e.waitPrepared("fn")
+	if n := e.settled(); n != 1 {
+		t.Errorf("the Manager counts %d prepared instances, want 1", n)
+	}
+}
+
+// TestCreateAheadNewVersion: a new version stops the prepared instance of
+// the old one and prepares its own.
+func TestCreateAheadNewVersion(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5})
+	e.deploy("fn", 1, nil)
+	old := e.waitPrepared("fn")
+	e.deploy("fn", 2, nil)
+	e.waitFor("the old prepared instance to stop", func() bool { return e.drv.stopped(old) })
+	id := e.waitPrepared("fn")
+	if id == old {
+		t.Fatalf("version 2 kept the prepared instance of version 1")
+	}
+	resp := e.mustInvoke("fn", map[string]any{"op": "echo"})
+	if ec := e.success(resp); !resp.Record.Cold || resp.Record.Instance != id || resp.Record.Version != 2 || ec.Env["V"] != "2" {
+		t.Errorf("after deploy: cold %v on %s, version %d, env V=%q; want the prepared %s of version 2", resp.Record.Cold, resp.Record.Instance, resp.Record.Version, ec.Env["V"], id)
+	}
+	if n := e.settled(); n != 1 {
+		t.Errorf("the Manager counts %d prepared instances, want 1", n)
+	}
+}
+
+// TestCreateAheadNewVersionWhilePreparing: a prepare in flight for an old
+// version is dropped when it ends; the new version gets its own.
+func TestCreateAheadNewVersionWhilePreparing(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5})
+	hold := make(chan struct{})
+	e.drv.hold = hold
+	e.deploy("fn", 1, nil)
+	e.waitFor("a prepare of version 1", func() bool { return len(e.drv.ids("prepare")) == 1 })
+	e.deploy("fn", 2, nil)
+	e.waitFor("a prepare of version 2", func() bool { return len(e.drv.ids("prepare")) == 2 })
+	close(hold)
+	ids := e.drv.ids("prepare")
+	e.waitFor("version 1's prepared sandbox to stop", func() bool { return e.drv.stopped(ids[0]) })
+	if n := e.settled(); n != 1 {
+		t.Errorf("the Manager counts %d prepared instances, want 1", n)
+	}
+	in := e.preparedOf("fn")
+	if in == nil || in.ID != ids[1] || in.Version.Version != 2 {
+		t.Fatalf("prepared instance %+v, want %s of version 2", in, ids[1])
+	}
+	if left := e.drv.preparedLeft(); !slices.Equal(left, ids[1:]) {
+		t.Errorf("prepared sandboxes %v, want only %s", left, ids[1])
+	}
+}
+
+// TestCreateAheadRemove: Remove stops the prepared instance.
+func TestCreateAheadRemove(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5})
+	e.deploy("fn", 1, nil)
+	id := e.waitPrepared("fn")
+	e.m.Remove("fn")
+	e.waitFor("the prepared instance to stop", func() bool { return e.drv.stopped(id) })
+	if left := e.drv.preparedLeft(); len(left) != 0 {
+		t.Errorf("prepared sandboxes left after Remove: %v", left)
+	}
+	if n := e.settled(); n != 0 {
+		t.Errorf("the Manager counts %d prepared instances after Remove, want 0", n)
+	}
+}
+
+// TestCreateAheadStopAll: stopping the Manager stops every prepared
+// instance, and none is prepared afterwards.
+func TestCreateAheadStopAll(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5})
+	e.deploy("a", 1, nil)
+	e.deploy("b", 1, nil)
+	ids := []string{e.waitPrepared("a"), e.waitPrepared("b")}
+	e.stop()
+	for _, id := range ids {
+		if !e.drv.stopped(id) {
+			t.Errorf("prepared instance %s not stopped when Run returned", id)
+		}
+	}
+	if left := e.drv.preparedLeft(); len(left) != 0 {
+		t.Errorf("prepared sandboxes left after Run returned: %v", left)
+	}
+	e.m.Deploy(e.version("c", 1, nil))
+	if n := len(e.drv.ids("prepare")); n != 2 {
+		t.Errorf("%d prepares, want none after StopAll", n-2)
+	}
+	if n := e.settled(); n != 0 {
+		t.Errorf("the Manager counts %d prepared instances after StopAll", n)
+	}
+}
+
+// TestCreateAheadCap: MaxPrepared holds across functions; at the cap the
+// prepared instance of the least recently used function makes room.
+// Prepared instances do not count against MaxInstances.
+func TestCreateAheadCap(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 2, maxInstances: 1, fakeClock: true})
+	e.deploy("a", 1, nil)
+	a := e.waitPrepared("a")
+	e.clock.Step(time.Second)
+	e.deploy("b", 1, nil)
+	e.waitPrepared("b")
+	if got := e.m.Total(); got != 0 {
+		t.Errorf("Total = %d with two prepared instances, want 0", got)
+	}
+
+	// c takes the place of a's, the least recently used.
+	e.clock.Step(time.Second)
+	e.deploy("c", 1, nil)
+	e.waitPrepared("c")
+	e.waitFor("a's prepared instance to stop", func() bool { return e.drv.stopped(a) })
+	if n := e.settled(); n != 2 {
+		t.Errorf("the Manager counts %d prepared instances, want the cap of 2", n)
+	}
+	if in := e.preparedOf("a"); in != nil {
+		t.Errorf("a still has prepared instance %s", in.ID)
+	}
+
+	// A cold start of a (its sandbox not prepared) uses the one live
+	// slot; then a prepares again, in the place of b's, now the least
+	// recently used.
+	e.clock.Step(time.Second)
+	b := e.preparedOf("b").ID
+	resp := e.mustInvoke("a", map[string]any{"op": "echo"})
+	if e.success(resp); !resp.Record.Cold {
+		t.Errorf("a: want a cold start")
+	}
+	e.waitPrepared("a")
+	e.waitFor("b's prepared instance to stop", func() bool { return e.drv.stopped(b) })
+	if n := e.settled(); n != 2 {
+		t.Errorf("the Manager counts %d prepared instances, want the cap of 2", n)
+	}
+	e.waitFor("two prepared sandboxes", func() bool { return len(e.drv.preparedLeft()) == 2 })
+	if got := e.m.Total(); got != 1 {
+		t.Errorf("Total = %d, want 1", got)
+	}
+}
+
+// TestCreateAheadReap: a function unused for its idle timeout drops its
+// prepared instance with its idle ones; its next cold start prepares one
+// again.
+func TestCreateAheadReap(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5, fakeClock: true, idleTimeout: 5 * time.Minute})
+	e.deploy("fn", 1, nil)
+	e.waitPrepared("fn")
+	e.mustInvoke("fn", map[string]any{"op": "echo"})
+	id := e.waitPrepared("fn")
+	e.waitStats("fn", Stats{Live: 1, Idle: 1, Prepared: 1})
+
+	e.clock.Step(5*time.Minute - time.Second)
+	e.m.Reap()
+	if got := e.m.Stats("fn"); got != (Stats{Live: 1, Idle: 1, Prepared: 1}) {
+		t.Errorf("after 4m59s unused: %+v, want everything kept", got)
+	}
+	e.clock.Step(time.Second)
+	e.m.Reap()
+	e.waitStats("fn", Stats{})
+	e.waitFor("the prepared instance to stop", func() bool { return e.drv.stopped(id) })
+	e.waitFor("no process", func() bool { return len(e.procs()) == 0 })
+	if left := e.drv.preparedLeft(); len(left) != 0 {
+		t.Errorf("prepared sandboxes left after the reap: %v", left)
+	}
+
+	resp := e.mustInvoke("fn", map[string]any{"op": "echo"})
+	if e.success(resp); !resp.Record.Cold || !slices.Contains(e.drv.ids("start"), resp.Record.Instance) {
+		t.Errorf("after the reap: cold %v on %s, want a cold start of a sandbox not prepared", resp.Record.Cold, resp.Record.Instance)
+	}
+	e.waitPrepared("fn")
+}
+
+// TestCreateAheadPrepareFails: a failed prepare is logged and not retried
+// until the next cold start, which starts a sandbox of its own.
+func TestCreateAheadPrepareFails(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5})
+	e.drv.fail = errors.New("no room for a sandbox")
+	e.deploy("fn", 1, nil)
+	if n := e.settled(); n != 0 {
+		t.Errorf("the Manager counts %d prepared instances after a failed prepare", n)
+	}
+	for range 3 {
+		e.m.Reap()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(e.drv.ids("prepare")); n != 1 {
+		t.Errorf("%d prepares after one deploy, want 1 (no retry loop)", n)
+	}
+	resp := e.mustInvoke("fn", map[string]any{"op": "echo"})
+	if e.success(resp); !resp.Record.Cold || !slices.Contains(e.drv.ids("start"), resp.Record.Instance) {
+		t.Errorf("cold %v on %s, want a cold start of a sandbox not prepared", resp.Record.Cold, resp.Record.Instance)
+	}
+	e.settled()
+	if n := len(e.drv.ids("prepare")); n != 2 {
+		t.Errorf("%d prepares, want one more after the cold start", n)
+	}
+	if got := e.m.Stats("fn"); got != (Stats{Live: 1, Idle: 1}) {
+		t.Errorf("Stats = %+v", got)
+	}
+}
+
+// TestCreateAheadColdStartWaitsForPrepare: a cold start while a prepare of
+// its version is in flight waits for it and starts what it makes; a second
+// cold start meanwhile does not wait and starts a sandbox of its own.
+func TestCreateAheadColdStartWaitsForPrepare(t *testing.T) {
+	e := newEnv(t, opts{maxPrepared: 5})
+	hold := make(chan struct{})
+	e.drv.hold = hold
+	e.deploy("fn", 1, nil)
+	e.waitFor("a prepare", func() bool { return len(e.drv.ids("prepare")) == 1 })
+	id := e.drv.ids("prepare")[0]
+
+	g := e.gate()
+	first := e.goInvoke("fn", block(g))
+	e.waitFor("a start waiting for the prepare", func() bool {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		op := e.m.pools["fn"].preparing
+		return op != nil && op.claim != nil
+	})
+	second := e.mustInvoke("fn", map[string]any{"op": "echo"})
+	if e.success(second); !second.Record.Cold || second.Record.Instance == id || !slices.Contains(e.drv.ids("start"), second.Record.Instance) {
+		t.Errorf("second cold start on %s (cold %v), want a sandbox of its own", second.Record.Instance, second.Record.Cold)
+	}
+	e.drv.mu.Lock()
+	e.drv.hold = nil
+	e.drv.mu.Unlock()
+	close(hold)
+	e.open(g)
+	r := e.await(first)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if e.success(r.resp); !r.resp.Record.Cold || r.resp.Record.Instance != id {
+		t.Errorf("first cold start on %s (cold %v), want the prepared %s", r.resp.Record.Instance, r.resp.Record.Cold, id)
+	}
+	if got := e.drv.ids("start-prepared"); !slices.Equal(got, []string{id}) {
+		t.Errorf("prepared sandboxes started %v, want %s", got, id)
+	}
+	e.waitPrepared("fn")
+	if n := e.settled(); n != 1 {
+		t.Errorf("the Manager counts %d prepared instances, want 1", n)
+	}
+}
+
+// TestBackgroundWorkWaitsForRun: a Deploy before Run (the server deploys
+// the stored functions while it wires its parts) prepares and starts
+// nothing; Run then prepares an instance and starts the MinInstances.
+func TestBackgroundWorkWaitsForRun(t *testing.T) {
+	driver, err := process.New(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv := newPreparer(driver)
+	e := &env{t: t, sink: &sink{}, codeDir: t.TempDir(), marker: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	var codeDir func(string) string // set after New, as the server does
+	m := New(Config{
+		Driver:      drv,
+		MaxPrepared: 5,
+		Command:     func(v *stratus.Version, taskDir, rtDir string) ([]string, error) { return []string{rtBin}, nil },
+		CodeDir:     func(sha string) string { return codeDir(sha) },
+		Region:      "local",
+		StopGrace:   2 * time.Second,
+		Log:         slog.New(slog.DiscardHandler),
+	})
+	e.m = m
+	m.Deploy(e.version("fn", 1, func(c *stratus.FunctionConfig) { c.MinInstances = 1 }))
+	if calls := drv.log(); len(calls) != 0 {
+		t.Errorf("driver calls before Run: %v", calls)
+	}
+	codeDir = func(string) string { return e.codeDir }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, time.Hour) }()
+	e.waitStats("fn", Stats{Live: 1, Idle: 1, Prepared: 1})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if left := drv.preparedLeft(); len(left) != 0 {
+		t.Errorf("prepared sandboxes left after Run returned: %v", left)
+	}
+	if left := e.procs(); len(left) != 0 {
+		t.Errorf("processes left after Run returned: %v", left)
+	}
+}
