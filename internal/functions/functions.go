@@ -69,7 +69,7 @@ type Config struct {
 	// Images resolves the images of functions deployed from one; nil
 	// refuses such deploys.
 	Images Images
-	Log       *slog.Logger
+	Log    *slog.Logger
 }
 
 // Open loads every function's head from the store and deploys it to the

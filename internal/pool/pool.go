@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,7 +70,10 @@ type Config struct {
 	// read-only at /var/task, as on Lambda; others run both at their host
 	// paths.
 	RuntimeDir string
-	Region     string
+	// Image returns how to run a version deployed from an image
+	// (Config.Image set); nil refuses such versions.
+	Image  func(ctx context.Context, v *stratus.Version) (*ImageRun, error)
+	Region string
 	// MaxInstances caps live instances across all functions.
 	MaxInstances int
 	// MaxPrepared caps prepared instances across all functions (at most
@@ -742,7 +747,21 @@ func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.R
 // newInstance makes an instance of v in p: its ID, its Runtime API
 // (listening) and the spec of its sandbox, which nothing runs yet. Its
 // state is stateStarting.
+// ImageRun is how a function from an image runs: its root filesystem
+// (a host folder), its command (the image's entrypoint and command, or
+// the entrypoint and the function's handler), environment and working
+// directory.
+type ImageRun struct {
+	RootFS string
+	Argv   []string
+	Env    []string
+	Dir    string
+}
+
 func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) {
+	if v.Config.Image != "" {
+		return m.newImageInstance(p, v)
+	}
 	caps := m.cfg.Driver.Capabilities()
 	dir := m.cfg.CodeDir(v.CodeSHA)
 	taskDir, rtDir := dir, m.cfg.RuntimeDir
@@ -778,6 +797,46 @@ func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) 
 		Env:      m.env(v, taskDir, rtDir, in, rapi.Addr()),
 		Dir:      taskDir,
 		Mounts:   mounts,
+		MemoryMB: v.Config.MemoryMB,
+		Stdout:   in.stdout,
+		Stderr:   in.stderr,
+	}
+	return in, nil
+}
+
+// newImageInstance is newInstance for a version deployed from an image:
+// the image is the sandbox's root, its working directory (else /var/task)
+// the task root, and its environment comes before Lambda's.
+func (m *Manager) newImageInstance(p *fnPool, v *stratus.Version) (*Instance, error) {
+	if m.cfg.Image == nil || !m.cfg.Driver.Capabilities().RootFS {
+		return nil, fmt.Errorf("function %s runs an image, which the %s sandbox driver cannot run: %w", v.Function, m.cfg.Driver.Name(), stratus.ErrUnavailable)
+	}
+	img, err := m.cfg.Image(context.Background(), v)
+	if err != nil {
+		return nil, err
+	}
+	taskDir := img.Dir
+	if taskDir == "" {
+		taskDir = TaskRoot
+	}
+	rapi, err := runtimeapi.New(m.cfg.Driver.Capabilities().HostIP)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{
+		ID: newID(), Version: v, pool: p, rapi: rapi,
+		state: stateStarting, exited: make(chan struct{}),
+	}
+	empty := ""
+	in.reqID.Store(&empty)
+	in.stdout = m.outputWriter(in, "stdout")
+	in.stderr = m.outputWriter(in, "stderr")
+	in.spec = sandbox.Spec{
+		ID:       in.ID,
+		Argv:     img.Argv,
+		Env:      imageEnv(img.Env, m.env(v, taskDir, "", in, rapi.Addr())),
+		Dir:      taskDir,
+		RootFS:   img.RootFS,
 		MemoryMB: v.Config.MemoryMB,
 		Stdout:   in.stdout,
 		Stderr:   in.stderr,
@@ -950,6 +1009,10 @@ func traceID(t time.Time) string {
 	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", t.Unix(), h[:24], h[24:40])
 }
 
+// baseEnv is how many entries env begins with that an image's own
+// environment may override (PATH, LANG, TZ).
+const baseEnv = 3
+
 func (m *Manager) env(v *stratus.Version, taskDir, rtDir string, in *Instance, rapiAddr string) []string {
 	c := v.Config
 	env := []string{
@@ -973,4 +1036,22 @@ func (m *Manager) env(v *stratus.Version, taskDir, rtDir string, in *Instance, r
 		env = append(env, k+"="+val)
 	}
 	return env
+}
+
+// imageEnv is an image function's environment: Lambda's defaults, then
+// the image's environment, then Lambda's variables and the function's
+// own; a later entry of a name replaces an earlier one.
+func imageEnv(image, lambda []string) []string {
+	var out []string
+	at := map[string]int{}
+	for _, kv := range slices.Concat(lambda[:baseEnv], image, lambda[baseEnv:]) {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := at[k]; ok {
+			out[i] = kv
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
 }

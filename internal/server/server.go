@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,13 +90,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}, log.With("component", "logs"))
 	met := newMetrics(writer)
 
+	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
+	if err != nil {
+		return err
+	}
 	var fns *functions.Service
 	var svcs *services.Manager
 	pools := pool.New(pool.Config{
-		Driver:       driver,
-		Command:      newCommander().command,
-		CodeDir:      func(sha string) string { return fns.CodeDir(sha) },
-		RuntimeDir:   rtDir,
+		Driver:     driver,
+		Command:    newCommander().command,
+		CodeDir:    func(sha string) string { return fns.CodeDir(sha) },
+		RuntimeDir: rtDir,
+		Image: func(ctx context.Context, v *stratus.Version) (*pool.ImageRun, error) {
+			return imageResolver{images}.run(ctx, v)
+		},
 		Region:       cfg.Region,
 		MaxInstances: cfg.MaxInstances,
 		MaxPrepared:  cfg.MaxPrepared,
@@ -109,10 +117,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	met.instances(pools.Total)
 	lim := archive.DefaultLimits()
 	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipBytes, cfg.MaxUnzippedBytes
-	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
-	if err != nil {
-		return err
-	}
 	fns, err = functions.Open(ctx, functions.Config{
 		Store: st, Pools: pools, DataDir: cfg.DataDir, Limits: lim,
 		MaxConcurrency: cfg.MaxInstances, MaxRetries: cfg.MaxRetries, Log: log.With("component", "functions"),
@@ -407,4 +411,24 @@ func (r imageResolver) Lookup(ref string) (string, int64, bool, error) {
 		return "", 0, false, err
 	}
 	return img.Digest, img.Size, len(img.Config.Entrypoint)+len(img.Config.Cmd) > 0, nil
+}
+
+// run is how function version v, deployed from an image, runs: the image's
+// entrypoint with its command, or with the function's handler in its
+// place (as Lambda's ImageConfig.Command replaces CMD).
+func (r imageResolver) run(ctx context.Context, v *stratus.Version) (*pool.ImageRun, error) {
+	img, err := r.s.Get(v.CodeSHA)
+	if err != nil {
+		return nil, fmt.Errorf("image of %s: %w", v.Key(), err)
+	}
+	root, err := r.s.Root(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	c := img.Config
+	argv := append(slices.Clip(c.Entrypoint), c.Cmd...)
+	if v.Config.Handler != "" {
+		argv = append(slices.Clip(c.Entrypoint), v.Config.Handler)
+	}
+	return &pool.ImageRun{RootFS: root, Argv: argv, Env: c.Env, Dir: c.WorkingDir}, nil
 }
