@@ -25,9 +25,9 @@ const probeTimeout = time.Second
 
 // run is a replica's goroutine: it starts the sandbox, waits for it to be
 // ready, probes it while it serves, and restarts it with backoff when it
-// exits or stops answering, until the replica is asked to stop. A replica
-// of a revision that never served is not restarted: its failure fails
-// the deploy.
+// exits or stops answering, until the replica is asked to stop. The
+// first failure of a replica of a revision still being deployed fails
+// the deploy, which then stops it.
 func (m *Manager) run(r *replica) {
 	defer m.wg.Done()
 	defer m.forget(r)

@@ -165,6 +165,7 @@ type Manager struct {
 	stopping bool                // guarded
 	changed  chan struct{}       // closed and replaced on every replica state change; guarded
 	deploys  map[string]*sync.Mutex
+	pending  map[string]int // image digest → deploys in progress; guarded
 
 	wg sync.WaitGroup // replica goroutines
 }
@@ -235,6 +236,7 @@ func New(cfg Config) *Manager {
 		services: make(map[string]*service),
 		changed:  make(chan struct{}),
 		deploys:  make(map[string]*sync.Mutex),
+		pending:  make(map[string]int),
 	}
 }
 
@@ -303,10 +305,13 @@ func (m *Manager) Auth(name string) (string, bool) {
 }
 
 // ImageInUse reports whether a service's serving or draining revision
-// runs the image with digest d.
+// runs the image with digest d, or a deploy in progress is about to.
 func (m *Manager) ImageInUse(d string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.pending[d] > 0 {
+		return true
+	}
 	for _, s := range m.services {
 		if s.cur.rev.Digest == d {
 			return true
@@ -356,6 +361,17 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	if err != nil {
 		return nil, fmt.Errorf("deploy service %q: %w", name, err)
 	}
+	// The image is in use from now on, also while the deploy waits.
+	m.mu.Lock()
+	m.pending[img.Digest]++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.pending[img.Digest]--; m.pending[img.Digest] == 0 {
+			delete(m.pending, img.Digest)
+		}
+		m.mu.Unlock()
+	}()
 	if len(cfg.Command) == 0 && len(img.Entrypoint) == 0 && len(img.Cmd) == 0 {
 		return nil, fmt.Errorf("deploy service %q: image %s has no entrypoint or command; give one with --command: %w", name, cfg.Image, stratus.ErrInvalid)
 	}
