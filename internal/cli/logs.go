@@ -12,13 +12,24 @@ import (
 )
 
 func (e *env) logsCmd() *cobra.Command {
+	return e.newLogsCmd("Print a function's log lines (its output and START/END/REPORT lines)", true,
+		(*client.Client).Logs, (*client.Client).FollowLogs)
+}
+
+// newLogsCmd builds a `logs NAME` command over list and follow, the
+// client's reads of a function's or a service's lines; request adds the
+// --request filter.
+func (e *env) newLogsCmd(short string, request bool,
+	list func(*client.Client, context.Context, string, client.LogQuery) ([]stratus.LogLine, error),
+	follow func(*client.Client, context.Context, string, client.LogQuery, func(stratus.LogLine) error) error,
+) *cobra.Command {
 	var (
-		follow bool
-		q      client.LogQuery
+		following bool
+		q         client.LogQuery
 	)
 	cmd := &cobra.Command{
 		Use:   "logs NAME",
-		Short: "Print a function's log lines (its output and START/END/REPORT lines)",
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if q.Since < 0 {
@@ -28,19 +39,21 @@ func (e *env) logsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.printLogs(cmd.Context(), follow, q,
+			return e.printLogs(cmd.Context(), following, q,
 				func(ctx context.Context, q client.LogQuery) ([]stratus.LogLine, error) {
-					return c.Logs(ctx, args[0], q)
+					return list(c, ctx, args[0], q)
 				},
 				func(ctx context.Context, q client.LogQuery, fn func(stratus.LogLine) error) error {
-					return c.FollowLogs(ctx, args[0], q, fn)
+					return follow(c, ctx, args[0], q, fn)
 				})
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	f.BoolVarP(&following, "follow", "f", false, "keep printing new lines")
 	f.DurationVar(&q.Since, "since", 0, "only lines newer than this (e.g. 10m)")
-	f.StringVar(&q.RequestID, "request", "", "only lines of this request ID")
+	if request {
+		f.StringVar(&q.RequestID, "request", "", "only lines of this request ID")
+	}
 	return cmd
 }
 

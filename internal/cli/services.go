@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -190,35 +189,8 @@ func printService(e *env, s *v1.Service) {
 }
 
 func (e *env) serviceLogsCmd() *cobra.Command {
-	var (
-		follow bool
-		q      client.LogQuery
-	)
-	cmd := &cobra.Command{
-		Use:   "logs NAME",
-		Short: "Print a service's log lines (its replicas' output and the platform's lines)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if q.Since < 0 {
-				return usageErr("--since %s: must not be negative", q.Since)
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			return e.printLogs(cmd.Context(), follow, q,
-				func(ctx context.Context, q client.LogQuery) ([]stratus.LogLine, error) {
-					return c.ServiceLogs(ctx, args[0], q)
-				},
-				func(ctx context.Context, q client.LogQuery, fn func(stratus.LogLine) error) error {
-					return c.FollowServiceLogs(ctx, args[0], q, fn)
-				})
-		},
-	}
-	f := cmd.Flags()
-	f.BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
-	f.DurationVar(&q.Since, "since", 0, "only lines newer than this (e.g. 10m)")
-	return cmd
+	return e.newLogsCmd("Print a service's log lines (its replicas' output and the platform's lines)", false,
+		(*client.Client).ServiceLogs, (*client.Client).FollowServiceLogs)
 }
 
 func (e *env) serviceRmCmd() *cobra.Command {
