@@ -1,7 +1,8 @@
 // Package sandbox declares the contract between Stratus and whatever
-// isolates an instance: a plain process group, a runc container, later a
-// Kubernetes pod. The pool owns instances; a driver only starts, stops,
-// waits for and lists sandboxes, keyed by an ID the caller chooses.
+// isolates an instance or a replica: a plain process group, a runc
+// container, later a Kubernetes pod. The pool owns instances and the
+// services manager replicas; a driver only prepares, starts, stops, waits
+// for and lists sandboxes, keyed by an ID the caller chooses.
 //
 // Drivers own the goroutines they start for a sandbox (output copying,
 // reaping) and end them when the sandbox has exited and Wait returned.
@@ -102,7 +103,9 @@ type Driver interface {
 	Capabilities() Capabilities
 	// Start starts a sandbox running spec and returns once the program has
 	// been started (not once it is ready). Starting an ID that is already
-	// live returns ErrConflict.
+	// live returns ErrConflict, except a sandbox prepared with Prepare,
+	// whose program Start then starts. A Start that fails leaves nothing
+	// to Stop or Wait for.
 	Start(ctx context.Context, spec Spec) error
 	// Prepare makes a sandbox ready to start spec without starting its
 	// program; Start with the same spec then starts it. With
