@@ -26,12 +26,10 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io/fs"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"net/http"
 	"os"
 	"os/exec"
@@ -432,35 +430,5 @@ func environment() map[string]string {
 	return env
 }
 
-// treeDigest identifies the source measured: a short sha256 of every file
-// of the module outside bench/ (paths and contents; hidden folders and
-// bin/ skipped), since figures belong to a tree, not to a commit.
-func treeDigest(root string) string {
-	h := sha256.New()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if d.IsDir() {
-			if rel != "." && (strings.HasPrefix(d.Name(), ".") || rel == "bench" || rel == "bin") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() || strings.HasSuffix(rel, ".test") {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
-		h.Write(b)
-		return nil
-	})
-	if err != nil {
-		return "unknown"
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
-}
+// treeDigest is shared with the other benchmark programs.
+var treeDigest = benchkit.TreeDigest

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"io"
 	"os"
 	"os/exec"
@@ -14,10 +15,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// clockTick is the unit of utime and stime in /proc/PID/stat (USER_HZ,
-// 100 on Linux).
-const clockTick = 10 * time.Millisecond
 
 // cpuSample is the CPU time (user + system) each process had used.
 type cpuSample map[int]time.Duration
@@ -48,45 +45,6 @@ func (s cpuSample) since(s0 cpuSample) time.Duration {
 		d += t - s0[pid]
 	}
 	return d
-}
-
-// procCPU is utime + stime of pid (all its threads), 0 if it is gone.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3; utime is field 14, stime field 15.
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+k) * clockTick
-}
-
-// children lists the child processes of pid (of all its threads).
-func children(pid int) []int {
-	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
-	var out []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
 }
 
 // vmRSS returns VmRSS and VmHWM of pid in bytes.
@@ -217,3 +175,9 @@ func loadAvg() float64 {
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
 }
+
+// Shared with the other benchmark programs.
+var (
+	procCPU  = benchkit.ProcCPU
+	children = benchkit.Children
+)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"io"
 	"net/http"
 	"slices"
@@ -159,26 +160,6 @@ func drive(ctx context.Context, c *http.Client, t *target, conc int, dur time.Du
 	return r, nil
 }
 
-// percentiles returns the 50th and 99th percentiles (nearest rank) and the
-// mean of d, which it sorts.
-func percentiles(d []time.Duration) (p50, p99, mean time.Duration) {
-	if len(d) == 0 {
-		return 0, 0, 0
-	}
-	slices.Sort(d)
-	var sum time.Duration
-	for _, x := range d {
-		sum += x
-	}
-	return rank(d, 0.50), rank(d, 0.99), sum / time.Duration(len(d))
-}
-
-// rank is the nearest-rank percentile of sorted d.
-func rank(d []time.Duration, p float64) time.Duration {
-	i := int(p*float64(len(d))+0.999999) - 1
-	return d[max(0, min(i, len(d)-1))]
-}
-
 // median of v (sorted in place); the lower middle for an even count.
 func median(v []time.Duration) time.Duration {
 	if len(v) == 0 {
@@ -216,3 +197,9 @@ func medianRun(rs []point) point {
 	out.ReplicaCPU = med(func(r point) time.Duration { return r.ReplicaCPU })
 	return out
 }
+
+// Shared with the other benchmark programs.
+var (
+	percentiles = benchkit.Percentiles
+	rank        = benchkit.Rank
+)
