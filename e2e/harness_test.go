@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,7 +236,7 @@ func instancesUnder(dir string) int {
 func startedUnder(dir string) int {
 	seen := map[string]bool{}
 	for _, p := range instanceProcesses(dir) {
-		if p.argv0 != "/dev/.stratus-init" && filepath.Base(p.argv0) != "runc" {
+		if !p.init && filepath.Base(p.argv0) != "runc" {
 			seen[p.instance] = true
 		}
 	}
@@ -263,13 +264,16 @@ type instanceProcess struct {
 	desc     string // "PID:cmdline"
 	pid      string
 	argv0    string
+	init     bool   // a runc container's init (run directly or by the loader bound beside it)
 	instance string // the runc container's ID, else the PID
 }
 
 func instanceProcesses(dir string) []instanceProcess {
 	sum := sha256.Sum256([]byte(filepath.Join(dir, "run", "runc")))
 	cgroup := "/stratus/" + hex.EncodeToString(sum[:4]) + "-"
-	bundles := filepath.Join(dir, "run", "runc", "bundles") + "/"
+	// The runc driver's bundles live outside the data dir (see
+	// internal/sandbox/runc/stage.go).
+	bundles := filepath.Join("/run/stratus", hex.EncodeToString(sum[:6]), "bundles") + "/"
 	var out []instanceProcess
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -280,7 +284,7 @@ func instanceProcesses(dir string) []instanceProcess {
 		instance := ""
 		for _, link := range []string{"cwd", "exe"} {
 			p, err := os.Readlink(filepath.Join("/proc", pid, link))
-			if err == nil && strings.HasPrefix(p, dir+"/") {
+			if err == nil && (strings.HasPrefix(p, dir+"/") || strings.HasPrefix(p, bundles)) {
 				instance = pid
 				if rest, ok := strings.CutPrefix(p, bundles); ok {
 					instance, _, _ = strings.Cut(rest, "/") // `runc run` works in the bundle
@@ -296,8 +300,10 @@ func instanceProcesses(dir string) []instanceProcess {
 		}
 		if instance != "" {
 			cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
-			argv0, _, _ := strings.Cut(string(cmdline), "\x00")
-			out = append(out, instanceProcess{pid + ":" + strings.ReplaceAll(string(cmdline), "\x00", " "), pid, argv0, instance})
+			args := strings.Split(string(cmdline), "\x00")
+			init := args[0] == "/dev/.stratus-init" ||
+				strings.HasPrefix(args[0], "/dev/.stratus-lib/") && slices.Contains(args, "/dev/.stratus-init")
+			out = append(out, instanceProcess{pid + ":" + strings.ReplaceAll(string(cmdline), "\x00", " "), pid, args[0], init, instance})
 		}
 	}
 	return out

@@ -31,21 +31,24 @@ func needRunc(t *testing.T) {
 
 // TestSandboxDriverChoice: the server says which sandbox driver runs the
 // instances and why: runc by default where it can, process when asked
-// or when runc is missing; --sandbox runc without runc does not start.
+// or when runc is missing, then in a warning that says instances run
+// unisolated and how to isolate them; --sandbox runc without runc does
+// not start.
 func TestSandboxDriverChoice(t *testing.T) {
 	needRunc(t)
 	s := startServer(t)
-	if log := s.Stderr(); !strings.Contains(log, `msg="sandbox driver" driver=runc why="runc: found `) {
+	if log := s.Stderr(); !strings.Contains(log, `level=INFO msg="sandbox driver" driver=runc why="runc: found `) {
 		t.Errorf("the server's log does not say it runs instances in runc:\n%s", log)
 	}
 	p := startServer(t, "--sandbox", "process")
-	if log := p.Stderr(); !strings.Contains(log, `msg="sandbox driver" driver=process why="process: chosen with --sandbox process"`) {
+	if log := p.Stderr(); !strings.Contains(log, `level=WARN msg="sandbox driver" driver=process why="process: UNISOLATED — chosen with --sandbox process; `) {
 		t.Errorf("with --sandbox process, the log says:\n%s", log)
 	}
 
 	// Without runc on PATH: auto falls back to process, runc refuses.
 	noRunc := []string{"PATH=/nonexistent"}
-	if log := startAndStop(t, noRunc); !strings.Contains(log, `driver=process why="process: runc not found on PATH"`) {
+	if log := startAndStop(t, noRunc); !strings.Contains(log, `level=WARN msg="sandbox driver" driver=process why="process: UNISOLATED — runc not found on PATH; `) ||
+		!strings.Contains(log, "run stratus as root with runc installed, or use --sandbox runc to refuse to start without it") {
 		t.Errorf("without runc, the log says:\n%s", log)
 	}
 	cmd := exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--token", testToken, "--sandbox", "runc")

@@ -345,7 +345,9 @@ func TestBashBootstrap(t *testing.T) {
 	needTool(t, "curl")
 	s := startServer(t)
 	code := writeFiles(t, map[string]string{"bootstrap": bashBootstrap})
-	out := s.mustCLI("deploy", "sh", "--runtime", "provided", "--timeout", "5", code)
+	// A bash bootstrap forks some twenty processes per invocation: at
+	// 128 MB (7 % of a CPU) that takes seconds on a busy machine.
+	out := s.mustCLI("deploy", "sh", "--runtime", "provided", "--timeout", "10", "--memory", "1024", code)
 	if !strings.Contains(out, "deployed sh version 1 (provided") {
 		t.Fatalf("deploy printed %q", out)
 	}

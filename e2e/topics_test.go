@@ -318,7 +318,8 @@ func TestTopicURLSubscriber(t *testing.T) {
 	}
 }
 
-// TestTopicNATSClient publishes with a plain NATS client over TCP.
+// TestTopicNATSClient publishes with a plain NATS client over TCP, with
+// the credentials stratus nats credentials shows.
 func TestTopicNATSClient(t *testing.T) {
 	s := startServer(t, "--nats-listen", "127.0.0.1:0")
 	m := regexp.MustCompile(`NATS clients may connect.*url=(\S+)`).FindStringSubmatch(s.Stderr())
@@ -328,7 +329,11 @@ func TestTopicNATSClient(t *testing.T) {
 	s.tpDeploySinks("sink")
 	s.mustCLI("topic", "create", "feed")
 	s.mustCLI("subscribe", "feed", "--function", "sink")
-	nc, err := nats.Connect(m[1])
+	creds := s.natsCredentials()
+	if creds.URL != m[1] {
+		t.Errorf("credentials URL %q, the server logged %q", creds.URL, m[1])
+	}
+	nc, err := nats.Connect(creds.URLWithAuth)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", m[1], err)
 	}

@@ -5,7 +5,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +48,7 @@ type Server struct {
 	logs      flusher
 	queue     asyncQueue
 	gw        *gateway.Gateway
-	token     []byte
+	token     *gateway.Token
 	maxUpload int64
 	log       *slog.Logger
 	metrics   http.Handler
@@ -73,8 +72,12 @@ type Config struct {
 	Token         string
 	MaxUpload     int64
 	MaxEventBytes int64
+	// Metrics serves GET /metrics, behind the token unless MetricsPublic.
 	Metrics       http.Handler
-	Log           *slog.Logger
+	MetricsPublic bool
+	// Info is what GET /v1/info answers.
+	Info v1.Info
+	Log  *slog.Logger
 	// Schedules serves /v1/schedules; nil leaves the routes out.
 	Schedules scheduler
 	// Topics serves /v1/topics and /v1/subscriptions; nil leaves the
@@ -91,19 +94,27 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{
 		fns: c.Functions, st: c.Store, pools: c.Pools, logs: c.Logs, queue: c.Queue,
-		token: []byte("Bearer " + c.Token), maxUpload: c.MaxUpload, log: c.Log,
+		token: gateway.NewToken(c.Token), maxUpload: c.MaxUpload, log: c.Log,
 		metrics: c.Metrics, stopping: make(chan struct{}),
 	}
-	s.gw = gateway.New(c.Pools, c.Queue, c.Functions, s.authOK, c.MaxEventBytes, c.Log)
+	s.gw = gateway.New(c.Pools, c.Queue, c.Functions, s.token, c.MaxEventBytes, c.Log)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	if c.Metrics != nil {
-		mux.Handle("GET /metrics", c.Metrics)
-	}
 	auth := s.requireToken
+	if c.Metrics != nil {
+		if c.MetricsPublic {
+			mux.Handle("GET /metrics", c.Metrics)
+		} else {
+			mux.Handle("GET /metrics", auth(c.Metrics))
+		}
+	}
+	info := c.Info
+	mux.Handle("GET /v1/info", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gateway.WriteJSON(w, http.StatusOK, info)
+	})))
 	mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
 	mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
 	mux.Handle("GET /v1/functions/{name}", auth(http.HandlerFunc(s.handleGet)))
@@ -158,9 +169,9 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	gateway.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// authOK reports whether one of r's Authorization values is the token.
 func (s *Server) authOK(r *http.Request) bool {
-	got := r.Header.Get("Authorization")
-	return subtle.ConstantTimeCompare([]byte(got), s.token) == 1
+	return s.token.Authorized(r.Header)
 }
 
 func (s *Server) requireToken(next http.Handler) http.Handler {

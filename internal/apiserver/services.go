@@ -49,7 +49,7 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 	mux.Handle("GET /v1/services/{name}", auth(http.HandlerFunc(t.get)))
 	mux.Handle("DELETE /v1/services/{name}", auth(http.HandlerFunc(t.remove)))
 	mux.Handle("GET /v1/services/{name}/logs", auth(http.HandlerFunc(t.logs)))
-	p := gateway.NewServiceProxy(c.Manager, s.authOK, string(s.token), c.Domain, s.log)
+	p := gateway.NewServiceProxy(c.Manager, s.token, c.Domain, s.log)
 	mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
 	return p

@@ -94,8 +94,9 @@ func (e *env) rootCmd() *cobra.Command {
 	pf.StringVarP(&e.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(e.serverCmd(), e.deployCmd(), e.invokeCmd(), e.lsCmd(), e.getCmd(), e.rmCmd(), e.logsCmd(), e.invocationsCmd(), e.invocationCmd())
 	root.AddCommand(e.scheduleCmd())
-	root.AddCommand(e.topicCmd(), e.subscribeCmd(), e.subscriptionsCmd(), e.unsubscribeCmd())
+	root.AddCommand(e.topicCmd(), e.subscribeCmd(), e.subscriptionsCmd(), e.unsubscribeCmd(), e.natsCmd())
 	root.AddCommand(e.imageCmd(), e.serviceCmd())
+	root.AddCommand(e.infoCmd())
 	return root
 }
 

@@ -55,6 +55,8 @@ type Config struct {
 	PruneInterval stratus.Duration `json:"pruneInterval"`
 
 	LogLevel string `json:"logLevel"`
+	// MetricsPublic serves /metrics without the token.
+	MetricsPublic bool `json:"metricsPublic,omitempty"`
 
 	// The event system. NatsListen exposes the embedded NATS server on a
 	// TCP address (empty: no port); NatsURL uses an external NATS server
@@ -63,6 +65,17 @@ type Config struct {
 	NatsListen     string `json:"natsListen,omitempty"`
 	NatsURL        string `json:"natsURL,omitempty"`
 	NatsSyncAlways bool   `json:"natsSyncAlways,omitempty"`
+	// With NatsURL (whose URLs may carry user:password@ or token@):
+	// NatsCreds is a .creds file (user JWT and nkey seed) and NatsNkey an
+	// nkey seed file to authenticate with, at most one of them; NatsCA
+	// holds the CA certificates of the servers' TLS certificates, NatsCert
+	// and NatsKey a client certificate and its key. Any TLS file requires
+	// TLS, as tls:// URLs do.
+	NatsCreds string `json:"natsCreds,omitempty"`
+	NatsNkey  string `json:"natsNkey,omitempty"`
+	NatsCA    string `json:"natsCA,omitempty"`
+	NatsCert  string `json:"natsCert,omitempty"`
+	NatsKey   string `json:"natsKey,omitempty"`
 	// MaxAsyncEventBytes bounds an asynchronous event (256 KB on Lambda).
 	MaxAsyncEventBytes int64 `json:"maxAsyncEventBytes"`
 	// MaxRetries is the most async retries a function may ask for.
@@ -145,6 +158,8 @@ func Load(path string, environ []string) (Config, error) {
 		"STRATUS_LISTEN": &c.Listen, "STRATUS_DATA": &c.DataDir, "STRATUS_TOKEN": &c.Token,
 		"STRATUS_REGION": &c.Region, "STRATUS_SANDBOX": &c.Sandbox, "STRATUS_LOG_LEVEL": &c.LogLevel,
 		"STRATUS_NATS_LISTEN": &c.NatsListen, "STRATUS_NATS_URL": &c.NatsURL,
+		"STRATUS_NATS_CREDS": &c.NatsCreds, "STRATUS_NATS_NKEY": &c.NatsNkey,
+		"STRATUS_NATS_CA": &c.NatsCA, "STRATUS_NATS_CERT": &c.NatsCert, "STRATUS_NATS_KEY": &c.NatsKey,
 	}
 	for k, p := range str {
 		if v, ok := env[k]; ok && v != "" {
@@ -157,6 +172,13 @@ func Load(path string, environ []string) (Config, error) {
 			return c, fmt.Errorf("STRATUS_MAX_INSTANCES %q: not a number: %w", v, stratus.ErrInvalid)
 		}
 		c.MaxInstances = n
+	}
+	if v := env["STRATUS_METRICS_PUBLIC"]; v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("STRATUS_METRICS_PUBLIC %q: not true or false: %w", v, stratus.ErrInvalid)
+		}
+		c.MetricsPublic = b
 	}
 	if v := env["STRATUS_IDLE_TIMEOUT"]; v != "" {
 		if err := c.IdleTimeout.UnmarshalText([]byte(v)); err != nil {
@@ -221,6 +243,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("nats listen address %q: %v: %w", c.NatsListen, err, stratus.ErrInvalid)
 		}
 	}
+	if err := c.validateNatsURL(); err != nil {
+		return err
+	}
 	if c.MaxAsyncEventBytes < 1 || c.MaxAsyncEventBytes > c.MaxEventBytes {
 		return fmt.Errorf("max async event size %d: must be between 1 and the max event size %d: %w", c.MaxAsyncEventBytes, c.MaxEventBytes, stratus.ErrInvalid)
 	}
@@ -234,6 +259,44 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log level %q: one of debug, info, warn, error: %w", c.LogLevel, stratus.ErrInvalid)
+	}
+	return nil
+}
+
+// validateNatsURL checks the external NATS URLs and the credentials and
+// TLS files that go with them.
+func (c *Config) validateNatsURL() error {
+	files := []struct{ flag, path string }{
+		{"nats-creds", c.NatsCreds}, {"nats-nkey", c.NatsNkey},
+		{"nats-ca", c.NatsCA}, {"nats-cert", c.NatsCert}, {"nats-key", c.NatsKey},
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if c.NatsURL == "" {
+			return fmt.Errorf("--%s is for an external NATS server: give --nats-url too: %w", f.flag, stratus.ErrInvalid)
+		}
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return fmt.Errorf("--%s: %w: %w", f.flag, err, stratus.ErrInvalid)
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("--%s %s: a directory, not a file: %w", f.flag, f.path, stratus.ErrInvalid)
+		}
+	}
+	if c.NatsCreds != "" && c.NatsNkey != "" {
+		return fmt.Errorf("--nats-creds and --nats-nkey exclude each other (a creds file holds its own nkey seed): %w", stratus.ErrInvalid)
+	}
+	if (c.NatsCert == "") != (c.NatsKey == "") {
+		return fmt.Errorf("--nats-cert and --nats-key go together (a client certificate and its key): %w", stratus.ErrInvalid)
+	}
+	if c.NatsURL != "" {
+		for u := range strings.SplitSeq(c.NatsURL, ",") {
+			if strings.TrimSpace(u) == "" {
+				return fmt.Errorf("nats url: an empty URL in the comma-separated list: %w", stratus.ErrInvalid)
+			}
+		}
 	}
 	return nil
 }

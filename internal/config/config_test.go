@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stratus-run/stratus"
@@ -30,5 +32,68 @@ func TestSandbox(t *testing.T) {
 	c, err := Load("", []string{"STRATUS_SANDBOX=process"})
 	if err != nil || c.Sandbox != "process" {
 		t.Errorf("Load with STRATUS_SANDBOX=process: %q, %v", c.Sandbox, err)
+	}
+}
+
+func TestMetricsPublic(t *testing.T) {
+	if Default().MetricsPublic {
+		t.Error("metrics are public by default")
+	}
+	c, err := Load("", []string{"STRATUS_METRICS_PUBLIC=true"})
+	if err != nil || !c.MetricsPublic {
+		t.Errorf("Load with STRATUS_METRICS_PUBLIC=true: %v, %v", c.MetricsPublic, err)
+	}
+	file := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(file, []byte(`{"metricsPublic": true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(file, []string{"STRATUS_METRICS_PUBLIC=0"})
+	if err != nil || c.MetricsPublic {
+		t.Errorf("Load with metricsPublic in the file and STRATUS_METRICS_PUBLIC=0: %v, %v", c.MetricsPublic, err)
+	}
+	if _, err := Load("", []string{"STRATUS_METRICS_PUBLIC=maybe"}); !errors.Is(err, stratus.ErrInvalid) {
+		t.Errorf("STRATUS_METRICS_PUBLIC=maybe: err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestNatsURLFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	url := "nats://u:p@a:4222,tls://tok@b:4222"
+	for _, tc := range []struct {
+		name string
+		set  func(c *Config)
+		ok   bool
+	}{
+		{"url with credentials", func(c *Config) { c.NatsURL = url }, true},
+		{"creds", func(c *Config) { c.NatsURL, c.NatsCreds = url, file }, true},
+		{"nkey and tls", func(c *Config) { c.NatsURL, c.NatsNkey, c.NatsCA, c.NatsCert, c.NatsKey = url, file, file, file, file }, true},
+		{"creds without url", func(c *Config) { c.NatsCreds = file }, false},
+		{"ca with listen", func(c *Config) { c.NatsListen, c.NatsCA = "127.0.0.1:4222", file }, false},
+		{"missing creds", func(c *Config) { c.NatsURL, c.NatsCreds = url, missing }, false},
+		{"missing ca", func(c *Config) { c.NatsURL, c.NatsCA = url, missing }, false},
+		{"a directory", func(c *Config) { c.NatsURL, c.NatsNkey = url, dir }, false},
+		{"creds and nkey", func(c *Config) { c.NatsURL, c.NatsCreds, c.NatsNkey = url, file, file }, false},
+		{"cert without key", func(c *Config) { c.NatsURL, c.NatsCert = url, file }, false},
+		{"key without cert", func(c *Config) { c.NatsURL, c.NatsKey = url, file }, false},
+		{"empty url in list", func(c *Config) { c.NatsURL = "nats://a:4222,,nats://b:4222" }, false},
+	} {
+		c := Default()
+		tc.set(&c)
+		err := c.Validate()
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, stratus.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", tc.name, err)
+		}
+	}
+	c, err := Load("", []string{"STRATUS_NATS_URL=" + url, "STRATUS_NATS_CREDS=" + file})
+	if err != nil || c.NatsCreds != file || c.Validate() != nil {
+		t.Errorf("Load with STRATUS_NATS_CREDS: %q, %v", c.NatsCreds, err)
 	}
 }

@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -21,12 +25,28 @@ type BusConfig struct {
 	// StoreDir holds JetStream's file storage of the embedded server.
 	StoreDir string
 	// Listen is "" for no TCP port (in-process clients only), else the
-	// host:port on which any NATS client may connect ("127.0.0.1:0" picks a
-	// free port; see Bus.ClientURL).
+	// host:port on which NATS clients with the credentials kept in
+	// ClientCreds may connect ("127.0.0.1:0" picks a free port; see
+	// Bus.ClientURL). Those clients may only publish to topic subjects
+	// (see clientPermissions); the server's own connection has its own
+	// key, made at each start.
 	Listen string
-	// URL names an external NATS server or cluster (comma-separated URLs).
-	// When set nothing is embedded and StoreDir and Listen are ignored.
+	// ClientCreds is the file, required with Listen, that keeps the
+	// outside clients' ClientCredentials: made with mode 0600 at the first
+	// start, read at later ones and written again (0600) with the URL of
+	// each start.
+	ClientCreds string
+	// URL names an external NATS server or cluster (comma-separated URLs,
+	// each may carry user:password@ or token@). When set nothing is
+	// embedded and StoreDir, Listen and ClientCreds are ignored.
 	URL string
+	// With URL: CredsFile is a .creds file (user JWT and nkey seed) and
+	// NkeyFile an nkey seed file to authenticate with (at most one of
+	// them); CAFile holds the CA certificates that sign the server's TLS
+	// certificate, CertFile and KeyFile a client certificate and its key.
+	// Any of the TLS files requires TLS, as a tls:// URL does.
+	CredsFile, NkeyFile       string
+	CAFile, CertFile, KeyFile string
 	// SyncAlways fsyncs every write before JetStream acknowledges it. The
 	// default (false) writes every message to the file before the
 	// acknowledgement (so a crash of the process loses nothing acknowledged)
@@ -63,7 +83,7 @@ func OpenBus(ctx context.Context, cfg BusConfig) (*Bus, error) {
 	}
 	b := &Bus{log: log, closed: make(chan struct{}), streams: make(chan struct{}, 1)}
 	if cfg.URL != "" {
-		if err := b.connectURL(ctx, cfg.URL); err != nil {
+		if err := b.connectURL(ctx, cfg); err != nil {
 			return nil, err
 		}
 	} else if err := b.embed(ctx, cfg); err != nil {
@@ -90,6 +110,10 @@ func (b *Bus) embed(ctx context.Context, cfg BusConfig) error {
 		DontListen: cfg.Listen == "",
 		NoSigs:     true,
 	}
+	// With Listen, outside clients need creds; the server's own
+	// connection authenticates with ownAuth.
+	var creds ClientCredentials
+	var ownAuth nats.Option
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)
 		if err != nil {
@@ -103,6 +127,15 @@ func (b *Bus) embed(ctx context.Context, cfg BusConfig) error {
 			p = server.RANDOM_PORT // nats-server reads 0 as "the default, 4222"
 		}
 		opts.Host, opts.Port = host, p
+		if cfg.ClientCreds == "" {
+			return fmt.Errorf("open bus: listen address without a credentials file: %w", stratus.ErrInvalid)
+		}
+		if creds, err = loadClientCredentials(cfg.ClientCreds); err != nil {
+			return fmt.Errorf("open bus: %w", err)
+		}
+		if ownAuth, err = authOptions(opts, creds); err != nil {
+			return fmt.Errorf("open bus: %w", err)
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -120,18 +153,64 @@ func (b *Bus) embed(ctx context.Context, cfg BusConfig) error {
 		return fmt.Errorf("open bus: embedded server not ready after %s: %w", wait, stratus.ErrUnavailable)
 	}
 	b.srv = srv
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("stratus"),
-		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }))
+	connOpts := []nats.Option{nats.InProcessServer(srv), nats.Name("stratus"), nats.CustomInboxPrefix(ownInboxPrefix),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) })}
+	if ownAuth != nil {
+		connOpts = append(connOpts, ownAuth)
+	}
+	nc, err := nats.Connect("", connOpts...)
 	if err != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		return fmt.Errorf("open bus: connect in-process: %v: %w", err, stratus.ErrUnavailable)
 	}
 	b.nc = nc
+	if cfg.Listen != "" {
+		creds.URL = srv.ClientURL()
+		if err := saveClientCredentials(cfg.ClientCreds, creds); err != nil {
+			b.Close()
+			return fmt.Errorf("open bus: %w", err)
+		}
+	}
 	return nil
 }
 
-func (b *Bus) connectURL(ctx context.Context, url string) error {
+// urlOptions are the nats.go options of cfg's credentials and TLS files.
+func urlOptions(cfg BusConfig) ([]nats.Option, error) {
+	var opts []nats.Option
+	if cfg.CredsFile != "" && cfg.NkeyFile != "" {
+		return nil, fmt.Errorf("nats creds file and nkey file exclude each other: %w", stratus.ErrInvalid)
+	}
+	if cfg.CredsFile != "" {
+		if _, err := os.Stat(cfg.CredsFile); err != nil {
+			return nil, fmt.Errorf("nats creds file: %w: %w", err, stratus.ErrInvalid)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.NkeyFile != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey file %s: %w: %w", cfg.NkeyFile, err, stratus.ErrInvalid)
+		}
+		opts = append(opts, o)
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, fmt.Errorf("nats client certificate: give both the cert and the key file: %w", stratus.ErrInvalid)
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	if cfg.CertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
+	}
+	return opts, nil
+}
+
+// connectWarnEvery is how often connectURL logs why it is not connected yet.
+const connectWarnEvery = 5 * time.Second
+
+func (b *Bus) connectURL(ctx context.Context, cfg BusConfig) error {
+	shown := RedactURLs(cfg.URL)
 	up := make(chan struct{}, 1)
 	signal := func(*nats.Conn) {
 		select {
@@ -139,30 +218,93 @@ func (b *Bus) connectURL(ctx context.Context, url string) error {
 		default:
 		}
 	}
-	nc, err := nats.Connect(url, nats.Name("stratus"),
+	var mu sync.Mutex
+	var lastErr error // of a failed connection attempt
+	opts, err := urlOptions(cfg)
+	if err != nil {
+		return fmt.Errorf("open bus: %w", err)
+	}
+	opts = append(opts, nats.Name("stratus"),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ConnectHandler(signal), nats.ReconnectHandler(signal),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			mu.Lock()
+			lastErr = err
+			mu.Unlock()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			b.log.Warn("nats error", "err", err)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				b.log.Warn("nats disconnected", "err", err)
 			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }))
+	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return fmt.Errorf("open bus: connect %s: %v: %w", url, err, stratus.ErrInvalid)
+		return fmt.Errorf("open bus: connect %s: %v: %w", shown, err, stratus.ErrInvalid)
 	}
 	b.nc = nc
-	if nc.IsConnected() {
-		return nil
+	why := func() error {
+		if err := nc.LastError(); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if lastErr != nil {
+			return lastErr
+		}
+		return errors.New("no answer yet")
 	}
-	select {
-	case <-up:
-		return nil
-	case <-ctx.Done():
-		b.Close()
-		return fmt.Errorf("open bus: connect %s: %w: %w", url, ctx.Err(), stratus.ErrUnavailable)
+	tick := time.NewTicker(connectWarnEvery)
+	defer tick.Stop()
+	for !nc.IsConnected() {
+		select {
+		case <-up:
+			return nil
+		case <-b.closed:
+			// nats.go gives up on a server that refused the same
+			// credentials twice.
+			err := why()
+			kind := stratus.ErrUnavailable
+			if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+				kind = stratus.ErrInvalid
+			}
+			return fmt.Errorf("open bus: connect %s: %v (check the credentials in the URL, --nats-creds or --nats-nkey): %w", shown, err, kind)
+		case <-tick.C:
+			b.log.Warn("nats not connected yet, retrying", "url", shown, "err", why())
+		case <-ctx.Done():
+			err := why()
+			b.Close()
+			return fmt.Errorf("open bus: connect %s: %w (last error: %v): %w", shown, ctx.Err(), err, stratus.ErrUnavailable)
+		}
 	}
+	return nil
+}
+
+// RedactURLs returns urls (comma-separated NATS URLs) with the user
+// information of each (user:password or a token) replaced by "redacted".
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			p = u.String()
+		} else if at := strings.LastIndex(p, "@"); at >= 0 {
+			// Not a URL url.Parse reads (nats.go takes host:port
+			// without a scheme): hide all before the @.
+			scheme := ""
+			if i := strings.Index(p, "://"); i >= 0 && i < at {
+				scheme = p[:i+3]
+			}
+			p = scheme + "redacted" + p[at:]
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
 }
 
 // lockStreams waits, within ctx, until no stream is being created or
@@ -190,10 +332,14 @@ func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 // ClientURL returns the URL NATS clients use to reach the bus over TCP:
 // the embedded server's listen address, the connected server's URL with an
-// external one, or "" when the embedded server has no TCP port.
+// external one (its credentials redacted), or "" when the embedded server
+// has no TCP port.
 func (b *Bus) ClientURL() string {
 	if b.srv == nil {
-		return b.nc.ConnectedUrlRedacted()
+		if !b.nc.IsConnected() {
+			return ""
+		}
+		return RedactURLs(b.nc.ConnectedUrl())
 	}
 	if b.srv.Addr() == nil {
 		return ""

@@ -60,28 +60,26 @@ func TestBusNoListenByDefault(t *testing.T) {
 	}
 }
 
-// TestListenPlainClient publishes async events with a plain nats.go client
-// over TCP: to a function ensured beforehand, with a Nats-Msg-Id, and to
-// one the queue has not seen, found by its rescan.
-func TestListenPlainClient(t *testing.T) {
+// TestPlainClientAsync publishes async events with a second, plain
+// nats.go connection with every permission (as a client of an external
+// NATS server may have; outside clients of the embedded server may not,
+// see TestListenCredentials): to a function ensured beforehand, with a
+// Nats-Msg-Id, and to one the queue has not seen, found by its rescan.
+func TestPlainClientAsync(t *testing.T) {
 	inv := &fakeInvoker{}
 	pol := newPolicies("tcp", AsyncPolicy{}, "later", AsyncPolicy{})
 	h := &harness{t: t, inv: inv, pol: pol, sink: &statusSink{}, done: make(chan doneRec, 10)}
-	h.bus = openTestBus(t, BusConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	h.bus = openTestBus(t, BusConfig{StoreDir: t.TempDir()})
 	h.q = h.newQueue(h.bus)
 	t.Cleanup(h.close)
-	url := h.bus.ClientURL()
-	if url == "" {
-		t.Fatal("no client URL with Listen set")
-	}
 	if err := h.q.Ensure(t.Context(), "tcp"); err != nil {
 		t.Fatal(err)
 	}
 	h.run()
 
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect("", nats.InProcessServer(h.bus.srv))
 	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
+		t.Fatalf("connect in-process: %v", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

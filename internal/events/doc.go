@@ -92,7 +92,9 @@
 // and id (the same event published twice within two minutes is stored
 // once); Publish returns once JetStream acknowledged every event, with the
 // same durability as Enqueue. Any NATS client may publish structured JSON
-// to the subject too; the stream takes it even before the topic exists,
+// to the subject too (through BusConfig.Listen, only with the credentials
+// kept in BusConfig.ClientCreds, and nowhere else: see
+// clientPermissions); the stream takes it even before the topic exists,
 // but only subscriptions receive events, and a subscription receives the
 // events stored after its creation. Topics and subscriptions themselves
 // are rows in the store.

@@ -1,7 +1,10 @@
 // Package gateway turns HTTP requests into invocations: the direct invoke
 // endpoint (POST /v1/functions/NAME/invoke, the body is the event) and the
 // function route (ANY /fn/NAME[/PATH], the request becomes an API Gateway
-// HTTP API v2.0 event and the result maps back as Lambda function URLs do).
+// HTTP API v2.0 event and the result maps back as Lambda function URLs do),
+// and proxies the service routes (ServiceProxy). On the function and
+// service routes, whatever the workload's auth mode, the server's token is
+// removed from every request before it reaches the workload (Token).
 //
 // The gateway starts no goroutines; each request runs on its server
 // goroutine, waiting in the pool while the function is at its cap
@@ -41,15 +44,16 @@ type Gateway struct {
 	inv      invoker
 	queue    enqueuer
 	heads    heads
-	authOK   func(r *http.Request) bool
+	token    *Token
 	maxEvent int64
 	log      *slog.Logger
 }
 
-// New returns a Gateway. authOK reports whether a request carries the
-// server's token; maxEvent bounds an event's size.
-func New(inv invoker, q enqueuer, h heads, authOK func(*http.Request) bool, maxEvent int64, log *slog.Logger) *Gateway {
-	return &Gateway{inv: inv, queue: q, heads: h, authOK: authOK, maxEvent: maxEvent, log: log}
+// New returns a Gateway. token authenticates requests on the function
+// route and is removed from them before they become events; maxEvent
+// bounds an event's size.
+func New(inv invoker, q enqueuer, h heads, token *Token, maxEvent int64, log *slog.Logger) *Gateway {
+	return &Gateway{inv: inv, queue: q, heads: h, token: token, maxEvent: maxEvent, log: log}
 }
 
 // WriteError answers err as the native API's JSON error.
@@ -90,7 +94,8 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 var emptyEvent = []byte("{}")
 
 // ServeInvoke handles POST /v1/functions/{name}/invoke. The caller has
-// checked the token.
+// checked the token. Of the request's headers only X-Amz-Client-Context
+// and X-Stratus-Cognito-Identity reach the function, so the token does not.
 func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, ok := g.heads.Head(name); !ok {
@@ -176,15 +181,14 @@ func setInvokeHeaders(h http.Header, resp *pool.Response) {
 func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	head, ok := g.heads.Head(name)
-	if !ok || head.Config.Auth != stratus.AuthNone {
-		if !g.authOK(r) {
-			WriteUnauthorized(w)
-			return
-		}
-		if !ok {
-			WriteError(w, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
-			return
-		}
+	// The server's token is not the function's to see, whatever its auth.
+	if !g.token.admit(r, ok && head.Config.Auth == stratus.AuthNone) {
+		WriteUnauthorized(w)
+		return
+	}
+	if !ok {
+		WriteError(w, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		return
 	}
 	body, err := g.readBody(r)
 	if err != nil {
@@ -194,10 +198,6 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 	raw := "/" + r.PathValue("path")
 	if p := r.URL.EscapedPath(); strings.HasPrefix(p, "/fn/"+name+"/") {
 		raw = p[len("/fn/"+name):]
-	}
-	if ok && head.Config.Auth != stratus.AuthNone {
-		// The server's token is not the function's to see.
-		r.Header.Del("Authorization")
 	}
 	reqID := pool.NewRequestID()
 	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: name})

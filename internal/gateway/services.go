@@ -31,8 +31,7 @@ type replicas interface {
 // transport's connections.
 type ServiceProxy struct {
 	svcs   replicas
-	authOK func(*http.Request) bool
-	token  string
+	token  *Token
 	domain string // lower case, without a leading dot
 	proxy  *httputil.ReverseProxy
 	log    *slog.Logger
@@ -40,12 +39,12 @@ type ServiceProxy struct {
 
 type targetKey struct{}
 
-// NewServiceProxy returns a ServiceProxy. token is the server's bearer
-// header value ("Bearer T"): it is removed before a request reaches a
-// container.
-func NewServiceProxy(svcs replicas, authOK func(*http.Request) bool, token, domain string, log *slog.Logger) *ServiceProxy {
+// NewServiceProxy returns a ServiceProxy. token authenticates requests
+// to services deployed with the token auth and is removed from every
+// request before it reaches a container.
+func NewServiceProxy(svcs replicas, token *Token, domain string, log *slog.Logger) *ServiceProxy {
 	p := &ServiceProxy{
-		svcs: svcs, authOK: authOK, token: token, log: log,
+		svcs: svcs, token: token, log: log,
 		domain: strings.ToLower(strings.Trim(domain, ".")),
 	}
 	p.proxy = &httputil.ReverseProxy{
@@ -120,19 +119,14 @@ func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, name st
 
 func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name string) {
 	auth, ok := p.svcs.Auth(name)
-	if !ok || auth != stratus.AuthNone {
-		if !p.authOK(r) {
-			WriteUnauthorized(w)
-			return
-		}
-		if !ok {
-			WriteError(w, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
-			return
-		}
+	// The server's token is not the container's to see, whatever its auth.
+	if !p.token.admit(r, ok && auth == stratus.AuthNone) {
+		WriteUnauthorized(w)
+		return
 	}
-	// The server's token is not the container's to see.
-	if r.Header.Get("Authorization") == p.token {
-		r.Header.Del("Authorization")
+	if !ok {
+		WriteError(w, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
+		return
 	}
 	t, release, err := p.svcs.Acquire(r.Context(), name)
 	if err != nil {

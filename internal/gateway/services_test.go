@@ -26,8 +26,7 @@ func (f fakeServices) Auth(name string) (string, bool) {
 
 func newTestProxy(domain string) *ServiceProxy {
 	svcs := fakeServices{"web": stratus.AuthToken, "api-2": stratus.AuthNone}
-	authOK := func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer t" }
-	return NewServiceProxy(svcs, authOK, "Bearer t", domain, slog.New(slog.DiscardHandler))
+	return NewServiceProxy(svcs, NewToken("t"), domain, slog.New(slog.DiscardHandler))
 }
 
 func TestHostService(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/rootfs"
 	"github.com/stratus-run/stratus/internal/runtimeapi"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
@@ -62,6 +64,11 @@ type Config struct {
 	// taskDir and the runtime clients in runtimeDir, both paths in the
 	// sandbox.
 	Command func(v *stratus.Version, taskDir, runtimeDir string) ([]string, error)
+	// Root, for a driver with Capabilities.Isolated, returns the root
+	// folder a sandbox of version v runs in (the minimal root of its
+	// runtime) and the argv that runs v there; Command serves other
+	// drivers.
+	Root func(v *stratus.Version, taskDir, runtimeDir string) (root string, argv []string, err error)
 	// CodeDir returns the folder holding the extracted code with this
 	// sha256.
 	CodeDir func(sha string) string
@@ -773,7 +780,14 @@ func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) 
 			mounts = append(mounts, sandbox.Mount{Source: m.cfg.RuntimeDir, Target: RuntimeRoot})
 		}
 	}
-	argv, err := m.cfg.Command(v, taskDir, rtDir)
+	var root string
+	var argv []string
+	var err error
+	if caps.Isolated && m.cfg.Root != nil {
+		root, argv, err = m.cfg.Root(v, taskDir, rtDir)
+	} else {
+		argv, err = m.cfg.Command(v, taskDir, rtDir)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -796,7 +810,9 @@ func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) 
 		Argv:     argv,
 		Env:      m.env(v, taskDir, rtDir, in, rapi.Addr()),
 		Dir:      taskDir,
+		RootFS:   root,
 		Mounts:   mounts,
+		User:     sandboxUser(caps),
 		MemoryMB: v.Config.MemoryMB,
 		Stdout:   in.stdout,
 		Stderr:   in.stderr,
@@ -837,11 +853,22 @@ func (m *Manager) newImageInstance(p *fnPool, v *stratus.Version) (*Instance, er
 		Env:      imageEnv(img.Env, m.env(v, taskDir, "", in, rapi.Addr())),
 		Dir:      taskDir,
 		RootFS:   img.RootFS,
+		User:     sandboxUser(m.cfg.Driver.Capabilities()),
 		MemoryMB: v.Config.MemoryMB,
 		Stdout:   in.stdout,
 		Stderr:   in.stderr,
 	}
 	return in, nil
+}
+
+// sandboxUser is who a function runs as where the driver sets users:
+// Lambda's sbx_user1051 (uid 993, gid 990), whose entries the minimal
+// roots have.
+func sandboxUser(caps sandbox.Capabilities) *sandbox.User {
+	if !caps.Users {
+		return nil
+	}
+	return &sandbox.User{UID: uint32(rootfs.Sandbox.UID), GID: uint32(rootfs.Sandbox.GID)}
 }
 
 // launch makes in's sandbox live with run (the driver's Start or
@@ -853,15 +880,20 @@ func (m *Manager) launch(in *Instance, run func(context.Context, sandbox.Spec) e
 		in.rapi.Close()
 		return err
 	}
-	if m.cfg.Driver.Capabilities().HostIP.IsValid() {
-		// Other sandboxes reach the host's address too: the Runtime API
-		// answers only this one.
-		addr, err := m.cfg.Driver.Addr(context.Background(), in.ID)
-		if err != nil {
-			m.log.Warn("address of a new instance", "fn", in.Version.Function, "instance", in.ID, "err", err)
+	// Other instances reach this Runtime API too (on the sandboxes'
+	// network, or on the loopback they share with the host): it answers
+	// only connections of this instance's sandbox.
+	drv, fn, id := m.cfg.Driver, in.Version.Function, in.ID
+	in.rapi.SetOwner(func(ctx context.Context, local, remote netip.AddrPort) bool {
+		ok, err := drv.Owns(ctx, id, local, remote)
+		switch {
+		case err != nil:
+			m.log.Warn("runtime api: refused a connection of unknown origin", "fn", fn, "instance", id, "remote", remote, "err", err)
+		case !ok:
+			m.log.Warn("runtime api: refused a connection from outside the instance", "fn", fn, "instance", id, "remote", remote)
 		}
-		in.rapi.SetPeer(addr)
-	}
+		return ok
+	})
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

@@ -44,6 +44,7 @@ func FuzzRuntimeAPI(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		srv.SetOwner(anyone)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		defer func() {

@@ -3,8 +3,12 @@
 // address that its sandbox reaches (the loopback, or the host's side of the
 // sandboxes' network; the value of AWS_LAMBDA_RUNTIME_API), so an instance
 // is always reached through an address; in a cluster the same server runs
-// in the per-pod agent. On a sandbox network, which every sandbox reaches,
-// it answers only its own instance's address.
+// in the per-pod agent. Other instances reach that port too (and, sharing
+// the host's loopback, may read its number in /proc), so a Server answers
+// only connections that the owner check SetOwner gives accepts: each new
+// connection is checked once, at its first request, and a refused one
+// gets 403 and is closed. A runtime that keeps its connection (ours and
+// aws-lambda-go's do) pays for the check once, at its start.
 //
 // The server is a small state machine: initialising until the runtime's
 // first invocation/next, then idle (a next call waits for an invocation) or
@@ -75,11 +79,11 @@ type Server struct {
 	srv  *http.Server
 	next chan *call
 
-	// peerSet is closed when peer, the only address answered, is known;
-	// nil when anyone is answered.
-	peerSet  chan struct{}
-	peer     netip.Addr
-	peerOnce sync.Once
+	// ownerSet is closed when owns, which says whether a connection
+	// comes from the instance, is known.
+	ownerSet  chan struct{}
+	owns      func(ctx context.Context, local, remote netip.AddrPort) bool
+	ownerOnce sync.Once
 
 	readyOnce sync.Once
 	ready     chan struct{} // closed at the first invocation/next
@@ -91,17 +95,13 @@ type Server struct {
 	cur *call // the invocation handed out, nil when idle
 }
 
-// New listens on a free port of ip and serves the Runtime API until
-// Close. With ip invalid it listens on 127.0.0.1 and answers any caller:
-// the instance shares the host's network. With a valid ip, the host's
-// address on the network of the instance's sandbox, which other sandboxes
-// reach too, it answers only the address SetPeer gives; requests wait for
-// it.
+// New listens on a free port of ip (the host's address on the network of
+// the instance's sandbox; with ip invalid, 127.0.0.1: the instance shares
+// the host's network) and serves the Runtime API until Close. It answers
+// only the connections the check SetOwner gives accepts; requests wait
+// for it.
 func New(ip netip.Addr) (*Server, error) {
-	var peerSet chan struct{}
-	if ip.IsValid() {
-		peerSet = make(chan struct{})
-	} else {
+	if !ip.IsValid() {
 		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
@@ -109,12 +109,12 @@ func New(ip netip.Addr) (*Server, error) {
 		return nil, fmt.Errorf("listen runtime api: %w", err)
 	}
 	s := &Server{
-		ln:      ln,
-		peerSet: peerSet,
-		next:    make(chan *call),
-		ready:   make(chan struct{}),
-		initErr: make(chan Result, 1),
-		closed:  make(chan struct{}),
+		ln:       ln,
+		ownerSet: make(chan struct{}),
+		next:     make(chan *call),
+		ready:    make(chan struct{}),
+		initErr:  make(chan Result, 1),
+		closed:   make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", s.handleNext)
@@ -125,7 +125,8 @@ func New(ip netip.Addr) (*Server, error) {
 		writeErr(w, http.StatusNotFound, "InvalidRequest", "unknown runtime api path "+r.Method+" "+r.URL.Path)
 	})
 	s.srv = &http.Server{
-		Handler:           s.fromPeer(mux),
+		Handler:           s.fromOwner(mux),
+		ConnContext:       withConn,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       0, // the runtime keeps one connection for its life
 	}
@@ -133,35 +134,65 @@ func New(ip netip.Addr) (*Server, error) {
 	return s, nil
 }
 
-// SetPeer names the address of the instance's sandbox, the only one a
-// server made with a valid ip answers (others get 403); an invalid addr
+// SetOwner gives the check of where a connection comes from: owns
+// reports whether the connection whose ends are local (this server's) and
+// remote comes from the instance's sandbox (see sandbox.Driver.Owns). It
+// is asked once per connection, at its first request, while the
+// connection is open; requests wait until SetOwner is called. A nil owns
 // lets no one in. Only the first call counts.
-func (s *Server) SetPeer(addr netip.Addr) {
-	if s.peerSet == nil {
-		return
-	}
-	s.peerOnce.Do(func() {
-		s.peer = addr.Unmap()
-		close(s.peerSet)
+func (s *Server) SetOwner(owns func(ctx context.Context, local, remote netip.AddrPort) bool) {
+	s.ownerOnce.Do(func() {
+		s.owns = owns
+		close(s.ownerSet)
 	})
 }
 
-// fromPeer passes on only requests from the peer, once it is known.
-func (s *Server) fromPeer(next http.Handler) http.Handler {
-	if s.peerSet == nil {
-		return next
+// conn is what the server knows of one connection: its ends, and whether
+// it comes from the instance once that is checked. Requests on one
+// connection are served one after the other, by one goroutine.
+type conn struct {
+	local, remote netip.AddrPort
+	checked, ok   bool
+}
+
+type connKey struct{}
+
+// withConn is the http.Server's ConnContext: it gives every request the
+// conn it came on.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	cc := &conn{}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		cc.local = a.AddrPort()
 	}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cc.remote = a.AddrPort()
+	}
+	return context.WithValue(ctx, connKey{}, cc)
+}
+
+// fromOwner passes on only requests of connections from the instance:
+// the first request of a connection waits for SetOwner and checks it;
+// a refused connection gets 403 and is closed.
+func (s *Server) fromOwner(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-s.peerSet:
-		case <-s.closed:
-			writeErr(w, http.StatusServiceUnavailable, "ServiceException", "the runtime api is closed")
-			return
-		case <-r.Context().Done():
-			return
+		c, _ := r.Context().Value(connKey{}).(*conn)
+		if c == nil {
+			c = &conn{checked: true} // not a connection withConn saw: refuse
 		}
-		from, err := netip.ParseAddrPort(r.RemoteAddr)
-		if err != nil || !s.peer.IsValid() || from.Addr().Unmap() != s.peer {
+		if !c.checked {
+			select {
+			case <-s.ownerSet:
+			case <-s.closed:
+				writeErr(w, http.StatusServiceUnavailable, "ServiceException", "the runtime api is closed")
+				return
+			case <-r.Context().Done():
+				return
+			}
+			c.ok = s.owns != nil && s.owns(r.Context(), c.local, c.remote)
+			c.checked = true
+		}
+		if !c.ok {
+			w.Header().Set("Connection", "close")
 			writeErr(w, http.StatusForbidden, "AccessDeniedException", "this runtime api answers only its own instance")
 			return
 		}

@@ -47,6 +47,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.SetOwner(anyone)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	h := &harness{
 		t: t, srv: srv, ctx: ctx, cancel: cancel,
@@ -755,11 +756,15 @@ func TestListenAddress(t *testing.T) {
 	}
 }
 
-// TestOnlyItsPeer: a server on the host's address of a sandbox network,
-// which every sandbox reaches, answers only its own instance's address:
-// a request that comes before that address is known waits for it, one
-// from another address gets 403.
-func TestOnlyItsPeer(t *testing.T) {
+// anyone is an owner check that lets every connection in.
+func anyone(context.Context, netip.AddrPort, netip.AddrPort) bool { return true }
+
+// TestOnlyItsOwner: the server answers only connections its owner check
+// accepts (here: those from 127.0.0.4, as a sandbox network would have
+// it). A request that comes before the check is known waits for it; a
+// connection is checked once, however many requests it carries; a
+// refused one gets 403 and is closed.
+func TestOnlyItsOwner(t *testing.T) {
 	srv, err := runtimeapi.New(netip.MustParseAddr("127.0.0.2"))
 	if err != nil {
 		t.Fatal(err)
@@ -769,36 +774,53 @@ func TestOnlyItsPeer(t *testing.T) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
 	}
-	get := func(src string) (int, error) {
-		resp, err := from(src).Get("http://" + srv.Addr() + "/nowhere")
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
 	type answer struct {
 		status int
+		closed bool // the server closes the connection
 		err    error
 	}
+	get := func(c *http.Client) answer {
+		resp, err := c.Get("http://" + srv.Addr() + "/nowhere")
+		if err != nil {
+			return answer{err: err}
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return answer{status: resp.StatusCode, closed: resp.Close}
+	}
 	early := make(chan answer, 1)
-	go func() {
-		st, err := get("127.0.0.3")
-		early <- answer{st, err}
-	}()
+	go func() { early <- get(from("127.0.0.3")) }()
 	select {
 	case a := <-early:
-		t.Fatalf("a request before SetPeer was answered: %+v", a)
+		t.Fatalf("a request before SetOwner was answered: %+v", a)
 	case <-time.After(200 * time.Millisecond):
 	}
-	srv.SetPeer(netip.MustParseAddr("127.0.0.4"))
-	if a := <-early; a.err != nil || a.status != http.StatusForbidden {
-		t.Errorf("the early request of another address: %+v, want 403", a)
+	var mu sync.Mutex
+	var asked []string
+	srv.SetOwner(func(ctx context.Context, local, remote netip.AddrPort) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if local.String() != srv.Addr() {
+			t.Errorf("owner check: local end %s, want %s", local, srv.Addr())
+		}
+		asked = append(asked, remote.Addr().String())
+		return remote.Addr() == netip.MustParseAddr("127.0.0.4")
+	})
+	if a := <-early; a.err != nil || a.status != http.StatusForbidden || !a.closed {
+		t.Errorf("the early request of another address: %+v, want 403 and the connection closed", a)
 	}
-	if st, err := get("127.0.0.4"); err != nil || st != http.StatusNotFound {
-		t.Errorf("request of the peer: %d %v, want it passed on (404 for an unknown path)", st, err)
+	owner := from("127.0.0.4")
+	for range 3 {
+		if a := get(owner); a.err != nil || a.status != http.StatusNotFound || a.closed {
+			t.Errorf("request of the owner: %+v, want it passed on (404 for an unknown path) on a kept connection", a)
+		}
 	}
-	if st, err := get("127.0.0.5"); err != nil || st != http.StatusForbidden {
-		t.Errorf("request of another address: %d %v, want 403", st, err)
+	if a := get(from("127.0.0.5")); a.err != nil || a.status != http.StatusForbidden || !a.closed {
+		t.Errorf("request of another address: %+v, want 403 and the connection closed", a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"127.0.0.3", "127.0.0.4", "127.0.0.5"}; !cmp.Equal(asked, want) {
+		t.Errorf("owner check asked for %v, want once per connection: %v", asked, want)
 	}
 }

@@ -43,11 +43,25 @@ type Spec struct {
 	// proportion to MemoryMB (one core at 1,769 MB, as on Lambda).
 	// Drivers with Capabilities.MemoryLimit enforce it.
 	CPU float64
+	// User is who the program runs as, ids inside the sandbox; nil is the
+	// sandbox's root. Drivers with Capabilities.Users honour it (and map
+	// every id of a sandbox to an unprivileged id of the host); others run
+	// the program as the server's own user.
+	User *User
 	// Stdout and Stderr receive the sandbox's output; nil discards it.
 	// Writes come from a goroutine the driver owns and end before Wait
 	// returns.
 	Stdout, Stderr io.Writer
 }
+
+// User is a program's user and groups, ids inside its sandbox.
+type User struct {
+	UID, GID uint32
+	Groups   []uint32 // supplementary groups
+}
+
+// MaxUserID is the largest uid or gid a sandbox's program may have.
+const MaxUserID = 65535
 
 // Mount binds Source on the host read-only at Target in the sandbox.
 type Mount struct {
@@ -58,8 +72,12 @@ type Mount struct {
 type Capabilities struct {
 	// MemoryLimit: Spec.MemoryMB is enforced (exceeding it kills the sandbox).
 	MemoryLimit bool
-	// Isolated: the sandbox has its own mount, pid and network namespaces.
+	// Isolated: the sandbox has its own mount, pid, network and user
+	// namespaces: it sees nothing of the host but its root and mounts,
+	// and no process of it has a privileged id on the host.
 	Isolated bool
+	// Users: Spec.User is honoured.
+	Users bool
 	// RootFS: Spec.RootFS is supported.
 	RootFS bool
 	// Mounts: Spec.Mounts may bind a source at another target path.
@@ -128,6 +146,17 @@ type Driver interface {
 	// listens on: its own address when it has a network namespace, else
 	// 127.0.0.1. Unknown or ended IDs return ErrNotFound.
 	Addr(ctx context.Context, id string) (netip.Addr, error)
+	// Owns reports whether a TCP connection that a host listener accepted
+	// comes from a program of the sandbox: local is the listener's end of
+	// it, remote the other end, and the connection must still be open. A
+	// connection from the host, from another sandbox or from anywhere else
+	// is not owned. The server asks it once per new connection to an
+	// instance's Runtime API, so it must be cheap for the sandbox's own
+	// connections; it may block briefly (reading /proc, a netlink query)
+	// and has no effect, so calling it again is harmless. Unknown or ended
+	// IDs return ErrNotFound; false with an error means the driver could
+	// not tell, and callers refuse the connection.
+	Owns(ctx context.Context, id string, local, remote netip.AddrPort) (bool, error)
 	// Stats reports resource figures of a live sandbox.
 	Stats(ctx context.Context, id string) (Stats, error)
 	// List returns the IDs of sandboxes this driver left behind, including

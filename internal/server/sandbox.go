@@ -23,7 +23,9 @@ var (
 // newDriver builds the sandbox driver cfg.Sandbox asks for and says why
 // it is that one: "auto" is runc when runc is on PATH and the server runs
 // as root (runc.New succeeds), else process; "runc" without a usable runc
-// is an error.
+// is an error. With the process driver the why says plainly that
+// functions and services run unisolated, what is missing and how to get
+// isolation.
 func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
 	if cfg.Sandbox == "runc" || cfg.Sandbox == "auto" {
 		d, err := runc.New(filepath.Join(cfg.DataDir, runcState), log)
@@ -38,14 +40,21 @@ func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, err
 		if err2 != nil {
 			return nil, "", err2
 		}
-		return d2, "process: " + whyNotRunc(err), nil
+		return d2, "process: UNISOLATED — " + whyNotRunc(err) + "; " + unisolated +
+			"; to isolate them run stratus as root with runc installed, or use --sandbox runc to refuse to start without it", nil
 	}
 	d, err := process.New(filepath.Join(cfg.DataDir, processState), log)
 	if err != nil {
 		return nil, "", err
 	}
-	return d, "process: chosen with --sandbox process", nil
+	return d, "process: UNISOLATED — chosen with --sandbox process; " + unisolated +
+		"; --sandbox runc (as root, with runc installed) isolates them", nil
 }
+
+// unisolated says what the process driver does not isolate.
+const unisolated = "functions and services run as plain processes of this server's user: " +
+	"they see the host's files (this server's data dir included) and network, and can read and signal each other and the server " +
+	"(each instance's Runtime API still answers only that instance)"
 
 // whyNotRunc says why the runc driver could not be built.
 func whyNotRunc(err error) string {

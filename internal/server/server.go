@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/apiserver"
 	"github.com/stratus-run/stratus/internal/archive"
 	"github.com/stratus-run/stratus/internal/config"
@@ -39,6 +40,11 @@ import (
 
 // TokenFile is the name of the token file in the data dir.
 const TokenFile = "token"
+
+// NATSCredsFile is the name of the file in the data dir that keeps the
+// credentials of outside clients of the embedded NATS server
+// (events.ClientCredentials, mode 0600), made when it first listens.
+const NATSCredsFile = "nats-client.json"
 
 // Run runs the server until ctx ends, then stops it cleanly. ready, if not
 // nil, is called with the listening address once requests are served.
@@ -56,6 +62,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	if err := secureDataDir(cfg.DataDir, log); err != nil {
+		return err
+	}
 	token, err := loadToken(cfg.DataDir, cfg.Token)
 	if err != nil {
 		return err
@@ -72,7 +81,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	// Deferred: runs once every part, the pools first, has stopped.
 	defer closeDriver(driver, log)
-	log.Info("sandbox driver", "driver", driver.Name(), "why", why)
+	if driver.Capabilities().Isolated {
+		log.Info("sandbox driver", "driver", driver.Name(), "why", why)
+	} else {
+		// Said plainly, where the user sees it: functions and services
+		// can read the host and each other.
+		log.Warn("sandbox driver", "driver", driver.Name(), "why", why)
+	}
 	if err := stopLeftovers(ctx, driver, log); err != nil {
 		return err
 	}
@@ -99,6 +114,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	pools := pool.New(pool.Config{
 		Driver:     driver,
 		Command:    newCommander().command,
+		Root:       newRoots(filepath.Join(cfg.DataDir, "roots")).root,
 		CodeDir:    func(sha string) string { return fns.CodeDir(sha) },
 		RuntimeDir: rtDir,
 		Image: func(ctx context.Context, v *stratus.Version) (*pool.ImageRun, error) {
@@ -128,6 +144,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	bus, err := events.OpenBus(ctx, events.BusConfig{
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NatsListen, URL: cfg.NatsURL,
+		ClientCreds: filepath.Join(cfg.DataDir, NATSCredsFile),
+		CredsFile:   cfg.NatsCreds, NkeyFile: cfg.NatsNkey,
+		CAFile: cfg.NatsCA, CertFile: cfg.NatsCert, KeyFile: cfg.NatsKey,
 		SyncAlways: cfg.NatsSyncAlways, Log: log.With("component", "nats"),
 	})
 	if err != nil {
@@ -135,7 +154,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	defer bus.Close()
 	if cfg.NatsListen != "" {
-		log.Info("NATS clients may connect", "url", bus.ClientURL())
+		log.Info("NATS clients may connect", "url", bus.ClientURL(),
+			"credentials", filepath.Join(cfg.DataDir, NATSCredsFile), "show", "stratus nats credentials")
 	}
 	queue := events.NewQueue(bus, pools, asyncPolicy(fns), statusSink{writer}, log.With("component", "async"))
 	queue.MaxEventSize = int(cfg.MaxAsyncEventBytes)
@@ -181,7 +201,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	api := apiserver.New(apiserver.Config{
 		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
-		Metrics: met.handler(), Log: log.With("component", "api"),
+		Metrics: met.handler(), MetricsPublic: cfg.MetricsPublic, Log: log.With("component", "api"),
+		Info: v1.Info{
+			Version: stratus.ServerVersion(), Region: cfg.Region,
+			Sandbox: v1.Sandbox{Driver: driver.Name(), Why: why, Isolated: driver.Capabilities().Isolated},
+		},
 		Schedules: sched,
 		Topics:    topics, MaxAsyncEventBytes: cfg.MaxAsyncEventBytes,
 		Images: apiserver.ImagesConfig{
@@ -398,9 +422,13 @@ func (r imageResolver) Resolve(ctx context.Context, ref string) (*services.Image
 		return nil, err
 	}
 	c := img.Config
+	user, err := image.ResolveUser(root, c.User)
+	if err != nil {
+		return nil, err
+	}
 	return &services.Image{
 		Digest: img.Digest, RootFS: root,
-		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir,
+		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: user,
 	}, nil
 }
 

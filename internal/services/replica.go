@@ -236,6 +236,7 @@ func (m *Manager) newSandbox(set *revSet) (*sandboxSpec, error) {
 		Env:      env(set, port),
 		Dir:      set.img.WorkingDir,
 		RootFS:   set.img.RootFS,
+		User:     set.img.User,
 		MemoryMB: c.MemoryMB,
 		CPU:      c.CPU,
 		Stdout:   m.lineWriter(set, id, "stdout"),

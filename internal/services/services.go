@@ -54,6 +54,9 @@ type Image struct {
 	Cmd        []string
 	Env        []string
 	WorkingDir string
+	// User runs the image's program (its USER); nil is the image's root,
+	// which a driver with a user namespace maps to an unprivileged host id.
+	User *sandbox.User
 }
 
 // Images resolves image references.
@@ -433,7 +436,10 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 // waitReady waits until every replica set.desired asked for is ready, or
 // fails with the first replica's reason.
 func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
-	deadline := time.NewTimer(m.cfg.ReadyTimeout + time.Second)
+	// A replica fails on its own ReadyTimeout, counted from its start,
+	// with the reason; this deadline is only the backstop for one whose
+	// sandbox does not even start, so it leaves room for a slow start.
+	deadline := time.NewTimer(m.cfg.ReadyTimeout + 10*time.Second)
 	defer deadline.Stop()
 	for {
 		m.mu.Lock()

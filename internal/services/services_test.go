@@ -294,6 +294,14 @@ func (d *fakeDriver) Addr(ctx context.Context, id string) (netip.Addr, error) {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 }
 
+// Owns owns nothing: replicas have no Runtime API that would ask.
+func (d *fakeDriver) Owns(ctx context.Context, id string, local, remote netip.AddrPort) (bool, error) {
+	if b := d.get(id); b == nil || b.ended() {
+		return false, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	return false, nil
+}
+
 func (d *fakeDriver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
 	if b := d.get(id); b == nil || b.ended() {
 		return sandbox.Stats{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)

@@ -17,7 +17,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -40,8 +42,12 @@ type Store struct {
 }
 
 // Open opens or creates the database file at path, configures it and
-// brings its schema up to date.
+// brings its schema up to date. The file and its -wal and -shm files are
+// the owner's only (0600); Open narrows a wider mode they were left with.
 func Open(ctx context.Context, path string) (*Store, error) {
+	if err := restrictFiles(path); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	w, err := sql.Open("sqlite", dsn(path,
 		"journal_mode(WAL)",
 		"synchronous(NORMAL)",
@@ -78,6 +84,35 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	return &Store{w: w, r: r, now: time.Now}, nil
+}
+
+// restrictFiles makes the database file at path readable by its owner
+// only: it creates the file with mode 0600 when it does not exist, and
+// narrows an existing one, and its -wal and -shm files, to 0600. SQLite
+// creates the -wal and -shm files with the mode of the database file.
+func restrictFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm() != 0o600 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dsn is the data source name of the file at path with the given pragmas

@@ -10,6 +10,10 @@
 // nor is read-only (the program runs as the server's user, root). Mounts
 // are accepted only at their own path, where the host's files already are.
 //
+// Network: instances share the host's, so Owns (peer.go) tells a
+// sandbox's connections from others' by the process that holds the
+// socket, not by an address.
+//
 // Goroutines: per sandbox, one reaper (waits for the process, then kills the
 // rest of its group) and one copier per output stream; all end before Wait
 // returns for that sandbox.
@@ -508,9 +512,10 @@ func groupLeft(st state) bool {
 }
 
 type procStat struct {
-	state string // field 3
-	pgrp  int    // field 5
-	start uint64 // field 22
+	state   string // field 3
+	pgrp    int    // field 5
+	session int    // field 6
+	start   uint64 // field 22
 }
 
 // stat reads /proc/PID/stat; false if the process is gone.
@@ -525,11 +530,12 @@ func stat(pid int) (procStat, bool) {
 		return procStat{}, false
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); field 5 is f[2], field 22 is f[19].
+	// f[0] is field 3 (state); field 5 is f[2], 6 is f[3], 22 is f[19].
 	if len(f) < 20 {
 		return procStat{}, false
 	}
 	pgrp, _ := strconv.Atoi(f[2])
+	session, _ := strconv.Atoi(f[3])
 	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return procStat{state: f[0], pgrp: pgrp, start: start}, true
+	return procStat{state: f[0], pgrp: pgrp, session: session, start: start}, true
 }

@@ -6,7 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The container's PID 1 is the driver's own executable, bind-mounted at
@@ -14,7 +19,13 @@ import (
 // handler for, so a program run as PID 1 would ignore Stop's SIGTERM and
 // its own "kill -TERM $$"; it would also have to reap orphans. The init:
 //
-//   - starts Argv in a session of its own, as the process driver does,
+//   - runs as a uid of its own (initID) and makes itself undumpable, so
+//     that the program can neither ptrace nor signal it nor open its
+//     descriptors in /proc (the status pipe among them); it empties the
+//     bounding set of the thread that starts the program, so that the
+//     program has no capability even as the sandbox's root;
+//   - starts Argv as its user (the first argument, "uid:gid[:groups]")
+//     in a session of its own, as the process driver does,
 //     with the driver's output pipes (fds 4 and 5) as its stdout and
 //     stderr, not the copies runc makes of them;
 //   - forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
@@ -45,18 +56,35 @@ const (
 	goFD = 6
 )
 
-func containerInit(argv []string) int {
+func containerInit(args []string) int {
 	status := os.NewFile(statusFD, "status")
 	syscall.CloseOnExec(statusFD)
 	report := func(format string, args ...any) {
 		_, _ = fmt.Fprintf(status, format+"\n", args...)
 	}
-	if len(argv) == 0 {
+	// Whatever runs on this thread from here on (the program's fork among
+	// it) has the bounding set dropped below.
+	runtime.LockOSThread()
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); e != 0 {
+		report("err undumpable: %s", e)
+		return 127
+	}
+	if len(args) < 2 {
 		report("err empty argv")
 		return 127
 	}
+	cred, err := parseUser(args[0])
+	if err != nil {
+		report("err %s", oneLine(err.Error()))
+		return 127
+	}
+	argv := args[1:]
 	if !waitForGo() {
 		return 0
+	}
+	if err := dropBounding(); err != nil {
+		report("err %s", oneLine(err.Error()))
+		return 127
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
@@ -71,7 +99,7 @@ func containerInit(argv []string) int {
 	p, err := os.StartProcess(path, argv, &os.ProcAttr{
 		Env:   os.Environ(),
 		Files: []*os.File{os.Stdin, stdout, stderr},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: cred},
 	})
 	if err != nil {
 		report("err %s", oneLine(err.Error()))
@@ -107,6 +135,72 @@ func containerInit(argv []string) int {
 		report("exit %d oom %t", ws.ExitStatus(), oom)
 		return ws.ExitStatus()
 	}
+}
+
+// parseUser reads the init's "uid:gid[:g1,g2...]" argument.
+func parseUser(a string) (*syscall.Credential, error) {
+	parts := strings.Split(a, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return nil, fmt.Errorf("bad user %q", a)
+	}
+	id := func(s string) (uint32, error) {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || n > maxUserID {
+			return 0, fmt.Errorf("bad user %q", a)
+		}
+		return uint32(n), nil
+	}
+	uid, err := id(parts[0])
+	if err != nil {
+		return nil, err
+	}
+	gid, err := id(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	c := &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
+	if len(parts) == 3 && parts[2] != "" {
+		for g := range strings.SplitSeq(parts[2], ",") {
+			n, err := id(g)
+			if err != nil {
+				return nil, err
+			}
+			c.Groups = append(c.Groups, n)
+		}
+	}
+	return c, nil
+}
+
+// dropBounding empties the calling thread's capability bounding,
+// ambient and inheritable sets, which the program forked from it
+// inherits: even as uid 0 it execs with no capability. The init keeps its
+// own permitted and effective ones (it got them as ambient ones from runc,
+// the only way a non-root uid keeps capabilities across exec).
+func dropBounding() error {
+	last := 63
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
+		}
+	}
+	for c := 0; c <= last; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("clear inheritable capabilities: %w", err)
+	}
+	return nil
 }
 
 // waitForGo waits for the driver's go byte. It reports false when the

@@ -486,7 +486,15 @@ func (n *network) vethName(id string) string {
 // Close removes the bridge if no sandbox (of this or an earlier server)
 // is left; otherwise it leaves the bridge and returns nil. The server
 // calls it when it stops; starting sandboxes afterwards fails.
-func (d *Driver) Close() error { return d.net.close() }
+func (d *Driver) Close() error {
+	err := d.net.close()
+	// The bundles folder goes once no bundle is left in it (a sandbox
+	// still running keeps it for the next server).
+	if ents, rerr := os.ReadDir(d.bundles); rerr == nil && len(ents) == 0 {
+		_ = os.RemoveAll(filepath.Dir(d.bundles)) // its etc files with it
+	}
+	return err
+}
 
 // Bridge is the name of the bridge the sandboxes' veths are ports of.
 func (d *Driver) Bridge() string { return d.net.bridge }

@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/rootfs"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
@@ -80,13 +81,28 @@ func inMounts(dir string, mounts []sandbox.Mount) bool {
 	return false
 }
 
-// hostFiles are bound read-only from the host into a root filesystem that
-// lacks them (or has them empty), so that names resolve.
-var hostFiles = []string{"/etc/resolv.conf", "/etc/hosts"}
+// etcFiles are bound read-only into a root filesystem that lacks them (or
+// has them empty), so that names resolve: the driver's own, written by
+// writeEtc (not the host's).
+var etcFiles = []string{"/etc/resolv.conf", "/etc/hosts"}
+
+// writeEtc writes the driver's etcFiles in dir.
+func writeEtc(dir string) error {
+	files := map[string]string{
+		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+		"resolv.conf": rootfs.ResolvConf("/etc/resolv.conf"),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write sandbox %s: %w", name, err)
+		}
+	}
+	return nil
+}
 
 // specMounts are the read-only binds of spec.Mounts and, in a root
-// filesystem of its own, of the host files it lacks.
-func specMounts(spec sandbox.Spec) []specs.Mount {
+// filesystem of its own, of the etcFiles it lacks (from etcDir).
+func specMounts(spec sandbox.Spec, etcDir string) []specs.Mount {
 	var ms []specs.Mount
 	for _, m := range spec.Mounts {
 		ms = append(ms, specs.Mount{
@@ -97,7 +113,7 @@ func specMounts(spec sandbox.Spec) []specs.Mount {
 	if spec.RootFS == "" {
 		return ms
 	}
-	for _, f := range hostFiles {
+	for _, f := range etcFiles {
 		if inMounts(f, spec.Mounts) {
 			continue
 		}
@@ -105,11 +121,8 @@ func specMounts(spec sandbox.Spec) []specs.Mount {
 		if err == nil && (!fi.Mode().IsRegular() || fi.Size() > 0) {
 			continue // the image's own (a symlink is resolved in it)
 		}
-		if hi, err := os.Stat(f); err != nil || !hi.Mode().IsRegular() {
-			continue
-		}
 		ms = append(ms, specs.Mount{
-			Destination: f, Type: "bind", Source: f,
+			Destination: f, Type: "bind", Source: filepath.Join(etcDir, path.Base(f)),
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"},
 		})
 	}

@@ -1,10 +1,14 @@
 // Package runc is the sandbox driver that runs each instance as an OCI
-// container with runc: its own PID, mount, IPC, UTS and network
+// container with runc: its own user, PID, mount, IPC, UTS and network
 // namespaces, cgroup limits for memory, CPU and PIDs, no capabilities, no
 // new privileges, Docker's default seccomp profile (an allow list) and a
-// read-only root filesystem (the host's, or an image's: Spec.RootFS) with a
-// bounded tmpfs /tmp and Spec.Mounts bound read-only anywhere (rootfs.go).
-// See bundleSpec for the spec and init.go for the container's PID 1.
+// read-only root filesystem (Spec.RootFS: a function runtime's minimal
+// root or an image's; the host's when none is given, which only tests do)
+// with a bounded tmpfs /tmp and Spec.Mounts bound read-only anywhere
+// (rootfs.go). The user namespace maps the sandbox's ids to unprivileged
+// host ids (Options.IDBase); the program runs as Spec.User. See
+// bundleSpec for the spec, init.go for the container's PID 1 and
+// stage.go for how mount sources in private host folders reach runc.
 //
 // Network (net.go): the driver owns a Linux bridge, "strat" and 6 hex
 // digits of a hash of its state dir, with the host's address X.X.X.1 of
@@ -41,7 +45,8 @@
 // sysctls of its own bridge are the only ones the driver writes.
 //
 // State: stateDir/runc is runc's --root, so only this driver's containers
-// are seen; stateDir/bundles/ID holds each sandbox's bundle;
+// are seen; /run/stratus/HASH/bundles/ID holds each sandbox's bundle (see
+// stage.go for why it is not under stateDir);
 // stateDir/addrs/ID its address. A restarted server lists and stops what
 // an earlier one left from all of them. One driver at a time per state
 // dir. A sandbox's network namespace has no name or mount: the driver
@@ -78,6 +83,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +105,8 @@ type Driver struct {
 	exe      string // this executable, the containers' init
 	root     string // runc --root
 	bundles  string
+	etc      string     // the /etc/hosts and resolv.conf given to images without them
+	idBase   uint32     // host uid and gid of a sandbox's uid and gid 0
 	cgPrefix string     // cgroupsPath of a sandbox is cgPrefix+ID
 	loader   initLoader // runs exe as the init of a sandbox with a RootFS
 	log      *slog.Logger
@@ -126,6 +134,11 @@ type Options struct {
 	// an address of the host. Zero: a /24 inside 10.88.0.0/16 that is
 	// free on the host, tried from one picked by a hash of the state dir.
 	Subnet netip.Prefix
+	// IDBase is the host uid and gid that uid and gid 0 of every sandbox
+	// map to; the sandbox's ids 0 to 65536 map to the 65,537 that start
+	// there. Zero: DefaultIDBase. No host user should own ids in that
+	// range.
+	IDBase uint32
 }
 
 // New returns a driver that keeps its state in stateDir, with default
@@ -160,16 +173,29 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 	if err != nil {
 		return nil, fmt.Errorf("runc driver: %w", err)
 	}
+	idBase := opts.IDBase
+	if idBase == 0 {
+		idBase = DefaultIDBase
+	}
+	if uint64(idBase)+idCount > 1<<32-1 {
+		return nil, fmt.Errorf("runc driver: id base %d: the %d ids from it pass the largest uid: %w", idBase, idCount, stratus.ErrInvalid)
+	}
+	bundles := bundlesDir(stateDir)
 	d := &Driver{
-		runc: bin, exe: exe, loader: loader, log: log,
+		runc: bin, exe: exe, loader: loader, log: log, idBase: idBase,
 		root:    filepath.Join(stateDir, "runc"),
-		bundles: filepath.Join(stateDir, "bundles"),
+		bundles: bundles,
+		etc:     filepath.Join(filepath.Dir(bundles), "etc"),
 		boxes:   make(map[string]*box),
 	}
-	for _, dir := range []string{d.root, d.bundles} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create sandbox state dir: %w", err)
-		}
+	if err := os.MkdirAll(d.root, 0o700); err != nil {
+		return nil, fmt.Errorf("create sandbox state dir: %w", err)
+	}
+	if err := mkdirReachable(filepath.Dir(filepath.Dir(bundles)), filepath.Dir(bundles), bundles, d.etc); err != nil {
+		return nil, fmt.Errorf("create sandbox bundles dir: %w", err)
+	}
+	if err := writeEtc(d.etc); err != nil {
+		return nil, fmt.Errorf("runc driver: %w", err)
 	}
 	sum := sha256.Sum256([]byte(stateDir))
 	d.cgPrefix = "/stratus/" + hex.EncodeToString(sum[:4]) + "-"
@@ -189,7 +215,7 @@ func (d *Driver) Name() string { return "runc" }
 
 // Capabilities implements sandbox.Driver.
 func (d *Driver) Capabilities() sandbox.Capabilities {
-	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, Prepare: true, HostIP: d.net.hostIP}
+	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, Users: true, Prepare: true, HostIP: d.net.hostIP}
 }
 
 // CgroupPath is the cgroupsPath of sandbox id, relative to the root of
@@ -248,6 +274,9 @@ func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
 	}
 	if err := checkFS(spec); err != nil {
 		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+	}
+	if u := spec.User; u != nil && (u.UID > maxUserID || u.GID > maxUserID || slices.ContainsFunc(u.Groups, func(g uint32) bool { return g > maxUserID })) {
+		return fmt.Errorf("prepare sandbox %q: user %d:%d: ids must be at most %d: %w", spec.ID, u.UID, u.GID, maxUserID, stratus.ErrInvalid)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -342,6 +371,11 @@ func (d *Driver) prepare(spec sandbox.Spec, b *box, outW, errW *os.File) error {
 	err = cmd.Run()
 	closeW()
 	closeAll(statusW, goR)
+	// The container has its mounts now (or never will): the staged ones
+	// can go from the host.
+	if uerr := unstage(bundle); uerr != nil {
+		d.log.Warn("detach staged mounts", "instance", spec.ID, "err", uerr)
+	}
 	if err != nil {
 		closeAll(b.out, b.err, statusR, goW)
 		msg := d.runcError(bundle)
@@ -433,16 +467,23 @@ func (d *Driver) run(ctx context.Context, id string, b *box) error {
 }
 
 func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) error {
-	_ = os.RemoveAll(bundle)
-	if err := os.MkdirAll(filepath.Join(bundle, "rootfs"), 0o700); err != nil {
+	if err := removeBundle(bundle); err != nil {
+		return err
+	}
+	if err := mkdirReachable(bundle, filepath.Join(bundle, "rootfs")); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
-	s := bundleSpec(spec, d.exe, d.CgroupPath(spec.ID), netns)
+	s := bundleSpec(spec, d.exe, d.CgroupPath(spec.ID), netns, d.idBase)
+	s.Mounts = append(s.Mounts, specMounts(spec, d.etc)...)
 	if spec.RootFS != "" {
 		d.loader.apply(s)
 	}
 	if err := layoutRoot(bundle, s); err != nil {
-		_ = os.RemoveAll(bundle)
+		_ = removeBundle(bundle)
+		return err
+	}
+	if err := stage(bundle, s); err != nil {
+		_ = removeBundle(bundle)
 		return err
 	}
 	cfg, err := json.Marshal(s)
@@ -450,7 +491,7 @@ func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) err
 		return fmt.Errorf("encode bundle config: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o600); err != nil {
-		_ = os.RemoveAll(bundle)
+		_ = removeBundle(bundle)
 		return fmt.Errorf("write bundle config: %w", err)
 	}
 	return nil
@@ -480,7 +521,9 @@ func (d *Driver) remove(id string) {
 		}
 		cancel()
 	}
-	_ = os.RemoveAll(d.BundleDir(id))
+	if err := removeBundle(d.BundleDir(id)); err != nil {
+		d.log.Warn("remove bundle", "instance", id, "err", err)
+	}
 	d.teardownNet(id)
 }
 
@@ -607,7 +650,9 @@ func (d *Driver) stopRecovered(ctx context.Context, id string, grace time.Durati
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	_ = os.RemoveAll(d.BundleDir(id))
+	if err := removeBundle(d.BundleDir(id)); err != nil {
+		return fmt.Errorf("stop sandbox %q: %w", id, err)
+	}
 	if err := d.net.teardown(id); err != nil {
 		return fmt.Errorf("stop sandbox %q: %w", id, err)
 	}
@@ -761,7 +806,7 @@ func (d *Driver) List(ctx context.Context) ([]string, error) {
 	}
 	for _, e := range ents {
 		if id := e.Name(); !mine[id] && !known[id] {
-			_ = os.RemoveAll(filepath.Join(d.bundles, id))
+			_ = removeBundle(filepath.Join(d.bundles, id))
 		}
 	}
 	// Network state of no container (it ended while no server ran). Under

@@ -150,7 +150,7 @@ func TestPIDNamespace(t *testing.T) {
 	if pid, _ := strconv.Atoi(lines[0]); pid < 2 || pid > 64 {
 		t.Errorf("the shell's PID is %s, want a low one in a PID namespace of its own", lines[0])
 	}
-	if !strings.HasPrefix(lines[1], "/dev/.stratus-init /bin/sh") {
+	if !strings.HasPrefix(lines[1], "/dev/.stratus-init 0:0 /bin/sh") {
 		t.Errorf("PID 1 is %q, want the driver's init", lines[1])
 	}
 	if n, _ := strconv.Atoi(lines[2]); n > 10 {

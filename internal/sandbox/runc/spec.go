@@ -1,6 +1,8 @@
 package runc
 
 import (
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/moby/profiles/seccomp"
@@ -34,25 +36,32 @@ const initPath = "/dev/.stratus-init"
 //     at the bridge's address.
 //   - Root filesystem: spec.RootFS, else the host's root, bound
 //     recursively read-only ("rro"; see rootfs.go for mount points missing
-//     in it), with a fresh /proc and /dev, a fresh read-only /sys (the
-//     sysfs of the sandbox's network namespace: its own links only), the
-//     container's own cgroups read-only at /sys/fs/cgroup, a bounded tmpfs /tmp and spec.Mounts
+//     in it), with a fresh /proc (Docker's masked and read-only paths)
+//     and /dev, the container's own cgroups read-only at /sys/fs/cgroup
+//     (no sysfs: a user namespace cannot mount the sysfs of a network
+//     namespace it does not own), a bounded tmpfs /tmp and spec.Mounts
 //     bound read-only. On the host's root, spec.Dir is bound read-only at
 //     its own path unless a mount holds it (a code folder under the host's
 //     /tmp would be hidden by the tmpfs). An image
 //     without /etc/resolv.conf or /etc/hosts gets the host's, read-only.
-//   - User: uid 0 with no capabilities at all and no new privileges. Such
-//     a process can do what an ordinary user owning root's files could: no
-//     chown, no bypassing file modes, no raw sockets, no mounts, no
-//     signalling other users' processes. Nothing in a function or service
-//     needs more (a service binding a port below 1024 would want
-//     CAP_NET_BIND_SERVICE).
+//   - Users: a user namespace maps the sandbox's uids and gids 0–65536
+//     to host ids from the driver's base (Options.IDBase), so no process
+//     of a sandbox has a privileged id on the host; host files owned by
+//     ids outside the range (the host's root) are seen as nobody's. The
+//     init runs as uid and gid initID, which no program can use, keeping
+//     only CAP_SETUID, CAP_SETGID and CAP_KILL (to start the program as
+//     its user and forward signals) and CAP_SETPCAP (to empty the
+//     bounding set before it starts the program). The program runs as
+//     Spec.User (else the sandbox's root, uid 0), with no capabilities at
+//     all and no new privileges: it can neither ptrace nor signal the
+//     init (another uid), nor read its descriptors. A service binding a
+//     port below 1024 would want CAP_NET_BIND_SERVICE.
 //   - Seccomp: Docker's default profile for a process without
 //     capabilities, an allow list with argument filters (see
 //     seccompProfile).
 //   - Cgroups: memory (no swap), a CPU quota (Spec.CPU cores, else in
 //     proportion to memory) and a pids limit.
-func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
+func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32) *specs.Spec {
 	cwd := spec.Dir
 	if cwd == "" {
 		cwd = "/"
@@ -65,14 +74,14 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
 		Version: specs.Version,
 		Process: &specs.Process{
 			Terminal: false,
-			User:     specs.User{UID: 0, GID: 0},
-			Args:     append([]string{initPath}, spec.Argv...),
+			User:     specs.User{UID: initID, GID: initID},
+			Args:     append([]string{initPath, userArg(spec.User)}, spec.Argv...),
 			Env:      env,
 			Cwd:      cwd,
-			// Every set empty: the process has no capabilities at all.
+			// The init's; the program gets none (see init.go).
 			Capabilities: &specs.LinuxCapabilities{
-				Bounding: []string{}, Effective: []string{}, Permitted: []string{},
-				Inheritable: []string{}, Ambient: []string{},
+				Bounding: initCaps, Effective: initCaps, Permitted: initCaps,
+				Inheritable: initCaps, Ambient: initCaps,
 			},
 			Rlimits: []specs.POSIXRlimit{
 				{Type: "RLIMIT_NOFILE", Hard: maxOpenFiles, Soft: maxOpenFiles},
@@ -89,13 +98,15 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=" + tmpSize}},
 		},
 		Linux: &specs.Linux{
 			CgroupsPath: cgroupsPath,
+			UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: idBase, Size: idCount}},
+			GIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: idBase, Size: idCount}},
 			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.UserNamespace},
 				{Type: specs.PIDNamespace},
 				{Type: specs.MountNamespace},
 				{Type: specs.IPCNamespace},
@@ -123,7 +134,6 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
 			Options: []string{"bind", "ro", "nosuid", "nodev"},
 		})
 	}
-	s.Mounts = append(s.Mounts, specMounts(spec)...)
 	s.Mounts = append(s.Mounts, specs.Mount{
 		Destination: initPath, Type: "bind", Source: exe,
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
@@ -138,8 +148,41 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string) *specs.Spec {
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 		s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
-	s.Linux.Seccomp = seccompProfile(s.Process.Capabilities)
+	// The profile of a process without capabilities: the program's (the
+	// init's few do not widen it).
+	s.Linux.Seccomp = noCapsSeccomp()
 	return s
+}
+
+// The ids of a sandbox's user namespace: 0 to maxUserID for its programs,
+// and initID for its init alone.
+const (
+	maxUserID = sandbox.MaxUserID
+	initID    = maxUserID + 1
+	idCount   = initID + 1
+	// DefaultIDBase is the host uid and gid that a sandbox's uid and gid 0
+	// map to: in the range that systemd leaves to containers.
+	DefaultIDBase = 1_000_000_000
+)
+
+// initCaps are the init's capabilities (see bundleSpec).
+var initCaps = []string{"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SETPCAP"}
+
+// userArg is the init's first argument: the program's "uid:gid[:groups]"
+// (groups comma-separated), the sandbox's root when u is nil.
+func userArg(u *sandbox.User) string {
+	if u == nil {
+		return "0:0"
+	}
+	a := strconv.FormatUint(uint64(u.UID), 10) + ":" + strconv.FormatUint(uint64(u.GID), 10)
+	if len(u.Groups) > 0 {
+		gs := make([]string, len(u.Groups))
+		for i, g := range u.Groups {
+			gs[i] = strconv.FormatUint(uint64(g), 10)
+		}
+		a += ":" + strings.Join(gs, ",")
+	}
+	return a
 }
 
 // seccompProfile is Docker's default seccomp profile

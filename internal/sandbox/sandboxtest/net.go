@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -52,6 +53,8 @@ func (h *harness) nothingLeft(d sandbox.Driver, id string) {
 //	                               answer each connection with "pong $STRATUS_SANDBOXTEST"
 //	sandboxtest-net dial ADDR...   connect to each ADDR (host:port) with a
 //	                               timeout; print "ADDR: pong ..." or "ADDR: error ..."
+//	sandboxtest-net hold ADDR      connect to ADDR, print "connected", hold the
+//	                               connection until the other end closes it
 const netHelperName = "sandboxtest-net"
 
 // dialTimeout bounds each of the helper's connection attempts. Between
@@ -87,6 +90,15 @@ func netHelper(mode string, args []string) int {
 		for _, a := range args {
 			fmt.Printf("%s: %s\n", a, dial(a))
 		}
+		return 0
+	case "hold":
+		c, err := net.DialTimeout("tcp", args[0], dialTimeout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println("connected")
+		_, _ = io.Copy(io.Discard, c)
 		return 0
 	}
 	fmt.Fprintf(os.Stderr, "unknown mode %q\n", mode)
@@ -246,4 +258,96 @@ func testNetAddrs(t *testing.T, h *harness) {
 		h.stop(h.d, id, 0)
 		h.nothingLeft(h.d, id)
 	}
+}
+
+// testOwns: a connection that a program of sandbox a opens to a listener
+// of the host is a's (Owns), not b's, whether that program is the
+// sandbox's main process (b's) or one it forked (a's); a connection the
+// host opens is neither's. Owns of an unknown or stopped sandbox is
+// ErrNotFound.
+func testOwns(t *testing.T, h *harness) {
+	ip := h.d.Capabilities().HostIP
+	if !ip.IsValid() {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	l, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		t.Fatalf("listen on the host: %v", err)
+	}
+	defer l.Close()
+	addr := l.Addr().String()
+	// hold starts sandbox id, whose program (forked by a shell when child
+	// is set) connects to the host's listener, and returns the host's end
+	// of that connection.
+	hold := func(id string, child bool) net.Conn {
+		t.Helper()
+		spec := h.netSpec(id, "hold", addr)
+		if child {
+			spec.Argv = []string{"/bin/sh", "-c", `"$0" hold "$1"; exit $?`, spec.Argv[0], addr}
+		}
+		var stdout, stderr Buffer
+		spec.Stdout, spec.Stderr = &stdout, &stderr
+		h.start(h.d, spec)
+		_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(testTimeout / 2))
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatalf("%s did not connect to the host: %v; output %q, stderr %q", id, err, stdout.String(), stderr.String())
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ends := func(c net.Conn) (local, remote netip.AddrPort) {
+		return c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	}
+	owns := func(id string, c net.Conn) bool {
+		t.Helper()
+		local, remote := ends(c)
+		ok, err := h.d.Owns(h.ctx, id, local, remote)
+		if err != nil {
+			t.Fatalf("Owns(%s, %s → %s): %v", id, remote, local, err)
+		}
+		return ok
+	}
+
+	a := hold("a", true)
+	b := hold("b", false)
+	client, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial from the host: %v", err)
+	}
+	defer client.Close()
+	_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(testTimeout / 2))
+	host, err := l.Accept()
+	if err != nil {
+		t.Fatalf("accept the host's own connection: %v", err)
+	}
+	defer host.Close()
+
+	for _, tc := range []struct {
+		id   string
+		conn net.Conn
+		name string
+		want bool
+	}{
+		{"a", a, "a's (from a process a forked)", true},
+		{"b", a, "a's", false},
+		{"b", b, "b's (from b's main process)", true},
+		{"a", b, "b's", false},
+		{"a", host, "the host's", false},
+		{"b", host, "the host's", false},
+	} {
+		if got := owns(tc.id, tc.conn); got != tc.want {
+			t.Errorf("Owns(%s, %s connection) = %v, want %v", tc.id, tc.name, got, tc.want)
+		}
+	}
+
+	local, remote := ends(a)
+	if _, err := h.d.Owns(h.ctx, "nobody", local, remote); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("Owns of an unknown sandbox: err = %v, want ErrNotFound", err)
+	}
+	h.stop(h.d, "a", 0)
+	if ok, err := h.d.Owns(h.ctx, "a", local, remote); ok || !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("Owns after Stop = %v, %v; want false, ErrNotFound", ok, err)
+	}
+	h.stop(h.d, "b", 0)
 }

@@ -5,7 +5,8 @@
 // directory, conflicts, idempotent Stop with a grace period, whole process
 // trees stopped, List and Stop across a restart of the server, a port the
 // sandbox listens on reached at Addr and, for isolated drivers, sandboxes
-// that reach the host but not each other).
+// that reach the host but not each other; connections to the host told
+// apart by the sandbox they come from, with Owns).
 //
 // The programs it runs need only /bin/sh and sleep in the sandbox, or, in
 // a root filesystem of its own, a copy of the test binary (see Probe); the
@@ -83,6 +84,7 @@ func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Dri
 		{"NetListen", testNetListen},
 		{"NetIsolation", testNetIsolation},
 		{"NetAddrs", testNetAddrs},
+		{"Owns", testOwns},
 		{"PrepareThenStart", testPrepareStart},
 		{"PrepareThenStop", testPrepareStop},
 		{"PrepareChecksSpec", testPrepareChecks},

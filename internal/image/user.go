@@ -1,0 +1,128 @@
+package image
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+// ResolveUser turns an image's USER ("", "name", "uid", "name:group",
+// "uid:gid") into ids, reading names from the /etc/passwd and /etc/group
+// of the image's root folder, as container engines do: a user given alone
+// gets its passwd entry's group (0 for a uid with no entry) and the
+// groups that list its name. "" and "root" are the image's root: nil. A
+// name missing from the image, or an id above sandbox.MaxUserID, is
+// stratus.ErrInvalid.
+func ResolveUser(root, user string) (*sandbox.User, error) {
+	if user == "" {
+		return nil, nil
+	}
+	name, group, hasGroup := strings.Cut(user, ":")
+	passwd, err := readIDFile(filepath.Join(root, "etc", "passwd"))
+	if err != nil {
+		return nil, fmt.Errorf("image user %q: %w", user, err)
+	}
+	groups, err := readIDFile(filepath.Join(root, "etc", "group"))
+	if err != nil {
+		return nil, fmt.Errorf("image user %q: %w", user, err)
+	}
+	u := &sandbox.User{}
+	uid, ok := parseID(name)
+	entry := slices.IndexFunc(passwd, func(e idEntry) bool { return e.name == name || ok && e.id == uid })
+	switch {
+	case ok:
+		u.UID = uid
+	case entry >= 0:
+		u.UID = passwd[entry].id
+	default:
+		return nil, fmt.Errorf("image user %q: no user %q in the image's /etc/passwd: %w", user, name, stratus.ErrInvalid)
+	}
+	if entry >= 0 {
+		u.GID = passwd[entry].gid
+	}
+	if hasGroup {
+		gid, ok := parseID(group)
+		if !ok {
+			i := slices.IndexFunc(groups, func(e idEntry) bool { return e.name == group })
+			if i < 0 {
+				return nil, fmt.Errorf("image user %q: no group %q in the image's /etc/group: %w", user, group, stratus.ErrInvalid)
+			}
+			gid = groups[i].id
+		}
+		u.GID = gid
+	} else if entry >= 0 {
+		for _, g := range groups {
+			if slices.Contains(g.members, passwd[entry].name) && g.id != u.GID {
+				u.Groups = append(u.Groups, g.id)
+			}
+		}
+	}
+	if u.UID > sandbox.MaxUserID || u.GID > sandbox.MaxUserID || slices.ContainsFunc(u.Groups, func(g uint32) bool { return g > sandbox.MaxUserID }) {
+		return nil, fmt.Errorf("image user %q: ids above %d are outside a sandbox's range: %w", user, sandbox.MaxUserID, stratus.ErrInvalid)
+	}
+	if u.UID == 0 && u.GID == 0 && len(u.Groups) == 0 {
+		return nil, nil
+	}
+	return u, nil
+}
+
+func parseID(s string) (uint32, bool) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	return uint32(n), err == nil
+}
+
+// idEntry is a line of /etc/passwd (name, uid, gid) or /etc/group (name,
+// gid, members).
+type idEntry struct {
+	name    string
+	id, gid uint32
+	members []string
+}
+
+// readIDFile reads a passwd or group file; a missing one is empty. A path
+// through symlinks is refused rather than followed out of the image.
+func readIDFile(p string) ([]idEntry, error) {
+	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []idEntry
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 3 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		id, ok := parseID(fields[2])
+		if !ok {
+			continue
+		}
+		e := idEntry{name: fields[0], id: id}
+		if len(fields) >= 4 {
+			if gid, ok := parseID(fields[3]); ok {
+				e.gid = gid // passwd: the user's group
+			}
+			if fields[3] != "" {
+				e.members = strings.Split(fields[3], ",") // group: its members
+			}
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
