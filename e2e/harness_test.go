@@ -80,6 +80,10 @@ type server struct {
 	// ownToken: the server is started without --token and makes or reads
 	// its own token file in Data; Token is read from it.
 	ownToken bool
+	// exe and as, when set, run another copy of the binary and as another
+	// user (see startServerAs).
+	exe string
+	as  *syscall.Credential
 
 	mu     sync.Mutex
 	stderr bytes.Buffer
@@ -109,8 +113,15 @@ func (s *server) start() {
 		argv = append(argv, "--token", s.Token)
 	}
 	argv = append(argv, s.args...)
-	cmd := exec.Command(bin, argv...)
+	exe := bin
+	if s.exe != "" {
+		exe = s.exe
+	}
+	cmd := exec.Command(exe, argv...)
 	cmd.Env = append(os.Environ(), "STRATUS_TOKEN=")
+	if s.as != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.as}
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -64,7 +64,7 @@ type Config struct {
 	// taskDir and the runtime clients in runtimeDir, both paths in the
 	// sandbox.
 	Command func(v *stratus.Version, taskDir, runtimeDir string) ([]string, error)
-	// Root, for a driver with Capabilities.Isolated, returns the root
+	// Root, for a driver with Capabilities.RootFS and Mounts, returns the root
 	// folder a sandbox of version v runs in (the minimal root of its
 	// runtime) and the argv that runs v there; Command serves other
 	// drivers.
@@ -783,7 +783,7 @@ func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) 
 	var root string
 	var argv []string
 	var err error
-	if caps.Isolated && m.cfg.Root != nil {
+	if caps.RootFS && caps.Mounts && m.cfg.Root != nil {
 		root, argv, err = m.cfg.Root(v, taskDir, rtDir)
 	} else {
 		argv, err = m.cfg.Command(v, taskDir, rtDir)

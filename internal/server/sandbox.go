@@ -21,9 +21,9 @@ var (
 )
 
 // newDriver builds the sandbox driver cfg.Sandbox asks for and says why
-// it is that one: "auto" is runc when runc is on PATH and the server runs
-// as root (runc.New succeeds), else process; "runc" without a usable runc
-// is an error. With the process driver the why says plainly that
+// it is that one: "auto" is runc when runc is on PATH (rootless when the
+// server is not root: runc.New succeeds), else process; "runc" without a
+// usable runc is an error. With the process driver the why says plainly that
 // functions and services run unisolated, what is missing and how to get
 // isolation.
 func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
@@ -31,6 +31,9 @@ func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, err
 		d, err := runc.New(filepath.Join(cfg.DataDir, runcState), log)
 		if err == nil {
 			bin, _ := exec.LookPath("runc")
+			if os.Geteuid() != 0 {
+				return d, fmt.Sprintf("runc rootless: found %s, not running as root; %s", bin, rootless), nil
+			}
 			return d, fmt.Sprintf("runc: found %s and running as root", bin), nil
 		}
 		if cfg.Sandbox == "runc" {
@@ -51,6 +54,11 @@ func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, err
 		"; --sandbox runc (as root, with runc installed) isolates them", nil
 }
 
+// rootless says what rootless containers hold and what they do not.
+const rootless = "sandboxes have their own user (root inside, this server's user outside), PID, mount, IPC and UTS namespaces, " +
+	"a minimal read-only root and no capabilities, but NO cgroup limits (no memory, CPU or PIDs limit: the host does not delegate cgroups to this user) " +
+	"and share the host's network (each instance's Runtime API still answers only that instance); run as root for both"
+
 // unisolated says what the process driver does not isolate.
 const unisolated = "functions and services run as plain processes of this server's user: " +
 	"they see the host's files (this server's data dir included) and network, and can read and signal each other and the server " +
@@ -62,7 +70,7 @@ func whyNotRunc(err error) string {
 		return "runc not found on PATH"
 	}
 	if os.Geteuid() != 0 {
-		return "not running as root, which runc needs"
+		return "not running as root, and rootless runc is unusable here: " + err.Error()
 	}
 	return "the runc driver is unusable here: " + err.Error()
 }

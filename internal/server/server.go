@@ -81,11 +81,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	// Deferred: runs once every part, the pools first, has stopped.
 	defer closeDriver(driver, log)
-	if driver.Capabilities().Isolated {
+	if caps := driver.Capabilities(); caps.Isolated {
 		log.Info("sandbox driver", "driver", driver.Name(), "why", why)
 	} else {
-		// Said plainly, where the user sees it: functions and services
-		// can read the host and each other.
+		// Said plainly, where the user sees it: what functions and
+		// services can reach (the host and each other, or, rootless, its
+		// network and all its memory).
 		log.Warn("sandbox driver", "driver", driver.Name(), "why", why)
 	}
 	if err := stopLeftovers(ctx, driver, log); err != nil {

@@ -137,8 +137,12 @@ func containerInit(args []string) int {
 	}
 }
 
-// parseUser reads the init's "uid:gid[:g1,g2...]" argument.
+// parseUser reads the init's "uid:gid[:g1,g2...]" argument; "-" keeps
+// the init's own ids (nil), as a rootless sandbox has no others.
 func parseUser(a string) (*syscall.Credential, error) {
+	if a == sameUser {
+		return nil, nil
+	}
 	parts := strings.Split(a, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		return nil, fmt.Errorf("bad user %q", a)

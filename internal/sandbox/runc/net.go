@@ -234,6 +234,10 @@ func (n *network) ensureBridge() error {
 // which runc joins the namespace, valid until teardown, and the address.
 // On error nothing of it is left.
 func (n *network) setup(id string) (string, netip.Addr, error) {
+	if n == nil { // rootless: the host's network
+		return "", netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
+	}
+
 	if _, err := os.Lstat(n.addrFile(id)); err == nil {
 		// A leftover of an earlier server (no container of that ID runs).
 		if err := n.teardown(id); err != nil {
@@ -382,6 +386,10 @@ func (n *network) configure(id string, addr netip.Addr, ns netns.NsHandle) error
 // (deleting it after vethGoneTimeout), and frees the address. Idempotent;
 // called once no process of the sandbox is left.
 func (n *network) teardown(id string) error {
+	if n == nil {
+		return nil
+	}
+
 	n.mu.Lock()
 	ns, ok := n.ns[id]
 	delete(n.ns, id)
@@ -437,6 +445,10 @@ func (n *network) linkExists(name string) bool {
 // ids returns the IDs that have an address file: the sandboxes with
 // network state, live or left over.
 func (n *network) ids() []string {
+	if n == nil {
+		return nil
+	}
+
 	ents, _ := os.ReadDir(n.addrDir)
 	ids := make([]string, 0, len(ents))
 	for _, e := range ents {
@@ -447,6 +459,10 @@ func (n *network) ids() []string {
 
 // close removes the bridge unless a sandbox still has network state.
 func (n *network) close() error {
+	if n == nil {
+		return nil
+	}
+
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -490,7 +506,7 @@ func (d *Driver) Close() error {
 	err := d.net.close()
 	// The bundles folder goes once no bundle is left in it (a sandbox
 	// still running keeps it for the next server).
-	if ents, rerr := os.ReadDir(d.bundles); rerr == nil && len(ents) == 0 {
+	if ents, rerr := os.ReadDir(d.bundles); rerr == nil && len(ents) == 0 && !d.rootless {
 		_ = os.RemoveAll(filepath.Dir(d.bundles)) // its etc files with it
 	}
 	return err

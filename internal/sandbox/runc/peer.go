@@ -13,7 +13,14 @@ import (
 // sandbox's when it comes from that address. The host's own connections
 // come from the bridge's address or the host's others, never from a
 // sandbox's.
+//
+// Rootless sandboxes share the host's network: there the connection's
+// other end is looked up as a socket of the host (see sockdiag), and it is
+// the sandbox's when a process in the sandbox's PID namespace holds it.
 func (d *Driver) Owns(ctx context.Context, id string, local, remote netip.AddrPort) (bool, error) {
+	if d.rootless {
+		return d.ownsRootless(ctx, id, local, remote)
+	}
 	addr, err := d.Addr(ctx, id)
 	if err != nil {
 		return false, err

@@ -101,12 +101,16 @@ const killTimeout = 10 * time.Second
 
 // Driver runs sandboxes as runc containers.
 type Driver struct {
-	runc     string // path of the runc binary
-	exe      string // this executable, the containers' init
-	root     string // runc --root
-	bundles  string
-	etc      string     // the /etc/hosts and resolv.conf given to images without them
-	idBase   uint32     // host uid and gid of a sandbox's uid and gid 0
+	runc    string // path of the runc binary
+	exe     string // this executable, the containers' init
+	root    string // runc --root
+	bundles string
+	etc     string // the /etc/hosts and resolv.conf given to images without them
+	idBase  uint32 // host uid and gid of a sandbox's uid and gid 0
+	// rootless: the server is not root. Sandboxes get a user namespace
+	// that maps their root to the server's user and nothing else, share
+	// the host's network and have no cgroup (see rootless.go).
+	rootless bool
 	cgPrefix string     // cgroupsPath of a sandbox is cgPrefix+ID
 	loader   initLoader // runs exe as the init of a sandbox with a RootFS
 	log      *slog.Logger
@@ -119,6 +123,7 @@ type Driver struct {
 type box struct {
 	cgroup   string
 	addr     netip.Addr    // set under Driver.mu once the network is up
+	pid      int           // the init's, on the host; set under Driver.mu once it runs
 	goW      *os.File      // prepared, not started: a write starts the program; guarded by Driver.mu
 	started  chan string   // the init's first status line, or "" if it ended first
 	done     chan struct{} // closed when the container and its output are gone
@@ -155,8 +160,11 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 	if err != nil {
 		return nil, fmt.Errorf("runc driver: %w: %w", err, stratus.ErrUnavailable)
 	}
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("runc driver: needs root: %w", stratus.ErrUnavailable)
+	rootless := os.Geteuid() != 0
+	if rootless {
+		if err := probeUserns(); err != nil {
+			return nil, fmt.Errorf("runc driver: not root, and %w: %w", err, stratus.ErrUnavailable)
+		}
 	}
 	exe, err := os.Executable()
 	if err == nil {
@@ -181,8 +189,13 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 		return nil, fmt.Errorf("runc driver: id base %d: the %d ids from it pass the largest uid: %w", idBase, idCount, stratus.ErrInvalid)
 	}
 	bundles := bundlesDir(stateDir)
+	if rootless {
+		// The sandbox's root is the server's user, who may search the
+		// data dir: nothing needs staging (nor could be: no mounts).
+		bundles = filepath.Join(stateDir, "bundles")
+	}
 	d := &Driver{
-		runc: bin, exe: exe, loader: loader, log: log, idBase: idBase,
+		runc: bin, exe: exe, loader: loader, log: log, idBase: idBase, rootless: rootless,
 		root:    filepath.Join(stateDir, "runc"),
 		bundles: bundles,
 		etc:     filepath.Join(filepath.Dir(bundles), "etc"),
@@ -191,7 +204,11 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 	if err := os.MkdirAll(d.root, 0o700); err != nil {
 		return nil, fmt.Errorf("create sandbox state dir: %w", err)
 	}
-	if err := mkdirReachable(filepath.Dir(filepath.Dir(bundles)), filepath.Dir(bundles), bundles, d.etc); err != nil {
+	dirs := []string{filepath.Dir(filepath.Dir(bundles)), filepath.Dir(bundles), bundles, d.etc}
+	if rootless {
+		dirs = []string{bundles, d.etc}
+	}
+	if err := mkdirReachable(dirs...); err != nil {
 		return nil, fmt.Errorf("create sandbox bundles dir: %w", err)
 	}
 	if err := writeEtc(d.etc); err != nil {
@@ -199,8 +216,10 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 	}
 	sum := sha256.Sum256([]byte(stateDir))
 	d.cgPrefix = "/stratus/" + hex.EncodeToString(sum[:4]) + "-"
-	if d.net, err = newNetwork(stateDir, opts.Subnet, log); err != nil {
-		return nil, fmt.Errorf("runc driver: %w", err)
+	if !rootless {
+		if d.net, err = newNetwork(stateDir, opts.Subnet, log); err != nil {
+			return nil, fmt.Errorf("runc driver: %w", err)
+		}
 	}
 	// Containers run detached (`runc run --detach`): once runc exits, their
 	// init becomes a child of this process, whose reapers wait for it.
@@ -215,6 +234,9 @@ func (d *Driver) Name() string { return "runc" }
 
 // Capabilities implements sandbox.Driver.
 func (d *Driver) Capabilities() sandbox.Capabilities {
+	if d.rootless {
+		return sandbox.Capabilities{RootFS: true, Mounts: true, Prepare: true}
+	}
 	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, Users: true, Prepare: true, HostIP: d.net.hostIP}
 }
 
@@ -386,6 +408,9 @@ func (d *Driver) prepare(spec sandbox.Spec, b *box, outW, errW *os.File) error {
 	if raw, err := os.ReadFile(pidFile); err == nil {
 		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
 	}
+	d.mu.Lock()
+	b.pid = pid
+	d.mu.Unlock()
 
 	var copiers sync.WaitGroup
 	copiers.Add(2)
@@ -474,6 +499,9 @@ func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) err
 		return fmt.Errorf("create bundle: %w", err)
 	}
 	s := bundleSpec(spec, d.exe, d.CgroupPath(spec.ID), netns, d.idBase)
+	if d.rootless {
+		rootlessSpec(s)
+	}
 	s.Mounts = append(s.Mounts, specMounts(spec, d.etc)...)
 	if spec.RootFS != "" {
 		d.loader.apply(s)
@@ -482,9 +510,11 @@ func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) err
 		_ = removeBundle(bundle)
 		return err
 	}
-	if err := stage(bundle, s); err != nil {
-		_ = removeBundle(bundle)
-		return err
+	if !d.rootless {
+		if err := stage(bundle, s); err != nil {
+			_ = removeBundle(bundle)
+			return err
+		}
 	}
 	cfg, err := json.Marshal(s)
 	if err != nil {
@@ -626,7 +656,23 @@ func (d *Driver) stopRecovered(ctx context.Context, id string, grace time.Durati
 	if !validID.MatchString(id) {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil {
+	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil && d.rootless {
+		// No cgroup to watch: runc's state says whether the init runs.
+		if grace > 0 && d.running(ctx, id) {
+			d.kill(id, "TERM", false)
+			deadline := time.Now().Add(grace)
+			for d.running(ctx, id) && time.Now().Before(deadline) && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		d.kill(id, "KILL", true)
+		dctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		out, err := d.runcCmd(dctx, "delete", "--force", id)
+		cancel()
+		if err != nil && !notExist(out) {
+			return fmt.Errorf("stop sandbox %q: runc delete: %w: %s", id, err, strings.TrimSpace(string(out)))
+		}
+	} else if err == nil {
 		cg := d.CgroupPath(id)
 		if grace > 0 && cgroupRuns(cg) {
 			d.kill(id, "TERM", false)
@@ -659,13 +705,25 @@ func (d *Driver) stopRecovered(ctx context.Context, id string, grace time.Durati
 	return nil
 }
 
+// running reports whether runc says container id runs.
+func (d *Driver) running(ctx context.Context, id string) bool {
+	out, err := d.runcStdout(ctx, "state", id)
+	if err != nil {
+		return false
+	}
+	var st struct{ Status string }
+	return json.Unmarshal(out, &st) == nil && st.Status == "running"
+}
+
 // kill runs `runc kill`; errors (the container is gone or going) are
 // only logged.
 func (d *Driver) kill(id, sig string, all bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 	defer cancel()
 	args := []string{"kill"}
-	if all {
+	// Without cgroups (rootless) runc cannot list the processes: killing
+	// the init ends its PID namespace, and everything in it, all the same.
+	if all && !d.rootless {
 		args = append(args, "--all")
 	}
 	if out, err := d.runcCmd(ctx, append(args, id, sig)...); err != nil && !notExist(out) && !notRunning(out) {
@@ -737,6 +795,9 @@ func (d *Driver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
 	d.mu.Unlock()
 	if !ok || isDone(b) {
 		return sandbox.Stats{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	if d.rootless {
+		return rootlessStats(id, b)
 	}
 	for _, f := range []string{
 		filepath.Join("/sys/fs/cgroup/memory", b.cgroup, "memory.max_usage_in_bytes"),
