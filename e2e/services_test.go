@@ -426,6 +426,9 @@ func TestServiceIsolation(t *testing.T) {
 func TestServiceSurvivesRestart(t *testing.T) {
 	s := startServicesServer(t)
 	s.mustCLI("service", "deploy", "web", "--image", "gosvc:v1", "--min", "1", "--env", "REV=kept")
+	// Stopped first: two servers on one data dir would stop each other's
+	// replicas.
+	s.Stop()
 	s.Restart()
 	eventually(t, 10*time.Second, "the service back after a restart", func() bool {
 		code, body := s.get("/svc/web/")
