@@ -69,7 +69,7 @@ func TestRootlessDriver(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run", "^TestRootlessDriver$", "-test.v", "-test.count", "1")
-	cmd.Env = []string{rootlessEnv + "=1", "TMPDIR=" + tmp, "HOME=" + tmp, "PATH=/usr/bin:/bin", "CI=" + os.Getenv("CI")}
+	cmd.Env = []string{rootlessEnv + "=1", "TMPDIR=" + tmp, "HOME=" + tmp, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CI=" + os.Getenv("CI")}
 	cmd.Dir = tmp
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 	out, err := cmd.CombinedOutput()
