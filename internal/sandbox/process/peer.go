@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/sandbox/sockdiag"
 )
 
@@ -25,18 +24,9 @@ import (
 // the same user can do much else to each other (ptrace, /proc), which
 // this driver does not stop.
 func (d *Driver) Owns(ctx context.Context, id string, local, remote netip.AddrPort) (bool, error) {
-	d.mu.Lock()
-	p, ok := d.procs[id]
-	d.mu.Unlock()
-	if ok {
-		select {
-		case <-p.done:
-			ok = false // ended
-		default:
-		}
-	}
-	if !ok {
-		return false, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	p, err := d.live(id)
+	if err != nil {
+		return false, err
 	}
 	// The sandbox's end of the connection has the listener's end as its
 	// peer.

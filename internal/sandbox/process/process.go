@@ -363,8 +363,8 @@ func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
 	}
 }
 
-// Addr implements sandbox.Driver: instances share the host's network.
-func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
+// live returns sandbox id's process while it runs; ErrNotFound else.
+func (d *Driver) live(id string) (*proc, error) {
 	d.mu.Lock()
 	p, ok := d.procs[id]
 	d.mu.Unlock()
@@ -376,7 +376,15 @@ func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
 		}
 	}
 	if !ok {
-		return netip.Addr{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+		return nil, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	return p, nil
+}
+
+// Addr implements sandbox.Driver: instances share the host's network.
+func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
+	if _, err := d.live(id); err != nil {
+		return netip.Addr{}, err
 	}
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 }

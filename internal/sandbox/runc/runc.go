@@ -651,33 +651,23 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 }
 
 // stopRecovered stops a container this driver did not start: no `runc
-// run` of ours waits for it, so its end is seen in its cgroups.
+// run` of ours waits for it, so its end is seen in its cgroups (rootless:
+// in runc's state of it).
 func (d *Driver) stopRecovered(ctx context.Context, id string, grace time.Duration) error {
 	if !validID.MatchString(id) {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil && d.rootless {
-		// No cgroup to watch: runc's state says whether the init runs.
-		if grace > 0 && d.running(ctx, id) {
-			d.kill(id, "TERM", false)
-			deadline := time.Now().Add(grace)
-			for d.running(ctx, id) && time.Now().Before(deadline) && ctx.Err() == nil {
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-		d.kill(id, "KILL", true)
-		dctx, cancel := context.WithTimeout(context.Background(), killTimeout)
-		out, err := d.runcCmd(dctx, "delete", "--force", id)
-		cancel()
-		if err != nil && !notExist(out) {
-			return fmt.Errorf("stop sandbox %q: runc delete: %w: %s", id, err, strings.TrimSpace(string(out)))
-		}
-	} else if err == nil {
+	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil {
 		cg := d.CgroupPath(id)
-		if grace > 0 && cgroupRuns(cg) {
+		runs := func() bool { return cgroupRuns(cg) }
+		if d.rootless {
+			// No cgroup to watch: runc's state says whether the init runs.
+			runs = func() bool { return d.running(ctx, id) }
+		}
+		if grace > 0 && runs() {
 			d.kill(id, "TERM", false)
 			deadline := time.Now().Add(grace)
-			for cgroupRuns(cg) && time.Now().Before(deadline) && ctx.Err() == nil {
+			for runs() && time.Now().Before(deadline) && ctx.Err() == nil {
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
