@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -883,16 +884,25 @@ func (m *Manager) launch(in *Instance, run func(context.Context, sandbox.Spec) e
 	// Other instances reach this Runtime API too (on the sandboxes'
 	// network, or on the loopback they share with the host): it answers
 	// only connections of this instance's sandbox.
+	// The first refusal is a warning, later ones debug lines: a hostile
+	// function that keeps knocking cannot flood the log.
 	drv, fn, id := m.cfg.Driver, in.Version.Function, in.ID
+	var warned atomic.Bool
 	in.rapi.SetOwner(func(ctx context.Context, local, remote netip.AddrPort) bool {
 		ok, err := drv.Owns(ctx, id, local, remote)
-		switch {
-		case err != nil:
-			m.log.Warn("runtime api: refused a connection of unknown origin", "fn", fn, "instance", id, "remote", remote, "err", err)
-		case !ok:
-			m.log.Warn("runtime api: refused a connection from outside the instance", "fn", fn, "instance", id, "remote", remote)
+		if ok {
+			return true
 		}
-		return ok
+		level := slog.LevelWarn
+		if warned.Swap(true) {
+			level = slog.LevelDebug
+		}
+		if err != nil {
+			m.log.Log(ctx, level, "runtime api: refused a connection of unknown origin", "fn", fn, "instance", id, "remote", remote, "err", err)
+		} else {
+			m.log.Log(ctx, level, "runtime api: refused a connection from outside the instance", "fn", fn, "instance", id, "remote", remote)
+		}
+		return false
 	})
 	m.wg.Add(1)
 	go func() {
