@@ -16,8 +16,9 @@ type Sandbox struct {
 	Driver string `json:"driver"`
 	// Why says why the server chose this driver.
 	Why string `json:"why"`
-	// Isolated reports whether each sandbox has its own mount, pid and
-	// network namespaces; false means functions and services run
-	// unisolated, as processes of the host.
+	// Isolated reports whether each sandbox has its own user, mount, pid
+	// and network namespaces and a memory limit; false means what Why
+	// says: rootless runc containers (no cgroup limits, the host's
+	// network) or plain processes of the host.
 	Isolated bool `json:"isolated"`
 }
