@@ -35,7 +35,7 @@ import (
 func imageServer(t *testing.T) (*client.Client, string) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := image.Open(filepath.Join(dir, "images"))
+	st, err := image.Open(filepath.Join(dir, "images"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

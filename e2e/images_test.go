@@ -47,6 +47,7 @@ type layerFile struct {
 	Name string
 	Mode int64
 	Body []byte
+	UID  int // owner (uid and gid)
 }
 
 // layerOf makes a layer of files, in order; the same files make the same
@@ -55,7 +56,7 @@ func layerOf(files []layerFile) (ggcr.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
-		h := &tar.Header{Name: f.Name, Typeflag: tar.TypeReg, Mode: f.Mode, Size: int64(len(f.Body)), ModTime: time.Unix(1, 0)}
+		h := &tar.Header{Name: f.Name, Typeflag: tar.TypeReg, Mode: f.Mode, Size: int64(len(f.Body)), ModTime: time.Unix(1, 0), Uid: f.UID, Gid: f.UID}
 		if strings.HasSuffix(f.Name, "/") {
 			h.Typeflag, h.Size = tar.TypeDir, 0
 		}

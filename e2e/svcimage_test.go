@@ -519,3 +519,70 @@ func TestServiceImageRunsDirectly(t *testing.T) {
 		}
 	})
 }
+
+// TestServiceImageUserOwnsItsFiles: a service runs as its image's USER
+// and finds its files owned as the image says: here gosvc is 0700 and
+// belongs to that user alone, so the service answers only if the
+// sandbox maps the owner the image gave it. A /etc/passwd names the user.
+func TestServiceImageUserOwnsItsFiles(t *testing.T) {
+	needRunc(t)
+	p, err := gosvcBuild()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := layerOf([]layerFile{
+		{Name: "app/", Mode: 0o700, UID: 1000},
+		{Name: "app/gosvc", Mode: 0o700, Body: bin, UID: 1000},
+		{Name: "etc/", Mode: 0o755},
+		{Name: "etc/passwd", Mode: 0o644, Body: []byte("root:x:0:0::/root:/sbin/nologin\napp:x:1000:1000::/app:/sbin/nologin\n")},
+		{Name: "etc/group", Mode: 0o644, Body: []byte("root:x:0:\napp:x:1000:\n")},
+		{Name: "tmp/", Mode: 0o1777},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, fastServices...)
+	cfg := ggcr.Config{Entrypoint: []string{"/app/gosvc"}, User: "app", Env: []string{"PATH=/app:/bin"},
+		ExposedPorts: map[string]struct{}{"8080/tcp": {}}}
+	s.mustCLI("image", "import", writeImageTar(t, imageOf(t, cfg, layer), "owned:v1"))
+	s.mustCLI("service", "deploy", "owned", "--image", "owned:v1", "--auth", "none")
+	if code, body := s.get("/svc/owned/"); code != 200 {
+		t.Fatalf("GET /svc/owned/: %d %s", code, body)
+	}
+	// Seen from the host, the replica runs as the image's uid 1000 shifted
+	// into the sandboxes' range, never as root.
+	found := false
+	for _, p := range instanceProcesses(s.Data) {
+		if p.init || !strings.Contains(p.desc, "/app/gosvc") {
+			continue
+		}
+		found = true
+		if uid := procUID(t, p.pid); uid != "1000001000" {
+			t.Errorf("gosvc runs as host uid %s, want 1000001000", uid)
+		}
+	}
+	if !found {
+		t.Errorf("no gosvc process found: %v", processesUnder(s.Data))
+	}
+}
+
+// procUID is the real uid of process pid as the host sees it.
+func procUID(t *testing.T, pid string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return ""
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ type entry struct {
 	body string
 	link string
 	mode int64
+	uid  int
 }
 
 func file(name, body string, mode int64) entry { return entry{name: name, body: body, mode: mode} }
@@ -51,7 +53,7 @@ func tarBytes(t testing.TB, entries ...entry) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, ModTime: time.Unix(1, 0)}
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, ModTime: time.Unix(1, 0), Uid: e.uid, Gid: e.uid}
 		if h.Typeflag == 0 {
 			h.Typeflag = tar.TypeReg
 		}
@@ -186,7 +188,7 @@ func tarDir(t testing.TB, src string) string {
 
 func openStore(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "images"))
+	s, err := Open(filepath.Join(t.TempDir(), "images"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +319,7 @@ func TestImportDockerSave(t *testing.T) {
 	}
 
 	// Another Open sees the same images.
-	s2, err := Open(s.dir)
+	s2, err := Open(s.dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,4 +702,54 @@ func FuzzImport(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestRootShiftsOwners: with an id base, a flattened root's owners are
+// the image's own shifted into the sandboxes' range (uid N of the image is
+// base+N on the host, which a sandbox's user namespace maps back to N);
+// ids beyond the range stay as they are. Remove deletes the root.
+func TestRootShiftsOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("owners are kept only when the store runs as root")
+	}
+	const base = 1_000_000_000
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "images"), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owned := func(e entry, uid int) entry { e.uid = uid; return e }
+	img := imageOf(t, v1.Config{Entrypoint: []string{"/app/run"}, User: "app"}, layerOf(t,
+		owned(dir("app"), 1000),
+		owned(file("app/secret", "only for app", 0o600), 1000),
+		file("app/run", "#!run", 0o755),
+		owned(file("far", "beyond the range", 0o644), 70000),
+	))
+	got, err := s.Import(ctx, writeDocker(t, img, "example.com/owned:v1"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := s.Root(ctx, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(root, "-ids1000000000") {
+		t.Errorf("root %s is not named after its id base", root)
+	}
+	for p, want := range map[string]uint32{".": base, "app": base + 1000, "app/secret": base + 1000, "app/run": base, "far": 70000} {
+		fi, err := os.Lstat(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != want || st.Gid != want {
+			t.Errorf("%s owned by %d:%d, want %d:%d", p, st.Uid, st.Gid, want, want)
+		}
+	}
+	if err := s.Remove(got.Ref, func(string) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("root left after Remove: %v", err)
+	}
 }

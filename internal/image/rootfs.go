@@ -3,14 +3,54 @@ package image
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
+
+	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
-// rootDir is where img's flattened root filesystem is kept.
+// rootDir is where img's flattened root filesystem is kept: one per id
+// base, so that a server with another one flattens anew.
 func (s *Store) rootDir(digest string) string {
-	return filepath.Join(s.dir, "rootfs", strings.TrimPrefix(digest, "sha256:"))
+	d := filepath.Join(s.dir, "rootfs", strings.TrimPrefix(digest, "sha256:"))
+	if s.idBase != 0 {
+		d += "-ids" + strconv.FormatUint(uint64(s.idBase), 10)
+	}
+	return d
+}
+
+// shiftOwners adds s.idBase to the uid and gid of every entry under root
+// whose ids are a sandbox's (at most sandbox.MaxUserID), so that in a
+// sandbox's user namespace each file has the owner the image gave it.
+// Ids above the range stay: the sandbox sees them as nobody's.
+func (s *Store) shiftOwners(root string) error {
+	if s.idBase == 0 || os.Geteuid() != 0 {
+		return nil
+	}
+	shift := func(id uint32) int {
+		if id > sandbox.MaxUserID {
+			return int(id)
+		}
+		return int(s.idBase + id)
+	}
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		return os.Lchown(p, shift(st.Uid), shift(st.Gid))
+	})
 }
 
 // Root returns a folder holding img's whole root filesystem, flattened
@@ -48,6 +88,10 @@ func (s *Store) Root(ctx context.Context, img *Image) (string, error) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		_ = removeAll(tmp)
 		return "", fmt.Errorf("flatten image %q: %w", img.Ref, err)
+	}
+	if err := s.shiftOwners(tmp); err != nil {
+		_ = removeAll(tmp)
+		return "", fmt.Errorf("flatten image %q: shift owners: %w", img.Ref, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = removeAll(tmp)

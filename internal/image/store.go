@@ -64,6 +64,10 @@ type ImageConfig struct {
 type Store struct {
 	dir string
 	now func() time.Time
+	// idBase, when not zero, shifts the owners of flattened roots: a
+	// file the image gives uid (or gid) N is owned by idBase+N on the
+	// host, where a sandbox's user namespace maps N (see Root).
+	idBase uint32
 
 	opMu sync.Mutex // serializes Import, Pull and Remove
 
@@ -78,9 +82,11 @@ type indexFile struct {
 }
 
 // Open opens the store in dir, creating it if needed, and removes what an
-// interrupted import left in its staging folder.
-func Open(dir string) (*Store, error) {
-	s := &Store{dir: dir, now: time.Now, layers: map[string]int64{}}
+// interrupted import left in its staging folder. idBase is the host id of
+// a sandbox's uid and gid 0 when sandboxes have a user namespace (0:
+// they do not): the flattened roots' owners are shifted by it.
+func Open(dir string, idBase uint32) (*Store, error) {
+	s := &Store{dir: dir, now: time.Now, layers: map[string]int64{}, idBase: idBase}
 	if err := os.RemoveAll(s.tmpDir()); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
@@ -214,8 +220,12 @@ func (s *Store) Remove(ref string, inUse func(digest string) bool) error {
 	}
 	for _, d := range drop {
 		if !slices.ContainsFunc(keep, func(img Image) bool { return img.Digest == d.Digest }) {
-			if err := removeAll(s.rootDir(d.Digest)); err != nil {
-				errs = append(errs, err)
+			// Its roots for every id base an earlier server used.
+			roots, _ := filepath.Glob(s.rootDir(d.Digest) + "*")
+			for _, r := range roots {
+				if err := removeAll(r); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}

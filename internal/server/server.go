@@ -106,7 +106,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}, log.With("component", "logs"))
 	met := newMetrics(writer)
 
-	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
+	// Sandboxes with ids of their own see an image's files owned as the
+	// image says only if the host's owners are shifted into their range.
+	var idBase uint32
+	if d, ok := driver.(interface{ IDBase() uint32 }); ok {
+		idBase = d.IDBase()
+	}
+	images, err := image.Open(filepath.Join(cfg.DataDir, "images"), idBase)
 	if err != nil {
 		return err
 	}

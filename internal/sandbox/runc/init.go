@@ -86,10 +86,15 @@ func containerInit(args []string) int {
 		report("err %s", oneLine(err.Error()))
 		return 127
 	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		report("err %s", oneLine(err.Error()))
-		return 127
+	// A path is left to the exec, which runs as the program's user: the
+	// init's own uid may not search the folders of a file that the
+	// program's user alone may run. Only a bare name is looked up in PATH.
+	path := argv[0]
+	if !strings.Contains(path, "/") {
+		if path, err = exec.LookPath(path); err != nil {
+			report("err %s", oneLine(err.Error()))
+			return 127
+		}
 	}
 	stdout, stderr := os.NewFile(outFD, "stdout"), os.NewFile(errFD, "stderr")
 	syscall.CloseOnExec(outFD)

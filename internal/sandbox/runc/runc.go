@@ -240,6 +240,16 @@ func (d *Driver) Capabilities() sandbox.Capabilities {
 	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, Users: true, Prepare: true, HostIP: d.net.hostIP}
 }
 
+// IDBase is the host uid and gid of a sandbox's uid and gid 0, 0 when
+// sandboxes have no ids of their own (rootless): files meant for a
+// sandbox's user N are owned by IDBase+N on the host.
+func (d *Driver) IDBase() uint32 {
+	if d.rootless {
+		return 0
+	}
+	return d.idBase
+}
+
 // CgroupPath is the cgroupsPath of sandbox id, relative to the root of
 // each cgroup hierarchy (for tests and diagnostics).
 func (d *Driver) CgroupPath(id string) string { return d.cgPrefix + id }

@@ -144,3 +144,41 @@ func statusField(t *testing.T, pid int, key string) string {
 	t.Fatalf("pid %d: no %s in its status", pid, key)
 	return ""
 }
+
+// TestOwnersInUserNamespace: a root file owned on the host by the id
+// base plus N belongs to the sandbox's uid N (as the image store shifts
+// an image's owners): N reads its 0600 file, another user cannot.
+func TestOwnersInUserNamespace(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	root := sandboxtest.NewRootFS(t, map[string]string{"/app/secret": "only for app"})
+	secret := filepath.Join(root, "app", "secret")
+	if err := os.Chmod(secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(secret, runc.DefaultIDBase+1000, runc.DefaultIDBase+1000); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		uid  uint32
+		want string
+	}{{1000, "only for app"}, {1001, "EACCES"}, {0, "EACCES"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var out sandboxtest.Buffer
+		id := fmt.Sprintf("owner-%d", tc.uid)
+		err := d.Start(ctx, sandbox.Spec{
+			ID: id, RootFS: root, Argv: []string{sandboxtest.ProbeName, "read:/app/secret"},
+			User: &sandbox.User{UID: tc.uid, GID: tc.uid}, Env: []string{"PATH=/bin"}, Dir: "/work", Stdout: &out, MemoryMB: 128,
+		})
+		if err != nil {
+			cancel()
+			t.Fatalf("Start as %d: %v", tc.uid, err)
+		}
+		if e, err := d.Wait(ctx, id); err != nil || e.Code != 0 {
+			t.Errorf("uid %d: exit %+v, %v: %s", tc.uid, e, err, out.String())
+		}
+		cancel()
+		if got := strings.TrimSpace(out.String()); got != "read:/app/secret: "+tc.want {
+			t.Errorf("uid %d: %q, want %q", tc.uid, got, tc.want)
+		}
+	}
+}
