@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,13 +23,7 @@ import (
 // attackerBuild builds testdata/attacker, static, once per test binary:
 // fixtures/attacker/bootstrap.
 var attackerBuild = sync.OnceValues(func() (string, error) {
-	out := filepath.Join(fixtures, "attacker", "bootstrap")
-	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", out, "./testdata/attacker")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build attacker: %w\n%s", err, b)
-	}
-	return out, nil
+	return buildStatic("attacker", filepath.Join(fixtures, "attacker", "bootstrap"))
 })
 
 // attackTargets is what the attacker goes after; the JSON of the

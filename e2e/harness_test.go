@@ -42,11 +42,8 @@ func TestMain(m *testing.M) {
 		}
 		fixtures = filepath.Join(dir, "fixtures")
 		for _, fn := range []string{"goecho", "goapigw", "gonoop"} {
-			out := filepath.Join(fixtures, fn, "bootstrap")
-			cmd := exec.Command("go", "build", "-o", out, "./testdata/"+fn)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if b, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", fn, err, b)
+			if _, err := buildStatic(fn, filepath.Join(fixtures, fn, "bootstrap")); err != nil {
+				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
 		}
@@ -68,6 +65,17 @@ func needTool(t *testing.T, name string) {
 }
 
 const testToken = "e2e-token-0123456789"
+
+// buildStatic builds ./testdata/PKG as a static executable (no cgo, as
+// Lambda's provided runtimes and the test images want) at out.
+func buildStatic(pkg, out string) (string, error) {
+	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", out, "./testdata/"+pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
 
 // server is a running stratus server process.
 type server struct {
@@ -374,9 +382,15 @@ func (s *server) do(method, path string, body []byte, token bool, hdr ...string)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
+	return s.roundTrip(req)
+}
+
+// roundTrip sends req and reads the whole answer.
+func (s *server) roundTrip(req *http.Request) (*http.Response, []byte) {
+	s.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

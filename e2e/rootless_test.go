@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/sandbox/sandboxtest"
 )
 
 // rootlessUID is the unprivileged user the rootless server runs as.
@@ -25,20 +26,9 @@ func startServerAs(t *testing.T, uid int, args ...string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(home) })
+	// A copy the user can reach: bin lies in a folder private to root.
 	exe := filepath.Join(home, "stratus")
-	in, err := os.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err == nil {
-		_, err = io.Copy(out, in)
-		out.Close()
-	}
-	in.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sandboxtest.CopyFile(t, bin, exe, 0o755)
 	data := filepath.Join(home, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		t.Fatal(err)

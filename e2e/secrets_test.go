@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -50,15 +49,7 @@ func (s *server) send(method, host, path string, hdr http.Header) (int, []byte) 
 	for k, vs := range hdr {
 		req.Header[k] = vs
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	resp, b := s.roundTrip(req)
 	return resp.StatusCode, b
 }
 

@@ -31,13 +31,7 @@ import (
 // gosvcBuild builds testdata/gosvc, a static HTTP service, once per test
 // binary, into the fixtures folder.
 var gosvcBuild = sync.OnceValues(func() (string, error) {
-	out := filepath.Join(fixtures, "gosvc", "gosvc")
-	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", out, "./testdata/gosvc")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build gosvc: %w\n%s", err, b)
-	}
-	return out, nil
+	return buildStatic("gosvc", filepath.Join(fixtures, "gosvc", "gosvc"))
 })
 
 // gosvcBinary is the path of the built gosvc.

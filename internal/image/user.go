@@ -44,7 +44,7 @@ func ResolveUser(root, user string) (*sandbox.User, error) {
 	case entry >= 0:
 		u.UID = passwd[entry].id
 	default:
-		return nil, fmt.Errorf("image user %q: no user %q in the image's /etc/passwd: %w", user, name, stratus.ErrInvalid)
+		return nil, fmt.Errorf("image user %q: no user %q in the image's /etc/passwd (give the image that user, or a numeric USER): %w", user, name, stratus.ErrInvalid)
 	}
 	if entry >= 0 {
 		u.GID = passwd[entry].gid
@@ -54,7 +54,7 @@ func ResolveUser(root, user string) (*sandbox.User, error) {
 		if !ok {
 			i := slices.IndexFunc(groups, func(e idEntry) bool { return e.name == group })
 			if i < 0 {
-				return nil, fmt.Errorf("image user %q: no group %q in the image's /etc/group: %w", user, group, stratus.ErrInvalid)
+				return nil, fmt.Errorf("image user %q: no group %q in the image's /etc/group (give the image that group, or a numeric one): %w", user, group, stratus.ErrInvalid)
 			}
 			gid = groups[i].id
 		}
@@ -67,7 +67,7 @@ func ResolveUser(root, user string) (*sandbox.User, error) {
 		}
 	}
 	if u.UID > sandbox.MaxUserID || u.GID > sandbox.MaxUserID || slices.ContainsFunc(u.Groups, func(g uint32) bool { return g > sandbox.MaxUserID }) {
-		return nil, fmt.Errorf("image user %q: ids above %d are outside a sandbox's range: %w", user, sandbox.MaxUserID, stratus.ErrInvalid)
+		return nil, fmt.Errorf("image user %q: ids above %d are outside a sandbox's range (build the image with a USER and groups of at most %d): %w", user, sandbox.MaxUserID, sandbox.MaxUserID, stratus.ErrInvalid)
 	}
 	if u.UID == 0 && u.GID == 0 && len(u.Groups) == 0 {
 		return nil, nil

@@ -1,7 +1,6 @@
 package runc_test
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -65,9 +64,7 @@ func TestRootlessDriver(t *testing.T) {
 		t.Fatal(err)
 	}
 	exe := filepath.Join(home, "runc.test")
-	if err := copyExe(self, exe); err != nil {
-		t.Fatal(err)
-	}
+	sandboxtest.CopyFile(t, self, exe, 0o755)
 	cmd := exec.Command(exe, "-test.run", "^TestRootlessDriver$", "-test.v", "-test.count", "1")
 	cmd.Env = []string{rootlessEnv + "=1", "TMPDIR=" + tmp, "HOME=" + tmp, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CI=" + os.Getenv("CI")}
 	cmd.Dir = tmp
@@ -78,21 +75,4 @@ func TestRootlessDriver(t *testing.T) {
 	if err != nil || passed < 20 {
 		t.Fatalf("the suite as uid %d: %v\n%s", nobody, err, out)
 	}
-}
-
-func copyExe(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -108,9 +108,9 @@ func NewRootFS(t testing.TB, files map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, exe, filepath.Join(root, "bin", ProbeName), 0o755)
+	CopyFile(t, exe, filepath.Join(root, "bin", ProbeName), 0o755)
 	for _, lib := range sharedLibs(t, exe) {
-		copyFile(t, lib, filepath.Join(root, lib), 0o755)
+		CopyFile(t, lib, filepath.Join(root, lib), 0o755)
 	}
 	if err := os.MkdirAll(filepath.Join(root, "work"), 0o755); err != nil {
 		t.Fatal(err)
@@ -164,9 +164,9 @@ func sharedLibs(t testing.TB, exe string) []string {
 	return libs
 }
 
-// copyFile copies src (following symlinks) to dst, as a hard link when
-// it can.
-func copyFile(t testing.TB, src, dst string, mode os.FileMode) {
+// CopyFile places src (symlinks followed) at dst, its folder made: a hard
+// link when it can, else a copy with mode.
+func CopyFile(t testing.TB, src, dst string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)

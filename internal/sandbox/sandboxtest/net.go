@@ -132,7 +132,7 @@ func (h *harness) netSpec(id string, args ...string) sandbox.Spec {
 		h.t.Fatal(err)
 	}
 	helper := filepath.Join(spec.Dir, netHelperName)
-	copyFile(h.t, exe, helper, 0o755)
+	CopyFile(h.t, exe, helper, 0o755)
 	spec.Argv = append([]string{helper}, args...)
 	return spec
 }

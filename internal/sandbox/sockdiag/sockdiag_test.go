@@ -16,6 +16,11 @@ func TestInodeAndHolds(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		ln, err := net.Listen(network, map[string]string{"tcp4": "127.0.0.1:0", "tcp6": "[::1]:0"}[network])
 		if err != nil {
+			// A host without IPv6 on its loopback has no tcp6 to test;
+			// CI's machines have it.
+			if network == "tcp4" || os.Getenv("CI") == "true" {
+				t.Fatalf("%s loopback: %v", network, err)
+			}
 			t.Skipf("%s loopback: %v", network, err)
 		}
 		defer ln.Close()
