@@ -16,4 +16,7 @@ var (
 	ErrTimeout     = errors.New("timed out")
 	ErrUnavailable = errors.New("unavailable")
 	ErrTooLarge    = errors.New("too large")
+	// ErrNoSpace is a write refused because the data volume is full (or
+	// over a configured bound of what Stratus keeps on it).
+	ErrNoSpace = errors.New("no space left on the data volume")
 )

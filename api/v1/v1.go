@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/stratus-run/stratus"
@@ -32,6 +33,9 @@ const (
 	CodeUnavailable  = "ServiceUnavailableException"
 	CodeUnauthorized = "UnauthorizedException"
 	CodeInternal     = "ServiceException"
+	// CodeNoSpace is a write refused for want of space on the data
+	// volume (507), named after Lambda's own storage exception.
+	CodeNoSpace = "CodeStorageExceededException"
 )
 
 // ErrorFrom maps err to its HTTP status and wire error. It is the one place
@@ -39,6 +43,12 @@ const (
 func ErrorFrom(err error) (int, Error) {
 	msg := err.Error()
 	switch {
+	// First: a full disk often surfaces inside an error of another kind
+	// (an archive that could not be extracted is "invalid").
+	case errors.Is(err, stratus.ErrNoSpace):
+		return http.StatusInsufficientStorage, Error{CodeNoSpace, msg}
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return http.StatusInsufficientStorage, Error{CodeNoSpace, stratus.ErrNoSpace.Error() + ": " + msg}
 	case errors.Is(err, stratus.ErrInvalid):
 		return http.StatusBadRequest, Error{CodeInvalid, msg}
 	case errors.Is(err, stratus.ErrNotFound):

@@ -98,6 +98,37 @@ type Config struct {
 	ScaleToZeroGrace stratus.Duration `json:"scaleToZeroGrace"`
 	ServiceStopGrace stratus.Duration `json:"serviceStopGrace"`
 	ServiceQueueSize int              `json:"serviceQueueSize"`
+
+	// Bounds on what clients and workloads can make the server hold.
+	//
+	// MaxOutputBytes is the output (stdout and stderr) stored per
+	// invocation of a function; OutputRate the bytes per second stored
+	// per function or service. Beyond either, lines are dropped and one
+	// platform line says how many. LogQueueBytes bounds the lines,
+	// records and statuses waiting to be stored.
+	MaxOutputBytes int64 `json:"maxOutputBytes"`
+	OutputRate     int64 `json:"outputRate"`
+	LogQueueBytes  int64 `json:"logQueueBytes"`
+	// ReadTimeout bounds the reading of a request's body; MaxHeaderBytes
+	// its header; MaxRequestBytes a body sent to a service (a function's
+	// is MaxEventBytes). MaxConnections bounds open client connections.
+	ReadTimeout     stratus.Duration `json:"readTimeout"`
+	MaxHeaderBytes  int              `json:"maxHeaderBytes"`
+	MaxRequestBytes int64            `json:"maxRequestBytes"`
+	MaxConnections  int              `json:"maxConnections"`
+	// FunctionQueueSize bounds the invocations of one function waiting
+	// for an instance (beyond it: 429).
+	FunctionQueueSize int `json:"functionQueueSize"`
+	// KeepVersions is how many versions of a function are kept; older
+	// ones, and their code, go once nothing uses them.
+	KeepVersions int `json:"keepVersions"`
+	// MaxImageBytes bounds an image's unpacked size (its layers
+	// decompressed); ImageStoreBytes everything the image store keeps.
+	MaxImageBytes   int64 `json:"maxImageBytes"`
+	ImageStoreBytes int64 `json:"imageStoreBytes"`
+	// MinFreeBytes is the free space on the data volume below which the
+	// server does not start.
+	MinFreeBytes int64 `json:"minFreeBytes"`
 }
 
 // Default returns the embedded defaults.
@@ -135,6 +166,19 @@ func Default() Config {
 		ScaleToZeroGrace:     stratus.Duration(30 * time.Second),
 		ServiceStopGrace:     stratus.Duration(10 * time.Second),
 		ServiceQueueSize:     1000,
+
+		MaxOutputBytes:    8 << 20,
+		OutputRate:        1 << 20,
+		LogQueueBytes:     64 << 20,
+		ReadTimeout:       stratus.Duration(30 * time.Second),
+		MaxHeaderBytes:    64 << 10,
+		MaxRequestBytes:   32 << 20,
+		MaxConnections:    4096,
+		FunctionQueueSize: 1000,
+		KeepVersions:      10,
+		MaxImageBytes:     10 << 30,
+		ImageStoreBytes:   20 << 30,
+		MinFreeBytes:      32 << 20,
 	}
 }
 
@@ -255,6 +299,9 @@ func (c *Config) Validate() error {
 	if err := c.validateServices(); err != nil {
 		return err
 	}
+	if err := c.validateBounds(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -324,6 +371,37 @@ func (c *Config) validateServices() error {
 	}
 	if c.ScaleToZeroGrace < 0 || c.ServiceStopGrace < 0 {
 		return fmt.Errorf("scale-to-zero grace and service stop grace must not be negative: %w", stratus.ErrInvalid)
+	}
+	return nil
+}
+
+// validateBounds checks the bounds on what clients and workloads can make
+// the server hold.
+func (c *Config) validateBounds() error {
+	positive := []struct {
+		flag string
+		n    int64
+	}{
+		{"max-output-bytes", c.MaxOutputBytes}, {"output-rate", c.OutputRate},
+		{"log-queue-bytes", c.LogQueueBytes}, {"max-header-bytes", int64(c.MaxHeaderBytes)},
+		{"max-request-bytes", c.MaxRequestBytes}, {"max-connections", int64(c.MaxConnections)},
+		{"function-queue-size", int64(c.FunctionQueueSize)}, {"keep-versions", int64(c.KeepVersions)},
+		{"max-image-bytes", c.MaxImageBytes}, {"image-store-bytes", c.ImageStoreBytes},
+		{"read-timeout", int64(c.ReadTimeout)},
+	}
+	for _, p := range positive {
+		if p.n < 1 {
+			return fmt.Errorf("--%s %d: must be positive: %w", p.flag, p.n, stratus.ErrInvalid)
+		}
+	}
+	if c.LogQueueBytes < 1<<20 {
+		return fmt.Errorf("--log-queue-bytes %d: must be at least 1 MiB: %w", c.LogQueueBytes, stratus.ErrInvalid)
+	}
+	if c.MaxImageBytes > c.ImageStoreBytes {
+		return fmt.Errorf("--max-image-bytes %d: must not be more than --image-store-bytes %d: %w", c.MaxImageBytes, c.ImageStoreBytes, stratus.ErrInvalid)
+	}
+	if c.MinFreeBytes < 0 {
+		return fmt.Errorf("--min-free-bytes %d: must not be negative: %w", c.MinFreeBytes, stratus.ErrInvalid)
 	}
 	return nil
 }
