@@ -209,7 +209,14 @@ func (s *server) Stop() {
 	if st := s.cmd.ProcessState; st != nil && !st.Success() {
 		t.Errorf("server exited with %v:\n%s", st, s.Stderr())
 	}
-	if left := processesUnder(s.Data); len(left) > 0 {
+	// A process the kernel is still tearing down (its memory freed, its
+	// cgroup kept) is listed for a moment after its end: wait, bounded.
+	var left []string
+	deadline := time.Now().Add(10 * time.Second)
+	for left = processesUnder(s.Data); len(left) > 0 && time.Now().Before(deadline); left = processesUnder(s.Data) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(left) > 0 {
 		t.Errorf("processes outlived the server: %v", left)
 	}
 }
@@ -322,7 +329,17 @@ func instanceProcesses(dir string) []instanceProcess {
 			args := strings.Split(string(cmdline), "\x00")
 			init := args[0] == "/dev/.stratus-init" ||
 				strings.HasPrefix(args[0], "/dev/.stratus-lib/") && slices.Contains(args, "/dev/.stratus-init")
-			out = append(out, instanceProcess{pid + ":" + strings.ReplaceAll(string(cmdline), "\x00", " "), pid, args[0], init, instance})
+			desc := pid + ":" + strings.ReplaceAll(string(cmdline), "\x00", " ")
+			if len(cmdline) == 0 {
+				// Exiting or a zombie: say which, and whose child.
+				stat, _ := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+				if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+					if f := strings.Fields(string(stat[i+1:])); len(f) >= 2 {
+						desc += " (state " + f[0] + ", parent " + f[1] + ")"
+					}
+				}
+			}
+			out = append(out, instanceProcess{desc, pid, args[0], init, instance})
 		}
 	}
 	return out

@@ -503,6 +503,7 @@ func (n *network) vethName(id string) string {
 // is left; otherwise it leaves the bridge and returns nil. The server
 // calls it when it stops; starting sandboxes afterwards fails.
 func (d *Driver) Close() error {
+	d.reapStrays()
 	err := d.net.close()
 	// The bundles folder goes once no bundle is left in it (a sandbox
 	// still running keeps it for the next server).

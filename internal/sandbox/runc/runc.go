@@ -70,6 +70,7 @@ package runc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -448,6 +449,40 @@ func (d *Driver) prepare(spec sandbox.Spec, b *box, outW, errW *os.File) error {
 		close(b.done)
 	}()
 	return nil
+}
+
+// reapStrays reaps the exited children of this process that belong to
+// this driver's sandboxes (by their cgroup) and that no reaper waits for:
+// orphans of runc's own processes, given to this process as their child
+// subreaper. Left unreaped they would pass to the host's init when the
+// server exits, which on some hosts never reaps them. Close calls it.
+func (d *Driver) reapStrays() {
+	self := os.Getpid()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces and parens.
+		i := bytes.LastIndexByte(stat, ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if i < 0 || len(f) < 2 || f[0] != "Z" || f[1] != strconv.Itoa(self) {
+			continue
+		}
+		cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		if d.cgPrefix == "" || !strings.Contains(string(cg), d.cgPrefix) {
+			continue
+		}
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil {
+			d.log.Debug("reaped a stray child", "pid", pid)
+		}
+	}
 }
 
 // reap waits for the container's init, a child of this process once runc
