@@ -68,6 +68,17 @@ func ErrorFrom(err error) (int, Error) {
 	}
 }
 
+// Readiness answers GET /readyz: 200 with status "ready" (and nothing
+// else) while every check passes, else 503 with status "not ready" (or
+// "stopping") and the reason: each failing check's name and error
+// ("store: ...; events: ..."); Checks then holds every check's outcome
+// ("ok" or its error).
+type Readiness struct {
+	Status string            `json:"status"`
+	Reason string            `json:"reason,omitempty"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
 // Invoke response headers.
 const (
 	HeaderRequestID     = "X-Amzn-Requestid"

@@ -13,7 +13,9 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/stratus-run/stratus"
@@ -54,6 +56,7 @@ type Server struct {
 	metrics   http.Handler
 
 	ready    atomic.Bool
+	checks   func() []Check
 	stopping chan struct{} // closed when the server starts to stop: ends log follows
 	mux      *http.ServeMux
 	svcProxy *gateway.ServiceProxy // host routes; nil without services
@@ -77,7 +80,11 @@ type Config struct {
 	MetricsPublic bool
 	// Info is what GET /v1/info answers.
 	Info v1.Info
-	Log  *slog.Logger
+	// Ready, if set, gives the outcome of each readiness check: GET
+	// /readyz answers 503 with the reasons while one fails. It must be
+	// fast (no I/O beyond a statfs).
+	Ready func() []Check
+	Log   *slog.Logger
 	// Schedules serves /v1/schedules; nil leaves the routes out.
 	Schedules scheduler
 	// Topics serves /v1/topics and /v1/subscriptions; nil leaves the
@@ -95,7 +102,7 @@ func New(c Config) *Server {
 	s := &Server{
 		fns: c.Functions, st: c.Store, pools: c.Pools, logs: c.Logs, queue: c.Queue,
 		token: gateway.NewToken(c.Token), maxUpload: c.MaxUpload, log: c.Log,
-		metrics: c.Metrics, stopping: make(chan struct{}),
+		metrics: c.Metrics, checks: c.Ready, stopping: make(chan struct{}),
 	}
 	s.gw = gateway.New(c.Pools, c.Queue, c.Functions, s.token, c.MaxEventBytes, c.Log)
 	mux := http.NewServeMux()
@@ -118,6 +125,7 @@ func New(c Config) *Server {
 	mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
 	mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
 	mux.Handle("GET /v1/functions/{name}", auth(http.HandlerFunc(s.handleGet)))
+	mux.Handle("GET /v1/functions/{name}/versions", auth(http.HandlerFunc(s.handleVersions)))
 	mux.Handle("DELETE /v1/functions/{name}", auth(http.HandlerFunc(s.handleRemove)))
 	mux.Handle("POST /v1/functions/{name}/invoke", auth(http.HandlerFunc(s.gw.ServeInvoke)))
 	mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
@@ -161,12 +169,34 @@ func (s *Server) Stopping() {
 	}
 }
 
+// Check is the outcome of one readiness check: Err is nil when it passes.
+type Check struct {
+	Name string
+	Err  error
+}
+
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
-		gateway.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stopping"})
+		gateway.WriteJSON(w, http.StatusServiceUnavailable, v1.Readiness{Status: "stopping", Reason: "the server is stopping"})
 		return
 	}
-	gateway.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	if s.checks != nil {
+		out := v1.Readiness{Status: "not ready", Checks: make(map[string]string)}
+		var reasons []string
+		for _, c := range s.checks() {
+			out.Checks[c.Name] = "ok"
+			if c.Err != nil {
+				out.Checks[c.Name] = c.Err.Error()
+				reasons = append(reasons, c.Name+": "+c.Err.Error())
+			}
+		}
+		if len(reasons) > 0 {
+			out.Reason = strings.Join(reasons, "; ")
+			gateway.WriteJSON(w, http.StatusServiceUnavailable, out)
+			return
+		}
+	}
+	gateway.WriteJSON(w, http.StatusOK, v1.Readiness{Status: "ready"})
 }
 
 // authOK reports whether one of r's Authorization values is the token.
@@ -220,6 +250,28 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	gateway.WriteJSON(w, http.StatusOK, v)
+}
+
+// handleVersions lists the kept versions of a function (see
+// --keep-versions), newest first, each as the function at that version.
+func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
+	f, err := s.fns.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	vs, err := s.fns.Versions(r.Context(), f.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := v1.FunctionList{Functions: make([]v1.Function, 0, len(vs))}
+	for _, v := range vs {
+		at := *f
+		at.Version, at.Config, at.CodeSHA, at.CodeSize, at.UpdatedAt = v.Version, v.Config, v.CodeSHA, v.CodeSize, v.CreatedAt
+		out.Functions = append(out.Functions, s.view(&at))
+	}
+	gateway.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleInvocation(w http.ResponseWriter, r *http.Request) {
@@ -317,8 +369,13 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	gateway.WriteJSON(w, status, s.view(f))
 }
 
-// formErr turns a body over the upload limit into ErrTooLarge.
+// formErr turns a body over the upload limit into ErrTooLarge and other
+// failures to read the form into ErrInvalid; a full disk stays itself
+// (507), whatever else it is.
 func formErr(err error) error {
+	if errors.Is(err, stratus.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return err
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return fmt.Errorf("upload is more than %d MB: %w", mbe.Limit>>20, stratus.ErrTooLarge)

@@ -108,8 +108,12 @@ func (t *imageRoutes) importImage(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
+		var perr *os.PathError
 		if errors.As(err, &mbe) {
 			err = fmt.Errorf("import image: archive is more than %d MB: %w", limit>>20, stratus.ErrTooLarge)
+		} else if errors.As(err, &perr) {
+			// Writing the upload failed (a full disk: 507), not the client.
+			err = fmt.Errorf("import image: store upload: %w", err)
 		} else {
 			err = fmt.Errorf("import image: read upload: %v: %w", err, stratus.ErrInvalid)
 		}

@@ -28,6 +28,9 @@ type ServicesConfig struct {
 	Manager serviceManager
 	// Domain is the domain of host routes: NAME.<Domain>.
 	Domain string
+	// MaxRequestBytes bounds the body of a request to a service (413
+	// beyond); 0 leaves it unbounded.
+	MaxRequestBytes int64
 }
 
 type serviceRoutes struct {
@@ -49,7 +52,7 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 	mux.Handle("GET /v1/services/{name}", auth(http.HandlerFunc(t.get)))
 	mux.Handle("DELETE /v1/services/{name}", auth(http.HandlerFunc(t.remove)))
 	mux.Handle("GET /v1/services/{name}/logs", auth(http.HandlerFunc(t.logs)))
-	p := gateway.NewServiceProxy(c.Manager, s.token, c.Domain, s.log)
+	p := gateway.NewServiceProxy(c.Manager, s.token, c.Domain, c.MaxRequestBytes, s.log)
 	mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
 	return p

@@ -6,8 +6,9 @@
 // that would reach outside the code folder, never writes through a symlink,
 // counts the bytes it actually writes instead of trusting the sizes the zip
 // declares, and works in a temporary folder that it renames into place only
-// when everything has been written, so a failed Extract leaves nothing
-// behind. Refusals wrap stratus.ErrInvalid, or stratus.ErrTooLarge when a
+// when everything has been written and synced to disk, so a failed
+// Extract leaves nothing behind and a crash never leaves a partial tree
+// under the destination's name. Refusals wrap stratus.ErrInvalid, or stratus.ErrTooLarge when a
 // Limits bound is crossed.
 package archive
 

@@ -114,12 +114,21 @@ func Extract(zipPath, dst string, lim Limits) (Info, error) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return Info{}, fmt.Errorf("extract archive: %w", err)
 	}
+	// Durable before it is named: the tree's files and folders reach the
+	// disk before the rename that makes it dst, and the rename before
+	// Extract returns.
+	if err := SyncTree(tmp); err != nil {
+		return Info{}, fmt.Errorf("extract archive: %w", err)
+	}
 	if err := os.Rename(tmp, dst); err != nil {
 		// When dst appeared meanwhile and is not empty,
 		// errors.Is(err, fs.ErrExist) holds here too.
 		return Info{}, fmt.Errorf("extract archive: %w", err)
 	}
 	ok = true
+	if err := SyncDir(filepath.Dir(dst)); err != nil {
+		return Info{}, fmt.Errorf("extract archive: %w", err)
+	}
 	info.Files = x.files
 	info.Unzipped = x.written
 	return info, nil

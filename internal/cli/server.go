@@ -142,6 +142,6 @@ func (e *env) serverCmd() *cobra.Command {
 	f.IntVar(&flags.KeepVersions, "keep-versions", flags.KeepVersions, "versions kept per function; older ones and their code are removed once nothing uses them")
 	f.Int64Var(&flags.MaxImageBytes, "max-image-bytes", flags.MaxImageBytes, "largest image, its layers decompressed, in bytes")
 	f.Int64Var(&flags.ImageStoreBytes, "image-store-bytes", flags.ImageStoreBytes, "everything the image store keeps, in bytes, at most")
-	f.Int64Var(&flags.MinFreeBytes, "min-free-bytes", flags.MinFreeBytes, "free space on the data volume below which the server does not start")
+	f.Int64Var(&flags.MinFreeBytes, "min-free-bytes", flags.MinFreeBytes, "free space on the data volume below which the server does not start (and, running, refuses async accepts and topic publishes with 507 and is not ready)")
 	return cmd
 }

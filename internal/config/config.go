@@ -127,7 +127,8 @@ type Config struct {
 	MaxImageBytes   int64 `json:"maxImageBytes"`
 	ImageStoreBytes int64 `json:"imageStoreBytes"`
 	// MinFreeBytes is the free space on the data volume below which the
-	// server does not start.
+	// server does not start, and, while it runs, refuses async accepts and
+	// topic publishes (507) and answers /readyz with 503.
 	MinFreeBytes int64 `json:"minFreeBytes"`
 }
 

@@ -189,7 +189,8 @@ type Queue struct {
 	BeforeAck func(ctx context.Context) error
 	// MaxEventSize bounds an event's bytes (DefaultMaxEventSize).
 	MaxEventSize int
-	// MaxBytes bounds the stream (DefaultMaxBytes); -1 is unbounded.
+	// MaxBytes bounds the stream (DefaultMaxBytes, or half the embedded
+	// server's store if that is less: Bus.StreamBytes); -1 is unbounded.
 	MaxBytes int64
 	// RetryBase and RetryMax shape the retry backoff: attempt n+1 waits
 	// about RetryBase·2^(n-1), at most RetryMax, half of it jittered.
@@ -263,7 +264,9 @@ func (q *Queue) now() time.Time {
 // round trip (plus the consumer's creation on fn's first event). Errors:
 // stratus.ErrInvalid (bad name), ErrNotFound (no such function),
 // ErrTooLarge (event over MaxEventSize), ErrCapacity (stream full),
-// ErrUnavailable (JetStream not answering), or ctx's error.
+// ErrNoSpace (the data volume is full: see Bus.Health), ErrUnavailable
+// (JetStream not answering within PublishTimeout, or disabled), or ctx's
+// error. It fails at once while the bus is unhealthy.
 func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
 	// A new ID cannot be a duplicate: no deduplication to ask for.
 	return q.enqueue(ctx, fn, pool.NewRequestID(), event, false)
@@ -289,6 +292,9 @@ func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe
 	if limit := orDefault(q.MaxEventSize, DefaultMaxEventSize); len(event) > limit {
 		return "", fmt.Errorf("enqueue %s: event of %d bytes exceeds %d: %w", fn, len(event), limit, stratus.ErrTooLarge)
 	}
+	if err := q.bus.Health(); err != nil {
+		return "", fmt.Errorf("enqueue %s: %w", fn, err)
+	}
 	if _, err := q.consumer(ctx, fn); err != nil {
 		return "", fmt.Errorf("enqueue %s: %w", fn, err)
 	}
@@ -301,7 +307,7 @@ func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe
 	st := Status{RequestID: id, Function: fn, State: StateQueued, EnqueuedAt: now, UpdatedAt: now}
 	q.report(st)
 	if err := q.publish(ctx, msg, id, dedupe); err != nil {
-		err = fmt.Errorf("enqueue %s: %w", fn, publishErr(err))
+		err = fmt.Errorf("enqueue %s: %w", fn, err)
 		st.State, st.UpdatedAt = StateFailed, q.now()
 		st.ErrorType, st.ErrorMessage = "EnqueueFailed", err.Error()
 		q.report(st)
@@ -314,11 +320,18 @@ func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe
 // full stream with discard-new answers ("maximum bytes exceeded").
 const jsErrCodeStoreFailed jetstream.ErrorCode = 10077
 
-// publishErr adds the error kind to a failed publish.
+// JetStream's answers when its store is over its limits (the embedded
+// server's is sized from the data volume).
+const (
+	jsErrCodeAccountResources      jetstream.ErrorCode = 10002
+	jsErrCodeInsufficientResources jetstream.ErrorCode = 10023
+)
+
 // publish stores msg in the async stream and returns once JetStream has
 // acknowledged it. It publishes asynchronously and waits for this
-// message's own acknowledgement: as durable as a synchronous publish, and
-// concurrent callers share the connection's pipeline.
+// message's own acknowledgement (Bus.await: bounded): as durable as a
+// synchronous publish, and concurrent callers share the connection's
+// pipeline.
 func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string, dedupe bool) error {
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(AsyncStream)}
 	if dedupe {
@@ -326,29 +339,30 @@ func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string, dedupe bo
 	}
 	paf, err := q.bus.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
-		return err
+		return q.bus.publishErr(err)
 	}
-	select {
-	case <-paf.Ok():
-		return nil
-	case err := <-paf.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	_, err = q.bus.await(ctx, paf)
+	return err
 }
 
+// publishErr adds the error kind to a failed publish or JetStream request.
 func publishErr(err error) error {
 	var apiErr *jetstream.APIError
 	switch {
+	case errors.Is(err, stratus.ErrNoSpace), errors.Is(err, stratus.ErrUnavailable):
+		return err // kind known
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStoreFailed && strings.Contains(apiErr.Description, "maximum"):
 		return fmt.Errorf("async stream full: %w: %w", err, stratus.ErrCapacity)
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeAccountResources || apiErr.ErrorCode == jsErrCodeInsufficientResources):
+		return fmt.Errorf("JetStream store full: %w: %w", err, stratus.ErrNoSpace)
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
 		return fmt.Errorf("%w: %w", err, stratus.ErrTooLarge)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
-		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed):
+		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, jetstream.ErrTooManyStalledMsgs),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
 		return fmt.Errorf("%w: %w", err, stratus.ErrUnavailable)
 	}
 	return err
@@ -384,7 +398,9 @@ func (q *Queue) getStream(ctx context.Context) (jetstream.Stream, error) {
 	if s != nil {
 		return s, nil // made meanwhile
 	}
-	maxBytes := orDefault(q.MaxBytes, DefaultMaxBytes)
+	maxBytes := orDefault(q.MaxBytes, q.bus.StreamBytes(DefaultMaxBytes, asyncShare))
+	done := q.bus.api()
+	defer done()
 	s, err = q.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        AsyncStream,
 		Description: "Stratus async invocations",
@@ -397,7 +413,7 @@ func (q *Queue) getStream(ctx context.Context) (jetstream.Stream, error) {
 		Duplicates:  2 * time.Minute,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", AsyncStream, publishErr(err))
+		return nil, fmt.Errorf("create stream %s: %w", AsyncStream, q.bus.publishErr(err))
 	}
 	q.mu.Lock()
 	q.stream = s
@@ -416,6 +432,7 @@ func (q *Queue) consumer(ctx context.Context, fn string) (jetstream.Consumer, er
 	if err != nil {
 		return nil, err
 	}
+	done := q.bus.api()
 	c, err = s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       consumerPrefix + fn,
 		Description:   "Stratus async invocations of " + fn,
@@ -426,8 +443,9 @@ func (q *Queue) consumer(ctx context.Context, fn string) (jetstream.Consumer, er
 		MaxDeliver:    -1,
 		MaxAckPending: maxAckPending,
 	})
+	done()
 	if err != nil {
-		return nil, fmt.Errorf("create consumer: %w", publishErr(err))
+		return nil, fmt.Errorf("create consumer: %w", q.bus.publishErr(err))
 	}
 	q.mu.Lock()
 	if prev := q.consumers[fn]; prev != nil {
@@ -448,11 +466,16 @@ func (q *Queue) consumer(ctx context.Context, fn string) (jetstream.Consumer, er
 // first enqueue time but goes behind newer ones, so this is the age of the
 // event first in line).
 func (q *Queue) Depth(ctx context.Context, fn string) (pending int, oldest time.Duration, err error) {
+	if err := q.bus.Health(); err != nil {
+		return 0, 0, fmt.Errorf("queue depth %s: %w", fn, err)
+	}
 	s, err := q.getStream(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue depth %s: %w", fn, err)
 	}
 	subj := AsyncSubject(fn)
+	done := q.bus.api()
+	defer done()
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue depth %s: %w", fn, publishErr(err))
@@ -524,8 +547,18 @@ func (q *Queue) Run(ctx context.Context) error {
 	rescan := time.NewTicker(orDefault(q.RescanInterval, DefaultRescanInterval))
 	defer rescan.Stop()
 	for ctx.Err() == nil {
+		restarted := q.bus.Restarted()
 		select {
 		case <-ctx.Done():
+		case <-restarted:
+			// JetStream was re-enabled: make sure the stream and every
+			// consumer exist (Enqueue creates its function's again).
+			q.mu.Lock()
+			q.stream = nil
+			clear(q.consumers)
+			q.mu.Unlock()
+			q.scan(ctx)
+			startWorkers()
 		case <-q.kick:
 			startWorkers()
 		case fn := <-exited:
@@ -556,12 +589,18 @@ func (q *Queue) Run(ctx context.Context) error {
 // scan makes sure every function with a consumer or with stored events has
 // a consumer in q.consumers.
 func (q *Queue) scan(ctx context.Context) {
+	if q.bus.Health() != nil {
+		return // JetStream would not answer, or is about to be re-enabled
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	s, err := q.getStream(ctx)
 	if err != nil {
 		q.log.Warn("scan async stream", "err", err)
 		return
 	}
 	fns := make(map[string]bool)
+	done := q.bus.api()
 	names := s.ConsumerNames(ctx)
 	for name := range names.Name() {
 		if fn, ok := strings.CutPrefix(name, consumerPrefix); ok {
@@ -572,6 +611,7 @@ func (q *Queue) scan(ctx context.Context) {
 		q.log.Warn("list async consumers", "err", err)
 	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(asyncSubjectPrefix+"*"))
+	done()
 	if err != nil {
 		if ctx.Err() == nil {
 			q.log.Warn("list async subjects", "err", err)
@@ -613,6 +653,11 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 	errWait := 100 * time.Millisecond
 	var backoff <-chan time.Time // set after an error: no request until it fires
 	for ctx.Err() == nil {
+		if p.open == nil && backoff == nil && q.bus.Health() != nil {
+			// Events wait in the stream while the bus cannot store
+			// (a full disk): what they would write could not be kept.
+			backoff = time.After(pollWait / 4)
+		}
 		if p.open == nil && backoff == nil {
 			limit := 1 // a removed function's events are failed one at a time
 			if pol, ok := q.lookup(fn); ok {
@@ -625,6 +670,7 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 				}
 			}
 		}
+		restarted := q.bus.Restarted()
 		select {
 		case m := <-p.msgs:
 			msg, asked, err := p.receive(m)
@@ -662,6 +708,8 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 		case <-p.giveUp():
 			q.log.Warn("async pull request unanswered; asking again", "fn", fn)
 			p.end()
+		case <-restarted:
+			p.end() // JetStream was re-enabled: the request is gone
 		case <-backoff:
 			backoff = nil
 		case <-freed:
@@ -782,8 +830,11 @@ func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol Asyn
 
 	e.attempts, e.notBefore = attempt, next
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	q.beforeAck(ctx, e.id)
+	stored := q.beforeAck(ctx, fn, msg, e.id)
 	cancel()
+	if !stored {
+		return
+	}
 	if err := q.replace(msg, e); err != nil {
 		// Retry the stored message instead; its attempt count stays behind.
 		q.log.Warn("store async retry", "fn", fn, "req_id", e.id, "err", err)
@@ -823,11 +874,18 @@ func (q *Queue) replace(msg *nats.Msg, e envelope) error {
 	if !e.notBefore.IsZero() {
 		next.Header.Set(hdrNotBefore, e.notBefore.UTC().Format(time.RFC3339Nano))
 	}
+	if err := q.bus.Health(); err != nil {
+		return fmt.Errorf("replace async event: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	msgID := e.id + "/" + strconv.FormatUint(md.Sequence.Stream, 10)
-	if _, err := q.bus.js.PublishMsg(ctx, next, jetstream.WithMsgID(msgID)); err != nil {
-		return fmt.Errorf("replace async event: %w", publishErr(err))
+	paf, err := q.bus.js.PublishMsgAsync(next, jetstream.WithMsgID(msgID))
+	if err == nil {
+		_, err = q.bus.await(ctx, paf)
+	}
+	if err != nil {
+		return fmt.Errorf("replace async event: %w", q.bus.publishErr(err))
 	}
 	if err := msg.AckSync(nats.Context(ctx)); err != nil {
 		q.log.Warn("ack replaced async event; it may run once more", "req_id", e.id, "err", err)
@@ -848,19 +906,29 @@ func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *poo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	q.beforeAck(ctx, e.id)
+	if !q.beforeAck(ctx, fn, msg, e.id) {
+		return
+	}
 	if err := msg.AckSync(nats.Context(ctx)); err != nil {
 		q.log.Warn("ack async event; it will be delivered again", "fn", fn, "req_id", e.id, "err", err)
 	}
 }
 
-func (q *Queue) beforeAck(ctx context.Context, id string) {
+// beforeAck stores what the attempt left (BeforeAck) and reports whether
+// it was stored. If not, the event is not acknowledged: it is delivered
+// again after about twice ThrottleDelay and its attempt runs again, so
+// that a failing store loses no trace (at least once, as always).
+func (q *Queue) beforeAck(ctx context.Context, fn string, msg *nats.Msg, id string) bool {
 	if q.BeforeAck == nil {
-		return
+		return true
 	}
 	if err := q.BeforeAck(ctx); err != nil {
-		q.log.Warn("store the trace of an async attempt before its ack", "req_id", id, "err", err)
+		q.log.Error("store the trace of an async attempt; not acknowledging its event, it runs again",
+			"fn", fn, "req_id", id, "err", err)
+		_ = msg.NakWithDelay(jitter(2*orDefault(q.ThrottleDelay, DefaultThrottleDelay), rand.Float64()))
+		return false
 	}
+	return true
 }
 
 // heartbeat keeps msg's ack deadline moving until the returned stop is

@@ -53,6 +53,19 @@ type BusConfig struct {
 	// and fsyncs on JetStream's sync interval (2 minutes), so a power loss
 	// or kernel crash can lose what was acknowledged since the last sync.
 	SyncAlways bool
+	// MaxStore bounds the embedded server's JetStream file storage; 0
+	// sizes it from the volume of StoreDir at start: 3/4 of its free space
+	// plus what StoreDir already holds. The streams' limits are sized from
+	// it (see Bus.StreamBytes).
+	MaxStore int64
+	// MinFree is the free space StoreDir's volume must keep: below it the
+	// bus reports stratus.ErrNoSpace (Health) and publishes fail at once,
+	// and a JetStream disabled by a write error is re-enabled only once
+	// there is at least this much (and at least restartFree) free again.
+	MinFree int64
+	// HealthInterval is how often Run checks JetStream and the volume
+	// (DefaultHealthInterval).
+	HealthInterval time.Duration
 	// Log receives the embedded server's log lines; nil discards them.
 	Log *slog.Logger
 }
@@ -67,6 +80,13 @@ type Bus struct {
 	closed chan struct{} // closed by the connection's ClosedHandler
 	// streams has one slot, held while a stream is created or updated.
 	streams chan struct{}
+
+	cfg      BusConfig
+	jsConfig server.JetStreamConfig // of the embedded server, to re-enable it
+	health   health
+	// apiMu is read-held by each JetStream API request of the bus's users
+	// (Bus.api) and held while JetStream is re-enabled.
+	apiMu sync.RWMutex
 }
 
 // startTimeout bounds the embedded server's start when ctx has no deadline.
@@ -81,7 +101,8 @@ func OpenBus(ctx context.Context, cfg BusConfig) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bus{log: log, closed: make(chan struct{}), streams: make(chan struct{}, 1)}
+	b := &Bus{log: log, closed: make(chan struct{}), streams: make(chan struct{}, 1), cfg: cfg}
+	b.health.init()
 	if cfg.URL != "" {
 		if err := b.connectURL(ctx, cfg); err != nil {
 			return nil, err
@@ -89,12 +110,14 @@ func OpenBus(ctx context.Context, cfg BusConfig) (*Bus, error) {
 	} else if err := b.embed(ctx, cfg); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(b.nc)
+	// Futures of publishes nobody waits for any more (see await) expire.
+	js, err := jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(PublishTimeout))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
 	b.js = js
+	b.check(time.Now())
 	return b, nil
 }
 
@@ -102,13 +125,27 @@ func (b *Bus) embed(ctx context.Context, cfg BusConfig) error {
 	if cfg.StoreDir == "" {
 		return fmt.Errorf("open bus: empty store dir: %w", stratus.ErrInvalid)
 	}
+	maxStore := cfg.MaxStore
+	if maxStore <= 0 {
+		var err error
+		if maxStore, err = storeBudget(cfg.StoreDir); err != nil {
+			return fmt.Errorf("open bus: %w", err)
+		}
+	}
 	opts := &server.Options{
-		ServerName: "stratus",
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		SyncAlways: cfg.SyncAlways,
-		DontListen: cfg.Listen == "",
-		NoSigs:     true,
+		ServerName:        "stratus",
+		JetStream:         true,
+		JetStreamMaxStore: maxStore,
+		StoreDir:          cfg.StoreDir,
+		SyncAlways:        cfg.SyncAlways,
+		DontListen:        cfg.Listen == "",
+		NoSigs:            true,
+	}
+	// What the server enables JetStream with at start (see
+	// nats-server's Server.Start), to enable it again after a write error.
+	b.jsConfig = server.JetStreamConfig{
+		StoreDir: cfg.StoreDir, SyncAlways: cfg.SyncAlways, MaxStore: maxStore,
+		Strict: true, CompressOK: true,
 	}
 	// With Listen, outside clients need creds; the server's own
 	// connection authenticates with ownAuth.
@@ -141,7 +178,7 @@ func (b *Bus) embed(ctx context.Context, cfg BusConfig) error {
 	if err != nil {
 		return fmt.Errorf("open bus: %v: %w", err, stratus.ErrInvalid)
 	}
-	srv.SetLoggerV2(slogLogger{b.log}, false, false, false)
+	srv.SetLoggerV2(slogLogger{log: b.log, onError: b.health.noteServerError}, false, false, false)
 	srv.Start()
 	wait := startTimeout
 	if d, ok := ctx.Deadline(); ok {
@@ -378,12 +415,25 @@ func (b *Bus) Close() error {
 }
 
 // slogLogger sends the embedded server's log lines to slog; its notices
-// (the start banner, stream recovery) are debug lines.
-type slogLogger struct{ log *slog.Logger }
+// (the start banner, stream recovery) are debug lines. Its error lines
+// also go to onError, which must not block: that is how a write error
+// (a full disk) is noticed the moment JetStream meets it.
+type slogLogger struct {
+	log     *slog.Logger
+	onError func(msg string)
+}
 
 func (l slogLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l slogLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l slogLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l slogLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l slogLogger) Fatalf(format string, v ...any)  { l.errorf(format, v...) }
+func (l slogLogger) Errorf(format string, v ...any)  { l.errorf(format, v...) }
 func (l slogLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l slogLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+func (l slogLogger) errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if l.onError != nil {
+		l.onError(msg)
+	}
+}

@@ -4,6 +4,29 @@
 // Event invocation type). Topics and schedules build on the same Bus; the
 // subpackages cloudevent and schedule hold their pure parts.
 //
+// # Bus: health and recovery
+//
+// Bus.Run owns one goroutine (the loop itself): every HealthInterval, and
+// at once when the embedded server logs a write error, it checks whether
+// JetStream can store (enabled, no stream broken by a write error) and
+// whether the data volume has BusConfig.MinFree free, and keeps Health
+// current (stratus.ErrNoSpace for a full volume, ErrUnavailable else).
+// nats-server keeps a stream's first write error (its "Critical write
+// error", a full disk) and stops storing on it, answering no publish; it
+// may also disable JetStream. So while the bus is unhealthy every publish
+// fails at once with Health's error, a publish already waiting fails as
+// soon as the bus turns unhealthy, and none waits more than
+// PublishTimeout. Once the volume has room again Run re-enables JetStream
+// (shut down and enabled again: streams and consumers are recovered from
+// their files, without the error), with a backoff, and closes the channel
+// of Restarted: the Queue and Topics make sure their stream and consumers
+// exist and make their pull requests again. JetStream API requests of
+// Queue and Topics hold Bus.apiMu for reading (nats-server replaces its
+// API queues unguarded while it enables JetStream) and are not made while
+// the bus is unhealthy. The embedded server's store is sized from the
+// volume (BusConfig.MaxStore) and the streams from it (Bus.StreamBytes), so
+// that a small disk gets small streams rather than no server.
+//
 // # Queue: storage
 //
 // Every async event is one message in the stream STRATUS_ASYNC, subject
@@ -23,6 +46,13 @@
 // counts survive restarts. A throttled event is redelivered after a delay
 // and an event handed back at shutdown is stored again unchanged; neither
 // counts as an attempt.
+//
+// Workers make no pull request while the bus is unhealthy: events wait in
+// the stream while what they would write could not be kept. BeforeAck
+// stores an attempt's record and status before its event is acknowledged
+// or replaced by its retry; if that fails the event is not acknowledged
+// but delivered again after about twice ThrottleDelay, and its attempt
+// runs again (at least once, never lost).
 //
 // "Enqueue returned" means JetStream acknowledged the message: it was
 // written to the stream's file before the acknowledgement (a crash or
@@ -84,7 +114,8 @@
 // Every topic event is one message in the stream TopicStream
 // (STRATUS_TOPICS), subject stratus.topic.<topic>, file storage, limits
 // retention: an event stays until it is older than Topics.MaxAge (24 h)
-// or the stream is over Topics.MaxBytes (1 GiB), then the oldest go
+// or the stream is over Topics.MaxBytes (1 GiB, less on a small disk),
+// then the oldest go
 // (discard old), whether or not every subscriber has received them, so
 // topics cannot fill the disk and a subscriber that falls that far behind
 // loses the oldest events. The API and destinations publish each event as

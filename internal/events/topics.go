@@ -101,8 +101,10 @@ type Topics struct {
 	// (DefaultMaxEventSize).
 	MaxEventSize int
 	// MaxAge and MaxBytes bound the stream (DefaultTopicMaxAge,
-	// DefaultTopicMaxBytes): older events, and the oldest beyond MaxBytes,
-	// are removed whether or not every subscriber has received them.
+	// DefaultTopicMaxBytes or a quarter of the embedded server's store if
+	// that is less: Bus.StreamBytes): older events, and the oldest beyond
+	// MaxBytes, are removed whether or not every subscriber has received
+	// them.
 	MaxAge   time.Duration
 	MaxBytes int64
 	// BatchWait is the longest a batching subscription holds its first
@@ -209,7 +211,10 @@ func (t *Topics) DeleteTopic(ctx context.Context, name string) error {
 		t.deleteConsumer(sub.ID)
 	}
 	if s, err := t.getStream(ctx); err == nil {
-		if err := s.Purge(ctx, jetstream.WithPurgeSubject(TopicSubject(name))); err != nil {
+		done := t.bus.api()
+		err := s.Purge(ctx, jetstream.WithPurgeSubject(TopicSubject(name)))
+		done()
+		if err != nil {
 			t.log.Warn("purge events of a deleted topic; they age out", "topic", name, "err", err)
 		}
 	}
@@ -330,9 +335,11 @@ func checkURL(s string) error {
 // a Nats-Msg-Id made of the topic, source and id, so publishing the same
 // event again within two minutes stores it once. Errors: stratus.ErrNotFound
 // (no such topic), ErrInvalid (an invalid event), ErrTooLarge (an event's
-// JSON over MaxEventSize), ErrUnavailable (JetStream not answering), or
-// ctx's error. On an error some events may be stored; publishing them all
-// again is safe.
+// JSON over MaxEventSize), ErrNoSpace (the data volume is full: see
+// Bus.Health), ErrUnavailable (JetStream not answering within
+// PublishTimeout, or disabled), or ctx's error. It fails at once while the
+// bus is unhealthy. On an error some events may be stored; publishing them
+// all again is safe.
 func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.Event) error {
 	if _, err := t.st.GetTopic(ctx, topic); err != nil {
 		return fmt.Errorf("publish: %w", err)
@@ -355,51 +362,30 @@ func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.
 		m.Header.Set(nats.MsgIdHdr, eventMsgID(topic, e))
 		msgs[i] = m
 	}
+	if err := t.bus.Health(); err != nil {
+		return fmt.Errorf("publish to %s: %w", topic, err)
+	}
 	if _, err := t.getStream(ctx); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opTimeout)
-		defer cancel()
-	}
-	if len(msgs) == 1 {
-		ack, err := t.bus.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectStream(TopicStream))
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := t.bus.js.PublishMsgAsync(m, jetstream.WithExpectStream(TopicStream))
 		if err != nil {
-			return fmt.Errorf("publish to %s: %w", topic, publishErr(err))
+			return fmt.Errorf("publish to %s: %w", topic, t.bus.publishErr(err))
+		}
+		futures = append(futures, f)
+	}
+	// Each wait is bounded (Bus.await) and they overlap: the whole
+	// publish takes about one PublishTimeout at most.
+	for _, f := range futures {
+		ack, err := t.bus.await(ctx, f)
+		if err != nil {
+			return fmt.Errorf("publish to %s: %w", topic, err)
 		}
 		if !ack.Duplicate {
 			t.published.Add(1)
 		}
-		return nil
-	}
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	var errs []error
-	for _, m := range msgs {
-		f, err := t.bus.js.PublishMsgAsync(m, jetstream.WithExpectStream(TopicStream))
-		if err != nil {
-			errs = append(errs, err)
-			break
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if !ack.Duplicate {
-				t.published.Add(1)
-			}
-		case err := <-f.Err():
-			errs = append(errs, err)
-		case <-ctx.Done():
-			errs = append(errs, ctx.Err())
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("publish to %s: %w", topic, publishErr(errs[0]))
 	}
 	return nil
 }
@@ -430,6 +416,8 @@ func (t *Topics) getStream(ctx context.Context) (jetstream.Stream, error) {
 		return s, nil // made meanwhile
 	}
 	limit := orDefault(t.MaxEventSize, DefaultMaxEventSize)
+	done := t.bus.api()
+	defer done()
 	s, err = t.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        TopicStream,
 		Description: "Stratus topics",
@@ -438,13 +426,13 @@ func (t *Topics) getStream(ctx context.Context) (jetstream.Stream, error) {
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      orDefault(t.MaxAge, DefaultTopicMaxAge),
-		MaxBytes:    orDefault(t.MaxBytes, DefaultTopicMaxBytes),
+		MaxBytes:    orDefault(t.MaxBytes, t.bus.StreamBytes(DefaultTopicMaxBytes, topicsShare)),
 		// JSON of an event may be about twice its size (escaping, base64).
 		MaxMsgSize: int32(2*limit + headerAllowance),
 		Duplicates: 2 * time.Minute,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", TopicStream, publishErr(err))
+		return nil, fmt.Errorf("create stream %s: %w", TopicStream, t.bus.publishErr(err))
 	}
 	t.mu.Lock()
 	t.stream = s
@@ -471,6 +459,8 @@ func (t *Topics) deleteConsumer(id string) {
 		t.log.Warn("delete subscription consumer", "subscription", id, "err", err)
 		return
 	}
+	done := t.bus.api()
+	defer done()
 	if err := s.DeleteConsumer(ctx, id); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.log.Warn("delete subscription consumer; the next start removes it", "subscription", id, "err", err)
 	}
@@ -564,6 +554,7 @@ func (t *Topics) removeOrphans(ctx context.Context, s jetstream.Stream) {
 	t.mu.Lock()
 	known := maps.Clone(t.subs)
 	t.mu.Unlock()
+	done := t.bus.api()
 	names := s.ConsumerNames(ctx)
 	var orphans []string
 	for name := range names.Name() {
@@ -571,6 +562,7 @@ func (t *Topics) removeOrphans(ctx context.Context, s jetstream.Stream) {
 			orphans = append(orphans, name)
 		}
 	}
+	done()
 	if err := names.Err(); err != nil && ctx.Err() == nil {
 		t.log.Warn("list subscription consumers", "err", err)
 	}
@@ -596,9 +588,36 @@ func (t *Topics) runSubscription(ctx context.Context, sub stratus.Subscription, 
 	}
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := t.consume(ctx, sub, filter, log)
+		if t.bus.Health() != nil {
+			// JetStream would not answer, or is about to be re-enabled.
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		// A JetStream re-enabled after a write error has lost the
+		// consumer's pull requests: consume again.
+		cctx, cancel := context.WithCancel(ctx)
+		restarted := t.bus.Restarted()
+		var watch sync.WaitGroup
+		watch.Go(func() {
+			select {
+			case <-restarted:
+				cancel()
+			case <-cctx.Done():
+			}
+		})
+		err := t.consume(cctx, sub, filter, log)
+		again := cctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		watch.Wait()
 		if ctx.Err() != nil {
 			return
+		}
+		if again {
+			wait = 100 * time.Millisecond
+			continue
 		}
 		t.mu.Lock()
 		_, wanted := t.subs[sub.ID]
@@ -624,6 +643,8 @@ func (t *Topics) consumer(ctx context.Context, sub stratus.Subscription) (jetstr
 		return nil, err
 	}
 	start := sub.CreatedAt
+	done := t.bus.api()
+	defer done()
 	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       sub.ID,
 		Description:   "Stratus subscription to topic " + sub.Topic,
@@ -639,7 +660,7 @@ func (t *Topics) consumer(ctx context.Context, sub stratus.Subscription) (jetstr
 		if c, gerr := s.Consumer(ctx, sub.ID); gerr == nil {
 			return c, nil
 		}
-		return nil, fmt.Errorf("create consumer %s: %w", sub.ID, publishErr(err))
+		return nil, fmt.Errorf("create consumer %s: %w", sub.ID, t.bus.publishErr(err))
 	}
 	return c, nil
 }

@@ -3,6 +3,22 @@
 // in the store and hands it to the pools. It keeps the head version of
 // every function in memory for the invocation path, rebuilt from the store
 // at start.
+//
+// Code is durable before it is named: a deploy writes the zip and its
+// extracted folder under DATA/tmp, syncs them, renames them into
+// DATA/code, syncs that folder, and only then commits the version's row.
+// A crash at any point leaves the old version or the new one, never a row
+// naming missing code; what an interrupted deploy left (staging folders,
+// code no row names) is removed at the next start.
+//
+// A function keeps its newest KeepVersions versions. Older ones, with
+// their code when no kept version shares it, are removed at each deploy
+// and at start, except a version that may still have instances, which is
+// removed at a later deploy or start. Instances only ever run the version
+// that was the head when they started, and an instance of an older head
+// ends with its last invocation; so a version may have instances only if
+// it stopped being the head less than its timeout plus InstanceGrace ago
+// and the pools still have busy instances of the function.
 package functions
 
 import (
@@ -10,10 +26,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/archive"
@@ -45,12 +64,25 @@ type Service struct {
 	maxRetries int
 	nameTaken  func(string) bool
 	images     Images
+	keep       int
+	inUse      func(fn string, version int) bool
+	grace      time.Duration
+	now        func() time.Time
 	log        *slog.Logger
 
 	deployMu sync.Mutex // one deploy or remove at a time
 
 	mu    sync.RWMutex
 	heads map[string]*stratus.Version
+
+	// retired holds when each version stopped being its function's head
+	// on this server; guarded by deployMu.
+	retired map[versionKey]time.Time
+}
+
+type versionKey struct {
+	fn string
+	n  int
 }
 
 // Config configures a Service.
@@ -69,7 +101,21 @@ type Config struct {
 	// Images resolves the images of functions deployed from one; nil
 	// refuses such deploys.
 	Images Images
-	Log    *slog.Logger
+	// KeepVersions is how many versions of a function are kept, the
+	// newest; 0 keeps every version.
+	KeepVersions int
+	// HasInstances reports whether version of function fn may still have
+	// instances (starting, busy or stopping), whose code must stay; nil:
+	// none has. It may be conservative: versions that stopped being the
+	// head long ago are not asked about (see InstanceGrace).
+	HasInstances func(fn string, version int) bool
+	// InstanceGrace is the longest an instance of a version outlives the
+	// version's timeout after a newer one is deployed: its init timeout
+	// and its stop grace (a minute when 0).
+	InstanceGrace time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Open loads every function's head from the store and deploys it to the
@@ -77,6 +123,8 @@ type Config struct {
 func Open(ctx context.Context, c Config) (*Service, error) {
 	s := &Service{
 		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, nameTaken: c.NameTaken, images: c.Images, log: c.Log,
+		keep: c.KeepVersions, inUse: c.HasInstances, grace: c.InstanceGrace, now: c.Now,
+		retired: make(map[versionKey]time.Time),
 		codeDir: filepath.Join(c.DataDir, "code"),
 		tmpDir:  filepath.Join(c.DataDir, "tmp"),
 		heads:   make(map[string]*stratus.Version),
@@ -92,9 +140,24 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 			_ = os.RemoveAll(filepath.Join(s.tmpDir, e.Name()))
 		}
 	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.grace <= 0 {
+		s.grace = time.Minute
+	}
 	fns, err := s.st.ListFunctions(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// Versions beyond the bound, left by a smaller --keep-versions or a
+	// crash between a deploy's commit and its pruning. No instance runs
+	// yet.
+	for i := range fns {
+		s.pruneVersions(ctx, fns[i].Name)
 	}
 	for i := range fns {
 		f := &fns[i]
@@ -206,10 +269,19 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 		if err := checkCode(stage, cfg); err != nil {
 			return nil, false, err
 		}
+		// Durable before named: the zip and the tree (Extract synced it)
+		// reach the disk, then their names in the code folder, then the
+		// version's row (putVersion).
+		if err := archive.SyncFile(tmp.Name()); err != nil {
+			return nil, false, fmt.Errorf("keep code archive: %w", err)
+		}
 		if err := os.Rename(tmp.Name(), s.zipPath(sha)); err != nil {
 			return nil, false, fmt.Errorf("keep code archive: %w", err)
 		}
 		if err := os.Rename(stage, dir); err != nil {
+			return nil, false, fmt.Errorf("keep code: %w", err)
+		}
+		if err := archive.SyncDir(s.codeDir); err != nil {
 			return nil, false, fmt.Errorf("keep code: %w", err)
 		}
 	} else if err := checkCode(dir, cfg); err != nil {
@@ -240,7 +312,7 @@ func (s *Service) deployImage(ctx context.Context, name string, cfg stratus.Func
 // putVersion stores a new head version and hands it to the pools. The
 // caller holds deployMu.
 func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.FunctionConfig, sha string, size int64) (*stratus.Function, bool, error) {
-	_, existed := s.Head(name)
+	old, existed := s.Head(name)
 	if err := s.checkLoop(name, cfg); err != nil {
 		return nil, false, err
 	}
@@ -252,8 +324,55 @@ func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.Funct
 	s.mu.Lock()
 	s.heads[name] = v
 	s.mu.Unlock()
+	if existed {
+		s.retired[versionKey{name, old.Version}] = s.now()
+	}
 	s.pools.Deploy(v)
+	if s.pruneVersions(ctx, name) {
+		s.gcCode(ctx)
+	}
 	return f, !existed, nil
+}
+
+// pruneVersions removes the versions of function name beyond the newest
+// s.keep, except those that still have instances, and reports whether it
+// removed any (their code is then for gcCode to free). It never fails a
+// deploy: a version it cannot remove now stays until the next try. The
+// caller holds deployMu or is Open.
+func (s *Service) pruneVersions(ctx context.Context, name string) bool {
+	if s.keep <= 0 {
+		return false
+	}
+	vs, err := s.st.ListVersions(ctx, name)
+	if err != nil {
+		s.log.Warn("list versions to prune", "fn", name, "err", err)
+		return false
+	}
+	if len(vs) <= s.keep {
+		return false
+	}
+	var drop, busy []int
+	for _, v := range vs[s.keep:] { // newest first: the head is kept
+		if s.mayHaveInstances(&v) {
+			busy = append(busy, v.Version)
+			continue
+		}
+		drop = append(drop, v.Version)
+		delete(s.retired, versionKey{name, v.Version})
+	}
+	if len(busy) > 0 {
+		slices.Sort(busy)
+		s.log.Info("old versions may still have instances; kept until a later deploy or start", "fn", name, "versions", busy)
+	}
+	n, err := s.st.DeleteVersions(ctx, name, drop)
+	if err != nil {
+		s.log.Warn("remove old versions", "fn", name, "err", err)
+		return false
+	}
+	if n > 0 {
+		s.log.Info("removed old versions", "fn", name, "count", n, "keep", s.keep)
+	}
+	return n > 0
 }
 
 // ImageInUse reports whether a function's head version runs the image
@@ -373,6 +492,11 @@ func (s *Service) Get(ctx context.Context, name string) (*stratus.Function, erro
 	return s.st.GetFunction(ctx, name)
 }
 
+// Versions returns the kept versions of function name, newest first.
+func (s *Service) Versions(ctx context.Context, name string) ([]stratus.Version, error) {
+	return s.st.ListVersions(ctx, name)
+}
+
 // List returns every function.
 func (s *Service) List(ctx context.Context) ([]stratus.Function, error) {
 	return s.st.ListFunctions(ctx)
@@ -389,12 +513,39 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	s.mu.Lock()
 	delete(s.heads, name)
 	s.mu.Unlock()
+	maps.DeleteFunc(s.retired, func(k versionKey, _ time.Time) bool { return k.fn == name })
 	s.pools.Remove(name)
 	s.gcCode(ctx)
 	return nil
 }
 
-// gcCode removes code folders and archives no version refers to.
+// mayHaveInstances reports whether an instance may still run v: only if
+// v stopped being the head on this server recently enough for one of its
+// invocations to be running or its instance stopping, and the pools say
+// the function has busy instances. The caller holds deployMu or is Open.
+//
+// Aliases do not exist yet. When they do, a version an alias names must
+// be kept too, whatever its instances.
+func (s *Service) mayHaveInstances(v *stratus.Version) bool {
+	if s.inUse == nil {
+		return false
+	}
+	k := versionKey{v.Function, v.Version}
+	at, ok := s.retired[k]
+	if !ok {
+		return false // the head before this server started: no instance ran it
+	}
+	window := time.Duration(v.Config.TimeoutSec)*time.Second + s.grace
+	if s.now().Sub(at) >= window {
+		delete(s.retired, k)
+		return false
+	}
+	return s.inUse(v.Function, v.Version)
+}
+
+// gcCode removes code folders and archives no version refers to, and
+// what an interrupted extract left in the code folder. The caller holds
+// deployMu or is Open.
 func (s *Service) gcCode(ctx context.Context) {
 	inUse, err := s.st.CodeInUse(ctx)
 	if err != nil {
@@ -405,10 +556,17 @@ func (s *Service) gcCode(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	removed := false
 	for _, e := range ents {
 		sha := strings.TrimSuffix(e.Name(), ".zip")
 		if !inUse[sha] {
-			_ = os.RemoveAll(filepath.Join(s.codeDir, e.Name()))
+			if err := os.RemoveAll(filepath.Join(s.codeDir, e.Name())); err != nil {
+				s.log.Warn("remove unused code", "code", e.Name(), "err", err)
+			}
+			removed = true
 		}
+	}
+	if removed {
+		_ = archive.SyncDir(s.codeDir)
 	}
 }

@@ -6,14 +6,21 @@
 // service routes, whatever the workload's auth mode, the server's token is
 // removed from every request before it reaches the workload (Token).
 //
+// Bodies are bounded in time (BoundBodies: 408 past the server's read
+// timeout) and in size (413). A request holds no instance nor replica slot
+// while its client sends its body: a function's event is read whole before
+// the invocation takes an instance, and a service's request takes a slot
+// only once its body is complete or its first 64 KiB have come.
+//
 // The gateway starts no goroutines; each request runs on its server
 // goroutine, waiting in the pool while the function is at its cap
-// (bounded, then 429).
+// (bounded in time and in number, then 429).
 package gateway
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,8 +63,14 @@ func New(inv invoker, q enqueuer, h heads, token *Token, maxEvent int64, log *sl
 	return &Gateway{inv: inv, queue: q, heads: h, token: token, maxEvent: maxEvent, log: log}
 }
 
-// WriteError answers err as the native API's JSON error.
+// WriteError answers err as the native API's JSON error: a body that did
+// not arrive in time (ErrBodyTimeout) with 408, other kinds as
+// v1.ErrorFrom maps them.
 func WriteError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrBodyTimeout) {
+		writeBodyTimeout(w, err)
+		return
+	}
 	status, e := v1.ErrorFrom(err)
 	WriteJSON(w, status, e)
 }
@@ -82,6 +95,9 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 		return nil, fmt.Errorf("event is %d bytes, more than the %d byte limit: %w", r.ContentLength, g.maxEvent, stratus.ErrTooLarge)
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, g.maxEvent+1))
+	if errors.Is(err, ErrBodyTimeout) {
+		return nil, fmt.Errorf("read event: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read event: %v: %w", err, stratus.ErrInvalid)
 	}

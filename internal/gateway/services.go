@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,36 +31,65 @@ type replicas interface {
 // httputil.ReverseProxy; WebSocket upgrades and streamed responses pass
 // through. The proxy starts no goroutines of its own beyond the
 // transport's connections.
+//
+// A request takes a replica's slot only once its body is complete, or
+// once its first 64 KiB (prefetch) have come and the rest is streamed to the
+// replica: a client that trickles its body holds no slot while it does
+// (BoundBodies ends it). A body over maxBody is refused with 413.
 type ServiceProxy struct {
-	svcs   replicas
-	token  *Token
-	domain string // lower case, without a leading dot
-	proxy  *httputil.ReverseProxy
-	log    *slog.Logger
+	svcs    replicas
+	token   *Token
+	domain  string // lower case, without a leading dot
+	maxBody int64
+	proxy   *httputil.ReverseProxy
+	log     *slog.Logger
 }
 
-type targetKey struct{}
+// prefetch is how much of a request's body the proxy reads before it
+// takes a replica's slot.
+const prefetch = 64 << 10
+
+// proxied is a request on its way to a replica, kept in its context.
+type proxied struct {
+	t    *services.Target
+	body *serviceBody // nil without a body
+}
+
+type proxiedKey struct{}
+
+func proxiedOf(r *http.Request) *proxied { return r.Context().Value(proxiedKey{}).(*proxied) }
 
 // NewServiceProxy returns a ServiceProxy. token authenticates requests
 // to services deployed with the token auth and is removed from every
-// request before it reaches a container.
-func NewServiceProxy(svcs replicas, token *Token, domain string, log *slog.Logger) *ServiceProxy {
+// request before it reaches a container; maxBody bounds a request's body
+// (0: no bound).
+func NewServiceProxy(svcs replicas, token *Token, domain string, maxBody int64, log *slog.Logger) *ServiceProxy {
+	if maxBody <= 0 {
+		maxBody = 1 << 62 // no bound
+	}
 	p := &ServiceProxy{
-		svcs: svcs, token: token, log: log,
+		svcs: svcs, token: token, log: log, maxBody: maxBody,
 		domain: strings.ToLower(strings.Trim(domain, ".")),
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			t := pr.In.Context().Value(targetKey{}).(*services.Target)
-			pr.SetURL(t.URL)
+			pr.SetURL(proxiedOf(pr.In).t.URL)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
 		// Each replica has its own transport, closed when it stops.
 		Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-			return r.Context().Value(targetKey{}).(*services.Target).Transport.RoundTrip(r)
+			return proxiedOf(r).t.Transport.RoundTrip(r)
 		}),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			// The client's body failed the request (late, too large):
+			// that, not the replica, is what the client hears of.
+			if b := proxiedOf(r).body; b != nil {
+				if berr := b.failed(); berr != nil {
+					WriteError(w, berr)
+					return
+				}
+			}
 			if errors.Is(err, context.Canceled) {
 				return
 			}
@@ -128,6 +159,11 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name string
 		WriteError(w, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 		return
 	}
+	body, err := p.admit(r)
+	if err != nil {
+		WriteError(w, fmt.Errorf("service %q: %w", name, err))
+		return
+	}
 	t, release, err := p.svcs.Acquire(r.Context(), name)
 	if err != nil {
 		if r.Context().Err() == nil {
@@ -136,7 +172,89 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name string
 		return
 	}
 	defer release()
-	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
+	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, &proxied{t: t, body: body})))
+}
+
+// admit reads r's body up to prefetch bytes, or to its end, before the
+// request may take a slot, and sets r.Body to what was read followed by
+// the rest. It returns ErrTooLarge for a body over maxBody and
+// ErrBodyTimeout for one that does not come in time.
+func (p *ServiceProxy) admit(r *http.Request) (*serviceBody, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > p.maxBody {
+		return nil, fmt.Errorf("request body is %d bytes, more than the %d byte limit: %w", r.ContentLength, p.maxBody, stratus.ErrTooLarge)
+	}
+	b := &serviceBody{src: r.Body, max: p.maxBody}
+	var head bytes.Buffer
+	if _, err := head.ReadFrom(io.LimitReader(b, prefetch)); err != nil {
+		if berr := b.failed(); berr != nil {
+			return nil, berr
+		}
+		return nil, fmt.Errorf("read request body: %v: %w", err, stratus.ErrInvalid)
+	}
+	if b.eof {
+		// Complete: the replica gets it with its length.
+		r.Body = readCloser{bytes.NewReader(head.Bytes()), r.Body}
+		r.ContentLength = int64(head.Len())
+		r.TransferEncoding = nil
+		return b, nil
+	}
+	r.Body = readCloser{io.MultiReader(bytes.NewReader(head.Bytes()), b), r.Body}
+	return b, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// serviceBody reads a request's body for a service: at most max bytes,
+// beyond which it fails with ErrTooLarge. It keeps the error that ended
+// it, if it was the client's (too large, too slow), for the proxy's error
+// handler, which runs on another goroutine than the transport's that
+// reads the body. Reads come from one goroutine at a time.
+type serviceBody struct {
+	src       io.Reader
+	max, read int64
+	eof       bool
+
+	mu  sync.Mutex
+	err error
+}
+
+func (b *serviceBody) Read(p []byte) (int, error) {
+	if err := b.failed(); err != nil {
+		return 0, err
+	}
+	if rest := b.max - b.read + 1; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.src.Read(p)
+	b.read += int64(n)
+	if b.read > b.max {
+		n -= int(b.read - b.max)
+		b.read = b.max
+		err = fmt.Errorf("request body is more than the %d byte limit: %w", b.max, stratus.ErrTooLarge)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
+		b.eof = true
+	case errors.Is(err, ErrBodyTimeout), errors.Is(err, stratus.ErrTooLarge):
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failed returns the client's error that ended the body, if any.
+func (b *serviceBody) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)

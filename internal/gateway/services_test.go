@@ -26,7 +26,7 @@ func (f fakeServices) Auth(name string) (string, bool) {
 
 func newTestProxy(domain string) *ServiceProxy {
 	svcs := fakeServices{"web": stratus.AuthToken, "api-2": stratus.AuthNone}
-	return NewServiceProxy(svcs, NewToken("t"), domain, slog.New(slog.DiscardHandler))
+	return NewServiceProxy(svcs, NewToken("t"), domain, 0, slog.New(slog.DiscardHandler))
 }
 
 func TestHostService(t *testing.T) {

@@ -213,7 +213,7 @@ func TestServiceRoutesStripToken(t *testing.T) {
 	p := NewServiceProxy(oneReplica{
 		auth:   map[string]string{"open": stratus.AuthNone, "closed": stratus.AuthToken},
 		target: &services.Target{URL: u, Transport: replica.Client().Transport},
-	}, NewToken(secret), "apps.test", slog.New(slog.DiscardHandler))
+	}, NewToken(secret), "apps.test", 0, slog.New(slog.DiscardHandler))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
 	serve := func(w http.ResponseWriter, r *http.Request) {

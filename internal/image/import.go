@@ -80,7 +80,7 @@ func (s *Store) importPath(ctx context.Context, p string, ref string) (*Image, e
 	if fi.IsDir() {
 		return s.importLayout(ctx, p, ref)
 	}
-	kind, gz, err := sniffArchive(p)
+	kind, gz, err := sniffArchive(p, s.archiveBudget())
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (s *Store) importPath(ctx context.Context, p string, ref string) (*Image, e
 			return nil, err
 		}
 		defer removeAll(dir)
-		if err := extractLayoutTar(ctx, p, gz, dir); err != nil {
+		if err := extractLayoutTar(ctx, p, gz, dir, s.archiveBudget()); err != nil {
 			return nil, err
 		}
 		return s.importLayout(ctx, dir, ref)
@@ -120,9 +120,22 @@ func openArchive(p string, gz bool) (io.ReadCloser, error) {
 	}{zr, f}, nil
 }
 
+// archiveBudget bounds the bytes of an image archive's tar, once
+// decompressed: it holds the image's layers (compressed or not) and a
+// little metadata, so more than the image bound (and a MiB) is a bomb.
+// Nil: no bound.
+func (s *Store) archiveBudget() *budget {
+	if s.lim.MaxImage <= 0 {
+		return nil
+	}
+	const slack = 1 << 20
+	return &budget{left: s.lim.MaxImage + slack, err: fmt.Errorf("image archive unpacks to more than %s (the image limit): %w", sizeText(s.lim.MaxImage), stratus.ErrTooLarge)}
+}
+
 // sniffArchive reads the whole tar at p once and says whether it is a docker
-// save tarball ("docker", manifest.json) or an OCI image layout ("oci").
-func sniffArchive(p string) (kind string, gz bool, err error) {
+// save tarball ("docker", manifest.json) or an OCI image layout ("oci"),
+// reading at most what b allows (nil: no bound).
+func sniffArchive(p string, b *budget) (kind string, gz bool, err error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", false, err
@@ -136,7 +149,17 @@ func sniffArchive(p string) (kind string, gz bool, err error) {
 		return "", false, err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
+	var r io.Reader = rc
+	if b != nil {
+		br := &budgetReader{r: rc, b: b}
+		r = br
+		defer func() {
+			if br.over {
+				kind, gz, err = "", false, b.err
+			}
+		}()
+	}
+	tr := tar.NewReader(r)
 	var docker, oci bool
 	for {
 		h, err := tr.Next()
@@ -319,14 +342,25 @@ func platformManifest(idx v1.ImageIndex) (v1.Descriptor, error) {
 }
 
 // extractLayoutTar unpacks an OCI layout tar into dir: only folders and
-// regular files, with checked names.
-func extractLayoutTar(ctx context.Context, p string, gz bool, dir string) error {
+// regular files, with checked names, reading at most what b allows (nil:
+// no bound).
+func extractLayoutTar(ctx context.Context, p string, gz bool, dir string, b *budget) (err error) {
 	rc, err := openArchive(p, gz)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
+	var r io.Reader = rc
+	if b != nil {
+		br := &budgetReader{r: rc, b: b}
+		r = br
+		defer func() {
+			if br.over {
+				err = b.err
+			}
+		}()
+	}
+	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -365,6 +399,10 @@ func extractLayoutTar(ctx context.Context, p string, gz bool, dir string) error 
 			_, err = io.Copy(f, tr)
 			if cerr := f.Close(); err == nil {
 				err = cerr
+			}
+			var perr *os.PathError
+			if errors.As(err, &perr) {
+				return fmt.Errorf("write %q: %w", h.Name, err) // a full disk is not a bad archive
 			}
 			if err != nil {
 				return invalid("read tar entry %q: %v", h.Name, err)
@@ -423,7 +461,8 @@ func (s *Store) pull(ctx context.Context, ref string, opt PullOptions) (*Image, 
 func registryError(err error) error {
 	if errors.Is(err, stratus.ErrInvalid) || errors.Is(err, stratus.ErrNotFound) ||
 		errors.Is(err, stratus.ErrUnavailable) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded) {
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, stratus.ErrTooLarge) ||
+		errors.Is(err, stratus.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return err
 	}
 	var te *transport.Error
@@ -513,7 +552,30 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 	for k, v := range s.layers {
 		known[k] = v
 	}
+	used := s.usage()
 	s.mu.RUnlock()
+
+	// The layers the store has count against the image's bound; the new
+	// ones against both bounds, as they are read.
+	var size int64
+	for i := range layers {
+		size += known[cf.RootFS.DiffIDs[i].String()]
+	}
+	tooLarge := fmt.Errorf("image is more than %s, its layers decompressed (the image limit): %w", sizeText(s.lim.MaxImage), stratus.ErrTooLarge)
+	if s.lim.MaxImage > 0 && size > s.lim.MaxImage {
+		return nil, tooLarge
+	}
+	var added int64 // bytes of the new layers
+	budgetFor := func() *budget {
+		var b *budget
+		if s.lim.MaxImage > 0 {
+			b = &budget{left: s.lim.MaxImage - size, err: tooLarge}
+		}
+		if s.lim.MaxStore > 0 && (b == nil || s.lim.MaxStore-used-added < b.left) {
+			b = &budget{left: s.lim.MaxStore - used - added, err: s.fullError(used)}
+		}
+		return b
+	}
 
 	staged := map[string]string{} // diff ID → staging folder
 	defer func() {
@@ -522,13 +584,11 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 		}
 	}()
 	var done int64
-	var size int64
 	diffIDs := make([]string, len(layers))
 	for i, l := range layers {
 		diffID := cf.RootFS.DiffIDs[i].String()
 		diffIDs[i] = diffID
 		if _, ok := known[diffID]; ok {
-			size += known[diffID]
 			if src.progress != nil {
 				done += m.Layers[i].Size
 				src.progress(done, total)
@@ -551,12 +611,13 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 		if src.compressed {
 			wantDigest = m.Layers[i].Digest.String()
 		}
-		n, err := readLayer(ctx, l, wantDigest, diffID, onRead, dir)
+		n, err := readLayer(ctx, l, wantDigest, diffID, onRead, dir, budgetFor())
 		if err != nil {
 			return nil, fmt.Errorf("layer %d (%s): %w", i, diffID, err)
 		}
 		known[diffID] = n
 		size += n
+		added += n
 	}
 
 	out := Image{
@@ -567,14 +628,22 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 		Size:      size,
 		CreatedAt: s.now().UTC(),
 	}
-	// Move the new layers into place, then record the image. A crash in
-	// between leaves unreferenced layer folders, never a reference to a
-	// missing one.
+	// Sync the new layers, move them into place, sync their names, then
+	// record the image. A crash in between leaves unreferenced layer
+	// folders (Open removes them), never a reference to a missing one.
+	if len(staged) > 0 {
+		if err := syncTree(s.tmpDir()); err != nil {
+			return nil, fmt.Errorf("sync layers: %w", err)
+		}
+	}
 	for diffID, dir := range staged {
 		if err := os.Rename(dir, s.layerDir(diffID)); err != nil {
 			return nil, err
 		}
 		delete(staged, diffID)
+	}
+	if err := syncDir(filepath.Join(s.dir, "layers")); err != nil {
+		return nil, fmt.Errorf("sync layers: %w", err)
 	}
 	s.mu.RLock()
 	images := slices.DeleteFunc(slices.Clone(s.images), func(i Image) bool { return i.Ref == nref })
@@ -596,11 +665,10 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 
 // readLayer unpacks one layer into dir, checking the compressed stream
 // against wantDigest (when set) and the uncompressed one against diffID.
-func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRead func(int64), dir string) (int64, error) {
-	var (
-		rc  io.ReadCloser
-		err error
-	)
+// It stops with b's error as soon as the uncompressed stream has more
+// bytes than b allows (nil: no bound).
+func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRead func(int64), dir string, b *budget) (n int64, err error) {
+	var rc io.ReadCloser
 	if wantDigest != "" {
 		rc, err = l.Compressed()
 	} else {
@@ -628,8 +696,19 @@ func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRea
 		// After the tar, drain the compressed stream so ch covers all of it.
 		r = io.MultiReader(dr, drainReader{br})
 	}
+	if b != nil {
+		br := &budgetReader{r: r, b: b}
+		r = br
+		defer func() {
+			// unpackLayer reports a read error as a broken tar: say
+			// which bound stopped it instead.
+			if br.over && err != nil {
+				err = b.err
+			}
+		}()
+	}
 	uh := sha256.New()
-	n, err := unpackLayer(ctx, io.TeeReader(r, uh), dir)
+	n, err = unpackLayer(ctx, io.TeeReader(r, uh), dir)
 	if err != nil {
 		return n, err
 	}
@@ -642,6 +721,26 @@ func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRea
 		}
 	}
 	return n, nil
+}
+
+// budgetReader reads r and takes what it reads from b; once r has more
+// than b allows, it fails with b.err.
+type budgetReader struct {
+	r    io.Reader
+	b    *budget
+	over bool
+}
+
+func (br *budgetReader) Read(p []byte) (int, error) {
+	if br.over {
+		return 0, br.b.err
+	}
+	n, err := br.r.Read(p)
+	if terr := br.b.take(int64(n)); terr != nil {
+		br.over = true
+		return 0, terr
+	}
+	return n, err
 }
 
 // drainReader reads r to its end and contributes nothing.

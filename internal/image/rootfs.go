@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
@@ -69,9 +70,19 @@ func (s *Store) Root(ctx context.Context, img *Image) (string, error) {
 	}
 	s.mu.RLock()
 	gone := s.find(img.Digest) < 0
+	used := s.usage()
 	s.mu.RUnlock()
 	if gone {
 		return "", fmt.Errorf("image %q was removed", img.Ref)
+	}
+	// The root counts against the store's bound with its real size,
+	// which hard links can make larger than the image.
+	var b *budget
+	if s.lim.MaxStore > 0 {
+		b = &budget{left: s.lim.MaxStore - used, err: s.fullError(used)}
+	}
+	if s.lim.MaxImage > 0 && (b == nil || s.lim.MaxImage < b.left) {
+		b = &budget{left: s.lim.MaxImage, err: fmt.Errorf("root filesystem is more than %s (the image limit): %w", sizeText(s.lim.MaxImage), stratus.ErrTooLarge)}
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return "", fmt.Errorf("flatten image %q: %w", img.Ref, err)
@@ -80,7 +91,11 @@ func (s *Store) Root(ctx context.Context, img *Image) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("flatten image %q: %w", img.Ref, err)
 	}
-	if err := s.Flatten(ctx, img, tmp); err != nil {
+	left := int64(-1)
+	if b != nil {
+		left = b.left
+	}
+	if err := s.flatten(ctx, img, tmp, b); err != nil {
 		_ = removeAll(tmp)
 		return "", err
 	}
@@ -93,8 +108,25 @@ func (s *Store) Root(ctx context.Context, img *Image) (string, error) {
 		_ = removeAll(tmp)
 		return "", fmt.Errorf("flatten image %q: shift owners: %w", img.Ref, err)
 	}
+	if err := syncTree(tmp); err != nil {
+		_ = removeAll(tmp)
+		return "", fmt.Errorf("flatten image %q: %w", img.Ref, err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = removeAll(tmp)
+		return "", fmt.Errorf("flatten image %q: %w", img.Ref, err)
+	}
+	size := img.Size
+	if b != nil {
+		size = left - b.left
+	}
+	s.mu.Lock()
+	s.roots[filepath.Base(dir)] = size
+	images, layers := s.images, s.layers
+	s.mu.Unlock()
+	// The root is a cache of the layers: a crash before this commit
+	// leaves it counted by the image's size at the next start.
+	if err := s.commit(images, layers); err != nil {
 		return "", fmt.Errorf("flatten image %q: %w", img.Ref, err)
 	}
 	return dir, nil

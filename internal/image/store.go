@@ -8,7 +8,20 @@
 //
 //	index.json        the images and the size of each stored layer (atomic writes)
 //	layers/HEX/       one unpacked layer, HEX the hex of its diff ID (sha256)
+//	rootfs/HEX[-idsN] an image's flattened root (see Root)
 //	tmp/              staging; emptied by Open
+//
+// Bounds: an image whose layers decompress to more than Limits.MaxImage
+// bytes is refused (ErrTooLarge), and so is one that would make the store
+// keep more than Limits.MaxStore bytes (ErrNoSpace), counting its layers
+// and its flattened roots; both are checked while the layers are read, so
+// a bomb stops at the bound, and nothing of a refused image stays.
+//
+// Durability: a layer or root is synced to disk before the rename that
+// names it, and the rename is synced before the index names it. A crash
+// leaves the old index or the new one; Open removes what no index names
+// (staging, layers and roots of images that were never recorded or were
+// being removed).
 //
 // A layer folder keeps the OCI whiteout markers of its layer as empty files
 // (.wh.NAME, .wh..wh..opq); Flatten applies them, and an overlay driver
@@ -28,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +50,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sys/unix"
 
 	"github.com/stratus-run/stratus"
 )
@@ -69,25 +84,48 @@ type Store struct {
 	// host, where a sandbox's user namespace maps N (see Root).
 	idBase uint32
 
+	lim Limits
+
 	opMu sync.Mutex // serializes Import, Pull and Remove
 
 	mu     sync.RWMutex
 	images []Image          // guarded by mu
 	layers map[string]int64 // diff ID → uncompressed size; guarded by mu
+	roots  map[string]int64 // rootfs folder name → bytes it is counted as; guarded by mu
 }
+
+// Limits bounds what a Store keeps. A zero field is no bound.
+type Limits struct {
+	// MaxImage bounds one image: the bytes of its layers decompressed.
+	MaxImage int64
+	// MaxStore bounds everything the store keeps: its layers and its
+	// flattened roots.
+	MaxStore int64
+}
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithLimits bounds what the store keeps.
+func WithLimits(l Limits) Option { return func(s *Store) { s.lim = l } }
 
 type indexFile struct {
 	Images []Image          `json:"images"`
 	Layers map[string]int64 `json:"layers"`
+	// Roots are the bytes of each flattened root (its folder's name).
+	Roots map[string]int64 `json:"roots,omitempty"`
 }
 
 // Open opens the store in dir, creating it if needed, and removes what an
 // interrupted import left in its staging folder. idBase is the host id of
 // a sandbox's uid and gid 0 when sandboxes have a user namespace (0:
 // they do not): the flattened roots' owners are shifted by it.
-func Open(dir string, idBase uint32) (*Store, error) {
-	s := &Store{dir: dir, now: time.Now, layers: map[string]int64{}, idBase: idBase}
-	if err := os.RemoveAll(s.tmpDir()); err != nil {
+func Open(dir string, idBase uint32, opts ...Option) (*Store, error) {
+	s := &Store{dir: dir, now: time.Now, layers: map[string]int64{}, roots: map[string]int64{}, idBase: idBase}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := removeAll(s.tmpDir()); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	for _, d := range []string{dir, filepath.Join(dir, "layers"), s.tmpDir()} {
@@ -95,6 +133,7 @@ func Open(dir string, idBase uint32) (*Store, error) {
 			return nil, fmt.Errorf("open image store: %w", err)
 		}
 	}
+	var rootSizes map[string]int64
 	b, err := os.ReadFile(s.indexPath())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -109,8 +148,97 @@ func Open(dir string, idBase uint32) (*Store, error) {
 		if f.Layers != nil {
 			s.layers = f.Layers
 		}
+		rootSizes = f.Roots
+	}
+	if err := s.removeLeftovers(rootSizes); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	return s, nil
+}
+
+// removeLeftovers removes what the index does not name: index temp files,
+// layers of an import that crashed before its commit (or of a remove that
+// crashed after it), and roots of images no longer stored. It counts the
+// roots that stay. Open calls it before anything else uses the store.
+func (s *Store) removeLeftovers(rootSizes map[string]int64) error {
+	var errs []error
+	if tmps, _ := filepath.Glob(filepath.Join(s.dir, ".index-*")); len(tmps) > 0 {
+		for _, p := range tmps {
+			errs = append(errs, os.Remove(p))
+		}
+	}
+	layersDir := filepath.Join(s.dir, "layers")
+	ents, err := os.ReadDir(layersDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if _, ok := s.layers["sha256:"+e.Name()]; !ok {
+			errs = append(errs, removeAll(filepath.Join(layersDir, e.Name())))
+		}
+	}
+	sizes := map[string]int64{} // digest hex → image size
+	for _, img := range s.images {
+		sizes[strings.TrimPrefix(img.Digest, "sha256:")] = img.Size
+	}
+	rootsDir := filepath.Join(s.dir, "rootfs")
+	ents, err = os.ReadDir(rootsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, e := range ents {
+		hex, _, _ := strings.Cut(e.Name(), "-")
+		size, ok := sizes[hex]
+		if !ok || !e.IsDir() {
+			errs = append(errs, removeAll(filepath.Join(rootsDir, e.Name())))
+			continue
+		}
+		if n, ok := rootSizes[e.Name()]; ok {
+			size = n
+		}
+		s.roots[e.Name()] = size
+	}
+	return errors.Join(errs...)
+}
+
+// usage is what the store keeps, as counted against Limits.MaxStore: its
+// layers and its roots. The caller holds mu.
+func (s *Store) usage() int64 {
+	var n int64
+	for _, v := range s.layers {
+		n += v
+	}
+	for _, v := range s.roots {
+		n += v
+	}
+	return n
+}
+
+// Usage returns the bytes the store keeps, as counted against its
+// MaxStore bound: its layers decompressed and its flattened roots.
+func (s *Store) Usage() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.usage()
+}
+
+// sizeText writes a byte count as people read it: "10 GiB", "64 MiB",
+// or bytes when it is not a whole number of either.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// fullError is the refusal of an image the store has no room for.
+func (s *Store) fullError(used int64) error {
+	return fmt.Errorf("image store is full: %d of %d bytes; remove images with stratus image rm: %w", used, s.lim.MaxStore, stratus.ErrNoSpace)
 }
 
 func (s *Store) tmpDir() string    { return filepath.Join(s.dir, "tmp") }
@@ -221,11 +349,15 @@ func (s *Store) Remove(ref string, inUse func(digest string) bool) error {
 	for _, d := range drop {
 		if !slices.ContainsFunc(keep, func(img Image) bool { return img.Digest == d.Digest }) {
 			// Its roots for every id base an earlier server used.
-			roots, _ := filepath.Glob(s.rootDir(d.Digest) + "*")
+			roots, _ := filepath.Glob(filepath.Join(s.dir, "rootfs", strings.TrimPrefix(d.Digest, "sha256:")) + "*")
 			for _, r := range roots {
 				if err := removeAll(r); err != nil {
 					errs = append(errs, err)
+					continue
 				}
+				s.mu.Lock()
+				delete(s.roots, filepath.Base(r))
+				s.mu.Unlock()
 			}
 		}
 	}
@@ -248,7 +380,10 @@ func (s *Store) RootFS(img *Image) []string {
 // commit writes the index atomically and then makes it the in-memory one.
 // The caller holds opMu.
 func (s *Store) commit(images []Image, layers map[string]int64) error {
-	b, err := json.MarshalIndent(indexFile{Images: images, Layers: layers}, "", "  ")
+	s.mu.RLock()
+	roots := maps.Clone(s.roots)
+	s.mu.RUnlock()
+	b, err := json.MarshalIndent(indexFile{Images: images, Layers: layers, Roots: roots}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -281,11 +416,32 @@ func writeFileAtomic(path string, b []byte) error {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs the folder dir, so that the names made or removed in it
+// last.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
-	return nil
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncTree makes everything written under dir durable with one syncfs(2)
+// of its file system, rather than an fsync per file of a layer.
+func syncTree(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
 }
 
 // removeAll removes a folder even when some of its folders lack the owner's

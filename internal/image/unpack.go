@@ -308,6 +308,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // below it, for sandbox drivers without overlay mounts. Files are copied, so
 // the container cannot change the shared layers.
 func (s *Store) Flatten(ctx context.Context, img *Image, dst string) error {
+	return s.flatten(ctx, img, dst, nil)
+}
+
+// flatten is Flatten with the bytes of the files it copies taken from b.
+func (s *Store) flatten(ctx context.Context, img *Image, dst string, b *budget) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return fmt.Errorf("flatten image %q: %w", img.Ref, err)
 	}
@@ -315,7 +320,7 @@ func (s *Store) Flatten(ctx context.Context, img *Image, dst string) error {
 		if _, err := os.Stat(dir); err != nil {
 			return fmt.Errorf("flatten image %q: layer %s: %w", img.Ref, filepath.Base(dir), stratus.ErrNotFound)
 		}
-		if err := applyLayer(ctx, dir, dst); err != nil {
+		if err := applyLayerBudget(ctx, dir, dst, b); err != nil {
 			return fmt.Errorf("flatten image %q: %w", img.Ref, err)
 		}
 	}
@@ -326,6 +331,29 @@ func (s *Store) Flatten(ctx context.Context, img *Image, dst string) error {
 // Both are trees made by this package; dst's own entries are checked with
 // Lstat so that nothing is written through a symlink.
 func applyLayer(ctx context.Context, src, dst string) error {
+	return applyLayerBudget(ctx, src, dst, nil)
+}
+
+// budget bounds the bytes a flatten writes: a layer's hard links are
+// copied as files of their own, so a root can be far larger than its
+// layers. Nil is no bound.
+type budget struct {
+	left int64
+	err  error // what going over returns
+}
+
+func (b *budget) take(n int64) error {
+	if b == nil {
+		return nil
+	}
+	if n > b.left {
+		return b.err
+	}
+	b.left -= n
+	return nil
+}
+
+func applyLayerBudget(ctx context.Context, src, dst string, b *budget) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -377,13 +405,16 @@ func applyLayer(ctx context.Context, src, dst string) error {
 			if err := os.Chmod(dp, 0o700); err != nil {
 				return err
 			}
-			if err := applyLayer(ctx, sp, dp); err != nil {
+			if err := applyLayerBudget(ctx, sp, dp, b); err != nil {
 				return err
 			}
 			if err := os.Chmod(dp, fi.Mode()&(fs.ModePerm|fs.ModeSticky)); err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():
+			if err := b.take(fi.Size()); err != nil {
+				return err
+			}
 			if err := replace(dp); err != nil {
 				return err
 			}

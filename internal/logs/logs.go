@@ -1,28 +1,62 @@
 // Package logs batches the platform's output (instance log lines,
-// invocation records, states of async invocations) into the store, off the invocation path, and tells
-// followers when new lines are stored.
+// invocation records, states of async invocations) into the store, off the
+// invocation path, tells followers when new lines are stored, and bounds
+// the output of functions and services before it is queued (Limiter,
+// Meter).
 //
-// Goroutines: Run owns the single writer goroutine (it is the loop itself);
-// Log and Record only send on a bounded channel, blocking while it is full
-// (backpressure, never unbounded memory). After Run returns, further lines
-// are dropped.
+// Goroutines: Run owns the single writer goroutine (it is the loop
+// itself); Log, Record and AsyncStatus only append to a queue bounded in
+// bytes (Writer's queueBytes: an item costs its text plus a fixed
+// overhead), and block while it is full (backpressure, never unbounded
+// memory). An item's bytes count until it is stored. After Run returns,
+// further items are dropped. A Meter's timer may call its report function
+// from a goroutine of the runtime's; nothing else runs outside the caller's
+// goroutine or Run's.
+//
+// Stored before acknowledged: Sync returns nil only once everything queued
+// before it is stored. When the store fails (disk full), the writer keeps
+// what it failed to store and tries again with backoff (250 ms doubling to
+// 5 s) until it is stored, and Sync returns the error; Health says what
+// failed until a store succeeds again, with no restart. While the store
+// fails and the queue is full, what gives way is, first, log lines: they
+// may fill all but an eighth of the queue, and beyond that they are dropped
+// and counted (not waited for), so that sync invocations never wait on a
+// failed store; the server's log says how many once the store works again.
+// Records and async statuses may fill the whole queue; beyond it they are
+// dropped too, counted and logged, and every Sync called within a minute
+// after such a drop returns an error, so that the async event whose trace
+// was dropped is not acknowledged and runs again.
+//
+// Lock order: a Meter's mu, then its Limiter's mu. Writer.mu is never held
+// with either; no lock is held across a store call or a report.
 package logs
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratus-run/stratus"
-	"github.com/stratus-run/stratus/internal/store"
 )
 
 const (
-	queueSize  = 1 << 16
+	// batchSize and batchBytes bound one transaction.
 	batchSize  = 2000
+	batchBytes = 4 << 20
 	flushEvery = 200 * time.Millisecond
+	// itemOverhead is what an item costs in the queue beyond its strings.
+	itemOverhead = 256
+	retryMin     = 250 * time.Millisecond
+	retryMax     = 5 * time.Second
+	// lossWindow is how long after a record or status was dropped Sync
+	// fails.
+	lossWindow = time.Minute
+	// DefaultQueueBytes bounds the queue when New is given 0.
+	DefaultQueueBytes = 64 << 20
 )
 
 // Retention bounds what the store keeps per function.
@@ -34,92 +68,216 @@ type Retention struct {
 	Every time.Duration
 }
 
+// storer is what Writer needs of the store (*store.Store).
+type storer interface {
+	InsertLogs(ctx context.Context, lines []stratus.LogLine) error
+	InsertInvocations(ctx context.Context, recs []stratus.Invocation) error
+	PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus) error
+	Prune(ctx context.Context, maxInvocations, maxLogLines int, maxAge time.Duration) (int64, error)
+}
+
 type item struct {
 	line  *stratus.LogLine
 	rec   *stratus.Invocation
 	async *stratus.AsyncStatus
-	sync  chan struct{} // closed once everything queued before it is stored
+	sync  chan error // gets nil once everything queued before it is stored
 }
 
 // Writer stores log lines and records in batches.
 type Writer struct {
-	st   *store.Store
+	st   storer
 	ret  Retention
 	log  *slog.Logger
-	ch   chan item
-	done chan struct{} // closed when Run has returned
+	max  int64            // the queue's bound in bytes
+	now  func() time.Time // when records are dropped and Syncs called
+	done chan struct{}    // closed when Run has returned
+	wake chan struct{}    // the loop has items to take; buffered 1
 
 	mu      sync.Mutex
+	queue   []item
+	bytes   int64         // queued or taken by the loop, not yet stored
+	space   chan struct{} // closed and replaced when bytes go down or health changes
+	failing error         // the last store attempt's error; nil if it succeeded
+	lostAt  time.Time     // when a record or status was last dropped
 	flushed chan struct{} // closed and replaced after each stored batch
+
+	storeErrors  atomic.Int64
+	droppedLines atomic.Int64 // lines dropped while the store failed
+	droppedTrace atomic.Int64 // records and statuses dropped while the store failed
 }
 
-// New returns a Writer; call Run.
-func New(st *store.Store, ret Retention, log *slog.Logger) *Writer {
+// New returns a Writer whose queue holds at most queueBytes
+// (DefaultQueueBytes if 0); call Run.
+func New(st storer, ret Retention, queueBytes int64, log *slog.Logger) *Writer {
 	if ret.Every == 0 {
 		ret.Every = time.Minute
 	}
-	return &Writer{st: st, ret: ret, log: log, ch: make(chan item, queueSize), done: make(chan struct{}), flushed: make(chan struct{})}
+	if queueBytes <= 0 {
+		queueBytes = DefaultQueueBytes
+	}
+	return &Writer{
+		st: st, ret: ret, log: log, max: queueBytes, now: time.Now,
+		done: make(chan struct{}), wake: make(chan struct{}, 1),
+		space: make(chan struct{}), flushed: make(chan struct{}),
+	}
 }
 
-// Log queues a log line.
+func lineCost(l *stratus.LogLine) int64 {
+	return itemOverhead + int64(len(l.Text)+len(l.Function)+len(l.RequestID)+len(l.Instance)+len(l.Stream))
+}
+
+func recCost(r *stratus.Invocation) int64 {
+	return itemOverhead + int64(len(r.RequestID)+len(r.Function)+len(r.Outcome)+len(r.ErrorType)+len(r.Instance))
+}
+
+func statusCost(s *stratus.AsyncStatus) int64 {
+	return itemOverhead + int64(len(s.RequestID)+len(s.Function)+len(s.State)+len(s.ErrorType)+len(s.ErrorMessage))
+}
+
+// put outcomes.
+const (
+	queued = iota
+	dropped
+	stopped
+)
+
+// put queues it if the queue holds less than limit bytes with it (or is
+// empty); else it waits for room while the store works and drops it while
+// the store fails.
+func (w *Writer) put(it item, cost, limit int64) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		select {
+		case <-w.done:
+			return stopped
+		default:
+		}
+		if w.bytes == 0 || w.bytes+cost <= limit {
+			w.queue = append(w.queue, it)
+			w.bytes += cost
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+			return queued
+		}
+		if w.failing != nil {
+			return dropped
+		}
+		space := w.space
+		w.mu.Unlock()
+		select {
+		case <-space:
+		case <-w.done:
+		}
+		w.mu.Lock()
+	}
+}
+
+// Log queues a log line. While the queue is full it waits, unless the
+// store fails: then the line is dropped and counted.
 func (w *Writer) Log(l stratus.LogLine) {
-	select {
-	case w.ch <- item{line: &l}:
-	case <-w.done:
+	if w.put(item{line: &l}, lineCost(&l), w.max-w.max/8) == dropped {
+		w.droppedLines.Add(1)
 	}
 }
 
-// Record queues an invocation record.
+// Record queues an invocation record (see the package doc for when it is
+// dropped).
 func (w *Writer) Record(r stratus.Invocation) {
-	select {
-	case w.ch <- item{rec: &r}:
-	case <-w.done:
+	if w.put(item{rec: &r}, recCost(&r), w.max) == dropped {
+		w.lost()
 	}
 }
 
-// AsyncStatus queues the state of an asynchronous invocation.
+// AsyncStatus queues the state of an asynchronous invocation (see the
+// package doc for when it is dropped).
 func (w *Writer) AsyncStatus(st stratus.AsyncStatus) {
-	select {
-	case w.ch <- item{async: &st}:
-	case <-w.done:
+	if w.put(item{async: &st}, statusCost(&st), w.max) == dropped {
+		w.lost()
 	}
 }
 
-// Sync returns once everything queued before the call is stored. Waiting
-// callers share one transaction (group commit), so many may sync at once
-// at little cost.
+func (w *Writer) lost() {
+	w.droppedTrace.Add(1)
+	w.mu.Lock()
+	w.lostAt = w.now()
+	w.mu.Unlock()
+}
+
+// Sync returns nil once everything queued before the call is stored.
+// Waiting callers share one transaction (group commit), so many may sync at
+// once at little cost. It returns the store's error when the next attempt
+// to store fails (what it waited for stays queued and is tried again),
+// an error within a minute after a record or status was dropped, and an
+// error once Run has returned without storing it.
 func (w *Writer) Sync(ctx context.Context) error {
-	select {
-	case <-w.done:
+	start := w.now()
+	done := make(chan error, 1)
+	if w.put(item{sync: done}, 0, math.MaxInt64) == stopped {
 		return errStopped
-	default:
 	}
-	done := make(chan struct{})
+	var err error
 	select {
-	case w.ch <- item{sync: done}:
-	case <-w.done:
-		return errStopped
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
+	case err = <-done:
 	case <-w.done:
 		// Run stored what it found queued before it returned; whether that
 		// included this call's predecessors, done tells.
 		select {
-		case <-done:
-			return nil
+		case err = <-done:
 		default:
 			return errStopped
 		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	lostAt := w.lostAt
+	w.mu.Unlock()
+	if !lostAt.IsZero() && start.Sub(lostAt) < lossWindow {
+		return fmt.Errorf("log writer: a record or status was dropped at %s while the store failed: %w",
+			lostAt.UTC().Format(time.RFC3339), stratus.ErrUnavailable)
+	}
+	return nil
 }
 
-var errStopped = errors.New("log writer stopped")
+var errStopped = fmt.Errorf("log writer stopped: %w", stratus.ErrUnavailable)
+
+// Health returns nil when the last attempt to store succeeded (or none was
+// made yet), else an error saying what failed ("store log lines: ...").
+func (w *Writer) Health() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failing
+}
+
+// Stats are the writer's counters.
+type Stats struct {
+	// QueuedBytes is what waits to be stored, counted as the bound counts.
+	QueuedBytes int64
+	// StoreErrors counts failed attempts to store.
+	StoreErrors int64
+	// DroppedLines counts log lines dropped while the store failed and
+	// the queue was full (DropStore).
+	DroppedLines int64
+	// DroppedRecords counts records and async statuses dropped so.
+	DroppedRecords int64
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() Stats {
+	w.mu.Lock()
+	q := w.bytes
+	w.mu.Unlock()
+	return Stats{
+		QueuedBytes: q, StoreErrors: w.storeErrors.Load(),
+		DroppedLines: w.droppedLines.Load(), DroppedRecords: w.droppedTrace.Load(),
+	}
+}
 
 // Flushed returns a channel closed after the next batch is stored.
 func (w *Writer) Flushed() <-chan struct{} {
@@ -128,107 +286,197 @@ func (w *Writer) Flushed() <-chan struct{} {
 	return w.flushed
 }
 
+// batch is what the loop has taken from the queue and not yet stored.
+type batch struct {
+	lines []stratus.LogLine
+	recs  []stratus.Invocation
+	sts   []stratus.AsyncStatus
+	syncs []chan error
+	bytes int64
+}
+
+func (b *batch) empty() bool { return len(b.lines) == 0 && len(b.recs) == 0 && len(b.sts) == 0 }
+
+func (b *batch) full() bool {
+	return len(b.lines)+len(b.recs)+len(b.sts) >= batchSize || b.bytes >= batchBytes
+}
+
+// take moves what is queued into b.
+func (w *Writer) take(b *batch) {
+	w.mu.Lock()
+	q := w.queue
+	w.queue = nil
+	w.mu.Unlock()
+	for _, it := range q {
+		switch {
+		case it.sync != nil:
+			b.syncs = append(b.syncs, it.sync)
+		case it.line != nil:
+			b.lines = append(b.lines, *it.line)
+			b.bytes += lineCost(it.line)
+		case it.rec != nil:
+			b.recs = append(b.recs, *it.rec)
+			b.bytes += recCost(it.rec)
+		default:
+			b.sts = append(b.sts, *it.async)
+			b.bytes += statusCost(it.async)
+		}
+	}
+}
+
+// release gives back n stored bytes.
+func (w *Writer) release(b *batch, n int64) {
+	b.bytes -= n
+	w.mu.Lock()
+	w.bytes -= n
+	close(w.space)
+	w.space = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// flush stores b in transactions of at most batchSize items and batchBytes
+// and answers b's syncs. What could not be stored stays in b.
+func (w *Writer) flush(ctx context.Context, b *batch) error {
+	// Storing must finish even while the server stops.
+	bg := context.WithoutCancel(ctx)
+	err := w.store(bg, b)
+	w.setHealth(err)
+	for _, c := range b.syncs {
+		c <- err
+	}
+	b.syncs = b.syncs[:0]
+	return err
+}
+
+func (w *Writer) store(ctx context.Context, b *batch) error {
+	for len(b.recs) > 0 {
+		n := min(len(b.recs), batchSize)
+		if err := w.st.InsertInvocations(ctx, b.recs[:n]); err != nil {
+			return fmt.Errorf("store invocation records: %w", err)
+		}
+		var c int64
+		for i := range b.recs[:n] {
+			c += recCost(&b.recs[i])
+		}
+		clear(b.recs[:n])
+		b.recs = b.recs[n:]
+		w.release(b, c)
+	}
+	stored := false
+	for len(b.lines) > 0 {
+		n, c := 0, int64(0)
+		for n < len(b.lines) && n < batchSize && (n == 0 || c < batchBytes) {
+			c += lineCost(&b.lines[n])
+			n++
+		}
+		if err := w.st.InsertLogs(ctx, b.lines[:n]); err != nil {
+			return fmt.Errorf("store log lines: %w", err)
+		}
+		clear(b.lines[:n]) // let the texts go
+		b.lines = b.lines[n:]
+		w.release(b, c)
+		stored = true
+	}
+	if stored {
+		w.mu.Lock()
+		close(w.flushed)
+		w.flushed = make(chan struct{})
+		w.mu.Unlock()
+	}
+	for len(b.sts) > 0 {
+		n := min(len(b.sts), batchSize)
+		if err := w.st.PutAsyncStatuses(ctx, b.sts[:n]); err != nil {
+			return fmt.Errorf("store async statuses: %w", err)
+		}
+		var c int64
+		for i := range b.sts[:n] {
+			c += statusCost(&b.sts[i])
+		}
+		clear(b.sts[:n])
+		b.sts = b.sts[n:]
+		w.release(b, c)
+	}
+	return nil
+}
+
+// setHealth records the outcome of a store attempt; a change wakes callers
+// waiting for room, who drop their item while the store fails.
+func (w *Writer) setHealth(err error) {
+	w.mu.Lock()
+	was := w.failing
+	w.failing = err
+	if (was == nil) != (err == nil) {
+		close(w.space)
+		w.space = make(chan struct{})
+	}
+	queued := w.bytes
+	w.mu.Unlock()
+	switch {
+	case err != nil:
+		w.storeErrors.Add(1)
+		if was == nil {
+			w.log.Error("store failed; keeping what it holds and trying again", "queued_bytes", queued, "err", err)
+		} else {
+			w.log.Debug("store still fails", "queued_bytes", queued, "err", err)
+		}
+	case was != nil:
+		w.log.Warn("store works again", "lines_dropped_total", w.droppedLines.Load(),
+			"records_dropped_total", w.droppedTrace.Load(), "was", was)
+	}
+}
+
 // Run stores queued items until ctx ends, then stores what is queued and
-// returns.
+// returns. While the store fails it tries again with backoff.
 func (w *Writer) Run(ctx context.Context) error {
 	defer close(w.done)
 	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
 	prune := time.NewTicker(w.ret.Every)
 	defer prune.Stop()
-	var lines []stratus.LogLine
-	var recs []stratus.Invocation
-	var sts []stratus.AsyncStatus
-	var syncs []chan struct{}
-	flush := func() {
-		defer func() {
-			for _, c := range syncs {
-				close(c)
-			}
-			syncs = syncs[:0]
-		}()
-		if len(lines) == 0 && len(recs) == 0 && len(sts) == 0 {
+	var b batch
+	var retryAt time.Time
+	backoff := time.Duration(0)
+	try := func() {
+		if backoff > 0 && time.Now().Before(retryAt) {
 			return
 		}
-		// Storing must finish even while the server stops.
-		bg := context.WithoutCancel(ctx)
-		if len(recs) > 0 {
-			if err := w.st.InsertInvocations(bg, recs); err != nil {
-				w.log.Error("store invocation records", "n", len(recs), "err", err)
-			}
-		}
-		if len(lines) > 0 {
-			if err := w.st.InsertLogs(bg, lines); err != nil {
-				w.log.Error("store log lines", "n", len(lines), "err", err)
-			}
-		}
-		if len(sts) > 0 {
-			if err := w.st.PutAsyncStatuses(bg, sts); err != nil {
-				w.log.Error("store async statuses", "n", len(sts), "err", err)
-			}
-		}
-		lines, recs, sts = lines[:0], recs[:0], sts[:0]
-		w.mu.Lock()
-		close(w.flushed)
-		w.flushed = make(chan struct{})
-		w.mu.Unlock()
-	}
-	var add func(it item)
-	add = func(it item) {
-		switch {
-		case it.sync != nil:
-			syncs = append(syncs, it.sync)
-			// Take whatever else is queued now, then store it all at once.
-		drain:
-			for {
-				select {
-				case more := <-w.ch:
-					if more.sync != nil {
-						syncs = append(syncs, more.sync)
-						continue
-					}
-					add(more)
-				default:
-					break drain
-				}
-			}
-			flush()
+		if len(b.syncs) == 0 && b.empty() {
 			return
-		case it.line != nil:
-			lines = append(lines, *it.line)
-		case it.rec != nil:
-			recs = append(recs, *it.rec)
-		default:
-			sts = append(sts, *it.async)
 		}
-		if len(lines)+len(recs)+len(sts) >= batchSize {
-			flush()
+		if err := w.flush(ctx, &b); err != nil {
+			backoff = min(max(2*backoff, retryMin), retryMax)
+			retryAt = time.Now().Add(backoff)
+			return
 		}
+		backoff = 0
 	}
 	for {
 		select {
-		case it := <-w.ch:
-			add(it)
+		case <-w.wake:
+			w.take(&b)
+			if len(b.syncs) > 0 || b.full() {
+				try()
+			}
 		case <-tick.C:
-			flush()
+			try()
 		case <-prune.C:
-			flush()
+			try()
+			if backoff > 0 {
+				continue
+			}
 			if n, err := w.st.Prune(ctx, w.ret.Invocations, w.ret.LogLines, w.ret.MaxAge); err != nil {
 				w.log.Error("prune records", "err", err)
 			} else if n > 0 {
 				w.log.Debug("pruned records", "rows", n)
 			}
 		case <-ctx.Done():
-		drain:
-			for {
-				select {
-				case it := <-w.ch:
-					add(it)
-				default:
-					break drain
-				}
+			w.take(&b)
+			backoff = 0
+			try()
+			if !b.empty() {
+				w.log.Error("log writer stopped with items not stored", "lines", len(b.lines),
+					"records", len(b.recs), "statuses", len(b.sts))
 			}
-			flush()
 			return nil
 		}
 	}

@@ -25,7 +25,7 @@ func open(t *testing.T) *store.Store {
 // status queued before it can be read back, from many callers at once.
 func TestSyncStoresWhatCameBefore(t *testing.T) {
 	st := open(t)
-	w := New(st, Retention{Invocations: 1000, LogLines: 1000}, slog.New(slog.DiscardHandler))
+	w := New(st, Retention{Invocations: 1000, LogLines: 1000}, 0, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
@@ -64,7 +64,7 @@ func TestSyncStoresWhatCameBefore(t *testing.T) {
 // before Run returns, and later calls neither block nor panic.
 func TestRunStoresQueuedAtStop(t *testing.T) {
 	st := open(t)
-	w := New(st, Retention{Invocations: 1000, LogLines: 1000}, slog.New(slog.DiscardHandler))
+	w := New(st, Retention{Invocations: 1000, LogLines: 1000}, 0, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/runtimeapi"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
@@ -35,6 +36,8 @@ type Instance struct {
 	// stdout and stderr are spec's output writers; the exit watcher
 	// closes them.
 	stdout, stderr *sandbox.LineWriter
+	// out bounds what is stored of both; nil allows everything.
+	out *logs.Meter
 
 	// Guarded by Manager.mu.
 	state    int

@@ -2,7 +2,8 @@
 // idle warm instance to each invocation (most recently used first), starts
 // a new one when none is idle (scale from zero) up to the function's max
 // concurrency and the server-wide cap, makes callers wait a bounded time
-// beyond that (then ErrCapacity), keeps --min-instances warm and stops
+// beyond that (then ErrCapacity; at most QueueSize waiting per function,
+// one more gets ErrCapacity at once), keeps --min-instances warm and stops
 // instances idle for longer than their idle timeout (scale to zero).
 //
 // Create-ahead (prepare.go): with a driver that has Capabilities.Prepare
@@ -39,6 +40,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/rootfs"
 	"github.com/stratus-run/stratus/internal/runtimeapi"
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -93,13 +95,19 @@ type Config struct {
 	// ThrottleWait bounds how long an invocation waits for an instance when
 	// its function or the server is at its cap.
 	ThrottleWait time.Duration
+	// QueueSize bounds the invocations of one function waiting for an
+	// instance; one more gets ErrCapacity at once. 0 means no bound.
+	QueueSize int
 	// InitTimeout bounds a runtime's initialisation.
 	InitTimeout time.Duration
 	// StopGrace is how long a stopping instance gets after SIGTERM.
 	StopGrace time.Duration
 	Sink      Sink
-	Now       func() time.Time
-	Log       *slog.Logger
+	// Output, if set, bounds what is stored of each instance's output:
+	// per invocation and per second per function.
+	Output *logs.Limiter
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // Manager holds the pools of all functions.
@@ -333,7 +341,8 @@ type Response struct {
 
 // Invoke runs req on an instance of the current version of function name.
 // It returns ErrNotFound for an unknown function, ErrCapacity when no
-// instance could be had within ThrottleWait, ErrUnavailable while stopping.
+// instance could be had within ThrottleWait or QueueSize invocations wait
+// already, ErrUnavailable while stopping.
 // Function errors, timeouts and crashes are not Go errors: they come back
 // as a Response with ErrorType set.
 func (m *Manager) Invoke(ctx context.Context, name string, req Request) (*Response, error) {
@@ -423,6 +432,8 @@ func (m *Manager) record(in *Instance, reqID string, start time.Time, d time.Dur
 }
 
 func (m *Manager) emitReport(in *Instance, r stratus.Invocation) {
+	// Lines of the invocation dropped beyond a bound: one line, before END.
+	in.out.Done(r.RequestID)
 	// One stored line carries END and REPORT: the store shows it as both.
 	line := fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
 		r.RequestID, r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB)
@@ -497,6 +508,10 @@ func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold 
 		v := p.cur
 		m.mu.Unlock()
 		return m.startFor(ctx, p, v)
+	}
+	if n := len(p.waiters); m.cfg.QueueSize > 0 && n >= m.cfg.QueueSize {
+		m.mu.Unlock()
+		return nil, false, nil, fmt.Errorf("function %q: %d invocations wait for an instance already: %w", name, n, stratus.ErrCapacity)
 	}
 	w := &waiter{ch: make(chan grant, 1)}
 	p.waiters = append(p.waiters, w)
@@ -946,17 +961,26 @@ func (m *Manager) onExit(in *Instance) {
 	}
 }
 
+// outputWriter turns one stream of in's output into log lines. Both
+// streams share in's meter, which drops lines beyond Config.Output's bounds
+// before they are copied.
 func (m *Manager) outputWriter(in *Instance, stream string) *sandbox.LineWriter {
 	fn := in.Version.Function
-	return &sandbox.LineWriter{Emit: func(line string) {
-		if m.cfg.Sink == nil {
-			return
-		}
-		m.cfg.Sink.Log(stratus.LogLine{
-			Function: fn, Time: m.cfg.Now(), RequestID: *in.reqID.Load(),
-			Instance: in.ID, Stream: stream, Text: line,
-		})
-	}}
+	if in.out == nil && m.cfg.Output != nil {
+		in.out = m.cfg.Output.Meter(fn, true, func(req, text string) { m.platform(in, req, text) })
+	}
+	return &sandbox.LineWriter{
+		Allow: func(n int) bool { return in.out.Allow(*in.reqID.Load(), n) },
+		Emit: func(line string) {
+			if m.cfg.Sink == nil {
+				return
+			}
+			m.cfg.Sink.Log(stratus.LogLine{
+				Function: fn, Time: m.cfg.Now(), RequestID: *in.reqID.Load(),
+				Instance: in.ID, Stream: stream, Text: line,
+			})
+		},
+	}
 }
 
 // stopAsync stops instances in the background; nil entries are skipped.

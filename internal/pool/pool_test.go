@@ -127,6 +127,7 @@ func (c *clock) Step(d time.Duration) {
 type opts struct {
 	maxInstances int
 	throttleWait time.Duration
+	queueSize    int
 	idleTimeout  time.Duration
 	initTimeout  time.Duration
 	fakeClock    bool
@@ -183,6 +184,7 @@ func newEnv(t *testing.T, o opts) *env {
 		MaxInstances: o.maxInstances,
 		IdleTimeout:  o.idleTimeout,
 		ThrottleWait: o.throttleWait,
+		QueueSize:    o.queueSize,
 		InitTimeout:  o.initTimeout,
 		StopGrace:    2 * time.Second,
 		Sink:         e.sink,
@@ -589,6 +591,32 @@ func TestMaxConcurrencyThrottles(t *testing.T) {
 	for _, c := range busy {
 		if r := e.await(c); r.err != nil {
 			t.Errorf("blocked invocation: %v", r.err)
+		}
+	}
+}
+
+func TestQueueSizeBoundsWaiters(t *testing.T) {
+	e := newEnv(t, opts{throttleWait: 30 * time.Second, queueSize: 2})
+	e.deploy("fn", 1, func(c *stratus.FunctionConfig) { c.MaxConcurrency = 1 })
+	g := e.gate()
+	busy := e.goInvoke("fn", block(g))
+	e.atGate(g)
+	waiting := []<-chan invResult{e.goInvoke("fn", map[string]any{"op": "echo"}), e.goInvoke("fn", map[string]any{"op": "echo"})}
+	e.waitFor("two waiters", func() bool { return e.waiters("fn") == 2 })
+
+	// The queue is full: one more is refused at once, not after the
+	// throttle wait.
+	r := e.await(e.goInvoke("fn", map[string]any{"op": "echo"}))
+	if !errors.Is(r.err, stratus.ErrCapacity) || r.took > 5*time.Second {
+		t.Errorf("invocation beyond the queue: %v after %s, want ErrCapacity at once", r.err, r.took)
+	}
+	if n := e.waiters("fn"); n != 2 {
+		t.Errorf("%d waiters after the refusal, want 2", n)
+	}
+	e.open(g)
+	for _, c := range append(waiting, busy) {
+		if r := e.await(c); r.err != nil {
+			t.Errorf("queued invocation: %v", r.err)
 		}
 	}
 }

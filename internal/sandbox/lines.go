@@ -10,6 +10,10 @@ import (
 // pieces. It is the Stdout or Stderr of a Spec.
 type LineWriter struct {
 	Emit func(line string)
+	// Allow, if set, is asked before each line is copied for Emit, with
+	// the line's length in bytes; a line it refuses is dropped without
+	// being copied. It is how output beyond a bound costs no memory.
+	Allow func(n int) bool
 
 	mu  sync.Mutex
 	buf []byte
@@ -28,7 +32,7 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			w.buf = append(w.buf, p...)
 			for len(w.buf) >= MaxLine {
-				w.Emit(string(w.buf[:MaxLine]))
+				w.emit(w.buf[:MaxLine])
 				w.buf = append(w.buf[:0], w.buf[MaxLine:]...)
 			}
 			break
@@ -38,11 +42,19 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 			w.buf = append(w.buf, line...)
 			line = w.buf
 		}
-		w.Emit(string(bytes.TrimSuffix(line, []byte("\r"))))
+		w.emit(bytes.TrimSuffix(line, []byte("\r")))
 		w.buf = w.buf[:0]
 		p = p[i+1:]
 	}
 	return n, nil
+}
+
+// emit hands line to Emit if Allow lets it.
+func (w *LineWriter) emit(line []byte) {
+	if w.Allow != nil && !w.Allow(len(line)) {
+		return
+	}
+	w.Emit(string(line))
 }
 
 // Close emits a last unterminated line.
@@ -50,7 +62,7 @@ func (w *LineWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
-		w.Emit(string(w.buf))
+		w.emit(w.buf)
 		w.buf = nil
 	}
 	return nil

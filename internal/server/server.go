@@ -30,6 +30,7 @@ import (
 	"github.com/stratus-run/stratus/internal/config"
 	"github.com/stratus-run/stratus/internal/events"
 	"github.com/stratus-run/stratus/internal/functions"
+	"github.com/stratus-run/stratus/internal/gateway"
 	"github.com/stratus-run/stratus/internal/image"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/pool"
@@ -63,6 +64,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	if err := secureDataDir(cfg.DataDir, log); err != nil {
+		return err
+	}
+	if err := checkStartSpace(cfg.DataDir, cfg.MinFreeBytes); err != nil {
 		return err
 	}
 	token, err := loadToken(cfg.DataDir, cfg.Token)
@@ -103,8 +107,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	writer := logs.New(st, logs.Retention{
 		Invocations: cfg.RetainInvocations, LogLines: cfg.RetainLogLines, MaxAge: time.Duration(cfg.RetainAge),
 		Every: time.Duration(cfg.PruneInterval),
-	}, log.With("component", "logs"))
+	}, cfg.LogQueueBytes, log.With("component", "logs"))
+	// Output beyond its bounds is dropped before it reaches the writer.
+	output := logs.NewLimiter(cfg.MaxOutputBytes, cfg.OutputRate, nil)
 	met := newMetrics(writer)
+	met.logs(writer, output)
 
 	// Sandboxes with ids of their own see an image's files owned as the
 	// image says only if the host's owners are shifted into their range.
@@ -112,7 +119,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if d, ok := driver.(interface{ IDBase() uint32 }); ok {
 		idBase = d.IDBase()
 	}
-	images, err := image.Open(filepath.Join(cfg.DataDir, "images"), idBase)
+	images, err := image.Open(filepath.Join(cfg.DataDir, "images"), idBase,
+		image.WithLimits(image.Limits{MaxImage: cfg.MaxImageBytes, MaxStore: cfg.ImageStoreBytes}))
 	if err != nil {
 		return err
 	}
@@ -132,9 +140,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		MaxPrepared:  cfg.MaxPrepared,
 		IdleTimeout:  time.Duration(cfg.IdleTimeout),
 		ThrottleWait: time.Duration(cfg.ThrottleWait),
+		QueueSize:    cfg.FunctionQueueSize,
 		InitTimeout:  time.Duration(cfg.InitTimeout),
 		StopGrace:    time.Duration(cfg.StopGrace),
 		Sink:         met,
+		Output:       output,
 		Log:          log.With("component", "pool"),
 	})
 	met.instances(pools.Total)
@@ -145,6 +155,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		MaxConcurrency: cfg.MaxInstances, MaxRetries: cfg.MaxRetries, Log: log.With("component", "functions"),
 		NameTaken: func(name string) bool { return svcs != nil && svcs.Exists(name) },
 		Images:    imageResolver{images},
+		// Idle and prepared instances are always of the head version, so
+		// only a function with busy (or starting) instances may have old
+		// versions in use: its old versions wait for a later prune.
+		KeepVersions:  cfg.KeepVersions,
+		HasInstances:  func(fn string, _ int) bool { return pools.Stats(fn).Busy > 0 },
+		InstanceGrace: time.Duration(cfg.InitTimeout) + time.Duration(cfg.StopGrace) + 5*time.Second,
 	})
 	if err != nil {
 		return err
@@ -154,7 +170,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		ClientCreds: filepath.Join(cfg.DataDir, NATSCredsFile),
 		CredsFile:   cfg.NatsCreds, NkeyFile: cfg.NatsNkey,
 		CAFile: cfg.NatsCA, CertFile: cfg.NatsCert, KeyFile: cfg.NatsKey,
-		SyncAlways: cfg.NatsSyncAlways, Log: log.With("component", "nats"),
+		SyncAlways: cfg.NatsSyncAlways, MinFree: cfg.MinFreeBytes, Log: log.With("component", "nats"),
 	})
 	if err != nil {
 		return err
@@ -189,7 +205,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	sched.Region, sched.MaxEventSize = cfg.Region, int(cfg.MaxAsyncEventBytes)
 
 	svcs = services.New(services.Config{
-		Store: st, Images: imageResolver{images}, Driver: driver, Logs: met,
+		Store: st, Images: imageResolver{images}, Driver: driver, Logs: met, Output: output,
 		NameTaken:     func(name string) bool { _, ok := fns.Head(name); return ok },
 		Log:           log.With("component", "services"),
 		ReadyTimeout:  time.Duration(cfg.ServiceReadyTimeout),
@@ -205,10 +221,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return err
 	}
 
+	// Ready while the store keeps what it is given, JetStream can store
+	// and the data volume has --min-free-bytes free.
+	health := newReadiness(log.With("component", "health"), met.reg,
+		healthCheck{"store", writer.Health},
+		healthCheck{"events", bus.Health},
+		healthCheck{"disk", diskCheck(cfg.DataDir, cfg.MinFreeBytes)})
 	api := apiserver.New(apiserver.Config{
 		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
 		Metrics: met.handler(), MetricsPublic: cfg.MetricsPublic, Log: log.With("component", "api"),
+		Ready: health.Checks,
 		Info: v1.Info{
 			Version: stratus.ServerVersion(), Region: cfg.Region,
 			Sandbox: v1.Sandbox{Driver: driver.Name(), Why: why, Isolated: driver.Capabilities().Isolated},
@@ -219,15 +242,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 			Store: images, UploadDir: filepath.Join(cfg.DataDir, "uploads", "images"),
 			InUse: func(d string) bool { return svcs.ImageInUse(d) || fns.ImageInUse(d) },
 		},
-		Services: apiserver.ServicesConfig{Manager: svcs, Domain: cfg.Domain},
+		Services: apiserver.ServicesConfig{Manager: svcs, Domain: cfg.Domain, MaxRequestBytes: cfg.MaxRequestBytes},
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// Open connections are bounded (more wait in the listen backlog), a
+	// header by its size, a request's header and body by time from its
+	// start (--read-timeout; uploads with the token get longer, see
+	// gateway.BoundBodies).
+	ln = gateway.LimitListener(ln, cfg.MaxConnections)
+	readTimeout := time.Duration(cfg.ReadTimeout)
 	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           gateway.BoundBodies(api, readTimeout, gateway.NewToken(token)),
+		ReadTimeout:       readTimeout,
+		ReadHeaderTimeout: min(10*time.Second, readTimeout),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -236,14 +267,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	// stop one by one, each after those that use it: the scheduler and
 	// topics enqueue on the queue, the queue invokes on the pools, and
 	// everything writes through the log writer.
-	failed := make(chan error, 6)
+	failed := make(chan error, 8)
+	busPart := startPart(ctx, "event bus health", bus.Run, failed)
+	readyPart := startPart(ctx, "readiness", health.Run, failed)
 	writerPart := startPart(ctx, "log writer", writer.Run, failed)
 	poolsPart := startPart(ctx, "pools", func(ctx context.Context) error { return pools.Run(ctx, time.Second) }, failed)
 	queuePart := startPart(ctx, "async queue", queue.Run, failed)
 	schedPart := startPart(ctx, "scheduler", sched.Run, failed)
 	topicsPart := startPart(ctx, "topics", topics.Run, failed)
 	svcsPart := startPart(ctx, "services", svcs.Run, failed)
-	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, writerPart}
+	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, writerPart, readyPart, busPart}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("stratus is serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "region", cfg.Region)

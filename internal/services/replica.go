@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
@@ -456,14 +457,27 @@ func (p *prober) close() {
 }
 
 // lineWriter turns a replica's output into log lines of its service.
+// Lines beyond the service's output rate are dropped before they are
+// copied, and a platform line says how many.
 func (m *Manager) lineWriter(set *revSet, id, stream string) *sandbox.LineWriter {
 	key := stratus.ServiceLogKey(set.svc.name)
-	return &sandbox.LineWriter{Emit: func(text string) {
-		if m.cfg.Logs == nil {
-			return
-		}
-		m.cfg.Logs.Log(stratus.LogLine{Function: key, Time: m.cfg.Now(), Instance: id, Stream: stream, Text: text})
-	}}
+	var meter *logs.Meter
+	if m.cfg.Output != nil {
+		meter = m.cfg.Output.Meter(key, false, func(_, text string) {
+			if m.cfg.Logs != nil {
+				m.cfg.Logs.Log(stratus.LogLine{Function: key, Time: m.cfg.Now(), Instance: id, Stream: stratus.StreamPlatform, Text: text})
+			}
+		})
+	}
+	return &sandbox.LineWriter{
+		Allow: func(n int) bool { return meter.Allow("", n) },
+		Emit: func(text string) {
+			if m.cfg.Logs == nil {
+				return
+			}
+			m.cfg.Logs.Log(stratus.LogLine{Function: key, Time: m.cfg.Now(), Instance: id, Stream: stream, Text: text})
+		},
+	}
 }
 
 func (m *Manager) platformLog(r *replica, text string) {

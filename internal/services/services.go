@@ -35,6 +35,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/autoscaler"
+	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
@@ -77,6 +78,8 @@ type Config struct {
 	Images Images
 	Driver sandbox.Driver
 	Logs   LogSink
+	// Output, if set, bounds the output stored per second per service.
+	Output *logs.Limiter
 	// NameTaken reports whether a function holds name: services and
 	// functions share one namespace of names.
 	NameTaken func(name string) bool

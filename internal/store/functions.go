@@ -193,3 +193,74 @@ func (s *Store) CodeInUse(ctx context.Context) (map[string]bool, error) {
 	}
 	return inUse, nil
 }
+
+// ListVersions returns the versions of function name, newest first, or an
+// error wrapping stratus.ErrNotFound when the function does not exist.
+func (s *Store) ListVersions(ctx context.Context, name string) ([]stratus.Version, error) {
+	var head int
+	err := s.r.QueryRowContext(ctx, `SELECT head FROM functions WHERE name = ?`, name).Scan(&head)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list versions of %q: %w", name, err)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT version, config, code_sha, code_size, created_at
+		FROM versions WHERE function = ? ORDER BY version DESC`, name)
+	if err != nil {
+		return nil, fmt.Errorf("list versions of %q: %w", name, err)
+	}
+	defer rows.Close()
+	var out []stratus.Version
+	for rows.Next() {
+		v := stratus.Version{Function: name}
+		var (
+			config  []byte
+			created int64
+		)
+		if err := rows.Scan(&v.Version, &config, &v.CodeSHA, &v.CodeSize, &created); err != nil {
+			return nil, fmt.Errorf("list versions of %q: %w", name, err)
+		}
+		if err := json.Unmarshal(config, &v.Config); err != nil {
+			return nil, fmt.Errorf("list versions of %q: decode config of version %d: %w", name, v.Version, err)
+		}
+		v.CreatedAt = fromNanos(created)
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list versions of %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// DeleteVersions removes the given versions of function name in one
+// transaction and returns how many it removed. The head version is never
+// removed, even when listed; versions that do not exist are skipped.
+// Invocation records and log lines of removed versions stay (retention
+// prunes them).
+func (s *Store) DeleteVersions(ctx context.Context, name string, versions []int) (int, error) {
+	if len(versions) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		n = 0
+		for _, v := range versions {
+			res, err := tx.ExecContext(ctx, `DELETE FROM versions WHERE function = ? AND version = ?
+				AND version <> (SELECT head FROM functions WHERE name = ?)`, name, v, name)
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete versions of %q: %w", name, err)
+	}
+	return int(n), nil
+}

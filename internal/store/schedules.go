@@ -105,7 +105,7 @@ func (s *Store) SetLastFired(ctx context.Context, name string, t time.Time) erro
 func (s *Store) updateSchedule(ctx context.Context, op, name, query string, args ...any) error {
 	res, err := s.w.ExecContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("%s schedule %q: %w", op, name, err)
+		return fmt.Errorf("%s schedule %q: %w", op, name, classify(err))
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("%s schedule %q: %w", op, name, err)

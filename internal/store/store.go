@@ -24,7 +24,9 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/stratus-run/stratus"
 )
 
 // busyTimeout is how long a connection waits for a lock held by another
@@ -137,20 +139,40 @@ func (s *Store) Close() error {
 }
 
 // write runs fn in a transaction on the write connection and commits it
-// if fn returns nil.
+// if fn returns nil. Its errors are classified (see classify).
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return classify(fmt.Errorf("begin transaction: %w", err))
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return err
+		return classify(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit transaction: %w", err)
+		return classify(fmt.Errorf("commit transaction: %w", err))
 	}
 	return nil
+}
+
+// SQLite's primary result codes that say the disk is full.
+const (
+	sqliteFull = 13 // SQLITE_FULL: "database or disk is full"
+)
+
+// classify adds stratus.ErrNoSpace to an error of SQLite that says the
+// disk is full (SQLITE_FULL, which SQLite also answers for ENOSPC while it
+// writes the database, its journal or its WAL), so that the edges answer
+// 507 and readiness says why.
+func classify(err error) error {
+	var se *sqlite.Error
+	if err == nil || errors.Is(err, stratus.ErrNoSpace) || !errors.As(err, &se) {
+		return err
+	}
+	if se.Code()&0xff == sqliteFull {
+		return fmt.Errorf("%w: %w", err, stratus.ErrNoSpace)
+	}
+	return err
 }
 
 // nanos is t as stored: unix nanoseconds, 0 for the zero time.
