@@ -15,6 +15,11 @@
 // not live instances (no max concurrency, no MaxInstances); MaxPrepared
 // caps them server-wide.
 //
+// CPU: an instance's sandbox has one core (initCPU) from its start until
+// its runtime first asks for an invocation; the pool then ends its init
+// (Driver.EndInit), before handing it that invocation, and from then on it
+// has its own share (in proportion to memory).
+//
 // Concurrency: one mutex (Manager.mu) guards every pool's bookkeeping; it is
 // never held across I/O. Instance starts, prepares and stops run outside
 // it. The Manager owns every goroutine it starts (instance starts for warm
@@ -748,6 +753,11 @@ func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.R
 	defer t.Stop()
 	select {
 	case <-rapi.Ready():
+		// Its runtime asks for its first invocation: the init is done,
+		// and from now on the instance has its memory's share of CPU.
+		if err := m.cfg.Driver.EndInit(context.Background(), in.ID); err != nil {
+			m.log.Warn("end instance init", "fn", v.Function, "instance", in.ID, "err", err)
+		}
 		return in, nil, nil
 	case r := <-rapi.InitError():
 		// Lambda reports the runtime's own init error; the instance is done.
@@ -830,6 +840,7 @@ func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) 
 		Mounts:   mounts,
 		User:     sandboxUser(caps),
 		MemoryMB: v.Config.MemoryMB,
+		InitCPU:  initCPU,
 		Stdout:   in.stdout,
 		Stderr:   in.stderr,
 	}
@@ -871,11 +882,19 @@ func (m *Manager) newImageInstance(p *fnPool, v *stratus.Version) (*Instance, er
 		RootFS:   img.RootFS,
 		User:     sandboxUser(m.cfg.Driver.Capabilities()),
 		MemoryMB: v.Config.MemoryMB,
+		InitCPU:  initCPU,
 		Stdout:   in.stdout,
 		Stderr:   in.stderr,
 	}
 	return in, nil
 }
+
+// initCPU is the CPU quota, in cores, of a function's sandbox until its
+// runtime first asks for an invocation: as in Lambda's init phase, which
+// runs with a full core whatever the memory size, the runtime's start-up
+// and the function's module-level code are not held to the small share of
+// a small memory size. Invocations get the share (see sandbox.Spec.CPU).
+const initCPU = 1.0
 
 // sandboxUser is who a function runs as where the driver sets users:
 // Lambda's sbx_user1051 (uid 993, gid 990), whose entries the minimal

@@ -133,6 +133,9 @@ type opts struct {
 	fakeClock    bool
 	// maxPrepared > 0 turns create-ahead on, with the preparer driver.
 	maxPrepared int
+	// record: the preparer driver records the calls even without
+	// create-ahead.
+	record bool
 }
 
 // env is a Manager running real instances of the test runtime under the
@@ -170,7 +173,7 @@ func newEnv(t *testing.T, o opts) *env {
 		o.idleTimeout = 5 * time.Minute
 	}
 	var drv sandbox.Driver = driver
-	if o.maxPrepared > 0 {
+	if o.maxPrepared > 0 || o.record {
 		e.drv = newPreparer(driver)
 		drv = e.drv
 	}

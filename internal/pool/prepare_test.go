@@ -34,10 +34,14 @@ type preparer struct {
 	// hold, when set, is a channel each Prepare waits on (after it is
 	// recorded) until it is closed.
 	hold chan struct{}
+	// specs are the specs of every Prepare and Start, in order.
+	specs []sandbox.Spec
+	// onEndInit, when set, is called by EndInit (before it is recorded).
+	onEndInit func(id string)
 }
 
 // call is one recorded driver call: op is "prepare", "start" (of a
-// sandbox not prepared), "start-prepared" or "stop".
+// sandbox not prepared), "start-prepared", "end-init" or "stop".
 type call struct{ op, id string }
 
 type prepBox struct {
@@ -59,6 +63,7 @@ func (p *preparer) Capabilities() sandbox.Capabilities {
 func (p *preparer) Prepare(ctx context.Context, spec sandbox.Spec) error {
 	p.mu.Lock()
 	p.calls = append(p.calls, call{"prepare", spec.ID})
+	p.specs = append(p.specs, spec)
 	fail, hold := p.fail, p.hold
 	p.mu.Unlock()
 	if hold != nil {
@@ -81,6 +86,7 @@ func (p *preparer) Prepare(ctx context.Context, spec sandbox.Spec) error {
 
 func (p *preparer) Start(ctx context.Context, spec sandbox.Spec) error {
 	p.mu.Lock()
+	p.specs = append(p.specs, spec)
 	b := p.boxes[spec.ID]
 	if b == nil {
 		p.calls = append(p.calls, call{"start", spec.ID})
@@ -111,6 +117,19 @@ func (p *preparer) Start(ctx context.Context, spec sandbox.Spec) error {
 func sameSpec(a, b sandbox.Spec) bool {
 	return a.ID == b.ID && slices.Equal(a.Argv, b.Argv) && slices.Equal(a.Env, b.Env) && a.Dir == b.Dir &&
 		slices.Equal(a.Mounts, b.Mounts) && a.MemoryMB == b.MemoryMB && a.Stdout == b.Stdout && a.Stderr == b.Stderr
+}
+
+func (p *preparer) EndInit(ctx context.Context, id string) error {
+	p.mu.Lock()
+	hook := p.onEndInit
+	p.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
+	p.mu.Lock()
+	p.calls = append(p.calls, call{"end-init", id})
+	p.mu.Unlock()
+	return p.Driver.EndInit(ctx, id)
 }
 
 func (p *preparer) Stop(ctx context.Context, id string, grace time.Duration) error {
@@ -261,7 +280,7 @@ func TestCreateAheadColdStart(t *testing.T) {
 	// After the taken one, a new one is prepared.
 	next := e.waitPrepared("fn")
 	e.waitStats("fn", Stats{Live: 1, Idle: 1, Prepared: 1})
-	want := []call{{"prepare", id}, {"start-prepared", id}, {"prepare", next}}
+	want := []call{{"prepare", id}, {"start-prepared", id}, {"end-init", id}, {"prepare", next}}
 	if got := e.drv.log(); !slices.Equal(got, want) {
 		t.Errorf("driver calls %v, want %v", got, want)
 	}
@@ -284,6 +303,69 @@ func TestCreateAheadColdStart(t *testing.T) {
 	e.waitPrepared("fn")
 	if n := e.settled(); n != 1 {
 		t.Errorf("the Manager counts %d prepared instances, want 1", n)
+	}
+}
+
+// TestEndInit: every sandbox of a function, prepared or started, gets
+// initCPU, one core, for its init; the pool ends the init of each instance
+// once, when its runtime first asks for an invocation and before it hands
+// it that invocation (no START line of the instance yet).
+func TestEndInit(t *testing.T) {
+	for _, maxPrepared := range []int{0, 5} {
+		t.Run(fmt.Sprintf("MaxPrepared=%d", maxPrepared), func(t *testing.T) {
+			e := newEnv(t, opts{maxPrepared: maxPrepared, record: true})
+			var mu sync.Mutex
+			var late []string // instances that had an invocation before their init ended
+			e.drv.mu.Lock()
+			e.drv.onEndInit = func(id string) {
+				e.sink.mu.Lock()
+				defer e.sink.mu.Unlock()
+				for _, l := range e.sink.lines {
+					if l.Instance == id && strings.HasPrefix(l.Text, "START ") {
+						mu.Lock()
+						late = append(late, id)
+						mu.Unlock()
+						return
+					}
+				}
+			}
+			e.drv.mu.Unlock()
+			e.deploy("fn", 1, nil)
+			if maxPrepared > 0 {
+				e.waitPrepared("fn")
+			}
+			first := e.mustInvoke("fn", map[string]any{"op": "echo"})
+			e.success(first)
+			second := e.mustInvoke("fn", map[string]any{"op": "echo"})
+			e.success(second)
+			id := first.Record.Instance
+			if !first.Record.Cold || second.Record.Cold || second.Record.Instance != id {
+				t.Fatalf("invocations on %s (cold %v) then %s (cold %v), want a cold start then a warm one on it",
+					id, first.Record.Cold, second.Record.Instance, second.Record.Cold)
+			}
+			if got := e.drv.ids("end-init"); !slices.Equal(got, []string{id}) {
+				t.Errorf("EndInit calls for %v, want one for %s", got, id)
+			}
+			mu.Lock()
+			if len(late) > 0 {
+				t.Errorf("init of %v ended after an invocation was handed to it", late)
+			}
+			mu.Unlock()
+			if maxPrepared > 0 {
+				e.waitPrepared("fn") // the next one, made after the cold start
+			}
+			e.drv.mu.Lock()
+			specs := slices.Clone(e.drv.specs)
+			e.drv.mu.Unlock()
+			if len(specs) == 0 {
+				t.Fatal("no sandbox prepared or started")
+			}
+			for _, s := range specs {
+				if s.InitCPU != 1 {
+					t.Errorf("sandbox %s has InitCPU %v, want 1", s.ID, s.InitCPU)
+				}
+			}
+		})
 	}
 }
 

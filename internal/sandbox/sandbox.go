@@ -43,6 +43,12 @@ type Spec struct {
 	// proportion to MemoryMB (one core at 1,769 MB, as on Lambda).
 	// Drivers with Capabilities.MemoryLimit enforce it.
 	CPU float64
+	// InitCPU is the sandbox's CPU quota in cores from its start until the
+	// driver's EndInit is called for it, when its own quota (CPU, else in
+	// proportion to MemoryMB) applies; a quota below its own does not
+	// lower it. Zero: its own quota from the start. Drivers with
+	// Capabilities.MemoryLimit enforce it.
+	InitCPU float64
 	// User is who the program runs as, ids inside the sandbox; nil is the
 	// sandbox's root. Drivers with Capabilities.Users honour it (and map
 	// every id of a sandbox to an unprivileged id of the host); others run
@@ -157,6 +163,12 @@ type Driver interface {
 	// IDs return ErrNotFound; false with an error means the driver could
 	// not tell, and callers refuse the connection.
 	Owns(ctx context.Context, id string, local, remote netip.AddrPort) (bool, error)
+	// EndInit ends the sandbox's init: from now on its CPU is its Spec's
+	// own quota (Spec.CPU, else in proportion to Spec.MemoryMB), not
+	// Spec.InitCPU. It does not block beyond a write to the sandbox's
+	// cgroup. Idempotent: calling it again, or for an unknown or ended
+	// sandbox, returns nil. Drivers that enforce no CPU quota do nothing.
+	EndInit(ctx context.Context, id string) error
 	// Stats reports resource figures of a live sandbox.
 	Stats(ctx context.Context, id string) (Stats, error)
 	// List returns the IDs of sandboxes this driver left behind, including

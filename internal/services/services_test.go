@@ -302,6 +302,9 @@ func (d *fakeDriver) Owns(ctx context.Context, id string, local, remote netip.Ad
 	return false, nil
 }
 
+// EndInit: services never call it, and the fake enforces no CPU quota.
+func (d *fakeDriver) EndInit(ctx context.Context, id string) error { return nil }
+
 func (d *fakeDriver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
 	if b := d.get(id); b == nil || b.ended() {
 		return sandbox.Stats{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)

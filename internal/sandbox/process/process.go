@@ -389,6 +389,10 @@ func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 }
 
+// EndInit implements sandbox.Driver. Processes have no CPU quota: there is
+// nothing to change.
+func (d *Driver) EndInit(ctx context.Context, id string) error { return nil }
+
 // Stats implements sandbox.Driver. MaxRSSBytes is the peak resident memory
 // of the instance's main process.
 func (d *Driver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {

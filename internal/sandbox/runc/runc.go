@@ -44,6 +44,10 @@
 // The host reaches each sandbox at its address, on any port. Those two
 // sysctls of its own bridge are the only ones the driver writes.
 //
+// CPU: a sandbox's own quota (Spec.CPU, else in proportion to memory)
+// may be raised for its init (Spec.InitCPU); EndInit then writes its own
+// quota into its cgroup, a file write, no exec of runc.
+//
 // State: stateDir/runc is runc's --root, so only this driver's containers
 // are seen; /run/stratus/HASH/bundles/ID holds each sandbox's bundle (see
 // stage.go for why it is not under stateDir);
@@ -78,6 +82,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -122,7 +127,13 @@ type Driver struct {
 }
 
 type box struct {
-	cgroup   string
+	cgroup string
+	// quota is the sandbox's own CPU quota (µs per cpuPeriod), which
+	// EndInit sets; 0 when it has none (rootless, no memory size).
+	quota int64
+	// inInit: its cgroup has the init's larger quota still, until
+	// EndInit; guarded by Driver.mu.
+	inInit   bool
 	addr     netip.Addr    // set under Driver.mu once the network is up
 	pid      int           // the init's, on the host; set under Driver.mu once it runs
 	goW      *os.File      // prepared, not started: a write starts the program; guarded by Driver.mu
@@ -327,6 +338,10 @@ func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
 		started: make(chan string, 1),
 		out:     sandbox.NewOutput(outR, spec.Stdout),
 		err:     sandbox.NewOutput(errR, spec.Stderr),
+	}
+	if spec.MemoryMB > 0 && !d.rootless {
+		b.quota = cpuQuota(spec)
+		b.inInit = initQuota(spec) != b.quota
 	}
 	d.mu.Lock()
 	if old, ok := d.boxes[spec.ID]; ok && !isDone(old) {
@@ -819,6 +834,57 @@ func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
 	}
 	return addr, nil
+}
+
+// EndInit implements sandbox.Driver: it writes the sandbox's own CPU
+// quota into its cgroup (cpu.cfs_quota_us of the cpu controller on cgroup
+// v1, cpu.max on v2), in place of the larger one its init had. Rootless
+// sandboxes have no cgroup: it does nothing.
+func (d *Driver) EndInit(ctx context.Context, id string) error {
+	d.mu.Lock()
+	b, ok := d.boxes[id]
+	if !ok || !b.inInit || isDone(b) {
+		d.mu.Unlock()
+		return nil
+	}
+	b.inInit = false
+	d.mu.Unlock()
+	if err := setCPUQuota(b.cgroup, b.quota); err != nil {
+		if isDone(b) || len(CgroupDirs(b.cgroup)) == 0 {
+			return nil // it ended meanwhile
+		}
+		d.mu.Lock()
+		b.inInit = true // so that a retry writes it
+		d.mu.Unlock()
+		return fmt.Errorf("sandbox %q end init: %w", id, err)
+	}
+	return nil
+}
+
+// setCPUQuota sets the CPU quota of cgroup path cg to quota µs per
+// cpuPeriod: cpu.cfs_quota_us in the cgroup v1 cpu hierarchy, else
+// cpu.max in the v2 one.
+func setCPUQuota(cg string, quota int64) error {
+	q := strconv.FormatInt(quota, 10)
+	err := writeCgroupFile(filepath.Join("/sys/fs/cgroup/cpu", cg, "cpu.cfs_quota_us"), q)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = writeCgroupFile(filepath.Join("/sys/fs/cgroup", cg, "cpu.max"), q+" "+strconv.Itoa(cpuPeriod))
+	}
+	return err
+}
+
+// writeCgroupFile writes v to an existing cgroup file (never creating
+// one).
+func writeCgroupFile(path, v string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(v); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // Stats implements sandbox.Driver. MaxRSSBytes is the peak memory use of

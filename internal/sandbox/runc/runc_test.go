@@ -409,3 +409,83 @@ func TestCPUQuota(t *testing.T) {
 		}
 	}
 }
+
+// hostCPUQuota reads the CPU quota of sandbox id from its cgroup on the
+// host: cpu.cfs_quota_us (cgroup v1) or the first field of cpu.max (v2).
+func hostCPUQuota(t *testing.T, d *runc.Driver, id string) string {
+	t.Helper()
+	cg := d.CgroupPath(id)
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu", cg, "cpu.cfs_quota_us")); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", cg, "cpu.max"))
+	if err != nil {
+		t.Fatalf("%s: no CPU quota in its cgroup: %v", id, err)
+	}
+	return strings.Fields(string(b))[0]
+}
+
+// TestInitCPU: a sandbox of 128 MB with InitCPU 1 has a full core's quota
+// until EndInit, then its share of 128 MB; one with a quota of its own
+// larger than InitCPU keeps it. EndInit is idempotent, and nil for an
+// unknown or ended sandbox. Prepared or started directly, alike.
+func TestInitCPU(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	share := strconv.Itoa(100_000 * 128 / 1769)
+	for _, tc := range []struct {
+		id            string
+		prepare       bool
+		cpu, initCPU  float64
+		before, after string
+	}{
+		{"started", false, 0, 1, "100000", share},
+		{"prepared", true, 0, 1, "100000", share},
+		{"noinit", false, 0, 0, share, share},
+		{"ownlarger", false, 2, 1, "200000", "200000"},
+	} {
+		var out sandboxtest.Buffer
+		spec := sandbox.Spec{
+			ID: tc.id, Argv: []string{"/bin/sh", "-c", "echo ready; exec sleep 1000"},
+			Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir(), MemoryMB: 128, CPU: tc.cpu, InitCPU: tc.initCPU,
+			Stdout: &out,
+		}
+		if tc.prepare {
+			if err := d.Prepare(ctx, spec); err != nil {
+				t.Fatalf("Prepare(%s): %v", tc.id, err)
+			}
+			if got := hostCPUQuota(t, d, tc.id); got != tc.before {
+				t.Errorf("%s: quota prepared %s, want %s", tc.id, got, tc.before)
+			}
+		}
+		if err := d.Start(ctx, spec); err != nil {
+			t.Fatalf("Start(%s): %v", tc.id, err)
+		}
+		t.Cleanup(func() { _ = d.Stop(context.Background(), tc.id, 0) })
+		out.WaitFor(t, "ready\n")
+		if got := hostCPUQuota(t, d, tc.id); got != tc.before {
+			t.Errorf("%s: quota before EndInit %s, want %s", tc.id, got, tc.before)
+		}
+		for range 2 {
+			if err := d.EndInit(ctx, tc.id); err != nil {
+				t.Errorf("%s: EndInit: %v", tc.id, err)
+			}
+			if got := hostCPUQuota(t, d, tc.id); got != tc.after {
+				t.Errorf("%s: quota after EndInit %s, want %s", tc.id, got, tc.after)
+			}
+		}
+		if err := d.Stop(ctx, tc.id, 0); err != nil {
+			t.Fatalf("Stop(%s): %v", tc.id, err)
+		}
+		if _, err := d.Wait(ctx, tc.id); err != nil {
+			t.Fatalf("Wait(%s): %v", tc.id, err)
+		}
+		if err := d.EndInit(ctx, tc.id); err != nil {
+			t.Errorf("%s: EndInit after its end: %v, want nil", tc.id, err)
+		}
+	}
+	if err := d.EndInit(ctx, "nobody"); err != nil {
+		t.Errorf("EndInit of an unknown sandbox: %v, want nil", err)
+	}
+}

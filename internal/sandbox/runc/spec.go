@@ -60,7 +60,8 @@ const initPath = "/dev/.stratus-init"
 //     capabilities, an allow list with argument filters (see
 //     seccompProfile).
 //   - Cgroups: memory (no swap), a CPU quota (Spec.CPU cores, else in
-//     proportion to memory) and a pids limit.
+//     proportion to memory; Spec.InitCPU cores until EndInit when that is
+//     more, see initQuota) and a pids limit.
 func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32) *specs.Spec {
 	cwd := spec.Dir
 	if cwd == "" {
@@ -140,10 +141,7 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32
 	})
 	if spec.MemoryMB > 0 {
 		limit := int64(spec.MemoryMB) << 20
-		quota := max(int64(cpuPeriod)*int64(spec.MemoryMB)/mbPerCPU, minQuota)
-		if spec.CPU > 0 {
-			quota = max(int64(float64(cpuPeriod)*spec.CPU), minQuota)
-		}
+		quota := initQuota(spec)
 		period := uint64(cpuPeriod)
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 		s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
@@ -152,6 +150,25 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32
 	// init's few do not widen it).
 	s.Linux.Seccomp = noCapsSeccomp()
 	return s
+}
+
+// cpuQuota is the sandbox's own CPU quota, in µs per cpuPeriod: Spec.CPU
+// cores, else in proportion to its memory; at least minQuota.
+func cpuQuota(spec sandbox.Spec) int64 {
+	if spec.CPU > 0 {
+		return max(int64(float64(cpuPeriod)*spec.CPU), minQuota)
+	}
+	return max(int64(cpuPeriod)*int64(spec.MemoryMB)/mbPerCPU, minQuota)
+}
+
+// initQuota is the sandbox's CPU quota from its start until EndInit:
+// Spec.InitCPU cores, or its own quota when that is more.
+func initQuota(spec sandbox.Spec) int64 {
+	q := cpuQuota(spec)
+	if spec.InitCPU > 0 {
+		q = max(q, int64(float64(cpuPeriod)*spec.InitCPU))
+	}
+	return q
 }
 
 // The ids of a sandbox's user namespace: 0 to maxUserID for its programs,

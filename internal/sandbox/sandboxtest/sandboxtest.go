@@ -6,7 +6,7 @@
 // trees stopped, List and Stop across a restart of the server, a port the
 // sandbox listens on reached at Addr and, for isolated drivers, sandboxes
 // that reach the host but not each other; connections to the host told
-// apart by the sandbox they come from, with Owns).
+// apart by the sandbox they come from, with Owns; EndInit idempotent).
 //
 // The programs it runs need only /bin/sh and sleep in the sandbox, or, in
 // a root filesystem of its own, a copy of the test binary (see Probe); the
@@ -74,6 +74,7 @@ func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Dri
 		{"WaitUnknown", testWaitUnknown},
 		{"WaitContext", testWaitContext},
 		{"StatsWhileRunning", testStats},
+		{"EndInit", testEndInit},
 		{"SyncOutput", testSyncOutput},
 		{"List", testList},
 		{"RestartListAndStop", testRestart},
@@ -501,6 +502,39 @@ func testStats(t *testing.T, h *harness) {
 	}
 	if _, err := h.d.Stats(h.ctx, "nobody"); err == nil {
 		t.Error("Stats of an unknown sandbox succeeded")
+	}
+}
+
+// testEndInit: EndInit of a sandbox with an init quota leaves it running,
+// and is idempotent: again, for an unknown or an ended sandbox it returns
+// nil. (What it does to the CPU quota is the driver's to test.)
+func testEndInit(t *testing.T, h *harness) {
+	if err := h.d.EndInit(h.ctx, "nobody"); err != nil {
+		t.Errorf("EndInit of an unknown sandbox: %v, want nil", err)
+	}
+	spec := h.spec("init", `echo ready; exec sleep 1000`)
+	spec.InitCPU = 1
+	var stdout Buffer
+	spec.Stdout = &stdout
+	h.start(h.d, spec)
+	stdout.WaitFor(t, "ready\n")
+	for i := range 2 {
+		if err := h.d.EndInit(h.ctx, "init"); err != nil {
+			t.Errorf("EndInit #%d: %v, want nil", i+1, err)
+		}
+	}
+	if ids := h.list(h.d); !slices.Contains(ids, "init") {
+		t.Errorf("List after EndInit = %v, want it to hold init", ids)
+	}
+	if _, err := h.d.Stats(h.ctx, "init"); err != nil {
+		t.Errorf("Stats after EndInit: %v", err)
+	}
+	h.stop(h.d, "init", 0)
+	if e := h.wait(h.d, "init"); e.Signal == "" {
+		t.Errorf("stopped sandbox: Exit = %+v, want a signal", e)
+	}
+	if err := h.d.EndInit(h.ctx, "init"); err != nil {
+		t.Errorf("EndInit of an ended sandbox: %v, want nil", err)
 	}
 }
 
