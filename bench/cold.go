@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -248,18 +249,31 @@ func runtimeStart(ctx context.Context, bootstrap string, runs int) (coldResult, 
 }
 
 func runtimeStartOnce(bootstrap string) (time.Duration, error) {
+	env := append(os.Environ(), "AWS_LAMBDA_FUNCTION_NAME=noop", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128")
+	_, d, err := runtimeFloorOnce([]string{bootstrap}, "", env)
+	return d, err
+}
+
+// runtimeFloorOnce execs argv (in dir, with env and AWS_LAMBDA_RUNTIME_API)
+// against a minimal Runtime API the bench serves on a listener opened
+// beforehand, hands the event {} to the runtime's first invocation/next
+// and reports the time from the exec until that first GET
+// invocation/next arrived and until the runtime posted its answer.
+func runtimeFloorOnce(argv []string, dir string, env []string) (next, answer time.Duration, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	answered := make(chan []byte, 1)
 	var nexts atomic.Int32
+	nextAt := make(chan time.Time, 1) // when the first next arrived
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", func(w http.ResponseWriter, r *http.Request) {
 		if nexts.Add(1) > 1 {
 			<-r.Context().Done() // one invocation only; srv.Close ends the wait
 			return
 		}
+		nextAt <- time.Now()
 		h := w.Header()
 		h["Content-Type"] = []string{"application/json"}
 		h["Lambda-Runtime-Aws-Request-Id"] = []string{"cold-1"}
@@ -279,22 +293,22 @@ func runtimeStartOnce(bootstrap string) (time.Duration, error) {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	cmd := tinyCmd(bootstrap)
-	cmd.Env = append(os.Environ(), "AWS_LAMBDA_RUNTIME_API="+ln.Addr().String(),
-		"AWS_LAMBDA_FUNCTION_NAME=noop", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128")
+	cmd := tinyCmd(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(env, "AWS_LAMBDA_RUNTIME_API="+ln.Addr().String())
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer kill(cmd)
 	select {
 	case b := <-answered:
 		d := time.Since(start)
 		if !bytes.Contains(b, []byte("ok")) {
-			return 0, fmt.Errorf("runtime answered %q", b)
+			return 0, 0, fmt.Errorf("runtime answered %q", b)
 		}
-		return d, nil
+		return (<-nextAt).Sub(start), d, nil
 	case <-time.After(10 * time.Second):
-		return 0, fmt.Errorf("runtime did not answer its first invocation within 10s")
+		return 0, 0, fmt.Errorf("runtime %s did not answer its first invocation within 10s", filepath.Base(argv[0]))
 	}
 }

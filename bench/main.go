@@ -17,7 +17,12 @@
 //     Go HTTP server as a plain process (polling its port, and handing it an
 //     already listening socket);
 //   - fleet: 1,000 deployed functions: `stratus ls` time and the idle
-//     server's memory.
+//     server's memory;
+//   - coldmatrix (not in the default list): cold starts in the default
+//     sandbox (runc as root) of provided, python3 and nodejs functions at
+//     128 and 1769 MB, with and without create-ahead, next to each
+//     runtime's floor (its program exec'd on the host) and a burst of
+//     concurrent first calls (issue 10).
 //
 // Run it from the module root: go run ./bench [-sections warm,relay,rie,cold,fleet].
 // Everything listens on 127.0.0.1; every loop is bounded. Results are
@@ -48,19 +53,21 @@ import (
 var execCommand = exec.CommandContext
 
 type options struct {
-	sections   map[string]bool
-	concs      []int
-	duration   time.Duration
-	warmup     time.Duration
-	rounds     int
-	coldRuns   int
-	fleetSize  int
-	lsRuns     int
-	stratusBin string
-	rieBin     string
-	profileDir string
-	jsonOut    string
-	keep       bool
+	sections    map[string]bool
+	concs       []int
+	duration    time.Duration
+	warmup      time.Duration
+	rounds      int
+	coldRuns    int
+	fleetSize   int
+	lsRuns      int
+	stratusBin  string
+	rieBin      string
+	profileDir  string
+	jsonOut     string
+	keep        bool
+	matrixRuns  int
+	matrixBurst int
 }
 
 func main() { os.Exit(run()) }
@@ -68,12 +75,14 @@ func main() { os.Exit(run()) }
 func run() int {
 	var o options
 	var sections, concs string
-	flag.StringVar(&sections, "sections", "warm,relay,rie,cold,fleet", "sections to run: warm (floors + warm invoke), relay (the Runtime API floor), rie, cold, fleet")
+	flag.StringVar(&sections, "sections", "warm,relay,rie,cold,fleet", "sections to run: warm (floors + warm invoke), relay (the Runtime API floor), rie, cold, fleet, coldmatrix (runc cold starts of three runtimes at two memory sizes; not in the default list: needs root and runc, about 2.5 minutes)")
 	flag.StringVar(&concs, "conc", "1,8,32", "concurrency levels of the throughput runs (1 is also the one-connection latency run)")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time of each run")
 	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured load before each run (opens the connections)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds over every target and concurrency, interleaved; figures are the median of the rounds")
 	flag.IntVar(&o.coldRuns, "cold-runs", 50, "cold starts measured (and process starts per floor variant)")
+	flag.IntVar(&o.matrixRuns, "matrix-runs", 20, "coldmatrix: fresh functions (first invokes) per cell, and floor runs per runtime")
+	flag.IntVar(&o.matrixBurst, "matrix-burst", 20, "coldmatrix: concurrent first calls of the burst")
 	flag.IntVar(&o.fleetSize, "fleet", 1000, "functions deployed in the fleet section")
 	flag.IntVar(&o.lsRuns, "ls-runs", 5, "timed runs of stratus ls and stratus ls -o json")
 	flag.StringVar(&o.stratusBin, "stratus", "", "stratus binary to use (default: build ./cmd/stratus)")
@@ -86,7 +95,7 @@ func run() int {
 	for _, s := range strings.Split(sections, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case "warm", "relay", "rie", "cold", "fleet":
+		case "warm", "relay", "rie", "cold", "fleet", "coldmatrix":
 			o.sections[s] = true
 		case "":
 		default:
@@ -104,8 +113,8 @@ func run() int {
 	}
 	slices.Sort(o.concs)
 	o.concs = slices.Compact(o.concs)
-	if o.rounds < 1 || o.coldRuns < 1 || o.fleetSize < 1 || o.lsRuns < 1 || o.duration <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds, -cold-runs, -fleet, -ls-runs and -duration must be positive")
+	if o.rounds < 1 || o.coldRuns < 1 || o.fleetSize < 1 || o.lsRuns < 1 || o.duration <= 0 || o.matrixRuns < 1 || o.matrixBurst < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -cold-runs, -fleet, -ls-runs, -matrix-runs, -matrix-burst and -duration must be positive")
 		return 2
 	}
 
@@ -173,6 +182,11 @@ func bench(ctx context.Context, o options) (*results, error) {
 	if o.sections["cold"] {
 		if err := cold(ctx, o, w, res); err != nil {
 			return res, err
+		}
+	}
+	if o.sections["coldmatrix"] {
+		if err := coldMatrix(ctx, o, w, res); err != nil {
+			return res, fmt.Errorf("coldmatrix: %w", err)
 		}
 	}
 	if o.sections["fleet"] {

@@ -16,12 +16,13 @@ type results struct {
 	WarmInstances  int    `json:",omitempty"`
 	RIEBinary      string `json:",omitempty"`
 	Warm           []targetResult
-	Cold           *coldResult     `json:",omitempty"`
-	ProcessPoll    *coldResult     `json:",omitempty"`
-	ProcessInherit *coldResult     `json:",omitempty"`
-	RuntimeStart   *coldResult     `json:",omitempty"`
-	Fleet          *fleetResult    `json:",omitempty"`
-	Profiles       []profileResult `json:",omitempty"`
+	Cold           *coldResult       `json:",omitempty"`
+	ProcessPoll    *coldResult       `json:",omitempty"`
+	ProcessInherit *coldResult       `json:",omitempty"`
+	RuntimeStart   *coldResult       `json:",omitempty"`
+	Fleet          *fleetResult      `json:",omitempty"`
+	ColdMatrix     *coldMatrixResult `json:",omitempty"`
+	Profiles       []profileResult   `json:",omitempty"`
 }
 
 // targetResult holds a target's runs, one per concurrency (the median of
@@ -50,6 +51,7 @@ func optionsView(o options) map[string]any {
 	return map[string]any{
 		"sections": secs, "conc": o.concs, "duration": o.duration.String(), "warmup": o.warmup.String(),
 		"rounds": o.rounds, "coldRuns": o.coldRuns, "fleet": o.fleetSize, "lsRuns": o.lsRuns,
+		"matrixRuns": o.matrixRuns, "matrixBurst": o.matrixBurst,
 	}
 }
 
@@ -283,6 +285,9 @@ func (r *results) print(w io.Writer) {
 			fmt.Sprintf("%s, %d instances", mb(f.RSSAfter), f.LiveInstances), ok})
 	}
 
+	if r.ColdMatrix != nil {
+		r.ColdMatrix.print(w)
+	}
 	if len(goals) > 0 {
 		fmt.Fprintln(w, "\nGoals (issue 2)")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

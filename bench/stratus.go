@@ -33,9 +33,15 @@ type stratusServer struct {
 // pprofAddr, when not empty, is passed to the stratusprof variant.
 func startStratus(ctx context.Context, bin, data, logPath, pprofAddr string) (*stratusServer, error) {
 	// The process driver: the figures below compare the server's own cost
-	// with floors that run plain processes (a runc cold start, ~80 ms
-	// more, is measured by internal/sandbox/runc's BenchmarkColdStart).
-	argv := []string{bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken, "--sandbox", "process"}
+	// with floors that run plain processes (runc cold starts are the
+	// coldmatrix section's).
+	return startServer(ctx, bin, data, logPath, pprofAddr, []string{"--sandbox", "process"})
+}
+
+// startServer starts bin as a server on a free port with data dir data and
+// the extra flags extra (none: the sandbox driver the server picks itself).
+func startServer(ctx context.Context, bin, data, logPath, pprofAddr string, extra []string) (*stratusServer, error) {
+	argv := append([]string{bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken}, extra...)
 	env := append(os.Environ(), "STRATUS_TOKEN=")
 	if pprofAddr != "" {
 		env = append(env, "STRATUS_BENCH_PPROF="+pprofAddr)

@@ -1,0 +1,19 @@
+// Command lognoop is the no-op aws-lambda-go function of the bench's
+// coldmatrix section: like e2e/testdata/gonoop it answers {"ok":true}, and
+// it logs one line per call, as the Python and Node handlers there do.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/aws/aws-lambda-go/lambda"
+)
+
+func main() {
+	lambda.Start(func(ctx context.Context, ev json.RawMessage) (map[string]bool, error) {
+		fmt.Println("invoked")
+		return map[string]bool{"ok": true}, nil
+	})
+}
