@@ -19,4 +19,7 @@ var (
 	// ErrNoSpace is a write refused because the data volume is full (or
 	// over a configured bound of what Stratus keeps on it).
 	ErrNoSpace = errors.New("no space left on the data volume")
+	// ErrRequestTimeout is a request whose body did not arrive within
+	// the server's read timeout: the client's fault, answered 408.
+	ErrRequestTimeout = errors.New("request body not received in time")
 )

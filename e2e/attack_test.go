@@ -18,6 +18,7 @@ import (
 	"time"
 
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/stratus-run/stratus/e2e/attackwire"
 )
 
 // attackerBuild builds testdata/attacker, static, once per test binary:
@@ -26,41 +27,11 @@ var attackerBuild = sync.OnceValues(func() (string, error) {
 	return buildStatic("attacker", filepath.Join(fixtures, "attacker", "bootstrap"))
 })
 
-// attackTargets is what the attacker goes after; the JSON of the
-// attacker's targets (testdata/attacker).
-type attackTargets struct {
-	Shadow           string   `json:"shadow"`
-	Token            string   `json:"token"`
-	Database         []string `json:"database"`
-	DataDir          string   `json:"dataDir"`
-	VictimCode       string   `json:"victimCode"`
-	VictimZip        string   `json:"victimZip"`
-	CodeMarker       string   `json:"codeMarker"`
-	CodeMarkerSHA256 string   `json:"codeMarkerSha256"`
-	SecretName       string   `json:"secretName"`
-	SecretPrefix     string   `json:"secretPrefix"`
-	SecretSHA256     string   `json:"secretSha256"`
-	Planted          string   `json:"planted"`
-	PlantedSHA256    string   `json:"plantedSha256"`
-	HostRun          []string `json:"hostRun"`
-	Socket           string   `json:"socket"`
-	RuntimeAPI       string   `json:"runtimeApi"`
-	ControlAPI       []string `json:"controlApi"`
-	ControlPort      int      `json:"controlPort"`
-	HostPIDNS        string   `json:"hostPidNs"`
-	Search           []string `json:"search"`
-}
-
-// attackResult is one line of the attacker's report.
-type attackResult struct {
-	Name      string `json:"name"`
-	Succeeded bool   `json:"succeeded"`
-	Detail    string `json:"detail"`
-	Info      bool   `json:"info"`
-	// Unfinished: the attempt did not end in time, so the report says
-	// nothing of that hole.
-	Unfinished bool `json:"unfinished"`
-}
+// The attacker's targets and the lines of its report.
+type (
+	attackTargets = attackwire.Targets
+	attackResult  = attackwire.Attack
+)
 
 const (
 	secretName   = "ATTACK_VICTIM_SECRET"

@@ -36,6 +36,9 @@ const (
 	// CodeNoSpace is a write refused for want of space on the data
 	// volume (507), named after Lambda's own storage exception.
 	CodeNoSpace = "CodeStorageExceededException"
+	// CodeRequestTimeout is a request body that did not arrive in time
+	// (408).
+	CodeRequestTimeout = "RequestTimeoutException"
 )
 
 // ErrorFrom maps err to its HTTP status and wire error. It is the one place
@@ -49,6 +52,9 @@ func ErrorFrom(err error) (int, Error) {
 		return http.StatusInsufficientStorage, Error{CodeNoSpace, msg}
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return http.StatusInsufficientStorage, Error{CodeNoSpace, stratus.ErrNoSpace.Error() + ": " + msg}
+	// Before ErrInvalid: a late body is also the client's fault.
+	case errors.Is(err, stratus.ErrRequestTimeout):
+		return http.StatusRequestTimeout, Error{CodeRequestTimeout, msg}
 	case errors.Is(err, stratus.ErrInvalid):
 		return http.StatusBadRequest, Error{CodeInvalid, msg}
 	case errors.Is(err, stratus.ErrNotFound):

@@ -21,19 +21,21 @@ import (
 // every other request does.
 const UploadTimeout = time.Hour
 
-// ErrBodyTimeout is a request body that did not arrive within its bound.
-// WriteError answers it with 408 Request Timeout, and closes the
-// connection. It is of the kind stratus.ErrInvalid (the client's fault),
-// so that code that maps kinds without WriteError answers it with a 4xx.
+// ErrBodyTimeout is a request body that did not arrive within its bound:
+// of the kinds stratus.ErrRequestTimeout (which the one status mapping,
+// v1.ErrorFrom, answers with 408) and stratus.ErrInvalid (the client's
+// fault, for code that tells kinds apart without that mapping).
 var ErrBodyTimeout error = bodyTimeout{}
 
 type bodyTimeout struct{}
 
-func (bodyTimeout) Error() string        { return "request body not received in time" }
-func (bodyTimeout) Is(target error) bool { return target == stratus.ErrInvalid }
+func (bodyTimeout) Error() string { return stratus.ErrRequestTimeout.Error() }
+func (bodyTimeout) Is(target error) bool {
+	return target == stratus.ErrRequestTimeout || target == stratus.ErrInvalid
+}
 
 // CodeRequestTimeout is the error code of a 408 answer.
-const CodeRequestTimeout = "RequestTimeoutException"
+const CodeRequestTimeout = v1.CodeRequestTimeout
 
 // BoundBodies returns next with the bounds on the time request bodies
 // may take to arrive. readTimeout must be the http.Server's ReadTimeout,
@@ -88,11 +90,4 @@ func (b *boundBody) Read(p []byte) (int, error) {
 		err = fmt.Errorf("read timeout %s: %w", b.limit, ErrBodyTimeout)
 	}
 	return n, err
-}
-
-// writeBodyTimeout answers a body that did not arrive in time.
-func writeBodyTimeout(w http.ResponseWriter, err error) {
-	// What is left of the body must not be read as the next request.
-	w.Header().Set("Connection", "close")
-	WriteJSON(w, http.StatusRequestTimeout, v1.Error{Code: CodeRequestTimeout, Message: err.Error()})
 }

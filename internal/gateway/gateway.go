@@ -63,15 +63,14 @@ func New(inv invoker, q enqueuer, h heads, token *Token, maxEvent int64, log *sl
 	return &Gateway{inv: inv, queue: q, heads: h, token: token, maxEvent: maxEvent, log: log}
 }
 
-// WriteError answers err as the native API's JSON error: a body that did
-// not arrive in time (ErrBodyTimeout) with 408, other kinds as
-// v1.ErrorFrom maps them.
+// WriteError answers err as the native API's JSON error, with the status
+// v1.ErrorFrom maps its kind to. After a 408 the connection closes: what
+// is left of the late body must not be read as the next request.
 func WriteError(w http.ResponseWriter, err error) {
-	if errors.Is(err, ErrBodyTimeout) {
-		writeBodyTimeout(w, err)
-		return
-	}
 	status, e := v1.ErrorFrom(err)
+	if status == http.StatusRequestTimeout {
+		w.Header().Set("Connection", "close")
+	}
 	WriteJSON(w, status, e)
 }
 

@@ -149,16 +149,8 @@ func sniffArchive(p string, b *budget) (kind string, gz bool, err error) {
 		return "", false, err
 	}
 	defer rc.Close()
-	var r io.Reader = rc
-	if b != nil {
-		br := &budgetReader{r: rc, b: b}
-		r = br
-		defer func() {
-			if br.over {
-				kind, gz, err = "", false, b.err
-			}
-		}()
-	}
+	r, overErr := b.limit(rc)
+	defer func() { err = overErr(err) }()
 	tr := tar.NewReader(r)
 	var docker, oci bool
 	for {
@@ -350,16 +342,8 @@ func extractLayoutTar(ctx context.Context, p string, gz bool, dir string, b *bud
 		return err
 	}
 	defer rc.Close()
-	var r io.Reader = rc
-	if b != nil {
-		br := &budgetReader{r: rc, b: b}
-		r = br
-		defer func() {
-			if br.over {
-				err = b.err
-			}
-		}()
-	}
+	r, overErr := b.limit(rc)
+	defer func() { err = overErr(err) }()
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -696,17 +680,8 @@ func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRea
 		// After the tar, drain the compressed stream so ch covers all of it.
 		r = io.MultiReader(dr, drainReader{br})
 	}
-	if b != nil {
-		br := &budgetReader{r: r, b: b}
-		r = br
-		defer func() {
-			// unpackLayer reports a read error as a broken tar: say
-			// which bound stopped it instead.
-			if br.over && err != nil {
-				err = b.err
-			}
-		}()
-	}
+	r, overErr := b.limit(r)
+	defer func() { err = overErr(err) }()
 	uh := sha256.New()
 	n, err = unpackLayer(ctx, io.TeeReader(r, uh), dir)
 	if err != nil {
@@ -721,6 +696,23 @@ func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRea
 		}
 	}
 	return n, nil
+}
+
+// limit returns r bounded by b (r itself when b is nil), and a function
+// that turns the error of what read it into b.err when the bound stopped
+// it: a tar reader reports a failed read as a broken tar, which would hide
+// which bound was met.
+func (b *budget) limit(r io.Reader) (io.Reader, func(error) error) {
+	if b == nil {
+		return r, func(err error) error { return err }
+	}
+	br := &budgetReader{r: r, b: b}
+	return br, func(err error) error {
+		if br.over && err != nil {
+			return b.err
+		}
+		return err
+	}
 }
 
 // budgetReader reads r and takes what it reads from b; once r has more

@@ -111,13 +111,8 @@ func diskCheck(dir string, minFree int64) func() error {
 // checkStartSpace refuses to start on a data volume with less than
 // minFree bytes free.
 func checkStartSpace(dir string, minFree int64) error {
-	free, err := events.FreeSpace(dir)
-	if err != nil {
-		return fmt.Errorf("data volume: %w", err)
-	}
-	if free < minFree {
-		return fmt.Errorf("data volume %s: %d MiB free, below --min-free-bytes (%d MiB); free some space or lower --min-free-bytes: %w",
-			dir, free>>20, minFree>>20, stratus.ErrNoSpace)
+	if err := diskCheck(dir, minFree)(); err != nil {
+		return fmt.Errorf("%s: %w; free some space or lower --min-free-bytes", dir, err)
 	}
 	return nil
 }
