@@ -257,12 +257,12 @@ func instancesUnder(dir string) int {
 
 // startedUnder counts the instances instancesUnder counts whose program
 // was started: a prepared runc container (its init waits to start the
-// program; see --max-prepared), or one runc is still making, does not
-// count.
+// program; see --max-prepared), or one runc is still making (its processes, and
+// those of them exiting, with no command line left), does not count.
 func startedUnder(dir string) int {
 	seen := map[string]bool{}
 	for _, p := range instanceProcesses(dir) {
-		if !p.init && filepath.Base(p.argv0) != "runc" {
+		if !p.init && p.argv0 != "" && filepath.Base(p.argv0) != "runc" {
 			seen[p.instance] = true
 		}
 	}

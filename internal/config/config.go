@@ -32,6 +32,10 @@ type Config struct {
 	// most one per function) across the server; 0 turns create-ahead off.
 	// Prepared instances do not count against MaxInstances.
 	MaxPrepared int `json:"maxPrepared"`
+	// MaxCreating caps the function sandboxes being made at once (cold
+	// starts without a prepared sandbox, and prepares); 0 means half the
+	// CPUs, at least one.
+	MaxCreating int `json:"maxCreating"`
 	// IdleTimeout is how long an idle instance lives by default.
 	IdleTimeout stratus.Duration `json:"idleTimeout"`
 	// ThrottleWait bounds how long an invocation waits for a free instance
@@ -265,6 +269,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPrepared < 0 || c.MaxPrepared > 10000 {
 		return fmt.Errorf("max prepared %d: must be between 0 and 10000: %w", c.MaxPrepared, stratus.ErrInvalid)
+	}
+	if c.MaxCreating < 0 || c.MaxCreating > 1000 {
+		return fmt.Errorf("max creating %d: must be between 0 (half the CPUs) and 1000: %w", c.MaxCreating, stratus.ErrInvalid)
 	}
 	for name, d := range map[string]stratus.Duration{"idle timeout": c.IdleTimeout, "init timeout": c.InitTimeout, "prune interval": c.PruneInterval} {
 		if d <= 0 {

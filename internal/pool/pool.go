@@ -1,10 +1,12 @@
 // Package pool keeps the instances of every deployed function: it hands an
-// idle warm instance to each invocation (most recently used first), starts
-// a new one when none is idle (scale from zero) up to the function's max
-// concurrency and the server-wide cap, makes callers wait a bounded time
-// beyond that (then ErrCapacity; at most QueueSize waiting per function,
-// one more gets ErrCapacity at once), keeps --min-instances warm and stops
-// instances idle for longer than their idle timeout (scale to zero).
+// idle warm instance to each invocation (most recently used first); when
+// none is idle the invocation waits for the first instance that comes
+// free while the pool starts new ones (scale from zero, see acquire.go) up
+// to the function's max concurrency and the server-wide cap; beyond that
+// callers wait a bounded time (then ErrCapacity; at most QueueSize waiting
+// per function, one more gets ErrCapacity at once). It keeps
+// --min-instances warm and stops instances idle for longer than their
+// idle timeout (scale to zero).
 //
 // Create-ahead (prepare.go): with a driver that has Capabilities.Prepare
 // and Config.MaxPrepared above zero, each function keeps up to one
@@ -95,6 +97,10 @@ type Config struct {
 	// one per function); 0 turns create-ahead off. It only applies to a
 	// driver with Capabilities.Prepare.
 	MaxPrepared int
+	// MaxCreating caps the sandboxes being made at once across the
+	// server (starts without a prepared sandbox, and prepares); more wait
+	// their turn. 0 means DefaultMaxCreating.
+	MaxCreating int
 	// IdleTimeout is the default idle lifetime of an instance.
 	IdleTimeout time.Duration
 	// ThrottleWait bounds how long an invocation waits for an instance when
@@ -130,6 +136,10 @@ type Manager struct {
 	running  bool // Run has begun: background starts and prepares may run
 	stopping bool
 
+	// creating holds a token for each sandbox being made (a start without
+	// a prepared sandbox, or a prepare): see Config.MaxCreating.
+	creating chan struct{}
+
 	wg sync.WaitGroup // background starts, prepares, stops and exit watchers
 }
 
@@ -139,24 +149,16 @@ type fnPool struct {
 	idle    []*Instance // most recently used last
 	live    int         // starting + idle + busy
 	waiters []*waiter
-	removed bool
+	// starting counts the starts in flight for waiters (their slots are
+	// in live); see scaleLocked.
+	starting int
+	removed  bool
 	// used is when the function was last invoked or deployed.
 	used time.Time
 	// prepared is the prepared instance of cur, if any; preparing is the
 	// latest prepare in flight, if any.
 	prepared  *Instance
 	preparing *prepareOp
-}
-
-// grant is what a waiter receives: an instance, or a slot to start one
-// (inst nil, err nil), or an error.
-type grant struct {
-	inst *Instance
-	err  error
-}
-
-type waiter struct {
-	ch chan grant // buffered 1
 }
 
 // New returns a Manager; call Run to reap idle instances and to stop
@@ -174,8 +176,12 @@ func New(cfg Config) *Manager {
 	if cfg.MaxInstances == 0 {
 		cfg.MaxInstances = stratus.DefaultMaxConc
 	}
+	if cfg.MaxCreating <= 0 {
+		cfg.MaxCreating = DefaultMaxCreating()
+	}
 	return &Manager{
 		cfg: cfg, log: cfg.Log, pools: make(map[string]*fnPool),
+		creating:    make(chan struct{}, cfg.MaxCreating),
 		createAhead: cfg.MaxPrepared > 0 && cfg.Driver != nil && cfg.Driver.Capabilities().Prepare,
 	}
 }
@@ -484,299 +490,6 @@ func (m *Manager) arn(fn string) string {
 	return "arn:aws:lambda:" + m.cfg.Region + ":000000000000:function:" + fn
 }
 
-// acquire returns an instance of the current version of name, ready for an
-// invocation. cold is true when it was started for this call; initErr is
-// set when that start failed in a way the caller reports to the client
-// (the instance is then dead and must be released unhealthy).
-func (m *Manager) acquire(ctx context.Context, name string) (in *Instance, cold bool, initErr *runtimeapi.Result, err error) {
-	now := m.cfg.Now()
-	m.mu.Lock()
-	if m.stopping {
-		m.mu.Unlock()
-		return nil, false, nil, fmt.Errorf("server is stopping: %w", stratus.ErrUnavailable)
-	}
-	p := m.pools[name]
-	if p == nil {
-		m.mu.Unlock()
-		return nil, false, nil, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)
-	}
-	p.used = now
-	if n := len(p.idle); n > 0 {
-		in = p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		in.state = stateBusy
-		m.mu.Unlock()
-		return in, false, nil, nil
-	}
-	if m.reserveLocked(p, true) {
-		v := p.cur
-		m.mu.Unlock()
-		return m.startFor(ctx, p, v)
-	}
-	if n := len(p.waiters); m.cfg.QueueSize > 0 && n >= m.cfg.QueueSize {
-		m.mu.Unlock()
-		return nil, false, nil, fmt.Errorf("function %q: %d invocations wait for an instance already: %w", name, n, stratus.ErrCapacity)
-	}
-	w := &waiter{ch: make(chan grant, 1)}
-	p.waiters = append(p.waiters, w)
-	m.mu.Unlock()
-
-	t := time.NewTimer(m.cfg.ThrottleWait)
-	defer t.Stop()
-	var g grant
-	select {
-	case g = <-w.ch:
-	case <-t.C:
-		if m.cancelWait(p, w) {
-			m.mu.Lock()
-			live, maxConc := p.live, p.cur.Config.MaxConcurrency
-			m.mu.Unlock()
-			return nil, false, nil, fmt.Errorf("function %q: %d instances busy (max concurrency %d, server cap %d): %w", name, live, maxConc, m.cfg.MaxInstances, stratus.ErrCapacity)
-		}
-		g = <-w.ch
-	case <-ctx.Done():
-		if m.cancelWait(p, w) {
-			return nil, false, nil, ctx.Err()
-		}
-		g = <-w.ch
-	}
-	if g.err != nil {
-		return nil, false, nil, g.err
-	}
-	if g.inst != nil {
-		return g.inst, false, nil, nil
-	}
-	m.mu.Lock()
-	v := p.cur
-	m.mu.Unlock()
-	return m.startFor(ctx, p, v)
-}
-
-// cancelWait removes w from p's queue; false means a grant is already on
-// its way.
-func (m *Manager) cancelWait(p *fnPool, w *waiter) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i, x := range p.waiters {
-		if x == w {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
-
-// reserveLocked takes a slot for a new instance of p. When the server is
-// at its cap and evict is set, it stops the least recently used idle
-// instance of any function to make room. m.mu is held.
-func (m *Manager) reserveLocked(p *fnPool, evict bool) bool {
-	if p.live >= p.cur.Config.MaxConcurrency {
-		return false
-	}
-	if m.live >= m.cfg.MaxInstances {
-		if !evict {
-			return false
-		}
-		victim := m.lruIdleLocked()
-		if victim == nil {
-			return false
-		}
-		vp := victim.pool
-		for i, x := range vp.idle {
-			if x == victim {
-				vp.idle = append(vp.idle[:i], vp.idle[i+1:]...)
-				break
-			}
-		}
-		// The victim's slot passes to p, not to a waiter.
-		m.forgetLocked(victim)
-		m.stopAsync(victim)
-	}
-	p.live++
-	m.live++
-	return true
-}
-
-func (m *Manager) lruIdleLocked() *Instance {
-	var best *Instance
-	for _, p := range m.pools {
-		if len(p.idle) > 0 && (best == nil || p.idle[0].lastUsed.Before(best.lastUsed)) {
-			best = p.idle[0]
-		}
-	}
-	return best
-}
-
-// dropLocked forgets in (already out of any idle list) and gives its slot
-// to a waiter. m.mu is held.
-func (m *Manager) dropLocked(in *Instance) {
-	if m.forgetLocked(in) {
-		m.grantSlotLocked(in.pool)
-	}
-}
-
-// forgetLocked marks in dead and frees its slot; false if it already was.
-// m.mu is held.
-func (m *Manager) forgetLocked(in *Instance) bool {
-	if in.state == stateDead {
-		return false
-	}
-	in.state = stateDead
-	in.pool.live--
-	m.live--
-	return true
-}
-
-// grantSlotLocked gives a free slot to the first waiter that can use one:
-// in p first, then in any pool blocked by the server-wide cap.
-func (m *Manager) grantSlotLocked(p *fnPool) {
-	if m.stopping {
-		return
-	}
-	try := func(q *fnPool) bool {
-		if len(q.waiters) == 0 || q.removed || q.live >= q.cur.Config.MaxConcurrency || m.live >= m.cfg.MaxInstances {
-			return false
-		}
-		w := q.waiters[0]
-		q.waiters = q.waiters[1:]
-		q.live++
-		m.live++
-		w.ch <- grant{}
-		return true
-	}
-	if try(p) {
-		return
-	}
-	for _, q := range m.pools {
-		if q != p && try(q) {
-			return
-		}
-	}
-}
-
-// release returns in after an invocation: to a waiter, to the idle stack,
-// or (unhealthy, outdated, removed, stopping) to be stopped.
-func (m *Manager) release(in *Instance, healthy bool) {
-	m.mu.Lock()
-	p := in.pool
-	if in.state == stateDead {
-		m.mu.Unlock()
-		return
-	}
-	if !healthy || p.removed || m.stopping || p.cur.Version != in.Version.Version {
-		m.dropLocked(in)
-		m.mu.Unlock()
-		m.stopAsync(in)
-		return
-	}
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		m.mu.Unlock()
-		w.ch <- grant{inst: in}
-		return
-	}
-	if m.live >= m.cfg.MaxInstances && m.blockedByCapLocked(p) {
-		// A call of another function waits for the server-wide cap: this
-		// instance makes way for it, as an idle one would be evicted.
-		m.dropLocked(in)
-		m.mu.Unlock()
-		m.stopAsync(in)
-		return
-	}
-	in.state = stateIdle
-	in.lastUsed = m.cfg.Now()
-	p.idle = append(p.idle, in)
-	m.mu.Unlock()
-}
-
-// blockedByCapLocked reports whether a pool other than p has a waiter
-// that only the server-wide cap keeps from starting an instance. m.mu is
-// held.
-func (m *Manager) blockedByCapLocked(p *fnPool) bool {
-	for _, q := range m.pools {
-		if q != p && len(q.waiters) > 0 && !q.removed && q.live < q.cur.Config.MaxConcurrency {
-			return true
-		}
-	}
-	return false
-}
-
-// startFor starts an instance of v in a slot already reserved in p. On
-// failure the slot is freed. A runtime that fails its init returns the
-// instance with initErr set.
-func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version) (*Instance, bool, *runtimeapi.Result, error) {
-	in, initErr, err := m.start(p, v)
-	if err != nil {
-		m.mu.Lock()
-		p.live--
-		m.live--
-		m.grantSlotLocked(p)
-		m.mu.Unlock()
-		return nil, false, nil, err
-	}
-	return in, true, initErr, nil
-}
-
-// start launches an instance and waits until its runtime asks for the first
-// invocation. It uses a prepared instance of v when there is one (see
-// takePrepared), and has p prepare the next one once this start is done,
-// whichever it used. Failures of the function's own init come back as
-// initErr with a live-but-dead instance to release; platform failures as
-// err.
-func (m *Manager) start(p *fnPool, v *stratus.Version) (*Instance, *runtimeapi.Result, error) {
-	defer m.prepareAhead(p)
-	in := m.takePrepared(p, v)
-	if in != nil {
-		// Only the program is left to start: the init duration counts
-		// from here, not from the prepare.
-		in.started = m.cfg.Now()
-		if err := m.cfg.Driver.Start(context.Background(), in.spec); err != nil {
-			m.stopAsync(in)
-			return nil, nil, fmt.Errorf("start prepared instance of %s: %w", v.Key(), err)
-		}
-	} else {
-		var err error
-		if in, err = m.newInstance(p, v); err != nil {
-			return nil, nil, err
-		}
-		in.state = stateBusy
-		in.started = m.cfg.Now()
-		if err := m.launch(in, m.cfg.Driver.Start); err != nil {
-			return nil, nil, fmt.Errorf("start instance of %s: %w", v.Key(), err)
-		}
-	}
-	rapi := in.rapi
-
-	t := time.NewTimer(m.cfg.InitTimeout)
-	defer t.Stop()
-	select {
-	case <-rapi.Ready():
-		// Its runtime asks for its first invocation: the init is done,
-		// and from now on the instance has its memory's share of CPU.
-		if err := m.cfg.Driver.EndInit(context.Background(), in.ID); err != nil {
-			m.log.Warn("end instance init", "fn", v.Function, "instance", in.ID, "err", err)
-		}
-		return in, nil, nil
-	case r := <-rapi.InitError():
-		// Lambda reports the runtime's own init error; the instance is done.
-		return in, &r, nil
-	case <-in.exited:
-		// A runtime that reports its init error and exits: its own words.
-		select {
-		case r := <-rapi.InitError():
-			return in, &r, nil
-		default:
-		}
-		r := runtimeapi.ErrorResult("Runtime.ExitError", exitMessage(in.exit))
-		return in, &r, nil
-	case <-t.C:
-		r := runtimeapi.ErrorResult("Runtime.InitTimeout", fmt.Sprintf("runtime did not ask for an invocation within %s of starting", m.cfg.InitTimeout))
-		return in, &r, nil
-	}
-}
-
 // newInstance makes an instance of v in p: its ID, its Runtime API
 // (listening) and the spec of its sandbox, which nothing runs yet. Its
 // state is stateStarting.
@@ -1063,7 +776,7 @@ func (m *Manager) Reap() {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			in, initErr, err := m.start(s.p, s.v)
+			in, initErr, err := m.start(s.p, s.v, false)
 			if err != nil {
 				m.log.Warn("start warm instance", "fn", s.v.Function, "err", err)
 				m.mu.Lock()

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -136,6 +137,9 @@ type opts struct {
 	// record: the preparer driver records the calls even without
 	// create-ahead.
 	record bool
+	// maxCreating is Config.MaxCreating; 0 means 8, so that tests of
+	// other things are not held by the cap.
+	maxCreating int
 }
 
 // env is a Manager running real instances of the test runtime under the
@@ -185,6 +189,7 @@ func newEnv(t *testing.T, o opts) *env {
 		RuntimeDir:   "/opt/stratus-runtimes",
 		Region:       "local",
 		MaxInstances: o.maxInstances,
+		MaxCreating:  cmp.Or(o.maxCreating, 8),
 		IdleTimeout:  o.idleTimeout,
 		ThrottleWait: o.throttleWait,
 		QueueSize:    o.queueSize,
@@ -668,6 +673,110 @@ func TestWaitersServedInOrder(t *testing.T) {
 		if r := e.await(waiting[i]); r.err != nil {
 			t.Fatalf("waiter %d: %v", i, r.err)
 		}
+	}
+}
+
+// TestQueueServedByFirstFreeInstance: a call that finds no idle instance
+// takes the first one that comes free, here one whose invocation ends
+// while the sandbox started for the call is still being made; that one
+// then stays idle.
+func TestQueueServedByFirstFreeInstance(t *testing.T) {
+	e := newEnv(t, opts{record: true})
+	e.deploy("fn", 1, nil)
+	g := e.gate()
+	first := e.goInvoke("fn", block(g))
+	e.atGate(g)
+	hold := make(chan struct{})
+	e.drv.mu.Lock()
+	e.drv.holdStart = hold
+	e.drv.mu.Unlock()
+	second := e.goInvoke("fn", map[string]any{"op": "echo"})
+	e.waitFor("a second sandbox being made", func() bool { return len(e.drv.ids("start")) == 2 })
+	e.open(g)
+	r1, r2 := e.await(first), e.await(second)
+	if r1.err != nil || r2.err != nil {
+		t.Fatalf("errors: %v, %v", r1.err, r2.err)
+	}
+	if r2.resp.Record.Instance != r1.resp.Record.Instance || r2.resp.Record.Cold {
+		t.Errorf("second call ran on %s (cold %v), want the first call's %s, warm", r2.resp.Record.Instance, r2.resp.Record.Cold, r1.resp.Record.Instance)
+	}
+	close(hold)
+	e.waitFor("the second instance up and idle", func() bool { return e.m.Stats("fn") == Stats{Live: 2, Idle: 2} })
+}
+
+// TestCreationCap: at most MaxCreating sandboxes are made at once; a start
+// waits for its turn.
+func TestCreationCap(t *testing.T) {
+	e := newEnv(t, opts{record: true, maxCreating: 1})
+	e.deploy("a", 1, nil)
+	e.deploy("b", 1, nil)
+	hold := make(chan struct{})
+	e.drv.mu.Lock()
+	e.drv.holdStart = hold
+	e.drv.mu.Unlock()
+	calls := []<-chan invResult{e.goInvoke("a", map[string]any{"op": "echo"}), e.goInvoke("b", map[string]any{"op": "echo"})}
+	e.waitFor("both starts in flight", func() bool {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		return e.m.pools["a"].starting == 1 && e.m.pools["b"].starting == 1
+	})
+	e.waitFor("one sandbox being made", func() bool { return len(e.drv.ids("start")) == 1 })
+	if got := e.drv.ids("start"); len(got) != 1 {
+		t.Fatalf("sandboxes being made: %v, want one at a time", got)
+	}
+	close(hold)
+	for _, c := range calls {
+		if r := e.await(c); r.err != nil || !r.resp.Record.Cold {
+			t.Errorf("call: %v (cold %v), want a cold start", r.err, r.resp != nil && r.resp.Record.Cold)
+		}
+	}
+}
+
+// TestSurplusStartDropped: a start that waited for its turn and whose call
+// was served meanwhile makes nothing.
+func TestSurplusStartDropped(t *testing.T) {
+	e := newEnv(t, opts{record: true, maxCreating: 1})
+	e.deploy("a", 1, nil)
+	e.deploy("b", 1, nil)
+	g := e.gate()
+	busy := e.goInvoke("a", block(g))
+	e.atGate(g)
+	// b's start takes the one turn and is held; a's next call queues and
+	// its start waits for the turn.
+	hold := make(chan struct{})
+	e.drv.mu.Lock()
+	e.drv.holdStart = hold
+	e.drv.mu.Unlock()
+	other := e.goInvoke("b", map[string]any{"op": "echo"})
+	e.waitFor("b's sandbox being made", func() bool { return len(e.drv.ids("start")) == 2 })
+	queued := e.goInvoke("a", map[string]any{"op": "echo"})
+	e.waitFor("a's start in flight", func() bool {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		return e.m.pools["a"].starting == 1
+	})
+	e.open(g)
+	rb, rq := e.await(busy), e.await(queued)
+	if rb.err != nil || rq.err != nil {
+		t.Fatalf("errors: %v, %v", rb.err, rq.err)
+	}
+	if rq.resp.Record.Instance != rb.resp.Record.Instance {
+		t.Errorf("queued call ran on %s, want the released %s", rq.resp.Record.Instance, rb.resp.Record.Instance)
+	}
+	close(hold)
+	if r := e.await(other); r.err != nil {
+		t.Fatal(r.err)
+	}
+	e.waitFor("a's start to end", func() bool {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		return e.m.pools["a"].starting == 0
+	})
+	if got := e.drv.ids("start"); len(got) != 2 {
+		t.Errorf("sandboxes made: %v, want a's first and b's only", got)
+	}
+	if got := e.m.Stats("a"); got != (Stats{Live: 1, Idle: 1}) {
+		t.Errorf("a: Stats = %+v, want its one instance", got)
 	}
 }
 

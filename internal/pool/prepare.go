@@ -76,10 +76,12 @@ func (m *Manager) prepareAhead(p *fnPool) {
 // the place back.
 func (m *Manager) prepare(p *fnPool, op *prepareOp) {
 	v := op.v
+	done, _ := m.creation(p, false)
 	in, err := m.newInstance(p, v)
 	if err == nil {
 		err = m.launch(in, m.cfg.Driver.Prepare)
 	}
+	done()
 	m.mu.Lock()
 	if p.preparing == op {
 		p.preparing = nil

@@ -138,6 +138,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Region:       cfg.Region,
 		MaxInstances: cfg.MaxInstances,
 		MaxPrepared:  cfg.MaxPrepared,
+		MaxCreating:  cfg.MaxCreating,
 		IdleTimeout:  time.Duration(cfg.IdleTimeout),
 		ThrottleWait: time.Duration(cfg.ThrottleWait),
 		QueueSize:    cfg.FunctionQueueSize,
