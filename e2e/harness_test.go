@@ -257,16 +257,25 @@ func instancesUnder(dir string) int {
 
 // startedUnder counts the instances instancesUnder counts whose program
 // was started: a prepared runc container (its init waits to start the
-// program; see --max-prepared), or one runc is still making (its processes, and
+// program, or the python3 or nodejs client waits for its start; see
+// --max-prepared), or one runc is still making (its processes, and
 // those of them exiting, with no command line left), does not count.
 func startedUnder(dir string) int {
 	seen := map[string]bool{}
 	for _, p := range instanceProcesses(dir) {
-		if !p.init && p.argv0 != "" && filepath.Base(p.argv0) != "runc" {
+		if !p.init && p.argv0 != "" && filepath.Base(p.argv0) != "runc" && !parkedOnStart(p.pid) {
 			seen[p.instance] = true
 		}
 	}
 	return len(seen)
+}
+
+// parkedOnStart reports whether process pid is a runtime client started
+// ahead in a prepared sandbox, waiting in read(2) on its start
+// descriptor (3).
+func parkedOnStart(pid string) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "syscall"))
+	return err == nil && strings.HasPrefix(string(b), "0 0x3 ") // x86-64 read, fd 3
 }
 
 // functionProcessesUnder lists the processes processesUnder lists that

@@ -83,6 +83,14 @@ func writeFileAtomic(name string, data []byte) error {
 	return os.Rename(tmp, name)
 }
 
+// StartsAhead reports whether runtime's client is one of the shipped ones,
+// which can start before its sandbox is (sandbox.Spec.StartAhead): they
+// wait for the start byte before they load the function's code.
+func StartsAhead(runtime string) bool {
+	_, ok := shipped[runtime]
+	return ok
+}
+
 // Command returns the argv that runs runtime ("python3" or "nodejs") with its
 // client installed under dir: e.g. ["python3","-u",dir+"/python/bootstrap.py"],
 // ["node", dir+"/nodejs/bootstrap.mjs"]. The interpreter is named, not

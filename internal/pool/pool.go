@@ -51,6 +51,7 @@ import (
 	"github.com/stratus-run/stratus/internal/rootfs"
 	"github.com/stratus-run/stratus/internal/runtimeapi"
 	"github.com/stratus-run/stratus/internal/sandbox"
+	"github.com/stratus-run/stratus/runtimes"
 )
 
 // Sink receives the platform's output: log lines and invocation records.
@@ -554,8 +555,10 @@ func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) 
 		User:     sandboxUser(caps),
 		MemoryMB: v.Config.MemoryMB,
 		InitCPU:  initCPU,
-		Stdout:   in.stdout,
-		Stderr:   in.stderr,
+		// A prepared sandbox of a shipped client has it loaded, waiting.
+		StartAhead: runtimes.StartsAhead(v.Config.Runtime),
+		Stdout:     in.stdout,
+		Stderr:     in.stderr,
 	}
 	return in, nil
 }

@@ -17,6 +17,10 @@ import (
 	"time"
 )
 
+// StartFDEnv names, in the environment of a program started ahead (see
+// Spec.StartAhead), the descriptor it reads its start byte from.
+const StartFDEnv = "_STRATUS_START_FD"
+
 // Spec is what a sandbox runs.
 type Spec struct {
 	// ID names the sandbox; it is unique among live sandboxes of a driver.
@@ -49,6 +53,16 @@ type Spec struct {
 	// lower it. Zero: its own quota from the start. Drivers with
 	// Capabilities.MemoryLimit enforce it.
 	InitCPU float64
+	// StartAhead says the program can start before its sandbox is
+	// started and wait: a driver with Capabilities.Prepare then starts it
+	// at Prepare, with StartFDEnv in its environment naming an inherited
+	// descriptor, and Start writes one byte to it. The program reads that
+	// byte before it loads the function's code (end of file: the sandbox
+	// was dropped unstarted; it exits). Other drivers start it at Start
+	// without StartFDEnv. Stratus's runtime clients (python3, nodejs) do
+	// this: a cold start of a prepared sandbox finds the interpreter and
+	// the client loaded.
+	StartAhead bool
 	// User is who the program runs as, ids inside the sandbox; nil is the
 	// sandbox's root. Drivers with Capabilities.Users honour it (and map
 	// every id of a sandbox to an unprivileged id of the host); others run

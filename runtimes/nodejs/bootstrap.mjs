@@ -203,6 +203,22 @@ async function loadModule(base, name) {
   throw new RuntimeFault('Runtime.ImportModuleError', `Error: Cannot find module '${name}'`);
 }
 
+// waitForStart: a prepared sandbox starts this client ahead of its first
+// call, with _STRATUS_START_FD naming a pipe; the client waits here, loaded,
+// for the one byte the sandbox's start writes, before it loads the
+// function's code. End of file means the sandbox was dropped unstarted.
+// The variable is not left for the function to see.
+function waitForStart() {
+  const name = '_STRATUS_START_FD';
+  const fd = process.env[name];
+  if (fd === undefined) return true;
+  delete process.env[name];
+  const buf = Buffer.alloc(1);
+  const n = fs.readSync(Number(fd), buf, 0, 1, null);
+  fs.closeSync(Number(fd));
+  return n === 1;
+}
+
 // loadHandler resolves spec ("dir/file.a.b") to the function it names.
 async function loadHandler(taskRoot, spec) {
   const slash = spec.lastIndexOf('/');
@@ -384,6 +400,7 @@ async function main() {
     crash(body, 'Unhandled Promise Rejection');
   });
 
+  if (!waitForStart()) process.exit(0);
   let handler;
   try {
     handler = await loadHandler(taskRoot, process.env._HANDLER ?? '');

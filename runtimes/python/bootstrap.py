@@ -393,6 +393,21 @@ def invoke(client, config, handler, headers, body):
     client.post("/invocation/%s/response" % request_id, payload)
 
 
+def wait_for_start():
+    """A prepared sandbox starts this client ahead of its first call, with
+    _STRATUS_START_FD naming a pipe: wait here, loaded, for the one byte the
+    sandbox's start writes, before the function's code is loaded. End of
+    file means the sandbox was dropped unstarted. The variable is not left
+    for the function to see."""
+    fd = os.environ.pop("_STRATUS_START_FD", None)
+    if fd is None:
+        return True
+    try:
+        return len(os.read(int(fd), 1)) == 1
+    finally:
+        os.close(int(fd))
+
+
 def main():
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not address:
@@ -410,6 +425,8 @@ def main():
     setup_logging()
     config = FunctionConfig(os.environ)
 
+    if not wait_for_start():
+        return 0
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
     except Exception as e:

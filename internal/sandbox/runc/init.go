@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
 // The container's PID 1 is the driver's own executable, bind-mounted at
@@ -24,6 +26,9 @@ import (
 //     descriptors in /proc (the status pipe among them); it empties the
 //     bounding set of the thread that starts the program, so that the
 //     program has no capability even as the sandbox's root;
+//   - waits for the go byte (fd 6) when its second argument is "on-go";
+//     with "ahead" (Spec.StartAhead) it starts the program at once and
+//     hands it the go pipe as fd 3, named by sandbox.StartFDEnv;
 //   - starts Argv as its user (the first argument, "uid:gid[:groups]")
 //     in a session of its own, as the process driver does,
 //     with the driver's output pipes (fds 4 and 5) as its stdout and
@@ -69,7 +74,7 @@ func containerInit(args []string) int {
 		report("err undumpable: %s", e)
 		return 127
 	}
-	if len(args) < 2 {
+	if len(args) < 3 {
 		report("err empty argv")
 		return 127
 	}
@@ -78,9 +83,20 @@ func containerInit(args []string) int {
 		report("err %s", oneLine(err.Error()))
 		return 127
 	}
-	argv := args[1:]
-	if !waitForGo() {
-		return 0
+	mode, argv := args[1], args[2:]
+	env := os.Environ()
+	files := []*os.File{os.Stdin, nil, nil}
+	switch mode {
+	case startOnGo:
+		if !waitForGo() {
+			return 0
+		}
+	case startAheadOf:
+		files = append(files, os.NewFile(goFD, "go"))
+		env = append(env, sandbox.StartFDEnv+"=3")
+	default:
+		report("err bad start mode %q", mode)
+		return 127
 	}
 	if err := dropBounding(); err != nil {
 		report("err %s", oneLine(err.Error()))
@@ -99,19 +115,21 @@ func containerInit(args []string) int {
 	stdout, stderr := os.NewFile(outFD, "stdout"), os.NewFile(errFD, "stderr")
 	syscall.CloseOnExec(outFD)
 	syscall.CloseOnExec(errFD)
+	files[1], files[2] = stdout, stderr
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	p, err := os.StartProcess(path, argv, &os.ProcAttr{
-		Env:   os.Environ(),
-		Files: []*os.File{os.Stdin, stdout, stderr},
+		Env:   env,
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: cred},
 	})
 	if err != nil {
 		report("err %s", oneLine(err.Error()))
 		return 127
 	}
-	stdout.Close()
-	stderr.Close()
+	for _, f := range files[1:] {
+		f.Close()
+	}
 	pid := p.Pid
 	report("ok")
 	go func() {

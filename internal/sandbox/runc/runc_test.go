@@ -150,7 +150,7 @@ func TestPIDNamespace(t *testing.T) {
 	if pid, _ := strconv.Atoi(lines[0]); pid < 2 || pid > 64 {
 		t.Errorf("the shell's PID is %s, want a low one in a PID namespace of its own", lines[0])
 	}
-	if !strings.HasPrefix(lines[1], "/dev/.stratus-init 0:0 /bin/sh") {
+	if !strings.HasPrefix(lines[1], "/dev/.stratus-init 0:0 on-go /bin/sh") {
 		t.Errorf("PID 1 is %q, want the driver's init", lines[1])
 	}
 	if n, _ := strconv.Atoi(lines[2]); n > 10 {
@@ -488,4 +488,41 @@ func TestInitCPU(t *testing.T) {
 	if err := d.EndInit(ctx, "nobody"); err != nil {
 		t.Errorf("EndInit of an unknown sandbox: %v, want nil", err)
 	}
+}
+
+// TestStartAhead: a program started ahead runs from Prepare on, as its
+// user, with the start pipe named in its environment, and goes on past
+// its read of the start byte only once Start writes it.
+func TestStartAhead(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out sandboxtest.Buffer
+	script := `echo "ahead fd=$` + sandbox.StartFDEnv + ` uid=$(id -u)"; ` +
+		`b=$(head -c 1 <&"$` + sandbox.StartFDEnv + `"); echo "started with $b"`
+	spec := sandbox.Spec{
+		ID: "ahead", Argv: []string{"/bin/sh", "-c", script},
+		Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir(), MemoryMB: 128,
+		User: &sandbox.User{UID: 993, GID: 990}, StartAhead: true,
+		Stdout: &out, Stderr: &out,
+	}
+	if err := d.Prepare(ctx, spec); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background(), spec.ID, 0) })
+	out.WaitFor(t, "ahead fd=3 uid=993\n")
+	if strings.Contains(out.String(), "started") {
+		t.Fatalf("the program went on before Start: %q", out.String())
+	}
+	if err := d.Start(ctx, spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	e, err := d.Wait(ctx, spec.ID)
+	if err != nil || e.Code != 0 {
+		t.Fatalf("Wait: %+v, %v; output %q", e, err, out.String())
+	}
+	if !strings.Contains(out.String(), "started with g\n") {
+		t.Errorf("output %q, want the start byte read after Start", out.String())
+	}
+	assertGone(t, d, spec.ID)
 }

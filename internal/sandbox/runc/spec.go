@@ -76,7 +76,7 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32
 		Process: &specs.Process{
 			Terminal: false,
 			User:     specs.User{UID: initID, GID: initID},
-			Args:     append([]string{initPath, userArg(spec.User)}, spec.Argv...),
+			Args:     append([]string{initPath, userArg(spec.User), startMode(spec)}, spec.Argv...),
 			Env:      env,
 			Cwd:      cwd,
 			// The init's; the program gets none (see init.go).
@@ -187,6 +187,21 @@ var initCaps = []string{"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SETPCAP"}
 
 // userArg is the init's first argument: the program's "uid:gid[:groups]"
 // (groups comma-separated), the sandbox's root when u is nil.
+// The init's start mode argument: it waits for the go byte before it
+// starts the program, or starts the program at once and hands it the go
+// pipe (Spec.StartAhead).
+const (
+	startOnGo    = "on-go"
+	startAheadOf = "ahead"
+)
+
+func startMode(spec sandbox.Spec) string {
+	if spec.StartAhead {
+		return startAheadOf
+	}
+	return startOnGo
+}
+
 func userArg(u *sandbox.User) string {
 	if u == nil {
 		return "0:0"
