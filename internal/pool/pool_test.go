@@ -1050,13 +1050,14 @@ func TestCrashReplaced(t *testing.T) {
 func TestInitFailures(t *testing.T) {
 	for _, tc := range []struct {
 		mode, errType, msg string
+		initTimeout        time.Duration // short only where it is the failure
 	}{
-		{"error", "Runtime.HandlerNotFound", "cannot load the handler"},
-		{"exit", "Runtime.ExitError", "Runtime exited with error: exit status 2"},
-		{"hang", "Runtime.InitTimeout", "runtime did not ask for an invocation within 500ms of starting"},
+		{"error", "Runtime.HandlerNotFound", "cannot load the handler", 30 * time.Second},
+		{"exit", "Runtime.ExitError", "Runtime exited with error: exit status 2", 30 * time.Second},
+		{"hang", "Runtime.InitTimeout", "runtime did not ask for an invocation within 500ms of starting", 500 * time.Millisecond},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			e := newEnv(t, opts{initTimeout: 500 * time.Millisecond})
+			e := newEnv(t, opts{initTimeout: tc.initTimeout})
 			e.deploy("fn", 1, func(c *stratus.FunctionConfig) { c.Env["RT_INIT"] = tc.mode })
 			resp := e.mustInvoke("fn", map[string]any{"op": "echo"})
 			var obj struct {
