@@ -185,11 +185,9 @@ const (
 // initCaps are the init's capabilities (see bundleSpec).
 var initCaps = []string{"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SETPCAP"}
 
-// userArg is the init's first argument: the program's "uid:gid[:groups]"
-// (groups comma-separated), the sandbox's root when u is nil.
-// The init's start mode argument: it waits for the go byte before it
-// starts the program, or starts the program at once and hands it the go
-// pipe (Spec.StartAhead).
+// The init's second argument, its start mode: it waits for the go byte
+// before it starts the program, or starts the program at once and hands
+// it the go pipe (Spec.StartAhead).
 const (
 	startOnGo    = "on-go"
 	startAheadOf = "ahead"
@@ -202,6 +200,8 @@ func startMode(spec sandbox.Spec) string {
 	return startOnGo
 }
 
+// userArg is the init's first argument: the program's "uid:gid[:groups]"
+// (groups comma-separated), the sandbox's root when u is nil.
 func userArg(u *sandbox.User) string {
 	if u == nil {
 		return "0:0"
