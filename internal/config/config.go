@@ -32,6 +32,11 @@ type Config struct {
 	// most one per function) across the server; 0 turns create-ahead off.
 	// Prepared instances do not count against MaxInstances.
 	MaxPrepared int `json:"maxPrepared"`
+	// FunctionCPU is how a function's CPU share (in proportion to its
+	// memory, a core at 1,769 MB) applies: "weight" (under contention
+	// only; an instance may use up to a core while CPUs are free) or
+	// "quota" (a hard limit at all times, as on Lambda).
+	FunctionCPU string `json:"functionCPU"`
 	// MaxCreating caps the function sandboxes being made at once (cold
 	// starts without a prepared sandbox, and prepares); 0 means half the
 	// CPUs, at least one.
@@ -145,6 +150,7 @@ func Default() Config {
 		Sandbox:           "auto",
 		MaxInstances:      stratus.DefaultMaxConc,
 		MaxPrepared:       20,
+		FunctionCPU:       "weight",
 		IdleTimeout:       stratus.Duration(stratus.DefaultIdleTimeout),
 		ThrottleWait:      stratus.Duration(time.Second),
 		InitTimeout:       stratus.Duration(10 * time.Second),
@@ -269,6 +275,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPrepared < 0 || c.MaxPrepared > 10000 {
 		return fmt.Errorf("max prepared %d: must be between 0 and 10000: %w", c.MaxPrepared, stratus.ErrInvalid)
+	}
+	if c.FunctionCPU != "weight" && c.FunctionCPU != "quota" {
+		return fmt.Errorf("function cpu %q: must be weight or quota: %w", c.FunctionCPU, stratus.ErrInvalid)
 	}
 	if c.MaxCreating < 0 || c.MaxCreating > 1000 {
 		return fmt.Errorf("max creating %d: must be between 0 (half the CPUs) and 1000: %w", c.MaxCreating, stratus.ErrInvalid)

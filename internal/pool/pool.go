@@ -20,7 +20,8 @@
 // CPU: an instance's sandbox has one core (initCPU) from its start until
 // its runtime first asks for an invocation; the pool then ends its init
 // (Driver.EndInit), before handing it that invocation, and from then on it
-// has its own share (in proportion to memory).
+// has its own share (in proportion to memory): a weight under contention,
+// up to a core while CPUs are free, or with Config.CPUQuota a hard quota.
 //
 // Concurrency: one mutex (Manager.mu) guards every pool's bookkeeping; it is
 // never held across I/O. Instance starts, prepares and stops run outside
@@ -98,6 +99,10 @@ type Config struct {
 	// one per function); 0 turns create-ahead off. It only applies to a
 	// driver with Capabilities.Prepare.
 	MaxPrepared int
+	// CPUQuota makes a function's CPU share (in proportion to its memory)
+	// a hard quota, as on Lambda; else it is a weight under contention
+	// and an instance may use up to a core (sandbox.Spec.CPUWeight).
+	CPUQuota bool
 	// MaxCreating caps the sandboxes being made at once across the
 	// server (starts without a prepared sandbox, and prepares); more wait
 	// their turn. 0 means DefaultMaxCreating.
@@ -546,15 +551,16 @@ func (m *Manager) newInstance(p *fnPool, v *stratus.Version) (*Instance, error) 
 	in.stdout = m.outputWriter(in, "stdout")
 	in.stderr = m.outputWriter(in, "stderr")
 	in.spec = sandbox.Spec{
-		ID:       in.ID,
-		Argv:     argv,
-		Env:      m.env(v, taskDir, rtDir, in, rapi.Addr()),
-		Dir:      taskDir,
-		RootFS:   root,
-		Mounts:   mounts,
-		User:     sandboxUser(caps),
-		MemoryMB: v.Config.MemoryMB,
-		InitCPU:  initCPU,
+		ID:        in.ID,
+		Argv:      argv,
+		Env:       m.env(v, taskDir, rtDir, in, rapi.Addr()),
+		Dir:       taskDir,
+		RootFS:    root,
+		Mounts:    mounts,
+		User:      sandboxUser(caps),
+		MemoryMB:  v.Config.MemoryMB,
+		InitCPU:   initCPU,
+		CPUWeight: !m.cfg.CPUQuota,
 		// A prepared sandbox of a shipped client has it loaded, waiting.
 		StartAhead: runtimes.StartsAhead(v.Config.Runtime),
 		Stdout:     in.stdout,
@@ -591,16 +597,17 @@ func (m *Manager) newImageInstance(p *fnPool, v *stratus.Version) (*Instance, er
 	in.stdout = m.outputWriter(in, "stdout")
 	in.stderr = m.outputWriter(in, "stderr")
 	in.spec = sandbox.Spec{
-		ID:       in.ID,
-		Argv:     img.Argv,
-		Env:      imageEnv(img.Env, m.env(v, taskDir, "", in, rapi.Addr())),
-		Dir:      taskDir,
-		RootFS:   img.RootFS,
-		User:     sandboxUser(m.cfg.Driver.Capabilities()),
-		MemoryMB: v.Config.MemoryMB,
-		InitCPU:  initCPU,
-		Stdout:   in.stdout,
-		Stderr:   in.stderr,
+		ID:        in.ID,
+		Argv:      img.Argv,
+		Env:       imageEnv(img.Env, m.env(v, taskDir, "", in, rapi.Addr())),
+		Dir:       taskDir,
+		RootFS:    img.RootFS,
+		User:      sandboxUser(m.cfg.Driver.Capabilities()),
+		MemoryMB:  v.Config.MemoryMB,
+		InitCPU:   initCPU,
+		CPUWeight: !m.cfg.CPUQuota,
+		Stdout:    in.stdout,
+		Stderr:    in.stderr,
 	}
 	return in, nil
 }

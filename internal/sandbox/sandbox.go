@@ -47,6 +47,12 @@ type Spec struct {
 	// proportion to MemoryMB (one core at 1,769 MB, as on Lambda).
 	// Drivers with Capabilities.MemoryLimit enforce it.
 	CPU float64
+	// CPUWeight makes that share (CPU, else in proportion to MemoryMB) a
+	// weight that only bites under contention, not a quota: the sandbox
+	// may use up to one core (or its share, when more) while CPUs are
+	// free, and under contention gets its share relative to the others.
+	// Drivers with Capabilities.MemoryLimit enforce it.
+	CPUWeight bool
 	// InitCPU is the sandbox's CPU quota in cores from its start until the
 	// driver's EndInit is called for it, when its own quota (CPU, else in
 	// proportion to MemoryMB) applies; a quota below its own does not

@@ -139,6 +139,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		MaxInstances: cfg.MaxInstances,
 		MaxPrepared:  cfg.MaxPrepared,
 		MaxCreating:  cfg.MaxCreating,
+		CPUQuota:     cfg.FunctionCPU == "quota",
 		IdleTimeout:  time.Duration(cfg.IdleTimeout),
 		ThrottleWait: time.Duration(cfg.ThrottleWait),
 		QueueSize:    cfg.FunctionQueueSize,

@@ -61,7 +61,8 @@ const initPath = "/dev/.stratus-init"
 //     seccompProfile).
 //   - Cgroups: memory (no swap), a CPU quota (Spec.CPU cores, else in
 //     proportion to memory; Spec.InitCPU cores until EndInit when that is
-//     more, see initQuota) and a pids limit.
+//     more, see initQuota; with Spec.CPUWeight that share is the cgroup's
+//     weight and the quota a core) and a pids limit.
 func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32) *specs.Spec {
 	cwd := spec.Dir
 	if cwd == "" {
@@ -145,6 +146,10 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32
 		period := uint64(cpuPeriod)
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 		s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+		if spec.CPUWeight {
+			shares := cpuShares(spec)
+			s.Linux.Resources.CPU.Shares = &shares
+		}
 	}
 	// The profile of a process without capabilities: the program's (the
 	// init's few do not widen it).
@@ -152,13 +157,30 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32
 	return s
 }
 
-// cpuQuota is the sandbox's own CPU quota, in µs per cpuPeriod: Spec.CPU
-// cores, else in proportion to its memory; at least minQuota.
+// cpuQuota is the sandbox's own CPU quota, in µs per cpuPeriod: its
+// share (cpuShare), or with Spec.CPUWeight one core when the share is
+// less.
 func cpuQuota(spec sandbox.Spec) int64 {
+	if spec.CPUWeight {
+		return max(cpuShare(spec), cpuPeriod)
+	}
+	return cpuShare(spec)
+}
+
+// cpuShare is the sandbox's share of CPU, in µs per cpuPeriod: Spec.CPU
+// cores, else in proportion to its memory; at least minQuota.
+func cpuShare(spec sandbox.Spec) int64 {
 	if spec.CPU > 0 {
 		return max(int64(float64(cpuPeriod)*spec.CPU), minQuota)
 	}
 	return max(int64(cpuPeriod)*int64(spec.MemoryMB)/mbPerCPU, minQuota)
+}
+
+// cpuShares is the sandbox's cgroup CPU weight with Spec.CPUWeight: its
+// share in cpu.shares units (1024 a core; runc maps it to cpu.weight on
+// cgroup v2), at least 2.
+func cpuShares(spec sandbox.Spec) uint64 {
+	return uint64(max(cpuShare(spec)*1024/cpuPeriod, 2))
 }
 
 // initQuota is the sandbox's CPU quota from its start until EndInit:
