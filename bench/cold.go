@@ -34,43 +34,50 @@ func summarise(d []time.Duration) coldResult {
 	return coldResult{Runs: len(d), P50: p50, P99: p99, Min: d[0], Max: d[len(d)-1]}
 }
 
-// stratusCold measures scale from zero: runs fresh functions (same code),
-// each invoked once through POST /v1/functions/NAME/invoke on one
-// keep-alive connection. Only that first invoke is timed; its
-// X-Stratus-Cold-Start header must say true.
-func stratusCold(ctx context.Context, s *stratusServer, zip []byte, runs int) (coldResult, error) {
-	names := make([]string, runs)
-	for i := range names {
-		names[i] = fmt.Sprintf("cold-%03d", i)
-	}
-	cfg := stratus.FunctionConfig{Runtime: "provided", Auth: stratus.AuthNone}
-	if err := s.deployMany(ctx, names, zip, cfg, 4); err != nil {
-		return coldResult{}, err
-	}
-	defer s.removeMany(context.WithoutCancel(ctx), names, 4)
+// stratusColdResult is scale from zero in one sandbox.
+type stratusColdResult struct {
+	Sandbox     string
+	CreateAhead bool // a prepared sandbox was waited for before each invoke
+	coldResult
+	// ReadyP50 is the time from the deploy's answer until the prepared
+	// sandbox was seen (create-ahead only).
+	ReadyP50 time.Duration `json:",omitempty"`
+}
 
-	c := &http.Client{Transport: newTransport()}
-	defer c.CloseIdleConnections()
+// stratusCold measures scale from zero on server s (data dir data, in the
+// sandbox named sandbox): runs times, deploy a fresh function (same code),
+// wait until it is ready (in runc, its prepared sandbox is up: create-ahead
+// is on by default), settle, invoke it once through POST
+// /v1/functions/NAME/invoke on one keep-alive connection, then remove it
+// and wait until its sandboxes are gone. Only that first invoke is timed;
+// its X-Stratus-Cold-Start header must say true.
+func stratusCold(ctx context.Context, s *stratusServer, sandbox, data string, zip []byte, runs int) (stratusColdResult, error) {
+	ms := &matrixServer{stratusServer: s, createAhead: sandbox == "runc", hc: &http.Client{Transport: newTransport()}}
+	if ms.createAhead {
+		ms.runcRoot = filepath.Join(data, "run", "runc", "runc")
+	}
+	defer ms.hc.CloseIdleConnections()
 	// Open the one connection first.
-	if err := waitHTTPGet(ctx, c, "http://"+s.addr+"/healthz"); err != nil {
-		return coldResult{}, err
+	if err := waitHTTPGet(ctx, ms.hc, "http://"+s.addr+"/healthz"); err != nil {
+		return stratusColdResult{}, err
 	}
-	var total, inits []time.Duration
-	for _, n := range names {
-		// Let the previous run's background work (log flush) settle.
-		time.Sleep(30 * time.Millisecond)
-		d, cold, initMs, err := coldInvoke(ctx, c, s.invokeTarget(n))
+	rt := &matrixRuntime{Runtime: stratus.RuntimeProvided, short: "noop", zip: zip}
+	var total, inits, ready []time.Duration
+	for i := range runs {
+		d, initD, rd, err := ms.coldOnce(ctx, fmt.Sprintf("cold-%03d", i), rt, stratus.DefaultMemoryMB)
 		if err != nil {
-			return coldResult{}, err
+			return stratusColdResult{}, err
 		}
-		if !cold {
-			return coldResult{}, fmt.Errorf("first invoke of %s was not a cold start", n)
+		total, inits = append(total, d), append(inits, initD)
+		if ms.createAhead {
+			ready = append(ready, rd)
 		}
-		total = append(total, d)
-		inits = append(inits, time.Duration(initMs*float64(time.Millisecond)))
 	}
-	r := summarise(total)
+	r := stratusColdResult{Sandbox: sandbox, CreateAhead: ms.createAhead, coldResult: summarise(total)}
 	r.InitP50, _, _ = percentiles(inits)
+	if len(ready) > 0 {
+		r.ReadyP50, _, _ = percentiles(ready)
+	}
 	return r, nil
 }
 

@@ -34,13 +34,17 @@ type fleetResult struct {
 }
 
 // fleet deploys n functions (same code, through the API, in parallel) to a
-// fresh server and measures its idle memory and `stratus ls`.
+// fresh server and measures its idle memory and `stratus ls`. The server
+// runs the process driver: no instance runs here, and with runc the
+// sandboxes create-ahead prepares (up to --max-prepared, 20) would count
+// in its memory and child processes.
 func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf func(string, ...any)) (fleetResult, error) {
 	var r fleetResult
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return r, err
 	}
-	s, err := startStratus(ctx, bin, dir+"/data", dir+"/server.log", "")
+	sb := sandboxProcess
+	s, _, err := startStratus(ctx, bin, dir+"/data", dir+"/server.log", "", &sb)
 	if err != nil {
 		return r, err
 	}

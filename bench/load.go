@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,15 +16,28 @@ import (
 // target is one HTTP endpoint the load generator drives. Every target gets
 // the same request: POST of the event {} as application/json.
 type target struct {
-	name   string
-	url    string
-	header http.Header // extra headers (the bearer token)
+	name string
+	// kind is what the target is (kindDirect, …); for Stratus, sandbox,
+	// path (/v1 or /fn) and function say which server, route and function.
+	kind                    string
+	sandbox, path, function string
+	url                     string
+	header                  http.Header // extra headers (the bearer token)
 	// maxConc is the highest concurrency the target serves; 0 for no limit
 	// (the emulator serves one invocation at a time).
 	maxConc int
 	// pids lists the processes serving the target, for CPU accounting.
 	pids func() []int
 }
+
+// Kinds of targets.
+const (
+	kindDirect  = "direct"
+	kindProxy   = "proxy"
+	kindStratus = "stratus"
+	kindRelay   = "relay"
+	kindRIE     = "rie"
+)
 
 var event = []byte(`{}`)
 
@@ -85,6 +100,11 @@ type point struct {
 	// server without its instances, the proxy without its upstream).
 	CPUPerReq      time.Duration
 	FrontCPUPerReq time.Duration
+	// Throttled is the number of CFS periods in which the quota held back
+	// a cgroup of the target's processes, summed over them, per second of
+	// the run (a runc sandbox's CPU share: 10 periods a second per
+	// sandbox; 0 in the process driver).
+	Throttled float64
 	// LoadAvg is the machine's 1-minute load average after the run.
 	LoadAvg float64
 }
@@ -103,10 +123,14 @@ func measure(ctx context.Context, t *target, conc int, warmup, dur time.Duration
 	}
 	var cpu0 cpuSample
 	var front int
+	var cgs []string
+	var thr0 int64
 	if t.pids != nil {
 		pids := t.pids()
 		front = pids[0]
 		cpu0 = sampleCPU(pids)
+		cgs = cpuCgroups(slices.Collect(maps.Keys(cpu0)))
+		thr0 = throttledPeriods(cgs)
 	}
 	r, err := drive(ctx, c, t, conc, dur)
 	if err != nil {
@@ -116,6 +140,7 @@ func measure(ctx context.Context, t *target, conc int, warmup, dur time.Duration
 		cpu1 := sampleCPU(t.pids())
 		r.CPUPerReq = cpu1.since(cpu0) / time.Duration(r.OK)
 		r.FrontCPUPerReq = (cpu1[front] - cpu0[front]) / time.Duration(r.OK)
+		r.Throttled = float64(throttledPeriods(cgs)-thr0) / r.Elapsed.Seconds()
 	}
 	r.LoadAvg = loadAvg()
 	return r, nil

@@ -1,32 +1,41 @@
 // Command bench measures Stratus against its floors and its reference peer,
 // in one run on one machine, with one load generator (ours: net/http
 // client, keep-alive, an idle pool larger than any concurrency, N
-// goroutines bounded by a duration), and prints the figures and ratios:
+// goroutines bounded by a duration), and prints the figures and ratios.
+// The warm and cold sections measure the sandbox users get by default
+// first (the server started without --sandbox: runc as root), then the
+// process driver (--sandbox process) as a second column (-sandboxes);
+// where runc is not usable the process driver stands in and the report
+// says so.
 //
 //   - warm: a plain net/http handler hit directly and through a bare
-//     httputil.ReverseProxy (the floors), next to a warm no-op aws-lambda-go
-//     function invoked through POST /v1/functions/NAME/invoke and ANY
-//     /fn/NAME: p50/p99 on one keep-alive connection, throughput at
-//     concurrency 1, 8 and 32;
+//     httputil.ReverseProxy (the floors), next to, in each sandbox at the
+//     default memory (128 MB), a warm no-op aws-lambda-go function invoked
+//     through POST /v1/functions/NAME/invoke and ANY /fn/NAME, and the
+//     same function logging one line per call (bench/lognoop) through
+//     /v1: p50/p99 on one keep-alive connection, throughput at
+//     concurrency 1, 8 and 32, CPU per request; the ratios of issue 10
+//     (point 3) to the floors and of runc to process;
 //   - relay: a diagnostic floor, the least a Runtime API server can do
 //     (bench/relayfloor: the same bootstrap behind a bare relay, no
 //     records or logs), to tell the contract's cost from Stratus's own;
 //   - rie: AWS's Lambda Runtime Interface Emulator running the same
 //     bootstrap (classic mode, one invocation at a time: concurrency 1);
-//   - cold: scale from zero to the first answer, next to starting a static
-//     Go HTTP server as a plain process (polling its port, and handing it an
-//     already listening socket);
+//   - cold: scale from zero to the first answer in each sandbox (runc:
+//     with create-ahead, as by default), next to starting a static Go
+//     HTTP server as a plain process (polling its port, and handing it an
+//     already listening socket) and the Runtime API floor of a cold start;
 //   - fleet: 1,000 deployed functions: `stratus ls` time and the idle
-//     server's memory;
+//     server's memory (process driver);
 //   - coldmatrix (not in the default list): cold starts in the default
 //     sandbox (runc as root) of provided, python3 and nodejs functions at
 //     128 and 1769 MB, with and without create-ahead, next to each
 //     runtime's floor (its program exec'd on the host) and a burst of
 //     concurrent first calls (issue 10).
 //
-// Run it from the module root: go run ./bench [-sections warm,relay,rie,cold,fleet].
-// Everything listens on 127.0.0.1; every loop is bounded. Results are
-// recorded in bench/README.md.
+// Run it from the module root: go run ./bench [-sections warm,relay,rie,cold,fleet]
+// [-sandboxes runc,process]. Everything listens on 127.0.0.1; every loop
+// is bounded. Results are recorded in bench/README.md.
 package main
 
 import (
@@ -48,6 +57,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
 )
 
 var execCommand = exec.CommandContext
@@ -68,14 +78,16 @@ type options struct {
 	keep        bool
 	matrixRuns  int
 	matrixBurst int
+	sandboxes   []string
 }
 
 func main() { os.Exit(run()) }
 
 func run() int {
 	var o options
-	var sections, concs string
+	var sections, concs, sandboxes string
 	flag.StringVar(&sections, "sections", "warm,relay,rie,cold,fleet", "sections to run: warm (floors + warm invoke), relay (the Runtime API floor), rie, cold, fleet, coldmatrix (runc cold starts of three runtimes at two memory sizes; not in the default list: needs root and runc, about 2.5 minutes)")
+	flag.StringVar(&sandboxes, "sandboxes", "runc,process", "sandboxes the warm and cold sections measure, in this order: runc (the default sandbox: the server started without --sandbox, runc as root; where runc is not usable the process driver stands in, and the report says so) and process (--sandbox process)")
 	flag.StringVar(&concs, "conc", "1,8,32", "concurrency levels of the throughput runs (1 is also the one-connection latency run)")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time of each run")
 	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured load before each run (opens the connections)")
@@ -102,6 +114,22 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "bench: unknown section %q\n", s)
 			return 2
 		}
+	}
+	for _, sb := range strings.Split(sandboxes, ",") {
+		switch sb = strings.TrimSpace(sb); sb {
+		case "runc", "process":
+			if !slices.Contains(o.sandboxes, sb) {
+				o.sandboxes = append(o.sandboxes, sb)
+			}
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown sandbox %q (want runc, process)\n", sb)
+			return 2
+		}
+	}
+	if len(o.sandboxes) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: -sandboxes names none")
+		return 2
 	}
 	for _, c := range strings.Split(concs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -150,11 +178,22 @@ type work struct {
 	relay      string // bench/relayfloor
 	bootstrap  string // e2e/testdata/gonoop, static
 	zip        []byte // the bootstrap's folder zipped as the CLI does
+	logZip     []byte // bench/lognoop (logs one line per call), zipped
 	profBinary bool   // stratus is the pprof variant
 }
 
 func bench(ctx context.Context, o options) (*results, error) {
+	start := time.Now()
 	res := &results{Env: environment(), Options: optionsView(o)}
+	defer func() {
+		res.Elapsed = time.Since(start)
+		res.Env["loadavg at end"] = fmt.Sprintf("%.1f", loadAvg())
+	}()
+	sbs, notes := pickSandboxes(o.sandboxes)
+	res.SandboxNotes = notes
+	for _, n := range notes {
+		logf("note: %s", n)
+	}
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return nil, err
@@ -175,12 +214,12 @@ func bench(ctx context.Context, o options) (*results, error) {
 	}
 
 	if o.sections["warm"] || o.sections["relay"] || o.sections["rie"] {
-		if err := warm(ctx, o, w, res); err != nil {
+		if err := warm(ctx, o, w, res, sbs); err != nil {
 			return res, err
 		}
 	}
 	if o.sections["cold"] {
-		if err := cold(ctx, o, w, res); err != nil {
+		if err := cold(ctx, o, w, res, sbs); err != nil {
 			return res, err
 		}
 	}
@@ -201,7 +240,7 @@ func bench(ctx context.Context, o options) (*results, error) {
 }
 
 func (w *work) build(ctx context.Context, o options) error {
-	logf("building tinyserver, the no-op function and stratus")
+	logf("building tinyserver, relayfloor, the no-op functions and stratus")
 	w.tiny = filepath.Join(w.dir, "tinyserver")
 	if err := goBuild(ctx, w.root, "./bench/tinyserver", w.tiny); err != nil {
 		return err
@@ -234,13 +273,33 @@ func (w *work) build(ctx context.Context, o options) error {
 		return err
 	}
 	w.zip = zip
+	logBootstrap := filepath.Join(w.dir, "lognoop", "bootstrap")
+	if err := goBuild(ctx, w.root, "./bench/lognoop", logBootstrap); err != nil {
+		return err
+	}
+	if w.logZip, err = codeZip(filepath.Dir(logBootstrap)); err != nil {
+		return err
+	}
 	return nil
 }
 
-// warm measures the floors, Stratus's warm invoke and the emulator,
-// interleaved: every round runs each concurrency level on every target
-// back to back, so that the ratios compare figures taken seconds apart.
-func warm(ctx context.Context, o options, w *work, res *results) error {
+// warmFunctions are the functions the warm section deploys in each
+// sandbox, at the default memory (128 MB), and the routes it drives each
+// through: the no-op through /v1 invoke and /fn, and the no-op that logs
+// one line per call through /v1 invoke.
+var warmFunctions = []struct {
+	name  string
+	paths []string
+}{
+	{"noop", []string{"/v1", "/fn"}},
+	{"lognoop", []string{"/v1"}},
+}
+
+// warm measures the floors, Stratus's warm invoke in each sandbox and the
+// emulator, interleaved: every round runs each concurrency level on every
+// target back to back, so that the ratios compare figures taken seconds
+// apart.
+func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxChoice) error {
 	directAddr, err := freeAddr()
 	if err != nil {
 		return err
@@ -268,50 +327,76 @@ func warm(ctx context.Context, o options, w *work, res *results) error {
 		}
 	}
 	targets := []*target{
-		{name: "direct (net/http)", url: "http://" + directAddr + "/", pids: func() []int { return []int{direct.pid()} }},
-		{name: "bare proxy (httputil)", url: "http://" + proxyAddr + "/", pids: func() []int { return []int{proxy.pid(), direct.pid()} }},
+		{name: "direct (net/http)", kind: kindDirect, url: "http://" + directAddr + "/", pids: func() []int { return []int{direct.pid()} }},
+		{name: "bare proxy (httputil)", kind: kindProxy, url: "http://" + proxyAddr + "/", pids: func() []int { return []int{proxy.pid(), direct.pid()} }},
 	}
+	top := o.concs[len(o.concs)-1]
 
-	var s *stratusServer
+	var profiled *stratusServer
+	var warmed []*stratusServer // the server of each res.WarmInstances
 	if o.sections["warm"] {
-		pprofAddr := ""
-		if w.profBinary {
-			if pprofAddr, err = freeAddr(); err != nil {
+		measured := map[string]bool{}
+		for i := range sbs {
+			sb := &sbs[i]
+			if measured[sb.Name] {
+				continue
+			}
+			pprofAddr := ""
+			if w.profBinary && profiled == nil {
+				if pprofAddr, err = freeAddr(); err != nil {
+					return err
+				}
+			}
+			data := filepath.Join(w.dir, fmt.Sprintf("warm-%d-data", i))
+			logf("warm: starting a server, sandbox %s", sb.Name)
+			s, note, err := startStratus(ctx, w.stratus, data, filepath.Join(w.dir, fmt.Sprintf("warm-%d-server.log", i)), pprofAddr, sb)
+			if err != nil {
 				return err
 			}
-		}
-		s, err = startStratus(ctx, w.stratus, filepath.Join(w.dir, "warm-data"), filepath.Join(w.dir, "warm-server.log"), pprofAddr)
-		if err != nil {
-			return err
-		}
-		defer s.stop()
-		cfg := stratus.FunctionConfig{Runtime: "provided", Auth: stratus.AuthNone, IdleTimeout: stratus.Duration(30 * time.Minute)}
-		if err := s.deploy(ctx, "noop", w.zip, cfg); err != nil {
-			return err
-		}
-		v1t, fnt := s.invokeTarget("noop"), s.urlTarget("noop")
-		v1t.name, fnt.name = "stratus /v1/functions/NAME/invoke", "stratus /fn/NAME"
-		// Warm: start as many instances as the highest concurrency needs.
-		top := o.concs[len(o.concs)-1]
-		logf("warming the no-op function at concurrency %d", top)
-		tr := newTransport()
-		for range 2 {
-			if _, err := drive(ctx, &http.Client{Transport: tr}, v1t, top, time.Second); err != nil {
-				return err
+			defer s.stop()
+			if note != "" {
+				logf("note: %s", note)
+				res.SandboxNotes = append(res.SandboxNotes, "warm: "+note)
+			}
+			if measured[sb.Name] {
+				continue
+			}
+			measured[sb.Name] = true
+			res.addSandbox(sb.Name)
+			if pprofAddr != "" {
+				profiled = s
+			}
+			for _, f := range warmFunctions {
+				zip := w.zip
+				if f.name == "lognoop" {
+					zip = w.logZip
+				}
+				cfg := stratus.FunctionConfig{Runtime: stratus.RuntimeProvided, Auth: stratus.AuthNone, IdleTimeout: stratus.Duration(30 * time.Minute)}
+				if err := s.deploy(ctx, f.name, zip, cfg); err != nil {
+					return err
+				}
+				logf("warm: %s, %s: starting instances at concurrency %d", sb.Name, f.name, top)
+				in, err := warmUp(ctx, s, f.name, top)
+				if err != nil {
+					return err
+				}
+				logf("warm: %s, %s: %d live instances (%d idle)", sb.Name, f.name, in.Live, in.Idle)
+				res.WarmInstances = append(res.WarmInstances, warmInstances{Sandbox: sb.Name, Function: f.name, Live: in.Live, Idle: in.Idle})
+				warmed = append(warmed, s)
+				for _, path := range f.paths {
+					t := s.invokeTarget(f.name)
+					if path == "/fn" {
+						t = s.urlTarget(f.name)
+					}
+					t.kind, t.sandbox, t.path, t.function = kindStratus, sb.Name, path, f.name
+					t.name = fmt.Sprintf("stratus %s %s %s", sb.Name, path, f.name)
+					targets = append(targets, t)
+				}
 			}
 		}
-		tr.CloseIdleConnections()
-		in, err := s.instances(ctx, "noop")
-		if err != nil {
-			return err
-		}
-		res.WarmInstances = in.Live
-		logf("no-op function: %d live instances (%d idle)", in.Live, in.Idle)
-		targets = append(targets, v1t, fnt)
 	}
 
 	if o.sections["relay"] {
-		top := o.concs[len(o.concs)-1]
 		argv := []string{w.relay, "-listen", "127.0.0.1:0", "-n", strconv.Itoa(top), "-bootstrap", w.bootstrap}
 		p, out, err := startProc(argv, os.Environ(), "", filepath.Join(w.dir, "relayfloor.log"), true)
 		if err != nil {
@@ -326,6 +411,7 @@ func warm(ctx context.Context, o options, w *work, res *results) error {
 		}
 		targets = append(targets, &target{
 			name: "runtime API floor (relayfloor)",
+			kind: kindRelay,
 			url:  "http://" + strings.TrimSpace(addr) + "/",
 			pids: func() []int { return []int{p.pid()} },
 		})
@@ -343,7 +429,9 @@ func warm(ctx context.Context, o options, w *work, res *results) error {
 			return err
 		}
 		defer r.p.stop(2 * time.Second)
-		targets = append(targets, r.target())
+		t := r.target()
+		t.kind = kindRIE
+		targets = append(targets, t)
 	}
 
 	runs := make(map[string]map[int][]point)
@@ -365,8 +453,14 @@ func warm(ctx context.Context, o options, w *work, res *results) error {
 			}
 		}
 	}
+	for i, s := range warmed {
+		in := &res.WarmInstances[i]
+		if x, err := s.instances(ctx, in.Function); err == nil {
+			in.LiveAfter, in.IdleAfter = x.Live, x.Idle
+		}
+	}
 	for _, t := range targets {
-		tr := targetResult{Name: t.name, MaxConc: t.maxConc}
+		tr := targetResult{Name: t.name, Kind: t.kind, Sandbox: t.sandbox, Path: t.path, Function: t.function, MaxConc: t.maxConc}
 		for _, c := range o.concs {
 			if rs := runs[t.name][c]; len(rs) > 0 {
 				tr.Runs = append(tr.Runs, medianRun(rs))
@@ -375,16 +469,46 @@ func warm(ctx context.Context, o options, w *work, res *results) error {
 		res.Warm = append(res.Warm, tr)
 	}
 
-	if s != nil && o.profileDir != "" {
-		if err := profile(ctx, o, w, s, res); err != nil {
+	if profiled != nil && o.profileDir != "" {
+		if err := profile(ctx, o, w, profiled, res); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// cold measures scale from zero and the process-start floors.
-func cold(ctx context.Context, o options, w *work, res *results) error {
+// warmUp drives function name through /v1 invoke at concurrency conc, a
+// second at a time, until conc of its instances are up and idle once the
+// load stops (at least twice, at most fifteen times: in runc a sandbox
+// started under load takes a while, and an instance still starting is
+// live but not idle), and reports its instances.
+func warmUp(ctx context.Context, s *stratusServer, name string, conc int) (v1.Instances, error) {
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	t := s.invokeTarget(name)
+	var in v1.Instances
+	for i := range 15 {
+		if _, err := drive(ctx, c, t, conc, time.Second); err != nil {
+			return in, err
+		}
+		// A runc instance held back by its CPU quota asks for its next
+		// invocation up to a quota period (100 ms) after it answered.
+		time.Sleep(200 * time.Millisecond)
+		var err error
+		if in, err = s.instances(ctx, name); err != nil {
+			return in, err
+		}
+		if i >= 1 && in.Idle >= conc {
+			break
+		}
+	}
+	return in, nil
+}
+
+// cold measures the process-start floors, then scale from zero in each
+// sandbox.
+func cold(ctx context.Context, o options, w *work, res *results, sbs []sandboxChoice) error {
 	logf("cold: %d process starts per floor variant", o.coldRuns)
 	poll, err := processStart(ctx, w.tiny, o.coldRuns, false)
 	if err != nil {
@@ -401,17 +525,35 @@ func cold(ctx context.Context, o options, w *work, res *results) error {
 	}
 	res.RuntimeStart = &rt
 
-	s, err := startStratus(ctx, w.stratus, filepath.Join(w.dir, "cold-data"), filepath.Join(w.dir, "cold-server.log"), "")
-	if err != nil {
-		return err
+	measured := map[string]bool{}
+	for i := range sbs {
+		sb := &sbs[i]
+		if measured[sb.Name] {
+			continue
+		}
+		data := filepath.Join(w.dir, fmt.Sprintf("cold-%d-data", i))
+		s, note, err := startStratus(ctx, w.stratus, data, filepath.Join(w.dir, fmt.Sprintf("cold-%d-server.log", i)), "", sb)
+		if err != nil {
+			return err
+		}
+		if note != "" {
+			logf("note: %s", note)
+			res.SandboxNotes = append(res.SandboxNotes, "cold: "+note)
+		}
+		if measured[sb.Name] {
+			s.stop()
+			continue
+		}
+		measured[sb.Name] = true
+		res.addSandbox(sb.Name)
+		logf("cold: %s: %d scale-from-zero invokes, one fresh function each", sb.Name, o.coldRuns)
+		cr, err := stratusCold(ctx, s, sb.Name, data, w.zip, o.coldRuns)
+		s.stop()
+		if err != nil {
+			return fmt.Errorf("cold, %s: %w", sb.Name, err)
+		}
+		res.Cold = append(res.Cold, cr)
 	}
-	defer s.stop()
-	logf("cold: %d scale-from-zero invokes, one fresh function each", o.coldRuns)
-	cr, err := stratusCold(ctx, s, w.zip, o.coldRuns)
-	if err != nil {
-		return err
-	}
-	res.Cold = &cr
 	return nil
 }
 
@@ -431,6 +573,9 @@ func environment() map[string]string {
 		}
 	}
 	env["loadavg at start"] = fmt.Sprintf("%.1f", loadAvg())
+	if b, err := exec.Command("runc", "--version").Output(); err == nil {
+		env["runc"] = strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "runc version ")
+	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		env["kernel"] = strings.TrimSpace(string(b))
 	}

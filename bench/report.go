@@ -4,33 +4,64 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/stratus-run/stratus"
 )
 
 // results is everything one run measured.
 type results struct {
-	Env            map[string]string
-	Options        map[string]any
-	WarmInstances  int    `json:",omitempty"`
-	RIEBinary      string `json:",omitempty"`
+	Env     map[string]string
+	Options map[string]any
+	// Elapsed is the whole run, the builds included.
+	Elapsed time.Duration
+	// Sandboxes are the sandboxes the warm and cold sections measured, in
+	// order: the first is the default one (runc where usable).
+	Sandboxes []string
+	// SandboxNotes say where a sandbox asked for was not the one measured.
+	SandboxNotes   []string        `json:",omitempty"`
+	WarmInstances  []warmInstances `json:",omitempty"`
+	RIEBinary      string          `json:",omitempty"`
 	Warm           []targetResult
-	Cold           *coldResult       `json:",omitempty"`
-	ProcessPoll    *coldResult       `json:",omitempty"`
-	ProcessInherit *coldResult       `json:",omitempty"`
-	RuntimeStart   *coldResult       `json:",omitempty"`
-	Fleet          *fleetResult      `json:",omitempty"`
-	ColdMatrix     *coldMatrixResult `json:",omitempty"`
-	Profiles       []profileResult   `json:",omitempty"`
+	Cold           []stratusColdResult `json:",omitempty"`
+	ProcessPoll    *coldResult         `json:",omitempty"`
+	ProcessInherit *coldResult         `json:",omitempty"`
+	RuntimeStart   *coldResult         `json:",omitempty"`
+	Fleet          *fleetResult        `json:",omitempty"`
+	ColdMatrix     *coldMatrixResult   `json:",omitempty"`
+	Profiles       []profileResult     `json:",omitempty"`
+}
+
+// addSandbox records that a section measured sandbox name.
+func (r *results) addSandbox(name string) {
+	if !slices.Contains(r.Sandboxes, name) {
+		r.Sandboxes = append(r.Sandboxes, name)
+	}
+}
+
+// warmInstances are a warm function's instances once warmed.
+type warmInstances struct {
+	Sandbox, Function string
+	Live, Idle        int
+	LiveAfter         int // once every round ran
+	IdleAfter         int
 }
 
 // targetResult holds a target's runs, one per concurrency (the median of
 // the rounds).
 type targetResult struct {
-	Name    string
-	MaxConc int
-	Runs    []point
+	Name string
+	// Kind is kindDirect, kindProxy, kindStratus, kindRelay or kindRIE;
+	// Sandbox, Path (/v1, /fn) and Function are Stratus's.
+	Kind     string
+	Sandbox  string `json:",omitempty"`
+	Path     string `json:",omitempty"`
+	Function string `json:",omitempty"`
+	MaxConc  int
+	Runs     []point
 }
 
 func (t *targetResult) at(conc int) *point {
@@ -51,7 +82,7 @@ func optionsView(o options) map[string]any {
 	return map[string]any{
 		"sections": secs, "conc": o.concs, "duration": o.duration.String(), "warmup": o.warmup.String(),
 		"rounds": o.rounds, "coldRuns": o.coldRuns, "fleet": o.fleetSize, "lsRuns": o.lsRuns,
-		"matrixRuns": o.matrixRuns, "matrixBurst": o.matrixBurst,
+		"matrixRuns": o.matrixRuns, "matrixBurst": o.matrixBurst, "sandboxes": o.sandboxes,
 	}
 }
 
@@ -80,6 +111,12 @@ func medianRun(rs []point) point {
 	out.Mean = med(func(r point) time.Duration { return r.Mean })
 	out.CPUPerReq = med(func(r point) time.Duration { return r.CPUPerReq })
 	out.FrontCPUPerReq = med(func(r point) time.Duration { return r.FrontCPUPerReq })
+	thr := make([]float64, len(rs))
+	for i, r := range rs {
+		thr[i] = r.Throttled
+	}
+	slices.Sort(thr)
+	out.Throttled = thr[len(thr)/2]
 	for _, r := range rs {
 		out.LoadAvg = max(out.LoadAvg, r.LoadAvg)
 	}
@@ -93,6 +130,16 @@ const (
 	goalColdP50  = 5 * time.Millisecond
 	goalFleetRSS = 100 << 20
 	goalConc     = 32
+)
+
+// Goals of issue 10, point 3 (the warm path, in the default sandbox), at
+// concurrency goalConc unless said otherwise.
+const (
+	goal10AddedP50    = 250 * time.Microsecond // at c=1, over direct
+	goal10RelayRatio  = 0.9                    // throughput over the Runtime API floor's
+	goal10DirectRatio = 0.15                   // throughput over direct's
+	goal10ServerCPU   = 1.0                    // server CPU per invocation over the bare proxy's
+	goal10RuncRatio   = 0.9                    // runc's throughput over the process driver's
 )
 
 func fmtDur(d time.Duration) string {
@@ -128,12 +175,24 @@ func verdict(ok bool) string {
 
 // print writes the report.
 func (r *results) print(w io.Writer) {
-	fmt.Fprintf(w, "\nStratus bench — %s, %s CPUs (%s), kernel %s, %s, %s; source tree %s; load average %s at start\n",
-		r.Env["date"], r.Env["cpus"], r.Env["cpu"], r.Env["kernel"], r.Env["os"], r.Env["go"], r.Env["tree"], r.Env["loadavg at start"])
-	var direct *targetResult
+	fmt.Fprintf(w, "\nStratus bench — %s, %s CPUs (%s), kernel %s, %s, %s, runc %s; source tree %s; load average %s at start, %s at end; run took %s\n",
+		r.Env["date"], r.Env["cpus"], r.Env["cpu"], r.Env["kernel"], r.Env["os"], r.Env["go"], orNone(r.Env["runc"]), r.Env["tree"],
+		r.Env["loadavg at start"], orNone(r.Env["loadavg at end"]), r.Elapsed.Round(time.Second))
+	if len(r.Sandboxes) > 0 {
+		fmt.Fprintf(w, "Sandboxes measured, in order: %s (the first stands for the default sandbox, the server started without --sandbox)\n", strings.Join(r.Sandboxes, ", "))
+	}
+	for _, n := range r.SandboxNotes {
+		fmt.Fprintln(w, "  note:", n)
+	}
+	var direct, proxy, relay *targetResult
 	for i := range r.Warm {
-		if strings.HasPrefix(r.Warm[i].Name, "direct") {
+		switch r.Warm[i].Kind {
+		case kindDirect:
 			direct = &r.Warm[i]
+		case kindProxy:
+			proxy = &r.Warm[i]
+		case kindRelay:
+			relay = &r.Warm[i]
 		}
 	}
 	var concs []int
@@ -142,15 +201,20 @@ func (r *results) print(w io.Writer) {
 			concs = append(concs, x.Conc)
 		}
 	}
+	defaultSandbox := ""
+	if len(r.Sandboxes) > 0 {
+		defaultSandbox = r.Sandboxes[0]
+	}
 	type goal struct {
 		what, target, got string
 		ok                bool
 	}
-	var goals []goal
+	var goals, goals10 []goal
 
 	if len(r.Warm) > 0 && direct != nil {
 		fmt.Fprintf(w, "\nWarm path: POST {} on one keep-alive connection (c=1: p50/p99), throughput at c=%s; median of %v rounds of %v each\n",
 			joinInts(concs, ","), r.Options["rounds"], r.Options["duration"])
+		fmt.Fprintln(w, "  stratus SANDBOX ROUTE FUNCTION: /v1 = POST /v1/functions/NAME/invoke (token), /fn = POST /fn/NAME (--auth none); noop = e2e/testdata/gonoop, lognoop = the same logging one line per call; 128 MB (the default)")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 		hdr := "target\tp50\tp99\tp50 vs direct\tp99 vs direct\t"
 		for _, c := range concs {
@@ -211,8 +275,8 @@ func (r *results) print(w io.Writer) {
 				}
 			}
 		}
-		if r.WarmInstances > 0 {
-			notes = append(notes, fmt.Sprintf("the no-op function had %d live instances after warming", r.WarmInstances))
+		for _, in := range r.WarmInstances {
+			notes = append(notes, fmt.Sprintf("%s, %s: %d live instances (%d idle) after warming, %d (%d idle) after the rounds", in.Sandbox, in.Function, in.Live, in.Idle, in.LiveAfter, in.IdleAfter))
 		}
 		maxLoad := 0.0
 		for _, t := range r.Warm {
@@ -224,32 +288,39 @@ func (r *results) print(w io.Writer) {
 		for _, n := range notes {
 			fmt.Fprintln(w, "  note:", n)
 		}
+
+		// Issue 2's goals, for the no-op in the default sandbox.
 		for _, t := range r.Warm {
-			if !strings.HasPrefix(t.Name, "stratus") {
+			if t.Kind != kindStratus || t.Sandbox != defaultSandbox || t.Function != "noop" {
 				continue
 			}
+			what := fmt.Sprintf("%s %s", t.Path, t.Sandbox)
 			if one := t.at(1); one != nil && d1 != nil {
 				add := one.P50 - d1.P50
-				goals = append(goals, goal{"warm p50 added latency, " + strings.TrimPrefix(t.Name, "stratus "), "≤ " + fmtDur(goalAddedP50), signed(add), add <= goalAddedP50})
+				goals = append(goals, goal{"warm p50 added latency, " + what, "≤ " + fmtDur(goalAddedP50), signed(add), add <= goalAddedP50})
 			}
 			if x, dx := t.at(goalConc), direct.at(goalConc); x != nil && dx != nil {
 				ratio := x.RPS / dx.RPS
-				goals = append(goals, goal{"throughput c=32 vs direct, " + strings.TrimPrefix(t.Name, "stratus "), fmt.Sprintf("≥ %.2f", goalRatio32), fmt.Sprintf("%.2f", ratio), ratio >= goalRatio32})
+				goals = append(goals, goal{"throughput c=32 vs direct, " + what, fmt.Sprintf("≥ %.2f", goalRatio32), fmt.Sprintf("%.2f", ratio), ratio >= goalRatio32})
 			}
 		}
+
+		r.printFloors(w, direct, proxy, relay, concs, defaultSandbox, func(what, target, got string, ok bool) {
+			goals10 = append(goals10, goal{what, target, got, ok})
+		})
 	}
 
-	if r.Cold != nil || r.ProcessPoll != nil {
-		fmt.Fprintf(w, "\nCold start: scale from zero to the first answer (%v runs), next to starting a static Go HTTP server as a plain process\n", r.Options["coldRuns"])
+	if len(r.Cold) > 0 || r.ProcessPoll != nil {
+		fmt.Fprintf(w, "\nCold start: scale from zero to the first answer (%v runs: deploy a fresh function, wait until it is ready (runc: its prepared sandbox up), %s more, one /v1 invoke), next to starting a static Go HTTP server as a plain process\n", r.Options["coldRuns"], matrixSettle)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "what\tp50\tp99\tmin\tmax\tp50 vs process (poll)\tp50 vs process (inherited fd)\t")
+		fmt.Fprintln(tw, "what\tp50\tp99\tmin\tmax\tp50 vs process (poll)\tp50 vs process (inherited fd)\tp50 vs Runtime API floor\t")
 		row := func(name string, c *coldResult) {
 			if c == nil {
 				return
 			}
 			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t", name, fmtDur(c.P50), fmtDur(c.P99), fmtDur(c.Min), fmtDur(c.Max))
-			for _, f := range []*coldResult{r.ProcessPoll, r.ProcessInherit} {
-				if f == nil {
+			for _, f := range []*coldResult{r.ProcessPoll, r.ProcessInherit, r.RuntimeStart} {
+				if f == nil || f.P50 == 0 {
 					line += "\t"
 				} else {
 					line += fmt.Sprintf("%.2f×\t", float64(c.P50)/float64(f.P50))
@@ -260,16 +331,32 @@ func (r *results) print(w io.Writer) {
 		row("process start, poll the port", r.ProcessPoll)
 		row("process start, inherited listening socket", r.ProcessInherit)
 		row("Runtime API floor: exec bootstrap, answer 1st invoke", r.RuntimeStart)
-		row("stratus cold invoke (/v1 invoke)", r.Cold)
+		for i := range r.Cold {
+			c := &r.Cold[i]
+			name := "stratus cold invoke, " + c.Sandbox
+			if c.CreateAhead {
+				name += " (create-ahead)"
+			}
+			row(name, &c.coldResult)
+		}
 		tw.Flush()
-		if r.Cold != nil {
-			fmt.Fprintf(w, "  note: the server's Init Duration (instance start → runtime's first invocation/next) p50 %s\n", fmtDur(r.Cold.InitP50))
-			goals = append(goals, goal{"cold start p50", "≤ " + fmtDur(goalColdP50), fmtDur(r.Cold.P50), r.Cold.P50 <= goalColdP50})
+		for i, c := range r.Cold {
+			note := fmt.Sprintf("%s: the server's Init Duration (instance start → runtime's first invocation/next) p50 %s", c.Sandbox, fmtDur(c.InitP50))
+			if c.CreateAhead {
+				note += fmt.Sprintf("; the prepared sandbox was up %s (p50) after the deploy answered", fmtDur(c.ReadyP50))
+			}
+			fmt.Fprintln(w, "  note:", note)
+			if i == 0 {
+				goals = append(goals, goal{"cold start p50, " + c.Sandbox, "≤ " + fmtDur(goalColdP50), fmtDur(c.P50), c.P50 <= goalColdP50})
+			}
+		}
+		if len(r.Cold) == 2 && r.Cold[1].P50 > 0 {
+			fmt.Fprintf(w, "  note: cold start p50, %s over %s: %.2f×\n", r.Cold[0].Sandbox, r.Cold[1].Sandbox, float64(r.Cold[0].P50)/float64(r.Cold[1].P50))
 		}
 	}
 
 	if f := r.Fleet; f != nil {
-		fmt.Fprintf(w, "\n%d deployed functions (same code, deployed through the API, 8 in parallel)\n", f.Functions)
+		fmt.Fprintf(w, "\n%d deployed functions (same code, deployed through the API, 8 in parallel; --sandbox process)\n", f.Functions)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "deploy %d functions\t%s (%.0f/s)\n", f.Functions, fmtDur(f.DeployElapsed), float64(f.Functions)/f.DeployElapsed.Seconds())
 		fmt.Fprintf(tw, "stratus ls (table)\tmedian %s, best %s (%d runs)\n", fmtDur(f.LsTable), fmtDur(f.LsTableMin), f.LsRuns)
@@ -288,17 +375,191 @@ func (r *results) print(w io.Writer) {
 	if r.ColdMatrix != nil {
 		r.ColdMatrix.print(w)
 	}
-	if len(goals) > 0 {
-		fmt.Fprintln(w, "\nGoals (issue 2)")
+	for _, g := range []struct {
+		title string
+		goals []goal
+	}{
+		{"Goals of issue 10, point 3 (warm path, default sandbox " + defaultSandbox + ")", goals10},
+		{"Goals (issue 2; warm and cold: the default sandbox, " + defaultSandbox + ")", goals},
+	} {
+		if len(g.goals) == 0 {
+			continue
+		}
+		fmt.Fprintln(w, "\n"+g.title)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, g := range goals {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.what, g.target, g.got, verdict(g.ok))
+		for _, x := range g.goals {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.what, x.target, x.got, verdict(x.ok))
 		}
 		tw.Flush()
 	}
 	for _, p := range r.Profiles {
 		fmt.Fprintf(w, "\nCPU profile of the server: %s (%s)\n%s\n", p.What, p.File, p.Top)
 	}
+}
+
+// printFloors writes the warm path of every Stratus target as ratios to
+// the floors (issue 10, point 3), and runc against the process driver
+// for the same route and function; it reports the goals of the default
+// sandbox's targets through addGoal.
+func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, concs []int, defaultSandbox string, addGoal func(what, target, got string, ok bool)) {
+	var st []*targetResult
+	for i := range r.Warm {
+		if r.Warm[i].Kind == kindStratus {
+			st = append(st, &r.Warm[i])
+		}
+	}
+	if len(st) == 0 {
+		return
+	}
+	hi := concs[len(concs)-1]
+	fmt.Fprintf(w, "\nWarm path against its floors (issue 10, point 3): p50 added over direct at c=1 (goal ≤ %s); throughput at c=%d over the Runtime API floor's (relayfloor, goal ≥ %.2f) and direct's (≥ %.2f); the server's CPU per invocation at c=%d (front) over the bare proxy's (≤ %.2f×)\n",
+		fmtDur(goal10AddedP50), hi, goal10RelayRatio, goal10DirectRatio, hi, goal10ServerCPU)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "target\tadded p50 c=1\treq/s c=%d\tvs relayfloor\tvs direct\tserver CPU c=%d\tbare proxy's\tratio\t\n", hi, hi)
+	d1 := direct.at(1)
+	var relayHi, proxyHi *point
+	if relay != nil {
+		relayHi = relay.at(hi)
+	}
+	if proxy != nil {
+		proxyHi = proxy.at(hi)
+	}
+	dHi := direct.at(hi)
+	for _, t := range st {
+		line := t.Name + "\t"
+		one, x := t.at(1), t.at(hi)
+		what := fmt.Sprintf("%s %s %s", t.Sandbox, t.Path, t.Function)
+		isDefault := t.Sandbox == defaultSandbox
+		if one != nil && d1 != nil {
+			add := one.P50 - d1.P50
+			line += signed(add) + "\t"
+			if isDefault {
+				addGoal("added p50 c=1, "+what, "≤ "+fmtDur(goal10AddedP50), signed(add), add <= goal10AddedP50)
+			}
+		} else {
+			line += "n/a\t"
+		}
+		if x == nil {
+			fmt.Fprintln(tw, line+"n/a\t\t\t\t\t\t")
+			continue
+		}
+		line += fmt.Sprintf("%.0f\t", x.RPS)
+		// ratio adds the column of x's throughput over floor's, and its
+		// goal for the default sandbox.
+		ratio := func(floor *point, name string, goal float64) {
+			if floor == nil {
+				line += "n/a\t"
+				return
+			}
+			r := x.RPS / floor.RPS
+			line += fmt.Sprintf("%.2f\t", r)
+			if isDefault {
+				addGoal(fmt.Sprintf("c=%d vs %s, %s", hi, name, what), fmt.Sprintf("≥ %.2f", goal), fmt.Sprintf("%.2f", r), r >= goal)
+			}
+		}
+		ratio(relayHi, "relayfloor", goal10RelayRatio)
+		ratio(dHi, "direct", goal10DirectRatio)
+		line += fmtDur(x.FrontCPUPerReq) + "\t"
+		if proxyHi != nil && proxyHi.FrontCPUPerReq > 0 {
+			ratio := float64(x.FrontCPUPerReq) / float64(proxyHi.FrontCPUPerReq)
+			line += fmtDur(proxyHi.FrontCPUPerReq) + fmt.Sprintf("\t%.2f×\t", ratio)
+			if isDefault {
+				addGoal(fmt.Sprintf("server CPU per invocation c=%d vs bare proxy's, %s", hi, what), fmt.Sprintf("≤ %.2f×", goal10ServerCPU),
+					fmt.Sprintf("%.2f× (%s vs %s)", ratio, fmtDur(x.FrontCPUPerReq), fmtDur(proxyHi.FrontCPUPerReq)), ratio <= goal10ServerCPU)
+			}
+		} else {
+			line += "n/a\t\t"
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+
+	// runc against the process driver, same route and function.
+	find := func(sandbox, path, fn string) *targetResult {
+		for _, t := range st {
+			if t.Sandbox == sandbox && t.Path == path && t.Function == fn {
+				return t
+			}
+		}
+		return nil
+	}
+	type pair struct{ runc, proc *targetResult }
+	var pairs []pair
+	for _, t := range st {
+		if t.Sandbox != "runc" {
+			continue
+		}
+		if p := find("process", t.Path, t.Function); p != nil {
+			pairs = append(pairs, pair{t, p})
+		}
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nrunc against the process driver, same route and function (goal: runc's throughput ≥ %.2f of the process driver's)\n", goal10RuncRatio)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	hdr := "route, function\t"
+	for _, c := range concs {
+		hdr += fmt.Sprintf("req/s c=%d runc / process\t", c)
+	}
+	hdr += "p50 c=1 runc\tprocess\tfunction CPU/s c=1 runc\tthrottled/s c=1\tc=" + strconv.Itoa(hi) + "\tfunction-side CPU/req c=" + strconv.Itoa(hi) + " runc\tprocess\t"
+	fmt.Fprintln(tw, hdr)
+	for _, p := range pairs {
+		what := p.runc.Path + " " + p.runc.Function
+		line := what + "\t"
+		for _, c := range concs {
+			a, b := p.runc.at(c), p.proc.at(c)
+			if a == nil || b == nil {
+				line += "n/a\t"
+				continue
+			}
+			ratio := a.RPS / b.RPS
+			line += fmt.Sprintf("%.2f\t", ratio)
+			if defaultSandbox == "runc" && (c == 1 || c == hi) {
+				addGoal(fmt.Sprintf("runc vs process c=%d, %s", c, what), fmt.Sprintf("≥ %.2f", goal10RuncRatio), fmt.Sprintf("%.2f (%.0f vs %.0f req/s)", ratio, a.RPS, b.RPS), ratio >= goal10RuncRatio)
+			}
+		}
+		a1, b1, ah, bh := p.runc.at(1), p.proc.at(1), p.runc.at(hi), p.proc.at(hi)
+		if a1 != nil && b1 != nil {
+			// CPU the function side used per second of the c=1 run:
+			// next to a 128 MB sandbox's quota, it tells throttling.
+			perSec := time.Duration(a1.RPS * float64(a1.CPUPerReq-a1.FrontCPUPerReq))
+			line += fmtDur(a1.P50) + "\t" + fmtDur(b1.P50) + "\t" + fmtDur(perSec.Round(100*time.Microsecond)) + "\t" + perSecond(a1) + "\t"
+		} else {
+			line += "n/a\t\t\t\t"
+		}
+		if ah != nil {
+			line += perSecond(ah) + "\t"
+		} else {
+			line += "n/a\t"
+		}
+		if ah != nil && bh != nil {
+			line += fmtDur(ah.CPUPerReq-ah.FrontCPUPerReq) + "\t" + fmtDur(bh.CPUPerReq-bh.FrontCPUPerReq) + "\t"
+		} else {
+			line += "n/a\t\t"
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "  note: function CPU/s = req/s × the function side's CPU per request at c=1 (one instance busy); a %d MB runc sandbox's CPU quota is %d/%d of a core, %s per second\n",
+		stratus.DefaultMemoryMB, stratus.DefaultMemoryMB, runcMBPerCPU, fmtDur(time.Second*stratus.DefaultMemoryMB/runcMBPerCPU))
+	fmt.Fprintln(w, "  note: throttled/s = CFS periods (100 ms) in which the quota held a sandbox back (cpu.stat nr_throttled, summed over the sandboxes) per second of the run: 10 = one sandbox throttled in every period")
+}
+
+// runcMBPerCPU is the memory size the runc driver gives one full core
+// (internal/sandbox/runc); smaller sandboxes get a share in proportion.
+const runcMBPerCPU = 1769
+
+// perSecond is x's throttled periods per second of its run.
+func perSecond(x *point) string {
+	return fmt.Sprintf("%.1f", x.Throttled)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
 }
 
 func joinInts(v []int, sep string) string {

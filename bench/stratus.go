@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,13 +31,70 @@ type stratusServer struct {
 	pprof string // host:port of pprof, when built with it
 }
 
-// startStratus starts bin as a server on a free port with data dir data.
-// pprofAddr, when not empty, is passed to the stratusprof variant.
-func startStratus(ctx context.Context, bin, data, logPath, pprofAddr string) (*stratusServer, error) {
-	// The process driver: the figures below compare the server's own cost
-	// with floors that run plain processes (runc cold starts are the
-	// coldmatrix section's).
-	return startServer(ctx, bin, data, logPath, pprofAddr, []string{"--sandbox", "process"})
+// sandboxChoice is a sandbox the warm and cold sections measure: the
+// default one (the server started without --sandbox: runc as root), or
+// the process driver (--sandbox process).
+type sandboxChoice struct {
+	// Name labels the figures: the driver the server reported.
+	Name string
+	// Flags are the server's extra flags: none for the default sandbox.
+	Flags []string
+}
+
+// sandboxProcess is the process driver, asked for by flag.
+var sandboxProcess = sandboxChoice{Name: "process", Flags: []string{"--sandbox", "process"}}
+
+// pickSandboxes turns the -sandboxes list (runc, process) into what the
+// bench starts, in order. runc is the default sandbox: the server
+// started without --sandbox; where it is not usable here (not root, no
+// runc on PATH) the process driver stands in for it, and notes says so.
+func pickSandboxes(want []string) (out []sandboxChoice, notes []string) {
+	has := func(name string) bool {
+		return slices.ContainsFunc(out, func(c sandboxChoice) bool { return c.Name == name })
+	}
+	for _, name := range want {
+		c := sandboxProcess
+		if name == "runc" {
+			why := ""
+			if os.Geteuid() != 0 {
+				why = "the bench does not run as root"
+			} else if _, err := exec.LookPath("runc"); err != nil {
+				why = "runc is not on PATH"
+			}
+			if why == "" {
+				c = sandboxChoice{Name: "runc"}
+			} else {
+				notes = append(notes, "runc is not usable here ("+why+"): the process driver (--sandbox process) stands in for the default sandbox")
+			}
+		}
+		if !has(c.Name) {
+			out = append(out, c)
+		}
+	}
+	return out, notes
+}
+
+// startStratus starts bin as a server on a free port with data dir data,
+// in the sandbox sb. pprofAddr, when not empty, is passed to the
+// stratusprof variant. When the default sandbox turns out not to be runc
+// (the server says which driver it chose and why), sb.Name becomes that
+// driver's and the returned note says so.
+func startStratus(ctx context.Context, bin, data, logPath, pprofAddr string, sb *sandboxChoice) (*stratusServer, string, error) {
+	s, err := startServer(ctx, bin, data, logPath, pprofAddr, sb.Flags)
+	if err != nil {
+		return nil, "", err
+	}
+	info, err := s.c.Info(ctx)
+	if err != nil {
+		s.stop()
+		return nil, "", fmt.Errorf("server info (log %s): %w", logPath, err)
+	}
+	if got := info.Sandbox.Driver; got != sb.Name {
+		note := fmt.Sprintf("asked for the %s sandbox, the server chose %s (%s)", sb.Name, got, info.Sandbox.Why)
+		sb.Name = got
+		return s, note, nil
+	}
+	return s, "", nil
 }
 
 // startServer starts bin as a server on a free port with data dir data and
@@ -118,26 +177,6 @@ feed:
 		}
 	}
 	return err
-}
-
-// removeMany removes names in parallel.
-func (s *stratusServer) removeMany(ctx context.Context, names []string, workers int) {
-	ch := make(chan string)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range ch {
-				_ = s.c.Remove(ctx, n)
-			}
-		}()
-	}
-	for _, n := range names {
-		ch <- n
-	}
-	close(ch)
-	wg.Wait()
 }
 
 // instances reports the live instances of name.

@@ -1,6 +1,8 @@
-// Command lognoop is the no-op aws-lambda-go function of the bench's
-// coldmatrix section: like e2e/testdata/gonoop it answers {"ok":true}, and
-// it logs one line per call, as the Python and Node handlers there do.
+// Command lognoop is the no-op aws-lambda-go function that logs: like
+// e2e/testdata/gonoop it answers {"ok":true}, and it logs one line per
+// call, as the Python and Node handlers of the coldmatrix section do. The
+// bench's warm section runs it beside the no-op; coldmatrix runs it as its
+// provided function.
 package main
 
 import (
