@@ -8,7 +8,9 @@
 // itself); Log, Record and AsyncStatus only append to a queue bounded in
 // bytes (Writer's queueBytes: an item costs its text plus a fixed
 // overhead), and block while it is full (backpressure, never unbounded
-// memory). An item's bytes count until it is stored. After Run returns,
+// memory). They wake the loop only for a batch's worth or a full queue;
+// otherwise it takes what is queued every flushEvery (200 ms), so that an
+// invocation's lines and record cost no goroutine switch. An item's bytes count until it is stored. After Run returns,
 // further items are dropped. A Meter's timer may call its report function
 // from a goroutine of the runtime's; nothing else runs outside the caller's
 // goroutine or Run's.
@@ -95,6 +97,7 @@ type Writer struct {
 
 	mu      sync.Mutex
 	queue   []item
+	qbytes  int64         // the cost of what queue holds
 	bytes   int64         // queued or taken by the loop, not yet stored
 	space   chan struct{} // closed and replaced when bytes go down or health changes
 	failing error         // the last store attempt's error; nil if it succeeded
@@ -156,15 +159,20 @@ func (w *Writer) put(it item, cost, limit int64) int {
 		if w.bytes == 0 || w.bytes+cost <= limit {
 			w.queue = append(w.queue, it)
 			w.bytes += cost
-			select {
-			case w.wake <- struct{}{}:
-			default:
+			w.qbytes += cost
+			// The loop takes lines and records on its tick; it is woken
+			// only for what should not wait for it: a Sync, or a batch's
+			// worth.
+			if it.sync != nil || len(w.queue) >= batchSize || w.qbytes >= batchBytes {
+				w.wakeLocked()
 			}
 			return queued
 		}
 		if w.failing != nil {
 			return dropped
 		}
+		// Room comes as the loop stores what it holds: have it store now.
+		w.wakeLocked()
 		space := w.space
 		w.mu.Unlock()
 		select {
@@ -172,6 +180,14 @@ func (w *Writer) put(it item, cost, limit int64) int {
 		case <-w.done:
 		}
 		w.mu.Lock()
+	}
+}
+
+// wakeLocked has the loop take what is queued. w.mu is held.
+func (w *Writer) wakeLocked() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -297,15 +313,12 @@ type batch struct {
 
 func (b *batch) empty() bool { return len(b.lines) == 0 && len(b.recs) == 0 && len(b.sts) == 0 }
 
-func (b *batch) full() bool {
-	return len(b.lines)+len(b.recs)+len(b.sts) >= batchSize || b.bytes >= batchBytes
-}
-
 // take moves what is queued into b.
 func (w *Writer) take(b *batch) {
 	w.mu.Lock()
 	q := w.queue
 	w.queue = nil
+	w.qbytes = 0
 	w.mu.Unlock()
 	for _, it := range q {
 		switch {
@@ -453,13 +466,14 @@ func (w *Writer) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-w.wake:
+			// A Sync, a batch's worth, or a caller waiting for room.
 			w.take(&b)
-			if len(b.syncs) > 0 || b.full() {
-				try()
-			}
+			try()
 		case <-tick.C:
+			w.take(&b)
 			try()
 		case <-prune.C:
+			w.take(&b)
 			try()
 			if backoff > 0 {
 				continue

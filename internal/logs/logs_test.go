@@ -82,3 +82,35 @@ func TestRunStoresQueuedAtStop(t *testing.T) {
 		t.Error("Sync after stop succeeded")
 	}
 }
+
+// TestLinesDoNotWakeTheLoop: lines and records wait for the loop's tick
+// (no goroutine switch per invocation); a Sync or a batch's worth wakes
+// it.
+func TestLinesDoNotWakeTheLoop(t *testing.T) {
+	w := New(open(t), Retention{}, 0, slog.New(slog.DiscardHandler))
+	woken := func() bool {
+		select {
+		case <-w.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	for range 3 {
+		w.Log(stratus.LogLine{Function: "f", Text: "a line"})
+		w.Record(stratus.Invocation{Function: "f", RequestID: "r"})
+	}
+	if woken() {
+		t.Fatal("a line or a record woke the loop")
+	}
+	w.put(item{sync: make(chan error, 1)}, 0, w.max)
+	if !woken() {
+		t.Fatal("a Sync did not wake the loop")
+	}
+	for range batchSize {
+		w.Log(stratus.LogLine{Function: "f", Text: "a line"})
+	}
+	if !woken() {
+		t.Fatal("a batch's worth of lines did not wake the loop")
+	}
+}
