@@ -35,14 +35,19 @@ type drainResult struct {
 	TreeCPUus   float64 // server + instances CPU per event, µs
 }
 
-// drainRun deploys the drain function with max concurrency conc, occupies
+// drainRun deploys the drain function with max concurrency conc (and
+// memoryMB, unless 0), occupies
 // its conc slots with hold-long events, queues n events {"sleep": sleepMs}
 // at concurrency qconc meanwhile, and measures how the backlog drains
 // once the slots free up.
-func drainRun(ctx context.Context, s *server, codeDir string, n, conc, qconc, sleepMs int, hold, timeout time.Duration, prof func(string) func()) (drainResult, error) {
+func drainRun(ctx context.Context, s *server, codeDir string, n, conc, qconc, sleepMs, memoryMB int, hold, timeout time.Duration, prof func(string) func()) (drainResult, error) {
 	var res drainResult
 	res.Events = n
-	if err := s.deploy(ctx, drainFn, codeDir, "--max-concurrency", strconv.Itoa(conc), "--timeout", "60"); err != nil {
+	flags := []string{"--max-concurrency", strconv.Itoa(conc), "--timeout", "60"}
+	if memoryMB > 0 {
+		flags = append(flags, "--memory", strconv.Itoa(memoryMB))
+	}
+	if err := s.deploy(ctx, drainFn, codeDir, flags...); err != nil {
 		return res, err
 	}
 	// Blockers: conc events that hold every slot while the backlog queues

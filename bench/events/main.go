@@ -20,15 +20,20 @@
 //     and a 1 ms handler, then drained: events/s, and none lost;
 //   - the server's RSS after each part, and how busy the machine was.
 //
+// Each part runs on a server started without --sandbox (the sandbox users
+// get: runc as root when usable), then latency and drain again on a server
+// started with --sandbox process (-sandboxes), one column each.
+//
 // Run it from the module root: go run ./bench/events [flags]. Everything
 // listens on 127.0.0.1 or in-process; every loop is bounded by a count, a
-// duration or a timeout; a default run takes about 2.5 minutes.
+// duration or a timeout; a default run takes about 3 minutes.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -39,6 +44,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	v1 "github.com/stratus-run/stratus/api/v1"
 )
 
 type options struct {
@@ -60,6 +67,8 @@ type options struct {
 	drainSleep  int
 	drainHold   time.Duration
 	drainWait   time.Duration
+	drainMemory int
+	sandboxes   []string
 	stratusBin  string
 	perfDir     string
 	keep        bool
@@ -70,7 +79,7 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	var o options
-	var sections string
+	var sections, sandboxes string
 	flag.StringVar(&sections, "sections", "latency,drain,accept", "parts to run besides the floor: latency, drain, accept (the floor runs with accept)")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds of floor and accept runs; figures are their median")
 	flag.IntVar(&o.conc, "conc", 32, "concurrency of the synchronous floor and of the accept runs")
@@ -89,6 +98,8 @@ func run() int {
 	flag.IntVar(&o.drainSleep, "drain-sleep", 1, "ms the drain function sleeps per event")
 	flag.DurationVar(&o.drainHold, "drain-hold", 6*time.Second, "how long blocker events hold the drain function's slots while the backlog queues")
 	flag.DurationVar(&o.drainWait, "drain-timeout", 120*time.Second, "longest wait for the drain to finish")
+	flag.IntVar(&o.drainMemory, "drain-memory", 0, "MB of the drain function (--memory; 0: the default, 128)")
+	flag.StringVar(&sandboxes, "sandboxes", "default,process", "sandboxes to run in, one server each: default (the server started without --sandbox: runc as root when usable) or a --sandbox value; the floor and accept run in the first only")
 	flag.StringVar(&o.stratusBin, "stratus", "", "use this stratus binary instead of building ./cmd/stratus")
 	flag.StringVar(&o.perfDir, "perf", "", "record `perf` CPU profiles of the server (accept round 1, the drain, the topic latency run) into this dir")
 	flag.BoolVar(&o.noHTTPFloor, "no-http-floor", false, "skip the diagnostic floor ./bench/events/jsfront (net/http + JetStream publish)")
@@ -97,6 +108,14 @@ func run() int {
 	o.sections = map[string]bool{}
 	for _, s := range strings.Split(sections, ",") {
 		o.sections[strings.TrimSpace(s)] = true
+	}
+	for _, s := range strings.Split(sandboxes, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.sandboxes = append(o.sandboxes, s)
+		}
+	}
+	if len(o.sandboxes) == 0 {
+		o.sandboxes = []string{"default"}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -107,13 +126,16 @@ func run() int {
 	return 0
 }
 
+// results are one sandbox's: the sandbox asked for and the driver the
+// server reports.
 type results struct {
-	floors       []map[string]floorResult // per round, by mode (plain, shaped, future, async, http)
-	accept       []acceptResult
-	topic, async *latencyResult
-	drain        *drainResult
-	rss          [][3]any // phase, VmRSS, VmHWM
-	load         []loadSample
+	sandbox, driver string
+	floors          []map[string]floorResult // per round, by mode (plain, shaped, future, async, http)
+	accept          []acceptResult
+	topic, async    *latencyResult
+	drain           *drainResult
+	rss             [][3]any // phase, VmRSS, VmHWM
+	load            []loadSample
 }
 
 // loadSample is how busy the machine was during one part of the run:
@@ -186,13 +208,43 @@ func bench(ctx context.Context, o options) error {
 	if err := goBuild(ctx, root, "./e2e/testdata/goecho", filepath.Join(codeDir, "bootstrap")); err != nil {
 		return err
 	}
+	var all []results
+	for i, sb := range o.sandboxes {
+		r, err := benchSandbox(ctx, o, root, work, bin, codeDir, sb, i == 0)
+		if err != nil {
+			return fmt.Errorf("sandbox %s: %w", sb, err)
+		}
+		all = append(all, r)
+	}
+	report(os.Stdout, o, all, time.Since(t0))
+	return nil
+}
 
-	s, err := startServer(ctx, bin, filepath.Join(work, "data"), filepath.Join(work, "server.log"))
+// serverArgs are the server flags that choose sandbox sb: none for
+// "default" (the server picks, as for a user: runc as root when usable).
+func serverArgs(sb string) []string {
+	if sb == "default" {
+		return nil
+	}
+	return []string{"--sandbox", sb}
+}
+
+// benchSandbox runs the sections on a server of its own started with
+// sandbox sb; the floor and the accept rate only when first (they do not
+// depend on the sandbox: the accept function barely runs).
+func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb string, first bool) (results, error) {
+	r := results{sandbox: sb}
+	s, err := startServer(ctx, bin, filepath.Join(work, "data-"+sb), filepath.Join(work, "server-"+sb+".log"), serverArgs(sb)...)
 	if err != nil {
-		return err
+		return r, err
 	}
 	defer s.stop()
-	var r results
+	var info v1.Info
+	if err := s.doJSON(ctx, http.MethodGet, "/v1/info", nil, &info); err != nil {
+		return r, err
+	}
+	r.driver = info.Sandbox.Driver
+	fmt.Fprintf(os.Stderr, "sandbox %s: driver %s (%s)\n", sb, info.Sandbox.Driver, info.Sandbox.Why)
 	mem := func(phase string) {
 		rss, hwm := memory(s.pid())
 		r.rss = append(r.rss, [3]any{phase, rss, hwm})
@@ -209,24 +261,26 @@ func bench(ctx context.Context, o options) error {
 	lm.mark()
 	prof := func(name string) func() { return func() {} }
 	if o.perfDir != "" {
-		prof = func(name string) func() { return startPerf(s.pid(), filepath.Join(o.perfDir, name+".perf.data")) }
+		prof = func(name string) func() {
+			return startPerf(s.pid(), filepath.Join(o.perfDir, sb+"-"+name+".perf.data"))
+		}
 	}
 
 	if o.sections["latency"] {
 		fmt.Fprintln(os.Stderr, "latency ...")
 		if err := latencySetup(ctx, s, codeDir, o.latWarm, o.latGap); err != nil {
-			return fmt.Errorf("latency: %w", err)
+			return r, fmt.Errorf("latency: %w", err)
 		}
 		done := prof("topic-latency")
 		tl, err := topicLatency(ctx, s, o.latEvents, o.latGap)
 		done()
 		if err != nil {
-			return err
+			return r, err
 		}
 		r.topic = &tl
 		al, err := asyncLatency(ctx, s, o.latEvents, o.latGap)
 		if err != nil {
-			return err
+			return r, err
 		}
 		r.async = &al
 		mem("after latency")
@@ -234,23 +288,23 @@ func bench(ctx context.Context, o options) error {
 	}
 	if o.sections["drain"] {
 		fmt.Fprintln(os.Stderr, "drain ...")
-		d, err := drainRun(ctx, s, codeDir, o.drainEvents, o.drainConc, o.drainQConc, o.drainSleep, o.drainHold, o.drainWait, prof)
+		d, err := drainRun(ctx, s, codeDir, o.drainEvents, o.drainConc, o.drainQConc, o.drainSleep, o.drainMemory, o.drainHold, o.drainWait, prof)
 		if err != nil {
-			return err
+			return r, err
 		}
 		r.drain = &d
 		mem("after drain")
 		r.load = append(r.load, lm.sample("drain"))
 	}
-	if o.sections["accept"] {
+	if o.sections["accept"] && first {
 		fmt.Fprintln(os.Stderr, "floor and accept ...")
 		f, err := openFloor(ctx, filepath.Join(work, "floor"), o.window)
 		if err != nil {
-			return fmt.Errorf("floor: %w", err)
+			return r, fmt.Errorf("floor: %w", err)
 		}
 		defer f.close()
 		if err := s.deploy(ctx, "accept", codeDir, "--max-concurrency", "1"); err != nil {
-			return err
+			return r, err
 		}
 		payload := make([]byte, o.size)
 		for i := range payload {
@@ -260,11 +314,11 @@ func bench(ctx context.Context, o options) error {
 		if !o.noHTTPFloor {
 			fbin := filepath.Join(work, "jsfront")
 			if err := goBuild(ctx, root, "./bench/events/jsfront", fbin); err != nil {
-				return err
+				return r, err
 			}
 			front, err = startProc(ctx, filepath.Join(work, "jsfront.log"), fbin, "127.0.0.1:0", filepath.Join(work, "jsfront-store"))
 			if err != nil {
-				return err
+				return r, err
 			}
 			defer front.stop()
 		}
@@ -279,7 +333,7 @@ func bench(ctx context.Context, o options) error {
 				settle(s.pid())
 				v, err := f.syncRun(ctx, o.conc, o.floorDur, payload, mode)
 				if err != nil {
-					return fmt.Errorf("floor sync %s: %w", mode, err)
+					return r, fmt.Errorf("floor sync %s: %w", mode, err)
 				}
 				fr[mode] = v
 				f.purge(ctx)
@@ -287,13 +341,13 @@ func bench(ctx context.Context, o options) error {
 			settle(s.pid())
 			v, err := f.asyncRun(ctx, o.floorDur, payload)
 			if err != nil {
-				return fmt.Errorf("floor async: %w", err)
+				return r, fmt.Errorf("floor async: %w", err)
 			}
 			fr["async"] = v
 			f.purge(ctx)
 			if !o.noHTTPFloor {
 				settle(s.pid())
-				h := postRun(ctx, front.hc, front.base+"/", event, o.conc, o.acceptWarm, o.floorDur, front.pid())
+				h := postRun(ctx, front.base+"/", event, o.conc, o.acceptWarm, o.floorDur, front.pid())
 				fr["http"] = floorResult{Rate: h.Rate, CPUus: h.ServerCPUus}
 			}
 			r.floors = append(r.floors, fr)
@@ -318,8 +372,7 @@ func bench(ctx context.Context, o options) error {
 		mem("after accept, settled")
 		r.load = append(r.load, lm.sample("floor + accept"))
 	}
-	report(os.Stdout, o, r, time.Since(t0))
-	return nil
+	return r, nil
 }
 
 // settle waits, for up to 10 s, until the server has used under 10% of a
@@ -374,11 +427,61 @@ func met(ok bool) string {
 	return "NOT MET"
 }
 
-func report(w *os.File, o options, r results, took time.Duration) {
+// table prints rows of a measure, one figure per sandbox, a goal and a
+// result.
+type table struct {
+	tw   *tabwriter.Writer
+	cols int
+}
+
+// row prints label with one figure per sandbox ("" shows as "-").
+func (t table) row(label string, figs []string, goal, result string) {
+	cells := []string{label}
+	for i := range t.cols {
+		f := "-"
+		if i < len(figs) && figs[i] != "" {
+			f = figs[i]
+		}
+		cells = append(cells, f)
+	}
+	fmt.Fprintln(t.tw, strings.Join(append(cells, goal, result), "\t"))
+}
+
+// first prints a row with a figure in the first sandbox's column only.
+func (t table) first(label, fig, goal, result string) { t.row(label, []string{fig}, goal, result) }
+
+func report(w *os.File, o options, all []results, took time.Duration) {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	t := table{tw: tw, cols: len(all)}
 	fmt.Fprintf(tw, "\nStratus events bench (%s)\n", time.Now().Format("2006-01-02 15:04"))
-	fmt.Fprintln(tw, "measure\tfigure\tgoal\tresult")
-	fmt.Fprintln(tw, "-------\t------\t----\t------")
+	head, rule := []string{"measure"}, []string{"-------"}
+	for _, r := range all {
+		h := r.sandbox + ": " + r.driver
+		if r.sandbox != "default" {
+			h = "--sandbox " + r.sandbox
+		}
+		head, rule = append(head, h), append(rule, strings.Repeat("-", len(h)))
+	}
+	fmt.Fprintln(tw, strings.Join(append(head, "goal", "result"), "\t"))
+	fmt.Fprintln(tw, strings.Join(append(rule, "----", "------"), "\t"))
+	// each gives one figure per sandbox, "" where f has none.
+	each := func(f func(r *results) string) []string {
+		var v []string
+		for i := range all {
+			v = append(v, f(&all[i]))
+		}
+		return v
+	}
+	verdict := func(f func(r *results) (ok, has bool)) string {
+		var v []string
+		for i := range all {
+			if ok, has := f(&all[i]); has {
+				v = append(v, met(ok))
+			}
+		}
+		return strings.Join(v, " / ")
+	}
+	r := all[0]
 	if len(r.accept) > 0 {
 		col := func(mode string) (rate, cpu float64) {
 			var rs, cs []float64
@@ -407,61 +510,116 @@ func report(w *os.File, o options, r results, took time.Duration) {
 			failed += a.Failed
 		}
 		acc, ratio := median(rates), median(ratios)
-		fmt.Fprintf(tw, "floor: JetStream sync publish, %d publishers, %d B\t%.0f msg/s (%.0f µs CPU/msg)\t\t\n", o.conc, o.size, fs, fsCPU)
-		fmt.Fprintf(tw, "floor: JetStream PublishAsync, window %d, %d B\t%.0f msg/s (%.2fx sync; %.0f µs CPU/msg)\t\t\n", o.window, o.size, fa, fa/fs, faCPU)
-		fmt.Fprintf(tw, "  diag: sync, with a Nats-Msg-Id\t%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)\t\t\n", fid, fid/fs, fidCPU)
-		fmt.Fprintf(tw, "  diag: sync, with Enqueue's two headers\t%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)\t\t\n", fhd, fhd/fs, fhdCPU)
-		fmt.Fprintf(tw, "  diag: sync, shaped as Enqueue (headers, msg-id, work queue)\t%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)\t\t\n", fsh, fsh/fs, fshCPU)
-		fmt.Fprintf(tw, "  diag: sync via PublishAsync + wait for its ack\t%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)\t\t\n", ff, ff/fs, ffCPU)
+		t.first(fmt.Sprintf("floor: JetStream sync publish, %d publishers, %d B", o.conc, o.size), fmt.Sprintf("%.0f msg/s (%.0f µs CPU/msg)", fs, fsCPU), "", "")
+		t.first(fmt.Sprintf("floor: JetStream PublishAsync, window %d, %d B", o.window, o.size), fmt.Sprintf("%.0f msg/s (%.2fx sync; %.0f µs CPU/msg)", fa, fa/fs, faCPU), "", "")
+		t.first("  diag: sync, with a Nats-Msg-Id", fmt.Sprintf("%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)", fid, fid/fs, fidCPU), "", "")
+		t.first("  diag: sync, with Enqueue's two headers", fmt.Sprintf("%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)", fhd, fhd/fs, fhdCPU), "", "")
+		t.first("  diag: sync, shaped as Enqueue (headers, msg-id, work queue)", fmt.Sprintf("%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)", fsh, fsh/fs, fshCPU), "", "")
+		t.first("  diag: sync via PublishAsync + wait for its ack", fmt.Sprintf("%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)", ff, ff/fs, ffCPU), "", "")
 		if fh > 0 {
-			fmt.Fprintf(tw, "  diag: jsfront (net/http handler + sync publish, own process), conc %d\t%.0f /s (%.2f of sync; %.0f µs its CPU/req)\t\t\n", o.conc, fh, fh/fs, fhCPU)
+			t.first(fmt.Sprintf("  diag: jsfront (net/http handler + sync publish, own process), conc %d", o.conc), fmt.Sprintf("%.0f /s (%.2f of sync; %.0f µs its CPU/req)", fh, fh/fs, fhCPU), "", "")
 		}
-		fmt.Fprintf(tw, "accept: async invokes, conc %d, %d B events (202/s)\t%.0f /s (p50 %s, p99 %s; %d non-202)\t\t\n",
-			o.conc, o.size, acc, ms(time.Duration(median(p50))), ms(time.Duration(median(p99))), failed)
-		fmt.Fprintf(tw, "  CPU per 202: server / load generator\t%.0f µs / %.0f µs\t\t\n", median(cpu), median(ccpu))
-		fmt.Fprintf(tw, "accept / sync floor (median of per-round ratios)\t%.2f\t>= 0.40\t%s\n", ratio, met(ratio >= 0.4))
-		fmt.Fprintf(tw, "  accept / async floor\t%.2f\t\t\n", acc/fa)
+		t.first(fmt.Sprintf("accept: async invokes, conc %d, %d B events (202/s)", o.conc, o.size),
+			fmt.Sprintf("%.0f /s (p50 %s, p99 %s; %d non-202)", acc, ms(time.Duration(median(p50))), ms(time.Duration(median(p99))), failed), "", "")
+		t.first("  CPU per 202: server / load generator", fmt.Sprintf("%.0f µs / %.0f µs", median(cpu), median(ccpu)), "", "")
+		t.first("accept / sync floor (median of per-round ratios)", fmt.Sprintf("%.2f", ratio), ">= 0.40", met(ratio >= 0.4))
+		t.first("  accept / async floor", fmt.Sprintf("%.2f", acc/fa), "", "")
 		if fh > 0 {
-			fmt.Fprintf(tw, "  accept / http+publish floor\t%.2f\t\t\n", acc/fh)
+			t.first("  accept / http+publish floor", fmt.Sprintf("%.2f", acc/fh), "", "")
 		}
 		var per []string
 		for i := range r.accept {
 			per = append(per, fmt.Sprintf("%.0f/%.0f", r.accept[i].Rate, r.floors[i][modePlain].Rate))
 		}
-		fmt.Fprintf(tw, "  rounds (accept/sync floor)\t%s\t\t\n", strings.Join(per, ", "))
+		t.first("  rounds (accept/sync floor)", strings.Join(per, ", "), "", "")
 	}
-	if r.topic != nil {
-		t := r.topic
-		fmt.Fprintf(tw, "topic publish -> invocation start, %d events\tp50 %s, p90 %s, p99 %s, max %s\tp50 <= 2 ms\t%s\n",
-			t.N, ms(t.P50), ms(t.P90), ms(t.P99), ms(t.Max), met(t.P50 <= 2*time.Millisecond))
-		fmt.Fprintf(tw, "  publish round trip (202)\tp50 %s, p99 %s\t\t\n", ms(t.Ack50), ms(t.Ack99))
-		if t.Ambiguous > 0 {
-			fmt.Fprintf(tw, "  records not between their publish and the next\t%d\t\t\n", t.Ambiguous)
+	if slices.ContainsFunc(all, func(r results) bool { return r.topic != nil }) {
+		t.row(fmt.Sprintf("topic publish -> invocation start, %d events", o.latEvents), each(func(r *results) string {
+			if r.topic == nil {
+				return ""
+			}
+			l := r.topic
+			return fmt.Sprintf("p50 %s, p90 %s, p99 %s, max %s", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max))
+		}), "p50 <= 2 ms", verdict(func(r *results) (bool, bool) {
+			return r.topic != nil && r.topic.P50 <= 2*time.Millisecond, r.topic != nil
+		}))
+		t.row("  publish round trip (202)", each(func(r *results) string {
+			if r.topic == nil {
+				return ""
+			}
+			return fmt.Sprintf("p50 %s, p99 %s", ms(r.topic.Ack50), ms(r.topic.Ack99))
+		}), "", "")
+		t.row("  records not between their publish and the next", each(func(r *results) string {
+			if r.topic == nil {
+				return ""
+			}
+			return strconv.Itoa(r.topic.Ambiguous)
+		}), "", "")
+		t.row(fmt.Sprintf("async invoke -> invocation start, %d events", o.latEvents), each(func(r *results) string {
+			if r.async == nil {
+				return ""
+			}
+			a := r.async
+			return fmt.Sprintf("p50 %s, p90 %s, p99 %s, max %s", ms(a.P50), ms(a.P90), ms(a.P99), ms(a.Max))
+		}), "", "")
+		t.row("  async invoke round trip (202)", each(func(r *results) string {
+			if r.async == nil {
+				return ""
+			}
+			return fmt.Sprintf("p50 %s, p99 %s", ms(r.async.Ack50), ms(r.async.Ack99))
+		}), "", "")
+	}
+	if slices.ContainsFunc(all, func(r results) bool { return r.drain != nil }) {
+		dr := func(f func(d *drainResult) string) []string {
+			return each(func(r *results) string {
+				if r.drain == nil {
+					return ""
+				}
+				return f(r.drain)
+			})
 		}
+		mem := "default memory"
+		if o.drainMemory > 0 {
+			mem = fmt.Sprintf("%d MB", o.drainMemory)
+		}
+		t.row(fmt.Sprintf("drain: queue %d events (conc %d)", o.drainEvents, o.drainQConc), dr(func(d *drainResult) string {
+			return fmt.Sprintf("%s, %.0f /s%s", ms(d.Enqueue), d.EnqueueRate, map[bool]string{true: " (overlapped the drain)", false: ""}[d.Overlap])
+		}), "", "")
+		t.row(fmt.Sprintf("drain: max conc %d, %d ms handler, %s, first start -> last end", o.drainConc, o.drainSleep, mem), dr(func(d *drainResult) string {
+			return fmt.Sprintf("%.0f events/s (%.2f s)", d.Rate, d.Span.Seconds())
+		}), ">= 5000/s", verdict(func(r *results) (bool, bool) { return r.drain != nil && r.drain.Rate >= 5000, r.drain != nil }))
+		t.row("  slot time per event / mean recorded duration", dr(func(d *drainResult) string {
+			return fmt.Sprintf("%.2f ms / %.2f ms", d.SlotMs, d.MeanDurMs)
+		}), "", "")
+		t.row("  gap between invocations on one instance", dr(func(d *drainResult) string {
+			return fmt.Sprintf("p50 %s, p90 %s, p99 %s (%d instances)", ms(d.GapP50), ms(d.GapP90), ms(d.GapP99), d.Instances)
+		}), "", "")
+		t.row("  CPU per event: server / server + instances", dr(func(d *drainResult) string {
+			return fmt.Sprintf("%.0f µs / %.0f µs", d.ServerCPUus, d.TreeCPUus)
+		}), "", "")
+		t.row("drain: distinct request IDs with a success record", dr(func(d *drainResult) string {
+			return fmt.Sprintf("%d of %d (lost %d, failed %d, duplicates %d)", d.Distinct, d.Events, d.Lost, d.Failed, d.Duplicates)
+		}), "none lost", verdict(func(r *results) (bool, bool) {
+			return r.drain != nil && r.drain.Lost == 0 && r.drain.Distinct == r.drain.Events, r.drain != nil
+		}))
 	}
-	if r.async != nil {
-		a := r.async
-		fmt.Fprintf(tw, "async invoke -> invocation start, %d events\tp50 %s, p90 %s, p99 %s, max %s\t\t\n",
-			a.N, ms(a.P50), ms(a.P90), ms(a.P99), ms(a.Max))
-		fmt.Fprintf(tw, "  async invoke round trip (202)\tp50 %s, p99 %s\t\t\n", ms(a.Ack50), ms(a.Ack99))
+	for i, m := range r.rss {
+		t.row("server VmRSS "+m[0].(string), each(func(r *results) string {
+			if i >= len(r.rss) || r.rss[i][0] != m[0] {
+				return ""
+			}
+			return fmt.Sprintf("%s (peak %s)", mb(r.rss[i][1].(int64)), mb(r.rss[i][2].(int64)))
+		}), "", "")
 	}
-	if d := r.drain; d != nil {
-		fmt.Fprintf(tw, "drain: queue %d events (conc %d)\t%s, %.0f /s%s\t\t\n", d.Events, o.drainQConc, ms(d.Enqueue), d.EnqueueRate,
-			map[bool]string{true: " (overlapped the drain)", false: ""}[d.Overlap])
-		fmt.Fprintf(tw, "drain: max conc %d, %d ms handler, first start -> last end\t%.0f events/s (%.2f s)\t\t\n",
-			o.drainConc, o.drainSleep, d.Rate, d.Span.Seconds())
-		fmt.Fprintf(tw, "  slot time per event / mean recorded duration\t%.2f ms / %.2f ms\t\t\n", d.SlotMs, d.MeanDurMs)
-		fmt.Fprintf(tw, "  gap between invocations on one instance (%d instances)\tp50 %s, p90 %s, p99 %s\t\t\n", d.Instances, ms(d.GapP50), ms(d.GapP90), ms(d.GapP99))
-		fmt.Fprintf(tw, "  CPU per event: server / server + instances\t%.0f µs / %.0f µs\t\t\n", d.ServerCPUus, d.TreeCPUus)
-		fmt.Fprintf(tw, "drain: distinct request IDs with a success record\t%d of %d (lost %d, failed %d, duplicates %d)\tnone lost\t%s\n",
-			d.Distinct, d.Events, d.Lost, d.Failed, d.Duplicates, met(d.Lost == 0 && d.Distinct == d.Events))
+	for i, l := range r.load {
+		t.row("CPU during "+l.part+": bench processes / other load", each(func(r *results) string {
+			if i >= len(r.load) || r.load[i].part != l.part {
+				return ""
+			}
+			l := r.load[i]
+			return fmt.Sprintf("%.2f / %.2f cores (loadavg %s)", l.ours, l.other, l.loadavg)
+		}), "", "")
 	}
-	for _, m := range r.rss {
-		fmt.Fprintf(tw, "server VmRSS %s\t%s (peak %s)\t\t\n", m[0], mb(m[1].(int64)), mb(m[2].(int64)))
-	}
-	for _, l := range r.load {
-		fmt.Fprintf(tw, "CPU during %s: bench processes / other load\t%.2f / %.2f cores (loadavg %s)\t\t\n", l.part, l.ours, l.other, l.loadavg)
-	}
-	fmt.Fprintf(tw, "bench took\t%s\t\t\n", took.Round(time.Second))
+	t.first("bench took", took.Round(time.Second).String(), "", "")
 	tw.Flush()
 }

@@ -33,11 +33,12 @@ type server struct {
 	exit chan error
 }
 
-// startServer starts bin as a server on a free loopback port, its stdout
-// and stderr in logPath.
-func startServer(ctx context.Context, bin, data, logPath string) (*server, error) {
-	s, err := startProc(ctx, logPath, bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken,
-		"--retain-invocations", "100000", "--log-level", "warn")
+// startServer starts bin as a server on a free loopback port, with the
+// extra flags, its stdout and stderr in logPath.
+func startServer(ctx context.Context, bin, data, logPath string, extra ...string) (*server, error) {
+	argv := append([]string{bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken,
+		"--retain-invocations", "100000", "--log-level", "warn"}, extra...)
+	s, err := startProc(ctx, logPath, argv...)
 	if err != nil {
 		return nil, err
 	}

@@ -153,8 +153,10 @@ type StatusSink interface {
 // the last retry, wraps ErrEventAgeExceeded when the event grew too old,
 // wraps stratus.ErrNotFound when the function is gone, or wraps the
 // platform error of the last attempt. It runs on the event's goroutine,
-// holding one of the function's concurrency slots, before the event is
-// acknowledged: with at-least-once delivery it may run twice for an event.
+// after the invocation has freed its concurrency slot and before the
+// event is acknowledged (and before the BeforeAck that precedes the
+// acknowledgement): with at-least-once delivery it may run twice for an
+// event.
 type DoneFunc func(fn, requestID string, event []byte, result *pool.Response, attempts int, err error)
 
 // ErrEventAgeExceeded is wrapped by the final error of an event older than
@@ -643,6 +645,9 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 		return
 	}
 	defer p.close()
+	acks := newAcker(q, fn)
+	go acks.run()
+	defer acks.close() // after the handlers: they add to it
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 	defer p.finish(func(msg *nats.Msg) { q.handBack(fn, msg, decode(msg)) }) // not started
@@ -694,7 +699,7 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 						})
 					}
 					defer release()
-					q.handle(invCtx, fn, msg, release)
+					q.handle(invCtx, fn, msg, release, acks)
 				})
 			case errors.Is(err, errConsumerDeleted):
 				q.log.Info("async consumer gone", "fn", fn)
@@ -755,8 +760,9 @@ func decode(msg *nats.Msg) envelope {
 // handle runs one delivery of an event and settles its message.
 // release frees the event's concurrency slot; handle calls it as soon as
 // the invocation has ended, so the next event runs while this one's
-// status, record and acknowledgement are being stored.
-func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release func()) {
+// status, record and acknowledgement are being stored. A done event is
+// acknowledged by acks (in a batch), or here when acks is nil.
+func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release func(), acks *acker) {
 	e := decode(msg)
 	now := q.now()
 	if wait := e.notBefore.Sub(now); wait > 0 {
@@ -766,12 +772,12 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 	st := Status{RequestID: e.id, Function: fn, EnqueuedAt: e.enqueuedAt, Attempt: e.attempts}
 	pol, ok := q.lookup(fn)
 	if !ok {
-		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, stratus.ErrNotFound))
+		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, stratus.ErrNotFound), acks)
 		return
 	}
 	pol = pol.withDefaults()
 	if now.Sub(e.enqueuedAt) > pol.MaxEventAge {
-		q.finish(fn, msg, e, st, nil, ErrEventAgeExceeded)
+		q.finish(fn, msg, e, st, nil, ErrEventAgeExceeded, acks)
 		return
 	}
 
@@ -790,9 +796,9 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 
 	switch {
 	case err == nil && res.ErrorType == "":
-		q.finish(fn, msg, e, st, res, nil)
+		q.finish(fn, msg, e, st, res, nil, acks)
 	case err == nil:
-		q.failed(fn, msg, e, st, pol, res, &FunctionError{Type: res.ErrorType, Message: errorMessage(res.Body)})
+		q.failed(fn, msg, e, st, pol, res, &FunctionError{Type: res.ErrorType, Message: errorMessage(res.Body)}, acks)
 	case errors.Is(err, stratus.ErrCapacity), errors.Is(err, stratus.ErrUnavailable), ctx.Err() != nil:
 		// Throttled, or stopping: not an attempt; the event waits.
 		st.Attempt, st.State, st.UpdatedAt = e.attempts, StateQueued, q.now()
@@ -804,24 +810,24 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 		_ = msg.NakWithDelay(jitter(orDefault(q.ThrottleDelay, DefaultThrottleDelay), rand.Float64()))
 	case errors.Is(err, stratus.ErrNotFound):
 		st.Attempt = e.attempts
-		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, err))
+		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, err), acks)
 	default:
-		q.failed(fn, msg, e, st, pol, nil, fmt.Errorf("invoke %s: %w", fn, err))
+		q.failed(fn, msg, e, st, pol, nil, fmt.Errorf("invoke %s: %w", fn, err), acks)
 	}
 }
 
 // failed settles an attempt that failed: retry later, or done.
-func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *pool.Response, ferr error) {
+func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *pool.Response, ferr error, acks *acker) {
 	attempt := st.Attempt
 	if attempt > pol.MaxRetries {
-		q.finish(fn, msg, e, st, res, ferr)
+		q.finish(fn, msg, e, st, res, ferr, acks)
 		return
 	}
 	now := q.now()
 	delay := retryDelay(orDefault(q.RetryBase, DefaultRetryBase), orDefault(q.RetryMax, DefaultRetryMax), attempt, rand.Float64())
 	next := now.Add(delay)
 	if next.Sub(e.enqueuedAt) > pol.MaxEventAge {
-		q.finish(fn, msg, e, st, res, fmt.Errorf("%w after %w", ErrEventAgeExceeded, ferr))
+		q.finish(fn, msg, e, st, res, fmt.Errorf("%w after %w", ErrEventAgeExceeded, ferr), acks)
 		return
 	}
 	st.State, st.UpdatedAt = StateRetrying, now
@@ -893,8 +899,10 @@ func (q *Queue) replace(msg *nats.Msg, e envelope) error {
 	return nil
 }
 
-// finish reports the final state, calls OnDone and acknowledges the event.
-func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *pool.Response, err error) {
+// finish reports the final state, calls OnDone and acknowledges the
+// event: by acks after its batch's BeforeAck, or, when acks is nil, here
+// after a BeforeAck of its own.
+func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *pool.Response, err error, acks *acker) {
 	st.State, st.UpdatedAt = StateSucceeded, q.now()
 	if err != nil {
 		st.State = StateFailed
@@ -903,6 +911,10 @@ func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *poo
 	q.report(st)
 	if q.OnDone != nil {
 		q.OnDone(fn, e.id, msg.Data, res, st.Attempt, err)
+	}
+	if acks != nil {
+		acks.add(msg, e.id)
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()

@@ -66,7 +66,11 @@
 // or found in the stream (at start and every RescanInterval); each worker
 // owns one handler goroutine per event in flight, and each handler one
 // heartbeat goroutine that extends the message's ack deadline while the
-// invocation runs. Run returns after all of them have ended.
+// invocation runs. Each worker also owns an acker goroutine that settles
+// its done events in batches (at most one per 5 ms): one BeforeAck for
+// all the events done since the last batch, then their acknowledgements
+// and one flush, so that an event is still acknowledged only after its
+// trace is stored. Run returns after all of them have ended.
 //
 // A worker pulls its function's events with one pull request at a time,
 // on a subscription of its own that it keeps until JetStream has ended the
