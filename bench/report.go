@@ -541,7 +541,7 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "  note: function CPU/s = req/s × the function side's CPU per request at c=1 (one instance busy); a %d MB runc sandbox's CPU quota is %d/%d of a core, %s per second\n",
+	fmt.Fprintf(w, "  note: function CPU/s = req/s × the function side's CPU per request at c=1 (one instance busy); a %d MB runc sandbox's CPU share is %d/%d of a core, %s per second: a weight under contention by default, a hard quota with --function-cpu quota\n",
 		stratus.DefaultMemoryMB, stratus.DefaultMemoryMB, runcMBPerCPU, fmtDur(time.Second*stratus.DefaultMemoryMB/runcMBPerCPU))
 	fmt.Fprintln(w, "  note: throttled/s = CFS periods (100 ms) in which the quota held a sandbox back (cpu.stat nr_throttled, summed over the sandboxes) per second of the run: 10 = one sandbox throttled in every period")
 }
