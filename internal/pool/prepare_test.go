@@ -608,10 +608,12 @@ func TestCreateAheadColdStartWaitsForPrepare(t *testing.T) {
 	if e.success(r2.resp); r2.resp.Record.Instance != id && r2.resp.Record.Instance != own[0] {
 		t.Errorf("second call on %s, want the prepared %s or %s", r2.resp.Record.Instance, id, own[0])
 	}
+	// When the first call's instance served the second, the start that
+	// waits for the prepare still takes it, and it stays idle.
+	e.waitFor("both instances idle", func() bool { return e.m.Stats("fn") == Stats{Live: 2, Idle: 2, Prepared: 1} })
 	if got := e.drv.ids("start-prepared"); !slices.Equal(got, []string{id}) {
 		t.Errorf("prepared sandboxes started %v, want %s", got, id)
 	}
-	e.waitFor("both instances idle", func() bool { return e.m.Stats("fn") == Stats{Live: 2, Idle: 2, Prepared: 1} })
 	e.waitPrepared("fn")
 	if n := e.settled(); n != 1 {
 		t.Errorf("the Manager counts %d prepared instances, want 1", n)
