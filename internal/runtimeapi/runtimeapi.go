@@ -240,6 +240,10 @@ func (s *Server) withdraw(c *call) bool {
 	return false
 }
 
+// closeWriteTimeout bounds Close's write of the 410 to a runtime waiting
+// in next.
+const closeWriteTimeout = time.Second
+
 // Close stops serving, ends every connection and waits for the server's
 // goroutines.
 func (s *Server) Close() error {
@@ -263,8 +267,10 @@ func (s *Server) Close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	// A runtime waiting in next learns that no invocation comes.
+	// A runtime waiting in next learns that no invocation comes; one that
+	// does not read its answers cannot hold Close up for long.
 	for _, c := range waiting {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
 		c.writeErr(http.StatusGone, "ServiceUnavailable", "instance is stopping", true)
 		c.endWait()
 	}
