@@ -98,15 +98,7 @@ func TestQueueRecoversFromFullDisk(t *testing.T) {
 		}
 		return &pool.Response{Body: []byte(`"ok"`)}, nil
 	}}
-	h := &harness{t: t, dir: dir, inv: inv, pol: newPolicies("f", AsyncPolicy{MaxConcurrency: 2}), sink: &statusSink{}, done: make(chan doneRec, 10000)}
-	h.bus = openTestBus(t, BusConfig{StoreDir: dir, HealthInterval: 50 * time.Millisecond})
-	h.q = h.newQueue(h.bus)
-	t.Cleanup(h.close)
-	busCtx, stopBus := context.WithCancel(context.Background())
-	busDone := make(chan error, 1)
-	go func() { busDone <- h.bus.Run(busCtx) }()
-	t.Cleanup(func() { stopBus(); <-busDone })
-	h.run()
+	h := newWatchedHarness(t, dir, inv, newPolicies("f", AsyncPolicy{MaxConcurrency: 2}), 50*time.Millisecond, 10000)
 
 	event := `"` + strings.Repeat("x", 16<<10) + `"`
 	var accepted []string
@@ -286,15 +278,7 @@ func TestServerErrorLines(t *testing.T) {
 // ones are accepted, no restart of the process.
 func TestDisabledJetStreamIsReEnabled(t *testing.T) {
 	inv := &fakeInvoker{}
-	h := &harness{t: t, dir: t.TempDir(), inv: inv, pol: newPolicies("f", AsyncPolicy{}), sink: &statusSink{}, done: make(chan doneRec, 100)}
-	h.bus = openTestBus(t, BusConfig{StoreDir: h.dir, HealthInterval: 20 * time.Millisecond})
-	h.q = h.newQueue(h.bus)
-	t.Cleanup(h.close)
-	busCtx, stopBus := context.WithCancel(context.Background())
-	busDone := make(chan error, 1)
-	go func() { busDone <- h.bus.Run(busCtx) }()
-	t.Cleanup(func() { stopBus(); <-busDone })
-	h.run()
+	h := newWatchedHarness(t, t.TempDir(), inv, newPolicies("f", AsyncPolicy{}), 20*time.Millisecond, 100)
 	first := h.enqueue("f", `1`)
 	if d := h.waitDone(1, 10*time.Second)[0]; d.id != first {
 		t.Fatalf("done %+v", d)
@@ -314,4 +298,19 @@ func TestDisabledJetStreamIsReEnabled(t *testing.T) {
 	if d := h.waitDone(1, 10*time.Second)[0]; d.id != second {
 		t.Fatalf("done %+v", d)
 	}
+}
+
+// newWatchedHarness is a running harness on dir whose bus runs (Bus.Run),
+// checking its health every interval; done holds up to doneBuf records.
+func newWatchedHarness(t *testing.T, dir string, inv *fakeInvoker, pol *policies, interval time.Duration, doneBuf int) *harness {
+	h := &harness{t: t, dir: dir, inv: inv, pol: pol, sink: &statusSink{}, done: make(chan doneRec, doneBuf)}
+	h.bus = openTestBus(t, BusConfig{StoreDir: dir, HealthInterval: interval})
+	h.q = h.newQueue(h.bus)
+	t.Cleanup(h.close)
+	busCtx, stopBus := context.WithCancel(context.Background())
+	busDone := make(chan error, 1)
+	go func() { busDone <- h.bus.Run(busCtx) }()
+	t.Cleanup(func() { stopBus(); <-busDone })
+	h.run()
+	return h
 }

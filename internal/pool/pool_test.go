@@ -686,10 +686,7 @@ func TestQueueServedByFirstFreeInstance(t *testing.T) {
 	g := e.gate()
 	first := e.goInvoke("fn", block(g))
 	e.atGate(g)
-	hold := make(chan struct{})
-	e.drv.mu.Lock()
-	e.drv.holdStart = hold
-	e.drv.mu.Unlock()
+	hold := e.drv.holdStarts()
 	second := e.goInvoke("fn", map[string]any{"op": "echo"})
 	e.waitFor("a second sandbox being made", func() bool { return len(e.drv.ids("start")) == 2 })
 	e.open(g)
@@ -710,10 +707,7 @@ func TestCreationCap(t *testing.T) {
 	e := newEnv(t, opts{record: true, maxCreating: 1})
 	e.deploy("a", 1, nil)
 	e.deploy("b", 1, nil)
-	hold := make(chan struct{})
-	e.drv.mu.Lock()
-	e.drv.holdStart = hold
-	e.drv.mu.Unlock()
+	hold := e.drv.holdStarts()
 	calls := []<-chan invResult{e.goInvoke("a", map[string]any{"op": "echo"}), e.goInvoke("b", map[string]any{"op": "echo"})}
 	e.waitFor("both starts in flight", func() bool {
 		e.m.mu.Lock()
@@ -743,10 +737,7 @@ func TestSurplusStartDropped(t *testing.T) {
 	e.atGate(g)
 	// b's start takes the one turn and is held; a's next call queues and
 	// its start waits for the turn.
-	hold := make(chan struct{})
-	e.drv.mu.Lock()
-	e.drv.holdStart = hold
-	e.drv.mu.Unlock()
+	hold := e.drv.holdStarts()
 	other := e.goInvoke("b", map[string]any{"op": "echo"})
 	e.waitFor("b's sandbox being made", func() bool { return len(e.drv.ids("start")) == 2 })
 	queued := e.goInvoke("a", map[string]any{"op": "echo"})

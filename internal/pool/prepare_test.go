@@ -119,6 +119,16 @@ func (p *preparer) Start(ctx context.Context, spec sandbox.Spec) error {
 	return err
 }
 
+// holdStarts makes every Start of a sandbox not prepared wait from now on
+// until the returned channel is closed.
+func (p *preparer) holdStarts() chan struct{} {
+	hold := make(chan struct{})
+	p.mu.Lock()
+	p.holdStart = hold
+	p.mu.Unlock()
+	return hold
+}
+
 func sameSpec(a, b sandbox.Spec) bool {
 	return a.ID == b.ID && slices.Equal(a.Argv, b.Argv) && slices.Equal(a.Env, b.Env) && a.Dir == b.Dir &&
 		slices.Equal(a.Mounts, b.Mounts) && a.MemoryMB == b.MemoryMB && a.Stdout == b.Stdout && a.Stderr == b.Stderr
