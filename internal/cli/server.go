@@ -142,7 +142,7 @@ func (e *env) serverCmd() *cobra.Command {
 	f.IntVar(&flags.MaxHeaderBytes, "max-header-bytes", flags.MaxHeaderBytes, "largest request header in bytes")
 	f.Int64Var(&flags.MaxRequestBytes, "max-request-bytes", flags.MaxRequestBytes, "largest request body sent to a service, in bytes (a function's: 6 MB)")
 	f.IntVar(&flags.MaxConnections, "max-connections", flags.MaxConnections, "open client connections, at most; more wait to be accepted")
-	f.IntVar(&flags.FunctionQueueSize, "function-queue-size", flags.FunctionQueueSize, "invocations that may wait for an instance per function before 429")
+	f.IntVar(&flags.FunctionQueueSize, "function-queue-size", flags.FunctionQueueSize, "invocations of one function that may wait beyond the instances being started for them; one more gets 429 at once")
 	f.IntVar(&flags.KeepVersions, "keep-versions", flags.KeepVersions, "versions kept per function; older ones and their code are removed once nothing uses them")
 	f.Int64Var(&flags.MaxImageBytes, "max-image-bytes", flags.MaxImageBytes, "largest image, its layers decompressed, in bytes")
 	f.Int64Var(&flags.ImageStoreBytes, "image-store-bytes", flags.ImageStoreBytes, "everything the image store keeps, in bytes, at most")
