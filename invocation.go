@@ -1,6 +1,10 @@
 package stratus
 
-import "time"
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
 
 // Outcomes of an invocation.
 const (
@@ -68,4 +72,39 @@ type AsyncStatus struct {
 	UpdatedAt    time.Time `json:"updatedAt"`
 	ErrorType    string    `json:"errorType,omitempty"`
 	ErrorMessage string    `json:"errorMessage,omitempty"`
+}
+
+// Request is the input of one synchronous or asynchronous invocation, as
+// the gateway, the event system and the API hand it to whatever runs it.
+type Request struct {
+	RequestID       string
+	Event           []byte
+	ClientContext   string // base64 JSON, Lambda's X-Amz-Client-Context
+	CognitoIdentity string
+}
+
+// Response is the outcome of one invocation. Function errors, timeouts
+// and crashes are outcomes, not Go errors: ErrorType is set and Body holds
+// Lambda's error object.
+type Response struct {
+	Body      []byte
+	ErrorType string
+	Record    Invocation
+}
+
+// NewRequestID returns a new request ID: a UUID (version 7, so IDs made
+// later sort later and the store's indexes grow at their end).
+func NewRequestID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// InstanceStats are a function's instance counts for status pages and
+// metrics. Prepared instances (0 or 1) are not live.
+type InstanceStats struct {
+	Live, Idle, Busy int
+	Prepared         int
 }

@@ -22,12 +22,11 @@ import (
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/gateway"
-	"github.com/stratus-run/stratus/internal/pool"
 	"github.com/stratus-run/stratus/internal/store"
 )
 
 type instanceStats interface {
-	Stats(name string) pool.Stats
+	Stats(name string) stratus.InstanceStats
 }
 
 // asyncQueue takes asynchronous invocations.
@@ -68,7 +67,7 @@ type Config struct {
 	Store     *store.Store
 	Pools     interface {
 		instanceStats
-		Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error)
+		Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error)
 	}
 	Logs          flusher
 	Queue         asyncQueue

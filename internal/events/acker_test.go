@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stratus-run/stratus/internal/pool"
+	stratus "github.com/stratus-run/stratus"
 )
 
 // TestAcksAreBatchedAfterTheTrace: done events share BeforeAck calls (far
@@ -19,7 +19,7 @@ func TestAcksAreBatchedAfterTheTrace(t *testing.T) {
 	h := newHarness(t, "", &fakeInvoker{}, newPolicies("f", AsyncPolicy{MaxConcurrency: 20}))
 	var done, covered, calls atomic.Int64
 	onDone := h.q.OnDone
-	h.q.OnDone = func(fn, id string, event []byte, res *pool.Response, attempts int, err error) {
+	h.q.OnDone = func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
 		done.Add(1)
 		onDone(fn, id, event, res, attempts, err)
 	}

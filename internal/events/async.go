@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	stratus "github.com/stratus-run/stratus"
-	"github.com/stratus-run/stratus/internal/pool"
 )
 
 // AsyncStream is the JetStream stream holding async invocations.
@@ -74,7 +73,7 @@ const opTimeout = 10 * time.Second
 // stratus.ErrNotFound (no such function), ErrCapacity (throttled),
 // ErrUnavailable (stopping), or ctx's error.
 type Invoker interface {
-	Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error)
+	Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error)
 }
 
 // AsyncPolicy is how a function's async events are handled. Zero fields
@@ -157,7 +156,7 @@ type StatusSink interface {
 // event is acknowledged (and before the BeforeAck that precedes the
 // acknowledgement): with at-least-once delivery it may run twice for an
 // event.
-type DoneFunc func(fn, requestID string, event []byte, result *pool.Response, attempts int, err error)
+type DoneFunc func(fn, requestID string, event []byte, result *stratus.Response, attempts int, err error)
 
 // ErrEventAgeExceeded is wrapped by the final error of an event older than
 // its function's MaxEventAge.
@@ -271,7 +270,7 @@ func (q *Queue) now() time.Time {
 // error. It fails at once while the bus is unhealthy.
 func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
 	// A new ID cannot be a duplicate: no deduplication to ask for.
-	return q.enqueue(ctx, fn, pool.NewRequestID(), event, false)
+	return q.enqueue(ctx, fn, stratus.NewRequestID(), event, false)
 }
 
 // EnqueueID is Enqueue with the request ID chosen by the caller: enqueuing
@@ -786,7 +785,7 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 	q.report(st)
 	invCtx, cancel := context.WithTimeout(ctx, pol.Timeout+orDefault(q.InvokeSlack, DefaultInvokeSlack))
 	stopBeats := q.heartbeat(msg)
-	res, err := q.inv.Invoke(invCtx, fn, pool.Request{RequestID: e.id, Event: msg.Data})
+	res, err := q.inv.Invoke(invCtx, fn, stratus.Request{RequestID: e.id, Event: msg.Data})
 	stopBeats()
 	cancel()
 	release()
@@ -817,7 +816,7 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 }
 
 // failed settles an attempt that failed: retry later, or done.
-func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *pool.Response, ferr error, acks *acker) {
+func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *stratus.Response, ferr error, acks *acker) {
 	attempt := st.Attempt
 	if attempt > pol.MaxRetries {
 		q.finish(fn, msg, e, st, res, ferr, acks)
@@ -902,7 +901,7 @@ func (q *Queue) replace(msg *nats.Msg, e envelope) error {
 // finish reports the final state, calls OnDone and acknowledges the
 // event: by acks after its batch's BeforeAck, or, when acks is nil, here
 // after a BeforeAck of its own.
-func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *pool.Response, err error, acks *acker) {
+func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *stratus.Response, err error, acks *acker) {
 	st.State, st.UpdatedAt = StateSucceeded, q.now()
 	if err != nil {
 		st.State = StateFailed

@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	stratus "github.com/stratus-run/stratus"
-	"github.com/stratus-run/stratus/internal/pool"
 )
 
 func TestEnqueueInvokesOnce(t *testing.T) {
@@ -48,7 +47,7 @@ func TestEnqueueInvokesOnce(t *testing.T) {
 }
 
 func TestFunctionErrorRetriedThenFails(t *testing.T) {
-	inv := &fakeInvoker{behave: func(context.Context, pool.Request, int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(context.Context, stratus.Request, int) (*stratus.Response, error) {
 		return fnError("Handled", "boom"), nil
 	}}
 	h := newHarness(t, "", inv, newPolicies("bad", AsyncPolicy{MaxRetries: 2}))
@@ -86,7 +85,7 @@ func TestFunctionErrorRetriedThenFails(t *testing.T) {
 }
 
 func TestNoRetries(t *testing.T) {
-	inv := &fakeInvoker{behave: func(context.Context, pool.Request, int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(context.Context, stratus.Request, int) (*stratus.Response, error) {
 		return fnError("Runtime.ExitError", "exit status 2"), nil
 	}}
 	h := newHarness(t, "", inv, newPolicies("once", AsyncPolicy{MaxRetries: 0}))
@@ -98,11 +97,11 @@ func TestNoRetries(t *testing.T) {
 }
 
 func TestSuccessAfterFailure(t *testing.T) {
-	inv := &fakeInvoker{behave: func(_ context.Context, _ pool.Request, call int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(_ context.Context, _ stratus.Request, call int) (*stratus.Response, error) {
 		if call == 1 {
 			return fnError("Runtime.ExitError", "crashed"), nil
 		}
-		return &pool.Response{Body: []byte(`"second"`)}, nil
+		return &stratus.Response{Body: []byte(`"second"`)}, nil
 	}}
 	h := newHarness(t, "", inv, newPolicies("flaky", AsyncPolicy{MaxRetries: 2}))
 	h.run()
@@ -121,7 +120,7 @@ func TestMaxConcurrency(t *testing.T) {
 	full := make(chan struct{})
 	var once sync.Once
 	inv := &fakeInvoker{}
-	inv.behave = func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+	inv.behave = func(ctx context.Context, _ stratus.Request, _ int) (*stratus.Response, error) {
 		if inv.cur.Load() >= limit {
 			once.Do(func() { close(full) })
 		}
@@ -132,7 +131,7 @@ func TestMaxConcurrency(t *testing.T) {
 		case <-time.After(time.Second):
 		case <-ctx.Done():
 		}
-		return &pool.Response{Body: []byte(`"ok"`)}, nil
+		return &stratus.Response{Body: []byte(`"ok"`)}, nil
 	}
 	h := newHarness(t, "", inv, newPolicies("capped", AsyncPolicy{MaxConcurrency: limit}))
 	ids := make(map[string]bool)
@@ -156,12 +155,12 @@ func TestMaxConcurrency(t *testing.T) {
 
 func TestThrottledNotCounted(t *testing.T) {
 	var throttles atomic.Int64
-	inv := &fakeInvoker{behave: func(_ context.Context, _ pool.Request, call int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(_ context.Context, _ stratus.Request, call int) (*stratus.Response, error) {
 		if call <= 4 {
 			throttles.Add(1)
 			return nil, fmt.Errorf("function %q: %w", "busy", stratus.ErrCapacity)
 		}
-		return &pool.Response{Body: []byte(`"ok"`)}, nil
+		return &stratus.Response{Body: []byte(`"ok"`)}, nil
 	}}
 	h := newHarness(t, "", inv, newPolicies("busy", AsyncPolicy{MaxRetries: 0}))
 	h.run()
@@ -246,7 +245,7 @@ func TestRemovedFunctionFails(t *testing.T) {
 func TestEventAgeExceeded(t *testing.T) {
 	var offset atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	inv := &fakeInvoker{behave: func(context.Context, pool.Request, int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(context.Context, stratus.Request, int) (*stratus.Response, error) {
 		return fnError("Handled", "no"), nil
 	}}
 	h := newHarness(t, "", inv, newPolicies(
@@ -308,9 +307,9 @@ func TestDurableAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
 	blocked := make(chan struct{}, events)
 	var okCalls atomic.Int64
-	inv := &fakeInvoker{behave: func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(ctx context.Context, _ stratus.Request, _ int) (*stratus.Response, error) {
 		if okCalls.Add(1) <= first {
-			return &pool.Response{Body: []byte(`"ok"`)}, nil
+			return &stratus.Response{Body: []byte(`"ok"`)}, nil
 		}
 		blocked <- struct{}{}
 		<-ctx.Done() // hangs until the server goes away
@@ -391,7 +390,7 @@ func TestGracefulStop(t *testing.T) {
 	const events = 40
 	dir := t.TempDir()
 	started := make(chan struct{}, events)
-	inv := &fakeInvoker{behave: func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(ctx context.Context, _ stratus.Request, _ int) (*stratus.Response, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -451,7 +450,7 @@ func TestGracefulStopAfterShortPulls(t *testing.T) {
 	const events, limit = 40, 4
 	dir := t.TempDir()
 	started := make(chan struct{}, events)
-	inv := &fakeInvoker{behave: func(ctx context.Context, _ pool.Request, _ int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(ctx context.Context, _ stratus.Request, _ int) (*stratus.Response, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		return nil, ctx.Err()

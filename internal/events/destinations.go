@@ -10,7 +10,6 @@ import (
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
-	"github.com/stratus-run/stratus/internal/pool"
 )
 
 // Record is what a destination receives about a finished async
@@ -63,7 +62,7 @@ type Destinations struct {
 }
 
 // Done implements DoneFunc.
-func (d *Destinations) Done(fn, requestID string, event []byte, res *pool.Response, attempts int, err error) {
+func (d *Destinations) Done(fn, requestID string, event []byte, res *stratus.Response, attempts int, err error) {
 	cfg, ok := d.Config(fn)
 	if !ok {
 		return

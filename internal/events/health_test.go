@@ -12,7 +12,6 @@ import (
 	"time"
 
 	stratus "github.com/stratus-run/stratus"
-	"github.com/stratus-run/stratus/internal/pool"
 )
 
 // smallVolume mounts a tmpfs of size (e.g. "48m") and returns its path;
@@ -90,13 +89,13 @@ func TestStreamsFitASmallVolume(t *testing.T) {
 func TestQueueRecoversFromFullDisk(t *testing.T) {
 	dir := smallVolume(t, "48m")
 	gate := make(chan struct{})
-	inv := &fakeInvoker{behave: func(ctx context.Context, req pool.Request, call int) (*pool.Response, error) {
+	inv := &fakeInvoker{behave: func(ctx context.Context, req stratus.Request, call int) (*stratus.Response, error) {
 		select {
 		case <-gate:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return &pool.Response{Body: []byte(`"ok"`)}, nil
+		return &stratus.Response{Body: []byte(`"ok"`)}, nil
 	}}
 	h := newWatchedHarness(t, dir, inv, newPolicies("f", AsyncPolicy{MaxConcurrency: 2}), 50*time.Millisecond, 10000)
 
@@ -177,14 +176,14 @@ func TestQueueRecoversFromFullDisk(t *testing.T) {
 func TestUnstoredAttemptIsNotAcked(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		behave func(ctx context.Context, req pool.Request, call int) (*pool.Response, error)
+		behave func(ctx context.Context, req stratus.Request, call int) (*stratus.Response, error)
 	}{
 		{"success", nil},
-		{"retry", func(ctx context.Context, req pool.Request, call int) (*pool.Response, error) {
+		{"retry", func(ctx context.Context, req stratus.Request, call int) (*stratus.Response, error) {
 			if call == 1 {
 				return fnError("Boom", "first"), nil
 			}
-			return &pool.Response{Body: []byte(`"ok"`)}, nil
+			return &stratus.Response{Body: []byte(`"ok"`)}, nil
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

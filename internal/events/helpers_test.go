@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stratus-run/stratus/internal/pool"
+	stratus "github.com/stratus-run/stratus"
 )
 
 // testLog shows the package's warnings when STRATUS_TEST_LOG is set.
@@ -23,16 +23,16 @@ func testLog() *slog.Logger {
 
 // fakeInvoker records every call and answers with behave (success when nil).
 type fakeInvoker struct {
-	behave func(ctx context.Context, req pool.Request, call int) (*pool.Response, error)
+	behave func(ctx context.Context, req stratus.Request, call int) (*stratus.Response, error)
 
 	mu    sync.Mutex
-	calls []pool.Request
+	calls []stratus.Request
 	byID  map[string]int
 	cur   atomic.Int64
 	peak  atomic.Int64
 }
 
-func (f *fakeInvoker) Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error) {
+func (f *fakeInvoker) Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
 	n := f.cur.Add(1)
 	defer f.cur.Add(-1)
 	for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
@@ -46,7 +46,7 @@ func (f *fakeInvoker) Invoke(ctx context.Context, name string, req pool.Request)
 	call := f.byID[req.RequestID]
 	f.mu.Unlock()
 	if f.behave == nil {
-		return &pool.Response{Body: []byte(`"ok"`)}, nil
+		return &stratus.Response{Body: []byte(`"ok"`)}, nil
 	}
 	return f.behave(ctx, req, call)
 }
@@ -57,15 +57,15 @@ func (f *fakeInvoker) callsFor(id string) int {
 	return f.byID[id]
 }
 
-func (f *fakeInvoker) requests() []pool.Request {
+func (f *fakeInvoker) requests() []stratus.Request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]pool.Request(nil), f.calls...)
+	return append([]stratus.Request(nil), f.calls...)
 }
 
 // fnError is a function error response.
-func fnError(typ, msg string) *pool.Response {
-	return &pool.Response{ErrorType: typ, Body: fmt.Appendf(nil, `{"errorType":%q,"errorMessage":%q}`, typ, msg)}
+func fnError(typ, msg string) *stratus.Response {
+	return &stratus.Response{ErrorType: typ, Body: fmt.Appendf(nil, `{"errorType":%q,"errorMessage":%q}`, typ, msg)}
 }
 
 // policies is a mutable PolicyFunc.
@@ -124,7 +124,7 @@ func (s *statusSink) states(id string) []string {
 type doneRec struct {
 	fn, id   string
 	event    string
-	result   *pool.Response
+	result   *stratus.Response
 	attempts int
 	err      error
 }
@@ -184,7 +184,7 @@ func newHarness(t *testing.T, dir string, inv *fakeInvoker, pol *policies) *harn
 func (h *harness) newQueue(b *Bus) *Queue {
 	q := NewQueue(b, h.inv, h.pol.lookup, h.sink, testLog())
 	fastQueue(q)
-	q.OnDone = func(fn, id string, event []byte, res *pool.Response, attempts int, err error) {
+	q.OnDone = func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
 		h.done <- doneRec{fn: fn, id: id, event: string(event), result: res, attempts: attempts, err: err}
 	}
 	return q

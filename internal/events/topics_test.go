@@ -20,7 +20,6 @@ import (
 
 	stratus "github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
-	"github.com/stratus-run/stratus/internal/pool"
 	"github.com/stratus-run/stratus/internal/store"
 )
 
@@ -511,7 +510,7 @@ func TestDestinationPublishesToTopic(t *testing.T) {
 		Publish: h.tp.Publish, Region: "local", Log: testLog(),
 	}
 	d.Done("worker", "req-1", []byte(`{"job":1}`), fnError("Boom", "it broke"), 3, &FunctionError{Type: "Boom", Message: "it broke"})
-	d.Done("worker", "req-2", []byte(`{"job":2}`), &pool.Response{Body: []byte(`"fine"`)}, 1, nil) // filtered out
+	d.Done("worker", "req-2", []byte(`{"job":2}`), &stratus.Response{Body: []byte(`"fine"`)}, 1, nil) // filtered out
 	waitFor(t, 10*time.Second, "the failure record", func() bool { return len(h.q.delivered("fn")) == 1 })
 	e, err := cloudevent.FromJSON([]byte(h.q.delivered("fn")[0]), 0)
 	if err != nil {

@@ -31,11 +31,10 @@ import (
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/httpevent"
-	"github.com/stratus-run/stratus/internal/pool"
 )
 
 type invoker interface {
-	Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error)
+	Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error)
 }
 
 type enqueuer interface {
@@ -162,8 +161,8 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("invocation type %q: want %s or %s: %w", typ, v1.InvocationRequest, v1.InvocationEvent, stratus.ErrInvalid))
 		return
 	}
-	req := pool.Request{
-		RequestID:       pool.NewRequestID(),
+	req := stratus.Request{
+		RequestID:       stratus.NewRequestID(),
 		Event:           body,
 		ClientContext:   r.Header.Get("X-Amz-Client-Context"),
 		CognitoIdentity: r.Header.Get("X-Stratus-Cognito-Identity"),
@@ -198,7 +197,7 @@ func invocationType(h http.Header) string {
 	return t
 }
 
-func setInvokeHeaders(h http.Header, resp *pool.Response) {
+func setInvokeHeaders(h http.Header, resp *stratus.Response) {
 	rec := &resp.Record
 	h[v1.HeaderRequestID] = []string{rec.RequestID}
 	h[v1.HeaderVersion] = []string{strconv.Itoa(rec.Version)}
@@ -233,13 +232,13 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.EscapedPath(); strings.HasPrefix(p, "/fn/"+name+"/") {
 		raw = p[len("/fn/"+name):]
 	}
-	reqID := pool.NewRequestID()
+	reqID := stratus.NewRequestID()
 	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: name})
 	if err != nil {
 		WriteError(w, err)
 		return
 	}
-	resp, err := g.inv.Invoke(r.Context(), name, pool.Request{RequestID: reqID, Event: event})
+	resp, err := g.inv.Invoke(r.Context(), name, stratus.Request{RequestID: reqID, Event: event})
 	if err != nil {
 		w.Header()[v1.HeaderRequestID] = []string{reqID}
 		WriteError(w, err)

@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stratus-run/stratus"
-	"github.com/stratus-run/stratus/internal/pool"
 	"github.com/stratus-run/stratus/internal/services"
 )
 
@@ -119,9 +118,9 @@ func (f *fakeFunctions) Head(name string) (*stratus.Version, bool) {
 	return nil, false
 }
 
-func (f *fakeFunctions) Invoke(ctx context.Context, name string, req pool.Request) (*pool.Response, error) {
+func (f *fakeFunctions) Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
 	f.events = append(f.events, req.Event)
-	return &pool.Response{Body: []byte(`{"statusCode":200,"body":"ok"}`)}, nil
+	return &stratus.Response{Body: []byte(`{"statusCode":200,"body":"ok"}`)}, nil
 }
 
 // TestFunctionRouteStripsToken: whatever the function's auth mode, the

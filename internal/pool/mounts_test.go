@@ -54,7 +54,7 @@ func TestLambdaLayout(t *testing.T) {
 	m.Deploy(&stratus.Version{Function: "fn", Version: 1, CodeSHA: "abc", Config: stratus.FunctionConfig{
 		Runtime: stratus.RuntimeProvidedAL2023, Handler: "h", MemoryMB: 128, TimeoutSec: 3, MaxConcurrency: 1,
 	}})
-	if _, err := m.Invoke(context.Background(), "fn", Request{RequestID: "r1", Event: []byte("{}")}); !errors.Is(err, errRecorded) {
+	if _, err := m.Invoke(context.Background(), "fn", stratus.Request{RequestID: "r1", Event: []byte("{}")}); !errors.Is(err, errRecorded) {
 		t.Fatalf("Invoke: err = %v, want the driver's", err)
 	}
 	if len(d.specs) != 1 {

@@ -45,8 +45,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/rootfs"
@@ -309,22 +307,15 @@ func (m *Manager) StopAll() {
 	m.stopAsync(old...)
 }
 
-// Stats are counts for status pages and metrics. Prepared instances (0 or
-// 1) are not live.
-type Stats struct {
-	Live, Idle, Busy int
-	Prepared         int
-}
-
 // Stats reports the instance counts of function name.
-func (m *Manager) Stats(name string) Stats {
+func (m *Manager) Stats(name string) stratus.InstanceStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.pools[name]
 	if p == nil {
-		return Stats{}
+		return stratus.InstanceStats{}
 	}
-	s := Stats{Live: p.live, Idle: len(p.idle)}
+	s := stratus.InstanceStats{Live: p.live, Idle: len(p.idle)}
 	s.Busy = p.live - s.Idle
 	if p.prepared != nil {
 		s.Prepared = 1
@@ -339,30 +330,13 @@ func (m *Manager) Total() int {
 	return m.live
 }
 
-// Request is one invocation.
-type Request struct {
-	RequestID       string
-	Event           []byte
-	ClientContext   string
-	CognitoIdentity string
-}
-
-// Response is the outcome of one invocation.
-type Response struct {
-	Body []byte
-	// ErrorType is set for a function error (the body is Lambda's error
-	// object).
-	ErrorType string
-	Record    stratus.Invocation
-}
-
 // Invoke runs req on an instance of the current version of function name.
 // It returns ErrNotFound for an unknown function, ErrCapacity when no
 // instance could be had within ThrottleWait or QueueSize invocations wait
 // already, ErrUnavailable while stopping.
 // Function errors, timeouts and crashes are not Go errors: they come back
 // as a Response with ErrorType set.
-func (m *Manager) Invoke(ctx context.Context, name string, req Request) (*Response, error) {
+func (m *Manager) Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
 	in, cold, initErr, err := m.acquire(ctx, name)
 	if err != nil {
 		return nil, err
@@ -375,7 +349,7 @@ func (m *Manager) Invoke(ctx context.Context, name string, req Request) (*Respon
 		rec.InitDurationMs = ms(m.cfg.Now().Sub(in.started))
 		m.emitReport(in, rec)
 		m.release(in, false)
-		return &Response{Body: initErr.Body, ErrorType: initErr.ErrorType, Record: rec}, nil
+		return &stratus.Response{Body: initErr.Body, ErrorType: initErr.ErrorType, Record: rec}, nil
 	}
 	start := m.cfg.Now()
 	m.platform(in, req.RequestID, "START RequestId: "+req.RequestID+" Version: "+stratus.LatestVersion)
@@ -407,7 +381,7 @@ func (m *Manager) Invoke(ctx context.Context, name string, req Request) (*Respon
 	rec.MaxMemoryMB = m.maxMemoryMB(ctx, in, end)
 	m.release(in, healthy)
 	m.emitReport(in, rec)
-	return &Response{Body: res.Body, ErrorType: res.ErrorType, Record: rec}, nil
+	return &stratus.Response{Body: res.Body, ErrorType: res.ErrorType, Record: rec}, nil
 }
 
 // statsEvery bounds how often an instance's peak memory is read; the peak
@@ -481,16 +455,6 @@ func (m *Manager) emit(in *Instance, reqID, stream, text string) {
 		Function: in.Version.Function, Time: m.cfg.Now(), RequestID: reqID,
 		Instance: in.ID, Stream: stream, Text: text,
 	})
-}
-
-// NewRequestID returns a new request ID: a UUID (version 7, so IDs made
-// later sort later and the store's indexes grow at their end).
-func NewRequestID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
-	}
-	return id.String()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -260,16 +260,16 @@ func (e *env) deploy(name string, ver int, mod func(c *stratus.FunctionConfig)) 
 
 func (e *env) newReqID() string { return fmt.Sprintf("req-%d", e.reqs.Add(1)) }
 
-func (e *env) invoke(name string, ev map[string]any) (*Response, string, error) {
+func (e *env) invoke(name string, ev map[string]any) (*stratus.Response, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	id := e.newReqID()
 	b, _ := json.Marshal(ev)
-	resp, err := e.m.Invoke(ctx, name, Request{RequestID: id, Event: b})
+	resp, err := e.m.Invoke(ctx, name, stratus.Request{RequestID: id, Event: b})
 	return resp, id, err
 }
 
-func (e *env) mustInvoke(name string, ev map[string]any) *Response {
+func (e *env) mustInvoke(name string, ev map[string]any) *stratus.Response {
 	e.t.Helper()
 	resp, id, err := e.invoke(name, ev)
 	if err != nil {
@@ -279,7 +279,7 @@ func (e *env) mustInvoke(name string, ev map[string]any) *Response {
 }
 
 // success checks that resp is a successful echo and returns it.
-func (e *env) success(resp *Response) echo {
+func (e *env) success(resp *stratus.Response) echo {
 	e.t.Helper()
 	if resp.ErrorType != "" || resp.Record.Outcome != stratus.OutcomeSuccess {
 		e.t.Fatalf("invocation %s: error %q, outcome %q: %s", resp.Record.RequestID, resp.ErrorType, resp.Record.Outcome, resp.Body)
@@ -302,7 +302,7 @@ type echo struct {
 }
 
 type invResult struct {
-	resp *Response
+	resp *stratus.Response
 	id   string
 	err  error
 	took time.Duration
@@ -365,7 +365,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
-func (e *env) waitStats(name string, want Stats) {
+func (e *env) waitStats(name string, want stratus.InstanceStats) {
 	e.t.Helper()
 	e.waitFor(fmt.Sprintf("%s to have %+v", name, want), func() bool { return e.m.Stats(name) == want })
 }
@@ -510,7 +510,7 @@ func TestColdThenWarm(t *testing.T) {
 		t.Errorf("billed %d ms, want at least 1", warm.Record.BilledMs)
 	}
 	e.checkPlatformLines(warm.Record)
-	if got := e.m.Stats("fn"); got != (Stats{Live: 1, Idle: 1}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
 		t.Errorf("Stats = %+v, want one idle instance", got)
 	}
 
@@ -535,7 +535,7 @@ func TestMostRecentlyUsedFirst(t *testing.T) {
 	c2 := e.goInvoke("fn", block(g2))
 	e.atGate(g1)
 	e.atGate(g2)
-	if got := e.m.Stats("fn"); got != (Stats{Live: 2, Busy: 2}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 2, Busy: 2}) {
 		t.Fatalf("Stats = %+v, want two busy instances", got)
 	}
 	e.open(g1)
@@ -576,7 +576,7 @@ func TestMaxConcurrencyThrottles(t *testing.T) {
 	e.deploy("fn", 1, func(c *stratus.FunctionConfig) { c.MaxConcurrency = 2 })
 	g := e.gate()
 	busy := []<-chan invResult{e.goInvoke("fn", block(g)), e.goInvoke("fn", block(g))}
-	e.waitStats("fn", Stats{Live: 2, Busy: 2})
+	e.waitStats("fn", stratus.InstanceStats{Live: 2, Busy: 2})
 
 	resp, _, err := e.invoke("fn", map[string]any{"op": "echo"})
 	if !errors.Is(err, stratus.ErrCapacity) {
@@ -645,7 +645,7 @@ func TestWaiterGetsReleasedInstance(t *testing.T) {
 	if r2.resp.Record.Instance != r1.resp.Record.Instance || r2.resp.Record.Cold {
 		t.Errorf("waiter ran on %s (cold %v), want the released %s", r2.resp.Record.Instance, r2.resp.Record.Cold, r1.resp.Record.Instance)
 	}
-	if got := e.m.Stats("fn"); got != (Stats{Live: 1, Idle: 1}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
 		t.Errorf("Stats = %+v", got)
 	}
 }
@@ -698,7 +698,7 @@ func TestQueueServedByFirstFreeInstance(t *testing.T) {
 		t.Errorf("second call ran on %s (cold %v), want the first call's %s, warm", r2.resp.Record.Instance, r2.resp.Record.Cold, r1.resp.Record.Instance)
 	}
 	close(hold)
-	e.waitFor("the second instance up and idle", func() bool { return e.m.Stats("fn") == Stats{Live: 2, Idle: 2} })
+	e.waitFor("the second instance up and idle", func() bool { return e.m.Stats("fn") == stratus.InstanceStats{Live: 2, Idle: 2} })
 }
 
 // TestCreationCap: at most MaxCreating sandboxes are made at once; a start
@@ -766,7 +766,7 @@ func TestSurplusStartDropped(t *testing.T) {
 	if got := e.drv.ids("start"); len(got) != 2 {
 		t.Errorf("sandboxes made: %v, want a's first and b's only", got)
 	}
-	if got := e.m.Stats("a"); got != (Stats{Live: 1, Idle: 1}) {
+	if got := e.m.Stats("a"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
 		t.Errorf("a: Stats = %+v, want its one instance", got)
 	}
 }
@@ -785,7 +785,7 @@ func TestServerCapEvictsLeastRecentlyUsed(t *testing.T) {
 	if !c.Record.Cold {
 		t.Error("c: want a cold start")
 	}
-	e.waitStats("a", Stats{})
+	e.waitStats("a", stratus.InstanceStats{})
 	e.gone(a.PID)
 	if got := e.m.Total(); got != 2 {
 		t.Errorf("Total = %d, want the cap of 2", got)
@@ -829,49 +829,49 @@ func TestReapIdle(t *testing.T) {
 	e.deploy("short", 1, func(c *stratus.FunctionConfig) { c.IdleTimeout = stratus.Duration(time.Minute) })
 	e.deploy("warm", 1, func(c *stratus.FunctionConfig) { c.MinInstances = 1 })
 	// Deploy starts the provisioned instance.
-	e.waitStats("warm", Stats{Live: 1, Idle: 1})
+	e.waitStats("warm", stratus.InstanceStats{Live: 1, Idle: 1})
 
 	// Two instances of plain and warm, one of short.
 	for _, fn := range []string{"plain", "warm"} {
 		g := e.gate()
 		c1, c2 := e.goInvoke(fn, block(g)), e.goInvoke(fn, block(g))
-		e.waitStats(fn, Stats{Live: 2, Busy: 2})
+		e.waitStats(fn, stratus.InstanceStats{Live: 2, Busy: 2})
 		e.open(g)
 		e.open(g)
 		e.await(c1)
 		e.await(c2)
 	}
 	e.mustInvoke("short", map[string]any{"op": "echo"})
-	e.waitStats("plain", Stats{Live: 2, Idle: 2})
-	e.waitStats("warm", Stats{Live: 2, Idle: 2})
+	e.waitStats("plain", stratus.InstanceStats{Live: 2, Idle: 2})
+	e.waitStats("warm", stratus.InstanceStats{Live: 2, Idle: 2})
 	if n := len(e.procs()); n != 5 {
 		t.Fatalf("%d processes, want 5 instances", n)
 	}
 
 	e.clock.Step(59 * time.Second)
 	e.m.Reap()
-	for fn, want := range map[string]Stats{"plain": {Live: 2, Idle: 2}, "warm": {Live: 2, Idle: 2}, "short": {Live: 1, Idle: 1}} {
+	for fn, want := range map[string]stratus.InstanceStats{"plain": {Live: 2, Idle: 2}, "warm": {Live: 2, Idle: 2}, "short": {Live: 1, Idle: 1}} {
 		if got := e.m.Stats(fn); got != want {
 			t.Errorf("after 59s idle: %s %+v, want %+v", fn, got, want)
 		}
 	}
 	e.clock.Step(time.Second)
 	e.m.Reap()
-	e.waitStats("short", Stats{})
-	if got := e.m.Stats("plain"); got != (Stats{Live: 2, Idle: 2}) {
+	e.waitStats("short", stratus.InstanceStats{})
+	if got := e.m.Stats("plain"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
 		t.Errorf("after 1m idle: plain %+v, want both kept (default idle timeout 5m)", got)
 	}
 
 	e.clock.Step(4*time.Minute - time.Second)
 	e.m.Reap()
-	if got := e.m.Stats("plain"); got != (Stats{Live: 2, Idle: 2}) {
+	if got := e.m.Stats("plain"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
 		t.Errorf("after 4m59s idle: plain %+v, want both kept", got)
 	}
 	e.clock.Step(time.Second)
 	e.m.Reap()
-	e.waitStats("plain", Stats{})
+	e.waitStats("plain", stratus.InstanceStats{})
 	// warm keeps its MinInstances.
-	e.waitStats("warm", Stats{Live: 1, Idle: 1})
+	e.waitStats("warm", stratus.InstanceStats{Live: 1, Idle: 1})
 	e.waitFor("one process left", func() bool { return len(e.procs()) == 1 })
 
 	// Scale from zero works after a reap.
@@ -887,7 +887,7 @@ func TestReapIdle(t *testing.T) {
 func TestReapStartsMinInstances(t *testing.T) {
 	e := newEnv(t, opts{fakeClock: true})
 	e.deploy("fn", 1, func(c *stratus.FunctionConfig) { c.MinInstances = 2 })
-	e.waitStats("fn", Stats{Live: 2, Idle: 2})
+	e.waitStats("fn", stratus.InstanceStats{Live: 2, Idle: 2})
 	// A provisioned instance serves warm.
 	r := e.mustInvoke("fn", map[string]any{"op": "echo"})
 	if r.Record.Cold {
@@ -898,14 +898,14 @@ func TestReapStartsMinInstances(t *testing.T) {
 	if crash.ErrorType != "Runtime.ExitError" {
 		t.Fatalf("crash: %q %s", crash.ErrorType, crash.Body)
 	}
-	e.waitStats("fn", Stats{Live: 1, Idle: 1})
+	e.waitStats("fn", stratus.InstanceStats{Live: 1, Idle: 1})
 	e.m.Reap()
-	e.waitStats("fn", Stats{Live: 2, Idle: 2})
+	e.waitStats("fn", stratus.InstanceStats{Live: 2, Idle: 2})
 	e.waitFor("two processes", func() bool { return len(e.procs()) == 2 })
 	// Time passing does not take provisioned instances below the minimum.
 	e.clock.Step(24 * time.Hour)
 	e.m.Reap()
-	if got := e.m.Stats("fn"); got != (Stats{Live: 2, Idle: 2}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
 		t.Errorf("after a day idle: %+v, want the two provisioned instances", got)
 	}
 }
@@ -917,14 +917,14 @@ func TestDeployNewVersion(t *testing.T) {
 	busy := e.goInvoke("fn", block(g))
 	e.atGate(g)
 	idle := e.success(e.mustInvoke("fn", map[string]any{"op": "echo"}))
-	if got := e.m.Stats("fn"); got != (Stats{Live: 2, Idle: 1, Busy: 1}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 2, Idle: 1, Busy: 1}) {
 		t.Fatalf("Stats = %+v", got)
 	}
 
 	e.deploy("fn", 2, nil)
 	// The idle instance of version 1 stops now; the busy one goes on.
 	e.gone(idle.PID)
-	e.waitStats("fn", Stats{Live: 1, Busy: 1})
+	e.waitStats("fn", stratus.InstanceStats{Live: 1, Busy: 1})
 
 	fresh := e.mustInvoke("fn", map[string]any{"op": "echo"})
 	if ec := e.success(fresh); !fresh.Record.Cold || fresh.Record.Version != 2 || ec.Env["V"] != "2" {
@@ -942,7 +942,7 @@ func TestDeployNewVersion(t *testing.T) {
 	}
 	// Released, the old instance stops.
 	e.gone(old.PID)
-	e.waitStats("fn", Stats{Live: 1, Idle: 1})
+	e.waitStats("fn", stratus.InstanceStats{Live: 1, Idle: 1})
 	if again := e.mustInvoke("fn", map[string]any{"op": "echo"}); again.Record.Instance != fresh.Record.Instance {
 		t.Errorf("ran on %s, want the version 2 instance %s", again.Record.Instance, fresh.Record.Instance)
 	}
@@ -1000,7 +1000,7 @@ func TestTimeout(t *testing.T) {
 	}
 	// The instance is dropped and its process stopped.
 	e.gone(first.PID)
-	e.waitStats("fn", Stats{})
+	e.waitStats("fn", stratus.InstanceStats{})
 	next := e.mustInvoke("fn", map[string]any{"op": "echo"})
 	if !next.Record.Cold || next.Record.Instance == r.Instance {
 		t.Errorf("after a timeout: cold %v on %s, want a new instance", next.Record.Cold, next.Record.Instance)
@@ -1022,7 +1022,7 @@ func TestCrashReplaced(t *testing.T) {
 	}
 	e.checkPlatformLines(resp.Record)
 	e.gone(pid)
-	e.waitStats("fn", Stats{})
+	e.waitStats("fn", stratus.InstanceStats{})
 	next := e.mustInvoke("fn", map[string]any{"op": "echo"})
 	if !next.Record.Cold || next.Record.Instance == first.Record.Instance {
 		t.Errorf("after a crash: cold %v on %s, want a new instance", next.Record.Cold, next.Record.Instance)
@@ -1066,7 +1066,7 @@ func TestInitFailures(t *testing.T) {
 			if _, n := e.sink.recordOf(r.RequestID); n != 1 {
 				t.Errorf("%d records, want 1", n)
 			}
-			e.waitStats("fn", Stats{})
+			e.waitStats("fn", stratus.InstanceStats{})
 			e.waitFor("no process", func() bool { return len(e.procs()) == 0 })
 		})
 	}
@@ -1076,7 +1076,7 @@ func TestStopAllLeavesNoProcess(t *testing.T) {
 	e := newEnv(t, opts{})
 	e.deploy("a", 1, func(c *stratus.FunctionConfig) { c.MinInstances = 2 })
 	e.deploy("b", 1, nil)
-	e.waitStats("a", Stats{Live: 2, Idle: 2})
+	e.waitStats("a", stratus.InstanceStats{Live: 2, Idle: 2})
 	e.mustInvoke("b", map[string]any{"op": "echo"})
 	g := e.gate()
 	busy := e.goInvoke("b", block(g))

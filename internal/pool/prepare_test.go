@@ -266,7 +266,7 @@ func TestCreateAheadColdStart(t *testing.T) {
 	e := newEnv(t, opts{maxPrepared: 5, fakeClock: true})
 	e.deploy("fn", 1, nil)
 	id := e.waitPrepared("fn")
-	if got := e.m.Stats("fn"); got != (Stats{Prepared: 1}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Prepared: 1}) {
 		t.Errorf("Stats after deploy = %+v, want one prepared instance and none live", got)
 	}
 	if n := len(e.procs()); n != 0 {
@@ -294,7 +294,7 @@ func TestCreateAheadColdStart(t *testing.T) {
 
 	// After the taken one, a new one is prepared.
 	next := e.waitPrepared("fn")
-	e.waitStats("fn", Stats{Live: 1, Idle: 1, Prepared: 1})
+	e.waitStats("fn", stratus.InstanceStats{Live: 1, Idle: 1, Prepared: 1})
 	want := []call{{"prepare", id}, {"start-prepared", id}, {"end-init", id}, {"prepare", next}}
 	if got := e.drv.log(); !slices.Equal(got, want) {
 		t.Errorf("driver calls %v, want %v", got, want)
@@ -525,16 +525,16 @@ func TestCreateAheadReap(t *testing.T) {
 	e.waitPrepared("fn")
 	e.mustInvoke("fn", map[string]any{"op": "echo"})
 	id := e.waitPrepared("fn")
-	e.waitStats("fn", Stats{Live: 1, Idle: 1, Prepared: 1})
+	e.waitStats("fn", stratus.InstanceStats{Live: 1, Idle: 1, Prepared: 1})
 
 	e.clock.Step(5*time.Minute - time.Second)
 	e.m.Reap()
-	if got := e.m.Stats("fn"); got != (Stats{Live: 1, Idle: 1, Prepared: 1}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1, Prepared: 1}) {
 		t.Errorf("after 4m59s unused: %+v, want everything kept", got)
 	}
 	e.clock.Step(time.Second)
 	e.m.Reap()
-	e.waitStats("fn", Stats{})
+	e.waitStats("fn", stratus.InstanceStats{})
 	e.waitFor("the prepared instance to stop", func() bool { return e.drv.stopped(id) })
 	e.waitFor("no process", func() bool { return len(e.procs()) == 0 })
 	if left := e.drv.preparedLeft(); len(left) != 0 {
@@ -572,7 +572,7 @@ func TestCreateAheadPrepareFails(t *testing.T) {
 	if n := len(e.drv.ids("prepare")); n != 2 {
 		t.Errorf("%d prepares, want one more after the cold start", n)
 	}
-	if got := e.m.Stats("fn"); got != (Stats{Live: 1, Idle: 1}) {
+	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
 		t.Errorf("Stats = %+v", got)
 	}
 }
@@ -620,7 +620,7 @@ func TestCreateAheadColdStartWaitsForPrepare(t *testing.T) {
 	}
 	// When the first call's instance served the second, the start that
 	// waits for the prepare still takes it, and it stays idle.
-	e.waitFor("both instances idle", func() bool { return e.m.Stats("fn") == Stats{Live: 2, Idle: 2, Prepared: 1} })
+	e.waitFor("both instances idle", func() bool { return e.m.Stats("fn") == stratus.InstanceStats{Live: 2, Idle: 2, Prepared: 1} })
 	if got := e.drv.ids("start-prepared"); !slices.Equal(got, []string{id}) {
 		t.Errorf("prepared sandboxes started %v, want %s", got, id)
 	}
@@ -659,7 +659,7 @@ func TestBackgroundWorkWaitsForRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, time.Hour) }()
-	e.waitStats("fn", Stats{Live: 1, Idle: 1, Prepared: 1})
+	e.waitStats("fn", stratus.InstanceStats{Live: 1, Idle: 1, Prepared: 1})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
