@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // asyncStatus is GET /v1/invocations/ID.
@@ -44,7 +46,7 @@ func (s *server) enqueue(name, event string) string {
 func (s *server) waitState(id, state string, timeout time.Duration) asyncStatus {
 	s.t.Helper()
 	var st asyncStatus
-	eventually(s.t, timeout, "invocation "+id+" "+state, func() bool {
+	eventually.True(s.t, timeout, "invocation "+id+" "+state, func() bool {
 		resp, body := s.do("GET", "/v1/invocations/"+id, nil, true)
 		if resp.StatusCode != 200 {
 			return false
@@ -130,7 +132,7 @@ func TestAsyncInvoke(t *testing.T) {
 		RequestPayload  map[string]any `json:"requestPayload"`
 		ResponsePayload map[string]any `json:"responsePayload"`
 	}
-	eventually(t, 30*time.Second, "the destination record at sink", func() bool {
+	eventually.True(t, 30*time.Second, "the destination record at sink", func() bool {
 		for _, e := range s.printedEvents("sink") {
 			if json.Unmarshal([]byte(e), &rec) == nil && rec.RequestContext.RequestID == id {
 				return true
@@ -167,7 +169,7 @@ func TestAsyncRetriesAndFailureDestination(t *testing.T) {
 	if n != 3 {
 		t.Errorf("%d attempts recorded with request id %s, want 3 (1 + 2 retries)", n, id)
 	}
-	eventually(t, 30*time.Second, "the failure record at sink", func() bool {
+	eventually.True(t, 30*time.Second, "the failure record at sink", func() bool {
 		for _, e := range s.printedEvents("sink") {
 			if strings.Contains(e, id) && strings.Contains(e, `"condition": "RetriesExhausted"`) && strings.Contains(e, `"approximateInvokeCount": 3`) {
 				return true
@@ -193,7 +195,7 @@ func TestAsyncRespectsConcurrency(t *testing.T) {
 	}
 	sawQueue := false
 	maxLive := 0
-	eventually(t, 60*time.Second, "all 12 events done", func() bool {
+	eventually.True(t, 60*time.Second, "all 12 events done", func() bool {
 		f := s.getFn("slow")
 		maxLive = max(maxLive, f.Instances.Live)
 		resp, body := s.do("GET", "/v1/functions/slow", nil, true)
@@ -238,10 +240,10 @@ func TestAsyncSurvivesKill(t *testing.T) {
 	}
 	wg.Wait()
 	// Kill once some, not all, are done.
-	eventually(t, 60*time.Second, "some events done", func() bool { return len(s.records("work")) >= 20 })
+	eventually.True(t, 60*time.Second, "some events done", func() bool { return len(s.records("work")) >= 20 })
 	s.Kill()
 	s.Restart()
-	eventually(t, 120*time.Second, "every accepted event invoked", func() bool {
+	eventually.True(t, 120*time.Second, "every accepted event invoked", func() bool {
 		seen := map[string]bool{}
 		for _, r := range s.records("work") {
 			if r.Outcome == "success" {

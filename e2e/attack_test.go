@@ -18,7 +18,9 @@ import (
 	"time"
 
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/stratus-run/stratus/e2e/attackwire"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // attackerBuild builds testdata/attacker, static, once per test binary:
@@ -112,7 +114,7 @@ func TestAttack(t *testing.T) {
 		writeZipFile(t, zipOf(t, zipItem{name: "bootstrap", body: string(bin), mode: 0o755})))
 	s.mustCLI("image", "import", attackerImageTar(t, bin))
 	s.mustCLI("service", "deploy", "attacksvc", "--image", "attacker:v1", "--min", "1", "--env", "ATTACK_ROLE=service")
-	eventually(t, 30*time.Second, "the attacker service to be ready", func() bool {
+	eventually.True(t, 30*time.Second, "the attacker service to be ready", func() bool {
 		c, _ := s.get("/svc/attacksvc/healthz")
 		return c == http.StatusOK
 	})
@@ -120,7 +122,7 @@ func TestAttack(t *testing.T) {
 	// Where the victim's Runtime API is, read on the host from its
 	// program's environment; its host part is the bridge's address.
 	var rapi string
-	eventually(t, 30*time.Second, "the victim's running instance", func() bool {
+	eventually.True(t, 30*time.Second, "the victim's running instance", func() bool {
 		for _, p := range instanceProcesses(data) {
 			// The program, not its container's init (a prepared
 			// instance has only that) nor runc.

@@ -24,6 +24,7 @@ import (
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/client"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // crashLedger is what the server acknowledged before a kill, to be found
@@ -241,7 +242,7 @@ func TestCrashConsistency(t *testing.T) {
 	ledger.mu.Lock()
 	want := len(ledger.published)
 	ledger.mu.Unlock()
-	eventually(t, 60*time.Second, fmt.Sprintf("delivery of the %d accepted events", want), func() bool {
+	eventually.True(t, 60*time.Second, fmt.Sprintf("delivery of the %d accepted events", want), func() bool {
 		subMu.Lock()
 		defer subMu.Unlock()
 		for id := range ledger.published {

@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // noSpace is what every answer refused for want of space says.
@@ -244,7 +245,7 @@ func TestDiskFull(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 10*time.Second, "some async invocations accepted", func() bool {
+	eventually.True(t, 10*time.Second, "some async invocations accepted", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(accepted) >= 50
@@ -252,7 +253,7 @@ func TestDiskFull(t *testing.T) {
 	fillVolume(t, filler, 0)
 
 	// Readiness says why, in /readyz, the log and the metrics.
-	eventually(t, 10*time.Second, "/readyz 503 saying the volume is full and events cannot be stored", func() bool {
+	eventually.True(t, 10*time.Second, "/readyz 503 saying the volume is full and events cannot be stored", func() bool {
 		fillVolume(t, filler, 0)
 		st, r := s.readiness()
 		return st == http.StatusServiceUnavailable && r.Status == "not ready" &&
@@ -267,7 +268,7 @@ func TestDiskFull(t *testing.T) {
 			t.Errorf("metrics on a full disk lack %s", want)
 		}
 	}
-	eventually(t, 5*time.Second, "the server to log why it is not ready", func() bool {
+	eventually.True(t, 5*time.Second, "the server to log why it is not ready", func() bool {
 		return strings.Contains(s.Stderr(), "not ready")
 	})
 
@@ -306,7 +307,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	freed := time.Now()
-	eventually(t, 30*time.Second, "/readyz 200 once space is freed", func() bool {
+	eventually.True(t, 30*time.Second, "/readyz 200 once space is freed", func() bool {
 		st, _ := s.readiness()
 		return st == http.StatusOK
 	})
@@ -373,7 +374,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "/readyz 200 once space is freed again", func() bool {
+	eventually.True(t, 30*time.Second, "/readyz 200 once space is freed again", func() bool {
 		st, _ := s.readiness()
 		return st == http.StatusOK
 	})

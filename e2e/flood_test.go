@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // floodApp prints lines of 256 KiB as fast as it can for the event's
@@ -149,7 +151,7 @@ wait:
 	// its output, and platform lines saying how many were dropped.
 	var stored int64
 	var platform []string
-	eventually(t, 20*time.Second, "the flood's REPORT line", func() bool {
+	eventually.True(t, 20*time.Second, "the flood's REPORT line", func() bool {
 		stored, platform = 0, nil
 		resp, body := s.do("GET", "/v1/functions/flood/logs?limit=10000&request="+fr.id, nil, true)
 		if resp.StatusCode != http.StatusOK {

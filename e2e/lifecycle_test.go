@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // errAnswer is Lambda's error answer.
@@ -39,7 +41,7 @@ type recordView struct {
 func (s *server) waitRecord(name, id string) recordView {
 	s.t.Helper()
 	var rec recordView
-	eventually(s.t, 10*time.Second, "the record of request "+id, func() bool {
+	eventually.True(s.t, 10*time.Second, "the record of request "+id, func() bool {
 		recs := decode[[]recordView](s.t, []byte(s.mustCLI("invocations", name, "--request", id, "-o", "json")))
 		if len(recs) == 1 {
 			rec = recs[0]
@@ -144,7 +146,7 @@ exit 2
 			t.Errorf("record of an init failure: %+v, want a cold crash", rec)
 		}
 	}
-	eventually(t, 10*time.Second, "the bootstrap's stderr line in stratus logs", func() bool {
+	eventually.True(t, 10*time.Second, "the bootstrap's stderr line in stratus logs", func() bool {
 		return strings.Contains(s.mustCLI("logs", "dies"), "init exploded: DATABASE_URL is not set")
 	})
 
@@ -152,7 +154,7 @@ exit 2
 	if e.ErrorType != "Runtime.NoSuchHandler" || e.ErrorMessage != "no handler called main.Handle" {
 		t.Errorf("reported init error answered %+v, want the runtime's own", e)
 	}
-	eventually(t, 10*time.Second, "the runtime's stderr line in stratus logs", func() bool {
+	eventually.True(t, 10*time.Second, "the runtime's stderr line in stratus logs", func() bool {
 		return strings.Contains(s.mustCLI("logs", "reports"), "loading handler failed")
 	})
 	if r := s.cli("invoke", "dies"); r.Code == 0 {
@@ -194,7 +196,7 @@ func TestRestartKeepsFunctions(t *testing.T) {
 		t.Errorf("two answered %s", c.Body)
 	}
 	// The history of before the restart is kept.
-	eventually(t, 10*time.Second, "the records of both calls of one, before and after the restart", func() bool {
+	eventually.True(t, 10*time.Second, "the records of both calls of one, before and after the restart", func() bool {
 		return len(decode[[]recordView](t, []byte(s.mustCLI("invocations", "one", "-o", "json")))) == 2
 	})
 }
@@ -264,7 +266,7 @@ func TestServerKillRecovers(t *testing.T) {
 		t.Errorf("the call in flight when the server died got an answer: %s", c)
 	}
 	s.Restart()
-	eventually(t, 30*time.Second, "no process of the killed server's instances", func() bool {
+	eventually.True(t, 30*time.Second, "no process of the killed server's instances", func() bool {
 		for _, p := range instanceProcesses(s.Data) {
 			if killed[p.instance] {
 				return false
@@ -407,7 +409,7 @@ func TestRetention(t *testing.T) {
 			t.Logf("last seen: %d records, %d log lines:\n%+v\n%+v\nserver log:\n%s", len(recs), len(lines), recs, lines, s.Stderr())
 		}
 	}()
-	eventually(t, 30*time.Second, "at most 5 records and 20 log lines of busy", func() bool {
+	eventually.True(t, 30*time.Second, "at most 5 records and 20 log lines of busy", func() bool {
 		recs = decode[[]recordView](t, []byte(s.mustCLI("invocations", "busy", "--limit", "1000", "-o", "json")))
 		lines = nil
 		dec := json.NewDecoder(strings.NewReader(s.mustCLI("logs", "busy", "-o", "json")))

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // logLineJSON is a log line as the API and `stratus logs -o json` show it.
@@ -67,7 +69,7 @@ func TestLogs(t *testing.T) {
 	id3 := resp.Header.Get("X-Amzn-Requestid")
 
 	var out string
-	eventually(t, 10*time.Second, "REPORT of the third invocation in `stratus logs`", func() bool {
+	eventually.True(t, 10*time.Second, "REPORT of the third invocation in `stratus logs`", func() bool {
 		out = s.mustCLI("logs", "logger")
 		return strings.Contains(out, "REPORT RequestId: "+id3)
 	})
@@ -229,7 +231,7 @@ func TestLogs(t *testing.T) {
 // waitLogLine waits until fn's stored log lines hold text, tied to request id.
 func waitLogLine(t *testing.T, s *server, fn, id, text string) {
 	t.Helper()
-	eventually(t, 10*time.Second, "log line "+text, func() bool {
+	eventually.True(t, 10*time.Second, "log line "+text, func() bool {
 		resp, body := s.do("GET", "/v1/functions/"+fn+"/logs?limit=10000&request="+id, nil, true)
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET logs: %d %s", resp.StatusCode, body)
@@ -385,7 +387,7 @@ func TestInvocationRecords(t *testing.T) {
 	id3 := resp.Header.Get("X-Amzn-Requestid")
 
 	var recs []invocationJSON
-	eventually(t, 10*time.Second, "three invocation records", func() bool {
+	eventually.True(t, 10*time.Second, "three invocation records", func() bool {
 		recs = decode[[]invocationJSON](t, []byte(s.mustCLI("invocations", "rec", "-o", "json")))
 		return len(recs) == 3
 	})
@@ -486,7 +488,7 @@ func TestLogLinesBelongToTheirInvocation(t *testing.T) {
 		ids[k] = wantOK(t, resp, body)
 	}
 	var lines []logLineJSON
-	eventually(t, 10*time.Second, "every line to be stored", func() bool {
+	eventually.True(t, 10*time.Second, "every line to be stored", func() bool {
 		resp, body := s.do("GET", "/v1/functions/burst/logs?limit=10000", nil, true)
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET logs: %d %s", resp.StatusCode, body)
@@ -556,7 +558,7 @@ func TestLogsShowRecentLines(t *testing.T) {
 	resp, body = s.invoke("chatty", `{"print":"the latest line"}`)
 	id := wantOK(t, resp, body)
 	waitLogLine(t, s, "chatty", id, "the latest line")
-	eventually(t, 10*time.Second, "the REPORT of the latest invocation", func() bool {
+	eventually.True(t, 10*time.Second, "the REPORT of the latest invocation", func() bool {
 		resp, body := s.do("GET", "/v1/functions/chatty/logs?request="+id, nil, true)
 		return resp.StatusCode == 200 && strings.Contains(string(body), "REPORT RequestId: "+id)
 	})

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // functionJSON is a function as `stratus get -o json` and the API show it.
@@ -121,7 +123,7 @@ func TestManageFunctions(t *testing.T) {
 	if out := s.mustCLI("rm", "alpha"); strings.TrimSpace(out) != "removed alpha" {
 		t.Errorf("rm printed %q", out)
 	}
-	eventually(t, 10*time.Second, "alpha's instance and prepared sandbox to stop", func() bool {
+	eventually.True(t, 10*time.Second, "alpha's instance and prepared sandbox to stop", func() bool {
 		return len(functionProcessesUnder(s.Data, "alpha")) == 0
 	})
 	fns = decode[[]functionJSON](t, []byte(s.mustCLI("ls", "-o", "json")))

@@ -25,6 +25,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // natsCreds is what stratus nats credentials -o json prints.
@@ -173,7 +175,7 @@ func startNATSServer(t *testing.T, args ...string) int {
 			t.Logf("nats-server output:\n%s", out.String())
 		}
 	})
-	eventually(t, 10*time.Second, "nats-server listening", func() bool {
+	eventually.True(t, 10*time.Second, "nats-server listening", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err == nil {
 			c.Close()
@@ -295,7 +297,7 @@ func TestExternalNATSTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cancel(); _ = cmd.Wait() }()
-	eventually(t, 20*time.Second, "a log line saying why NATS is not connected", func() bool {
+	eventually.True(t, 20*time.Second, "a log line saying why NATS is not connected", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return strings.Contains(stderr.String(), "nats not connected yet")

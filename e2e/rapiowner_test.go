@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // rapiThief is a Python handler that takes the Runtime API address in
@@ -65,7 +67,7 @@ func TestRuntimeAPIOnlyItsInstance(t *testing.T) {
 	wantOK(t, resp, body)
 
 	var addr string
-	eventually(t, 10*time.Second, "the victim's instance", func() bool {
+	eventually.True(t, 10*time.Second, "the victim's instance", func() bool {
 		for _, p := range instanceProcesses(s.Data) {
 			env, _ := os.ReadFile(filepath.Join("/proc", p.pid, "environ"))
 			vars := strings.Split(string(env), "\x00")

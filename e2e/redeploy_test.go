@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // redeployApp answers its version and process ID; with "wait" (a port)
@@ -169,7 +171,7 @@ func TestRedeploy(t *testing.T) {
 		t.Errorf("the invocation in flight during the redeploy answered %s (executed version %q), want version 1 from process %s", a.body, a.version, old.process())
 	}
 	// The old instance stops once its invocation is done, and is never used again.
-	eventually(t, 10*time.Second, "the version 1 instance to stop", func() bool { return !pidAlive(oldPID) })
+	eventually.True(t, 10*time.Second, "the version 1 instance to stop", func() bool { return !pidAlive(oldPID) })
 	for i := 0; i < 3; i++ {
 		resp, body = s.invoke("fn", `{}`)
 		if got := decode[versionAnswer](t, body); got.V != 2 {
@@ -186,7 +188,7 @@ func TestRedeploy(t *testing.T) {
 		t.Errorf("ls does not show version 2:\n%s", ls)
 	}
 	var recs []invocationJSON
-	eventually(t, 10*time.Second, "seven invocation records", func() bool {
+	eventually.True(t, 10*time.Second, "seven invocation records", func() bool {
 		recs = decode[[]invocationJSON](t, []byte(s.mustCLI("invocations", "fn", "-o", "json")))
 		return len(recs) == 7
 	})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/sandbox/sandboxtest"
 )
 
@@ -137,7 +138,7 @@ done
 		t.Errorf("processes of uid %d: %v, want the server and its instances", rootlessUID, pids)
 	}
 	s.Stop()
-	eventually(t, 10*time.Second, "no process of the rootless server's user left", func() bool {
+	eventually.True(t, 10*time.Second, "no process of the rootless server's user left", func() bool {
 		return len(pidsOfUID(t, rootlessUID)) == 0
 	})
 }

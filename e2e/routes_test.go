@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // apigwEcho is what the goapigw fixture echoes of its event.
@@ -155,7 +157,7 @@ func countInvocations(t *testing.T, s *server, fn string) int {
 	t.Helper()
 	last := -1
 	n := 0
-	eventually(t, 10*time.Second, "invocation records to settle", func() bool {
+	eventually.True(t, 10*time.Second, "invocation records to settle", func() bool {
 		resp, body := s.do("GET", "/v1/functions/"+fn+"/invocations?limit=10000", nil, true)
 		if resp.StatusCode != 200 {
 			t.Fatalf("invocations: %d %s", resp.StatusCode, body)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // needRunc fails (in CI) or skips the test unless the server can run
@@ -84,7 +86,7 @@ func startAndStop(t *testing.T, env []string) string {
 		}
 	}
 	// Stop it once all of it runs.
-	eventually(t, 30*time.Second, "the server to be ready", func() bool {
+	eventually.True(t, 30*time.Second, "the server to be ready", func() bool {
 		resp, err := http.Get(url + "/readyz")
 		if err != nil {
 			return false
@@ -166,7 +168,7 @@ func TestOutOfMemory(t *testing.T) {
 	if !strings.Contains(e.ErrorMessage, "Runtime exited with error: signal: killed") || e.ErrorType != "Runtime.ExitError" {
 		t.Errorf("error object %+v, want Runtime.ExitError with \"Runtime exited with error: signal: killed\"", e)
 	}
-	eventually(t, 10*time.Second, "a REPORT of the killed invocation with all of its memory used", func() bool {
+	eventually.True(t, 10*time.Second, "a REPORT of the killed invocation with all of its memory used", func() bool {
 		return strings.Contains(s.mustCLI("logs", "hog"), "Memory Size: 128 MB\tMax Memory Used: 128 MB")
 	})
 	resp, body = s.invoke("hog", `{}`)
@@ -293,7 +295,7 @@ func TestCreateAheadInRunc(t *testing.T) {
 	s.mustCLI("deploy", "noop", "--runtime", "provided.al2023", "--memory", "128", fixture("gonoop"))
 	// Its init (the server's executable at /dev/.stratus-init) waits; runc
 	// has exited and the program does not run.
-	eventually(t, 30*time.Second, "a prepared container", func() bool {
+	eventually.True(t, 30*time.Second, "a prepared container", func() bool {
 		procs := processesUnder(s.Data)
 		return len(procs) == 1 && strings.Contains(procs[0], "/dev/.stratus-init")
 	})
@@ -308,17 +310,17 @@ func TestCreateAheadInRunc(t *testing.T) {
 	}
 	t.Logf("cold start on a prepared container: init %.2f ms, call %s", ms, c.Elapsed)
 	id := c.RequestID()
-	eventually(t, 10*time.Second, "the REPORT line of "+id+" with its init duration", func() bool {
+	eventually.True(t, 10*time.Second, "the REPORT line of "+id+" with its init duration", func() bool {
 		return strings.Contains(s.mustCLI("logs", "noop", "--request", id), "Init Duration: ")
 	})
 	// The warm instance, and the next container prepared.
-	eventually(t, 30*time.Second, "the instance and a new prepared container", func() bool { return instancesUnder(s.Data) == 2 })
+	eventually.True(t, 30*time.Second, "the instance and a new prepared container", func() bool { return instancesUnder(s.Data) == 2 })
 	if c := s.mustInvoke("noop", `{}`); c.Cold() {
 		t.Errorf("second call: %s, want it warm", c)
 	}
 
 	s.mustCLI("rm", "noop")
-	eventually(t, 10*time.Second, "no container after rm", func() bool {
+	eventually.True(t, 10*time.Second, "no container after rm", func() bool {
 		if len(processesUnder(s.Data)) > 0 {
 			return false
 		}

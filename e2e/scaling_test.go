@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // callResult is the answer to one invocation made off the test goroutine, where
@@ -192,7 +194,7 @@ func (p procID) Alive() bool { return procStart(p.PID) == p.start }
 // waitGone waits until none of procs runs.
 func waitGone(t *testing.T, what string, procs ...procID) {
 	t.Helper()
-	eventually(t, 30*time.Second, what+" to end", func() bool {
+	eventually.True(t, 30*time.Second, what+" to end", func() bool {
 		for _, p := range procs {
 			if p.Alive() {
 				return false
@@ -358,7 +360,7 @@ func TestServerWideCap(t *testing.T) {
 	}
 	s.waitInstances("a", 1, 0)
 	s.waitInstances("b", 1, 0)
-	eventually(t, 30*time.Second, "one instance of a to be stopped", func() bool {
+	eventually.True(t, 30*time.Second, "one instance of a to be stopped", func() bool {
 		return aProcs[0].Alive() != aProcs[1].Alive()
 	})
 
@@ -411,7 +413,7 @@ func TestScaleToZero(t *testing.T) {
 		}
 		id := again.RequestID()
 		var report string
-		eventually(t, 10*time.Second, "the REPORT line of "+id, func() bool {
+		eventually.True(t, 10*time.Second, "the REPORT line of "+id, func() bool {
 			for _, l := range strings.Split(s.mustCLI("logs", "short", "--request", id), "\n") {
 				if strings.Contains(l, "REPORT RequestId: "+id) {
 					report = l
@@ -479,7 +481,7 @@ func TestMinInstances(t *testing.T) {
 	// After the idle timeout the least recently used instance stops, and
 	// the prepared sandbox too; two stay, however long they idle.
 	s.waitInstances("warm", 2, 0)
-	eventually(t, 30*time.Second, "2 instances after idling", func() bool { return instancesUnder(s.Data) == 2 })
+	eventually.True(t, 30*time.Second, "2 instances after idling", func() bool { return instancesUnder(s.Data) == 2 })
 	if c := s.mustInvoke("warm", `{}`); c.Cold() {
 		t.Errorf("call after idling was a cold start: %s", c)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	_ "time/tzdata" // zones without the system database, as the server has
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // scheduledEvent is an EventBridge Scheduled Event as a function gets it.
@@ -83,7 +85,7 @@ func scheduledEventsOf(t *testing.T, s *server, fn string) map[string][]schedule
 func waitScheduledEvents(t *testing.T, s *server, fn, schedule string, n int, timeout time.Duration) []scheduledEvent {
 	t.Helper()
 	var evs []scheduledEvent
-	eventually(t, timeout, "the firings of schedule "+schedule, func() bool {
+	eventually.True(t, timeout, "the firings of schedule "+schedule, func() bool {
 		evs = scheduledEventsOf(t, s, fn)[schedule]
 		return len(evs) >= n
 	})
@@ -142,7 +144,7 @@ func TestSchedules(t *testing.T) {
 	if once[0].Time != at.Format(time.RFC3339) || string(once[0].Detail) != "{}" {
 		t.Errorf("at event: time %q detail %s, want %s and {}", once[0].Time, once[0].Detail, at.Format(time.RFC3339))
 	}
-	eventually(t, 5*time.Second, "the at firing recorded", func() bool {
+	eventually.True(t, 5*time.Second, "the at firing recorded", func() bool {
 		v := s.schedule("once")
 		return v.LastFiredAt != nil && v.LastFiredAt.Equal(at) && v.NextFiringAt == nil
 	})
@@ -278,7 +280,7 @@ func TestScheduleCatchUpAfterRestart(t *testing.T) {
 	if strings.Contains(s.Stderr(), "schedule fired") {
 		t.Fatalf("the schedule fired before the server stopped; the test needs a faster stop:\n%s", s.Stderr())
 	}
-	eventually(t, 10*time.Second, "the at time to pass while the server is down", func() bool {
+	eventually.True(t, 10*time.Second, "the at time to pass while the server is down", func() bool {
 		return time.Now().After(at.Add(500 * time.Millisecond))
 	})
 
@@ -288,7 +290,7 @@ func TestScheduleCatchUpAfterRestart(t *testing.T) {
 	if len(evs) != 1 || evs[0].Time != at.Format(time.RFC3339) {
 		t.Errorf("catch-up events %+v, want one at %s", evs, at.Format(time.RFC3339))
 	}
-	eventually(t, 5*time.Second, "the catch-up firing recorded", func() bool {
+	eventually.True(t, 5*time.Second, "the catch-up firing recorded", func() bool {
 		v := s.schedule("missed")
 		return v.LastFiredAt != nil && v.LastFiredAt.Equal(at) && v.NextFiringAt == nil
 	})
@@ -301,7 +303,7 @@ func TestScheduleCatchUpAfterRestart(t *testing.T) {
 	s.Stop()
 	logStart = len(s.Stderr())
 	s.Restart()
-	eventually(t, 10*time.Second, "the scheduler's first round", func() bool {
+	eventually.True(t, 10*time.Second, "the scheduler's first round", func() bool {
 		return strings.Contains(s.Stderr()[logStart:], "scheduler started")
 	})
 	if strings.Contains(s.Stderr()[logStart:], "schedule fired") {

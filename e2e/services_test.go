@@ -16,6 +16,7 @@ import (
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // fastServices are server flags that make the services' timings short
@@ -159,7 +160,7 @@ func TestServiceDeployRouteAndRemove(t *testing.T) {
 	ws.Close(websocket.StatusNormalClosure, "")
 
 	// Logs: the replica's output.
-	eventually(t, 5*time.Second, "the replica's start line in service logs", func() bool {
+	eventually.True(t, 5*time.Second, "the replica's start line in service logs", func() bool {
 		return strings.Contains(s.mustCLI("service", "logs", "web"), "gosvc listening")
 	})
 
@@ -179,7 +180,7 @@ func TestServiceDeployRouteAndRemove(t *testing.T) {
 	if code, _ := s.get("/svc/web/"); code != 404 {
 		t.Errorf("GET after rm: %d, want 404", code)
 	}
-	eventually(t, 10*time.Second, "no replica left", func() bool { return len(processesUnder(s.Data)) == 0 })
+	eventually.True(t, 10*time.Second, "no replica left", func() bool { return len(processesUnder(s.Data)) == 0 })
 	s.mustCLI("image", "rm", "gosvc:v1")
 }
 
@@ -270,7 +271,7 @@ func TestServiceRollingUpdateUnderLoad(t *testing.T) {
 		close(stop)
 		wg.Wait()
 	}()
-	eventually(t, 5*time.Second, "load running", func() bool { return okN.Load() > 50 })
+	eventually.True(t, 5*time.Second, "load running", func() bool { return okN.Load() > 50 })
 
 	// A good revision: traffic moves to it, nothing fails.
 	s.mustCLI("service", "deploy", "web", "--image", "gosvc:v1", "--env", "REV=2", "--min", "2")
@@ -289,7 +290,7 @@ func TestServiceRollingUpdateUnderLoad(t *testing.T) {
 		t.Errorf("revision that never listens: exit %d, stderr %s", r.Code, r.Stderr)
 	}
 	n := okN.Load()
-	eventually(t, 5*time.Second, "more load", func() bool { return okN.Load() > n+50 })
+	eventually.True(t, 5*time.Second, "more load", func() bool { return okN.Load() > n+50 })
 	if _, body := s.get("/svc/web/"); !strings.Contains(body, "rev=2") {
 		t.Errorf("after failed deploys: %q", body)
 	}
@@ -309,13 +310,13 @@ func TestServiceRollingUpdateUnderLoad(t *testing.T) {
 func TestServiceScaleToZeroAndBack(t *testing.T) {
 	s := startServicesServer(t)
 	s.mustCLI("service", "deploy", "web", "--image", "gosvc:v1", "--min", "0")
-	eventually(t, 20*time.Second, "scale to zero", func() bool {
+	eventually.True(t, 20*time.Second, "scale to zero", func() bool {
 		svc := s.service("web")
 		return svc.Status == "ScaledToZero" && svc.Replicas.Ready == 0
 	})
 	// At zero replicas no program runs; one sandbox is kept prepared
 	// (its init waits) so that the next start is fast.
-	eventually(t, 10*time.Second, "no replica's program left", func() bool {
+	eventually.True(t, 10*time.Second, "no replica's program left", func() bool {
 		for _, p := range processesUnder(s.Data) {
 			// The init's command line names the program it will start.
 			if strings.Contains(p, "gosvc") && !strings.Contains(p, ".stratus-init") {
@@ -355,10 +356,10 @@ func TestServiceAutoscalesOnConcurrency(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 20*time.Second, "scale up to 4 replicas", func() bool { return s.service("web").Replicas.Ready == 4 })
+	eventually.True(t, 20*time.Second, "scale up to 4 replicas", func() bool { return s.service("web").Replicas.Ready == 4 })
 	close(stop)
 	wg.Wait()
-	eventually(t, 30*time.Second, "scale back down to --min", func() bool {
+	eventually.True(t, 30*time.Second, "scale back down to --min", func() bool {
 		svc := s.service("web")
 		return svc.Replicas.Ready == 1 && svc.Replicas.Desired == 1
 	})
@@ -369,7 +370,7 @@ func TestServiceRestartsAndReports(t *testing.T) {
 	s.mustCLI("service", "deploy", "web", "--image", "gosvc:v1", "--min", "1", "--health", "/healthz", "--memory", "64")
 	// An exit restarts the replica.
 	s.get("/svc/web/crash")
-	eventually(t, 15*time.Second, "a restart after the crash", func() bool {
+	eventually.True(t, 15*time.Second, "a restart after the crash", func() bool {
 		svc := s.service("web")
 		return svc.Restarts >= 1 && svc.Replicas.Ready == 1
 	})
@@ -378,19 +379,19 @@ func TestServiceRestartsAndReports(t *testing.T) {
 	}
 	// A failing liveness probe restarts it too.
 	s.get("/svc/web/sick")
-	eventually(t, 15*time.Second, "a restart after the liveness probe failed", func() bool {
+	eventually.True(t, 15*time.Second, "a restart after the liveness probe failed", func() bool {
 		svc := s.service("web")
 		return svc.Restarts >= 2 && svc.Replicas.Ready == 1 && strings.Contains(svc.LastError, "liveness")
 	})
 	// Exceeding the memory limit kills it, and says OOM.
 	s.get("/svc/web/alloc?mb=200")
-	eventually(t, 15*time.Second, "an OOM kill in status", func() bool {
+	eventually.True(t, 15*time.Second, "an OOM kill in status", func() bool {
 		return strings.Contains(s.service("web").LastError, "OOM")
 	})
-	eventually(t, 5*time.Second, "the OOM kill in the logs", func() bool {
+	eventually.True(t, 5*time.Second, "the OOM kill in the logs", func() bool {
 		return strings.Contains(s.mustCLI("service", "logs", "web"), "OOM")
 	})
-	eventually(t, 15*time.Second, "serving again", func() bool {
+	eventually.True(t, 15*time.Second, "serving again", func() bool {
 		code, _ := s.get("/svc/web/")
 		return code == 200
 	})
@@ -399,7 +400,7 @@ func TestServiceRestartsAndReports(t *testing.T) {
 func TestServiceCrashLoop(t *testing.T) {
 	s := startServicesServer(t)
 	s.mustCLI("service", "deploy", "web", "--image", "gosvc:v1", "--min", "1", "--health", "/healthz", "--env", "UNHEALTHY_AFTER_SEC=1")
-	eventually(t, 60*time.Second, "CrashLoopBackOff", func() bool {
+	eventually.True(t, 60*time.Second, "CrashLoopBackOff", func() bool {
 		return s.service("web").Status == "CrashLoopBackOff"
 	})
 	if svc := s.service("web"); svc.Restarts < 3 {
@@ -430,7 +431,7 @@ func TestServiceSurvivesRestart(t *testing.T) {
 	// replicas.
 	s.Stop()
 	s.Restart()
-	eventually(t, 10*time.Second, "the service back after a restart", func() bool {
+	eventually.True(t, 10*time.Second, "the service back after a restart", func() bool {
 		code, body := s.get("/svc/web/")
 		return code == 200 && strings.Contains(body, "rev=kept")
 	})
@@ -492,7 +493,7 @@ func TestServiceQueueBounds(t *testing.T) {
 		code, _ := s.get("/svc/web/sleep?ms=4000")
 		busy <- code
 	}()
-	eventually(t, 5*time.Second, "the replica busy", func() bool {
+	eventually.True(t, 5*time.Second, "the replica busy", func() bool {
 		return s.service("web").Detail[0].Inflight == 1
 	})
 	// Two wait in the queue (and give up after the ready timeout with a
@@ -504,7 +505,7 @@ func TestServiceQueueBounds(t *testing.T) {
 			waited <- code
 		}()
 	}
-	eventually(t, 5*time.Second, "two requests waiting", func() bool { return s.service("web").Replicas.Waiting == 2 })
+	eventually.True(t, 5*time.Second, "two requests waiting", func() bool { return s.service("web").Replicas.Waiting == 2 })
 	if code, body := s.get("/svc/web/"); code != 429 {
 		t.Errorf("with the queue full: %d %s, want 429", code, body)
 	}

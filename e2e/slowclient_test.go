@@ -16,6 +16,7 @@ import (
 	"time"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // Bounds the slow-client flood is held to (README, "### Bounds"): with
@@ -85,7 +86,7 @@ func TestSlowClientFlood(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 10*time.Second, "every slow client sending", func() bool { return sent.Load() >= clients })
+	eventually.True(t, 10*time.Second, "every slow client sending", func() bool { return sent.Load() >= clients })
 
 	// Meanwhile: requests to another function and to the service.
 	var (
@@ -159,7 +160,7 @@ func TestSlowClientFlood(t *testing.T) {
 	}
 
 	// No slot leaked: two requests that each hold a while run at once.
-	eventually(t, 5*time.Second, "no request in flight on the service", func() bool {
+	eventually.True(t, 5*time.Second, "no request in flight on the service", func() bool {
 		d := s.service("web").Detail
 		return len(d) == 1 && d[0].Inflight == 0
 	})
@@ -218,7 +219,7 @@ func TestSlowClientLimits(t *testing.T) {
 		resp, _ := s.invoke("one", `{"sleep": 3000}`)
 		busy <- resp.StatusCode
 	}()
-	eventually(t, 10*time.Second, "the instance busy", func() bool {
+	eventually.True(t, 10*time.Second, "the instance busy", func() bool {
 		f := decode[v1.Function](t, []byte(s.mustCLI("get", "one", "-o", "json")))
 		return f.Instances.Busy == 1
 	})

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // TestStartAhead: in the default sandbox, a prepared sandbox of a python3
@@ -39,7 +41,7 @@ exports.handler = async () => ({ loaded, leaked: "_STRATUS_START_FD" in process.
 				}
 				return false
 			}
-			eventually(t, 30*time.Second, "a client waiting in a prepared sandbox", parked)
+			eventually.True(t, 30*time.Second, "a client waiting in a prepared sandbox", parked)
 			sent := time.Now()
 			c := s.mustInvoke(tc.name, `{}`)
 			if !c.Cold() {
@@ -60,9 +62,9 @@ exports.handler = async () => ({ loaded, leaked: "_STRATUS_START_FD" in process.
 			}
 			// Removing the function drops its new prepared sandbox, whose
 			// client waits: nothing of it stays.
-			eventually(t, 30*time.Second, "a client waiting in the next prepared sandbox", parked)
+			eventually.True(t, 30*time.Second, "a client waiting in the next prepared sandbox", parked)
 			s.mustCLI("rm", tc.name)
-			eventually(t, 30*time.Second, "no process of "+tc.name, func() bool { return len(functionProcessesUnder(s.Data, tc.name)) == 0 })
+			eventually.True(t, 30*time.Second, "no process of "+tc.name, func() bool { return len(functionProcessesUnder(s.Data, tc.name)) == 0 })
 		})
 	}
 }

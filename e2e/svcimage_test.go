@@ -26,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // gosvcBuild builds testdata/gosvc, a static HTTP service, once per test
@@ -137,7 +139,7 @@ var listeningRE = regexp.MustCompile(`(?m)^gosvc listening on :(\d+)$`)
 
 func (p *gosvcProc) waitListening() {
 	p.t.Helper()
-	eventually(p.t, 10*time.Second, "gosvc to listen", func() bool {
+	eventually.True(p.t, 10*time.Second, "gosvc to listen", func() bool {
 		select {
 		case <-p.done:
 			p.t.Fatalf("gosvc exited with %v\nstdout:\n%s\nstderr:\n%s", p.cmd.ProcessState, p.Stdout(), p.Stderr())
@@ -334,7 +336,7 @@ func TestServiceImageRunsDirectly(t *testing.T) {
 		if c, _ := p.get("/healthz"); time.Since(started) < time.Second && c != 200 {
 			t.Fatalf("GET /healthz within a second of the start: %d", c)
 		}
-		eventually(t, 5*time.Second, "/healthz to fail", func() bool {
+		eventually.True(t, 5*time.Second, "/healthz to fail", func() bool {
 			c, _ := p.get("/healthz")
 			return c == 500
 		})
@@ -361,14 +363,14 @@ func TestServiceImageRunsDirectly(t *testing.T) {
 		inflight := func(n string) func() bool {
 			return func() bool { _, b := p.get("/inflight"); return strings.TrimSpace(b) == n }
 		}
-		eventually(t, 5*time.Second, "3 in flight", inflight("3"))
+		eventually.True(t, 5*time.Second, "3 in flight", inflight("3"))
 		cancel()
 		for range 3 {
 			if err := <-errs; !errors.Is(err, context.Canceled) {
 				t.Errorf("a cancelled /sleep: %v", err)
 			}
 		}
-		eventually(t, 5*time.Second, "none in flight", inflight("0"))
+		eventually.True(t, 5*time.Second, "none in flight", inflight("0"))
 	})
 
 	t.Run("stream", func(t *testing.T) {
@@ -454,7 +456,7 @@ func TestServiceImageRunsDirectly(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			slept <- answer{resp.StatusCode, string(b)}
 		}()
-		eventually(t, 5*time.Second, "the sleep in flight", func() bool { _, b := p.get("/inflight"); return strings.TrimSpace(b) == "1" })
+		eventually.True(t, 5*time.Second, "the sleep in flight", func() bool { _, b := p.get("/inflight"); return strings.TrimSpace(b) == "1" })
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -500,7 +502,7 @@ func TestServiceImageRunsDirectly(t *testing.T) {
 		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		ln.Close()
 		p = runGosvc(t, []string{"PORT=" + port, "NO_LISTEN=1"})
-		eventually(t, 5*time.Second, "gosvc to start", func() bool { return strings.Contains(p.Stdout(), "gosvc not listening") })
+		eventually.True(t, 5*time.Second, "gosvc to start", func() bool { return strings.Contains(p.Stdout(), "gosvc not listening") })
 		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
 			c.Close()
 			t.Errorf("NO_LISTEN=1: port %s is open", port)

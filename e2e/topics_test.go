@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // tpSinkApp prints each event it gets on one line; the tests read the
@@ -186,7 +188,7 @@ func TestTopicPublishModes(t *testing.T) {
 	}
 
 	// Each event ran as an async invocation with a record.
-	eventually(t, 10*time.Second, "6 records", func() bool { return countInvocations(t, s, "sink") == 6 })
+	eventually.True(t, 10*time.Second, "6 records", func() bool { return countInvocations(t, s, "sink") == 6 })
 
 	// Publishing the same event again (a retry) delivers it once.
 	s.tpMustPublish("orders", tpCE("s1", "order.paid", "/shop", `{"mode":"structured"}`), []string{"s1"}, "Content-Type", ctStructured)
@@ -296,7 +298,7 @@ func TestTopicURLSubscriber(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 20*time.Second, "three attempts of the flaky event", func() bool { return count("fl1") == 3 })
+	eventually.True(t, 20*time.Second, "three attempts of the flaky event", func() bool { return count("fl1") == 3 })
 	if n := count("ok1"); n != 1 {
 		t.Errorf("event ok1 POSTed %d times, want 1", n)
 	}
@@ -355,7 +357,7 @@ func TestTopicNATSClient(t *testing.T) {
 	if d := s.tpDeliveries("sink"); string(d[0][0].Data) != `{"via":"nats"}` && string(d[1][0].Data) != `{"via":"nats"}` {
 		t.Errorf("deliveries %+v", d)
 	}
-	eventually(t, 5*time.Second, "a log line for the invalid messages", func() bool {
+	eventually.True(t, 5*time.Second, "a log line for the invalid messages", func() bool {
 		return strings.Count(s.Stderr(), "not a valid CloudEvent") == 2
 	})
 	if !strings.Contains(s.Stderr(), `attribute \"source\": missing`) {

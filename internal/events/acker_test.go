@@ -8,6 +8,7 @@ import (
 	"time"
 
 	stratus "github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // TestAcksAreBatchedAfterTheTrace: done events share BeforeAck calls (far
@@ -76,7 +77,7 @@ func TestStopSettlesDoneEvents(t *testing.T) {
 	h.run()
 	h.waitDone(events, 20*time.Second)
 	h.stopRun() // at once: some acks may still be pending in the acker
-	waitFor(t, 5*time.Second, "an empty stream", func() bool {
+	eventually.True(t, 5*time.Second, "an empty stream", func() bool {
 		n, _, err := h.q.Depth(t.Context(), "f")
 		return err == nil && n == 0
 	})

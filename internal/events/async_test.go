@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	stratus "github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 func TestEnqueueInvokesOnce(t *testing.T) {
@@ -40,7 +41,7 @@ func TestEnqueueInvokesOnce(t *testing.T) {
 	if diff := cmp.Diff([]string{"queued/0", "running/1", "succeeded/1"}, h.sink.states(id)); diff != "" {
 		t.Errorf("statuses (-want +got):\n%s", diff)
 	}
-	waitFor(t, 5*time.Second, "empty queue", func() bool {
+	eventually.True(t, 5*time.Second, "empty queue", func() bool {
 		n, _, err := h.q.Depth(t.Context(), "hello")
 		return err == nil && n == 0
 	})
@@ -337,7 +338,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 	// OnDone runs just before an event's ack: wait until the acks of the
 	// events done so far are stored, so that the crash below hits only
 	// the invocations in flight.
-	waitFor(t, 10*time.Second, "the done events' acks", func() bool {
+	eventually.True(t, 10*time.Second, "the done events' acks", func() bool {
 		n, _, err := h.q.Depth(t.Context(), "durable")
 		return err == nil && n == events-len(doneBefore)
 	})
@@ -363,7 +364,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 		}
 		doneAfter[d.id]++
 	}
-	waitFor(t, 5*time.Second, "empty queue", func() bool {
+	eventually.True(t, 5*time.Second, "empty queue", func() bool {
 		n, _, err := h2.q.Depth(t.Context(), "durable")
 		return err == nil && n == 0
 	})

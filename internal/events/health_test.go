@@ -12,6 +12,7 @@ import (
 	"time"
 
 	stratus "github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // smallVolume mounts a tmpfs of size (e.g. "48m") and returns its path;
@@ -137,7 +138,7 @@ func TestQueueRecoversFromFullDisk(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the bus to be healthy again", func() bool { return h.bus.Health() == nil })
+	eventually.True(t, 10*time.Second, "the bus to be healthy again", func() bool { return h.bus.Health() == nil })
 	for range 5 {
 		accepted = append(accepted, h.enqueue("f", event))
 	}
@@ -202,11 +203,11 @@ func TestUnstoredAttemptIsNotAcked(t *testing.T) {
 			// OnDone runs before its attempt's BeforeAck, which the queue
 			// may call a moment later (for a batch): wait for the stored
 			// one rather than count OnDones.
-			waitFor(t, 20*time.Second, "an attempt whose trace is stored", func() bool { return fails.Load() < 0 })
+			eventually.True(t, 20*time.Second, "an attempt whose trace is stored", func() bool { return fails.Load() < 0 })
 			if n := inv.callsFor(id); n < 2 {
 				t.Errorf("%d calls; an attempt whose trace was not stored must run again", n)
 			}
-			waitFor(t, 10*time.Second, "the stream to be empty", func() bool {
+			eventually.True(t, 10*time.Second, "the stream to be empty", func() bool {
 				n, _, err := h.q.Depth(t.Context(), "f")
 				return err == nil && n == 0
 			})
@@ -292,7 +293,7 @@ func TestDisabledJetStreamIsReEnabled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("JetStream not re-enabled; health %v", h.bus.Health())
 	}
-	waitFor(t, 5*time.Second, "the bus to be healthy", func() bool { return h.bus.Health() == nil })
+	eventually.True(t, 5*time.Second, "the bus to be healthy", func() bool { return h.bus.Health() == nil })
 	second := h.enqueue("f", `2`)
 	if d := h.waitDone(1, 10*time.Second)[0]; d.id != second {
 		t.Fatalf("done %+v", d)

@@ -249,15 +249,3 @@ func (h *harness) waitDone(n int, timeout time.Duration) []doneRec {
 	}
 	return out
 }
-
-// waitFor polls cond until true, failing after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

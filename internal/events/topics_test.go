@@ -20,6 +20,7 @@ import (
 
 	stratus "github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/store"
 )
 
@@ -213,7 +214,7 @@ func TestTopicDeliversEventsToFunction(t *testing.T) {
 	}
 	h.publish("orders", ev("1", "order.created", "/shop", `{"n":1}`))
 	h.publish("orders", ev("2", "order.created", "/shop", `{"n":2}`), ev("3", "order.paid", "/shop", ""))
-	waitFor(t, 10*time.Second, "3 invocations", func() bool { return len(h.q.delivered("fn")) == 3 })
+	eventually.True(t, 10*time.Second, "3 invocations", func() bool { return len(h.q.delivered("fn")) == 3 })
 	got := h.q.delivered("fn")
 	e, err := cloudevent.FromJSON([]byte(got[0]), 0)
 	if err != nil {
@@ -227,7 +228,7 @@ func TestTopicDeliversEventsToFunction(t *testing.T) {
 	}
 	// Publishing the same event again (a client's retry) stores it once.
 	h.publish("orders", ev("1", "order.created", "/shop", `{"n":1}`), ev("4", "order.created", "/shop", ""))
-	waitFor(t, 10*time.Second, "the 4th invocation", func() bool { return len(h.q.delivered("fn")) == 4 })
+	eventually.True(t, 10*time.Second, "the 4th invocation", func() bool { return len(h.q.delivered("fn")) == 4 })
 	if st := h.tp.Stats(); st.Published != 4 || st.Delivered != 4 {
 		t.Errorf("stats = %+v, want 4 published and delivered", st)
 	}
@@ -241,7 +242,7 @@ func TestTopicFilters(t *testing.T) {
 	h.subscribe(stratus.Subscription{Topic: "t", Function: "other", Filter: "source-prefix=/a/"})
 	h.publish("t",
 		ev("1", "keep", "/a/x", ""), ev("2", "drop", "/a/y", ""), ev("3", "keep", "/b/z", ""), ev("4", "other", "/b/", ""))
-	waitFor(t, 10*time.Second, "filtered deliveries", func() bool {
+	eventually.True(t, 10*time.Second, "filtered deliveries", func() bool {
 		return len(h.q.delivered("fn")) == 2 && len(h.q.delivered("other")) == 2
 	})
 	if diff := cmp.Diff([][]string{{"1"}, {"3"}}, ids(t, h.q.delivered("fn"))); diff != "" {
@@ -263,7 +264,7 @@ func TestTopicBatches(t *testing.T) {
 	}
 	h.publish("t", evs...)
 	// Two full batches at once, the last one after BatchWait.
-	waitFor(t, 10*time.Second, "three batches", func() bool { return len(h.q.delivered("fn")) == 3 })
+	eventually.True(t, 10*time.Second, "three batches", func() bool { return len(h.q.delivered("fn")) == 3 })
 	if diff := cmp.Diff([][]string{{"0", "1", "2"}, {"3", "4", "5"}, {"6"}}, ids(t, h.q.delivered("fn"))); diff != "" {
 		t.Errorf("batches (-want +got):\n%s", diff)
 	}
@@ -280,7 +281,7 @@ func TestTopicBatchesStayUnderTheEventLimit(t *testing.T) {
 		evs = append(evs, ev(fmt.Sprint(i), "x", "/s", `"`+strings.Repeat("a", 100)+`"`))
 	}
 	h.publish("t", evs...)
-	waitFor(t, 10*time.Second, "all events", func() bool {
+	eventually.True(t, 10*time.Second, "all events", func() bool {
 		n := 0
 		for _, b := range ids(t, h.q.delivered("fn")) {
 			n += len(b)
@@ -313,12 +314,12 @@ func TestTopicRetriesEnqueueAndDropsForMissingFunction(t *testing.T) {
 	h.run()
 	h.subscribe(stratus.Subscription{Topic: "t", Function: "fn"})
 	h.publish("t", ev("1", "x", "/s", ""))
-	waitFor(t, 10*time.Second, "the retried enqueue", func() bool { return len(h.q.delivered("fn")) == 1 })
+	eventually.True(t, 10*time.Second, "the retried enqueue", func() bool { return len(h.q.delivered("fn")) == 1 })
 
 	h.subscribe(stratus.Subscription{Topic: "t", Function: "other"})
 	h.publish("t", ev("2", "x", "/s", ""))
-	waitFor(t, 10*time.Second, "a dropped event", func() bool { return h.tp.Stats().Dropped == 1 })
-	waitFor(t, 10*time.Second, "event 2 for fn", func() bool { return len(h.q.delivered("fn")) == 2 })
+	eventually.True(t, 10*time.Second, "a dropped event", func() bool { return h.tp.Stats().Dropped == 1 })
+	eventually.True(t, 10*time.Second, "event 2 for fn", func() bool { return len(h.q.delivered("fn")) == 2 })
 }
 
 func TestTopicURLSubscriberWithRetries(t *testing.T) {
@@ -354,7 +355,7 @@ func TestTopicURLSubscriberWithRetries(t *testing.T) {
 	h.run()
 	h.subscribe(stratus.Subscription{Topic: "t", URL: srv.URL + "/hook"})
 	h.publish("t", ev("1", "x", "/s", `{"a":1}`))
-	waitFor(t, 10*time.Second, "a delivery after two failures", func() bool { return h.tp.Stats().Delivered == 1 })
+	eventually.True(t, 10*time.Second, "a delivery after two failures", func() bool { return h.tp.Stats().Delivered == 1 })
 	mu.Lock()
 	if len(posts) != 3 {
 		t.Errorf("%d POSTs, want 3", len(posts))
@@ -367,10 +368,10 @@ func TestTopicURLSubscriberWithRetries(t *testing.T) {
 	mu.Unlock()
 
 	h.publish("t", ev("2", "refuse", "/s", ""))
-	waitFor(t, 10*time.Second, "a refused event dropped", func() bool { return h.tp.Stats().Dropped == 1 })
+	eventually.True(t, 10*time.Second, "a refused event dropped", func() bool { return h.tp.Stats().Dropped == 1 })
 	before := calls.Load()
 	h.publish("t", ev("3", "always", "/s", ""))
-	waitFor(t, 10*time.Second, "an event dropped after 3 attempts", func() bool { return h.tp.Stats().Dropped == 2 })
+	eventually.True(t, 10*time.Second, "an event dropped after 3 attempts", func() bool { return h.tp.Stats().Dropped == 2 })
 	if n := calls.Load() - before; n != 3 {
 		t.Errorf("%d attempts for a failing URL, want 3", n)
 	}
@@ -395,11 +396,11 @@ func TestTopicPlainNATSPublishAndInvalidMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "two valid events", func() bool { return len(h.q.delivered("fn")) == 2 })
+	eventually.True(t, 10*time.Second, "two valid events", func() bool { return len(h.q.delivered("fn")) == 2 })
 	if diff := cmp.Diff([][]string{{"n1"}, {"n2"}}, ids(t, h.q.delivered("fn"))); diff != "" {
 		t.Errorf("delivered (-want +got):\n%s", diff)
 	}
-	waitFor(t, 5*time.Second, "invalid count", func() bool { return h.tp.Stats().Invalid == 2 })
+	eventually.True(t, 5*time.Second, "invalid count", func() bool { return h.tp.Stats().Invalid == 2 })
 }
 
 func TestTopicSubscriptionLifecycle(t *testing.T) {
@@ -410,8 +411,8 @@ func TestTopicSubscriptionLifecycle(t *testing.T) {
 	a := h.subscribe(stratus.Subscription{Topic: "t", Function: "fn"})
 	b := h.subscribe(stratus.Subscription{Topic: "u", Function: "other"})
 	h.publish("t", ev("1", "x", "/s", ""))
-	waitFor(t, 10*time.Second, "first delivery", func() bool { return len(h.q.delivered("fn")) == 1 })
-	waitFor(t, 5*time.Second, "two consumers", func() bool { return len(h.consumerNames()) == 2 })
+	eventually.True(t, 10*time.Second, "first delivery", func() bool { return len(h.q.delivered("fn")) == 1 })
+	eventually.True(t, 5*time.Second, "two consumers", func() bool { return len(h.consumerNames()) == 2 })
 
 	if err := h.tp.Unsubscribe(t.Context(), a.ID); err != nil {
 		t.Fatal(err)
@@ -419,7 +420,7 @@ func TestTopicSubscriptionLifecycle(t *testing.T) {
 	if err := h.tp.Unsubscribe(t.Context(), a.ID); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("second unsubscribe: %v, want ErrNotFound", err)
 	}
-	waitFor(t, 5*time.Second, "a's consumer gone", func() bool { return cmp.Equal(h.consumerNames(), []string{b.ID}) })
+	eventually.True(t, 5*time.Second, "a's consumer gone", func() bool { return cmp.Equal(h.consumerNames(), []string{b.ID}) })
 	h.publish("t", ev("2", "x", "/s", ""))
 
 	// Subscriptions survive a restart; events published while stopped
@@ -428,7 +429,7 @@ func TestTopicSubscriptionLifecycle(t *testing.T) {
 	h.publish("u", ev("3", "x", "/s", ""))
 	h.tp = h.newTopics()
 	h.run()
-	waitFor(t, 10*time.Second, "delivery after restart", func() bool { return len(h.q.delivered("other")) == 1 })
+	eventually.True(t, 10*time.Second, "delivery after restart", func() bool { return len(h.q.delivered("other")) == 1 })
 	if n := len(h.q.delivered("fn")); n != 1 {
 		t.Errorf("an unsubscribed function got %d events, want 1", n)
 	}
@@ -439,7 +440,7 @@ func TestTopicSubscriptionLifecycle(t *testing.T) {
 	if err := h.tp.DeleteTopic(t.Context(), "u"); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("second delete: %v, want ErrNotFound", err)
 	}
-	waitFor(t, 5*time.Second, "no consumers", func() bool { return len(h.consumerNames()) == 0 })
+	eventually.True(t, 5*time.Second, "no consumers", func() bool { return len(h.consumerNames()) == 0 })
 	if subs, _ := h.tp.Subscriptions(t.Context(), ""); len(subs) != 0 {
 		t.Errorf("subscriptions after deleting their topics: %+v", subs)
 	}
@@ -456,7 +457,7 @@ func TestTopicRunRemovesOrphanConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.run()
-	waitFor(t, 5*time.Second, "only the stored subscription's consumer", func() bool {
+	eventually.True(t, 5*time.Second, "only the stored subscription's consumer", func() bool {
 		return cmp.Equal(h.consumerNames(), []string{sub.ID})
 	})
 }
@@ -511,7 +512,7 @@ func TestDestinationPublishesToTopic(t *testing.T) {
 	}
 	d.Done("worker", "req-1", []byte(`{"job":1}`), fnError("Boom", "it broke"), 3, &FunctionError{Type: "Boom", Message: "it broke"})
 	d.Done("worker", "req-2", []byte(`{"job":2}`), &stratus.Response{Body: []byte(`"fine"`)}, 1, nil) // filtered out
-	waitFor(t, 10*time.Second, "the failure record", func() bool { return len(h.q.delivered("fn")) == 1 })
+	eventually.True(t, 10*time.Second, "the failure record", func() bool { return len(h.q.delivered("fn")) == 1 })
 	e, err := cloudevent.FromJSON([]byte(h.q.delivered("fn")[0]), 0)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/store"
 )
 
@@ -55,18 +56,6 @@ func start(t *testing.T, w *Writer) {
 	})
 }
 
-// waitFor polls cond until it holds, for at most 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func line(fn, req string, n int) stratus.LogLine {
 	return stratus.LogLine{Function: fn, Time: time.Now(), RequestID: req, Stream: "stdout", Text: strings.Repeat("x", n)}
 }
@@ -90,7 +79,7 @@ func TestQueueBoundedInBytes(t *testing.T) {
 			logged.Add(1)
 		}
 	}()
-	waitFor(t, "the queue to fill", func() bool { return logged.Load() == int64(fits) })
+	eventually.True(t, 10*time.Second, "the queue to fill", func() bool { return logged.Load() == int64(fits) })
 	// The writer does not run: nothing can make room, so the next Log
 	// waits and the queue holds no more than its bound.
 	select {
@@ -142,7 +131,7 @@ func TestStoreFailureKeepsBatch(t *testing.T) {
 	}
 	// It keeps trying on its own, and keeps failing.
 	errs := w.Stats().StoreErrors
-	waitFor(t, "a retry", func() bool { return w.Stats().StoreErrors > errs })
+	eventually.True(t, 10*time.Second, "a retry", func() bool { return w.Stats().StoreErrors > errs })
 	if w.Stats().QueuedBytes == 0 {
 		t.Error("nothing queued after a failed store")
 	}
@@ -216,7 +205,7 @@ func TestFailingStoreDoesNotWedge(t *testing.T) {
 		t.Errorf("%d bytes queued, bound %d", q, max)
 	}
 	st.full.Store(false)
-	waitFor(t, "recovery", func() bool { return w.Health() == nil })
+	eventually.True(t, 10*time.Second, "recovery", func() bool { return w.Health() == nil })
 	// Stored now, but a record was dropped a moment ago: Sync fails...
 	if err := w.Sync(ctx); err == nil || !errors.Is(err, stratus.ErrUnavailable) {
 		t.Errorf("Sync just after a record was dropped: %v", err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
@@ -652,17 +653,6 @@ func fetch(tg *Target, path string) (string, error) {
 	return string(b), nil
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitFor, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 type acquired struct {
 	tg      *Target
 	release func()
@@ -726,7 +716,7 @@ func TestDeployServes(t *testing.T) {
 	if b.env["PORT"] != port || b.env["K_SERVICE"] != "web" || b.env["GREETING"] != "hi" || b.env["FROM_IMAGE"] != "1" {
 		t.Errorf("sandbox env %v, address %s", b.env, st.Replicas[0].Address)
 	}
-	eventually(t, "the replica's output in the service's logs", func() bool {
+	eventually.True(t, waitFor, "the replica's output in the service's logs", func() bool {
 		return h.logs.has("web", "stdout", "fake listening")
 	})
 }
@@ -803,7 +793,7 @@ func TestQueueBounds(t *testing.T) {
 
 	// One request waits; the next finds the queue full.
 	waiting := h.acquireAsync(t.Context(), "web")
-	eventually(t, "a request waiting", func() bool { return h.status("web").Waiting == 1 })
+	eventually.True(t, waitFor, "a request waiting", func() bool { return h.status("web").Waiting == 1 })
 	if _, _, err := h.m.Acquire(t.Context(), "web"); !errors.Is(err, stratus.ErrCapacity) {
 		t.Errorf("acquire with the queue full: %v, want ErrCapacity", err)
 	}
@@ -821,7 +811,7 @@ func TestQueueBounds(t *testing.T) {
 
 	// A release hands the slot to a waiting request.
 	waiting = h.acquireAsync(t.Context(), "web")
-	eventually(t, "a request waiting", func() bool { return h.status("web").Waiting == 1 })
+	eventually.True(t, waitFor, "a request waiting", func() bool { return h.status("web").Waiting == 1 })
 	release()
 	a = receive(t, waiting)
 	if a.err != nil {
@@ -852,7 +842,7 @@ func TestRollingUpdate(t *testing.T) {
 		_, err := h.m.Deploy(t.Context(), "web", stratus.ServiceConfig{Image: "app", MinScale: 1, Env: map[string]string{"FAKE_WAIT_GATE": "1"}})
 		deployed <- err
 	}()
-	eventually(t, "revision 2's replica started", func() bool { return len(h.d.startedOf("web-00002")) == 1 })
+	eventually.True(t, waitFor, "revision 2's replica started", func() bool { return len(h.d.startedOf("web-00002")) == 1 })
 	if rev, _ := h.hello("web"); rev != "web-00001" {
 		t.Errorf("while revision 2 starts, a request went to %s", rev)
 	}
@@ -877,7 +867,7 @@ func TestRollingUpdate(t *testing.T) {
 	}
 
 	// The old replica drains: it serves the request it holds, then stops.
-	eventually(t, "the old replica draining", func() bool {
+	eventually.True(t, waitFor, "the old replica draining", func() bool {
 		st := h.status("web")
 		return st.Draining == 1 && slices.ContainsFunc(st.Replicas, func(r ReplicaStatus) bool {
 			return r.Revision == 1 && r.State == stateStopping && r.Inflight == 1
@@ -890,7 +880,7 @@ func TestRollingUpdate(t *testing.T) {
 		t.Errorf("the held request on the old replica: %q %v", body, err)
 	}
 	release()
-	eventually(t, "the old replica stopped", func() bool {
+	eventually.True(t, waitFor, "the old replica stopped", func() bool {
 		return len(h.d.liveOf("web-00001")) == 0 && h.status("web").Draining == 0
 	})
 	if rev, _ := h.hello("web"); rev != "web-00002" {
@@ -936,7 +926,7 @@ func TestFailedDeploy(t *testing.T) {
 		if rev, _ := h.hello("web"); rev != "web-00001" {
 			t.Errorf("%s: after the failed deploy, a request went to %s", c.name, rev)
 		}
-		eventually(t, "the failed revision's sandboxes stopped", func() bool { return len(h.d.liveOf("web-00002")) == 0 })
+		eventually.True(t, waitFor, "the failed revision's sandboxes stopped", func() bool { return len(h.d.liveOf("web-00002")) == 0 })
 	}
 	if n := len(h.d.live()); n != 1 {
 		t.Errorf("%d live sandboxes, want revision 1's", n)
@@ -963,7 +953,7 @@ func TestFailedFirstDeploy(t *testing.T) {
 	if names := h.store.names(); len(names) != 0 || h.m.Exists("web") {
 		t.Errorf("after a failed first deploy: stored %v, exists %v", names, h.m.Exists("web"))
 	}
-	eventually(t, "no sandbox left", func() bool { return len(h.d.live()) == 0 })
+	eventually.True(t, waitFor, "no sandbox left", func() bool { return len(h.d.live()) == 0 })
 }
 
 func TestDeployRejects(t *testing.T) {
@@ -1001,7 +991,7 @@ func TestRestartAfterExit(t *testing.T) {
 	h.deploy("web", stratus.ServiceConfig{Image: "app", MinScale: 1, HealthPath: "/healthz"})
 	first := h.status("web").Replicas[0].ID
 	h.d.crash(t, first, 3)
-	eventually(t, "the replica restarted and ready", func() bool {
+	eventually.True(t, waitFor, "the replica restarted and ready", func() bool {
 		st := h.status("web")
 		return st.Restarts == 1 && st.Ready == 1 && len(st.Replicas) == 1 && st.Replicas[0].ID != first
 	})
@@ -1012,7 +1002,7 @@ func TestRestartAfterExit(t *testing.T) {
 	if _, id := h.hello("web"); id != st.Replicas[0].ID {
 		t.Errorf("GET / answered by %s, want the new sandbox %s", id, st.Replicas[0].ID)
 	}
-	eventually(t, "the exit in the service's logs", func() bool { return h.logs.has("web", "platform", "exit status 3") })
+	eventually.True(t, waitFor, "the exit in the service's logs", func() bool { return h.logs.has("web", "platform", "exit status 3") })
 	if n := len(h.d.live()); n != 1 {
 		t.Errorf("%d live sandboxes after a restart, want 1", n)
 	}
@@ -1024,11 +1014,11 @@ func TestLivenessAndCrashLoop(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.BackoffMax = 3 * time.Second })
 	h.deploy("web", stratus.ServiceConfig{Image: "app", MinScale: 1, HealthPath: "/healthz",
 		Env: map[string]string{"FAKE_UNHEALTHY_AFTER_MS": "300"}})
-	eventually(t, "a restart by the liveness probe", func() bool {
+	eventually.True(t, waitFor, "a restart by the liveness probe", func() bool {
 		st := h.status("web")
 		return st.Restarts >= 1 && strings.Contains(st.LastError, "liveness probe failed 3 times: GET /healthz: status 500")
 	})
-	eventually(t, "CrashLoopBackOff", func() bool { return h.status("web").State == StateCrashLoop })
+	eventually.True(t, waitFor, "CrashLoopBackOff", func() bool { return h.status("web").State == StateCrashLoop })
 	if st := h.status("web"); st.Restarts < crashLoopRestarts {
 		t.Errorf("crash loop after %d restarts, want at least %d", st.Restarts, crashLoopRestarts)
 	}
@@ -1043,11 +1033,11 @@ func TestScaleToZeroAndBack(t *testing.T) {
 	if st := h.status("web"); st.Ready != 1 {
 		t.Errorf("after deploy with min 0: %+v", st)
 	}
-	eventually(t, "scaled to zero", func() bool {
+	eventually.True(t, waitFor, "scaled to zero", func() bool {
 		st := h.status("web")
 		return st.State == StateScaledToZero && st.Live == 0 && st.Ready == 0 && st.Desired == 0
 	})
-	eventually(t, "no sandbox left at zero", func() bool { return len(h.d.live()) == 0 })
+	eventually.True(t, waitFor, "no sandbox left at zero", func() bool { return len(h.d.live()) == 0 })
 
 	// A request waits while a replica starts.
 	rev, _ := h.hello("web")
@@ -1068,7 +1058,7 @@ func TestRemove(t *testing.T) {
 	_, release := h.acquire("web")
 	defer release()
 	waiting := h.acquireAsync(t.Context(), "web")
-	eventually(t, "a request waiting", func() bool { return h.status("web").Waiting == 1 })
+	eventually.True(t, waitFor, "a request waiting", func() bool { return h.status("web").Waiting == 1 })
 
 	if err := h.m.Remove(t.Context(), "web"); err != nil {
 		t.Fatal(err)
@@ -1090,7 +1080,7 @@ func TestRemove(t *testing.T) {
 		t.Errorf("%d live sandboxes while a request is in flight, want 1", n)
 	}
 	release()
-	eventually(t, "the replica stopped", func() bool { return len(h.d.live()) == 0 })
+	eventually.True(t, waitFor, "the replica stopped", func() bool { return len(h.d.live()) == 0 })
 	if err := h.m.Remove(t.Context(), "web"); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("second remove: %v, want ErrNotFound", err)
 	}
@@ -1099,7 +1089,7 @@ func TestRemove(t *testing.T) {
 func TestPreparedSandboxes(t *testing.T) {
 	h := newHarnessWith(t, sandbox.Capabilities{Prepare: true})
 	h.deploy("web", stratus.ServiceConfig{Image: "app", MinScale: 1, MaxScale: 1})
-	eventually(t, "a prepared sandbox", func() bool { return h.prepared("web") != "" })
+	eventually.True(t, waitFor, "a prepared sandbox", func() bool { return h.prepared("web") != "" })
 	pid := h.prepared("web")
 	if idle := h.d.idlePrepared(); !slices.Equal(idle, []string{pid}) {
 		t.Errorf("prepared but not started: %v, want [%s]", idle, pid)
@@ -1108,7 +1098,7 @@ func TestPreparedSandboxes(t *testing.T) {
 	// The restart starts the prepared sandbox.
 	first := h.status("web").Replicas[0].ID
 	h.d.crash(t, first, 1)
-	eventually(t, "the replica restarted from the prepared sandbox", func() bool {
+	eventually.True(t, waitFor, "the replica restarted from the prepared sandbox", func() bool {
 		st := h.status("web")
 		return st.Ready == 1 && st.Replicas[0].ID == pid
 	})
@@ -1119,7 +1109,7 @@ func TestPreparedSandboxes(t *testing.T) {
 		t.Errorf("GET / answered by %s, want %s", id, pid)
 	}
 	// Another is prepared for the next start: one at a time.
-	eventually(t, "a new prepared sandbox", func() bool { p := h.prepared("web"); return p != "" && p != pid })
+	eventually.True(t, waitFor, "a new prepared sandbox", func() bool { p := h.prepared("web"); return p != "" && p != pid })
 	if idle := h.d.idlePrepared(); len(idle) != 1 {
 		t.Errorf("prepared but not started: %v, want one", idle)
 	}
@@ -1128,11 +1118,11 @@ func TestPreparedSandboxes(t *testing.T) {
 	if err := h.m.Remove(t.Context(), "web"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "no sandbox left after remove", func() bool { return len(h.d.live()) == 0 })
+	eventually.True(t, waitFor, "no sandbox left after remove", func() bool { return len(h.d.live()) == 0 })
 
 	// So does the end of Run.
 	h.deploy("api", stratus.ServiceConfig{Image: "app", MinScale: 1})
-	eventually(t, "a prepared sandbox", func() bool { return h.prepared("api") != "" })
+	eventually.True(t, waitFor, "a prepared sandbox", func() bool { return h.prepared("api") != "" })
 	h.stop()
 	if live := h.d.live(); len(live) != 0 {
 		t.Errorf("after Run returned: %v live", live)
@@ -1153,7 +1143,7 @@ func TestLoad(t *testing.T) {
 	if err := h.m.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the stored service ready", func() bool { return h.status("web").Ready == 1 })
+	eventually.True(t, waitFor, "the stored service ready", func() bool { return h.status("web").Ready == 1 })
 	if rev, _ := h.hello("web"); rev != "web-00003" {
 		t.Errorf("GET / answered by %s, want web-00003", rev)
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/sandbox"
 	"github.com/stratus-run/stratus/internal/sandbox/process"
 	"github.com/stratus-run/stratus/internal/sandbox/sandboxtest"
@@ -212,7 +213,7 @@ func TestServerCrash(t *testing.T) {
 	// The sandbox's main process dies with the server (parent-death
 	// signal); its child may outlive it.
 	leader := leaderPID(t, filepath.Join(stateDir, "crash.json"))
-	waitUntil(t, 10*time.Second, "the sandbox's main process to die with the server", func() bool {
+	eventually.True(t, 10*time.Second, "the sandbox's main process to die with the server", func() bool {
 		st := procState(leader)
 		return st == "" || st == "Z"
 	})
@@ -279,17 +280,6 @@ func crashingServer(stateDir, marker string) {
 	fmt.Println("started")
 	_, _ = io.Copy(io.Discard, os.Stdin) // until killed
 	time.Sleep(time.Hour)
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func procState(pid int) string {
