@@ -1,9 +1,9 @@
 package stratus
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Outcomes of an invocation.
@@ -92,14 +92,30 @@ type Response struct {
 	Record    Invocation
 }
 
-// NewRequestID returns a new request ID: a UUID (version 7, so IDs made
-// later sort later and the store's indexes grow at their end).
+// NewRequestID returns a new request ID: a UUID of version 7 (RFC 9562:
+// 48 bits of Unix milliseconds, then random bits), so IDs made later sort
+// later and the store's indexes grow at their end. It panics only if the
+// system's random source fails, as crypto/rand.Read does.
 func NewRequestID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := range 6 {
+		b[i] = byte(ms >> (40 - 8*i))
 	}
-	return id.String()
+	_, _ = rand.Read(b[6:])
+	b[6] = b[6]&0x0f | 0x70 // version 7
+	b[8] = b[8]&0x3f | 0x80 // variant 10
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
 }
 
 // InstanceStats are a function's instance counts for status pages and
