@@ -49,6 +49,9 @@ type Instance struct {
 
 	exited chan struct{} // closed when the sandbox has ended
 	exit   sandbox.Exit  // valid after exited is closed
+	// endWait ends the exit watcher's Wait (see Manager.stop); set when
+	// the sandbox is launched.
+	endWait context.CancelFunc
 
 	// reqID is the request ID output lines are tied to: the invocation in
 	// flight, else the last one.
@@ -60,30 +63,16 @@ func exitMessage(e sandbox.Exit) string {
 	return "Runtime exited with error: " + e.String()
 }
 
-// waitExit reports the sandbox's exit when it ends, within d.
-func (in *Instance) waitExit(d time.Duration) (sandbox.Exit, bool) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-in.exited:
-		return in.exit, true
-	case <-t.C:
-		return sandbox.Exit{}, false
-	}
-}
-
 // invoke hands inv to the runtime and waits for its answer, the timeout or
-// the instance's end. healthy is false when the instance must not be
-// reused. err is set only when the invocation never reached the runtime
-// because ctx ended (the caller left); the instance is then still healthy.
-func (in *Instance) invoke(ctx context.Context, inv *runtimeapi.Invocation, timeout time.Duration) (res runtimeapi.Result, outcome string, healthy bool, err error) {
+// the instance's end. ctx is the caller's; hctx is ctx ending at the
+// timeout (made before invoke's own timer). healthy is false when the
+// instance must not be reused. err is set only when the invocation never
+// reached the runtime because ctx ended (the caller left); the instance
+// is then still healthy.
+func (in *Instance) invoke(ctx, hctx context.Context, inv *runtimeapi.Invocation, timeout time.Duration) (res runtimeapi.Result, outcome string, healthy bool, err error) {
 	in.reqID.Store(&inv.RequestID)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	// hctx ends when the caller leaves or, a moment before t fires, when
-	// the invocation times out.
-	hctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	ch, herr := in.rapi.Invoke(hctx, inv)
 	if herr != nil {
 		select {

@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/stratus-run/stratus"
@@ -55,6 +57,7 @@ func (m *Manager) prepareAhead(p *fnPool) {
 	ok := m.running && !m.stopping && !p.removed && p.prepared == nil &&
 		(p.preparing == nil || p.preparing.v.Version != v.Version) && m.reservePreparedLocked(p)
 	var op *prepareOp
+	ctx := m.run
 	if ok {
 		op = &prepareOp{v: v}
 		p.preparing = op
@@ -66,22 +69,25 @@ func (m *Manager) prepareAhead(p *fnPool) {
 	}
 	go func() {
 		defer m.wg.Done()
-		m.prepare(p, op)
+		m.prepare(ctx, p, op)
 	}()
 }
 
 // prepare makes a prepared instance of op.v for p in the place
-// prepareAhead reserved. It hands the instance to the start that claimed
-// op, or keeps it if op.v is still p's head. A failure is logged and gives
-// the place back.
-func (m *Manager) prepare(p *fnPool, op *prepareOp) {
+// prepareAhead reserved, unless ctx ends first. It hands the instance to
+// the start that claimed op, or keeps it if op.v is still p's head. A
+// failure is logged and gives the place back.
+func (m *Manager) prepare(ctx context.Context, p *fnPool, op *prepareOp) {
 	v := op.v
-	done, _ := m.creation(p, false)
-	in, err := m.newInstance(p, v)
+	var in *Instance
+	err := m.creation(ctx, p, false)
 	if err == nil {
-		err = m.launch(in, m.cfg.Driver.Prepare)
+		in, err = m.newInstance(ctx, p, v, newID())
+		if err == nil {
+			err = m.launch(ctx, in, m.cfg.Driver.Prepare)
+		}
+		m.created()
 	}
-	done()
 	m.mu.Lock()
 	if p.preparing == op {
 		p.preparing = nil
@@ -111,7 +117,9 @@ func (m *Manager) prepare(p *fnPool, op *prepareOp) {
 	switch {
 	case err != nil:
 		// Nothing of it is left: a failed Prepare leaves no sandbox.
-		m.log.Warn("prepare instance", "fn", v.Function, "version", v.Version, "err", err)
+		if !errors.Is(err, errSurplus) && ctx.Err() == nil {
+			m.log.Warn("prepare instance", "fn", v.Function, "version", v.Version, "err", err)
+		}
 		if claimed {
 			claim <- nil
 		}
@@ -148,9 +156,10 @@ func (m *Manager) reservePreparedLocked(p *fnPool) bool {
 
 // takePrepared hands a prepared instance of v to a start: p's prepared
 // one if it is of v and its sandbox lives, else the one a prepare of v in
-// flight makes, if no other start waits for that (it then waits). The
-// instance is busy and counts as live in the slot the caller reserved.
-// Nil means the caller starts a sandbox of its own.
+// flight makes, if no other start waits for that (it then waits: the
+// prepare ends soon after Run's ctx does, and its instance must not be
+// lost). The instance is busy and counts as live in the slot the caller
+// reserved. Nil means the caller starts a sandbox of its own.
 func (m *Manager) takePrepared(p *fnPool, v *stratus.Version) *Instance {
 	m.mu.Lock()
 	in := p.prepared

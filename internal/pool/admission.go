@@ -1,0 +1,336 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/runtimeapi"
+)
+
+// Admission: slots, waiters and instances handed out. An invocation takes
+// the most recently used idle instance of its function. When there is
+// none it waits in the function's queue (first come, first served) for
+// the first instance that comes free: one whose invocation ends, or one
+// started for the queue. The pool starts an instance for every waiter no
+// start in flight will serve (scaleLocked), within the function's max
+// concurrency and the server-wide cap. A burst of short invocations is
+// thus served by the first instances up and does not wait for one sandbox
+// per call; a burst of long ones gets an instance per call as they come
+// up. An instance started for the queue that finds it empty stays idle,
+// warm.
+//
+// Making sandboxes is CPU work (namespaces, mounts, cgroups, the runtime's
+// own start), and on a small machine many at once only slow each other
+// and the instances serving calls: at most Config.MaxCreating are made at
+// once; a start that waited its turn and finds no waiter left for it is
+// dropped before it makes anything. Starting a prepared sandbox (create-
+// ahead) needs no turn: only its program starts.
+//
+// A slot is a place under the function's max concurrency and the
+// server's cap (fnPool.live, Manager.live): reserveLocked takes one for a
+// start, and freeSlotLocked gives it back, to a waiter if one can use it.
+
+// lease is an instance handed to one invocation.
+type lease struct {
+	in *Instance
+	// cold: the instance was started for this invocation, its first.
+	cold bool
+	// initErr is set when the start failed in a way the caller reports
+	// to the client (the instance is then dead and must be released
+	// unhealthy).
+	initErr *runtimeapi.Result
+}
+
+// grant is what a waiter receives: a lease, or an error.
+type grant struct {
+	lease
+	err error
+}
+
+type waiter struct {
+	ch chan grant // buffered 1
+}
+
+// DefaultMaxCreating is half the machine's CPUs, at least one: the other
+// half serves invocations while sandboxes are made.
+func DefaultMaxCreating() int { return max(1, runtime.NumCPU()/2) }
+
+// errSurplus ends a start that has nothing left to do: its waiter was
+// served meanwhile, its function was removed or the server is stopping.
+var errSurplus = errors.New("no invocation waits for this instance any more")
+
+// errStopping is what callers get once the Manager stops.
+var errStopping = fmt.Errorf("server is stopping: %w", stratus.ErrUnavailable)
+
+// acquire returns a lease on an instance of the current version of name,
+// ready for an invocation. Before Run it waits for Run.
+func (m *Manager) acquire(ctx context.Context, name string) (lease, error) {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return lease{}, errStopping
+	}
+	p := m.pools[name]
+	if p == nil {
+		m.mu.Unlock()
+		return lease{}, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)
+	}
+	p.used = now
+	if n := len(p.idle); n > 0 {
+		in := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		in.state = stateBusy
+		m.mu.Unlock()
+		return lease{in: in}, nil
+	}
+	w := &waiter{ch: make(chan grant, 1)}
+	p.waiters = append(p.waiters, w)
+	m.scaleLocked(p, true)
+	// QueueSize bounds the calls waiting beyond the instances on their
+	// way: a call that got a start of its own is not refused.
+	if n := len(p.waiters) - p.starting; n > m.cfg.QueueSize {
+		p.waiters = p.waiters[:len(p.waiters)-1]
+		m.mu.Unlock()
+		return lease{}, fmt.Errorf("function %q: %d invocations wait for an instance already: %w", name, n-1, stratus.ErrCapacity)
+	}
+	m.mu.Unlock()
+
+	// ThrottleWait bounds a wait at the cap: while instances are on their
+	// way for the queue (or Run has yet to begin), the wait goes on.
+	throttle := m.cfg.ThrottleWait
+	t := time.NewTimer(throttle)
+	defer t.Stop()
+	for {
+		select {
+		case g := <-w.ch:
+			return g.lease, g.err
+		case <-t.C:
+			m.mu.Lock()
+			coming := p.starting > 0 || !m.running
+			m.mu.Unlock()
+			if coming {
+				t.Reset(max(throttle, 100*time.Millisecond))
+				continue
+			}
+			if m.cancelWait(p, w) {
+				m.mu.Lock()
+				live, maxConc := p.live, p.cur.Config.MaxConcurrency
+				m.mu.Unlock()
+				return lease{}, fmt.Errorf("function %q: %d instances busy (max concurrency %d, server cap %d): %w", name, live, maxConc, m.cfg.MaxInstances, stratus.ErrCapacity)
+			}
+		case <-ctx.Done():
+			if m.cancelWait(p, w) {
+				return lease{}, ctx.Err()
+			}
+		}
+		// A grant is on its way.
+		g := <-w.ch
+		return g.lease, g.err
+	}
+}
+
+// cancelWait removes w from p's queue; false means a grant is already on
+// its way.
+func (m *Manager) cancelWait(p *fnPool, w *waiter) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// popWaiterLocked takes the first waiter of p's queue, nil if none. m.mu
+// is held.
+func popWaiterLocked(p *fnPool) *waiter {
+	if len(p.waiters) == 0 {
+		return nil
+	}
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	return w
+}
+
+// scaleLocked starts an instance of p's head version for each waiter that
+// no start in flight will serve, while there are slots (evicting, when
+// evict is set, the least recently used idle instance of another function
+// at the server-wide cap). Before Run it starts nothing: Run scales every
+// pool when it begins. It reports whether it started one. m.mu is held.
+func (m *Manager) scaleLocked(p *fnPool, evict bool) bool {
+	started := false
+	for m.running && !m.stopping && !p.removed && p.starting < len(p.waiters) && m.reserveLocked(p, evict) {
+		p.starting++
+		started = true
+		m.goStartLocked(p, true)
+	}
+	return started
+}
+
+// reserveLocked takes a slot for a new instance of p. When the server is
+// at its cap and evict is set, it stops the least recently used idle
+// instance of any function to make room. m.mu is held.
+func (m *Manager) reserveLocked(p *fnPool, evict bool) bool {
+	if p.live >= p.cur.Config.MaxConcurrency {
+		return false
+	}
+	if m.live >= m.cfg.MaxInstances {
+		if !evict {
+			return false
+		}
+		victim := m.lruIdleLocked()
+		if victim == nil {
+			return false
+		}
+		vp := victim.pool
+		for i, x := range vp.idle {
+			if x == victim {
+				vp.idle = append(vp.idle[:i], vp.idle[i+1:]...)
+				break
+			}
+		}
+		// The victim's slot passes to p, not to a waiter.
+		m.forgetLocked(victim)
+		m.stopAsync(victim)
+	}
+	p.live++
+	m.live++
+	return true
+}
+
+func (m *Manager) lruIdleLocked() *Instance {
+	var best *Instance
+	for _, p := range m.pools {
+		if len(p.idle) > 0 && (best == nil || p.idle[0].lastUsed.Before(best.lastUsed)) {
+			best = p.idle[0]
+		}
+	}
+	return best
+}
+
+// dropLocked forgets in (already out of any idle list) and gives its slot
+// to a waiter. m.mu is held.
+func (m *Manager) dropLocked(in *Instance) {
+	if m.forgetLocked(in) {
+		m.grantSlotLocked(in.pool)
+	}
+}
+
+// forgetLocked marks in dead and takes its slot back, without giving it
+// to anyone; false if it already was dead. m.mu is held.
+func (m *Manager) forgetLocked(in *Instance) bool {
+	if in.state == stateDead {
+		return false
+	}
+	in.state = stateDead
+	m.unreserveLocked(in.pool)
+	return true
+}
+
+// freeSlotLocked gives back a slot of p that no instance holds (its start
+// failed or was dropped), to a waiter if one can use it. m.mu is held.
+func (m *Manager) freeSlotLocked(p *fnPool) {
+	m.unreserveLocked(p)
+	m.grantSlotLocked(p)
+}
+
+// unreserveLocked takes a slot of p back: reserveLocked undone. m.mu is
+// held.
+func (m *Manager) unreserveLocked(p *fnPool) {
+	p.live--
+	m.live--
+}
+
+// grantSlotLocked uses a free slot for the waiters of p, or else of any
+// pool blocked by the server-wide cap. m.mu is held.
+func (m *Manager) grantSlotLocked(p *fnPool) {
+	if m.stopping || m.scaleLocked(p, false) {
+		return
+	}
+	for _, q := range m.pools {
+		if q != p && m.scaleLocked(q, false) {
+			return
+		}
+	}
+}
+
+// release returns in after an invocation: to a waiter, to the idle stack,
+// or (unhealthy, outdated, removed, stopping) to be stopped.
+func (m *Manager) release(in *Instance, healthy bool) {
+	m.mu.Lock()
+	p := in.pool
+	if in.state == stateDead {
+		m.mu.Unlock()
+		return
+	}
+	if !healthy || p.removed || m.stopping || p.cur.Version != in.Version.Version {
+		m.dropLocked(in)
+		m.mu.Unlock()
+		m.stopAsync(in)
+		return
+	}
+	if w := popWaiterLocked(p); w != nil {
+		m.mu.Unlock()
+		w.ch <- grant{lease: lease{in: in}}
+		return
+	}
+	if m.live >= m.cfg.MaxInstances && m.blockedByCapLocked(p) {
+		// A call of another function waits for the server-wide cap: this
+		// instance makes way for it, as an idle one would be evicted.
+		m.dropLocked(in)
+		m.mu.Unlock()
+		m.stopAsync(in)
+		return
+	}
+	in.state = stateIdle
+	in.lastUsed = m.cfg.Now()
+	p.idle = append(p.idle, in)
+	m.mu.Unlock()
+}
+
+// blockedByCapLocked reports whether a pool other than p has a waiter
+// that no start serves and that only the server-wide cap keeps from
+// starting an instance. m.mu is held.
+func (m *Manager) blockedByCapLocked(p *fnPool) bool {
+	for _, q := range m.pools {
+		if q != p && len(q.waiters) > q.starting && !q.removed && q.live < q.cur.Config.MaxConcurrency {
+			return true
+		}
+	}
+	return false
+}
+
+// creation waits for a turn to make a sandbox (Config.MaxCreating); the
+// caller gives it back with created. A start for the queue (forQueue)
+// whose waiter was served meanwhile gets errSurplus instead; so does any
+// creation for a removed function or a stopping server, and ctx's end
+// ends the wait with errStopping.
+func (m *Manager) creation(ctx context.Context, p *fnPool, forQueue bool) error {
+	select {
+	case m.creating <- struct{}{}:
+	case <-ctx.Done():
+		return errStopping
+	}
+	m.mu.Lock()
+	// p.starting counts this start: with fewer waiters than starts, one
+	// of them is surplus, and this one has not made anything yet.
+	surplus := m.stopping || p.removed || forQueue && len(p.waiters) < p.starting
+	m.mu.Unlock()
+	if surplus {
+		m.created()
+		return errSurplus
+	}
+	return nil
+}
+
+// created gives back a turn creation gave.
+func (m *Manager) created() { <-m.creating }
