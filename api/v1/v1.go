@@ -42,10 +42,17 @@ const (
 )
 
 // ErrorFrom maps err to its HTTP status and wire error. It is the one place
-// where error kinds become statuses.
+// where error kinds become statuses; Responder.Error writes what it
+// returns. An error of no kind is a 500 whose message says nothing of
+// the server's internals.
 func ErrorFrom(err error) (int, Error) {
 	msg := err.Error()
+	var ue *UpstreamError
 	switch {
+	case errors.As(err, &ue):
+		return http.StatusBadGateway, Error{ue.Code, ue.Message}
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized, Error{CodeUnauthorized, ErrUnauthorized.Error()}
 	// First: a full disk often surfaces inside an error of another kind
 	// (an archive that could not be extracted is "invalid").
 	case errors.Is(err, stratus.ErrNoSpace):

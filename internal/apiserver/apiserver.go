@@ -1,6 +1,8 @@
 // Package apiserver serves Stratus's control API (/v1/...), the health
 // endpoints and metrics, and mounts the gateway's routes. It checks the
-// bearer token and translates errors to HTTP once, through v1.ErrorFrom.
+// bearer token and translates errors to HTTP once: every answer goes
+// through one v1.Responder, which maps kinds to statuses with
+// v1.ErrorFrom and logs each 5xx with its request ID.
 package apiserver
 
 import (
@@ -52,6 +54,7 @@ type Server struct {
 	token     *gateway.Token
 	maxUpload int64
 	log       *slog.Logger
+	answer    v1.Responder // the one writer of answers and errors
 	metrics   http.Handler
 
 	ready    atomic.Bool
@@ -61,7 +64,7 @@ type Server struct {
 	svcProxy *gateway.ServiceProxy // host routes; nil without services
 }
 
-// Config configures a Server.
+// Config configures a Server. Zero values mean the defaults.
 type Config struct {
 	Functions *functions.Service
 	Store     *store.Store
@@ -69,9 +72,13 @@ type Config struct {
 		instanceStats
 		Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error)
 	}
-	Logs          flusher
-	Queue         asyncQueue
-	Token         string
+	Logs  flusher
+	Queue asyncQueue
+	// Token is the bearer token of the control endpoints; empty, no
+	// request has it.
+	Token string
+	// MaxUpload bounds a function's code (DefaultMaxUpload if 0);
+	// MaxEventBytes an event (gateway.DefaultMaxEvent if 0).
 	MaxUpload     int64
 	MaxEventBytes int64
 	// Metrics serves GET /metrics, behind the token unless MetricsPublic.
@@ -83,7 +90,9 @@ type Config struct {
 	// /readyz answers 503 with the reasons while one fails. It must be
 	// fast (no I/O beyond a statfs).
 	Ready func() []Check
-	Log   *slog.Logger
+	// Log gets what the API did (deploys, removals) and every failure
+	// answered 5xx; nil discards it.
+	Log *slog.Logger
 	// Schedules serves /v1/schedules; nil leaves the routes out.
 	Schedules scheduler
 	// Topics serves /v1/topics and /v1/subscriptions; nil leaves the
@@ -96,17 +105,25 @@ type Config struct {
 	Services ServicesConfig
 }
 
+// DefaultMaxUpload bounds a function's code (a zip) when
+// Config.MaxUpload is 0.
+const DefaultMaxUpload int64 = 50 << 20
+
 // New returns the API handler.
 func New(c Config) *Server {
+	c = c.withDefaults()
 	s := &Server{
 		fns: c.Functions, st: c.Store, pools: c.Pools, logs: c.Logs, queue: c.Queue,
 		token: gateway.NewToken(c.Token), maxUpload: c.MaxUpload, log: c.Log,
+		answer:  v1.Responder{Log: c.Log},
 		metrics: c.Metrics, checks: c.Ready, stopping: make(chan struct{}),
 	}
-	s.gw = gateway.New(c.Pools, c.Queue, c.Functions, s.token, c.MaxEventBytes, c.Log)
+	s.gw = gateway.New(gateway.Config{
+		Invoker: c.Pools, Queue: c.Queue, Heads: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log,
+	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		gateway.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		s.answer.JSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	auth := s.requireToken
@@ -119,7 +136,7 @@ func New(c Config) *Server {
 	}
 	info := c.Info
 	mux.Handle("GET /v1/info", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gateway.WriteJSON(w, http.StatusOK, info)
+		s.answer.JSON(w, r, http.StatusOK, info)
 	})))
 	mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
 	mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
@@ -135,16 +152,27 @@ func New(c Config) *Server {
 	s.routeImages(mux, c.Images)
 	s.svcProxy = s.routeServices(mux, c.Services)
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gateway.WriteError(w, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
+		s.answer.Error(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))
 	mux.HandleFunc("/fn/{name}", s.gw.ServeFunctionURL)
 	mux.HandleFunc("/fn/{name}/{path...}", s.gw.ServeFunctionURL)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		gateway.WriteError(w, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
+		s.answer.Error(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})
 	s.mux = mux
 	s.ready.Store(true)
 	return s
+}
+
+// withDefaults fills in the defaults of c's zero values.
+func (c Config) withDefaults() Config {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxUpload <= 0 {
+		c.MaxUpload = DefaultMaxUpload
+	}
+	return c
 }
 
 // ServeHTTP implements http.Handler.
@@ -176,7 +204,7 @@ type Check struct {
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
-		gateway.WriteJSON(w, http.StatusServiceUnavailable, v1.Readiness{Status: "stopping", Reason: "the server is stopping"})
+		s.answer.JSON(w, r, http.StatusServiceUnavailable, v1.Readiness{Status: "stopping", Reason: "the server is stopping"})
 		return
 	}
 	if s.checks != nil {
@@ -191,11 +219,11 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(reasons) > 0 {
 			out.Reason = strings.Join(reasons, "; ")
-			gateway.WriteJSON(w, http.StatusServiceUnavailable, out)
+			s.answer.JSON(w, r, http.StatusServiceUnavailable, out)
 			return
 		}
 	}
-	gateway.WriteJSON(w, http.StatusOK, v1.Readiness{Status: "ready"})
+	s.answer.JSON(w, r, http.StatusOK, v1.Readiness{Status: "ready"})
 }
 
 // authOK reports whether one of r's Authorization values is the token.
@@ -206,7 +234,7 @@ func (s *Server) authOK(r *http.Request) bool {
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authOK(r) {
-			gateway.WriteUnauthorized(w)
+			s.answer.Error(w, r, v1.ErrUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -226,20 +254,20 @@ func (s *Server) view(f *stratus.Function) v1.Function {
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	fns, err := s.fns.List(r.Context())
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	out := v1.FunctionList{Functions: make([]v1.Function, 0, len(fns))}
 	for i := range fns {
 		out.Functions = append(out.Functions, s.view(&fns[i]))
 	}
-	gateway.WriteJSON(w, http.StatusOK, out)
+	s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	f, err := s.fns.Get(r.Context(), r.PathValue("name"))
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	v := s.view(f)
@@ -248,7 +276,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			v.Async = &v1.AsyncQueue{Depth: n, OldestAgeSec: age.Seconds()}
 		}
 	}
-	gateway.WriteJSON(w, http.StatusOK, v)
+	s.answer.JSON(w, r, http.StatusOK, v)
 }
 
 // handleVersions lists the kept versions of a function (see
@@ -256,12 +284,12 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
 	f, err := s.fns.Get(r.Context(), r.PathValue("name"))
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	vs, err := s.fns.Versions(r.Context(), f.Name)
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	out := v1.FunctionList{Functions: make([]v1.Function, 0, len(vs))}
@@ -270,22 +298,22 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
 		at.Version, at.Config, at.CodeSHA, at.CodeSize, at.UpdatedAt = v.Version, v.Config, v.CodeSHA, v.CodeSize, v.CreatedAt
 		out.Functions = append(out.Functions, s.view(&at))
 	}
-	gateway.WriteJSON(w, http.StatusOK, out)
+	s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 func (s *Server) handleInvocation(w http.ResponseWriter, r *http.Request) {
 	_ = s.logs.Sync(r.Context())
 	st, err := s.st.GetAsyncStatus(r.Context(), r.PathValue("id"))
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
-	gateway.WriteJSON(w, http.StatusOK, st)
+	s.answer.JSON(w, r, http.StatusOK, st)
 }
 
 func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if err := s.fns.Remove(r.Context(), r.PathValue("name")); err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -297,18 +325,18 @@ func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := stratus.ValidName(name); err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" {
-		s.fail(w, r, fmt.Errorf("deploy needs a multipart/form-data body with a %q part (JSON) and a %q part (zip): %w", v1.PartConfig, v1.PartCode, stratus.ErrInvalid))
+		s.answer.Error(w, r, fmt.Errorf("deploy needs a multipart/form-data body with a %q part (JSON) and a %q part (zip): %w", v1.PartConfig, v1.PartCode, stratus.ErrInvalid))
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.maxUpload+1<<20)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("read deploy form: %v: %w", err, stratus.ErrInvalid))
+		s.answer.Error(w, r, fmt.Errorf("read deploy form: %v: %w", err, stratus.ErrInvalid))
 		return
 	}
 	var cfg *stratus.FunctionConfig
@@ -318,7 +346,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if err != nil {
-			s.fail(w, r, formErr(err))
+			s.answer.Error(w, r, formErr(err))
 			return
 		}
 		switch part.FormName() {
@@ -327,18 +355,18 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 			dec.DisallowUnknownFields()
 			var c stratus.FunctionConfig
 			if err := dec.Decode(&c); err != nil {
-				s.fail(w, r, fmt.Errorf("deploy config: %v: %w", err, stratus.ErrInvalid))
+				s.answer.Error(w, r, fmt.Errorf("deploy config: %v: %w", err, stratus.ErrInvalid))
 				return
 			}
 			cfg = &c
 		case v1.PartCode:
 			if cfg == nil {
-				s.fail(w, r, fmt.Errorf("deploy form: the %q part must come before the %q part: %w", v1.PartConfig, v1.PartCode, stratus.ErrInvalid))
+				s.answer.Error(w, r, fmt.Errorf("deploy form: the %q part must come before the %q part: %w", v1.PartConfig, v1.PartCode, stratus.ErrInvalid))
 				return
 			}
 			f, created, err := s.fns.Deploy(r.Context(), name, *cfg, part)
 			if err != nil {
-				s.fail(w, r, formErr(err))
+				s.answer.Error(w, r, formErr(err))
 				return
 			}
 			status := http.StatusOK
@@ -346,18 +374,18 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 				status = http.StatusCreated
 			}
 			s.log.Info("deployed", "fn", name, "version", f.Version, "runtime", f.Config.Runtime)
-			gateway.WriteJSON(w, status, s.view(f))
+			s.answer.JSON(w, r, status, s.view(f))
 			return
 		}
 	}
 	if cfg == nil || cfg.Image == "" {
-		s.fail(w, r, fmt.Errorf("deploy form has no %q part (and the config names no image): %w", v1.PartCode, stratus.ErrInvalid))
+		s.answer.Error(w, r, fmt.Errorf("deploy form has no %q part (and the config names no image): %w", v1.PartCode, stratus.ErrInvalid))
 		return
 	}
 	// A function from an image: the config is all there is.
 	f, created, err := s.fns.Deploy(r.Context(), name, *cfg, nil)
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	status := http.StatusOK
@@ -365,7 +393,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	s.log.Info("deployed", "fn", name, "version", f.Version, "image", f.Config.Image)
-	gateway.WriteJSON(w, status, s.view(f))
+	s.answer.JSON(w, r, status, s.view(f))
 }
 
 // formErr turns a body over the upload limit into ErrTooLarge and other
@@ -383,14 +411,6 @@ func formErr(err error) error {
 		return err
 	}
 	return fmt.Errorf("read deploy form: %v: %w", err, stratus.ErrInvalid)
-}
-
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, _ := v1.ErrorFrom(err)
-	if status >= 500 {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	gateway.WriteError(w, err)
 }
 
 func parseSince(q string) (time.Time, error) {
@@ -423,29 +443,29 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	since, err := parseSince(q.Get("since"))
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	limit, err := parseInt(q.Get("limit"), "limit")
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	if _, ok := s.fns.Head(name); !ok {
-		s.fail(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		s.answer.Error(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
 		return
 	}
 	// Read your writes: what finished before this request is listed.
 	_ = s.logs.Sync(r.Context())
 	recs, err := s.st.ListInvocations(r.Context(), name, store.InvocationQuery{RequestID: q.Get("request"), Since: since, Limit: int(limit)})
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	if recs == nil {
 		recs = []stratus.Invocation{}
 	}
-	gateway.WriteJSON(w, http.StatusOK, v1.InvocationList{Invocations: recs})
+	s.answer.JSON(w, r, http.StatusOK, v1.InvocationList{Invocations: recs})
 }
 
 // handleLogs answers stored lines; with follow=true it streams them as
@@ -454,7 +474,7 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, ok := s.fns.Head(name); !ok {
-		s.fail(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		s.answer.Error(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
 		return
 	}
 	s.serveLogs(w, r, name)
@@ -466,17 +486,17 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, key string) {
 	q := r.URL.Query()
 	since, err := parseSince(q.Get("since"))
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	after, err := parseInt(q.Get("after"), "after")
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	limit, err := parseInt(q.Get("limit"), "limit")
 	if err != nil {
-		s.fail(w, r, err)
+		s.answer.Error(w, r, err)
 		return
 	}
 	lq := store.LogQuery{RequestID: q.Get("request"), Since: since, AfterID: after, Limit: int(limit)}
@@ -486,13 +506,13 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, key string) {
 	if !follow {
 		lines, err := s.st.ListLogs(r.Context(), key, lq)
 		if err != nil {
-			s.fail(w, r, err)
+			s.answer.Error(w, r, err)
 			return
 		}
 		if lines == nil {
 			lines = []stratus.LogLine{}
 		}
-		gateway.WriteJSON(w, http.StatusOK, v1.LogList{Lines: lines})
+		s.answer.JSON(w, r, http.StatusOK, v1.LogList{Lines: lines})
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")

@@ -14,7 +14,6 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
-	"github.com/stratus-run/stratus/internal/gateway"
 	"github.com/stratus-run/stratus/internal/image"
 )
 
@@ -89,16 +88,16 @@ func imageView(img *image.Image) v1.Image {
 func (t *imageRoutes) importImage(w http.ResponseWriter, r *http.Request) {
 	limit := t.cfg.MaxImport
 	if r.ContentLength > limit {
-		t.s.fail(w, r, fmt.Errorf("import image: archive is more than %d MB: %w", limit>>20, stratus.ErrTooLarge))
+		t.s.answer.Error(w, r, fmt.Errorf("import image: archive is more than %d MB: %w", limit>>20, stratus.ErrTooLarge))
 		return
 	}
 	if err := os.MkdirAll(t.cfg.UploadDir, 0o700); err != nil {
-		t.s.fail(w, r, fmt.Errorf("import image: %w", err))
+		t.s.answer.Error(w, r, fmt.Errorf("import image: %w", err))
 		return
 	}
 	f, err := os.CreateTemp(t.cfg.UploadDir, "import-*.tar")
 	if err != nil {
-		t.s.fail(w, r, fmt.Errorf("import image: %w", err))
+		t.s.answer.Error(w, r, fmt.Errorf("import image: %w", err))
 		return
 	}
 	defer os.Remove(f.Name())
@@ -117,17 +116,17 @@ func (t *imageRoutes) importImage(w http.ResponseWriter, r *http.Request) {
 		} else {
 			err = fmt.Errorf("import image: read upload: %v: %w", err, stratus.ErrInvalid)
 		}
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	img, err := t.cfg.Store.Import(r.Context(), f.Name(), r.URL.Query().Get("ref"))
 	if err != nil {
 		// The client knows nothing of the server's temporary file.
-		t.s.fail(w, r, &hidePath{msg: strings.ReplaceAll(err.Error(), f.Name(), "upload"), err: err})
+		t.s.answer.Error(w, r, &hidePath{msg: strings.ReplaceAll(err.Error(), f.Name(), "upload"), err: err})
 		return
 	}
 	t.s.log.Info("image imported", "ref", img.Ref, "digest", img.Digest, "size", img.Size)
-	gateway.WriteJSON(w, http.StatusCreated, imageView(img))
+	t.s.answer.JSON(w, r, http.StatusCreated, imageView(img))
 }
 
 // hidePath is err with another message.
@@ -145,11 +144,11 @@ func (h *hidePath) Unwrap() error { return h.err }
 func (t *imageRoutes) pull(w http.ResponseWriter, r *http.Request) {
 	var spec v1.ImagePull
 	if err := decodeSpec(w, r, "pull image", &spec); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	if spec.Ref == "" {
-		t.s.fail(w, r, fmt.Errorf("pull image: ref is required: %w", stratus.ErrInvalid))
+		t.s.answer.Error(w, r, fmt.Errorf("pull image: ref is required: %w", stratus.ErrInvalid))
 		return
 	}
 	opt := image.PullOptions{Username: spec.Username, Password: spec.Password, Insecure: spec.Insecure}
@@ -164,20 +163,17 @@ func (t *imageRoutes) pull(w http.ResponseWriter, r *http.Request) {
 	}
 	if stream == nil || !stream.started {
 		if err != nil {
-			t.s.fail(w, r, err)
+			t.s.answer.Error(w, r, err)
 			return
 		}
-		gateway.WriteJSON(w, http.StatusCreated, imageView(img))
+		t.s.answer.JSON(w, r, http.StatusCreated, imageView(img))
 		return
 	}
 	// The status went with the first progress line: the outcome is the
 	// last line.
 	last := v1.ImagePullEvent{Done: stream.done, Total: stream.total}
 	if err != nil {
-		status, e := v1.ErrorFrom(err)
-		if status >= 500 {
-			t.s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		}
+		status, e := t.s.answer.Status(w, r, err)
 		last.Error, last.Status = &e, status
 	} else {
 		view := imageView(img)
@@ -242,14 +238,14 @@ func (p *pullStream) send(ev v1.ImagePullEvent) {
 func (t *imageRoutes) list(w http.ResponseWriter, r *http.Request) {
 	imgs, err := t.cfg.Store.List()
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	out := v1.ImageList{Images: make([]v1.Image, 0, len(imgs))}
 	for i := range imgs {
 		out.Images = append(out.Images, imageView(&imgs[i]))
 	}
-	gateway.WriteJSON(w, http.StatusOK, out)
+	t.s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 // refOf is the image named by the path ({ref...}) or by ?ref=.
@@ -267,25 +263,25 @@ func refOf(r *http.Request) (string, error) {
 func (t *imageRoutes) get(w http.ResponseWriter, r *http.Request) {
 	ref, err := refOf(r)
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	img, err := t.cfg.Store.Get(ref)
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
-	gateway.WriteJSON(w, http.StatusOK, imageView(img))
+	t.s.answer.JSON(w, r, http.StatusOK, imageView(img))
 }
 
 func (t *imageRoutes) remove(w http.ResponseWriter, r *http.Request) {
 	ref, err := refOf(r)
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	if err := t.cfg.Store.Remove(ref, t.cfg.InUse); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	t.s.log.Info("image removed", "ref", ref)

@@ -12,7 +12,6 @@ import (
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/events"
-	"github.com/stratus-run/stratus/internal/gateway"
 )
 
 // scheduler keeps the schedules; *events.Scheduler is one.
@@ -40,14 +39,14 @@ func (s *Server) routeSchedules(mux *http.ServeMux, sched scheduler) {
 		if err := dec.Decode(&spec); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				s.fail(w, r, fmt.Errorf("schedule: body over %d bytes: %w", mbe.Limit, stratus.ErrTooLarge))
+				s.answer.Error(w, r, fmt.Errorf("schedule: body over %d bytes: %w", mbe.Limit, stratus.ErrTooLarge))
 				return
 			}
-			s.fail(w, r, fmt.Errorf("schedule: %v: %w", err, stratus.ErrInvalid))
+			s.answer.Error(w, r, fmt.Errorf("schedule: %v: %w", err, stratus.ErrInvalid))
 			return
 		}
 		if dec.Decode(&struct{}{}) != io.EOF {
-			s.fail(w, r, fmt.Errorf("schedule: want one JSON object: %w", stratus.ErrInvalid))
+			s.answer.Error(w, r, fmt.Errorf("schedule: want one JSON object: %w", stratus.ErrInvalid))
 			return
 		}
 		sc, err := sched.Create(r.Context(), events.ScheduleSpec{
@@ -55,35 +54,35 @@ func (s *Server) routeSchedules(mux *http.ServeMux, sched scheduler) {
 			Timezone: spec.Timezone, Data: spec.Data,
 		})
 		if err != nil {
-			s.fail(w, r, err)
+			s.answer.Error(w, r, err)
 			return
 		}
 		s.log.Info("schedule created", "schedule", sc.Name, "fn", sc.Function, "expression", sc.Expression, "timezone", sc.Timezone)
-		gateway.WriteJSON(w, http.StatusCreated, scheduleView(sc))
+		s.answer.JSON(w, r, http.StatusCreated, scheduleView(sc))
 	})))
 	mux.Handle("GET /v1/schedules", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		list, err := sched.List(r.Context())
 		if err != nil {
-			s.fail(w, r, err)
+			s.answer.Error(w, r, err)
 			return
 		}
 		out := v1.ScheduleList{Schedules: make([]v1.Schedule, 0, len(list))}
 		for i := range list {
 			out.Schedules = append(out.Schedules, scheduleView(&list[i]))
 		}
-		gateway.WriteJSON(w, http.StatusOK, out)
+		s.answer.JSON(w, r, http.StatusOK, out)
 	})))
 	mux.Handle("GET /v1/schedules/{name}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sc, err := sched.Get(r.Context(), r.PathValue("name"))
 		if err != nil {
-			s.fail(w, r, err)
+			s.answer.Error(w, r, err)
 			return
 		}
-		gateway.WriteJSON(w, http.StatusOK, scheduleView(sc))
+		s.answer.JSON(w, r, http.StatusOK, scheduleView(sc))
 	})))
 	mux.Handle("DELETE /v1/schedules/{name}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := sched.Delete(r.Context(), r.PathValue("name")); err != nil {
-			s.fail(w, r, err)
+			s.answer.Error(w, r, err)
 			return
 		}
 		s.log.Info("schedule deleted", "schedule", r.PathValue("name"))

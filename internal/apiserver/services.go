@@ -52,7 +52,9 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 	mux.Handle("GET /v1/services/{name}", auth(http.HandlerFunc(t.get)))
 	mux.Handle("DELETE /v1/services/{name}", auth(http.HandlerFunc(t.remove)))
 	mux.Handle("GET /v1/services/{name}/logs", auth(http.HandlerFunc(t.logs)))
-	p := gateway.NewServiceProxy(c.Manager, s.token, c.Domain, c.MaxRequestBytes, s.log)
+	p := gateway.NewServiceProxy(gateway.ProxyConfig{
+		Services: c.Manager, Token: s.token, Domain: c.Domain, MaxBody: c.MaxRequestBytes, Log: s.log,
+	})
 	mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
 	return p
@@ -62,35 +64,35 @@ func (t *serviceRoutes) deploy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var cfg stratus.ServiceConfig
 	if err := decodeSpec(w, r, "service", &cfg); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	_, existed := t.m.Auth(name)
 	svc, err := t.m.Deploy(r.Context(), name, cfg)
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	t.s.log.Info("service deployed", "service", name, "revision", svc.Revision)
 	sv, st, err := t.m.Get(name)
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	status := http.StatusOK
 	if !existed {
 		status = http.StatusCreated
 	}
-	gateway.WriteJSON(w, status, t.wire(r, sv, st, true))
+	t.s.answer.JSON(w, r, status, t.wire(r, sv, st, true))
 }
 
 func (t *serviceRoutes) get(w http.ResponseWriter, r *http.Request) {
 	sv, st, err := t.m.Get(r.PathValue("name"))
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
-	gateway.WriteJSON(w, http.StatusOK, t.wire(r, sv, st, true))
+	t.s.answer.JSON(w, r, http.StatusOK, t.wire(r, sv, st, true))
 }
 
 func (t *serviceRoutes) list(w http.ResponseWriter, r *http.Request) {
@@ -99,13 +101,13 @@ func (t *serviceRoutes) list(w http.ResponseWriter, r *http.Request) {
 	for i := range svcs {
 		out.Services[i] = t.wire(r, svcs[i], sts[i], false)
 	}
-	gateway.WriteJSON(w, http.StatusOK, out)
+	t.s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 func (t *serviceRoutes) remove(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := t.m.Remove(r.Context(), name); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	t.s.log.Info("service removed", "service", name)
@@ -115,7 +117,7 @@ func (t *serviceRoutes) remove(w http.ResponseWriter, r *http.Request) {
 func (t *serviceRoutes) logs(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, ok := t.m.Auth(name); !ok {
-		t.s.fail(w, r, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
+		t.s.answer.Error(w, r, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 		return
 	}
 	t.s.serveLogs(w, r, stratus.ServiceLogKey(name))

@@ -11,7 +11,6 @@ import (
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
-	"github.com/stratus-run/stratus/internal/gateway"
 )
 
 // topicService keeps topics and subscriptions and stores published
@@ -86,27 +85,27 @@ func decodeSpec(w http.ResponseWriter, r *http.Request, what string, v any) erro
 func (t *topicRoutes) create(w http.ResponseWriter, r *http.Request) {
 	var spec v1.TopicSpec
 	if err := decodeSpec(w, r, "topic", &spec); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	tp, err := t.tp.CreateTopic(r.Context(), spec.Name)
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	t.s.log.Info("topic created", "topic", tp.Name)
-	gateway.WriteJSON(w, http.StatusCreated, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt})
+	t.s.answer.JSON(w, r, http.StatusCreated, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt})
 }
 
 func (t *topicRoutes) list(w http.ResponseWriter, r *http.Request) {
 	tps, err := t.tp.ListTopics(r.Context())
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	subs, err := t.tp.Subscriptions(r.Context(), "")
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	count := map[string]int{}
@@ -117,27 +116,27 @@ func (t *topicRoutes) list(w http.ResponseWriter, r *http.Request) {
 	for _, tp := range tps {
 		out.Topics = append(out.Topics, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt, Subscriptions: count[tp.Name]})
 	}
-	gateway.WriteJSON(w, http.StatusOK, out)
+	t.s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 func (t *topicRoutes) get(w http.ResponseWriter, r *http.Request) {
 	tp, err := t.tp.GetTopic(r.Context(), r.PathValue("name"))
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	subs, err := t.tp.Subscriptions(r.Context(), tp.Name)
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
-	gateway.WriteJSON(w, http.StatusOK, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt, Subscriptions: len(subs)})
+	t.s.answer.JSON(w, r, http.StatusOK, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt, Subscriptions: len(subs)})
 }
 
 func (t *topicRoutes) remove(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := t.tp.DeleteTopic(r.Context(), name); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	t.s.log.Info("topic deleted", "topic", name)
@@ -149,7 +148,7 @@ func (t *topicRoutes) remove(w http.ResponseWriter, r *http.Request) {
 func (t *topicRoutes) publish(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, err := t.tp.GetTopic(r.Context(), name); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, t.maxBody)
@@ -158,54 +157,54 @@ func (t *topicRoutes) publish(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, stratus.ErrInvalid) && !errors.Is(err, stratus.ErrTooLarge) {
 			err = fmt.Errorf("publish: %v: %w", err, stratus.ErrInvalid) // the body could not be read
 		}
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	if err := t.tp.Publish(r.Context(), name, evs); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	out := v1.Published{IDs: make([]string, 0, len(evs))}
 	for _, e := range evs {
 		out.IDs = append(out.IDs, e.ID)
 	}
-	gateway.WriteJSON(w, http.StatusAccepted, out)
+	t.s.answer.JSON(w, r, http.StatusAccepted, out)
 }
 
 func (t *topicRoutes) subscribe(w http.ResponseWriter, r *http.Request) {
 	var spec v1.SubscriptionSpec
 	if err := decodeSpec(w, r, "subscription", &spec); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	sub, err := t.tp.Subscribe(r.Context(), stratus.Subscription{
 		Topic: r.PathValue("name"), Function: spec.Function, URL: spec.URL, Filter: spec.Filter, Batch: spec.Batch,
 	})
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	t.s.log.Info("subscribed", "topic", sub.Topic, "subscription", sub.ID, "fn", sub.Function, "url", sub.URL)
-	gateway.WriteJSON(w, http.StatusCreated, sub)
+	t.s.answer.JSON(w, r, http.StatusCreated, sub)
 }
 
 // subscriptions lists the subscriptions of one topic ({name}) or of all.
 func (t *topicRoutes) subscriptions(w http.ResponseWriter, r *http.Request) {
 	subs, err := t.tp.Subscriptions(r.Context(), r.PathValue("name"))
 	if err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	if subs == nil {
 		subs = []stratus.Subscription{}
 	}
-	gateway.WriteJSON(w, http.StatusOK, v1.SubscriptionList{Subscriptions: subs})
+	t.s.answer.JSON(w, r, http.StatusOK, v1.SubscriptionList{Subscriptions: subs})
 }
 
 func (t *topicRoutes) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := t.tp.Unsubscribe(r.Context(), id); err != nil {
-		t.s.fail(w, r, err)
+		t.s.answer.Error(w, r, err)
 		return
 	}
 	t.s.log.Info("unsubscribed", "subscription", id)

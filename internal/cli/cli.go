@@ -15,17 +15,44 @@ import (
 
 	"github.com/spf13/cobra"
 
+	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/client"
 	"github.com/stratus-run/stratus/internal/config"
 	"github.com/stratus-run/stratus/internal/server"
 )
 
-// Exit codes.
+// Exit codes. Each error kind has one: the command line's own mistakes
+// exit ExitUsage, the API's errors exit by their code (exitCodes), the
+// rest ExitError. The root command's help lists them (exitHelp).
 const (
 	ExitOK    = 0
 	ExitError = 1
 	ExitUsage = 2
+	// ExitRetry is a request the server could not take now (busy,
+	// unavailable, timed out): the same command may pass later.
+	ExitRetry = 3
 )
+
+// exitCodes maps the API's error codes to exit codes; a code not listed
+// exits ExitError.
+var exitCodes = map[string]int{
+	v1.CodeTooMany:        ExitRetry,
+	v1.CodeUnavailable:    ExitRetry,
+	v1.CodeTimeout:        ExitRetry,
+	v1.CodeRequestTimeout: ExitRetry,
+}
+
+// exitHelp is the exit code section of the root command's help.
+const exitHelp = `Exit codes:
+  0  success
+  1  error: the server refused or failed the request (not found, invalid,
+     conflict, unauthorized, too large, ...), the function returned an
+     error, or the server could not be reached
+  2  usage: the command line is wrong (unknown command or flag, missing or
+     extra arguments, a bad flag value); nothing was sent
+  3  try again: the server is busy, unavailable or timed out
+     (TooManyRequestsException, ServiceUnavailableException,
+     TimeoutException, RequestTimeoutException)`
 
 // env is what a command sees of its world.
 type env struct {
@@ -37,6 +64,10 @@ type env struct {
 	token     string
 	dataDir   string
 	output    string
+
+	// ran is set once a command's RunE starts: an error before it is
+	// cobra's refusal of the command line.
+	ran bool
 }
 
 // exitError carries an exit code through cobra.
@@ -46,10 +77,26 @@ type exitError struct {
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 // usageErr is a mistake in the command line.
 func usageErr(format string, a ...any) error {
 	return &exitError{code: ExitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// exitCode is the exit code of err, the error a command returned.
+func exitCode(err error) int {
+	var xe *exitError
+	if errors.As(err, &xe) {
+		return xe.code
+	}
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		if code, ok := exitCodes[ae.Code]; ok {
+			return code
+		}
+	}
+	return ExitError
 }
 
 // Main runs the stratus command line with args (without the program name)
@@ -64,26 +111,35 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, environ 
 	if err == nil {
 		return ExitOK
 	}
-	var xe *exitError
-	if errors.As(err, &xe) {
-		if xe.err != nil && xe.err.Error() != "" {
-			fmt.Fprintln(stderr, "error:", xe.err)
-		}
-		return xe.code
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(stderr, "error:", msg)
 	}
-	fmt.Fprintln(stderr, "error:", err)
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
-		strings.Contains(err.Error(), "flag needs an argument") || strings.Contains(err.Error(), "invalid argument") ||
-		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "required flag") {
+	if !e.ran {
+		// Cobra refused the command line (unknown command or flag, a
+		// bad flag value, wrong arguments) before any command ran.
 		return ExitUsage
 	}
-	return ExitError
+	return exitCode(err)
+}
+
+// markRun makes every command under c set e.ran when its RunE starts.
+func (e *env) markRun(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			e.ran = true
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		e.markRun(sub)
+	}
 }
 
 func (e *env) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "stratus",
 		Short:         "Stratus runs Lambda-compatible functions on your own machine",
+		Long:          "Stratus runs Lambda-compatible functions and container services on your own machine.\n\n" + exitHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -97,6 +153,7 @@ func (e *env) rootCmd() *cobra.Command {
 	root.AddCommand(e.topicCmd(), e.subscribeCmd(), e.subscriptionsCmd(), e.unsubscribeCmd(), e.natsCmd())
 	root.AddCommand(e.imageCmd(), e.serviceCmd())
 	root.AddCommand(e.infoCmd())
+	e.markRun(root)
 	return root
 }
 

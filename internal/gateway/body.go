@@ -45,7 +45,7 @@ const CodeRequestTimeout = v1.CodeRequestTimeout
 // invocation, a streamed answer or a WebSocket is not cut by it.
 // BoundBodies gives an upload with the token UploadTimeout from its
 // handler's start instead, and turns a read past the bound into
-// ErrBodyTimeout, which WriteError answers with 408.
+// ErrBodyTimeout, which v1.Responder answers with 408.
 //
 // The bound is the connection's read deadline: a client that trickles its
 // body holds its connection until the bound, and nothing else.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/services"
 )
 
@@ -60,13 +60,13 @@ func readingHandler(hold time.Duration) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
-			WriteError(w, fmt.Errorf("read: %w", err))
+			v1.Responder{}.Error(w, r, fmt.Errorf("read: %w", err))
 			return
 		}
 		select {
 		case <-time.After(hold):
 		case <-r.Context().Done():
-			WriteError(w, fmt.Errorf("context ended while holding: %w", stratus.ErrUnavailable))
+			v1.Responder{}.Error(w, r, fmt.Errorf("context ended while holding: %w", stratus.ErrUnavailable))
 			return
 		}
 		fmt.Fprintf(w, "%d", len(b))
@@ -195,7 +195,7 @@ func newProxyServer(t *testing.T, replica http.Handler, timeout time.Duration, m
 	t.Cleanup(back.Close)
 	u, _ := url.Parse(back.URL)
 	o := &slotCounter{t: services.Target{URL: u, Transport: back.Client().Transport}, slot: make(chan struct{}, 1)}
-	p := NewServiceProxy(o, NewToken("tok"), "localhost", maxBody, slog.New(slog.DiscardHandler))
+	p := NewServiceProxy(ProxyConfig{Services: o, Token: NewToken("tok"), Domain: "localhost", MaxBody: maxBody})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
 	return newBoundServer(t, mux, timeout), o
@@ -364,8 +364,8 @@ func TestErrBodyTimeoutKind(t *testing.T) {
 		t.Errorf("%v: want ErrBodyTimeout of kind ErrInvalid", err)
 	}
 	w := httptest.NewRecorder()
-	WriteError(w, err)
+	v1.Responder{}.Error(w, httptest.NewRequest("POST", "/svc/web", nil), err)
 	if w.Code != http.StatusRequestTimeout || w.Header().Get("Connection") != "close" || !strings.Contains(w.Body.String(), CodeRequestTimeout) {
-		t.Errorf("WriteError: %d %v %s", w.Code, w.Header(), w.Body)
+		t.Errorf("Responder.Error: %d %v %s", w.Code, w.Header(), w.Body)
 	}
 }

@@ -12,6 +12,11 @@
 // the invocation takes an instance, and a service's request takes a slot
 // only once its body is complete or its first 64 KiB have come.
 //
+// Every error answer goes through v1.Responder, which maps its kind to a
+// status with v1.ErrorFrom and logs it with its request ID when it is a
+// 5xx. A function's error on its route and a workload that did not answer
+// are v1.UpstreamError: 502 with the body function URLs give.
+//
 // The gateway starts no goroutines; each request runs on its server
 // goroutine, waiting in the pool while the function is at its cap
 // (bounded in time and in number, then 429).
@@ -52,39 +57,50 @@ type Gateway struct {
 	heads    heads
 	token    *Token
 	maxEvent int64
-	log      *slog.Logger
+	answer   v1.Responder // writes every answer and error
 }
 
-// New returns a Gateway. token authenticates requests on the function
-// route and is removed from them before they become events; maxEvent
-// bounds an event's size.
-func New(inv invoker, q enqueuer, h heads, token *Token, maxEvent int64, log *slog.Logger) *Gateway {
-	return &Gateway{inv: inv, queue: q, heads: h, token: token, maxEvent: maxEvent, log: log}
+// DefaultMaxEvent bounds an event when Config.MaxEvent is 0: 6 MiB, the
+// payload limit of a synchronous Lambda invocation.
+const DefaultMaxEvent int64 = 6 << 20
+
+// Config configures a Gateway. Zero values mean the defaults.
+type Config struct {
+	// Invoker runs invocations; Queue takes asynchronous ones; Heads
+	// names the deployed functions.
+	Invoker invoker
+	Queue   enqueuer
+	Heads   heads
+	// Token authenticates requests on the function route and is removed
+	// from them before they become events. Nil: no request has the token.
+	Token *Token
+	// MaxEvent bounds an event's size (DefaultMaxEvent if 0).
+	MaxEvent int64
+	// Log gets the failures answered 5xx; nil discards them.
+	Log *slog.Logger
 }
 
-// WriteError answers err as the native API's JSON error, with the status
-// v1.ErrorFrom maps its kind to. After a 408 the connection closes: what
-// is left of the late body must not be read as the next request.
-func WriteError(w http.ResponseWriter, err error) {
-	status, e := v1.ErrorFrom(err)
-	if status == http.StatusRequestTimeout {
-		w.Header().Set("Connection", "close")
+// New returns a Gateway.
+func New(cfg Config) *Gateway {
+	cfg = cfg.withDefaults()
+	return &Gateway{
+		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, token: cfg.Token, maxEvent: cfg.MaxEvent,
+		answer: v1.Responder{Log: cfg.Log},
 	}
-	WriteJSON(w, status, e)
 }
 
-// WriteJSON answers v as JSON with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"code":"ServiceException","message":"encode answer"}`)
+// withDefaults fills in the defaults of c's zero values.
+func (c Config) withDefaults() Config {
+	if c.Token == nil {
+		c.Token = NewToken("")
 	}
-	h := w.Header()
-	h["Content-Type"] = jsonType
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	if c.MaxEvent <= 0 {
+		c.MaxEvent = DefaultMaxEvent
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
 }
 
 // Header values the answers share; net/http only reads them.
@@ -132,18 +148,18 @@ var emptyEvent = []byte("{}")
 func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, ok := g.heads.Head(name); !ok {
-		WriteError(w, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		g.answer.Error(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
 		return
 	}
 	body, err := g.readBody(r)
 	if err != nil {
-		WriteError(w, err)
+		g.answer.Error(w, r, err)
 		return
 	}
 	if len(body) == 0 {
 		body = emptyEvent
 	} else if !json.Valid(body) {
-		WriteError(w, fmt.Errorf("event is not valid JSON: %w", stratus.ErrInvalid))
+		g.answer.Error(w, r, fmt.Errorf("event is not valid JSON: %w", stratus.ErrInvalid))
 		return
 	}
 	switch typ := invocationType(r.Header); typ {
@@ -151,14 +167,14 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 	case v1.InvocationEvent:
 		id, err := g.queue.Enqueue(r.Context(), name, body)
 		if err != nil {
-			WriteError(w, err)
+			g.answer.Error(w, r, err)
 			return
 		}
 		w.Header()[v1.HeaderRequestID] = []string{id}
-		WriteJSON(w, http.StatusAccepted, v1.Accepted{RequestID: id})
+		g.answer.JSON(w, r, http.StatusAccepted, v1.Accepted{RequestID: id})
 		return
 	default:
-		WriteError(w, fmt.Errorf("invocation type %q: want %s or %s: %w", typ, v1.InvocationRequest, v1.InvocationEvent, stratus.ErrInvalid))
+		g.answer.Error(w, r, fmt.Errorf("invocation type %q: want %s or %s: %w", typ, v1.InvocationRequest, v1.InvocationEvent, stratus.ErrInvalid))
 		return
 	}
 	req := stratus.Request{
@@ -170,7 +186,7 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 	resp, err := g.inv.Invoke(r.Context(), name, req)
 	if err != nil {
 		w.Header()[v1.HeaderRequestID] = []string{req.RequestID}
-		WriteError(w, err)
+		g.answer.Error(w, r, err)
 		return
 	}
 	h := w.Header()
@@ -216,16 +232,16 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 	head, ok := g.heads.Head(name)
 	// The server's token is not the function's to see, whatever its auth.
 	if !g.token.admit(r, ok && head.Config.Auth == stratus.AuthNone) {
-		WriteUnauthorized(w)
+		g.answer.Error(w, r, v1.ErrUnauthorized)
 		return
 	}
 	if !ok {
-		WriteError(w, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		g.answer.Error(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
 		return
 	}
 	body, err := g.readBody(r)
 	if err != nil {
-		WriteError(w, err)
+		g.answer.Error(w, r, err)
 		return
 	}
 	raw := "/" + r.PathValue("path")
@@ -235,13 +251,13 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 	reqID := stratus.NewRequestID()
 	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: name})
 	if err != nil {
-		WriteError(w, err)
+		g.answer.Error(w, r, err)
 		return
 	}
 	resp, err := g.inv.Invoke(r.Context(), name, stratus.Request{RequestID: reqID, Event: event})
 	if err != nil {
 		w.Header()[v1.HeaderRequestID] = []string{reqID}
-		WriteError(w, err)
+		g.answer.Error(w, r, err)
 		return
 	}
 	setInvokeHeaders(w.Header(), resp)
@@ -252,17 +268,11 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 			ErrorMessage string `json:"errorMessage"`
 		}
 		_ = json.Unmarshal(resp.Body, &obj)
-		WriteJSON(w, http.StatusBadGateway, v1.Error{Code: resp.ErrorType, Message: obj.ErrorMessage})
+		g.answer.Error(w, r, fmt.Errorf("function %q: %w", name, &v1.UpstreamError{Code: resp.ErrorType, Message: obj.ErrorMessage}))
 		return
 	}
 	if err := httpevent.WriteResponse(w, resp.Body); err != nil {
-		g.log.Info("function returned a malformed response", "fn", name, "req_id", reqID, "err", err)
-		WriteJSON(w, http.StatusBadGateway, v1.Error{Code: "Function.MalformedResponse", Message: err.Error()})
+		g.answer.Error(w, r, fmt.Errorf("function %q returned a malformed response: %w", name,
+			&v1.UpstreamError{Code: "Function.MalformedResponse", Message: err.Error()}))
 	}
-}
-
-// WriteUnauthorized answers a request without the right token.
-func WriteUnauthorized(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="stratus"`)
-	WriteJSON(w, http.StatusUnauthorized, v1.Error{Code: v1.CodeUnauthorized, Message: "missing or wrong bearer token: send Authorization: Bearer TOKEN (the token is in the server's data dir, file token)"})
 }

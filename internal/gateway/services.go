@@ -42,7 +42,7 @@ type ServiceProxy struct {
 	domain  string // lower case, without a leading dot
 	maxBody int64
 	proxy   *httputil.ReverseProxy
-	log     *slog.Logger
+	answer  v1.Responder // writes every error
 }
 
 // prefetch is how much of a request's body the proxy reads before it
@@ -59,17 +59,45 @@ type proxiedKey struct{}
 
 func proxiedOf(r *http.Request) *proxied { return r.Context().Value(proxiedKey{}).(*proxied) }
 
-// NewServiceProxy returns a ServiceProxy. token authenticates requests
-// to services deployed with the token auth and is removed from every
-// request before it reaches a container; maxBody bounds a request's body
-// (0: no bound).
-func NewServiceProxy(svcs replicas, token *Token, domain string, maxBody int64, log *slog.Logger) *ServiceProxy {
-	if maxBody <= 0 {
-		maxBody = 1 << 62 // no bound
+// ProxyConfig configures a ServiceProxy. Zero values mean the defaults.
+type ProxyConfig struct {
+	// Services gives requests a replica of a service.
+	Services replicas
+	// Token authenticates requests to services deployed with the token
+	// auth and is removed from every request before it reaches a
+	// container. Nil: no request has the token.
+	Token *Token
+	// Domain is the domain of host routes: NAME.<Domain>.
+	Domain string
+	// MaxBody bounds a request's body (0: no bound).
+	MaxBody int64
+	// Log gets the failures answered 5xx and the proxy's own errors; nil
+	// discards them.
+	Log *slog.Logger
+}
+
+// withDefaults fills in the defaults of c's zero values.
+func (c ProxyConfig) withDefaults() ProxyConfig {
+	if c.Token == nil {
+		c.Token = NewToken("")
 	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 1 << 62 // no bound
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// NewServiceProxy returns a ServiceProxy.
+func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
+	cfg = cfg.withDefaults()
+	log := cfg.Log
 	p := &ServiceProxy{
-		svcs: svcs, token: token, log: log, maxBody: maxBody,
-		domain: strings.ToLower(strings.Trim(domain, ".")),
+		svcs: cfg.Services, token: cfg.Token, maxBody: cfg.MaxBody,
+		domain: strings.ToLower(strings.Trim(cfg.Domain, ".")),
+		answer: v1.Responder{Log: log},
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -86,16 +114,15 @@ func NewServiceProxy(svcs replicas, token *Token, domain string, maxBody int64, 
 			// that, not the replica, is what the client hears of.
 			if b := proxiedOf(r).body; b != nil {
 				if berr := b.failed(); berr != nil {
-					WriteError(w, berr)
+					p.answer.Error(w, r, berr)
 					return
 				}
 			}
 			if errors.Is(err, context.Canceled) {
 				return
 			}
-			p.log.Debug("proxy to replica", "err", err)
 			// The replica did not answer: a 502, as proxies say it.
-			WriteJSON(w, http.StatusBadGateway, v1.Error{Code: v1.CodeInternal, Message: "the replica did not answer: " + err.Error()})
+			p.answer.Error(w, r, &v1.UpstreamError{Code: v1.CodeInternal, Message: "the replica did not answer: " + err.Error()})
 		},
 		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BufferPool: bufferPool{},
@@ -104,13 +131,22 @@ func NewServiceProxy(svcs replicas, token *Token, domain string, maxBody int64, 
 }
 
 // bufferPool lends the proxy its copy buffers, which it would otherwise
-// allocate (32 KB) per request.
+// allocate (32 KB) per request. The pool holds them as array pointers,
+// which go in and out of an interface without allocating (a slice would
+// allocate its header at each Put).
 type bufferPool struct{}
 
-var copyBuffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+const copyBufferSize = 32 << 10
 
-func (bufferPool) Get() []byte  { return copyBuffers.Get().([]byte) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(b) }
+var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+func (bufferPool) Get() []byte { return copyBuffers.Get().(*[copyBufferSize]byte)[:] }
+
+func (bufferPool) Put(b []byte) {
+	if cap(b) >= copyBufferSize {
+		copyBuffers.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
+	}
+}
 
 // ServeSvcPath serves /svc/{name}/{path...}.
 func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
@@ -152,22 +188,22 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name string
 	auth, ok := p.svcs.Auth(name)
 	// The server's token is not the container's to see, whatever its auth.
 	if !p.token.admit(r, ok && auth == stratus.AuthNone) {
-		WriteUnauthorized(w)
+		p.answer.Error(w, r, v1.ErrUnauthorized)
 		return
 	}
 	if !ok {
-		WriteError(w, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
+		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 		return
 	}
 	body, err := p.admit(r)
 	if err != nil {
-		WriteError(w, fmt.Errorf("service %q: %w", name, err))
+		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, err))
 		return
 	}
 	t, release, err := p.svcs.Acquire(r.Context(), name)
 	if err != nil {
 		if r.Context().Err() == nil {
-			WriteError(w, err)
+			p.answer.Error(w, r, err)
 		}
 		return
 	}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,7 +25,7 @@ func (f fakeServices) Auth(name string) (string, bool) {
 
 func newTestProxy(domain string) *ServiceProxy {
 	svcs := fakeServices{"web": stratus.AuthToken, "api-2": stratus.AuthNone}
-	return NewServiceProxy(svcs, NewToken("t"), domain, 0, slog.New(slog.DiscardHandler))
+	return NewServiceProxy(ProxyConfig{Services: svcs, Token: NewToken("t"), Domain: domain})
 }
 
 func TestHostService(t *testing.T) {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -128,7 +127,7 @@ func (f *fakeFunctions) Invoke(ctx context.Context, name string, req stratus.Req
 // Authorization values.
 func TestFunctionRouteStripsToken(t *testing.T) {
 	fns := &fakeFunctions{}
-	g := New(fns, nil, fns, NewToken(secret), 1<<20, slog.New(slog.DiscardHandler))
+	g := New(Config{Invoker: fns, Heads: fns, Token: NewToken(secret), MaxEvent: 1 << 20})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/fn/{name}", g.ServeFunctionURL)
 	mux.HandleFunc("/fn/{name}/{path...}", g.ServeFunctionURL)
@@ -209,10 +208,10 @@ func TestServiceRoutesStripToken(t *testing.T) {
 	}))
 	defer replica.Close()
 	u, _ := url.Parse(replica.URL)
-	p := NewServiceProxy(oneReplica{
+	p := NewServiceProxy(ProxyConfig{Services: oneReplica{
 		auth:   map[string]string{"open": stratus.AuthNone, "closed": stratus.AuthToken},
 		target: &services.Target{URL: u, Transport: replica.Client().Transport},
-	}, NewToken(secret), "apps.test", 0, slog.New(slog.DiscardHandler))
+	}, Token: NewToken(secret), Domain: "apps.test"})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
 	serve := func(w http.ResponseWriter, r *http.Request) {
