@@ -102,12 +102,12 @@ func (a *acker) settle(batch []pendingAck) {
 	q := a.q
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if q.BeforeAck != nil {
-		if err := q.BeforeAck(ctx); err != nil {
+	if q.cfg.BeforeAck != nil {
+		if err := q.cfg.BeforeAck(ctx); err != nil {
 			q.log.Error("store the traces of async attempts; not acknowledging their events, they run again",
 				"fn", a.fn, "events", len(batch), "req_id", batch[0].id, "err", err)
 			for _, p := range batch {
-				_ = p.msg.NakWithDelay(jitter(2*orDefault(q.ThrottleDelay, DefaultThrottleDelay), rand.Float64()))
+				_ = p.msg.NakWithDelay(jitter(2*q.cfg.ThrottleDelay, rand.Float64()))
 			}
 			return
 		}

@@ -19,24 +19,26 @@ func TestAcksAreBatchedAfterTheTrace(t *testing.T) {
 	const events = 300
 	h := newHarness(t, "", &fakeInvoker{}, newPolicies("f", AsyncPolicy{MaxConcurrency: 20}))
 	var done, covered, calls atomic.Int64
-	onDone := h.q.OnDone
-	h.q.OnDone = func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
-		done.Add(1)
-		onDone(fn, id, event, res, attempts, err)
-	}
-	h.q.BeforeAck = func(context.Context) error {
-		calls.Add(1)
-		n := done.Load() // every OnDone before this call is covered by it
-		time.Sleep(time.Millisecond)
-		covered.Store(n)
-		return nil
-	}
+	h.configure(func(c *QueueConfig) {
+		onDone := c.OnDone
+		c.OnDone = func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
+			done.Add(1)
+			onDone(fn, id, event, res, attempts, err)
+		}
+		c.BeforeAck = func(context.Context) error {
+			calls.Add(1)
+			n := done.Load()             // every OnDone before this call is covered by it
+			time.Sleep(time.Millisecond) // a store write takes a while: acks must wait for it
+			covered.Store(n)
+			return nil
+		}
+	})
 	for i := range events {
 		h.enqueue("f", fmt.Sprintf(`{"i":%d}`, i))
 	}
 	h.run()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Every poll checks that nothing acknowledged is uncovered.
+	eventually.True(t, 30*time.Second, "every event acknowledged", func() bool {
 		n, _, err := h.q.Depth(t.Context(), "f")
 		if err != nil {
 			t.Fatal(err)
@@ -44,14 +46,8 @@ func TestAcksAreBatchedAfterTheTrace(t *testing.T) {
 		if acked, c := int64(events-n), covered.Load(); acked > c {
 			t.Fatalf("%d events acknowledged, but BeforeAck covered only %d", acked, c)
 		}
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events still queued after 30s", n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return n == 0
+	})
 	if got := len(h.waitDone(events, 10*time.Second)); got != events {
 		t.Fatalf("%d done, want %d", got, events)
 	}
@@ -70,7 +66,7 @@ func TestStopSettlesDoneEvents(t *testing.T) {
 	dir := t.TempDir()
 	h := newHarness(t, dir, &fakeInvoker{}, newPolicies("f", AsyncPolicy{MaxConcurrency: 10}))
 	var syncs atomic.Int64
-	h.q.BeforeAck = func(context.Context) error { syncs.Add(1); return nil }
+	h.configure(func(c *QueueConfig) { c.BeforeAck = func(context.Context) error { syncs.Add(1); return nil } })
 	for i := range events {
 		h.enqueue("f", fmt.Sprintf(`{"i":%d}`, i))
 	}

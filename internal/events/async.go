@@ -2,18 +2,13 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -89,8 +84,8 @@ type AsyncPolicy struct {
 	// stratus.DefaultMaxConc.
 	MaxConcurrency int
 	// Timeout is the function's timeout; an Invoke running longer than
-	// Timeout plus Queue.InvokeSlack is cancelled and counts as a failed
-	// attempt. Default stratus.DefaultTimeoutSec.
+	// Timeout plus QueueConfig.InvokeSlack is cancelled and counts as a
+	// failed attempt. Default stratus.DefaultTimeoutSec.
 	Timeout time.Duration
 }
 
@@ -176,10 +171,17 @@ func (e *FunctionError) Error() string {
 	return "function error " + e.Type + ": " + e.Message
 }
 
-// Queue holds durable async invocations and dispatches them to an Invoker.
-// Set its exported fields, if at all, before the first call of any method;
-// zero fields take the defaults named after them.
-type Queue struct {
+// QueueConfig configures a Queue. Bus, Invoker and Policy are required;
+// every other zero field takes the default named after it.
+type QueueConfig struct {
+	// Bus stores the events.
+	Bus *Bus
+	// Invoker runs each attempt.
+	Invoker Invoker
+	// Policy gives each function's async policy.
+	Policy PolicyFunc
+	// Sink, if set, receives every status transition.
+	Sink StatusSink
 	// OnDone, if set, is called once per event that is done.
 	OnDone DoneFunc
 	// BeforeAck, if set, is called before an attempt's message is
@@ -194,37 +196,64 @@ type Queue struct {
 	// server's store if that is less: Bus.StreamBytes); -1 is unbounded.
 	MaxBytes int64
 	// RetryBase and RetryMax shape the retry backoff: attempt n+1 waits
-	// about RetryBase·2^(n-1), at most RetryMax, half of it jittered.
+	// about RetryBase·2^(n-1), at most RetryMax, half of it jittered
+	// (DefaultRetryBase, DefaultRetryMax).
 	RetryBase, RetryMax time.Duration
-	// ThrottleDelay is about how long a throttled event waits (jittered).
+	// ThrottleDelay is about how long a throttled event waits, jittered
+	// (DefaultThrottleDelay).
 	ThrottleDelay time.Duration
 	// AckWait is how long a delivered event may go without an ack or a
 	// heartbeat before JetStream delivers it again; heartbeats go every
 	// AckWait/3 while an invocation runs. After a crash, events that were
-	// in flight are delivered again once it has passed.
+	// in flight are delivered again once it has passed (DefaultAckWait).
 	AckWait time.Duration
 	// DrainTimeout bounds how long Run waits for in-flight invocations
-	// when its ctx ends.
+	// when its ctx ends (DefaultDrainTimeout).
 	DrainTimeout time.Duration
 	// PollWait is how long one pull request waits for events; a stopping
 	// Run waits for each worker's last request to end, so it is also about
-	// how long an idle Run takes to stop.
+	// how long an idle Run takes to stop (DefaultPollWait).
 	PollWait time.Duration
 	// RescanInterval is how often Run looks for functions with events or
-	// consumers it does not serve yet (published by other servers or
-	// plain NATS clients).
+	// consumers it does not serve yet, published by other servers or
+	// plain NATS clients (DefaultRescanInterval).
 	RescanInterval time.Duration
-	// InvokeSlack is added to a function's Timeout to bound one Invoke.
+	// InvokeSlack is added to a function's Timeout to bound one Invoke
+	// (DefaultInvokeSlack).
 	InvokeSlack time.Duration
 	// Now is the clock of retry and age decisions (time.Now).
 	Now func() time.Time
+	// Log receives the Queue's log lines; nil discards them.
+	Log *slog.Logger
+}
 
-	bus    *Bus
-	inv    Invoker
-	lookup PolicyFunc
-	sink   StatusSink
-	log    *slog.Logger
-	kick   chan struct{} // a consumer was added; buffered 1
+// withDefaults fills the zero fields of c. MaxBytes stays 0 until the
+// stream is created: its default depends on the Bus's store.
+func (c QueueConfig) withDefaults() QueueConfig {
+	c.MaxEventSize = orDefault(c.MaxEventSize, DefaultMaxEventSize)
+	c.RetryBase = orDefault(c.RetryBase, DefaultRetryBase)
+	c.RetryMax = orDefault(c.RetryMax, DefaultRetryMax)
+	c.ThrottleDelay = orDefault(c.ThrottleDelay, DefaultThrottleDelay)
+	c.AckWait = orDefault(c.AckWait, DefaultAckWait)
+	c.DrainTimeout = orDefault(c.DrainTimeout, DefaultDrainTimeout)
+	c.PollWait = orDefault(c.PollWait, DefaultPollWait)
+	c.RescanInterval = orDefault(c.RescanInterval, DefaultRescanInterval)
+	c.InvokeSlack = orDefault(c.InvokeSlack, DefaultInvokeSlack)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Queue holds durable async invocations and dispatches them to an Invoker.
+type Queue struct {
+	cfg  QueueConfig // defaults filled; read-only after NewQueue
+	bus  *Bus
+	log  *slog.Logger
+	kick chan struct{} // a consumer was added; buffered 1
 
 	mu        sync.Mutex
 	stream    jetstream.Stream              // nil until created
@@ -232,15 +261,12 @@ type Queue struct {
 	running   bool
 }
 
-// NewQueue returns a Queue storing events on bus and invoking them with
-// inv. lookup gives each function's policy; sink (may be nil) receives
-// status transitions.
-func NewQueue(bus *Bus, inv Invoker, lookup PolicyFunc, sink StatusSink, log *slog.Logger) *Queue {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+// NewQueue returns a Queue configured by cfg. It does no I/O: the stream
+// is created by the first Enqueue, Ensure, Depth or Run.
+func NewQueue(cfg QueueConfig) *Queue {
+	cfg = cfg.withDefaults()
 	return &Queue{
-		bus: bus, inv: inv, lookup: lookup, sink: sink, log: log,
+		cfg: cfg, bus: cfg.Bus, log: cfg.Log,
 		kick:      make(chan struct{}, 1),
 		consumers: make(map[string]jetstream.Consumer),
 	}
@@ -253,21 +279,16 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 	return v
 }
 
-func (q *Queue) now() time.Time {
-	if q.Now != nil {
-		return q.Now()
-	}
-	return time.Now()
-}
+func (q *Queue) now() time.Time { return q.cfg.Now() }
 
 // Enqueue stores event for an async invocation of fn and returns its
 // request ID once JetStream has acknowledged it. It blocks for one
 // round trip (plus the consumer's creation on fn's first event). Errors:
 // stratus.ErrInvalid (bad name), ErrNotFound (no such function),
-// ErrTooLarge (event over MaxEventSize), ErrCapacity (stream full),
-// ErrNoSpace (the data volume is full: see Bus.Health), ErrUnavailable
-// (JetStream not answering within PublishTimeout, or disabled), or ctx's
-// error. It fails at once while the bus is unhealthy.
+// ErrTooLarge (event over QueueConfig.MaxEventSize), ErrCapacity (stream
+// full), ErrNoSpace (the data volume is full: see Bus.Health),
+// ErrUnavailable (JetStream not answering within PublishTimeout, or
+// disabled), or ctx's error. It fails at once while the bus is unhealthy.
 func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
 	// A new ID cannot be a duplicate: no deduplication to ask for.
 	return q.enqueue(ctx, fn, stratus.NewRequestID(), event, false)
@@ -287,10 +308,10 @@ func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe
 	if err := stratus.ValidName(fn); err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
-	if _, ok := q.lookup(fn); !ok {
+	if _, ok := q.cfg.Policy(fn); !ok {
 		return "", fmt.Errorf("enqueue: function %q: %w", fn, stratus.ErrNotFound)
 	}
-	if limit := orDefault(q.MaxEventSize, DefaultMaxEventSize); len(event) > limit {
+	if limit := q.cfg.MaxEventSize; len(event) > limit {
 		return "", fmt.Errorf("enqueue %s: event of %d bytes exceeds %d: %w", fn, len(event), limit, stratus.ErrTooLarge)
 	}
 	if err := q.bus.Health(); err != nil {
@@ -399,7 +420,7 @@ func (q *Queue) getStream(ctx context.Context) (jetstream.Stream, error) {
 	if s != nil {
 		return s, nil // made meanwhile
 	}
-	maxBytes := orDefault(q.MaxBytes, q.bus.StreamBytes(DefaultMaxBytes, asyncShare))
+	maxBytes := orDefault(q.cfg.MaxBytes, q.bus.StreamBytes(DefaultMaxBytes, asyncShare))
 	done := q.bus.api()
 	defer done()
 	s, err = q.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -410,7 +431,7 @@ func (q *Queue) getStream(ctx context.Context) (jetstream.Stream, error) {
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardNew,
 		MaxBytes:    maxBytes,
-		MaxMsgSize:  int32(orDefault(q.MaxEventSize, DefaultMaxEventSize) + headerAllowance),
+		MaxMsgSize:  int32(q.cfg.MaxEventSize + headerAllowance),
 		Duplicates:  2 * time.Minute,
 	})
 	if err != nil {
@@ -440,7 +461,7 @@ func (q *Queue) consumer(ctx context.Context, fn string) (jetstream.Consumer, er
 		FilterSubject: AsyncSubject(fn),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       orDefault(q.AckWait, DefaultAckWait),
+		AckWait:       q.cfg.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: maxAckPending,
 	})
@@ -496,521 +517,4 @@ func (q *Queue) Depth(ctx context.Context, fn string) (pending int, oldest time.
 		at = t
 	}
 	return int(n), max(q.now().Sub(at), 0), nil
-}
-
-// Run dispatches stored events until ctx ends, then drains (see the
-// package comment) and returns nil once every goroutine it started has
-// ended. It returns an error only if the stream cannot be created at
-// start. Only one Run may be active per Queue.
-func (q *Queue) Run(ctx context.Context) error {
-	q.mu.Lock()
-	if q.running {
-		q.mu.Unlock()
-		return fmt.Errorf("run async queue: already running: %w", stratus.ErrConflict)
-	}
-	q.running = true
-	q.mu.Unlock()
-	defer func() {
-		q.mu.Lock()
-		q.running = false
-		q.mu.Unlock()
-	}()
-	if _, err := q.getStream(ctx); err != nil {
-		return fmt.Errorf("run async queue: %w", err)
-	}
-
-	// Invocations outlive ctx by up to DrainTimeout.
-	invCtx, stopInvocations := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopInvocations()
-
-	var wg sync.WaitGroup
-	workers := make(map[string]bool)
-	exited := make(chan string)
-	startWorkers := func() {
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		for fn := range q.consumers {
-			if workers[fn] {
-				continue
-			}
-			workers[fn] = true
-			wg.Go(func() {
-				q.work(ctx, invCtx, fn)
-				select {
-				case exited <- fn:
-				case <-ctx.Done():
-				}
-			})
-		}
-	}
-	q.scan(ctx)
-	startWorkers()
-	rescan := time.NewTicker(orDefault(q.RescanInterval, DefaultRescanInterval))
-	defer rescan.Stop()
-	for ctx.Err() == nil {
-		restarted := q.bus.Restarted()
-		select {
-		case <-ctx.Done():
-		case <-restarted:
-			// JetStream was re-enabled: make sure the stream and every
-			// consumer exist (Enqueue creates its function's again).
-			q.mu.Lock()
-			q.stream = nil
-			clear(q.consumers)
-			q.mu.Unlock()
-			q.scan(ctx)
-			startWorkers()
-		case <-q.kick:
-			startWorkers()
-		case fn := <-exited:
-			delete(workers, fn)
-			q.mu.Lock()
-			delete(q.consumers, fn) // the next scan recreates it if it has events
-			q.mu.Unlock()
-		case <-rescan.C:
-			q.scan(ctx)
-			startWorkers()
-		}
-	}
-
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	drain := time.NewTimer(orDefault(q.DrainTimeout, DefaultDrainTimeout))
-	defer drain.Stop()
-	select {
-	case <-done:
-	case <-drain.C:
-		q.log.Warn("async invocations still running after drain timeout; cancelling them")
-		stopInvocations()
-		<-done
-	}
-	return nil
-}
-
-// scan makes sure every function with a consumer or with stored events has
-// a consumer in q.consumers.
-func (q *Queue) scan(ctx context.Context) {
-	if q.bus.Health() != nil {
-		return // JetStream would not answer, or is about to be re-enabled
-	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	s, err := q.getStream(ctx)
-	if err != nil {
-		q.log.Warn("scan async stream", "err", err)
-		return
-	}
-	fns := make(map[string]bool)
-	done := q.bus.api()
-	names := s.ConsumerNames(ctx)
-	for name := range names.Name() {
-		if fn, ok := strings.CutPrefix(name, consumerPrefix); ok {
-			fns[fn] = true
-		}
-	}
-	if err := names.Err(); err != nil && ctx.Err() == nil {
-		q.log.Warn("list async consumers", "err", err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(asyncSubjectPrefix+"*"))
-	done()
-	if err != nil {
-		if ctx.Err() == nil {
-			q.log.Warn("list async subjects", "err", err)
-		}
-	} else {
-		for subj := range info.State.Subjects {
-			fns[strings.TrimPrefix(subj, asyncSubjectPrefix)] = true
-		}
-	}
-	for fn := range fns {
-		if err := stratus.ValidName(fn); err != nil {
-			q.log.Warn("async events for an invalid function name stay unserved", "fn", fn)
-			continue
-		}
-		if _, err := q.consumer(ctx, fn); err != nil && ctx.Err() == nil {
-			q.log.Warn("ensure async consumer", "fn", fn, "err", err)
-		}
-	}
-}
-
-// work pulls fn's events while it has free concurrency slots and runs a
-// handler for each, until ctx ends or the consumer is deleted; it returns
-// after its last pull request has ended, every event that request brought
-// after ctx ended has been handed back, and its handlers have ended.
-func (q *Queue) work(ctx, invCtx context.Context, fn string) {
-	p, err := newPuller(q.bus, AsyncStream, consumerPrefix+fn)
-	if err != nil {
-		q.log.Warn("pull async events", "fn", fn, "err", err)
-		return
-	}
-	defer p.close()
-	acks := newAcker(q, fn)
-	go acks.run()
-	defer acks.close() // after the handlers: they add to it
-	var handlers sync.WaitGroup
-	defer handlers.Wait()
-	defer p.finish(func(msg *nats.Msg) { q.handBack(fn, msg, decode(msg)) }) // not started
-
-	var inflight atomic.Int64
-	freed := make(chan struct{}, 1)
-	pollWait := orDefault(q.PollWait, DefaultPollWait)
-	errWait := 100 * time.Millisecond
-	var backoff <-chan time.Time // set after an error: no request until it fires
-	for ctx.Err() == nil {
-		if p.open == nil && backoff == nil && q.bus.Health() != nil {
-			// Events wait in the stream while the bus cannot store
-			// (a full disk): what they would write could not be kept.
-			backoff = time.After(pollWait / 4)
-		}
-		if p.open == nil && backoff == nil {
-			limit := 1 // a removed function's events are failed one at a time
-			if pol, ok := q.lookup(fn); ok {
-				limit = pol.withDefaults().MaxConcurrency
-			}
-			if free := limit - int(inflight.Load()); free > 0 {
-				if err := p.request(free, pollWait); err != nil {
-					q.log.Warn("pull async events", "fn", fn, "err", err)
-					backoff, errWait = time.After(errWait), min(2*errWait, 5*time.Second)
-				}
-			}
-		}
-		restarted := q.bus.Restarted()
-		select {
-		case m := <-p.msgs:
-			msg, asked, err := p.receive(m)
-			switch {
-			case msg != nil && ctx.Err() != nil:
-				q.handBack(fn, msg, decode(msg)) // not started
-			case msg != nil && !asked:
-				_ = msg.Nak() // its request was given up: no slot for it
-			case msg != nil:
-				errWait = 100 * time.Millisecond
-				inflight.Add(1)
-				handlers.Go(func() {
-					var once sync.Once
-					release := func() {
-						once.Do(func() {
-							inflight.Add(-1)
-							select {
-							case freed <- struct{}{}:
-							default:
-							}
-						})
-					}
-					defer release()
-					q.handle(invCtx, fn, msg, release, acks)
-				})
-			case errors.Is(err, errConsumerDeleted):
-				q.log.Info("async consumer gone", "fn", fn)
-				return
-			case err != nil:
-				q.log.Warn("pull async events", "fn", fn, "err", err)
-				backoff, errWait = time.After(errWait), min(2*errWait, 5*time.Second)
-			default:
-				errWait = 100 * time.Millisecond
-			}
-		case <-p.giveUp():
-			q.log.Warn("async pull request unanswered; asking again", "fn", fn)
-			p.end()
-		case <-restarted:
-			p.end() // JetStream was re-enabled: the request is gone
-		case <-backoff:
-			backoff = nil
-		case <-freed:
-		case <-ctx.Done():
-		}
-	}
-}
-
-// envelope is what an event's headers say.
-type envelope struct {
-	id         string
-	enqueuedAt time.Time
-	attempts   int
-	notBefore  time.Time
-}
-
-func decode(msg *nats.Msg) envelope {
-	var e envelope
-	h := msg.Header
-	md, mdErr := msg.Metadata()
-	e.id = h.Get(hdrRequestID)
-	if e.id == "" {
-		e.id = h.Get(nats.MsgIdHdr)
-	}
-	if e.id == "" && mdErr == nil {
-		// A plain publish without an ID: derive a stable one.
-		e.id = uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "nats:%s/%d", md.Stream, md.Sequence.Stream)).String()
-	}
-	if t, err := time.Parse(time.RFC3339Nano, h.Get(hdrEnqueuedAt)); err == nil {
-		e.enqueuedAt = t
-	} else if mdErr == nil {
-		e.enqueuedAt = md.Timestamp
-	}
-	if n, err := strconv.Atoi(h.Get(hdrAttempts)); err == nil && n > 0 {
-		e.attempts = n
-	}
-	if t, err := time.Parse(time.RFC3339Nano, h.Get(hdrNotBefore)); err == nil {
-		e.notBefore = t
-	}
-	return e
-}
-
-// handle runs one delivery of an event and settles its message.
-// release frees the event's concurrency slot; handle calls it as soon as
-// the invocation has ended, so the next event runs while this one's
-// status, record and acknowledgement are being stored. A done event is
-// acknowledged by acks (in a batch), or here when acks is nil.
-func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release func(), acks *acker) {
-	e := decode(msg)
-	now := q.now()
-	if wait := e.notBefore.Sub(now); wait > 0 {
-		_ = msg.NakWithDelay(wait) // a retry whose backoff has not passed
-		return
-	}
-	st := Status{RequestID: e.id, Function: fn, EnqueuedAt: e.enqueuedAt, Attempt: e.attempts}
-	pol, ok := q.lookup(fn)
-	if !ok {
-		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, stratus.ErrNotFound), acks)
-		return
-	}
-	pol = pol.withDefaults()
-	if now.Sub(e.enqueuedAt) > pol.MaxEventAge {
-		q.finish(fn, msg, e, st, nil, ErrEventAgeExceeded, acks)
-		return
-	}
-
-	st.Attempt = e.attempts + 1
-	st.State, st.UpdatedAt = StateRunning, now
-	q.report(st)
-	invCtx, cancel := context.WithTimeout(ctx, pol.Timeout+orDefault(q.InvokeSlack, DefaultInvokeSlack))
-	stopBeats := q.heartbeat(msg)
-	res, err := q.inv.Invoke(invCtx, fn, stratus.Request{RequestID: e.id, Event: msg.Data})
-	stopBeats()
-	cancel()
-	release()
-	if err == nil && res == nil {
-		err = errors.New("invoker returned no response")
-	}
-
-	switch {
-	case err == nil && res.ErrorType == "":
-		q.finish(fn, msg, e, st, res, nil, acks)
-	case err == nil:
-		q.failed(fn, msg, e, st, pol, res, &FunctionError{Type: res.ErrorType, Message: errorMessage(res.Body)}, acks)
-	case errors.Is(err, stratus.ErrCapacity), errors.Is(err, stratus.ErrUnavailable), ctx.Err() != nil:
-		// Throttled, or stopping: not an attempt; the event waits.
-		st.Attempt, st.State, st.UpdatedAt = e.attempts, StateQueued, q.now()
-		q.report(st)
-		if ctx.Err() != nil {
-			q.handBack(fn, msg, e)
-			return
-		}
-		_ = msg.NakWithDelay(jitter(orDefault(q.ThrottleDelay, DefaultThrottleDelay), rand.Float64()))
-	case errors.Is(err, stratus.ErrNotFound):
-		st.Attempt = e.attempts
-		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, err), acks)
-	default:
-		q.failed(fn, msg, e, st, pol, nil, fmt.Errorf("invoke %s: %w", fn, err), acks)
-	}
-}
-
-// failed settles an attempt that failed: retry later, or done.
-func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *stratus.Response, ferr error, acks *acker) {
-	attempt := st.Attempt
-	if attempt > pol.MaxRetries {
-		q.finish(fn, msg, e, st, res, ferr, acks)
-		return
-	}
-	now := q.now()
-	delay := retryDelay(orDefault(q.RetryBase, DefaultRetryBase), orDefault(q.RetryMax, DefaultRetryMax), attempt, rand.Float64())
-	next := now.Add(delay)
-	if next.Sub(e.enqueuedAt) > pol.MaxEventAge {
-		q.finish(fn, msg, e, st, res, fmt.Errorf("%w after %w", ErrEventAgeExceeded, ferr), acks)
-		return
-	}
-	st.State, st.UpdatedAt = StateRetrying, now
-	st.ErrorType, st.ErrorMessage = errorFields(ferr)
-	q.report(st)
-
-	e.attempts, e.notBefore = attempt, next
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	stored := q.beforeAck(ctx, fn, msg, e.id)
-	cancel()
-	if !stored {
-		return
-	}
-	if err := q.replace(msg, e); err != nil {
-		// Retry the stored message instead; its attempt count stays behind.
-		q.log.Warn("store async retry", "fn", fn, "req_id", e.id, "err", err)
-		_ = msg.NakWithDelay(delay)
-	}
-}
-
-// handBack returns an event that was not run, or whose invocation was
-// cancelled, to the queue without counting an attempt. It stores a copy
-// rather than asking for a redelivery: JetStream keeps a consumer's
-// redelivery requests in memory only, so after a restart a nak'd message
-// would wait for AckWait, a copy is delivered at once.
-func (q *Queue) handBack(fn string, msg *nats.Msg, e envelope) {
-	e.notBefore = time.Time{}
-	if err := q.replace(msg, e); err != nil {
-		q.log.Warn("hand back async event; it comes back after the ack wait", "fn", fn, "req_id", e.id, "err", err)
-		_ = msg.Nak()
-	}
-}
-
-// replace stores msg's event again with the headers of e, then acknowledges
-// msg. The copy's Nats-Msg-Id names the request and msg's stream sequence,
-// so replacing the same message twice (an ack lost, a redelivery) stores
-// one copy within the stream's duplicate window.
-func (q *Queue) replace(msg *nats.Msg, e envelope) error {
-	md, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("replace async event: %w", err)
-	}
-	next := nats.NewMsg(msg.Subject)
-	next.Data = msg.Data
-	next.Header.Set(hdrRequestID, e.id)
-	next.Header.Set(hdrEnqueuedAt, e.enqueuedAt.UTC().Format(time.RFC3339Nano))
-	if e.attempts > 0 {
-		next.Header.Set(hdrAttempts, strconv.Itoa(e.attempts))
-	}
-	if !e.notBefore.IsZero() {
-		next.Header.Set(hdrNotBefore, e.notBefore.UTC().Format(time.RFC3339Nano))
-	}
-	if err := q.bus.Health(); err != nil {
-		return fmt.Errorf("replace async event: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	msgID := e.id + "/" + strconv.FormatUint(md.Sequence.Stream, 10)
-	paf, err := q.bus.js.PublishMsgAsync(next, jetstream.WithMsgID(msgID))
-	if err == nil {
-		_, err = q.bus.await(ctx, paf)
-	}
-	if err != nil {
-		return fmt.Errorf("replace async event: %w", q.bus.publishErr(err))
-	}
-	if err := msg.AckSync(nats.Context(ctx)); err != nil {
-		q.log.Warn("ack replaced async event; it may run once more", "req_id", e.id, "err", err)
-	}
-	return nil
-}
-
-// finish reports the final state, calls OnDone and acknowledges the
-// event: by acks after its batch's BeforeAck, or, when acks is nil, here
-// after a BeforeAck of its own.
-func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *stratus.Response, err error, acks *acker) {
-	st.State, st.UpdatedAt = StateSucceeded, q.now()
-	if err != nil {
-		st.State = StateFailed
-		st.ErrorType, st.ErrorMessage = errorFields(err)
-	}
-	q.report(st)
-	if q.OnDone != nil {
-		q.OnDone(fn, e.id, msg.Data, res, st.Attempt, err)
-	}
-	if acks != nil {
-		acks.add(msg, e.id)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if !q.beforeAck(ctx, fn, msg, e.id) {
-		return
-	}
-	if err := msg.AckSync(nats.Context(ctx)); err != nil {
-		q.log.Warn("ack async event; it will be delivered again", "fn", fn, "req_id", e.id, "err", err)
-	}
-}
-
-// beforeAck stores what the attempt left (BeforeAck) and reports whether
-// it was stored. If not, the event is not acknowledged: it is delivered
-// again after about twice ThrottleDelay and its attempt runs again, so
-// that a failing store loses no trace (at least once, as always).
-func (q *Queue) beforeAck(ctx context.Context, fn string, msg *nats.Msg, id string) bool {
-	if q.BeforeAck == nil {
-		return true
-	}
-	if err := q.BeforeAck(ctx); err != nil {
-		q.log.Error("store the trace of an async attempt; not acknowledging its event, it runs again",
-			"fn", fn, "req_id", id, "err", err)
-		_ = msg.NakWithDelay(jitter(2*orDefault(q.ThrottleDelay, DefaultThrottleDelay), rand.Float64()))
-		return false
-	}
-	return true
-}
-
-// heartbeat keeps msg's ack deadline moving until the returned stop is
-// called; stop waits for its goroutine.
-func (q *Queue) heartbeat(msg *nats.Msg) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	every := orDefault(q.AckWait, DefaultAckWait) / 3
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
-}
-
-func (q *Queue) report(st Status) {
-	if q.sink != nil {
-		q.sink.AsyncStatus(st)
-	}
-}
-
-// retryDelay is the wait after failed attempt n (1-based): base·2^(n-1)
-// capped at limit, its upper half scaled by r in [0, 1).
-func retryDelay(base, limit time.Duration, n int, r float64) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	return jitter(min(d, limit), r)
-}
-
-// jitter returns d/2 plus r·d/2.
-func jitter(d time.Duration, r float64) time.Duration {
-	return d/2 + time.Duration(r*float64(d/2))
-}
-
-// errorFields gives the status's error type and message for a final or
-// retried error.
-func errorFields(err error) (typ, msg string) {
-	var fe *FunctionError
-	switch {
-	case errors.Is(err, ErrEventAgeExceeded):
-		return "EventAgeExceeded", err.Error()
-	case errors.As(err, &fe):
-		return fe.Type, fe.Message
-	case errors.Is(err, stratus.ErrNotFound):
-		return "ResourceNotFoundException", err.Error()
-	}
-	return "ServiceException", err.Error()
-}
-
-// errorMessage extracts errorMessage from Lambda's error object, or the
-// start of the body.
-func errorMessage(body []byte) string {
-	var obj struct {
-		ErrorMessage string `json:"errorMessage"`
-	}
-	if json.Unmarshal(body, &obj) == nil && obj.ErrorMessage != "" {
-		return obj.ErrorMessage
-	}
-	const limit = 256
-	if len(body) > limit {
-		return string(body[:limit]) + "…"
-	}
-	return string(body)
 }

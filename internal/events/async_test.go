@@ -185,7 +185,7 @@ func TestThrottledNotCounted(t *testing.T) {
 
 func TestEnqueueErrors(t *testing.T) {
 	h := newHarness(t, "", &fakeInvoker{}, newPolicies("fn", AsyncPolicy{}))
-	h.q.MaxEventSize = 1024
+	h.configure(func(c *QueueConfig) { c.MaxEventSize = 1024 })
 	tests := []struct {
 		name, fn string
 		size     int
@@ -213,7 +213,7 @@ func TestEnqueueErrors(t *testing.T) {
 
 func TestStreamFull(t *testing.T) {
 	h := newHarness(t, "", &fakeInvoker{}, newPolicies("fn", AsyncPolicy{}))
-	h.q.MaxBytes = 64 << 10
+	h.configure(func(c *QueueConfig) { c.MaxBytes = 64 << 10 })
 	event := []byte(strings.Repeat("x", 8<<10))
 	var err error
 	for i := 0; i < 20 && err == nil; i++ {
@@ -252,7 +252,7 @@ func TestEventAgeExceeded(t *testing.T) {
 	h := newHarness(t, "", inv, newPolicies(
 		"old", AsyncPolicy{MaxRetries: 5, MaxEventAge: time.Hour},
 		"short", AsyncPolicy{MaxRetries: 5, MaxEventAge: time.Minute}))
-	h.q.Now = clock
+	h.configure(func(c *QueueConfig) { c.Now = clock })
 
 	old := h.enqueue("old", `{}`)
 	offset.Store(int64(2 * time.Hour))
@@ -268,8 +268,9 @@ func TestEventAgeExceeded(t *testing.T) {
 	// An event that fails, whose retry would fall past its age, is not retried.
 	h.stopRun()
 	offset.Store(0)
-	h.q.Now = func() time.Time { return time.Now() }
-	h.q.RetryBase, h.q.RetryMax = 3*time.Minute, 3*time.Minute // past the minute
+	h.configure(func(c *QueueConfig) {
+		c.RetryBase, c.RetryMax = 3*time.Minute, 3*time.Minute // past the minute
+	})
 	short := h.enqueue("short", `{}`)
 	h.run()
 	d = h.waitDone(1, 10*time.Second)[0]
@@ -284,7 +285,7 @@ func TestDepth(t *testing.T) {
 	now := base
 	var mu sync.Mutex
 	h := newHarness(t, "", &fakeInvoker{}, newPolicies("d", AsyncPolicy{}))
-	h.q.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h.configure(func(c *QueueConfig) { c.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now } })
 	for range 5 {
 		h.enqueue("d", `{}`)
 	}
@@ -318,7 +319,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 	}}
 	pol := newPolicies("durable", AsyncPolicy{MaxConcurrency: limit})
 	h := newHarness(t, dir, inv, pol)
-	h.q.DrainTimeout = 100 * time.Millisecond
+	h.configure(func(c *QueueConfig) { c.DrainTimeout = 100 * time.Millisecond })
 	ids := make(map[string]bool)
 	for i := range events {
 		ids[h.enqueue("durable", fmt.Sprintf(`{"i":%d}`, i))] = true
@@ -398,7 +399,7 @@ func TestGracefulStop(t *testing.T) {
 	}}
 	pol := newPolicies("g", AsyncPolicy{MaxConcurrency: 4})
 	h := newHarness(t, dir, inv, pol)
-	h.q.DrainTimeout = 50 * time.Millisecond
+	h.configure(func(c *QueueConfig) { c.DrainTimeout = 50 * time.Millisecond })
 	for i := range events {
 		h.enqueue("g", fmt.Sprintf(`{"i":%d}`, i))
 	}
@@ -409,7 +410,7 @@ func TestGracefulStop(t *testing.T) {
 	h.close()
 
 	h2 := newHarness(t, dir, &fakeInvoker{}, pol)
-	h2.q.AckWait = time.Minute // redelivery must not depend on it
+	h2.configure(func(c *QueueConfig) { c.AckWait = time.Minute }) // redelivery must not depend on it
 	h2.run()
 	seen := make(map[string]bool)
 	for _, d := range h2.waitDone(events, 10*time.Second) {
@@ -458,8 +459,7 @@ func TestGracefulStopAfterShortPulls(t *testing.T) {
 	}}
 	pol := newPolicies("s", AsyncPolicy{MaxConcurrency: limit})
 	h := newHarness(t, dir, inv, pol)
-	h.q.DrainTimeout = 50 * time.Millisecond
-	h.q.PollWait = time.Millisecond
+	h.configure(func(c *QueueConfig) { c.DrainTimeout, c.PollWait = 50*time.Millisecond, time.Millisecond })
 	for i := range events {
 		h.enqueue("s", fmt.Sprintf(`{"i":%d}`, i))
 	}
@@ -470,7 +470,7 @@ func TestGracefulStopAfterShortPulls(t *testing.T) {
 	h.close()
 
 	h2 := newHarness(t, dir, &fakeInvoker{}, pol)
-	h2.q.AckWait = time.Minute // redelivery must not depend on it
+	h2.configure(func(c *QueueConfig) { c.AckWait = time.Minute }) // redelivery must not depend on it
 	h2.run()
 	seen := make(map[string]bool)
 	for _, d := range h2.waitDone(events, 10*time.Second) {

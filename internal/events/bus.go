@@ -92,16 +92,23 @@ type Bus struct {
 // startTimeout bounds the embedded server's start when ctx has no deadline.
 const startTimeout = 30 * time.Second
 
+func (c BusConfig) withDefaults() BusConfig {
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
 // OpenBus starts the embedded server (or connects to cfg.URL) and returns a
 // connected Bus. With an external URL it waits, within ctx, until the
 // server answers. Errors wrap stratus.ErrInvalid for a bad configuration
 // and stratus.ErrUnavailable when the server cannot be reached or started.
 func OpenBus(ctx context.Context, cfg BusConfig) (*Bus, error) {
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	b := &Bus{log: log, closed: make(chan struct{}), streams: make(chan struct{}, 1), cfg: cfg}
+	cfg = cfg.withDefaults()
+	b := &Bus{log: cfg.Log, closed: make(chan struct{}), streams: make(chan struct{}, 1), cfg: cfg}
 	b.health.init()
 	if cfg.URL != "" {
 		if err := b.connectURL(ctx, cfg); err != nil {

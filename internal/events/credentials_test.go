@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	stratus "github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/store"
 )
 
@@ -48,7 +49,9 @@ func openListenBus(t *testing.T, dir string) *listenBus {
 		t.Fatal(err)
 	}
 	h.run()
-	lb.tp = NewTopics(h.bus, st, h.q, func(fn string) bool { return fn == "sink" }, testLog())
+	lb.tp = NewTopics(TopicsConfig{
+		Bus: h.bus, Store: st, Queue: h.q, FunctionExists: func(fn string) bool { return fn == "sink" }, Log: testLog(),
+	})
 	if err := lb.tp.Ensure(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -185,16 +188,22 @@ func TestListenCredentials(t *testing.T) {
 	}
 
 	// Nothing of that happened: no async event queued or run, the topic
-	// stream still holds its one event.
+	// stream still holds its one event. A marker enqueued for the victim
+	// now is stored behind anything the client could have stored, so once
+	// it is done and the victim's queue is empty, all before it has run.
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // a rescan and a pull would have run
-	if n, _, err := lb.q.Depth(t.Context(), "victim"); err != nil || n != 0 {
-		t.Errorf("victim's queue depth %d, %v; want 0", n, err)
+	marker := lb.enqueue("victim", `{"marker":true}`)
+	if d := lb.waitDone(1, 10*time.Second)[0]; d.id != marker {
+		t.Errorf("done = %+v, want the marker %s first", d, marker)
 	}
-	if reqs := lb.inv.requests(); len(reqs) != 1 {
-		t.Errorf("%d invocations, want only the topic event's", len(reqs))
+	eventually.True(t, 10*time.Second, "the victim's queue to be empty", func() bool {
+		n, _, err := lb.q.Depth(t.Context(), "victim")
+		return err == nil && n == 0
+	})
+	if reqs := lb.inv.requests(); len(reqs) != 2 {
+		t.Errorf("%d invocations, want only the topic event's and the marker's", len(reqs))
 	}
 	s, err := lb.bus.JetStream().Stream(t.Context(), TopicStream)
 	if err != nil {

@@ -6,26 +6,27 @@
 //
 // # Bus: health and recovery
 //
-// Bus.Run owns one goroutine (the loop itself): every HealthInterval, and
-// at once when the embedded server logs a write error, it checks whether
-// JetStream can store (enabled, no stream broken by a write error) and
-// whether the data volume has BusConfig.MinFree free, and keeps Health
-// current (stratus.ErrNoSpace for a full volume, ErrUnavailable else).
-// nats-server keeps a stream's first write error (its "Critical write
-// error", a full disk) and stops storing on it, answering no publish; it
-// may also disable JetStream. So while the bus is unhealthy every publish
-// fails at once with Health's error, a publish already waiting fails as
-// soon as the bus turns unhealthy, and none waits more than
-// PublishTimeout. Once the volume has room again Run re-enables JetStream
-// (shut down and enabled again: streams and consumers are recovered from
-// their files, without the error), with a backoff, and closes the channel
-// of Restarted: the Queue and Topics make sure their stream and consumers
-// exist and make their pull requests again. JetStream API requests of
-// Queue and Topics hold Bus.apiMu for reading (nats-server replaces its
-// API queues unguarded while it enables JetStream) and are not made while
-// the bus is unhealthy. The embedded server's store is sized from the
-// volume (BusConfig.MaxStore) and the streams from it (Bus.StreamBytes), so
-// that a small disk gets small streams rather than no server.
+// Bus.Run owns one goroutine (the loop itself): every
+// BusConfig.HealthInterval, and at once when the embedded server logs a
+// write error, it checks whether JetStream can store (enabled, no stream
+// broken by a write error) and whether the data volume has
+// BusConfig.MinFree free, and keeps Health current (stratus.ErrNoSpace for
+// a full volume, ErrUnavailable else). nats-server keeps a stream's first
+// write error (its "Critical write error", a full disk) and stops storing
+// on it, answering no publish; it may also disable JetStream. So while the
+// bus is unhealthy every publish fails at once with Health's error, a
+// publish already waiting fails as soon as the bus turns unhealthy, and
+// none waits more than PublishTimeout. Once the volume has room again Run
+// re-enables JetStream (shut down and enabled again: streams and consumers
+// are recovered from their files, without the error), with a backoff, and
+// closes the channel of Restarted: the Queue and Topics make sure their
+// stream and consumers exist and make their pull requests again. JetStream
+// API requests of Queue and Topics hold Bus.apiMu for reading (nats-server
+// replaces its API queues unguarded while it enables JetStream) and are not
+// made while the bus is unhealthy. The embedded server's store is sized
+// from the volume (BusConfig.MaxStore) and the streams from it
+// (Bus.StreamBytes), so that a small disk gets small streams rather than no
+// server.
 //
 // # Queue: storage
 //
@@ -35,8 +36,10 @@
 // the events not yet done (queued, running, waiting for a retry) and its
 // per-subject count is the queue depth. Nothing ages out on its own; an
 // event older than its function's MaxEventAge is failed, not dropped. The
-// stream is bounded (Queue.MaxBytes, discard new): a full stream makes
-// Enqueue fail with stratus.ErrCapacity.
+// stream is bounded (QueueConfig.MaxBytes, discard new): a full stream
+// makes Enqueue fail with stratus.ErrCapacity. The hooks and durations
+// named below (BeforeAck, ThrottleDelay, AckWait, ...) are QueueConfig's
+// fields.
 //
 // Each function has one durable pull consumer, "async_<function>",
 // filtered on its subject, explicit acks. The attempt count, the first
@@ -117,22 +120,21 @@
 //
 // Every topic event is one message in the stream TopicStream
 // (STRATUS_TOPICS), subject stratus.topic.<topic>, file storage, limits
-// retention: an event stays until it is older than Topics.MaxAge (24 h)
-// or the stream is over Topics.MaxBytes (1 GiB, less on a small disk),
-// then the oldest go
-// (discard old), whether or not every subscriber has received them, so
-// topics cannot fill the disk and a subscriber that falls that far behind
-// loses the oldest events. The API and destinations publish each event as
-// its structured-mode JSON with a Nats-Msg-Id hashed from topic, source
-// and id (the same event published twice within two minutes is stored
-// once); Publish returns once JetStream acknowledged every event, with the
-// same durability as Enqueue. Any NATS client may publish structured JSON
-// to the subject too (through BusConfig.Listen, only with the credentials
-// kept in BusConfig.ClientCreds, and nowhere else: see
-// clientPermissions); the stream takes it even before the topic exists,
-// but only subscriptions receive events, and a subscription receives the
-// events stored after its creation. Topics and subscriptions themselves
-// are rows in the store.
+// retention: an event stays until it is older than TopicsConfig.MaxAge (24
+// h) or the stream is over TopicsConfig.MaxBytes (1 GiB, less on a small
+// disk), then the oldest go (discard old), whether or not every subscriber
+// has received them, so topics cannot fill the disk and a subscriber that
+// falls that far behind loses the oldest events. The API and destinations
+// publish each event as its structured-mode JSON with a Nats-Msg-Id hashed
+// from topic, source and id (the same event published twice within two
+// minutes is stored once); Publish returns once JetStream acknowledged
+// every event, with the same durability as Enqueue. Any NATS client may
+// publish structured JSON to the subject too (through BusConfig.Listen,
+// only with the credentials kept in BusConfig.ClientCreds, and nowhere
+// else: see clientPermissions); the stream takes it even before the topic
+// exists, but only subscriptions receive events, and a subscription
+// receives the events stored after its creation. Topics and subscriptions
+// themselves are rows in the store.
 //
 // Each subscription is one durable pull consumer named by its ID,
 // filtered on its topic's subject, starting at its creation time,

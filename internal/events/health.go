@@ -191,11 +191,7 @@ func (b *Bus) StreamBytes(limit int64, share int64) int64 {
 // disabled once the volume has room again (BusConfig.MinFree), with a
 // backoff. It returns nil when ctx ends; stop it before Close.
 func (b *Bus) Run(ctx context.Context) error {
-	every := b.cfg.HealthInterval
-	if every <= 0 {
-		every = DefaultHealthInterval
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(b.cfg.HealthInterval)
 	defer t.Stop()
 	for {
 		select {

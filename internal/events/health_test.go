@@ -64,8 +64,8 @@ func TestStreamsFitASmallVolume(t *testing.T) {
 	dir := smallVolume(t, "64m")
 	b := openTestBus(t, BusConfig{StoreDir: dir})
 	defer b.Close()
-	q := NewQueue(b, &fakeInvoker{}, newPolicies().lookup, nil, testLog())
-	tp := NewTopics(b, nil, q, func(string) bool { return true }, testLog())
+	q := NewQueue(QueueConfig{Bus: b, Invoker: &fakeInvoker{}, Policy: newPolicies().lookup, Log: testLog()})
+	tp := NewTopics(TopicsConfig{Bus: b, Queue: q, FunctionExists: func(string) bool { return true }, Log: testLog()})
 	if err := q.Ensure(t.Context(), "f"); err != nil {
 		t.Fatalf("async stream on 64 MiB: %v", err)
 	}
@@ -192,12 +192,14 @@ func TestUnstoredAttemptIsNotAcked(t *testing.T) {
 			h := newHarness(t, "", inv, newPolicies("f", AsyncPolicy{MaxRetries: 2}))
 			var fails atomic.Int64
 			fails.Store(3)
-			h.q.BeforeAck = func(context.Context) error {
-				if fails.Add(-1) >= 0 {
-					return errors.New("database or disk is full")
+			h.configure(func(c *QueueConfig) {
+				c.BeforeAck = func(context.Context) error {
+					if fails.Add(-1) >= 0 {
+						return errors.New("database or disk is full")
+					}
+					return nil
 				}
-				return nil
-			}
+			})
 			h.run()
 			id := h.enqueue("f", `{}`)
 			// OnDone runs before its attempt's BeforeAck, which the queue
@@ -234,7 +236,7 @@ func TestLowVolumeRefusesAtOnce(t *testing.T) {
 	if !errors.Is(err, stratus.ErrNoSpace) || !strings.Contains(err.Error(), "below the minimum") {
 		t.Fatalf("health = %v, want ErrNoSpace saying the volume is below the minimum", err)
 	}
-	q := NewQueue(b, &fakeInvoker{}, newPolicies("f", AsyncPolicy{}).lookup, nil, testLog())
+	q := NewQueue(QueueConfig{Bus: b, Invoker: &fakeInvoker{}, Policy: newPolicies("f", AsyncPolicy{}).lookup, Log: testLog()})
 	start := time.Now()
 	if _, err := q.Enqueue(t.Context(), "f", []byte(`{}`)); !errors.Is(err, stratus.ErrNoSpace) {
 		t.Errorf("enqueue = %v, want ErrNoSpace", err)

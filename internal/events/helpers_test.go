@@ -143,15 +143,15 @@ type harness struct {
 	ended chan error
 }
 
-// fastQueue shortens every delay of q so tests run in milliseconds.
-func fastQueue(q *Queue) {
-	q.RetryBase = 5 * time.Millisecond
-	q.RetryMax = 40 * time.Millisecond
-	q.ThrottleDelay = 10 * time.Millisecond
-	q.AckWait = time.Second
-	q.PollWait = 500 * time.Millisecond
-	q.RescanInterval = 100 * time.Millisecond
-	q.DrainTimeout = 2 * time.Second
+// fastQueue shortens every delay of c so tests run in milliseconds.
+func fastQueue(c *QueueConfig) {
+	c.RetryBase = 5 * time.Millisecond
+	c.RetryMax = 40 * time.Millisecond
+	c.ThrottleDelay = 10 * time.Millisecond
+	c.AckWait = time.Second
+	c.PollWait = 500 * time.Millisecond
+	c.RescanInterval = 100 * time.Millisecond
+	c.DrainTimeout = 2 * time.Second
 }
 
 func openTestBus(t *testing.T, cfg BusConfig) *Bus {
@@ -181,13 +181,26 @@ func newHarness(t *testing.T, dir string, inv *fakeInvoker, pol *policies) *harn
 	return h
 }
 
-func (h *harness) newQueue(b *Bus) *Queue {
-	q := NewQueue(b, h.inv, h.pol.lookup, h.sink, testLog())
-	fastQueue(q)
-	q.OnDone = func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
-		h.done <- doneRec{fn: fn, id: id, event: string(event), result: res, attempts: attempts, err: err}
+// newQueue returns a fast queue on b that reports to h; change, if any,
+// adjusts its configuration first.
+func (h *harness) newQueue(b *Bus, change ...func(*QueueConfig)) *Queue {
+	cfg := QueueConfig{
+		Bus: b, Invoker: h.inv, Policy: h.pol.lookup, Sink: h.sink, Log: testLog(),
+		OnDone: func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
+			h.done <- doneRec{fn: fn, id: id, event: string(event), result: res, attempts: attempts, err: err}
+		},
 	}
-	return q
+	fastQueue(&cfg)
+	for _, c := range change {
+		c(&cfg)
+	}
+	return NewQueue(cfg)
+}
+
+// configure replaces h's queue with one whose configuration change
+// adjusts; call it before run or after stopRun.
+func (h *harness) configure(change func(*QueueConfig)) {
+	h.q = h.newQueue(h.bus, change)
 }
 
 // run starts the queue's Run; close stops it.

@@ -90,11 +90,33 @@ type ScheduleSpec struct {
 // once).
 //
 // A firing whose enqueue fails (its function is gone, the queue is full or
-// unavailable) is tried again after DefaultFireRetryDelay, doubling, up to
-// MaxAttempts attempts in all; then it is logged as an error and recorded
-// as made. If a later firing of the schedule comes due while one waits for
-// a retry, the later one replaces it (catch-up again).
+// unavailable) is tried again after SchedulerConfig.RetryDelay, doubling
+// up to a minute, SchedulerConfig.MaxAttempts attempts in all; then it is
+// logged as an error and recorded as made. If a later firing of the
+// schedule comes due while one waits for a retry, the later one replaces
+// it (catch-up again).
 type Scheduler struct {
+	cfg     SchedulerConfig // defaults filled; read-only after NewScheduler
+	st      scheduleStore
+	q       firingQueue
+	exists  func(fn string) bool
+	log     *slog.Logger
+	kick    chan struct{} // the schedules changed; buffered 1
+	running atomic.Bool
+
+	idle func(wake time.Time) // tests: called when the loop is about to sleep
+}
+
+// SchedulerConfig configures a Scheduler. Store, Queue and FunctionExists
+// are required; every other zero field takes the default named after it.
+type SchedulerConfig struct {
+	// Store keeps the schedules; *store.Store is one.
+	Store scheduleStore
+	// Queue takes the firings; *Queue is one.
+	Queue firingQueue
+	// FunctionExists reports whether a function exists; Create refuses
+	// schedules of unknown functions.
+	FunctionExists func(fn string) bool
 	// Region is the region in events and rule ARNs.
 	Region string
 	// MaxAttempts bounds the attempts of one firing (DefaultFireAttempts).
@@ -111,40 +133,43 @@ type Scheduler struct {
 	// Now clock, and a function that stops it (a time.Timer by default).
 	// Tests replace both with a clock they step.
 	NewTimer func(d time.Duration) (<-chan time.Time, func() bool)
-
-	st      scheduleStore
-	q       firingQueue
-	exists  func(fn string) bool
-	log     *slog.Logger
-	kick    chan struct{} // the schedules changed; buffered 1
-	running atomic.Bool
-
-	idle func(wake time.Time) // tests: called when the loop is about to sleep
+	// Log receives the Scheduler's log lines; nil discards them.
+	Log *slog.Logger
 }
 
-// NewScheduler returns a Scheduler keeping its schedules in st and
-// enqueueing their firings on q. exists reports whether a function
-// exists; Create refuses schedules of unknown functions.
-func NewScheduler(st scheduleStore, q firingQueue, exists func(fn string) bool, log *slog.Logger) *Scheduler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+func (c SchedulerConfig) withDefaults() SchedulerConfig {
+	c.MaxAttempts = orDefault(c.MaxAttempts, DefaultFireAttempts)
+	c.RetryDelay = orDefault(c.RetryDelay, DefaultFireRetryDelay)
+	c.MaxEventSize = orDefault(c.MaxEventSize, DefaultMaxEventSize)
+	if c.Now == nil {
+		c.Now = time.Now
 	}
-	return &Scheduler{st: st, q: q, exists: exists, log: log, kick: make(chan struct{}, 1)}
+	if c.NewTimer == nil {
+		c.NewTimer = func(d time.Duration) (<-chan time.Time, func() bool) {
+			t := time.NewTimer(d)
+			return t.C, t.Stop
+		}
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
 }
 
-func (sc *Scheduler) now() time.Time {
-	if sc.Now != nil {
-		return sc.Now()
+// NewScheduler returns a Scheduler configured by cfg. It does no I/O: Run
+// reads the schedules.
+func NewScheduler(cfg SchedulerConfig) *Scheduler {
+	cfg = cfg.withDefaults()
+	return &Scheduler{
+		cfg: cfg, st: cfg.Store, q: cfg.Queue, exists: cfg.FunctionExists, log: cfg.Log,
+		kick: make(chan struct{}, 1),
 	}
-	return time.Now()
 }
+
+func (sc *Scheduler) now() time.Time { return sc.cfg.Now() }
 
 func (sc *Scheduler) newTimer(d time.Duration) (<-chan time.Time, func() bool) {
-	if sc.NewTimer != nil {
-		return sc.NewTimer(d)
-	}
-	t := time.NewTimer(d)
-	return t.C, t.Stop
+	return sc.cfg.NewTimer(d)
 }
 
 // wake has Run read the schedules again.
@@ -161,7 +186,7 @@ func (sc *Scheduler) wake() {
 // such function), ErrConflict (the name is taken), ErrTooLarge (data too
 // large for an event).
 func (sc *Scheduler) Create(ctx context.Context, spec ScheduleSpec) (*stratus.Schedule, error) {
-	s, err := newSchedule(spec, sc.now(), sc.Region, orDefault(sc.MaxEventSize, DefaultMaxEventSize))
+	s, err := newSchedule(spec, sc.now(), sc.cfg.Region, sc.cfg.MaxEventSize)
 	if err != nil {
 		return nil, err
 	}
@@ -507,7 +532,7 @@ func (sc *Scheduler) fire(ctx context.Context, e *schedEntry, f, now time.Time) 
 		e.firing, e.id, e.attempts = f, uuid.NewString(), 0
 	}
 	e.attempts++
-	ev := scheduledEvent(e.id, sc.Region, e.s.Name, f, e.s.Data)
+	ev := scheduledEvent(e.id, sc.cfg.Region, e.s.Name, f, e.s.Data)
 	ectx, cancel := context.WithTimeout(ctx, opTimeout)
 	reqID, err := sc.q.Enqueue(ectx, e.s.Function, ev)
 	cancel()
@@ -516,8 +541,8 @@ func (sc *Scheduler) fire(ctx context.Context, e *schedEntry, f, now time.Time) 
 		log.Info("schedule fired", "req_id", reqID, "late", now.Sub(f).Round(time.Millisecond), "attempt", e.attempts)
 	case ctx.Err() != nil:
 		return // stopping: not recorded, so the next start makes it
-	case e.attempts < orDefault(sc.MaxAttempts, DefaultFireAttempts):
-		delay := min(orDefault(sc.RetryDelay, DefaultFireRetryDelay)<<(e.attempts-1), maxFireRetryDelay)
+	case e.attempts < sc.cfg.MaxAttempts:
+		delay := min(sc.cfg.RetryDelay<<(e.attempts-1), maxFireRetryDelay)
 		e.retryAt = sc.now().Add(delay)
 		log.Warn("schedule firing failed; retrying", "attempt", e.attempts, "retry_in", delay, "err", err)
 		return

@@ -7,19 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"maps"
-	mathrand "math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -91,11 +85,19 @@ type TopicStats struct {
 	Dropped int64
 }
 
-// Topics keeps topics and subscriptions (in the store) and their events
-// (in TopicStream), and delivers each event to the subscriptions whose
-// filter it passes. Set its exported fields, if at all, before the first
-// call of any method; zero fields take the defaults named after them.
-type Topics struct {
+// TopicsConfig configures Topics. Bus, Store, Queue and FunctionExists
+// are required; every other zero field takes the default named after it.
+type TopicsConfig struct {
+	// Bus stores the events.
+	Bus *Bus
+	// Store keeps topics and subscriptions; *store.Store is one.
+	Store topicStore
+	// Queue starts the async invocations of function subscribers; *Queue
+	// is one.
+	Queue subscriberQueue
+	// FunctionExists reports whether a function exists (checked when
+	// subscribing).
+	FunctionExists func(fn string) bool
 	// MaxEventSize bounds an event's structured-mode JSON, which is what a
 	// function subscriber receives as its async event
 	// (DefaultMaxEventSize).
@@ -108,25 +110,57 @@ type Topics struct {
 	MaxAge   time.Duration
 	MaxBytes int64
 	// BatchWait is the longest a batching subscription holds its first
-	// event before it invokes its function with fewer than Batch events.
+	// event before it invokes its function with fewer than Batch events
+	// (DefaultBatchWait).
 	BatchWait time.Duration
 	// URLAttempts is how many times an event is POSTed to a URL subscriber
 	// before it is dropped; URLTimeout bounds one POST; URLConcurrency is
-	// how many POSTs one subscription has in flight.
+	// how many POSTs one subscription has in flight (DefaultURLAttempts,
+	// DefaultURLTimeout, DefaultURLConcurrency).
 	URLAttempts    int
 	URLTimeout     time.Duration
 	URLConcurrency int
 	// RetryBase and RetryMax shape the delay before a failed delivery is
 	// tried again: about RetryBase·2^(n-1) after attempt n, at most
-	// RetryMax, half of it jittered.
+	// RetryMax, half of it jittered (DefaultDeliveryRetry,
+	// DefaultDeliveryRetryMx).
 	RetryBase, RetryMax time.Duration
 	// AckWait is how long a delivered event may stay unsettled before
 	// JetStream delivers it again (DefaultAckWait).
 	AckWait time.Duration
-	// Client posts to URL subscribers (a client with no timeout of its
-	// own; URLTimeout bounds each request).
+	// Client posts to URL subscribers (http.DefaultClient; a client with
+	// no timeout of its own: URLTimeout bounds each request).
 	Client *http.Client
+	// Log receives the log lines of Topics; nil discards them.
+	Log *slog.Logger
+}
 
+// withDefaults fills the zero fields of c. MaxBytes stays 0 until the
+// stream is created: its default depends on the Bus's store.
+func (c TopicsConfig) withDefaults() TopicsConfig {
+	c.MaxEventSize = orDefault(c.MaxEventSize, DefaultMaxEventSize)
+	c.MaxAge = orDefault(c.MaxAge, DefaultTopicMaxAge)
+	c.BatchWait = orDefault(c.BatchWait, DefaultBatchWait)
+	c.URLAttempts = orDefault(c.URLAttempts, DefaultURLAttempts)
+	c.URLTimeout = orDefault(c.URLTimeout, DefaultURLTimeout)
+	c.URLConcurrency = orDefault(c.URLConcurrency, DefaultURLConcurrency)
+	c.RetryBase = orDefault(c.RetryBase, DefaultDeliveryRetry)
+	c.RetryMax = orDefault(c.RetryMax, DefaultDeliveryRetryMx)
+	c.AckWait = orDefault(c.AckWait, DefaultAckWait)
+	if c.Client == nil {
+		c.Client = http.DefaultClient
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Topics keeps topics and subscriptions (in the store) and their events
+// (in TopicStream), and delivers each event to the subscriptions whose
+// filter it passes.
+type Topics struct {
+	cfg      TopicsConfig // defaults filled; read-only after NewTopics
 	bus      *Bus
 	st       topicStore
 	q        subscriberQueue
@@ -145,15 +179,12 @@ type Topics struct {
 	published, delivered, invalid, dropped atomic.Int64
 }
 
-// NewTopics returns Topics keeping its records in st, its events on bus,
-// and delivering to functions through q. fnExists reports whether a
-// function exists (checked when subscribing).
-func NewTopics(bus *Bus, st topicStore, q subscriberQueue, fnExists func(fn string) bool, log *slog.Logger) *Topics {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+// NewTopics returns Topics configured by cfg. It does no I/O: Ensure, Run
+// and Publish create the stream.
+func NewTopics(cfg TopicsConfig) *Topics {
+	cfg = cfg.withDefaults()
 	return &Topics{
-		bus: bus, st: st, q: q, fnExists: fnExists, log: log,
+		cfg: cfg, bus: cfg.Bus, st: cfg.Store, q: cfg.Queue, fnExists: cfg.FunctionExists, log: cfg.Log,
 		kick: make(chan struct{}, 1),
 		subs: make(map[string]stratus.Subscription),
 	}
@@ -331,15 +362,15 @@ func checkURL(s string) error {
 }
 
 // Publish stores events on topic and returns once JetStream has
-// acknowledged every one. Each is stored as its structured-mode JSON with
-// a Nats-Msg-Id made of the topic, source and id, so publishing the same
-// event again within two minutes stores it once. Errors: stratus.ErrNotFound
-// (no such topic), ErrInvalid (an invalid event), ErrTooLarge (an event's
-// JSON over MaxEventSize), ErrNoSpace (the data volume is full: see
-// Bus.Health), ErrUnavailable (JetStream not answering within
-// PublishTimeout, or disabled), or ctx's error. It fails at once while the
-// bus is unhealthy. On an error some events may be stored; publishing them
-// all again is safe.
+// acknowledged every one. Each is stored as its structured-mode JSON with a
+// Nats-Msg-Id made of the topic, source and id, so publishing the same
+// event again within two minutes stores it once. Errors:
+// stratus.ErrNotFound (no such topic), ErrInvalid (an invalid event),
+// ErrTooLarge (an event's JSON over TopicsConfig.MaxEventSize), ErrNoSpace
+// (the data volume is full: see Bus.Health), ErrUnavailable (JetStream not
+// answering within PublishTimeout, or disabled), or ctx's error. It fails
+// at once while the bus is unhealthy. On an error some events may be
+// stored; publishing them all again is safe.
 func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.Event) error {
 	if _, err := t.st.GetTopic(ctx, topic); err != nil {
 		return fmt.Errorf("publish: %w", err)
@@ -347,7 +378,7 @@ func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.
 	if len(events) == 0 {
 		return nil
 	}
-	limit := orDefault(t.MaxEventSize, DefaultMaxEventSize)
+	limit := t.cfg.MaxEventSize
 	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
 		b, err := e.JSON()
@@ -415,7 +446,7 @@ func (t *Topics) getStream(ctx context.Context) (jetstream.Stream, error) {
 	if s != nil {
 		return s, nil // made meanwhile
 	}
-	limit := orDefault(t.MaxEventSize, DefaultMaxEventSize)
+	limit := t.cfg.MaxEventSize
 	done := t.bus.api()
 	defer done()
 	s, err = t.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -425,8 +456,8 @@ func (t *Topics) getStream(ctx context.Context) (jetstream.Stream, error) {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
-		MaxAge:      orDefault(t.MaxAge, DefaultTopicMaxAge),
-		MaxBytes:    orDefault(t.MaxBytes, t.bus.StreamBytes(DefaultTopicMaxBytes, topicsShare)),
+		MaxAge:      t.cfg.MaxAge,
+		MaxBytes:    orDefault(t.cfg.MaxBytes, t.bus.StreamBytes(DefaultTopicMaxBytes, topicsShare)),
 		// JSON of an event may be about twice its size (escaping, base64).
 		MaxMsgSize: int32(2*limit + headerAllowance),
 		Duplicates: 2 * time.Minute,
@@ -464,476 +495,4 @@ func (t *Topics) deleteConsumer(id string) {
 	if err := s.DeleteConsumer(ctx, id); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.log.Warn("delete subscription consumer; the next start removes it", "subscription", id, "err", err)
 	}
-}
-
-// runner is one running subscription, owned by Run.
-type runner struct {
-	cancel  context.CancelFunc
-	removed atomic.Bool // stopped because the subscription was deleted
-}
-
-// Run delivers the events of every subscription until ctx ends: the
-// stored ones at start and those added later, until they are deleted. It
-// returns once every goroutine it started has ended, after in-flight
-// deliveries have finished (each bounded by URLTimeout or one enqueue). It
-// returns an error only if the stream or the stored subscriptions cannot
-// be read at start. Only one Run may be active per Topics.
-func (t *Topics) Run(ctx context.Context) error {
-	t.mu.Lock()
-	if t.running {
-		t.mu.Unlock()
-		return fmt.Errorf("run topics: already running: %w", stratus.ErrConflict)
-	}
-	t.running = true
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		t.running = false
-		t.mu.Unlock()
-	}()
-	s, err := t.getStream(ctx)
-	if err != nil {
-		return fmt.Errorf("run topics: %w", err)
-	}
-	t.changeMu.Lock()
-	stored, err := t.st.ListSubscriptions(ctx, "")
-	if err == nil {
-		t.mu.Lock()
-		for _, sub := range stored {
-			t.subs[sub.ID] = sub
-		}
-		t.mu.Unlock()
-	}
-	t.changeMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("run topics: %w", err)
-	}
-	t.removeOrphans(ctx, s)
-
-	var wg sync.WaitGroup
-	runners := make(map[string]*runner)
-	reconcile := func() {
-		t.mu.Lock()
-		want := maps.Clone(t.subs)
-		t.mu.Unlock()
-		for id, r := range runners {
-			if _, ok := want[id]; !ok {
-				r.removed.Store(true)
-				r.cancel()
-				delete(runners, id)
-			}
-		}
-		for id, sub := range want {
-			if runners[id] != nil {
-				continue
-			}
-			rctx, cancel := context.WithCancel(ctx)
-			r := &runner{cancel: cancel}
-			runners[id] = r
-			wg.Go(func() { t.runSubscription(rctx, sub, r) })
-		}
-	}
-	reconcile()
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-t.kick:
-			reconcile()
-		}
-	}
-	for _, r := range runners {
-		r.cancel()
-	}
-	wg.Wait()
-	return nil
-}
-
-// removeOrphans deletes consumers of subscriptions that are no longer
-// stored (deleted while their consumer could not be).
-func (t *Topics) removeOrphans(ctx context.Context, s jetstream.Stream) {
-	t.mu.Lock()
-	known := maps.Clone(t.subs)
-	t.mu.Unlock()
-	done := t.bus.api()
-	names := s.ConsumerNames(ctx)
-	var orphans []string
-	for name := range names.Name() {
-		if _, ok := known[name]; !ok && strings.HasPrefix(name, subscriptionPrefix) {
-			orphans = append(orphans, name)
-		}
-	}
-	done()
-	if err := names.Err(); err != nil && ctx.Err() == nil {
-		t.log.Warn("list subscription consumers", "err", err)
-	}
-	for _, id := range orphans {
-		t.log.Info("removing the consumer of a deleted subscription", "subscription", id)
-		t.deleteConsumer(id)
-	}
-}
-
-// runSubscription delivers sub's events until ctx ends; if it ends
-// because sub was deleted, it deletes sub's consumer.
-func (t *Topics) runSubscription(ctx context.Context, sub stratus.Subscription, r *runner) {
-	defer func() {
-		if r.removed.Load() {
-			t.deleteConsumer(sub.ID)
-		}
-	}()
-	log := t.log.With("topic", sub.Topic, "subscription", sub.ID)
-	filter, err := cloudevent.ParseFilter(sub.Filter)
-	if err != nil {
-		log.Error("stored subscription has a bad filter; it receives nothing", "err", err)
-		return
-	}
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		if t.bus.Health() != nil {
-			// JetStream would not answer, or is about to be re-enabled.
-			select {
-			case <-time.After(500 * time.Millisecond):
-			case <-ctx.Done():
-			}
-			continue
-		}
-		// A JetStream re-enabled after a write error has lost the
-		// consumer's pull requests: consume again.
-		cctx, cancel := context.WithCancel(ctx)
-		restarted := t.bus.Restarted()
-		var watch sync.WaitGroup
-		watch.Go(func() {
-			select {
-			case <-restarted:
-				cancel()
-			case <-cctx.Done():
-			}
-		})
-		err := t.consume(cctx, sub, filter, log)
-		again := cctx.Err() != nil && ctx.Err() == nil
-		cancel()
-		watch.Wait()
-		if ctx.Err() != nil {
-			return
-		}
-		if again {
-			wait = 100 * time.Millisecond
-			continue
-		}
-		t.mu.Lock()
-		_, wanted := t.subs[sub.ID]
-		t.mu.Unlock()
-		if !wanted { // deleted: its consumer went first
-			r.removed.Store(true)
-			return
-		}
-		log.Warn("subscription interrupted; resuming", "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-}
-
-// consumer creates (or finds) sub's durable consumer: it starts at the
-// subscription's creation time and filters on its topic's subject.
-func (t *Topics) consumer(ctx context.Context, sub stratus.Subscription) (jetstream.Consumer, error) {
-	s, err := t.getStream(ctx)
-	if err != nil {
-		return nil, err
-	}
-	start := sub.CreatedAt
-	done := t.bus.api()
-	defer done()
-	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       sub.ID,
-		Description:   "Stratus subscription to topic " + sub.Topic,
-		FilterSubject: TopicSubject(sub.Topic),
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-		OptStartTime:  &start,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       orDefault(t.AckWait, DefaultAckWait),
-		MaxDeliver:    -1,
-		MaxAckPending: max(subscriptionMaxAckPending, 2*sub.Batch),
-	})
-	if err != nil {
-		if c, gerr := s.Consumer(ctx, sub.ID); gerr == nil {
-			return c, nil
-		}
-		return nil, fmt.Errorf("create consumer %s: %w", sub.ID, t.bus.publishErr(err))
-	}
-	return c, nil
-}
-
-// consume runs one message iterator of sub until ctx ends (nil) or the
-// iterator fails.
-func (t *Topics) consume(ctx context.Context, sub stratus.Subscription, filter cloudevent.Filter, log *slog.Logger) error {
-	c, err := t.consumer(ctx, sub)
-	if err != nil {
-		return err
-	}
-	buffer := 2 * orDefault(t.URLConcurrency, DefaultURLConcurrency)
-	if sub.Function != "" {
-		buffer = max(2*sub.Batch, 32)
-	}
-	it, err := c.Messages(jetstream.PullMaxMessages(buffer))
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
-	}
-	defer it.Stop()
-	if sub.Function != "" {
-		return t.consumeForFunction(ctx, sub, filter, it, log)
-	}
-	return t.consumeForURL(ctx, sub, filter, it, log)
-}
-
-// next returns the next message of it, waiting until ctx ends; missing
-// heartbeats are not errors.
-func next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
-			continue
-		}
-		return msg, err
-	}
-}
-
-// accept parses msg and applies filter; a message that is not for the
-// subscriber is settled here and accept returns false.
-func (t *Topics) accept(sub stratus.Subscription, filter cloudevent.Filter, msg jetstream.Msg, log *slog.Logger) (cloudevent.Event, bool) {
-	e, err := cloudevent.FromJSON(msg.Data(), int64(orDefault(t.MaxEventSize, DefaultMaxEventSize)))
-	if err != nil {
-		t.invalid.Add(1)
-		log.Warn("dropping a message that is not a valid CloudEvent", "err", err)
-		_ = msg.Term()
-		return cloudevent.Event{}, false
-	}
-	if !filter.Matches(e) {
-		_ = msg.Ack()
-		return cloudevent.Event{}, false
-	}
-	return e, true
-}
-
-// pending is a batch of events collected for one invocation.
-type pending struct {
-	msgs     []jetstream.Msg
-	events   [][]byte // structured-mode JSON
-	size     int      // bytes of the JSON list of events
-	deadline time.Time
-}
-
-func (p *pending) reset() { p.msgs, p.events, p.size = p.msgs[:0], p.events[:0], 0 }
-
-// consumeForFunction enqueues an async invocation of sub.Function per
-// matching event, or per batch of up to sub.Batch events collected within
-// BatchWait, and acknowledges the events once Enqueue succeeded.
-func (t *Topics) consumeForFunction(ctx context.Context, sub stratus.Subscription, filter cloudevent.Filter, it jetstream.MessagesContext, log *slog.Logger) error {
-	limit := orDefault(t.MaxEventSize, DefaultMaxEventSize)
-	var p pending
-	flush := func() {
-		if len(p.msgs) == 0 {
-			return
-		}
-		body := make([]byte, 0, p.size)
-		body = append(body, '[')
-		for i, e := range p.events {
-			if i > 0 {
-				body = append(body, ',')
-			}
-			body = append(body, e...)
-		}
-		body = append(body, ']')
-		t.enqueue(sub, p.msgs, body, log)
-		p.reset()
-	}
-	defer flush() // events collected when ctx ended
-	for {
-		nctx, cancel := ctx, context.CancelFunc(func() {})
-		if len(p.msgs) > 0 {
-			nctx, cancel = context.WithDeadline(ctx, p.deadline)
-		}
-		msg, err := next(nctx, it)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if len(p.msgs) > 0 && errors.Is(err, context.DeadlineExceeded) {
-				flush()
-				continue
-			}
-			return err
-		}
-		e, ok := t.accept(sub, filter, msg, log)
-		if !ok {
-			continue
-		}
-		b, err := e.JSON()
-		if err != nil { // FromJSON validated it; this does not happen
-			t.dropped.Add(1)
-			log.Warn("dropping an event that does not render", "err", err)
-			_ = msg.Term()
-			continue
-		}
-		if sub.Batch <= 1 {
-			t.enqueue(sub, []jetstream.Msg{msg}, b, log)
-			continue
-		}
-		if len(p.msgs) > 0 && p.size+1+len(b) > limit {
-			flush() // the list would be too large for one async event
-		}
-		if len(p.msgs) == 0 {
-			p.size = 2
-			p.deadline = time.Now().Add(orDefault(t.BatchWait, DefaultBatchWait))
-		} else {
-			p.size++
-		}
-		p.msgs = append(p.msgs, msg)
-		p.events = append(p.events, b)
-		p.size += len(b)
-		if len(p.msgs) >= sub.Batch {
-			flush()
-		}
-	}
-}
-
-// subscriptionNS is the UUID namespace of request IDs made for topic
-// events delivered to functions.
-var subscriptionNS = uuid.MustParse("6f0b3c1e-3c61-4c1e-9a55-2b7f4f6f7a10")
-
-// enqueue starts the async invocation of sub.Function with event and
-// settles msgs: acknowledged once the event is stored, dropped when it can
-// never be (function gone, event too large), else delivered again after a
-// backoff.
-func (t *Topics) enqueue(sub stratus.Subscription, msgs []jetstream.Msg, event []byte, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	// The request ID follows from the subscription and the first event's
-	// place in the stream, so a redelivery of the same events (an ack lost
-	// in a crash) is stored once.
-	key := sub.ID
-	if md, merr := msgs[0].Metadata(); merr == nil {
-		key += "/" + strconv.FormatUint(md.Sequence.Stream, 10) + "/" + strconv.Itoa(len(msgs))
-	} else {
-		key += "/" + uuid.NewString()
-	}
-	_, err := t.q.EnqueueID(ctx, sub.Function, uuid.NewSHA1(subscriptionNS, []byte(key)).String(), event)
-	switch {
-	case err == nil:
-		for _, m := range msgs {
-			_ = m.Ack()
-		}
-		t.delivered.Add(int64(len(msgs)))
-	case errors.Is(err, stratus.ErrNotFound), errors.Is(err, stratus.ErrTooLarge), errors.Is(err, stratus.ErrInvalid):
-		t.dropped.Add(int64(len(msgs)))
-		log.Warn("dropping events for a function subscriber", "fn", sub.Function, "events", len(msgs), "err", err)
-		for _, m := range msgs {
-			_ = m.Term()
-		}
-	default:
-		log.Warn("enqueue events for a function subscriber; trying again later", "fn", sub.Function, "events", len(msgs), "err", err)
-		for _, m := range msgs {
-			_ = m.NakWithDelay(t.retryDelay(m))
-		}
-	}
-}
-
-// retryDelay is the wait before msg is delivered again.
-func (t *Topics) retryDelay(msg jetstream.Msg) time.Duration {
-	n := 1
-	if md, err := msg.Metadata(); err == nil {
-		n = int(md.NumDelivered)
-	}
-	return retryDelay(orDefault(t.RetryBase, DefaultDeliveryRetry), orDefault(t.RetryMax, DefaultDeliveryRetryMx), n, mathrand.Float64())
-}
-
-// consumeForURL POSTs each matching event to sub.URL, up to URLConcurrency
-// at once, and returns after the POSTs in flight have ended.
-func (t *Topics) consumeForURL(ctx context.Context, sub stratus.Subscription, filter cloudevent.Filter, it jetstream.MessagesContext, log *slog.Logger) error {
-	slots := make(chan struct{}, orDefault(t.URLConcurrency, DefaultURLConcurrency))
-	var posts sync.WaitGroup
-	defer posts.Wait()
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
-		msg, err := next(ctx, it)
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		e, ok := t.accept(sub, filter, msg, log)
-		if !ok {
-			<-slots
-			continue
-		}
-		posts.Go(func() {
-			defer func() { <-slots }()
-			t.post(sub, msg, e, log)
-		})
-	}
-}
-
-// post delivers e to sub.URL once and settles msg: acknowledged on a 2xx
-// answer; dropped on a 4xx other than 408 and 429 (the subscriber refuses
-// the event) or after URLAttempts attempts; else delivered again after a
-// backoff.
-func (t *Topics) post(sub stratus.Subscription, msg jetstream.Msg, e cloudevent.Event, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), orDefault(t.URLTimeout, DefaultURLTimeout))
-	defer cancel()
-	status, err := t.send(ctx, sub.URL, e)
-	attempt := 1
-	if md, merr := msg.Metadata(); merr == nil {
-		attempt = int(md.NumDelivered)
-	}
-	if err == nil && (status < 200 || status > 299) {
-		err = fmt.Errorf("answered %d %s", status, http.StatusText(status))
-	}
-	switch {
-	case err == nil:
-		_ = msg.Ack()
-		t.delivered.Add(1)
-	case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-		t.dropped.Add(1)
-		log.Warn("dropping an event its URL subscriber refused", "url", sub.URL, "id", e.ID, "err", err)
-		_ = msg.Term()
-	case attempt >= orDefault(t.URLAttempts, DefaultURLAttempts):
-		t.dropped.Add(1)
-		log.Warn("dropping an event after its last attempt", "url", sub.URL, "id", e.ID, "attempts", attempt, "err", err)
-		_ = msg.Term()
-	default:
-		delay := t.retryDelay(msg)
-		log.Info("delivery to URL failed; trying again", "url", sub.URL, "id", e.ID, "attempt", attempt, "retry_in", delay, "err", err)
-		_ = msg.NakWithDelay(delay)
-	}
-}
-
-// send POSTs e in structured mode and returns the answer's status.
-func (t *Topics) send(ctx context.Context, target string, e cloudevent.Event) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, nil)
-	if err != nil {
-		return 0, err
-	}
-	if err := cloudevent.WriteRequest(req, e); err != nil {
-		return 0, err
-	}
-	req.Header.Set("User-Agent", "stratus")
-	hc := t.Client
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }

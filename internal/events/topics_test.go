@@ -64,16 +64,15 @@ func (q *topicQueue) delivered(fn string) []string {
 }
 
 type topicHarness struct {
-	t      *testing.T
-	dir    string
-	bus    *Bus
-	st     *store.Store
-	q      *topicQueue
-	fns    map[string]bool
-	tp     *Topics
-	stop   context.CancelFunc
-	ended  chan error
-	closed bool
+	t     *testing.T
+	dir   string
+	bus   *Bus
+	st    *store.Store
+	q     *topicQueue
+	fns   map[string]bool
+	tp    *Topics
+	stop  context.CancelFunc
+	ended chan error
 }
 
 func newTopicHarness(t *testing.T) *topicHarness {
@@ -96,14 +95,21 @@ func newTopicHarness(t *testing.T) *topicHarness {
 	return h
 }
 
-func (h *topicHarness) newTopics() *Topics {
-	tp := NewTopics(h.bus, h.st, h.q, func(fn string) bool { return h.fns[fn] }, testLog())
-	tp.BatchWait = 200 * time.Millisecond
-	tp.RetryBase = 10 * time.Millisecond
-	tp.RetryMax = 50 * time.Millisecond
-	tp.URLTimeout = 2 * time.Second
-	tp.AckWait = 2 * time.Second
-	return tp
+// newTopics returns fast Topics on h's bus and store; change, if any,
+// adjusts their configuration first.
+func (h *topicHarness) newTopics(change ...func(*TopicsConfig)) *Topics {
+	cfg := TopicsConfig{
+		Bus: h.bus, Store: h.st, Queue: h.q, FunctionExists: func(fn string) bool { return h.fns[fn] }, Log: testLog(),
+		BatchWait:  200 * time.Millisecond,
+		RetryBase:  10 * time.Millisecond,
+		RetryMax:   50 * time.Millisecond,
+		URLTimeout: 2 * time.Second,
+		AckWait:    2 * time.Second,
+	}
+	for _, c := range change {
+		c(&cfg)
+	}
+	return NewTopics(cfg)
 }
 
 func (h *topicHarness) run() {
@@ -272,7 +278,7 @@ func TestTopicBatches(t *testing.T) {
 
 func TestTopicBatchesStayUnderTheEventLimit(t *testing.T) {
 	h := newTopicHarness(t)
-	h.tp.MaxEventSize = 400
+	h.tp = h.newTopics(func(c *TopicsConfig) { c.MaxEventSize = 400 })
 	h.topic("t")
 	h.run()
 	h.subscribe(stratus.Subscription{Topic: "t", Function: "fn", Batch: 10})
@@ -350,7 +356,7 @@ func TestTopicURLSubscriberWithRetries(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	h.tp.URLAttempts = 3
+	h.tp = h.newTopics(func(c *TopicsConfig) { c.URLAttempts = 3 })
 	h.topic("t")
 	h.run()
 	h.subscribe(stratus.Subscription{Topic: "t", URL: srv.URL + "/hook"})

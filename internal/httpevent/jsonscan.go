@@ -126,15 +126,6 @@ func skipValue(d []byte, i int) int {
 	return len(d)
 }
 
-// keyIs reports whether the quoted key equals name.
-func keyIs(key []byte, name string) bool {
-	if bytes.IndexByte(key, '\\') < 0 {
-		return len(key) == len(name)+2 && string(key[1:len(key)-1]) == name
-	}
-	var s string
-	return json.Unmarshal(key, &s) == nil && s == name
-}
-
 // unquoteBytes returns the content of the valid JSON string s, a sub-slice
 // of s when it has no escapes.
 func unquoteBytes(s []byte) []byte {

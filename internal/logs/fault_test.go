@@ -3,7 +3,6 @@ package logs
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -66,7 +65,7 @@ func line(fn, req string, n int) stratus.LogLine {
 func TestQueueBoundedInBytes(t *testing.T) {
 	st := open(t)
 	const max = 1 << 20
-	w := New(st, Retention{}, max, slog.New(slog.DiscardHandler))
+	w := New(Config{Store: st, QueueBytes: max})
 	const size = 64 << 10
 	cost := lineCost(&stratus.LogLine{Function: "f", RequestID: "r", Stream: "stdout", Text: strings.Repeat("x", size)})
 	fits := int((max - max/8) / cost)
@@ -111,7 +110,7 @@ func TestQueueBoundedInBytes(t *testing.T) {
 // once the store works again, exactly once, with no restart.
 func TestStoreFailureKeepsBatch(t *testing.T) {
 	st := &full{Store: open(t)}
-	w := New(st, Retention{}, 0, slog.New(slog.DiscardHandler))
+	w := New(Config{Store: st})
 	start(t, w)
 	ctx := context.Background()
 	if err := w.Health(); err != nil {
@@ -163,11 +162,10 @@ func TestStoreFailureKeepsBatch(t *testing.T) {
 func TestFailingStoreDoesNotWedge(t *testing.T) {
 	st := &full{Store: open(t)}
 	const max = 1 << 20
-	w := New(st, Retention{}, max, slog.New(slog.DiscardHandler))
 	now := time.Unix(2e9, 0)
 	var clock atomic.Pointer[time.Time]
 	clock.Store(&now)
-	w.now = func() time.Time { return *clock.Load() }
+	w := New(Config{Store: st, QueueBytes: max, Now: func() time.Time { return *clock.Load() }})
 	start(t, w)
 	ctx := context.Background()
 	st.full.Store(true)

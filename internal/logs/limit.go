@@ -57,16 +57,27 @@ type bucket struct {
 	used time.Time
 }
 
-// NewLimiter returns a Limiter; a bound of 0 or less is no bound. now
-// defaults to time.Now.
-func NewLimiter(perInvocation, bytesPerSecond int64, now func() time.Time) *Limiter {
-	if now == nil {
-		now = time.Now
+// LimiterConfig configures a Limiter; a bound of 0 or less is no bound.
+type LimiterConfig struct {
+	// PerInvocation bounds the bytes of output stored per invocation of
+	// a function.
+	PerInvocation int64
+	// BytesPerSecond bounds the output stored per second per function or
+	// service.
+	BytesPerSecond int64
+	// Now is the clock of the rate buckets (time.Now).
+	Now func() time.Time
+}
+
+// NewLimiter returns a Limiter configured by cfg.
+func NewLimiter(cfg LimiterConfig) *Limiter {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	l := &Limiter{perInvocation: perInvocation, rate: rate.Inf, now: now, every: reportEvery, buckets: map[string]*bucket{}}
-	if bytesPerSecond > 0 {
-		l.rate = rate.Limit(bytesPerSecond)
-		l.burst = int(max(bytesPerSecond, minBurst))
+	l := &Limiter{perInvocation: cfg.PerInvocation, rate: rate.Inf, now: cfg.Now, every: reportEvery, buckets: map[string]*bucket{}}
+	if cfg.BytesPerSecond > 0 {
+		l.rate = rate.Limit(cfg.BytesPerSecond)
+		l.burst = int(max(cfg.BytesPerSecond, minBurst))
 	}
 	return l
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 type clock struct {
@@ -49,7 +51,7 @@ func (r *reports) get() ([]string, []string) {
 // it ends; the next invocation starts afresh.
 func TestMeterPerInvocation(t *testing.T) {
 	c := &clock{now: time.Unix(1e9, 0)}
-	l := NewLimiter(10<<10, 0, c.Now)
+	l := NewLimiter(LimiterConfig{PerInvocation: 10 << 10, Now: c.Now})
 	var r reports
 	m := l.Meter("f", true, r.report)
 	stored := 0
@@ -96,8 +98,8 @@ func TestMeterPerInvocation(t *testing.T) {
 // most once per second, and a second after the last one.
 func TestMeterRate(t *testing.T) {
 	c := &clock{now: time.Unix(1e9, 0)}
-	l := NewLimiter(0, 100<<10, c.Now) // burst: 256 KiB
-	l.every = 50 * time.Millisecond    // the trailing report's timer runs on real time
+	l := NewLimiter(LimiterConfig{BytesPerSecond: 100 << 10, Now: c.Now}) // burst: 256 KiB
+	l.every = 50 * time.Millisecond                                       // the trailing report's timer runs on real time
 	var r reports
 	a := l.Meter("svc", false, r.report)
 	b := l.Meter("svc", false, r.report)
@@ -130,9 +132,9 @@ func TestMeterRate(t *testing.T) {
 	}
 	// 24 + 4 = 28 lines dropped, reported a moment (l.every) after each
 	// meter's first drop not yet reported.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, _ := r.get()
+	var got []string
+	eventually.True(t, 10*time.Second, "reports adding up to 28 lines", func() bool {
+		got, _ = r.get()
 		total := 0
 		for _, s := range got {
 			var n int
@@ -140,22 +142,16 @@ func TestMeterRate(t *testing.T) {
 				total += n
 			}
 		}
-		if total == 28 {
-			for _, s := range got {
-				if !strings.Contains(s, "--output-rate") {
-					t.Errorf("report %q", s)
-				}
-			}
-			// a: one or two reports; b: one.
-			if len(got) > 3 {
-				t.Errorf("%d reports for 2 bursts of drops: %q", len(got), got)
-			}
-			break
+		return total == 28
+	})
+	for _, s := range got {
+		if !strings.Contains(s, "--output-rate") {
+			t.Errorf("report %q", s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reports %q do not add up to 28 lines", got)
-		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	// a: one or two reports; b: one.
+	if len(got) > 3 {
+		t.Errorf("%d reports for 2 bursts of drops: %q", len(got), got)
 	}
 	if n := l.Dropped(DropRate); n != 28 {
 		t.Errorf("Dropped(rate) = %d, want 28", n)

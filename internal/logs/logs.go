@@ -6,14 +6,14 @@
 //
 // Goroutines: Run owns the single writer goroutine (it is the loop
 // itself); Log, Record and AsyncStatus only append to a queue bounded in
-// bytes (Writer's queueBytes: an item costs its text plus a fixed
+// bytes (Config.QueueBytes: an item costs its text plus a fixed
 // overhead), and block while it is full (backpressure, never unbounded
 // memory). They wake the loop only for a batch's worth or a full queue;
 // otherwise it takes what is queued every flushEvery (200 ms), so that an
-// invocation's lines and record cost no goroutine switch. An item's bytes count until it is stored. After Run returns,
-// further items are dropped. A Meter's timer may call its report function
-// from a goroutine of the runtime's; nothing else runs outside the caller's
-// goroutine or Run's.
+// invocation's lines and record cost no goroutine switch. An item's bytes
+// count until it is stored. After Run returns, further items are dropped.
+// A Meter's timer may call its report function from a goroutine of the
+// runtime's; nothing else runs outside the caller's goroutine or Run's.
 //
 // Stored before acknowledged: Sync returns nil only once everything queued
 // before it is stored. When the store fails (disk full), the writer keeps
@@ -57,7 +57,7 @@ const (
 	// lossWindow is how long after a record or status was dropped Sync
 	// fails.
 	lossWindow = time.Minute
-	// DefaultQueueBytes bounds the queue when New is given 0.
+	// DefaultQueueBytes bounds the queue when Config.QueueBytes is 0.
 	DefaultQueueBytes = 64 << 20
 )
 
@@ -109,17 +109,43 @@ type Writer struct {
 	droppedTrace atomic.Int64 // records and statuses dropped while the store failed
 }
 
-// New returns a Writer whose queue holds at most queueBytes
-// (DefaultQueueBytes if 0); call Run.
-func New(st storer, ret Retention, queueBytes int64, log *slog.Logger) *Writer {
-	if ret.Every == 0 {
-		ret.Every = time.Minute
+// Config configures a Writer. Store is required; every other zero field
+// takes its default.
+type Config struct {
+	// Store keeps what the Writer is given; *store.Store is one.
+	Store storer
+	// Retention bounds what the store keeps; Retention.Every defaults to
+	// a minute.
+	Retention Retention
+	// QueueBytes bounds the queue (DefaultQueueBytes).
+	QueueBytes int64
+	// Now is the clock of drops and Syncs (time.Now).
+	Now func() time.Time
+	// Log receives the Writer's log lines; nil discards them.
+	Log *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Retention.Every == 0 {
+		c.Retention.Every = time.Minute
 	}
-	if queueBytes <= 0 {
-		queueBytes = DefaultQueueBytes
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// New returns a Writer configured by cfg; call Run.
+func New(cfg Config) *Writer {
+	cfg = cfg.withDefaults()
 	return &Writer{
-		st: st, ret: ret, log: log, max: queueBytes, now: time.Now,
+		st: cfg.Store, ret: cfg.Retention, log: cfg.Log, max: cfg.QueueBytes, now: cfg.Now,
 		done: make(chan struct{}), wake: make(chan struct{}, 1),
 		space: make(chan struct{}), flushed: make(chan struct{}),
 	}

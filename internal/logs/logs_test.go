@@ -2,7 +2,6 @@ package logs
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +24,7 @@ func open(t *testing.T) *store.Store {
 // status queued before it can be read back, from many callers at once.
 func TestSyncStoresWhatCameBefore(t *testing.T) {
 	st := open(t)
-	w := New(st, Retention{Invocations: 1000, LogLines: 1000}, 0, slog.New(slog.DiscardHandler))
+	w := New(Config{Store: st, Retention: Retention{Invocations: 1000, LogLines: 1000}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
@@ -64,7 +63,7 @@ func TestSyncStoresWhatCameBefore(t *testing.T) {
 // before Run returns, and later calls neither block nor panic.
 func TestRunStoresQueuedAtStop(t *testing.T) {
 	st := open(t)
-	w := New(st, Retention{Invocations: 1000, LogLines: 1000}, 0, slog.New(slog.DiscardHandler))
+	w := New(Config{Store: st, Retention: Retention{Invocations: 1000, LogLines: 1000}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
@@ -87,7 +86,7 @@ func TestRunStoresQueuedAtStop(t *testing.T) {
 // (no goroutine switch per invocation); a Sync or a batch's worth wakes
 // it.
 func TestLinesDoNotWakeTheLoop(t *testing.T) {
-	w := New(open(t), Retention{}, 0, slog.New(slog.DiscardHandler))
+	w := New(Config{Store: open(t)})
 	woken := func() bool {
 		select {
 		case <-w.wake:

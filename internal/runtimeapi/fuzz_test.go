@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +39,7 @@ func FuzzRuntimeAPI(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, script string) {
-		srv, err := runtimeapi.New(netip.Addr{})
+		srv, err := runtimeapi.New(runtimeapi.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/runtimeapi"
 )
 
@@ -65,7 +66,7 @@ const nextReq = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rapi\
 // carry Content-Length, never chunks; a response sent in chunks over
 // several writes, with trailers, is read whole.
 func TestOneConnectionSizedAnswers(t *testing.T) {
-	srv, err := runtimeapi.New(netip.Addr{})
+	srv, err := runtimeapi.New(runtimeapi.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +76,8 @@ func TestOneConnectionSizedAnswers(t *testing.T) {
 	rt := dialRaw(t, srv)
 	for i, id := range []string{"a1", "a2", "a3", "a4", "a5"} {
 		rt.send(nextReq)
-		if i%2 == 0 {
-			<-srv.Ready()
-			time.Sleep(time.Millisecond) // most often the next call waits first
+		if i%2 == 0 { // the next call waits first; else either may come first
+			eventually.True(t, 5*time.Second, "the next call to wait", func() bool { return runtimeapi.WaitingNext(srv) == 1 })
 		}
 		ch, err := srv.Invoke(context.Background(), inv(id, `{"i":`+id[1:]+`}`))
 		if err != nil {
@@ -108,7 +108,7 @@ func TestOneConnectionSizedAnswers(t *testing.T) {
 // TestPipelinedAfterNext: a request sent behind a waiting next call is
 // answered after it, in order.
 func TestPipelinedAfterNext(t *testing.T) {
-	srv, err := runtimeapi.New(netip.Addr{})
+	srv, err := runtimeapi.New(runtimeapi.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +116,7 @@ func TestPipelinedAfterNext(t *testing.T) {
 	srv.SetOwner(anyone)
 	rt := dialRaw(t, srv)
 	rt.send(nextReq + "GET /nowhere HTTP/1.1\r\nHost: rapi\r\n\r\n")
-	<-srv.Ready()
-	time.Sleep(20 * time.Millisecond)
+	eventually.True(t, 5*time.Second, "the next call to wait", func() bool { return runtimeapi.WaitingNext(srv) == 1 })
 	if _, err := srv.Invoke(context.Background(), inv("p1", `"e"`)); err != nil {
 		t.Fatal(err)
 	}

@@ -260,11 +260,11 @@ func (c *cron) parseDOM(s string) error {
 	case strings.HasSuffix(s, "W"):
 		n, ok := atoi(s[:len(s)-1])
 		if !ok || n < 1 || n > 31 {
-			return errors.New("W takes a single day before it, 1W to 31W (or LW for the last weekday)")
+			return errors.New("nW takes a single day before W, 1W to 31W (or LW for the last weekday)")
 		}
 		c.dom, c.domDay = domNearestWeekday, n
 	case strings.ContainsAny(s, "LW?"):
-		return errors.New(`L, LW, nW and ? each stand alone in day-of-month`)
+		return errors.New(`the wildcards L, LW, nW and ? each stand alone in day-of-month`)
 	default:
 		set, err := domField.list(s)
 		if err != nil {
@@ -285,7 +285,7 @@ func (c *cron) parseDOW(s string) error {
 		if strings.Contains(s, "#") {
 			return errors.New(`# takes one day and one week (3#2) and cannot be combined with other values`)
 		}
-		return errors.New(`L, nL and ? each stand alone in day-of-week`)
+		return errors.New(`the wildcards L, nL and ? each stand alone in day-of-week`)
 	case strings.Contains(s, "#"):
 		a, b, _ := strings.Cut(s, "#")
 		w, err := dowField.value(a)

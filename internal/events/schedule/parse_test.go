@@ -143,7 +143,7 @@ func TestParseInvalid(t *testing.T) {
 		{"cron(0 0 1 1/12 ? *)", `step "12": want a number from 1 to 11`},
 		{"cron(0 0 1 * ? 1970/230)", `step "230": want a number from 1 to 229`},
 		{"cron(1234567890 0 1 * ? *)", `"1234567890" is not a valid value`},
-		{"cron(0 0 W * ? *)", "W takes a single day before it, 1W to 31W"},
+		{"cron(0 0 W * ? *)", "W takes a single day before W, 1W to 31W"},
 		{"cron(0 0 0W * ? *)", "W takes a single day"},
 		{"cron(0 0 32W * ? *)", "W takes a single day"},
 		{"cron(0 0 1,15W * ? *)", "W takes a single day"},
