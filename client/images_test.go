@@ -35,7 +35,7 @@ import (
 func imageServer(t *testing.T) (*client.Client, string) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := image.Open(filepath.Join(dir, "images"), 0)
+	st, err := image.Open(image.Config{Dir: filepath.Join(dir, "images")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -416,11 +416,11 @@ func TestBadInvoke(t *testing.T) {
 	}
 	resp, body = s.do("POST", "/v1/functions/fn/invoke", []byte(`{"print":"`+strings.Repeat("y", 1<<20)+`"}`), true)
 	if resp.StatusCode != 200 {
-		t.Errorf("a 1 MB event: %d %s", resp.StatusCode, body[:min(len(body), 200)])
+		t.Fatalf("a 1 MB event: %d %s", resp.StatusCode, body[:min(len(body), 200)])
 	}
 
 	// No refused invocation reached the function: one record, the 1 MB event's.
-	if n := countInvocations(t, s, "fn"); n != 1 {
+	if n := countInvocations(t, s, "fn", resp.Header.Get("X-Amzn-Requestid")); n != 1 {
 		t.Errorf("fn has %d invocation records, want 1", n)
 	}
 }

@@ -166,8 +166,7 @@ func TestImageImportPullRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pulled v1.Image
-	pulled = decode[v1.Image](t, []byte(s.mustCLI("image", "pull", pullRef, "--insecure", "-o", "json")))
+	pulled := decode[v1.Image](t, []byte(s.mustCLI("image", "pull", pullRef, "--insecure", "-o", "json")))
 	if pulled.Ref != pullRef || pulled.Digest != want.String() || pulled.Layers[0] != imported.Layers[0] {
 		t.Fatalf("pulled %+v, want ref %s digest %s and the imported layer", pulled, pullRef, want)
 	}

@@ -107,7 +107,13 @@ func TestRuntimeAPIOnlyItsInstance(t *testing.T) {
 		}
 		stolen <- th
 	}()
-	time.Sleep(500 * time.Millisecond) // the thief's request is in flight (or refused)
+	// The victim is invoked once the thief's request has reached the
+	// victim's Runtime API: the server logged its refusal, or the thief
+	// has its answer.
+	refusal := regexp.MustCompile(`msg="runtime api: refused a connection from outside the instance" .*fn=victim `)
+	eventually.True(t, 30*time.Second, "the thief's request to reach the victim's Runtime API", func() bool {
+		return refusal.MatchString(s.Stderr()) || len(stolen) > 0 || len(errc) > 0
+	})
 	for n := 1; n <= 4; n++ {
 		resp, body := s.invoke("victim", fmt.Sprintf(`{"n":%d}`, n))
 		wantOK(t, resp, body)
@@ -133,7 +139,7 @@ func TestRuntimeAPIOnlyItsInstance(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("the thief did not answer")
 	}
-	if log := s.Stderr(); !regexp.MustCompile(`msg="runtime api: refused a connection from outside the instance" .*fn=victim `).MatchString(log) {
+	if log := s.Stderr(); !refusal.MatchString(log) {
 		t.Errorf("the server's log does not say it refused the thief:\n%s", log)
 	}
 }

@@ -174,6 +174,7 @@ func TestRedeploy(t *testing.T) {
 	eventually.True(t, 10*time.Second, "the version 1 instance to stop", func() bool { return !pidAlive(oldPID) })
 	for i := 0; i < 3; i++ {
 		resp, body = s.invoke("fn", `{}`)
+		wantOK(t, resp, body)
 		if got := decode[versionAnswer](t, body); got.V != 2 {
 			t.Errorf("invoke after the slow one answered %s", body)
 		}

@@ -8,9 +8,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // apigwEcho is what the goapigw fixture echoes of its event.
@@ -136,7 +133,7 @@ func TestFunctionURL(t *testing.T) {
 
 	// The token is required: missing or wrong gives 401 JSON, and the
 	// function is not called.
-	before := countInvocations(t, s, "api")
+	before := countInvocations(t, s, "api", invokeMark(t, s, "api"))
 	for _, hdr := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", s.Token}} {
 		resp, body = s.do("GET", "/fn/api/secret", nil, false, hdr...)
 		wantAPIError(t, resp, body, 401, "UnauthorizedException", "token")
@@ -146,33 +143,32 @@ func TestFunctionURL(t *testing.T) {
 	wantAPIError(t, resp, body, 401, "UnauthorizedException", "")
 	resp, body = s.do("GET", "/fn/nope/x", nil, true)
 	wantAPIError(t, resp, body, 404, "ResourceNotFoundException", "nope")
-	if after := countInvocations(t, s, "api"); after != before {
-		t.Errorf("unauthorised requests invoked the function: %d invocations, was %d", after, before)
+	// One more invocation, the mark that the count waits for.
+	if after := countInvocations(t, s, "api", invokeMark(t, s, "api")); after != before+1 {
+		t.Errorf("unauthorised requests invoked the function: %d invocations, was %d and one since", after, before)
 	}
 }
 
-// countInvocations returns how many invocation records fn has, once the
-// count has settled (records are stored asynchronously).
-func countInvocations(t *testing.T, s *server, fn string) int {
+// countInvocations returns how many invocation records fn has once the
+// record of request lastID is stored. An invocation's record is queued
+// before its caller gets the answer, and records are stored in the order
+// they were queued: every invocation answered before lastID's is counted.
+func countInvocations(t *testing.T, s *server, fn, lastID string) int {
 	t.Helper()
-	last := -1
-	n := 0
-	eventually.True(t, 10*time.Second, "invocation records to settle", func() bool {
-		resp, body := s.do("GET", "/v1/functions/"+fn+"/invocations?limit=10000", nil, true)
-		if resp.StatusCode != 200 {
-			t.Fatalf("invocations: %d %s", resp.StatusCode, body)
-		}
-		n = len(decode[struct {
-			Invocations []map[string]any `json:"invocations"`
-		}](t, body).Invocations)
-		settled := n == last
-		last = n
-		if !settled {
-			time.Sleep(100 * time.Millisecond)
-		}
-		return settled
-	})
-	return n
+	s.waitRecord(fn, lastID)
+	return len(s.records(fn))
+}
+
+// invokeMark invokes fn with an empty event through the invoke API and
+// returns the request ID, for countInvocations to wait on.
+func invokeMark(t *testing.T, s *server, fn string) string {
+	t.Helper()
+	resp, body := s.invoke(fn, `{}`)
+	id := resp.Header.Get("X-Amzn-Requestid")
+	if id == "" {
+		t.Fatalf("invoke %s: %d %s, no request ID", fn, resp.StatusCode, body)
+	}
+	return id
 }
 
 // apiError is the native API's JSON error.

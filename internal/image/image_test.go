@@ -1,7 +1,6 @@
 package image
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -16,229 +15,19 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/stratus-run/stratus"
 )
-
-// entry is one entry of a tar built by a test.
-type entry struct {
-	name string
-	typ  byte // tar.TypeReg when 0
-	body string
-	link string
-	mode int64
-	uid  int
-}
-
-func file(name, body string, mode int64) entry { return entry{name: name, body: body, mode: mode} }
-func dir(name string) entry                    { return entry{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, to string) entry            { return entry{name: name, typ: tar.TypeSymlink, link: to} }
-func hardlink(name, to string) entry           { return entry{name: name, typ: tar.TypeLink, link: to} }
-
-func tarBytes(t testing.TB, entries ...entry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, ModTime: time.Unix(1, 0), Uid: e.uid, Gid: e.uid}
-		if h.Typeflag == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-		}
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func layerOf(t testing.TB, entries ...entry) v1.Layer {
-	t.Helper()
-	b := tarBytes(t, entries...)
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func imageOf(t testing.TB, cfg v1.Config, layers ...v1.Layer) v1.Image {
-	t.Helper()
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Config = "linux", "amd64", cfg
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
-var serverCfg = v1.Config{
-	Entrypoint:   []string{"/server"},
-	Cmd:          []string{"--port", "8080"},
-	Env:          []string{"PATH=/usr/bin:/bin"},
-	WorkingDir:   "/",
-	User:         "1000",
-	ExposedPorts: map[string]struct{}{"8080/tcp": {}},
-}
-
-// baseLayer holds a small static tree; topLayer removes and hides parts of it.
-func baseLayer(t testing.TB) v1.Layer {
-	return layerOf(t,
-		file("server", "#!server bytes", 0o755),
-		dir("etc"),
-		file("etc/conf", "a=1", 0o644),
-		file("etc/secret", "s", 0o4755), // setuid: dropped
-		dir("data"),
-		file("data/old", "old", 0o644),
-		symlink("bin", "/server"),
-		hardlink("server2", "server"),
-	)
-}
-
-func topLayer(t testing.TB) v1.Layer {
-	return layerOf(t,
-		dir("etc"),
-		file("etc/.wh.conf", "", 0o644),
-		dir("data"),
-		file("data/.wh..wh..opq", "", 0o644),
-		file("data/new", "new", 0o600),
-	)
-}
-
-func serverImage(t testing.TB) v1.Image {
-	return imageOf(t, serverCfg, baseLayer(t), topLayer(t))
-}
-
-func writeDocker(t testing.TB, img v1.Image, ref string) string {
-	t.Helper()
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "image.tar")
-	if err := tarball.WriteToFile(p, tag, img); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func writeLayout(t testing.TB, img v1.Image, annotations map[string]string) string {
-	t.Helper()
-	d := filepath.Join(t.TempDir(), "layout")
-	lp, err := layout.Write(d, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img, layout.WithAnnotations(annotations)); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// tarDir tars a folder the way `tar -C dir -cf - .` does.
-func tarDir(t testing.TB, src string) string {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.AddFS(os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "layout.tar")
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func openStore(t testing.TB) *Store {
-	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "images"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func storedLayers(t testing.TB, s *Store) []string {
-	t.Helper()
-	es, err := os.ReadDir(filepath.Join(s.dir, "layers"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
-// assertClean checks that a failed import left nothing behind.
-func assertClean(t *testing.T, s *Store) {
-	t.Helper()
-	if l := storedLayers(t, s); len(l) != 0 {
-		t.Errorf("layers left behind: %v", l)
-	}
-	if es, _ := os.ReadDir(s.tmpDir()); len(es) != 0 {
-		t.Errorf("staging left behind: %d entries", len(es))
-	}
-	if imgs, _ := s.List(); len(imgs) != 0 {
-		t.Errorf("images: %v", imgs)
-	}
-}
-
-func readFile(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func mode(t *testing.T, p string) fs.FileMode {
-	t.Helper()
-	fi, err := os.Lstat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Mode()
-}
 
 func TestImportDockerSave(t *testing.T) {
 	ctx := context.Background()
@@ -319,7 +108,7 @@ func TestImportDockerSave(t *testing.T) {
 	}
 
 	// Another Open sees the same images.
-	s2, err := Open(s.dir, 0)
+	s2, err := Open(Config{Dir: s.dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,90 +380,6 @@ func TestImportBadInput(t *testing.T) {
 	}
 }
 
-func TestUnpackLayerRefuses(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		entries []entry
-	}{
-		{"dotdot", []entry{file("a/../../x", "x", 0)}},
-		{"absolute", []entry{file("/x", "x", 0)}},
-		{"through symlink", []entry{symlink("l", "/etc"), file("l/passwd", "x", 0)}},
-		{"through relative symlink", []entry{dir("d"), symlink("d/l", ".."), file("d/l/x", "x", 0)}},
-		{"symlink escaping", []entry{symlink("l", "../../etc")}},
-		{"hard link escaping", []entry{hardlink("h", "../x")}},
-		{"hard link absolute", []entry{hardlink("h", "/etc/passwd")}},
-		{"hard link through symlink", []entry{symlink("l", "/etc"), hardlink("h", "l/passwd")}},
-		{"bad whiteout", []entry{file(".wh...", "", 0)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			parent := t.TempDir()
-			dst := filepath.Join(parent, "layer")
-			if err := os.Mkdir(dst, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			_, err := unpackLayer(context.Background(), bytes.NewReader(tarBytes(t, tc.entries...)), dst)
-			if !errors.Is(err, stratus.ErrInvalid) {
-				t.Errorf("err = %v, want ErrInvalid", err)
-			}
-			assertOnly(t, parent, "layer")
-		})
-	}
-}
-
-// assertOnly checks that parent holds nothing but the named entry.
-func assertOnly(t testing.TB, parent, only string) {
-	t.Helper()
-	es, err := os.ReadDir(parent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range es {
-		if e.Name() != only {
-			t.Fatalf("wrote outside the destination: %s", e.Name())
-		}
-	}
-}
-
-// seed drops the tar's end-of-archive blocks (the reader takes a plain end
-// of input as well), which keeps the fuzzer's minimization short.
-func seed(b []byte) []byte { return bytes.TrimRight(b, "\x00") }
-
-func FuzzUnpackLayer(f *testing.F) {
-	f.Add(seed(tarBytes(f, file("server", "x", 0o755), dir("etc"), file("etc/.wh.conf", "", 0), file("etc/.wh..wh..opq", "", 0))))
-	f.Add(seed(tarBytes(f, file("../x", "x", 0))))
-	f.Add(seed(tarBytes(f, symlink("l", ".."), file("l/x", "x", 0))))
-	f.Add(seed(tarBytes(f, symlink("l", "/tmp"), hardlink("h", "l/x"))))
-	f.Add(seed(tarBytes(f, dir("a"), file("a", "now a file", 0), dir("a/b"), hardlink("c", "a"))))
-	f.Add(seed(tarBytes(f, entry{name: "dev", typ: tar.TypeChar}, entry{name: "fifo", typ: tar.TypeFifo})))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		parent := t.TempDir()
-		dst := filepath.Join(parent, "layer")
-		if err := os.Mkdir(dst, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		_, err := unpackLayer(context.Background(), bytes.NewReader(data), dst)
-		assertOnly(t, parent, "layer")
-		if err != nil {
-			return
-		}
-		// What unpacked also flattens without leaving its root.
-		root := filepath.Join(parent, "root")
-		if err := os.Mkdir(root, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := applyLayer(context.Background(), dst, root); err != nil {
-			t.Fatalf("apply an unpacked layer: %v", err)
-		}
-		if err := applyLayer(context.Background(), dst, root); err != nil {
-			t.Fatalf("apply an unpacked layer twice: %v", err)
-		}
-		es, _ := os.ReadDir(parent)
-		if len(es) != 2 {
-			t.Fatalf("wrote outside the destination: %d entries", len(es))
-		}
-	})
-}
-
 func FuzzImport(f *testing.F) {
 	good := writeDocker(f, imageOf(f, serverCfg, layerOf(f, file("server", "x", 0o755))), "example.com/app:v1")
 	b, err := os.ReadFile(good)
@@ -718,7 +423,7 @@ func TestRootShiftsOwners(t *testing.T) {
 	}
 	const base = 1_000_000_000
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "images"), base)
+	s, err := Open(Config{Dir: filepath.Join(t.TempDir(), "images"), IDBase: base})
 	if err != nil {
 		t.Fatal(err)
 	}

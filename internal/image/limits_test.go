@@ -54,9 +54,11 @@ func (zeroReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func openLimited(t testing.TB, dir string, lim Limits) *Store {
+// openLimited opens a store in dir with cfg's bounds.
+func openLimited(t testing.TB, dir string, cfg Config) *Store {
 	t.Helper()
-	s, err := Open(dir, 0, WithLimits(lim))
+	cfg.Dir = dir
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func openLimited(t testing.TB, dir string, lim Limits) *Store {
 // nothing of it stays.
 func TestImportRefusesLayerBomb(t *testing.T) {
 	ctx := context.Background()
-	s := openLimited(t, filepath.Join(t.TempDir(), "images"), Limits{MaxImage: 1 << 20, MaxStore: 4 << 20})
+	s := openLimited(t, filepath.Join(t.TempDir(), "images"), Config{MaxImage: 1 << 20, MaxStore: 4 << 20})
 	bomb := imageOf(t, serverCfg, zerosLayer(t, 8<<20))
 	for _, tc := range []struct{ name, path string }{
 		{"docker", writeDocker(t, bomb, "bomb:1")},
@@ -138,7 +140,7 @@ func gzipFile(t *testing.T, p string) string {
 // room. Flattened roots count.
 func TestImportRefusesWhenStoreIsFull(t *testing.T) {
 	ctx := context.Background()
-	s := openLimited(t, filepath.Join(t.TempDir(), "images"), Limits{MaxImage: 4 << 20, MaxStore: 5 << 20})
+	s := openLimited(t, filepath.Join(t.TempDir(), "images"), Config{MaxImage: 4 << 20, MaxStore: 5 << 20})
 	a, err := s.Import(ctx, writeDocker(t, imageOf(t, serverCfg, zerosLayer(t, 2<<20)), "a:1"), "")
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +174,7 @@ func TestImportRefusesWhenStoreIsFull(t *testing.T) {
 	}
 
 	// The usage survives a restart, roots included.
-	s2 := openLimited(t, s.dir, s.lim)
+	s2 := openLimited(t, s.dir, Config{MaxImage: s.maxImage, MaxStore: s.maxStore})
 	if s2.Usage() != s.Usage() {
 		t.Errorf("usage after reopening: %d, want %d", s2.Usage(), s.Usage())
 	}
@@ -191,7 +193,7 @@ func TestImportRefusesWhenStoreIsFull(t *testing.T) {
 // refused, and nothing of it stays.
 func TestRootRefusesHardLinkBomb(t *testing.T) {
 	ctx := context.Background()
-	s := openLimited(t, filepath.Join(t.TempDir(), "images"), Limits{MaxImage: 4 << 20, MaxStore: 8 << 20})
+	s := openLimited(t, filepath.Join(t.TempDir(), "images"), Config{MaxImage: 4 << 20, MaxStore: 8 << 20})
 	entries := []entry{file("f", strings.Repeat("z", 256<<10), 0o644)}
 	for i := range 64 { // 64 × 256 KiB = 16 MiB once flattened
 		entries = append(entries, hardlink("l"+itoa(int64(i)), "f"))
@@ -217,7 +219,7 @@ func TestRootRefusesHardLinkBomb(t *testing.T) {
 func TestOpenRemovesLeftovers(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "images")
-	s := openLimited(t, dir, Limits{})
+	s := openLimited(t, dir, Config{})
 	img, err := s.Import(ctx, writeDocker(t, serverImage(t), "a:1"), "")
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +241,7 @@ func TestOpenRemovesLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := Open(dir, 0); err != nil {
+	if _, err := Open(Config{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{
@@ -260,3 +262,10 @@ func TestOpenRemovesLeftovers(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestOpenNeedsDir: a Config without a folder is refused.
+func TestOpenNeedsDir(t *testing.T) {
+	if _, err := Open(Config{}); !errors.Is(err, stratus.ErrInvalid) {
+		t.Errorf("Open without a folder: %v, want ErrInvalid", err)
+	}
+}

@@ -78,11 +78,11 @@ func (s *Store) Root(ctx context.Context, img *Image) (string, error) {
 	// The root counts against the store's bound with its real size,
 	// which hard links can make larger than the image.
 	var b *budget
-	if s.lim.MaxStore > 0 {
-		b = &budget{left: s.lim.MaxStore - used, err: s.fullError(used)}
+	if s.maxStore > 0 {
+		b = &budget{left: s.maxStore - used, err: s.fullError(used)}
 	}
-	if s.lim.MaxImage > 0 && (b == nil || s.lim.MaxImage < b.left) {
-		b = &budget{left: s.lim.MaxImage, err: fmt.Errorf("root filesystem is more than %s (the image limit): %w", sizeText(s.lim.MaxImage), stratus.ErrTooLarge)}
+	if s.maxImage > 0 && (b == nil || s.maxImage < b.left) {
+		b = &budget{left: s.maxImage, err: fmt.Errorf("root filesystem is more than %s (the image limit): %w", sizeText(s.maxImage), stratus.ErrTooLarge)}
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return "", fmt.Errorf("flatten image %q: %w", img.Ref, err)

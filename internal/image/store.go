@@ -11,9 +11,9 @@
 //	rootfs/HEX[-idsN] an image's flattened root (see Root)
 //	tmp/              staging; emptied by Open
 //
-// Bounds: an image whose layers decompress to more than Limits.MaxImage
+// Bounds: an image whose layers decompress to more than Config.MaxImage
 // bytes is refused (ErrTooLarge), and so is one that would make the store
-// keep more than Limits.MaxStore bytes (ErrNoSpace), counting its layers
+// keep more than Config.MaxStore bytes (ErrNoSpace), counting its layers
 // and its flattened roots; both are checked while the layers are read, so
 // a bomb stops at the bound, and nothing of a refused image stays.
 //
@@ -84,7 +84,7 @@ type Store struct {
 	// host, where a sandbox's user namespace maps N (see Root).
 	idBase uint32
 
-	lim Limits
+	maxImage, maxStore int64 // Config.MaxImage and MaxStore
 
 	opMu sync.Mutex // serializes Import, Pull and Remove
 
@@ -94,20 +94,21 @@ type Store struct {
 	roots  map[string]int64 // rootfs folder name → bytes it is counted as; guarded by mu
 }
 
-// Limits bounds what a Store keeps. A zero field is no bound.
-type Limits struct {
+// Config configures a Store; every field but Dir may be left zero.
+type Config struct {
+	// Dir is the store's folder (required); Open creates it if needed.
+	Dir string
+	// IDBase is the host id of a sandbox's uid and gid 0 when sandboxes
+	// have a user namespace; 0 when they do not. The owners of flattened
+	// roots are shifted by it (see Root).
+	IDBase uint32
 	// MaxImage bounds one image: the bytes of its layers decompressed.
+	// Zero: no bound.
 	MaxImage int64
 	// MaxStore bounds everything the store keeps: its layers and its
-	// flattened roots.
+	// flattened roots. Zero: no bound.
 	MaxStore int64
 }
-
-// Option configures Open.
-type Option func(*Store)
-
-// WithLimits bounds what the store keeps.
-func WithLimits(l Limits) Option { return func(s *Store) { s.lim = l } }
 
 type indexFile struct {
 	Images []Image          `json:"images"`
@@ -116,14 +117,17 @@ type indexFile struct {
 	Roots map[string]int64 `json:"roots,omitempty"`
 }
 
-// Open opens the store in dir, creating it if needed, and removes what an
-// interrupted import left in its staging folder. idBase is the host id of
-// a sandbox's uid and gid 0 when sandboxes have a user namespace (0:
-// they do not): the flattened roots' owners are shifted by it.
-func Open(dir string, idBase uint32, opts ...Option) (*Store, error) {
-	s := &Store{dir: dir, now: time.Now, layers: map[string]int64{}, roots: map[string]int64{}, idBase: idBase}
-	for _, o := range opts {
-		o(s)
+// Open opens the store in cfg.Dir, creating it if needed, and removes
+// what an interrupted import left in its staging folder. An empty Dir is
+// ErrInvalid.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("open image store: no folder: %w", stratus.ErrInvalid)
+	}
+	dir := cfg.Dir
+	s := &Store{
+		dir: dir, now: time.Now, idBase: cfg.IDBase, maxImage: cfg.MaxImage, maxStore: cfg.MaxStore,
+		layers: map[string]int64{}, roots: map[string]int64{},
 	}
 	if err := removeAll(s.tmpDir()); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
@@ -201,7 +205,7 @@ func (s *Store) removeLeftovers(rootSizes map[string]int64) error {
 	return errors.Join(errs...)
 }
 
-// usage is what the store keeps, as counted against Limits.MaxStore: its
+// usage is what the store keeps, as counted against Config.MaxStore: its
 // layers and its roots. The caller holds mu.
 func (s *Store) usage() int64 {
 	var n int64
@@ -238,7 +242,7 @@ func sizeText(n int64) string {
 
 // fullError is the refusal of an image the store has no room for.
 func (s *Store) fullError(used int64) error {
-	return fmt.Errorf("image store is full: %d of %d bytes; remove images with stratus image rm: %w", used, s.lim.MaxStore, stratus.ErrNoSpace)
+	return fmt.Errorf("image store is full: %d of %d bytes; remove images with stratus image rm: %w", used, s.maxStore, stratus.ErrNoSpace)
 }
 
 func (s *Store) tmpDir() string    { return filepath.Join(s.dir, "tmp") }

@@ -116,7 +116,9 @@ func unpackLayer(ctx context.Context, r io.Reader, dst string) (int64, error) {
 				}
 			}
 			dirs = append(dirs, dirMode{target, mode})
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
+			// tar.Reader reports an old archive's regular file ('\x00',
+			// the deprecated TypeRegA) as TypeReg too.
 			if err := replace(target); err != nil {
 				return cr.n, err
 			}

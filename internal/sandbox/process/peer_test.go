@@ -2,7 +2,6 @@ package process_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"os/exec"
 	"strconv"
@@ -21,7 +20,7 @@ func BenchmarkOwns(b *testing.B) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		b.Skip("bash is not installed")
 	}
-	d, err := process.New(b.TempDir(), slog.New(slog.DiscardHandler))
+	d, err := process.New(process.Config{StateDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -76,12 +76,31 @@ type state struct {
 	StartTime uint64 `json:"startTime"` // /proc/PID/stat field 22
 }
 
-// New returns a driver that keeps its state files in stateDir.
-func New(stateDir string, log *slog.Logger) (*Driver, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+// Config configures a Driver.
+type Config struct {
+	// StateDir is the folder of the driver's state files (required); it
+	// is created if missing. A restarted server given the same folder
+	// finds what an earlier one left.
+	StateDir string
+	// Log receives the driver's warnings (a state file it could not
+	// write, rlimits set after the start); nil discards them.
+	Log *slog.Logger
+}
+
+// New returns a driver that keeps its state files in cfg.StateDir. An
+// empty StateDir is ErrInvalid.
+func New(cfg Config) (*Driver, error) {
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("process driver: no state dir: %w", stratus.ErrInvalid)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create sandbox state dir: %w", err)
 	}
-	return &Driver{stateDir: stateDir, log: log, root: os.Geteuid() == 0, procs: make(map[string]*proc)}, nil
+	return &Driver{stateDir: cfg.StateDir, log: log, root: os.Geteuid() == 0, procs: make(map[string]*proc)}, nil
 }
 
 // Name implements sandbox.Driver.

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/sandbox"
 	"github.com/stratus-run/stratus/internal/sandbox/process"
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 
 func newDriver(t *testing.T, stateDir string) *process.Driver {
 	t.Helper()
-	d, err := process.New(stateDir, slog.New(slog.DiscardHandler))
+	d, err := process.New(process.Config{StateDir: stateDir})
 	if err != nil {
 		t.Fatalf("process.New: %v", err)
 	}
@@ -257,7 +258,7 @@ func leaderPID(t *testing.T, stateFile string) int {
 // crashingServer runs in the helper process: it starts a sandbox whose
 // main process forks a child, says "started" and waits to be killed.
 func crashingServer(stateDir, marker string) {
-	d, err := process.New(stateDir, slog.New(slog.DiscardHandler))
+	d, err := process.New(process.Config{StateDir: stateDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -290,4 +291,19 @@ func procState(pid int) string {
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return f[0]
+}
+
+// TestNewNeedsStateDir: a Config without a state dir is refused; one
+// without a logger works (and discards what it would log).
+func TestNewNeedsStateDir(t *testing.T) {
+	if _, err := process.New(process.Config{}); !errors.Is(err, stratus.ErrInvalid) {
+		t.Errorf("New without a state dir: %v, want ErrInvalid", err)
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	if _, err := process.New(process.Config{StateDir: dir}); err != nil {
+		t.Fatalf("New without a logger: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir %s: %v; want a folder of mode 0700", dir, err)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/sandbox"
 	"github.com/stratus-run/stratus/internal/sandbox/runc"
 	"github.com/stratus-run/stratus/internal/sandbox/sandboxtest"
@@ -155,7 +155,7 @@ echo done; exec sleep 1000`, &out)
 func TestSubnetOption(t *testing.T) {
 	newDriver(t, t.TempDir()) // skips without runc or root
 	subnet := netip.MustParsePrefix("10.89.250.16/28")
-	d, err := runc.NewWithOptions(t.TempDir(), slog.New(slog.DiscardHandler), runc.Options{Subnet: subnet})
+	d, err := runc.New(runc.Config{StateDir: t.TempDir(), Subnet: subnet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,12 +167,12 @@ func TestSubnetOption(t *testing.T) {
 	if a, err := d.Addr(context.Background(), "in-subnet"); err != nil || !subnet.Contains(a) {
 		t.Errorf("Addr = %s, %v; want an address in %s", a, err, subnet)
 	}
-	_, err = runc.NewWithOptions(t.TempDir(), slog.New(slog.DiscardHandler), runc.Options{Subnet: netip.MustParsePrefix("10.89.250.0/24")})
+	_, err = runc.New(runc.Config{StateDir: t.TempDir(), Subnet: netip.MustParsePrefix("10.89.250.0/24")})
 	if !errors.Is(err, stratus.ErrUnavailable) {
 		t.Errorf("New with a subnet overlapping another driver's: err = %v, want ErrUnavailable", err)
 	}
 	for _, bad := range []string{"fd00:88::/64", "10.89.251.0/31", "10.0.0.0/8"} {
-		_, err := runc.NewWithOptions(t.TempDir(), slog.New(slog.DiscardHandler), runc.Options{Subnet: netip.MustParsePrefix(bad)})
+		_, err := runc.New(runc.Config{StateDir: t.TempDir(), Subnet: netip.MustParsePrefix(bad)})
 		if !errors.Is(err, stratus.ErrInvalid) {
 			t.Errorf("New with subnet %s: err = %v, want ErrInvalid", bad, err)
 		}
@@ -271,17 +271,10 @@ func TestCrashLeftovers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.True(t, 30*time.Second, "runc to report container ends stopped", func() bool {
 		out, _ := exec.Command("runc", "--root", filepath.Join(stateDir, "runc"), "state", "ends").Output()
-		if strings.Contains(string(out), `"status": "stopped"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container ends still runs after 30s: %s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(string(out), `"status": "stopped"`)
+	})
 	d := newDriver(t, stateDir)
 	// The namespace of "ends" died with its container and took the veth
 	// with it; the address file is left. "alive" has both.
@@ -322,7 +315,7 @@ func TestCrashHelper(t *testing.T) {
 	if stateDir == "" {
 		t.Skip("run by TestCrashLeftovers")
 	}
-	d, err := runc.New(stateDir, slog.New(slog.DiscardHandler))
+	d, err := runc.New(runc.Config{StateDir: stateDir})
 	if err != nil {
 		t.Fatal(err)
 	}

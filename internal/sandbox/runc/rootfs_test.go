@@ -2,7 +2,6 @@ package runc_test
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,7 +114,7 @@ func BenchmarkColdStartMounts(b *testing.B) {
 	if _, err := exec.LookPath("runc"); err != nil || os.Geteuid() != 0 {
 		b.Skip("needs runc and root")
 	}
-	d, err := runc.New(b.TempDir(), slog.New(slog.DiscardHandler))
+	d, err := runc.New(runc.Config{StateDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

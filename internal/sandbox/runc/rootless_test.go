@@ -1,7 +1,6 @@
 package runc_test
 
 import (
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +30,7 @@ func TestRootlessDriver(t *testing.T) {
 			t.Fatal("the rootless suite runs as root")
 		}
 		sandboxtest.Run(t, func(t *testing.T, stateDir string) sandbox.Driver {
-			d, err := runc.New(stateDir, slog.New(slog.DiscardHandler))
+			d, err := runc.New(runc.Config{StateDir: stateDir})
 			if err != nil {
 				t.Fatalf("runc.New as uid %d: %v", os.Geteuid(), err)
 			}

@@ -6,13 +6,16 @@
 // root or an image's; the host's when none is given, which only tests do)
 // with a bounded tmpfs /tmp and Spec.Mounts bound read-only anywhere
 // (rootfs.go). The user namespace maps the sandbox's ids to unprivileged
-// host ids (Options.IDBase); the program runs as Spec.User. See
+// host ids (Config.IDBase); the program runs as Spec.User. See
 // bundleSpec for the spec, init.go for the container's PID 1 and
-// stage.go for how mount sources in private host folders reach runc.
+// stage.go for how mount sources in private host folders reach runc;
+// start.go prepares and runs a container, stop.go stops it (and what an
+// earlier server left, which List finds), cgroup.go writes its CPU quota
+// and reads its memory peak.
 //
 // Network (net.go): the driver owns a Linux bridge, "strat" and 6 hex
 // digits of a hash of its state dir, with the host's address X.X.X.1 of
-// the subnet (Options.Subnet; by default a /24 inside 10.88.0.0/16: the
+// the subnet (Config.Subnet; by default a /24 inside 10.88.0.0/16: the
 // first one free on the host from an index given by the same hash). Each
 // sandbox gets a network namespace of its own with lo, and eth0 at a free
 // address of the subnet (Addr), its default route via the bridge's
@@ -73,25 +76,17 @@
 package runc
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -143,9 +138,16 @@ type box struct {
 	out, err *sandbox.Output
 }
 
-// Options are a Driver's optional settings; the zero value is the
-// default.
-type Options struct {
+// Config configures a Driver; every field but StateDir may be left zero
+// for its default.
+type Config struct {
+	// StateDir is the folder of the driver's state (required): runc's
+	// root, the sandboxes' addresses. A restarted server given the same
+	// folder finds and stops what an earlier one left.
+	StateDir string
+	// Log receives the driver's warnings (what it could not clean up);
+	// nil discards them.
+	Log *slog.Logger
 	// Subnet is the IPv4 network (a /16 to a /30) the sandboxes get
 	// addresses from; the host has its first address. It must not overlap
 	// an address of the host. Zero: a /24 inside 10.88.0.0/16 that is
@@ -158,16 +160,20 @@ type Options struct {
 	IDBase uint32
 }
 
-// New returns a driver that keeps its state in stateDir, with default
-// Options. It needs runc on PATH and root; without them it returns an
-// error wrapping stratus.ErrUnavailable.
-func New(stateDir string, log *slog.Logger) (*Driver, error) {
-	return NewWithOptions(stateDir, log, Options{})
-}
-
-// NewWithOptions is New with opts. It sets up the driver's bridge, which
-// Close removes.
-func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, error) {
+// New returns a driver that keeps its state in cfg.StateDir, and sets up
+// its bridge, which Close removes. It needs runc on PATH and root (or,
+// rootless, user namespaces); without them it returns an error wrapping
+// stratus.ErrUnavailable. An empty StateDir or a bad Subnet or IDBase is
+// ErrInvalid.
+func New(cfg Config) (*Driver, error) {
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("runc driver: no state dir: %w", stratus.ErrInvalid)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stateDir := cfg.StateDir
 	bin, err := exec.LookPath("runc")
 	if err != nil {
 		return nil, fmt.Errorf("runc driver: %w: %w", err, stratus.ErrUnavailable)
@@ -193,7 +199,7 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 	if err != nil {
 		return nil, fmt.Errorf("runc driver: %w", err)
 	}
-	idBase := opts.IDBase
+	idBase := cfg.IDBase
 	if idBase == 0 {
 		idBase = DefaultIDBase
 	}
@@ -229,7 +235,7 @@ func NewWithOptions(stateDir string, log *slog.Logger, opts Options) (*Driver, e
 	sum := sha256.Sum256([]byte(stateDir))
 	d.cgPrefix = "/stratus/" + hex.EncodeToString(sum[:4]) + "-"
 	if !rootless {
-		if d.net, err = newNetwork(stateDir, opts.Subnet, log); err != nil {
+		if d.net, err = newNetwork(stateDir, cfg.Subnet, log); err != nil {
 			return nil, fmt.Errorf("runc driver: %w", err)
 		}
 	}
@@ -302,365 +308,6 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 	return nil
 }
 
-// Prepare implements sandbox.Driver: the container is created with its
-// network, mounts, cgroup and seccomp filter, and its init runs, waiting
-// for Start before it starts the program. That leaves Start a write to a
-// pipe and the program's own start.
-func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
-	if len(spec.Argv) == 0 {
-		return fmt.Errorf("prepare sandbox %q: empty argv: %w", spec.ID, stratus.ErrInvalid)
-	}
-	if !validID.MatchString(spec.ID) {
-		return fmt.Errorf("prepare sandbox %q: bad id: %w", spec.ID, stratus.ErrInvalid)
-	}
-	if spec.Dir != "" && !filepath.IsAbs(spec.Dir) {
-		return fmt.Errorf("prepare sandbox %q: dir %q is not absolute: %w", spec.ID, spec.Dir, stratus.ErrInvalid)
-	}
-	if err := checkFS(spec); err != nil {
-		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
-	}
-	if u := spec.User; u != nil && (u.UID > maxUserID || u.GID > maxUserID || slices.ContainsFunc(u.Groups, func(g uint32) bool { return g > maxUserID })) {
-		return fmt.Errorf("prepare sandbox %q: user %d:%d: ids must be at most %d: %w", spec.ID, u.UID, u.GID, maxUserID, stratus.ErrInvalid)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
-	}
-	b := &box{
-		cgroup:  d.CgroupPath(spec.ID),
-		done:    make(chan struct{}),
-		started: make(chan string, 1),
-		out:     sandbox.NewOutput(outR, spec.Stdout),
-		err:     sandbox.NewOutput(errR, spec.Stderr),
-	}
-	if spec.MemoryMB > 0 && !d.rootless {
-		b.quota = cpuQuota(spec)
-		b.inInit = initQuota(spec) != b.quota
-	}
-	d.mu.Lock()
-	if old, ok := d.boxes[spec.ID]; ok && !isDone(old) {
-		d.mu.Unlock()
-		closeAll(outR, outW, errR, errW)
-		return fmt.Errorf("prepare sandbox %q: already running: %w", spec.ID, stratus.ErrConflict)
-	}
-	if _, err := os.Stat(filepath.Join(d.root, spec.ID)); err == nil {
-		d.mu.Unlock()
-		closeAll(outR, outW, errR, errW)
-		return fmt.Errorf("prepare sandbox %q: a container of an earlier server runs: %w", spec.ID, stratus.ErrConflict)
-	}
-	d.boxes[spec.ID] = b
-	d.mu.Unlock()
-
-	if err := d.prepare(spec, b, outW, errW); err != nil {
-		d.mu.Lock()
-		if d.boxes[spec.ID] == b {
-			delete(d.boxes, spec.ID)
-		}
-		d.mu.Unlock()
-		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
-	}
-	return nil
-}
-
-// prepare writes the bundle and runs `runc run --detach` with the output
-// pipes as its stdio and as fds 4 and 5, which the init hands to the
-// program as its stdout and stderr, the status pipe as fd 3 and the go
-// pipe as fd 6. runc exits once the init runs; the init is then a child
-// of this process (a child subreaper, see New), which its reaper waits
-// for.
-func (d *Driver) prepare(spec sandbox.Spec, b *box, outW, errW *os.File) error {
-	bundle := d.BundleDir(spec.ID)
-	closeW := func() { closeAll(outW, errW) }
-	netns, addr, err := d.net.setup(spec.ID)
-	if err != nil {
-		closeW()
-		closeAll(b.out, b.err)
-		return err
-	}
-	d.mu.Lock()
-	b.addr = addr
-	d.mu.Unlock()
-	if err := d.writeBundle(bundle, spec, netns); err != nil {
-		closeW()
-		closeAll(b.out, b.err)
-		d.teardownNet(spec.ID)
-		return err
-	}
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		closeW()
-		closeAll(b.out, b.err)
-		d.remove(spec.ID)
-		return err
-	}
-	goR, goW, err := os.Pipe()
-	if err != nil {
-		closeW()
-		closeAll(b.out, b.err, statusR, statusW)
-		d.remove(spec.ID)
-		return err
-	}
-	pidFile := filepath.Join(bundle, "init.pid")
-	cmd := exec.Command(d.runc, "--root", d.root, "--log", filepath.Join(bundle, "runc.log"), "--log-format", "json",
-		"run", "--detach", "--pid-file", pidFile, "--bundle", bundle, "--preserve-fds", "4", spec.ID)
-	cmd.Stdout, cmd.Stderr = outW, errW
-	// The program gets the output pipes themselves (fds 4 and 5, see
-	// init.go), so that SyncOutput can wait for what it wrote.
-	cmd.ExtraFiles = []*os.File{statusW, outW, errW, goR}
-	// A session of its own: a ^C at the server's terminal does not reach
-	// runc.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Run()
-	closeW()
-	closeAll(statusW, goR)
-	// The container has its mounts now (or never will): the staged ones
-	// can go from the host.
-	if uerr := unstage(bundle); uerr != nil {
-		d.log.Warn("detach staged mounts", "instance", spec.ID, "err", uerr)
-	}
-	if err != nil {
-		closeAll(b.out, b.err, statusR, goW)
-		msg := d.runcError(bundle)
-		d.remove(spec.ID)
-		return fmt.Errorf("runc run: %s", msg)
-	}
-	pid := 0
-	if raw, err := os.ReadFile(pidFile); err == nil {
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
-	}
-	d.mu.Lock()
-	b.pid = pid
-	d.mu.Unlock()
-
-	var copiers sync.WaitGroup
-	copiers.Add(2)
-	go b.out.Copy(&copiers)
-	go b.err.Copy(&copiers)
-	d.mu.Lock()
-	b.goW = goW
-	d.mu.Unlock()
-	go func() {
-		status := bufio.NewReader(statusR)
-		first, _ := status.ReadString('\n')
-		b.started <- first
-		rest, _ := io.ReadAll(status)
-		statusR.Close()
-		ws := reap(pid)
-		copiers.Wait()
-		d.mu.Lock()
-		if b.goW != nil {
-			b.goW.Close() // prepared, never started
-			b.goW = nil
-		}
-		d.mu.Unlock()
-		b.exit = exitOf(lastLine(first+string(rest)), ws)
-		d.remove(spec.ID)
-		close(b.done)
-	}()
-	return nil
-}
-
-// reapStrays reaps the exited children of this process that belong to
-// this driver's sandboxes (by their cgroup) and that no reaper waits for:
-// orphans of runc's own processes, given to this process as their child
-// subreaper. Left unreaped they would pass to the host's init when the
-// server exits, which on some hosts never reaps them. Close calls it.
-func (d *Driver) reapStrays() {
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid ...": comm may hold spaces and parens.
-		i := bytes.LastIndexByte(stat, ')')
-		f := strings.Fields(string(stat[i+1:]))
-		if i < 0 || len(f) < 2 || f[0] != "Z" || f[1] != strconv.Itoa(self) {
-			continue
-		}
-		cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if d.cgPrefix == "" || !strings.Contains(string(cg), d.cgPrefix) {
-			continue
-		}
-		var ws syscall.WaitStatus
-		if _, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil {
-			d.log.Debug("reaped a stray child", "pid", pid)
-		}
-	}
-}
-
-// reap waits for the container's init, a child of this process once runc
-// has exited, and returns how it ended (nil when it cannot tell).
-func reap(pid int) *syscall.WaitStatus {
-	if pid <= 0 {
-		return nil
-	}
-	var ws syscall.WaitStatus
-	for {
-		_, err := syscall.Wait4(pid, &ws, 0, nil)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil
-		}
-		return &ws
-	}
-}
-
-// run tells a prepared sandbox's init to start the program and waits for
-// its answer.
-func (d *Driver) run(ctx context.Context, id string, b *box) error {
-	d.mu.Lock()
-	goW := b.goW
-	b.goW = nil
-	d.mu.Unlock()
-	if goW == nil {
-		return fmt.Errorf("already started: %w", stratus.ErrConflict)
-	}
-	_, _ = goW.Write([]byte{'g'})
-	goW.Close()
-	var first string
-	select {
-	case first = <-b.started:
-	case <-ctx.Done():
-		d.kill(id, "KILL", true)
-		<-b.done
-		return ctx.Err()
-	}
-	switch {
-	case first == "ok\n":
-		return nil
-	case strings.HasPrefix(first, "err "):
-		<-b.done
-		return errors.New(strings.TrimSpace(strings.TrimPrefix(first, "err ")))
-	default:
-		<-b.done
-		return fmt.Errorf("the container ended before the program started (%s)", b.exit)
-	}
-}
-
-func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) error {
-	if err := removeBundle(bundle); err != nil {
-		return err
-	}
-	if err := mkdirReachable(bundle, filepath.Join(bundle, "rootfs")); err != nil {
-		return fmt.Errorf("create bundle: %w", err)
-	}
-	s := bundleSpec(spec, d.exe, d.CgroupPath(spec.ID), netns, d.idBase)
-	if d.rootless {
-		rootlessSpec(s)
-	}
-	s.Mounts = append(s.Mounts, specMounts(spec, d.etc)...)
-	if spec.RootFS != "" {
-		d.loader.apply(s)
-	}
-	if err := layoutRoot(bundle, s); err != nil {
-		_ = removeBundle(bundle)
-		return err
-	}
-	if !d.rootless {
-		if err := stage(bundle, s); err != nil {
-			_ = removeBundle(bundle)
-			return err
-		}
-	}
-	cfg, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode bundle config: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o600); err != nil {
-		_ = removeBundle(bundle)
-		return fmt.Errorf("write bundle config: %w", err)
-	}
-	return nil
-}
-
-// runcError is the last error runc logged for the bundle.
-func (d *Driver) runcError(bundle string) string {
-	b, _ := os.ReadFile(filepath.Join(bundle, "runc.log"))
-	msg := "exited before the program started"
-	for line := range strings.Lines(string(b)) {
-		var e struct{ Level, Msg string }
-		if json.Unmarshal([]byte(line), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			msg = e.Msg
-		}
-	}
-	return msg
-}
-
-// remove deletes what runc and the driver keep of a container that has
-// ended: runc's state and cgroups (`runc run` normally removes them
-// itself), the bundle and the network.
-func (d *Driver) remove(id string) {
-	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
-		if out, err := d.runcCmd(ctx, "delete", "--force", id); err != nil && !notExist(out) {
-			d.log.Warn("delete container", "instance", id, "err", err, "output", strings.TrimSpace(string(out)))
-		}
-		cancel()
-	}
-	if err := removeBundle(d.BundleDir(id)); err != nil {
-		d.log.Warn("remove bundle", "instance", id, "err", err)
-	}
-	d.teardownNet(id)
-}
-
-// teardownNet removes sandbox id's network. A failure is logged: the
-// address file it leaves makes List try again.
-func (d *Driver) teardownNet(id string) {
-	if err := d.net.teardown(id); err != nil {
-		d.log.Warn("tear down sandbox network", "instance", id, "err", err)
-	}
-}
-
-// exitOf reads the init's last status line; without one (the init was
-// killed), the init's wait status.
-func exitOf(line string, ws *syscall.WaitStatus) sandbox.Exit {
-	var kind string
-	var n int
-	var oom bool
-	if c, _ := fmt.Sscanf(line, "%s %d oom %t", &kind, &n, &oom); c == 3 {
-		switch kind {
-		case "exit":
-			return sandbox.Exit{Code: n}
-		case "signal":
-			s := syscall.Signal(n)
-			return sandbox.Exit{Code: -1, Signal: s.String(), OOM: oom && s == syscall.SIGKILL}
-		}
-	}
-	switch {
-	case ws == nil:
-		return sandbox.Exit{Code: -1, Signal: "unknown"}
-	case ws.Signaled():
-		return sandbox.Exit{Code: -1, Signal: ws.Signal().String()}
-	}
-	code := ws.ExitStatus()
-	if code > 128 && code <= 128+64 {
-		return sandbox.Exit{Code: -1, Signal: syscall.Signal(code - 128).String()}
-	}
-	return sandbox.Exit{Code: code}
-}
-
-func lastLine(s string) string {
-	s = strings.TrimRight(s, "\n")
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	return s
-}
-
 // SyncOutput implements sandbox.Driver.
 func (d *Driver) SyncOutput(ctx context.Context, id string) error {
 	d.mu.Lock()
@@ -673,132 +320,6 @@ func (d *Driver) SyncOutput(ctx context.Context, id string) error {
 	b.err.Sync()
 	return nil
 }
-
-// Stop implements sandbox.Driver: `runc kill ID TERM` (the init forwards
-// it to the program's process group), then after grace `runc kill --all
-// ID KILL`; the reaper then removes the container and its bundle.
-// Containers of an earlier server are stopped the same way and then
-// deleted with `runc delete --force`.
-func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
-	d.mu.Lock()
-	b, ok := d.boxes[id]
-	d.mu.Unlock()
-	if !ok {
-		return d.stopRecovered(ctx, id, grace)
-	}
-	if isDone(b) {
-		return nil
-	}
-	if grace > 0 {
-		d.kill(id, "TERM", false)
-		t := time.NewTimer(grace)
-		select {
-		case <-b.done:
-			t.Stop()
-			return nil
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-	}
-	d.kill(id, "KILL", true)
-	select {
-	case <-b.done:
-		return nil
-	case <-time.After(killTimeout):
-		return fmt.Errorf("stop sandbox %q: still runs after SIGKILL: %w", id, stratus.ErrTimeout)
-	}
-}
-
-// stopRecovered stops a container this driver did not start: no `runc
-// run` of ours waits for it, so its end is seen in its cgroups (rootless:
-// in runc's state of it).
-func (d *Driver) stopRecovered(ctx context.Context, id string, grace time.Duration) error {
-	if !validID.MatchString(id) {
-		return nil
-	}
-	if _, err := os.Stat(filepath.Join(d.root, id)); err == nil {
-		cg := d.CgroupPath(id)
-		runs := func() bool { return cgroupRuns(cg) }
-		if d.rootless {
-			// No cgroup to watch: runc's state says whether the init runs.
-			runs = func() bool { return d.running(ctx, id) }
-		}
-		if grace > 0 && runs() {
-			d.kill(id, "TERM", false)
-			deadline := time.Now().Add(grace)
-			for runs() && time.Now().Before(deadline) && ctx.Err() == nil {
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-		d.kill(id, "KILL", true)
-		dctx, cancel := context.WithTimeout(context.Background(), killTimeout)
-		out, err := d.runcCmd(dctx, "delete", "--force", id)
-		cancel()
-		if err != nil && !notExist(out) {
-			return fmt.Errorf("stop sandbox %q: runc delete: %w: %s", id, err, strings.TrimSpace(string(out)))
-		}
-		deadline := time.Now().Add(killTimeout)
-		for len(CgroupDirs(cg)) > 0 {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("stop sandbox %q: cgroup still there after delete: %w", id, stratus.ErrTimeout)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	if err := removeBundle(d.BundleDir(id)); err != nil {
-		return fmt.Errorf("stop sandbox %q: %w", id, err)
-	}
-	if err := d.net.teardown(id); err != nil {
-		return fmt.Errorf("stop sandbox %q: %w", id, err)
-	}
-	return nil
-}
-
-// running reports whether runc says container id runs.
-func (d *Driver) running(ctx context.Context, id string) bool {
-	out, err := d.runcStdout(ctx, "state", id)
-	if err != nil {
-		return false
-	}
-	var st struct{ Status string }
-	return json.Unmarshal(out, &st) == nil && st.Status == "running"
-}
-
-// kill runs `runc kill`; errors (the container is gone or going) are
-// only logged.
-func (d *Driver) kill(id, sig string, all bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
-	defer cancel()
-	args := []string{"kill"}
-	// Without cgroups (rootless) runc cannot list the processes: killing
-	// the init ends its PID namespace, and everything in it, all the same.
-	if all && !d.rootless {
-		args = append(args, "--all")
-	}
-	if out, err := d.runcCmd(ctx, append(args, id, sig)...); err != nil && !notExist(out) && !notRunning(out) {
-		d.log.Debug("runc kill", "instance", id, "signal", sig, "err", err, "output", strings.TrimSpace(string(out)))
-	}
-}
-
-func (d *Driver) runcCmd(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, d.runc, append([]string{"--root", d.root}, args...)...)
-	return cmd.CombinedOutput()
-}
-
-// runcStdout runs runc and returns what it wrote to stdout (where a
-// warning on stderr cannot spoil it); a failure's error holds its stderr.
-func (d *Driver) runcStdout(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, d.runc, append([]string{"--root", d.root}, args...)...)
-	out, err := cmd.Output()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return out, fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-	}
-	return out, err
-}
-
-func notExist(out []byte) bool   { return strings.Contains(string(out), "does not exist") }
-func notRunning(out []byte) bool { return strings.Contains(string(out), "not running") }
 
 // Wait implements sandbox.Driver.
 func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
@@ -834,180 +355,6 @@ func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
 	}
 	return addr, nil
-}
-
-// EndInit implements sandbox.Driver: it writes the sandbox's own CPU
-// quota into its cgroup (cpu.cfs_quota_us of the cpu controller on cgroup
-// v1, cpu.max on v2), in place of the larger one its init had. Rootless
-// sandboxes have no cgroup: it does nothing.
-func (d *Driver) EndInit(ctx context.Context, id string) error {
-	d.mu.Lock()
-	b, ok := d.boxes[id]
-	if !ok || !b.inInit || isDone(b) {
-		d.mu.Unlock()
-		return nil
-	}
-	b.inInit = false
-	d.mu.Unlock()
-	if err := setCPUQuota(b.cgroup, b.quota); err != nil {
-		if isDone(b) || len(CgroupDirs(b.cgroup)) == 0 {
-			return nil // it ended meanwhile
-		}
-		d.mu.Lock()
-		b.inInit = true // so that a retry writes it
-		d.mu.Unlock()
-		return fmt.Errorf("sandbox %q end init: %w", id, err)
-	}
-	return nil
-}
-
-// setCPUQuota sets the CPU quota of cgroup path cg to quota µs per
-// cpuPeriod: cpu.cfs_quota_us in the cgroup v1 cpu hierarchy, else
-// cpu.max in the v2 one.
-func setCPUQuota(cg string, quota int64) error {
-	q := strconv.FormatInt(quota, 10)
-	err := writeCgroupFile(filepath.Join("/sys/fs/cgroup/cpu", cg, "cpu.cfs_quota_us"), q)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = writeCgroupFile(filepath.Join("/sys/fs/cgroup", cg, "cpu.max"), q+" "+strconv.Itoa(cpuPeriod))
-	}
-	return err
-}
-
-// writeCgroupFile writes v to an existing cgroup file (never creating
-// one).
-func writeCgroupFile(path, v string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(v); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
-}
-
-// Stats implements sandbox.Driver. MaxRSSBytes is the peak memory use of
-// the container's cgroup (memory.max_usage_in_bytes on cgroup v1,
-// memory.peak on v2), which counts page cache as well as resident memory.
-func (d *Driver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
-	d.mu.Lock()
-	b, ok := d.boxes[id]
-	d.mu.Unlock()
-	if !ok || isDone(b) {
-		return sandbox.Stats{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
-	}
-	if d.rootless {
-		return rootlessStats(id, b)
-	}
-	for _, f := range []string{
-		filepath.Join("/sys/fs/cgroup/memory", b.cgroup, "memory.max_usage_in_bytes"),
-		filepath.Join("/sys/fs/cgroup", b.cgroup, "memory.peak"),
-	} {
-		if v, err := os.ReadFile(f); err == nil {
-			n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
-			if err == nil {
-				return sandbox.Stats{MaxRSSBytes: n}, nil
-			}
-		}
-	}
-	return sandbox.Stats{}, fmt.Errorf("sandbox %q stats: no memory figures in its cgroup", id)
-}
-
-// List implements sandbox.Driver: the sandboxes this driver runs, and the
-// containers in its runc root that an earlier server left running.
-// Leftovers that no longer run (a stopped container, a bundle with no
-// container) are removed.
-func (d *Driver) List(ctx context.Context) ([]string, error) {
-	// runc list reads every container's state dir; one that ends and is
-	// deleted meanwhile makes it fail with "no such file or directory".
-	// That race is harmless: ask again.
-	var out []byte
-	var err error
-	for try := 0; ; try++ {
-		out, err = d.runcStdout(ctx, "list", "--format", "json")
-		if err == nil || try == 4 || !strings.Contains(err.Error(), "no such file or directory") {
-			break
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list sandboxes: runc list: %w", err)
-	}
-	var containers []struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(out, &containers); err != nil {
-		return nil, fmt.Errorf("list sandboxes: runc list: %w", err)
-	}
-	ents, err := os.ReadDir(d.bundles)
-	if err != nil {
-		return nil, fmt.Errorf("list sandboxes: %w", err)
-	}
-	d.mu.Lock()
-	mine := make(map[string]bool, len(d.boxes))
-	var ids []string
-	for id, b := range d.boxes {
-		mine[id] = true
-		if !isDone(b) {
-			ids = append(ids, id)
-		}
-	}
-	d.mu.Unlock()
-	known := make(map[string]bool)
-	for _, c := range containers {
-		known[c.ID] = true
-		if mine[c.ID] {
-			continue
-		}
-		if c.Status == "stopped" {
-			_ = d.stopRecovered(ctx, c.ID, 0)
-			continue
-		}
-		ids = append(ids, c.ID)
-	}
-	for _, e := range ents {
-		if id := e.Name(); !mine[id] && !known[id] {
-			_ = removeBundle(filepath.Join(d.bundles, id))
-		}
-	}
-	// Network state of no container (it ended while no server ran). Under
-	// d.mu, so that a Start of the ID cannot set up meanwhile.
-	for _, id := range d.net.ids() {
-		if known[id] {
-			continue
-		}
-		d.mu.Lock()
-		if _, ok := d.boxes[id]; !ok {
-			d.teardownNet(id)
-		}
-		d.mu.Unlock()
-	}
-	return ids, nil
-}
-
-// CgroupDirs returns the directories of cgroup path cg that exist, in
-// every v1 hierarchy and the v2 one.
-func CgroupDirs(cg string) []string {
-	var dirs []string
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
-	roots = append(roots, "/sys/fs/cgroup")
-	for _, r := range roots {
-		if fi, err := os.Stat(filepath.Join(r, cg)); err == nil && fi.IsDir() {
-			dirs = append(dirs, filepath.Join(r, cg))
-		}
-	}
-	return dirs
-}
-
-// cgroupRuns reports whether a process is left in cgroup path cg.
-func cgroupRuns(cg string) bool {
-	for _, dir := range CgroupDirs(cg) {
-		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func isDone(b *box) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/sandbox"
 	"github.com/stratus-run/stratus/internal/sandbox/runc"
 	"github.com/stratus-run/stratus/internal/sandbox/sandboxtest"
@@ -30,7 +30,7 @@ func newDriver(t *testing.T, stateDir string) *runc.Driver {
 		}
 		t.Skipf("runc driver needs runc on PATH and root (lookup: %v, euid %d)", err, os.Geteuid())
 	}
-	d, err := runc.New(stateDir, slog.New(slog.DiscardHandler))
+	d, err := runc.New(runc.Config{StateDir: stateDir})
 	if err != nil {
 		t.Fatalf("runc.New: %v", err)
 	}
@@ -348,7 +348,7 @@ func BenchmarkColdStart(b *testing.B) {
 	if _, err := exec.LookPath("runc"); err != nil || os.Geteuid() != 0 {
 		b.Skip("needs runc and root")
 	}
-	d, err := runc.New(b.TempDir(), slog.New(slog.DiscardHandler))
+	d, err := runc.New(runc.Config{StateDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -525,4 +525,12 @@ func TestStartAhead(t *testing.T) {
 		t.Errorf("output %q, want the start byte read after Start", out.String())
 	}
 	assertGone(t, d, spec.ID)
+}
+
+// TestNewNeedsStateDir: a Config without a state dir is refused, before
+// anything is looked for or set up.
+func TestNewNeedsStateDir(t *testing.T) {
+	if _, err := runc.New(runc.Config{}); !errors.Is(err, stratus.ErrInvalid) {
+		t.Errorf("New without a state dir: %v, want ErrInvalid", err)
+	}
 }

@@ -45,7 +45,7 @@ const initPath = "/dev/.stratus-init"
 //     /tmp would be hidden by the tmpfs). An image
 //     without /etc/resolv.conf or /etc/hosts gets the host's, read-only.
 //   - Users: a user namespace maps the sandbox's uids and gids 0–65536
-//     to host ids from the driver's base (Options.IDBase), so no process
+//     to host ids from the driver's base (Config.IDBase), so no process
 //     of a sandbox has a privileged id on the host; host files owned by
 //     ids outside the range (the host's root) are seen as nobody's. The
 //     init runs as uid and gid initID, which no program can use, keeping
@@ -58,7 +58,7 @@ const initPath = "/dev/.stratus-init"
 //     port below 1024 would want CAP_NET_BIND_SERVICE.
 //   - Seccomp: Docker's default profile for a process without
 //     capabilities, an allow list with argument filters (see
-//     seccompProfile).
+//     noCapsSeccomp).
 //   - Cgroups: memory (no swap), a CPU quota (Spec.CPU cores, else in
 //     proportion to memory; Spec.InitCPU cores until EndInit when that is
 //     more, see initQuota; with Spec.CPUWeight that share is the cgroup's
@@ -239,26 +239,17 @@ func userArg(u *sandbox.User) string {
 	return a
 }
 
-// seccompProfile is Docker's default seccomp profile
-// (github.com/moby/profiles/seccomp) for a process with caps: an allow
-// list of the usual syscalls, some only with given arguments (clone
-// without namespace flags, socket for the usual address families, the
-// common personalities); everything else fails with EPERM, and clone3
+// noCapsSeccomp is Docker's default seccomp profile
+// (github.com/moby/profiles/seccomp) for a process without capabilities:
+// an allow list of the usual syscalls, some only with given arguments
+// (clone without namespace flags, socket for the usual address families,
+// the common personalities); everything else fails with EPERM, and clone3
 // with ENOSYS so that libc falls back to clone, whose flags can be
 // checked. The syscalls that need a capability (mount, unshare, setns,
-// bpf, kernel modules, reboot, clock setting, ...) are allowed only when
-// caps' bounding set holds it; a sandbox's holds none. runc skips names
-// its libseccomp does not know. The profile may be shared: do not modify
-// it.
-func seccompProfile(caps *specs.LinuxCapabilities) *specs.LinuxSeccomp {
-	if caps == nil || len(caps.Bounding) == 0 {
-		return noCapsSeccomp()
-	}
-	return defaultSeccomp(caps)
-}
-
-// noCapsSeccomp is the profile of a process without capabilities,
-// built once: the profile is some 400 rules, and every sandbox gets it.
+// bpf, kernel modules, reboot, clock setting, ...) are refused, as a
+// sandbox's bounding set holds none. runc skips names its libseccomp does
+// not know. It is built once (some 400 rules, and every sandbox gets it)
+// and shared: do not modify it.
 var noCapsSeccomp = sync.OnceValue(func() *specs.LinuxSeccomp {
 	return defaultSeccomp(&specs.LinuxCapabilities{})
 })

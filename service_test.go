@@ -1,0 +1,124 @@
+package stratus_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stratus-run/stratus"
+)
+
+func TestServiceConfigDefaults(t *testing.T) {
+	c := stratus.ServiceConfig{Image: "example.com/app:v1"}
+	c.Defaults()
+	want := stratus.ServiceConfig{
+		Image:    "example.com/app:v1",
+		Port:     stratus.DefaultServicePort,
+		MaxScale: stratus.DefaultServiceMaxScale,
+		MemoryMB: stratus.DefaultServiceMemoryMB,
+		CPU:      stratus.DefaultServiceCPU,
+		Auth:     stratus.AuthToken,
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("Defaults (-want +got):\n%s", diff)
+	}
+
+	// Concurrency 0 (no limit) stays; a min scale above the default max
+	// raises the max to it.
+	c = stratus.ServiceConfig{Image: "x", MinScale: 20}
+	c.Defaults()
+	if c.MaxScale != 20 || c.Concurrency != 0 {
+		t.Errorf("min scale 20: max scale %d, concurrency %d; want 20 and 0", c.MaxScale, c.Concurrency)
+	}
+
+	// What is set stays.
+	c = stratus.ServiceConfig{Image: "x", Port: 9000, MaxScale: 3, MemoryMB: 256, CPU: 0.5, Auth: stratus.AuthNone}
+	want = c
+	c.Defaults()
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("Defaults of a set config (-want +got):\n%s", diff)
+	}
+}
+
+func TestServiceConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(c *stratus.ServiceConfig)
+		err  string // a pattern of the error's message; "" when it passes
+	}{
+		{"valid", func(c *stratus.ServiceConfig) {}, ""},
+
+		{"no image", func(c *stratus.ServiceConfig) { c.Image = "" }, `^image is required`},
+		{"blank image", func(c *stratus.ServiceConfig) { c.Image = " \t" }, `^image is required`},
+
+		{"port 1", func(c *stratus.ServiceConfig) { c.Port = 1 }, ""},
+		{"port 65535", func(c *stratus.ServiceConfig) { c.Port = 65535 }, ""},
+		{"port 0", func(c *stratus.ServiceConfig) { c.Port = 0 }, `^port 0: must be between 1 and 65535`},
+		{"port too large", func(c *stratus.ServiceConfig) { c.Port = 65536 }, `^port 65536`},
+
+		{"scale to zero", func(c *stratus.ServiceConfig) { c.MinScale = 0 }, ""},
+		{"min equals max", func(c *stratus.ServiceConfig) { c.MinScale, c.MaxScale = 3, 3 }, ""},
+		{"max scale bound", func(c *stratus.ServiceConfig) { c.MaxScale = stratus.MaxServiceScale }, ""},
+		{"negative min", func(c *stratus.ServiceConfig) { c.MinScale = -1 }, `^min -1: must be between 0 and 1000`},
+		{"min over the bound", func(c *stratus.ServiceConfig) { c.MinScale, c.MaxScale = 1001, 1001 }, `^min 1001`},
+		{"max zero", func(c *stratus.ServiceConfig) { c.MaxScale = 0 }, `^max 0: must be between max\(1, min\) and 1000`},
+		{"max below min", func(c *stratus.ServiceConfig) { c.MinScale, c.MaxScale = 4, 3 }, `^max 3`},
+		{"max over the bound", func(c *stratus.ServiceConfig) { c.MaxScale = 1001 }, `^max 1001`},
+
+		{"no concurrency limit", func(c *stratus.ServiceConfig) { c.Concurrency = 0 }, ""},
+		{"concurrency bound", func(c *stratus.ServiceConfig) { c.Concurrency = stratus.MaxServiceConcurrency }, ""},
+		{"negative concurrency", func(c *stratus.ServiceConfig) { c.Concurrency = -1 }, `^concurrency -1: must be between 0 \(no limit\) and 1000`},
+		{"concurrency over the bound", func(c *stratus.ServiceConfig) { c.Concurrency = 1001 }, `^concurrency 1001`},
+
+		{"memory min", func(c *stratus.ServiceConfig) { c.MemoryMB = stratus.MinServiceMemoryMB }, ""},
+		{"memory max", func(c *stratus.ServiceConfig) { c.MemoryMB = stratus.MaxServiceMemoryMB }, ""},
+		{"memory too small", func(c *stratus.ServiceConfig) { c.MemoryMB = 63 }, `^memory 63 MB: must be between 64 and 32768`},
+		{"memory too large", func(c *stratus.ServiceConfig) { c.MemoryMB = 32769 }, `^memory 32769 MB`},
+
+		{"cpu min", func(c *stratus.ServiceConfig) { c.CPU = stratus.MinServiceCPU }, ""},
+		{"cpu max", func(c *stratus.ServiceConfig) { c.CPU = stratus.MaxServiceCPU }, ""},
+		{"cpu too small", func(c *stratus.ServiceConfig) { c.CPU = 0.001 }, `^cpu 0.001: must be between 0.01 and 64`},
+		{"cpu too large", func(c *stratus.ServiceConfig) { c.CPU = 65 }, `^cpu 65`},
+
+		{"health path", func(c *stratus.ServiceConfig) { c.HealthPath = "/healthz?full=1" }, ""},
+		{"relative health path", func(c *stratus.ServiceConfig) { c.HealthPath = "healthz" }, `^health path "healthz": must start with / and hold no spaces`},
+		{"health path with a space", func(c *stratus.ServiceConfig) { c.HealthPath = "/a b" }, `^health path "/a b"`},
+		{"health path with a newline", func(c *stratus.ServiceConfig) { c.HealthPath = "/a\n" }, `^health path`},
+
+		{"command", func(c *stratus.ServiceConfig) { c.Command = []string{"/server", ""} }, ""},
+		{"empty program", func(c *stratus.ServiceConfig) { c.Command = []string{""} }, `^command: the program must not be empty`},
+
+		{"auth none", func(c *stratus.ServiceConfig) { c.Auth = stratus.AuthNone }, ""},
+		{"auth unknown", func(c *stratus.ServiceConfig) { c.Auth = "" }, `^auth "": must be "token" or "none"`},
+
+		{"env", func(c *stratus.ServiceConfig) { c.Env = map[string]string{"LOG_LEVEL": "debug"} }, ""},
+		{"env that functions may not set", func(c *stratus.ServiceConfig) { c.Env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x"} }, ""},
+		{"bad env name", func(c *stratus.ServiceConfig) { c.Env = map[string]string{"_A": ""} }, `^environment variable "_A": names start with a letter`},
+		{"reserved PORT", func(c *stratus.ServiceConfig) { c.Env = map[string]string{"PORT": "1"} }, `^environment variable "PORT" is reserved`},
+		{"reserved K_SERVICE", func(c *stratus.ServiceConfig) { c.Env = map[string]string{"K_SERVICE": "x"} }, `^environment variable "K_SERVICE" is reserved`},
+		{"env at its bound", func(c *stratus.ServiceConfig) {
+			c.Env = map[string]string{"A": strings.Repeat("x", 32*stratus.MaxEnvBytes-1)}
+		}, ""},
+		{"env over its bound", func(c *stratus.ServiceConfig) {
+			c.Env = map[string]string{"A": strings.Repeat("x", 32*stratus.MaxEnvBytes)}
+		}, `^environment variables take 131073 bytes, more than 131072`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := stratus.ServiceConfig{Image: "example.com/app:v1"}
+			c.Defaults()
+			tc.edit(&c)
+			checkErr(t, c.Validate(), tc.err)
+		})
+	}
+}
+
+func TestRevisionName(t *testing.T) {
+	r := stratus.Revision{Service: "web", Number: 2}
+	if got := r.Name(); got != "web-00002" {
+		t.Errorf("Name = %q, want web-00002", got)
+	}
+	if got := stratus.ServiceLogKey("web"); got != "svc/web" || stratus.ValidName(got) == nil {
+		t.Errorf("ServiceLogKey = %q, want svc/web, which no function can be named", got)
+	}
+}
