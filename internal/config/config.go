@@ -17,12 +17,19 @@ import (
 
 // Config is the server's configuration.
 type Config struct {
-	Listen  string `json:"listen"`
+	// Listen is the address (host:port) of the API, the gateway and the
+	// console.
+	Listen string `json:"listen"`
+	// DataDir is the folder the server keeps its state in.
 	DataDir string `json:"data"`
-	Token   string `json:"token,omitempty"`
-	Region  string `json:"region"`
+	// Token is the bearer token of the control endpoints; empty: the one
+	// kept in the data dir, made at the first start.
+	Token string `json:"token,omitempty"`
+	// Region is this server's region.
+	Region string `json:"region"`
 	// Sandbox is the sandbox driver: "runc", "process", or "auto" (runc
-	// when runc is on PATH and the server runs as root, else process).
+	// when runc is on PATH and usable, rootless when the server is not
+	// root; else process).
 	Sandbox string `json:"sandbox"`
 
 	// MaxInstances caps live instances across all functions.
@@ -51,6 +58,9 @@ type Config struct {
 	// StopGrace is what a stopping instance gets between SIGTERM and SIGKILL.
 	StopGrace stratus.Duration `json:"stopGrace"`
 
+	// MaxZipBytes bounds a function's code upload, MaxUnzippedBytes its
+	// extracted files, MaxEventBytes the event of a synchronous
+	// invocation.
 	MaxZipBytes      int64 `json:"maxZipBytes"`
 	MaxUnzippedBytes int64 `json:"maxUnzippedBytes"`
 	MaxEventBytes    int64 `json:"maxEventBytes"`
@@ -63,6 +73,7 @@ type Config struct {
 	// are deleted.
 	PruneInterval stratus.Duration `json:"pruneInterval"`
 
+	// LogLevel is the least level logged: debug, info, warn or error.
 	LogLevel string `json:"logLevel"`
 	// MetricsPublic serves /metrics without the token.
 	MetricsPublic bool `json:"metricsPublic,omitempty"`
@@ -105,8 +116,13 @@ type Config struct {
 	StableWindow     stratus.Duration `json:"stableWindow"`
 	PanicWindow      stratus.Duration `json:"panicWindow"`
 	ScaleToZeroGrace stratus.Duration `json:"scaleToZeroGrace"`
+	// ServiceStopGrace is how long a stopping replica gets after SIGTERM;
+	// when the server stops, replicas also drain their requests for at
+	// most this long.
 	ServiceStopGrace stratus.Duration `json:"serviceStopGrace"`
-	ServiceQueueSize int              `json:"serviceQueueSize"`
+	// ServiceQueueSize bounds the requests waiting for a replica, per
+	// service; more are refused with 429.
+	ServiceQueueSize int `json:"serviceQueueSize"`
 
 	// Bounds on what clients and workloads can make the server hold.
 	//

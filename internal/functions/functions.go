@@ -4,6 +4,11 @@
 // every function in memory for the invocation path, rebuilt from the store
 // at start.
 //
+// Functions and services share one namespace of names: the store's
+// registry of names is the only judge, claimed in the transaction that
+// records a version, so a deploy under a name a service holds (or is
+// starting under) fails with stratus.ErrConflict.
+//
 // Code is durable before it is named: a deploy writes the zip and its
 // extracted folder under DATA/tmp, syncs them, renames them into
 // DATA/code, syncs that folder, and only then commits the version's row.
@@ -29,8 +34,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -62,7 +65,6 @@ type Service struct {
 	limits     archive.Limits
 	maxConc    int
 	maxRetries int
-	nameTaken  func(string) bool
 	images     Images
 	keep       int
 	inUse      func(fn string, version int) bool
@@ -85,19 +87,25 @@ type versionKey struct {
 	n  int
 }
 
-// Config configures a Service.
+// Config configures a Service. Store, Pools and DataDir are required;
+// every other zero field means its default.
 type Config struct {
-	Store   *store.Store
-	Pools   deployer
+	// Store keeps functions, versions and the registry of names.
+	Store *store.Store
+	// Pools receive each new head version and each removed function.
+	Pools deployer
+	// DataDir holds the code (DATA/code) and uploads being checked
+	// (DATA/tmp).
 	DataDir string
-	Limits  archive.Limits
-	// MaxConcurrency is the server-wide cap a function may not exceed.
+	// Limits bound an upload and its extraction (archive.DefaultLimits
+	// when zero).
+	Limits archive.Limits
+	// MaxConcurrency is the server-wide cap a function may not exceed
+	// (stratus.DefaultMaxConc when 0).
 	MaxConcurrency int
-	// MaxRetries is the most async retries a function may ask for.
+	// MaxRetries is the most async retries a function may ask for
+	// (stratus.DefaultMaxRetries when 0).
 	MaxRetries int
-	// NameTaken reports whether a service holds a name: functions and
-	// services share one namespace of names.
-	NameTaken func(name string) bool
 	// Images resolves the images of functions deployed from one; nil
 	// refuses such deploys.
 	Images Images
@@ -115,14 +123,16 @@ type Config struct {
 	InstanceGrace time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Log receives what the Service does; nil discards it.
 	Log *slog.Logger
 }
 
 // Open loads every function's head from the store and deploys it to the
 // pools.
 func Open(ctx context.Context, c Config) (*Service, error) {
+	c.defaults()
 	s := &Service{
-		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, nameTaken: c.NameTaken, images: c.Images, log: c.Log,
+		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, images: c.Images, log: c.Log,
 		keep: c.KeepVersions, inUse: c.HasInstances, grace: c.InstanceGrace, now: c.Now,
 		retired: make(map[versionKey]time.Time),
 		codeDir: filepath.Join(c.DataDir, "code"),
@@ -139,15 +149,6 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 		for _, e := range ents {
 			_ = os.RemoveAll(filepath.Join(s.tmpDir, e.Name()))
 		}
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.grace <= 0 {
-		s.grace = time.Minute
 	}
 	fns, err := s.st.ListFunctions(ctx)
 	if err != nil {
@@ -172,8 +173,35 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 	return s, nil
 }
 
+// defaults fills the zero fields of c that have a default.
+func (c *Config) defaults() {
+	if c.Limits == (archive.Limits{}) {
+		c.Limits = archive.DefaultLimits()
+	}
+	if c.MaxConcurrency <= 0 {
+		c.MaxConcurrency = stratus.DefaultMaxConc
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.InstanceGrace <= 0 {
+		c.InstanceGrace = time.Minute
+	}
+}
+
 func headOf(f *stratus.Function) *stratus.Version {
 	return &stratus.Version{Function: f.Name, Version: f.Version, Config: f.Config, CodeSHA: f.CodeSHA, CodeSize: f.CodeSize, CreatedAt: f.UpdatedAt}
+}
+
+// CodeDirs returns where, in data dir dataDir, the code with each digest
+// is extracted: the folder a version's instances run in. It does not
+// depend on a Service, so the pools can be given it before one opens.
+func CodeDirs(dataDir string) func(sha string) string {
+	code := filepath.Join(dataDir, "code")
+	return func(sha string) string { return filepath.Join(code, sha) }
 }
 
 // CodeDir is the folder of the code with digest sha.
@@ -202,7 +230,9 @@ func (s *Service) Head(name string) (*stratus.Version, bool) {
 // Deploy creates function name or updates it with a new version from cfg
 // and the zip read from code, or, for a function from an image
 // (cfg.Image), from the image in the image store (code is then nil).
-// created reports a new function.
+// created reports a new function. Bad input is an error wrapping
+// stratus.ErrInvalid (or stratus.ErrTooLarge), a name a service holds
+// one wrapping stratus.ErrConflict; either changes nothing.
 func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader) (f *stratus.Function, created bool, err error) {
 	if err := stratus.ValidName(name); err != nil {
 		return nil, false, err
@@ -217,9 +247,6 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	}
 	if err := s.checkTopics(ctx, cfg); err != nil {
 		return nil, false, err
-	}
-	if s.nameTaken != nil && s.nameTaken(name) {
-		return nil, false, fmt.Errorf("function %q: a service has that name: %w", name, stratus.ErrConflict)
 	}
 	if cfg.Image != "" {
 		if code != nil {
@@ -310,8 +337,14 @@ func (s *Service) deployImage(ctx context.Context, name string, cfg stratus.Func
 }
 
 // putVersion stores a new head version and hands it to the pools. The
-// caller holds deployMu.
-func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.FunctionConfig, sha string, size int64) (*stratus.Function, bool, error) {
+// caller holds deployMu. If it fails, code that no version names (what
+// this deploy extracted) is removed.
+func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.FunctionConfig, sha string, size int64) (_ *stratus.Function, _ bool, err error) {
+	defer func() {
+		if err != nil {
+			s.gcCode(context.WithoutCancel(ctx))
+		}
+	}()
 	old, existed := s.Head(name)
 	if err := s.checkLoop(name, cfg); err != nil {
 		return nil, false, err
@@ -334,47 +367,6 @@ func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.Funct
 	return f, !existed, nil
 }
 
-// pruneVersions removes the versions of function name beyond the newest
-// s.keep, except those that still have instances, and reports whether it
-// removed any (their code is then for gcCode to free). It never fails a
-// deploy: a version it cannot remove now stays until the next try. The
-// caller holds deployMu or is Open.
-func (s *Service) pruneVersions(ctx context.Context, name string) bool {
-	if s.keep <= 0 {
-		return false
-	}
-	vs, err := s.st.ListVersions(ctx, name)
-	if err != nil {
-		s.log.Warn("list versions to prune", "fn", name, "err", err)
-		return false
-	}
-	if len(vs) <= s.keep {
-		return false
-	}
-	var drop, busy []int
-	for _, v := range vs[s.keep:] { // newest first: the head is kept
-		if s.mayHaveInstances(&v) {
-			busy = append(busy, v.Version)
-			continue
-		}
-		drop = append(drop, v.Version)
-		delete(s.retired, versionKey{name, v.Version})
-	}
-	if len(busy) > 0 {
-		slices.Sort(busy)
-		s.log.Info("old versions may still have instances; kept until a later deploy or start", "fn", name, "versions", busy)
-	}
-	n, err := s.st.DeleteVersions(ctx, name, drop)
-	if err != nil {
-		s.log.Warn("remove old versions", "fn", name, "err", err)
-		return false
-	}
-	if n > 0 {
-		s.log.Info("removed old versions", "fn", name, "count", n, "keep", s.keep)
-	}
-	return n > 0
-}
-
 // ImageInUse reports whether a function's head version runs the image
 // with manifest digest d.
 func (s *Service) ImageInUse(d string) bool {
@@ -386,105 +378,6 @@ func (s *Service) ImageInUse(d string) bool {
 		}
 	}
 	return false
-}
-
-// sizeText writes a size limit as people read it: "50 MB", "64 KB", or
-// bytes when it is not a whole number of either.
-func sizeText(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-// checkTopics refuses topic destinations that name no topic: a deploy
-// says where its records go, so a typo is an error now rather than records
-// dropped later. (A topic deleted after the deploy is not checked again:
-// records for it are dropped with a log line.)
-func (s *Service) checkTopics(ctx context.Context, cfg stratus.FunctionConfig) error {
-	for _, d := range []struct{ flag, dest string }{{"on-success", cfg.OnSuccess}, {"on-failure", cfg.OnFailure}} {
-		if kind, target, err := stratus.ParseDestination(d.dest); err == nil && kind == stratus.DestTopic {
-			if _, err := s.st.GetTopic(ctx, target); err != nil {
-				return fmt.Errorf("%s destination: %w (create it first: stratus topic create %s)", d.flag, err, target)
-			}
-		}
-	}
-	return nil
-}
-
-// checkLoop refuses destinations that lead back to function name: its
-// events would feed themselves forever.
-func (s *Service) checkLoop(name string, cfg stratus.FunctionConfig) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	next := func(fn string, c stratus.FunctionConfig) []string {
-		var out []string
-		for _, d := range []string{c.OnSuccess, c.OnFailure} {
-			if kind, target, err := stratus.ParseDestination(d); err == nil && kind == stratus.DestFunction {
-				out = append(out, target)
-			}
-		}
-		return out
-	}
-	seen := map[string]bool{}
-	path := []string{name}
-	var walk func(fn string, c stratus.FunctionConfig) error
-	walk = func(fn string, c stratus.FunctionConfig) error {
-		for _, t := range next(fn, c) {
-			if t == name {
-				return fmt.Errorf("destination loop: %s feeds itself (%s -> %s): %w", name, strings.Join(path, " -> "), name, stratus.ErrInvalid)
-			}
-			if seen[t] {
-				continue
-			}
-			seen[t] = true
-			if v, ok := s.heads[t]; ok {
-				path = append(path, t)
-				if err := walk(t, v.Config); err != nil {
-					return err
-				}
-				path = path[:len(path)-1]
-			}
-		}
-		return nil
-	}
-	return walk(name, cfg)
-}
-
-// checkCode checks that the code in dir has what cfg's runtime runs.
-func checkCode(dir string, cfg stratus.FunctionConfig) error {
-	switch {
-	case stratus.IsProvided(cfg.Runtime):
-		p := filepath.Join(dir, "bootstrap")
-		fi, err := os.Stat(p)
-		if err != nil || !fi.Mode().IsRegular() {
-			return fmt.Errorf("runtime %s needs an executable file named bootstrap at the top of the code, and there is none: %w", cfg.Runtime, stratus.ErrInvalid)
-		}
-		if fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("bootstrap is not executable (chmod +x bootstrap): %w", stratus.ErrInvalid)
-		}
-	case cfg.Runtime == stratus.RuntimePython3:
-		mod := cfg.Handler[:strings.LastIndex(cfg.Handler, ".")]
-		base := filepath.Join(dir, filepath.FromSlash(strings.ReplaceAll(mod, ".", "/")))
-		if !exists(base+".py") && !exists(filepath.Join(base, "__init__.py")) && !exists(filepath.Join(dir, mod+".py")) {
-			return fmt.Errorf("handler %q: no module %s.py in the code: %w", cfg.Handler, mod, stratus.ErrInvalid)
-		}
-	case cfg.Runtime == stratus.RuntimeNodejs:
-		file := cfg.Handler[:strings.LastIndex(cfg.Handler, ".")]
-		base := filepath.Join(dir, filepath.FromSlash(file))
-		if !exists(base+".js") && !exists(base+".mjs") && !exists(base+".cjs") {
-			return fmt.Errorf("handler %q: no file %s.js, .mjs or .cjs in the code: %w", cfg.Handler, file, stratus.ErrInvalid)
-		}
-	}
-	return nil
-}
-
-func exists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
 }
 
 // Get returns function name.
@@ -517,56 +410,4 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	s.pools.Remove(name)
 	s.gcCode(ctx)
 	return nil
-}
-
-// mayHaveInstances reports whether an instance may still run v: only if
-// v stopped being the head on this server recently enough for one of its
-// invocations to be running or its instance stopping, and the pools say
-// the function has busy instances. The caller holds deployMu or is Open.
-//
-// Aliases do not exist yet. When they do, a version an alias names must
-// be kept too, whatever its instances.
-func (s *Service) mayHaveInstances(v *stratus.Version) bool {
-	if s.inUse == nil {
-		return false
-	}
-	k := versionKey{v.Function, v.Version}
-	at, ok := s.retired[k]
-	if !ok {
-		return false // the head before this server started: no instance ran it
-	}
-	window := time.Duration(v.Config.TimeoutSec)*time.Second + s.grace
-	if s.now().Sub(at) >= window {
-		delete(s.retired, k)
-		return false
-	}
-	return s.inUse(v.Function, v.Version)
-}
-
-// gcCode removes code folders and archives no version refers to, and
-// what an interrupted extract left in the code folder. The caller holds
-// deployMu or is Open.
-func (s *Service) gcCode(ctx context.Context) {
-	inUse, err := s.st.CodeInUse(ctx)
-	if err != nil {
-		s.log.Warn("list code in use", "err", err)
-		return
-	}
-	ents, err := os.ReadDir(s.codeDir)
-	if err != nil {
-		return
-	}
-	removed := false
-	for _, e := range ents {
-		sha := strings.TrimSuffix(e.Name(), ".zip")
-		if !inUse[sha] {
-			if err := os.RemoveAll(filepath.Join(s.codeDir, e.Name())); err != nil {
-				s.log.Warn("remove unused code", "code", e.Name(), "err", err)
-			}
-			removed = true
-		}
-	}
-	if removed {
-		_ = archive.SyncDir(s.codeDir)
-	}
 }

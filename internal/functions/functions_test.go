@@ -24,7 +24,8 @@ import (
 // pools records what the Service hands them.
 type pools struct {
 	mu       sync.Mutex
-	deployed []string
+	deployed []string // version keys
+	removed  []string // function names
 }
 
 func (p *pools) Deploy(v *stratus.Version) {
@@ -32,7 +33,19 @@ func (p *pools) Deploy(v *stratus.Version) {
 	p.deployed = append(p.deployed, v.Key())
 	p.mu.Unlock()
 }
-func (p *pools) Remove(string) {}
+
+func (p *pools) Remove(name string) {
+	p.mu.Lock()
+	p.removed = append(p.removed, name)
+	p.mu.Unlock()
+}
+
+// calls returns what the pools were handed so far.
+func (p *pools) calls() (deployed, removed []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.deployed), slices.Clone(p.removed)
+}
 
 type env struct {
 	data string

@@ -28,7 +28,7 @@ var (
 // isolation.
 func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
 	if cfg.Sandbox == "runc" || cfg.Sandbox == "auto" {
-		d, err := runc.New(filepath.Join(cfg.DataDir, runcState), log)
+		d, err := runc.New(runc.Config{StateDir: filepath.Join(cfg.DataDir, runcState), Log: log})
 		if err == nil {
 			bin, _ := exec.LookPath("runc")
 			if os.Geteuid() != 0 {
@@ -39,14 +39,14 @@ func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, err
 		if cfg.Sandbox == "runc" {
 			return nil, "", fmt.Errorf("sandbox driver runc (--sandbox runc): %w", err)
 		}
-		d2, err2 := process.New(filepath.Join(cfg.DataDir, processState), log)
+		d2, err2 := process.New(process.Config{StateDir: filepath.Join(cfg.DataDir, processState), Log: log})
 		if err2 != nil {
 			return nil, "", err2
 		}
 		return d2, "process: UNISOLATED — " + whyNotRunc(err) + "; " + unisolated +
 			"; to isolate them run stratus as root with runc installed, or use --sandbox runc to refuse to start without it", nil
 	}
-	d, err := process.New(filepath.Join(cfg.DataDir, processState), log)
+	d, err := process.New(process.Config{StateDir: filepath.Join(cfg.DataDir, processState), Log: log})
 	if err != nil {
 		return nil, "", err
 	}
@@ -110,7 +110,7 @@ func stopOtherLeftovers(ctx context.Context, cfg config.Config, chosen sandbox.D
 		if _, err := os.Stat(dir); err != nil {
 			return nil
 		}
-		d, err := process.New(dir, log)
+		d, err := process.New(process.Config{StateDir: dir, Log: log})
 		if err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func stopOtherLeftovers(ctx context.Context, cfg config.Config, chosen sandbox.D
 	if ents, _ := os.ReadDir(filepath.Join(dir, "runc")); len(ents) == 0 {
 		return nil
 	}
-	d, err := runc.New(dir, log)
+	d, err := runc.New(runc.Config{StateDir: dir, Log: log})
 	if err != nil {
 		return nil // runc is not usable: neither were its containers left
 	}

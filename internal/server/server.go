@@ -104,12 +104,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return err
 	}
 
-	writer := logs.New(st, logs.Retention{
-		Invocations: cfg.RetainInvocations, LogLines: cfg.RetainLogLines, MaxAge: time.Duration(cfg.RetainAge),
-		Every: time.Duration(cfg.PruneInterval),
-	}, cfg.LogQueueBytes, log.With("component", "logs"))
+	writer := logs.New(logs.Config{
+		Store: st,
+		Retention: logs.Retention{
+			Invocations: cfg.RetainInvocations, LogLines: cfg.RetainLogLines, MaxAge: time.Duration(cfg.RetainAge),
+			Every: time.Duration(cfg.PruneInterval),
+		},
+		QueueBytes: cfg.LogQueueBytes,
+		Log:        log.With("component", "logs"),
+	})
 	// Output beyond its bounds is dropped before it reaches the writer.
-	output := logs.NewLimiter(cfg.MaxOutputBytes, cfg.OutputRate, nil)
+	output := logs.NewLimiter(logs.LimiterConfig{PerInvocation: cfg.MaxOutputBytes, BytesPerSecond: cfg.OutputRate})
 	met := newMetrics(writer)
 	met.logs(writer, output)
 
@@ -119,18 +124,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if d, ok := driver.(interface{ IDBase() uint32 }); ok {
 		idBase = d.IDBase()
 	}
-	images, err := image.Open(filepath.Join(cfg.DataDir, "images"), idBase,
-		image.WithLimits(image.Limits{MaxImage: cfg.MaxImageBytes, MaxStore: cfg.ImageStoreBytes}))
+	images, err := image.Open(image.Config{
+		Dir: filepath.Join(cfg.DataDir, "images"), IDBase: idBase,
+		MaxImage: cfg.MaxImageBytes, MaxStore: cfg.ImageStoreBytes,
+	})
 	if err != nil {
 		return err
 	}
-	var fns *functions.Service
-	var svcs *services.Manager
+	// Each part is built before it is handed to another: the pools take
+	// the code folder's layout, not the functions service, which they
+	// feed.
 	pools := pool.New(pool.Config{
+		Log:        log.With("component", "pool"),
 		Driver:     driver,
 		Command:    newCommander().command,
 		Root:       newRoots(filepath.Join(cfg.DataDir, "roots")).root,
-		CodeDir:    func(sha string) string { return fns.CodeDir(sha) },
+		CodeDir:    functions.CodeDirs(cfg.DataDir),
 		RuntimeDir: rtDir,
 		Image: func(ctx context.Context, v *stratus.Version) (*pool.ImageRun, error) {
 			return imageResolver{images}.run(ctx, v)
@@ -147,16 +156,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		StopGrace:    time.Duration(cfg.StopGrace),
 		Sink:         met,
 		Output:       output,
-		Log:          log.With("component", "pool"),
 	})
 	met.instances(pools.Total)
 	lim := archive.DefaultLimits()
 	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipBytes, cfg.MaxUnzippedBytes
-	fns, err = functions.Open(ctx, functions.Config{
+	// Functions and services share one namespace of names, kept by the
+	// store's registry: neither asks the other.
+	fns, err := functions.Open(ctx, functions.Config{
 		Store: st, Pools: pools, DataDir: cfg.DataDir, Limits: lim,
 		MaxConcurrency: cfg.MaxInstances, MaxRetries: cfg.MaxRetries, Log: log.With("component", "functions"),
-		NameTaken: func(name string) bool { return svcs != nil && svcs.Exists(name) },
-		Images:    imageResolver{images},
+		Images: imageResolver{images},
 		// Idle and prepared instances are always of the head version, so
 		// only a function with busy (or starting) instances may have old
 		// versions in use: its old versions wait for a later prune.
@@ -182,8 +191,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		log.Info("NATS clients may connect", "url", bus.ClientURL(),
 			"credentials", filepath.Join(cfg.DataDir, NATSCredsFile), "show", "stratus nats credentials")
 	}
-	queue := events.NewQueue(bus, pools, asyncPolicy(fns), statusSink{writer}, log.With("component", "async"))
-	queue.MaxEventSize = int(cfg.MaxAsyncEventBytes)
+	// A destination is an async invocation or a topic, both built below
+	// from the queue: dests gets them once they exist.
 	dests := &events.Destinations{
 		Config: func(fn string) (stratus.FunctionConfig, bool) {
 			v, ok := fns.Head(fn)
@@ -192,23 +201,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 			}
 			return v.Config, true
 		},
-		Enqueue: queue.Enqueue, Region: cfg.Region, Log: log.With("component", "destinations"),
+		Region: cfg.Region, Log: log.With("component", "destinations"),
 	}
-	queue.OnDone = dests.Done
-	// An attempt's record and status are stored before its event is acked.
-	queue.BeforeAck = writer.Sync
+	queue := events.NewQueue(events.QueueConfig{
+		Bus: bus, Invoker: pools, Policy: asyncPolicy(fns), Sink: statusSink{writer},
+		OnDone: dests.Done,
+		// An attempt's record and status are stored before its event is acked.
+		BeforeAck:    writer.Sync,
+		MaxEventSize: int(cfg.MaxAsyncEventBytes),
+		Log:          log.With("component", "async"),
+	})
+	dests.Enqueue = queue.Enqueue
 	topics, err := newTopics(ctx, bus, st, queue, fns, cfg, met, log.With("component", "topics"))
 	if err != nil {
 		return err
 	}
 	dests.Publish = topics.Publish
-	sched := events.NewScheduler(st, queue, func(fn string) bool { _, ok := fns.Head(fn); return ok },
-		log.With("component", "scheduler"))
-	sched.Region, sched.MaxEventSize = cfg.Region, int(cfg.MaxAsyncEventBytes)
+	sched := events.NewScheduler(events.SchedulerConfig{
+		Store: st, Queue: queue, FunctionExists: func(fn string) bool { _, ok := fns.Head(fn); return ok },
+		Region: cfg.Region, MaxEventSize: int(cfg.MaxAsyncEventBytes),
+		Log: log.With("component", "scheduler"),
+	})
 
-	svcs = services.New(services.Config{
+	svcs := services.New(services.Config{
 		Store: st, Images: imageResolver{images}, Driver: driver, Logs: met, Output: output,
-		NameTaken:     func(name string) bool { _, ok := fns.Head(name); return ok },
 		Log:           log.With("component", "services"),
 		ReadyTimeout:  time.Duration(cfg.ServiceReadyTimeout),
 		ProbeInterval: time.Duration(cfg.ServiceProbeInterval),
@@ -273,7 +289,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	busPart := startPart(ctx, "event bus health", bus.Run, failed)
 	readyPart := startPart(ctx, "readiness", health.Run, failed)
 	writerPart := startPart(ctx, "log writer", writer.Run, failed)
-	poolsPart := startPart(ctx, "pools", func(ctx context.Context) error { return pools.Run(ctx, time.Second) }, failed)
+	poolsPart := startPart(ctx, "pools", pools.Run, failed)
 	queuePart := startPart(ctx, "async queue", queue.Run, failed)
 	schedPart := startPart(ctx, "scheduler", sched.Run, failed)
 	topicsPart := startPart(ctx, "topics", topics.Run, failed)
@@ -298,8 +314,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	log.Info("stopping: draining in-flight invocations")
 	api.Stopping()
-	drain := time.Duration(maxTimeout(ctx, fns))*time.Second + 5*time.Second
-	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	// ctx may have ended: what stopping still reads and waits for gets a
+	// context of its own, bounded by the longest function timeout.
+	stopCtx := context.WithoutCancel(ctx)
+	drain := time.Duration(maxTimeout(stopCtx, fns))*time.Second + 5*time.Second
+	dctx, cancel := context.WithTimeout(stopCtx, drain)
 	if err := srv.Shutdown(dctx); err != nil {
 		log.Warn("drain ended before every request finished", "err", err)
 		_ = srv.Close()
@@ -451,7 +470,8 @@ func (c *commander) command(v *stratus.Version, taskDir, rtDir string) ([]string
 	return argv, nil
 }
 
-// imageResolver gives the services manager an image's root folder.
+// imageResolver answers, from the image store, what services (Resolve),
+// functions (Lookup) and the pools (run) need of an image.
 type imageResolver struct{ s *image.Store }
 
 func (r imageResolver) Resolve(ctx context.Context, ref string) (*services.Image, error) {

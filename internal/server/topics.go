@@ -17,8 +17,11 @@ import (
 // start) and exposes their counters.
 func newTopics(ctx context.Context, bus *events.Bus, st *store.Store, queue *events.Queue,
 	fns *functions.Service, cfg config.Config, met *metrics, log *slog.Logger) (*events.Topics, error) {
-	tp := events.NewTopics(bus, st, queue, func(fn string) bool { _, ok := fns.Head(fn); return ok }, log)
-	tp.MaxEventSize = int(cfg.MaxAsyncEventBytes)
+	tp := events.NewTopics(events.TopicsConfig{
+		Bus: bus, Store: st, Queue: queue, FunctionExists: func(fn string) bool { _, ok := fns.Head(fn); return ok },
+		MaxEventSize: int(cfg.MaxAsyncEventBytes),
+		Log:          log,
+	})
 	if err := tp.Ensure(ctx); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,8 @@
 package services
 
 import (
-	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -17,12 +18,6 @@ import (
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
-
-// livenessFailures in a row restart a replica.
-const livenessFailures = 3
-
-// probeTimeout bounds one probe.
-const probeTimeout = time.Second
 
 // run is a replica's goroutine: it starts the sandbox, waits for it to be
 // ready, probes it while it serves, and restarts it with backoff when it
@@ -105,7 +100,9 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	m.mu.Lock()
 	r.id = id
 	m.mu.Unlock()
-	err := m.cfg.Driver.Start(context.Background(), p.spec)
+	sctx, cancel := m.callCtx(m.cfg.ReadyTimeout)
+	err := m.cfg.Driver.Start(sctx, p.spec)
+	cancel()
 	// The next replica of this revision, or this one's restart, starts
 	// from a prepared sandbox too.
 	m.prepareAhead(set)
@@ -117,7 +114,9 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	waited.Add(1)
 	go func() {
 		defer waited.Done()
-		e, err := m.cfg.Driver.Wait(context.Background(), id)
+		// Bounded by the lifetime: it ends with the sandbox, or at the
+		// latest when a stop that the driver does not finish runs out.
+		e, err := m.cfg.Driver.Wait(m.life, id)
 		if err != nil {
 			e = sandbox.Exit{Code: -1, Signal: "unknown"}
 		}
@@ -125,13 +124,13 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	}()
 	defer waited.Wait()
 	stopSandbox := func() sandbox.Exit {
-		if err := m.cfg.Driver.Stop(context.Background(), id, m.cfg.StopGrace); err != nil {
-			m.log.Warn("stop replica", "service", set.svc.name, "replica", id, "err", err)
-		}
+		m.stopSandbox(id, m.cfg.StopGrace)
 		return <-exited
 	}
 
-	addr, err := m.cfg.Driver.Addr(context.Background(), id)
+	actx, cancel := m.callCtx(m.cfg.DriverTimeout)
+	addr, err := m.cfg.Driver.Addr(actx, id)
+	cancel()
 	if err != nil {
 		e := stopSandbox()
 		if errors.Is(err, stratus.ErrNotFound) {
@@ -258,7 +257,7 @@ func (m *Manager) prepareAhead(set *revSet) {
 		return
 	}
 	m.mu.Lock()
-	if m.stopping || set.retired || set.img == nil || set.prepared != nil || set.preparing {
+	if m.life == nil || m.stopping || set.retired || set.img == nil || set.prepared != nil || set.preparing {
 		m.mu.Unlock()
 		return
 	}
@@ -269,7 +268,9 @@ func (m *Manager) prepareAhead(set *revSet) {
 		defer m.wg.Done()
 		p, err := m.newSandbox(set)
 		if err == nil {
-			err = m.cfg.Driver.Prepare(context.Background(), p.spec)
+			ctx, cancel := m.callCtx(m.cfg.ReadyTimeout)
+			err = m.cfg.Driver.Prepare(ctx, p.spec)
+			cancel()
 		}
 		m.mu.Lock()
 		set.preparing = false
@@ -289,10 +290,19 @@ func (m *Manager) prepareAhead(set *revSet) {
 
 // stopPrepared stops a prepared sandbox that will not be used.
 func (m *Manager) stopPrepared(p *sandboxSpec) {
-	if err := m.cfg.Driver.Stop(context.Background(), p.spec.ID, 0); err != nil {
-		m.log.Warn("stop a prepared replica", "replica", p.spec.ID, "err", err)
+	m.stopSandbox(p.spec.ID, 0)
+	// Bounded by the lifetime, as a replica's Wait.
+	_, _ = m.cfg.Driver.Wait(m.life, p.spec.ID)
+}
+
+// stopSandbox asks the driver to stop sandbox id, giving it grace, and
+// gives up on the driver after grace and DriverTimeout.
+func (m *Manager) stopSandbox(id string, grace time.Duration) {
+	ctx, cancel := m.callCtx(grace + m.cfg.DriverTimeout)
+	defer cancel()
+	if err := m.cfg.Driver.Stop(ctx, id, grace); err != nil {
+		m.log.Warn("stop replica", "replica", id, "err", err)
 	}
-	_, _ = m.cfg.Driver.Wait(context.Background(), p.spec.ID)
 }
 
 // unready takes r out of rotation.
@@ -358,13 +368,6 @@ func exitReason(e sandbox.Exit, memMB int, when string) string {
 	return fmt.Sprintf("exited %s: %s", when, e.String())
 }
 
-func describeProbe(c stratus.ServiceConfig, port int, err error) string {
-	if c.HealthPath != "" {
-		return fmt.Sprintf("GET %s: %v", c.HealthPath, err)
-	}
-	return fmt.Sprintf("port %d does not accept connections: %v", port, err)
-}
-
 // argv is the replica's command: the revision's command, else the
 // image's entrypoint and cmd.
 func argv(c stratus.ServiceConfig, img *Image) []string {
@@ -390,70 +393,6 @@ func env(set *revSet, port int) []string {
 		"K_REVISION="+set.rev.Name(),
 		"K_CONFIGURATION="+set.rev.Service,
 	)
-}
-
-// newTransport keeps the connections to one replica.
-func newTransport() *http.Transport {
-	return &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		// Replies pass on as the container compressed them, or not.
-		DisableCompression: true,
-	}
-}
-
-// prober checks a replica: HTTP GET on the health path (any 2xx or 3xx
-// passes), else a TCP connect.
-type prober struct {
-	addr   string
-	url    string
-	client *http.Client
-}
-
-func newProber(a netip.Addr, port int, path string) *prober {
-	p := &prober{addr: hostPort(a, port)}
-	if path != "" {
-		p.url = "http://" + p.addr + path
-		p.client = &http.Client{
-			Timeout: probeTimeout,
-			Transport: &http.Transport{
-				DialContext:       (&net.Dialer{Timeout: probeTimeout}).DialContext,
-				DisableKeepAlives: true,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-	}
-	return p
-}
-
-func (p *prober) check() error {
-	if p.client == nil {
-		c, err := net.DialTimeout("tcp", p.addr, probeTimeout)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	}
-	resp, err := p.client.Get(p.url)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			return uerr.Err
-		}
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
-}
-
-func (p *prober) close() {
-	if p.client != nil {
-		p.client.CloseIdleConnections()
-	}
 }
 
 // lineWriter turns a replica's output into log lines of its service.
@@ -489,4 +428,25 @@ func (m *Manager) platformLog(r *replica, text string) {
 		Function: stratus.ServiceLogKey(r.set.svc.name), Time: m.cfg.Now(), Instance: r.id,
 		Stream: "platform", Text: text,
 	})
+}
+
+func newID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// freePort asks the kernel for a free loopback port, for drivers whose
+// sandboxes share the host's network.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func hostPort(a netip.Addr, port int) string {
+	return net.JoinHostPort(a.String(), strconv.Itoa(port))
 }

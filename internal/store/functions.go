@@ -14,7 +14,8 @@ import (
 // code (its sha256 in hex and its size), creating the function if absent.
 // Versions of a function are numbered 1, 2, 3…; the new one becomes the
 // head. PutVersion returns the function as now stored, its Version being
-// the new version's number.
+// the new version's number. A name a service holds is an error wrapping
+// stratus.ErrConflict.
 func (s *Store) PutVersion(ctx context.Context, name string, cfg stratus.FunctionConfig, codeSHA string, codeSize int64) (*stratus.Function, error) {
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -35,6 +36,9 @@ func (s *Store) PutVersion(ctx context.Context, name string, cfg stratus.Functio
 		UpdatedAt: fromNanos(now),
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
+		if err := claimName(ctx, tx, name, kindFunction); err != nil {
+			return err
+		}
 		var head int
 		var created int64
 		err := tx.QueryRowContext(ctx, `SELECT head, created_at FROM functions WHERE name = ?`, name).Scan(&head, &created)
@@ -56,6 +60,9 @@ func (s *Store) PutVersion(ctx context.Context, name string, cfg stratus.Functio
 			VALUES (?, ?, ?, ?, ?, ?)`, name, f.Version, string(b), codeSHA, codeSize, now)
 		return err
 	})
+	if errors.Is(err, stratus.ErrConflict) {
+		return nil, err // says which name and who holds it
+	}
 	if err != nil {
 		return nil, fmt.Errorf("put function %q: %w", name, err)
 	}
@@ -145,7 +152,8 @@ func (s *Store) GetVersion(ctx context.Context, name string, version int) (*stra
 }
 
 // DeleteFunction removes function name with its versions, invocation
-// records and log lines, or returns an error wrapping stratus.ErrNotFound.
+// records and log lines and frees its name, or returns an error wrapping
+// stratus.ErrNotFound.
 func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM functions WHERE name = ?`, name) // versions cascade
@@ -156,6 +164,9 @@ func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 			return err
 		} else if n == 0 {
 			return stratus.ErrNotFound
+		}
+		if err := freeName(ctx, tx, name, kindFunction); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM invocations WHERE function = ?`, name); err != nil {
 			return err

@@ -22,7 +22,8 @@ func (s *Store) NextRevision(ctx context.Context, name string) (int, error) {
 
 // PutRevision stores rev and makes it the serving revision of its
 // service, creating the service if absent. A revision number already
-// taken is an error wrapping stratus.ErrConflict.
+// taken, or a name a function holds, is an error wrapping
+// stratus.ErrConflict.
 func (s *Store) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratus.Service, error) {
 	b, err := json.Marshal(rev.Config)
 	if err != nil {
@@ -34,6 +35,9 @@ func (s *Store) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratu
 		return nil, fmt.Errorf("put service %q: decode config: %w", rev.Service, err)
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
+		if err := claimName(ctx, tx, rev.Service, kindService); err != nil {
+			return err
+		}
 		var taken int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM revisions WHERE service = ? AND number = ?`,
 			rev.Service, rev.Number).Scan(&taken); err != nil {
@@ -120,8 +124,8 @@ func (s *Store) ListServices(ctx context.Context) ([]stratus.Service, error) {
 	return list, nil
 }
 
-// DeleteService removes service name with its revisions and log lines, or
-// returns an error wrapping stratus.ErrNotFound.
+// DeleteService removes service name with its revisions and log lines and
+// frees its name, or returns an error wrapping stratus.ErrNotFound.
 func (s *Store) DeleteService(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM services WHERE name = ?`, name) // revisions cascade
@@ -132,6 +136,9 @@ func (s *Store) DeleteService(ctx context.Context, name string) error {
 			return err
 		} else if n == 0 {
 			return stratus.ErrNotFound
+		}
+		if err := freeName(ctx, tx, name, kindService); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM logs WHERE function = ?`, stratus.ServiceLogKey(name))
 		return err

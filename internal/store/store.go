@@ -1,5 +1,14 @@
 // Package store keeps Stratus's state in one SQLite file: functions and
-// their immutable versions, invocation records and log lines.
+// their immutable versions, services and their revisions, invocation
+// records, log lines, async invocation states, topics and schedules.
+//
+// Functions and services share one namespace of names (their routes
+// /fn/NAME, /svc/NAME and NAME.<domain> meet in the gateway): the names
+// table holds each name once, with its kind. PutVersion and PutRevision
+// claim the name in the transaction that records the deploy, a service
+// also before its replicas start (ClaimServiceName); DeleteFunction and
+// DeleteService free it. Topics and schedules have names of their own
+// (/v1/topics/NAME, /v1/schedules/NAME) and are not in it.
 //
 // Open applies the embedded migrations (migrations/*.sql) in one
 // transaction, recording each in the schema_version table. The file is in
@@ -63,6 +72,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if err := dropStaleClaims(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}

@@ -1,0 +1,106 @@
+package functions
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/archive"
+)
+
+// pruneVersions removes the versions of function name beyond the newest
+// s.keep, except those that still have instances, and reports whether it
+// removed any (their code is then for gcCode to free). It never fails a
+// deploy: a version it cannot remove now stays until the next try. The
+// caller holds deployMu or is Open.
+func (s *Service) pruneVersions(ctx context.Context, name string) bool {
+	if s.keep <= 0 {
+		return false
+	}
+	vs, err := s.st.ListVersions(ctx, name)
+	if err != nil {
+		s.log.Warn("list versions to prune", "fn", name, "err", err)
+		return false
+	}
+	if len(vs) <= s.keep {
+		return false
+	}
+	var drop, busy []int
+	for _, v := range vs[s.keep:] { // newest first: the head is kept
+		if s.mayHaveInstances(&v) {
+			busy = append(busy, v.Version)
+			continue
+		}
+		drop = append(drop, v.Version)
+		delete(s.retired, versionKey{name, v.Version})
+	}
+	if len(busy) > 0 {
+		slices.Sort(busy)
+		s.log.Info("old versions may still have instances; kept until a later deploy or start", "fn", name, "versions", busy)
+	}
+	n, err := s.st.DeleteVersions(ctx, name, drop)
+	if err != nil {
+		s.log.Warn("remove old versions", "fn", name, "err", err)
+		return false
+	}
+	if n > 0 {
+		s.log.Info("removed old versions", "fn", name, "count", n, "keep", s.keep)
+	}
+	return n > 0
+}
+
+// mayHaveInstances reports whether an instance may still run v: only if
+// v stopped being the head on this server recently enough for one of its
+// invocations to be running or its instance stopping, and the pools say
+// the function has busy instances. The caller holds deployMu or is Open.
+//
+// Aliases do not exist yet. When they do, a version an alias names must
+// be kept too, whatever its instances.
+func (s *Service) mayHaveInstances(v *stratus.Version) bool {
+	if s.inUse == nil {
+		return false
+	}
+	k := versionKey{v.Function, v.Version}
+	at, ok := s.retired[k]
+	if !ok {
+		return false // the head before this server started: no instance ran it
+	}
+	window := time.Duration(v.Config.TimeoutSec)*time.Second + s.grace
+	if s.now().Sub(at) >= window {
+		delete(s.retired, k)
+		return false
+	}
+	return s.inUse(v.Function, v.Version)
+}
+
+// gcCode removes code folders and archives no version refers to, and
+// what an interrupted extract left in the code folder. The caller holds
+// deployMu or is Open.
+func (s *Service) gcCode(ctx context.Context) {
+	inUse, err := s.st.CodeInUse(ctx)
+	if err != nil {
+		s.log.Warn("list code in use", "err", err)
+		return
+	}
+	ents, err := os.ReadDir(s.codeDir)
+	if err != nil {
+		return
+	}
+	removed := false
+	for _, e := range ents {
+		sha := strings.TrimSuffix(e.Name(), ".zip")
+		if !inUse[sha] {
+			if err := os.RemoveAll(filepath.Join(s.codeDir, e.Name())); err != nil {
+				s.log.Warn("remove unused code", "code", e.Name(), "err", err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		_ = archive.SyncDir(s.codeDir)
+	}
+}

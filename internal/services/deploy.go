@@ -1,0 +1,250 @@
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+func (m *Manager) deployLock(name string) *sync.Mutex {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.deploys[name]
+	if !ok {
+		l = new(sync.Mutex)
+		m.deploys[name] = l
+	}
+	return l
+}
+
+// Deploy makes a new revision of service name with cfg (creating the
+// service), starts its replicas and, once they are ready, moves traffic
+// to it; the previous revision then drains and stops. A revision that
+// does not become ready fails the deploy with the reason (wrapping
+// stratus.ErrInvalid) and changes nothing: the previous revision keeps
+// serving. A name a function holds is an error wrapping
+// stratus.ErrConflict; the new service's name is claimed before its
+// replicas start and freed again if its first revision fails. Deploy
+// waits (within ctx) until Run has started.
+func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceConfig) (_ *stratus.Service, err error) {
+	if err := stratus.ValidName(name); err != nil {
+		return nil, err
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-m.running:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("deploy service %q: %w", name, ctx.Err())
+	}
+	l := m.deployLock(name)
+	l.Lock()
+	defer l.Unlock()
+	// Deploys and removes of name hold its lock: whether it exists
+	// cannot change until this deploy ends.
+	m.mu.Lock()
+	_, existed := m.services[name]
+	m.mu.Unlock()
+	if err := m.cfg.Store.ClaimServiceName(ctx, name); err != nil {
+		return nil, err
+	}
+	if !existed {
+		defer func() {
+			if err != nil {
+				m.releaseName(ctx, name)
+			}
+		}()
+	}
+
+	img, err := m.cfg.Images.Resolve(ctx, cfg.Image)
+	if err != nil {
+		return nil, fmt.Errorf("deploy service %q: %w", name, err)
+	}
+	// The image is in use from now on, also while the deploy waits.
+	m.mu.Lock()
+	m.pending[img.Digest]++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.pending[img.Digest]--; m.pending[img.Digest] == 0 {
+			delete(m.pending, img.Digest)
+		}
+		m.mu.Unlock()
+	}()
+	if len(cfg.Command) == 0 && len(img.Entrypoint) == 0 && len(img.Cmd) == 0 {
+		return nil, fmt.Errorf("deploy service %q: image %s has no entrypoint or command; give one with --command: %w", name, cfg.Image, stratus.ErrInvalid)
+	}
+	n, err := m.cfg.Store.NextRevision(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	rev := &stratus.Revision{Service: name, Number: n, Config: cfg, Digest: img.Digest, CreatedAt: m.cfg.Now()}
+
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("deploy service %q: %w", name, errStopping)
+	}
+	s := m.services[name]
+	if !existed {
+		s = &service{name: name}
+	}
+	set := m.newSet(s, rev, img)
+	initial := max(cfg.MinScale, 1)
+	if existed {
+		initial = max(initial, s.cur.readyLocked())
+	}
+	set.desired = min(initial, cfg.MaxScale)
+	m.reconcileLocked(set)
+	m.deploying[set] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.deploying, set)
+		m.mu.Unlock()
+	}()
+
+	err = m.waitReady(ctx, set)
+	m.mu.Lock()
+	if set.retired { // Run's end stopped its replicas meanwhile
+		err = errStopping
+	}
+	m.mu.Unlock()
+	if errors.Is(err, errStopping) {
+		return nil, fmt.Errorf("deploy service %q: %w", name, err)
+	}
+	if err != nil {
+		m.retire(set)
+		m.mu.Lock()
+		if existed {
+			s.lastErr = fmt.Sprintf("revision %s failed: %v", rev.Name(), err)
+		}
+		m.mu.Unlock()
+		return nil, fmt.Errorf("deploy service %q: revision %s did not become ready: %v: %w", name, rev.Name(), err, stratus.ErrInvalid)
+	}
+	stored, err := m.cfg.Store.PutRevision(ctx, rev)
+	if err != nil {
+		m.retire(set)
+		return nil, err
+	}
+	m.mu.Lock()
+	old := s.cur
+	s.cur, s.svc, s.lastErr = set, *stored, ""
+	m.services[name] = s
+	if old != nil {
+		old.retired = true
+		s.draining = append(s.draining, old)
+		m.retireLocked(old)
+	}
+	m.grantLocked(s)
+	m.notifyLocked()
+	m.mu.Unlock()
+	m.prepareAhead(set)
+	m.log.Info("revision serves", "service", name, "revision", rev.Name(), "image", cfg.Image)
+	return stored, nil
+}
+
+// errStopping fails a deploy that Run's end stopped.
+var errStopping = fmt.Errorf("the server is stopping: %w", stratus.ErrUnavailable)
+
+// releaseName frees the name a failed first deploy claimed, even when the
+// deploy failed because its ctx ended.
+func (m *Manager) releaseName(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.DriverTimeout)
+	defer cancel()
+	if err := m.cfg.Store.ReleaseServiceName(ctx, name); err != nil {
+		m.log.Warn("free the name of a failed deploy; freed at the next start", "service", name, "err", err)
+	}
+}
+
+// waitReady waits until every replica set.desired asked for is ready, or
+// fails with the first replica's reason.
+func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
+	// A replica fails on its own ReadyTimeout, counted from its start,
+	// with the reason; this deadline is only the backstop for one whose
+	// sandbox does not even start, so it leaves room for a slow start.
+	deadline := time.NewTimer(m.cfg.ReadyTimeout + 10*time.Second)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		ready, failed := 0, ""
+		for _, r := range set.replicas {
+			switch {
+			case r.state == stateReady:
+				ready++
+			case r.restarts > 0 && failed == "":
+				failed = r.lastErr
+			}
+		}
+		changed, desired := m.changed, set.desired
+		m.mu.Unlock()
+		if failed != "" {
+			return errors.New(failed)
+		}
+		if ready >= desired {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return fmt.Errorf("no replica was ready within %s", m.cfg.ReadyTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// retire stops every replica of set now (a revision that never served).
+func (m *Manager) retire(set *revSet) {
+	m.mu.Lock()
+	set.retired = true
+	m.retireLocked(set)
+	m.mu.Unlock()
+}
+
+func (m *Manager) retireLocked(set *revSet) {
+	set.desired = 0
+	for _, r := range set.replicas {
+		r.requestStop()
+	}
+	if p := set.prepared; p != nil {
+		set.prepared = nil
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.stopPrepared(p)
+		}()
+	}
+}
+
+// Remove deletes service name: its replicas stop (in-flight requests
+// finish first) and its revisions and logs are deleted.
+func (m *Manager) Remove(ctx context.Context, name string) error {
+	l := m.deployLock(name)
+	l.Lock()
+	defer l.Unlock()
+	if err := m.cfg.Store.DeleteService(ctx, name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	s, ok := m.services[name]
+	if ok {
+		delete(m.services, name)
+		for _, set := range append(s.draining, s.cur) {
+			set.retired = true
+			m.retireLocked(set)
+		}
+		for _, w := range s.waiters {
+			close(w.ch)
+		}
+		s.waiters = nil
+	}
+	m.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,108 @@
+package services
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/stratus-run/stratus"
+)
+
+// Status is the state of a service's replicas.
+type Status struct {
+	State     string
+	Ready     int
+	Desired   int
+	Live      int
+	Draining  int
+	Restarts  int
+	Waiting   int
+	LastError string
+	Replicas  []ReplicaStatus
+}
+
+// ReplicaStatus describes one replica.
+type ReplicaStatus struct {
+	ID       string
+	Revision int
+	// Address is where the replica listens (host:port), once started.
+	Address  string
+	State    string
+	Inflight int
+	Restarts int
+	LastErr  string
+}
+
+// Get returns service name with its status.
+func (m *Manager) Get(name string) (stratus.Service, Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.services[name]
+	if !ok {
+		return stratus.Service{}, Status{}, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
+	}
+	return s.svc, m.statusLocked(s), nil
+}
+
+// List returns every service with its status, by name.
+func (m *Manager) List() ([]stratus.Service, []Status) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.services))
+	for n := range m.services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	svcs := make([]stratus.Service, len(names))
+	sts := make([]Status, len(names))
+	for i, n := range names {
+		svcs[i], sts[i] = m.services[n].svc, m.statusLocked(m.services[n])
+	}
+	return svcs, sts
+}
+
+func (m *Manager) statusLocked(s *service) Status {
+	st := Status{Desired: s.cur.desired, Waiting: len(s.waiters), LastError: s.lastErr}
+	crash := false
+	for _, set := range append([]*revSet{s.cur}, s.draining...) {
+		for _, r := range set.replicas {
+			if set == s.cur {
+				switch r.state {
+				case stateReady:
+					st.Ready++
+				case stateBackoff:
+					if r.restarts >= crashLoopRestarts {
+						crash = true
+					}
+				}
+				if r.state != stateStopping {
+					st.Live++
+				}
+				st.Restarts += r.restarts
+				if r.lastErr != "" {
+					st.LastError = r.lastErr
+				}
+			} else {
+				st.Draining++
+			}
+			addr := ""
+			if r.target.URL != nil {
+				addr = r.target.URL.Host
+			}
+			st.Replicas = append(st.Replicas, ReplicaStatus{
+				ID: r.id, Revision: set.rev.Number, Address: addr, State: r.state, Inflight: r.inflight,
+				Restarts: r.restarts, LastErr: r.lastErr,
+			})
+		}
+	}
+	switch {
+	case crash:
+		st.State = StateCrashLoop
+	case st.Ready > 0 && st.Ready >= st.Desired:
+		st.State = StateReady
+	case st.Live == 0 && st.Desired == 0:
+		st.State = StateScaledToZero
+	default:
+		st.State = StateStarting
+	}
+	return st
+}
