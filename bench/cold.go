@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -17,22 +16,18 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // coldResult summarises cold starts.
 type coldResult struct {
-	Runs     int
-	P50, P99 time.Duration
-	Min, Max time.Duration
+	benchkit.Summary
 	// InitP50 is the server's own Init Duration (instance start until the
 	// runtime asked for its first invocation), Stratus only.
 	InitP50 time.Duration
 }
 
-func summarise(d []time.Duration) coldResult {
-	p50, p99, _ := percentiles(d)
-	return coldResult{Runs: len(d), P50: p50, P99: p99, Min: d[0], Max: d[len(d)-1]}
-}
+func summarise(d []time.Duration) coldResult { return coldResult{Summary: benchkit.Summarise(d)} }
 
 // stratusColdResult is scale from zero in one sandbox.
 type stratusColdResult struct {
@@ -52,13 +47,13 @@ type stratusColdResult struct {
 // and wait until its sandboxes are gone. Only that first invoke is timed;
 // its X-Stratus-Cold-Start header must say true.
 func stratusCold(ctx context.Context, s *stratusServer, sandbox, data string, zip []byte, runs int) (stratusColdResult, error) {
-	ms := &matrixServer{stratusServer: s, createAhead: sandbox == "runc", hc: &http.Client{Transport: newTransport()}}
+	ms := &matrixServer{stratusServer: s, createAhead: sandbox == "runc", hc: &http.Client{Transport: benchkit.NewTransport()}}
 	if ms.createAhead {
 		ms.runcRoot = filepath.Join(data, "run", "runc", "runc")
 	}
 	defer ms.hc.CloseIdleConnections()
 	// Open the one connection first.
-	if err := waitHTTPGet(ctx, ms.hc, "http://"+s.addr+"/healthz"); err != nil {
+	if err := benchkit.WaitAnswer(ctx, ms.hc, s.URL+"/healthz"); err != nil {
 		return stratusColdResult{}, err
 	}
 	rt := &matrixRuntime{Runtime: stratus.RuntimeProvided, short: "noop", zip: zip}
@@ -74,49 +69,11 @@ func stratusCold(ctx context.Context, s *stratusServer, sandbox, data string, zi
 		}
 	}
 	r := stratusColdResult{Sandbox: sandbox, CreateAhead: ms.createAhead, coldResult: summarise(total)}
-	r.InitP50, _, _ = percentiles(inits)
+	r.InitP50, _, _ = benchkit.Percentiles(inits)
 	if len(ready) > 0 {
-		r.ReadyP50, _, _ = percentiles(ready)
+		r.ReadyP50, _, _ = benchkit.Percentiles(ready)
 	}
 	return r, nil
-}
-
-func coldInvoke(ctx context.Context, c *http.Client, t *target) (d time.Duration, cold bool, initMs float64, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(event))
-	if err != nil {
-		return 0, false, 0, err
-	}
-	req.Header["Content-Type"] = []string{"application/json"}
-	for k, v := range t.header {
-		req.Header[k] = v
-	}
-	start := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, false, 0, fmt.Errorf("cold invoke: %w", err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	d = time.Since(start)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, false, 0, fmt.Errorf("cold invoke %s: %d %s %v", t.url, resp.StatusCode, b, err)
-	}
-	initMs, _ = strconv.ParseFloat(resp.Header.Get("X-Stratus-Init-Duration-Ms"), 64)
-	return d, resp.Header.Get("X-Stratus-Cold-Start") == "true", initMs, nil
-}
-
-func waitHTTPGet(ctx context.Context, c *http.Client, url string) error {
-	for range 100 {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("%s does not answer", url)
 }
 
 // processStart measures the floor: exec the static tinyserver and get its
@@ -145,26 +102,6 @@ func processStart(ctx context.Context, bin string, runs int, inherit bool) (cold
 	return summarise(d), nil
 }
 
-var getReq = []byte("GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-
-// firstAnswer sends one request on conn and reads the answer.
-func firstAnswer(conn net.Conn) error {
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write(getReq); err != nil {
-		return err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return err
-}
-
 func tinyCmd(bin string, args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -177,7 +114,7 @@ func kill(cmd *exec.Cmd) {
 }
 
 func startPolled(bin string) (time.Duration, error) {
-	addr, err := freeAddr()
+	addr, err := benchkit.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
@@ -187,22 +124,15 @@ func startPolled(bin string) (time.Duration, error) {
 		return 0, err
 	}
 	defer kill(cmd)
-	for {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			if time.Since(start) > 10*time.Second {
-				return 0, fmt.Errorf("tinyserver did not listen within 10s: %w", err)
-			}
-			time.Sleep(100 * time.Microsecond)
-			continue
-		}
-		err = firstAnswer(conn)
-		conn.Close()
-		if err != nil {
-			return 0, fmt.Errorf("tinyserver first answer: %w", err)
-		}
-		return time.Since(start), nil
+	conn, err := benchkit.PollDial(addr, start.Add(10*time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("tinyserver did not listen within 10s: %w", err)
 	}
+	defer conn.Close()
+	if err := benchkit.FirstAnswer(conn); err != nil {
+		return 0, fmt.Errorf("tinyserver first answer: %w", err)
+	}
+	return time.Since(start), nil
 }
 
 func startInherited(bin string) (time.Duration, error) {
@@ -228,7 +158,7 @@ func startInherited(bin string) (time.Duration, error) {
 		return 0, err
 	}
 	defer conn.Close()
-	if err := firstAnswer(conn); err != nil {
+	if err := benchkit.FirstAnswer(conn); err != nil {
 		return 0, fmt.Errorf("tinyserver first answer on an inherited socket: %w", err)
 	}
 	return time.Since(start), nil

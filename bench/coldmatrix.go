@@ -13,10 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"github.com/stratus-run/stratus/runtimes"
 )
 
@@ -166,11 +166,11 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 	if _, err := exec.LookPath("runc"); err != nil {
 		return fmt.Errorf("coldmatrix: runc is not on PATH: %w", err)
 	}
-	r := &coldMatrixResult{Runs: o.matrixRuns, Settle: matrixSettle, Versions: map[string]string{}, LoadStart: loadAvg()}
+	r := &coldMatrixResult{Runs: o.matrixRuns, Settle: matrixSettle, Versions: map[string]string{}, LoadStart: benchkit.LoadAvg()}
 	r.LoadMin, r.LoadMax = r.LoadStart, r.LoadStart
 	res.ColdMatrix = r
 	sample := func() {
-		l := loadAvg()
+		l := benchkit.LoadAvg()
 		r.LoadMin, r.LoadMax = min(r.LoadMin, l), max(r.LoadMax, l)
 	}
 
@@ -200,10 +200,10 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 			return err
 		}
 		ms := &matrixServer{stratusServer: s, createAhead: ahead, runcRoot: filepath.Join(data, "run", "runc", "runc"),
-			hc: &http.Client{Transport: newTransport()}}
+			hc: &http.Client{Transport: benchkit.NewTransport()}}
 		servers = append(servers, ms)
 		defer ms.hc.CloseIdleConnections()
-		info, err := s.c.Info(ctx)
+		info, err := s.Client.Info(ctx)
 		if err != nil {
 			return err
 		}
@@ -211,7 +211,7 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 		if info.Sandbox.Driver != "runc" {
 			return fmt.Errorf("coldmatrix: the server chose the %s sandbox (%s), not runc", info.Sandbox.Driver, info.Sandbox.Why)
 		}
-		if err := waitHTTPGet(ctx, ms.hc, "http://"+s.addr+"/healthz"); err != nil {
+		if err := benchkit.WaitAnswer(ctx, ms.hc, s.URL+"/healthz"); err != nil {
 			return err
 		}
 	}
@@ -221,7 +221,7 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 		// One unmeasured cold start per runtime and server first: the
 		// first sandbox of a runtime builds its minimal root.
 		for _, s := range servers {
-			logf("coldmatrix: %s: one unmeasured cold start (builds the runtime's root), create-ahead %v", rt.Runtime, s.createAhead)
+			benchkit.Logf("coldmatrix: %s: one unmeasured cold start (builds the runtime's root), create-ahead %v", rt.Runtime, s.createAhead)
 			if _, _, _, err := s.coldOnce(ctx, "cm-"+rt.short+"-warm", rt, matrixOffMemory); err != nil {
 				return err
 			}
@@ -230,7 +230,7 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 			// The floor runs the interpreter of the runtime's root (the
 			// same binary and standard library the sandbox runs, without
 			// the host's site-packages), on the host.
-			if err := rt.useRootInterpreter(on.data); err != nil {
+			if err := rt.useRootInterpreter(on.Data); err != nil {
 				return err
 			}
 		}
@@ -240,7 +240,7 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 		}
 		total, inits, ready := map[key][]time.Duration{}, map[key][]time.Duration{}, map[key][]time.Duration{}
 		var toNext, toAnswer, installed []time.Duration
-		logf("coldmatrix: %s: %d rounds of: floor, create-ahead at %v MB, create-ahead off at %d MB", rt.Runtime, o.matrixRuns, matrixMemories, matrixOffMemory)
+		benchkit.Logf("coldmatrix: %s: %d rounds of: floor, create-ahead at %v MB, create-ahead off at %d MB", rt.Runtime, o.matrixRuns, matrixMemories, matrixOffMemory)
 		for i := range o.matrixRuns {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -300,8 +300,8 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 					c.Ready = summarise(ready[k])
 				}
 				c.FloorRatio = float64(c.Total.P50) / float64(fl.ToNext.P50)
-				logf("coldmatrix: %-8s %4d MB create-ahead %-5v p50 %s p99 %s init p50 %s; floor %s (%.2f×)", rt.Runtime, mem, ahead,
-					fmtDur(c.Total.P50), fmtDur(c.Total.P99), fmtDur(c.Init.P50), fmtDur(fl.ToNext.P50), c.FloorRatio)
+				benchkit.Logf("coldmatrix: %-8s %4d MB create-ahead %-5v p50 %s p99 %s init p50 %s; floor %s (%.2f×)", rt.Runtime, mem, ahead,
+					benchkit.FmtDur(c.Total.P50), benchkit.FmtDur(c.Total.P99), benchkit.FmtDur(c.Init.P50), benchkit.FmtDur(fl.ToNext.P50), c.FloorRatio)
 				r.Cells = append(r.Cells, c)
 			}
 		}
@@ -319,12 +319,12 @@ func coldMatrix(ctx context.Context, o options, w *work, res *results) error {
 				b.SingleP50 = c.Total.P50
 				b.Ratio = float64(b.Total.P50) / float64(c.Total.P50)
 			}
-			logf("coldmatrix: %s %d MB burst of %d: p50 %s p99 %s, %d cold starts (%.2f× the single cold start)", rt.Runtime, mem, b.Calls, fmtDur(b.Total.P50), fmtDur(b.Total.P99), b.ColdStarts, b.Ratio)
+			benchkit.Logf("coldmatrix: %s %d MB burst of %d: p50 %s p99 %s, %d cold starts (%.2f× the single cold start)", rt.Runtime, mem, b.Calls, benchkit.FmtDur(b.Total.P50), benchkit.FmtDur(b.Total.P99), b.ColdStarts, b.Ratio)
 			r.Bursts = append(r.Bursts, b)
 			sample()
 		}
 	}
-	r.LoadEnd = loadAvg()
+	r.LoadEnd = benchkit.LoadAvg()
 	return nil
 }
 
@@ -342,14 +342,14 @@ func matrixRuntimes(ctx context.Context, w *work, r *coldMatrixResult) ([]*matri
 
 	// provided: the aws-lambda-go no-op that logs one line per call.
 	goDir := filepath.Join(base, "provided")
-	if err := goBuild(ctx, w.root, "./bench/lognoop", filepath.Join(goDir, "bootstrap")); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./bench/lognoop", filepath.Join(goDir, "bootstrap")); err != nil {
 		return nil, err
 	}
 	out = append(out, &matrixRuntime{Runtime: stratus.RuntimeProvided, short: "go", codeDir: goDir,
 		argv: []string{filepath.Join(goDir, "bootstrap")}, rtDir: rtDir})
 
 	// python3: the host's interpreter itself (not a version manager's shim).
-	b, err := execCommand(ctx, "python3", "-c", "import sys; print(sys.executable); print(sys.version.split()[0])").Output()
+	b, err := exec.CommandContext(ctx, "python3", "-c", "import sys; print(sys.executable); print(sys.version.split()[0])").Output()
 	if err != nil {
 		return nil, fmt.Errorf("coldmatrix: python3: %w", err)
 	}
@@ -381,7 +381,7 @@ func matrixRuntimes(ctx context.Context, w *work, r *coldMatrixResult) ([]*matri
 	if node, err = filepath.EvalSymlinks(node); err != nil {
 		return nil, err
 	}
-	if b, err := execCommand(ctx, node, "--version").Output(); err == nil {
+	if b, err := exec.CommandContext(ctx, node, "--version").Output(); err == nil {
 		r.Versions["node"] = strings.TrimSpace(string(b))
 	}
 	nodeArgv, err := runtimes.Command(stratus.RuntimeNodejs, rtDir)
@@ -396,7 +396,7 @@ func matrixRuntimes(ctx context.Context, w *work, r *coldMatrixResult) ([]*matri
 	out = append(out, &matrixRuntime{Runtime: stratus.RuntimeNodejs, Handler: "index.handler", short: "node", codeDir: nodeDir, argv: nodeArgv, rtDir: rtDir})
 
 	for _, rt := range out {
-		if rt.zip, err = codeZip(rt.codeDir); err != nil {
+		if rt.zip, err = benchkit.CodeZip(rt.codeDir); err != nil {
 			return nil, err
 		}
 	}
@@ -474,14 +474,14 @@ func (s *matrixServer) coldOnce(ctx context.Context, name string, rt *matrixRunt
 		ready = time.Since(start)
 	}
 	time.Sleep(matrixSettle)
-	d, cold, initMs, err := coldInvoke(ctx, s.hc, s.invokeTarget(name))
+	in, err := benchkit.Invoke(ctx, s.hc, &s.invokeTarget(name).Target)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, fmt.Errorf("cold invoke: %w", err)
 	}
-	if !cold {
+	if !in.Cold {
 		return 0, 0, 0, fmt.Errorf("first invoke of %s was not a cold start", name)
 	}
-	return d, time.Duration(initMs * float64(time.Millisecond)), ready, nil
+	return in.D, in.Init, ready, nil
 }
 
 // burst deploys name, waits for its prepared sandbox, then sends calls
@@ -516,25 +516,25 @@ func (s *matrixServer) burst(ctx context.Context, name string, rt *matrixRuntime
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &http.Client{Transport: newTransport()}
+			c := &http.Client{Transport: benchkit.NewTransport()}
 			defer c.CloseIdleConnections()
 			// Open this call's connection first.
-			if err := waitHTTPGet(ctx, c, "http://"+s.addr+"/healthz"); err != nil {
+			if err := benchkit.WaitAnswer(ctx, c, s.URL+"/healthz"); err != nil {
 				mu.Lock()
 				first = firstErr(first, err)
 				mu.Unlock()
 				return
 			}
 			<-release
-			x, cold, _, err := coldInvoke(ctx, c, t)
+			in, err := benchkit.Invoke(ctx, c, &t.Target)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				first = firstErr(first, err)
+				first = firstErr(first, fmt.Errorf("cold invoke: %w", err))
 				return
 			}
-			d = append(d, x)
-			if cold {
+			d = append(d, in.D)
+			if in.Cold {
 				b.ColdStarts++
 			}
 		}()
@@ -585,7 +585,7 @@ func (s *matrixServer) waitPrepared(ctx context.Context, name string, timeout ti
 			if _, err := os.Stat("/proc/" + strconv.Itoa(st.Pid)); err != nil {
 				continue
 			}
-			if kids := children(st.Pid); len(kids) == 0 || len(kids) == 1 && parkedOnStart(kids[0]) {
+			if kids := benchkit.Children(st.Pid); len(kids) == 0 || len(kids) == 1 && parkedOnStart(kids[0]) {
 				return nil
 			}
 		}
@@ -612,7 +612,7 @@ func parkedOnStart(pid int) bool {
 // removeAndWait removes function name and waits until the driver holds no
 // container (the section runs one function at a time per server).
 func (s *matrixServer) removeAndWait(ctx context.Context, name string) error {
-	if err := s.c.Remove(ctx, name); err != nil {
+	if err := s.Client.Remove(ctx, name); err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	if s.runcRoot == "" {
@@ -690,56 +690,57 @@ func bundleFunction(bundle string) (string, error) {
 func (r *coldMatrixResult) print(w io.Writer) {
 	fmt.Fprintf(w, "\nCold-start matrix (issue 10): first invoke after deploy in the default sandbox (%s), %d fresh functions per cell, handlers that log one line; load average %.1f at start, %.1f–%.1f between runs, %.1f at the end\n",
 		r.Sandbox, r.Runs, r.LoadStart, r.LoadMin, r.LoadMax, r.LoadEnd)
-	fmt.Fprintf(w, "  each: deploy, wait until its prepared sandbox is up (create-ahead on; seen in runc's state), %s more, then one POST /v1/functions/NAME/invoke on a warm keep-alive connection (client time to the last byte)\n", fmtDur(r.Settle))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "  each: deploy, wait until its prepared sandbox is up (create-ahead on; seen in runc's state), %s more, then one POST /v1/functions/NAME/invoke on a warm keep-alive connection (client time to the last byte)\n", benchkit.FmtDur(r.Settle))
+	tw := benchkit.Table(w)
 	fmt.Fprintln(tw, "runtime\tmemory\tcreate-ahead\tp50\tp99\tmin\tmax\tInit Duration p50\tInit p99\tfloor p50\tp50 vs floor\tdeploy→prepared p50\t")
 	for _, c := range r.Cells {
 		fl := r.floor(c.Runtime)
 		ready := ""
 		if c.CreateAhead {
-			ready = fmtDur(c.Ready.P50)
+			ready = benchkit.FmtDur(c.Ready.P50)
 		}
 		fmt.Fprintf(tw, "%s\t%d MB\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f×\t%s\t\n", c.Runtime, c.MemoryMB, map[bool]string{true: "on", false: "off"}[c.CreateAhead],
-			fmtDur(c.Total.P50), fmtDur(c.Total.P99), fmtDur(c.Total.Min), fmtDur(c.Total.Max), fmtDur(c.Init.P50), fmtDur(c.Init.P99), fmtDur(fl.ToNext.P50), c.FloorRatio, ready)
+			benchkit.FmtDur(c.Total.P50), benchkit.FmtDur(c.Total.P99), benchkit.FmtDur(c.Total.Min), benchkit.FmtDur(c.Total.Max), benchkit.FmtDur(c.Init.P50), benchkit.FmtDur(c.Init.P99), benchkit.FmtDur(fl.ToNext.P50), c.FloorRatio, ready)
 	}
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nFloors: the same program exec'd on the host (no sandbox) against the bench's own minimal Runtime API, same run")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw = benchkit.Table(w)
 	fmt.Fprintln(tw, "runtime\texec → 1st invocation/next p50\tp99\tmin\texec → 1st answer posted p50\tp99\t")
 	for _, f := range r.Floors {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Runtime, fmtDur(f.ToNext.P50), fmtDur(f.ToNext.P99), fmtDur(f.ToNext.Min), fmtDur(f.ToAnswer.P50), fmtDur(f.ToAnswer.P99))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Runtime, benchkit.FmtDur(f.ToNext.P50), benchkit.FmtDur(f.ToNext.P99), benchkit.FmtDur(f.ToNext.Min), benchkit.FmtDur(f.ToAnswer.P50), benchkit.FmtDur(f.ToAnswer.P99))
 	}
 	tw.Flush()
 	for _, f := range r.Floors {
 		fmt.Fprintf(w, "  note: %s floor runs %s\n", f.Runtime, f.Program)
 		if f.Installed != nil {
-			fmt.Fprintf(w, "  note: %s with the host's interpreter as installed (%s): exec → 1st invocation/next p50 %s, p99 %s\n", f.Runtime, f.InstalledProgram, fmtDur(f.Installed.P50), fmtDur(f.Installed.P99))
+			fmt.Fprintf(w, "  note: %s with the host's interpreter as installed (%s): exec → 1st invocation/next p50 %s, p99 %s\n", f.Runtime, f.InstalledProgram, benchkit.FmtDur(f.Installed.P50), benchkit.FmtDur(f.Installed.P99))
 		}
 	}
 
 	if len(r.Bursts) > 0 {
 		fmt.Fprintln(w, "\nBurst: concurrent first calls to a fresh function (its prepared sandbox up, no instance), each on a connection of its own")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		tw = benchkit.Table(w)
 		fmt.Fprintln(tw, "runtime\tmemory\tcalls\tp50\tp99 (= max)\tmin\tcold starts\tsingle cold start p50\tp50 vs single\t")
 		for _, b := range r.Bursts {
-			fmt.Fprintf(tw, "%s\t%d MB\t%d\t%s\t%s\t%s\t%d\t%s\t%.2f×\t\n", b.Runtime, b.MemoryMB, b.Calls, fmtDur(b.Total.P50), fmtDur(b.Total.P99), fmtDur(b.Total.Min), b.ColdStarts, fmtDur(b.SingleP50), b.Ratio)
+			fmt.Fprintf(tw, "%s\t%d MB\t%d\t%s\t%s\t%s\t%d\t%s\t%.2f×\t\n", b.Runtime, b.MemoryMB, b.Calls, benchkit.FmtDur(b.Total.P50), benchkit.FmtDur(b.Total.P99), benchkit.FmtDur(b.Total.Min), b.ColdStarts, benchkit.FmtDur(b.SingleP50), b.Ratio)
 		}
 		tw.Flush()
 	}
 
-	fmt.Fprintln(w, "\nGoals (issue 10: default sandbox, create-ahead on as by default)")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var goals []benchkit.Goal
 	for _, c := range r.Cells {
 		if !c.CreateAhead {
 			continue
 		}
 		g := matrixGoal[c.Runtime]
-		fmt.Fprintf(tw, "cold start p50, %s %d MB\t≤ %s\t%s\t%s\n", c.Runtime, c.MemoryMB, fmtDur(g), fmtDur(c.Total.P50), verdict(c.Total.P50 <= g))
-		fmt.Fprintf(tw, "cold start p50 vs floor, %s %d MB\t≤ %.1f×\t%.2f×\t%s\n", c.Runtime, c.MemoryMB, goalFloorRatio, c.FloorRatio, verdict(c.FloorRatio <= goalFloorRatio))
+		goals = append(goals,
+			benchkit.Goal{What: fmt.Sprintf("cold start p50, %s %d MB", c.Runtime, c.MemoryMB), Target: "≤ " + benchkit.FmtDur(g), Got: benchkit.FmtDur(c.Total.P50), OK: c.Total.P50 <= g},
+			benchkit.Goal{What: fmt.Sprintf("cold start p50 vs floor, %s %d MB", c.Runtime, c.MemoryMB), Target: fmt.Sprintf("≤ %.1f×", goalFloorRatio), Got: fmt.Sprintf("%.2f×", c.FloorRatio), OK: c.FloorRatio <= goalFloorRatio})
 	}
 	for _, b := range r.Bursts {
-		fmt.Fprintf(tw, "burst of %d p50 vs single cold start, %s %d MB\t≤ %.0f×\t%.2f× (%s)\t%s\n", b.Calls, b.Runtime, b.MemoryMB, goalBurstRatio, b.Ratio, fmtDur(b.Total.P50), verdict(b.Ratio > 0 && b.Ratio <= goalBurstRatio))
+		goals = append(goals, benchkit.Goal{What: fmt.Sprintf("burst of %d p50 vs single cold start, %s %d MB", b.Calls, b.Runtime, b.MemoryMB), Target: fmt.Sprintf("≤ %.0f×", goalBurstRatio),
+			Got: fmt.Sprintf("%.2f× (%s)", b.Ratio, benchkit.FmtDur(b.Total.P50)), OK: b.Ratio > 0 && b.Ratio <= goalBurstRatio})
 	}
-	tw.Flush()
+	benchkit.PrintGoals(w, "Goals (issue 10: default sandbox, create-ahead on as by default)", goals)
 }

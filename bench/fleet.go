@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // fleetResult is the 1,000-functions measurement.
@@ -38,7 +38,7 @@ type fleetResult struct {
 // runs the process driver: no instance runs here, and with runc the
 // sandboxes create-ahead prepares (up to --max-prepared, 20) would count
 // in its memory and child processes.
-func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf func(string, ...any)) (fleetResult, error) {
+func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int) (fleetResult, error) {
 	var r fleetResult
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return r, err
@@ -50,9 +50,11 @@ func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf
 	}
 	defer s.stop()
 	time.Sleep(time.Second)
-	if r.RSSBefore, _, err = vmRSS(s.p.pid()); err != nil {
+	m, err := benchkit.ProcMem(s.PID())
+	if err != nil {
 		return r, err
 	}
+	r.RSSBefore = m.RSS
 
 	names := make([]string, n)
 	for i := range names {
@@ -60,22 +62,23 @@ func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf
 	}
 	cfg := stratus.FunctionConfig{Runtime: "provided"}
 	start := time.Now()
-	if err := s.deployMany(ctx, names, zip, cfg, 8); err != nil {
+	err = benchkit.Parallel(ctx, names, 8, func(name string) error { return s.deploy(ctx, name, zip, cfg) })
+	if err != nil {
 		return r, err
 	}
 	r.DeployElapsed = time.Since(start)
 	r.Functions = n
-	logf("deployed %d functions in %s", n, r.DeployElapsed.Round(time.Millisecond))
+	benchkit.Logf("deployed %d functions in %s", n, r.DeployElapsed.Round(time.Millisecond))
 	// Let the server settle (log writer ticks, GC of the upload buffers).
 	time.Sleep(3 * time.Second)
-	if r.RSSAfter, _, err = vmRSS(s.p.pid()); err != nil {
+	if m, err = benchkit.ProcMem(s.PID()); err != nil {
 		return r, err
 	}
+	r.RSSAfter = m.RSS
 
-	env := append(os.Environ(), "STRATUS_SERVER=http://"+s.addr, "STRATUS_TOKEN="+benchToken)
 	var table, js []time.Duration
 	for i := range lsRuns {
-		d, out, err := timeCmd(ctx, env, bin, "ls")
+		d, out, err := timeCLI(ctx, s, "ls")
 		if err != nil {
 			return r, err
 		}
@@ -84,7 +87,7 @@ func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf
 		}
 		table = append(table, d)
 
-		d, out, err = timeCmd(ctx, env, bin, "ls", "-o", "json")
+		d, out, err = timeCLI(ctx, s, "ls", "-o", "json")
 		if err != nil {
 			return r, err
 		}
@@ -105,7 +108,7 @@ func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf
 	var api []time.Duration
 	for range lsRuns {
 		start := time.Now()
-		fns, err := s.c.List(ctx)
+		fns, err := s.Client.List(ctx)
 		if err != nil {
 			return r, err
 		}
@@ -114,31 +117,19 @@ func fleet(ctx context.Context, bin, dir string, zip []byte, n, lsRuns int, logf
 		}
 		api = append(api, time.Since(start))
 	}
-	r.ListAPI = median(api)
+	r.ListAPI = benchkit.Median(api)
 	r.LsRuns = lsRuns
-	r.LsTable, r.LsTableMin = median(table), slices.Min(table)
-	r.LsJSON, r.LsJSONMin = median(js), slices.Min(js)
-	r.ChildProcs = len(children(s.p.pid()))
-	r.RSSAfterLs, r.HWM, err = vmRSS(s.p.pid())
+	r.LsTable, r.LsTableMin = benchkit.Median(table), slices.Min(table)
+	r.LsJSON, r.LsJSONMin = benchkit.Median(js), slices.Min(js)
+	r.ChildProcs = len(benchkit.Children(s.PID()))
+	m, err = benchkit.ProcMem(s.PID())
+	r.RSSAfterLs, r.HWM = m.RSS, m.HWM
 	return r, err
 }
 
-func timeCmd(ctx context.Context, env []string, argv ...string) (time.Duration, []byte, error) {
-	cmd := execCommand(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+// timeCLI runs the stratus CLI against s and times it.
+func timeCLI(ctx context.Context, s *stratusServer, args ...string) (time.Duration, []byte, error) {
 	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %v: %s", strings.Join(argv[1:], " "), err, errb.String())
-	}
-	return d, out.Bytes(), nil
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
+	out, err := s.CLI(ctx, args...)
+	return time.Since(start), out, err
 }

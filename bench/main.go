@@ -40,27 +40,21 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
-
-var execCommand = exec.CommandContext
 
 type options struct {
 	sections    map[string]bool
@@ -103,17 +97,10 @@ func run() int {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (binaries, data dirs, logs)")
 	flag.Parse()
-	o.sections = map[string]bool{}
-	for _, s := range strings.Split(sections, ",") {
-		s = strings.TrimSpace(s)
-		switch s {
-		case "warm", "relay", "rie", "cold", "fleet", "coldmatrix":
-			o.sections[s] = true
-		case "":
-		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown section %q\n", s)
-			return 2
-		}
+	var err error
+	if o.sections, err = benchkit.ParseSections(sections, "warm", "relay", "rie", "cold", "fleet", "coldmatrix"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
 	}
 	for _, sb := range strings.Split(sandboxes, ",") {
 		switch sb = strings.TrimSpace(sb); sb {
@@ -131,42 +118,26 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: -sandboxes names none")
 		return 2
 	}
-	for _, c := range strings.Split(concs, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n < 1 || n > 1024 {
-			fmt.Fprintf(os.Stderr, "bench: -conc %q: want numbers between 1 and 1024\n", concs)
-			return 2
-		}
-		o.concs = append(o.concs, n)
+	if o.concs, err = benchkit.ParseInts(concs, 1, 1024); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -conc:", err)
+		return 2
 	}
 	slices.Sort(o.concs)
-	o.concs = slices.Compact(o.concs)
 	if o.rounds < 1 || o.coldRuns < 1 || o.fleetSize < 1 || o.lsRuns < 1 || o.duration <= 0 || o.matrixRuns < 1 || o.matrixBurst < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds, -cold-runs, -fleet, -ls-runs, -matrix-runs, -matrix-burst and -duration must be positive")
 		return 2
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res, err := bench(ctx, o)
-	if res != nil {
-		res.print(os.Stdout)
-		if o.jsonOut != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(o.jsonOut, b, 0o644); werr != nil {
-				fmt.Fprintln(os.Stderr, "bench:", werr)
+	return benchkit.Main("bench", func(ctx context.Context) error {
+		res, err := bench(ctx, o)
+		if res != nil {
+			res.print(os.Stdout)
+			if o.jsonOut != "" {
+				err = errors.Join(err, benchkit.WriteJSON(o.jsonOut, res))
 			}
 		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
-	}
-	return 0
-}
-
-func logf(format string, a ...any) {
-	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
+		return err
+	})
 }
 
 // work is the run's scratch folder and the binaries it built.
@@ -184,30 +155,26 @@ type work struct {
 
 func bench(ctx context.Context, o options) (*results, error) {
 	start := time.Now()
-	res := &results{Env: environment(), Options: optionsView(o)}
+	res := &results{Env: benchkit.Environment(), Options: optionsView(o)}
 	defer func() {
 		res.Elapsed = time.Since(start)
-		res.Env["loadavg at end"] = fmt.Sprintf("%.1f", loadAvg())
+		res.Env["loadavg at end"] = fmt.Sprintf("%.1f", benchkit.LoadAvg())
 	}()
 	sbs, notes := pickSandboxes(o.sandboxes)
 	res.SandboxNotes = notes
 	for _, n := range notes {
-		logf("note: %s", n)
+		benchkit.Logf("note: %s", n)
 	}
-	root, err := moduleRoot(ctx)
+	root, err := benchkit.ModuleRoot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res.Env["tree"] = treeDigest(root)
-	dir, err := os.MkdirTemp("", "stratus-bench-")
+	res.Env["tree"] = benchkit.TreeDigest(root)
+	dir, cleanup, err := benchkit.WorkDir("stratus-bench-", o.keep)
 	if err != nil {
 		return nil, err
 	}
-	if o.keep {
-		logf("work dir %s (kept)", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	w := &work{dir: dir, root: root}
 	if err := w.build(ctx, o); err != nil {
 		return nil, err
@@ -229,8 +196,8 @@ func bench(ctx context.Context, o options) (*results, error) {
 		}
 	}
 	if o.sections["fleet"] {
-		logf("fleet: deploying %d functions to a fresh server", o.fleetSize)
-		fr, err := fleet(ctx, w.stratus, filepath.Join(dir, "fleet"), w.zip, o.fleetSize, o.lsRuns, logf)
+		benchkit.Logf("fleet: deploying %d functions to a fresh server", o.fleetSize)
+		fr, err := fleet(ctx, w.stratus, filepath.Join(dir, "fleet"), w.zip, o.fleetSize, o.lsRuns)
 		if err != nil {
 			return res, fmt.Errorf("fleet: %w", err)
 		}
@@ -240,44 +207,44 @@ func bench(ctx context.Context, o options) (*results, error) {
 }
 
 func (w *work) build(ctx context.Context, o options) error {
-	logf("building tinyserver, relayfloor, the no-op functions and stratus")
+	benchkit.Logf("building tinyserver, relayfloor, the no-op functions and stratus")
 	w.tiny = filepath.Join(w.dir, "tinyserver")
-	if err := goBuild(ctx, w.root, "./bench/tinyserver", w.tiny); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./bench/tinyserver", w.tiny); err != nil {
 		return err
 	}
 	w.relay = filepath.Join(w.dir, "relayfloor")
-	if err := goBuild(ctx, w.root, "./bench/relayfloor", w.relay); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./bench/relayfloor", w.relay); err != nil {
 		return err
 	}
 	w.bootstrap = filepath.Join(w.dir, "noop", "bootstrap")
-	if err := goBuild(ctx, w.root, "./e2e/testdata/gonoop", w.bootstrap); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./e2e/testdata/gonoop", w.bootstrap); err != nil {
 		return err
 	}
 	switch {
 	case o.profileDir != "":
 		w.stratus = filepath.Join(w.dir, "stratusprof")
 		w.profBinary = true
-		if err := goBuild(ctx, w.root, "./bench/stratusprof", w.stratus); err != nil {
+		if err := benchkit.GoBuild(ctx, w.root, "./bench/stratusprof", w.stratus); err != nil {
 			return err
 		}
 	case o.stratusBin != "":
 		w.stratus = o.stratusBin
 	default:
 		w.stratus = filepath.Join(w.dir, "stratus")
-		if err := goBuild(ctx, w.root, "./cmd/stratus", w.stratus); err != nil {
+		if err := benchkit.GoBuild(ctx, w.root, "./cmd/stratus", w.stratus); err != nil {
 			return err
 		}
 	}
-	zip, err := codeZip(filepath.Dir(w.bootstrap))
+	zip, err := benchkit.CodeZip(filepath.Dir(w.bootstrap))
 	if err != nil {
 		return err
 	}
 	w.zip = zip
 	logBootstrap := filepath.Join(w.dir, "lognoop", "bootstrap")
-	if err := goBuild(ctx, w.root, "./bench/lognoop", logBootstrap); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./bench/lognoop", logBootstrap); err != nil {
 		return err
 	}
-	if w.logZip, err = codeZip(filepath.Dir(logBootstrap)); err != nil {
+	if w.logZip, err = benchkit.CodeZip(filepath.Dir(logBootstrap)); err != nil {
 		return err
 	}
 	return nil
@@ -300,35 +267,35 @@ var warmFunctions = []struct {
 // target back to back, so that the ratios compare figures taken seconds
 // apart.
 func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxChoice) error {
-	directAddr, err := freeAddr()
+	directAddr, err := benchkit.FreeAddr()
 	if err != nil {
 		return err
 	}
-	direct, _, err := startProc([]string{w.tiny, "-listen", directAddr}, os.Environ(), "", filepath.Join(w.dir, "direct.log"), false)
+	direct, err := benchkit.StartProc([]string{w.tiny, "-listen", directAddr}, nil, "", filepath.Join(w.dir, "direct.log"))
 	if err != nil {
 		return err
 	}
-	defer direct.stop(time.Second)
-	proxyAddr, err := freeAddr()
+	defer direct.Stop(time.Second)
+	proxyAddr, err := benchkit.FreeAddr()
 	if err != nil {
 		return err
 	}
-	proxy, _, err := startProc([]string{w.tiny, "-listen", proxyAddr, "-proxy", "http://" + directAddr}, os.Environ(), "", filepath.Join(w.dir, "proxy.log"), false)
+	proxy, err := benchkit.StartProc([]string{w.tiny, "-listen", proxyAddr, "-proxy", "http://" + directAddr}, nil, "", filepath.Join(w.dir, "proxy.log"))
 	if err != nil {
 		return err
 	}
-	defer proxy.stop(time.Second)
-	for _, a := range []string{directAddr, proxyAddr} {
+	defer proxy.Stop(time.Second)
+	targets := []*target{
+		{Target: benchkit.Target{Name: "direct (net/http)", URL: "http://" + directAddr + "/", Body: event}, kind: kindDirect, pids: func() []int { return []int{direct.PID()} }},
+		{Target: benchkit.Target{Name: "bare proxy (httputil)", URL: "http://" + proxyAddr + "/", Body: event}, kind: kindProxy, pids: func() []int { return []int{proxy.PID(), direct.PID()} }},
+	}
+	for _, t := range targets {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := waitHTTP(wctx, "http://"+a+"/", event)
+		err := benchkit.WaitOK(wctx, &t.Target)
 		cancel()
 		if err != nil {
 			return err
 		}
-	}
-	targets := []*target{
-		{name: "direct (net/http)", kind: kindDirect, url: "http://" + directAddr + "/", pids: func() []int { return []int{direct.pid()} }},
-		{name: "bare proxy (httputil)", kind: kindProxy, url: "http://" + proxyAddr + "/", pids: func() []int { return []int{proxy.pid(), direct.pid()} }},
 	}
 	top := o.concs[len(o.concs)-1]
 
@@ -343,19 +310,19 @@ func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 			}
 			pprofAddr := ""
 			if w.profBinary && profiled == nil {
-				if pprofAddr, err = freeAddr(); err != nil {
+				if pprofAddr, err = benchkit.FreeAddr(); err != nil {
 					return err
 				}
 			}
 			data := filepath.Join(w.dir, fmt.Sprintf("warm-%d-data", i))
-			logf("warm: starting a server, sandbox %s", sb.Name)
+			benchkit.Logf("warm: starting a server, sandbox %s", sb.Name)
 			s, note, err := startStratus(ctx, w.stratus, data, filepath.Join(w.dir, fmt.Sprintf("warm-%d-server.log", i)), pprofAddr, sb)
 			if err != nil {
 				return err
 			}
 			defer s.stop()
 			if note != "" {
-				logf("note: %s", note)
+				benchkit.Logf("note: %s", note)
 				res.SandboxNotes = append(res.SandboxNotes, "warm: "+note)
 			}
 			if measured[sb.Name] {
@@ -375,12 +342,12 @@ func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 				if err := s.deploy(ctx, f.name, zip, cfg); err != nil {
 					return err
 				}
-				logf("warm: %s, %s: starting instances at concurrency %d", sb.Name, f.name, top)
+				benchkit.Logf("warm: %s, %s: starting instances at concurrency %d", sb.Name, f.name, top)
 				in, err := warmUp(ctx, s, f.name, top)
 				if err != nil {
 					return err
 				}
-				logf("warm: %s, %s: %d live instances (%d idle)", sb.Name, f.name, in.Live, in.Idle)
+				benchkit.Logf("warm: %s, %s: %d live instances (%d idle)", sb.Name, f.name, in.Live, in.Idle)
 				res.WarmInstances = append(res.WarmInstances, warmInstances{Sandbox: sb.Name, Function: f.name, Live: in.Live, Idle: in.Idle})
 				warmed = append(warmed, s)
 				for _, path := range f.paths {
@@ -389,7 +356,7 @@ func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 						t = s.urlTarget(f.name)
 					}
 					t.kind, t.sandbox, t.path, t.function = kindStratus, sb.Name, path, f.name
-					t.name = fmt.Sprintf("stratus %s %s %s", sb.Name, path, f.name)
+					t.Name = fmt.Sprintf("stratus %s %s %s", sb.Name, path, f.name)
 					targets = append(targets, t)
 				}
 			}
@@ -398,28 +365,23 @@ func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 
 	if o.sections["relay"] {
 		argv := []string{w.relay, "-listen", "127.0.0.1:0", "-n", strconv.Itoa(top), "-bootstrap", w.bootstrap}
-		p, out, err := startProc(argv, os.Environ(), "", filepath.Join(w.dir, "relayfloor.log"), true)
-		if err != nil {
-			return err
-		}
-		defer p.stop(2 * time.Second)
 		rctx, cancel := context.WithTimeout(ctx, 40*time.Second)
-		addr, err := firstLine(rctx, p, out, "ready ")
+		p, addr, err := benchkit.StartProcLine(rctx, argv, nil, "", filepath.Join(w.dir, "relayfloor.log"), "ready ")
 		cancel()
 		if err != nil {
 			return fmt.Errorf("relayfloor: %w", err)
 		}
+		defer p.Stop(2 * time.Second)
 		targets = append(targets, &target{
-			name: "runtime API floor (relayfloor)",
-			kind: kindRelay,
-			url:  "http://" + strings.TrimSpace(addr) + "/",
-			pids: func() []int { return []int{p.pid()} },
+			Target: benchkit.Target{Name: "runtime API floor (relayfloor)", URL: "http://" + strings.TrimSpace(addr) + "/", Body: event},
+			kind:   kindRelay,
+			pids:   func() []int { return []int{p.PID()} },
 		})
 	}
 
 	if o.sections["rie"] {
 		gobin := filepath.Join(w.dir, "gobin")
-		bin, err := findRIE(ctx, o.rieBin, gobin, logf)
+		bin, err := findRIE(ctx, o.rieBin, gobin)
 		if err != nil {
 			return err
 		}
@@ -428,30 +390,26 @@ func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 		if err != nil {
 			return err
 		}
-		defer r.p.stop(2 * time.Second)
+		defer r.p.Stop(2 * time.Second)
 		t := r.target()
 		t.kind = kindRIE
 		targets = append(targets, t)
 	}
 
-	runs := make(map[string]map[int][]point)
-	for _, t := range targets {
-		runs[t.name] = map[int][]point{}
+	bts := make([]*benchkit.Target, len(targets))
+	for i, t := range targets {
+		bts[i] = &t.Target
 	}
-	for round := range o.rounds {
-		for _, c := range o.concs {
-			for _, t := range targets {
-				if t.maxConc > 0 && c > t.maxConc {
-					continue
-				}
-				r, err := measure(ctx, t, c, o.warmup, o.duration)
-				if err != nil {
-					return err
-				}
-				logf("round %d  c=%-3d %-36s %8.0f req/s  p50 %-9s p99 %-9s cold %d errors %d", round+1, c, t.name, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Cold, r.Errs)
-				runs[t.name][c] = append(runs[t.name][c], r)
-			}
+	runs, err := benchkit.Interleave(ctx, o.rounds, o.concs, bts, func(round, c, i int) (point, error) {
+		t := targets[i]
+		r, err := measure(ctx, t, c, o.warmup, o.duration)
+		if err == nil {
+			benchkit.Logf("round %d  c=%-3d %-36s %8.0f req/s  p50 %-9s p99 %-9s cold %d errors %d", round+1, c, t.Name, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Cold, r.Errs)
 		}
+		return r, err
+	})
+	if err != nil {
+		return err
 	}
 	for i, s := range warmed {
 		in := &res.WarmInstances[i]
@@ -459,10 +417,10 @@ func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 			in.LiveAfter, in.IdleAfter = x.Live, x.Idle
 		}
 	}
-	for _, t := range targets {
-		tr := targetResult{Name: t.name, Kind: t.kind, Sandbox: t.sandbox, Path: t.path, Function: t.function, MaxConc: t.maxConc}
+	for i, t := range targets {
+		tr := targetResult{Name: t.Name, Kind: t.kind, Sandbox: t.sandbox, Path: t.path, Function: t.function, MaxConc: t.MaxConc}
 		for _, c := range o.concs {
-			if rs := runs[t.name][c]; len(rs) > 0 {
+			if rs := runs[i][c]; len(rs) > 0 {
 				tr.Runs = append(tr.Runs, medianRun(rs))
 			}
 		}
@@ -483,13 +441,13 @@ func warm(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 // started under load takes a while, and an instance still starting is
 // live but not idle), and reports its instances.
 func warmUp(ctx context.Context, s *stratusServer, name string, conc int) (v1.Instances, error) {
-	tr := newTransport()
+	tr := benchkit.NewTransport()
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
 	t := s.invokeTarget(name)
 	var in v1.Instances
 	for i := range 15 {
-		if _, err := drive(ctx, c, t, conc, time.Second); err != nil {
+		if _, err := benchkit.Drive(ctx, c, &t.Target, conc, time.Second); err != nil {
 			return in, err
 		}
 		// A runc instance held back by its CPU quota asks for its next
@@ -509,7 +467,7 @@ func warmUp(ctx context.Context, s *stratusServer, name string, conc int) (v1.In
 // cold measures the process-start floors, then scale from zero in each
 // sandbox.
 func cold(ctx context.Context, o options, w *work, res *results, sbs []sandboxChoice) error {
-	logf("cold: %d process starts per floor variant", o.coldRuns)
+	benchkit.Logf("cold: %d process starts per floor variant", o.coldRuns)
 	poll, err := processStart(ctx, w.tiny, o.coldRuns, false)
 	if err != nil {
 		return err
@@ -537,7 +495,7 @@ func cold(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 			return err
 		}
 		if note != "" {
-			logf("note: %s", note)
+			benchkit.Logf("note: %s", note)
 			res.SandboxNotes = append(res.SandboxNotes, "cold: "+note)
 		}
 		if measured[sb.Name] {
@@ -546,7 +504,7 @@ func cold(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 		}
 		measured[sb.Name] = true
 		res.addSandbox(sb.Name)
-		logf("cold: %s: %d scale-from-zero invokes, one fresh function each", sb.Name, o.coldRuns)
+		benchkit.Logf("cold: %s: %d scale-from-zero invokes, one fresh function each", sb.Name, o.coldRuns)
 		cr, err := stratusCold(ctx, s, sb.Name, data, w.zip, o.coldRuns)
 		s.stop()
 		if err != nil {
@@ -556,38 +514,3 @@ func cold(ctx context.Context, o options, w *work, res *results, sbs []sandboxCh
 	}
 	return nil
 }
-
-func environment() map[string]string {
-	env := map[string]string{
-		"go":     runtime.Version(),
-		"cpus":   strconv.Itoa(runtime.NumCPU()),
-		"goarch": runtime.GOARCH,
-		"date":   time.Now().Format(time.DateOnly),
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				env["cpu"] = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	env["loadavg at start"] = fmt.Sprintf("%.1f", loadAvg())
-	if b, err := exec.Command("runc", "--version").Output(); err == nil {
-		env["runc"] = strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "runc version ")
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		env["kernel"] = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/etc/os-release"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
-				env["os"] = strings.Trim(v, `"`)
-			}
-		}
-	}
-	return env
-}
-
-// treeDigest is shared with the other benchmark programs.
-var treeDigest = benchkit.TreeDigest

@@ -6,10 +6,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // profileResult is one CPU profile of the server under load.
@@ -41,7 +44,7 @@ func profile(ctx context.Context, o options, w *work, s *stratusServer, res *res
 		if err != nil {
 			return err
 		}
-		logf("profiling the server for %ds: %s at c=%d", secs, c.t.name, c.conc)
+		benchkit.Logf("profiling the server for %ds: %s at c=%d", secs, c.t.Name, c.conc)
 		load := make(chan error, 1)
 		go func() {
 			_, err := measure(ctx, c.t, c.conc, 0, time.Duration(secs)*time.Second+time.Second)
@@ -56,12 +59,12 @@ func profile(ctx context.Context, o options, w *work, s *stratusServer, res *res
 		if lerr != nil {
 			return lerr
 		}
-		out, err := execCommand(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=500", w.stratus, path).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=500", w.stratus, path).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("go tool pprof: %v\n%s", err, out)
 		}
 		res.Profiles = append(res.Profiles, profileResult{
-			What: fmt.Sprintf("%s at c=%d", c.t.name, c.conc), File: path, Top: condense(string(out), 32),
+			What: fmt.Sprintf("%s at c=%d", c.t.Name, c.conc), File: path, Top: condense(string(out), 32),
 		})
 	}
 	return nil

@@ -6,10 +6,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // results is everything one run measured.
@@ -64,14 +64,7 @@ type targetResult struct {
 	Runs     []point
 }
 
-func (t *targetResult) at(conc int) *point {
-	for i := range t.Runs {
-		if t.Runs[i].Conc == conc {
-			return &t.Runs[i]
-		}
-	}
-	return nil
-}
+func (t *targetResult) at(conc int) *point { return benchkit.At(t.Runs, conc) }
 
 func optionsView(o options) map[string]any {
 	var secs []string
@@ -84,43 +77,6 @@ func optionsView(o options) map[string]any {
 		"rounds": o.rounds, "coldRuns": o.coldRuns, "fleet": o.fleetSize, "lsRuns": o.lsRuns,
 		"matrixRuns": o.matrixRuns, "matrixBurst": o.matrixBurst, "sandboxes": o.sandboxes,
 	}
-}
-
-// medianRun takes the median of each figure over rounds; counts are summed.
-func medianRun(rs []point) point {
-	out := point{Conc: rs[0].Conc}
-	med := func(f func(point) time.Duration) time.Duration {
-		v := make([]time.Duration, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		return median(v)
-	}
-	rps := make([]float64, len(rs))
-	for i, r := range rs {
-		out.OK += r.OK
-		out.Errs += r.Errs
-		out.Cold += r.Cold
-		out.Elapsed += r.Elapsed
-		rps[i] = r.RPS
-	}
-	slices.Sort(rps)
-	out.RPS = rps[len(rps)/2]
-	out.P50 = med(func(r point) time.Duration { return r.P50 })
-	out.P99 = med(func(r point) time.Duration { return r.P99 })
-	out.Mean = med(func(r point) time.Duration { return r.Mean })
-	out.CPUPerReq = med(func(r point) time.Duration { return r.CPUPerReq })
-	out.FrontCPUPerReq = med(func(r point) time.Duration { return r.FrontCPUPerReq })
-	thr := make([]float64, len(rs))
-	for i, r := range rs {
-		thr[i] = r.Throttled
-	}
-	slices.Sort(thr)
-	out.Throttled = thr[len(thr)/2]
-	for _, r := range rs {
-		out.LoadAvg = max(out.LoadAvg, r.LoadAvg)
-	}
-	return out
 }
 
 // Goals of issue 2 on this machine.
@@ -141,37 +97,6 @@ const (
 	goal10ServerCPU   = 1.0                    // server CPU per invocation over the bare proxy's
 	goal10RuncRatio   = 0.9                    // runc's throughput over the process driver's
 )
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0"
-	case d < 0:
-		return "-" + fmtDur(-d)
-	case d < time.Millisecond:
-		return fmt.Sprintf("%d µs", d.Microseconds())
-	case d < 10*time.Second:
-		return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
-	default:
-		return d.Round(time.Millisecond).String()
-	}
-}
-
-func signed(d time.Duration) string {
-	if d >= 0 {
-		return "+" + fmtDur(d)
-	}
-	return fmtDur(d)
-}
-
-func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
-}
 
 // print writes the report.
 func (r *results) print(w io.Writer) {
@@ -205,17 +130,13 @@ func (r *results) print(w io.Writer) {
 	if len(r.Sandboxes) > 0 {
 		defaultSandbox = r.Sandboxes[0]
 	}
-	type goal struct {
-		what, target, got string
-		ok                bool
-	}
-	var goals, goals10 []goal
+	var goals, goals10 []benchkit.Goal
 
 	if len(r.Warm) > 0 && direct != nil {
 		fmt.Fprintf(w, "\nWarm path: POST {} on one keep-alive connection (c=1: p50/p99), throughput at c=%s; median of %v rounds of %v each\n",
 			joinInts(concs, ","), r.Options["rounds"], r.Options["duration"])
 		fmt.Fprintln(w, "  stratus SANDBOX ROUTE FUNCTION: /v1 = POST /v1/functions/NAME/invoke (token), /fn = POST /fn/NAME (--auth none); noop = e2e/testdata/gonoop, lognoop = the same logging one line per call; 128 MB (the default)")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		tw := benchkit.Table(w)
 		hdr := "target\tp50\tp99\tp50 vs direct\tp99 vs direct\t"
 		for _, c := range concs {
 			hdr += fmt.Sprintf("req/s c=%d\tvs direct\t", c)
@@ -226,9 +147,9 @@ func (r *results) print(w io.Writer) {
 			one := t.at(1)
 			line := t.Name + "\t"
 			if one != nil {
-				line += fmtDur(one.P50) + "\t" + fmtDur(one.P99) + "\t"
+				line += benchkit.FmtDur(one.P50) + "\t" + benchkit.FmtDur(one.P99) + "\t"
 				if d1 != nil && t.Name != direct.Name {
-					line += signed(one.P50-d1.P50) + "\t" + signed(one.P99-d1.P99) + "\t"
+					line += benchkit.Signed(one.P50-d1.P50) + "\t" + benchkit.Signed(one.P99-d1.P99) + "\t"
 				} else {
 					line += "\t\t"
 				}
@@ -248,7 +169,7 @@ func (r *results) print(w io.Writer) {
 		tw.Flush()
 
 		fmt.Fprintln(w, "\nCPU time per answered request (user + system, from /proc): front = the server / proxy / emulator process, behind = its upstream or function instances")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		tw = benchkit.Table(w)
 		hdr = "target\t"
 		for _, c := range concs {
 			hdr += fmt.Sprintf("c=%d total\tfront\tbehind\t", c)
@@ -262,7 +183,7 @@ func (r *results) print(w io.Writer) {
 					line += "n/a\t\t\t"
 					continue
 				}
-				line += fmtDur(x.CPUPerReq) + "\t" + fmtDur(x.FrontCPUPerReq) + "\t" + fmtDur(x.CPUPerReq-x.FrontCPUPerReq) + "\t"
+				line += benchkit.FmtDur(x.CPUPerReq) + "\t" + benchkit.FmtDur(x.FrontCPUPerReq) + "\t" + benchkit.FmtDur(x.CPUPerReq-x.FrontCPUPerReq) + "\t"
 			}
 			fmt.Fprintln(tw, line)
 		}
@@ -297,36 +218,33 @@ func (r *results) print(w io.Writer) {
 			what := fmt.Sprintf("%s %s", t.Path, t.Sandbox)
 			if one := t.at(1); one != nil && d1 != nil {
 				add := one.P50 - d1.P50
-				goals = append(goals, goal{"warm p50 added latency, " + what, "≤ " + fmtDur(goalAddedP50), signed(add), add <= goalAddedP50})
+				goals = append(goals, benchkit.Goal{What: "warm p50 added latency, " + what, Target: "≤ " + benchkit.FmtDur(goalAddedP50), Got: benchkit.Signed(add), OK: add <= goalAddedP50})
 			}
 			if x, dx := t.at(goalConc), direct.at(goalConc); x != nil && dx != nil {
 				ratio := x.RPS / dx.RPS
-				goals = append(goals, goal{"throughput c=32 vs direct, " + what, fmt.Sprintf("≥ %.2f", goalRatio32), fmt.Sprintf("%.2f", ratio), ratio >= goalRatio32})
+				goals = append(goals, benchkit.Goal{What: "throughput c=32 vs direct, " + what, Target: fmt.Sprintf("≥ %.2f", goalRatio32), Got: fmt.Sprintf("%.2f", ratio), OK: ratio >= goalRatio32})
 			}
 		}
 
 		r.printFloors(w, direct, proxy, relay, concs, defaultSandbox, func(what, target, got string, ok bool) {
-			goals10 = append(goals10, goal{what, target, got, ok})
+			goals10 = append(goals10, benchkit.Goal{What: what, Target: target, Got: got, OK: ok})
 		})
 	}
 
 	if len(r.Cold) > 0 || r.ProcessPoll != nil {
 		fmt.Fprintf(w, "\nCold start: scale from zero to the first answer (%v runs: deploy a fresh function, wait until it is ready (runc: its prepared sandbox up), %s more, one /v1 invoke), next to starting a static Go HTTP server as a plain process\n", r.Options["coldRuns"], matrixSettle)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		tw := benchkit.Table(w)
 		fmt.Fprintln(tw, "what\tp50\tp99\tmin\tmax\tp50 vs process (poll)\tp50 vs process (inherited fd)\tp50 vs Runtime API floor\t")
-		row := func(name string, c *coldResult) {
+		summary := func(c *coldResult) *benchkit.Summary {
 			if c == nil {
-				return
+				return nil
 			}
-			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t", name, fmtDur(c.P50), fmtDur(c.P99), fmtDur(c.Min), fmtDur(c.Max))
-			for _, f := range []*coldResult{r.ProcessPoll, r.ProcessInherit, r.RuntimeStart} {
-				if f == nil || f.P50 == 0 {
-					line += "\t"
-				} else {
-					line += fmt.Sprintf("%.2f×\t", float64(c.P50)/float64(f.P50))
-				}
+			return &c.Summary
+		}
+		row := func(name string, c *coldResult) {
+			if c != nil {
+				fmt.Fprintln(tw, benchkit.SummaryCells(name, c.Summary, summary(r.ProcessPoll), summary(r.ProcessInherit), summary(r.RuntimeStart)))
 			}
-			fmt.Fprintln(tw, line)
 		}
 		row("process start, poll the port", r.ProcessPoll)
 		row("process start, inherited listening socket", r.ProcessInherit)
@@ -341,13 +259,13 @@ func (r *results) print(w io.Writer) {
 		}
 		tw.Flush()
 		for i, c := range r.Cold {
-			note := fmt.Sprintf("%s: the server's Init Duration (instance start → runtime's first invocation/next) p50 %s", c.Sandbox, fmtDur(c.InitP50))
+			note := fmt.Sprintf("%s: the server's Init Duration (instance start → runtime's first invocation/next) p50 %s", c.Sandbox, benchkit.FmtDur(c.InitP50))
 			if c.CreateAhead {
-				note += fmt.Sprintf("; the prepared sandbox was up %s (p50) after the deploy answered", fmtDur(c.ReadyP50))
+				note += fmt.Sprintf("; the prepared sandbox was up %s (p50) after the deploy answered", benchkit.FmtDur(c.ReadyP50))
 			}
 			fmt.Fprintln(w, "  note:", note)
 			if i == 0 {
-				goals = append(goals, goal{"cold start p50, " + c.Sandbox, "≤ " + fmtDur(goalColdP50), fmtDur(c.P50), c.P50 <= goalColdP50})
+				goals = append(goals, benchkit.Goal{What: "cold start p50, " + c.Sandbox, Target: "≤ " + benchkit.FmtDur(goalColdP50), Got: benchkit.FmtDur(c.P50), OK: c.P50 <= goalColdP50})
 			}
 		}
 		if len(r.Cold) == 2 && r.Cold[1].P50 > 0 {
@@ -357,41 +275,26 @@ func (r *results) print(w io.Writer) {
 
 	if f := r.Fleet; f != nil {
 		fmt.Fprintf(w, "\n%d deployed functions (same code, deployed through the API, 8 in parallel; --sandbox process)\n", f.Functions)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "deploy %d functions\t%s (%.0f/s)\n", f.Functions, fmtDur(f.DeployElapsed), float64(f.Functions)/f.DeployElapsed.Seconds())
-		fmt.Fprintf(tw, "stratus ls (table)\tmedian %s, best %s (%d runs)\n", fmtDur(f.LsTable), fmtDur(f.LsTableMin), f.LsRuns)
-		fmt.Fprintf(tw, "stratus ls -o json\tmedian %s, best %s\n", fmtDur(f.LsJSON), fmtDur(f.LsJSONMin))
-		fmt.Fprintf(tw, "GET /v1/functions (Go client, no CLI)\tmedian %s\n", fmtDur(f.ListAPI))
-		fmt.Fprintf(tw, "server VmRSS, fresh\t%s\n", mb(f.RSSBefore))
-		fmt.Fprintf(tw, "server VmRSS, %d functions, idle\t%s (+%s)\n", f.Functions, mb(f.RSSAfter), mb(f.RSSAfter-f.RSSBefore))
-		fmt.Fprintf(tw, "server VmRSS after the ls runs\t%s (peak VmHWM %s)\n", mb(f.RSSAfterLs), mb(f.HWM))
+		tw := benchkit.List(w)
+		fmt.Fprintf(tw, "deploy %d functions\t%s (%.0f/s)\n", f.Functions, benchkit.FmtDur(f.DeployElapsed), float64(f.Functions)/f.DeployElapsed.Seconds())
+		fmt.Fprintf(tw, "stratus ls (table)\tmedian %s, best %s (%d runs)\n", benchkit.FmtDur(f.LsTable), benchkit.FmtDur(f.LsTableMin), f.LsRuns)
+		fmt.Fprintf(tw, "stratus ls -o json\tmedian %s, best %s\n", benchkit.FmtDur(f.LsJSON), benchkit.FmtDur(f.LsJSONMin))
+		fmt.Fprintf(tw, "GET /v1/functions (Go client, no CLI)\tmedian %s\n", benchkit.FmtDur(f.ListAPI))
+		fmt.Fprintf(tw, "server VmRSS, fresh\t%s\n", benchkit.MB(f.RSSBefore))
+		fmt.Fprintf(tw, "server VmRSS, %d functions, idle\t%s (+%s)\n", f.Functions, benchkit.MB(f.RSSAfter), benchkit.MB(f.RSSAfter-f.RSSBefore))
+		fmt.Fprintf(tw, "server VmRSS after the ls runs\t%s (peak VmHWM %s)\n", benchkit.MB(f.RSSAfterLs), benchkit.MB(f.HWM))
 		fmt.Fprintf(tw, "live instances (ls -o json) / server child processes\t%d / %d\n", f.LiveInstances, f.ChildProcs)
 		tw.Flush()
 		ok := f.RSSAfter < goalFleetRSS && f.LiveInstances == 0 && f.ChildProcs == 0
-		goals = append(goals, goal{fmt.Sprintf("%d idle functions", f.Functions), "< 100 MB, no instance",
-			fmt.Sprintf("%s, %d instances", mb(f.RSSAfter), f.LiveInstances), ok})
+		goals = append(goals, benchkit.Goal{What: fmt.Sprintf("%d idle functions", f.Functions), Target: "< 100 MB, no instance",
+			Got: fmt.Sprintf("%s, %d instances", benchkit.MB(f.RSSAfter), f.LiveInstances), OK: ok})
 	}
 
 	if r.ColdMatrix != nil {
 		r.ColdMatrix.print(w)
 	}
-	for _, g := range []struct {
-		title string
-		goals []goal
-	}{
-		{"Goals of issue 10, point 3 (warm path, default sandbox " + defaultSandbox + ")", goals10},
-		{"Goals (issue 2; warm and cold: the default sandbox, " + defaultSandbox + ")", goals},
-	} {
-		if len(g.goals) == 0 {
-			continue
-		}
-		fmt.Fprintln(w, "\n"+g.title)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, x := range g.goals {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.what, x.target, x.got, verdict(x.ok))
-		}
-		tw.Flush()
-	}
+	benchkit.PrintGoals(w, "Goals of issue 10, point 3 (warm path, default sandbox "+defaultSandbox+")", goals10)
+	benchkit.PrintGoals(w, "Goals (issue 2; warm and cold: the default sandbox, "+defaultSandbox+")", goals)
 	for _, p := range r.Profiles {
 		fmt.Fprintf(w, "\nCPU profile of the server: %s (%s)\n%s\n", p.What, p.File, p.Top)
 	}
@@ -413,8 +316,8 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 	}
 	hi := concs[len(concs)-1]
 	fmt.Fprintf(w, "\nWarm path against its floors (issue 10, point 3): p50 added over direct at c=1 (goal ≤ %s); throughput at c=%d over the Runtime API floor's (relayfloor, goal ≥ %.2f) and direct's (≥ %.2f); the server's CPU per invocation at c=%d (front) over the bare proxy's (≤ %.2f×)\n",
-		fmtDur(goal10AddedP50), hi, goal10RelayRatio, goal10DirectRatio, hi, goal10ServerCPU)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		benchkit.FmtDur(goal10AddedP50), hi, goal10RelayRatio, goal10DirectRatio, hi, goal10ServerCPU)
+	tw := benchkit.Table(w)
 	fmt.Fprintf(tw, "target\tadded p50 c=1\treq/s c=%d\tvs relayfloor\tvs direct\tserver CPU c=%d\tbare proxy's\tratio\t\n", hi, hi)
 	d1 := direct.at(1)
 	var relayHi, proxyHi *point
@@ -432,9 +335,9 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 		isDefault := t.Sandbox == defaultSandbox
 		if one != nil && d1 != nil {
 			add := one.P50 - d1.P50
-			line += signed(add) + "\t"
+			line += benchkit.Signed(add) + "\t"
 			if isDefault {
-				addGoal("added p50 c=1, "+what, "≤ "+fmtDur(goal10AddedP50), signed(add), add <= goal10AddedP50)
+				addGoal("added p50 c=1, "+what, "≤ "+benchkit.FmtDur(goal10AddedP50), benchkit.Signed(add), add <= goal10AddedP50)
 			}
 		} else {
 			line += "n/a\t"
@@ -459,13 +362,13 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 		}
 		ratio(relayHi, "relayfloor", goal10RelayRatio)
 		ratio(dHi, "direct", goal10DirectRatio)
-		line += fmtDur(x.FrontCPUPerReq) + "\t"
+		line += benchkit.FmtDur(x.FrontCPUPerReq) + "\t"
 		if proxyHi != nil && proxyHi.FrontCPUPerReq > 0 {
 			ratio := float64(x.FrontCPUPerReq) / float64(proxyHi.FrontCPUPerReq)
-			line += fmtDur(proxyHi.FrontCPUPerReq) + fmt.Sprintf("\t%.2f×\t", ratio)
+			line += benchkit.FmtDur(proxyHi.FrontCPUPerReq) + fmt.Sprintf("\t%.2f×\t", ratio)
 			if isDefault {
 				addGoal(fmt.Sprintf("server CPU per invocation c=%d vs bare proxy's, %s", hi, what), fmt.Sprintf("≤ %.2f×", goal10ServerCPU),
-					fmt.Sprintf("%.2f× (%s vs %s)", ratio, fmtDur(x.FrontCPUPerReq), fmtDur(proxyHi.FrontCPUPerReq)), ratio <= goal10ServerCPU)
+					fmt.Sprintf("%.2f× (%s vs %s)", ratio, benchkit.FmtDur(x.FrontCPUPerReq), benchkit.FmtDur(proxyHi.FrontCPUPerReq)), ratio <= goal10ServerCPU)
 			}
 		} else {
 			line += "n/a\t\t"
@@ -497,7 +400,7 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 		return
 	}
 	fmt.Fprintf(w, "\nrunc against the process driver, same route and function (goal: runc's throughput ≥ %.2f of the process driver's)\n", goal10RuncRatio)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw = benchkit.Table(w)
 	hdr := "route, function\t"
 	for _, c := range concs {
 		hdr += fmt.Sprintf("req/s c=%d runc / process\t", c)
@@ -523,8 +426,8 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 		if a1 != nil && b1 != nil {
 			// CPU the function side used per second of the c=1 run:
 			// next to a 128 MB sandbox's quota, it tells throttling.
-			perSec := time.Duration(a1.RPS * float64(a1.CPUPerReq-a1.FrontCPUPerReq))
-			line += fmtDur(a1.P50) + "\t" + fmtDur(b1.P50) + "\t" + fmtDur(perSec.Round(100*time.Microsecond)) + "\t" + perSecond(a1) + "\t"
+			fnCPU := time.Duration(a1.RPS * float64(a1.CPUPerReq-a1.FrontCPUPerReq))
+			line += benchkit.FmtDur(a1.P50) + "\t" + benchkit.FmtDur(b1.P50) + "\t" + benchkit.FmtDur(fnCPU.Round(100*time.Microsecond)) + "\t" + perSecond(a1) + "\t"
 		} else {
 			line += "n/a\t\t\t\t"
 		}
@@ -534,7 +437,7 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 			line += "n/a\t"
 		}
 		if ah != nil && bh != nil {
-			line += fmtDur(ah.CPUPerReq-ah.FrontCPUPerReq) + "\t" + fmtDur(bh.CPUPerReq-bh.FrontCPUPerReq) + "\t"
+			line += benchkit.FmtDur(ah.CPUPerReq-ah.FrontCPUPerReq) + "\t" + benchkit.FmtDur(bh.CPUPerReq-bh.FrontCPUPerReq) + "\t"
 		} else {
 			line += "n/a\t\t"
 		}
@@ -542,7 +445,7 @@ func (r *results) printFloors(w io.Writer, direct, proxy, relay *targetResult, c
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "  note: function CPU/s = req/s × the function side's CPU per request at c=1 (one instance busy); a %d MB runc sandbox's CPU share is %d/%d of a core, %s per second: a weight under contention by default, a hard quota with --function-cpu quota\n",
-		stratus.DefaultMemoryMB, stratus.DefaultMemoryMB, runcMBPerCPU, fmtDur(time.Second*stratus.DefaultMemoryMB/runcMBPerCPU))
+		stratus.DefaultMemoryMB, stratus.DefaultMemoryMB, runcMBPerCPU, benchkit.FmtDur(time.Second*stratus.DefaultMemoryMB/runcMBPerCPU))
 	fmt.Fprintln(w, "  note: throttled/s = CFS periods (100 ms) in which the quota held a sandbox back (cpu.stat nr_throttled, summed over the sandboxes) per second of the run: 10 = one sandbox throttled in every period")
 }
 

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // rieModule is AWS's Lambda Runtime Interface Emulator at the version
@@ -18,7 +20,7 @@ const rieModule = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-
 // findRIE returns the aws-lambda-rie binary: the given path, else one on
 // PATH or in GOBIN / GOPATH/bin, else one it installs into gobin (a
 // folder of the run's temporary work dir) with go install.
-func findRIE(ctx context.Context, given, gobin string, logf func(string, ...any)) (string, error) {
+func findRIE(ctx context.Context, given, gobin string) (string, error) {
 	if given != "" {
 		return given, nil
 	}
@@ -26,7 +28,7 @@ func findRIE(ctx context.Context, given, gobin string, logf func(string, ...any)
 		return p, nil
 	}
 	for _, v := range []string{"GOBIN", "GOPATH"} {
-		b, err := execCommand(ctx, "go", "env", v).Output()
+		b, err := exec.CommandContext(ctx, "go", "env", v).Output()
 		if err != nil {
 			continue
 		}
@@ -43,10 +45,10 @@ func findRIE(ctx context.Context, given, gobin string, logf func(string, ...any)
 			}
 		}
 	}
-	logf("installing aws-lambda-rie with go install (into %s)", gobin)
+	benchkit.Logf("installing aws-lambda-rie with go install (into %s)", gobin)
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := execCommand(ictx, "go", "install", rieModule)
+	cmd := exec.CommandContext(ictx, "go", "install", rieModule)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+gobin)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go install %s: %v\n%s", rieModule, err, b)
@@ -60,7 +62,7 @@ func findRIE(ctx context.Context, given, gobin string, logf func(string, ...any)
 
 // rieServer is a running emulator with the no-op bootstrap.
 type rieServer struct {
-	p    *proc
+	p    *benchkit.Proc
 	addr string
 }
 
@@ -68,11 +70,11 @@ type rieServer struct {
 // with bootstrap, on free loopback ports, and waits for its first answer
 // (which initialises the runtime).
 func startRIE(ctx context.Context, bin, bootstrap, logPath string) (*rieServer, error) {
-	addr, err := freeAddr()
+	addr, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	rapi, err := freeAddr()
+	rapi, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -84,29 +86,24 @@ func startRIE(ctx context.Context, bin, bootstrap, logPath string) (*rieServer, 
 			env = append(env, kv)
 		}
 	}
-	p, _, err := startProc(argv, env, filepath.Dir(bootstrap), logPath, false)
+	p, err := benchkit.StartProc(argv, env, filepath.Dir(bootstrap), logPath)
 	if err != nil {
 		return nil, err
 	}
 	r := &rieServer{p: p, addr: addr}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := waitHTTP(wctx, r.url(), event); err != nil {
-		p.stop(time.Second)
+	if err := benchkit.WaitOK(wctx, &r.target().Target); err != nil {
+		p.Stop(time.Second)
 		return nil, fmt.Errorf("aws-lambda-rie (log %s): %w", logPath, err)
 	}
 	return r, nil
 }
 
-func (r *rieServer) url() string {
-	return "http://" + r.addr + "/2015-03-31/functions/function/invocations"
-}
-
+// target is the emulator's invoke path, one invocation at a time.
 func (r *rieServer) target() *target {
 	return &target{
-		name:    "aws-lambda-rie",
-		url:     r.url(),
-		maxConc: 1,
-		pids:    func() []int { return []int{r.p.pid()} },
+		Target: benchkit.Target{Name: "aws-lambda-rie", URL: "http://" + r.addr + "/2015-03-31/functions/function/invocations", Body: event, MaxConc: 1},
+		pids:   func() []int { return []int{r.p.PID()} },
 	}
 }

@@ -4,30 +4,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
-	"github.com/stratus-run/stratus/client"
-	"github.com/stratus-run/stratus/internal/archive"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
-
-const benchToken = "bench-token-0123456789"
 
 // stratusServer is a running `stratus server`.
 type stratusServer struct {
-	p     *proc
-	addr  string // host:port
-	data  string
-	c     *client.Client
+	*benchkit.Server
 	pprof string // host:port of pprof, when built with it
 }
 
@@ -74,17 +64,17 @@ func pickSandboxes(want []string) (out []sandboxChoice, notes []string) {
 	return out, notes
 }
 
-// startStratus starts bin as a server on a free port with data dir data,
-// in the sandbox sb. pprofAddr, when not empty, is passed to the
-// stratusprof variant. When the default sandbox turns out not to be runc
-// (the server says which driver it chose and why), sb.Name becomes that
-// driver's and the returned note says so.
+// startStratus starts bin as a server with data dir data, in the sandbox
+// sb. pprofAddr, when not empty, is passed to the stratusprof variant.
+// When the default sandbox turns out not to be runc (the server says
+// which driver it chose and why), sb.Name becomes that driver's and the
+// returned note says so.
 func startStratus(ctx context.Context, bin, data, logPath, pprofAddr string, sb *sandboxChoice) (*stratusServer, string, error) {
 	s, err := startServer(ctx, bin, data, logPath, pprofAddr, sb.Flags)
 	if err != nil {
 		return nil, "", err
 	}
-	info, err := s.c.Info(ctx)
+	info, err := s.Client.Info(ctx)
 	if err != nil {
 		s.stop()
 		return nil, "", fmt.Errorf("server info (log %s): %w", logPath, err)
@@ -97,91 +87,35 @@ func startStratus(ctx context.Context, bin, data, logPath, pprofAddr string, sb 
 	return s, "", nil
 }
 
-// startServer starts bin as a server on a free port with data dir data and
-// the extra flags extra (none: the sandbox driver the server picks itself).
+// startServer starts bin as a server with data dir data and the extra
+// flags extra (none: the sandbox driver the server picks itself).
 func startServer(ctx context.Context, bin, data, logPath, pprofAddr string, extra []string) (*stratusServer, error) {
-	argv := append([]string{bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken}, extra...)
-	env := append(os.Environ(), "STRATUS_TOKEN=")
+	var env []string
 	if pprofAddr != "" {
 		env = append(env, "STRATUS_BENCH_PPROF="+pprofAddr)
 	}
-	p, out, err := startProc(argv, env, "", logPath, true)
+	s, err := benchkit.StartServer(ctx, bin, data, logPath, extra, env...)
 	if err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	rest, err := firstLine(sctx, p, out, "listening on http://")
-	if err != nil {
-		p.stop(time.Second)
-		return nil, fmt.Errorf("start stratus server (log %s): %w", logPath, err)
-	}
-	addr := strings.Fields(rest)[0]
-	s := &stratusServer{p: p, addr: addr, data: data, c: client.New("http://"+addr, benchToken), pprof: pprofAddr}
-	return s, nil
+	return &stratusServer{Server: s, pprof: pprofAddr}, nil
 }
 
 // stop ends the server with SIGTERM (it stops its instances) and waits.
-func (s *stratusServer) stop() { s.p.stop(15 * time.Second) }
-
-// codeZip zips the folder dir as the CLI does.
-func codeZip(dir string) ([]byte, error) {
-	var b bytes.Buffer
-	if err := archive.ZipDir(dir, &b); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
+func (s *stratusServer) stop() { s.Stop(15 * time.Second) }
 
 // deploy deploys name from zip with the given config.
 func (s *stratusServer) deploy(ctx context.Context, name string, zip []byte, cfg stratus.FunctionConfig) error {
-	_, err := s.c.Deploy(ctx, name, cfg, bytes.NewReader(zip))
+	_, err := s.Client.Deploy(ctx, name, cfg, bytes.NewReader(zip))
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w", name, err)
 	}
 	return nil
 }
 
-// deployMany deploys names in parallel with workers workers.
-func (s *stratusServer) deployMany(ctx context.Context, names []string, zip []byte, cfg stratus.FunctionConfig, workers int) error {
-	ch := make(chan string)
-	errc := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range ch {
-				if err := s.deploy(ctx, n, zip, cfg); err != nil {
-					errc <- err
-					return
-				}
-			}
-		}()
-	}
-	var err error
-feed:
-	for _, n := range names {
-		select {
-		case ch <- n:
-		case err = <-errc:
-			break feed
-		}
-	}
-	close(ch)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errc:
-		default:
-		}
-	}
-	return err
-}
-
 // instances reports the live instances of name.
 func (s *stratusServer) instances(ctx context.Context, name string) (v1.Instances, error) {
-	f, err := s.c.Get(ctx, name)
+	f, err := s.Client.Get(ctx, name)
 	if err != nil {
 		return v1.Instances{}, err
 	}
@@ -191,74 +125,20 @@ func (s *stratusServer) instances(ctx context.Context, name string) (v1.Instance
 // invokeTarget is POST /v1/functions/NAME/invoke.
 func (s *stratusServer) invokeTarget(name string) *target {
 	return &target{
-		name:   "stratus /v1/functions/" + name + "/invoke",
-		url:    "http://" + s.addr + "/v1/functions/" + name + "/invoke",
-		header: http.Header{"Authorization": {"Bearer " + benchToken}},
-		pids:   func() []int { return []int{s.p.pid()} },
+		Target: benchkit.Target{
+			Name:   "stratus /v1/functions/" + name + "/invoke",
+			URL:    s.URL + "/v1/functions/" + name + "/invoke",
+			Header: http.Header{"Authorization": {"Bearer " + benchkit.Token}},
+			Body:   event,
+		},
+		pids: func() []int { return []int{s.PID()} },
 	}
 }
 
 // urlTarget is ANY /fn/NAME of a function deployed with --auth none.
 func (s *stratusServer) urlTarget(name string) *target {
 	return &target{
-		name: "stratus /fn/" + name,
-		url:  "http://" + s.addr + "/fn/" + name,
-		pids: func() []int { return []int{s.p.pid()} },
+		Target: benchkit.Target{Name: "stratus /fn/" + name, URL: s.URL + "/fn/" + name, Body: event},
+		pids:   func() []int { return []int{s.PID()} },
 	}
-}
-
-// freeAddr returns a loopback address no one listens on (there is a small
-// race until the caller binds it).
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// waitHTTP polls url until it answers 200 or ctx ends.
-func waitHTTP(ctx context.Context, url string, body []byte) error {
-	c := &http.Client{Timeout: 2 * time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %s: %w", url, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// goBuild builds pkg (a path relative to the module root) into out,
-// statically.
-func goBuild(ctx context.Context, root, pkg, out string) error {
-	cmd := execCommand(ctx, "go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
-}
-
-// moduleRoot is the folder of the module's go.mod.
-func moduleRoot(ctx context.Context) (string, error) {
-	b, err := execCommand(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(b))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("run the bench from inside the stratus module (go run ./bench)")
-	}
-	return filepath.Dir(mod), nil
 }

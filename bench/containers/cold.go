@@ -4,24 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/stratus-run/stratus"
-	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"github.com/stratus-run/stratus/client"
 )
 
 // series is a set of timed runs of one kind of start.
 type series struct {
-	Name               string
-	Runs               int
-	P50, P99, Min, Max time.Duration
-	Mean               time.Duration
+	Name string
+	benchkit.Summary
 	// Parts are the p50s of named parts of each run (a breakdown; they
 	// need not add up), in the order given by PartNames.
 	PartNames []string                 `json:",omitempty"`
@@ -48,13 +43,11 @@ func (s *series) summarise() {
 	if len(s.samples) == 0 {
 		return
 	}
-	s.Runs = len(s.samples)
-	s.P50, s.P99, s.Mean = percentiles(s.samples)
-	s.Min, s.Max = s.samples[0], s.samples[len(s.samples)-1]
+	s.Summary = benchkit.Summarise(s.samples)
 	if len(s.parts) > 0 {
 		s.Parts = map[string]time.Duration{}
 		for k, v := range s.parts {
-			s.Parts[k], _, _ = percentiles(v)
+			s.Parts[k], _, _ = benchkit.Percentiles(v)
 		}
 	}
 }
@@ -84,15 +77,15 @@ func coldServices(ctx context.Context, s *stratusServer, mems []int, runs int) (
 	}
 	defer func() {
 		for _, n := range names {
-			_ = s.c.RemoveService(context.WithoutCancel(ctx), n)
+			_ = s.Client.RemoveService(context.WithoutCancel(ctx), n)
 		}
 	}()
-	c := &http.Client{Transport: newTransport()}
+	c := &http.Client{Transport: benchkit.NewTransport()}
 	defer c.CloseIdleConnections()
-	if err := getOK(ctx, c, "http://"+s.addr+"/healthz", nil); err != nil {
+	if err := benchkit.GetOK(ctx, c, s.URL+"/healthz", nil); err != nil {
 		return nil, err
 	}
-	hdr := http.Header{"Authorization": {"Bearer " + benchToken}}
+	hdr := authHeader()
 	timed := make([][]svcColdRun, len(mems))
 	var waits []time.Duration
 	for i := range runs {
@@ -105,14 +98,14 @@ func coldServices(ctx context.Context, s *stratusServer, mems []int, runs int) (
 			// Let the last teardown's background work settle.
 			time.Sleep(50 * time.Millisecond)
 			sent := time.Now()
-			if err := getOK(ctx, c, "http://"+s.addr+"/svc/"+n+"/", hdr); err != nil {
+			if err := benchkit.GetOK(ctx, c, s.URL+"/svc/"+n+"/", hdr); err != nil {
 				return nil, fmt.Errorf("cold request %d to %s: %w", i+1, n, err)
 			}
 			answered := time.Now()
 			timed[j] = append(timed[j], svcColdRun{sent: sent, answered: answered, d: answered.Sub(sent)})
 		}
 		if (i+1)%10 == 0 {
-			logf("coldsvc: %d/%d runs", i+1, runs)
+			benchkit.Logf("coldsvc: %d/%d runs", i+1, runs)
 		}
 	}
 	out := make([]series, len(mems))
@@ -121,7 +114,7 @@ func coldServices(ctx context.Context, s *stratusServer, mems []int, runs int) (
 		for _, r := range timed[j] {
 			sr.add(r.d)
 		}
-		lines, err := allServiceLogs(ctx, s.c, n)
+		lines, err := allServiceLogs(ctx, s.Client, n)
 		if err != nil {
 			sr.Notes = append(sr.Notes, "no breakdown: "+err.Error())
 		} else {
@@ -130,8 +123,8 @@ func coldServices(ctx context.Context, s *stratusServer, mems []int, runs int) (
 		sr.summarise()
 		out[j] = sr
 	}
-	wp50, _, _ := percentiles(waits)
-	out[0].Notes = append(out[0].Notes, fmt.Sprintf("time waited before a run for every service to be at zero with no replica left: p50 %s", fmtDur(wp50)))
+	wp50, _, _ := benchkit.Percentiles(waits)
+	out[0].Notes = append(out[0].Notes, fmt.Sprintf("time waited before a run for every service to be at zero with no replica left: p50 %s", benchkit.FmtDur(wp50)))
 	return out, nil
 }
 
@@ -195,7 +188,7 @@ func waitAllZero(ctx context.Context, s *stratusServer, names []string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for _, n := range names {
 		for {
-			svc, err := s.c.Service(ctx, n)
+			svc, err := s.Client.Service(ctx, n)
 			if err != nil {
 				return err
 			}
@@ -215,27 +208,6 @@ func waitAllZero(ctx context.Context, s *stratusServer, names []string) error {
 	return nil
 }
 
-// getOK sends GET url and reads the whole answer, which must be 200.
-func getOK(ctx context.Context, c *http.Client, url string, hdr http.Header) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	return err
-}
-
 // coldFunctions holds fresh functions (same code), one per run and
 // memory size, deployed up front: each is invoked once through POST
 // /v1/functions/NAME/invoke on a keep-alive connection to the server,
@@ -250,7 +222,7 @@ type coldFunctions struct {
 }
 
 func newColdFunctions(ctx context.Context, s *stratusServer, zip []byte, mems []int, runs int) (*coldFunctions, error) {
-	f := &coldFunctions{s: s, mems: mems, c: &http.Client{Transport: newTransport()}, out: make([]series, len(mems)), warm: make([]int, len(mems))}
+	f := &coldFunctions{s: s, mems: mems, c: &http.Client{Transport: benchkit.NewTransport()}, out: make([]series, len(mems)), warm: make([]int, len(mems))}
 	var all []string
 	cfgOf := map[string]stratus.FunctionConfig{}
 	for j, m := range mems {
@@ -264,9 +236,9 @@ func newColdFunctions(ctx context.Context, s *stratusServer, zip []byte, mems []
 		}
 		f.names = append(f.names, names)
 	}
-	logf("coldfn: deploying %d functions", len(all))
-	err := parallel(ctx, all, 4, func(n string) error {
-		if _, err := s.c.Deploy(ctx, n, cfgOf[n], bytes.NewReader(zip)); err != nil {
+	benchkit.Logf("coldfn: deploying %d functions", len(all))
+	err := benchkit.Parallel(ctx, all, 4, func(n string) error {
+		if _, err := s.Client.Deploy(ctx, n, cfgOf[n], bytes.NewReader(zip)); err != nil {
 			return fmt.Errorf("deploy %s: %w", n, err)
 		}
 		return nil
@@ -275,7 +247,7 @@ func newColdFunctions(ctx context.Context, s *stratusServer, zip []byte, mems []
 		f.close(ctx)
 		return nil, err
 	}
-	if err := getOK(ctx, f.c, "http://"+s.addr+"/healthz", nil); err != nil {
+	if err := benchkit.GetOK(ctx, f.c, s.URL+"/healthz", nil); err != nil {
 		f.close(ctx)
 		return nil, err
 	}
@@ -286,29 +258,17 @@ func newColdFunctions(ctx context.Context, s *stratusServer, zip []byte, mems []
 func (f *coldFunctions) run(ctx context.Context, i int) error {
 	for j := range f.mems {
 		n := f.names[j][i]
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.s.addr+"/v1/functions/"+n+"/invoke", strings.NewReader("{}"))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+benchToken)
-		start := time.Now()
-		resp, err := f.c.Do(req)
+		t := benchkit.Target{URL: f.s.URL + "/v1/functions/" + n + "/invoke", Header: authHeader(), Body: []byte("{}")}
+		in, err := benchkit.Invoke(ctx, f.c, &t)
 		if err != nil {
 			return fmt.Errorf("cold invoke %s: %w", n, err)
 		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		d := time.Since(start)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("cold invoke %s: %d %s %v", n, resp.StatusCode, b, err)
-		}
-		f.out[j].add(d)
-		if resp.Header.Get(v1.HeaderColdStart) != "true" {
+		f.out[j].add(in.D)
+		if !in.Cold {
 			f.warm[j]++
 		}
-		if ms, err := strconv.ParseFloat(resp.Header.Get(v1.HeaderInitDuration), 64); err == nil {
-			f.out[j].addPart("server's Init Duration (instance start → runtime's first invocation/next)", time.Duration(ms*float64(time.Millisecond)))
+		if in.Init > 0 {
+			f.out[j].addPart("server's Init Duration (instance start → runtime's first invocation/next)", in.Init)
 		}
 	}
 	return nil
@@ -330,46 +290,5 @@ func (f *coldFunctions) close(ctx context.Context) {
 	for _, ns := range f.names {
 		all = append(all, ns...)
 	}
-	_ = parallel(context.WithoutCancel(ctx), all, 4, func(n string) error { return f.s.c.Remove(context.WithoutCancel(ctx), n) })
-}
-
-// parallel calls fn for each item with workers goroutines; it returns
-// the first error and stops feeding items then.
-func parallel(ctx context.Context, items []string, workers int, fn func(string) error) error {
-	ch := make(chan string)
-	errc := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range ch {
-				if err := fn(it); err != nil {
-					errc <- err
-					return
-				}
-			}
-		}()
-	}
-	var err error
-feed:
-	for _, it := range items {
-		select {
-		case ch <- it:
-		case err = <-errc:
-			break feed
-		case <-ctx.Done():
-			err = ctx.Err()
-			break feed
-		}
-	}
-	close(ch)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errc:
-		default:
-		}
-	}
-	return err
+	_ = benchkit.Parallel(context.WithoutCancel(ctx), all, 4, func(n string) error { return f.s.Client.Remove(context.WithoutCancel(ctx), n) })
 }

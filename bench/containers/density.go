@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // densityResult is what N replicas of one service cost.
@@ -20,9 +21,9 @@ type densityResult struct {
 	// Deploy until the first and the last replica's program (gosvc)
 	// was seen running, polled every 250 ms (0: not seen).
 	FirstStartedIn, AllStartedIn time.Duration
-	ServerBefore                 memOf // no service
-	ServerAfter                  memOf // N ready replicas, idle
-	ServerRemoved                memOf // after the service was removed
+	ServerBefore                 benchkit.Mem // no service
+	ServerAfter                  benchkit.Mem // N ready replicas, idle
+	ServerRemoved                benchkit.Mem // after the service was removed
 	// Threads and open files of the server.
 	ThreadsBefore, ThreadsAfter int
 	FDsBefore, FDsAfter         int
@@ -77,13 +78,13 @@ func densityOn(ctx context.Context, o options, w *work, s *stratusServer) (*dens
 	}
 	time.Sleep(time.Second)
 	var err error
-	if r.ServerBefore, err = procMem(s.p.pid()); err != nil {
+	if r.ServerBefore, err = benchkit.ProcMem(s.PID()); err != nil {
 		return nil, err
 	}
-	r.ThreadsBefore, r.FDsBefore = threadsFDs(s.p.pid())
+	r.ThreadsBefore, r.FDsBefore = threadsFDs(s.PID())
 	hostBefore := hostUsed()
 
-	logf("density: deploying one service with %d replicas", n)
+	benchkit.Logf("density: deploying one service with %d replicas", n)
 	start := time.Now()
 	stopPoll := make(chan struct{})
 	polled := make(chan [2]time.Duration, 1)
@@ -104,8 +105,8 @@ func densityOn(ctx context.Context, o options, w *work, s *stratusServer) (*dens
 			case <-t.C:
 			}
 			started := 0
-			for _, pid := range descendants(s.p.pid()) {
-				if comm(pid) == "gosvc" {
+			for _, pid := range benchkit.Descendants(s.PID()) {
+				if benchkit.Comm(pid) == "gosvc" {
 					started++
 				}
 			}
@@ -116,7 +117,7 @@ func densityOn(ctx context.Context, o options, w *work, s *stratusServer) (*dens
 				all = time.Since(start)
 			}
 			if time.Since(lastLog) > 5*time.Second {
-				logf("density: %d/%d replica programs started", started, n)
+				benchkit.Logf("density: %d/%d replica programs started", started, n)
 				lastLog = time.Now()
 			}
 		}
@@ -131,21 +132,21 @@ func densityOn(ctx context.Context, o options, w *work, s *stratusServer) (*dens
 	if err != nil {
 		return r, err
 	}
-	logf("density: %d replicas ready in %s; settling 3s", n, r.ReadyIn.Round(time.Millisecond))
+	benchkit.Logf("density: %d replicas ready in %s; settling 3s", n, r.ReadyIn.Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
 
-	if r.ServerAfter, err = procMem(s.p.pid()); err != nil {
+	if r.ServerAfter, err = benchkit.ProcMem(s.PID()); err != nil {
 		return r, err
 	}
-	r.ThreadsAfter, r.FDsAfter = threadsFDs(s.p.pid())
+	r.ThreadsAfter, r.FDsAfter = threadsFDs(s.PID())
 	r.HostUsedDelta = hostUsed() - hostBefore
-	for _, pid := range descendants(s.p.pid()) {
-		m, err := procMem(pid)
+	for _, pid := range benchkit.Descendants(s.PID()) {
+		m, err := benchkit.ProcMem(pid)
 		if err != nil {
 			continue // ended meanwhile
 		}
 		in := false
-		for _, cg := range procCgroups(pid) {
+		for _, cg := range benchkit.Cgroups(pid) {
 			if strings.HasPrefix(cg, s.cgPrefix) {
 				in = true
 			}
@@ -154,7 +155,7 @@ func densityOn(ctx context.Context, o options, w *work, s *stratusServer) (*dens
 		if in {
 			groups = r.Inside
 		}
-		c := comm(pid)
+		c := benchkit.Comm(pid)
 		g := groups[c]
 		if g == nil {
 			g = &procGroup{}
@@ -183,22 +184,22 @@ func densityOn(ctx context.Context, o options, w *work, s *stratusServer) (*dens
 	r.PerReplica = (r.ServerAfter.Anon - r.ServerBefore.Anon + help.PSS) / int64(n)
 
 	// The replicas answer through the gateway.
-	c := newTransport()
+	c := benchkit.NewTransport()
 	for range 20 {
-		if err := getOK(ctx, clientOf(c), "http://"+s.addr+"/svc/dense/", authHeader()); err == nil {
+		if err := benchkit.GetOK(ctx, clientOf(c), s.URL+"/svc/dense/", authHeader()); err == nil {
 			r.Answered++
 		}
 	}
 	c.CloseIdleConnections()
 
-	logf("density: removing the service")
+	benchkit.Logf("density: removing the service")
 	rm := time.Now()
-	if err := s.c.RemoveService(ctx, "dense"); err != nil {
+	if err := s.Client.RemoveService(ctx, "dense"); err != nil {
 		return r, err
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		if len(descendants(s.p.pid())) == 0 && len(containerCgroups(s.cgPrefix)) == 0 {
+		if len(benchkit.Descendants(s.PID())) == 0 && len(containerCgroups(s.cgPrefix)) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -209,11 +210,11 @@ func densityOn(ctx context.Context, o options, w *work, s *stratusServer) (*dens
 	}
 	r.RemovedIn = time.Since(rm)
 	r.AfterRemove = s.leftovers(false)
-	if kids := descendants(s.p.pid()); len(kids) > 0 {
+	if kids := benchkit.Descendants(s.PID()); len(kids) > 0 {
 		r.AfterRemove.Problems = append(r.AfterRemove.Problems, fmt.Sprintf("%d processes under the server", len(kids)))
 	}
 	time.Sleep(time.Second)
-	r.ServerRemoved, _ = procMem(s.p.pid())
+	r.ServerRemoved, _ = benchkit.ProcMem(s.PID())
 	return r, nil
 }
 
@@ -232,7 +233,7 @@ func threadsFDs(pid int) (threads, fds int) {
 // hostUsed is MemTotal − MemAvailable of the host, in bytes.
 func hostUsed() int64 {
 	b, _ := os.ReadFile("/proc/meminfo")
-	return kbField(string(b), "MemTotal") - kbField(string(b), "MemAvailable")
+	return benchkit.KBField(string(b), "MemTotal") - benchkit.KBField(string(b), "MemAvailable")
 }
 
 // groupNames lists the names of groups, the largest RSS first.

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +18,8 @@ import (
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // floors measures the floors of a cold start: the same static gosvc
@@ -316,7 +315,7 @@ func (f *floors) results() []series {
 
 // process execs gosvc on the host and polls its port until it answers.
 func (f *floors) process() (time.Duration, error) {
-	addr, err := freeAddr()
+	addr, err := benchkit.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
@@ -332,12 +331,12 @@ func (f *floors) process() (time.Duration, error) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	conn, err := pollDial(addr, start.Add(10*time.Second))
+	conn, err := benchkit.PollDial(addr, start.Add(10*time.Second))
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	if err := firstAnswer(conn); err != nil {
+	if err := benchkit.FirstAnswer(conn); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
@@ -412,7 +411,7 @@ func (f *floors) runUntilHTTP(name string) (time.Duration, error) {
 		return 0, err
 	}
 	defer conn.Close()
-	if err := firstAnswer(conn); err != nil {
+	if err := benchkit.FirstAnswer(conn); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
@@ -456,7 +455,7 @@ func (f *floors) createThenStart(name string) (create, start time.Duration, err 
 		return 0, 0, fmt.Errorf("%w (runc start: %s)", err, cmd.stderr())
 	}
 	defer conn.Close()
-	if err := firstAnswer(conn); err != nil {
+	if err := benchkit.FirstAnswer(conn); err != nil {
 		_ = cmd.Wait()
 		return 0, 0, err
 	}
@@ -507,7 +506,7 @@ func dialIn(ns *os.File, addr string, deadline time.Time) (net.Conn, error) {
 			ch <- res{err: fmt.Errorf("setns: %w", err)}
 			return
 		}
-		c, err := pollDial(addr, deadline)
+		c, err := benchkit.PollDial(addr, deadline)
 		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
@@ -515,53 +514,6 @@ func dialIn(ns *os.File, addr string, deadline time.Time) (net.Conn, error) {
 	}()
 	r := <-ch
 	return r.c, r.err
-}
-
-// pollDial connects to addr every 100 µs until it accepts or deadline.
-func pollDial(addr string, deadline time.Time) (net.Conn, error) {
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return c, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s does not accept connections: %w", addr, err)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
-var getReq = []byte("GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-
-// firstAnswer sends one GET / on conn and reads the whole answer.
-func firstAnswer(conn net.Conn) error {
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write(getReq); err != nil {
-		return err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return err
-}
-
-// freeAddr returns a loopback address whose port no one listens on, on
-// any address: gosvc listens on all of them, and the server's Runtime API
-// listeners hold ports on the sandboxes' bridge that 127.0.0.1 may share
-// (there is a small race until the caller binds it).
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", ":0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)), nil
 }
 
 // exitELF is a static x86-64 ELF executable that only calls

@@ -26,26 +26,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/stratus-run/stratus/internal/archive"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 type options struct {
@@ -91,28 +83,20 @@ func run() int {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (binaries, data dirs, logs)")
 	flag.Parse()
-	o.sections = map[string]bool{}
-	for _, s := range strings.Split(sections, ",") {
-		s = strings.TrimSpace(s)
-		switch {
-		case slices.Contains(allSections, s):
-			o.sections[s] = true
-		case s == "":
-		default:
-			fmt.Fprintf(os.Stderr, "containers: unknown section %q\n", s)
-			return 2
-		}
-	}
 	var err error
-	if o.concs, err = ints(concs, 1, 1024); err != nil {
+	if o.sections, err = benchkit.ParseSections(sections, allSections...); err != nil {
+		fmt.Fprintln(os.Stderr, "containers:", err)
+		return 2
+	}
+	if o.concs, err = benchkit.ParseInts(concs, 1, 1024); err != nil {
 		fmt.Fprintln(os.Stderr, "containers: -conc:", err)
 		return 2
 	}
-	if o.svcMem, err = ints(svcMem, 64, 32768); err != nil {
+	if o.svcMem, err = benchkit.ParseInts(svcMem, 64, 32768); err != nil {
 		fmt.Fprintln(os.Stderr, "containers: -svc-memory:", err)
 		return 2
 	}
-	if o.fnMem, err = ints(fnMem, 128, 10240); err != nil {
+	if o.fnMem, err = benchkit.ParseInts(fnMem, 128, 10240); err != nil {
 		fmt.Fprintln(os.Stderr, "containers: -fn-memory:", err)
 		return 2
 	}
@@ -125,43 +109,16 @@ func run() int {
 		return 2
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res, err := bench(ctx, o)
-	if res != nil {
-		res.print(os.Stdout)
-		if o.jsonOut != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(o.jsonOut, b, 0o644); werr != nil {
-				fmt.Fprintln(os.Stderr, "containers:", werr)
+	return benchkit.Main("containers", func(ctx context.Context) error {
+		res, err := bench(ctx, o)
+		if res != nil {
+			res.print(os.Stdout)
+			if o.jsonOut != "" {
+				err = errors.Join(err, benchkit.WriteJSON(o.jsonOut, res))
 			}
 		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "containers:", err)
-		return 1
-	}
-	return 0
-}
-
-// ints parses a comma-separated list of integers in [lo, hi], keeping
-// their order and dropping repeats.
-func ints(s string, lo, hi int) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < lo || n > hi {
-			return nil, fmt.Errorf("%q: want numbers between %d and %d", s, lo, hi)
-		}
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
-
-func logf(format string, a ...any) {
-	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
+		return err
+	})
 }
 
 // work is the run's scratch folder and what it built.
@@ -198,21 +155,17 @@ type results struct {
 }
 
 func bench(ctx context.Context, o options) (*results, error) {
-	res := &results{Env: environment(), Options: optionsView(o)}
-	root, err := moduleRoot(ctx)
+	res := &results{Env: benchkit.Environment(), Options: optionsView(o)}
+	root, err := benchkit.ModuleRoot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res.Env["tree"] = treeDigest(root)
-	dir, err := os.MkdirTemp("", "stratus-bench-containers-")
+	res.Env["tree"] = benchkit.TreeDigest(root)
+	dir, cleanup, err := benchkit.WorkDir("stratus-bench-containers-", o.keep)
 	if err != nil {
 		return nil, err
 	}
-	if o.keep {
-		logf("work dir %s (kept)", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	w := &work{dir: dir, root: root}
 	if err := w.build(ctx, o); err != nil {
 		return nil, err
@@ -264,7 +217,7 @@ func mainServer(ctx context.Context, o options, w *work, res *results) (err erro
 		}
 	}
 	if o.sections["throughput"] {
-		logf("throughput: %d rounds of c=%v, %s each", o.rounds, o.concs, o.duration)
+		benchkit.Logf("throughput: %d rounds of c=%v, %s each", o.rounds, o.concs, o.duration)
 		if res.Throughput, err = throughput(ctx, o, w, s); err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
@@ -284,7 +237,7 @@ func mainServer(ctx context.Context, o options, w *work, res *results) (err erro
 		}
 		defer cf.close(ctx)
 	}
-	logf("floors%s: %d runs, interleaved", map[bool]string{true: " and coldfn", false: ""}[cf != nil], o.coldRuns)
+	benchkit.Logf("floors%s: %d runs, interleaved", map[bool]string{true: " and coldfn", false: ""}[cf != nil], o.coldRuns)
 	for i := range o.coldRuns {
 		if err := f.runOnce(ctx); err != nil {
 			return err
@@ -295,7 +248,7 @@ func mainServer(ctx context.Context, o options, w *work, res *results) (err erro
 			}
 		}
 		if (i+1)%10 == 0 {
-			logf("floors: %d/%d runs", i+1, o.coldRuns)
+			benchkit.Logf("floors: %d/%d runs", i+1, o.coldRuns)
 		}
 	}
 	res.Floors = f.results()
@@ -303,7 +256,7 @@ func mainServer(ctx context.Context, o options, w *work, res *results) (err erro
 		res.ColdFunctions = cf.results()
 	}
 	if o.sections["coldsvc"] {
-		logf("coldsvc: %d runs per service", o.coldRuns)
+		benchkit.Logf("coldsvc: %d runs per service", o.coldRuns)
 		if res.ColdServices, err = coldServices(ctx, s, o.svcMem, o.coldRuns); err != nil {
 			return fmt.Errorf("coldsvc: %w", err)
 		}
@@ -312,32 +265,32 @@ func mainServer(ctx context.Context, o options, w *work, res *results) (err erro
 }
 
 func (w *work) build(ctx context.Context, o options) error {
-	logf("building stratus, gosvc, the no-op function and bareproxy (static)")
+	benchkit.Logf("building stratus, gosvc, the no-op function and bareproxy (static)")
 	w.gosvc = filepath.Join(w.dir, "gosvc")
-	if err := goBuild(ctx, w.root, "./e2e/testdata/gosvc", w.gosvc, "-ldflags=-s -w"); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./e2e/testdata/gosvc", w.gosvc, "-ldflags=-s -w"); err != nil {
 		return err
 	}
 	w.bareproxy = filepath.Join(w.dir, "bareproxy")
-	if err := goBuild(ctx, w.root, "./bench/containers/bareproxy", w.bareproxy); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./bench/containers/bareproxy", w.bareproxy); err != nil {
 		return err
 	}
 	w.bootstrap = filepath.Join(w.dir, "noop", "bootstrap")
-	if err := goBuild(ctx, w.root, "./e2e/testdata/gonoop", w.bootstrap); err != nil {
+	if err := benchkit.GoBuild(ctx, w.root, "./e2e/testdata/gonoop", w.bootstrap); err != nil {
 		return err
 	}
 	if o.stratusBin != "" {
 		w.stratus = o.stratusBin
 	} else {
 		w.stratus = filepath.Join(w.dir, "stratus")
-		if err := goBuild(ctx, w.root, "./cmd/stratus", w.stratus); err != nil {
+		if err := benchkit.GoBuild(ctx, w.root, "./cmd/stratus", w.stratus); err != nil {
 			return err
 		}
 	}
-	var zip bytes.Buffer
-	if err := archive.ZipDir(filepath.Dir(w.bootstrap), &zip); err != nil {
+	zip, err := benchkit.CodeZip(filepath.Dir(w.bootstrap))
+	if err != nil {
 		return err
 	}
-	w.zip = zip.Bytes()
+	w.zip = zip
 	w.image = filepath.Join(w.dir, "gosvc-image.tar")
 	return writeServiceImage(w.image, w.gosvc)
 }
@@ -354,48 +307,3 @@ func optionsView(o options) map[string]any {
 		"tpMemory": o.tpMemory, "tpCPU": o.tpCPU, "replicas": o.replicas, "maxPrepared": o.maxPrepared,
 	}
 }
-
-func environment() map[string]string {
-	env := map[string]string{
-		"go":     runtime.Version(),
-		"cpus":   strconv.Itoa(runtime.NumCPU()),
-		"goarch": runtime.GOARCH,
-		"date":   time.Now().Format(time.DateOnly),
-	}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		env["uname"] = strings.Join([]string{unix.ByteSliceToString(u.Sysname[:]), unix.ByteSliceToString(u.Release[:]),
-			unix.ByteSliceToString(u.Version[:]), unix.ByteSliceToString(u.Machine[:])}, " ")
-		env["kernel"] = unix.ByteSliceToString(u.Release[:])
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				env["cpu"] = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		env["memory"] = fmt.Sprintf("%.1f GiB", float64(kbField(string(b), "MemTotal"))/(1<<30))
-	}
-	env["loadavg at start"] = fmt.Sprintf("%.1f", loadAvg())
-	if b, err := os.ReadFile("/etc/os-release"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
-				env["os"] = strings.Trim(v, `"`)
-			}
-		}
-	}
-	if b, err := exec.Command("runc", "--version").Output(); err == nil {
-		env["runc"] = strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "runc version ")
-	}
-	env["cgroups"] = "v2"
-	if cgroupV1() {
-		env["cgroups"] = "v1 (memory, cpuacct)"
-	}
-	return env
-}
-
-// treeDigest is shared with the other benchmark programs.
-var treeDigest = benchkit.TreeDigest

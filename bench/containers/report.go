@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // Goals of the issue.
@@ -17,57 +18,20 @@ const (
 	goalConc      = 32
 )
 
-func fmtDur(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0"
-	case d < 0:
-		return "-" + fmtDur(-d)
-	case d < time.Millisecond:
-		return fmt.Sprintf("%d µs", d.Microseconds())
-	case d < 10*time.Second:
-		return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
-	default:
-		return d.Round(time.Millisecond).String()
-	}
-}
-
-func signed(d time.Duration) string {
-	d = d.Round(time.Microsecond)
-	if d >= 0 {
-		return "+" + fmtDur(d)
-	}
-	return fmtDur(d)
-}
-
-func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
-
-// seen is fmtDur, or "not seen" for 0.
+// seen is benchkit.FmtDur of d, or "not seen" for 0.
 func seen(d time.Duration) string {
 	if d == 0 {
 		return "not seen"
 	}
-	return fmtDur(d)
+	return benchkit.FmtDur(d)
 }
 
-// smb is mb with a sign.
+// smb is benchkit.MB with a sign.
 func smb(b int64) string {
 	if b >= 0 {
-		return "+" + mb(b)
+		return "+" + benchkit.MB(b)
 	}
-	return mb(b)
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
-}
-
-type goal struct {
-	what, target, got string
-	ok                bool
+	return benchkit.MB(b)
 }
 
 // print writes the report.
@@ -75,7 +39,7 @@ func (r *results) print(w io.Writer) {
 	e := r.Env
 	fmt.Fprintf(w, "\nStratus container bench — %s; %s CPUs (%s), %s; %s; %s; runc %s; cgroups %s; %s; source tree %s; load average %s at start\n",
 		e["date"], e["cpus"], e["cpu"], e["memory"], e["uname"], e["os"], e["runc"], e["cgroups"], e["go"], e["tree"], e["loadavg at start"])
-	var goals []goal
+	var goals []benchkit.Goal
 	if t := r.Throughput; t != nil {
 		goals = append(goals, t.print(w, r.Options)...)
 	}
@@ -87,26 +51,19 @@ func (r *results) print(w io.Writer) {
 	}
 	if len(r.Servers) > 0 {
 		fmt.Fprintln(w, "\nServers stopped with SIGTERM")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := benchkit.List(w)
 		for _, s := range r.Servers {
-			fmt.Fprintf(tw, "%s\tstopped in %s\t%s\n", s.Name, fmtDur(s.StopTime), s.Left)
+			fmt.Fprintf(tw, "%s\tstopped in %s\t%s\n", s.Name, benchkit.FmtDur(s.StopTime), s.Left)
 		}
 		tw.Flush()
 	}
-	if len(goals) > 0 {
-		fmt.Fprintln(w, "\nGoals")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, g := range goals {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.what, g.target, g.got, verdict(g.ok))
-		}
-		tw.Flush()
-	}
+	benchkit.PrintGoals(w, "Goals", goals)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
 }
 
-func (t *throughputResult) print(w io.Writer, opts map[string]any) []goal {
+func (t *throughputResult) print(w io.Writer, opts map[string]any) []benchkit.Goal {
 	var direct, bare *targetResult
 	for i := range t.Targets {
 		switch t.Targets[i].Name {
@@ -125,7 +82,7 @@ func (t *throughputResult) print(w io.Writer, opts map[string]any) []goal {
 	}
 	fmt.Fprintf(w, "\nThroughput: GET / of gosvc (one replica, --memory %d --cpu %g), keep-alive; c=1 is one connection (p50/p99); median of %v rounds of %v\n",
 		t.MemoryMB, t.CPU, opts["rounds"], opts["duration"])
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := benchkit.Table(w)
 	hdr := "target\tp50\tp99\tp50 vs direct\tp50 vs bare proxy\t"
 	for _, c := range concs {
 		hdr += fmt.Sprintf("req/s c=%d\tvs direct\tvs bare proxy\t", c)
@@ -135,7 +92,7 @@ func (t *throughputResult) print(w io.Writer, opts map[string]any) []goal {
 	for _, tr := range t.Targets {
 		line := tr.Name + "\t"
 		if one := tr.at(1); one != nil && d1 != nil && b1 != nil {
-			line += fmtDur(one.P50) + "\t" + fmtDur(one.P99) + "\t" + signed(one.P50-d1.P50) + "\t" + signed(one.P50-b1.P50) + "\t"
+			line += benchkit.FmtDur(one.P50) + "\t" + benchkit.FmtDur(one.P99) + "\t" + benchkit.Signed(one.P50-d1.P50) + "\t" + benchkit.Signed(one.P50-b1.P50) + "\t"
 		} else {
 			line += "\t\t\t\t"
 		}
@@ -148,7 +105,7 @@ func (t *throughputResult) print(w io.Writer, opts map[string]any) []goal {
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nCPU time per answered request (user + system): the Stratus server process (/proc), the bare proxy process, the replicas' containers (cgroup cpuacct)")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw = benchkit.Table(w)
 	hdr = "target\t"
 	for _, c := range concs {
 		hdr += fmt.Sprintf("c=%d server\tproxy\treplica\t", c)
@@ -158,7 +115,7 @@ func (t *throughputResult) print(w io.Writer, opts map[string]any) []goal {
 		line := tr.Name + "\t"
 		for _, c := range concs {
 			x := tr.at(c)
-			line += fmtDur(x.ServerCPU) + "\t" + fmtDur(x.ProxyCPU) + "\t" + fmtDur(x.ReplicaCPU) + "\t"
+			line += benchkit.FmtDur(x.ServerCPU) + "\t" + benchkit.FmtDur(x.ProxyCPU) + "\t" + benchkit.FmtDur(x.ReplicaCPU) + "\t"
 		}
 		fmt.Fprintln(tw, line)
 	}
@@ -174,7 +131,7 @@ func (t *throughputResult) print(w io.Writer, opts map[string]any) []goal {
 	}
 	fmt.Fprintf(w, "  note: direct and the bare proxy hit the replica at %s (the --concurrency 0 service's); machine load average (1 min) up to %.1f during these runs\n", t.Replica, maxLoad)
 
-	var goals []goal
+	var goals []benchkit.Goal
 	for _, tr := range t.Targets {
 		if !strings.HasPrefix(tr.Name, "stratus") {
 			continue
@@ -182,17 +139,17 @@ func (t *throughputResult) print(w io.Writer, opts map[string]any) []goal {
 		short := strings.TrimPrefix(tr.Name, "stratus /svc/NAME/ ")
 		if x, bx := tr.at(goalConc), bare.at(goalConc); x != nil && bx != nil {
 			ratio := x.RPS / bx.RPS
-			goals = append(goals, goal{"gateway throughput c=32 vs bare proxy " + short, fmt.Sprintf("≥ %.2f", goalTputRatio), fmt.Sprintf("%.3f", ratio), ratio >= goalTputRatio})
+			goals = append(goals, benchkit.Goal{What: "gateway throughput c=32 vs bare proxy " + short, Target: fmt.Sprintf("≥ %.2f", goalTputRatio), Got: fmt.Sprintf("%.3f", ratio), OK: ratio >= goalTputRatio})
 		}
 		if one := tr.at(1); one != nil && b1 != nil {
 			add := one.P50 - b1.P50
-			goals = append(goals, goal{"gateway p50 added over bare proxy " + short, "≤ +" + fmtDur(goalAddedP50), signed(add), add <= goalAddedP50})
+			goals = append(goals, benchkit.Goal{What: "gateway p50 added over bare proxy " + short, Target: "≤ +" + benchkit.FmtDur(goalAddedP50), Got: benchkit.Signed(add), OK: add <= goalAddedP50})
 		}
 	}
 	return goals
 }
 
-func (r *results) printCold(w io.Writer) []goal {
+func (r *results) printCold(w io.Writer) []benchkit.Goal {
 	var runHTTP, createStart *series
 	for i := range r.Floors {
 		switch r.Floors[i].Name {
@@ -203,19 +160,17 @@ func (r *results) printCold(w io.Writer) []goal {
 		}
 	}
 	fmt.Fprintf(w, "\nCold starts and their floors (%v runs each; p99 by nearest rank)\n", r.Options["coldRuns"])
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := benchkit.Table(w)
 	fmt.Fprintln(tw, "what\tp50\tp99\tmin\tmax\tp50 vs runc run (HTTP)\tp50 vs create+start\t")
-	row := func(s series) {
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t", s.Name, fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.Min), fmtDur(s.Max))
-		for _, f := range []*series{runHTTP, createStart} {
-			if f == nil || f.P50 == 0 {
-				line += "\t"
-			} else {
-				line += fmt.Sprintf("%.2f×\t", float64(s.P50)/float64(f.P50))
-			}
+	var floors []*benchkit.Summary
+	for _, f := range []*series{runHTTP, createStart} {
+		if f == nil {
+			floors = append(floors, nil)
+		} else {
+			floors = append(floors, &f.Summary)
 		}
-		fmt.Fprintln(tw, line)
 	}
+	row := func(s series) { fmt.Fprintln(tw, benchkit.SummaryCells(s.Name, s.Summary, floors...)) }
 	for _, s := range r.Floors {
 		row(s)
 	}
@@ -228,18 +183,18 @@ func (r *results) printCold(w io.Writer) []goal {
 	tw.Flush()
 	for _, s := range append(append(append([]series{}, r.Floors...), r.ColdServices...), r.ColdFunctions...) {
 		for _, p := range s.PartNames {
-			fmt.Fprintf(w, "  %s — p50 of %s: %s\n", s.Name, p, fmtDur(s.Parts[p]))
+			fmt.Fprintf(w, "  %s — p50 of %s: %s\n", s.Name, p, benchkit.FmtDur(s.Parts[p]))
 		}
 		for _, n := range s.Notes {
 			fmt.Fprintf(w, "  note: %s: %s\n", s.Name, n)
 		}
 	}
-	var goals []goal
+	var goals []benchkit.Goal
 	for _, s := range r.ColdServices {
-		goals = append(goals, goal{"p50 " + s.Name, "≤ " + fmtDur(goalColdSvc), fmtDur(s.P50), s.P50 <= goalColdSvc})
+		goals = append(goals, benchkit.Goal{What: "p50 " + s.Name, Target: "≤ " + benchkit.FmtDur(goalColdSvc), Got: benchkit.FmtDur(s.P50), OK: s.P50 <= goalColdSvc})
 	}
 	for _, s := range r.ColdFunctions {
-		goals = append(goals, goal{"p50 " + s.Name, "≤ " + fmtDur(goalColdFn), fmtDur(s.P50), s.P50 <= goalColdFn})
+		goals = append(goals, benchkit.Goal{What: "p50 " + s.Name, Target: "≤ " + benchkit.FmtDur(goalColdFn), Got: benchkit.FmtDur(s.P50), OK: s.P50 <= goalColdFn})
 	}
 	return goals
 }
@@ -247,35 +202,35 @@ func (r *results) printCold(w io.Writer) []goal {
 func (d *densityResult) print(w io.Writer) {
 	n := int64(d.Replicas)
 	fmt.Fprintf(w, "\nDensity: one service, --min %d --max %d (gosvc, default --memory), on a fresh server\n", d.Replicas, d.Replicas)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := benchkit.List(w)
 	fmt.Fprintf(tw, "deploy until all %d ready (the deploy call returns)\t%s (first replica's program seen running after %s, all after %s)\n",
-		d.Replicas, fmtDur(d.ReadyIn), seen(d.FirstStartedIn), seen(d.AllStartedIn))
-	fmt.Fprintf(tw, "server RSS / PSS / USS / anon, no service\t%s / %s / %s / %s\n", mb(d.ServerBefore.RSS), mb(d.ServerBefore.PSS), mb(d.ServerBefore.USS), mb(d.ServerBefore.Anon))
+		d.Replicas, benchkit.FmtDur(d.ReadyIn), seen(d.FirstStartedIn), seen(d.AllStartedIn))
+	fmt.Fprintf(tw, "server RSS / PSS / USS / anon, no service\t%s / %s / %s / %s\n", benchkit.MB(d.ServerBefore.RSS), benchkit.MB(d.ServerBefore.PSS), benchkit.MB(d.ServerBefore.USS), benchkit.MB(d.ServerBefore.Anon))
 	fmt.Fprintf(tw, "server RSS / PSS / USS / anon, %d replicas\t%s / %s / %s / %s (%s / %s / %s / %s)\n", d.Replicas,
-		mb(d.ServerAfter.RSS), mb(d.ServerAfter.PSS), mb(d.ServerAfter.USS), mb(d.ServerAfter.Anon),
+		benchkit.MB(d.ServerAfter.RSS), benchkit.MB(d.ServerAfter.PSS), benchkit.MB(d.ServerAfter.USS), benchkit.MB(d.ServerAfter.Anon),
 		smb(d.ServerAfter.RSS-d.ServerBefore.RSS), smb(d.ServerAfter.PSS-d.ServerBefore.PSS), smb(d.ServerAfter.USS-d.ServerBefore.USS), smb(d.ServerAfter.Anon-d.ServerBefore.Anon))
 	fmt.Fprintf(tw, "server threads / open files\t%d → %d / %d → %d\n", d.ThreadsBefore, d.ThreadsAfter, d.FDsBefore, d.FDsAfter)
 	for _, name := range groupNames(d.Helpers) {
 		g := d.Helpers[name]
-		fmt.Fprintf(tw, "outside the containers: %d × %s\tRSS / PSS / USS %s / %s / %s (each %s / %s / %s)\n", g.Count, name, mb(g.RSS), mb(g.PSS), mb(g.USS),
-			mb(g.RSS/int64(g.Count)), mb(g.PSS/int64(g.Count)), mb(g.USS/int64(g.Count)))
+		fmt.Fprintf(tw, "outside the containers: %d × %s\tRSS / PSS / USS %s / %s / %s (each %s / %s / %s)\n", g.Count, name, benchkit.MB(g.RSS), benchkit.MB(g.PSS), benchkit.MB(g.USS),
+			benchkit.MB(g.RSS/int64(g.Count)), benchkit.MB(g.PSS/int64(g.Count)), benchkit.MB(g.USS/int64(g.Count)))
 	}
 	for _, name := range groupNames(d.Inside) {
 		g := d.Inside[name]
-		fmt.Fprintf(tw, "inside the containers: %d × %s\tRSS / PSS / USS %s / %s / %s (each %s / %s / %s)\n", g.Count, name, mb(g.RSS), mb(g.PSS), mb(g.USS),
-			mb(g.RSS/int64(g.Count)), mb(g.PSS/int64(g.Count)), mb(g.USS/int64(g.Count)))
+		fmt.Fprintf(tw, "inside the containers: %d × %s\tRSS / PSS / USS %s / %s / %s (each %s / %s / %s)\n", g.Count, name, benchkit.MB(g.RSS), benchkit.MB(g.PSS), benchkit.MB(g.USS),
+			benchkit.MB(g.RSS/int64(g.Count)), benchkit.MB(g.PSS/int64(g.Count)), benchkit.MB(g.USS/int64(g.Count)))
 	}
 	if d.ContainerCount > 0 {
 		c := int64(d.ContainerCount)
 		fmt.Fprintf(tw, "containers' cgroups (%d): memory charged\t%s (%s each): anonymous %s each, page cache %s each, kernel %s each\n",
-			d.ContainerCount, mb(d.Containers.Usage), mb(d.Containers.Usage/c), mb(d.Containers.RSS/c), mb(d.Containers.Cache/c), mb(d.Containers.Kernel/c))
+			d.ContainerCount, benchkit.MB(d.Containers.Usage), benchkit.MB(d.Containers.Usage/c), benchkit.MB(d.Containers.RSS/c), benchkit.MB(d.Containers.Cache/c), benchkit.MB(d.Containers.Kernel/c))
 	}
-	fmt.Fprintf(tw, "host memory in use (MemTotal − MemAvailable)\t+%s (%s per replica; other work on the host moves it too)\n", mb(d.HostUsedDelta), mb(d.HostUsedDelta/n))
+	fmt.Fprintf(tw, "host memory in use (MemTotal − MemAvailable)\t+%s (%s per replica; other work on the host moves it too)\n", benchkit.MB(d.HostUsedDelta), benchkit.MB(d.HostUsedDelta/n))
 	fmt.Fprintf(tw, "Stratus's memory per replica beyond the container's own\t%s = (server anon delta + PSS of the processes outside the containers) / %d; %s counting RSS (upper bound)\n",
-		mb(d.PerReplica), d.Replicas, mb(d.PerReplicaRSS))
+		benchkit.MB(d.PerReplica), d.Replicas, benchkit.MB(d.PerReplicaRSS))
 	fmt.Fprintf(tw, "GET /svc/NAME/ through the gateway after deploy\t%d/20 answered\n", d.Answered)
-	fmt.Fprintf(tw, "remove the service until no replica process and no container cgroup is left\t%s; then %s\n", fmtDur(d.RemovedIn), d.AfterRemove)
-	fmt.Fprintf(tw, "server RSS after the removal\t%s\n", mb(d.ServerRemoved.RSS))
+	fmt.Fprintf(tw, "remove the service until no replica process and no container cgroup is left\t%s; then %s\n", benchkit.FmtDur(d.RemovedIn), d.AfterRemove)
+	fmt.Fprintf(tw, "server RSS after the removal\t%s\n", benchkit.MB(d.ServerRemoved.RSS))
 	tw.Flush()
 	for _, note := range d.Notes {
 		fmt.Fprintln(w, "  note:", note)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,17 +13,12 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
-	"github.com/stratus-run/stratus/client"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
-
-const benchToken = "bench-token-0123456789"
 
 // stratusServer is a running `stratus server`.
 type stratusServer struct {
-	p    *proc
-	addr string // host:port
-	data string
-	c    *client.Client
+	*benchkit.Server
 	// cgPrefix is the cgroup path prefix of its runc containers and
 	// bridge the name of its sandboxes' bridge, as the runc driver
 	// derives them from its state dir (internal/sandbox/runc).
@@ -35,27 +29,13 @@ type stratusServer struct {
 // startStratus starts bin as a server on a free loopback port with data
 // dir data and the extra flags args.
 func startStratus(ctx context.Context, bin, data, logPath string, args ...string) (*stratusServer, error) {
-	data, err := filepath.Abs(data)
+	s, err := benchkit.StartServer(ctx, bin, data, logPath, args)
 	if err != nil {
 		return nil, err
 	}
-	argv := append([]string{bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--token", benchToken}, args...)
-	env := append(os.Environ(), "STRATUS_TOKEN=")
-	p, out, err := startProc(argv, env, logPath, true)
-	if err != nil {
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	rest, err := firstLine(sctx, p, out, "listening on http://")
-	if err != nil {
-		p.stop(time.Second)
-		return nil, fmt.Errorf("start stratus server (log %s): %w", logPath, err)
-	}
-	addr := strings.Fields(rest)[0]
-	sum := sha256.Sum256([]byte(filepath.Join(data, "run", "runc")))
+	sum := sha256.Sum256([]byte(filepath.Join(s.Data, "run", "runc")))
 	return &stratusServer{
-		p: p, addr: addr, data: data, c: client.New("http://"+addr, benchToken),
+		Server:   s,
 		cgPrefix: "/stratus/" + hex.EncodeToString(sum[:4]) + "-",
 		bridge:   "strat" + hex.EncodeToString(sum[:3]),
 	}, nil
@@ -65,7 +45,7 @@ func startStratus(ctx context.Context, bin, data, logPath string, args ...string
 // and waits, then checks that it left nothing behind.
 func (s *stratusServer) stop() (time.Duration, leftovers) {
 	start := time.Now()
-	clean := s.p.stop(60 * time.Second)
+	clean := s.Stop(60 * time.Second)
 	d := time.Since(start)
 	l := s.leftovers(true)
 	if !clean {
@@ -117,24 +97,24 @@ func (s *stratusServer) leftovers(ended bool) leftovers {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self || (!ended && pid == s.p.pid()) {
+		if err != nil || pid == self || (!ended && pid == s.PID()) {
 			continue
 		}
 		in := false
-		for _, cg := range procCgroups(pid) {
+		for _, cg := range benchkit.Cgroups(pid) {
 			if strings.HasPrefix(cg, s.cgPrefix) {
 				in = true
 			}
 		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(b), s.data) {
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(b), s.Data) {
 			in = true
 		}
 		if in {
-			l.Processes = append(l.Processes, fmt.Sprintf("%d %s", pid, comm(pid)))
+			l.Processes = append(l.Processes, fmt.Sprintf("%d %s", pid, benchkit.Comm(pid)))
 		}
 	}
 	l.Cgroups = len(containerCgroups(s.cgPrefix))
-	if st, err := os.ReadDir(filepath.Join(s.data, "run", "runc", "runc")); err == nil {
+	if st, err := os.ReadDir(filepath.Join(s.Data, "run", "runc", "runc")); err == nil {
 		l.Containers = len(st)
 	}
 	if ended {
@@ -145,19 +125,12 @@ func (s *stratusServer) leftovers(ended bool) leftovers {
 	return l
 }
 
-// cgroupV1 reports whether the memory controller is on a cgroup v1
-// hierarchy (as runc uses it on a hybrid host).
-func cgroupV1() bool {
-	_, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs")
-	return err == nil
-}
-
 // containerCgroups lists the cgroup paths (relative to a hierarchy's
 // root) of the containers whose cgroups start with prefix
 // ("/stratus/xxxxxxxx-").
 func containerCgroups(prefix string) []string {
 	root := "/sys/fs/cgroup"
-	if cgroupV1() {
+	if benchkit.CgroupV1() {
 		root = "/sys/fs/cgroup/memory"
 	}
 	dir, base := filepath.Split(prefix)
@@ -176,7 +149,7 @@ func containerCgroups(prefix string) []string {
 
 // cgroupCPU is the CPU time the processes of cgroup cg have used.
 func cgroupCPU(cg string) time.Duration {
-	if cgroupV1() {
+	if benchkit.CgroupV1() {
 		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuacct", cg, "cpuacct.usage"))
 		if err != nil {
 			return 0
@@ -222,7 +195,7 @@ func readCgroupMemory(cg string) cgroupMemory {
 		}
 		return out
 	}
-	if cgroupV1() {
+	if benchkit.CgroupV1() {
 		dir := filepath.Join("/sys/fs/cgroup/memory", cg)
 		m.Usage = num(filepath.Join(dir, "memory.usage_in_bytes"))
 		m.Kernel = num(filepath.Join(dir, "memory.kmem.usage_in_bytes"))
@@ -239,7 +212,7 @@ func readCgroupMemory(cg string) cgroupMemory {
 
 // importImage imports the service image tarball.
 func (s *stratusServer) importImage(ctx context.Context, tarPath string) error {
-	if _, err := s.c.ImportImage(ctx, tarPath, imageRef, nil); err != nil {
+	if _, err := s.Client.ImportImage(ctx, tarPath, imageRef, nil); err != nil {
 		return fmt.Errorf("import image: %w", err)
 	}
 	return nil
@@ -248,7 +221,7 @@ func (s *stratusServer) importImage(ctx context.Context, tarPath string) error {
 // deployService deploys service name from the bench image.
 func (s *stratusServer) deployService(ctx context.Context, name string, cfg stratus.ServiceConfig) (*v1.Service, error) {
 	cfg.Image = imageRef
-	svc, err := s.c.DeployService(ctx, name, cfg)
+	svc, err := s.Client.DeployService(ctx, name, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("deploy service %s: %w", name, err)
 	}
@@ -257,7 +230,7 @@ func (s *stratusServer) deployService(ctx context.Context, name string, cfg stra
 
 // readyAddr is the address of a ready replica of service name.
 func (s *stratusServer) readyAddr(ctx context.Context, name string) (string, error) {
-	svc, err := s.c.Service(ctx, name)
+	svc, err := s.Client.Service(ctx, name)
 	if err != nil {
 		return "", err
 	}
@@ -271,35 +244,9 @@ func (s *stratusServer) readyAddr(ctx context.Context, name string) (string, err
 
 // cpu samples the server's CPU time and that of every container of its.
 func (s *stratusServer) cpu() (server, containers time.Duration) {
-	server = procCPU(s.p.pid())
+	server = benchkit.ProcCPU(s.PID())
 	for _, cg := range containerCgroups(s.cgPrefix) {
 		containers += cgroupCPU(cg)
 	}
 	return server, containers
-}
-
-// goBuild builds pkg (a path relative to the module root) into out,
-// statically, with extra build flags.
-func goBuild(ctx context.Context, root, pkg, out string, flags ...string) error {
-	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
-}
-
-// moduleRoot is the folder of the module's go.mod.
-func moduleRoot(ctx context.Context) (string, error) {
-	b, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(b))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("run the bench from inside the stratus module (go run ./bench/containers)")
-	}
-	return filepath.Dir(mod), nil
 }

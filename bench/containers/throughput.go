@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // throughputResult holds each target's runs, one per concurrency (the
@@ -26,14 +26,7 @@ type targetResult struct {
 	Runs []point
 }
 
-func (t *targetResult) at(conc int) *point {
-	for i := range t.Runs {
-		if t.Runs[i].Conc == conc {
-			return &t.Runs[i]
-		}
-	}
-	return nil
-}
+func (t *targetResult) at(conc int) *point { return benchkit.At(t.Runs, conc) }
 
 // Names of the throughput targets.
 const (
@@ -45,7 +38,7 @@ const (
 
 func clientOf(tr http.RoundTripper) *http.Client { return &http.Client{Transport: tr} }
 
-func authHeader() http.Header { return http.Header{"Authorization": {"Bearer " + benchToken}} }
+func authHeader() http.Header { return http.Header{"Authorization": {"Bearer " + benchkit.Token}} }
 
 // throughput deploys gosvc twice (--min 1 --max 1, concurrency 0 and
 // 80) and drives, interleaved round by round: the replica of the first
@@ -64,8 +57,8 @@ func throughput(ctx context.Context, o options, w *work, s *stratusServer) (*thr
 		return nil, err
 	}
 	defer func() {
-		_ = s.c.RemoveService(context.WithoutCancel(ctx), "tp")
-		_ = s.c.RemoveService(context.WithoutCancel(ctx), "tp80")
+		_ = s.Client.RemoveService(context.WithoutCancel(ctx), "tp")
+		_ = s.Client.RemoveService(context.WithoutCancel(ctx), "tp80")
 	}()
 	addr, err := s.readyAddr(ctx, "tp")
 	if err != nil {
@@ -73,55 +66,48 @@ func throughput(ctx context.Context, o options, w *work, s *stratusServer) (*thr
 	}
 	res.Replica = addr
 
-	p, out, err := startProc([]string{w.bareproxy, "-listen", "127.0.0.1:0", "-upstream", "http://" + addr}, os.Environ(), filepath.Join(w.dir, "bareproxy.log"), true)
-	if err != nil {
-		return nil, err
-	}
-	defer p.stop(5 * time.Second)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	proxyAddr, err := firstLine(pctx, p, out, "listening on ")
+	p, proxyAddr, err := benchkit.StartProcLine(pctx, []string{w.bareproxy, "-listen", "127.0.0.1:0", "-upstream", "http://" + addr}, nil, "", filepath.Join(w.dir, "bareproxy.log"), "listening on ")
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("bareproxy: %w", err)
 	}
+	defer p.Stop(5 * time.Second)
 	proxyAddr = strings.TrimSpace(proxyAddr)
 
 	cpu := func() cpuSample {
 		server, containers := s.cpu()
-		return cpuSample{Server: server, Proxy: procCPU(p.pid()), Replicas: containers}
+		return cpuSample{Server: server, Proxy: benchkit.ProcCPU(p.PID()), Replicas: containers}
 	}
 	targets := []*target{
-		{name: tDirect, url: "http://" + addr + "/", cpu: cpu},
-		{name: tBare, url: "http://" + proxyAddr + "/", cpu: cpu},
-		{name: tGateway, url: "http://" + s.addr + "/svc/tp/", header: authHeader(), cpu: cpu},
-		{name: tGate80, url: "http://" + s.addr + "/svc/tp80/", header: authHeader(), cpu: cpu},
+		{Target: benchkit.Target{Name: tDirect, URL: "http://" + addr + "/"}, cpu: cpu},
+		{Target: benchkit.Target{Name: tBare, URL: "http://" + proxyAddr + "/"}, cpu: cpu},
+		{Target: benchkit.Target{Name: tGateway, URL: s.URL + "/svc/tp/", Header: authHeader()}, cpu: cpu},
+		{Target: benchkit.Target{Name: tGate80, URL: s.URL + "/svc/tp80/", Header: authHeader()}, cpu: cpu},
 	}
-	for _, t := range targets {
-		if err := getOK(ctx, clientOf(newTransport()), t.url, t.header); err != nil {
-			return nil, fmt.Errorf("%s: %w", t.name, err)
+	bts := make([]*benchkit.Target, len(targets))
+	for i, t := range targets {
+		bts[i] = &t.Target
+		if err := benchkit.GetOK(ctx, clientOf(benchkit.NewTransport()), t.URL, t.Header); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}
 	}
-	runs := map[string]map[int][]point{}
-	for _, t := range targets {
-		runs[t.name] = map[int][]point{}
-	}
-	for round := range o.rounds {
-		for _, c := range o.concs {
-			for _, t := range targets {
-				r, err := measure(ctx, t, c, o.warmup, o.duration)
-				if err != nil {
-					return nil, err
-				}
-				logf("round %d  c=%-3d %-48s %8.0f req/s  p50 %-9s p99 %-9s errors %d", round+1, c, t.name, r.RPS,
-					r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errs)
-				runs[t.name][c] = append(runs[t.name][c], r)
-			}
+	runs, err := benchkit.Interleave(ctx, o.rounds, o.concs, bts, func(round, c, i int) (point, error) {
+		t := targets[i]
+		r, err := measure(ctx, t, c, o.warmup, o.duration)
+		if err == nil {
+			benchkit.Logf("round %d  c=%-3d %-48s %8.0f req/s  p50 %-9s p99 %-9s errors %d", round+1, c, t.Name, r.RPS,
+				r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errs)
 		}
+		return r, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, t := range targets {
-		tr := targetResult{Name: t.name}
+	for i, t := range targets {
+		tr := targetResult{Name: t.Name}
 		for _, c := range o.concs {
-			if rs := runs[t.name][c]; len(rs) > 0 {
+			if rs := runs[i][c]; len(rs) > 0 {
 				tr.Runs = append(tr.Runs, medianRun(rs))
 			}
 		}

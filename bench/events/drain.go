@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 const drainFn = "drain"
@@ -129,7 +130,7 @@ func drainRun(ctx context.Context, s *server, codeDir string, n, conc, qconc, sl
 	if time.Until(holdEnds) > 0 {
 		time.Sleep(time.Until(holdEnds))
 	}
-	cpu0, tree0 := procCPU(s.pid()), treeCPU(s.pid())
+	cpu0, tree0 := benchkit.ProcCPU(s.PID()), benchkit.TreeCPU(s.PID())
 	done := sync.OnceFunc(prof("drain"))
 	defer done()
 	deadline := time.Now().Add(timeout)
@@ -146,7 +147,7 @@ func drainRun(ctx context.Context, s *server, codeDir string, n, conc, qconc, sl
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cpu, tree := procCPU(s.pid())-cpu0, treeCPU(s.pid())-tree0
+	cpu, tree := benchkit.ProcCPU(s.PID())-cpu0, benchkit.TreeCPU(s.PID())-tree0
 	done()
 
 	// The newest 10,000 records, then each accepted request missing there
@@ -221,7 +222,8 @@ func drainRun(ctx context.Context, s *server, codeDir string, n, conc, qconc, sl
 		}
 	}
 	res.Instances = len(byInst)
-	res.GapP50, res.GapP90, res.GapP99 = pct(gaps, 50), pct(gaps, 90), pct(gaps, 99)
+	slices.Sort(gaps)
+	res.GapP50, res.GapP90, res.GapP99 = benchkit.Rank(gaps, 0.50), benchkit.Rank(gaps, 0.90), benchkit.Rank(gaps, 0.99)
 	res.Distinct = len(succ)
 	res.Lost = n - res.Distinct
 	res.Span = lastEnd.Sub(first)

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"github.com/stratus-run/stratus/internal/events"
 )
 
@@ -101,7 +102,7 @@ func (f *floor) syncRun(ctx context.Context, conc int, d time.Duration, payload 
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	start := time.Now()
-	cpu0 := procCPU(os.Getpid())
+	cpu0 := benchkit.ProcCPU(os.Getpid())
 	for range conc {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
@@ -150,7 +151,7 @@ func (f *floor) syncRun(ctx context.Context, conc int, d time.Duration, payload 
 	}
 	wg.Wait()
 	el := time.Since(start)
-	cpu := procCPU(os.Getpid()) - cpu0
+	cpu := benchkit.ProcCPU(os.Getpid()) - cpu0
 	if e, _ := firstErr.Load().(error); e != nil && acked.Load() == 0 {
 		return floorResult{}, e
 	}
@@ -166,7 +167,7 @@ func (f *floor) syncRun(ctx context.Context, conc int, d time.Duration, payload 
 // acknowledgement.
 func (f *floor) asyncRun(ctx context.Context, d time.Duration, payload []byte) (floorResult, error) {
 	var sent int64
-	cpu0 := procCPU(os.Getpid())
+	cpu0 := benchkit.ProcCPU(os.Getpid())
 	var futs []jetstream.PubAckFuture
 	start := time.Now()
 	deadline := start.Add(d)
@@ -195,6 +196,6 @@ func (f *floor) asyncRun(ctx context.Context, d time.Duration, payload []byte) (
 		case <-fut.Err():
 		}
 	}
-	cpu := procCPU(os.Getpid()) - cpu0
+	cpu := benchkit.ProcCPU(os.Getpid()) - cpu0
 	return floorResult{Rate: float64(acked) / el.Seconds(), CPUus: float64(cpu.Microseconds()) / float64(max(acked, 1))}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 // latencyResult is the time from a publish (or an async invoke) being sent
@@ -172,8 +173,12 @@ func asyncLatency(ctx context.Context, s *server, n int, gap time.Duration) (lat
 	return res, nil
 }
 
+// fill sets r's percentiles (nearest rank) of lat and acks, which it
+// sorts.
 func fill(r *latencyResult, lat, acks []time.Duration) {
-	r.P50, r.P90, r.P99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+	slices.Sort(lat)
+	slices.Sort(acks)
+	r.P50, r.P90, r.P99 = benchkit.Rank(lat, 0.50), benchkit.Rank(lat, 0.90), benchkit.Rank(lat, 0.99)
 	r.Max = lat[len(lat)-1]
-	r.Ack50, r.Ack99 = pct(acks, 50), pct(acks, 99)
+	r.Ack50, r.Ack99 = benchkit.Rank(acks, 0.50), benchkit.Rank(acks, 0.99)
 }

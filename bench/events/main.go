@@ -36,16 +36,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/bench/internal/benchkit"
 )
 
 type options struct {
@@ -105,9 +104,10 @@ func run() int {
 	flag.BoolVar(&o.noHTTPFloor, "no-http-floor", false, "skip the diagnostic floor ./bench/events/jsfront (net/http + JetStream publish)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (binaries, data, server log)")
 	flag.Parse()
-	o.sections = map[string]bool{}
-	for _, s := range strings.Split(sections, ",") {
-		o.sections[strings.TrimSpace(s)] = true
+	var err error
+	if o.sections, err = benchkit.ParseSections(sections, "latency", "drain", "accept"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/events:", err)
+		return 2
 	}
 	for _, s := range strings.Split(sandboxes, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -117,13 +117,7 @@ func run() int {
 	if len(o.sandboxes) == 0 {
 		o.sandboxes = []string{"default"}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := bench(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/events:", err)
-		return 1
-	}
-	return 0
+	return benchkit.Main("bench/events", func(ctx context.Context) error { return bench(ctx, o) })
 }
 
 // results are one sandbox's: the sandbox asked for and the driver the
@@ -131,7 +125,7 @@ func run() int {
 type results struct {
 	sandbox, driver string
 	floors          []map[string]floorResult // per round, by mode (plain, shaped, future, async, http)
-	accept          []acceptResult
+	accept          []benchkit.RawRun
 	topic, async    *latencyResult
 	drain           *drainResult
 	rss             [][3]any // phase, VmRSS, VmHWM
@@ -155,41 +149,33 @@ type loadMeter struct {
 }
 
 func (m *loadMeter) ours() time.Duration {
-	d := procCPUAll(os.Getpid())
+	d := benchkit.ProcCPUWithChildren(os.Getpid())
 	for _, p := range m.pids() {
-		d += treeCPU(p) + procCPUAll(p) - procCPU(p)
+		d += benchkit.TreeCPU(p) + benchkit.ProcCPUWithChildren(p) - benchkit.ProcCPU(p)
 	}
 	return d
 }
 
-func (m *loadMeter) mark() { m.at, m.busy, m.ourCPU = time.Now(), machineBusy(), m.ours() }
+func (m *loadMeter) mark() { m.at, m.busy, m.ourCPU = time.Now(), benchkit.MachineBusy(), m.ours() }
 
 func (m *loadMeter) sample(part string) loadSample {
 	el := time.Since(m.at).Seconds()
-	busy, ours := machineBusy()-m.busy, m.ours()-m.ourCPU
-	la, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(la))
-	if len(f) > 3 {
-		f = f[:3]
-	}
+	busy, ours := benchkit.MachineBusy()-m.busy, m.ours()-m.ourCPU
+	la := benchkit.LoadAvgs()
 	m.mark()
-	return loadSample{part: part, ours: ours.Seconds() / el, other: max(busy-ours, 0).Seconds() / el, loadavg: strings.Join(f, " ")}
+	return loadSample{part: part, ours: ours.Seconds() / el, other: max(busy-ours, 0).Seconds() / el, loadavg: la}
 }
 
 func bench(ctx context.Context, o options) error {
-	root, err := moduleRoot(ctx)
+	root, err := benchkit.ModuleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "stratus-bench-events-")
+	work, cleanup, err := benchkit.WorkDir("stratus-bench-events-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		fmt.Fprintln(os.Stderr, "work dir:", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
+	defer cleanup()
 	if o.perfDir != "" {
 		if err := os.MkdirAll(o.perfDir, 0o755); err != nil {
 			return err
@@ -200,12 +186,12 @@ func bench(ctx context.Context, o options) error {
 	if bin == "" {
 		bin = filepath.Join(work, "stratus")
 		fmt.Fprintln(os.Stderr, "building ./cmd/stratus and ./e2e/testdata/goecho ...")
-		if err := goBuild(ctx, root, "./cmd/stratus", bin); err != nil {
+		if err := benchkit.GoBuild(ctx, root, "./cmd/stratus", bin); err != nil {
 			return err
 		}
 	}
 	codeDir := filepath.Join(work, "goecho")
-	if err := goBuild(ctx, root, "./e2e/testdata/goecho", filepath.Join(codeDir, "bootstrap")); err != nil {
+	if err := benchkit.GoBuild(ctx, root, "./e2e/testdata/goecho", filepath.Join(codeDir, "bootstrap")); err != nil {
 		return err
 	}
 	var all []results
@@ -246,15 +232,16 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 	r.driver = info.Sandbox.Driver
 	fmt.Fprintf(os.Stderr, "sandbox %s: driver %s (%s)\n", sb, info.Sandbox.Driver, info.Sandbox.Why)
 	mem := func(phase string) {
-		rss, hwm := memory(s.pid())
-		r.rss = append(r.rss, [3]any{phase, rss, hwm})
+		m, _ := benchkit.ProcMem(s.PID())
+		r.rss = append(r.rss, [3]any{phase, m.RSS, m.HWM})
 	}
 	mem("started")
-	var front *server
+	var front *benchkit.Proc
+	var frontURL string
 	lm := &loadMeter{pids: func() []int {
-		p := []int{s.pid()}
+		p := []int{s.PID()}
 		if front != nil {
-			p = append(p, front.pid())
+			p = append(p, front.PID())
 		}
 		return p
 	}}
@@ -262,7 +249,7 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 	prof := func(name string) func() { return func() {} }
 	if o.perfDir != "" {
 		prof = func(name string) func() {
-			return startPerf(s.pid(), filepath.Join(o.perfDir, sb+"-"+name+".perf.data"))
+			return startPerf(s.PID(), filepath.Join(o.perfDir, sb+"-"+name+".perf.data"))
 		}
 	}
 
@@ -313,14 +300,17 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 		event := paddedEvent(`"sleep":`+strconv.Itoa(o.acceptSleep), o.size)
 		if !o.noHTTPFloor {
 			fbin := filepath.Join(work, "jsfront")
-			if err := goBuild(ctx, root, "./bench/events/jsfront", fbin); err != nil {
+			if err := benchkit.GoBuild(ctx, root, "./bench/events/jsfront", fbin); err != nil {
 				return r, err
 			}
-			front, err = startProc(ctx, filepath.Join(work, "jsfront.log"), fbin, "127.0.0.1:0", filepath.Join(work, "jsfront-store"))
+			fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			p, addr, err := benchkit.StartProcLine(fctx, []string{fbin, "127.0.0.1:0", filepath.Join(work, "jsfront-store")}, nil, "", filepath.Join(work, "jsfront.log"), "listening on http://")
+			cancel()
 			if err != nil {
 				return r, err
 			}
-			defer front.stop()
+			defer p.Stop(20 * time.Second)
+			front, frontURL = p, "http://"+strings.Fields(addr)[0]+"/"
 		}
 		lm.mark()
 		for round := range o.rounds {
@@ -330,7 +320,7 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 			k := round % len(modes)
 			modes = append(modes[k:], modes[:k]...)
 			for _, mode := range modes {
-				settle(s.pid())
+				settle(s.PID())
 				v, err := f.syncRun(ctx, o.conc, o.floorDur, payload, mode)
 				if err != nil {
 					return r, fmt.Errorf("floor sync %s: %w", mode, err)
@@ -338,7 +328,7 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 				fr[mode] = v
 				f.purge(ctx)
 			}
-			settle(s.pid())
+			settle(s.PID())
 			v, err := f.asyncRun(ctx, o.floorDur, payload)
 			if err != nil {
 				return r, fmt.Errorf("floor async: %w", err)
@@ -346,8 +336,8 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 			fr["async"] = v
 			f.purge(ctx)
 			if !o.noHTTPFloor {
-				settle(s.pid())
-				h := postRun(ctx, front.base+"/", event, o.conc, o.acceptWarm, o.floorDur, front.pid())
+				settle(s.PID())
+				h := acceptRun(ctx, frontURL, front.PID(), event, o.conc, o.acceptWarm, o.floorDur)
 				fr["http"] = floorResult{Rate: h.Rate, CPUus: h.ServerCPUus}
 			}
 			r.floors = append(r.floors, fr)
@@ -360,15 +350,15 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 				// The profile covers the warmup too.
 				done = prof("accept")
 			}
-			settle(s.pid())
-			a := acceptRun(ctx, s, "accept", event, o.conc, warm, o.acceptDur)
+			settle(s.PID())
+			a := acceptRun(ctx, s.URL+"/v1/functions/accept/invoke", s.PID(), event, o.conc, warm, o.acceptDur)
 			done()
 			r.accept = append(r.accept, a)
 			fmt.Fprintf(os.Stderr, "  round %d: floor sync %.0f/s shaped %.0f/s future %.0f/s async %.0f/s http %.0f/s; accept %.0f/s (%d failed)\n",
 				round+1, fr[modePlain].Rate, fr[modeShaped].Rate, fr[modeFuture].Rate, fr["async"].Rate, fr["http"].Rate, a.Rate, a.Failed)
 		}
 		mem("after accept")
-		settle(s.pid())
+		settle(s.PID())
 		mem("after accept, settled")
 		r.load = append(r.load, lm.sample("floor + accept"))
 	}
@@ -380,9 +370,9 @@ func benchSandbox(ctx context.Context, o options, root, work, bin, codeDir, sb s
 // for a while, which would slow the run after it.
 func settle(pid int) {
 	for range 40 {
-		c0 := procCPU(pid)
+		c0 := benchkit.ProcCPU(pid)
 		time.Sleep(250 * time.Millisecond)
-		if procCPU(pid)-c0 < 25*time.Millisecond {
+		if benchkit.ProcCPU(pid)-c0 < 25*time.Millisecond {
 			return
 		}
 	}
@@ -402,18 +392,6 @@ func startPerf(pid int, out string) func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
 	}
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
@@ -489,7 +467,7 @@ func report(w *os.File, o options, all []results, took time.Duration) {
 				rs = append(rs, fr[mode].Rate)
 				cs = append(cs, fr[mode].CPUus)
 			}
-			return median(rs), median(cs)
+			return benchkit.Median(rs), benchkit.Median(cs)
 		}
 		fs, fsCPU := col(modePlain)
 		fsh, fshCPU := col(modeShaped)
@@ -509,7 +487,7 @@ func report(w *os.File, o options, all []results, took time.Duration) {
 			ccpu = append(ccpu, a.ClientCPUus)
 			failed += a.Failed
 		}
-		acc, ratio := median(rates), median(ratios)
+		acc, ratio := benchkit.Median(rates), benchkit.Median(ratios)
 		t.first(fmt.Sprintf("floor: JetStream sync publish, %d publishers, %d B", o.conc, o.size), fmt.Sprintf("%.0f msg/s (%.0f µs CPU/msg)", fs, fsCPU), "", "")
 		t.first(fmt.Sprintf("floor: JetStream PublishAsync, window %d, %d B", o.window, o.size), fmt.Sprintf("%.0f msg/s (%.2fx sync; %.0f µs CPU/msg)", fa, fa/fs, faCPU), "", "")
 		t.first("  diag: sync, with a Nats-Msg-Id", fmt.Sprintf("%.0f msg/s (%.2f of sync; %.0f µs CPU/msg)", fid, fid/fs, fidCPU), "", "")
@@ -520,8 +498,8 @@ func report(w *os.File, o options, all []results, took time.Duration) {
 			t.first(fmt.Sprintf("  diag: jsfront (net/http handler + sync publish, own process), conc %d", o.conc), fmt.Sprintf("%.0f /s (%.2f of sync; %.0f µs its CPU/req)", fh, fh/fs, fhCPU), "", "")
 		}
 		t.first(fmt.Sprintf("accept: async invokes, conc %d, %d B events (202/s)", o.conc, o.size),
-			fmt.Sprintf("%.0f /s (p50 %s, p99 %s; %d non-202)", acc, ms(time.Duration(median(p50))), ms(time.Duration(median(p99))), failed), "", "")
-		t.first("  CPU per 202: server / load generator", fmt.Sprintf("%.0f µs / %.0f µs", median(cpu), median(ccpu)), "", "")
+			fmt.Sprintf("%.0f /s (p50 %s, p99 %s; %d non-202)", acc, ms(time.Duration(benchkit.Median(p50))), ms(time.Duration(benchkit.Median(p99))), failed), "", "")
+		t.first("  CPU per 202: server / load generator", fmt.Sprintf("%.0f µs / %.0f µs", benchkit.Median(cpu), benchkit.Median(ccpu)), "", "")
 		t.first("accept / sync floor (median of per-round ratios)", fmt.Sprintf("%.2f", ratio), ">= 0.40", met(ratio >= 0.4))
 		t.first("  accept / async floor", fmt.Sprintf("%.2f", acc/fa), "", "")
 		if fh > 0 {
