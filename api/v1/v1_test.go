@@ -9,9 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/stratus-run/stratus/internal/logtest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -72,32 +73,6 @@ func TestErrorFrom(t *testing.T) {
 	}
 }
 
-// records is a slog.Handler that keeps what it is given.
-type records struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (h *records) Enabled(context.Context, slog.Level) bool { return true }
-func (h *records) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *records) WithGroup(string) slog.Handler            { return h }
-func (h *records) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, r.Clone())
-	return nil
-}
-
-// attrs returns the attributes of r by key.
-func attrs(r slog.Record) map[string]string {
-	m := map[string]string{}
-	r.Attrs(func(a slog.Attr) bool {
-		m[a.Key] = a.Value.String()
-		return true
-	})
-	return m
-}
-
 func TestResponderError(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -133,7 +108,7 @@ func TestResponderError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &records{}
+			h := &logtest.Recorder{}
 			a := Responder{Log: slog.New(h)}
 			r := httptest.NewRequest("POST", "/v1/functions/f/invoke", nil)
 			if tt.reqID != "" {
@@ -164,16 +139,16 @@ func TestResponderError(t *testing.T) {
 				}
 			}
 			if !tt.logged {
-				if len(h.recs) != 0 {
-					t.Errorf("logged %d lines for a %d, want none", len(h.recs), tt.status)
+				if len(h.Records()) != 0 {
+					t.Errorf("logged %d lines for a %d, want none", len(h.Records()), tt.status)
 				}
 				return
 			}
-			if len(h.recs) != 1 {
-				t.Fatalf("logged %d lines, want 1", len(h.recs))
+			if len(h.Records()) != 1 {
+				t.Fatalf("logged %d lines, want 1", len(h.Records()))
 			}
-			rec := h.recs[0]
-			got := attrs(rec)
+			rec := h.Records()[0]
+			got := logtest.Attrs(rec)
 			if rec.Level != tt.level {
 				t.Errorf("level %v, want %v", rec.Level, tt.level)
 			}
@@ -197,20 +172,20 @@ func TestResponderError(t *testing.T) {
 // TestResponderStatus checks the mapping for answers whose status has
 // gone: a 5xx is logged, nothing is written.
 func TestResponderStatus(t *testing.T) {
-	h := &records{}
+	h := &logtest.Recorder{}
 	a := Responder{Log: slog.New(h)}
 	w := httptest.NewRecorder()
 	status, e := a.Status(w, httptest.NewRequest("POST", "/v1/images/pull", nil), errors.New("registry said 500"))
-	if status != 500 || e.Code != CodeInternal || len(h.recs) != 1 || w.Body.Len() != 0 {
-		t.Errorf("Status: %d %+v, %d lines logged, body %q", status, e, len(h.recs), w.Body)
+	if status != 500 || e.Code != CodeInternal || len(h.Records()) != 1 || w.Body.Len() != 0 {
+		t.Errorf("Status: %d %+v, %d lines logged, body %q", status, e, len(h.Records()), w.Body)
 	}
-	if _, e := a.Status(w, httptest.NewRequest("GET", "/", nil), stratus.ErrNotFound); e.Code != CodeNotFound || len(h.recs) != 1 {
-		t.Errorf("a 404: %+v, %d lines logged", e, len(h.recs))
+	if _, e := a.Status(w, httptest.NewRequest("GET", "/", nil), stratus.ErrNotFound); e.Code != CodeNotFound || len(h.Records()) != 1 {
+		t.Errorf("a 404: %+v, %d lines logged", e, len(h.Records()))
 	}
 }
 
 func TestResponderJSON(t *testing.T) {
-	h := &records{}
+	h := &logtest.Recorder{}
 	a := Responder{Log: slog.New(h)}
 	w := httptest.NewRecorder()
 	a.JSON(w, httptest.NewRequest("GET", "/v1/info", nil), http.StatusCreated, Accepted{RequestID: "x"})
@@ -220,8 +195,8 @@ func TestResponderJSON(t *testing.T) {
 	// A value that does not encode is an internal error, logged.
 	w = httptest.NewRecorder()
 	a.JSON(w, httptest.NewRequest("GET", "/v1/info", nil), http.StatusOK, map[string]any{"f": func() {}})
-	if w.Code != 500 || len(h.recs) != 1 {
-		t.Errorf("JSON of a func: %d %q, %d lines logged", w.Code, w.Body, len(h.recs))
+	if w.Code != 500 || len(h.Records()) != 1 {
+		t.Errorf("JSON of a func: %d %q, %d lines logged", w.Code, w.Body, len(h.Records()))
 	}
 	// The zero Responder answers and logs nothing.
 	w = httptest.NewRecorder()

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"sync"
 	"testing"
+
+	"github.com/stratus-run/stratus/internal/logtest"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
@@ -23,22 +24,6 @@ func (f failingScheduler) Create(context.Context, events.ScheduleSpec) (*stratus
 func (f failingScheduler) Delete(context.Context, string) error                   { return f.err }
 func (f failingScheduler) List(context.Context) ([]stratus.Schedule, error)       { return nil, f.err }
 func (f failingScheduler) Get(context.Context, string) (*stratus.Schedule, error) { return nil, f.err }
-
-// records keeps the log records it handles.
-type records struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (h *records) Enabled(context.Context, slog.Level) bool { return true }
-func (h *records) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *records) WithGroup(string) slog.Handler            { return h }
-func (h *records) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, r.Clone())
-	return nil
-}
 
 // TestErrorAnswers checks that the control API answers its errors as
 // {"code","message"} with their kind's status, and logs each 5xx under
@@ -68,7 +53,7 @@ func TestErrorAnswers(t *testing.T) {
 			status: 401, body: `{"code":"UnauthorizedException","message":"` + v1.ErrUnauthorized.Error() + `"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &records{}
+			h := &logtest.Recorder{}
 			s := New(Config{Token: "tok", Log: slog.New(h), Schedules: failingScheduler{tc.err}})
 			r := httptest.NewRequest("GET", tc.path, nil)
 			if tc.token != "" {
@@ -83,16 +68,16 @@ func TestErrorAnswers(t *testing.T) {
 				t.Errorf("answer %d %s, want %d %s", w.Code, w.Body, tc.status, tc.body)
 			}
 			if !tc.logged {
-				if len(h.recs) != 0 {
-					t.Errorf("a %d logged %d lines", w.Code, len(h.recs))
+				if len(h.Records()) != 0 {
+					t.Errorf("a %d logged %d lines", w.Code, len(h.Records()))
 				}
 				return
 			}
-			if len(h.recs) != 1 {
-				t.Fatalf("%d lines logged, want 1", len(h.recs))
+			if len(h.Records()) != 1 {
+				t.Fatalf("%d lines logged, want 1", len(h.Records()))
 			}
 			var reqID, errText string
-			h.recs[0].Attrs(func(a slog.Attr) bool {
+			h.Records()[0].Attrs(func(a slog.Attr) bool {
 				switch a.Key {
 				case "req_id":
 					reqID = a.Value.String()
@@ -104,8 +89,8 @@ func TestErrorAnswers(t *testing.T) {
 			if reqID == "" || reqID != w.Header().Get(v1.HeaderRequestID) || (tc.clientID != "" && reqID != tc.clientID) {
 				t.Errorf("logged under req_id %q, answer's %q, client's %q", reqID, w.Header().Get(v1.HeaderRequestID), tc.clientID)
 			}
-			if errText != tc.err.Error() || h.recs[0].Level != tc.wantLogLevel {
-				t.Errorf("logged %v err %q, want %v %q", h.recs[0].Level, errText, tc.wantLogLevel, tc.err)
+			if errText != tc.err.Error() || h.Records()[0].Level != tc.wantLogLevel {
+				t.Errorf("logged %v err %q, want %v %q", h.Records()[0].Level, errText, tc.wantLogLevel, tc.err)
 			}
 		})
 	}

@@ -8,8 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/stratus-run/stratus/internal/logtest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -38,22 +39,6 @@ func (s *scripted) Invoke(ctx context.Context, name string, req stratus.Request)
 	resp := *s.resp
 	resp.Record.RequestID = req.RequestID
 	return &resp, nil
-}
-
-// logged keeps the records it handles.
-type logged struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (h *logged) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logged) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *logged) WithGroup(string) slog.Handler            { return h }
-func (h *logged) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, r.Clone())
-	return nil
 }
 
 // TestErrorAnswers checks the answers of the invoke routes' failures:
@@ -91,7 +76,7 @@ func TestErrorAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &logged{}
+			h := &logtest.Recorder{}
 			g := New(Config{Invoker: tt.fn, Heads: tt.fn, Token: NewToken(secret), Log: slog.New(h)})
 			mux := http.NewServeMux()
 			mux.HandleFunc("/fn/{name}", g.ServeFunctionURL)
@@ -118,15 +103,15 @@ func TestErrorAnswers(t *testing.T) {
 				t.Errorf("%s: %q", v1.HeaderFunctionError, w.Header().Get(v1.HeaderFunctionError))
 			}
 			if !tt.logged {
-				if len(h.recs) != 0 {
-					t.Errorf("a %d logged %d lines", tt.status, len(h.recs))
+				if len(h.Records()) != 0 {
+					t.Errorf("a %d logged %d lines", tt.status, len(h.Records()))
 				}
 				return
 			}
-			if len(h.recs) != 1 {
-				t.Fatalf("%d lines logged, want 1", len(h.recs))
+			if len(h.Records()) != 1 {
+				t.Fatalf("%d lines logged, want 1", len(h.Records()))
 			}
-			rec := h.recs[0]
+			rec := h.Records()[0]
 			var reqID string
 			rec.Attrs(func(a slog.Attr) bool {
 				if a.Key == "req_id" {

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/stratus-run/stratus/internal/logtest"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -359,39 +360,16 @@ func (h *hanger) Owns(ctx context.Context, id string, local, remote netip.AddrPo
 	return h.Driver.Owns(ctx, id, local, remote)
 }
 
-// logRecords is a slog.Handler that keeps the records it gets.
-type logRecords struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (h *logRecords) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *logRecords) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, r.Clone())
-	return nil
-}
-
-func (h *logRecords) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *logRecords) WithGroup(string) slog.Handler      { return h }
-
-// find returns the attributes of each record with message msg, as
-// strings.
-func (h *logRecords) find(msg string) []map[string]string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// find returns the attributes of each record of h with message msg,
+// as strings, and its level.
+func find(h *logtest.Recorder, msg string) []map[string]string {
 	var out []map[string]string
-	for _, r := range h.recs {
+	for _, r := range h.Records() {
 		if r.Message != msg {
 			continue
 		}
-		attrs := map[string]string{"level": r.Level.String()}
-		r.Attrs(func(a slog.Attr) bool {
-			attrs[a.Key] = a.Value.String()
-			return true
-		})
+		attrs := logtest.Attrs(r)
+		attrs["level"] = r.Level.String()
 		out = append(out, attrs)
 	}
 	return out

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-run/stratus/internal/logtest"
+
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -71,7 +74,7 @@ func TestLambdaLayout(t *testing.T) {
 // waits for (MinInstances) is logged once too.
 func TestStartFailure(t *testing.T) {
 	d := &recorder{}
-	logs := &logRecords{}
+	logs := &logtest.Recorder{}
 	m := New(Config{
 		Log:     slog.New(logs),
 		Driver:  d,
@@ -89,7 +92,7 @@ func TestStartFailure(t *testing.T) {
 	if len(specs) != 1 {
 		t.Fatalf("%d starts, want 1", len(specs))
 	}
-	got := logs.find("start instance")
+	got := find(logs, "start instance")
 	want := []map[string]string{{"level": "ERROR", "fn": "fn", "instance": specs[0].ID, "req_id": "r1",
 		"err": "start instance of fn:1: " + errRecorded.Error()}}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -100,8 +103,8 @@ func TestStartFailure(t *testing.T) {
 	warm.MinInstances = 1
 	m.Deploy(&stratus.Version{Function: "warm", Version: 1, CodeSHA: "abc", Config: warm})
 	eventually.True(t, 10*time.Second, "a second start", func() bool { return len(d.started()) == 2 })
-	eventually.True(t, 10*time.Second, "its log line", func() bool { return len(logs.find("start instance")) == 2 })
-	if got := logs.find("start instance")[1]; got["fn"] != "warm" || got["instance"] != d.started()[1].ID || got["req_id"] != "" {
+	eventually.True(t, 10*time.Second, "its log line", func() bool { return len(find(logs, "start instance")) == 2 })
+	if got := find(logs, "start instance")[1]; got["fn"] != "warm" || got["instance"] != d.started()[1].ID || got["req_id"] != "" {
 		t.Errorf("log of the failed start of a MinInstances instance: %v", got)
 	}
 }
