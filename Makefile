@@ -11,7 +11,7 @@ run: build
 test:
 	./scripts/test
 
-# Benchmarks (figures in bench/README.md and bench/events/README.md).
+# Benchmarks (figures in bench/README.md, bench/events/README.md and bench/containers/README.md).
 bench:
 	go run ./bench
 	go run ./bench/events
