@@ -330,25 +330,20 @@ func TestDiskFull(t *testing.T) {
 	}
 
 	// Nothing accepted is lost: every accepted invocation ends.
-	deadline := time.Now().Add(60 * time.Second)
 	for _, id := range accepted {
-		for {
+		eventually.Nil(t, 60*time.Second, "invocation "+id+" to end after space was freed", func() error {
 			status, body := s.callBounded("GET", "/v1/invocations/"+id, "", nil)
 			if status == 200 {
-				st := decode[asyncStatus](t, body)
-				if st.State == "succeeded" {
-					break
-				}
-				if st.State == "failed" {
+				switch decode[asyncStatus](t, body).State {
+				case "succeeded":
+					return nil
+				case "failed":
 					t.Errorf("invocation %s failed: %s", id, body)
-					break
+					return nil
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("invocation %s not done 60s after space was freed: %d %s\nserver log:\n%s", id, status, body, s.Stderr())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return fmt.Errorf("%d %s\nserver log:\n%s", status, body, s.Stderr())
+		})
 	}
 
 	// A deploy that fills the disk as it goes: 507, nothing kept.

@@ -134,21 +134,19 @@ func (s *server) getFn(name string) fnView {
 // `stratus get` shows, without starting a process each time.
 func (s *server) waitInstances(name string, live, busy int) fnView {
 	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var v fnView
+	eventually.Nil(s.t, 30*time.Second, fmt.Sprintf("%s to have %d live, %d busy instances", name, live, busy), func() error {
 		resp, body := s.do("GET", "/v1/functions/"+name, nil, true)
 		if resp.StatusCode != 200 {
 			s.t.Fatalf("GET /v1/functions/%s: %d %s", name, resp.StatusCode, body)
 		}
-		v := decode[fnView](s.t, body)
+		v = decode[fnView](s.t, body)
 		if v.Instances.Live == live && (busy < 0 || v.Instances.Busy == busy) {
-			return v
+			return nil
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("timed out waiting for %s to have %d live, %d busy instances; it has %+v", name, live, busy, v.Instances)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("it has %+v", v.Instances)
+	})
+	return v
 }
 
 // procID identifies one process: a PID and its start time, so a reused PID is

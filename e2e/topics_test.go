@@ -87,18 +87,12 @@ func (s *server) tpIDs(fn string) []string {
 func (s *server) tpWaitIDs(fn string, want ...string) {
 	s.t.Helper()
 	slices.Sort(want)
-	var got []string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got = s.tpIDs(fn)
-		if slices.Equal(got, want) {
-			return
+	eventually.Nil(s.t, 20*time.Second, fmt.Sprintf("%s to receive the events %v", fn, want), func() error {
+		if got := s.tpIDs(fn); !slices.Equal(got, want) {
+			return fmt.Errorf("it received %v\nserver log:\n%s", got, s.Stderr())
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%s received events %v, want %v\nserver log:\n%s", fn, got, want, s.Stderr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // tpPublish posts body to topic's events with the token and headers

@@ -5,6 +5,7 @@
 package eventually
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -17,10 +18,35 @@ const maxInterval = 20 * time.Millisecond
 // holds; cond runs on the calling goroutine.
 func True(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	Nil(t, timeout, what, func() error {
+		if !cond() {
+			return errNotYet
+		}
+		return nil
+	})
+}
+
+var errNotYet = errors.New("not yet")
+
+// Nil polls check until it returns nil, and fails t when timeout passes
+// first, naming what was awaited and check's last error (so that the
+// failure shows the last state seen). It returns as soon as check passes;
+// check runs on the calling goroutine.
+func Nil(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for pause := time.Millisecond; !cond(); pause = min(2*pause, maxInterval) {
+	for pause := time.Millisecond; ; pause = min(2*pause, maxInterval) {
+		err := check()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			if err == errNotYet {
+				t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			} else {
+				t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+			}
+			return
 		}
 		time.Sleep(pause)
 	}

@@ -1,6 +1,8 @@
 package eventually_test
 
 import (
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,13 +21,14 @@ func TestTrueReturnsOnceTheConditionHolds(t *testing.T) {
 // fatalRecorder records Fatalf instead of ending the test.
 type fatalRecorder struct {
 	testing.TB
-	msg string
+	msg, args string
 }
 
 func (f *fatalRecorder) Helper() {}
 
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.msg = format
+	f.args = fmt.Sprintf(format, args...)
 }
 
 func TestTrueFailsAfterTheTimeout(t *testing.T) {
@@ -45,5 +48,20 @@ func TestTrueFailsAfterTheTimeout(t *testing.T) {
 	}
 	if polls < 3 {
 		t.Fatalf("polled %d times in 50ms; want several", polls)
+	}
+}
+
+func TestNilReportsTheLastError(t *testing.T) {
+	rec := &fatalRecorder{TB: t}
+	n := 0
+	eventually.Nil(rec, 20*time.Millisecond, "a count of 3", func() error {
+		if rec.msg != "" {
+			return nil // reported: end the loop Fatalf did not stop
+		}
+		n++
+		return fmt.Errorf("count is %d", n)
+	})
+	if !strings.Contains(rec.args, "a count of 3") || !strings.Contains(rec.args, fmt.Sprintf("count is %d", n)) {
+		t.Fatalf("failure %q; want what was awaited and the last error (count is %d)", rec.args, n)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/services"
 )
 
@@ -177,11 +178,7 @@ func (o *slotCounter) Acquire(ctx context.Context, name string) (*services.Targe
 // returns, just after its answer.
 func (o *slotCounter) waitFree(t *testing.T) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); len(o.slot) != 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the slot is still held")
-		}
-	}
+	eventually.True(t, 5*time.Second, "the slot to be free", func() bool { return len(o.slot) == 0 })
 }
 
 func (o *slotCounter) Auth(name string) (string, bool) { return stratus.AuthNone, name == "web" }

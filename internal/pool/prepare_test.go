@@ -310,13 +310,15 @@ func TestCreateAheadPrepareFails(t *testing.T) {
 	e := newEnv(t, opts{maxPrepared: 5})
 	e.drv.fail = errors.New("no room for a sandbox")
 	e.deploy("fn", 1, nil)
+	e.waitFor("the prepare", func() bool { return len(e.drv.ids("prepare")) == 1 })
 	if n := e.settled(); n != 0 {
 		t.Errorf("the Manager counts %d prepared instances after a failed prepare", n)
 	}
 	for range 3 {
 		e.m.Reap()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// A prepare Reap started would be in flight from within Reap on.
+	e.settled()
 	if n := len(e.drv.ids("prepare")); n != 1 {
 		t.Errorf("%d prepares after one deploy, want 1 (no retry loop)", n)
 	}
