@@ -177,9 +177,20 @@ func TestDeployNameOfAService(t *testing.T) {
 	if err := e.st.ClaimServiceName(t.Context(), "web"); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := s.Deploy(t.Context(), "web", stratus.FunctionConfig{Runtime: stratus.RuntimeProvided}, bytes.NewReader(codeZip(t, "x")))
-	if !errors.Is(err, stratus.ErrConflict) || !strings.Contains(err.Error(), "a service has that name") {
-		t.Errorf("deploy under a service's name: %v, want ErrConflict saying a service has that name", err)
+	// The name is the first thing looked at: bad code under it is a
+	// conflict too, not bad input.
+	for _, c := range []struct {
+		what string
+		code []byte
+	}{
+		{"good code", codeZip(t, "x")},
+		{"not a zip", []byte("hello")},
+		{"no bootstrap", zipOf(t, map[string]string{"main.go": "package main"})},
+	} {
+		_, _, err := s.Deploy(t.Context(), "web", stratus.FunctionConfig{Runtime: stratus.RuntimeProvided}, bytes.NewReader(c.code))
+		if !errors.Is(err, stratus.ErrConflict) || !strings.Contains(err.Error(), "a service has that name") {
+			t.Errorf("deploy of %s under a service's name: %v, want ErrConflict saying a service has that name", c.what, err)
+		}
 	}
 	if _, ok := s.Head("web"); ok {
 		t.Error("a head after a refused deploy")

@@ -7,7 +7,10 @@
 // Functions and services share one namespace of names: the store's
 // registry of names is the only judge, claimed in the transaction that
 // records a version, so a deploy under a name a service holds (or is
-// starting under) fails with stratus.ErrConflict.
+// starting under) fails with stratus.ErrConflict. A deploy looks the name
+// up first (Store.NameHolder), so that one under a service's name gets
+// that conflict before its code is read, checked and kept, whatever the
+// code.
 //
 // Code is durable before it is named: a deploy writes the zip and its
 // extracted folder under DATA/tmp, syncs them, renames them into
@@ -60,7 +63,8 @@ type deployer interface {
 type Service struct {
 	st         *store.Store
 	pools      deployer
-	codeDir    string
+	codeDir    string                  // DATA/code
+	codeDirOf  func(sha string) string // CodeDirs(DATA)
 	tmpDir     string
 	limits     archive.Limits
 	maxConc    int
@@ -134,10 +138,11 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 	s := &Service{
 		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, images: c.Images, log: c.Log,
 		keep: c.KeepVersions, inUse: c.HasInstances, grace: c.InstanceGrace, now: c.Now,
-		retired: make(map[versionKey]time.Time),
-		codeDir: filepath.Join(c.DataDir, "code"),
-		tmpDir:  filepath.Join(c.DataDir, "tmp"),
-		heads:   make(map[string]*stratus.Version),
+		retired:   make(map[versionKey]time.Time),
+		codeDir:   codeRoot(c.DataDir),
+		codeDirOf: CodeDirs(c.DataDir),
+		tmpDir:    filepath.Join(c.DataDir, "tmp"),
+		heads:     make(map[string]*stratus.Version),
 	}
 	for _, d := range []string{s.codeDir, s.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -200,12 +205,16 @@ func headOf(f *stratus.Function) *stratus.Version {
 // is extracted: the folder a version's instances run in. It does not
 // depend on a Service, so the pools can be given it before one opens.
 func CodeDirs(dataDir string) func(sha string) string {
-	code := filepath.Join(dataDir, "code")
+	code := codeRoot(dataDir)
 	return func(sha string) string { return filepath.Join(code, sha) }
 }
 
-// CodeDir is the folder of the code with digest sha.
-func (s *Service) CodeDir(sha string) string { return filepath.Join(s.codeDir, sha) }
+// codeRoot is the folder of all code in data dir dataDir.
+func codeRoot(dataDir string) string { return filepath.Join(dataDir, "code") }
+
+// CodeDir is the folder of the code with digest sha: CodeDirs of the
+// Service's data dir.
+func (s *Service) CodeDir(sha string) string { return s.codeDirOf(sha) }
 
 func (s *Service) zipPath(sha string) string { return filepath.Join(s.codeDir, sha+".zip") }
 
@@ -246,6 +255,9 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 		return nil, false, err
 	}
 	if err := s.checkTopics(ctx, cfg); err != nil {
+		return nil, false, err
+	}
+	if err := s.checkName(ctx, name); err != nil {
 		return nil, false, err
 	}
 	if cfg.Image != "" {
@@ -316,6 +328,20 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	}
 
 	return s.putVersion(ctx, name, cfg, sha, size)
+}
+
+// checkName fails with stratus.ErrConflict when another kind holds name
+// now. It is only a first look: the transaction that stores the version
+// claims the name (putVersion).
+func (s *Service) checkName(ctx context.Context, name string) error {
+	kind, ok, err := s.st.NameHolder(ctx, name)
+	if err != nil {
+		return err
+	}
+	if ok && kind != store.KindFunction {
+		return fmt.Errorf("function %q: a %s has that name: %w", name, kind, stratus.ErrConflict)
+	}
+	return nil
 }
 
 // deployImage deploys a version that runs image cfg.Image; its code

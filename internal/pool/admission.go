@@ -313,23 +313,36 @@ func (m *Manager) blockedByCapLocked(p *fnPool) bool {
 // caller gives it back with created. A start for the queue (forQueue)
 // whose waiter was served meanwhile gets errSurplus instead; so does any
 // creation for a removed function or a stopping server, and ctx's end
-// ends the wait with errStopping.
+// ends the wait with errStopping, also when a turn was free then.
 func (m *Manager) creation(ctx context.Context, p *fnPool, forQueue bool) error {
+	m.mu.Lock()
+	m.awaitingTurn++
+	m.mu.Unlock()
+	turn := false
 	select {
 	case m.creating <- struct{}{}:
+		turn = true
 	case <-ctx.Done():
-		return errStopping
 	}
 	m.mu.Lock()
+	m.awaitingTurn--
 	// p.starting counts this start: with fewer waiters than starts, one
 	// of them is surplus, and this one has not made anything yet.
 	surplus := m.stopping || p.removed || forQueue && len(p.waiters) < p.starting
 	m.mu.Unlock()
-	if surplus {
-		m.created()
-		return errSurplus
+	var err error
+	switch {
+	case ctx.Err() != nil:
+		// The select may take a free turn over ctx's end (a start that
+		// a failed prepare left to make its own sandbox at Run's end).
+		err = errStopping
+	case surplus:
+		err = errSurplus
 	}
-	return nil
+	if err != nil && turn {
+		m.created()
+	}
+	return err
 }
 
 // created gives back a turn creation gave.

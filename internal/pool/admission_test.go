@@ -198,7 +198,14 @@ func TestCreationCap(t *testing.T) {
 		defer e.m.mu.Unlock()
 		return e.m.pools["a"].starting == 1 && e.m.pools["b"].starting == 1
 	})
-	e.waitFor("one sandbox being made", func() bool { return len(e.drv.ids("start")) == 1 })
+	// One start is held in the driver with the one turn; the other waits
+	// for that turn.
+	e.waitFor("one sandbox being made, the other start waiting for its turn", func() bool {
+		e.m.mu.Lock()
+		waiting := e.m.awaitingTurn
+		e.m.mu.Unlock()
+		return waiting == 1 && len(e.drv.ids("start")) == 1
+	})
 	if got := e.drv.ids("start"); len(got) != 1 {
 		t.Fatalf("sandboxes being made: %v, want one at a time", got)
 	}

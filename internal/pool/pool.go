@@ -225,7 +225,10 @@ type Manager struct {
 
 	// creating holds a token for each sandbox being made (a start without
 	// a prepared sandbox, or a prepare): see Config.MaxCreating.
-	creating chan struct{}
+	// awaitingTurn counts the starts and prepares in creation, waiting
+	// for a token; guarded by mu.
+	creating     chan struct{}
+	awaitingTurn int
 
 	wg sync.WaitGroup // starts, prepares, stops and exit watchers
 }

@@ -55,7 +55,11 @@ func (m *Manager) prepareAhead(p *fnPool) {
 	m.mu.Lock()
 	v := p.cur
 	ok := m.running && !m.stopping && !p.removed && p.prepared == nil &&
-		(p.preparing == nil || p.preparing.v.Version != v.Version) && m.reservePreparedLocked(p)
+		(p.preparing == nil || p.preparing.v.Version != v.Version)
+	var evicted string
+	if ok {
+		ok, evicted = m.reservePreparedLocked(p)
+	}
 	var op *prepareOp
 	ctx := m.run
 	if ok {
@@ -66,6 +70,9 @@ func (m *Manager) prepareAhead(p *fnPool) {
 	m.mu.Unlock()
 	if !ok {
 		return
+	}
+	if evicted != "" {
+		m.log.Debug("prepared instance makes room", "fn", evicted, "for", p.name)
 	}
 	go func() {
 		defer m.wg.Done()
@@ -135,8 +142,11 @@ func (m *Manager) prepare(ctx context.Context, p *fnPool, op *prepareOp) {
 
 // reservePreparedLocked takes a place under MaxPrepared for p, at the cap
 // by stopping the prepared instance of the least recently used other
-// function, unless that one was used more recently than p. m.mu is held.
-func (m *Manager) reservePreparedLocked(p *fnPool) bool {
+// function, unless that one was used more recently than p. It returns
+// whether it took one, and the function whose prepared instance made
+// room (for the caller to log once m.mu is released), if any. m.mu is
+// held.
+func (m *Manager) reservePreparedLocked(p *fnPool) (ok bool, evicted string) {
 	if m.prepared >= m.cfg.MaxPrepared {
 		var lru *fnPool
 		for _, q := range m.pools {
@@ -145,13 +155,13 @@ func (m *Manager) reservePreparedLocked(p *fnPool) bool {
 			}
 		}
 		if lru == nil || lru.used.After(p.used) {
-			return false
+			return false, ""
 		}
-		m.log.Debug("prepared instance makes room", "fn", lru.name, "for", p.name)
+		evicted = lru.name
 		m.stopAsync(m.dropPreparedLocked(lru))
 	}
 	m.prepared++
-	return true
+	return true, evicted
 }
 
 // takePrepared hands a prepared instance of v to a start: p's prepared

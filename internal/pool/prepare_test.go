@@ -317,7 +317,9 @@ func TestCreateAheadPrepareFails(t *testing.T) {
 	for range 3 {
 		e.m.Reap()
 	}
-	// A prepare Reap started would be in flight from within Reap on.
+	// Reap never prepares: what counts is that no goroutine retries the
+	// failed prepare, which would show as a second one once the Manager
+	// has settled.
 	e.settled()
 	if n := len(e.drv.ids("prepare")); n != 1 {
 		t.Errorf("%d prepares after one deploy, want 1 (no retry loop)", n)

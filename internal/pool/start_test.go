@@ -80,6 +80,9 @@ func TestStartFailure(t *testing.T) {
 		Driver:  d,
 		Command: func(v *stratus.Version, taskDir, rtDir string) ([]string, error) { return []string{"bootstrap"}, nil },
 		CodeDir: func(sha string) string { return "/data/code/" + sha },
+		// No reap retries the MinInstances start: each start is logged
+		// once, and the test counts them.
+		ReapEvery: time.Hour,
 	})
 	run(t, m)
 	cfg := stratus.FunctionConfig{Runtime: stratus.RuntimeProvidedAL2023, Handler: "h", MemoryMB: 128, TimeoutSec: 3, MaxConcurrency: 1}
@@ -106,5 +109,14 @@ func TestStartFailure(t *testing.T) {
 	eventually.True(t, 10*time.Second, "its log line", func() bool { return len(find(logs, "start instance")) == 2 })
 	if got := find(logs, "start instance")[1]; got["fn"] != "warm" || got["instance"] != d.started()[1].ID || got["req_id"] != "" {
 		t.Errorf("log of the failed start of a MinInstances instance: %v", got)
+	}
+
+	// No failure is logged twice: once a later call has failed in turn,
+	// its own line is the only new one.
+	if _, err := m.Invoke(context.Background(), "fn", stratus.Request{RequestID: "r2", Event: []byte("{}")}); !errors.Is(err, stratus.ErrUnavailable) {
+		t.Errorf("second Invoke: err = %v, want ErrUnavailable", err)
+	}
+	if got := find(logs, "start instance"); len(got) != 3 || got[2]["req_id"] != "r2" {
+		t.Errorf("start failures logged: %v, want the three starts' lines, the last of r2", got)
 	}
 }

@@ -135,15 +135,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	// the code folder's layout, not the functions service, which they
 	// feed.
 	pools := pool.New(pool.Config{
-		Log:        log.With("component", "pool"),
-		Driver:     driver,
-		Command:    newCommander().command,
-		Root:       newRoots(filepath.Join(cfg.DataDir, "roots")).root,
-		CodeDir:    functions.CodeDirs(cfg.DataDir),
-		RuntimeDir: rtDir,
-		Image: func(ctx context.Context, v *stratus.Version) (*pool.ImageRun, error) {
-			return imageResolver{images}.run(ctx, v)
-		},
+		Log:          log.With("component", "pool"),
+		Driver:       driver,
+		Command:      newCommander().command,
+		Root:         newRoots(filepath.Join(cfg.DataDir, "roots")).root,
+		CodeDir:      functions.CodeDirs(cfg.DataDir),
+		RuntimeDir:   rtDir,
+		Image:        imageResolver{images}.run,
 		Region:       cfg.Region,
 		MaxInstances: cfg.MaxInstances,
 		MaxPrepared:  cfg.MaxPrepared,

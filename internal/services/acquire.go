@@ -12,7 +12,10 @@ import (
 
 // Acquire gives a request a ready replica of service name, waiting
 // (bounded) while replicas start or are all busy. release must be called
-// once the request is done.
+// once the request is done. An unknown service, or one removed while the
+// request waits, is an error wrapping stratus.ErrNotFound; a full queue
+// stratus.ErrCapacity; no replica free within ReadyTimeout, or Run's ctx
+// ended, stratus.ErrUnavailable.
 func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), error) {
 	m.mu.Lock()
 	s, ok := m.services[name]
@@ -31,6 +34,10 @@ func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), er
 		why := s.lastErr
 		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("service %q: %s: %w", name, why, stratus.ErrUnavailable)
+	}
+	if m.stopping { // no replica starts any more
+		m.mu.Unlock()
+		return nil, nil, fmt.Errorf("service %q: %w", name, errStopping)
 	}
 	if n := len(s.waiters); n >= m.cfg.QueueSize {
 		m.mu.Unlock()
@@ -51,8 +58,8 @@ func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), er
 	var why error
 	select {
 	case g, ok := <-w.ch:
-		if !ok {
-			return nil, nil, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
+		if !ok { // Remove or Run's end
+			return nil, nil, w.err
 		}
 		return &g.t, m.releaser(g.r), nil
 	case <-t.C:

@@ -138,7 +138,6 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	s.cur, s.svc, s.lastErr = set, *stored, ""
 	m.services[name] = s
 	if old != nil {
-		old.retired = true
 		s.draining = append(s.draining, old)
 		m.retireLocked(old)
 	}
@@ -203,12 +202,15 @@ func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
 // retire stops every replica of set now (a revision that never served).
 func (m *Manager) retire(set *revSet) {
 	m.mu.Lock()
-	set.retired = true
 	m.retireLocked(set)
 	m.mu.Unlock()
 }
 
+// retireLocked marks set retired and asks its replicas to stop (each
+// drains its requests first) and its prepared sandbox, if any, to stop in
+// a goroutine of the Manager's.
 func (m *Manager) retireLocked(set *revSet) {
+	set.retired = true
 	set.desired = 0
 	for _, r := range set.replicas {
 		r.requestStop()
@@ -218,9 +220,23 @@ func (m *Manager) retireLocked(set *revSet) {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.stopPrepared(p)
+			m.stopPrepared(set, p)
 		}()
 	}
+}
+
+// endLocked retires every revision of s and fails the requests waiting
+// for one of its replicas with err.
+func (m *Manager) endLocked(s *service, err error) {
+	m.retireLocked(s.cur)
+	for _, set := range s.draining {
+		m.retireLocked(set)
+	}
+	for _, w := range s.waiters {
+		w.err = err
+		close(w.ch)
+	}
+	s.waiters = nil
 }
 
 // Remove deletes service name: its replicas stop (in-flight requests
@@ -233,17 +249,9 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	m.mu.Lock()
-	s, ok := m.services[name]
-	if ok {
+	if s, ok := m.services[name]; ok {
 		delete(m.services, name)
-		for _, set := range append(s.draining, s.cur) {
-			set.retired = true
-			m.retireLocked(set)
-		}
-		for _, w := range s.waiters {
-			close(w.ch)
-		}
-		s.waiters = nil
+		m.endLocked(s, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 	}
 	m.mu.Unlock()
 	return nil

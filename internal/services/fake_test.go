@@ -31,10 +31,16 @@ import (
 //	FAKE_UNHEALTHY=1          GET /healthz answers 500
 //	FAKE_UNHEALTHY_AFTER_MS=N GET /healthz answers 500 once it has run N ms
 //	FAKE_WAIT_GATE=1          it listens once the test opens the driver's gate
+//
+// Once the test sets hangHealth, GET /healthz of every sandbox hangs
+// until its client gives up; healthHung counts those requests.
 type fakeDriver struct {
 	caps     sandbox.Capabilities
 	gate     chan struct{}
 	gateOnce sync.Once
+
+	hangHealth atomic.Bool
+	healthHung atomic.Int32
 
 	mu     sync.Mutex
 	boxes  map[string]*fakeBox // live or not yet reaped by Wait
@@ -45,6 +51,7 @@ type fakeDriver struct {
 var _ sandbox.Driver = (*fakeDriver)(nil)
 
 type fakeBox struct {
+	drv      *fakeDriver
 	id       string
 	env      map[string]string
 	argv     []string
@@ -78,7 +85,7 @@ func (d *fakeDriver) newBoxLocked(spec sandbox.Spec, prepared bool) *fakeBox {
 		env[k] = v
 	}
 	b := &fakeBox{
-		id: spec.ID, env: env, argv: slices.Clone(spec.Argv), stdout: spec.Stdout, prepared: prepared,
+		drv: d, id: spec.ID, env: env, argv: slices.Clone(spec.Argv), stdout: spec.Stdout, prepared: prepared,
 		quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	d.boxes[spec.ID] = b
@@ -201,6 +208,11 @@ func (b *fakeBox) handler() http.Handler {
 		fmt.Fprintf(w, "%s slept %d ms", b.id, ms)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if b.drv.hangHealth.Load() {
+			b.drv.healthHung.Add(1)
+			<-r.Context().Done()
+			return
+		}
 		sick := b.env["FAKE_UNHEALTHY"] != ""
 		if s := b.env["FAKE_UNHEALTHY_AFTER_MS"]; s != "" {
 			ms, _ := strconv.Atoi(s)

@@ -3,7 +3,9 @@ package services
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,7 +63,9 @@ func (d *hangingDriver) Addr(ctx context.Context, id string) (netip.Addr, error)
 
 // Run ends within its documented bound after its ctx ends even when the
 // driver hangs: in the Stop of a serving replica (whose Wait then never
-// returns on its own) and in the Start of a replica being deployed.
+// returns on its own), in the Start of a replica being deployed, and with
+// the serving replica's liveness probe hung when ctx ends (a probe runs
+// outside the driver's contexts: the bound has room for one).
 func TestRunEndsWithHungDriver(t *testing.T) {
 	t.Parallel()
 	d := &hangingDriver{fakeDriver: newFakeDriver(sandbox.Capabilities{})}
@@ -79,17 +83,19 @@ func TestRunEndsWithHungDriver(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	if _, err := m.Deploy(t.Context(), "web", stratus.ServiceConfig{Image: "app", MinScale: 1}); err != nil {
+	if _, err := m.Deploy(t.Context(), "web", stratus.ServiceConfig{Image: "app", MinScale: 1, HealthPath: "/healthz"}); err != nil {
 		t.Fatal(err)
 	}
 
 	d.hang.Store(true)
+	d.hangHealth.Store(true)
 	deployed := make(chan error, 1)
 	go func() {
 		_, err := m.Deploy(t.Context(), "api", stratus.ServiceConfig{Image: "app"})
 		deployed <- err
 	}()
 	eventually.True(t, waitFor, "a Start hung", func() bool { return d.hung.Load() == 1 })
+	eventually.True(t, waitFor, "a liveness probe hung", func() bool { return d.healthHung.Load() >= 1 })
 
 	cancel()
 	stopped := time.Now()
@@ -102,8 +108,11 @@ func TestRunEndsWithHungDriver(t *testing.T) {
 		t.Fatalf("Run did not return within %s of its ctx's end", waitFor)
 	}
 	took := time.Since(stopped)
-	// The documented bound, and room for a slow machine.
-	if bound := 2*cfg.StopGrace + cfg.DriverTimeout; took > bound+2*time.Second {
+	// The bound Run keeps to, with less room for a slow machine than the
+	// probe it has to allow for, so that a bound leaving the probe out
+	// fails here.
+	bound := m.stopBound()
+	if slack := probeTimeout / 2; took > bound+slack {
 		t.Errorf("Run returned %s after its ctx ended, bound %s", took, bound)
 	}
 	// Start of api's replica, Stop of web's: both hung, both returned
@@ -125,25 +134,181 @@ func TestRunEndsWithHungDriver(t *testing.T) {
 	}
 }
 
-// Deploy waits for Run: before it, no replica may start.
+// lostDriver is the fake driver whose Stop stops nothing (it fails, or
+// with stopFails false returns as if it had stopped the sandbox) and
+// whose Wait never sees a sandbox end, as a runc that lost track of its
+// containers: Wait returns when its ctx ends.
+type lostDriver struct {
+	*fakeDriver
+	stopFails bool
+}
+
+func (d *lostDriver) Stop(ctx context.Context, id string, grace time.Duration) error {
+	if d.stopFails {
+		return fmt.Errorf("stop sandbox %q: container not found", id)
+	}
+	return nil
+}
+
+func (d *lostDriver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
+	<-ctx.Done()
+	return sandbox.Exit{}, ctx.Err()
+}
+
+// A replica whose stop the driver does not finish is forgotten within
+// about DriverTimeout of its Stop (at once when Stop fails), while Run
+// goes on: it no longer counts against MaxReplicas, and its retired
+// revision leaves the draining ones.
+func TestStoppedReplicaForgottenWhenDriverLosesIt(t *testing.T) {
+	t.Parallel()
+	for _, stopFails := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stop fails %v", stopFails), func(t *testing.T) {
+			t.Parallel()
+			d := &lostDriver{fakeDriver: newFakeDriver(sandbox.Capabilities{}), stopFails: stopFails}
+			t.Cleanup(d.stopAll)
+			const driverTimeout = 100 * time.Millisecond
+			m := New(Config{
+				Store: newFakeStore(), Images: fakeImages{}, Driver: d,
+				ProbeInterval: 50 * time.Millisecond, Tick: 50 * time.Millisecond,
+				StopGrace: 100 * time.Millisecond, DriverTimeout: driverTimeout,
+				MaxReplicas: 2,
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- m.Run(ctx) }()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			})
+			deploy := func(name string) {
+				t.Helper()
+				if _, err := m.Deploy(t.Context(), name, stratus.ServiceConfig{Image: "app", MinScale: 1, MaxScale: 1}); err != nil {
+					t.Fatalf("deploy %s: %v", name, err)
+				}
+			}
+
+			// web's second revision retires the first: its replica drains
+			// and is stopped, which the driver does not see through.
+			deploy("web")
+			deploy("web")
+			eventually.True(t, 20*driverTimeout, "the retired replica forgotten", func() bool {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				return m.total == 1 && len(m.services["web"].draining) == 0
+			})
+			if st := statusOf(t, m, "web"); st.Live != 1 || st.Draining != 0 {
+				t.Errorf("web after its first revision was forgotten: %+v", st)
+			}
+			// The room it left under MaxReplicas takes another service.
+			deploy("api")
+		})
+	}
+}
+
+// statusOf is the status of m's service name.
+func statusOf(t *testing.T, m *Manager, name string) Status {
+	t.Helper()
+	_, st, err := m.Get(name)
+	if err != nil {
+		t.Fatalf("get %s: %v", name, err)
+	}
+	return st
+}
+
+// Deploy waits for Run: a deploy whose ctx ends before Run starts fails
+// and starts nothing; one that comes before Run blocks until Run starts,
+// then proceeds.
 func TestDeployWaitsForRun(t *testing.T) {
 	t.Parallel()
 	d := newFakeDriver(sandbox.Capabilities{})
 	t.Cleanup(d.stopAll)
 	m := New(Config{Store: newFakeStore(), Images: fakeImages{}, Driver: d, ProbeInterval: 50 * time.Millisecond, StopGrace: 100 * time.Millisecond})
-	ctx, cancel := context.WithCancel(t.Context())
+
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := m.Deploy(gone, "web", stratus.ServiceConfig{Image: "app"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("deploy before Run, its ctx cancelled: %v, want context.Canceled", err)
+	}
+
+	// Deploy asks its ctx for Done first where it waits for Run.
+	ctx := &doneWatch{Context: t.Context(), asked: make(chan struct{})}
 	deployed := make(chan error, 1)
 	go func() {
-		_, err := m.Deploy(ctx, "web", stratus.ServiceConfig{Image: "app"})
+		_, err := m.Deploy(ctx, "web", stratus.ServiceConfig{Image: "app", MinScale: 2})
 		deployed <- err
 	}()
-	cancel()
-	if err := <-deployed; !errors.Is(err, context.Canceled) {
-		t.Errorf("deploy before Run, its ctx cancelled: %v, want context.Canceled", err)
+	select {
+	case <-ctx.asked:
+	case <-time.After(waitFor):
+		t.Fatal("Deploy did not wait on its ctx")
+	}
+	select {
+	case err := <-deployed:
+		t.Fatalf("Deploy returned before Run started: %v", err)
+	default:
 	}
 	if started := d.started(); len(started) != 0 {
 		t.Errorf("sandboxes started before Run: %v", started)
 	}
+
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if live := d.live(); len(live) != 0 {
+			t.Errorf("sandboxes left running after Run returned: %v", live)
+		}
+	})
+	select {
+	case err := <-deployed:
+		if err != nil {
+			t.Fatalf("deploy once Run started: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Deploy did not return once Run started")
+	}
+	if st := statusOf(t, m, "web"); st.Ready != 2 || len(d.started()) != 2 {
+		t.Errorf("after the deploy: %+v, sandboxes started %v; want 2 ready", st, d.started())
+	}
+}
+
+// doneWatch is a context that closes asked the first time Done is called.
+type doneWatch struct {
+	context.Context
+	once  sync.Once
+	asked chan struct{}
+}
+
+func (c *doneWatch) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.asked) })
+	return c.Context.Done()
+}
+
+// Requests waiting for a replica when Run's ctx ends fail with
+// ErrUnavailable (the server is stopping), not ErrNotFound, and so do
+// requests that come then.
+func TestRunFailsWaitingRequests(t *testing.T) {
+	h := newHarness(t)
+	h.deploy("web", stratus.ServiceConfig{Image: "app", MinScale: 1, MaxScale: 1, Concurrency: 1})
+	_, release := h.acquire("web")
+	waiting := h.acquireAsync(t.Context(), "web")
+	eventually.True(t, waitFor, "a request waiting", func() bool { return h.status("web").Waiting == 1 })
+
+	h.cancel()
+	if a := receive(t, waiting); !errors.Is(a.err, stratus.ErrUnavailable) {
+		t.Errorf("waiting acquire when Run's ctx ended: %v, want ErrUnavailable", a.err)
+	}
+	if _, _, err := h.m.Acquire(t.Context(), "web"); !errors.Is(err, stratus.ErrUnavailable) {
+		t.Errorf("acquire once Run's ctx ended: %v, want ErrUnavailable", err)
+	}
+	release()
+	h.stop()
 }
 
 // A deploy in progress when Run's ctx ends is stopped with the rest: its

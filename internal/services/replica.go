@@ -1,6 +1,7 @@
 package services
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -79,10 +80,8 @@ func (m *Manager) forget(r *replica) {
 // runOnce runs one sandbox of r. It returns why it ended, or stopped
 // when r was asked to stop (the sandbox then drained and stopped).
 func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
-	select {
-	case <-r.stop:
+	if r.stopRequested() {
 		return "", true
-	default:
 	}
 	set := r.set
 	c := set.rev.Config
@@ -109,22 +108,28 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	if err != nil {
 		return "start: " + err.Error(), false
 	}
+	// The Wait lasts as long as the sandbox, until stopSandbox gives up
+	// on it (see stopSandbox), or until the lifetime ends.
+	wctx, endWait := context.WithCancel(m.life)
 	exited := make(chan sandbox.Exit, 1)
 	var waited sync.WaitGroup
 	waited.Add(1)
 	go func() {
 		defer waited.Done()
-		// Bounded by the lifetime: it ends with the sandbox, or at the
-		// latest when a stop that the driver does not finish runs out.
-		e, err := m.cfg.Driver.Wait(m.life, id)
+		e, err := m.cfg.Driver.Wait(wctx, id)
 		if err != nil {
+			if wctx.Err() != nil {
+				m.log.Warn("the end of a stopped replica's sandbox was not seen; it may be left behind", "service", set.svc.name, "replica", id)
+			}
 			e = sandbox.Exit{Code: -1, Signal: "unknown"}
 		}
 		exited <- e
 	}()
 	defer waited.Wait()
+	defer endWait()
 	stopSandbox := func() sandbox.Exit {
-		m.stopSandbox(id, m.cfg.StopGrace)
+		giveUp := m.stopSandbox(set, id, m.cfg.StopGrace, endWait)
+		defer giveUp.Stop()
 		return <-exited
 	}
 
@@ -151,6 +156,11 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	wait := 500 * time.Microsecond
 	var lastProbe error
 	for {
+		// A stop comes before another probe: see Manager.stopBound.
+		if r.stopRequested() {
+			stopSandbox()
+			return "", true
+		}
 		if lastProbe = probe.check(); lastProbe == nil {
 			break
 		}
@@ -197,6 +207,9 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 			stopSandbox()
 			return "", true
 		case <-live.C:
+			if r.stopRequested() {
+				continue // the stop comes before another probe
+			}
 			if err := probe.check(); err != nil {
 				failures++
 				if failures < livenessFailures {
@@ -274,35 +287,49 @@ func (m *Manager) prepareAhead(set *revSet) {
 		}
 		m.mu.Lock()
 		set.preparing = false
-		keep := err == nil && !m.stopping && !set.retired && set.prepared == nil
+		stopping := m.stopping
+		keep := err == nil && !stopping && !set.retired && set.prepared == nil
 		if keep {
 			set.prepared = p
 		}
 		m.mu.Unlock()
 		switch {
 		case err != nil:
-			m.log.Warn("prepare a replica", "service", set.svc.name, "revision", set.rev.Name(), "err", err)
+			// Once Run's ctx has ended, a Prepare cut short is no news.
+			if !stopping {
+				m.log.Warn("prepare a replica", "service", set.svc.name, "revision", set.rev.Name(), "err", err)
+			}
 		case !keep:
-			m.stopPrepared(p)
+			m.stopPrepared(set, p)
 		}
 	}()
 }
 
-// stopPrepared stops a prepared sandbox that will not be used.
-func (m *Manager) stopPrepared(p *sandboxSpec) {
-	m.stopSandbox(p.spec.ID, 0)
-	// Bounded by the lifetime, as a replica's Wait.
-	_, _ = m.cfg.Driver.Wait(m.life, p.spec.ID)
+// stopPrepared stops a prepared sandbox of set that will not be used,
+// and reaps it.
+func (m *Manager) stopPrepared(set *revSet, p *sandboxSpec) {
+	wctx, endWait := context.WithCancel(m.life)
+	defer endWait()
+	giveUp := m.stopSandbox(set, p.spec.ID, 0, endWait)
+	defer giveUp.Stop()
+	_, _ = m.cfg.Driver.Wait(wctx, p.spec.ID)
 }
 
-// stopSandbox asks the driver to stop sandbox id, giving it grace, and
-// gives up on the driver after grace and DriverTimeout.
-func (m *Manager) stopSandbox(id string, grace time.Duration) {
+// stopSandbox asks the driver to stop sandbox id of set, giving it grace,
+// and gives up on the driver after grace and DriverTimeout. It then
+// bounds the sandbox's Wait: endWait, which ends the Wait's context, runs
+// DriverTimeout after Stop returned, or at once if Stop failed (then the
+// Wait may never see an end). The caller stops the returned timer once
+// its Wait has returned.
+func (m *Manager) stopSandbox(set *revSet, id string, grace time.Duration, endWait func()) *time.Timer {
 	ctx, cancel := m.callCtx(grace + m.cfg.DriverTimeout)
-	defer cancel()
-	if err := m.cfg.Driver.Stop(ctx, id, grace); err != nil {
-		m.log.Warn("stop replica", "replica", id, "err", err)
+	err := m.cfg.Driver.Stop(ctx, id, grace)
+	cancel()
+	if err != nil {
+		m.log.Warn("stop replica", "service", set.svc.name, "replica", id, "err", err)
+		endWait()
 	}
+	return time.AfterFunc(m.cfg.DriverTimeout, endWait)
 }
 
 // unready takes r out of rotation.

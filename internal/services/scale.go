@@ -1,6 +1,10 @@
 package services
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+	"time"
+)
 
 // reconcileLocked starts or stops replicas of set toward set.desired.
 // Idle replicas are stopped first, then those with the fewest requests.
@@ -39,19 +43,43 @@ func (m *Manager) reconcileLocked(set *revSet) {
 
 func (r *replica) requestStop() { r.stopOnce.Do(func() { close(r.stop) }) }
 
+// stopRequested reports whether r was asked to stop.
+func (r *replica) stopRequested() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (m *Manager) notifyLocked() {
 	close(m.changed)
 	m.changed = make(chan struct{})
 }
 
 // scale feeds each serving revision's autoscaler and applies its
-// decision; it also stops drained replicas of old revisions.
+// decision; it also stops drained replicas of old revisions. It logs the
+// changes once m.mu is released.
 func (m *Manager) scale() {
-	now := m.cfg.Now()
+	for _, c := range m.scaleAll(m.cfg.Now()) {
+		m.log.Debug("autoscale", "service", c.service, "from", c.from, "to", c.to, "panic", c.panic)
+	}
+}
+
+// scaleChange is a change of a serving revision's desired replicas.
+type scaleChange struct {
+	service  string
+	from, to int
+	panic    bool
+}
+
+// scaleAll does scale's work under m.mu and returns the changes.
+func (m *Manager) scaleAll(now time.Time) (changes []scaleChange) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopping {
-		return
+		return nil
 	}
 	for _, s := range m.services {
 		set := s.cur
@@ -65,12 +93,13 @@ func (m *Manager) scale() {
 			desired = max(desired, 1)
 		}
 		if desired != set.desired {
-			m.log.Debug("autoscale", "service", s.name, "from", set.desired, "to", desired, "panic", d.Panic)
+			changes = append(changes, scaleChange{s.name, set.desired, desired, d.Panic})
 		}
 		set.desired = desired
 		m.reconcileLocked(set)
 		s.draining = slices.DeleteFunc(s.draining, func(old *revSet) bool { return len(old.replicas) == 0 })
 	}
+	return changes
 }
 
 // stopAll stops every replica, in-flight requests draining for at most
@@ -79,17 +108,10 @@ func (m *Manager) stopAll() {
 	m.mu.Lock()
 	m.stopping = true
 	m.notifyLocked() // draining replicas shorten their wait
-	for _, s := range m.services {
-		for _, set := range append(s.draining, s.cur) {
-			m.retireLocked(set)
-		}
-		for _, w := range s.waiters {
-			close(w.ch)
-		}
-		s.waiters = nil
+	for name, s := range m.services {
+		m.endLocked(s, fmt.Errorf("service %q: %w", name, errStopping))
 	}
 	for set := range m.deploying {
-		set.retired = true
 		m.retireLocked(set)
 	}
 	m.mu.Unlock()

@@ -15,14 +15,25 @@
 // Lifetime: New builds a Manager and Load reads the stored services; no
 // replica runs before Run. Run(ctx) starts each service's minimum
 // replicas, autoscales every tick and, once ctx ends, stops every replica
-// (those of deploys in progress too, which then fail with
-// stratus.ErrUnavailable) and returns. Every driver call runs with a context derived from Run's
-// and bounded in time (see Config.DriverTimeout), so Run returns at most
-// 2×StopGrace + DriverTimeout after ctx ends, even when a driver call
-// hangs. Deploy waits until Run has started.
+// (those of deploys in progress too; those deploys, and the requests
+// waiting for a replica, fail with stratus.ErrUnavailable) and returns.
+// Every driver call runs with a context derived from Run's and bounded in
+// time (see Config.DriverTimeout): a sandbox's Wait lasts until its
+// sandbox ends but at most DriverTimeout after its Stop returned (no
+// longer once its Stop failed), so a replica whose stop the driver does
+// not see through is forgotten all the same. Once ctx ends, a
+// replica finishes the probe it may be running (1 s at most), drains its
+// requests for StopGrace at most, stops its sandbox (StopGrace +
+// DriverTimeout) and waits for its end (DriverTimeout); so Run returns at
+// most 1 s + 2×StopGrace + 2×DriverTimeout after ctx ends
+// (Manager.stopBound), even when a driver call hangs: driver calls still
+// running then are cancelled. Deploy waits until Run has started.
 //
 // Goroutines: the Manager owns one per replica (start, probe, restart,
-// drain and stop), one per sandbox prepared ahead, and its Run loop
+// drain and stop) and, while that replica's sandbox runs, one waiting
+// for its end (Driver.Wait; runOnce waits for it before it returns);
+// one per sandbox prepared ahead; one per prepared sandbox being stopped
+// (its revision retired, see retireLocked); and its Run loop
 // (autoscaling and reconciling every tick). Run returns after stopping
 // every replica and waiting for those goroutines. A request waits in
 // Acquire on its own goroutine, bounded in time and in number.
@@ -124,9 +135,9 @@ type Config struct {
 	// StopGrace is how long a stopping replica gets after SIGTERM, and
 	// how long, once Run's ctx ends, replicas drain their requests.
 	StopGrace time.Duration
-	// DriverTimeout bounds each driver call other than Start, Prepare
-	// (bounded by ReadyTimeout) and Wait (bounded by the Manager's
-	// lifetime), beyond the StopGrace a Stop takes: 10 s when 0.
+	// DriverTimeout bounds each driver call other than Start and Prepare
+	// (bounded by ReadyTimeout), beyond the StopGrace a Stop takes, and a
+	// Wait once its sandbox's Stop returned: 10 s when 0.
 	DriverTimeout time.Duration
 	// QueueSize bounds the requests waiting for a replica per service;
 	// more get ErrCapacity.
@@ -266,6 +277,9 @@ type replica struct {
 
 type waiter struct {
 	ch chan grant // buffered 1; receives the granted replica
+	// err is why ch was closed without a grant (the service was removed,
+	// or Run's ctx ended); set before the close.
+	err error
 }
 
 // grant is a replica slot given to a waiting request, with the replica's
@@ -376,8 +390,8 @@ func (m *Manager) ImageInUse(d string) bool {
 // Run starts the loaded services' minimum replicas, then autoscales
 // every service each tick until ctx ends; it then stops every replica
 // and returns once every goroutine of the Manager has ended: at most
-// 2×StopGrace + DriverTimeout after ctx ends, whatever the driver does.
-// Call it once.
+// stopBound (1 s + 2×StopGrace + 2×DriverTimeout) after ctx ends,
+// whatever the driver does. Call it once.
 func (m *Manager) Run(ctx context.Context) error {
 	// Replicas stop after ctx ends, so driver calls outlive it, but not
 	// the shutdown bound: end cancels them all then.
@@ -414,11 +428,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
-// stopBound is how long after Run's ctx ends its driver calls may last:
-// replicas drain for StopGrace, then each Stop takes StopGrace and
-// DriverTimeout at most.
+// stopBound is how long after Run's ctx ends its driver calls may last.
+// A replica may be running a probe (probeTimeout; it runs outside the
+// driver's contexts, and no other probe starts after the stop), then
+// drains for StopGrace; then its Stop takes StopGrace and DriverTimeout
+// at most, and its Wait DriverTimeout more.
 func (m *Manager) stopBound() time.Duration {
-	return 2*m.cfg.StopGrace + m.cfg.DriverTimeout
+	return probeTimeout + 2*m.cfg.StopGrace + 2*m.cfg.DriverTimeout
 }
 
 // callCtx is the context of one driver call: it ends after d, or when

@@ -36,7 +36,7 @@ func (s *Store) PutVersion(ctx context.Context, name string, cfg stratus.Functio
 		UpdatedAt: fromNanos(now),
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		if err := claimName(ctx, tx, name, kindFunction); err != nil {
+		if err := claimName(ctx, tx, name, KindFunction); err != nil {
 			return err
 		}
 		var head int
@@ -152,7 +152,8 @@ func (s *Store) GetVersion(ctx context.Context, name string, version int) (*stra
 }
 
 // DeleteFunction removes function name with its versions, invocation
-// records and log lines and frees its name, or returns an error wrapping
+// records and log lines and frees its name (a service still stored under
+// it gets it, see freeName), or returns an error wrapping
 // stratus.ErrNotFound.
 func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -165,7 +166,7 @@ func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 		} else if n == 0 {
 			return stratus.ErrNotFound
 		}
-		if err := freeName(ctx, tx, name, kindFunction); err != nil {
+		if err := freeName(ctx, tx, name, KindFunction); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM invocations WHERE function = ?`, name); err != nil {

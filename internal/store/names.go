@@ -3,16 +3,32 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/stratus-run/stratus"
 )
 
-// The kinds of things that hold a name in the names table.
+// The kinds of things that hold a name in the names table (NameHolder).
 const (
-	kindFunction = "function"
-	kindService  = "service"
+	KindFunction = "function"
+	KindService  = "service"
 )
+
+// NameHolder reports which kind holds name, if any: a read-only look at
+// the registry, for a deploy to fail early before its costly steps. It
+// decides nothing: the transaction that records a deploy claims the
+// name and is the judge.
+func (s *Store) NameHolder(ctx context.Context, name string) (kind string, ok bool, err error) {
+	err = s.r.QueryRowContext(ctx, `SELECT kind FROM names WHERE name = ?`, name).Scan(&kind)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("look up name %q: %w", name, err)
+	}
+	return kind, true, nil
+}
 
 // claimName holds name for kind in tx: it records the name if it is free
 // and fails with an error wrapping stratus.ErrConflict if another kind
@@ -32,9 +48,21 @@ func claimName(ctx context.Context, tx *sql.Tx, name, kind string) error {
 	return nil
 }
 
-// freeName releases name if kind holds it.
+// freeName releases name if kind holds it, once the thing of that kind
+// is deleted in tx. Should one of the other kind still be stored under
+// name, the name passes to it: a data dir from before the registry may
+// hold a function and a service of one name (0006_names.sql gave the
+// name to the function), and the one left keeps being served.
 func freeName(ctx context.Context, tx *sql.Tx, name, kind string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM names WHERE name = ? AND kind = ?`, name, kind); err != nil {
+		return fmt.Errorf("free name %q: %w", name, err)
+	}
+	other, table := KindService, "services"
+	if kind == KindService {
+		other, table = KindFunction, "functions"
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO names (name, kind) SELECT name, ? FROM `+table+` WHERE name = ?`,
+		other, name); err != nil {
 		return fmt.Errorf("free name %q: %w", name, err)
 	}
 	return nil
@@ -47,7 +75,7 @@ func freeName(ctx context.Context, tx *sql.Tx, name, kind string) error {
 // ReleaseServiceName gives back a claim whose deploy failed; a claim
 // left by a crash is dropped at the next Open.
 func (s *Store) ClaimServiceName(ctx context.Context, name string) error {
-	return s.write(ctx, func(tx *sql.Tx) error { return claimName(ctx, tx, name, kindService) })
+	return s.write(ctx, func(tx *sql.Tx) error { return claimName(ctx, tx, name, KindService) })
 }
 
 // ReleaseServiceName frees name if a service claimed it but none is
@@ -55,7 +83,7 @@ func (s *Store) ClaimServiceName(ctx context.Context, name string) error {
 func (s *Store) ReleaseServiceName(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM names WHERE name = ? AND kind = ?
-			AND NOT EXISTS (SELECT 1 FROM services WHERE name = ?)`, name, kindService, name)
+			AND NOT EXISTS (SELECT 1 FROM services WHERE name = ?)`, name, KindService, name)
 		return err
 	})
 	if err != nil {
@@ -69,7 +97,7 @@ func (s *Store) ReleaseServiceName(ctx context.Context, name string) error {
 // replicas started. Only Open calls it, before any deploy can run.
 func dropStaleClaims(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, `DELETE FROM names WHERE kind = ?
-		AND name NOT IN (SELECT name FROM services)`, kindService); err != nil {
+		AND name NOT IN (SELECT name FROM services)`, KindService); err != nil {
 		return fmt.Errorf("drop unfinished name claims: %w", err)
 	}
 	return nil

@@ -57,6 +57,9 @@ func TestNamesOneKindAtATime(t *testing.T) {
 	if err := s.DeleteFunction(ctx, "fn"); err != nil {
 		t.Fatal(err)
 	}
+	if kind, ok, err := s.NameHolder(ctx, "fn"); ok || err != nil {
+		t.Errorf("NameHolder of a removed function's name: %q, %v, %v; want free", kind, ok, err)
+	}
 	if err := s.ClaimServiceName(ctx, "fn"); err != nil {
 		t.Errorf("claim a removed function's name: %v", err)
 	}
@@ -140,13 +143,30 @@ func TestMigrationFillsNames(t *testing.T) {
 	wantConflict(t, "claim a migrated function's name", s.ClaimServiceName(ctx, "fn"), "function")
 	_, err := s.PutVersion(ctx, "svc", testConfig(128), "sha", 1)
 	wantConflict(t, "deploy a function under a migrated service's name", err, "service")
-	// The function kept the shared name; removing it frees the name for
-	// the service.
+	wantHolder(t, s, "fn", KindFunction)
+	// The function kept the shared name; removing it hands the name to
+	// the service still stored (and served) under it: no function may
+	// take it then, also after a restart, and the service deploys.
 	if err := s.DeleteFunction(ctx, "fn"); err != nil {
 		t.Fatal(err)
 	}
+	wantHolder(t, s, "fn", KindService)
+	_, err = s.PutVersion(ctx, "fn", testConfig(128), "sha", 1)
+	wantConflict(t, "deploy a function under the name the removed function shared", err, "service")
+	s.Close()
+	s = openAt(t, path)
+	wantHolder(t, s, "fn", KindService)
 	if err := putService(ctx, s, "fn", 2); err != nil {
 		t.Errorf("deploy the service once the function is removed: %v", err)
+	}
+}
+
+// wantHolder fails unless kind holds name.
+func wantHolder(t *testing.T, s *Store, name, kind string) {
+	t.Helper()
+	got, ok, err := s.NameHolder(t.Context(), name)
+	if err != nil || !ok || got != kind {
+		t.Errorf("NameHolder(%q) = %q, %v, %v; want %q", name, got, ok, err, kind)
 	}
 }
 

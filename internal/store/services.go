@@ -35,7 +35,7 @@ func (s *Store) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratu
 		return nil, fmt.Errorf("put service %q: decode config: %w", rev.Service, err)
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		if err := claimName(ctx, tx, rev.Service, kindService); err != nil {
+		if err := claimName(ctx, tx, rev.Service, KindService); err != nil {
 			return err
 		}
 		var taken int
@@ -125,7 +125,8 @@ func (s *Store) ListServices(ctx context.Context) ([]stratus.Service, error) {
 }
 
 // DeleteService removes service name with its revisions and log lines and
-// frees its name, or returns an error wrapping stratus.ErrNotFound.
+// frees its name (a function still stored under it gets it, see
+// freeName), or returns an error wrapping stratus.ErrNotFound.
 func (s *Store) DeleteService(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM services WHERE name = ?`, name) // revisions cascade
@@ -137,7 +138,7 @@ func (s *Store) DeleteService(ctx context.Context, name string) error {
 		} else if n == 0 {
 			return stratus.ErrNotFound
 		}
-		if err := freeName(ctx, tx, name, kindService); err != nil {
+		if err := freeName(ctx, tx, name, KindService); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM logs WHERE function = ?`, stratus.ServiceLogKey(name))
