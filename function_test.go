@@ -2,6 +2,7 @@ package stratus_test
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -240,16 +241,38 @@ func TestFunctionConfigValidate(t *testing.T) {
 	}
 }
 
-// TestFunctionConfigValidateRetriesBound: a server that allows fewer
-// retries than Lambda's default still accepts the default.
+// TestFunctionConfigValidateRetriesBound: a function may ask for up to
+// the server's Limits.MaxRetries retries, and always for Lambda's
+// default (DefaultMaxRetries), even on a server that allows fewer or sets
+// no bound.
 func TestFunctionConfigValidateRetriesBound(t *testing.T) {
-	c := validFunction()
-	c.MaxRetries = ptr(stratus.DefaultMaxRetries)
-	if err := c.Validate(stratus.Limits{MaxConcurrency: stratus.DefaultMaxConc}); err != nil {
-		t.Errorf("retries %d with no server bound: %v", stratus.DefaultMaxRetries, err)
+	for _, tc := range []struct {
+		name      string
+		serverMax int // Limits.MaxRetries
+		bound     int // the most a function may ask for
+	}{
+		{"no server bound", 0, stratus.DefaultMaxRetries},
+		{"a server allowing fewer", stratus.DefaultMaxRetries - 1, stratus.DefaultMaxRetries},
+		{"a server allowing the default", stratus.DefaultMaxRetries, stratus.DefaultMaxRetries},
+		{"a server allowing more", stratus.DefaultMaxRetries + 3, stratus.DefaultMaxRetries + 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			limits := stratus.Limits{MaxConcurrency: stratus.DefaultMaxConc, MaxRetries: tc.serverMax}
+			c := validFunction()
+			c.MaxRetries = nil // the default
+			if err := c.Validate(limits); err != nil {
+				t.Errorf("the default retries: %v", err)
+			}
+			for _, n := range []int{0, stratus.DefaultMaxRetries, tc.bound} {
+				c.MaxRetries = ptr(n)
+				if err := c.Validate(limits); err != nil {
+					t.Errorf("%d retries: %v", n, err)
+				}
+			}
+			c.MaxRetries = ptr(tc.bound + 1)
+			checkErr(t, c.Validate(limits), fmt.Sprintf(`^max retries %d: must be between 0 and %d`, tc.bound+1, tc.bound))
+		})
 	}
-	c.MaxRetries = ptr(stratus.DefaultMaxRetries + 1)
-	checkErr(t, c.Validate(stratus.Limits{MaxConcurrency: stratus.DefaultMaxConc}), `^max retries 3: must be between 0 and 2`)
 }
 
 func TestRuntimes(t *testing.T) {

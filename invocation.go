@@ -3,6 +3,7 @@ package stratus
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"sync"
 	"time"
 )
 
@@ -93,17 +94,26 @@ type Response struct {
 }
 
 // NewRequestID returns a new request ID: a UUID of version 7 (RFC 9562:
-// 48 bits of Unix milliseconds, then random bits), so IDs made later sort
-// later and the store's indexes grow at their end. It panics only if the
-// system's random source fails, as crypto/rand.Read does.
-func NewRequestID() string {
+// 48 bits of Unix milliseconds, a 12-bit counter, then 62 random bits),
+// so IDs made later sort later, within a millisecond too, and the store's
+// indexes grow at their end. The counter is RFC 9562's method 1 (see
+// idClock); an ID's time may run a few milliseconds ahead of the clock
+// after more than 2,048 IDs in one millisecond, or stay at the last ID's
+// while the clock goes back. It is safe for concurrent use and panics
+// only if the system's random source fails, as crypto/rand.Read does.
+func NewRequestID() string { return requestIDs.newID(time.Now().UnixMilli()) }
+
+// newID returns a new request ID made at now (Unix milliseconds) that
+// sorts after every ID c has made.
+func (c *idClock) newID(now int64) string {
 	var b [16]byte
-	ms := uint64(time.Now().UnixMilli())
+	_, _ = rand.Read(b[6:])
+	ms, seq := c.next(now, uint16(b[6])<<8|uint16(b[7]))
 	for i := range 6 {
 		b[i] = byte(ms >> (40 - 8*i))
 	}
-	_, _ = rand.Read(b[6:])
-	b[6] = b[6]&0x0f | 0x70 // version 7
+	b[6] = 0x70 | byte(seq>>8) // version 7, then the counter's top 4 bits
+	b[7] = byte(seq)
 	b[8] = b[8]&0x3f | 0x80 // variant 10
 	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])
@@ -116,6 +126,39 @@ func NewRequestID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
+}
+
+// requestIDs orders the IDs NewRequestID makes.
+var requestIDs idClock
+
+// idClock is the time and counter of the last request ID made, so that
+// the next one sorts after it (RFC 9562, section 6.2, method 1: a
+// counter in rand_a).
+type idClock struct {
+	mu  sync.Mutex
+	ms  int64  // Unix milliseconds of the last ID
+	seq uint16 // its counter, 12 bits
+}
+
+// next returns the time and counter of an ID made at now (Unix
+// milliseconds), after every ID c has given: at a millisecond later than
+// the last ID's, the counter starts at seed's low 11 bits (random, in the
+// lower half, so that it has room to count); at the same or an earlier
+// one, the ID takes the last one's millisecond and the counter goes up by
+// one; past 0xfff, the millisecond goes up by one and the counter starts
+// again from seed.
+func (c *idClock) next(now int64, seed uint16) (ms int64, seq uint16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case now > c.ms:
+		c.ms, c.seq = now, seed&0x7ff
+	case c.seq < 0xfff:
+		c.seq++
+	default:
+		c.ms, c.seq = c.ms+1, seed&0x7ff
+	}
+	return c.ms, c.seq
 }
 
 // InstanceStats are a function's instance counts for status pages and

@@ -29,19 +29,24 @@ type UpstreamError struct {
 func (e *UpstreamError) Error() string { return e.Code + ": " + e.Message }
 
 // HeaderClientRequestID is the request header in which a client may
-// name its request; Responder logs a control request's failure under it.
+// name its request: 1 to 128 ASCII letters, digits and . _ : - (any other
+// value is ignored). Responder answers and logs a 5xx under it, unless the
+// answer already has its invocation's ID.
 const HeaderClientRequestID = "X-Request-Id"
 
-// Responder writes the answers of a server: JSON values (JSON) and
-// errors (Error). It is the one writer of error bodies: every error
+// Responder writes the answers of a server: JSON values (JSON, RawJSON)
+// and errors (Error). It is the one writer of error bodies: every error
 // answer goes through Error, which maps the error's kind to its status
-// and wire error with ErrorFrom and logs every 5xx with its request ID.
-// The zero Responder logs nothing.
+// and wire error with ErrorFrom; every 5xx answer carries a request ID
+// in X-Amzn-Requestid, and is logged under it. The zero Responder logs
+// nothing and answers as any other.
 type Responder struct {
 	// Log gets a line for each 5xx answer (key req_id): at level Error
 	// for an internal error (500), Info for an UpstreamError (the
-	// workload's failure, recorded with its invocation too), Warn for the
-	// others. Nil: no lines.
+	// workload's failure, not Stratus's: a function's error is also in
+	// its invocation's record, but a function's malformed response is
+	// not, as the invocation itself succeeded), Warn for the others.
+	// Nil: no lines; the answers are the same.
 	Log *slog.Logger
 }
 
@@ -53,6 +58,11 @@ func (a Responder) JSON(w http.ResponseWriter, r *http.Request, status int, v an
 		a.Error(w, r, fmt.Errorf("encode answer: %w", err))
 		return
 	}
+	writeBody(w, status, b)
+}
+
+// RawJSON answers b, a JSON value already encoded, with status.
+func (Responder) RawJSON(w http.ResponseWriter, status int, b []byte) {
 	writeBody(w, status, b)
 }
 
@@ -72,41 +82,66 @@ func (a Responder) Error(w http.ResponseWriter, r *http.Request, err error) {
 	writeBody(w, status, b)
 }
 
-// Status maps err to its status and wire error, as Error answers it, and
-// logs it if it is a 5xx; it writes nothing. It is for answers whose
-// status has already gone (a stream that ends with an error line).
+// Status maps err to its status and wire error, as Error answers it; for
+// a 5xx it sets the answer's X-Amzn-Requestid (see requestID) and logs
+// it. It writes nothing itself, so it also serves answers whose status
+// has already gone (a stream that ends on an error).
 func (a Responder) Status(w http.ResponseWriter, r *http.Request, err error) (int, Error) {
 	status, e := ErrorFrom(err)
-	if status >= 500 && a.Log != nil {
-		level := slog.LevelWarn
-		var ue *UpstreamError
-		switch {
-		case status == http.StatusInternalServerError:
-			level = slog.LevelError
-		case errors.As(err, &ue):
-			level = slog.LevelInfo
-		}
-		a.Log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path,
-			"status", status, "code", e.Code, "req_id", requestID(w, r), "err", err)
+	if status < 500 {
+		return status, e
 	}
+	id := requestID(w, r)
+	if a.Log == nil {
+		return status, e
+	}
+	level := slog.LevelWarn
+	var ue *UpstreamError
+	switch {
+	case status == http.StatusInternalServerError:
+		level = slog.LevelError
+	case errors.As(err, &ue):
+		level = slog.LevelInfo
+	}
+	a.Log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path,
+		"status", status, "code", e.Code, "req_id", id, "err", err)
 	return status, e
 }
 
-// requestID is the ID a failed request is logged under: the invocation's
-// (the answer's X-Amzn-Requestid, set by the invoke routes), else the
-// client's X-Request-Id, else a new one. The answer carries it in
-// X-Amzn-Requestid, so that the client can quote it.
+// requestID is the ID a failed request is answered and logged under: the
+// invocation's (the answer's X-Amzn-Requestid, set by the invoke routes),
+// else the client's X-Request-Id if it is a valid one
+// (validClientRequestID), else a new one. The answer carries it in X-Amzn-Requestid, so that the
+// client can quote it.
 func requestID(w http.ResponseWriter, r *http.Request) string {
 	h := w.Header()
 	if id := h.Get(HeaderRequestID); id != "" {
 		return id
 	}
 	id := r.Header.Get(HeaderClientRequestID)
-	if id == "" || len(id) > 128 {
+	if !validClientRequestID(id) {
 		id = stratus.NewRequestID()
 	}
 	h.Set(HeaderRequestID, id)
 	return id
+}
+
+// validClientRequestID reports whether id may name a request (in
+// HeaderClientRequestID): 1 to 128 ASCII letters, digits and the
+// characters . _ : -, so that it goes into headers and log lines as it
+// is.
+func validClientRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Header values the answers share; net/http only reads them.

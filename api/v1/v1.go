@@ -1,6 +1,11 @@
 // Package v1 holds the wire types of Stratus's native API (JSON under
-// /v1/...) and the one mapping from error kinds to HTTP statuses and error
-// codes. The client, the server and the CLI share them.
+// /v1/...), its headers (HeaderRequestID, HeaderClientRequestID, ...) and
+// its error edge: the one mapping from error kinds to HTTP statuses and
+// error codes (ErrorFrom), the errors that only HTTP has
+// (ErrUnauthorized, and UpstreamError for a workload's failure behind a
+// route), and Responder, the one writer of the servers' answers and
+// error bodies, which logs each 5xx. The client, the servers and the CLI
+// share them.
 package v1
 
 import (

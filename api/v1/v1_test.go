@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -98,6 +99,12 @@ func TestResponderError(t *testing.T) {
 		{name: "503 under the client's ID", err: fmt.Errorf("enqueue: %w", stratus.ErrUnavailable), reqID: "client-1", status: 503,
 			body: Error{CodeUnavailable, "enqueue: unavailable"}, logged: true, level: slog.LevelWarn, wantID: "client-1",
 			header: map[string]string{HeaderRequestID: "client-1"}},
+		{name: "503 under a client's ID of every allowed character", err: stratus.ErrUnavailable, reqID: "aZ09._:-", status: 503,
+			body: Error{CodeUnavailable, "unavailable"}, logged: true, level: slog.LevelWarn, wantID: "aZ09._:-"},
+		{name: "503 under a new ID, the client's not valid", err: stratus.ErrUnavailable, reqID: "id\x1b[31m red", status: 503,
+			body: Error{CodeUnavailable, "unavailable"}, logged: true, level: slog.LevelWarn, wantID: "new"},
+		{name: "503 under a new ID, the client's too long", err: stratus.ErrUnavailable, reqID: strings.Repeat("x", 129), status: 503,
+			body: Error{CodeUnavailable, "unavailable"}, logged: true, level: slog.LevelWarn, wantID: "new"},
 		{name: "504 under the invocation's ID", err: stratus.ErrTimeout, reqID: "client-2", setID: "inv-1", status: 504,
 			body: Error{CodeTimeout, "timed out"}, logged: true, level: slog.LevelWarn, wantID: "inv-1",
 			header: map[string]string{HeaderRequestID: "inv-1"}},
@@ -169,6 +176,64 @@ func TestResponderError(t *testing.T) {
 	}
 }
 
+func TestValidClientRequestID(t *testing.T) {
+	for _, tc := range []struct {
+		id string
+		ok bool
+	}{
+		{"a", true},
+		{"req-1", true},
+		{"0190b1c2-7d3e-7f00-8000-000000000000", true},
+		{"trace:abc.DEF_9", true},
+		{strings.Repeat("x", 128), true},
+		{"", false},
+		{strings.Repeat("x", 129), false},
+		{"a b", false},
+		{"a\nb", false},
+		{"a\x00", false},
+		{"a/b", false},
+		{"a=b", false},
+		{"é", false},
+		{`"a"`, false},
+	} {
+		if got := validClientRequestID(tc.id); got != tc.ok {
+			t.Errorf("validClientRequestID(%q) = %v, want %v", tc.id, got, tc.ok)
+		}
+	}
+}
+
+// TestResponderRequestIDWithoutLog checks that the answers do not
+// depend on logging: every 5xx carries a request ID, with or without a
+// logger; a 4xx none.
+func TestResponderRequestIDWithoutLog(t *testing.T) {
+	for _, a := range []Responder{{}, {Log: slog.New(&logtest.Recorder{})}} {
+		for _, tc := range []struct {
+			err      error
+			clientID string
+			want     string // "new" for a generated ID, "" for none
+		}{
+			{errors.New("disk I/O error"), "", "new"},
+			{stratus.ErrUnavailable, "client-1", "client-1"},
+			{&UpstreamError{Code: "Function.MalformedResponse", Message: "bad"}, "bad id", "new"},
+			{stratus.ErrNotFound, "client-2", ""},
+		} {
+			r := httptest.NewRequest("GET", "/fn/f", nil)
+			if tc.clientID != "" {
+				r.Header.Set(HeaderClientRequestID, tc.clientID)
+			}
+			w := httptest.NewRecorder()
+			a.Error(w, r, tc.err)
+			got := w.Header().Get(HeaderRequestID)
+			switch {
+			case tc.want == "new" && len(got) != 36:
+				t.Errorf("logging %v, %d for %v: %s %q, want a new request ID", a.Log != nil, w.Code, tc.err, HeaderRequestID, got)
+			case tc.want != "new" && got != tc.want:
+				t.Errorf("logging %v, %d for %v: %s %q, want %q", a.Log != nil, w.Code, tc.err, HeaderRequestID, got, tc.want)
+			}
+		}
+	}
+}
+
 // TestResponderStatus checks the mapping for answers whose status has
 // gone: a 5xx is logged, nothing is written.
 func TestResponderStatus(t *testing.T) {
@@ -197,6 +262,12 @@ func TestResponderJSON(t *testing.T) {
 	a.JSON(w, httptest.NewRequest("GET", "/v1/info", nil), http.StatusOK, map[string]any{"f": func() {}})
 	if w.Code != 500 || len(h.Records()) != 1 {
 		t.Errorf("JSON of a func: %d %q, %d lines logged", w.Code, w.Body, len(h.Records()))
+	}
+	// RawJSON answers JSON already encoded, as it is.
+	w = httptest.NewRecorder()
+	a.RawJSON(w, http.StatusOK, []byte(`{"a":1}`))
+	if w.Code != 200 || w.Body.String() != `{"a":1}` || w.Header().Get("Content-Type") != "application/json" || w.Header().Get("Content-Length") != "7" {
+		t.Errorf("RawJSON: %d %v %q", w.Code, w.Header(), w.Body)
 	}
 	// The zero Responder answers and logs nothing.
 	w = httptest.NewRecorder()

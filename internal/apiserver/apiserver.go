@@ -50,7 +50,7 @@ type Server struct {
 	pools     instanceStats
 	logs      flusher
 	queue     asyncQueue
-	gw        *gateway.Gateway
+	gw        *gateway.Gateway // nil without Functions
 	token     *gateway.Token
 	maxUpload int64
 	log       *slog.Logger
@@ -64,8 +64,17 @@ type Server struct {
 	svcProxy *gateway.ServiceProxy // host routes; nil without services
 }
 
-// Config configures a Server. Zero values mean the defaults.
+// Config configures a Server. Functions serves the function routes
+// (/v1/functions/..., /v1/invocations/..., /fn/...), and with it Store,
+// Pools, Logs and Queue are required; nil leaves those routes out. The
+// service routes (Services.Manager) require Store and Logs too. New
+// panics if a required field is nil. The other fields' zero values mean
+// the defaults, or leave their routes out where they say so.
 type Config struct {
+	// Functions keeps the deployed functions; Store their invocations,
+	// logs and async states; Pools runs their instances; Logs is the
+	// writer of invocations and logs to Store; Queue takes asynchronous
+	// invocations.
 	Functions *functions.Service
 	Store     *store.Store
 	Pools     interface {
@@ -109,8 +118,11 @@ type Config struct {
 // Config.MaxUpload is 0.
 const DefaultMaxUpload int64 = 50 << 20
 
-// New returns the API handler.
+// New returns the API handler. It panics if a required field of c is
+// nil (see Config): a wiring bug, which would otherwise surface at the
+// first request.
 func New(c Config) *Server {
+	c.mustHaveRequired()
 	c = c.withDefaults()
 	s := &Server{
 		fns: c.Functions, st: c.Store, pools: c.Pools, logs: c.Logs, queue: c.Queue,
@@ -118,9 +130,6 @@ func New(c Config) *Server {
 		answer:  v1.Responder{Log: c.Log},
 		metrics: c.Metrics, checks: c.Ready, stopping: make(chan struct{}),
 	}
-	s.gw = gateway.New(gateway.Config{
-		Invoker: c.Pools, Queue: c.Queue, Heads: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log,
-	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		s.answer.JSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
@@ -138,15 +147,22 @@ func New(c Config) *Server {
 	mux.Handle("GET /v1/info", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.answer.JSON(w, r, http.StatusOK, info)
 	})))
-	mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
-	mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
-	mux.Handle("GET /v1/functions/{name}", auth(http.HandlerFunc(s.handleGet)))
-	mux.Handle("GET /v1/functions/{name}/versions", auth(http.HandlerFunc(s.handleVersions)))
-	mux.Handle("DELETE /v1/functions/{name}", auth(http.HandlerFunc(s.handleRemove)))
-	mux.Handle("POST /v1/functions/{name}/invoke", auth(http.HandlerFunc(s.gw.ServeInvoke)))
-	mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
-	mux.Handle("GET /v1/functions/{name}/invocations", auth(http.HandlerFunc(s.handleInvocations)))
-	mux.Handle("GET /v1/invocations/{id}", auth(http.HandlerFunc(s.handleInvocation)))
+	if c.Functions != nil {
+		s.gw = gateway.New(gateway.Config{
+			Invoker: c.Pools, Queue: c.Queue, Heads: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log,
+		})
+		mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
+		mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
+		mux.Handle("GET /v1/functions/{name}", auth(http.HandlerFunc(s.handleGet)))
+		mux.Handle("GET /v1/functions/{name}/versions", auth(http.HandlerFunc(s.handleVersions)))
+		mux.Handle("DELETE /v1/functions/{name}", auth(http.HandlerFunc(s.handleRemove)))
+		mux.Handle("POST /v1/functions/{name}/invoke", auth(http.HandlerFunc(s.gw.ServeInvoke)))
+		mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
+		mux.Handle("GET /v1/functions/{name}/invocations", auth(http.HandlerFunc(s.handleInvocations)))
+		mux.Handle("GET /v1/invocations/{id}", auth(http.HandlerFunc(s.handleInvocation)))
+		mux.HandleFunc("/fn/{name}", s.gw.ServeFunctionURL)
+		mux.HandleFunc("/fn/{name}/{path...}", s.gw.ServeFunctionURL)
+	}
 	s.routeSchedules(mux, c.Schedules)
 	s.routeTopics(mux, c.Topics, c.MaxAsyncEventBytes, c.MaxEventBytes)
 	s.routeImages(mux, c.Images)
@@ -154,14 +170,32 @@ func New(c Config) *Server {
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.answer.Error(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))
-	mux.HandleFunc("/fn/{name}", s.gw.ServeFunctionURL)
-	mux.HandleFunc("/fn/{name}/{path...}", s.gw.ServeFunctionURL)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.answer.Error(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})
 	s.mux = mux
 	s.ready.Store(true)
 	return s
+}
+
+// mustHaveRequired panics, naming the field, if c lacks a part that the
+// routes it serves need.
+func (c Config) mustHaveRequired() {
+	need := func(has bool, field, by string) {
+		if !has {
+			panic("apiserver.New: Config." + field + " is nil; " + by + " needs it")
+		}
+	}
+	if c.Functions != nil {
+		need(c.Store != nil, "Store", "Functions")
+		need(c.Pools != nil, "Pools", "Functions")
+		need(c.Logs != nil, "Logs", "Functions")
+		need(c.Queue != nil, "Queue", "Functions")
+	}
+	if c.Services.Manager != nil {
+		need(c.Store != nil, "Store", "Services.Manager")
+		need(c.Logs != nil, "Logs", "Services.Manager")
+	}
 }
 
 // withDefaults fills in the defaults of c's zero values.
@@ -271,10 +305,8 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.view(f)
-	if s.queue != nil {
-		if n, age, err := s.queue.Depth(r.Context(), f.Name); err == nil {
-			v.Async = &v1.AsyncQueue{Depth: n, OldestAgeSec: age.Seconds()}
-		}
+	if n, age, err := s.queue.Depth(r.Context(), f.Name); err == nil {
+		v.Async = &v1.AsyncQueue{Depth: n, OldestAgeSec: age.Seconds()}
 	}
 	s.answer.JSON(w, r, http.StatusOK, v)
 }
@@ -524,6 +556,11 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, key string) {
 		flushed := s.logs.Flushed()
 		lines, err := s.st.ListLogs(r.Context(), key, lq)
 		if err != nil {
+			// The status has gone: the stream just ends, logged unless
+			// the client left.
+			if r.Context().Err() == nil {
+				s.answer.Status(w, r, fmt.Errorf("follow logs of %q: %w", key, err))
+			}
 			return
 		}
 		for i := range lines {

@@ -143,7 +143,7 @@ func (h *hidePath) Unwrap() error { return h.err }
 // v1.ImagePullEvent); the others get the image at the end.
 func (t *imageRoutes) pull(w http.ResponseWriter, r *http.Request) {
 	var spec v1.ImagePull
-	if err := decodeSpec(w, r, "pull image", &spec); err != nil {
+	if err := decodeSpec(w, r, maxSpecBody, "pull image", &spec); err != nil {
 		t.s.answer.Error(w, r, err)
 		return
 	}

@@ -2,10 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -34,19 +30,8 @@ func (s *Server) routeSchedules(mux *http.ServeMux, sched scheduler) {
 	auth := s.requireToken
 	mux.Handle("POST /v1/schedules", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var spec v1.ScheduleSpec
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxScheduleBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&spec); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				s.answer.Error(w, r, fmt.Errorf("schedule: body over %d bytes: %w", mbe.Limit, stratus.ErrTooLarge))
-				return
-			}
-			s.answer.Error(w, r, fmt.Errorf("schedule: %v: %w", err, stratus.ErrInvalid))
-			return
-		}
-		if dec.Decode(&struct{}{}) != io.EOF {
-			s.answer.Error(w, r, fmt.Errorf("schedule: want one JSON object: %w", stratus.ErrInvalid))
+		if err := decodeSpec(w, r, maxScheduleBody, "schedule", &spec); err != nil {
+			s.answer.Error(w, r, err)
 			return
 		}
 		sc, err := sched.Create(r.Context(), events.ScheduleSpec{

@@ -63,7 +63,7 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 func (t *serviceRoutes) deploy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var cfg stratus.ServiceConfig
-	if err := decodeSpec(w, r, "service", &cfg); err != nil {
+	if err := decodeSpec(w, r, maxSpecBody, "service", &cfg); err != nil {
 		t.s.answer.Error(w, r, err)
 		return
 	}

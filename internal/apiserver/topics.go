@@ -65,9 +65,10 @@ func (s *Server) routeTopics(mux *http.ServeMux, tp topicService, maxEvent, maxB
 	mux.Handle("DELETE /v1/subscriptions/{id}", auth(http.HandlerFunc(t.unsubscribe)))
 }
 
-// decodeSpec reads one JSON object into v, refusing unknown fields.
-func decodeSpec(w http.ResponseWriter, r *http.Request, what string, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSpecBody))
+// decodeSpec reads r's body, at most limit bytes (ErrTooLarge beyond),
+// as one JSON object into v, refusing unknown fields (ErrInvalid).
+func decodeSpec(w http.ResponseWriter, r *http.Request, limit int64, what string, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -84,7 +85,7 @@ func decodeSpec(w http.ResponseWriter, r *http.Request, what string, v any) erro
 
 func (t *topicRoutes) create(w http.ResponseWriter, r *http.Request) {
 	var spec v1.TopicSpec
-	if err := decodeSpec(w, r, "topic", &spec); err != nil {
+	if err := decodeSpec(w, r, maxSpecBody, "topic", &spec); err != nil {
 		t.s.answer.Error(w, r, err)
 		return
 	}
@@ -173,7 +174,7 @@ func (t *topicRoutes) publish(w http.ResponseWriter, r *http.Request) {
 
 func (t *topicRoutes) subscribe(w http.ResponseWriter, r *http.Request) {
 	var spec v1.SubscriptionSpec
-	if err := decodeSpec(w, r, "subscription", &spec); err != nil {
+	if err := decodeSpec(w, r, maxSpecBody, "subscription", &spec); err != nil {
 		t.s.answer.Error(w, r, err)
 		return
 	}

@@ -18,32 +18,39 @@ func TestTrueReturnsOnceTheConditionHolds(t *testing.T) {
 	}
 }
 
-// fatalRecorder records Fatalf instead of ending the test.
+// fatalRecorder records Fatalf instead of ending the test. True and Nil
+// return right after Fatalf, so that they stop polling even with a TB
+// whose Fatalf returns; the tests check that they do.
 type fatalRecorder struct {
 	testing.TB
-	msg, args string
+	calls int
+	msg   string
 }
 
 func (f *fatalRecorder) Helper() {}
 
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
-	f.msg = format
-	f.args = fmt.Sprintf(format, args...)
+	f.calls++
+	f.msg = fmt.Sprintf(format, args...)
 }
 
 func TestTrueFailsAfterTheTimeout(t *testing.T) {
 	rec := &fatalRecorder{TB: t}
 	start := time.Now()
 	polls := 0
-	// Fatalf does not stop the loop here, so cond ends it once reported.
 	eventually.True(rec, 50*time.Millisecond, "never", func() bool {
+		if rec.calls > 0 {
+			t.Error("polled again after reporting the failure")
+			return true // end the loop, which should have ended
+		}
 		polls++
-		return rec.msg != ""
+		return false
 	})
-	if rec.msg == "" {
-		t.Fatal("no failure reported")
+	took := time.Since(start)
+	if rec.calls != 1 || rec.msg != "timed out after 50ms waiting for never" {
+		t.Fatalf("Fatalf called %d times, last with %q; want once, naming what was awaited", rec.calls, rec.msg)
 	}
-	if took := time.Since(start); took < 50*time.Millisecond {
+	if took < 50*time.Millisecond {
 		t.Fatalf("failed after %s; want at least the 50ms timeout", took)
 	}
 	if polls < 3 {
@@ -55,13 +62,17 @@ func TestNilReportsTheLastError(t *testing.T) {
 	rec := &fatalRecorder{TB: t}
 	n := 0
 	eventually.Nil(rec, 20*time.Millisecond, "a count of 3", func() error {
-		if rec.msg != "" {
-			return nil // reported: end the loop Fatalf did not stop
+		if rec.calls > 0 {
+			t.Error("polled again after reporting the failure")
+			return nil // end the loop, which should have ended
 		}
 		n++
 		return fmt.Errorf("count is %d", n)
 	})
-	if !strings.Contains(rec.args, "a count of 3") || !strings.Contains(rec.args, fmt.Sprintf("count is %d", n)) {
-		t.Fatalf("failure %q; want what was awaited and the last error (count is %d)", rec.args, n)
+	if rec.calls != 1 {
+		t.Fatalf("Fatalf called %d times; want once", rec.calls)
+	}
+	if !strings.Contains(rec.msg, "a count of 3") || !strings.HasSuffix(rec.msg, fmt.Sprintf(": count is %d", n)) {
+		t.Fatalf("failure %q; want what was awaited and the last error (count is %d)", rec.msg, n)
 	}
 }

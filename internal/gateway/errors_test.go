@@ -41,6 +41,41 @@ func (s *scripted) Invoke(ctx context.Context, name string, req stratus.Request)
 	return &resp, nil
 }
 
+// noQueue takes no asynchronous invocations.
+type noQueue struct{}
+
+func (noQueue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
+	return "", fmt.Errorf("enqueue: %w", stratus.ErrUnavailable)
+}
+
+// TestNewPanicsWithoutARequiredField: a Gateway or ServiceProxy missing
+// a part it needs fails at New, naming the field, not at its first
+// request.
+func TestNewPanicsWithoutARequiredField(t *testing.T) {
+	fn := &scripted{}
+	for _, tc := range []struct {
+		field string
+		new   func()
+	}{
+		{"Config.Invoker", func() { New(Config{Queue: noQueue{}, Heads: fn}) }},
+		{"Config.Queue", func() { New(Config{Invoker: fn, Heads: fn}) }},
+		{"Config.Heads", func() { New(Config{Invoker: fn, Queue: noQueue{}}) }},
+		{"ProxyConfig.Services", func() { NewServiceProxy(ProxyConfig{Domain: "localhost"}) }},
+	} {
+		func() {
+			defer func() {
+				if msg := fmt.Sprint(recover()); !strings.Contains(msg, tc.field+" is nil") {
+					t.Errorf("without %s: panic %q, want one naming it", tc.field, msg)
+				}
+			}()
+			tc.new()
+		}()
+	}
+	// With every required field, the defaults fill in the rest.
+	New(Config{Invoker: fn, Queue: noQueue{}, Heads: fn})
+	NewServiceProxy(ProxyConfig{Services: fakeServices{}})
+}
+
 // TestErrorAnswers checks the answers of the invoke routes' failures:
 // their statuses and bodies (Lambda's on /fn), and that each 5xx is
 // logged under the request ID the answer carries.
@@ -77,7 +112,7 @@ func TestErrorAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &logtest.Recorder{}
-			g := New(Config{Invoker: tt.fn, Heads: tt.fn, Token: NewToken(secret), Log: slog.New(h)})
+			g := New(Config{Invoker: tt.fn, Queue: noQueue{}, Heads: tt.fn, Token: NewToken(secret), Log: slog.New(h)})
 			mux := http.NewServeMux()
 			mux.HandleFunc("/fn/{name}", g.ServeFunctionURL)
 			mux.HandleFunc("/fn/{name}/{path...}", g.ServeFunctionURL)
@@ -130,7 +165,7 @@ func TestErrorAnswers(t *testing.T) {
 // body and its WWW-Authenticate header.
 func TestUnauthorizedAnswer(t *testing.T) {
 	fns := &fakeFunctions{}
-	g := New(Config{Invoker: fns, Heads: fns, Token: NewToken(secret)})
+	g := New(Config{Invoker: fns, Queue: noQueue{}, Heads: fns, Token: NewToken(secret)})
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "/fn/closed", nil)
 	r.SetPathValue("name", "closed")

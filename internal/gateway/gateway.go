@@ -64,10 +64,11 @@ type Gateway struct {
 // payload limit of a synchronous Lambda invocation.
 const DefaultMaxEvent int64 = 6 << 20
 
-// Config configures a Gateway. Zero values mean the defaults.
+// Config configures a Gateway. Invoker, Queue and Heads are required;
+// the other fields' zero values mean the defaults.
 type Config struct {
 	// Invoker runs invocations; Queue takes asynchronous ones; Heads
-	// names the deployed functions.
+	// names the deployed functions. Required.
 	Invoker invoker
 	Queue   enqueuer
 	Heads   heads
@@ -80,8 +81,17 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// New returns a Gateway.
+// New returns a Gateway. It panics if a required field of cfg is nil: a
+// wiring bug, which would otherwise surface at the first request.
 func New(cfg Config) *Gateway {
+	switch {
+	case cfg.Invoker == nil:
+		panic("gateway.New: Config.Invoker is nil")
+	case cfg.Queue == nil:
+		panic("gateway.New: Config.Queue is nil")
+	case cfg.Heads == nil:
+		panic("gateway.New: Config.Heads is nil")
+	}
 	cfg = cfg.withDefaults()
 	return &Gateway{
 		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, token: cfg.Token, maxEvent: cfg.MaxEvent,
@@ -105,7 +115,6 @@ func (c Config) withDefaults() Config {
 
 // Header values the answers share; net/http only reads them.
 var (
-	jsonType  = []string{"application/json"}
 	coldTrue  = []string{"true"}
 	coldFalse = []string{"false"}
 	unhandled = []string{"Unhandled"}
@@ -194,10 +203,7 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 	if resp.ErrorType != "" {
 		h[v1.HeaderFunctionError] = unhandled
 	}
-	h["Content-Type"] = jsonType
-	h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp.Body)
+	g.answer.RawJSON(w, http.StatusOK, resp.Body)
 }
 
 // invocationType is the request's invocation type, RequestResponse when

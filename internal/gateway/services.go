@@ -53,15 +53,21 @@ const prefetch = 64 << 10
 type proxied struct {
 	t    *services.Target
 	body *serviceBody // nil without a body
+	// in is the client's request, as it came: the proxy's error handler
+	// gets the outgoing one, whose URL is the replica's.
+	in *http.Request
+	// path and rawPath are the URL path the replica sees.
+	path, rawPath string
 }
 
 type proxiedKey struct{}
 
 func proxiedOf(r *http.Request) *proxied { return r.Context().Value(proxiedKey{}).(*proxied) }
 
-// ProxyConfig configures a ServiceProxy. Zero values mean the defaults.
+// ProxyConfig configures a ServiceProxy. Services is required; the other
+// fields' zero values mean the defaults.
 type ProxyConfig struct {
-	// Services gives requests a replica of a service.
+	// Services gives requests a replica of a service. Required.
 	Services replicas
 	// Token authenticates requests to services deployed with the token
 	// auth and is removed from every request before it reaches a
@@ -90,8 +96,12 @@ func (c ProxyConfig) withDefaults() ProxyConfig {
 	return c
 }
 
-// NewServiceProxy returns a ServiceProxy.
+// NewServiceProxy returns a ServiceProxy. It panics if cfg.Services is
+// nil: a wiring bug, which would otherwise surface at the first request.
 func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
+	if cfg.Services == nil {
+		panic("gateway.NewServiceProxy: ProxyConfig.Services is nil")
+	}
 	cfg = cfg.withDefaults()
 	log := cfg.Log
 	p := &ServiceProxy{
@@ -101,7 +111,9 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(proxiedOf(pr.In).t.URL)
+			pp := proxiedOf(pr.In)
+			pr.Out.URL.Path, pr.Out.URL.RawPath = pp.path, pp.rawPath
+			pr.SetURL(pp.t.URL)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
@@ -109,12 +121,15 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 		Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
 			return proxiedOf(r).t.Transport.RoundTrip(r)
 		}),
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		// out is the outgoing request; the answer and its log line are
+		// about the client's.
+		ErrorHandler: func(w http.ResponseWriter, out *http.Request, err error) {
+			pp := proxiedOf(out)
 			// The client's body failed the request (late, too large):
 			// that, not the replica, is what the client hears of.
-			if b := proxiedOf(r).body; b != nil {
-				if berr := b.failed(); berr != nil {
-					p.answer.Error(w, r, berr)
+			if pp.body != nil {
+				if berr := pp.body.failed(); berr != nil {
+					p.answer.Error(w, pp.in, berr)
 					return
 				}
 			}
@@ -122,7 +137,7 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 				return
 			}
 			// The replica did not answer: a 502, as proxies say it.
-			p.answer.Error(w, r, &v1.UpstreamError{Code: v1.CodeInternal, Message: "the replica did not answer: " + err.Error()})
+			p.answer.Error(w, pp.in, &v1.UpstreamError{Code: v1.CodeInternal, Message: "the replica did not answer: " + err.Error()})
 		},
 		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BufferPool: bufferPool{},
@@ -148,15 +163,15 @@ func (bufferPool) Put(b []byte) {
 	}
 }
 
-// ServeSvcPath serves /svc/{name}/{path...}.
+// ServeSvcPath serves /svc/{name}/{path...}: the replica sees /PATH.
 func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	prefix := "/svc/" + name
-	r.URL.Path = "/" + r.PathValue("path")
+	path, rawPath := "/"+r.PathValue("path"), ""
 	if raw := r.URL.RawPath; raw != "" && strings.HasPrefix(raw, prefix) {
-		r.URL.RawPath = "/" + strings.TrimPrefix(strings.TrimPrefix(raw, prefix), "/")
+		rawPath = "/" + strings.TrimPrefix(strings.TrimPrefix(raw, prefix), "/")
 	}
-	p.serve(w, r, name)
+	p.serve(w, r, name, path, rawPath)
 }
 
 // HostService returns the service a request's Host names, if it is
@@ -179,12 +194,15 @@ func (p *ServiceProxy) HostService(r *http.Request) (string, bool) {
 	return "", false
 }
 
-// ServeHost serves a request routed by its Host header to service name.
+// ServeHost serves a request routed by its Host header to service name:
+// the replica sees the path as sent.
 func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, name string) {
-	p.serve(w, r, name)
+	p.serve(w, r, name, r.URL.Path, r.URL.RawPath)
 }
 
-func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name string) {
+// serve proxies r to a replica of service name, which sees the URL path
+// path (rawPath: its escaped form, if not the default one).
+func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name, path, rawPath string) {
 	auth, ok := p.svcs.Auth(name)
 	// The server's token is not the container's to see, whatever its auth.
 	if !p.token.admit(r, ok && auth == stratus.AuthNone) {
@@ -208,7 +226,8 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name string
 		return
 	}
 	defer release()
-	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, &proxied{t: t, body: body})))
+	pp := &proxied{t: t, body: body, in: r, path: path, rawPath: rawPath}
+	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, pp)))
 }
 
 // admit reads r's body up to prefetch bytes, or to its end, before the

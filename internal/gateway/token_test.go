@@ -127,7 +127,7 @@ func (f *fakeFunctions) Invoke(ctx context.Context, name string, req stratus.Req
 // Authorization values.
 func TestFunctionRouteStripsToken(t *testing.T) {
 	fns := &fakeFunctions{}
-	g := New(Config{Invoker: fns, Heads: fns, Token: NewToken(secret), MaxEvent: 1 << 20})
+	g := New(Config{Invoker: fns, Queue: noQueue{}, Heads: fns, Token: NewToken(secret), MaxEvent: 1 << 20})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/fn/{name}", g.ServeFunctionURL)
 	mux.HandleFunc("/fn/{name}/{path...}", g.ServeFunctionURL)

@@ -34,14 +34,19 @@ func (h *Recorder) WithAttrs(attrs []slog.Attr) slog.Handler {
 // WithGroup returns h: groups are not kept.
 func (h *Recorder) WithGroup(string) slog.Handler { return h }
 
-// Handle keeps a copy of r.
+// Handle keeps a copy of r, its attributes after the handler's (from
+// WithAttrs), in the order slog's handlers give them.
 func (h *Recorder) Handle(_ context.Context, r slog.Record) error {
-	r = r.Clone()
-	r.AddAttrs(h.attrs...)
+	rec := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	rec.AddAttrs(h.attrs...)
+	r.Attrs(func(a slog.Attr) bool {
+		rec.AddAttrs(a)
+		return true
+	})
 	s := h.store()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recs = append(s.recs, r)
+	s.recs = append(s.recs, rec)
 	return nil
 }
 
@@ -60,7 +65,9 @@ func (h *Recorder) store() *Recorder {
 	return h
 }
 
-// Attrs returns r's attributes by key, their values as text.
+// Attrs returns r's attributes by key, their values as text. Of two
+// attributes with the same key, the later one is kept: a record's own
+// over its logger's (With).
 func Attrs(r slog.Record) map[string]string {
 	m := make(map[string]string, r.NumAttrs())
 	r.Attrs(func(a slog.Attr) bool {
