@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -88,13 +89,18 @@ func TestParse(t *testing.T) {
 // TestPostRaw drives an httptest server with the raw load generator and
 // checks the request it sends.
 func TestPostRaw(t *testing.T) {
-	var gotHdr http.Header
-	var gotBody string
+	var (
+		mu      sync.Mutex // the load generator's connections run at once
+		gotHdr  http.Header
+		gotBody string
+	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
 		if gotHdr == nil {
-			b, _ := io.ReadAll(r.Body)
 			gotHdr, gotBody = r.Header.Clone(), string(b)
 		}
+		mu.Unlock()
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write([]byte(`{}`))
 	}))
@@ -104,6 +110,8 @@ func TestPostRaw(t *testing.T) {
 	if r.OK == 0 || r.Failed != 0 || r.FirstErr != "" {
 		t.Fatalf("PostRaw = %+v", r)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if gotBody != `{"a":1}` || gotHdr.Get("Authorization") != "Bearer t" || gotHdr.Get("Content-Type") != "application/json" {
 		t.Errorf("request: %q %v", gotBody, gotHdr)
 	}
