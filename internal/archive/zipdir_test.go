@@ -146,7 +146,7 @@ func TestZipDirRefuses(t *testing.T) {
 	t.Run("backslash in a name", func(t *testing.T) {
 		src := t.TempDir()
 		if err := os.WriteFile(filepath.Join(src, `a\b`), nil, 0o644); err != nil {
-			t.Skip("file system refuses backslashes:", err)
+			t.Fatal("write a file whose name holds a backslash:", err)
 		}
 		err := ZipDir(src, io.Discard)
 		if !errors.Is(err, stratus.ErrInvalid) {

@@ -217,14 +217,14 @@ func TestClose(t *testing.T) {
 	}
 }
 
-// Environment of TestCrashHelper, the server that crashes: its state dir
+// Environment of crashHelper, the server that crashes: its state dir
 // and the folder whose file "go" ends its sandbox "ends".
 const (
 	crashHelperEnv = "STRATUS_RUNC_CRASH_HELPER"
 	crashGateEnv   = "STRATUS_RUNC_CRASH_GATE"
 )
 
-// TestCrashLeftovers: a server (TestCrashHelper in a child process)
+// TestCrashLeftovers: a server (crashHelper in a child process)
 // starts two sandboxes and is killed. One sandbox ends while no server
 // runs, leaving its address file and bundle behind; the other runs on. A new driver's List cleans up the first and lists the second,
 // Stop removes everything of it, Close the bridge.
@@ -232,7 +232,7 @@ func TestCrashLeftovers(t *testing.T) {
 	stateDir := t.TempDir()
 	newDriver(t, stateDir) // skips without runc or root; its Close runs last
 	gate := t.TempDir()    // "ends" runs until a file appears in it
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
+	cmd := exec.Command(os.Args[0]) // TestMain runs crashHelper
 	cmd.Env = append(os.Environ(), crashHelperEnv+"="+stateDir, crashGateEnv+"="+gate)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -309,15 +309,25 @@ func TestCrashLeftovers(t *testing.T) {
 	}
 }
 
-// TestCrashHelper is the server TestCrashLeftovers kills.
-func TestCrashHelper(t *testing.T) {
-	stateDir := os.Getenv(crashHelperEnv)
-	if stateDir == "" {
-		t.Skip("run by TestCrashLeftovers")
+// TestMain runs the tests, or, in the child process TestCrashLeftovers
+// starts (crashHelperEnv set), the server it kills.
+func TestMain(m *testing.M) {
+	if stateDir := os.Getenv(crashHelperEnv); stateDir != "" {
+		if err := crashHelper(stateDir); err != nil {
+			fmt.Fprintln(os.Stderr, "crash helper:", err)
+			os.Exit(1)
+		}
+		return
 	}
+	os.Exit(m.Run())
+}
+
+// crashHelper is the server TestCrashLeftovers kills: it starts two
+// sandboxes, says so, and waits to be killed.
+func crashHelper(stateDir string) error {
 	d, err := runc.New(runc.Config{StateDir: stateDir})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx := context.Background()
 	for id, script := range map[string]string{"alive": "exec sleep 1000", "ends": "while [ ! -e go ]; do sleep 0.02; done"} {
@@ -326,9 +336,10 @@ func TestCrashHelper(t *testing.T) {
 			Env: []string{"PATH=/usr/bin:/bin"}, Dir: os.Getenv(crashGateEnv), MemoryMB: 64,
 		})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	fmt.Println("crash helper: ready")
 	time.Sleep(time.Minute) // killed before
+	return errors.New("not killed within a minute")
 }
