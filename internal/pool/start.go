@@ -26,7 +26,7 @@ type startError struct {
 }
 
 func (e *startError) Error() string {
-	return fmt.Sprintf("function %q: start an instance: %v", e.fn, stratus.ErrUnavailable)
+	return fmt.Sprintf("function %q: start an instance: %v (the server's log holds the cause, under the request's ID)", e.fn, stratus.ErrUnavailable)
 }
 
 // Unwrap gives the kind only: the cause's own kinds (a driver's
