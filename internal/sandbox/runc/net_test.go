@@ -230,8 +230,8 @@ const (
 // Stop removes everything of it, Close the bridge.
 func TestCrashLeftovers(t *testing.T) {
 	stateDir := t.TempDir()
-	newDriver(t, stateDir) // skips without runc or root; its Close runs last
-	gate := t.TempDir()    // "ends" runs until a file appears in it
+	newDriver(t, stateDir)          // skips without runc or root; its Close runs last
+	gate := t.TempDir()             // "ends" runs until a file appears in it
 	cmd := exec.Command(os.Args[0]) // TestMain runs crashHelper
 	cmd.Env = append(os.Environ(), crashHelperEnv+"="+stateDir, crashGateEnv+"="+gate)
 	stdout, err := cmd.StdoutPipe()
