@@ -121,12 +121,29 @@ func newNetwork(stateDir string, subnet netip.Prefix, log *slog.Logger) (*networ
 	return n, nil
 }
 
+// dumpAttempts bounds the retries of a netlink dump that another
+// change of the host's links interrupted.
+const dumpAttempts = 10
+
+// addrList lists the IPv4 addresses of link (nil: of every link) through
+// h. A dump during which links or addresses changed (other sandboxes'
+// veths come and go) is reported interrupted and may be incomplete: it
+// is taken again, up to dumpAttempts times.
+func addrList(h *netlink.Handle, link netlink.Link) ([]netlink.Addr, error) {
+	for i := 1; ; i++ {
+		addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == dumpAttempts {
+			return addrs, err
+		}
+	}
+}
+
 // pickSubnet picks the default subnet: the one the bridge has if an
 // earlier server on the state dir made it, else the first /24 of
 // defaultNet from the one at index start on that overlaps no address of
 // the host.
 func (n *network) pickSubnet(start byte) (netip.Prefix, error) {
-	addrs, err := n.host.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := addrList(n.host, nil)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("list host addresses: %w", err)
 	}
@@ -171,7 +188,7 @@ func (n *network) ensureBridge() error {
 	}
 	// The subnet must not be in use on the host already (another server's
 	// bridge with the same hash byte, a VPN, podman's 10.88.0.0/16).
-	addrs, err := n.host.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := addrList(n.host, nil)
 	if err != nil {
 		return fmt.Errorf("list host addresses: %w", err)
 	}
@@ -215,7 +232,7 @@ func (n *network) ensureBridge() error {
 	if err := n.host.AddrReplace(br, mine); err != nil {
 		return fmt.Errorf("bridge %s: address %s: %w", n.bridge, mine.IPNet, err)
 	}
-	if own, err := n.host.AddrList(br, netlink.FAMILY_V4); err == nil {
+	if own, err := addrList(n.host, br); err == nil {
 		for _, a := range own {
 			if !a.IPNet.IP.Equal(mine.IPNet.IP) { // an earlier server's other subnet
 				_ = n.host.AddrDel(br, &a)
