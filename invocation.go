@@ -30,6 +30,82 @@ type Invocation struct {
 	Outcome        string    `json:"outcome"`
 	ErrorType      string    `json:"errorType,omitempty"`
 	Instance       string    `json:"instance,omitempty"`
+	// Trigger is what made the invocation: TriggerSync, TriggerHTTP,
+	// TriggerAsync, TriggerTopic or TriggerSchedule (empty in records
+	// stored before triggers were kept).
+	Trigger string `json:"trigger,omitempty"`
+	// CPUMs is the CPU time the instance used during the invocation
+	// (user and system, from the sandbox's accounting), in milliseconds.
+	CPUMs float64 `json:"cpuMs"`
+	// Arch is the architecture the instance ran on (ArchX86 or ArchArm),
+	// which decides the price column a record is costed with.
+	Arch string `json:"architecture,omitempty"`
+	// TraceID is the invocation's W3C trace ID (32 hex digits), when it
+	// had a trace context.
+	TraceID string `json:"traceId,omitempty"`
+}
+
+// What made an invocation.
+const (
+	TriggerSync     = "sync"     // POST /v1/functions/NAME/invoke, the CLI
+	TriggerHTTP     = "http"     // the function's HTTP trigger, /fn/NAME
+	TriggerAsync    = "async"    // an asynchronous invoke (InvocationType Event), or a destination
+	TriggerTopic    = "topic"    // a topic subscription
+	TriggerSchedule = "schedule" // a schedule's firing
+)
+
+// Architectures of the machine an instance or replica runs on.
+const (
+	ArchX86 = "x86_64"
+	ArchArm = "arm64"
+)
+
+// Kinds of workload.
+const (
+	KindFunction = "function"
+	KindService  = "service"
+)
+
+// UsageMinute is one minute of one workload's metered use: the
+// invocations (or requests) that started in the minute that begins at
+// Minute, summed. Functions' minutes are made from their invocation
+// records, services' from their requests and replicas. They are what
+// usage and advice read over long windows: records are pruned sooner.
+type UsageMinute struct {
+	Kind        string    `json:"kind"` // KindFunction or KindService
+	Name        string    `json:"name"`
+	Minute      time.Time `json:"minute"`
+	Requests    int64     `json:"requests"`
+	Errors      int64     `json:"errors"` // function errors, timeouts, crashes; 5xx answers
+	ColdStarts  int64     `json:"coldStarts"`
+	DurationMs  float64   `json:"durationMs"` // summed
+	MaxDuration float64   `json:"maxDurationMs"`
+	BilledMs    float64   `json:"billedDurationMs"`
+	InitMs      float64   `json:"initDurationMs"` // summed over cold starts
+	CPUMs       float64   `json:"cpuMs"`
+	GBSeconds   float64   `json:"gbSeconds"`   // memory allocated × time
+	VCPUSeconds float64   `json:"vcpuSeconds"` // CPU allocated × time
+	MaxInFlight int       `json:"maxInFlight"` // services
+	Replicas    float64   `json:"replicas"`    // services: mean replicas over the minute
+	MemoryMB    int       `json:"memorySizeMB"`
+	VCPU        float64   `json:"vcpu"`
+	Arch        string    `json:"architecture,omitempty"`
+}
+
+// ReplicaUsage is what one replica of a service held and used over its
+// life (or, while it runs, up to At): its allocation (CPU in vCPUs and
+// memory) and the CPU time it used.
+type ReplicaUsage struct {
+	Service  string    `json:"service"`
+	Revision int       `json:"revision"`
+	Replica  string    `json:"replica"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	CPU      float64   `json:"vcpu"`
+	MemoryMB int       `json:"memorySizeMB"`
+	CPUMs    float64   `json:"cpuMs"`
+	Requests int64     `json:"requests"`
+	Arch     string    `json:"architecture,omitempty"`
 }
 
 // Streams of log lines. A stored StreamReport line holds a REPORT line and
@@ -82,6 +158,9 @@ type Request struct {
 	Event           []byte
 	ClientContext   string // base64 JSON, Lambda's X-Amz-Client-Context
 	CognitoIdentity string
+	// Trigger is what made the invocation (TriggerSync, ...); empty is
+	// TriggerSync. The trace context travels in the ctx of the call.
+	Trigger string
 }
 
 // Response is the outcome of one invocation. Function errors, timeouts
@@ -166,4 +245,11 @@ func (c *idClock) next(now int64, seed uint16) (ms int64, seq uint16) {
 type InstanceStats struct {
 	Live, Idle, Busy int
 	Prepared         int
+	Starting         int // instances being made for a cold start
+	Waiting          int // invocations waiting for an instance
+	// Counters since the server started.
+	Throttles     int64 // invocations refused for want of an instance (429)
+	ColdStarts    int64 // invocations that started an instance
+	PrepareHits   int64 // cold starts that found a prepared sandbox
+	PrepareMisses int64 // cold starts that had to make one
 }
