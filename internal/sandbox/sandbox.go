@@ -137,6 +137,9 @@ func (e Exit) String() string {
 type Stats struct {
 	// MaxRSSBytes is the peak resident memory so far.
 	MaxRSSBytes int64
+	// CPUNanos is the CPU time (user and system) the sandbox's processes
+	// have used so far, in nanoseconds.
+	CPUNanos int64
 }
 
 // Driver starts and stops sandboxes.
