@@ -307,3 +307,23 @@ func TestNewNeedsStateDir(t *testing.T) {
 		t.Errorf("state dir %s: %v; want a folder of mode 0700", dir, err)
 	}
 }
+
+// BenchmarkCPUNanos is the per-invocation CPU time read of a running
+// sandbox: its main process's CPU clock and /proc/PID/stat.
+func BenchmarkCPUNanos(b *testing.B) {
+	d, err := process.New(process.Config{StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := d.Start(ctx, sandbox.Spec{ID: "cpu", Argv: []string{"sleep", "1000"}, Env: []string{"PATH=/usr/bin:/bin"}}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Stop(ctx, "cpu", 0) })
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.CPUNanos(ctx, "cpu"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

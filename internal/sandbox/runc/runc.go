@@ -11,7 +11,7 @@
 // stage.go for how mount sources in private host folders reach runc;
 // start.go prepares and runs a container, stop.go stops it (and what an
 // earlier server left, which List finds), cgroup.go writes its CPU quota
-// and reads its memory peak.
+// and reads its memory peak and CPU time.
 //
 // Network (net.go): the driver owns a Linux bridge, "strat" and 6 hex
 // digits of a hash of its state dir, with the host's address X.X.X.1 of
@@ -136,6 +136,21 @@ type box struct {
 	done     chan struct{} // closed when the container and its output are gone
 	exit     sandbox.Exit
 	out, err *sandbox.Output
+	// cpu is its cgroup's CPU time file, opened by the first CPUNanos and
+	// closed (cpuClosed set) by its reaper; cpuV2 says which format it
+	// has. Guarded by Driver.mu; reads of cpu are not.
+	cpu       *os.File
+	cpuV2     bool
+	cpuClosed bool
+}
+
+// closeCPU closes b's CPU time file for good; the caller holds Driver.mu.
+func (b *box) closeCPU() {
+	if b.cpu != nil {
+		b.cpu.Close()
+		b.cpu = nil
+	}
+	b.cpuClosed = true
 }
 
 // Config configures a Driver; every field but StateDir may be left zero

@@ -534,3 +534,30 @@ func TestNewNeedsStateDir(t *testing.T) {
 		t.Errorf("New without a state dir: %v, want ErrInvalid", err)
 	}
 }
+
+// BenchmarkCPUNanos is the per-invocation CPU time read of a running
+// sandbox: a pread of its cgroup's CPU time file, kept open.
+func BenchmarkCPUNanos(b *testing.B) {
+	if _, err := exec.LookPath("runc"); err != nil || os.Geteuid() != 0 {
+		b.Skip("needs runc and root")
+	}
+	d, err := runc.New(runc.Config{StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	ctx := context.Background()
+	if err := d.Start(ctx, sandbox.Spec{ID: "cpu", Argv: []string{"sleep", "1000"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: b.TempDir(), MemoryMB: 128}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Stop(ctx, "cpu", 0) })
+	if _, err := d.CPUNanos(ctx, "cpu"); err != nil { // opens the file
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.CPUNanos(ctx, "cpu"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -81,6 +81,7 @@ func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
 		if d.boxes[spec.ID] == b {
 			delete(d.boxes, spec.ID)
 		}
+		b.closeCPU()
 		d.mu.Unlock()
 		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
 	}
@@ -177,6 +178,7 @@ func (d *Driver) prepare(spec sandbox.Spec, b *box, outW, errW *os.File) error {
 			b.goW.Close() // prepared, never started
 			b.goW = nil
 		}
+		b.closeCPU()
 		d.mu.Unlock()
 		b.exit = exitOf(lastLine(first+string(rest)), ws)
 		d.remove(spec.ID)

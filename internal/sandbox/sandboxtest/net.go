@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +56,8 @@ func (h *harness) nothingLeft(d sandbox.Driver, id string) {
 //	                               timeout; print "ADDR: pong ..." or "ADDR: error ..."
 //	sandboxtest-net hold ADDR      connect to ADDR, print "connected", hold the
 //	                               connection until the other end closes it
+//	sandboxtest-net burn MS        use MS milliseconds of CPU time (its own,
+//	                               getrusage), print "burnt", then sleep
 const netHelperName = "sandboxtest-net"
 
 // dialTimeout bounds each of the helper's connection attempts. Between
@@ -100,10 +103,40 @@ func netHelper(mode string, args []string) int {
 		fmt.Println("connected")
 		_, _ = io.Copy(io.Discard, c)
 		return 0
+	case "burn":
+		ms, err := strconv.Atoi(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		burn(time.Duration(ms) * time.Millisecond)
+		fmt.Println("burnt")
+		time.Sleep(time.Hour)
+		return 0
 	}
 	fmt.Fprintf(os.Stderr, "unknown mode %q\n", mode)
 	return 2
 }
+
+// burn spins until the process has used d of CPU time.
+func burn(d time.Duration) {
+	x := uint64(1)
+	for {
+		for range 1 << 16 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return
+		}
+		if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= d {
+			burnSink = x
+			return
+		}
+	}
+}
+
+var burnSink uint64
 
 // dial connects to addr and returns the first line it sends, or "error"
 // and why not.

@@ -6,12 +6,14 @@
 // stopped, List and Stop across a restart of the server, a port the
 // sandbox listens on reached at Addr and, for isolated drivers, sandboxes
 // that reach the host but not each other; connections to the host told
-// apart by the sandbox they come from, with Owns; EndInit idempotent).
+// apart by the sandbox they come from, with Owns; EndInit idempotent; the
+// CPU time a sandbox used, in Stats and a driver's CPUNanos).
 //
 // The cases are grouped by subject: start.go (starting, exit, output,
-// environment, stats), stop.go (Stop, Wait, List and a restart),
-// prepare.go (Prepare and EndInit), fs.go (root filesystems and mounts),
-// net.go (addresses and isolation); procs.go finds the processes a case
+// environment, stats, CPU time), stop.go (Stop, Wait, List and a
+// restart), prepare.go (Prepare and EndInit), fs.go (root filesystems and
+// mounts), net.go (addresses and isolation, and the helper program the
+// network and CPU time cases run); procs.go finds the processes a case
 // left behind.
 //
 // The programs it runs need only /bin/sh and sleep in the sandbox, or, in
@@ -76,6 +78,7 @@ func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Dri
 		{"WaitUnknown", testWaitUnknown},
 		{"WaitContext", testWaitContext},
 		{"StatsWhileRunning", testStats},
+		{"CPUTime", testCPUTime},
 		{"EndInit", testEndInit},
 		{"SyncOutput", testSyncOutput},
 		{"List", testList},

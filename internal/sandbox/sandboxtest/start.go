@@ -1,15 +1,18 @@
 package sandboxtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/eventually"
@@ -198,6 +201,69 @@ func testStats(t *testing.T, h *harness) {
 	}
 	if _, err := h.d.Stats(h.ctx, "nobody"); err == nil {
 		t.Error("Stats of an unknown sandbox succeeded")
+	}
+}
+
+// cpuTimer is the per-invocation CPU time read some drivers have beside
+// Stats (the pool type-asserts for it).
+type cpuTimer interface {
+	CPUNanos(ctx context.Context, id string) (int64, error)
+}
+
+// testCPUTime runs the helper burning 200 ms of CPU time and checks that
+// Stats.CPUNanos, and CPUNanos if the driver has it, report at least
+// 100 ms (the helper's own count, getrusage, and the driver's may differ
+// in what they include and their resolution) and no more than the wall
+// time on every CPU.
+func testCPUTime(t *testing.T, h *harness) {
+	const burnt = 200 * time.Millisecond
+	spec := h.netSpec("cpu", "burn", strconv.Itoa(int(burnt/time.Millisecond)))
+	spec.CPU = 1 // not the share of its 128 MB: 200 ms would take seconds
+	var stdout, stderr Buffer
+	spec.Stdout, spec.Stderr = &stdout, &stderr
+	t0 := time.Now()
+	h.start(h.d, spec)
+	eventually.Nil(t, 20*time.Second, "the helper to print burnt", func() error {
+		if !strings.Contains(stdout.String(), "burnt\n") {
+			return fmt.Errorf("stdout %q, stderr %q", stdout.String(), tail(stderr.String(), 500))
+		}
+		return nil
+	})
+	timer, hasTimer := h.d.(cpuTimer)
+	check := func(what string, got int64) {
+		t.Helper()
+		limit := time.Since(t0) * time.Duration(runtime.NumCPU())
+		t.Logf("%s = %v", what, time.Duration(got))
+		if time.Duration(got) < burnt/2 || time.Duration(got) > limit {
+			t.Errorf("%s = %v, want from %v to %v (wall time × %d CPUs)", what, time.Duration(got), burnt/2, limit, runtime.NumCPU())
+		}
+	}
+	st, err := h.d.Stats(h.ctx, "cpu")
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	check("Stats.CPUNanos", st.CPUNanos)
+	if st.MaxRSSBytes <= 0 {
+		t.Errorf("Stats.MaxRSSBytes = %d, want > 0", st.MaxRSSBytes)
+	}
+	if hasTimer {
+		n, err := timer.CPUNanos(h.ctx, "cpu")
+		if err != nil {
+			t.Fatalf("CPUNanos: %v", err)
+		}
+		check("CPUNanos", n)
+		if n < st.CPUNanos {
+			t.Errorf("CPUNanos = %d after Stats.CPUNanos = %d: went back", n, st.CPUNanos)
+		}
+		if _, err := timer.CPUNanos(h.ctx, "nobody"); !errors.Is(err, stratus.ErrNotFound) {
+			t.Errorf("CPUNanos of an unknown sandbox: %v, want ErrNotFound", err)
+		}
+	}
+	h.stop(h.d, "cpu", 0)
+	if hasTimer {
+		if _, err := timer.CPUNanos(h.ctx, "cpu"); !errors.Is(err, stratus.ErrNotFound) {
+			t.Errorf("CPUNanos of a stopped sandbox: %v, want ErrNotFound", err)
+		}
 	}
 }
 
