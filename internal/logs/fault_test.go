@@ -14,10 +14,12 @@ import (
 )
 
 // full is a real store that fails every write while full is set, as
-// SQLite does on a full disk.
+// SQLite does on a full disk, and only the writes of usage while
+// fullUsage is set.
 type full struct {
 	*store.Store
-	full atomic.Bool
+	full      atomic.Bool
+	fullUsage atomic.Bool
 }
 
 var errFull = errors.New("database or disk is full (13)")
@@ -41,6 +43,20 @@ func (f *full) PutAsyncStatuses(ctx context.Context, s []stratus.AsyncStatus) er
 		return errFull
 	}
 	return f.Store.PutAsyncStatuses(ctx, s)
+}
+
+func (f *full) AddUsageMinutes(ctx context.Context, us []stratus.UsageMinute) error {
+	if f.full.Load() || f.fullUsage.Load() {
+		return errFull
+	}
+	return f.Store.AddUsageMinutes(ctx, us)
+}
+
+func (f *full) InsertReplicaUsages(ctx context.Context, us []stratus.ReplicaUsage) error {
+	if f.full.Load() || f.fullUsage.Load() {
+		return errFull
+	}
+	return f.Store.InsertReplicaUsages(ctx, us)
 }
 
 // start runs w until the test ends.

@@ -1,16 +1,17 @@
 // Package logs batches the platform's output (instance log lines,
-// invocation records, states of async invocations) into the store, off the
-// invocation path, tells followers when new lines are stored, and bounds
-// the output of functions and services before it is queued (Limiter,
-// Meter).
+// invocation records, states of async invocations, services' usage
+// minutes and replica lives) into the store, off the invocation path,
+// tells followers when new lines are stored, and bounds the output of
+// functions and services before it is queued (Limiter, Meter).
 //
 // Goroutines: Run owns the single writer goroutine (it is the loop
-// itself); Log, Record and AsyncStatus only append to a queue bounded in
-// bytes (Config.QueueBytes: an item costs its text plus a fixed
-// overhead), and block while it is full (backpressure, never unbounded
-// memory). They wake the loop only for a batch's worth or a full queue;
-// otherwise it takes what is queued every flushEvery (200 ms), so that an
-// invocation's lines and record cost no goroutine switch. An item's bytes
+// itself); Log, Record, AsyncStatus, UsageMinute and ReplicaUsage only
+// append to a queue bounded in bytes (Config.QueueBytes: an item costs
+// its text plus a fixed overhead), and block while it is full
+// (backpressure, never unbounded memory). They wake the loop only for a
+// batch's worth or a full queue; otherwise it takes what is queued every
+// flushEvery (200 ms), so that an invocation's lines and record cost no
+// goroutine switch. An item's bytes
 // count until it is stored. After Run returns, further items are dropped.
 // A Meter's timer may call its report function from a goroutine of the
 // runtime's; nothing else runs outside the caller's goroutine or Run's.
@@ -24,10 +25,14 @@
 // may fill all but an eighth of the queue, and beyond that they are dropped
 // and counted (not waited for), so that sync invocations never wait on a
 // failed store; the server's log says how many once the store works again.
-// Records and async statuses may fill the whole queue; beyond it they are
-// dropped too, counted and logged, and every Sync called within a minute
-// after such a drop returns an error, so that the async event whose trace
-// was dropped is not acknowledged and runs again.
+// Records, async statuses, usage minutes and replica lives (together,
+// records) may fill the whole queue; beyond it they are dropped too,
+// counted and logged, and every Sync called within a minute after such a
+// drop returns an error, so that the async event whose trace was dropped
+// is not acknowledged and runs again.
+//
+// Usage is kept longer than records (Retention.Usage) and pruned in the
+// same pass.
 //
 // Lock order: a Meter's mu, then its Limiter's mu. Writer.mu is never held
 // with either; no lock is held across a store call or a report.
@@ -59,6 +64,9 @@ const (
 	lossWindow = time.Minute
 	// DefaultQueueBytes bounds the queue when Config.QueueBytes is 0.
 	DefaultQueueBytes = 64 << 20
+	// DefaultRetainUsage is how long usage is kept when Retention.Usage
+	// is 0: a month's advice reads a month and a few days back.
+	DefaultRetainUsage = 35 * 24 * time.Hour
 )
 
 // Retention bounds what the store keeps per function.
@@ -66,6 +74,11 @@ type Retention struct {
 	Invocations int
 	LogLines    int
 	MaxAge      time.Duration
+	// Usage is how long usage minutes and replica lives are kept
+	// (DefaultRetainUsage if 0; less than 0 keeps them for good). It is
+	// apart from MaxAge: usage is the history cost and advice read,
+	// kept longer than records.
+	Usage time.Duration
 	// Every is how often old rows are pruned.
 	Every time.Duration
 }
@@ -75,17 +88,24 @@ type storer interface {
 	InsertLogs(ctx context.Context, lines []stratus.LogLine) error
 	InsertInvocations(ctx context.Context, recs []stratus.Invocation) error
 	PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus) error
+	AddUsageMinutes(ctx context.Context, us []stratus.UsageMinute) error
+	InsertReplicaUsages(ctx context.Context, us []stratus.ReplicaUsage) error
 	Prune(ctx context.Context, maxInvocations, maxLogLines int, maxAge time.Duration) (int64, error)
+	PruneUsage(ctx context.Context, maxAge time.Duration) (int64, error)
 }
 
 type item struct {
-	line  *stratus.LogLine
-	rec   *stratus.Invocation
-	async *stratus.AsyncStatus
-	sync  chan error // gets nil once everything queued before it is stored
+	line    *stratus.LogLine
+	rec     *stratus.Invocation
+	async   *stratus.AsyncStatus
+	minute  *stratus.UsageMinute
+	replica *stratus.ReplicaUsage
+	sync    chan error // gets nil once everything queued before it is stored
 }
 
-// Writer stores log lines and records in batches.
+// Writer stores log lines and records (invocation records, async
+// statuses, usage minutes and replica lives) in batches. It is the
+// services package's sink of usage (UsageMinute, ReplicaUsage).
 type Writer struct {
 	st   storer
 	ret  Retention
@@ -106,7 +126,7 @@ type Writer struct {
 
 	storeErrors  atomic.Int64
 	droppedLines atomic.Int64 // lines dropped while the store failed
-	droppedTrace atomic.Int64 // records and statuses dropped while the store failed
+	droppedTrace atomic.Int64 // records (statuses, usage) dropped while the store failed
 }
 
 // Config configures a Writer. Store is required; every other zero field
@@ -128,6 +148,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Retention.Every == 0 {
 		c.Retention.Every = time.Minute
+	}
+	if c.Retention.Usage == 0 {
+		c.Retention.Usage = DefaultRetainUsage
 	}
 	if c.QueueBytes <= 0 {
 		c.QueueBytes = DefaultQueueBytes
@@ -161,6 +184,14 @@ func recCost(r *stratus.Invocation) int64 {
 
 func statusCost(s *stratus.AsyncStatus) int64 {
 	return itemOverhead + int64(len(s.RequestID)+len(s.Function)+len(s.State)+len(s.ErrorType)+len(s.ErrorMessage))
+}
+
+func minuteCost(u *stratus.UsageMinute) int64 {
+	return itemOverhead + int64(len(u.Kind)+len(u.Name)+len(u.Arch))
+}
+
+func replicaCost(u *stratus.ReplicaUsage) int64 {
+	return itemOverhead + int64(len(u.Service)+len(u.Replica)+len(u.Arch))
 }
 
 // put outcomes.
@@ -241,6 +272,24 @@ func (w *Writer) AsyncStatus(st stratus.AsyncStatus) {
 	}
 }
 
+// UsageMinute queues a minute of a service's use, which the store adds to
+// what it holds of that minute (store.AddUsageMinutes). It is kept and
+// dropped as a record is (see the package doc).
+func (w *Writer) UsageMinute(u stratus.UsageMinute) {
+	if w.put(item{minute: &u}, minuteCost(&u), w.max) == dropped {
+		w.lost()
+	}
+}
+
+// ReplicaUsage queues the life of a service's replica, so far or whole
+// (store.InsertReplicaUsages). It is kept and dropped as a record is (see
+// the package doc).
+func (w *Writer) ReplicaUsage(u stratus.ReplicaUsage) {
+	if w.put(item{replica: &u}, replicaCost(&u), w.max) == dropped {
+		w.lost()
+	}
+}
+
 func (w *Writer) lost() {
 	w.droppedTrace.Add(1)
 	w.mu.Lock()
@@ -306,7 +355,8 @@ type Stats struct {
 	// DroppedLines counts log lines dropped while the store failed and
 	// the queue was full (DropStore).
 	DroppedLines int64
-	// DroppedRecords counts records and async statuses dropped so.
+	// DroppedRecords counts records, async statuses, usage minutes and
+	// replica lives dropped so.
 	DroppedRecords int64
 }
 
@@ -333,11 +383,15 @@ type batch struct {
 	lines []stratus.LogLine
 	recs  []stratus.Invocation
 	sts   []stratus.AsyncStatus
+	mins  []stratus.UsageMinute
+	reps  []stratus.ReplicaUsage
 	syncs []chan error
 	bytes int64
 }
 
-func (b *batch) empty() bool { return len(b.lines) == 0 && len(b.recs) == 0 && len(b.sts) == 0 }
+func (b *batch) empty() bool {
+	return len(b.lines) == 0 && len(b.recs) == 0 && len(b.sts) == 0 && len(b.mins) == 0 && len(b.reps) == 0
+}
 
 // take moves what is queued into b.
 func (w *Writer) take(b *batch) {
@@ -356,6 +410,12 @@ func (w *Writer) take(b *batch) {
 		case it.rec != nil:
 			b.recs = append(b.recs, *it.rec)
 			b.bytes += recCost(it.rec)
+		case it.minute != nil:
+			b.mins = append(b.mins, *it.minute)
+			b.bytes += minuteCost(it.minute)
+		case it.replica != nil:
+			b.reps = append(b.reps, *it.replica)
+			b.bytes += replicaCost(it.replica)
 		default:
 			b.sts = append(b.sts, *it.async)
 			b.bytes += statusCost(it.async)
@@ -399,6 +459,32 @@ func (w *Writer) store(ctx context.Context, b *batch) error {
 		}
 		clear(b.recs[:n])
 		b.recs = b.recs[n:]
+		w.release(b, c)
+	}
+	for len(b.mins) > 0 {
+		n := min(len(b.mins), batchSize)
+		if err := w.st.AddUsageMinutes(ctx, b.mins[:n]); err != nil {
+			return fmt.Errorf("store usage minutes: %w", err)
+		}
+		var c int64
+		for i := range b.mins[:n] {
+			c += minuteCost(&b.mins[i])
+		}
+		clear(b.mins[:n])
+		b.mins = b.mins[n:]
+		w.release(b, c)
+	}
+	for len(b.reps) > 0 {
+		n := min(len(b.reps), batchSize)
+		if err := w.st.InsertReplicaUsages(ctx, b.reps[:n]); err != nil {
+			return fmt.Errorf("store replica lives: %w", err)
+		}
+		var c int64
+		for i := range b.reps[:n] {
+			c += replicaCost(&b.reps[i])
+		}
+		clear(b.reps[:n])
+		b.reps = b.reps[n:]
 		w.release(b, c)
 	}
 	stored := false
@@ -509,13 +595,19 @@ func (w *Writer) Run(ctx context.Context) error {
 			} else if n > 0 {
 				w.log.Debug("pruned records", "rows", n)
 			}
+			if n, err := w.st.PruneUsage(ctx, w.ret.Usage); err != nil {
+				w.log.Error("prune usage", "err", err)
+			} else if n > 0 {
+				w.log.Debug("pruned usage", "rows", n)
+			}
 		case <-ctx.Done():
 			w.take(&b)
 			backoff = 0
 			try()
 			if !b.empty() {
 				w.log.Error("log writer stopped with items not stored", "lines", len(b.lines),
-					"records", len(b.recs), "statuses", len(b.sts))
+					"records", len(b.recs), "statuses", len(b.sts), "usage_minutes", len(b.mins),
+					"replica_lives", len(b.reps))
 			}
 			return nil
 		}

@@ -152,9 +152,9 @@ func (s *Store) GetVersion(ctx context.Context, name string, version int) (*stra
 }
 
 // DeleteFunction removes function name with its versions, invocation
-// records and log lines and frees its name (a service still stored under
-// it gets it, see freeName), or returns an error wrapping
-// stratus.ErrNotFound.
+// records and log lines (not its usage minutes) and frees its name (a
+// service still stored under it gets it, see freeName), or returns an
+// error wrapping stratus.ErrNotFound.
 func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM functions WHERE name = ?`, name) // versions cascade
@@ -169,6 +169,8 @@ func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 		if err := freeName(ctx, tx, name, KindFunction); err != nil {
 			return err
 		}
+		// The function's usage minutes stay: cost history outlives the
+		// workload, and only PruneUsage removes it, by age.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM invocations WHERE function = ?`, name); err != nil {
 			return err
 		}

@@ -22,6 +22,10 @@ func invocation(fn, reqID string, start time.Time) stratus.Invocation {
 		Outcome:        stratus.OutcomeError,
 		ErrorType:      "Runtime.Unhandled",
 		Instance:       "i-1",
+		Trigger:        stratus.TriggerHTTP,
+		CPUMs:          9.75,
+		Arch:           stratus.ArchArm,
+		TraceID:        "4bf92f3577b34da6a3ce929d0e0e4736",
 	}
 }
 

@@ -17,20 +17,32 @@ const (
 	MaxInvocationLimit     = 10000
 )
 
-// InsertInvocations records recs in one transaction.
+// InsertInvocations records recs in one transaction, and in the same
+// transaction adds them to their functions' usage minutes (MinuteOf), so
+// that a batch counts in both or in neither.
 func (s *Store) InsertInvocations(ctx context.Context, recs []stratus.Invocation) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return insertRows(ctx, tx, `INSERT INTO invocations (function, request_id, version, start,
-			duration_ms, billed_ms, memory_mb, max_memory_mb, init_duration_ms, cold, outcome, error_type, instance)`,
-			13, len(recs), func(a []any, i int) []any {
+		err := insertRows(ctx, tx, `INSERT INTO invocations (function, request_id, version, start,
+			duration_ms, billed_ms, memory_mb, max_memory_mb, init_duration_ms, cold, outcome, error_type, instance,
+			"trigger", cpu_ms, arch, trace_id)`,
+			17, len(recs), func(a []any, i int) []any {
 				r := &recs[i]
 				return append(a, r.Function, r.RequestID, r.Version, nanos(r.Start),
 					r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB, r.InitDurationMs, r.Cold,
-					r.Outcome, r.ErrorType, r.Instance)
+					r.Outcome, r.ErrorType, r.Instance,
+					r.Trigger, r.CPUMs, r.Arch, r.TraceID)
 			}, nil)
+		if err != nil {
+			return err
+		}
+		mins := make([]stratus.UsageMinute, len(recs))
+		for i := range recs {
+			mins[i] = MinuteOf(recs[i])
+		}
+		return addMinutes(ctx, tx, mins)
 	})
 	if err != nil {
 		return fmt.Errorf("insert %d invocations: %w", len(recs), err)
@@ -54,7 +66,7 @@ type InvocationQuery struct {
 func (s *Store) ListInvocations(ctx context.Context, fn string, q InvocationQuery) ([]stratus.Invocation, error) {
 	var b strings.Builder
 	b.WriteString(`SELECT request_id, version, start, duration_ms, billed_ms, memory_mb, max_memory_mb,
-		init_duration_ms, cold, outcome, error_type, instance FROM invocations`)
+		init_duration_ms, cold, outcome, error_type, instance, "trigger", cpu_ms, arch, trace_id FROM invocations`)
 	if q.RequestID != "" {
 		// A request has a record or a few; without this the planner
 		// prefers walking the function's records in start order.
@@ -83,7 +95,8 @@ func (s *Store) ListInvocations(ctx context.Context, fn string, q InvocationQuer
 		r := stratus.Invocation{Function: fn}
 		var start int64
 		if err := rows.Scan(&r.RequestID, &r.Version, &start, &r.DurationMs, &r.BilledMs, &r.MemoryMB,
-			&r.MaxMemoryMB, &r.InitDurationMs, &r.Cold, &r.Outcome, &r.ErrorType, &r.Instance); err != nil {
+			&r.MaxMemoryMB, &r.InitDurationMs, &r.Cold, &r.Outcome, &r.ErrorType, &r.Instance,
+			&r.Trigger, &r.CPUMs, &r.Arch, &r.TraceID); err != nil {
 			return nil, fmt.Errorf("list invocations of %q: %w", fn, err)
 		}
 		r.Start = fromNanos(start)

@@ -9,10 +9,11 @@ import (
 	"github.com/stratus-run/stratus"
 )
 
-// The kinds of things that hold a name in the names table (NameHolder).
+// The kinds of things that hold a name in the names table (NameHolder)
+// and have usage minutes: the root package's kinds.
 const (
-	KindFunction = "function"
-	KindService  = "service"
+	KindFunction = stratus.KindFunction
+	KindService  = stratus.KindService
 )
 
 // NameHolder reports which kind holds name, if any: a read-only look at

@@ -127,12 +127,12 @@ func TestMigrationFillsNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to schema 5, with a name both a function and a service have.
-	for _, q := range []string{
+	for _, q := range append(undoMetering(),
 		`DROP TABLE names`,
 		`DELETE FROM schema_version WHERE version >= 6`,
 		`INSERT INTO services (name, serving, created_at, updated_at) VALUES ('fn', 1, 1, 1)`,
 		`INSERT INTO revisions (service, number, config, image_digest, created_at) VALUES ('fn', 1, '{"image":"app"}', 'sha256:app', 1)`,
-	} {
+	) {
 		if _, err := s.w.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

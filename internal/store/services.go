@@ -124,9 +124,10 @@ func (s *Store) ListServices(ctx context.Context) ([]stratus.Service, error) {
 	return list, nil
 }
 
-// DeleteService removes service name with its revisions and log lines and
-// frees its name (a function still stored under it gets it, see
-// freeName), or returns an error wrapping stratus.ErrNotFound.
+// DeleteService removes service name with its revisions and log lines
+// (not its usage minutes and replica lives) and frees its name (a
+// function still stored under it gets it, see freeName), or returns an
+// error wrapping stratus.ErrNotFound.
 func (s *Store) DeleteService(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM services WHERE name = ?`, name) // revisions cascade
@@ -141,6 +142,8 @@ func (s *Store) DeleteService(ctx context.Context, name string) error {
 		if err := freeName(ctx, tx, name, KindService); err != nil {
 			return err
 		}
+		// The service's usage minutes and replica lives stay: cost history
+		// outlives the workload, and only PruneUsage removes it, by age.
 		_, err = tx.ExecContext(ctx, `DELETE FROM logs WHERE function = ?`, stratus.ServiceLogKey(name))
 		return err
 	})

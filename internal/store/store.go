@@ -1,6 +1,8 @@
 // Package store keeps Stratus's state in one SQLite file: functions and
 // their immutable versions, services and their revisions, invocation
-// records, log lines, async invocation states, topics and schedules.
+// records, log lines, async invocation states, topics and schedules, and
+// the metered usage of functions and services (usage minutes, replica
+// lives), which outlives the records and the workloads (see PruneUsage).
 //
 // Functions and services share one namespace of names (their routes
 // /fn/NAME, /svc/NAME and NAME.<domain> meet in the gateway): the names
