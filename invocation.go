@@ -92,6 +92,47 @@ type UsageMinute struct {
 	Arch        string    `json:"architecture,omitempty"`
 }
 
+// MBPerVCPU is the memory that comes with one vCPU: a function's CPU is
+// in proportion to its memory, a whole vCPU at 1769 MB, as the runc
+// sandbox shares it and as Lambda allocates it.
+const MBPerVCPU = 1769
+
+// MinuteOf is the usage of one invocation record, as it is added to its
+// function's minute (the minute r started in, in UTC): one request, an
+// error unless the outcome is success, a cold start if r was one, its
+// durations and CPU time, GBSeconds = MemoryMB/1024 × BilledMs/1000 and
+// VCPUSeconds = MemoryMB/1769 × (DurationMs+InitDurationMs)/1000. The
+// meter costs single records with the same arithmetic, so that a window
+// read from minutes and one read from records agree.
+func MinuteOf(r Invocation) UsageMinute {
+	vcpu := float64(r.MemoryMB) / MBPerVCPU
+	u := UsageMinute{
+		Kind:        KindFunction,
+		Name:        r.Function,
+		Requests:    1,
+		DurationMs:  r.DurationMs,
+		MaxDuration: r.DurationMs,
+		BilledMs:    float64(r.BilledMs),
+		InitMs:      r.InitDurationMs,
+		CPUMs:       r.CPUMs,
+		GBSeconds:   float64(r.MemoryMB) / 1024 * float64(r.BilledMs) / 1000,
+		VCPUSeconds: vcpu * (r.DurationMs + r.InitDurationMs) / 1000,
+		MemoryMB:    r.MemoryMB,
+		VCPU:        vcpu,
+		Arch:        r.Arch,
+	}
+	if !r.Start.IsZero() {
+		u.Minute = r.Start.UTC().Truncate(time.Minute)
+	}
+	if r.Outcome != OutcomeSuccess {
+		u.Errors = 1
+	}
+	if r.Cold {
+		u.ColdStarts = 1
+	}
+	return u
+}
+
 // ReplicaUsage is what one replica of a service held and used over its
 // life (or, while it runs, up to At): its allocation (CPU in vCPUs and
 // memory) and the CPU time it used.

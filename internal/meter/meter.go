@@ -97,18 +97,7 @@ func (m *Meter) Table() Table { return m.t }
 // Invocation returns the usage of one invocation record, priced as a
 // Lambda function of its architecture.
 func (m *Meter) Invocation(r stratus.Invocation) stratus.Usage {
-	mem := float64(r.MemoryMB)
-	u := stratus.Usage{
-		Requests:    1,
-		DurationMs:  r.DurationMs,
-		BilledMs:    float64(r.BilledMs),
-		GBSeconds:   mem / 1024 * float64(r.BilledMs) / 1000,
-		VCPUSeconds: mem / LambdaMBPerVCPU * (r.DurationMs + r.InitDurationMs) / 1000,
-		CPUSeconds:  r.CPUMs / 1000,
-	}
-	u.CostUSD = u.GBSeconds*m.lambdaGBSecond(r.Arch) + m.t.Prices.LambdaPerMillionReqs/1e6
-	m.energy(&u)
-	return u
+	return m.Minute(stratus.MinuteOf(r))
 }
 
 // Minute returns the usage of one workload-minute: a function's priced as

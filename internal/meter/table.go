@@ -24,7 +24,7 @@ const (
 	// LambdaMBPerVCPU is the memory size at which a Lambda function has
 	// the equivalent of one vCPU; CPU is allocated in proportion to
 	// memory below and above it.
-	LambdaMBPerVCPU = 1769
+	LambdaMBPerVCPU = stratus.MBPerVCPU
 
 	// Embodied emissions (SCI's M), following Cloud Carbon Footprint's
 	// method: a server's total embodied emissions, shared over its

@@ -40,7 +40,7 @@ func (s *Store) InsertInvocations(ctx context.Context, recs []stratus.Invocation
 		}
 		mins := make([]stratus.UsageMinute, len(recs))
 		for i := range recs {
-			mins[i] = MinuteOf(recs[i])
+			mins[i] = stratus.MinuteOf(recs[i])
 		}
 		return addMinutes(ctx, tx, mins)
 	})

@@ -10,47 +10,6 @@ import (
 	"github.com/stratus-run/stratus"
 )
 
-// mbPerVCPU is the memory that comes with one vCPU: a function's CPU is
-// in proportion to its memory, a whole vCPU at 1769 MB, as the runc
-// sandbox shares it and as Lambda allocates it.
-const mbPerVCPU = 1769
-
-// MinuteOf is the usage of one invocation record, as it is added to its
-// function's minute (the minute r started in, in UTC): one request, an
-// error unless the outcome is success, a cold start if r was one, its
-// durations and CPU time, GBSeconds = MemoryMB/1024 × BilledMs/1000 and
-// VCPUSeconds = MemoryMB/1769 × (DurationMs+InitDurationMs)/1000. The
-// meter costs single records with the same arithmetic, so that a window
-// read from minutes and one read from records agree.
-func MinuteOf(r stratus.Invocation) stratus.UsageMinute {
-	vcpu := float64(r.MemoryMB) / mbPerVCPU
-	u := stratus.UsageMinute{
-		Kind:        KindFunction,
-		Name:        r.Function,
-		Requests:    1,
-		DurationMs:  r.DurationMs,
-		MaxDuration: r.DurationMs,
-		BilledMs:    float64(r.BilledMs),
-		InitMs:      r.InitDurationMs,
-		CPUMs:       r.CPUMs,
-		GBSeconds:   float64(r.MemoryMB) / 1024 * float64(r.BilledMs) / 1000,
-		VCPUSeconds: vcpu * (r.DurationMs + r.InitDurationMs) / 1000,
-		MemoryMB:    r.MemoryMB,
-		VCPU:        vcpu,
-		Arch:        r.Arch,
-	}
-	if !r.Start.IsZero() {
-		u.Minute = r.Start.UTC().Truncate(time.Minute)
-	}
-	if r.Outcome != stratus.OutcomeSuccess {
-		u.Errors = 1
-	}
-	if r.Cold {
-		u.ColdStarts = 1
-	}
-	return u
-}
-
 // addTo adds u to the sum a of the same minute: counts and times add up,
 // maxima take the larger, and the allocation (memory, vCPU, arch) is u's,
 // the later one.

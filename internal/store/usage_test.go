@@ -151,7 +151,7 @@ func TestMinuteOf(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := MinuteOf(tc.rec)
+			got := stratus.MinuteOf(tc.rec)
 			if diff := cmp.Diff(tc.want, got, approx); diff != "" {
 				t.Errorf("MinuteOf (-want +got):\n%s", diff)
 			}
