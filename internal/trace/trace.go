@@ -1,7 +1,40 @@
 // Package trace carries W3C trace context through Stratus and exports
-// spans over OTLP when the server is given an endpoint. Components take an
-// OpenTelemetry trace.Tracer in their Config (nil: a no-op one) and use
-// Extract, Inject and LambdaHeader at their edges.
+// spans over OTLP when the server is given an endpoint.
+//
+// Who calls what:
+//
+//   - internal/server builds one Provider with New from the server's
+//     --otlp-endpoint, region and version, hands each component
+//     Provider.Tracer("gateway"), Tracer("pool"), … in its Config, and calls
+//     Provider.Shutdown last, after the components have stopped, so that the
+//     spans they ended are flushed.
+//   - The gateway calls Extract at the edge (traceparent and tracestate, else
+//     Lambda's X-Amzn-Trace-Id) and starts the server span of the request
+//     from the context it returns; a service's request carries that span on
+//     in traceparent (Inject).
+//   - A function pool starts the queue-wait span (waiting for an instance),
+//     the cold-start span (starting one) and the invocation span; the
+//     Runtime API hands the invocation span to the function as
+//     Lambda-Runtime-Trace-Id (LambdaHeader), so the function's own
+//     tracer sees a span of Stratus as its parent, in the caller's trace.
+//   - The event system carries the context of an asynchronous invocation,
+//     a topic delivery or a schedule in the NATS message's headers (Inject
+//     and Extract with the message's header, an http.Header), so the
+//     invocation that handles it joins the trace of the request that
+//     queued it.
+//
+// Components take an OpenTelemetry trace.Tracer in their Config (nil: a
+// no-op one, see Or) and use only the OpenTelemetry API; this package is
+// the one place that knows the SDK and the exporters.
+//
+// Nothing is sent anywhere without an endpoint: New(ctx, Config{}) gives
+// tracers that record nothing and only hand out fresh span IDs in the
+// caller's trace (so the IDs passed on stay meaningful), for about a fifth
+// of what the SDK spends on a span that no processor reads (BenchmarkSpan). With an endpoint, spans are sampled parent-based
+// (a caller's traceparent with the sampled flag clear is honoured, a new
+// trace is sampled), batched for up to a second and exported over OTLP/HTTP
+// or OTLP/gRPC; an export error is logged and never reaches the code that
+// ended the span.
 package trace
 
 import (
@@ -49,15 +82,4 @@ func Extract(ctx context.Context, h http.Header) context.Context {
 // Inject sets traceparent (and tracestate) in h from ctx's span.
 func Inject(ctx context.Context, h http.Header) {
 	w3c.Inject(ctx, propagation.HeaderCarrier(h))
-}
-
-// LambdaHeader is the X-Ray trace header (Root=1-…;Parent=…;Sampled=…)
-// of ctx's span, "" when ctx has none.
-func LambdaHeader(ctx context.Context) string {
-	return "" // filled in by the trace package's owner
-}
-
-// FromLambdaHeader parses an X-Ray trace header into a span context.
-func FromLambdaHeader(s string) (oteltrace.SpanContext, bool) {
-	return oteltrace.SpanContext{}, false
 }
