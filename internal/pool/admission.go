@@ -43,6 +43,10 @@ type lease struct {
 	// to the client (the instance is then dead and must be released
 	// unhealthy).
 	initErr *runtimeapi.Result
+	// prepared: the cold start used a prepared sandbox.
+	prepared bool
+	// waited: the invocation waited in its function's queue for it.
+	waited bool
 }
 
 // grant is what a waiter receives: a lease, or an error.
@@ -67,9 +71,9 @@ var errSurplus = errors.New("no invocation waits for this instance any more")
 var errStopping = fmt.Errorf("server is stopping: %w", stratus.ErrUnavailable)
 
 // acquire returns a lease on an instance of the current version of name,
-// ready for an invocation. Before Run it waits for Run.
-func (m *Manager) acquire(ctx context.Context, name string) (lease, error) {
-	now := m.cfg.Now()
+// ready for an invocation that arrived at now. Before Run it waits for
+// Run. Each ErrCapacity it returns counts as a throttle of name.
+func (m *Manager) acquire(ctx context.Context, name string, now time.Time) (lease, error) {
 	m.mu.Lock()
 	if m.stopping {
 		m.mu.Unlock()
@@ -96,6 +100,7 @@ func (m *Manager) acquire(ctx context.Context, name string) (lease, error) {
 	// way: a call that got a start of its own is not refused.
 	if n := len(p.waiters) - p.starting; n > m.cfg.QueueSize {
 		p.waiters = p.waiters[:len(p.waiters)-1]
+		p.throttles++
 		m.mu.Unlock()
 		return lease{}, fmt.Errorf("function %q: %d invocations wait for an instance already: %w", name, n-1, stratus.ErrCapacity)
 	}
@@ -109,6 +114,7 @@ func (m *Manager) acquire(ctx context.Context, name string) (lease, error) {
 	for {
 		select {
 		case g := <-w.ch:
+			g.waited = true
 			return g.lease, g.err
 		case <-t.C:
 			m.mu.Lock()
@@ -121,6 +127,7 @@ func (m *Manager) acquire(ctx context.Context, name string) (lease, error) {
 			if m.cancelWait(p, w) {
 				m.mu.Lock()
 				live, maxConc := p.live, p.cur.Config.MaxConcurrency
+				p.throttles++
 				m.mu.Unlock()
 				return lease{}, fmt.Errorf("function %q: %d instances busy (max concurrency %d, server cap %d): %w", name, live, maxConc, m.cfg.MaxInstances, stratus.ErrCapacity)
 			}
@@ -131,6 +138,7 @@ func (m *Manager) acquire(ctx context.Context, name string) (lease, error) {
 		}
 		// A grant is on its way.
 		g := <-w.ch
+		g.waited = true
 		return g.lease, g.err
 	}
 }

@@ -19,7 +19,7 @@ func TestMostRecentlyUsedFirst(t *testing.T) {
 	c2 := e.goInvoke("fn", block(g2))
 	e.atGate(g1)
 	e.atGate(g2)
-	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 2, Busy: 2}) {
+	if got := e.gauges("fn"); got != (stratus.InstanceStats{Live: 2, Busy: 2}) {
 		t.Fatalf("Stats = %+v, want two busy instances", got)
 	}
 	e.open(g1)
@@ -75,8 +75,8 @@ func TestMaxConcurrencyThrottles(t *testing.T) {
 	if !errors.Is(r.err, stratus.ErrCapacity) || r.took < wait {
 		t.Errorf("throttled call: %v after %s, want ErrCapacity after at least %s", r.err, r.took, wait)
 	}
-	if got := e.m.Stats("fn"); got.Live != 2 {
-		t.Errorf("Stats = %+v, want no instance beyond max concurrency", got)
+	if got := e.m.Stats("fn"); got.Live != 2 || got.Throttles != 2 {
+		t.Errorf("Stats = %+v, want no instance beyond max concurrency, and both calls counted as throttles", got)
 	}
 	e.open(g)
 	e.open(g)
@@ -129,7 +129,7 @@ func TestWaiterGetsReleasedInstance(t *testing.T) {
 	if r2.resp.Record.Instance != r1.resp.Record.Instance || r2.resp.Record.Cold {
 		t.Errorf("waiter ran on %s (cold %v), want the released %s", r2.resp.Record.Instance, r2.resp.Record.Cold, r1.resp.Record.Instance)
 	}
-	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
+	if got := e.gauges("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
 		t.Errorf("Stats = %+v", got)
 	}
 }
@@ -182,7 +182,7 @@ func TestQueueServedByFirstFreeInstance(t *testing.T) {
 		t.Errorf("second call ran on %s (cold %v), want the first call's %s, warm", r2.resp.Record.Instance, r2.resp.Record.Cold, r1.resp.Record.Instance)
 	}
 	close(hold)
-	e.waitFor("the second instance up and idle", func() bool { return e.m.Stats("fn") == stratus.InstanceStats{Live: 2, Idle: 2} })
+	e.waitFor("the second instance up and idle", func() bool { return e.gauges("fn") == stratus.InstanceStats{Live: 2, Idle: 2} })
 }
 
 // TestCreationCap: at most MaxCreating sandboxes are made at once; a start
@@ -257,7 +257,7 @@ func TestSurplusStartDropped(t *testing.T) {
 	if got := e.drv.ids("start"); len(got) != 2 {
 		t.Errorf("sandboxes made: %v, want a's first and b's only", got)
 	}
-	if got := e.m.Stats("a"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
+	if got := e.gauges("a"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
 		t.Errorf("a: Stats = %+v, want its one instance", got)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	oteltrace "go.opentelemetry.io/otel/trace"
+
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -147,6 +149,8 @@ type opts struct {
 	// driver, when set, wraps the process driver in the Manager's driver
 	// (instead of the preparer).
 	driver func(*process.Driver) sandbox.Driver
+	// tracer is Config.Tracer.
+	tracer oteltrace.Tracer
 }
 
 // env is a Manager running real instances of the test runtime under the
@@ -204,6 +208,7 @@ func newEnv(t *testing.T, o opts) *env {
 		DriverTimeout: o.driverTimeout,
 		ReapEvery:     time.Hour, // the test calls Reap itself
 		Sink:          e.sink,
+		Tracer:        o.tracer,
 	}
 	if o.fakeClock {
 		e.clock = &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
@@ -287,6 +292,14 @@ func (e *env) invoke(name string, ev map[string]any) (*stratus.Response, string,
 	b, _ := json.Marshal(ev)
 	resp, err := e.m.Invoke(ctx, name, stratus.Request{RequestID: id, Event: b})
 	return resp, id, err
+}
+
+// invokeReq invokes with ctx (for its trace context) and trigger.
+func (e *env) invokeReq(ctx context.Context, name string, ev map[string]any, trigger string) (*stratus.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	b, _ := json.Marshal(ev)
+	return e.m.Invoke(ctx, name, stratus.Request{RequestID: e.newReqID(), Event: b, Trigger: trigger})
 }
 
 func (e *env) mustInvoke(name string, ev map[string]any) *stratus.Response {
@@ -381,7 +394,15 @@ func (e *env) waitFor(what string, cond func() bool) {
 
 func (e *env) waitStats(name string, want stratus.InstanceStats) {
 	e.t.Helper()
-	e.waitFor(fmt.Sprintf("%s to have %+v", name, want), func() bool { return e.m.Stats(name) == want })
+	e.waitFor(fmt.Sprintf("%s to have %+v", name, want), func() bool { return e.gauges(name) == want })
+}
+
+// gauges is Stats of function name without its counters (throttles, cold
+// starts, prepare hits and misses): what is there now.
+func (e *env) gauges(name string) stratus.InstanceStats {
+	s := e.m.Stats(name)
+	s.Throttles, s.ColdStarts, s.PrepareHits, s.PrepareMisses = 0, 0, 0, 0
+	return s
 }
 
 // waiters is the number of invocations of name waiting for an instance.

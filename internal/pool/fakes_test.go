@@ -374,3 +374,65 @@ func find(h *logtest.Recorder, msg string) []map[string]string {
 	}
 	return out
 }
+
+// cpuCounter is the process driver with a CPU counter the test sets: each
+// sandbox's CPU time starts at init when it starts (its runtime's init)
+// and grows by what add adds. Stats reports it in CPUNanos; CPUNanos,
+// when the driver is wrapped as cpuCounterReader, too. It counts the
+// reads of both.
+type cpuCounter struct {
+	sandbox.Driver // the process driver, behind the interface: its own CPUNanos is hidden
+	init           int64
+
+	mu                   sync.Mutex
+	nanos                map[string]int64
+	statsReads, cpuReads int
+}
+
+func newCPUCounter(d *process.Driver, init time.Duration) *cpuCounter {
+	return &cpuCounter{Driver: d, init: int64(init), nanos: make(map[string]int64)}
+}
+
+func (c *cpuCounter) Start(ctx context.Context, spec sandbox.Spec) error {
+	c.mu.Lock()
+	c.nanos[spec.ID] = c.init
+	c.mu.Unlock()
+	return c.Driver.Start(ctx, spec)
+}
+
+// add counts d more CPU time for sandbox id.
+func (c *cpuCounter) add(id string, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nanos[id] += int64(d)
+}
+
+func (c *cpuCounter) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
+	st, err := c.Driver.Stats(ctx, id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.statsReads++
+	st.CPUNanos = c.nanos[id]
+	return st, err
+}
+
+// reads returns the number of Stats and CPUNanos calls so far.
+func (c *cpuCounter) reads() (stats, cpu int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.statsReads, c.cpuReads
+}
+
+// cpuCounterReader is a cpuCounter with a CPUNanos method.
+type cpuCounterReader struct{ *cpuCounter }
+
+func (c cpuCounterReader) CPUNanos(ctx context.Context, id string) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cpuReads++
+	n, ok := c.nanos[id]
+	if !ok {
+		return 0, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	return n, nil
+}

@@ -46,6 +46,16 @@ type Instance struct {
 	// Peak memory, as last read; used by the invocation in flight only.
 	statsAt  time.Time
 	maxMemMB int
+	// cpuNanos is its sandbox's CPU time as last read (0 before its
+	// first invocation's end); used by the invocation in flight only.
+	cpuNanos int64
+
+	// Its start, for the spans of its cold start (Config.Now times, set
+	// by the start before it hands the instance over): from when the
+	// start began, started (above) to launched around the driver's Start,
+	// ready when its runtime first asked for an event (zero if it never
+	// did), initEnd when the start was over.
+	from, launched, ready, initEnd time.Time
 
 	exited chan struct{} // closed when the sandbox has ended
 	exit   sandbox.Exit  // valid after exited is closed

@@ -68,9 +68,9 @@ func (m *Manager) arn(fn string) string {
 	return "arn:aws:lambda:" + m.cfg.Region + ":000000000000:function:" + fn
 }
 
-// traceID is an X-Ray trace header for an invocation that starts at t,
-// not sampled.
-func traceID(t time.Time) string {
+// newTraceHeader is a new X-Ray trace header for an invocation that
+// starts at t, not sampled: for invocations that have no trace context.
+func newTraceHeader(t time.Time) string {
 	var b [20]byte
 	_, _ = rand.Read(b[:])
 	h := hex.EncodeToString(b[:])

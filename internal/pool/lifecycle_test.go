@@ -44,20 +44,20 @@ func TestReapIdle(t *testing.T) {
 	e.clock.Step(59 * time.Second)
 	e.m.Reap()
 	for fn, want := range map[string]stratus.InstanceStats{"plain": {Live: 2, Idle: 2}, "warm": {Live: 2, Idle: 2}, "short": {Live: 1, Idle: 1}} {
-		if got := e.m.Stats(fn); got != want {
+		if got := e.gauges(fn); got != want {
 			t.Errorf("after 59s idle: %s %+v, want %+v", fn, got, want)
 		}
 	}
 	e.clock.Step(time.Second)
 	e.m.Reap()
 	e.waitStats("short", stratus.InstanceStats{})
-	if got := e.m.Stats("plain"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
+	if got := e.gauges("plain"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
 		t.Errorf("after 1m idle: plain %+v, want both kept (default idle timeout 5m)", got)
 	}
 
 	e.clock.Step(4*time.Minute - time.Second)
 	e.m.Reap()
-	if got := e.m.Stats("plain"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
+	if got := e.gauges("plain"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
 		t.Errorf("after 4m59s idle: plain %+v, want both kept", got)
 	}
 	e.clock.Step(time.Second)
@@ -98,7 +98,7 @@ func TestReapStartsMinInstances(t *testing.T) {
 	// Time passing does not take provisioned instances below the minimum.
 	e.clock.Step(24 * time.Hour)
 	e.m.Reap()
-	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
+	if got := e.gauges("fn"); got != (stratus.InstanceStats{Live: 2, Idle: 2}) {
 		t.Errorf("after a day idle: %+v, want the two provisioned instances", got)
 	}
 }
@@ -110,7 +110,7 @@ func TestDeployNewVersion(t *testing.T) {
 	busy := e.goInvoke("fn", block(g))
 	e.atGate(g)
 	idle := e.success(e.mustInvoke("fn", map[string]any{"op": "echo"}))
-	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 2, Idle: 1, Busy: 1}) {
+	if got := e.gauges("fn"); got != (stratus.InstanceStats{Live: 2, Idle: 1, Busy: 1}) {
 		t.Fatalf("Stats = %+v", got)
 	}
 

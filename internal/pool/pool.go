@@ -13,7 +13,7 @@
 // its sandbox, one way for code from a zip and from an image; start.go
 // starts it, watches it and stops it; prepare.go makes sandboxes ahead;
 // invoke.go runs one invocation by Lambda's rules (START and REPORT
-// lines, records, billed time); lambdaenv.go is Lambda's environment,
+// lines, records, billed time, CPU time) and traces it; lambdaenv.go is Lambda's environment,
 // ARNs and trace IDs; instance.go is one instance and its Runtime API
 // exchange.
 //
@@ -44,7 +44,7 @@
 // StopGrace + DriverTimeout; Wait, which lasts as long as its sandbox,
 // DriverTimeout after that sandbox's Stop returned (at once when Stop
 // failed). Owns ends with its Runtime API or after DriverTimeout. The
-// calls of an invocation (SyncOutput, Stats) take the invocation's own
+// calls of an invocation (SyncOutput, CPUNanos, Stats) take the invocation's own
 // context, which ends at the function's timeout (the hot path pays for no
 // timer of its own). So Run returns at most StopGrace +
 // 2×DriverTimeout + 1 s (Manager.stopBound; the second for closing a
@@ -53,6 +53,16 @@
 // driver calls that hang, as long as they return once their context ends.
 // A hung driver may leave a sandbox behind; the server's next start stops
 // it (Driver.List).
+//
+// Metering: every invocation that reached an instance leaves one record
+// (stratus.Invocation) with its trigger, its billed time (a cold start's
+// init included, as Lambda bills it), the CPU time its instance used for
+// it (one driver read per invocation, see cpuReader) and its trace ID.
+// Invocations refused with ErrCapacity leave none: Stats counts them as
+// throttles, next to cold starts and the prepared sandboxes they found or
+// missed. With Config.Tracer each invocation is a span "invoke NAME" (the
+// OpenTelemetry FaaS conventions) with a child for its wait in the queue
+// and, on a cold start, one for the start and its parts.
 //
 // Goroutines: the Manager owns every goroutine it starts (instance starts
 // for the queue and for MinInstances, prepares, stops, and one exit
@@ -68,12 +78,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/sandbox"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // Sink receives the platform's output: log lines and invocation records.
@@ -155,7 +169,10 @@ type Config struct {
 	// Output, if set, bounds what is stored of each instance's output:
 	// per invocation and per second per function. Nil stores it all.
 	Output *logs.Limiter
-	// Now is the clock: time.Now.
+	// Tracer makes the spans of invocations (see Manager.Invoke); nil
+	// makes none, and costs an invocation nothing.
+	Tracer oteltrace.Tracer
+	// Now is the clock: time.Now. Span timestamps come from it too.
 	Now func() time.Time
 }
 
@@ -208,6 +225,14 @@ type Manager struct {
 
 	// createAhead: the driver has Capabilities.Prepare and MaxPrepared > 0.
 	createAhead bool
+	// cpu is the driver's CPU counter, nil when it has none (then Stats
+	// gives the CPU time); see Manager.usage.
+	cpu cpuReader
+	// tracer makes spans when traced (Config.Tracer was set).
+	tracer oteltrace.Tracer
+	traced bool
+	// arch is the records' Arch: the machine's architecture.
+	arch string
 
 	// run is Run's ctx: starts and prepares end with it. life outlives
 	// it, for stopping instances and watching sandboxes; Run cancels it
@@ -249,17 +274,46 @@ type fnPool struct {
 	// latest prepare in flight, if any.
 	prepared  *Instance
 	preparing *prepareOp
+
+	// Counters for Stats, since the pool was made: invocations refused
+	// with ErrCapacity, cold starts, and (with create-ahead) cold starts
+	// that found a prepared sandbox or made one.
+	throttles, coldStarts, prepareHits, prepareMisses int64
 }
 
 // New returns a Manager of cfg's functions; call Run to start and reap
 // instances, and to stop everything at the end.
 func New(cfg Config) *Manager {
 	cfg.defaults()
+	cpu, _ := cfg.Driver.(cpuReader)
 	return &Manager{
 		cfg: cfg, log: cfg.Log, pools: make(map[string]*fnPool),
 		creating:    make(chan struct{}, cfg.MaxCreating),
 		createAhead: cfg.MaxPrepared > 0 && cfg.Driver != nil && cfg.Driver.Capabilities().Prepare,
+		cpu:         cpu,
+		tracer:      trace.Or(cfg.Tracer),
+		traced:      cfg.Tracer != nil,
+		arch:        archOf(runtime.GOARCH),
 	}
+}
+
+// cpuReader is the CPU counter of a driver that has one (the process and
+// runc drivers): one cheap read per invocation.
+type cpuReader interface {
+	// CPUNanos returns the CPU time sandbox id has used so far.
+	CPUNanos(ctx context.Context, id string) (int64, error)
+}
+
+// archOf is the records' Arch of GOARCH goarch: stratus.ArchX86 or
+// ArchArm, else goarch itself.
+func archOf(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return stratus.ArchX86
+	case "arm64":
+		return stratus.ArchArm
+	}
+	return goarch
 }
 
 // Run starts what was asked before it (instances for waiting invocations,
@@ -396,7 +450,9 @@ func (m *Manager) StopAll() {
 	m.stopAsync(old...)
 }
 
-// Stats reports the instance counts of function name.
+// Stats reports the instance counts and counters of function name; zero
+// for a function the Manager does not have. The counters count from the
+// function's first deploy since the server started (Remove forgets them).
 func (m *Manager) Stats(name string) stratus.InstanceStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -404,7 +460,31 @@ func (m *Manager) Stats(name string) stratus.InstanceStats {
 	if p == nil {
 		return stratus.InstanceStats{}
 	}
-	s := stratus.InstanceStats{Live: p.live, Idle: len(p.idle)}
+	return p.statsLocked()
+}
+
+// AllStats reports Stats of every function the Manager has, by name, in
+// one pass under its lock (for a metrics scrape).
+func (m *Manager) AllStats() map[string]stratus.InstanceStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all := make(map[string]stratus.InstanceStats, len(m.pools))
+	for name, p := range m.pools {
+		all[name] = p.statsLocked()
+	}
+	return all
+}
+
+// statsLocked is p's InstanceStats. Starting counts the starts in flight
+// for waiting invocations (not those for MinInstances); Busy counts every
+// live instance that is not idle, those starting too. m.mu is held.
+func (p *fnPool) statsLocked() stratus.InstanceStats {
+	s := stratus.InstanceStats{
+		Live: p.live, Idle: len(p.idle),
+		Starting: p.starting, Waiting: len(p.waiters),
+		Throttles: p.throttles, ColdStarts: p.coldStarts,
+		PrepareHits: p.prepareHits, PrepareMisses: p.prepareMisses,
+	}
 	s.Busy = p.live - s.Idle
 	if p.prepared != nil {
 		s.Prepared = 1

@@ -22,7 +22,7 @@ func TestCreateAheadColdStart(t *testing.T) {
 	e := newEnv(t, opts{maxPrepared: 5, fakeClock: true})
 	e.deploy("fn", 1, nil)
 	id := e.waitPrepared("fn")
-	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Prepared: 1}) {
+	if got := e.gauges("fn"); got != (stratus.InstanceStats{Prepared: 1}) {
 		t.Errorf("Stats after deploy = %+v, want one prepared instance and none live", got)
 	}
 	if n := len(e.procs()); n != 0 {
@@ -285,7 +285,7 @@ func TestCreateAheadReap(t *testing.T) {
 
 	e.clock.Step(5*time.Minute - time.Second)
 	e.m.Reap()
-	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1, Prepared: 1}) {
+	if got := e.gauges("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1, Prepared: 1}) {
 		t.Errorf("after 4m59s unused: %+v, want everything kept", got)
 	}
 	e.clock.Step(time.Second)
@@ -332,7 +332,7 @@ func TestCreateAheadPrepareFails(t *testing.T) {
 	if n := len(e.drv.ids("prepare")); n != 2 {
 		t.Errorf("%d prepares, want one more after the cold start", n)
 	}
-	if got := e.m.Stats("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
+	if got := e.gauges("fn"); got != (stratus.InstanceStats{Live: 1, Idle: 1}) {
 		t.Errorf("Stats = %+v", got)
 	}
 }
@@ -380,7 +380,7 @@ func TestCreateAheadColdStartWaitsForPrepare(t *testing.T) {
 	}
 	// When the first call's instance served the second, the start that
 	// waits for the prepare still takes it, and it stays idle.
-	e.waitFor("both instances idle", func() bool { return e.m.Stats("fn") == stratus.InstanceStats{Live: 2, Idle: 2, Prepared: 1} })
+	e.waitFor("both instances idle", func() bool { return e.gauges("fn") == stratus.InstanceStats{Live: 2, Idle: 2, Prepared: 1} })
 	if got := e.drv.ids("start-prepared"); !slices.Equal(got, []string{id}) {
 		t.Errorf("prepared sandboxes started %v, want %s", got, id)
 	}

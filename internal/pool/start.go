@@ -65,6 +65,17 @@ func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version, f
 	if err != nil {
 		m.freeSlotLocked(p)
 	}
+	if w != nil && err == nil {
+		// The waiter's invocation is a cold start.
+		p.coldStarts++
+		switch {
+		case !m.createAhead:
+		case l.prepared:
+			p.prepareHits++
+		default:
+			p.prepareMisses++
+		}
+	}
 	m.mu.Unlock()
 	switch {
 	case w != nil:
@@ -92,8 +103,10 @@ func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version, f
 // (the instance, if any, is then stopped).
 func (m *Manager) start(ctx context.Context, p *fnPool, v *stratus.Version, forQueue bool) (lease, error) {
 	defer m.prepareAhead(p)
+	from := m.cfg.Now()
 	in := m.takePrepared(p, v)
-	if in != nil {
+	prepared := in != nil
+	if prepared {
 		// Only the program is left to start: the init duration counts
 		// from here, not from the prepare.
 		in.started = m.cfg.Now()
@@ -104,6 +117,7 @@ func (m *Manager) start(ctx context.Context, p *fnPool, v *stratus.Version, forQ
 			m.stopAsync(in)
 			return lease{}, m.startFailed(ctx, v, in.ID, fmt.Errorf("start prepared instance of %s: %w", v.Key(), err))
 		}
+		in.launched = m.cfg.Now()
 	} else {
 		if err := m.creation(ctx, p, forQueue); err != nil {
 			return lease{}, err
@@ -115,13 +129,17 @@ func (m *Manager) start(ctx context.Context, p *fnPool, v *stratus.Version, forQ
 			in.state = stateBusy
 			in.started = m.cfg.Now()
 			err = m.launch(ctx, in, m.cfg.Driver.Start)
+			in.launched = m.cfg.Now()
 		}
 		m.created()
 		if err != nil {
 			return lease{}, m.startFailed(ctx, v, id, fmt.Errorf("start instance of %s: %w", v.Key(), err))
 		}
 	}
-	return m.awaitInit(ctx, in)
+	in.from = from
+	l, err := m.awaitInit(ctx, in)
+	l.prepared = prepared
+	return l, err
 }
 
 // startFailed is the error of a start that failed with err: errStopping
@@ -144,11 +162,13 @@ func (m *Manager) awaitInit(ctx context.Context, in *Instance) (lease, error) {
 	case <-in.rapi.Ready():
 		// Its runtime asks for its first invocation: the init is done,
 		// and from now on the instance has its memory's share of CPU.
+		in.ready = m.cfg.Now()
 		ectx, cancel := context.WithTimeout(ctx, m.cfg.DriverTimeout)
 		if err := m.cfg.Driver.EndInit(ectx, in.ID); err != nil {
 			m.log.Warn("end instance init", "fn", in.Version.Function, "instance", in.ID, "err", err)
 		}
 		cancel()
+		in.initEnd = m.cfg.Now()
 		return lease{in: in, cold: true}, nil
 	case r = <-in.rapi.InitError():
 		// Lambda reports the runtime's own init error; the instance is done.
@@ -165,6 +185,7 @@ func (m *Manager) awaitInit(ctx context.Context, in *Instance) (lease, error) {
 		m.stopAsync(in)
 		return lease{}, errStopping
 	}
+	in.initEnd = m.cfg.Now()
 	return lease{in: in, cold: true, initErr: &r}, nil
 }
 

@@ -68,10 +68,13 @@ const (
 
 // Invocation is one event handed to the runtime.
 type Invocation struct {
-	RequestID       string
-	Event           []byte
-	Deadline        time.Time
-	FunctionARN     string
+	RequestID   string
+	Event       []byte
+	Deadline    time.Time
+	FunctionARN string
+	// TraceID is the Lambda-Runtime-Trace-Id header: an X-Ray trace
+	// header (Root=1-…;Parent=…;Sampled=…) whose Parent is the span the
+	// function's own spans are children of.
 	TraceID         string
 	ClientContext   string
 	CognitoIdentity string
