@@ -17,6 +17,15 @@
 // 5xx. A function's error on its route and a workload that did not answer
 // are v1.UpstreamError: 502 with the body function URLs give.
 //
+// Trace is the server's outermost middleware: each request but the
+// health and metrics ones runs in a server span, child of the client's
+// trace context, named after its route kind; invocations run in it
+// (their Request.Trigger says which route made them: TriggerSync for the
+// invoke endpoint, TriggerHTTP for the function route) and the service
+// proxy passes it on to the replica as its traceparent. The service
+// proxy reports each answered request's status and latency
+// (ProxyConfig.Observe).
+//
 // The gateway starts no goroutines; each request runs on its server
 // goroutine, waiting in the pool while the function is at its cap
 // (bounded in time and in number, then 429).
@@ -191,6 +200,7 @@ func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 		Event:           body,
 		ClientContext:   r.Header.Get("X-Amz-Client-Context"),
 		CognitoIdentity: r.Header.Get("X-Stratus-Cognito-Identity"),
+		Trigger:         stratus.TriggerSync,
 	}
 	resp, err := g.inv.Invoke(r.Context(), name, req)
 	if err != nil {
@@ -260,7 +270,7 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 		g.answer.Error(w, r, err)
 		return
 	}
-	resp, err := g.inv.Invoke(r.Context(), name, stratus.Request{RequestID: reqID, Event: event})
+	resp, err := g.inv.Invoke(r.Context(), name, stratus.Request{RequestID: reqID, Event: event, Trigger: stratus.TriggerHTTP})
 	if err != nil {
 		w.Header()[v1.HeaderRequestID] = []string{reqID}
 		g.answer.Error(w, r, err)

@@ -12,10 +12,12 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/services"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // replicas gives requests a replica of a service.
@@ -43,6 +45,7 @@ type ServiceProxy struct {
 	maxBody int64
 	proxy   *httputil.ReverseProxy
 	answer  v1.Responder // writes every error
+	observe func(service string, status int, d time.Duration)
 }
 
 // prefetch is how much of a request's body the proxy reads before it
@@ -80,6 +83,16 @@ type ProxyConfig struct {
 	// Log gets the failures answered 5xx and the proxy's own errors; nil
 	// discards them.
 	Log *slog.Logger
+	// Observe, if set, is called once for each request to a service that
+	// was answered (by its replica, or by the proxy: 401, 408, 413, 429,
+	// 502, 503, 504...), with the answer's status and the time from the
+	// request's arrival at the proxy to the end of its answer; a client
+	// that went away before an answer is status 499. Requests to unknown
+	// services are not observed, so that service is always a deployed
+	// service's name. It runs on the request's goroutine and must be
+	// cheap; the server points it at its metrics and at
+	// services.Manager.Observe.
+	Observe func(service string, status int, d time.Duration)
 }
 
 // withDefaults fills in the defaults of c's zero values.
@@ -107,7 +120,7 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 	p := &ServiceProxy{
 		svcs: cfg.Services, token: cfg.Token, maxBody: cfg.MaxBody,
 		domain: strings.ToLower(strings.Trim(cfg.Domain, ".")),
-		answer: v1.Responder{Log: log},
+		answer: v1.Responder{Log: log}, observe: cfg.Observe,
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -116,6 +129,9 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 			pr.SetURL(pp.t.URL)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			// The replica continues Stratus's span (the client's trace,
+			// if it sent one), not the client's.
+			trace.Inject(pr.In.Context(), pr.Out.Header)
 		},
 		// Each replica has its own transport, closed when it stops.
 		Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
@@ -197,37 +213,67 @@ func (p *ServiceProxy) HostService(r *http.Request) (string, bool) {
 // ServeHost serves a request routed by its Host header to service name:
 // the replica sees the path as sent.
 func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, name string) {
+	hostRouteSpan(r, name)
 	p.serve(w, r, name, r.URL.Path, r.URL.RawPath)
 }
 
 // serve proxies r to a replica of service name, which sees the URL path
-// path (rawPath: its escaped form, if not the default one).
+// path (rawPath: its escaped form, if not the default one), and observes
+// the answer.
 func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name, path, rawPath string) {
+	if p.observe == nil {
+		p.proxyTo(w, r, name, path, rawPath)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	if !p.proxyTo(sw, r, name, path, rawPath) {
+		return
+	}
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK // what net/http sends for a handler that wrote nothing
+		if r.Context().Err() != nil {
+			status = statusClientClosed
+		}
+	}
+	p.observe(name, status, time.Since(start))
+}
+
+// statusClientClosed is the status of a request whose client went away
+// before its answer (nginx's 499).
+const statusClientClosed = 499
+
+// proxyTo proxies r to a replica of service name, which sees the URL
+// path path (rawPath: its escaped form, if not the default one). It
+// reports whether name is a service.
+func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, name, path, rawPath string) (known bool) {
 	auth, ok := p.svcs.Auth(name)
 	// The server's token is not the container's to see, whatever its auth.
 	if !p.token.admit(r, ok && auth == stratus.AuthNone) {
 		p.answer.Error(w, r, v1.ErrUnauthorized)
-		return
+		return ok
 	}
 	if !ok {
 		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
-		return
+		return false
 	}
 	body, err := p.admit(r)
 	if err != nil {
 		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, err))
-		return
+		return true
 	}
 	t, release, err := p.svcs.Acquire(r.Context(), name)
 	if err != nil {
 		if r.Context().Err() == nil {
 			p.answer.Error(w, r, err)
 		}
-		return
+		return true
 	}
 	defer release()
 	pp := &proxied{t: t, body: body, in: r, path: path, rawPath: rawPath}
 	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, pp)))
+	return true
 }
 
 // admit reads r's body up to prefetch bytes, or to its end, before the

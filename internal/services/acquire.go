@@ -24,8 +24,7 @@ func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), er
 		return nil, nil, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
 	}
 	if r := s.cur.pickLocked(); r != nil {
-		r.inflight++
-		s.cur.tracker.Begin(m.cfg.Now())
+		m.beginLocked(r)
 		t := r.target
 		m.mu.Unlock()
 		return &t, m.releaser(r), nil
@@ -87,6 +86,7 @@ func (m *Manager) releaser(r *replica) func() {
 		once.Do(func() {
 			m.mu.Lock()
 			r.inflight--
+			r.set.svc.inflight--
 			r.set.tracker.End(m.cfg.Now())
 			if r.state == stateReady && !r.set.retired {
 				m.grantLocked(r.set.svc)
@@ -96,6 +96,23 @@ func (m *Manager) releaser(r *replica) func() {
 			}
 			m.mu.Unlock()
 		})
+	}
+}
+
+// beginLocked gives a request a slot of r: it counts it in flight, for
+// the autoscaler and for usage.
+func (m *Manager) beginLocked(r *replica) {
+	now := m.cfg.Now()
+	s := r.set.svc
+	r.inflight++
+	s.inflight++
+	r.set.tracker.Begin(now)
+	if r.run != nil {
+		r.run.requests++
+	}
+	if m.meteringLocked() {
+		a := m.minuteLocked(s, now)
+		a.MaxInFlight = max(a.MaxInFlight, s.inflight)
 	}
 }
 
@@ -109,8 +126,7 @@ func (m *Manager) grantLocked(s *service) {
 		}
 		w := s.waiters[0]
 		s.waiters = s.waiters[1:]
-		r.inflight++
-		s.cur.tracker.Begin(m.cfg.Now())
+		m.beginLocked(r)
 		w.ch <- grant{r, r.target}
 	}
 }

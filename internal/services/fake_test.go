@@ -69,6 +69,7 @@ type fakeBox struct {
 	exit sandbox.Exit // set before done closes
 
 	inflight, peak, served atomic.Int32 // of GET /sleep
+	cpu                    atomic.Int64 // CPUNanos's reading, set by the test
 }
 
 func newFakeDriver(caps sandbox.Capabilities) *fakeDriver {
@@ -322,6 +323,15 @@ func (d *fakeDriver) Stats(ctx context.Context, id string) (sandbox.Stats, error
 		return sandbox.Stats{}, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
 	}
 	return sandbox.Stats{}, nil
+}
+
+// CPUNanos reads the CPU counter the test set on a live sandbox.
+func (d *fakeDriver) CPUNanos(ctx context.Context, id string) (int64, error) {
+	b := d.get(id)
+	if b == nil || b.ended() {
+		return 0, fmt.Errorf("sandbox %q: %w", id, stratus.ErrNotFound)
+	}
+	return b.cpu.Load(), nil
 }
 
 func (d *fakeDriver) List(ctx context.Context) ([]string, error) {

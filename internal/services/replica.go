@@ -35,6 +35,7 @@ func (m *Manager) run(r *replica) {
 		}
 		m.mu.Lock()
 		r.restarts++
+		r.set.svc.restarts++
 		r.lastErr = reason
 		if r.state != stateStopping {
 			r.state = stateBackoff
@@ -108,6 +109,11 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	if err != nil {
 		return "start: " + err.Error(), false
 	}
+	m.mu.Lock()
+	m.beginRunLocked(r, id, m.cfg.Now())
+	m.mu.Unlock()
+	// Runs last, once the sandbox's end has been seen.
+	defer m.endRun(r, id)
 	// The Wait lasts as long as the sandbox, until stopSandbox gives up
 	// on it (see stopSandbox), or until the lifetime ends.
 	wctx, endWait := context.WithCancel(m.life)
@@ -123,11 +129,17 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 			}
 			e = sandbox.Exit{Code: -1, Signal: "unknown"}
 		}
+		if e.OOM {
+			m.mu.Lock()
+			set.svc.oomKills++
+			m.mu.Unlock()
+		}
 		exited <- e
 	}()
 	defer waited.Wait()
 	defer endWait()
 	stopSandbox := func() sandbox.Exit {
+		m.sampleCPU(r, id) // its last reading, while it still runs
 		giveUp := m.stopSandbox(set, id, m.cfg.StopGrace, endWait)
 		defer giveUp.Stop()
 		return <-exited

@@ -88,6 +88,7 @@ func (m *Manager) scaleAll(now time.Time) (changes []scaleChange) {
 		}
 		set.scaler.Record(now, set.tracker.Sample(now)+float64(len(s.waiters)))
 		d := set.scaler.Decide(now, set.readyLocked())
+		set.decision = d
 		desired := d.Desired
 		if len(s.waiters) > 0 {
 			desired = max(desired, 1)

@@ -33,10 +33,13 @@
 // drain and stop) and, while that replica's sandbox runs, one waiting
 // for its end (Driver.Wait; runOnce waits for it before it returns);
 // one per sandbox prepared ahead; one per prepared sandbox being stopped
-// (its revision retired, see retireLocked); and its Run loop
-// (autoscaling and reconciling every tick). Run returns after stopping
-// every replica and waiting for those goroutines. A request waits in
-// Acquire on its own goroutine, bounded in time and in number.
+// (its revision retired, see retireLocked); its Run loop (autoscaling
+// and reconciling every tick); and, with Config.Usage, one that Run
+// starts to report the usage minutes as they end (see meter), which
+// reads the live sandboxes' CPU counters once a minute and ends with
+// Run's ctx. Run returns after stopping every replica and waiting for
+// those goroutines; it then reports the minute in progress. A request
+// waits in Acquire on its own goroutine, bounded in time and in number.
 //
 // Locking: one mutex, Manager.mu, guards every service, revision set and
 // replica field marked "guarded"; nothing blocks while holding it. A lock
@@ -121,6 +124,9 @@ type Config struct {
 	Logs LogSink
 	// Output, if set, bounds the output stored per second per service.
 	Output *logs.Limiter
+	// Usage receives each service's usage minutes and each replica's
+	// usage (see UsageSink); nil measures nothing.
+	Usage UsageSink
 	// Log receives what the Manager does; nil discards it.
 	Log *slog.Logger
 	// Now is the clock (time.Now when nil).
@@ -233,6 +239,15 @@ type Manager struct {
 	deploying map[*revSet]bool
 	pending   map[string]int // image digest → deploys in progress; guarded
 
+	// Metering (with Config.Usage), all guarded: the sandboxes being
+	// metered, the services with usage minutes not reported yet, the
+	// start of the earliest minute not reported yet, and whether Run's
+	// end reported the last ones.
+	runs      map[*replica]struct{}
+	metered   map[*service]struct{}
+	flushed   time.Time
+	usageDone bool
+
 	wg sync.WaitGroup // replica goroutines
 }
 
@@ -243,6 +258,12 @@ type service struct {
 	waiters  []*waiter // requests waiting for a replica, oldest first; guarded
 	lastErr  string    // last deploy or replica error; guarded
 	svc      stratus.Service
+	inflight int // requests a replica of any revision holds; guarded
+	// Counters since the service was loaded or first deployed; guarded.
+	restarts, oomKills int64
+	// minutes holds the usage minutes not reported yet, by their start
+	// in Unix seconds; guarded.
+	minutes map[int64]*stratus.UsageMinute
 }
 
 // revSet is the replicas of one revision.
@@ -251,11 +272,12 @@ type revSet struct {
 	rev      *stratus.Revision
 	img      *Image
 	scaler   *autoscaler.Scaler
-	tracker  autoscaler.Tracker // requests in flight, averaged between ticks
-	desired  int                // guarded
-	replicas []*replica         // guarded
-	retired  bool               // guarded: drain and stop every replica
-	next     int                // guarded: where pickLocked starts
+	tracker  autoscaler.Tracker  // requests in flight, averaged between ticks
+	decision autoscaler.Decision // the scaler's last; guarded
+	desired  int                 // guarded
+	replicas []*replica          // guarded
+	retired  bool                // guarded: drain and stop every replica
+	next     int                 // guarded: where pickLocked starts
 	// prepared is a sandbox made ahead for the next replica; preparing
 	// says one is being made. Both guarded.
 	prepared  *sandboxSpec
@@ -273,6 +295,7 @@ type replica struct {
 	stop     chan struct{} // closed to stop the replica for good
 	stopOnce sync.Once
 	readyAt  time.Time // guarded
+	run      *runMeter // the metering of its sandbox while it runs; guarded
 }
 
 type waiter struct {
@@ -309,6 +332,8 @@ func New(cfg Config) *Manager {
 		deploys:   make(map[string]*sync.Mutex),
 		deploying: make(map[*revSet]bool),
 		pending:   make(map[string]int),
+		runs:      make(map[*replica]struct{}),
+		metered:   make(map[*service]struct{}),
 	}
 }
 
@@ -391,7 +416,9 @@ func (m *Manager) ImageInUse(d string) bool {
 // every service each tick until ctx ends; it then stops every replica
 // and returns once every goroutine of the Manager has ended: at most
 // stopBound (1 s + 2×StopGrace + 2×DriverTimeout) after ctx ends,
-// whatever the driver does. Call it once.
+// whatever the driver does. With Config.Usage, it reports each minute's
+// usage as the minute ends, each replica's as it ends, and, last, the
+// minute in progress. Call it once.
 func (m *Manager) Run(ctx context.Context) error {
 	// Replicas stop after ctx ends, so driver calls outlive it, but not
 	// the shutdown bound: end cancels them all then.
@@ -399,6 +426,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer end()
 	m.mu.Lock()
 	m.life = life
+	m.flushed = m.cfg.Now().Truncate(time.Minute)
 	var sets []*revSet
 	for _, s := range m.services {
 		if len(s.waiters) > 0 {
@@ -413,6 +441,15 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.prepareAhead(set)
 	}
 
+	metered := make(chan struct{})
+	if m.cfg.Usage != nil {
+		go func() {
+			defer close(metered)
+			m.meter(ctx)
+		}()
+	} else {
+		close(metered)
+	}
 	t := time.NewTicker(m.cfg.Tick)
 	for ctx.Err() == nil {
 		select {
@@ -422,9 +459,12 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	t.Stop()
+	<-metered
 	bound := time.AfterFunc(m.stopBound(), end)
 	defer bound.Stop()
 	m.stopAll()
+	// Every sandbox has ended: report the minute in progress.
+	m.emit(m.closeMinutes(time.Time{}, true))
 	return nil
 }
 

@@ -1,0 +1,396 @@
+package services
+
+import (
+	"cmp"
+	"context"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/stratus-run/stratus"
+)
+
+// UsageSink receives what the services used. Its methods are called
+// without the Manager's lock held, from the Manager's goroutines; they
+// should not block long.
+type UsageSink interface {
+	// UsageMinute receives one minute of one service's use, once the
+	// minute has ended (or, when Run returns, the minute in progress):
+	// one record per service and minute, for the minutes in which the
+	// service had replicas or requests.
+	UsageMinute(stratus.UsageMinute)
+	// ReplicaUsage receives what one replica's sandbox held and used over
+	// its life, once it has ended.
+	ReplicaUsage(stratus.ReplicaUsage)
+}
+
+// ServiceStats are one service's figures for metrics.
+type ServiceStats struct {
+	Name string
+	// ReadyReplicas and DesiredReplicas are the serving revision's
+	// replicas that take requests and those it should run.
+	ReadyReplicas, DesiredReplicas int
+	// Draining counts the replicas stopping while they finish their
+	// requests: scaled down, or of a revision no longer serving.
+	Draining int
+	// InFlight counts the requests a replica holds; Queued those waiting
+	// for a replica.
+	InFlight, Queued int
+	// AutoscalerDesired and Panic are the autoscaler's last decision for
+	// the serving revision (before the floor of one replica while
+	// requests wait) and whether it was in panic mode.
+	AutoscalerDesired int
+	Panic             bool
+	// Restarts and OOMKills count, since the service was loaded or first
+	// deployed by this server, the replica restarts (exits and failed
+	// liveness probes) and the replica sandboxes the kernel killed for
+	// exceeding their memory limit.
+	Restarts, OOMKills int64
+}
+
+// Stats returns every service's figures, by name. It does not block
+// beyond the Manager's lock.
+func (m *Manager) Stats() []ServiceStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ServiceStats, 0, len(m.services))
+	for _, s := range m.services {
+		st := ServiceStats{
+			Name:              s.name,
+			ReadyReplicas:     s.cur.readyLocked(),
+			DesiredReplicas:   s.cur.desired,
+			InFlight:          s.inflight,
+			Queued:            len(s.waiters),
+			AutoscalerDesired: s.cur.decision.Desired,
+			Panic:             s.cur.decision.Panic,
+			Restarts:          s.restarts,
+			OOMKills:          s.oomKills,
+		}
+		for _, r := range s.cur.replicas {
+			if r.state == stateStopping {
+				st.Draining++
+			}
+		}
+		for _, old := range s.draining {
+			st.Draining += len(old.replicas)
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b ServiceStats) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Observe records one request to service that was answered with status
+// after d (a client that went away before an answer is status 499), for
+// the service's usage minutes: it counts in the minute it started, or,
+// if that minute was reported already, in the earliest one not reported
+// yet. The server calls it from the service proxy's
+// gateway.ProxyConfig.Observe. Unknown services and calls without
+// Config.Usage are ignored; it does not block beyond the Manager's lock.
+func (m *Manager) Observe(service string, status int, d time.Duration) {
+	if m.cfg.Usage == nil {
+		return
+	}
+	start := m.cfg.Now().Add(-d)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.services[service]
+	if !ok || m.usageDone {
+		return
+	}
+	a := m.minuteLocked(s, start)
+	a.Requests++
+	if status >= 500 {
+		a.Errors++
+	}
+	ms := float64(d) / float64(time.Millisecond)
+	a.DurationMs += ms
+	a.MaxDuration = max(a.MaxDuration, ms)
+}
+
+// cpuCounter is the CPU counter of a driver that has one (the process and
+// runc drivers); other drivers' Stats give it.
+type cpuCounter interface {
+	// CPUNanos returns the CPU time sandbox id has used so far.
+	CPUNanos(ctx context.Context, id string) (int64, error)
+}
+
+// runMeter is the metering of one sandbox of a replica, from its start to
+// its end. Every field is guarded by Manager.mu.
+type runMeter struct {
+	id       string
+	start    time.Time
+	metered  time.Time // its replica time is counted in minutes up to here
+	cpuNow   int64     // the last reading of its CPU counter, ns
+	cpuBase  int64     // the part of cpuNow counted in minutes already
+	requests int64
+}
+
+// meteringLocked reports whether usage is being measured.
+func (m *Manager) meteringLocked() bool { return m.cfg.Usage != nil && !m.usageDone }
+
+// minuteLocked returns s's usage minute that holds t: the minute that
+// begins at t truncated to the minute, or, if that minute was reported
+// already, the earliest one not reported yet.
+func (m *Manager) minuteLocked(s *service, t time.Time) *stratus.UsageMinute {
+	k := t.Truncate(time.Minute)
+	if k.Before(m.flushed) {
+		k = m.flushed
+	}
+	key := k.Unix()
+	a := s.minutes[key]
+	if a == nil {
+		if s.minutes == nil {
+			s.minutes = make(map[int64]*stratus.UsageMinute)
+		}
+		a = &stratus.UsageMinute{Kind: stratus.KindService, Name: s.name, Minute: k, Arch: hostArch}
+		if s.cur != nil { // else a first deploy in progress: its replicas say
+			a.MemoryMB, a.VCPU = s.cur.rev.Config.MemoryMB, s.cur.rev.Config.CPU
+		}
+		s.minutes[key] = a
+		m.metered[s] = struct{}{}
+	}
+	return a
+}
+
+// beginRunLocked starts metering sandbox id of r, whose program started
+// at now. Its CPU counter starts at zero.
+func (m *Manager) beginRunLocked(r *replica, id string, now time.Time) {
+	r.run = &runMeter{id: id, start: now, metered: now}
+	m.runs[r] = struct{}{}
+}
+
+// spreadLocked counts replica time from..to of a sandbox of set in the
+// minutes it covers.
+func (m *Manager) spreadLocked(set *revSet, from, to time.Time) {
+	c := set.rev.Config
+	for from.Before(to) {
+		end := from.Truncate(time.Minute).Add(time.Minute)
+		if end.After(to) {
+			end = to
+		}
+		if !end.After(from) { // from before the Unix epoch: never in practice
+			return
+		}
+		secs := end.Sub(from).Seconds()
+		a := m.minuteLocked(set.svc, from)
+		a.Replicas += secs // replica-seconds until the minute is reported
+		a.VCPUSeconds += secs * c.CPU
+		a.GBSeconds += secs * float64(c.MemoryMB) / 1024
+		a.MemoryMB, a.VCPU = c.MemoryMB, c.CPU
+		from = end
+	}
+}
+
+// cpuLocked counts the CPU time run used since it was last counted in
+// the minute that holds t.
+func (m *Manager) cpuLocked(s *service, run *runMeter, t time.Time) {
+	if d := run.cpuNow - run.cpuBase; d > 0 {
+		m.minuteLocked(s, t).CPUMs += float64(d) / 1e6
+		run.cpuBase = run.cpuNow
+	}
+}
+
+// readCPU reads the CPU counter of sandbox id within ctx and
+// DriverTimeout: the driver's CPUNanos if it has one, else its Stats.
+func (m *Manager) readCPU(ctx context.Context, id string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.DriverTimeout)
+	defer cancel()
+	if c, ok := m.cfg.Driver.(cpuCounter); ok {
+		return c.CPUNanos(ctx, id)
+	}
+	st, err := m.cfg.Driver.Stats(ctx, id)
+	return st.CPUNanos, err
+}
+
+// sampleCPU takes a last reading of the CPU counter of r's sandbox id
+// before it stops; a failed reading keeps the previous one.
+func (m *Manager) sampleCPU(r *replica, id string) {
+	if m.cfg.Usage == nil {
+		return
+	}
+	ns, err := m.readCPU(m.life, id)
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	if run := r.run; run != nil && run.id == id {
+		run.cpuNow = max(run.cpuNow, ns)
+	}
+	m.mu.Unlock()
+}
+
+// endRun ends the metering of r's sandbox id, which has ended: its
+// replica time and last CPU go into the minutes, and the sink gets its
+// ReplicaUsage.
+func (m *Manager) endRun(r *replica, id string) {
+	end := m.cfg.Now()
+	m.mu.Lock()
+	run := r.run
+	if run == nil || run.id != id {
+		m.mu.Unlock()
+		return
+	}
+	r.run = nil
+	delete(m.runs, r)
+	set := r.set
+	if !m.meteringLocked() {
+		m.mu.Unlock()
+		return
+	}
+	m.spreadLocked(set, run.metered, end)
+	m.cpuLocked(set.svc, run, end)
+	c := set.rev.Config
+	u := stratus.ReplicaUsage{
+		Service: set.svc.name, Revision: set.rev.Number, Replica: id,
+		Start: run.start, End: end, CPU: c.CPU, MemoryMB: c.MemoryMB,
+		CPUMs: float64(run.cpuNow) / 1e6, Requests: run.requests, Arch: hostArch,
+	}
+	m.mu.Unlock()
+	m.cfg.Usage.ReplicaUsage(u)
+}
+
+// meter reports the services' usage minutes as they end, until ctx ends.
+// Run starts it, when there is a Config.Usage, and waits for it.
+func (m *Manager) meter(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.meterTick(ctx, m.cfg.Now())
+		}
+	}
+}
+
+// meterTick reports the minutes that ended before now, if any has since
+// the last report: it reads the CPU counters of the live sandboxes, then
+// closes the minutes. Once ctx ends it gives up: Run's end reports them.
+func (m *Manager) meterTick(ctx context.Context, now time.Time) {
+	b := now.Truncate(time.Minute)
+	type live struct {
+		r  *replica
+		id string
+	}
+	m.mu.Lock()
+	if !b.After(m.flushed) || !m.meteringLocked() {
+		m.mu.Unlock()
+		return
+	}
+	runs := make([]live, 0, len(m.runs))
+	for r := range m.runs {
+		runs = append(runs, live{r, r.run.id})
+	}
+	m.mu.Unlock()
+	for _, l := range runs {
+		if ctx.Err() != nil {
+			return
+		}
+		if ns, err := m.readCPU(ctx, l.id); err == nil {
+			m.mu.Lock()
+			if run := l.r.run; run != nil && run.id == l.id {
+				run.cpuNow = max(run.cpuNow, ns)
+			}
+			m.mu.Unlock()
+		}
+	}
+	m.emit(m.closeMinutes(b, false))
+}
+
+// closeMinutes counts the live sandboxes' replica time and CPU up to b
+// and returns the usage minutes before b (every one, if final), which
+// are then reported; a final close ends the metering.
+func (m *Manager) closeMinutes(b time.Time, final bool) []stratus.UsageMinute {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.meteringLocked() {
+		return nil
+	}
+	if !final {
+		if !b.After(m.flushed) {
+			return nil
+		}
+		for r := range m.runs {
+			run := r.run
+			m.spreadLocked(r.set, run.metered, b)
+			run.metered = b
+			// The CPU read for this close counts in the minute it ends.
+			m.cpuLocked(r.set.svc, run, b.Add(-time.Nanosecond))
+		}
+		// Requests in flight across the boundary count in the next
+		// minute's peak too.
+		for _, s := range m.services {
+			if s.inflight > 0 {
+				a := m.minuteLocked(s, b)
+				a.MaxInFlight = max(a.MaxInFlight, s.inflight)
+			}
+		}
+	}
+	var out []stratus.UsageMinute
+	for s := range m.metered {
+		for key, a := range s.minutes {
+			if final || a.Minute.Before(b) {
+				a.Replicas /= 60 // replica-seconds → mean replicas
+				out = append(out, *a)
+				delete(s.minutes, key)
+			}
+		}
+		if len(s.minutes) == 0 {
+			delete(m.metered, s)
+		}
+	}
+	if final {
+		m.usageDone = true
+	} else {
+		m.flushed = b
+	}
+	slices.SortFunc(out, func(x, y stratus.UsageMinute) int {
+		return cmp.Or(x.Minute.Compare(y.Minute), cmp.Compare(x.Name, y.Name))
+	})
+	// A service removed and deployed again under its name within a
+	// minute has two records of it: one minute is one record.
+	merged := out[:0]
+	for _, y := range out {
+		n := len(merged)
+		if n == 0 || merged[n-1].Name != y.Name || !merged[n-1].Minute.Equal(y.Minute) {
+			merged = append(merged, y)
+			continue
+		}
+		x := &merged[n-1]
+		x.Requests += y.Requests
+		x.Errors += y.Errors
+		x.DurationMs += y.DurationMs
+		x.MaxDuration = max(x.MaxDuration, y.MaxDuration)
+		x.CPUMs += y.CPUMs
+		x.GBSeconds += y.GBSeconds
+		x.VCPUSeconds += y.VCPUSeconds
+		x.MaxInFlight = max(x.MaxInFlight, y.MaxInFlight)
+		x.Replicas += y.Replicas
+		if y.MemoryMB != 0 {
+			x.MemoryMB, x.VCPU = y.MemoryMB, y.VCPU
+		}
+	}
+	return merged
+}
+
+func (m *Manager) emit(minutes []stratus.UsageMinute) {
+	for _, u := range minutes {
+		m.cfg.Usage.UsageMinute(u)
+	}
+}
+
+// archOf is the usage's Arch of GOARCH goarch: stratus.ArchX86 or
+// ArchArm, else goarch itself.
+func archOf(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return stratus.ArchX86
+	case "arm64":
+		return stratus.ArchArm
+	}
+	return goarch
+}
+
+var hostArch = archOf(runtime.GOARCH)
