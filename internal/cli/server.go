@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,9 @@ func (e *env) serverCmd() *cobra.Command {
 			set("retain-age", func() { cfg.RetainAge = flags.RetainAge })
 			set("prune-interval", func() { cfg.PruneInterval = flags.PruneInterval })
 			set("log-level", func() { cfg.LogLevel = flags.LogLevel })
+			set("log-format", func() { cfg.LogFormat = flags.LogFormat })
+			set("otlp-endpoint", func() { cfg.OTLPEndpoint = flags.OTLPEndpoint })
+			set("meter-file", func() { cfg.MeterFile = flags.MeterFile })
 			set("metrics-public", func() { cfg.MetricsPublic = flags.MetricsPublic })
 			set("nats-listen", func() { cfg.NatsListen = flags.NatsListen })
 			set("nats-url", func() { cfg.NatsURL = flags.NatsURL })
@@ -83,9 +87,7 @@ func (e *env) serverCmd() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return usageErr("%v", err)
 			}
-			var lvl slog.Level
-			_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
-			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+			log := newLogger(e.stderr, cfg.LogLevel, cfg.LogFormat)
 			return server.Run(cmd.Context(), cfg, log, func(addr string) {
 				fmt.Fprintf(e.stdout, "stratus server listening on http://%s (data %s)\n", addr, cfg.DataDir)
 			})
@@ -111,6 +113,9 @@ func (e *env) serverCmd() *cobra.Command {
 	f.TextVar(&flags.RetainAge, "retain-age", flags.RetainAge, "records and log lines older than this are dropped")
 	f.TextVar(&flags.PruneInterval, "prune-interval", flags.PruneInterval, "how often records and log lines beyond the retention are deleted")
 	f.StringVar(&flags.LogLevel, "log-level", flags.LogLevel, "debug, info, warn or error")
+	f.StringVar(&flags.LogFormat, "log-format", flags.LogFormat, "server log format: text (key=value lines) or json (one object per line)")
+	f.StringVar(&flags.OTLPEndpoint, "otlp-endpoint", "", "export trace spans over OTLP to this collector: http(s)://HOST:PORT[/PATH] (OTLP/HTTP, default path /v1/traces) or grpc(s)://HOST:PORT (OTLP/gRPC); default: spans go nowhere")
+	f.StringVar(&flags.MeterFile, "meter-file", "", "JSON file of prices, energy coefficients and grid intensities over the defaults (see docs/metering.md)")
 	f.BoolVar(&flags.MetricsPublic, "metrics-public", false, "serve /metrics without the token (it lists function names)")
 	f.StringVar(&flags.NatsListen, "nats-listen", "", "expose the embedded NATS server on this address to clients with the credentials kept in the data dir (see stratus nats credentials), who may only publish to topics (default: no port)")
 	f.StringVar(&flags.NatsURL, "nats-url", "", "use this NATS server or cluster (with JetStream) instead of the embedded one: comma-separated URLs, nats://user:password@host:port or nats://token@host:port for credentials, tls:// for TLS")
@@ -148,4 +153,16 @@ func (e *env) serverCmd() *cobra.Command {
 	f.Int64Var(&flags.ImageStoreBytes, "image-store-bytes", flags.ImageStoreBytes, "everything the image store keeps, in bytes, at most")
 	f.Int64Var(&flags.MinFreeBytes, "min-free-bytes", flags.MinFreeBytes, "free space on the data volume below which the server does not start (and, running, refuses async accepts and topic publishes with 507 and is not ready)")
 	return cmd
+}
+
+// newLogger is the server's logger at level (debug, info, warn, error) in
+// format: "json", one object per line, else key=value text.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // Config is the server's configuration.
@@ -75,8 +76,18 @@ type Config struct {
 
 	// LogLevel is the least level logged: debug, info, warn or error.
 	LogLevel string `json:"logLevel"`
+	// LogFormat is the server log's format: "text" (key=value lines) or
+	// "json" (one JSON object per line).
+	LogFormat string `json:"logFormat"`
 	// MetricsPublic serves /metrics without the token.
 	MetricsPublic bool `json:"metricsPublic,omitempty"`
+	// OTLPEndpoint, when set, is where spans are exported (OTLP over HTTP:
+	// http:// or https://; over gRPC: grpc:// or grpcs://). Empty: no
+	// span leaves the server.
+	OTLPEndpoint string `json:"otlpEndpoint,omitempty"`
+	// MeterFile is a JSON file of prices and energy coefficients over the
+	// meter's defaults (see docs/metering.md).
+	MeterFile string `json:"meterFile,omitempty"`
 
 	// The event system. NatsListen exposes the embedded NATS server on a
 	// TCP address (empty: no port); NatsURL uses an external NATS server
@@ -179,6 +190,7 @@ func Default() Config {
 		RetainAge:         stratus.Duration(7 * 24 * time.Hour),
 		PruneInterval:     stratus.Duration(time.Minute),
 		LogLevel:          "info",
+		LogFormat:         "text",
 
 		MaxAsyncEventBytes: 256 << 10,
 		MaxRetries:         stratus.DefaultMaxRetries,
@@ -228,6 +240,7 @@ func Load(path string, environ []string) (Config, error) {
 	str := map[string]*string{
 		"STRATUS_LISTEN": &c.Listen, "STRATUS_DATA": &c.DataDir, "STRATUS_TOKEN": &c.Token,
 		"STRATUS_REGION": &c.Region, "STRATUS_SANDBOX": &c.Sandbox, "STRATUS_LOG_LEVEL": &c.LogLevel,
+		"STRATUS_LOG_FORMAT": &c.LogFormat, "STRATUS_OTLP_ENDPOINT": &c.OTLPEndpoint, "STRATUS_METER_FILE": &c.MeterFile,
 		"STRATUS_NATS_LISTEN": &c.NatsListen, "STRATUS_NATS_URL": &c.NatsURL,
 		"STRATUS_NATS_CREDS": &c.NatsCreds, "STRATUS_NATS_NKEY": &c.NatsNkey,
 		"STRATUS_NATS_CA": &c.NatsCA, "STRATUS_NATS_CERT": &c.NatsCert, "STRATUS_NATS_KEY": &c.NatsKey,
@@ -339,6 +352,16 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log level %q: one of debug, info, warn, error: %w", c.LogLevel, stratus.ErrInvalid)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log format %q: text or json: %w", c.LogFormat, stratus.ErrInvalid)
+	}
+	if c.OTLPEndpoint != "" {
+		if err := trace.ParseEndpoint(c.OTLPEndpoint); err != nil {
+			return fmt.Errorf("otlp endpoint: %w", err)
+		}
 	}
 	return nil
 }

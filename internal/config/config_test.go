@@ -97,3 +97,26 @@ func TestNatsURLFiles(t *testing.T) {
 		t.Errorf("Load with STRATUS_NATS_CREDS: %q, %v", c.NatsCreds, err)
 	}
 }
+
+func TestObservability(t *testing.T) {
+	for _, tc := range []struct {
+		format, otlp string
+		ok           bool
+	}{
+		{"text", "", true}, {"json", "", true}, {"xml", "", false}, {"", "", false},
+		{"text", "http://127.0.0.1:4318", true}, {"text", "grpc://collector:4317", true},
+		{"text", "https://otel.example/v1/traces", true}, {"text", "grpcs://c:4317", true},
+		{"text", "localhost:4318", false}, {"text", "ftp://x:1", false}, {"text", "grpc://nohost", false},
+	} {
+		c := Default()
+		c.LogFormat, c.OTLPEndpoint = tc.format, tc.otlp
+		err := c.Validate()
+		if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, stratus.ErrInvalid) {
+			t.Errorf("log format %q, otlp %q: err = %v, want ok %v", tc.format, tc.otlp, err, tc.ok)
+		}
+	}
+	c, err := Load("", []string{"STRATUS_LOG_FORMAT=json", "STRATUS_OTLP_ENDPOINT=http://h:4318", "STRATUS_METER_FILE=/m.json"})
+	if err != nil || c.LogFormat != "json" || c.OTLPEndpoint != "http://h:4318" || c.MeterFile != "/m.json" {
+		t.Errorf("from the environment: %+v, %v", c, err)
+	}
+}
