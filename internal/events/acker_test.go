@@ -21,9 +21,9 @@ func TestAcksAreBatchedAfterTheTrace(t *testing.T) {
 	var done, covered, calls atomic.Int64
 	h.configure(func(c *QueueConfig) {
 		onDone := c.OnDone
-		c.OnDone = func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
+		c.OnDone = func(ctx context.Context, fn, id string, event []byte, res *stratus.Response, attempts int, err error) Routing {
 			done.Add(1)
-			onDone(fn, id, event, res, attempts, err)
+			return onDone(ctx, fn, id, event, res, attempts, err)
 		}
 		c.BeforeAck = func(context.Context) error {
 			calls.Add(1)

@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	stratus "github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // AsyncStream is the JetStream stream holding async invocations.
@@ -34,6 +39,11 @@ const (
 	hdrEnqueuedAt = "Stratus-Enqueued-At" // RFC 3339, of the first enqueue
 	hdrAttempts   = "Stratus-Attempts"    // attempts already made
 	hdrNotBefore  = "Stratus-Not-Before"  // RFC 3339, earliest next attempt
+	hdrTrigger    = "Stratus-Trigger"     // stratus.TriggerAsync, TriggerTopic or TriggerSchedule; absent: async
+	// The W3C trace context of the producer (trace.Inject's headers).
+	hdrTraceparent = "Traceparent"
+	hdrTracestate  = "Tracestate"
+	hdrAmznTrace   = "X-Amzn-Trace-Id"
 )
 
 // Defaults of the Queue and of AsyncPolicy.
@@ -151,7 +161,23 @@ type StatusSink interface {
 // event is acknowledged (and before the BeforeAck that precedes the
 // acknowledgement): with at-least-once delivery it may run twice for an
 // event.
-type DoneFunc func(fn, requestID string, event []byte, result *stratus.Response, attempts int, err error)
+//
+// ctx carries the span of the event's last attempt (and no deadline that
+// matters: it may already be cancelled when the Queue is stopping); a
+// DoneFunc that starts more work bounds it itself and keeps the trace
+// context. It returns what it did with the outcome, which the Queue
+// counts (QueueStats).
+type DoneFunc func(ctx context.Context, fn, requestID string, event []byte, result *stratus.Response, attempts int, err error) Routing
+
+// Routing is what a DoneFunc did with a done event's outcome.
+type Routing int
+
+// What a DoneFunc did with a done event's outcome.
+const (
+	RoutedNowhere Routing = iota // the outcome has no destination
+	Routed                       // the record went to its destination
+	RoutingFailed                // the destination could not be reached; the record is lost
+)
 
 // ErrEventAgeExceeded is wrapped by the final error of an event older than
 // its function's MaxEventAge.
@@ -221,8 +247,13 @@ type QueueConfig struct {
 	// InvokeSlack is added to a function's Timeout to bound one Invoke
 	// (DefaultInvokeSlack).
 	InvokeSlack time.Duration
-	// Now is the clock of retry and age decisions (time.Now).
+	// Now is the clock of retry and age decisions and of Stats
+	// (time.Now).
 	Now func() time.Time
+	// Tracer makes the spans of enqueues ("enqueue <function>", a
+	// producer) and attempts ("async <function>", a consumer); nil makes
+	// none, though trace context still travels with each event.
+	Tracer oteltrace.Tracer
 	// Log receives the Queue's log lines; nil discards them.
 	Log *slog.Logger
 }
@@ -245,6 +276,7 @@ func (c QueueConfig) withDefaults() QueueConfig {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	c.Tracer = trace.Or(c.Tracer)
 	return c
 }
 
@@ -259,6 +291,8 @@ type Queue struct {
 	stream    jetstream.Stream              // nil until created
 	consumers map[string]jetstream.Consumer // by function
 	running   bool
+
+	stats queueCounters
 }
 
 // NewQueue returns a Queue configured by cfg. It does no I/O: the stream
@@ -281,27 +315,69 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 
 func (q *Queue) now() time.Time { return q.cfg.Now() }
 
-// Enqueue stores event for an async invocation of fn and returns its
-// request ID once JetStream has acknowledged it. It blocks for one
-// round trip (plus the consumer's creation on fn's first event). Errors:
-// stratus.ErrInvalid (bad name), ErrNotFound (no such function),
-// ErrTooLarge (event over QueueConfig.MaxEventSize), ErrCapacity (stream
-// full), ErrNoSpace (the data volume is full: see Bus.Health),
-// ErrUnavailable (JetStream not answering within PublishTimeout, or
-// disabled), or ctx's error. It fails at once while the bus is unhealthy.
+// Enqueue stores event for an async invocation of fn, triggered by an
+// asynchronous invoke (stratus.TriggerAsync), and returns its request ID
+// once JetStream has acknowledged it. It blocks for one round trip (plus
+// the consumer's creation on fn's first event). The trace context of ctx
+// travels with the event: its attempts' spans are children of the
+// enqueue's. Errors: stratus.ErrInvalid (bad name), ErrNotFound (no such
+// function), ErrTooLarge (event over QueueConfig.MaxEventSize),
+// ErrCapacity (stream full), ErrNoSpace (the data volume is full: see
+// Bus.Health), ErrUnavailable (JetStream not answering within
+// PublishTimeout, or disabled), or ctx's error. It fails at once while the
+// bus is unhealthy.
 func (q *Queue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
-	// A new ID cannot be a duplicate: no deduplication to ask for.
-	return q.enqueue(ctx, fn, stratus.NewRequestID(), event, false)
+	return q.EnqueueWith(ctx, fn, event, EnqueueOptions{})
 }
 
 // EnqueueID is Enqueue with the request ID chosen by the caller: enqueuing
 // the same ID again within the stream's duplicate window stores the event
 // once (a subscription redelivering a topic event, say).
 func (q *Queue) EnqueueID(ctx context.Context, fn, id string, event []byte) (string, error) {
-	return q.enqueue(ctx, fn, id, event, true)
+	if id == "" {
+		return "", fmt.Errorf("enqueue: empty request id: %w", stratus.ErrInvalid)
+	}
+	return q.EnqueueWith(ctx, fn, event, EnqueueOptions{ID: id})
 }
 
-func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe bool) (string, error) {
+// EnqueueOptions are the optional parts of an enqueue.
+type EnqueueOptions struct {
+	// ID is the request ID; "" makes a new one. Enqueuing an ID again
+	// within the stream's duplicate window (two minutes) stores the event
+	// once.
+	ID string
+	// Trigger is what made the invocation: stratus.TriggerAsync (the
+	// default when ""), TriggerTopic or TriggerSchedule. Every attempt of
+	// the event, after a restart too, runs with it.
+	Trigger string
+}
+
+// EnqueueWith is Enqueue with options: a request ID of the caller's
+// (see EnqueueID) and the trigger. Errors are Enqueue's, and
+// stratus.ErrInvalid for a bad ID or trigger.
+func (q *Queue) EnqueueWith(ctx context.Context, fn string, event []byte, opts EnqueueOptions) (string, error) {
+	id, dedupe := opts.ID, opts.ID != ""
+	if id == "" {
+		// A new ID cannot be a duplicate: no deduplication to ask for.
+		id = stratus.NewRequestID()
+	}
+	trigger := opts.Trigger
+	if trigger == "" {
+		trigger = stratus.TriggerAsync
+	}
+	if !asyncTrigger(trigger) {
+		return "", fmt.Errorf("enqueue: trigger %q: want %s, %s or %s: %w", trigger,
+			stratus.TriggerAsync, stratus.TriggerTopic, stratus.TriggerSchedule, stratus.ErrInvalid)
+	}
+	return q.enqueue(ctx, fn, id, trigger, event, dedupe)
+}
+
+// asyncTrigger reports whether t is a trigger of queued invocations.
+func asyncTrigger(t string) bool {
+	return t == stratus.TriggerAsync || t == stratus.TriggerTopic || t == stratus.TriggerSchedule
+}
+
+func (q *Queue) enqueue(ctx context.Context, fn, id, trigger string, event []byte, dedupe bool) (_ string, err error) {
 	if id == "" || len(id) > 128 {
 		return "", fmt.Errorf("enqueue: request id %q: must be 1 to 128 characters: %w", id, stratus.ErrInvalid)
 	}
@@ -320,11 +396,28 @@ func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe
 	if _, err := q.consumer(ctx, fn); err != nil {
 		return "", fmt.Errorf("enqueue %s: %w", fn, err)
 	}
+	if oteltrace.SpanContextFromContext(ctx).IsValid() {
+		// A producer span only within a trace: an enqueue nobody traces
+		// costs nothing more.
+		var span oteltrace.Span
+		ctx, span = q.cfg.Tracer.Start(ctx, "enqueue "+fn,
+			oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+			oteltrace.WithAttributes(
+				attribute.String(attrMessagingSystem, "nats"),
+				attribute.String(attrMessagingDestination, AsyncSubject(fn)),
+				attribute.String(attrMessagingOperation, "send"),
+				attribute.String(trace.AttrInvocationID, id),
+				attribute.String(attrTrigger, trigger),
+			))
+		defer func() { endSpan(span, err) }()
+	}
 	now := q.now()
 	msg := nats.NewMsg(AsyncSubject(fn))
 	msg.Data = event
 	msg.Header.Set(hdrRequestID, id)
 	msg.Header.Set(hdrEnqueuedAt, now.UTC().Format(time.RFC3339Nano))
+	msg.Header.Set(hdrTrigger, trigger)
+	trace.Inject(ctx, http.Header(msg.Header))
 	// Report before publishing: a worker may take the event at once.
 	st := Status{RequestID: id, Function: fn, State: StateQueued, EnqueuedAt: now, UpdatedAt: now}
 	q.report(st)
@@ -336,6 +429,25 @@ func (q *Queue) enqueue(ctx context.Context, fn, id string, event []byte, dedupe
 		return "", err
 	}
 	return id, nil
+}
+
+// Attribute keys of Stratus's spans beyond the FaaS conventions
+// (trace.Attr*): OpenTelemetry's messaging conventions and our own.
+const (
+	attrMessagingSystem      = "messaging.system"
+	attrMessagingDestination = "messaging.destination.name"
+	attrMessagingOperation   = "messaging.operation.type"
+	attrAttempt              = "stratus.attempt"
+	attrTrigger              = "stratus.trigger"
+)
+
+// endSpan ends span, marking it failed when err is not nil.
+func endSpan(span oteltrace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // jsErrCodeStoreFailed is nats-server's JSStreamStoreFailedF, which a

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -13,8 +15,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	stratus "github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // envelope is what an event's headers say.
@@ -23,6 +29,7 @@ type envelope struct {
 	enqueuedAt time.Time
 	attempts   int
 	notBefore  time.Time
+	trigger    string // stratus.TriggerAsync, TriggerTopic or TriggerSchedule
 }
 
 func decode(msg *nats.Msg) envelope {
@@ -48,7 +55,36 @@ func decode(msg *nats.Msg) envelope {
 	if t, err := time.Parse(time.RFC3339Nano, h.Get(hdrNotBefore)); err == nil {
 		e.notBefore = t
 	}
+	// Events stored before triggers were kept, and those of plain NATS
+	// clients, are async invocations.
+	e.trigger = stratus.TriggerAsync
+	if t := h.Get(hdrTrigger); asyncTrigger(t) {
+		e.trigger = t
+	}
 	return e
+}
+
+// traceHeaders returns the trace context headers of h, whatever the case
+// of their names (a plain NATS client's "traceparent"), with the names
+// trace.Extract reads.
+func traceHeaders(h nats.Header) http.Header {
+	out := make(http.Header, 2)
+	for k, v := range h {
+		switch ck := http.CanonicalHeaderKey(k); ck {
+		case hdrTraceparent, hdrTracestate, hdrAmznTrace:
+			out[ck] = v
+		}
+	}
+	return out
+}
+
+// faasTrigger is the faas.trigger attribute of an async invocation's
+// trigger: OpenTelemetry's "timer" for a schedule, "pubsub" for the rest.
+func faasTrigger(trigger string) string {
+	if trigger == stratus.TriggerSchedule {
+		return "timer"
+	}
+	return "pubsub"
 }
 
 // handle runs one delivery of an event and settles its message.
@@ -58,43 +94,69 @@ func decode(msg *nats.Msg) envelope {
 // acknowledged by acks (in a batch), or here when acks is nil.
 func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release func(), acks *acker) {
 	e := decode(msg)
+	q.stats.track(fn, e.id, e.enqueuedAt)
 	now := q.now()
 	if wait := e.notBefore.Sub(now); wait > 0 {
 		_ = msg.NakWithDelay(wait) // a retry whose backoff has not passed
 		return
 	}
+	// The producer's trace context: an attempt's span is its child, and
+	// so is a destination's enqueue when no attempt runs.
+	ctx = trace.Extract(ctx, traceHeaders(msg.Header))
 	st := Status{RequestID: e.id, Function: fn, EnqueuedAt: e.enqueuedAt, Attempt: e.attempts}
 	pol, ok := q.cfg.Policy(fn)
 	if !ok {
-		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, stratus.ErrNotFound), acks)
+		q.finish(ctx, fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, stratus.ErrNotFound), acks)
 		return
 	}
 	pol = pol.withDefaults()
 	if now.Sub(e.enqueuedAt) > pol.MaxEventAge {
-		q.finish(fn, msg, e, st, nil, ErrEventAgeExceeded, acks)
+		q.finish(ctx, fn, msg, e, st, nil, ErrEventAgeExceeded, acks)
 		return
 	}
 
 	st.Attempt = e.attempts + 1
+	ctx, span := q.cfg.Tracer.Start(ctx, "async "+fn,
+		oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
+		oteltrace.WithAttributes(
+			attribute.String(trace.AttrTrigger, faasTrigger(e.trigger)),
+			attribute.String(trace.AttrInvocationID, e.id),
+			attribute.String(trace.AttrFaaSName, fn),
+			attribute.Int(attrAttempt, st.Attempt),
+			attribute.String(attrTrigger, e.trigger),
+			attribute.String(attrMessagingSystem, "nats"),
+			attribute.String(attrMessagingDestination, msg.Subject),
+			attribute.String(attrMessagingOperation, "process"),
+		))
+	defer span.End()
 	st.State, st.UpdatedAt = StateRunning, now
 	q.report(st)
 	invCtx, cancel := context.WithTimeout(ctx, pol.Timeout+q.cfg.InvokeSlack)
 	stopBeats := q.heartbeat(msg)
-	res, err := q.cfg.Invoker.Invoke(invCtx, fn, stratus.Request{RequestID: e.id, Event: msg.Data})
+	res, err := q.cfg.Invoker.Invoke(invCtx, fn, stratus.Request{RequestID: e.id, Event: msg.Data, Trigger: e.trigger})
 	stopBeats()
 	cancel()
 	release()
 	if err == nil && res == nil {
 		err = errors.New("invoker returned no response")
 	}
+	// A throttled or cancelled invocation, or one of a removed function,
+	// was no attempt.
+	notRun := err != nil && (errors.Is(err, stratus.ErrCapacity) || errors.Is(err, stratus.ErrUnavailable) ||
+		errors.Is(err, stratus.ErrNotFound) || ctx.Err() != nil)
+	if !notRun && st.Attempt > 1 {
+		q.stats.retried(fn)
+	}
 
 	switch {
 	case err == nil && res.ErrorType == "":
-		q.finish(fn, msg, e, st, res, nil, acks)
+		q.finish(ctx, fn, msg, e, st, res, nil, acks)
 	case err == nil:
-		q.failed(fn, msg, e, st, pol, res, &FunctionError{Type: res.ErrorType, Message: errorMessage(res.Body)}, acks)
+		span.SetStatus(codes.Error, res.ErrorType)
+		q.failed(ctx, fn, msg, e, st, pol, res, &FunctionError{Type: res.ErrorType, Message: errorMessage(res.Body)}, acks)
 	case errors.Is(err, stratus.ErrCapacity), errors.Is(err, stratus.ErrUnavailable), ctx.Err() != nil:
 		// Throttled, or stopping: not an attempt; the event waits.
+		span.AddEvent("handed back", oteltrace.WithAttributes(attribute.String("error", err.Error())))
 		st.Attempt, st.State, st.UpdatedAt = e.attempts, StateQueued, q.now()
 		q.report(st)
 		if ctx.Err() != nil {
@@ -103,25 +165,28 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 		}
 		_ = msg.NakWithDelay(jitter(q.cfg.ThrottleDelay, rand.Float64()))
 	case errors.Is(err, stratus.ErrNotFound):
+		span.SetStatus(codes.Error, err.Error())
 		st.Attempt = e.attempts
-		q.finish(fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, err), acks)
+		q.finish(ctx, fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, err), acks)
 	default:
-		q.failed(fn, msg, e, st, pol, nil, fmt.Errorf("invoke %s: %w", fn, err), acks)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		q.failed(ctx, fn, msg, e, st, pol, nil, fmt.Errorf("invoke %s: %w", fn, err), acks)
 	}
 }
 
 // failed settles an attempt that failed: retry later, or done.
-func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *stratus.Response, ferr error, acks *acker) {
+func (q *Queue) failed(ctx context.Context, fn string, msg *nats.Msg, e envelope, st Status, pol AsyncPolicy, res *stratus.Response, ferr error, acks *acker) {
 	attempt := st.Attempt
 	if attempt > pol.MaxRetries {
-		q.finish(fn, msg, e, st, res, ferr, acks)
+		q.finish(ctx, fn, msg, e, st, res, ferr, acks)
 		return
 	}
 	now := q.now()
 	delay := retryDelay(q.cfg.RetryBase, q.cfg.RetryMax, attempt, rand.Float64())
 	next := now.Add(delay)
 	if next.Sub(e.enqueuedAt) > pol.MaxEventAge {
-		q.finish(fn, msg, e, st, res, fmt.Errorf("%w after %w", ErrEventAgeExceeded, ferr), acks)
+		q.finish(ctx, fn, msg, e, st, res, fmt.Errorf("%w after %w", ErrEventAgeExceeded, ferr), acks)
 		return
 	}
 	st.State, st.UpdatedAt = StateRetrying, now
@@ -129,8 +194,8 @@ func (q *Queue) failed(fn string, msg *nats.Msg, e envelope, st Status, pol Asyn
 	q.report(st)
 
 	e.attempts, e.notBefore = attempt, next
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	stored := q.beforeAck(ctx, fn, msg, e.id)
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	stored := q.beforeAck(bctx, fn, msg, e.id)
 	cancel()
 	if !stored {
 		return
@@ -174,6 +239,9 @@ func (q *Queue) replace(msg *nats.Msg, e envelope) error {
 	if !e.notBefore.IsZero() {
 		next.Header.Set(hdrNotBefore, e.notBefore.UTC().Format(time.RFC3339Nano))
 	}
+	// What made the event and its producer's trace context stay with it.
+	next.Header.Set(hdrTrigger, e.trigger)
+	maps.Copy(next.Header, traceHeaders(msg.Header))
 	if err := q.bus.Health(); err != nil {
 		return fmt.Errorf("replace async event: %w", err)
 	}
@@ -193,24 +261,27 @@ func (q *Queue) replace(msg *nats.Msg, e envelope) error {
 	return nil
 }
 
-// finish reports the final state, calls OnDone and acknowledges the
-// event: by acks after its batch's BeforeAck, or, when acks is nil, here
-// after a BeforeAck of its own.
-func (q *Queue) finish(fn string, msg *nats.Msg, e envelope, st Status, res *stratus.Response, err error, acks *acker) {
+// finish reports the final state, calls OnDone (with ctx, which carries
+// the attempt's span) and acknowledges the event: by acks after its
+// batch's BeforeAck, or, when acks is nil, here after a BeforeAck of its
+// own.
+func (q *Queue) finish(ctx context.Context, fn string, msg *nats.Msg, e envelope, st Status, res *stratus.Response, err error, acks *acker) {
 	st.State, st.UpdatedAt = StateSucceeded, q.now()
 	if err != nil {
 		st.State = StateFailed
 		st.ErrorType, st.ErrorMessage = errorFields(err)
 	}
 	q.report(st)
+	routing := RoutedNowhere
 	if q.cfg.OnDone != nil {
-		q.cfg.OnDone(fn, e.id, msg.Data, res, st.Attempt, err)
+		routing = q.cfg.OnDone(ctx, fn, e.id, msg.Data, res, st.Attempt, err)
 	}
+	q.stats.done(fn, e.id, err != nil, routing)
 	if acks != nil {
 		acks.add(msg, e.id)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
 	if !q.beforeAck(ctx, fn, msg, e.id) {
 		return

@@ -87,6 +87,7 @@ type Bus struct {
 	// apiMu is read-held by each JetStream API request of the bus's users
 	// (Bus.api) and held while JetStream is re-enabled.
 	apiMu sync.RWMutex
+	stats busStatsCache
 }
 
 // startTimeout bounds the embedded server's start when ctx has no deadline.

@@ -218,6 +218,12 @@ func TestExternalServer(t *testing.T) {
 	if u := h.bus.ClientURL(); u == "" {
 		t.Error("no client URL for an external server")
 	}
+	// The figures come from the account and the stream list.
+	if st := h.bus.Stats(); !st.Enabled || !st.Healthy || st.StoreReserved <= 0 {
+		t.Errorf("bus stats of an external server = %+v, want enabled, healthy, with reserved store", st)
+	} else if _, ok := st.Streams[AsyncStream]; !ok {
+		t.Errorf("bus stats of an external server lack %s: %+v", AsyncStream, st.Streams)
+	}
 }
 
 // TestOpenBusURLWaits checks OpenBus gives up within ctx when no server

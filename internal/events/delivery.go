@@ -20,6 +20,7 @@ import (
 
 	stratus "github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // runner is one running subscription, owned by Run.
@@ -359,13 +360,15 @@ func (t *Topics) consumeForFunction(ctx context.Context, sub stratus.Subscriptio
 // events delivered to functions.
 var subscriptionNS = uuid.MustParse("6f0b3c1e-3c61-4c1e-9a55-2b7f4f6f7a10")
 
-// enqueue starts the async invocation of sub.Function with event and
+// enqueue starts the async invocation of sub.Function with event
+// (stratus.TriggerTopic, in the trace of the first event's publisher) and
 // settles msgs: acknowledged once the event is stored, dropped when it can
 // never be (function gone, event too large), else delivered again after a
 // backoff.
 func (t *Topics) enqueue(sub stratus.Subscription, msgs []jetstream.Msg, event []byte, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
+	ctx = trace.Extract(ctx, traceHeaders(msgs[0].Headers()))
 	// The request ID follows from the subscription and the first event's
 	// place in the stream, so a redelivery of the same events (an ack lost
 	// in a crash) is stored once.
@@ -375,7 +378,9 @@ func (t *Topics) enqueue(sub stratus.Subscription, msgs []jetstream.Msg, event [
 	} else {
 		key += "/" + uuid.NewString()
 	}
-	_, err := t.q.EnqueueID(ctx, sub.Function, uuid.NewSHA1(subscriptionNS, []byte(key)).String(), event)
+	_, err := t.q.EnqueueWith(ctx, sub.Function, event, EnqueueOptions{
+		ID: uuid.NewSHA1(subscriptionNS, []byte(key)).String(), Trigger: stratus.TriggerTopic,
+	})
 	switch {
 	case err == nil:
 		for _, m := range msgs {
@@ -444,6 +449,7 @@ func (t *Topics) consumeForURL(ctx context.Context, sub stratus.Subscription, fi
 func (t *Topics) post(sub stratus.Subscription, msg jetstream.Msg, e cloudevent.Event, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.URLTimeout)
 	defer cancel()
+	ctx = trace.Extract(ctx, traceHeaders(msg.Headers())) // the publisher's
 	status, err := t.send(ctx, sub.URL, e)
 	attempt := 1
 	if md, merr := msg.Metadata(); merr == nil {
@@ -481,6 +487,7 @@ func (t *Topics) send(ctx context.Context, target string, e cloudevent.Event) (i
 		return 0, err
 	}
 	req.Header.Set("User-Agent", "stratus")
+	trace.Inject(ctx, req.Header)
 	resp, err := t.cfg.Client.Do(req)
 	if err != nil {
 		return 0, err

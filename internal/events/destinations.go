@@ -45,7 +45,9 @@ const (
 )
 
 // Destinations routes finished async invocations to their function's
-// on-success or on-failure destination. Its Done method is a DoneFunc.
+// on-success or on-failure destination. Its Done method is a DoneFunc: a
+// function destination is enqueued as an async invocation
+// (stratus.TriggerAsync), in the trace of the finished one.
 type Destinations struct {
 	// Config returns a function's configuration, false when it is gone.
 	Config func(fn string) (stratus.FunctionConfig, bool)
@@ -58,14 +60,23 @@ type Destinations struct {
 	// request ID, datacontenttype application/json.
 	Publish func(ctx context.Context, topic string, events []cloudevent.Event) error
 	Region  string
-	Log     *slog.Logger
+	// Log receives the log lines of Destinations; nil discards them.
+	Log *slog.Logger
 }
 
-// Done implements DoneFunc.
-func (d *Destinations) Done(fn, requestID string, event []byte, res *stratus.Response, attempts int, err error) {
+func (d *Destinations) log() *slog.Logger {
+	if d.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Log
+}
+
+// Done implements DoneFunc. It delivers within 30 seconds, whether or not
+// ctx is cancelled, and carries ctx's trace context to the destination.
+func (d *Destinations) Done(ctx context.Context, fn, requestID string, event []byte, res *stratus.Response, attempts int, err error) Routing {
 	cfg, ok := d.Config(fn)
 	if !ok {
-		return
+		return RoutedNowhere
 	}
 	dest := cfg.OnSuccess
 	cond := "Success"
@@ -77,12 +88,12 @@ func (d *Destinations) Done(fn, requestID string, event []byte, res *stratus.Res
 		}
 	}
 	if dest == "" {
-		return
+		return RoutedNowhere
 	}
 	kind, target, perr := stratus.ParseDestination(dest)
 	if perr != nil {
-		d.Log.Warn("bad destination", "fn", fn, "destination", dest, "err", perr)
-		return
+		d.log().Warn("bad destination", "fn", fn, "destination", dest, "err", perr)
+		return RoutingFailed
 	}
 	rec := Record{
 		Version:   "1.0",
@@ -113,29 +124,34 @@ func (d *Destinations) Done(fn, requestID string, event []byte, res *stratus.Res
 	}
 	body, merr := json.Marshal(rec)
 	if merr != nil {
-		d.Log.Error("encode destination record", "fn", fn, "req_id", requestID, "err", merr)
-		return
+		d.log().Error("encode destination record", "fn", fn, "req_id", requestID, "err", merr)
+		return RoutingFailed
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	var derr error
 	switch kind {
 	case stratus.DestFunction:
-		_, err = d.Enqueue(ctx, target, body)
+		_, derr = d.Enqueue(ctx, target, body)
 	case stratus.DestTopic:
 		if d.Publish == nil {
-			err = fmt.Errorf("topics are not available: %w", stratus.ErrUnavailable)
+			derr = fmt.Errorf("topics are not available: %w", stratus.ErrUnavailable)
 		} else {
 			typ := DestinationSuccessType
 			if err != nil {
 				typ = DestinationFailureType
 			}
-			err = d.Publish(ctx, target, []cloudevent.Event{{
+			derr = d.Publish(ctx, target, []cloudevent.Event{{
 				SpecVersion: cloudevent.SpecVersion, ID: requestID, Source: "stratus/functions/" + fn,
 				Type: typ, Subject: cond, Time: rec.Timestamp, DataContentType: "application/json", Data: body,
 			}})
 		}
+	default:
+		derr = fmt.Errorf("destination kind %q: %w", kind, stratus.ErrInvalid)
 	}
-	if err != nil {
-		d.Log.Warn("deliver to destination", "fn", fn, "req_id", requestID, "destination", dest, "err", err)
+	if derr != nil {
+		d.log().Warn("deliver to destination", "fn", fn, "req_id", requestID, "destination", dest, "err", derr)
+		return RoutingFailed
 	}
+	return Routed
 }

@@ -43,7 +43,10 @@
 //
 // Each function has one durable pull consumer, "async_<function>",
 // filtered on its subject, explicit acks. The attempt count, the first
-// enqueue time and the earliest next attempt travel in message headers:
+// enqueue time, the earliest next attempt, the trigger (what made the
+// invocation: an async invoke or a destination, a topic, a schedule;
+// async when absent) and the producer's W3C trace context travel in
+// message headers:
 // a failed attempt that may be retried is stored again with the count
 // raised and the same request ID, and the original is acknowledged, so
 // counts survive restarts. A throttled event is redelivered after a delay
@@ -105,6 +108,19 @@
 // Queue.mu or Topics.mu, which are held only briefly inside it), so that
 // no stream is updated while a consumer of it is created (nats-server
 // reads the stream's store configuration unlocked then).
+//
+// # Traces and figures
+//
+// Enqueue, Topics.Publish and each firing of a schedule inject their
+// ctx's trace context into the message headers (with a producer span
+// "enqueue <function>", "publish <topic>" when ctx is in a trace; a
+// schedule's firing starts a trace of its own). Each attempt runs in a
+// consumer span "async <function>", a child of the producer's, whose ctx
+// the Invoker receives; a topic subscription's enqueue and URL POST carry
+// the publisher's context on. The Queue counts retries, events that
+// failed for good and what their destinations did; Queue.Stats and
+// Bus.Stats read JetStream at most once a second, so a metrics scrape
+// costs no request per function.
 //
 // # Scheduler
 //

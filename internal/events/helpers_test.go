@@ -186,8 +186,9 @@ func newHarness(t *testing.T, dir string, inv *fakeInvoker, pol *policies) *harn
 func (h *harness) newQueue(b *Bus, change ...func(*QueueConfig)) *Queue {
 	cfg := QueueConfig{
 		Bus: b, Invoker: h.inv, Policy: h.pol.lookup, Sink: h.sink, Log: testLog(),
-		OnDone: func(fn, id string, event []byte, res *stratus.Response, attempts int, err error) {
+		OnDone: func(_ context.Context, fn, id string, event []byte, res *stratus.Response, attempts int, err error) Routing {
 			h.done <- doneRec{fn: fn, id: id, event: string(event), result: res, attempts: attempts, err: err}
+			return RoutedNowhere
 		},
 	}
 	fastQueue(&cfg)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/store"
@@ -85,12 +86,14 @@ type schedQueue struct {
 }
 
 type schedCall struct {
-	fn  string
-	ev  scheduledEventBody
-	err error
+	fn      string
+	ev      scheduledEventBody
+	err     error
+	trigger string
+	traceID string // of ctx's span context, "" when none
 }
 
-func (f *schedQueue) Enqueue(ctx context.Context, fn string, event []byte) (string, error) {
+func (f *schedQueue) EnqueueWith(ctx context.Context, fn string, event []byte, opts EnqueueOptions) (string, error) {
 	var ev scheduledEventBody
 	if err := json.Unmarshal(event, &ev); err != nil {
 		return "", fmt.Errorf("not a scheduled event: %v: %w", err, stratus.ErrInvalid)
@@ -101,7 +104,11 @@ func (f *schedQueue) Enqueue(ctx context.Context, fn string, event []byte) (stri
 	if f.fail != nil {
 		err = f.fail(fn, len(f.attempts)+1)
 	}
-	f.attempts = append(f.attempts, schedCall{fn, ev, err})
+	var traceID string
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() {
+		traceID = sc.TraceID().String()
+	}
+	f.attempts = append(f.attempts, schedCall{fn, ev, err, opts.Trigger, traceID})
 	if err != nil {
 		return "", err
 	}

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/events/schedule"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // Defaults of the Scheduler.
@@ -48,9 +51,10 @@ type scheduleStore interface {
 	SetLastFired(ctx context.Context, name string, t time.Time) error
 }
 
-// firingQueue starts durable async invocations; *Queue is one.
+// firingQueue starts durable async invocations (with
+// stratus.TriggerSchedule); *Queue is one.
 type firingQueue interface {
-	Enqueue(ctx context.Context, fn string, event []byte) (string, error)
+	EnqueueWith(ctx context.Context, fn string, event []byte, opts EnqueueOptions) (string, error)
 }
 
 // ScheduleSpec is what a user gives to create a schedule. Exactly one of
@@ -133,6 +137,10 @@ type SchedulerConfig struct {
 	// Now clock, and a function that stops it (a time.Timer by default).
 	// Tests replace both with a clock they step.
 	NewTimer func(d time.Duration) (<-chan time.Time, func() bool)
+	// Tracer makes a span for each attempt of a firing ("schedule
+	// <name>", a producer, the root of a new trace that the invocation
+	// joins); nil makes none.
+	Tracer oteltrace.Tracer
 	// Log receives the Scheduler's log lines; nil discards them.
 	Log *slog.Logger
 }
@@ -153,6 +161,7 @@ func (c SchedulerConfig) withDefaults() SchedulerConfig {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	c.Tracer = trace.Or(c.Tracer)
 	return c
 }
 
@@ -534,7 +543,18 @@ func (sc *Scheduler) fire(ctx context.Context, e *schedEntry, f, now time.Time) 
 	e.attempts++
 	ev := scheduledEvent(e.id, sc.cfg.Region, e.s.Name, f, e.s.Data)
 	ectx, cancel := context.WithTimeout(ctx, opTimeout)
-	reqID, err := sc.q.Enqueue(ectx, e.s.Function, ev)
+	ectx, span := sc.cfg.Tracer.Start(ectx, "schedule "+e.s.Name,
+		oteltrace.WithNewRoot(),
+		oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+		oteltrace.WithAttributes(
+			attribute.String(trace.AttrTrigger, "timer"),
+			attribute.String(trace.AttrFaaSName, e.s.Function),
+			attribute.String("faas.cron", e.s.Expression),
+			attribute.String("faas.time", f.UTC().Format(time.RFC3339)),
+			attribute.Int(attrAttempt, e.attempts),
+		))
+	reqID, err := sc.q.EnqueueWith(ectx, e.s.Function, ev, EnqueueOptions{Trigger: stratus.TriggerSchedule})
+	endSpan(span, err)
 	cancel()
 	switch {
 	case err == nil:

@@ -52,7 +52,7 @@ func TestSchedulerFiresInOrderWithScheduledEvents(t *testing.T) {
 	}
 	got := attempts[0]
 	got.ev.ID = ""
-	want := schedCall{fn: "fb", ev: scheduledEventBody{
+	want := schedCall{fn: "fb", trigger: stratus.TriggerSchedule, ev: scheduledEventBody{
 		Version: "0", DetailType: "Scheduled Event", Source: "aws.events", Account: "000000000000",
 		Time: "2025-01-06T09:58:00Z", Region: "eu-test-1",
 		Resources: []string{"arn:aws:events:eu-test-1:000000000000:rule/b-rate"},

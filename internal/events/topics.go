@@ -16,9 +16,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	stratus "github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
+	"github.com/stratus-run/stratus/internal/trace"
 )
 
 // TopicStream is the JetStream stream holding the events of every topic.
@@ -63,10 +66,10 @@ type topicStore interface {
 	DeleteSubscription(ctx context.Context, id string) (*stratus.Subscription, error)
 }
 
-// subscriberQueue starts async invocations for function subscribers;
-// *Queue is one.
+// subscriberQueue starts async invocations for function subscribers
+// (with stratus.TriggerTopic); *Queue is one.
 type subscriberQueue interface {
-	EnqueueID(ctx context.Context, fn, id string, event []byte) (string, error)
+	EnqueueWith(ctx context.Context, fn string, event []byte, opts EnqueueOptions) (string, error)
 }
 
 // TopicStats counts what happened to topic events since the start.
@@ -131,6 +134,11 @@ type TopicsConfig struct {
 	// Client posts to URL subscribers (http.DefaultClient; a client with
 	// no timeout of its own: URLTimeout bounds each request).
 	Client *http.Client
+	// Tracer makes the spans of Publish ("publish <topic>", a producer,
+	// when its caller's ctx is in a trace); nil makes none. Each event
+	// carries its publisher's trace context to its subscribers: a
+	// function's invocation and a URL's request join that trace.
+	Tracer oteltrace.Tracer
 	// Log receives the log lines of Topics; nil discards them.
 	Log *slog.Logger
 }
@@ -153,6 +161,7 @@ func (c TopicsConfig) withDefaults() TopicsConfig {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	c.Tracer = trace.Or(c.Tracer)
 	return c
 }
 
@@ -370,13 +379,26 @@ func checkURL(s string) error {
 // (the data volume is full: see Bus.Health), ErrUnavailable (JetStream not
 // answering within PublishTimeout, or disabled), or ctx's error. It fails
 // at once while the bus is unhealthy. On an error some events may be
-// stored; publishing them all again is safe.
-func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.Event) error {
+// stored; publishing them all again is safe. The trace context of ctx
+// travels with each event to its subscribers.
+func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.Event) (err error) {
 	if _, err := t.st.GetTopic(ctx, topic); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	if len(events) == 0 {
 		return nil
+	}
+	if oteltrace.SpanContextFromContext(ctx).IsValid() {
+		var span oteltrace.Span
+		ctx, span = t.cfg.Tracer.Start(ctx, "publish "+topic,
+			oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+			oteltrace.WithAttributes(
+				attribute.String(attrMessagingSystem, "nats"),
+				attribute.String(attrMessagingDestination, TopicSubject(topic)),
+				attribute.String(attrMessagingOperation, "send"),
+				attribute.Int("messaging.batch.message_count", len(events)),
+			))
+		defer func() { endSpan(span, err) }()
 	}
 	limit := t.cfg.MaxEventSize
 	msgs := make([]*nats.Msg, len(events))
@@ -391,6 +413,7 @@ func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.
 		m := nats.NewMsg(TopicSubject(topic))
 		m.Data = b
 		m.Header.Set(nats.MsgIdHdr, eventMsgID(topic, e))
+		trace.Inject(ctx, http.Header(m.Header))
 		msgs[i] = m
 	}
 	if err := t.bus.Health(); err != nil {

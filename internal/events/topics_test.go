@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	stratus "github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
@@ -33,21 +34,29 @@ type topicQueue struct {
 }
 
 type topicCall struct {
-	fn    string
-	event string
+	fn      string
+	event   string
+	traceID string // of ctx's span context, "" when none
 }
 
-func (q *topicQueue) EnqueueID(ctx context.Context, fn, id string, event []byte) (string, error) {
+func (q *topicQueue) EnqueueWith(ctx context.Context, fn string, event []byte, opts EnqueueOptions) (string, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if opts.Trigger != stratus.TriggerTopic || opts.ID == "" {
+		return "", fmt.Errorf("enqueue of a topic event with %+v, want an ID and trigger %q: %w", opts, stratus.TriggerTopic, stratus.ErrInvalid)
+	}
 	if q.fail != nil {
 		if err := q.fail(fn, len(q.calls)); err != nil {
 			q.calls = append(q.calls, topicCall{fn: fn, event: "error:" + err.Error()})
 			return "", err
 		}
 	}
-	q.calls = append(q.calls, topicCall{fn: fn, event: string(event)})
-	return id, nil
+	var traceID string
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() {
+		traceID = sc.TraceID().String()
+	}
+	q.calls = append(q.calls, topicCall{fn: fn, event: string(event), traceID: traceID})
+	return opts.ID, nil
 }
 
 // delivered returns the events enqueued for fn successfully.
@@ -520,8 +529,8 @@ func TestDestinationPublishesToTopic(t *testing.T) {
 		},
 		Publish: h.tp.Publish, Region: "local", Log: testLog(),
 	}
-	d.Done("worker", "req-1", []byte(`{"job":1}`), fnError("Boom", "it broke"), 3, &FunctionError{Type: "Boom", Message: "it broke"})
-	d.Done("worker", "req-2", []byte(`{"job":2}`), &stratus.Response{Body: []byte(`"fine"`)}, 1, nil) // filtered out
+	d.Done(t.Context(), "worker", "req-1", []byte(`{"job":1}`), fnError("Boom", "it broke"), 3, &FunctionError{Type: "Boom", Message: "it broke"})
+	d.Done(t.Context(), "worker", "req-2", []byte(`{"job":2}`), &stratus.Response{Body: []byte(`"fine"`)}, 1, nil) // filtered out
 	eventually.True(t, 10*time.Second, "the failure record", func() bool { return len(h.q.delivered("fn")) == 1 })
 	e, err := cloudevent.FromJSON([]byte(h.q.delivered("fn")[0]), 0)
 	if err != nil {
