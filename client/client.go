@@ -293,8 +293,9 @@ type InvocationQuery struct {
 	Limit     int
 }
 
-// Invocations returns invocation records of function name, newest first.
-func (c *Client) Invocations(ctx context.Context, name string, q InvocationQuery) ([]stratus.Invocation, error) {
+// Invocations returns invocation records of function name, newest first,
+// each with its usage as the server's meter computes it.
+func (c *Client) Invocations(ctx context.Context, name string, q InvocationQuery) ([]v1.InvocationRecord, error) {
 	v := url.Values{}
 	if q.Since > 0 {
 		v.Set("since", q.Since.String())

@@ -158,7 +158,7 @@ type FunctionList struct {
 
 // InvocationList answers GET /v1/functions/NAME/invocations.
 type InvocationList struct {
-	Invocations []stratus.Invocation `json:"invocations"`
+	Invocations []InvocationRecord `json:"invocations"`
 }
 
 // LogList answers GET /v1/functions/NAME/logs (without follow; with

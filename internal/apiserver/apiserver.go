@@ -24,6 +24,7 @@ import (
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/gateway"
+	"github.com/stratus-run/stratus/internal/meter"
 	"github.com/stratus-run/stratus/internal/store"
 )
 
@@ -55,6 +56,7 @@ type Server struct {
 	maxUpload int64
 	log       *slog.Logger
 	answer    v1.Responder // the one writer of answers and errors
+	meter     *meter.Meter // nil: invocation records without usage
 	metrics   http.Handler
 
 	ready    atomic.Bool
@@ -112,6 +114,14 @@ type Config struct {
 	Images ImagesConfig
 	// Services serves /v1/services, /svc/NAME and host routes.
 	Services ServicesConfig
+	// Meter prices and meters usage: it serves GET /v1/usage and GET
+	// /v1/advice[/NAME] (with Store), in Info.Region, and adds each
+	// invocation record's usage to GET /v1/functions/NAME/invocations.
+	// Nil leaves the usage and advice routes out.
+	Meter *meter.Meter
+	// Now is the clock that usage and advice windows end at (time.Now
+	// when nil).
+	Now func() time.Time
 }
 
 // DefaultMaxUpload bounds a function's code (a zip) when
@@ -129,6 +139,7 @@ func New(c Config) *Server {
 		token: gateway.NewToken(c.Token), maxUpload: c.MaxUpload, log: c.Log,
 		answer:  v1.Responder{Log: c.Log},
 		metrics: c.Metrics, checks: c.Ready, stopping: make(chan struct{}),
+		meter: c.Meter,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -167,6 +178,11 @@ func New(c Config) *Server {
 	s.routeTopics(mux, c.Topics, c.MaxAsyncEventBytes, c.MaxEventBytes)
 	s.routeImages(mux, c.Images)
 	s.svcProxy = s.routeServices(mux, c.Services)
+	var svcs serviceManager
+	if c.Services.Manager != nil {
+		svcs = c.Services.Manager
+	}
+	s.routeUsage(mux, c.Meter, c.Info.Region, svcs, c.Now)
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.answer.Error(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))
@@ -196,6 +212,9 @@ func (c Config) mustHaveRequired() {
 		need(c.Store != nil, "Store", "Services.Manager")
 		need(c.Logs != nil, "Logs", "Services.Manager")
 	}
+	if c.Meter != nil {
+		need(c.Store != nil, "Store", "Meter")
+	}
 }
 
 // withDefaults fills in the defaults of c's zero values.
@@ -205,6 +224,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxUpload <= 0 {
 		c.MaxUpload = DefaultMaxUpload
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -494,10 +516,7 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 		s.answer.Error(w, r, err)
 		return
 	}
-	if recs == nil {
-		recs = []stratus.Invocation{}
-	}
-	s.answer.JSON(w, r, http.StatusOK, v1.InvocationList{Invocations: recs})
+	s.answer.JSON(w, r, http.StatusOK, v1.InvocationList{Invocations: records(s.meter, recs)})
 }
 
 // handleLogs answers stored lines; with follow=true it streams them as

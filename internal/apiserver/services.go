@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
@@ -31,6 +32,9 @@ type ServicesConfig struct {
 	// MaxRequestBytes bounds the body of a request to a service (413
 	// beyond); 0 leaves it unbounded.
 	MaxRequestBytes int64
+	// Observe, if set, is called once for each request to a service with
+	// its status and duration (gateway.ProxyConfig.Observe).
+	Observe func(service string, status int, d time.Duration)
 }
 
 type serviceRoutes struct {
@@ -54,6 +58,7 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 	mux.Handle("GET /v1/services/{name}/logs", auth(http.HandlerFunc(t.logs)))
 	p := gateway.NewServiceProxy(gateway.ProxyConfig{
 		Services: c.Manager, Token: s.token, Domain: c.Domain, MaxBody: c.MaxRequestBytes, Log: s.log,
+		Observe: c.Observe,
 	})
 	mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)

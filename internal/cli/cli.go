@@ -152,6 +152,7 @@ func (e *env) rootCmd() *cobra.Command {
 	root.AddCommand(e.scheduleCmd())
 	root.AddCommand(e.topicCmd(), e.subscribeCmd(), e.subscriptionsCmd(), e.unsubscribeCmd(), e.natsCmd())
 	root.AddCommand(e.imageCmd(), e.serviceCmd())
+	root.AddCommand(e.usageCmd(), e.adviseCmd())
 	root.AddCommand(e.infoCmd())
 	e.markRun(root)
 	return root

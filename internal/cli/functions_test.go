@@ -286,16 +286,25 @@ func TestLogs(t *testing.T) {
 }
 
 func TestInvocations(t *testing.T) {
-	recs := []stratus.Invocation{{
-		RequestID: "req-1", Function: "fn", Version: 2, Start: testTime, DurationMs: 12.5, BilledMs: 13,
-		MemoryMB: 128, MaxMemoryMB: 40, InitDurationMs: 80.25, Cold: true, Outcome: "error", ErrorType: "ValueError",
+	recs := []v1.InvocationRecord{{
+		Invocation: stratus.Invocation{
+			RequestID: "req-1", Function: "fn", Version: 2, Start: testTime, DurationMs: 12.5, BilledMs: 13,
+			MemoryMB: 128, MaxMemoryMB: 40, InitDurationMs: 80.25, Cold: true, Outcome: "error", ErrorType: "ValueError",
+			Trigger: stratus.TriggerHTTP, CPUMs: 7.5, Arch: stratus.ArchX86,
+		},
+		Usage: stratus.Usage{Requests: 1, CPUSeconds: 0.0075, CostUSD: 0.0000002, EnergyWh: 0.000012, CarbonG: 0.0000034},
+	}, {
+		// A record of an older server: no trigger.
+		Invocation: stratus.Invocation{RequestID: "req-0", Function: "fn", Version: 1, Start: testTime, DurationMs: 1, BilledMs: 1,
+			MemoryMB: 128, MaxMemoryMB: 30, Outcome: "success"},
 	}}
 	f := newFakeAPI(t)
 	f.on("GET /v1/functions/fn/invocations", jsonReply(200, v1.InvocationList{Invocations: recs}))
 	r := f.run("invocations", "fn", "--limit", "5", "--request", "req-1")
 	want := [][]string{
-		{"REQUEST", "ID", "START", "DURATION", "BILLED", "MEMORY", "MAX", "USED", "INIT", "OUTCOME", "ERROR"},
-		{"req-1", "2026-01-02T03:04:05.000", "12.50", "ms", "13", "ms", "128", "MB", "40", "MB", "80.25", "ms", "error", "ValueError"},
+		{"REQUEST", "ID", "START", "TRIGGER", "DURATION", "BILLED", "MEMORY", "MAX", "USED", "INIT", "CPU-MS", "WH", "GCO2E", "OUTCOME", "ERROR"},
+		{"req-1", "2026-01-02T03:04:05.000", "http", "12.50", "ms", "13", "ms", "128", "MB", "40", "MB", "80.25", "ms", "7.5", "0.000012", "0.0000034", "error", "ValueError"},
+		{"req-0", "2026-01-02T03:04:05.000", "-", "1.00", "ms", "1", "ms", "128", "MB", "30", "MB", "-", "0.0", "0", "0", "success"},
 	}
 	if diff := cmp.Diff(want, fields(r.stdout)); r.code != ExitOK || diff != "" {
 		t.Errorf("exit %d, table (-want +got):\n%s", r.code, diff)
@@ -304,7 +313,7 @@ func TestInvocations(t *testing.T) {
 		t.Errorf("query %v", q)
 	}
 	r = f.run("invocations", "fn", "-o", "json")
-	var got []stratus.Invocation
+	var got []v1.InvocationRecord
 	decodeJSON(t, r.stdout, &got)
 	if diff := cmp.Diff(recs, got); diff != "" {
 		t.Errorf("json (-want +got):\n%s", diff)

@@ -128,14 +128,15 @@ func (e *env) invocationsCmd() *cobra.Command {
 				return e.json(recs)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REQUEST ID\tSTART\tDURATION\tBILLED\tMEMORY\tMAX USED\tINIT\tOUTCOME\tERROR")
+			fmt.Fprintln(tw, "REQUEST ID\tSTART\tTRIGGER\tDURATION\tBILLED\tMEMORY\tMAX USED\tINIT\tCPU-MS\tWH\tGCO2E\tOUTCOME\tERROR")
 			for _, r := range recs {
 				init := "-"
 				if r.Cold {
 					init = fmt.Sprintf("%.2f ms", r.InitDurationMs)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%.2f ms\t%d ms\t%d MB\t%d MB\t%s\t%s\t%s\n", r.RequestID,
-					r.Start.Local().Format("2006-01-02T15:04:05.000"), r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB, init, r.Outcome, r.ErrorType)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f ms\t%d ms\t%d MB\t%d MB\t%s\t%.1f\t%s\t%s\t%s\t%s\n", r.RequestID,
+					r.Start.Local().Format("2006-01-02T15:04:05.000"), orDash(r.Trigger), r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB, init,
+					r.CPUMs, sig3(r.Usage.EnergyWh), sig3(r.Usage.CarbonG), r.Outcome, r.ErrorType)
 			}
 			return tw.Flush()
 		},
