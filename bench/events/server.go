@@ -142,7 +142,11 @@ func (s *server) records(ctx context.Context, fn string, limit int, request stri
 	if err := s.doJSON(ctx, http.MethodGet, "/v1/functions/"+fn+"/invocations?"+q.Encode(), nil, &l); err != nil {
 		return nil, err
 	}
-	return l.Invocations, nil
+	recs := make([]stratus.Invocation, len(l.Invocations))
+	for i, r := range l.Invocations {
+		recs[i] = r.Invocation
+	}
+	return recs, nil
 }
 
 // status returns the state of an async invocation; State is "" while the

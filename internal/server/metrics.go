@@ -9,39 +9,69 @@ import (
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/logs"
+	"github.com/stratus-run/stratus/internal/meter"
 	"github.com/stratus-run/stratus/internal/pool"
 )
 
-// metrics counts invocations on their way to the log writer and exposes
-// them with the instance gauge in Prometheus format.
+// metrics is the server's Prometheus registry. Invocation records pass
+// through it on their way to the log writer (counted, timed and metered
+// as they go); everything else is read from the parts on each scrape.
+// Labels are names of functions, services and drivers, outcomes, triggers
+// and status classes: never request IDs or paths.
 type metrics struct {
-	next        pool.Sink
-	reg         *prometheus.Registry
+	next  pool.Sink
+	meter *meter.Meter
+	reg   *prometheus.Registry
+
 	invocations *prometheus.CounterVec
+	coldStarts  *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
+	initDur     *prometheus.HistogramVec
+	cpu         *prometheus.CounterVec
+	gbSeconds   *prometheus.CounterVec
+	energy      *prometheus.CounterVec
+	carbon      *prometheus.CounterVec
 }
 
-func newMetrics(next pool.Sink) *metrics {
-	m := &metrics{
-		next: next,
-		reg:  prometheus.NewRegistry(),
-		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "stratus_invocations_total", Help: "Invocations by function, outcome and cold start.",
-		}, []string{"function", "outcome", "cold"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "stratus_invocation_duration_seconds", Help: "Invocation durations by function.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}, []string{"function"}),
+// Buckets of invocation durations and init durations, in seconds: 1 ms to
+// 15 minutes (Lambda's longest timeout).
+var (
+	durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+	initBuckets     = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+)
+
+func newMetrics(next pool.Sink, m *meter.Meter) *metrics {
+	fn := []string{"function"}
+	counter := func(name, help string, labels []string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
-	m.reg.MustRegister(m.invocations, m.duration,
+	x := &metrics{
+		next: next, meter: m, reg: prometheus.NewRegistry(),
+		invocations: counter("stratus_function_invocations_total",
+			"Invocations by function, outcome (success, error, timeout, crash) and trigger (sync, http, async, topic, schedule); throttled calls are not invocations. Lambda: Invocations, and Errors for outcomes other than success.",
+			[]string{"function", "outcome", "trigger"}),
+		coldStarts: counter("stratus_function_cold_starts_total",
+			"Invocations that started an instance. Lambda: the invocations whose REPORT has an Init Duration.", fn),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "stratus_function_duration_seconds", Help: "Invocation durations (the handler's time, init excluded). Lambda: Duration.",
+			Buckets: durationBuckets,
+		}, fn),
+		initDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "stratus_function_init_duration_seconds", Help: "Init durations of cold starts (sandbox and runtime start until the runtime asks for its first event). Lambda: the REPORT line's Init Duration.",
+			Buckets: initBuckets,
+		}, fn),
+		cpu: counter("stratus_function_cpu_seconds_total",
+			"CPU time the function's instances used while they ran invocations (init included for cold starts).", fn),
+		gbSeconds: counter("stratus_function_gb_seconds_total",
+			"Memory allocated times billed duration, in GB-seconds, as Lambda bills it.", fn),
+		energy: counter("stratus_function_energy_wh_total",
+			"Estimated energy of the function's invocations in watt-hours (see docs/metering.md).", fn),
+		carbon: counter("stratus_function_carbon_grams_total",
+			"Estimated emissions of the function's invocations in grams CO2e: energy times the region's grid intensity plus embodied emissions (SCI).", fn),
+	}
+	x.reg.MustRegister(x.invocations, x.coldStarts, x.duration, x.initDur, x.cpu, x.gbSeconds, x.energy, x.carbon,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
-}
-
-func (m *metrics) instances(total func() int) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stratus_instances", Help: "Live function instances.",
-	}, func() float64 { return float64(total()) }))
+	return x
 }
 
 // logs exposes the log writer's and the output limiter's counters: store
@@ -77,13 +107,24 @@ func (m *metrics) handler() http.Handler {
 // Log implements pool.Sink.
 func (m *metrics) Log(l stratus.LogLine) { m.next.Log(l) }
 
-// Record implements pool.Sink.
+// Record implements pool.Sink: it counts, times and meters r, then passes
+// it on.
 func (m *metrics) Record(r stratus.Invocation) {
-	cold := "false"
-	if r.Cold {
-		cold = "true"
+	trigger := r.Trigger
+	if trigger == "" {
+		trigger = stratus.TriggerSync
 	}
-	m.invocations.WithLabelValues(r.Function, r.Outcome, cold).Inc()
-	m.duration.WithLabelValues(r.Function).Observe(r.DurationMs / 1000)
+	fn := r.Function
+	m.invocations.WithLabelValues(fn, r.Outcome, trigger).Inc()
+	m.duration.WithLabelValues(fn).Observe(r.DurationMs / 1000)
+	if r.Cold {
+		m.coldStarts.WithLabelValues(fn).Inc()
+		m.initDur.WithLabelValues(fn).Observe(r.InitDurationMs / 1000)
+	}
+	u := m.meter.Invocation(r)
+	m.cpu.WithLabelValues(fn).Add(u.CPUSeconds)
+	m.gbSeconds.WithLabelValues(fn).Add(u.GBSeconds)
+	m.energy.WithLabelValues(fn).Add(u.EnergyWh)
+	m.carbon.WithLabelValues(fn).Add(u.CarbonG)
 	m.next.Record(r)
 }

@@ -33,9 +33,11 @@ import (
 	"github.com/stratus-run/stratus/internal/gateway"
 	"github.com/stratus-run/stratus/internal/image"
 	"github.com/stratus-run/stratus/internal/logs"
+	"github.com/stratus-run/stratus/internal/meter"
 	"github.com/stratus-run/stratus/internal/pool"
 	"github.com/stratus-run/stratus/internal/services"
 	"github.com/stratus-run/stratus/internal/store"
+	"github.com/stratus-run/stratus/internal/trace"
 	"github.com/stratus-run/stratus/runtimes"
 )
 
@@ -73,18 +75,41 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
+	mtr, power, err := newMeter(cfg, log)
+	if err != nil {
+		return err
+	}
+	// Spans get IDs (so that functions and services see the trace go on)
+	// but leave the server only with --otlp-endpoint.
+	tracing, err := trace.New(ctx, trace.Config{
+		Endpoint: cfg.OTLPEndpoint, Region: cfg.Region, Version: stratus.ServerVersion(), Log: log.With("component", "trace"),
+	})
+	if err != nil {
+		return err
+	}
+	// Deferred: the last spans are flushed once every part has stopped.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			log.Warn("flush trace spans", "err", err)
+		}
+	}()
 	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "stratus.db"))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	driver, why, err := newDriver(cfg, log.With("component", "sandbox"))
+	rawDriver, why, err := newDriver(cfg, log.With("component", "sandbox"))
 	if err != nil {
 		return err
 	}
 	// Deferred: runs once every part, the pools first, has stopped.
-	defer closeDriver(driver, log)
+	defer closeDriver(rawDriver, log)
+	// The pools and services use the driver through a counter of its
+	// starts (for /metrics).
+	driver, starts := counted(rawDriver)
 	if caps := driver.Capabilities(); caps.Isolated {
 		log.Info("sandbox driver", "driver", driver.Name(), "why", why)
 	} else {
@@ -104,8 +129,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return err
 	}
 
+	stored := newTimedStore(st)
 	writer := logs.New(logs.Config{
-		Store: st,
+		Store: stored,
 		Retention: logs.Retention{
 			Invocations: cfg.RetainInvocations, LogLines: cfg.RetainLogLines, MaxAge: time.Duration(cfg.RetainAge),
 			Every: time.Duration(cfg.PruneInterval),
@@ -115,13 +141,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	})
 	// Output beyond its bounds is dropped before it reaches the writer.
 	output := logs.NewLimiter(logs.LimiterConfig{PerInvocation: cfg.MaxOutputBytes, BytesPerSecond: cfg.OutputRate})
-	met := newMetrics(writer)
+	met := newMetrics(writer, mtr)
+	met.reg.MustRegister(stored.took, stored.errs)
 	met.logs(writer, output)
+	met.sandboxes(driver.Name(), starts)
 
 	// Sandboxes with ids of their own see an image's files owned as the
 	// image says only if the host's owners are shifted into their range.
 	var idBase uint32
-	if d, ok := driver.(interface{ IDBase() uint32 }); ok {
+	if d, ok := rawDriver.(interface{ IDBase() uint32 }); ok {
 		idBase = d.IDBase()
 	}
 	images, err := image.Open(image.Config{
@@ -154,8 +182,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		StopGrace:    time.Duration(cfg.StopGrace),
 		Sink:         met,
 		Output:       output,
+		Tracer:       tracing.Tracer("pool"),
 	})
-	met.instances(pools.Total)
+	met.functionStats(pools.AllStats)
 	lim := archive.DefaultLimits()
 	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipBytes, cfg.MaxUnzippedBytes
 	// Functions and services share one namespace of names, kept by the
@@ -207,10 +236,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		// An attempt's record and status are stored before its event is acked.
 		BeforeAck:    writer.Sync,
 		MaxEventSize: int(cfg.MaxAsyncEventBytes),
+		Tracer:       tracing.Tracer("events"),
 		Log:          log.With("component", "async"),
 	})
+	met.eventStats(queue.Stats, bus.Stats)
 	dests.Enqueue = queue.Enqueue
-	topics, err := newTopics(ctx, bus, st, queue, fns, cfg, met, log.With("component", "topics"))
+	topics, err := newTopics(ctx, bus, st, queue, fns, cfg, met, tracing.Tracer("events"), log.With("component", "topics"))
 	if err != nil {
 		return err
 	}
@@ -218,7 +249,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	sched := events.NewScheduler(events.SchedulerConfig{
 		Store: st, Queue: queue, FunctionExists: func(fn string) bool { _, ok := fns.Head(fn); return ok },
 		Region: cfg.Region, MaxEventSize: int(cfg.MaxAsyncEventBytes),
-		Log: log.With("component", "scheduler"),
+		Tracer: tracing.Tracer("events"),
+		Log:    log.With("component", "scheduler"),
 	})
 
 	svcs := services.New(services.Config{
@@ -232,7 +264,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		StableWindow:  time.Duration(cfg.StableWindow), PanicWindow: time.Duration(cfg.PanicWindow),
 		ScaleToZeroGrace: time.Duration(cfg.ScaleToZeroGrace),
 		MaxReplicas:      cfg.MaxReplicas,
+		Usage:            writer,
 	})
+	svcMet := met.serviceStats(svcs.Stats)
 	if err := svcs.Load(ctx); err != nil {
 		return err
 	}
@@ -258,7 +292,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 			Store: images, UploadDir: filepath.Join(cfg.DataDir, "uploads", "images"),
 			InUse: func(d string) bool { return svcs.ImageInUse(d) || fns.ImageInUse(d) },
 		},
-		Services: apiserver.ServicesConfig{Manager: svcs, Domain: cfg.Domain, MaxRequestBytes: cfg.MaxRequestBytes},
+		Services: apiserver.ServicesConfig{
+			Manager: svcs, Domain: cfg.Domain, MaxRequestBytes: cfg.MaxRequestBytes,
+			Observe: func(name string, status int, d time.Duration) {
+				svcs.Observe(name, status, d)
+				svcMet.observe(name, status, d)
+			},
+		},
+		Meter: mtr,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -271,7 +312,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	ln = gateway.LimitListener(ln, cfg.MaxConnections)
 	readTimeout := time.Duration(cfg.ReadTimeout)
 	srv := &http.Server{
-		Handler:           gateway.BoundBodies(api, readTimeout, gateway.NewToken(token)),
+		Handler:           gateway.Trace(tracing.Tracer("gateway"), cfg.Region)(gateway.BoundBodies(api, readTimeout, gateway.NewToken(token))),
 		ReadTimeout:       readTimeout,
 		ReadHeaderTimeout: min(10*time.Second, readTimeout),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -293,6 +334,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	topicsPart := startPart(ctx, "topics", topics.Run, failed)
 	svcsPart := startPart(ctx, "services", svcs.Run, failed)
 	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, writerPart, readyPart, busPart}
+	if power != nil {
+		stopOrder = append(stopOrder, startPart(ctx, "power", power, failed))
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("stratus is serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "region", cfg.Region)
@@ -519,4 +563,37 @@ func (r imageResolver) run(ctx context.Context, v *stratus.Version) (*pool.Image
 		argv = append(slices.Clip(c.Entrypoint), v.Config.Handler)
 	}
 	return &pool.ImageRun{RootFS: root, Argv: argv, Env: c.Env, Dir: c.WorkingDir}, nil
+}
+
+// newMeter builds the meter from the defaults and --meter-file, for the
+// server's region. Where the host exposes RAPL, power measures the CPU
+// energy (sampling every 10 s); else it is nil and the model serves.
+func newMeter(cfg config.Config, log *slog.Logger) (*meter.Meter, func(context.Context) error, error) {
+	t := meter.Default()
+	if cfg.MeterFile != "" {
+		var err error
+		if t, err = meter.Load(cfg.MeterFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	m := meter.New(t, cfg.Region)
+	p, err := meter.OpenPower(meter.PowercapRoot, meter.ProcStat)
+	if err != nil {
+		log.Info("energy from the model", "region", cfg.Region, "gco2e_per_kwh", m.Intensity(), "prices", t.Prices.AsOf, "why", err)
+		return m, nil, nil
+	}
+	m.SetPower(p)
+	log.Info("energy measured by RAPL", "domains", p.Domains(), "region", cfg.Region, "gco2e_per_kwh", m.Intensity())
+	return m, func(ctx context.Context) error {
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			p.Sample(time.Now())
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+	}, nil
 }

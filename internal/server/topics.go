@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/stratus-run/stratus/internal/config"
 	"github.com/stratus-run/stratus/internal/events"
@@ -16,10 +17,11 @@ import (
 // queue, creates their stream (so that NATS clients may publish from the
 // start) and exposes their counters.
 func newTopics(ctx context.Context, bus *events.Bus, st *store.Store, queue *events.Queue,
-	fns *functions.Service, cfg config.Config, met *metrics, log *slog.Logger) (*events.Topics, error) {
+	fns *functions.Service, cfg config.Config, met *metrics, tracer oteltrace.Tracer, log *slog.Logger) (*events.Topics, error) {
 	tp := events.NewTopics(events.TopicsConfig{
 		Bus: bus, Store: st, Queue: queue, FunctionExists: func(fn string) bool { _, ok := fns.Head(fn); return ok },
 		MaxEventSize: int(cfg.MaxAsyncEventBytes),
+		Tracer:       tracer,
 		Log:          log,
 	})
 	if err := tp.Ensure(ctx); err != nil {
