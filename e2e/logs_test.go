@@ -420,10 +420,10 @@ func TestInvocationRecords(t *testing.T) {
 	// The table for people.
 	out := s.mustCLI("invocations", "rec")
 	rows := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(rows) != 4 || !regexp.MustCompile(`^REQUEST ID\s+START\s+DURATION\s+BILLED\s+MEMORY\s+MAX USED\s+INIT\s+OUTCOME\s+ERROR$`).MatchString(rows[0]) {
+	if len(rows) != 4 || !regexp.MustCompile(`^REQUEST ID\s+START\s+TRIGGER\s+DURATION\s+BILLED\s+MEMORY\s+MAX USED\s+INIT\s+CPU-MS\s+WH\s+GCO2E\s+OUTCOME\s+ERROR$`).MatchString(rows[0]) {
 		t.Fatalf("invocations table:\n%s", out)
 	}
-	rowRE := regexp.MustCompile(`^(\S+)\s+\S+\s+(\d+\.\d\d) ms\s+(\d+) ms\s+512 MB\s+(\d+) MB\s+(-|\d+\.\d\d ms)\s+(success|error)\s*(\S*)$`)
+	rowRE := regexp.MustCompile(`^(\S+)\s+\S+\s+sync\s+(\d+\.\d\d) ms\s+(\d+) ms\s+512 MB\s+(\d+) MB\s+(-|\d+\.\d\d ms)\s+\d+\.\d\s+[0-9.e+-]+\s+[0-9.e+-]+\s+(success|error)\s*(\S*)$`)
 	for i, want := range []struct{ id, init, outcome, errType string }{
 		{id3, "-", "error", "errorString"}, {id2, "-", "success", ""}, {id1, "ms", "success", ""},
 	} {
