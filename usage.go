@@ -1,5 +1,12 @@
 package stratus
 
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
 // Usage is what some work (one invocation, a replica's life, a workload
 // over a window) used and what it cost: in requests, time, resources,
 // money at list prices, energy and carbon.
@@ -35,4 +42,36 @@ func (u *Usage) Add(o Usage) {
 	if u.EnergySource == "" {
 		u.EnergySource = o.EnergySource
 	}
+}
+
+// MaxWindow is the longest window usage and advice read: the usage
+// history kept (35 days by default) fits in it.
+const MaxWindow = 400 * 24 * time.Hour
+
+// ParseWindow parses a window of time back from now: a Go duration
+// ("90m", "36h") or a whole number of days ("7d"). It must be at least a
+// minute and at most MaxWindow; anything else is ErrInvalid with what was
+// wrong.
+func ParseWindow(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok && n != "" && !strings.ContainsAny(n, "hms.") {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, fmt.Errorf("window %q: want a duration such as 90m, 36h or 7d: %w", s, ErrInvalid)
+		}
+		if days < 0 || days > int(MaxWindow/(24*time.Hour)) {
+			return 0, fmt.Errorf("window %q: must be between 1m and %dd: %w", s, MaxWindow/(24*time.Hour), ErrInvalid)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("window %q: want a duration such as 90m, 36h or 7d: %w", s, ErrInvalid)
+		}
+		d = v
+	}
+	if d < time.Minute || d > MaxWindow {
+		return 0, fmt.Errorf("window %q: must be between 1m and %dd: %w", s, MaxWindow/(24*time.Hour), ErrInvalid)
+	}
+	return d, nil
 }
