@@ -133,7 +133,7 @@ func TestMetricsNeedToken(t *testing.T) {
 		t.Errorf("/metrics without the token named a function: %s", body)
 	}
 	resp, body = s.do("GET", "/metrics", nil, true)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `stratus_invocations_total{cold="true",function="counted"`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `stratus_function_cold_starts_total{function="counted"} 1`) {
 		t.Errorf("/metrics with the token: %d %.300s", resp.StatusCode, body)
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
@@ -143,7 +143,7 @@ func TestMetricsNeedToken(t *testing.T) {
 	}
 
 	pub := startServer(t, "--metrics-public")
-	if resp, body := pub.do("GET", "/metrics", nil, false); resp.StatusCode != 200 || !strings.Contains(string(body), "stratus_instances") {
+	if resp, body := pub.do("GET", "/metrics", nil, false); resp.StatusCode != 200 || !strings.Contains(string(body), "stratus_sandbox_starts_total") {
 		t.Errorf("/metrics without the token under --metrics-public: %d %.300s", resp.StatusCode, body)
 	}
 	// --metrics-public opens /metrics only.

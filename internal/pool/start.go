@@ -111,6 +111,13 @@ func (m *Manager) start(ctx context.Context, p *fnPool, v *stratus.Version, forQ
 		// from here, not from the prepare.
 		in.started = m.cfg.Now()
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.DriverTimeout)
+		// The CPU the prepare used (the sandbox's own setup, made ahead
+		// of any call) is not this invocation's: its count starts here.
+		if m.cpu != nil {
+			if n, err := m.cpu.CPUNanos(cctx, in.ID); err == nil {
+				in.cpuNanos = n
+			}
+		}
 		err := m.cfg.Driver.Start(cctx, in.spec)
 		cancel()
 		if err != nil {
