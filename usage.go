@@ -54,7 +54,7 @@ const MaxWindow = 400 * 24 * time.Hour
 // wrong.
 func ParseWindow(s string) (time.Duration, error) {
 	var d time.Duration
-	if n, ok := strings.CutSuffix(s, "d"); ok && n != "" && !strings.ContainsAny(n, "hms.") {
+	if n, ok := strings.CutSuffix(s, "d"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
 		days, err := strconv.Atoi(n)
 		if err != nil {
 			return 0, fmt.Errorf("window %q: want a duration such as 90m, 36h or 7d: %w", s, ErrInvalid)

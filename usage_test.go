@@ -21,7 +21,7 @@ func TestParseWindow(t *testing.T) {
 			t.Errorf("ParseWindow(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
-	for _, in := range []string{"", "0", "0d", "-1d", "-5m", "30s", "401d", "d", "7dd", "1.5d", "abc", "7 d", "1h30d"} {
+	for _, in := range []string{"", "0", "0d", "-1d", "-5m", "30s", "401d", "d", "7dd", "1.5d", "abc", "7 d", "1h30d", "+7d", "-0d", "7d "} {
 		if got, err := stratus.ParseWindow(in); !errors.Is(err, stratus.ErrInvalid) {
 			t.Errorf("ParseWindow(%q) = %v, %v; want ErrInvalid", in, got, err)
 		}

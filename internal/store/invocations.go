@@ -38,9 +38,12 @@ func (s *Store) InsertInvocations(ctx context.Context, recs []stratus.Invocation
 		if err != nil {
 			return err
 		}
-		mins := make([]stratus.UsageMinute, len(recs))
+		// A record without a start has no minute to count in.
+		mins := make([]stratus.UsageMinute, 0, len(recs))
 		for i := range recs {
-			mins[i] = stratus.MinuteOf(recs[i])
+			if !recs[i].Start.IsZero() {
+				mins = append(mins, stratus.MinuteOf(recs[i]))
+			}
 		}
 		return addMinutes(ctx, tx, mins)
 	})
