@@ -267,6 +267,9 @@ type fnPool struct {
 	// starting counts the starts in flight for waiters (their slots are
 	// in live); see scaleLocked.
 	starting int
+	// inFlight counts every start in flight: for waiters and for
+	// MinInstances.
+	inFlight int
 	removed  bool
 	// used is when the function was last invoked or deployed.
 	used time.Time
@@ -475,13 +478,13 @@ func (m *Manager) AllStats() map[string]stratus.InstanceStats {
 	return all
 }
 
-// statsLocked is p's InstanceStats. Starting counts the starts in flight
-// for waiting invocations (not those for MinInstances); Busy counts every
-// live instance that is not idle, those starting too. m.mu is held.
+// statsLocked is p's InstanceStats. Starting counts every start in flight
+// (for waiting invocations and for MinInstances); Busy counts every live
+// instance that is not idle, those starting too. m.mu is held.
 func (p *fnPool) statsLocked() stratus.InstanceStats {
 	s := stratus.InstanceStats{
 		Live: p.live, Idle: len(p.idle),
-		Starting: p.starting, Waiting: len(p.waiters),
+		Starting: p.inFlight, Waiting: len(p.waiters),
 		Throttles: p.throttles, ColdStarts: p.coldStarts,
 		PrepareHits: p.prepareHits, PrepareMisses: p.prepareMisses,
 	}

@@ -37,6 +37,7 @@ func (e *startError) Unwrap() error { return stratus.ErrUnavailable }
 // the caller reserved. m.mu is held and Run has begun.
 func (m *Manager) goStartLocked(p *fnPool, forQueue bool) {
 	ctx, v := m.run, p.cur
+	p.inFlight++
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -52,6 +53,7 @@ func (m *Manager) goStartLocked(p *fnPool, forQueue bool) {
 func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version, forQueue bool) {
 	l, err := m.start(ctx, p, v, forQueue)
 	m.mu.Lock()
+	p.inFlight--
 	var w *waiter
 	if forQueue {
 		p.starting--

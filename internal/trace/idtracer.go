@@ -3,6 +3,7 @@ package trace
 import (
 	"context"
 	"math/rand/v2"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -13,7 +14,8 @@ import (
 // idTracer is the tracer of a Provider without an endpoint. Its spans
 // record nothing; each has a fresh span ID, in the trace of its parent when
 // ctx holds one (keeping the parent's sampled flag and tracestate), else in
-// a new sampled trace, as a parent-based always-on sampler would decide. It
+// a new trace that is not sampled: nothing records it, so a function's own
+// tracer is not asked to (Lambda's Sampled=0 without active tracing). It
 // costs one span allocation and a context, a fraction of what the SDK
 // spends on a recording span that no processor would read.
 type idTracer struct{ embedded.Tracer }
@@ -32,7 +34,6 @@ func (idTracer) Start(ctx context.Context, _ string, opts ...oteltrace.SpanStart
 		cfg.TraceState = parent.TraceState()
 	} else {
 		cfg.TraceID = newTraceID()
-		cfg.TraceFlags = oteltrace.FlagsSampled
 	}
 	s := &idSpan{sc: oteltrace.NewSpanContext(cfg)}
 	return oteltrace.ContextWithSpan(ctx, s), s
@@ -47,13 +48,27 @@ func newSpanID() (id oteltrace.SpanID) {
 	return id
 }
 
+// newTraceID starts with the time in Unix seconds, as X-Ray's trace IDs
+// do (its Root=1-<time>-<unique>), so that the Lambda header made from it
+// carries a true time; the other 12 bytes are random.
 func newTraceID() (id oteltrace.TraceID) {
-	for !id.IsValid() {
-		putUint64(id[:8], rand.Uint64())
-		putUint64(id[8:], rand.Uint64())
-	}
+	now := uint32(time.Now().Unix())
+	id[0], id[1], id[2], id[3] = byte(now>>24), byte(now>>16), byte(now>>8), byte(now)
+	putUint64(id[4:12], rand.Uint64())
+	r := rand.Uint32()
+	id[12], id[13], id[14], id[15] = byte(r>>24), byte(r>>16), byte(r>>8), byte(r)
 	return id
 }
+
+// xrayIDs is the SDK's ID generator with newTraceID's time-first trace
+// IDs.
+type xrayIDs struct{}
+
+func (xrayIDs) NewIDs(context.Context) (oteltrace.TraceID, oteltrace.SpanID) {
+	return newTraceID(), newSpanID()
+}
+
+func (xrayIDs) NewSpanID(context.Context, oteltrace.TraceID) oteltrace.SpanID { return newSpanID() }
 
 func putUint64(b []byte, v uint64) {
 	_ = b[7]

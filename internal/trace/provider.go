@@ -191,6 +191,7 @@ func New(ctx context.Context, c Config) (*Provider, error) {
 	p.sdk = sdktrace.NewTracerProvider(
 		sdktrace.WithResource(resource.NewWithAttributes(semconv.SchemaURL, attrs...)),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithIDGenerator(xrayIDs{}),
 		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(batchTimeout)),
 	)
 	return p, nil
