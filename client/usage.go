@@ -10,7 +10,9 @@ import (
 // Usage returns the usage, cost, energy and carbon of the window since
 // (a duration such as 90m, 36h or 7d; "" is the server's default, 24h)
 // back from now, summed by by: v1.ByFunction, v1.ByService or v1.ByDay
-// ("" is by function).
+// ("" is by function); or, by v1.ByReplica, one row for each life of a
+// service's replica that overlaps the window, with the figures of its
+// whole life.
 func (c *Client) Usage(ctx context.Context, since, by string) (*v1.UsageReport, error) {
 	v := url.Values{}
 	if since != "" {

@@ -18,7 +18,8 @@ import (
 )
 
 // usageServer is an API server with a meter over a real store that holds
-// one minute of service web an hour before now.
+// one minute of service web an hour before now and the life of its
+// replica web-1, from 90 to 30 minutes before now.
 func usageServer(t *testing.T, now time.Time) *client.Client {
 	t.Helper()
 	ctx := context.Background()
@@ -30,6 +31,13 @@ func usageServer(t *testing.T, now time.Time) *client.Client {
 	err = st.AddUsageMinutes(ctx, []stratus.UsageMinute{{
 		Kind: stratus.KindService, Name: "web", Minute: now.Add(-time.Hour), Requests: 7,
 		Replicas: 1, MemoryMB: 512, VCPU: 1,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.InsertReplicaUsages(ctx, []stratus.ReplicaUsage{{
+		Service: "web", Revision: 3, Replica: "web-1", Start: now.Add(-90 * time.Minute), End: now.Add(-30 * time.Minute),
+		CPU: 1, MemoryMB: 512, CPUMs: 1500, Requests: 7,
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +65,8 @@ func TestUsage(t *testing.T) {
 		{"2h", v1.ByService, v1.ByService, now.Add(-2 * time.Hour), 1},
 		{"30m", v1.ByService, v1.ByService, now.Add(-30 * time.Minute), 0},
 		{"1d", v1.ByDay, v1.ByDay, now.Add(-24 * time.Hour), 1},
+		{"2h", v1.ByReplica, v1.ByReplica, now.Add(-2 * time.Hour), 1},
+		{"20m", v1.ByReplica, v1.ByReplica, now.Add(-20 * time.Minute), 0},
 	} {
 		rep, err := c.Usage(ctx, tc.since, tc.by)
 		if err != nil {
@@ -71,7 +81,21 @@ func TestUsage(t *testing.T) {
 			t.Errorf("Usage(%q, %q): total %+v, want 7 requests at a cost", tc.since, tc.by, rep.Total)
 		}
 	}
-	_, err := c.Usage(ctx, "yesterday", "")
+	rep, err := c.Usage(ctx, "1h", v1.ByReplica)
+	if err != nil {
+		t.Fatalf("Usage(1h, replica): %v", err)
+	}
+	// The life began before the window; its figures are whole: an hour of
+	// 1 vCPU and 512 MB.
+	if len(rep.Rows) != 1 {
+		t.Fatalf("Usage(1h, replica): rows %+v, want web-1's", rep.Rows)
+	}
+	if r := rep.Rows[0]; r.Key != "web-1" || r.Kind != stratus.KindService || r.Service != "web" || r.Revision != 3 ||
+		!r.Start.Equal(now.Add(-90*time.Minute)) || !r.End.Equal(now.Add(-30*time.Minute)) ||
+		r.VCPUSeconds != 3600 || r.GBSeconds != 1800 || r.CPUSeconds != 1.5 || r.CostUSD <= 0 {
+		t.Errorf("Usage(1h, replica): row %+v; want web-1 of web revision 3, its whole hour", r)
+	}
+	_, err = c.Usage(ctx, "yesterday", "")
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Code != v1.CodeInvalid {
 		t.Errorf("Usage(yesterday): %v, want an API error %s", err, v1.CodeInvalid)

@@ -17,18 +17,29 @@ type InvocationRecord struct {
 const (
 	ByFunction = "function"
 	ByService  = "service"
+	ByReplica  = "replica" // one row per life of a service's replica
 	ByDay      = "day"
 )
 
-// UsageRow is the usage of one workload (by function or service) or of
+// UsageRow is the usage of one workload (by function or service), of one
+// life of a service's replica (by replica: Key is the replica's id) or of
 // one day (by day: Key is YYYY-MM-DD in UTC).
 type UsageRow struct {
 	Key  string `json:"key"`
-	Kind string `json:"kind,omitempty"` // "function" or "service", by workload
+	Kind string `json:"kind,omitempty"` // "function" or "service", by workload or replica
+	// Service, Revision, Start and End are set by replica: the replica's
+	// service and revision, and when its life began and ended (or was
+	// last reported, while it runs). A life's figures are whole: those of
+	// a life that began before the window or ends after it are not cut
+	// at the window's edges.
+	Service  string    `json:"service,omitempty"`
+	Revision int       `json:"revision,omitempty"`
+	Start    time.Time `json:"start,omitzero"`
+	End      time.Time `json:"end,omitzero"`
 	stratus.Usage
 }
 
-// UsageReport answers GET /v1/usage?since=D&by=function|service|day.
+// UsageReport answers GET /v1/usage?since=D&by=function|service|replica|day.
 type UsageReport struct {
 	Since time.Time     `json:"since"`
 	Until time.Time     `json:"until"`
@@ -57,6 +68,12 @@ type Traffic struct {
 	CPUUtilisation  float64 `json:"cpuUtilisation"` // CPU used / allocated while running
 	MemoryMB        int     `json:"memorySizeMB"`
 	VCPU            float64 `json:"vcpu"`
+	// P99Sample is the number of records P99DurationMs was computed
+	// from: the function's newest retained records that started in the
+	// window, at most 10,000 of them. It is 0 when the p99 was estimated
+	// from the usage minutes (the longest request they saw): for a
+	// service, or a function without such records.
+	P99Sample int `json:"p99Sample"`
 }
 
 // Deployment models compared by advice.

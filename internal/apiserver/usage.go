@@ -61,7 +61,8 @@ func window(r *http.Request, key, def string) (time.Duration, error) {
 }
 
 // usage answers v1.UsageReport: the usage minutes of [now−since, now)
-// priced and summed by function, service or UTC day.
+// priced and summed by function, service or UTC day, or the lives of
+// services' replicas that overlap it, one row each.
 func (u *usageRoutes) usage(w http.ResponseWriter, r *http.Request) {
 	since, err := window(r, "since", defaultUsageWindow)
 	if err != nil {
@@ -75,23 +76,35 @@ func (u *usageRoutes) usage(w http.ResponseWriter, r *http.Request) {
 		q.Kind = stratus.KindFunction
 	case v1.ByService:
 		q.Kind = stratus.KindService
-	case v1.ByDay:
+	case v1.ByReplica, v1.ByDay:
 	default:
-		u.s.answer.Error(w, r, fmt.Errorf("by %q: want %s, %s or %s: %w", by, v1.ByFunction, v1.ByService, v1.ByDay, stratus.ErrInvalid))
+		u.s.answer.Error(w, r, fmt.Errorf("by %q: want %s, %s, %s or %s: %w",
+			by, v1.ByFunction, v1.ByService, v1.ByReplica, v1.ByDay, stratus.ErrInvalid))
 		return
 	}
 	now := u.now()
 	q.Since, q.Until = now.Add(-since), now
-	// Read your writes: the minutes of what finished before this request.
+	// Read your writes: the minutes and lives of what finished before
+	// this request.
 	if u.s.logs != nil {
 		_ = u.s.logs.Sync(r.Context())
 	}
-	minutes, err := u.s.st.UsageMinutes(r.Context(), q)
-	if err != nil {
-		u.s.answer.Error(w, r, err)
-		return
+	var rep v1.UsageReport
+	if by == v1.ByReplica {
+		lives, err := u.s.st.ReplicaUsages(r.Context(), "", q.Since, q.Until)
+		if err != nil {
+			u.s.answer.Error(w, r, err)
+			return
+		}
+		rep = replicaReport(u.m, lives)
+	} else {
+		minutes, err := u.s.st.UsageMinutes(r.Context(), q)
+		if err != nil {
+			u.s.answer.Error(w, r, err)
+			return
+		}
+		rep = usageReport(u.m, by, minutes)
 	}
-	rep := usageReport(u.m, by, minutes)
 	rep.Since, rep.Until = q.Since, q.Until
 	rep.Region, rep.GridIntensity, rep.PricesAsOf = u.region, u.m.Intensity(), u.m.Table().Prices.AsOf
 	u.s.answer.JSON(w, r, http.StatusOK, rep)
@@ -124,6 +137,24 @@ func usageReport(m *meter.Meter, by string, minutes []stratus.UsageMinute) v1.Us
 		}
 		return cmp.Or(cmp.Compare(b.CostUSD, a.CostUSD), strings.Compare(a.Key, b.Key))
 	})
+	return rep
+}
+
+// replicaReport prices each of lives with m, one row a life in the
+// store's order (by service, start and replica). A life's figures are
+// whole, not cut at the window's edges: a replica that started before
+// the window, or runs on after it, counts its whole life (so far), as
+// the store keeps one figure a life and not its minutes.
+func replicaReport(m *meter.Meter, lives []stratus.ReplicaUsage) v1.UsageReport {
+	rep := v1.UsageReport{By: v1.ByReplica, Rows: make([]v1.UsageRow, 0, len(lives))}
+	for _, l := range lives {
+		use := m.Replica(l)
+		rep.Rows = append(rep.Rows, v1.UsageRow{
+			Key: l.Replica, Kind: stratus.KindService, Service: l.Service, Revision: l.Revision,
+			Start: l.Start, End: l.End, Usage: use,
+		})
+		rep.Total.Add(use)
+	}
 	return rep
 }
 
@@ -240,7 +271,7 @@ func (u *usageRoutes) adviceAll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if u.svcs != nil {
-		svcs, _ := u.svcs.List()
+		svcs, _ := u.svcs.List() // List cannot fail: its second value is the statuses, not needed here
 		for _, sv := range svcs {
 			wls = append(wls, serviceWorkload(sv))
 		}
@@ -276,7 +307,8 @@ func (u *usageRoutes) adviceAll(w http.ResponseWriter, r *http.Request) {
 }
 
 // advise is the advice for wl from its minutes of [start, end) and, for a
-// function, the p99 of its records' durations that started in it.
+// function, the p99 of the durations of its newest records (at most
+// store.MaxInvocationLimit) that started in it.
 func (u *usageRoutes) advise(ctx context.Context, wl workload, minutes []stratus.UsageMinute, start, end time.Time, budget time.Duration) (v1.Advice, error) {
 	in := advice.FromMinutes(wl.kind, wl.name, minutes, start, end)
 	if wl.memoryMB > 0 {
@@ -288,19 +320,27 @@ func (u *usageRoutes) advise(ctx context.Context, wl workload, minutes []stratus
 	in.Concurrency = wl.concurrency
 	in.IdleTimeout = wl.idle
 	in.LatencyBudgetMs = float64(budget) / float64(time.Millisecond)
+	// A function's p99 is of its newest records that started in the
+	// window, at most store.MaxInvocationLimit of them: the answer's
+	// Traffic.P99Sample says how many.
+	var sample int
 	if wl.kind == stratus.KindFunction {
 		recs, err := u.s.st.ListInvocations(ctx, wl.name, store.InvocationQuery{Since: start, Limit: store.MaxInvocationLimit})
 		if err != nil {
 			return v1.Advice{}, fmt.Errorf("advise %q: %w", wl.name, err)
 		}
-		in.P99DurationMs = p99(recs, end)
+		in.P99DurationMs, sample = p99(recs, end)
 	}
-	return advice.Advise(in, u.m.Table(), u.region), nil
+	a := advice.Advise(in, u.m.Table(), u.region)
+	a.Traffic.P99Sample = sample
+	return a, nil
 }
 
 // p99 is the 99th percentile (nearest rank) of the durations of the
-// records that started before end, 0 without any.
-func p99(recs []stratus.Invocation, end time.Time) float64 {
+// records that started before end, and how many there were; 0, 0 without
+// any, or when every one lasted 0 ms (advice then estimates the p99 from
+// the minutes).
+func p99(recs []stratus.Invocation, end time.Time) (ms float64, n int) {
 	ds := make([]float64, 0, len(recs))
 	for _, r := range recs {
 		if r.Start.Before(end) {
@@ -308,10 +348,14 @@ func p99(recs []stratus.Invocation, end time.Time) float64 {
 		}
 	}
 	if len(ds) == 0 {
-		return 0
+		return 0, 0
 	}
 	slices.Sort(ds)
-	return ds[int(math.Ceil(0.99*float64(len(ds))))-1]
+	ms = ds[int(math.Ceil(0.99*float64(len(ds))))-1]
+	if ms <= 0 {
+		return 0, 0
+	}
+	return ms, len(ds)
 }
 
 // records are recs with their usage as m computes it (none if m is nil).

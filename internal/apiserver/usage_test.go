@@ -58,11 +58,29 @@ func (f fakeServices) List() ([]stratus.Service, []services.Status) {
 //   - a: 100 records 2h before now lasting 1..100 ms, 5 records of 40 ms
 //     26h before now (the day before), and one a minute after now;
 //   - b: one record of 10 ms an hour before now;
-//   - web: a minute of 30 requests on one replica half an hour before now.
+//   - web: a minute of 30 requests on one replica half an hour before now,
+//     and the lives of its replicas in rigLives.
 type usageRig struct {
 	s  *Server
 	st *store.Store
 	m  *meter.Meter
+}
+
+// rigLives are the lives of web's replicas in the rig, in the store's
+// order (service, start, replica): old ended two days ago; straddle began
+// before the last 24h and ended in them; r1 lived an hour of them; live
+// still runs (last reported a minute ago); later begins after now.
+var rigLives = []stratus.ReplicaUsage{
+	{Service: "web", Revision: 1, Replica: "old", Start: usageNow.Add(-50 * time.Hour), End: usageNow.Add(-48 * time.Hour),
+		CPU: 1, MemoryMB: 512, CPUMs: 60000, Requests: 10, Arch: stratus.ArchX86},
+	{Service: "web", Revision: 1, Replica: "straddle", Start: usageNow.Add(-25 * time.Hour), End: usageNow.Add(-23 * time.Hour),
+		CPU: 1, MemoryMB: 512, CPUMs: 90000, Requests: 20, Arch: stratus.ArchX86},
+	{Service: "web", Revision: 2, Replica: "r1", Start: usageNow.Add(-3 * time.Hour), End: usageNow.Add(-2 * time.Hour),
+		CPU: 2, MemoryMB: 1024, CPUMs: 30000, Requests: 5, Arch: stratus.ArchX86},
+	{Service: "web", Revision: 2, Replica: "live", Start: usageNow.Add(-30 * time.Minute), End: usageNow.Add(-time.Minute),
+		CPU: 1, MemoryMB: 512, CPUMs: 300, Requests: 30, Arch: stratus.ArchX86},
+	{Service: "web", Revision: 2, Replica: "later", Start: usageNow.Add(time.Minute), End: usageNow.Add(2 * time.Minute),
+		CPU: 1, MemoryMB: 512},
 }
 
 func newUsageRig(t testing.TB) *usageRig {
@@ -108,6 +126,9 @@ func newUsageRig(t testing.TB) *usageRig {
 		Arch: stratus.ArchX86,
 	}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.InsertReplicaUsages(ctx, rigLives); err != nil {
 		t.Fatal(err)
 	}
 	m := meter.New(meter.Default(), "test-region")
@@ -219,10 +240,61 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestUsageByReplica: by replica, a row for each life of a replica that
+// overlaps the window, priced whole by the meter, in the store's order.
+func TestUsageByReplica(t *testing.T) {
+	r := newUsageRig(t)
+	row := func(l stratus.ReplicaUsage) v1.UsageRow {
+		return v1.UsageRow{
+			Key: l.Replica, Kind: stratus.KindService, Service: l.Service, Revision: l.Revision,
+			Start: l.Start, End: l.End, Usage: r.m.Replica(l),
+		}
+	}
+	old, straddle, r1, live := rigLives[0], rigLives[1], rigLives[2], rigLives[3]
+	for _, tc := range []struct {
+		query string
+		since time.Time
+		lives []stratus.ReplicaUsage
+	}{
+		// straddle began before the window: its two hours count whole.
+		{"?by=replica", usageNow.Add(-24 * time.Hour), []stratus.ReplicaUsage{straddle, r1, live}},
+		{"?by=replica&since=3d", usageNow.Add(-72 * time.Hour), []stratus.ReplicaUsage{old, straddle, r1, live}},
+		{"?by=replica&since=10m", usageNow.Add(-10 * time.Minute), []stratus.ReplicaUsage{live}},
+		// r1 ended before the window: a life is in when it ended after since.
+		{"?by=replica&since=90m", usageNow.Add(-90 * time.Minute), []stratus.ReplicaUsage{live}},
+		{"?by=replica&since=121m", usageNow.Add(-121 * time.Minute), []stratus.ReplicaUsage{r1, live}},
+	} {
+		want := v1.UsageReport{
+			Since: tc.since, Until: usageNow, By: v1.ByReplica, Rows: []v1.UsageRow{},
+			Region: "test-region", GridIntensity: r.m.Intensity(), PricesAsOf: r.m.Table().Prices.AsOf,
+		}
+		for _, l := range tc.lives {
+			want.Rows = append(want.Rows, row(l))
+			want.Total.Add(r.m.Replica(l))
+		}
+		var got v1.UsageReport
+		if code, e := r.get(t, "/v1/usage"+tc.query, &got); code != http.StatusOK {
+			t.Errorf("GET /v1/usage%s: %d %+v", tc.query, code, e)
+			continue
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateApprox(1e-9, 1e-12)); diff != "" {
+			t.Errorf("GET /v1/usage%s (-want +got):\n%s", tc.query, diff)
+		}
+	}
+
+	// The meter prices the allocation of a whole life: straddle's two
+	// hours of 1 vCPU and 512 MB, and the CPU time it used.
+	u := r.m.Replica(straddle)
+	if u.VCPUSeconds != 7200 || u.GBSeconds != 3600 || u.CPUSeconds != 90 || u.Requests != 20 || u.CostUSD <= 0 {
+		t.Errorf("straddle's usage %+v, want 7200 vCPU-s, 3600 GB-s, 90 CPU-s, 20 requests at a cost", u)
+	}
+}
+
 func TestUsageRefusesBadInput(t *testing.T) {
 	r := newUsageRig(t)
 	for _, tc := range []struct{ path, message string }{
-		{"/v1/usage?by=colour", `by "colour": want function, service or day`},
+		{"/v1/usage?by=colour", `by "colour": want function, service, replica or day`},
+		{"/v1/usage?by=replicas", `by "replicas": want function, service, replica or day`},
 		{"/v1/usage?since=-5m", `since: window "-5m"`},
 		{"/v1/usage?since=yesterday", `since: window "yesterday"`},
 		{"/v1/usage?since=30s", `since: window "30s": must be between 1m`},
@@ -250,16 +322,17 @@ func TestAdvice(t *testing.T) {
 		kind      string
 		requests  int64
 		p99       float64 // of the records, 0 for a service's estimate
+		sample    int     // records the p99 is of; 0 when estimated
 		memoryMB  int
 		vcpu      float64
 		budgetHit bool
 	}{
 		// The records' p99 (nearest rank of 1..100 ms and five of 40 ms):
 		// the 104th of 105 durations; the one after now is not read.
-		{"/v1/advice/a", stratus.KindFunction, 105, 99, 512, 512.0 / meter.LambdaMBPerVCPU, false},
-		{"/v1/advice/a?window=1h", stratus.KindFunction, 0, 0, 512, 512.0 / meter.LambdaMBPerVCPU, false},
-		{"/v1/advice/b?window=36h&latency-budget=1ms", stratus.KindFunction, 1, 10, 128, 128.0 / meter.LambdaMBPerVCPU, true},
-		{"/v1/advice/web?window=7d", stratus.KindService, 30, 0, 512, 1, false},
+		{"/v1/advice/a", stratus.KindFunction, 105, 99, 105, 512, 512.0 / meter.LambdaMBPerVCPU, false},
+		{"/v1/advice/a?window=1h", stratus.KindFunction, 0, 0, 0, 512, 512.0 / meter.LambdaMBPerVCPU, false},
+		{"/v1/advice/b?window=36h&latency-budget=1ms", stratus.KindFunction, 1, 10, 1, 128, 128.0 / meter.LambdaMBPerVCPU, true},
+		{"/v1/advice/web?window=7d", stratus.KindService, 30, 0, 0, 512, 1, false},
 	} {
 		var a v1.Advice
 		if code, e := r.get(t, tc.path, &a); code != http.StatusOK {
@@ -274,11 +347,46 @@ func TestAdvice(t *testing.T) {
 		if tc.p99 > 0 && a.Traffic.P99DurationMs != tc.p99 {
 			t.Errorf("GET %s: p99 %v ms, want the records' %v ms", tc.path, a.Traffic.P99DurationMs, tc.p99)
 		}
+		if a.Traffic.P99Sample != tc.sample {
+			t.Errorf("GET %s: p99 of %d records, want %d", tc.path, a.Traffic.P99Sample, tc.sample)
+		}
 		if a.Traffic.MemoryMB != tc.memoryMB || a.Traffic.VCPU != tc.vcpu {
 			t.Errorf("GET %s: sized %d MB %v vCPU, want the config's %d MB %v vCPU", tc.path, a.Traffic.MemoryMB, a.Traffic.VCPU, tc.memoryMB, tc.vcpu)
 		}
 		if tc.budgetHit && !strings.Contains(strings.ToLower(a.Reason), "budget") {
 			t.Errorf("GET %s: reason %q does not speak of the budget no option keeps", tc.path, a.Reason)
+		}
+	}
+}
+
+func TestP99(t *testing.T) {
+	end := usageNow
+	recs := func(start time.Time, ms ...float64) []stratus.Invocation {
+		var out []stratus.Invocation
+		for _, d := range ms {
+			out = append(out, stratus.Invocation{Start: start, DurationMs: d})
+		}
+		return out
+	}
+	hundred := make([]float64, 100)
+	for i := range hundred {
+		hundred[i] = float64(100 - i) // newest first, as the store lists them
+	}
+	for _, tc := range []struct {
+		name string
+		recs []stratus.Invocation
+		ms   float64
+		n    int
+	}{
+		{"none", nil, 0, 0},
+		{"one", recs(end.Add(-time.Second), 7), 7, 1},
+		{"1..100 ms", recs(end.Add(-time.Minute), hundred...), 99, 100},
+		{"after the window", recs(end, 5000), 0, 0},
+		{"some after the window", append(recs(end.Add(time.Second), 5000), recs(end.Add(-time.Second), 3, 4)...), 4, 2},
+		{"every one 0 ms: estimated instead", recs(end.Add(-time.Second), 0, 0, 0), 0, 0},
+	} {
+		if ms, n := p99(tc.recs, end); ms != tc.ms || n != tc.n {
+			t.Errorf("%s: p99 = %v ms of %d records, want %v of %d", tc.name, ms, n, tc.ms, tc.n)
 		}
 	}
 }
@@ -364,6 +472,7 @@ func FuzzUsageQuery(f *testing.F) {
 	for _, seed := range [][3]string{
 		{"24h", "function", ""}, {"7d", "day", "800ms"}, {"-5m", "colour", "-1s"}, {"400d", "service", "0"},
 		{"1e9h", "", "fast"}, {"9223372036854775807d", "day", "1h"}, {"", "", ""}, {"1m", "DAY", "1ns"},
+		{"400d", "replica", ""}, {"1m", "replica", "0s"},
 	} {
 		f.Add(seed[0], seed[1], seed[2])
 	}

@@ -35,6 +35,8 @@ recommendation saves a month.`,
 				return usageErr("give a NAME or --all, not both")
 			case !all && len(args) == 0:
 				return usageErr("give the NAME of a function or service, or --all")
+			case !all && strings.TrimSpace(args[0]) == "":
+				return usageErr("NAME is empty: give the NAME of a function or service, or --all")
 			case all && budget != "":
 				return usageErr("--latency-budget applies to one workload: give a NAME instead of --all")
 			}
@@ -82,8 +84,8 @@ func printAdvice(w io.Writer, a *v1.Advice) error {
 	t := a.Traffic
 	fmt.Fprintf(w, "%s (%s), window %s\n", a.Name, a.Kind, a.Window)
 	fmt.Fprintf(w, "traffic: %d requests, mean %.2f req/s, peak %.2f req/s, active %.0f%% of minutes, "+
-		"duration mean %.1f ms p99 %.1f ms, %.2f%% cold starts\n\n",
-		t.Requests, t.MeanRPS, t.PeakRPS, 100*t.ActiveShare, t.MeanDurationMs, t.P99DurationMs, 100*t.ColdStartRate)
+		"duration mean %.1f ms, %s, %.2f%% cold starts\n\n",
+		t.Requests, t.MeanRPS, t.PeakRPS, 100*t.ActiveShare, t.MeanDurationMs, p99Line(t), 100*t.ColdStartRate)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODEL\tINSTANCES/REPLICAS\tMONTHLY COST\tWH\tGCO2E\tP99\tCOLD STARTS")
 	for _, o := range a.Options {
@@ -106,9 +108,31 @@ func printAdvice(w io.Writer, a *v1.Advice) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\nrecommended: %s — %s\nbreak-even: %.2f req/s\nsaving: $%.2f/month\n",
-		a.Recommended, a.Reason, a.BreakEvenRPS, a.SavingUSD)
+	_, err := fmt.Fprintf(w, "\nrecommended: %s — %s\nbreak-even: %s\nsaving: $%.2f/month\n",
+		a.Recommended, a.Reason, breakEven(a.BreakEvenRPS), a.SavingUSD)
 	return err
+}
+
+// p99Line says what the p99 of t is and where it came from: the number
+// of records it was computed from, or an estimate from the usage minutes
+// (the longest request they saw, so at most that).
+func p99Line(t v1.Traffic) string {
+	switch {
+	case t.P99Sample == 1:
+		return fmt.Sprintf("p99 %s ms of 1 record", sig3(t.P99DurationMs))
+	case t.P99Sample > 1:
+		return fmt.Sprintf("p99 %s ms of %d records", sig3(t.P99DurationMs), t.P99Sample)
+	}
+	return fmt.Sprintf("p99 ≤ %s ms (estimated)", sig3(t.P99DurationMs))
+}
+
+// breakEven is the break-even rate rps to three significant digits, or
+// why there is none when it is 0.
+func breakEven(rps float64) string {
+	if rps == 0 {
+		return "none (a function and a service never cost the same between 0.001 and 100000 req/s)"
+	}
+	return fmt.Sprintf("%.3g req/s", rps)
 }
 
 // printAdviceList prints one line per workload, ranked as l is.
