@@ -391,6 +391,70 @@ func TestAdviseWarmWithoutBudget(t *testing.T) {
 	}
 }
 
+func TestAdviseWarmWinsWithoutBudget(t *testing.T) {
+	// One request of 100 ms every 3 minutes, 1 GB, a 30 s init and a
+	// 1-minute idle timeout: every request starts cold and bills 30 s of
+	// init (14,400 a month: $7.23). One instance kept warm holds 1 GiB
+	// all month ($5.18) and starts nothing cold.
+	in := FromMinutes(stratus.KindFunction, "w", minutesFrom(stratus.KindFunction, 7*480, 3, 1, 100, 10, 1, 30000, 0),
+		t0, t0.Add(7*24*time.Hour))
+	in.MemoryMB, in.IdleTimeout = 1024, time.Minute
+	a := Advise(in, meter.Default(), "local")
+	checkSane(t, a)
+	if a.Recommended != v1.ModelFunctionMin {
+		t.Fatalf("recommended %s (%s), want %s", a.Recommended, a.Reason, v1.ModelFunctionMin)
+	}
+	fn, warm := find(a.Options, v1.ModelFunction), find(a.Options, v1.ModelFunctionMin)
+	if warm.MinInstances != 1 || warm.ColdStartRate != 0 {
+		t.Errorf("function-min = %d warm, %g cold, want 1 and none", warm.MinInstances, warm.ColdStartRate)
+	}
+	want := "busy 33 % of minutes at 0.00556 req/s, cold starts on 100 % of requests as a function, each billing its init: " +
+		"1 warm instance saves " + usd(fn.CostUSD-warm.CostUSD) + " a month of billed init, net of the memory it holds: " +
+		usd(warm.CostUSD) + " a month against " + usd(fn.CostUSD) + " as a function (" + grams(warm.CarbonG) + " against " + grams(fn.CarbonG) + " CO2e)"
+	if a.Reason != want {
+		t.Errorf("reason\n got %q\nwant %q", a.Reason, want)
+	}
+	if strings.Contains(a.Reason, "budget") {
+		t.Errorf("reason %q speaks of a budget there is not", a.Reason)
+	}
+}
+
+func TestReasonWarm(t *testing.T) {
+	tr := v1.Traffic{Requests: 4150, MeanRPS: 0.00686, ActiveShare: 0.0082}
+	fn := v1.AdviceOption{Model: v1.ModelFunction, CostUSD: 7.23, CarbonG: 40, ColdStartRate: 0.02, P99Ms: 1800}
+	svc := v1.AdviceOption{Model: v1.ModelService, CostUSD: 8.05, CarbonG: 155.5, MinInstances: 1, Replicas: 1, P99Ms: 300}
+	warm := func(n int) v1.AdviceOption {
+		return v1.AdviceOption{Model: v1.ModelFunctionMin, MinInstances: n, CostUSD: 3.91, CarbonG: 116.4, P99Ms: 300}
+	}
+	const busy = "busy 0.82 % of minutes at 0.00686 req/s, "
+	for _, tt := range []struct {
+		name   string
+		budget float64
+		n      int
+		want   string
+	}{
+		{"budget, one", 800, 1, busy + "cold starts on 2.0 % of requests put a function's p99 at 1800 ms, over the 800 ms budget: " +
+			"1 warm instance keeps it at 300 ms for $3.91 a month against $8.05 as a service (116 g against 156 g CO2e)"},
+		{"budget, three", 800, 3, busy + "cold starts on 2.0 % of requests put a function's p99 at 1800 ms, over the 800 ms budget: " +
+			"3 warm instances keep it at 300 ms for $3.91 a month against $8.05 as a service (116 g against 156 g CO2e)"},
+		{"no budget, one", 0, 1, busy + "cold starts on 2.0 % of requests as a function, each billing its init: " +
+			"1 warm instance saves $3.32 a month of billed init, net of the memory it holds: $3.91 a month against $7.23 as a function (116 g against 40 g CO2e)"},
+		// A budget the function keeps: warm instances win on cost alone.
+		{"budget kept, one", 2000, 1, busy + "cold starts on 2.0 % of requests as a function, each billing its init: " +
+			"1 warm instance saves $3.32 a month of billed init, net of the memory it holds: $3.91 a month against $7.23 as a function (116 g against 40 g CO2e)"},
+		{"no budget, two", 0, 2, busy + "cold starts on 2.0 % of requests as a function, each billing its init: " +
+			"2 warm instances save $3.32 a month of billed init, net of the memory they hold: $3.91 a month against $7.23 as a function (116 g against 40 g CO2e)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := warm(tt.n)
+			got := reason(tr, tt.budget, []v1.AdviceOption{fn, rec, svc}, rec)
+			if got != tt.want {
+				t.Errorf("reason\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestAdviseUnreachableBudget(t *testing.T) {
 	in := webhook.input()
 	in.LatencyBudgetMs = 100 // below the requests' own 300 ms
@@ -474,11 +538,11 @@ func TestCut(t *testing.T) {
 		Minutes: []stratus.UsageMinute{
 			{Minute: t0.Add(-time.Minute), Requests: 9},                // before the window
 			{Minute: t0, Requests: 1, DurationMs: 10, MaxDuration: 10}, // overlaps its start
-			{Minute: t0.Add(2 * time.Minute), Requests: 2, DurationMs: 40, MaxDuration: 30},
-			{Minute: t0.Add(2 * time.Minute), Requests: 3, DurationMs: 30, MaxDuration: 20}, // same minute
-			{Minute: t0.Add(time.Minute), Requests: 0},                                      // no requests
-			{Minute: t0.Add(3 * time.Minute), Requests: -5, DurationMs: math.NaN()},         // nonsense
-			{Minute: t0.Add(4 * time.Minute), Requests: 7},                                  // after
+			{Minute: t0.Add(2 * time.Minute), Requests: 2, DurationMs: 40, MaxDuration: 30, MaxInFlight: 3},
+			{Minute: t0.Add(2 * time.Minute), Requests: 3, DurationMs: 30, MaxDuration: 20, MaxInFlight: 2}, // same minute
+			{Minute: t0.Add(time.Minute), Requests: 0},                                                      // no requests
+			{Minute: t0.Add(3 * time.Minute), Requests: -5, DurationMs: math.NaN()},                         // nonsense
+			{Minute: t0.Add(4 * time.Minute), Requests: 7},                                                  // after
 		},
 	}
 	w := cut(in)
@@ -487,7 +551,9 @@ func TestCut(t *testing.T) {
 	}
 	want := []slot{
 		{at: t0, requests: 1, durationMs: 10, maxDuration: 10},
-		{at: t0.Add(2 * time.Minute), requests: 5, durationMs: 70, maxDuration: 30},
+		// Counts and times add up; the longest duration and the most in
+		// flight are the larger of the two.
+		{at: t0.Add(2 * time.Minute), requests: 5, durationMs: 70, maxDuration: 30, maxInFlight: 3},
 	}
 	if diff := cmp.Diff(want, w.busy, cmp.AllowUnexported(slot{})); diff != "" {
 		t.Errorf("busy (-want +got):\n%s", diff)

@@ -8,8 +8,9 @@ import (
 )
 
 // reason is one sentence with the numbers that decided rec among opts:
-// how busy the workload is, cold-start exposure against the budget,
-// and cost and carbon against the runner-up model.
+// how busy the workload is, cold-start exposure against the budget (or,
+// when warm instances win on cost, the billed init they save), and cost
+// and carbon against the runner-up model.
 func reason(tr v1.Traffic, budget float64, opts []v1.AdviceOption, rec v1.AdviceOption) string {
 	fn := find(opts, v1.ModelFunction)
 	svc := find(opts, v1.ModelService)
@@ -27,8 +28,17 @@ func reason(tr v1.Traffic, budget float64, opts []v1.AdviceOption, rec v1.Advice
 		return fmt.Sprintf("%s: %s cost %s a month against %s as a function (%s against %s CO2e)",
 			busy, replicaRange(rec.MinInstances, rec.Replicas), usd(rec.CostUSD), usd(fn.CostUSD), grams(rec.CarbonG), grams(fn.CarbonG))
 	case v1.ModelFunctionMin:
-		return fmt.Sprintf("%s, cold starts on %s of requests put a function's p99 at %s, over the %s budget: %d warm %s keep it at %s for %s a month against %s as a service (%s against %s CO2e)",
-			busy, percent(fn.ColdStartRate), ms(fn.P99Ms), ms(budget), rec.MinInstances, plural(rec.MinInstances, "instance", "instances"),
+		n := rec.MinInstances
+		if budget <= 0 || fn.P99Ms <= budget {
+			// Chosen on cost alone (the function keeps the budget, if
+			// any): the init its cold starts bill is more than the
+			// memory the warm instances hold.
+			return fmt.Sprintf("%s, cold starts on %s of requests as a function, each billing its init: %d warm %s %s %s a month of billed init, net of the memory %s: %s a month against %s as a function (%s against %s CO2e)",
+				busy, percent(fn.ColdStartRate), n, plural(n, "instance", "instances"), plural(n, "saves", "save"),
+				usd(fn.CostUSD-rec.CostUSD), plural(n, "it holds", "they hold"), usd(rec.CostUSD), usd(fn.CostUSD), grams(rec.CarbonG), grams(fn.CarbonG))
+		}
+		return fmt.Sprintf("%s, cold starts on %s of requests put a function's p99 at %s, over the %s budget: %d warm %s %s it at %s for %s a month against %s as a service (%s against %s CO2e)",
+			busy, percent(fn.ColdStartRate), ms(fn.P99Ms), ms(budget), n, plural(n, "instance", "instances"), plural(n, "keeps", "keep"),
 			ms(rec.P99Ms), usd(rec.CostUSD), usd(svc.CostUSD), grams(rec.CarbonG), grams(svc.CarbonG))
 	default:
 		return fmt.Sprintf("%s: as a function it costs %s a month against %s for %s held by a service (%s against %s CO2e)",

@@ -96,7 +96,8 @@ func cut(in Input) window {
 	return w
 }
 
-// add adds minute m to s.
+// add adds minute m to s: counts and times add up, maxima take the
+// larger.
 func add(s *slot, m stratus.UsageMinute) {
 	s.requests = min(s.requests+clean(float64(m.Requests), maxRequests), maxRequests)
 	s.errors = min(s.errors+clean(float64(m.Errors), maxRequests), maxRequests)
@@ -106,7 +107,9 @@ func add(s *slot, m stratus.UsageMinute) {
 	s.billedMs = min(s.billedMs+clean(m.BilledMs, maxMs), maxMs)
 	s.initMs = min(s.initMs+clean(m.InitMs, maxMs), maxMs)
 	s.cpuMs = min(s.cpuMs+clean(m.CPUMs, maxMs), maxMs)
-	s.maxInFlight = min(s.maxInFlight+clean(float64(m.MaxInFlight), maxRequests), maxRequests)
+	// A peak is not a sum: two records of one minute take the larger,
+	// as the store does when it adds them.
+	s.maxInFlight = max(s.maxInFlight, clean(float64(m.MaxInFlight), maxRequests))
 }
 
 // sums are a window's totals.

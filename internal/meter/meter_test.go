@@ -59,26 +59,26 @@ func TestInvocation(t *testing.T) {
 		r      stratus.Invocation
 		want   stratus.Usage
 	}{{
-		// 512 MB x86, 100 ms (billed 100 ms), 40 ms of CPU, eu-west-1
+		// docs/metering.md's worked example: 512 MB x86, 100 ms (billed
+		// 100 ms), 20 ms of CPU (69 % of its 0.289 vCPU), eu-west-1
 		// (278.6 g/kWh).
 		//   GB-s   = 512/1024 × 100/1000          = 0.05
 		//   vCPU-s = 512/1769 × 100/1000          = 0.0289428...
-		//   CPU-s  = 40/1000                      = 0.04
+		//   CPU-s  = 20/1000                      = 0.02
 		//   cost   = 0.05 × 0.0000166667 + 0.20/1e6 = 1.033335e-6
-		//   E (Wh) = 1.135 × (0.74×vCPU-s + 2.76×0.04 + 0.392×0.05) / 3600
+		//   E (Wh) = 1.135 × (0.74×vCPU-s + 2.76×0.02 + 0.392×0.05) / 3600
 		//   C (g)  = E/1000 × 278.6 + 0.71347 × vCPU-s / 3600
 		name: "x86 eu-west-1", region: "eu-west-1",
-		r: stratus.Invocation{DurationMs: 100, BilledMs: 100, MemoryMB: 512, CPUMs: 40, Arch: stratus.ArchX86},
+		r: stratus.Invocation{DurationMs: 100, BilledMs: 100, MemoryMB: 512, CPUMs: 20, Arch: stratus.ArchX86},
 		want: func() stratus.Usage {
 			vcpu := 512.0 / 1769 * 0.1
-			e := 1.135 * (0.74*vcpu + (3.5-0.74)*0.04 + 0.392*0.05) / 3600
+			e := 1.135 * (0.74*vcpu + (3.5-0.74)*0.02 + 0.392*0.05) / 3600
 			return stratus.Usage{
 				Requests: 1, DurationMs: 100, BilledMs: 100,
-				GBSeconds: 0.05, VCPUSeconds: vcpu, CPUSeconds: 0.04,
-				CostUSD:  0.05*0.0000166667 + 0.20/1e6,
-				EnergyWh: e,
-				CarbonG:  e/1000*278.6 + embodied*vcpu/3600,
-				// ≈ 4.7739e-5 Wh, 1.9037e-5 g
+				GBSeconds: 0.05, VCPUSeconds: vcpu, CPUSeconds: 0.02,
+				CostUSD:      0.05*0.0000166667 + 0.20/1e6,
+				EnergyWh:     e,
+				CarbonG:      e/1000*278.6 + embodied*vcpu/3600,
 				EnergySource: "model",
 			}
 		}(),
@@ -122,6 +122,32 @@ func TestInvocation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			checkUsage(t, New(Default(), tc.region).Invocation(tc.r), tc.want)
 		})
+	}
+}
+
+// TestWorkedExample checks the figures docs/metering.md prints for its
+// worked example, to the digits it prints them.
+func TestWorkedExample(t *testing.T) {
+	u := New(Default(), "eu-west-1").Invocation(stratus.Invocation{DurationMs: 100, BilledMs: 100, MemoryMB: 512, CPUMs: 20, Arch: stratus.ArchX86})
+	for _, f := range []struct {
+		name      string
+		got, want float64
+		prec      float64 // relative, as printed
+	}{
+		{"VCPUSeconds", u.VCPUSeconds, 0.028943, 1e-5},
+		{"CostUSD", u.CostUSD, 0.000001033335, 1e-6},
+		{"EnergyWh", u.EnergyWh, 0.0000303353, 1e-5},
+		{"CarbonG", u.CarbonG, 0.0000141875, 1e-5},
+		{"a million's Wh", u.EnergyWh * 1e6, 30.3, 1e-2},
+		{"a million's g", u.CarbonG * 1e6, 14.2, 1e-2},
+	} {
+		if math.Abs(f.got-f.want) > f.prec*f.want {
+			t.Errorf("%s = %.10g, the example says %v", f.name, f.got, f.want)
+		}
+	}
+	north := New(Default(), "eu-north-1").Invocation(stratus.Invocation{DurationMs: 100, BilledMs: 100, MemoryMB: 512, CPUMs: 20})
+	if got := north.CarbonG * 1e6; math.Abs(got-6.0) > 0.05 {
+		t.Errorf("a million in eu-north-1: %.3g g, the example says 6.0", got)
 	}
 }
 
@@ -250,7 +276,7 @@ func TestSetPower(t *testing.T) {
 	}
 	m := New(Default(), "eu-west-1")
 	m.SetPower(p)
-	r := stratus.Invocation{DurationMs: 100, BilledMs: 100, MemoryMB: 512, CPUMs: 40}
+	r := stratus.Invocation{DurationMs: 100, BilledMs: 100, MemoryMB: 512, CPUMs: 20}
 
 	// No rate yet: the model.
 	if got := m.Invocation(r).EnergySource; got != "model" {
@@ -264,10 +290,10 @@ func TestSetPower(t *testing.T) {
 	p.Sample(t0.Add(time.Second))
 
 	vcpu := 512.0 / 1769 * 0.1
-	e := 1.135 * (0.04*25 + 0.392*0.05) / 3600
+	e := 1.135 * (0.02*25 + 0.392*0.05) / 3600
 	checkUsage(t, m.Invocation(r), stratus.Usage{
 		Requests: 1, DurationMs: 100, BilledMs: 100,
-		GBSeconds: 0.05, VCPUSeconds: vcpu, CPUSeconds: 0.04,
+		GBSeconds: 0.05, VCPUSeconds: vcpu, CPUSeconds: 0.02,
 		CostUSD:      0.05*0.0000166667 + 0.2e-6,
 		EnergyWh:     e,
 		CarbonG:      e/1000*278.6 + embodied*vcpu/3600,

@@ -33,11 +33,19 @@ const userHZ = 100
 // the package's counter already holds core and uncore.
 var packageDomain = regexp.MustCompile(`^intel-rapl:[0-9]+$`)
 
+// minRateCPUSeconds is the host CPU time Power must have measured
+// before it reports a rate: below it, a few ticks of /proc/stat's
+// resolution (1/100 s) would swing the ratio.
+const minRateCPUSeconds = 1.0
+
 // Power measures the host's CPU energy with RAPL (Linux powercap) and
-// its CPU time (/proc/stat), and keeps the joules per CPU-second of the
-// last interval between two samples: Kepler's way of sharing a host's
-// energy among its workloads by their share of its CPU time. It is safe
-// for concurrent use.
+// its CPU time (/proc/stat), and keeps the joules per CPU-second since
+// its first sample: the energy of every interval measured over the CPU
+// time of the same intervals. This is Kepler's way of sharing a host's
+// energy among its workloads by their share of its CPU time, averaged
+// over the server's life so that an idle interval (few CPU-seconds, the
+// package's idle power) does not swing the rate applied to a month of
+// records. It is safe for concurrent use.
 type Power struct {
 	procStat string
 	domains  []domain
@@ -47,9 +55,9 @@ type Power struct {
 	at      time.Time // of the last reading
 	prevUJ  []uint64  // per domain
 	prevCPU uint64    // busy ticks
-	rate    float64   // joules per CPU-second of the last interval
-	hasRate bool
-	err     error // of the last sample
+	joules  float64   // package energy over the intervals measured
+	cpuS    float64   // host CPU-seconds over the same intervals
+	err     error     // of the last sample
 }
 
 type domain struct {
@@ -111,11 +119,15 @@ func (p *Power) Domains() []string {
 	return s
 }
 
-// Sample reads the counters at now. From the second sample on, it keeps
-// the joules the packages used per CPU-second the host used over the
-// interval since the previous one. An interval in which a counter went
-// back with no known range, or the host used no CPU time, keeps the
-// previous rate. A failed read is kept for Err and leaves the rate.
+// Sample reads the counters at now. From the second sample on, it adds
+// the joules the packages used, and the CPU-seconds the host used, over
+// the interval since the previous reading to its totals; an interval in
+// which the host used no CPU time adds its joules alone (the packages'
+// idle power goes to the work around it). An interval in which a
+// counter went back with no known range, or the host's CPU time went
+// back, is left out of both totals. A failed read is kept for Err and
+// changes nothing else: the next good reading's interval starts at the
+// last good one. A sample not after the last reading is ignored.
 func (p *Power) Sample(now time.Time) {
 	uj := make([]uint64, len(p.domains))
 	var err error
@@ -135,16 +147,17 @@ func (p *Power) Sample(now time.Time) {
 	if err != nil {
 		return
 	}
-	if p.sampled && now.After(p.at) {
-		p.update(uj, busy)
+	if p.sampled && !now.After(p.at) {
+		return
 	}
-	if !p.sampled || now.After(p.at) {
-		p.sampled, p.at, p.prevUJ, p.prevCPU = true, now, uj, busy
+	if p.sampled {
+		p.add(uj, busy)
 	}
+	p.sampled, p.at, p.prevUJ, p.prevCPU = true, now, uj, busy
 }
 
-// update sets the rate from the interval that ends with uj and busy.
-func (p *Power) update(uj []uint64, busy uint64) {
+// add adds the interval that ends with uj and busy to the totals.
+func (p *Power) add(uj []uint64, busy uint64) {
 	var joules float64
 	for i, d := range p.domains {
 		cur, prev := uj[i], p.prevUJ[i]
@@ -158,19 +171,33 @@ func (p *Power) update(uj []uint64, busy uint64) {
 			return // reset, or no known range: skip the interval
 		}
 	}
-	if busy <= p.prevCPU {
-		return
+	if busy < p.prevCPU {
+		return // the host's CPU time went back: skip the interval
 	}
-	cpuS := float64(busy-p.prevCPU) / userHZ
-	p.rate, p.hasRate = joules/cpuS, true
+	p.joules += joules
+	p.cpuS += float64(busy-p.prevCPU) / userHZ
 }
 
-// Rate is the joules per CPU-second of the last interval measured, and
-// whether there is one yet.
+// Rate is the joules per CPU-second since the first sample (the
+// packages' energy over every interval measured, divided by the host's
+// CPU-seconds over the same intervals), and whether there is one yet:
+// there is once at least one CPU-second has been measured.
 func (p *Power) Rate() (joulesPerCPUSecond float64, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.rate, p.hasRate
+	if p.cpuS < minRateCPUSeconds {
+		return 0, false
+	}
+	return p.joules / p.cpuS, true
+}
+
+// Measured is what the rate is made of: the packages' joules and the
+// host's CPU-seconds over every interval measured since the first
+// sample.
+func (p *Power) Measured() (joules, cpuSeconds float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.joules, p.cpuS
 }
 
 // Err is the error of the last sample, if it failed.

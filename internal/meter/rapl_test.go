@@ -102,7 +102,8 @@ func TestOpenPowerBadStat(t *testing.T) {
 }
 
 func TestPowerSample(t *testing.T) {
-	root, stat := fakeHost(t, map[string]uint64{"intel-rapl:0": 10_000_000, "intel-rapl:1": 20_000_000}, 500)
+	const maxRange = 262143328850 // fakeHost's max_energy_range_uj
+	root, stat := fakeHost(t, map[string]uint64{"intel-rapl:0": maxRange - 5_000_000, "intel-rapl:1": 20_000_000}, 500)
 	p, err := OpenPower(root, stat)
 	if err != nil {
 		t.Fatal(err)
@@ -119,64 +120,107 @@ func TestPowerSample(t *testing.T) {
 		t.Fatal("a rate after one sample")
 	}
 
-	// Interval 1: 30 J + 10 J over 4 s of CPU (400 ticks): 10 J/CPU-s.
-	setEnergy(t, root, "intel-rapl:0", 40_000_000)
-	setEnergy(t, root, "intel-rapl:1", 30_000_000)
-	setTicks(t, stat, 900)
-	p.Sample(t0.Add(time.Second))
-	if rate, ok := p.Rate(); !ok || !near(rate, 10) {
-		t.Fatalf("Rate = %v, %v; want 10", rate, ok)
+	// step sets the counters and samples at s seconds after t0; then
+	// the totals must be joules and cpuS, and the rate joules/cpuS once
+	// cpuS reaches a CPU-second.
+	step := func(what string, s int, uj0, uj1, busy uint64, joules, cpuS float64) {
+		t.Helper()
+		setEnergy(t, root, "intel-rapl:0", uj0)
+		setEnergy(t, root, "intel-rapl:1", uj1)
+		setTicks(t, stat, busy)
+		p.Sample(t0.Add(time.Duration(s) * time.Second))
+		if err := p.Err(); err != nil {
+			t.Fatalf("%s: Err = %v", what, err)
+		}
+		if gotJ, gotS := p.Measured(); !near(gotJ, joules) || !near(gotS, cpuS) {
+			t.Fatalf("%s: Measured = %v J, %v CPU-s; want %v J, %v CPU-s", what, gotJ, gotS, joules, cpuS)
+		}
+		rate, ok := p.Rate()
+		if cpuS < 1 {
+			if ok {
+				t.Fatalf("%s: Rate = %v with %v CPU-s measured, want none below 1 CPU-s", what, rate, cpuS)
+			}
+			return
+		}
+		if !ok || !near(rate, joules/cpuS) {
+			t.Fatalf("%s: Rate = %v, %v; want %v", what, rate, ok, joules/cpuS)
+		}
 	}
 
-	// Interval 2: package 0 wraps at max_energy_range_uj
-	// (262143328850): from 262143328850-5,000,000 to 3,000,000 is 8 J;
-	// package 1 uses 12 J; 1 s of CPU: 20 J/CPU-s.
-	setEnergy(t, root, "intel-rapl:0", 262143328850-5_000_000)
-	setEnergy(t, root, "intel-rapl:1", 30_000_000)
+	// 2 J + 3 J over 0.5 s of CPU (50 ticks): below a CPU-second, no
+	// rate yet.
+	step("half a CPU-second", 1, maxRange-3_000_000, 23_000_000, 550, 5, 0.5)
+	// Package 0 wraps at max_energy_range_uj: from maxRange-3,000,000
+	// to 3,000,000 is 6 J; package 1 uses 29 J; 3.5 s of CPU. Since the
+	// first sample: 40 J over 4 CPU-s, 10 J/CPU-s.
+	step("a wrap", 2, 3_000_000, 52_000_000, 900, 40, 4)
+
+	// A sample not after the last one is ignored: the next interval
+	// starts at the reading at 2 s.
+	setEnergy(t, root, "intel-rapl:1", 99_000_000)
 	setTicks(t, stat, 1000)
 	p.Sample(t0.Add(2 * time.Second))
-	setEnergy(t, root, "intel-rapl:0", 3_000_000)
-	setEnergy(t, root, "intel-rapl:1", 42_000_000)
-	setTicks(t, stat, 1100)
-	p.Sample(t0.Add(3 * time.Second))
-	if rate, ok := p.Rate(); !ok || !near(rate, 20) {
-		t.Fatalf("Rate after a wrap = %v, %v; want 20", rate, ok)
+	if j, s := p.Measured(); !near(j, 40) || !near(s, 4) {
+		t.Fatalf("Measured after a sample at the same time = %v J, %v CPU-s", j, s)
 	}
 
-	// A sample not after the last one is ignored.
-	setEnergy(t, root, "intel-rapl:1", 99_000_000)
-	setTicks(t, stat, 1101)
-	p.Sample(t0.Add(3 * time.Second))
-	if rate, _ := p.Rate(); !near(rate, 20) {
-		t.Fatalf("Rate after a sample at the same time = %v", rate)
+	// An idle interval: 5 J of idle power over 0.02 CPU-s (2 ticks).
+	// Alone it would be 250 J/CPU-s; it moves the rate since the first
+	// sample from 10 to 45/4.02 ≈ 11.2 J/CPU-s.
+	step("an idle interval", 3, 3_000_000, 57_000_000, 902, 45, 4.02)
+	if rate, _ := p.Rate(); rate > 12 {
+		t.Fatalf("Rate after an idle interval = %v, want it near 10", rate)
 	}
+	// No CPU time at all: the joules still count.
+	step("no CPU time", 4, 3_000_000, 62_000_000, 902, 50, 4.02)
 
-	// No CPU time used: the rate stays.
-	setTicks(t, stat, 1100)
-	p.Sample(t0.Add(4 * time.Second))
-	if rate, _ := p.Rate(); !near(rate, 20) {
-		t.Fatalf("Rate after an idle interval = %v", rate)
-	}
-
-	// A failed read is kept for Err and leaves the rate.
+	// A failed read is kept for Err and changes nothing else.
 	os.Remove(filepath.Join(root, "intel-rapl:1", "energy_uj"))
 	p.Sample(t0.Add(5 * time.Second))
 	if p.Err() == nil {
 		t.Error("Err = nil after a failed read")
 	}
-	if rate, _ := p.Rate(); !near(rate, 20) {
-		t.Fatalf("Rate after a failed read = %v", rate)
+	if j, s := p.Measured(); !near(j, 50) || !near(s, 4.02) {
+		t.Fatalf("Measured after a failed read = %v J, %v CPU-s", j, s)
 	}
-	setEnergy(t, root, "intel-rapl:1", 156_000_000)
-	setTicks(t, stat, 1200)
-	p.Sample(t0.Add(6 * time.Second))
-	if p.Err() != nil {
-		t.Errorf("Err = %v after a good read", p.Err())
+	// The next interval starts at the last good reading (4 s): 0 J + 100
+	// J over 1 s of CPU.
+	step("after a failed read", 6, 3_000_000, 162_000_000, 1002, 150, 5.02)
+}
+
+func TestPowerSkipsResets(t *testing.T) {
+	root, stat := fakeHost(t, map[string]uint64{"intel-rapl:0": 50_000_000}, 1000)
+	// No known range: a counter that goes back cannot be told from a
+	// wrap.
+	if err := os.Remove(filepath.Join(root, "intel-rapl:0", "max_energy_range_uj")); err != nil {
+		t.Fatal(err)
 	}
-	// From the reading at 4 s (package 1 at 99 J): 0 J + 57 J over 1 s
-	// of CPU.
-	if rate, _ := p.Rate(); !near(rate, 57) {
-		t.Fatalf("Rate = %v, want 57", rate)
+	p, err := OpenPower(root, stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	for i, tc := range []struct {
+		what         string
+		uj, busy     uint64
+		joules, cpuS float64
+	}{
+		{"first", 50_000_000, 1000, 0, 0},
+		{"20 J over 2 CPU-s", 70_000_000, 1200, 20, 2},
+		{"the counter went back", 1_000_000, 1300, 20, 2},
+		{"from the reset", 31_000_000, 1400, 50, 3},
+		{"the CPU time went back", 41_000_000, 100, 50, 3},
+		{"from there", 45_000_000, 200, 54, 4},
+	} {
+		setEnergy(t, root, "intel-rapl:0", tc.uj)
+		setTicks(t, stat, tc.busy)
+		p.Sample(t0.Add(time.Duration(i) * time.Second))
+		if j, s := p.Measured(); !near(j, tc.joules) || !near(s, tc.cpuS) {
+			t.Errorf("%s: Measured = %v J, %v CPU-s; want %v J, %v CPU-s", tc.what, j, s, tc.joules, tc.cpuS)
+		}
+	}
+	if rate, ok := p.Rate(); !ok || !near(rate, 13.5) {
+		t.Errorf("Rate = %v, %v; want 13.5", rate, ok)
 	}
 }
 

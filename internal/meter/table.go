@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,9 +128,12 @@ func Load(path string) (Table, error) {
 
 // Parse reads a table from JSON over the defaults: fields present
 // override the defaults, gridIntensity's entries are added to the
-// default map (replacing those of the same region), unknown fields are
-// refused. The table is then validated. An error wraps stratus.ErrInvalid
-// and reads "NAME:LINE:COL: what" where the place is known.
+// default map (replacing those of the same region), unknown fields and
+// a field given twice are refused. Keys match the fields
+// case-insensitively, as encoding/json matches them, so "PUE" and "pue"
+// in one object are the same field given twice. The table is then
+// validated. An error wraps stratus.ErrInvalid and reads
+// "NAME:LINE:COL: what" where the place is known.
 func Parse(name string, data []byte) (Table, error) {
 	t := Default()
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -141,13 +145,17 @@ func Parse(name string, data []byte) (Table, error) {
 	if rest := bytes.TrimLeft(data[end:], " \t\r\n"); len(rest) > 0 {
 		return Table{}, posError(name, data, len(data)-len(rest), "unexpected data after the table's object")
 	}
+	keys := tableKeys(data[:end])
+	if err := duplicates(name, data, keys); err != nil {
+		return Table{}, err
+	}
 	if t.Energy.GridIntensity == nil { // "gridIntensity": null
 		t.Energy.GridIntensity = defaultIntensities()
 	}
 	if err := t.Validate(); err != nil {
 		var ve *validationError
 		if errors.As(err, &ve) {
-			return Table{}, ve.in(name, data)
+			return Table{}, ve.in(name, data, keys)
 		}
 		return Table{}, err
 	}
@@ -171,6 +179,10 @@ func decodeError(name string, data []byte, err error) error {
 		return posError(name, data, int(se.Offset)-1, strings.TrimPrefix(se.Error(), "json: "))
 	case errors.As(err, &te):
 		what := fmt.Sprintf("%s: want %s, not %s", te.Field, typeName(te.Type.Kind().String()), te.Value)
+		if n, ok := strings.CutPrefix(te.Value, "number "); ok && te.Type.Kind() == reflect.Float64 {
+			// A number the field's type cannot hold, such as 1e400.
+			what = fmt.Sprintf("%s: %s is out of range: it must be within ±1.8e308", te.Field, n)
+		}
 		if te.Field == "" {
 			what = fmt.Sprintf("want a JSON object, not %s", te.Value)
 		}
@@ -179,7 +191,7 @@ func decodeError(name string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "json: ")
 	if field, ok := strings.CutPrefix(msg, "unknown field "); ok {
 		if f, err := strconv.Unquote(field); err == nil {
-			if off := findKey(data, f); off >= 0 {
+			if off := findUnknown(tableKeys(data), f); off >= 0 {
 				return posError(name, data, off, msg)
 			}
 		}
@@ -224,27 +236,6 @@ func typeName(kind string) string {
 	return kind
 }
 
-// findKey returns the offset of the first `"key"` followed by a colon in
-// data, or -1.
-func findKey(data []byte, key string) int {
-	q := []byte(strconv.Quote(key))
-	for from := 0; ; {
-		i := bytes.Index(data[from:], q)
-		if i < 0 {
-			return -1
-		}
-		i += from
-		j := i + len(q)
-		for j < len(data) && isSpace(data[j]) {
-			j++
-		}
-		if j < len(data) && data[j] == ':' {
-			return i
-		}
-		from = i + 1
-	}
-}
-
 // position returns the 1-based line and column (in bytes) of offset off
 // in data.
 func position(data []byte, off int) (line, col int) {
@@ -278,7 +269,7 @@ func (t Table) Validate() error {
 	p, e := t.Prices, t.Energy
 	if p.AsOf != "" {
 		if _, err := time.Parse(time.DateOnly, p.AsOf); err != nil {
-			ve.add("prices.asOf", "asOf", fmt.Sprintf("%q is not a date (YYYY-MM-DD)", p.AsOf))
+			ve.add(fmt.Sprintf("%q is not a date (YYYY-MM-DD)", p.AsOf), "prices", "asOf")
 		}
 	}
 	for _, f := range []struct {
@@ -294,7 +285,7 @@ func (t Table) Validate() error {
 		{"cloudRunInstanceVCPUSecond", p.RunInstanceVCPUSecond},
 		{"cloudRunInstanceGiBSecond", p.RunInstanceGiBSecond},
 	} {
-		ve.nonNegative("prices."+f.key, f.key, f.v)
+		ve.nonNegative(f.v, "prices", f.key)
 	}
 	for _, f := range []struct {
 		key string
@@ -306,16 +297,24 @@ func (t Table) Validate() error {
 		{"defaultIntensity", e.DefaultIntensity},
 		{"embodiedGPerVCPUHour", e.EmbodiedGPerVCPUHour},
 	} {
-		ve.nonNegative("energy."+f.key, f.key, f.v)
+		ve.nonNegative(f.v, "energy", f.key)
 	}
 	switch {
 	case !finite(e.PUE):
-		ve.add("energy.pue", "pue", fmt.Sprintf("%v is not a number", e.PUE))
+		ve.add(fmt.Sprintf("%v is not a number", e.PUE), "energy", "pue")
 	case e.PUE < 1:
-		ve.add("energy.pue", "pue", fmt.Sprintf("%v is below 1", e.PUE))
+		ve.add(fmt.Sprintf("%v is below 1", e.PUE), "energy", "pue")
 	}
 	if finite(e.MinWattsPerVCPU) && finite(e.MaxWattsPerVCPU) && e.MinWattsPerVCPU > e.MaxWattsPerVCPU {
-		ve.add("energy.minWattsPerVCPU", "minWattsPerVCPU", fmt.Sprintf("%v is above energy.maxWattsPerVCPU (%v)", e.MinWattsPerVCPU, e.MaxWattsPerVCPU))
+		ve.add(fmt.Sprintf("%v is above energy.maxWattsPerVCPU (%v)", e.MinWattsPerVCPU, e.MaxWattsPerVCPU), "energy", "minWattsPerVCPU")
+		// In a file that gives only the maximum, the minimum is the
+		// default: the problem is the key that is there.
+		last := &ve.problems[len(ve.problems)-1]
+		last.alt = &problem{
+			path: []string{"energy", "maxWattsPerVCPU"},
+			what: fmt.Sprintf("%v is below the default energy.minWattsPerVCPU (%v): give a minWattsPerVCPU of at most %v as well",
+				e.MaxWattsPerVCPU, e.MinWattsPerVCPU, e.MaxWattsPerVCPU),
+		}
 	}
 	regions := make([]string, 0, len(e.GridIntensity))
 	for r := range e.GridIntensity {
@@ -323,7 +322,7 @@ func (t Table) Validate() error {
 	}
 	sort.Strings(regions)
 	for _, r := range regions {
-		ve.nonNegative(fmt.Sprintf("energy.gridIntensity[%q]", r), r, e.GridIntensity[r])
+		ve.nonNegative(e.GridIntensity[r], "energy", "gridIntensity", r)
 	}
 	if len(ve.problems) == 0 {
 		return nil
@@ -338,45 +337,53 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 type validationError struct{ problems []problem }
 
 type problem struct {
-	field string // e.g. energy.pue
-	key   string // its JSON key, to find it in a file
-	what  string
+	path []string // the field's, e.g. energy, pue: named in the message, found in a file
+	what string
+	// alt is the same problem told at another field, for a file in which
+	// path's key is not and alt's is.
+	alt *problem
 }
 
-func (ve *validationError) add(field, key, what string) {
-	ve.problems = append(ve.problems, problem{field, key, what})
+func (ve *validationError) add(what string, path ...string) {
+	ve.problems = append(ve.problems, problem{path: path, what: what})
 }
 
-func (ve *validationError) nonNegative(field, key string, v float64) {
+func (ve *validationError) nonNegative(v float64, path ...string) {
 	switch {
 	case !finite(v):
-		ve.add(field, key, fmt.Sprintf("%v is not a number", v))
+		ve.add(fmt.Sprintf("%v is not a number", v), path...)
 	case v < 0:
-		ve.add(field, key, fmt.Sprintf("%v is negative", v))
+		ve.add(fmt.Sprintf("%v is negative", v), path...)
 	}
 }
 
 func (ve *validationError) Error() string {
 	s := make([]string, len(ve.problems))
 	for i, p := range ve.problems {
-		s[i] = p.field + ": " + p.what
+		s[i] = fieldName(p.path) + ": " + p.what
 	}
 	return strings.Join(s, "; ")
 }
 
 func (ve *validationError) Unwrap() error { return stratus.ErrInvalid }
 
-// in places ve's problems in the file name whose text is data: where the
-// field's key is in the file, "NAME:LINE:COL: field: what", else
-// "NAME: field: what" (a default that is itself wrong, which cannot
-// happen with the shipped defaults).
-func (ve *validationError) in(name string, data []byte) error {
+// in places ve's problems in the file name whose text is data and
+// whose keys are keys: where the field's key is in the file,
+// "NAME:LINE:COL: field: what", else "NAME: field: what" (a default
+// that is itself wrong, which cannot happen with the shipped defaults).
+func (ve *validationError) in(name string, data []byte, keys []keyAt) error {
 	s := make([]string, len(ve.problems))
 	for i, p := range ve.problems {
-		s[i] = name + ": " + p.field + ": " + p.what
-		if off := findKey(data, p.key); off >= 0 {
+		off := findPath(keys, p.path)
+		if off < 0 && p.alt != nil {
+			if alt := findPath(keys, p.alt.path); alt >= 0 {
+				p, off = *p.alt, alt
+			}
+		}
+		s[i] = name + ": " + fieldName(p.path) + ": " + p.what
+		if off >= 0 {
 			line, col := position(data, off)
-			s[i] = fmt.Sprintf("%s:%d:%d: %s: %s", name, line, col, p.field, p.what)
+			s[i] = fmt.Sprintf("%s:%d:%d: %s: %s", name, line, col, fieldName(p.path), p.what)
 		}
 	}
 	return &parseError{msg: strings.Join(s, "; ")}

@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
+	"regexp"
 	"testing"
 
 	"github.com/stratus-run/stratus"
@@ -96,6 +96,35 @@ func TestParseErrors(t *testing.T) {
 		{"two invalid", "{\"energy\": {\"minWattsPerVCPU\": 4,\n \"gridIntensity\": {\"eu-west-1\": -1}}}",
 			`m.json:1:13: energy.minWattsPerVCPU: 4 is above energy.maxWattsPerVCPU (3.5); ` +
 				`m.json:2:20: energy.gridIntensity["eu-west-1"]: -1 is negative`},
+		// Keys match fields case-insensitively, as encoding/json matches
+		// them, and are found in the file the same way.
+		{"other case", `{"Energy":{"Pue":0.5}}`, "m.json:1:12: energy.pue: 0.5 is below 1"},
+		{"unknown, other case", "{\"ENERGY\": {\n  \"Watts\": 1}}", `m.json:2:3: unknown field "Watts"`},
+		// "pue" is a region of the map before it is an unknown top-level
+		// field: the error is at the field.
+		{"unknown after a region of that name", `{"energy":{"gridIntensity":{"pue":1}}, "pue": 3}`,
+			`m.json:1:40: unknown field "pue"`},
+		{"escaped key", `{"prices":{"\u0061sOf":"May"}}`, `m.json:1:12: prices.asOf: "May" is not a date (YYYY-MM-DD)`},
+		// Only the maximum given, below the default minimum: the error is
+		// at the key that is there.
+		{"max below the default min", "{\"energy\": {\n  \"maxWattsPerVCPU\": 0.5\n}}",
+			"m.json:2:3: energy.maxWattsPerVCPU: 0.5 is below the default energy.minWattsPerVCPU (0.74): give a minWattsPerVCPU of at most 0.5 as well"},
+		{"min and max", "{\"energy\": {\"maxWattsPerVCPU\": 1,\n \"minWattsPerVCPU\": 2}}",
+			"m.json:2:2: energy.minWattsPerVCPU: 2 is above energy.maxWattsPerVCPU (1)"},
+		// A field given twice: encoding/json would keep the last silently.
+		{"duplicate", "{\"energy\": {\"pue\": 1.2,\n  \"PUE\": 2}}",
+			`m.json:2:3: energy.pue: "PUE" given a second time (first as "pue" at 1:13): keep one`},
+		{"duplicate, same spelling", "{\"prices\": {\"asOf\": \"2027-01-01\", \"asOf\": \"2027-02-01\"}}",
+			`m.json:1:35: prices.asOf: given a second time (first at 1:13): keep one`},
+		{"duplicate region", `{"energy": {"gridIntensity": {"a": 1, "A": 2, "a": 3}}}`,
+			`m.json:1:47: energy.gridIntensity["a"]: given a second time (first at 1:31): keep one`},
+		{"duplicate object", `{"energy": {"pue": 1.2}, "Energy": {"pue": 1.3}, "prices": {}, "prices": {}}`,
+			`m.json:1:26: energy: "Energy" given a second time (first as "energy" at 1:2): keep one; ` +
+				`m.json:1:64: prices: given a second time (first at 1:50): keep one`},
+		{"out of range", "{\"energy\": {\n  \"pue\": 1e400}}",
+			"m.json:2:10: energy.pue: 1e400 is out of range: it must be within ±1.8e308"},
+		{"out of range in the map", `{"energy": {"gridIntensity": {"a": -1e999}}}`,
+			"m.json:1:36: energy.gridIntensity: -1e999 is out of range: it must be within ±1.8e308"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("m.json", []byte(tc.in))
@@ -160,9 +189,12 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// placed is the start of an error at a place in file f.json.
+var placed = regexp.MustCompile(`^f\.json:[0-9]+:[0-9]+: `)
+
 // FuzzParse: Parse never panics; what it accepts is valid and reads back
 // the same once written; what it refuses is ErrInvalid and names the
-// file.
+// file, the line and the column.
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		``,
@@ -180,6 +212,16 @@ func FuzzParse(f *testing.F) {
 		`[`,
 		`{"Energy": {"PUE": 2}}`,
 		`{"energy": {"pue": 1.135, "pue": 1.5}}`,
+		`{"Energy":{"Pue":0.5}}`,
+		`{"energy":{"pue":1.2,"PUE":2}}`,
+		`{"energy":{"gridIntensity":{"a":1,"A":2,"a":3}}}`,
+		`{"energy":{"pue":1.2},"ENERGY":{"pue":1.3,"pue":4}}`,
+		`{"energy":{"maxWattsPerVCPU":0.5}}`,
+		`{"energy":{"pue":1e400}}`,
+		`{"energy":{"gridIntensity":{"x":-1e999}}}`,
+		`{"energy":{"gridIntensity":{"pue":1}},"pue":3}`,
+		`{"prices":{"\u0061sOf":"2027-01-01","asof":"2027-01-02"}}`,
+		`{"x":{"y":{"z":[{"pue":1}]}}}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -189,8 +231,10 @@ func FuzzParse(f *testing.F) {
 			if !errors.Is(err, stratus.ErrInvalid) {
 				t.Fatalf("%v is not ErrInvalid", err)
 			}
-			if !strings.HasPrefix(err.Error(), "f.json:") {
-				t.Fatalf("%q does not name the file", err)
+			// Every refusal of a file is placed: the shipped defaults are
+			// valid, so each problem is at a key of the file.
+			if !placed.MatchString(err.Error()) {
+				t.Fatalf("%q does not give the file, line and column", err)
 			}
 			return
 		}
