@@ -94,8 +94,8 @@ func faasTrigger(trigger string) string {
 // acknowledged by acks (in a batch), or here when acks is nil.
 func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release func(), acks *acker) {
 	e := decode(msg)
-	q.stats.track(fn, e.id, e.enqueuedAt)
 	now := q.now()
+	q.stats.track(fn, e.id, e.enqueuedAt, now, q.liveFor(fn))
 	if wait := e.notBefore.Sub(now); wait > 0 {
 		_ = msg.NakWithDelay(wait) // a retry whose backoff has not passed
 		return

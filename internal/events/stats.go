@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,16 @@ const statsMaxAge = time.Second
 
 // statsTimeout bounds the JetStream requests of one refresh of the figures.
 const statsTimeout = 2 * time.Second
+
+// liveMargin is added to the longest an event may stay taken and not done
+// (Queue.liveFor): the time its finish takes (OnDone, BeforeAck, the
+// acknowledgement) and a skew between the clocks of the servers that
+// stamped and took it.
+const liveMargin = 10 * time.Minute
+
+// liveSweepEvery is how often a function's events taken and not done are
+// looked through for those that can no longer be running here.
+const liveSweepEvery = time.Minute
 
 // QueueStats are the figures of one function's async events.
 type QueueStats struct {
@@ -49,6 +60,14 @@ type QueueStats struct {
 
 // queueCounters are the Queue's counters and the events it has taken and
 // not finished, by function, and its cache of the stream's figures.
+//
+// Both stay bounded when events are finished elsewhere (another server on
+// the same stream, an event deleted from it) and when functions go: an
+// event taken and not done is forgotten once it is older than its
+// function's events can be while still running here (fnCounters.keep), or
+// when its function has nothing left in the stream; a function's counters
+// are dropped once it is removed and has nothing left in the stream
+// (refreshStats).
 type queueCounters struct {
 	mu     sync.Mutex
 	byFn   map[string]*fnCounters
@@ -61,7 +80,11 @@ type queueCounters struct {
 
 type fnCounters struct {
 	retries, expired, deadLettered, destFailures int64
-	live                                         map[string]time.Time // request ID → first enqueue
+
+	live    map[string]time.Time // request ID → first enqueue
+	keep    time.Duration        // how long after its first enqueue an event of live may still be running here
+	sweepAt time.Time            // when live is next looked through for events older than keep
+	changes uint64               // counts every call that touched these counters
 }
 
 // fnLocked returns fn's counters; c.mu is held.
@@ -74,15 +97,32 @@ func (c *queueCounters) fnLocked(fn string) *fnCounters {
 		f = &fnCounters{live: make(map[string]time.Time)}
 		c.byFn[fn] = f
 	}
+	f.changes++
 	return f
 }
 
-// track notes that event id of fn, first enqueued at, was taken and is
-// not done.
-func (c *queueCounters) track(fn, id string, at time.Time) {
+// sweep forgets the events of live first enqueued more than keep before
+// now, at most once per liveSweepEvery: they were finished by another
+// server, or are failed at their next delivery (older than their maximum
+// age), which tracks them again. The caller holds the queueCounters' mu.
+func (f *fnCounters) sweep(now time.Time) {
+	if f.keep <= 0 || now.Before(f.sweepAt) {
+		return
+	}
+	f.sweepAt = now.Add(liveSweepEvery)
+	maps.DeleteFunc(f.live, func(_ string, at time.Time) bool { return now.Sub(at) > f.keep })
+}
+
+// track notes that event id of fn, first enqueued at, was taken at now
+// and is not done; keep is how long after its first enqueue an event of
+// fn may still be running here (Queue.liveFor).
+func (c *queueCounters) track(fn, id string, at, now time.Time, keep time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.fnLocked(fn).live[id] = at
+	f := c.fnLocked(fn)
+	f.keep = keep
+	f.sweep(now)
+	f.live[id] = at
 }
 
 func (c *queueCounters) retried(fn string) {
@@ -110,11 +150,14 @@ func (c *queueCounters) done(fn, id string, failed bool, r Routing) {
 }
 
 // Stats returns the figures of every function that has events, a
-// consumer, or counts since the start. Depth and the stream's oldest
-// event are read from JetStream at most once a second (one request for
-// every function's depth, one per function with events for its first);
-// between reads, and while the bus is unhealthy, the last ones are
-// returned. It blocks for at most about two seconds.
+// consumer, or counts since the start, but not of a removed function
+// (PolicyFunc false) with nothing left in the stream: its counts are
+// dropped at the first read of the stream that finds none of its events.
+// Depth and the stream's oldest event are read from JetStream at most
+// once a second (one request for every function's depth, one per function
+// with events for its first); between reads, and while the bus is
+// unhealthy, the last ones are returned. It blocks for at most about two
+// seconds.
 func (q *Queue) Stats() map[string]QueueStats {
 	q.refreshStats()
 	now := q.now()
@@ -124,6 +167,12 @@ func (q *Queue) Stats() map[string]QueueStats {
 		fns = append(fns, fn)
 	}
 	q.mu.Unlock()
+	// A removed function keeps its consumer, and its worker fails what
+	// is left of its events; the consumer alone is no figure.
+	fns = slices.DeleteFunc(fns, func(fn string) bool {
+		_, ok := q.cfg.Policy(fn)
+		return !ok
+	})
 
 	c := &q.stats
 	c.mu.Lock()
@@ -136,6 +185,7 @@ func (q *Queue) Stats() map[string]QueueStats {
 		out[fn] = QueueStats{Depth: d}
 	}
 	for fn, f := range c.byFn {
+		f.sweep(now)
 		s := out[fn]
 		s.Retries, s.Expired, s.DeadLettered, s.DestinationFailures = f.retries, f.expired, f.deadLettered, f.destFailures
 		out[fn] = s
@@ -159,7 +209,10 @@ func (q *Queue) Stats() map[string]QueueStats {
 
 // refreshStats reads every function's depth and first event from the
 // stream if the last read is older than statsMaxAge; a refresh already
-// under way (another scrape) is not waited for.
+// under way (another scrape) is not waited for. A function with nothing
+// left in the stream loses its events taken and not done (done elsewhere),
+// and, if it is removed and its counters did not change since before the
+// read, its counters.
 func (q *Queue) refreshStats() {
 	c := &q.stats
 	c.mu.Lock()
@@ -169,6 +222,14 @@ func (q *Queue) refreshStats() {
 		return
 	}
 	defer c.refreshing.Unlock()
+	// Counters that change after this (an event of a removed function
+	// failed meanwhile) are kept until the next read.
+	c.mu.Lock()
+	changes := make(map[string]uint64, len(c.byFn))
+	for fn, f := range c.byFn {
+		changes[fn] = f.changes
+	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	depth, first, err := q.readStream(ctx)
@@ -176,14 +237,24 @@ func (q *Queue) refreshStats() {
 		q.log.Debug("read async queue figures", "err", err)
 		return
 	}
+	// Removed functions with nothing left in the stream; PolicyFunc is
+	// called without c.mu held.
+	maps.DeleteFunc(changes, func(fn string, _ uint64) bool {
+		_, ok := q.cfg.Policy(fn)
+		return ok || depth[fn] > 0
+	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.depth, c.first, c.readAt = depth, first, time.Now()
 	for fn, f := range c.byFn {
-		if depth[fn] == 0 {
-			// Nothing stored: what this server took is done (by another
-			// server, or before a restart of the stream).
-			clear(f.live)
+		if depth[fn] > 0 {
+			continue
+		}
+		// Nothing stored: what this server took is done (by another
+		// server, or before a restart of the stream).
+		clear(f.live)
+		if n, gone := changes[fn]; gone && n == f.changes {
+			delete(c.byFn, fn)
 		}
 	}
 }
@@ -340,3 +411,14 @@ func (b *Bus) readStats() (BusStats, bool) {
 
 // ours reports whether stream is one of Stratus's.
 func ours(stream string) bool { return stream == AsyncStream || stream == TopicStream }
+
+// liveFor is how long after its first enqueue an event of fn may still be
+// taken by this server and not done: its last attempt starts at most
+// MaxEventAge after the enqueue and runs for at most Timeout plus
+// InvokeSlack; liveMargin covers its finish. A removed function's events
+// are failed at once; they get the defaults.
+func (q *Queue) liveFor(fn string) time.Duration {
+	pol, _ := q.cfg.Policy(fn)
+	pol = pol.withDefaults()
+	return pol.MaxEventAge + pol.Timeout + q.cfg.InvokeSlack + liveMargin
+}

@@ -283,3 +283,50 @@ func TestOpenDefaults(t *testing.T) {
 		t.Errorf("max concurrency %d, want the default %d", f.Config.MaxConcurrency, stratus.DefaultMaxConc)
 	}
 }
+
+// Config.Removed is called once per successful remove, with the name,
+// once the function is gone from the store, the heads and the pools;
+// never after a remove that failed.
+func TestRemovedHook(t *testing.T) {
+	e := newEnv(t)
+	p := e.cfg.Pools.(*pools)
+	var s *Service
+	var calls []string
+	e.cfg.Removed = func(name string) {
+		calls = append(calls, name)
+		// Remove holds deployMu: what the hook sees is settled.
+		_, head := s.Head(name)
+		_, err := s.Get(context.Background(), name)
+		_, removed := p.calls()
+		if head || !errors.Is(err, stratus.ErrNotFound) || !slices.Contains(removed, name) {
+			t.Errorf("Removed(%q) called with a head %v, get %v, pools told %v; want it gone", name, head, err, removed)
+		}
+	}
+	s = e.open(t)
+	deploy(t, s, "fn", codeZip(t, "one"))
+	deploy(t, s, "other", codeZip(t, "two"))
+
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.Remove(cancelled, "fn"); err == nil {
+		t.Fatal("remove with a cancelled ctx succeeded")
+	}
+	if err := s.Remove(t.Context(), "missing"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Fatalf("remove of an unknown function: %v, want ErrNotFound", err)
+	}
+	if len(calls) != 0 {
+		t.Errorf("Removed called after failed removes: %v", calls)
+	}
+	if _, ok := s.Head("fn"); !ok {
+		t.Fatal("no head after a failed remove")
+	}
+	if err := s.Remove(t.Context(), "fn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(t.Context(), "fn"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("second remove: %v, want ErrNotFound", err)
+	}
+	if !slices.Equal(calls, []string{"fn"}) {
+		t.Errorf("Removed called with %v, want [fn]", calls)
+	}
+}

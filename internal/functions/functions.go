@@ -72,6 +72,7 @@ type Service struct {
 	images     Images
 	keep       int
 	inUse      func(fn string, version int) bool
+	removed    func(name string) // nil: none
 	grace      time.Duration
 	now        func() time.Time
 	log        *slog.Logger
@@ -127,6 +128,13 @@ type Config struct {
 	InstanceGrace time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Removed, if set, is called with a function's name once its removal
+	// has committed and the pools have been told (so that the server
+	// drops the function's metric series); nil: nothing is called. It is
+	// called once per successful Remove, never after a failed one, while
+	// no other deploy or remove runs: it must be quick and must not
+	// deploy or remove.
+	Removed func(name string)
 	// Log receives what the Service does; nil discards it.
 	Log *slog.Logger
 }
@@ -137,7 +145,7 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 	c.defaults()
 	s := &Service{
 		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, images: c.Images, log: c.Log,
-		keep: c.KeepVersions, inUse: c.HasInstances, grace: c.InstanceGrace, now: c.Now,
+		keep: c.KeepVersions, inUse: c.HasInstances, grace: c.InstanceGrace, now: c.Now, removed: c.Removed,
 		retired:   make(map[versionKey]time.Time),
 		codeDir:   codeRoot(c.DataDir),
 		codeDirOf: CodeDirs(c.DataDir),
@@ -421,8 +429,9 @@ func (s *Service) List(ctx context.Context) ([]stratus.Function, error) {
 	return s.st.ListFunctions(ctx)
 }
 
-// Remove deletes function name, stops its instances and frees code no
-// other function uses.
+// Remove deletes function name, stops its instances, frees code no
+// other function uses and then calls Config.Removed. An unknown name is
+// an error wrapping stratus.ErrNotFound.
 func (s *Service) Remove(ctx context.Context, name string) error {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
@@ -435,5 +444,8 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	maps.DeleteFunc(s.retired, func(k versionKey, _ time.Time) bool { return k.fn == name })
 	s.pools.Remove(name)
 	s.gcCode(ctx)
+	if s.removed != nil {
+		s.removed(name)
+	}
 	return nil
 }

@@ -240,7 +240,9 @@ func (m *Manager) endLocked(s *service, err error) {
 }
 
 // Remove deletes service name: its replicas stop (in-flight requests
-// finish first) and its revisions and logs are deleted.
+// finish first), its revisions and logs are deleted, and then
+// Config.Removed is called. An unknown name is an error wrapping
+// stratus.ErrNotFound.
 func (m *Manager) Remove(ctx context.Context, name string) error {
 	l := m.deployLock(name)
 	l.Lock()
@@ -254,5 +256,9 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		m.endLocked(s, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 	}
 	m.mu.Unlock()
+	// Under the name's lock: no deploy of it starts before the hook ends.
+	if m.cfg.Removed != nil {
+		m.cfg.Removed(name)
+	}
 	return nil
 }

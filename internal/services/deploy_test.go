@@ -7,6 +7,8 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,6 +243,73 @@ func TestRemove(t *testing.T) {
 	eventually.True(t, waitFor, "the replica stopped", func() bool { return len(h.d.live()) == 0 })
 	if err := h.m.Remove(t.Context(), "web"); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("second remove: %v, want ErrNotFound", err)
+	}
+}
+
+// failingDelete is a fakeStore whose DeleteService fails while fail is set.
+type failingDelete struct {
+	*fakeStore
+	fail atomic.Bool
+}
+
+func (s *failingDelete) DeleteService(ctx context.Context, name string) error {
+	if s.fail.Load() {
+		return errors.New("database is locked")
+	}
+	return s.fakeStore.DeleteService(ctx, name)
+}
+
+// Config.Removed is called once per successful remove, with the name,
+// once the service is gone from the store and the Manager; never after a
+// remove that failed.
+func TestRemovedHook(t *testing.T) {
+	st := &failingDelete{fakeStore: newFakeStore()}
+	var m *Manager
+	var mu sync.Mutex
+	var calls []string
+	h := newHarness(t, func(c *Config) {
+		c.Store = st
+		c.Removed = func(name string) {
+			mu.Lock()
+			calls = append(calls, name)
+			mu.Unlock()
+			_, _, err := m.Get(name)
+			if !errors.Is(err, stratus.ErrNotFound) || slices.Contains(st.names(), name) {
+				t.Errorf("Removed(%q) called while the service exists: get %v, stored %v", name, err, st.names())
+			}
+		}
+	})
+	m = h.m
+	h.deploy("web", stratus.ServiceConfig{Image: "app", MinScale: 1})
+	h.deploy("api", stratus.ServiceConfig{Image: "app"})
+	called := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(calls)
+	}
+
+	st.fail.Store(true)
+	if err := m.Remove(t.Context(), "web"); err == nil {
+		t.Fatal("remove succeeded while the store fails")
+	}
+	st.fail.Store(false)
+	if err := m.Remove(t.Context(), "missing"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Fatalf("remove of an unknown service: %v, want ErrNotFound", err)
+	}
+	if c := called(); len(c) != 0 {
+		t.Errorf("Removed called after failed removes: %v", c)
+	}
+	if _, _, err := m.Get("web"); err != nil {
+		t.Fatalf("get after a failed remove: %v", err)
+	}
+	if err := m.Remove(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove(t.Context(), "web"); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("second remove: %v, want ErrNotFound", err)
+	}
+	if c := called(); !slices.Equal(c, []string{"web"}) {
+		t.Errorf("Removed called with %v, want [web]", c)
 	}
 }
 

@@ -127,6 +127,13 @@ type Config struct {
 	// Usage receives each service's usage minutes and each replica's
 	// usage (see UsageSink); nil measures nothing.
 	Usage UsageSink
+	// Removed, if set, is called with a service's name once its removal
+	// has committed: it is gone from the store and the Manager, its
+	// replicas stopping (so that the server drops the service's metric
+	// series); nil: nothing is called. It is called once per successful
+	// Remove, never after a failed one, before any later deploy of the
+	// name: it must be quick and must not deploy or remove that service.
+	Removed func(name string)
 	// Log receives what the Manager does; nil discards it.
 	Log *slog.Logger
 	// Now is the clock (time.Now when nil).
