@@ -177,9 +177,22 @@ func TestMetricsAfterKnownWorkload(t *testing.T) {
 	if got := metric(fams, "stratus_sandbox_starts_total", "driver", "runc"); got < 2 {
 		t.Errorf("stratus_sandbox_starts_total{driver=runc} = %v, want at least 2", got)
 	}
-	for _, name := range []string{"stratus_store_write_duration_seconds", "stratus_jetstream_up", "stratus_function_cpu_seconds_total", "stratus_function_energy_wh_total"} {
+	for _, name := range []string{"stratus_store_write_duration_seconds", "stratus_jetstream_up", "stratus_function_cpu_seconds_total", "stratus_function_energy_joules_total"} {
 		if math.IsNaN(metric(fams, name)) {
 			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	// A removed workload's series go with it.
+	s.mustCLI("rm", "m")
+	s.mustCLI("service", "rm", "web")
+	gone := s.scrape()
+	for _, c := range []struct{ name, label, value string }{
+		{"stratus_function_invocations_total", "function", "m"}, {"stratus_function_duration_seconds", "function", "m"},
+		{"stratus_function_instances", "function", "m"}, {"stratus_service_requests_total", "service", "web"},
+		{"stratus_service_replicas", "service", "web"},
+	} {
+		if v := metric(gone, c.name, c.label, c.value); v > 0 {
+			t.Errorf("after removal %s{%s=%q} = %v, want no series", c.name, c.label, c.value, v)
 		}
 	}
 	// Bounded labels: no request ID or path in any series.

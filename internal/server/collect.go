@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,18 +71,18 @@ func (m *metrics) functionStats(all func() map[string]stratus.InstanceStats) {
 	})
 }
 
-// sandboxes exposes the driver's start counts.
+// sandboxes exposes the driver's prepare and start counts.
 func (m *metrics) sandboxes(driver string, d *countingDriver) {
 	l := prometheus.Labels{"driver": driver}
+	counter := func(name, help string, n *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: l},
+			func() float64 { return float64(n.Load()) })
+	}
 	m.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "stratus_sandbox_starts_total", Help: "Sandboxes started (function instances, prepared sandboxes and service replicas), by driver.",
-			ConstLabels: l,
-		}, func() float64 { return float64(d.starts.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "stratus_sandbox_start_failures_total", Help: "Sandboxes the driver failed to start, by driver.",
-			ConstLabels: l,
-		}, func() float64 { return float64(d.failures.Load()) }),
+		counter("stratus_sandbox_starts_total", "Sandboxes whose program the driver started (function instances, of prepared sandboxes too, and service replicas), by driver.", &d.starts),
+		counter("stratus_sandbox_start_failures_total", "Sandboxes the driver failed to start (calls cut short by the server stopping or a caller leaving excepted), by driver.", &d.failures),
+		counter("stratus_sandbox_prepares_total", "Sandboxes the driver made ahead of their start (create-ahead), by driver.", &d.prepares),
+		counter("stratus_sandbox_prepare_failures_total", "Sandboxes the driver failed to make ahead, by driver.", &d.prepFailed),
 	)
 }
 
@@ -166,7 +167,8 @@ func (s *serviceMetrics) observe(service string, status int, d time.Duration) {
 	s.latency.WithLabelValues(service).Observe(d.Seconds())
 }
 
-func (m *metrics) serviceStats(all func() []services.ServiceStats) *serviceMetrics {
+// serviceRequests makes and registers the services' request series.
+func (m *metrics) serviceRequests() *serviceMetrics {
 	sm := &serviceMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stratus_service_requests_total",
@@ -177,17 +179,26 @@ func (m *metrics) serviceStats(all func() []services.ServiceStats) *serviceMetri
 			Buckets: durationBuckets,
 		}, []string{"service"}),
 	}
+	m.reg.MustRegister(sm.requests, sm.latency)
+	return sm
+}
+
+// serviceStats exposes the services' replicas, read on each scrape.
+func (m *metrics) serviceStats(all func() []services.ServiceStats) {
 	var (
 		replicas = prometheus.NewDesc("stratus_service_replicas",
-			"Replicas of a service by state: ready (serving), desired (what the autoscaler and --min/--max ask for), draining (stopping while they finish their requests). Knative: actual_pods, desired_pods, terminating_pods.",
+			"Replicas of a service by state: ready (serving), draining (stopping while they finish their requests). Knative: actual_pods, terminating_pods.",
 			[]string{"service", "state"}, nil)
+		wanted = prometheus.NewDesc("stratus_service_desired_replicas",
+			"Replicas a service should have now: the autoscaler's decision within --min and --max, and the server's cap. Knative: desired_pods.",
+			[]string{"service"}, nil)
 		inFlight = prometheus.NewDesc("stratus_service_in_flight",
 			"Requests a service's replicas are serving. Knative: the activator's and queue-proxy's concurrency.",
 			[]string{"service"}, nil)
 		queued = prometheus.NewDesc("stratus_service_queued",
 			"Requests waiting for a replica (at most --service-queue-size).", []string{"service"}, nil)
 		desired = prometheus.NewDesc("stratus_autoscaler_desired_replicas",
-			"The autoscaler's last decision for a service. Knative: autoscaler desired_pods.", []string{"service"}, nil)
+			"The autoscaler's last decision for a service, before --min, --max and the server's cap. Knative: the autoscaler's desired_pods.", []string{"service"}, nil)
 		panicMode = prometheus.NewDesc("stratus_autoscaler_panic_mode",
 			"1 while the autoscaler of a service is in panic mode (scaling on the short window). Knative: autoscaler panic_mode.", []string{"service"}, nil)
 		restarts = prometheus.NewDesc("stratus_service_restarts_total",
@@ -195,15 +206,15 @@ func (m *metrics) serviceStats(all func() []services.ServiceStats) *serviceMetri
 		ooms = prometheus.NewDesc("stratus_service_oom_kills_total",
 			"Replicas of a service killed for exceeding their memory.", []string{"service"}, nil)
 	)
-	m.reg.MustRegister(sm.requests, sm.latency, scraped{
-		descs: []*prometheus.Desc{replicas, inFlight, queued, desired, panicMode, restarts, ooms},
+	m.reg.MustRegister(scraped{
+		descs: []*prometheus.Desc{replicas, wanted, inFlight, queued, desired, panicMode, restarts, ooms},
 		collect: func(ch chan<- prometheus.Metric) {
 			for _, s := range all() {
 				gauge := func(d *prometheus.Desc, v int, labels ...string) {
 					ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), append([]string{s.Name}, labels...)...)
 				}
 				gauge(replicas, s.ReadyReplicas, "ready")
-				gauge(replicas, s.DesiredReplicas, "desired")
+				gauge(wanted, s.DesiredReplicas)
 				gauge(replicas, s.Draining, "draining")
 				gauge(inFlight, s.InFlight)
 				gauge(queued, s.Queued)
@@ -218,7 +229,6 @@ func (m *metrics) serviceStats(all func() []services.ServiceStats) *serviceMetri
 			}
 		},
 	})
-	return sm
 }
 
 // eventStats exposes the async queue's figures per function and
@@ -244,11 +254,15 @@ func (m *metrics) eventStats(queue func() map[string]events.QueueStats, bus func
 			"Messages in a Stratus JetStream stream.", []string{"stream"}, nil)
 		bytes = prometheus.NewDesc("stratus_jetstream_stream_bytes",
 			"Bytes in a Stratus JetStream stream.", []string{"stream"}, nil)
-		store = prometheus.NewDesc("stratus_jetstream_store_bytes",
-			"JetStream's file store: its maximum, what streams reserve, what is used.", []string{"kind"}, nil)
+		storeMax = prometheus.NewDesc("stratus_jetstream_store_max_bytes",
+			"The most JetStream's file store may hold.", nil, nil)
+		storeReserved = prometheus.NewDesc("stratus_jetstream_store_reserved_bytes",
+			"What JetStream's streams reserve of its file store (their maximum sizes).", nil, nil)
+		storeUsed = prometheus.NewDesc("stratus_jetstream_store_used_bytes",
+			"What JetStream's file store holds.", nil, nil)
 	)
 	m.reg.MustRegister(scraped{
-		descs: []*prometheus.Desc{depth, age, retries, dropped, dead, destFail, up, msgs, bytes, store},
+		descs: []*prometheus.Desc{depth, age, retries, dropped, dead, destFail, up, msgs, bytes, storeMax, storeReserved, storeUsed},
 		collect: func(ch chan<- prometheus.Metric) {
 			for f, s := range queue() {
 				ch <- prometheus.MustNewConstMetric(depth, prometheus.GaugeValue, float64(s.Depth), f)
@@ -268,9 +282,16 @@ func (m *metrics) eventStats(queue func() map[string]events.QueueStats, bus func
 				ch <- prometheus.MustNewConstMetric(msgs, prometheus.GaugeValue, float64(s.Messages), name)
 				ch <- prometheus.MustNewConstMetric(bytes, prometheus.GaugeValue, float64(s.Bytes), name)
 			}
-			for kind, n := range map[string]int64{"max": b.StoreMax, "reserved": b.StoreReserved, "used": b.StoreUsed} {
-				ch <- prometheus.MustNewConstMetric(store, prometheus.GaugeValue, float64(n), kind)
-			}
+			ch <- prometheus.MustNewConstMetric(storeMax, prometheus.GaugeValue, float64(b.StoreMax))
+			ch <- prometheus.MustNewConstMetric(storeReserved, prometheus.GaugeValue, float64(b.StoreReserved))
+			ch <- prometheus.MustNewConstMetric(storeUsed, prometheus.GaugeValue, float64(b.StoreUsed))
 		},
 	})
+}
+
+// forget drops the request series of a removed service.
+func (s *serviceMetrics) forget(service string) {
+	l := prometheus.Labels{"service": service}
+	s.requests.DeletePartialMatch(l)
+	s.latency.DeletePartialMatch(l)
 }

@@ -7,22 +7,36 @@ import (
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
-// countingDriver counts the sandboxes a driver starts and fails to start,
-// for /metrics.
+// countingDriver counts the sandboxes a driver prepares and starts, and
+// those it fails to, for /metrics. A call cut short by its ctx (the server
+// stopping, a caller leaving) is not a failure of the driver.
 type countingDriver struct {
 	sandbox.Driver
-	starts, failures atomic.Int64
+	starts, failures     atomic.Int64
+	prepares, prepFailed atomic.Int64
 }
 
 // Start implements sandbox.Driver.
 func (d *countingDriver) Start(ctx context.Context, spec sandbox.Spec) error {
 	err := d.Driver.Start(ctx, spec)
-	if err != nil {
-		d.failures.Add(1)
-	} else {
-		d.starts.Add(1)
-	}
+	count(ctx, err, &d.starts, &d.failures)
 	return err
+}
+
+// Prepare implements sandbox.Driver.
+func (d *countingDriver) Prepare(ctx context.Context, spec sandbox.Spec) error {
+	err := d.Driver.Prepare(ctx, spec)
+	count(ctx, err, &d.prepares, &d.prepFailed)
+	return err
+}
+
+func count(ctx context.Context, err error, ok, failed *atomic.Int64) {
+	switch {
+	case err == nil:
+		ok.Add(1)
+	case ctx.Err() == nil:
+		failed.Add(1)
+	}
 }
 
 // cpuReader is a driver's cheap read of a sandbox's CPU time.

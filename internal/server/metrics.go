@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -22,6 +23,10 @@ type metrics struct {
 	next  pool.Sink
 	meter *meter.Meter
 	reg   *prometheus.Registry
+
+	// fns holds each function's series (*fnSeries), looked up once per
+	// record instead of once per series.
+	fns sync.Map
 
 	invocations *prometheus.CounterVec
 	coldStarts  *prometheus.CounterVec
@@ -61,11 +66,11 @@ func newMetrics(next pool.Sink, m *meter.Meter) *metrics {
 			Buckets: initBuckets,
 		}, fn),
 		cpu: counter("stratus_function_cpu_seconds_total",
-			"CPU time the function's instances used while they ran invocations (init included for cold starts).", fn),
+			"CPU time the function's instances used, read at the end of each invocation (a cold start's first holds the runtime's init; what an instance used while idle, usually nothing, goes to its next).", fn),
 		gbSeconds: counter("stratus_function_gb_seconds_total",
-			"Memory allocated times billed duration, in GB-seconds, as Lambda bills it.", fn),
-		energy: counter("stratus_function_energy_wh_total",
-			"Estimated energy of the function's invocations in watt-hours (see docs/metering.md).", fn),
+			"Memory allocated times billed duration: GB-seconds, the unit Lambda bills (1 GB = 1024 MB).", fn),
+		energy: counter("stratus_function_energy_joules_total",
+			"Estimated energy of the function's invocations in joules (see docs/metering.md; the usage API gives Wh).", fn),
 		carbon: counter("stratus_function_carbon_grams_total",
 			"Estimated emissions of the function's invocations in grams CO2e: energy times the region's grid intensity plus embodied emissions (SCI).", fn),
 	}
@@ -107,6 +112,26 @@ func (m *metrics) handler() http.Handler {
 // Log implements pool.Sink.
 func (m *metrics) Log(l stratus.LogLine) { m.next.Log(l) }
 
+// fnSeries are one function's series.
+type fnSeries struct {
+	cold, cpu, gb, energy, carbon prometheus.Counter
+	duration, init                prometheus.Observer
+}
+
+// series returns fn's series, made at its first record.
+func (m *metrics) series(fn string) *fnSeries {
+	if s, ok := m.fns.Load(fn); ok {
+		return s.(*fnSeries)
+	}
+	s := &fnSeries{
+		cold: m.coldStarts.WithLabelValues(fn), cpu: m.cpu.WithLabelValues(fn), gb: m.gbSeconds.WithLabelValues(fn),
+		energy: m.energy.WithLabelValues(fn), carbon: m.carbon.WithLabelValues(fn),
+		duration: m.duration.WithLabelValues(fn), init: m.initDur.WithLabelValues(fn),
+	}
+	got, _ := m.fns.LoadOrStore(fn, s)
+	return got.(*fnSeries)
+}
+
 // Record implements pool.Sink: it counts, times and meters r, then passes
 // it on.
 func (m *metrics) Record(r stratus.Invocation) {
@@ -114,17 +139,30 @@ func (m *metrics) Record(r stratus.Invocation) {
 	if trigger == "" {
 		trigger = stratus.TriggerSync
 	}
-	fn := r.Function
-	m.invocations.WithLabelValues(fn, r.Outcome, trigger).Inc()
-	m.duration.WithLabelValues(fn).Observe(r.DurationMs / 1000)
+	s := m.series(r.Function)
+	m.invocations.WithLabelValues(r.Function, r.Outcome, trigger).Inc()
+	s.duration.Observe(r.DurationMs / 1000)
 	if r.Cold {
-		m.coldStarts.WithLabelValues(fn).Inc()
-		m.initDur.WithLabelValues(fn).Observe(r.InitDurationMs / 1000)
+		s.cold.Inc()
+		s.init.Observe(r.InitDurationMs / 1000)
 	}
 	u := m.meter.Invocation(r)
-	m.cpu.WithLabelValues(fn).Add(u.CPUSeconds)
-	m.gbSeconds.WithLabelValues(fn).Add(u.GBSeconds)
-	m.energy.WithLabelValues(fn).Add(u.EnergyWh)
-	m.carbon.WithLabelValues(fn).Add(u.CarbonG)
+	s.cpu.Add(u.CPUSeconds)
+	s.gb.Add(u.GBSeconds)
+	s.energy.Add(u.EnergyWh * 3600)
+	s.carbon.Add(u.CarbonG)
 	m.next.Record(r)
+}
+
+// forgetFunction drops the series of a removed function, so that a name
+// that is gone is no longer exported. A record of it still in flight
+// makes them again, once.
+func (m *metrics) forgetFunction(fn string) {
+	m.fns.Delete(fn)
+	l := prometheus.Labels{"function": fn}
+	for _, v := range []*prometheus.CounterVec{m.invocations, m.coldStarts, m.cpu, m.gbSeconds, m.energy, m.carbon} {
+		v.DeletePartialMatch(l)
+	}
+	m.duration.DeletePartialMatch(l)
+	m.initDur.DeletePartialMatch(l)
 }

@@ -199,6 +199,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		KeepVersions:  cfg.KeepVersions,
 		HasInstances:  func(fn string, _ int) bool { return pools.Stats(fn).Busy > 0 },
 		InstanceGrace: time.Duration(cfg.InitTimeout) + time.Duration(cfg.StopGrace) + 5*time.Second,
+		// A removed function's series leave /metrics with it.
+		Removed: met.forgetFunction,
 	})
 	if err != nil {
 		return err
@@ -253,6 +255,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Log:    log.With("component", "scheduler"),
 	})
 
+	svcMet := met.serviceRequests()
 	svcs := services.New(services.Config{
 		Store: st, Images: imageResolver{images}, Driver: driver, Logs: met, Output: output,
 		Log:           log.With("component", "services"),
@@ -265,8 +268,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		ScaleToZeroGrace: time.Duration(cfg.ScaleToZeroGrace),
 		MaxReplicas:      cfg.MaxReplicas,
 		Usage:            writer,
+		Removed:          svcMet.forget,
 	})
-	svcMet := met.serviceStats(svcs.Stats)
+	met.serviceStats(svcs.Stats)
 	if err := svcs.Load(ctx); err != nil {
 		return err
 	}
