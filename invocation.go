@@ -92,6 +92,25 @@ type UsageMinute struct {
 	Arch        string    `json:"architecture,omitempty"`
 }
 
+// Add adds o, a usage of the same minute of the same workload, to u:
+// counts and times add up, maxima take the larger, and the allocation
+// (memory, vCPU, arch) is o's, the later one.
+func (u *UsageMinute) Add(o UsageMinute) {
+	u.Requests += o.Requests
+	u.Errors += o.Errors
+	u.ColdStarts += o.ColdStarts
+	u.DurationMs += o.DurationMs
+	u.MaxDuration = max(u.MaxDuration, o.MaxDuration)
+	u.BilledMs += o.BilledMs
+	u.InitMs += o.InitMs
+	u.CPUMs += o.CPUMs
+	u.GBSeconds += o.GBSeconds
+	u.VCPUSeconds += o.VCPUSeconds
+	u.MaxInFlight = max(u.MaxInFlight, o.MaxInFlight)
+	u.Replicas += o.Replicas
+	u.MemoryMB, u.VCPU, u.Arch = o.MemoryMB, o.VCPU, o.Arch
+}
+
 // MBPerVCPU is the memory that comes with one vCPU: a function's CPU is
 // in proportion to its memory, a whole vCPU at 1769 MB, as the runc
 // sandbox shares it and as Lambda allocates it.

@@ -403,20 +403,8 @@ func (p *pricer) breakEven(fnCost float64) float64 {
 }
 
 // addMinute adds the usage fields of m to sum, taking m's kind, name
-// and size.
+// and minute too.
 func addMinute(sum *stratus.UsageMinute, m stratus.UsageMinute) {
 	sum.Kind, sum.Name, sum.Minute = m.Kind, m.Name, m.Minute
-	sum.MemoryMB, sum.VCPU, sum.Arch = m.MemoryMB, m.VCPU, m.Arch
-	sum.Requests += m.Requests
-	sum.Errors += m.Errors
-	sum.ColdStarts += m.ColdStarts
-	sum.DurationMs += m.DurationMs
-	sum.MaxDuration = max(sum.MaxDuration, m.MaxDuration)
-	sum.BilledMs += m.BilledMs
-	sum.InitMs += m.InitMs
-	sum.CPUMs += m.CPUMs
-	sum.GBSeconds += m.GBSeconds
-	sum.VCPUSeconds += m.VCPUSeconds
-	sum.MaxInFlight = max(sum.MaxInFlight, m.MaxInFlight)
-	sum.Replicas += m.Replicas
+	sum.Add(m)
 }

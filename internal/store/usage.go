@@ -10,25 +10,6 @@ import (
 	"github.com/stratus-run/stratus"
 )
 
-// addTo adds u to the sum a of the same minute: counts and times add up,
-// maxima take the larger, and the allocation (memory, vCPU, arch) is u's,
-// the later one.
-func addTo(a *stratus.UsageMinute, u *stratus.UsageMinute) {
-	a.Requests += u.Requests
-	a.Errors += u.Errors
-	a.ColdStarts += u.ColdStarts
-	a.DurationMs += u.DurationMs
-	a.MaxDuration = max(a.MaxDuration, u.MaxDuration)
-	a.BilledMs += u.BilledMs
-	a.InitMs += u.InitMs
-	a.CPUMs += u.CPUMs
-	a.GBSeconds += u.GBSeconds
-	a.VCPUSeconds += u.VCPUSeconds
-	a.MaxInFlight = max(a.MaxInFlight, u.MaxInFlight)
-	a.Replicas += u.Replicas
-	a.MemoryMB, a.VCPU, a.Arch = u.MemoryMB, u.VCPU, u.Arch
-}
-
 // minuteKey is the primary key of a usage minute.
 type minuteKey struct {
 	kind, name string
@@ -36,7 +17,7 @@ type minuteKey struct {
 }
 
 // addMinutes adds us to the stored minutes in tx: entries of one key are
-// summed in Go first (addTo), then each sum is added to its row, or
+// summed in Go first (UsageMinute.Add), then each sum is added to its row, or
 // becomes it, the same way in SQL.
 func addMinutes(ctx context.Context, tx *sql.Tx, us []stratus.UsageMinute) error {
 	if len(us) == 0 {
@@ -48,7 +29,7 @@ func addMinutes(ctx context.Context, tx *sql.Tx, us []stratus.UsageMinute) error
 		u := &us[i]
 		k := minuteKey{u.Kind, u.Name, nanos(u.Minute)}
 		if j, ok := sums[k]; ok {
-			addTo(&order[j], u)
+			order[j].Add(*u)
 			continue
 		}
 		sums[k] = len(order)
