@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	oteltrace "go.opentelemetry.io/otel/trace"
+
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/apiserver"
@@ -79,13 +81,21 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
-	// Spans get IDs (so that functions and services see the trace go on)
-	// but leave the server only with --otlp-endpoint.
+	// Spans are made and exported only with --otlp-endpoint. Without it
+	// the parts get no tracer: a caller's trace context is passed on as it
+	// came (a function's Parent is the caller's span, not one of ours that
+	// no backend would ever receive), and nothing is sent anywhere.
 	tracing, err := trace.New(ctx, trace.Config{
 		Endpoint: cfg.OTLPEndpoint, Region: cfg.Region, Version: stratus.ServerVersion(), Log: log.With("component", "trace"),
 	})
 	if err != nil {
 		return err
+	}
+	tracer := func(component string) oteltrace.Tracer {
+		if cfg.OTLPEndpoint == "" {
+			return nil
+		}
+		return tracing.Tracer(component)
 	}
 	// Deferred: the last spans are flushed once every part has stopped.
 	defer func() {
@@ -182,7 +192,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		StopGrace:    time.Duration(cfg.StopGrace),
 		Sink:         met,
 		Output:       output,
-		Tracer:       tracing.Tracer("pool"),
+		Tracer:       tracer("pool"),
 	})
 	met.functionStats(pools.AllStats)
 	lim := archive.DefaultLimits()
@@ -238,12 +248,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		// An attempt's record and status are stored before its event is acked.
 		BeforeAck:    writer.Sync,
 		MaxEventSize: int(cfg.MaxAsyncEventBytes),
-		Tracer:       tracing.Tracer("events"),
+		Tracer:       tracer("events"),
 		Log:          log.With("component", "async"),
 	})
 	met.eventStats(queue.Stats, bus.Stats)
 	dests.Enqueue = queue.Enqueue
-	topics, err := newTopics(ctx, bus, st, queue, fns, cfg, met, tracing.Tracer("events"), log.With("component", "topics"))
+	topics, err := newTopics(ctx, bus, st, queue, fns, cfg, met, tracer("events"), log.With("component", "topics"))
 	if err != nil {
 		return err
 	}
@@ -251,7 +261,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	sched := events.NewScheduler(events.SchedulerConfig{
 		Store: st, Queue: queue, FunctionExists: func(fn string) bool { _, ok := fns.Head(fn); return ok },
 		Region: cfg.Region, MaxEventSize: int(cfg.MaxAsyncEventBytes),
-		Tracer: tracing.Tracer("events"),
+		Tracer: tracer("events"),
 		Log:    log.With("component", "scheduler"),
 	})
 
@@ -316,7 +326,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	ln = gateway.LimitListener(ln, cfg.MaxConnections)
 	readTimeout := time.Duration(cfg.ReadTimeout)
 	srv := &http.Server{
-		Handler:           gateway.Trace(tracing.Tracer("gateway"), cfg.Region)(gateway.BoundBodies(api, readTimeout, gateway.NewToken(token))),
+		Handler:           gateway.Trace(tracer("gateway"), cfg.Region)(gateway.BoundBodies(api, readTimeout, gateway.NewToken(token))),
 		ReadTimeout:       readTimeout,
 		ReadHeaderTimeout: min(10*time.Second, readTimeout),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
