@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	stratus "github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/eventually"
@@ -240,6 +241,26 @@ func TestRemovedFunctionFails(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"queued/0", "failed/0"}, h.sink.states(id)); diff != "" {
 		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	// Nothing of it left: its consumer (and its worker) go.
+	eventually.True(t, 10*time.Second, "the removed function's consumer deleted", func() bool {
+		s, err := h.q.getStream(t.Context())
+		if err != nil {
+			return false
+		}
+		_, err = s.Consumer(t.Context(), consumerPrefix+"gone")
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	})
+	eventually.True(t, 10*time.Second, "the worker ended", func() bool {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		return h.q.consumers["gone"] == nil
+	})
+	// A later deploy of the name gets its events again.
+	pol.set("gone", AsyncPolicy{})
+	again := h.enqueue("gone", `{}`)
+	if d := h.waitDone(1, 10*time.Second)[0]; d.id != again || d.err != nil {
+		t.Errorf("after a new deploy: done = %+v, want %s done", d, again)
 	}
 }
 

@@ -173,6 +173,7 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 	pollWait := q.cfg.PollWait
 	errWait := 100 * time.Millisecond
 	var backoff <-chan time.Time // set after an error: no request until it fires
+	var retireAt time.Time       // when a removed function's end is next looked for
 	for ctx.Err() == nil {
 		if p.open == nil && backoff == nil && q.bus.Health() != nil {
 			// Events wait in the stream while the bus cannot store
@@ -183,6 +184,15 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 			limit := 1 // a removed function's events are failed one at a time
 			if pol, ok := q.cfg.Policy(fn); ok {
 				limit = pol.withDefaults().MaxConcurrency
+			} else if inflight.Load() == 0 && !time.Now().Before(retireAt) {
+				// Gone, with nothing of it running: once nothing of it
+				// is left in the stream either, its consumer and this
+				// worker end (a later deploy of the name makes them
+				// again at its first event).
+				if q.retire(ctx, fn) {
+					return
+				}
+				retireAt = time.Now().Add(pollWait)
 			}
 			if free := limit - int(inflight.Load()); free > 0 {
 				if err := p.request(free, pollWait); err != nil {
@@ -237,4 +247,36 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// retire deletes the consumer of fn, a function that is gone, when it
+// holds no event (none stored, none delivered and not yet acknowledged),
+// and reports whether it did. An event stored after the check waits in the
+// stream until the next scan makes the consumer again.
+func (q *Queue) retire(ctx context.Context, fn string) bool {
+	if q.bus.Health() != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	s, err := q.getStream(ctx)
+	if err != nil {
+		return false
+	}
+	done := q.bus.api()
+	defer done()
+	c, err := s.Consumer(ctx, consumerPrefix+fn)
+	if err != nil {
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	}
+	info, err := c.Info(ctx)
+	if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+		return false
+	}
+	if err := s.DeleteConsumer(ctx, consumerPrefix+fn); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		q.log.Warn("delete the async consumer of a removed function", "fn", fn, "err", err)
+		return false
+	}
+	q.log.Info("async consumer of a removed function deleted", "fn", fn)
+	return true
 }

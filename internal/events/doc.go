@@ -69,7 +69,9 @@
 //
 // Run owns every goroutine the Queue starts: one worker per function with
 // a consumer, started when the function is first ensured (Enqueue, Ensure)
-// or found in the stream (at start and every RescanInterval); each worker
+// or found in the stream (at start and every RescanInterval), and ended,
+// its consumer deleted, once its function is gone and nothing of it is
+// left in the stream; each worker
 // owns one handler goroutine per event in flight, and each handler one
 // heartbeat goroutine that extends the message's ack deadline while the
 // invocation runs. Each worker also owns an acker goroutine that settles

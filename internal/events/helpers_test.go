@@ -89,6 +89,12 @@ func (p *policies) lookup(fn string) (AsyncPolicy, bool) {
 	return pol, ok
 }
 
+func (p *policies) set(fn string, pol AsyncPolicy) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m[fn] = pol
+}
+
 func (p *policies) remove(fn string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
