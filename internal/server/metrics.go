@@ -25,8 +25,11 @@ type metrics struct {
 	reg   *prometheus.Registry
 
 	// fns holds each function's series (*fnSeries), looked up once per
-	// record instead of once per series.
-	fns sync.Map
+	// record instead of once per series. fnsMu orders the making of a
+	// function's series with their removal, so that no series removed
+	// from the vectors stays cached.
+	fns   sync.Map
+	fnsMu sync.Mutex
 
 	invocations *prometheus.CounterVec
 	coldStarts  *prometheus.CounterVec
@@ -123,13 +126,18 @@ func (m *metrics) series(fn string) *fnSeries {
 	if s, ok := m.fns.Load(fn); ok {
 		return s.(*fnSeries)
 	}
+	m.fnsMu.Lock()
+	defer m.fnsMu.Unlock()
+	if s, ok := m.fns.Load(fn); ok {
+		return s.(*fnSeries)
+	}
 	s := &fnSeries{
 		cold: m.coldStarts.WithLabelValues(fn), cpu: m.cpu.WithLabelValues(fn), gb: m.gbSeconds.WithLabelValues(fn),
 		energy: m.energy.WithLabelValues(fn), carbon: m.carbon.WithLabelValues(fn),
 		duration: m.duration.WithLabelValues(fn), init: m.initDur.WithLabelValues(fn),
 	}
-	got, _ := m.fns.LoadOrStore(fn, s)
-	return got.(*fnSeries)
+	m.fns.Store(fn, s)
+	return s
 }
 
 // Record implements pool.Sink: it counts, times and meters r, then passes
@@ -158,6 +166,8 @@ func (m *metrics) Record(r stratus.Invocation) {
 // that is gone is no longer exported. A record of it still in flight
 // makes them again, once.
 func (m *metrics) forgetFunction(fn string) {
+	m.fnsMu.Lock()
+	defer m.fnsMu.Unlock()
 	m.fns.Delete(fn)
 	l := prometheus.Labels{"function": fn}
 	for _, v := range []*prometheus.CounterVec{m.invocations, m.coldStarts, m.cpu, m.gbSeconds, m.energy, m.carbon} {
