@@ -285,6 +285,12 @@ func TestDisabledJetStreamIsReEnabled(t *testing.T) {
 	if d := h.waitDone(1, 10*time.Second)[0]; d.id != first {
 		t.Fatalf("done %+v", d)
 	}
+	// Its acknowledgement is batched: wait until it is stored, or the
+	// event runs again after the restart (at least once, as promised).
+	eventually.True(t, 5*time.Second, "the first event acknowledged", func() bool {
+		n, _, err := h.q.Depth(t.Context(), "f")
+		return err == nil && n == 0
+	})
 
 	restarted := h.bus.Restarted()
 	if err := h.bus.srv.ShutdownJetStream(); err != nil {
