@@ -60,6 +60,18 @@ const (
 	ArchArm = "arm64"
 )
 
+// ArchOf is the Arch of Go's GOARCH goarch: ArchX86 for amd64, ArchArm
+// for arm64, else goarch itself.
+func ArchOf(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return ArchX86
+	case "arm64":
+		return ArchArm
+	}
+	return goarch
+}
+
 // Kinds of workload.
 const (
 	KindFunction = "function"
@@ -94,7 +106,7 @@ type UsageMinute struct {
 
 // Add adds o, a usage of the same minute of the same workload, to u:
 // counts and times add up, maxima take the larger, and the allocation
-// (memory, vCPU, arch) is o's, the later one.
+// (memory, vCPU, arch) is o's, the later one, where o has one.
 func (u *UsageMinute) Add(o UsageMinute) {
 	u.Requests += o.Requests
 	u.Errors += o.Errors
@@ -108,7 +120,12 @@ func (u *UsageMinute) Add(o UsageMinute) {
 	u.VCPUSeconds += o.VCPUSeconds
 	u.MaxInFlight = max(u.MaxInFlight, o.MaxInFlight)
 	u.Replicas += o.Replicas
-	u.MemoryMB, u.VCPU, u.Arch = o.MemoryMB, o.VCPU, o.Arch
+	if o.MemoryMB != 0 {
+		u.MemoryMB, u.VCPU = o.MemoryMB, o.VCPU
+	}
+	if o.Arch != "" {
+		u.Arch = o.Arch
+	}
 }
 
 // MBPerVCPU is the memory that comes with one vCPU: a function's CPU is

@@ -48,3 +48,11 @@ func TestUsageAdd(t *testing.T) {
 		t.Errorf("sum = %+v", u)
 	}
 }
+
+func TestArchOf(t *testing.T) {
+	for goarch, want := range map[string]string{"amd64": stratus.ArchX86, "arm64": stratus.ArchArm, "riscv64": "riscv64"} {
+		if got := stratus.ArchOf(goarch); got != want {
+			t.Errorf("ArchOf(%q) = %q, want %q", goarch, got, want)
+		}
+	}
+}

@@ -296,7 +296,7 @@ func New(cfg Config) *Manager {
 		cpu:         cpu,
 		tracer:      trace.Or(cfg.Tracer),
 		traced:      cfg.Tracer != nil,
-		arch:        archOf(runtime.GOARCH),
+		arch:        stratus.ArchOf(runtime.GOARCH),
 	}
 }
 
@@ -305,18 +305,6 @@ func New(cfg Config) *Manager {
 type cpuReader interface {
 	// CPUNanos returns the CPU time sandbox id has used so far.
 	CPUNanos(ctx context.Context, id string) (int64, error)
-}
-
-// archOf is the records' Arch of GOARCH goarch: stratus.ArchX86 or
-// ArchArm, else goarch itself.
-func archOf(goarch string) string {
-	switch goarch {
-	case "amd64":
-		return stratus.ArchX86
-	case "arm64":
-		return stratus.ArchArm
-	}
-	return goarch
 }
 
 // Run starts what was asked before it (instances for waiting invocations,

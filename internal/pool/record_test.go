@@ -168,14 +168,6 @@ func TestBilledDuration(t *testing.T) {
 	}
 }
 
-func TestArchOf(t *testing.T) {
-	for goarch, want := range map[string]string{"amd64": stratus.ArchX86, "arm64": stratus.ArchArm, "riscv64": "riscv64"} {
-		if got := archOf(goarch); got != want {
-			t.Errorf("archOf(%q) = %q, want %q", goarch, got, want)
-		}
-	}
-}
-
 func TestStatsCounters(t *testing.T) {
 	t.Run("cold starts, starting, waiting", func(t *testing.T) {
 		e := newEnv(t, opts{record: true, throttleWait: 30 * time.Second})

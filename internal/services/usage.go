@@ -358,19 +358,7 @@ func (m *Manager) closeMinutes(b time.Time, final bool) []stratus.UsageMinute {
 			merged = append(merged, y)
 			continue
 		}
-		x := &merged[n-1]
-		x.Requests += y.Requests
-		x.Errors += y.Errors
-		x.DurationMs += y.DurationMs
-		x.MaxDuration = max(x.MaxDuration, y.MaxDuration)
-		x.CPUMs += y.CPUMs
-		x.GBSeconds += y.GBSeconds
-		x.VCPUSeconds += y.VCPUSeconds
-		x.MaxInFlight = max(x.MaxInFlight, y.MaxInFlight)
-		x.Replicas += y.Replicas
-		if y.MemoryMB != 0 {
-			x.MemoryMB, x.VCPU = y.MemoryMB, y.VCPU
-		}
+		merged[n-1].Add(y)
 	}
 	return merged
 }
@@ -381,16 +369,5 @@ func (m *Manager) emit(minutes []stratus.UsageMinute) {
 	}
 }
 
-// archOf is the usage's Arch of GOARCH goarch: stratus.ArchX86 or
-// ArchArm, else goarch itself.
-func archOf(goarch string) string {
-	switch goarch {
-	case "amd64":
-		return stratus.ArchX86
-	case "arm64":
-		return stratus.ArchArm
-	}
-	return goarch
-}
-
-var hostArch = archOf(runtime.GOARCH)
+// hostArch is the Arch of this machine.
+var hostArch = stratus.ArchOf(runtime.GOARCH)

@@ -303,11 +303,3 @@ func TestNoUsageSink(t *testing.T) {
 		t.Errorf("%d services hold usage without a sink", n)
 	}
 }
-
-func TestArchOf(t *testing.T) {
-	for in, want := range map[string]string{"amd64": stratus.ArchX86, "arm64": stratus.ArchArm, "riscv64": "riscv64"} {
-		if got := archOf(in); got != want {
-			t.Errorf("archOf(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
