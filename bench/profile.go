@@ -3,13 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/stratus-run/stratus/bench/internal/benchkit"
@@ -51,7 +47,7 @@ func profile(ctx context.Context, o options, w *work, s *stratusServer, res *res
 			load <- err
 		}()
 		time.Sleep(500 * time.Millisecond)
-		perr := fetchProfile(ctx, "http://"+s.pprof+fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), path)
+		perr := benchkit.FetchProfile(ctx, "http://"+s.pprof+fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), path)
 		lerr := <-load
 		if perr != nil {
 			return perr
@@ -59,12 +55,12 @@ func profile(ctx context.Context, o options, w *work, s *stratusServer, res *res
 		if lerr != nil {
 			return lerr
 		}
-		out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=500", w.stratus, path).CombinedOutput()
+		out, err := benchkit.PprofTop(ctx, w.stratus, path, 500)
 		if err != nil {
-			return fmt.Errorf("go tool pprof: %v\n%s", err, out)
+			return err
 		}
 		res.Profiles = append(res.Profiles, profileResult{
-			What: fmt.Sprintf("%s at c=%d", c.t.Name, c.conc), File: path, Top: condense(string(out), 32),
+			What: fmt.Sprintf("%s at c=%d", c.t.Name, c.conc), File: path, Top: condensed(out),
 		})
 	}
 	return nil
@@ -76,52 +72,9 @@ func profile(ctx context.Context, o options, w *work, s *stratusServer, res *res
 var interesting = regexp.MustCompile(`stratus-run/stratus/internal/|net/http\.\(\*conn\)\.(serve|readRequest)$|` +
 	`net/http\.\(\*response\)\.finishRequest$|modernc\.org/sqlite\.\(\*conn\)\.step$|runtime\.(gcBgMarkWorker|mallocgc|schedule|findRunnable)$`)
 
-// condense keeps the header of a `pprof -top -cum` listing and at most n
-// of its interesting lines.
-func condense(top string, n int) string {
-	var b strings.Builder
-	kept := 0
-	header := true
-	for _, l := range strings.Split(strings.TrimSpace(top), "\n") {
-		if header {
-			if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") {
-				continue
-			}
-			b.WriteString(l + "\n")
-			if strings.Contains(l, "flat%") {
-				header = false
-			}
-			continue
-		}
-		if kept < n && interesting.MatchString(strings.TrimSpace(strings.TrimSuffix(l, " (inline)"))) {
-			b.WriteString(l + "\n")
-			kept++
-		}
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
-
-func fetchProfile(ctx context.Context, url, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("fetch cpu profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("fetch cpu profile: %s: %s", resp.Status, b)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("fetch cpu profile: %w", err)
-	}
-	return f.Close()
+// condensed is the header of a `pprof -top -cum` listing and its first 32
+// interesting lines.
+func condensed(top string) string {
+	s, _ := benchkit.Condense(top, 32, interesting)
+	return s
 }

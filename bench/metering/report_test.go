@@ -163,7 +163,7 @@ Showing nodes accounting for 9.87s, 100% of 9.87s total
      0.02s  0.2%  0.3%      1.00s 10.1%  go.opentelemetry.io/otel/sdk/trace.(*batchSpanProcessor).processQueue
      0.03s  0.3%  0.6%      0.50s  5.1%  fmt.Sprintf
 `
-	got, total := condense(top, 10)
+	got, total := benchkit.Condense(top, 10, interesting)
 	if total.Seconds() != 9.87 {
 		t.Errorf("total = %v, want 9.87s", total)
 	}

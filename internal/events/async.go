@@ -396,19 +396,9 @@ func (q *Queue) enqueue(ctx context.Context, fn, id, trigger string, event []byt
 	if _, err := q.consumer(ctx, fn); err != nil {
 		return "", fmt.Errorf("enqueue %s: %w", fn, err)
 	}
-	if oteltrace.SpanContextFromContext(ctx).IsValid() {
-		// A producer span only within a trace: an enqueue nobody traces
-		// costs nothing more.
-		var span oteltrace.Span
-		ctx, span = q.cfg.Tracer.Start(ctx, "enqueue "+fn,
-			oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
-			oteltrace.WithAttributes(
-				attribute.String(attrMessagingSystem, "nats"),
-				attribute.String(attrMessagingDestination, AsyncSubject(fn)),
-				attribute.String(attrMessagingOperation, "send"),
-				attribute.String(trace.AttrInvocationID, id),
-				attribute.String(attrTrigger, trigger),
-			))
+	if span, pctx := producerSpan(ctx, q.cfg.Tracer, "enqueue "+fn, AsyncSubject(fn),
+		attribute.String(trace.AttrInvocationID, id), attribute.String(attrTrigger, trigger)); span != nil {
+		ctx = pctx
 		defer func() { endSpan(span, err) }()
 	}
 	now := q.now()
@@ -440,6 +430,23 @@ const (
 	attrAttempt              = "stratus.attempt"
 	attrTrigger              = "stratus.trigger"
 )
+
+// producerSpan starts a producer span (the messaging conventions') for a
+// send to subject, only within a trace: a send nobody traces costs
+// nothing more. It returns nil and ctx when ctx holds no span.
+func producerSpan(ctx context.Context, t oteltrace.Tracer, name, subject string, attrs ...attribute.KeyValue) (oteltrace.Span, context.Context) {
+	if !oteltrace.SpanContextFromContext(ctx).IsValid() {
+		return nil, ctx
+	}
+	ctx, span := t.Start(ctx, name,
+		oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+		oteltrace.WithAttributes(append([]attribute.KeyValue{
+			attribute.String(attrMessagingSystem, "nats"),
+			attribute.String(attrMessagingDestination, subject),
+			attribute.String(attrMessagingOperation, "send"),
+		}, attrs...)...))
+	return span, ctx
+}
 
 // endSpan ends span, marking it failed when err is not nil.
 func endSpan(span oteltrace.Span, err error) {

@@ -388,16 +388,9 @@ func (t *Topics) Publish(ctx context.Context, topic string, events []cloudevent.
 	if len(events) == 0 {
 		return nil
 	}
-	if oteltrace.SpanContextFromContext(ctx).IsValid() {
-		var span oteltrace.Span
-		ctx, span = t.cfg.Tracer.Start(ctx, "publish "+topic,
-			oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
-			oteltrace.WithAttributes(
-				attribute.String(attrMessagingSystem, "nats"),
-				attribute.String(attrMessagingDestination, TopicSubject(topic)),
-				attribute.String(attrMessagingOperation, "send"),
-				attribute.Int("messaging.batch.message_count", len(events)),
-			))
+	if span, pctx := producerSpan(ctx, t.cfg.Tracer, "publish "+topic, TopicSubject(topic),
+		attribute.Int("messaging.batch.message_count", len(events))); span != nil {
+		ctx = pctx
 		defer func() { endSpan(span, err) }()
 	}
 	limit := t.cfg.MaxEventSize

@@ -16,7 +16,9 @@
 //     figures a ratio compares are taken seconds apart;
 //   - figures: nearest-rank [Percentiles], [Median], [Summarise]; CPU time
 //     and memory from /proc ([ProcCPU], [SampleCPU], [ProcMem], [LoadAvg]);
-//   - reports: [FmtDur], tab-aligned tables and goal lines ([PrintGoals]).
+//   - reports: [FmtDur], tab-aligned tables and goal lines ([PrintGoals]);
+//   - profiles: [FetchProfile] from a pprof endpoint, [PprofTop] and
+//     [Condense] to keep the frames that matter.
 //
 // Every loop here is bounded by a duration, a count or a context.
 // Everything it starts, it stops: a [Proc] is waited for by whoever
