@@ -77,6 +77,17 @@ type FunctionConfig struct {
 	MaxEventAge Duration `json:"maxEventAge,omitempty"`
 	OnSuccess   string   `json:"onSuccess,omitempty"`
 	OnFailure   string   `json:"onFailure,omitempty"`
+
+	// Throttled, as Lambda's reserved concurrency of 0, refuses every
+	// invocation of every version with ErrCapacity (MaxConcurrency is
+	// kept for when it is lifted).
+	Throttled bool `json:"throttled,omitempty"`
+	// What a function made through the Lambda API carries and gets back,
+	// kept but not used: the runtime's identifier as given ("python3.12";
+	// Runtime is its family), the execution role's ARN and a description.
+	LambdaRuntime string `json:"lambdaRuntime,omitempty"`
+	Role          string `json:"role,omitempty"`
+	Description   string `json:"description,omitempty"`
 }
 
 // Async defaults and bounds, as on Lambda.
@@ -257,8 +268,11 @@ func IsProvided(r string) bool {
 
 // Function is a deployed function: its head ($LATEST) configuration.
 type Function struct {
-	Name      string         `json:"name"`
-	Version   int            `json:"version"` // newest published version
+	Name string `json:"name"`
+	// Version is the head's snapshot: every deploy makes a new one.
+	Version int `json:"version"`
+	// Published is the number of the newest published version (0: none).
+	Published int            `json:"published,omitempty"`
 	Config    FunctionConfig `json:"config"`
 	CodeSHA   string         `json:"codeSha256"`
 	CodeSize  int64          `json:"codeSize"`
@@ -266,18 +280,53 @@ type Function struct {
 	UpdatedAt time.Time      `json:"updatedAt"`
 }
 
-// Version is an immutable snapshot of a function's code and configuration.
+// Version is an immutable snapshot of a function's code and
+// configuration. Every deploy makes one (numbered by Version, a counter
+// of the function's snapshots); publishing gives one a Number, Lambda's
+// version number (1, 2, ... per function), which it keeps until the
+// function is removed.
 type Version struct {
-	Function  string         `json:"function"`
-	Version   int            `json:"version"`
+	Function string `json:"function"`
+	Version  int    `json:"version"`
+	// Number is the published version's number; 0 for a snapshot that
+	// was never published.
+	Number    int            `json:"number,omitempty"`
 	Config    FunctionConfig `json:"config"`
 	CodeSHA   string         `json:"codeSha256"`
 	CodeSize  int64          `json:"codeSize"`
 	CreatedAt time.Time      `json:"createdAt"`
+	// Description is the published version's own (PublishVersion's).
+	Description string `json:"description,omitempty"`
+	// Qualifier is what a copy handed to the pools runs as: empty or
+	// LatestVersion for the head, the Number for a published version.
+	// Each qualifier has instances of its own (see PoolKey).
+	Qualifier string `json:"qualifier,omitempty"`
 }
 
-// Key names a version in maps and logs: "name:version".
+// Key names a snapshot in maps and logs: "name:version".
 func (v *Version) Key() string { return fmt.Sprintf("%s:%d", v.Function, v.Version) }
+
+// Ref is the function and qualifier v runs as.
+func (v *Version) Ref() FunctionRef { return FunctionRef{Name: v.Function, Qualifier: v.Qualifier} }
+
+// PoolKey names the instances of what v runs as: the function's name for
+// its head, "NAME:N" for published version N.
+func (v *Version) PoolKey() string {
+	if r := v.Ref(); !r.Latest() {
+		return r.String()
+	}
+	return v.Function
+}
+
+// RunsAs is the version name a copy of v reports (the environment's
+// AWS_LAMBDA_FUNCTION_VERSION, records, X-Amz-Executed-Version):
+// LatestVersion or the published number.
+func (v *Version) RunsAs() string {
+	if r := v.Ref(); !r.Latest() {
+		return r.Qualifier
+	}
+	return LatestVersion
+}
 
 // Duration is a time.Duration that marshals as a Go duration string.
 type Duration time.Duration

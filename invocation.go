@@ -17,9 +17,13 @@ const (
 
 // Invocation is the record of one event handled by one instance.
 type Invocation struct {
-	RequestID      string    `json:"requestId"`
-	Function       string    `json:"function"`
+	RequestID string `json:"requestId"`
+	Function  string `json:"function"`
+	// Version is the snapshot that ran (Version.Version); Qualifier what
+	// it ran as: LatestVersion or a published version's number (empty in
+	// records stored before versions were published).
 	Version        int       `json:"version"`
+	Qualifier      string    `json:"qualifier,omitempty"`
 	Start          time.Time `json:"start"`
 	DurationMs     float64   `json:"durationMs"`
 	BilledMs       int64     `json:"billedDurationMs"`

@@ -2,6 +2,7 @@ package stratus
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -19,6 +20,10 @@ const (
 	MaxServiceConcurrency     = 1000
 	DefaultServiceMaxScale    = 10
 	MaxServiceScale           = 1000
+	DefaultServiceTimeoutSec  = 300
+	MaxServiceTimeoutSec      = 3600
+	MinServiceWindow          = 6 * time.Second
+	MaxServiceWindow          = time.Hour
 )
 
 // ServiceConfig is what a user sets when deploying a service.
@@ -40,9 +45,28 @@ type ServiceConfig struct {
 	// HealthPath, when set, is probed with HTTP GET for readiness and
 	// liveness; otherwise a TCP connect to the port is.
 	HealthPath string `json:"healthPath,omitempty"`
-	// Command replaces the image's entrypoint and command when set.
+	// Command replaces the image's entrypoint and command when set; Args
+	// replace the image's command (its arguments) when set, as a
+	// container's args do.
 	Command []string `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
 	Auth    string   `json:"auth"`
+
+	// What Knative's Service sets beside the above (zero: the default).
+	// LivenessPath, when set, is probed with HTTP GET for liveness
+	// (HealthPath then serves readiness only). TimeoutSec bounds a
+	// request (Knative's timeoutSeconds: DefaultServiceTimeoutSec).
+	// Target is the autoscaler's target of in-flight requests per
+	// replica (autoscaling.knative.dev/target; by default derived from
+	// Concurrency). InitialScale is how many replicas a new revision
+	// starts with before it serves (initial-scale; nil: 1, or MinScale
+	// when more). Window is the autoscaler's stable window (window; zero:
+	// the server's).
+	LivenessPath string   `json:"livenessPath,omitempty"`
+	TimeoutSec   int      `json:"timeoutSec,omitempty"`
+	Target       float64  `json:"target,omitempty"`
+	InitialScale *int     `json:"initialScale,omitempty"`
+	Window       Duration `json:"window,omitempty"`
 }
 
 // Defaults fills the zero fields of c. Concurrency stays as given: 0
@@ -116,14 +140,18 @@ func (c *ServiceConfig) Validate() error {
 	return nil
 }
 
-// Service is a deployed service at its serving revision.
+// Service is a deployed service at its latest ready revision.
 type Service struct {
-	Name      string        `json:"name"`
-	Revision  int           `json:"revision"`
-	Config    ServiceConfig `json:"config"`
-	Digest    string        `json:"imageDigest"`
-	CreatedAt time.Time     `json:"createdAt"`
-	UpdatedAt time.Time     `json:"updatedAt"`
+	Name string `json:"name"`
+	// Revision is the latest ready revision; Config and Digest are its.
+	Revision int `json:"revision"`
+	// Traffic splits requests between revisions; empty, the latest
+	// ready revision takes them all.
+	Traffic   []TrafficTarget `json:"traffic,omitempty"`
+	Config    ServiceConfig   `json:"config"`
+	Digest    string          `json:"imageDigest"`
+	CreatedAt time.Time       `json:"createdAt"`
+	UpdatedAt time.Time       `json:"updatedAt"`
 }
 
 // Revision is an immutable snapshot of a service's image and
@@ -142,3 +170,52 @@ func (r *Revision) Name() string { return fmt.Sprintf("%s-%05d", r.Service, r.Nu
 // ServiceLogKey is the name under which a service's log lines are kept
 // beside functions' (a function name cannot hold '/').
 func ServiceLogKey(name string) string { return "svc/" + name }
+
+// TrafficTarget gives a share of a service's requests to one revision (or
+// to its latest ready revision, Latest) and, with Tag, a route of its
+// own: /svc/NAME@TAG and TAG-NAME.<domain>, as Knative's tags do.
+type TrafficTarget struct {
+	Revision int    `json:"revision,omitempty"`
+	Latest   bool   `json:"latest,omitempty"`
+	Percent  int    `json:"percent"`
+	Tag      string `json:"tag,omitempty"`
+}
+
+// ValidateTraffic checks a split: each target names a revision number or
+// Latest (not both), percents between 0 and 100 summing to 100, tags
+// valid names (lower-case DNS labels, so that TAG-NAME is a host) and
+// unique. Whether the revisions exist and are ready is the caller's to
+// check. An empty split is valid: the latest revision takes all.
+func ValidateTraffic(t []TrafficTarget) error {
+	if len(t) == 0 {
+		return nil
+	}
+	sum := 0
+	tags := map[string]bool{}
+	for _, x := range t {
+		switch {
+		case x.Latest && x.Revision != 0:
+			return fmt.Errorf("traffic: a target names a revision (%d) or the latest, not both: %w", x.Revision, ErrInvalid)
+		case !x.Latest && x.Revision < 1:
+			return fmt.Errorf("traffic: a target needs a revision number or the latest: %w", ErrInvalid)
+		case x.Percent < 0 || x.Percent > 100:
+			return fmt.Errorf("traffic: percent %d: must be between 0 and 100: %w", x.Percent, ErrInvalid)
+		}
+		if x.Tag != "" {
+			if !tagRE.MatchString(x.Tag) {
+				return fmt.Errorf("traffic: tag %q: must be 1-32 characters of a-z, 0-9 or '-', starting with a letter: %w", x.Tag, ErrInvalid)
+			}
+			if tags[x.Tag] {
+				return fmt.Errorf("traffic: tag %q is given twice: %w", x.Tag, ErrInvalid)
+			}
+			tags[x.Tag] = true
+		}
+		sum += x.Percent
+	}
+	if sum != 100 {
+		return fmt.Errorf("traffic: percents sum to %d, not 100: %w", sum, ErrInvalid)
+	}
+	return nil
+}
+
+var tagRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$`)

@@ -28,6 +28,8 @@ type Config struct {
 	Token string `json:"token,omitempty"`
 	// Region is this server's region.
 	Region string `json:"region"`
+	// AccountID is the account in the ARNs the server writes (12 digits).
+	AccountID string `json:"accountId"`
 	// Sandbox is the sandbox driver: "runc", "process", or "auto" (runc
 	// when runc is on PATH and usable, rootless when the server is not
 	// root; else process).
@@ -174,6 +176,7 @@ func Default() Config {
 		Listen:            "127.0.0.1:8080",
 		DataDir:           ".stratus",
 		Region:            "local",
+		AccountID:         stratus.DefaultAccountID,
 		Sandbox:           "auto",
 		MaxInstances:      stratus.DefaultMaxConc,
 		MaxPrepared:       20,
@@ -239,7 +242,7 @@ func Load(path string, environ []string) (Config, error) {
 	env := Env(environ)
 	str := map[string]*string{
 		"STRATUS_LISTEN": &c.Listen, "STRATUS_DATA": &c.DataDir, "STRATUS_TOKEN": &c.Token,
-		"STRATUS_REGION": &c.Region, "STRATUS_SANDBOX": &c.Sandbox, "STRATUS_LOG_LEVEL": &c.LogLevel,
+		"STRATUS_REGION": &c.Region, "STRATUS_ACCOUNT_ID": &c.AccountID, "STRATUS_SANDBOX": &c.Sandbox, "STRATUS_LOG_LEVEL": &c.LogLevel,
 		"STRATUS_LOG_FORMAT": &c.LogFormat, "STRATUS_OTLP_ENDPOINT": &c.OTLPEndpoint, "STRATUS_METER_FILE": &c.MeterFile,
 		"STRATUS_NATS_LISTEN": &c.NatsListen, "STRATUS_NATS_URL": &c.NatsURL,
 		"STRATUS_NATS_CREDS": &c.NatsCreds, "STRATUS_NATS_NKEY": &c.NatsNkey,
@@ -293,6 +296,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Region == "" || strings.ContainsAny(c.Region, " /:") {
 		return fmt.Errorf("region %q: must be a non-empty name without spaces, '/' or ':': %w", c.Region, stratus.ErrInvalid)
+	}
+	if err := stratus.ValidAccountID(c.AccountID); err != nil {
+		return err
 	}
 	switch c.Sandbox {
 	case "auto", "runc", "process":
