@@ -20,10 +20,13 @@ const (
 	RuntimeImage = "image"
 )
 
-// Auth modes of a function's HTTP route.
+// Auth modes of a function's HTTP route. AuthSigned (a function URL's
+// AWS_IAM) takes a request signed with AWS Signature Version 4 by one of
+// the server's access keys, or the token.
 const (
-	AuthToken = "token"
-	AuthNone  = "none"
+	AuthToken  = "token"
+	AuthNone   = "none"
+	AuthSigned = "signed"
 )
 
 // Limits of a function's configuration, as on Lambda.
@@ -210,8 +213,8 @@ func (c *FunctionConfig) Validate(l Limits) error {
 	if c.IdleTimeout < 0 {
 		return fmt.Errorf("idle timeout %s: must not be negative: %w", c.IdleTimeout, ErrInvalid)
 	}
-	if c.Auth != AuthToken && c.Auth != AuthNone {
-		return fmt.Errorf("auth %q: must be %q or %q: %w", c.Auth, AuthToken, AuthNone, ErrInvalid)
+	if c.Auth != AuthToken && c.Auth != AuthNone && c.Auth != AuthSigned {
+		return fmt.Errorf("auth %q: must be %q, %q or %q: %w", c.Auth, AuthToken, AuthNone, AuthSigned, ErrInvalid)
 	}
 	if r := c.Retries(); r < 0 || r > max(l.MaxRetries, DefaultMaxRetries) {
 		return fmt.Errorf("max retries %d: must be between 0 and %d: %w", r, max(l.MaxRetries, DefaultMaxRetries), ErrInvalid)

@@ -205,7 +205,7 @@ func TestFunctionConfigValidate(t *testing.T) {
 
 		// Auth.
 		{"auth none", func(c *stratus.FunctionConfig) { c.Auth = stratus.AuthNone }, ""},
-		{"auth unknown", func(c *stratus.FunctionConfig) { c.Auth = "iam" }, `^auth "iam": must be "token" or "none"`},
+		{"auth unknown", func(c *stratus.FunctionConfig) { c.Auth = "iam" }, `^auth "iam": must be "token", "none" or "signed"`},
 
 		// Async.
 		{"no retries", func(c *stratus.FunctionConfig) { c.MaxRetries = ptr(0) }, ""},
