@@ -131,11 +131,21 @@ const (
 	DestTopic    = "topic"
 )
 
-// ParseDestination splits "function:NAME" or "topic:NAME".
+// ParseDestination splits "function:NAME[:QUALIFIER]" or "topic:NAME".
 func ParseDestination(s string) (kind, name string, err error) {
 	kind, name, ok := strings.Cut(s, ":")
 	if !ok || (kind != DestFunction && kind != DestTopic) {
-		return "", "", fmt.Errorf("destination %q: want function:NAME or topic:NAME: %w", s, ErrInvalid)
+		return "", "", fmt.Errorf("destination %q: want function:NAME[:QUALIFIER] or topic:NAME: %w", s, ErrInvalid)
+	}
+	if kind == DestFunction {
+		ref, err := ParseFunctionRef(name)
+		if err != nil || strings.Count(name, ":") > 1 {
+			if err == nil {
+				err = fmt.Errorf("want NAME or NAME:QUALIFIER: %w", ErrInvalid)
+			}
+			return "", "", fmt.Errorf("destination %q: %w", s, err)
+		}
+		return kind, ref.String(), nil
 	}
 	if err := ValidName(name); err != nil {
 		return "", "", fmt.Errorf("destination %q: %w", s, err)

@@ -72,7 +72,7 @@ func TestParseDestination(t *testing.T) {
 	}{
 		{"function:fn", stratus.DestFunction, "fn"},
 		{"topic:orders-1", stratus.DestTopic, "orders-1"},
-		{"function:a:b", "", ""},
+		{"function:a:b:c", "", ""},
 		{"queue:fn", "", ""},
 		{"fn", "", ""},
 		{"function:", "", ""},
@@ -217,7 +217,7 @@ func TestFunctionConfigValidate(t *testing.T) {
 		{"event age too short", func(c *stratus.FunctionConfig) { c.MaxEventAge = stratus.Duration(59 * time.Second) }, `^max event age 59s: must be between 1m0s and 6h0m0s`},
 		{"event age too long", func(c *stratus.FunctionConfig) { c.MaxEventAge = stratus.Duration(7 * time.Hour) }, `^max event age 7h0m0s`},
 		{"destinations", func(c *stratus.FunctionConfig) { c.OnSuccess, c.OnFailure = "topic:done", "function:dlq" }, ""},
-		{"bad success destination", func(c *stratus.FunctionConfig) { c.OnSuccess = "queue:x" }, `^destination "queue:x": want function:NAME or topic:NAME`},
+		{"bad success destination", func(c *stratus.FunctionConfig) { c.OnSuccess = "queue:x" }, `^destination "queue:x": want function:NAME\[:QUALIFIER\] or topic:NAME`},
 		{"bad failure destination", func(c *stratus.FunctionConfig) { c.OnFailure = "function:a b" }, `^destination "function:a b": name "a b"`},
 
 		// Environment.

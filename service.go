@@ -3,6 +3,7 @@ package stratus
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -24,6 +25,7 @@ const (
 	MaxServiceTimeoutSec      = 3600
 	MinServiceWindow          = 6 * time.Second
 	MaxServiceWindow          = time.Hour
+	MinServiceTarget          = 0.01
 )
 
 // ServiceConfig is what a user sets when deploying a service.
@@ -42,26 +44,44 @@ type ServiceConfig struct {
 	Concurrency int     `json:"concurrency"`
 	MemoryMB    int     `json:"memoryMB"`
 	CPU         float64 `json:"cpu"`
-	// HealthPath, when set, is probed with HTTP GET for readiness and
-	// liveness; otherwise a TCP connect to the port is.
+	// HealthPath, when set, is probed with HTTP GET for readiness and,
+	// without a LivenessPath, for liveness; otherwise a TCP connect to the
+	// port is.
 	HealthPath string `json:"healthPath,omitempty"`
-	// Command replaces the image's entrypoint and command when set; Args
-	// replace the image's command (its arguments) when set, as a
-	// container's args do.
+	// Command replaces the image's entrypoint and command when set, as a
+	// container's command does; Args, when set, follow the command (the
+	// given one, else the image's entrypoint) in place of the image's
+	// command, as a container's args do.
 	Command []string `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
 	Auth    string   `json:"auth"`
 
 	// What Knative's Service sets beside the above (zero: the default).
-	// LivenessPath, when set, is probed with HTTP GET for liveness
-	// (HealthPath then serves readiness only). TimeoutSec bounds a
-	// request (Knative's timeoutSeconds: DefaultServiceTimeoutSec).
-	// Target is the autoscaler's target of in-flight requests per
-	// replica (autoscaling.knative.dev/target; by default derived from
-	// Concurrency). InitialScale is how many replicas a new revision
-	// starts with before it serves (initial-scale; nil: 1, or MinScale
-	// when more). Window is the autoscaler's stable window (window; zero:
-	// the server's).
+	//
+	// LivenessPath, when set, is probed with HTTP GET for liveness while
+	// a replica serves (three failures in a row restart it); HealthPath
+	// then serves readiness only.
+	//
+	// TimeoutSec bounds a request at the proxy, from the moment it has a
+	// replica to the end of its answer (Knative's timeoutSeconds; 0:
+	// DefaultServiceTimeoutSec): a request without an answer by then gets
+	// 504, one whose answer has begun is cut off.
+	//
+	// Target is the autoscaler's target of in-flight requests per replica
+	// (autoscaling.knative.dev/target; 0: 70% of Concurrency, or 100
+	// without a limit); with a Concurrency limit it is capped at it.
+	//
+	// InitialScale is how many replicas a new revision starts, and waits
+	// for, before it takes traffic (initial-scale; nil: 1, MinScale when
+	// more, or as many as the previous revision has ready when more); the
+	// revision starts at least MinScale whatever it says. 0 (allowed
+	// only with MinScale 0) makes the revision take traffic at once, its
+	// first request starting a replica.
+	//
+	// Window is the autoscaler's stable window for this service's
+	// revisions (window; between MinServiceWindow and MaxServiceWindow;
+	// 0: the server's); their panic window keeps the server's ratio to
+	// it.
 	LivenessPath string   `json:"livenessPath,omitempty"`
 	TimeoutSec   int      `json:"timeoutSec,omitempty"`
 	Target       float64  `json:"target,omitempty"`
@@ -77,6 +97,9 @@ func (c *ServiceConfig) Defaults() {
 	}
 	if c.MaxScale == 0 {
 		c.MaxScale = max(DefaultServiceMaxScale, c.MinScale)
+		if c.InitialScale != nil {
+			c.MaxScale = max(c.MaxScale, *c.InitialScale)
+		}
 	}
 	if c.MemoryMB == 0 {
 		c.MemoryMB = DefaultServiceMemoryMB
@@ -120,6 +143,31 @@ func (c *ServiceConfig) Validate() error {
 	}
 	if len(c.Command) > 0 && c.Command[0] == "" {
 		return fmt.Errorf("command: the program must not be empty: %w", ErrInvalid)
+	}
+	for _, a := range append(slices.Clip(c.Command), c.Args...) {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("command and args: %q holds a NUL byte: %w", a, ErrInvalid)
+		}
+	}
+	if c.LivenessPath != "" && (!strings.HasPrefix(c.LivenessPath, "/") || strings.ContainsAny(c.LivenessPath, " \t\r\n")) {
+		return fmt.Errorf("liveness path %q: must start with / and hold no spaces: %w", c.LivenessPath, ErrInvalid)
+	}
+	if c.TimeoutSec < 0 || c.TimeoutSec > MaxServiceTimeoutSec {
+		return fmt.Errorf("timeout %d s: must be between 0 (the default, %d) and %d: %w", c.TimeoutSec, DefaultServiceTimeoutSec, MaxServiceTimeoutSec, ErrInvalid)
+	}
+	if c.Target != 0 && !(c.Target >= MinServiceTarget && c.Target <= MaxServiceConcurrency) {
+		return fmt.Errorf("target %g: must be between %g and %d in-flight requests per replica (0: derived from the concurrency): %w", c.Target, MinServiceTarget, MaxServiceConcurrency, ErrInvalid)
+	}
+	if n := c.InitialScale; n != nil {
+		switch {
+		case *n < 0 || *n > c.MaxScale:
+			return fmt.Errorf("initial scale %d: must be between 0 and the max scale, %d: %w", *n, c.MaxScale, ErrInvalid)
+		case *n == 0 && c.MinScale > 0:
+			return fmt.Errorf("initial scale 0: allowed only with min scale 0, not %d: %w", c.MinScale, ErrInvalid)
+		}
+	}
+	if w := time.Duration(c.Window); w != 0 && (w < MinServiceWindow || w > MaxServiceWindow) {
+		return fmt.Errorf("window %s: must be between %s and %s (0: the server's): %w", w, MinServiceWindow, MaxServiceWindow, ErrInvalid)
 	}
 	if c.Auth != AuthToken && c.Auth != AuthNone {
 		return fmt.Errorf("auth %q: must be %q or %q: %w", c.Auth, AuthToken, AuthNone, ErrInvalid)

@@ -3,6 +3,7 @@ package stratus_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -30,6 +31,13 @@ func TestServiceConfigDefaults(t *testing.T) {
 	c.Defaults()
 	if c.MaxScale != 20 || c.Concurrency != 0 {
 		t.Errorf("min scale 20: max scale %d, concurrency %d; want 20 and 0", c.MaxScale, c.Concurrency)
+	}
+
+	// An initial scale above the default max raises the max to it.
+	c = stratus.ServiceConfig{Image: "x", InitialScale: intp(15)}
+	c.Defaults()
+	if c.MaxScale != 15 {
+		t.Errorf("initial scale 15: max scale %d, want 15", c.MaxScale)
 	}
 
 	// What is set stays.
@@ -89,6 +97,36 @@ func TestServiceConfigValidate(t *testing.T) {
 		{"command", func(c *stratus.ServiceConfig) { c.Command = []string{"/server", ""} }, ""},
 		{"empty program", func(c *stratus.ServiceConfig) { c.Command = []string{""} }, `^command: the program must not be empty`},
 
+		{"args", func(c *stratus.ServiceConfig) { c.Args = []string{"", "-v"} }, ""},
+		{"command with NUL", func(c *stratus.ServiceConfig) { c.Command = []string{"/a\x00b"} }, `^command and args: "/a\\x00b" holds a NUL byte`},
+		{"args with NUL", func(c *stratus.ServiceConfig) { c.Args = []string{"\x00"} }, `^command and args: .* holds a NUL byte`},
+
+		{"liveness path", func(c *stratus.ServiceConfig) { c.LivenessPath = "/alive" }, ""},
+		{"relative liveness path", func(c *stratus.ServiceConfig) { c.LivenessPath = "alive" }, `^liveness path "alive": must start with / and hold no spaces`},
+		{"liveness path with a tab", func(c *stratus.ServiceConfig) { c.LivenessPath = "/a\tb" }, `^liveness path`},
+
+		{"timeout", func(c *stratus.ServiceConfig) { c.TimeoutSec = stratus.MaxServiceTimeoutSec }, ""},
+		{"negative timeout", func(c *stratus.ServiceConfig) { c.TimeoutSec = -1 }, `^timeout -1 s: must be between 0 \(the default, 300\) and 3600`},
+		{"timeout over the bound", func(c *stratus.ServiceConfig) { c.TimeoutSec = 3601 }, `^timeout 3601 s`},
+
+		{"target", func(c *stratus.ServiceConfig) { c.Target = stratus.MinServiceTarget }, ""},
+		{"target at the bound", func(c *stratus.ServiceConfig) { c.Target = stratus.MaxServiceConcurrency }, ""},
+		{"target too small", func(c *stratus.ServiceConfig) { c.Target = 0.001 }, `^target 0.001: must be between 0.01 and 1000`},
+		{"negative target", func(c *stratus.ServiceConfig) { c.Target = -1 }, `^target -1`},
+		{"target over the bound", func(c *stratus.ServiceConfig) { c.Target = 1001 }, `^target 1001`},
+
+		{"initial scale", func(c *stratus.ServiceConfig) { c.InitialScale = intp(3) }, ""},
+		{"initial scale 0 with min 0", func(c *stratus.ServiceConfig) { c.InitialScale = intp(0) }, ""},
+		{"initial scale 0 with min 1", func(c *stratus.ServiceConfig) { c.MinScale, c.InitialScale = 1, intp(0) }, `^initial scale 0: allowed only with min scale 0, not 1`},
+		{"negative initial scale", func(c *stratus.ServiceConfig) { c.InitialScale = intp(-1) }, `^initial scale -1: must be between 0 and the max scale, 10`},
+		{"initial scale over the max", func(c *stratus.ServiceConfig) { c.InitialScale = intp(11) }, `^initial scale 11`},
+
+		{"window", func(c *stratus.ServiceConfig) { c.Window = stratus.Duration(stratus.MinServiceWindow) }, ""},
+		{"window max", func(c *stratus.ServiceConfig) { c.Window = stratus.Duration(stratus.MaxServiceWindow) }, ""},
+		{"window too short", func(c *stratus.ServiceConfig) { c.Window = stratus.Duration(5 * time.Second) }, `^window 5s: must be between 6s and 1h0m0s`},
+		{"window too long", func(c *stratus.ServiceConfig) { c.Window = stratus.Duration(2 * time.Hour) }, `^window 2h0m0s`},
+		{"negative window", func(c *stratus.ServiceConfig) { c.Window = -1 }, `^window -1ns`},
+
 		{"auth none", func(c *stratus.ServiceConfig) { c.Auth = stratus.AuthNone }, ""},
 		{"auth unknown", func(c *stratus.ServiceConfig) { c.Auth = "" }, `^auth "": must be "token" or "none"`},
 
@@ -120,5 +158,35 @@ func TestRevisionName(t *testing.T) {
 	}
 	if got := stratus.ServiceLogKey("web"); got != "svc/web" || stratus.ValidName(got) == nil {
 		t.Errorf("ServiceLogKey = %q, want svc/web, which no function can be named", got)
+	}
+}
+
+func intp(n int) *int { return &n }
+
+func TestValidateTraffic(t *testing.T) {
+	type tt = stratus.TrafficTarget
+	for _, tc := range []struct {
+		name  string
+		split []tt
+		err   string
+	}{
+		{"none", nil, ""},
+		{"latest", []tt{{Latest: true, Percent: 100}}, ""},
+		{"split", []tt{{Revision: 1, Percent: 90}, {Latest: true, Percent: 10, Tag: "canary"}}, ""},
+		{"tag at 0%", []tt{{Revision: 2, Percent: 100}, {Revision: 1, Tag: "old-1"}}, ""},
+		{"a revision twice", []tt{{Revision: 2, Percent: 50, Tag: "a"}, {Revision: 2, Percent: 50, Tag: "b"}}, ""},
+		{"sum 90", []tt{{Revision: 1, Percent: 90}}, `^traffic: percents sum to 90, not 100`},
+		{"sum 110", []tt{{Revision: 1, Percent: 60}, {Latest: true, Percent: 50}}, `sum to 110`},
+		{"negative", []tt{{Revision: 1, Percent: -10}, {Latest: true, Percent: 110}}, `percent -10: must be between 0 and 100`},
+		{"no revision", []tt{{Percent: 100}}, `needs a revision number or the latest`},
+		{"revision 0", []tt{{Revision: 0, Percent: 100}}, `needs a revision number`},
+		{"both", []tt{{Revision: 1, Latest: true, Percent: 100}}, `not both`},
+		{"tag upper case", []tt{{Latest: true, Percent: 100, Tag: "Canary"}}, `tag "Canary": must be 1-32 characters`},
+		{"tag with a dot", []tt{{Latest: true, Percent: 100, Tag: "a.b"}}, `tag "a.b"`},
+		{"tag ends with a dash", []tt{{Latest: true, Percent: 100, Tag: "a-"}}, `tag "a-"`},
+		{"tag too long", []tt{{Latest: true, Percent: 100, Tag: strings.Repeat("a", 33)}}, `tag "a{33}"`},
+		{"tag twice", []tt{{Revision: 1, Percent: 50, Tag: "x"}, {Latest: true, Percent: 50, Tag: "x"}}, `tag "x" is given twice`},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkErr(t, stratus.ValidateTraffic(tc.split), tc.err) })
 	}
 }

@@ -171,16 +171,19 @@ func (c *Client) Remove(ctx context.Context, name string) error {
 type InvokeResult struct {
 	Body []byte
 	// FunctionError is set ("Unhandled") when Body is Lambda's error object.
-	FunctionError  string
-	RequestID      string
+	FunctionError string
+	RequestID     string
+	// Version is what ran: $LATEST or a published version's number.
+	Version        string
 	Cold           bool
 	DurationMs     float64
 	InitDurationMs float64
 }
 
-// Invoke calls function name with event and waits for its result.
+// Invoke calls function name ("NAME", or "NAME:QUALIFIER" for a published
+// version or an alias) with event and waits for its result.
 func (c *Client) Invoke(ctx context.Context, name string, event []byte) (*InvokeResult, error) {
-	resp, err := c.do(ctx, http.MethodPost, "/v1/functions/"+url.PathEscape(name)+"/invoke", bytes.NewReader(event), "application/json")
+	resp, err := c.do(ctx, http.MethodPost, functionPath(name)+"/invoke", bytes.NewReader(event), "application/json")
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +195,8 @@ func (c *Client) Invoke(ctx context.Context, name string, event []byte) (*Invoke
 	h := resp.Header
 	r := &InvokeResult{
 		Body: b, FunctionError: h.Get(v1.HeaderFunctionError), RequestID: h.Get(v1.HeaderRequestID),
-		Cold: h.Get(v1.HeaderColdStart) == "true",
+		Version: h.Get(v1.HeaderVersion),
+		Cold:    h.Get(v1.HeaderColdStart) == "true",
 	}
 	r.DurationMs, _ = strconv.ParseFloat(h.Get(v1.HeaderDuration), 64)
 	r.InitDurationMs, _ = strconv.ParseFloat(h.Get(v1.HeaderInitDuration), 64)
@@ -200,9 +204,9 @@ func (c *Client) Invoke(ctx context.Context, name string, event []byte) (*Invoke
 }
 
 // InvokeAsync queues event for an asynchronous invocation of function
-// name and returns its request ID once the event is durably stored.
+// name ("NAME" or "NAME:QUALIFIER") and returns its request ID once the event is durably stored.
 func (c *Client) InvokeAsync(ctx context.Context, name string, event []byte) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/functions/"+url.PathEscape(name)+"/invoke", bytes.NewReader(event))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+functionPath(name)+"/invoke", bytes.NewReader(event))
 	if err != nil {
 		return "", err
 	}

@@ -30,6 +30,28 @@ func (c *Client) DeployService(ctx context.Context, name string, cfg stratus.Ser
 	return &svc, nil
 }
 
+// SetTraffic sets how service name's requests are split between its
+// revisions (see stratus.TrafficTarget) and returns the service; an empty
+// split gives the latest ready revision all of them.
+func (c *Client) SetTraffic(ctx context.Context, name string, t []stratus.TrafficTarget) (*v1.Service, error) {
+	if t == nil {
+		t = []stratus.TrafficTarget{}
+	}
+	b, err := json.Marshal(v1.TrafficRequest{Traffic: t})
+	if err != nil {
+		return nil, fmt.Errorf("encode traffic: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/services/"+url.PathEscape(name)+"/traffic", bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	var svc v1.Service
+	if err := c.send(req, "application/json", &svc); err != nil {
+		return nil, err
+	}
+	return &svc, nil
+}
+
 // Services returns every service, ordered by name.
 func (c *Client) Services(ctx context.Context) ([]v1.Service, error) {
 	var l v1.ServiceList

@@ -96,8 +96,8 @@ func TestRedeploy(t *testing.T) {
 	resp, body := s.invoke("fn", `{}`)
 	wantOK(t, resp, body)
 	old := decode[versionAnswer](t, body)
-	if old.V != 1 || resp.Header.Get("X-Amz-Executed-Version") != "1" {
-		t.Fatalf("version 1 answered %s, executed version %q", body, resp.Header.Get("X-Amz-Executed-Version"))
+	if old.V != 1 || resp.Header.Get("X-Stratus-Snapshot") != "1" {
+		t.Fatalf("version 1 answered %s, snapshot %q", body, resp.Header.Get("X-Stratus-Snapshot"))
 	}
 
 	oldPID := hostPID(t, old.PIDNS, old.PID)
@@ -122,7 +122,7 @@ func TestRedeploy(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
-		slow <- answer{resp.StatusCode, resp.Header.Get("X-Amz-Executed-Version"), b, err}
+		slow <- answer{resp.StatusCode, resp.Header.Get("X-Stratus-Snapshot"), b, err}
 	}()
 	select {
 	case <-g.Started:
@@ -140,9 +140,9 @@ func TestRedeploy(t *testing.T) {
 	resp, body = s.invoke("fn", `{}`)
 	wantOK(t, resp, body)
 	nw := decode[versionAnswer](t, body)
-	if nw.V != 2 || nw.process() == old.process() || resp.Header.Get("X-Amz-Executed-Version") != "2" || resp.Header.Get("X-Stratus-Cold-Start") != "true" {
-		t.Errorf("after the redeploy: %s, executed version %q, cold %q; want version 2 on a new instance",
-			body, resp.Header.Get("X-Amz-Executed-Version"), resp.Header.Get("X-Stratus-Cold-Start"))
+	if nw.V != 2 || nw.process() == old.process() || resp.Header.Get("X-Stratus-Snapshot") != "2" || resp.Header.Get("X-Stratus-Cold-Start") != "true" {
+		t.Errorf("after the redeploy: %s, snapshot %q, cold %q; want version 2 on a new instance",
+			body, resp.Header.Get("X-Stratus-Snapshot"), resp.Header.Get("X-Stratus-Cold-Start"))
 	}
 	if out := s.mustCLI("invoke", "fn"); decode[versionAnswer](t, []byte(out)).V != 2 {
 		t.Errorf("cli invoke after the redeploy printed %q", out)
@@ -168,7 +168,7 @@ func TestRedeploy(t *testing.T) {
 		t.Fatalf("slow invocation: %v status %d %s", a.err, a.status, a.body)
 	}
 	if got := decode[versionAnswer](t, a.body); got.V != 1 || got.process() != old.process() || a.version != "1" {
-		t.Errorf("the invocation in flight during the redeploy answered %s (executed version %q), want version 1 from process %s", a.body, a.version, old.process())
+		t.Errorf("the invocation in flight during the redeploy answered %s (snapshot %q), want version 1 from process %s", a.body, a.version, old.process())
 	}
 	// The old instance stops once its invocation is done, and is never used again.
 	eventually.True(t, 10*time.Second, "the version 1 instance to stop", func() bool { return !pidAlive(oldPID) })
@@ -206,8 +206,8 @@ func TestRedeploy(t *testing.T) {
 		t.Errorf("third deploy printed %q", out)
 	}
 	resp, body = s.invoke("fn", `{}`)
-	if wantOK(t, resp, body); resp.Header.Get("X-Amz-Executed-Version") != "3" || decode[versionAnswer](t, body).V != 2 {
-		t.Errorf("after the third deploy: executed version %q body %s", resp.Header.Get("X-Amz-Executed-Version"), body)
+	if wantOK(t, resp, body); resp.Header.Get("X-Stratus-Snapshot") != "3" || decode[versionAnswer](t, body).V != 2 {
+		t.Errorf("after the third deploy: snapshot %q body %s", resp.Header.Get("X-Stratus-Snapshot"), body)
 	}
 }
 

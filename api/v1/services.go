@@ -25,8 +25,38 @@ type Service struct {
 	// HostURL its host route (NAME.<domain> on the same port).
 	URL     string `json:"url"`
 	HostURL string `json:"hostUrl"`
+	// Traffic is how requests are routed now: the split PUT
+	// /v1/services/NAME/traffic set, each target resolved to its
+	// revision; with no split set, one target: the latest ready revision
+	// (Latest) at 100 percent.
+	Traffic []TrafficTarget `json:"traffic"`
 	// Detail lists each replica (GET of one service only).
 	Detail []Replica `json:"detail,omitempty"`
+}
+
+// TrafficTarget is one target of a service's traffic as the API shows it.
+type TrafficTarget struct {
+	// Revision is the number of the revision the target reaches now (the
+	// latest ready one for a Latest target); RevisionName its name
+	// (NAME-00002).
+	Revision     int    `json:"revision"`
+	RevisionName string `json:"revisionName"`
+	// Latest: the target follows the latest ready revision.
+	Latest  bool   `json:"latest,omitempty"`
+	Percent int    `json:"percent"`
+	Tag     string `json:"tag,omitempty"`
+	// URL and HostURL are a tagged target's own routes (/svc/NAME@TAG and
+	// TAG-NAME.<domain>).
+	URL     string `json:"url,omitempty"`
+	HostURL string `json:"hostUrl,omitempty"`
+	// Ready counts the revision's ready replicas.
+	Ready int `json:"ready"`
+}
+
+// TrafficRequest is the body of PUT /v1/services/NAME/traffic: the split
+// to set; an empty one gives the latest ready revision all requests.
+type TrafficRequest struct {
+	Traffic []stratus.TrafficTarget `json:"traffic"`
 }
 
 // ServiceReplicas counts a service's replicas.

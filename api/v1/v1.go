@@ -97,11 +97,14 @@ type Readiness struct {
 	Checks map[string]string `json:"checks,omitempty"`
 }
 
-// Invoke response headers.
+// Invoke response headers. HeaderVersion says what ran: $LATEST or a
+// published version's number; HeaderSnapshot the deploy it came from
+// (stratus.Invocation.Version).
 const (
 	HeaderRequestID     = "X-Amzn-Requestid"
 	HeaderFunctionError = "X-Amz-Function-Error"
 	HeaderVersion       = "X-Amz-Executed-Version"
+	HeaderSnapshot      = "X-Stratus-Snapshot"
 	HeaderDuration      = "X-Stratus-Duration-Ms"
 	HeaderInitDuration  = "X-Stratus-Init-Duration-Ms"
 	HeaderColdStart     = "X-Stratus-Cold-Start"

@@ -24,6 +24,7 @@ import (
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/gateway"
+	"github.com/stratus-run/stratus/internal/lambdaapi"
 	"github.com/stratus-run/stratus/internal/meter"
 	"github.com/stratus-run/stratus/internal/store"
 )
@@ -73,18 +74,16 @@ type Server struct {
 // panics if a required field is nil. The other fields' zero values mean
 // the defaults, or leave their routes out where they say so.
 type Config struct {
-	// Functions keeps the deployed functions; Store their invocations,
-	// logs and async states; Pools runs their instances; Logs is the
-	// writer of invocations and logs to Store; Queue takes asynchronous
+	// Functions keeps the deployed functions and runs their invocations
+	// (NAME or NAME:QUALIFIER); Store keeps their invocations, logs and
+	// async states; Pools counts their instances; Logs is the writer of
+	// invocations and logs to Store; Queue takes asynchronous
 	// invocations.
 	Functions *functions.Service
 	Store     *store.Store
-	Pools     interface {
-		instanceStats
-		Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error)
-	}
-	Logs  flusher
-	Queue asyncQueue
+	Pools     instanceStats
+	Logs      flusher
+	Queue     asyncQueue
 	// Token is the bearer token of the control endpoints; empty, no
 	// request has it.
 	Token string
@@ -119,9 +118,16 @@ type Config struct {
 	// invocation record's usage to GET /v1/functions/NAME/invocations.
 	// Nil leaves the usage and advice routes out.
 	Meter *meter.Meter
+	// Keys serves /v1/keys and gives the signed function routes their
+	// SigV4 check (see KeysConfig).
+	Keys KeysConfig
 	// Now is the clock that usage and advice windows end at (time.Now
 	// when nil).
 	Now func() time.Time
+	// Lambda serves the AWS Lambda API under its path prefixes
+	// (lambdaapi.Prefixes) and authenticates its requests itself; nil
+	// leaves those paths out.
+	Lambda http.Handler
 }
 
 // DefaultMaxUpload bounds a function's code (a zip) when
@@ -160,12 +166,12 @@ func New(c Config) *Server {
 	})))
 	if c.Functions != nil {
 		s.gw = gateway.New(gateway.Config{
-			Invoker: c.Pools, Queue: c.Queue, Heads: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log,
+			Invoker: c.Functions, Queue: c.Queue, Heads: c.Functions, Versions: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log,
+			Verify: c.Keys.Verify,
 		})
 		mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
 		mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
 		mux.Handle("GET /v1/functions/{name}", auth(http.HandlerFunc(s.handleGet)))
-		mux.Handle("GET /v1/functions/{name}/versions", auth(http.HandlerFunc(s.handleVersions)))
 		mux.Handle("DELETE /v1/functions/{name}", auth(http.HandlerFunc(s.handleRemove)))
 		mux.Handle("POST /v1/functions/{name}/invoke", auth(http.HandlerFunc(s.gw.ServeInvoke)))
 		mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
@@ -173,9 +179,11 @@ func New(c Config) *Server {
 		mux.Handle("GET /v1/invocations/{id}", auth(http.HandlerFunc(s.handleInvocation)))
 		mux.HandleFunc("/fn/{name}", s.gw.ServeFunctionURL)
 		mux.HandleFunc("/fn/{name}/{path...}", s.gw.ServeFunctionURL)
+		s.routeVersions(mux)
 	}
 	s.routeSchedules(mux, c.Schedules)
 	s.routeTopics(mux, c.Topics, c.MaxAsyncEventBytes, c.MaxEventBytes)
+	s.routeKeys(mux, c.Keys)
 	s.routeImages(mux, c.Images)
 	s.svcProxy = s.routeServices(mux, c.Services)
 	var svcs serviceManager
@@ -183,6 +191,11 @@ func New(c Config) *Server {
 		svcs = c.Services.Manager
 	}
 	s.routeUsage(mux, c.Meter, c.Info.Region, svcs, c.Now)
+	if c.Lambda != nil {
+		for _, p := range lambdaapi.Prefixes() {
+			mux.Handle(p, c.Lambda)
+		}
+	}
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.answer.Error(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))
@@ -331,28 +344,6 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		v.Async = &v1.AsyncQueue{Depth: n, OldestAgeSec: age.Seconds()}
 	}
 	s.answer.JSON(w, r, http.StatusOK, v)
-}
-
-// handleVersions lists the kept versions of a function (see
-// --keep-versions), newest first, each as the function at that version.
-func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
-	f, err := s.fns.Get(r.Context(), r.PathValue("name"))
-	if err != nil {
-		s.answer.Error(w, r, err)
-		return
-	}
-	vs, err := s.fns.Versions(r.Context(), f.Name)
-	if err != nil {
-		s.answer.Error(w, r, err)
-		return
-	}
-	out := v1.FunctionList{Functions: make([]v1.Function, 0, len(vs))}
-	for _, v := range vs {
-		at := *f
-		at.Version, at.Config, at.CodeSHA, at.CodeSize, at.UpdatedAt = v.Version, v.Config, v.CodeSHA, v.CodeSize, v.CreatedAt
-		out.Functions = append(out.Functions, s.view(&at))
-	}
-	s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 func (s *Server) handleInvocation(w http.ResponseWriter, r *http.Request) {

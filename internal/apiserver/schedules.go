@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -34,8 +35,13 @@ func (s *Server) routeSchedules(mux *http.ServeMux, sched scheduler) {
 			s.answer.Error(w, r, err)
 			return
 		}
+		fn, err := s.checkTarget(spec.Function)
+		if err != nil {
+			s.answer.Error(w, r, fmt.Errorf("schedule %q: %w", spec.Name, err))
+			return
+		}
 		sc, err := sched.Create(r.Context(), events.ScheduleSpec{
-			Name: spec.Name, Function: spec.Function, Cron: spec.Cron, Rate: spec.Rate, At: spec.At,
+			Name: spec.Name, Function: fn, Cron: spec.Cron, Rate: spec.Rate, At: spec.At,
 			Timezone: spec.Timezone, Data: spec.Data,
 		})
 		if err != nil {

@@ -16,11 +16,12 @@ import (
 // serviceManager deploys and runs services; *services.Manager is one.
 type serviceManager interface {
 	Deploy(ctx context.Context, name string, cfg stratus.ServiceConfig) (*stratus.Service, error)
+	SetTraffic(ctx context.Context, name string, t []stratus.TrafficTarget) (*stratus.Service, error)
 	Remove(ctx context.Context, name string) error
 	Get(name string) (stratus.Service, services.Status, error)
 	List() ([]stratus.Service, []services.Status)
-	Acquire(ctx context.Context, name string) (*services.Target, func(), error)
-	Auth(name string) (string, bool)
+	Acquire(ctx context.Context, route string) (*services.Target, func(), error)
+	Auth(route string) (string, bool)
 }
 
 // ServicesConfig configures the service routes.
@@ -55,6 +56,7 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 	mux.Handle("PUT /v1/services/{name}", auth(http.HandlerFunc(t.deploy)))
 	mux.Handle("GET /v1/services/{name}", auth(http.HandlerFunc(t.get)))
 	mux.Handle("DELETE /v1/services/{name}", auth(http.HandlerFunc(t.remove)))
+	mux.Handle("PUT /v1/services/{name}/traffic", auth(http.HandlerFunc(t.setTraffic)))
 	mux.Handle("GET /v1/services/{name}/logs", auth(http.HandlerFunc(t.logs)))
 	p := gateway.NewServiceProxy(gateway.ProxyConfig{
 		Services: c.Manager, Token: s.token, Domain: c.Domain, MaxBody: c.MaxRequestBytes, Log: s.log,
@@ -89,6 +91,21 @@ func (t *serviceRoutes) deploy(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	t.s.answer.JSON(w, r, status, t.wire(r, sv, st, true))
+}
+
+func (t *serviceRoutes) setTraffic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req v1.TrafficRequest
+	if err := decodeSpec(w, r, maxSpecBody, "traffic", &req); err != nil {
+		t.s.answer.Error(w, r, err)
+		return
+	}
+	if _, err := t.m.SetTraffic(r.Context(), name, req.Traffic); err != nil {
+		t.s.answer.Error(w, r, err)
+		return
+	}
+	t.s.log.Info("service traffic set", "service", name)
+	t.get(w, r)
 }
 
 func (t *serviceRoutes) get(w http.ResponseWriter, r *http.Request) {
@@ -146,6 +163,20 @@ func (t *serviceRoutes) wire(r *http.Request, sv stratus.Service, st services.St
 		Restarts: st.Restarts, LastError: st.LastError,
 		URL:     "http://" + r.Host + "/svc/" + sv.Name,
 		HostURL: "http://" + sv.Name + "." + t.domain + port,
+		Traffic: make([]v1.TrafficTarget, 0, len(st.Routes)),
+	}
+	for _, rt := range st.Routes {
+		tt := rt.Target
+		name := stratus.Revision{Service: sv.Name, Number: tt.Revision}
+		x := v1.TrafficTarget{
+			Revision: tt.Revision, RevisionName: name.Name(), Latest: tt.Latest, Percent: tt.Percent, Tag: tt.Tag,
+			Ready: rt.Ready,
+		}
+		if tt.Tag != "" {
+			x.URL = out.URL + "@" + tt.Tag
+			x.HostURL = "http://" + tt.Tag + "-" + sv.Name + "." + t.domain + port
+		}
+		out.Traffic = append(out.Traffic, x)
 	}
 	if detail {
 		for _, rp := range st.Replicas {

@@ -178,8 +178,13 @@ func (t *topicRoutes) subscribe(w http.ResponseWriter, r *http.Request) {
 		t.s.answer.Error(w, r, err)
 		return
 	}
+	fn, err := t.s.checkTarget(spec.Function)
+	if err != nil {
+		t.s.answer.Error(w, r, fmt.Errorf("subscribe: %w", err))
+		return
+	}
 	sub, err := t.tp.Subscribe(r.Context(), stratus.Subscription{
-		Topic: r.PathValue("name"), Function: spec.Function, URL: spec.URL, Filter: spec.Filter, Batch: spec.Batch,
+		Topic: r.PathValue("name"), Function: fn, URL: spec.URL, Filter: spec.Filter, Batch: spec.Batch,
 	})
 	if err != nil {
 		t.s.answer.Error(w, r, err)

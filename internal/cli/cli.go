@@ -147,13 +147,16 @@ func (e *env) rootCmd() *cobra.Command {
 	pf.StringVar(&e.serverURL, "server", "", "server URL (default $STRATUS_SERVER, else http://127.0.0.1:8080)")
 	pf.StringVar(&e.token, "token", "", "API token (default $STRATUS_TOKEN, else the token file in the data dir)")
 	pf.StringVar(&e.dataDir, "data", "", "data dir (default $STRATUS_DATA, else ./.stratus)")
-	pf.StringVarP(&e.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&e.output, "output", "o", "table", "output format: table or json (or yaml: apply, service get)")
 	root.AddCommand(e.serverCmd(), e.deployCmd(), e.invokeCmd(), e.lsCmd(), e.getCmd(), e.rmCmd(), e.logsCmd(), e.invocationsCmd(), e.invocationCmd())
+	root.AddCommand(e.publishCmd(), e.versionsCmd(), e.aliasCmd())
 	root.AddCommand(e.scheduleCmd())
 	root.AddCommand(e.topicCmd(), e.subscribeCmd(), e.subscriptionsCmd(), e.unsubscribeCmd(), e.natsCmd())
 	root.AddCommand(e.imageCmd(), e.serviceCmd())
+	root.AddCommand(e.applyCmd())
 	root.AddCommand(e.usageCmd(), e.adviseCmd())
 	root.AddCommand(e.infoCmd())
+	root.AddCommand(e.keysCmd())
 	e.markRun(root)
 	return root
 }

@@ -164,8 +164,8 @@ func (e *env) invokeCmd() *cobra.Command {
 		async bool
 	)
 	cmd := &cobra.Command{
-		Use:   "invoke NAME",
-		Short: "Invoke a function and print its result",
+		Use:   "invoke NAME[:VERSION|:ALIAS]",
+		Short: "Invoke a function (or one of its versions or aliases) and print its result",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			event := []byte(data)
@@ -197,6 +197,10 @@ func (e *env) invokeCmd() *cobra.Command {
 			r, err := c.Invoke(cmd.Context(), args[0], event)
 			if err != nil {
 				return err
+			}
+			if strings.Contains(args[0], ":") && r.Version != "" {
+				// Which version an alias (or a qualifier) ran.
+				fmt.Fprintf(e.stderr, "ran %s version %s\n", args[0], r.Version)
 			}
 			if e.output == "json" && r.FunctionError == "" {
 				var v any

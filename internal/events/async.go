@@ -33,6 +33,26 @@ const (
 // optional).
 func AsyncSubject(fn string) string { return asyncSubjectPrefix + fn }
 
+// validTarget checks fn, the function events go to: "NAME", or
+// "NAME:QUALIFIER" for a published version or an alias (no ARN, and
+// $LATEST only as the plain NAME). It returns fn read.
+func validTarget(fn string) (stratus.FunctionRef, error) {
+	if !strings.Contains(fn, ":") {
+		if err := stratus.ValidName(fn); err != nil {
+			return stratus.FunctionRef{}, fmt.Errorf("function %w", err)
+		}
+		return stratus.FunctionRef{Name: fn}, nil
+	}
+	ref, err := stratus.ParseFunctionRef(fn)
+	if err != nil {
+		return stratus.FunctionRef{}, err
+	}
+	if ref.Qualifier == stratus.LatestVersion || ref.String() != fn {
+		return stratus.FunctionRef{}, fmt.Errorf("function %q: want NAME or NAME:QUALIFIER (a version or an alias): %w", fn, stratus.ErrInvalid)
+	}
+	return ref, nil
+}
+
 // Message headers of an async event.
 const (
 	hdrRequestID  = "Stratus-Request-Id"
@@ -381,7 +401,7 @@ func (q *Queue) enqueue(ctx context.Context, fn, id, trigger string, event []byt
 	if id == "" || len(id) > 128 {
 		return "", fmt.Errorf("enqueue: request id %q: must be 1 to 128 characters: %w", id, stratus.ErrInvalid)
 	}
-	if err := stratus.ValidName(fn); err != nil {
+	if _, err := validTarget(fn); err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
 	if _, ok := q.cfg.Policy(fn); !ok {
@@ -512,7 +532,7 @@ func publishErr(err error) error {
 // Ensure creates the stream and fn's consumer if they do not exist and
 // has Run serve fn. It is idempotent; Enqueue calls it.
 func (q *Queue) Ensure(ctx context.Context, fn string) error {
-	if err := stratus.ValidName(fn); err != nil {
+	if _, err := validTarget(fn); err != nil {
 		return fmt.Errorf("ensure async consumer: %w", err)
 	}
 	if _, err := q.consumer(ctx, fn); err != nil {

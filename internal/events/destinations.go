@@ -1,11 +1,13 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/stratus-run/stratus"
@@ -60,6 +62,9 @@ type Destinations struct {
 	// request ID, datacontenttype application/json.
 	Publish func(ctx context.Context, topic string, events []cloudevent.Event) error
 	Region  string
+	// AccountID is the account in the records' ARNs:
+	// stratus.DefaultAccountID when empty.
+	AccountID string
 	// Log receives the log lines of Destinations; nil discards them.
 	Log *slog.Logger
 }
@@ -95,15 +100,22 @@ func (d *Destinations) Done(ctx context.Context, fn, requestID string, event []b
 		d.log().Warn("bad destination", "fn", fn, "destination", dest, "err", perr)
 		return RoutingFailed
 	}
+	// fn may be qualified ("NAME:ALIAS"): the ARN names what was invoked,
+	// ExecutedVersion what ran.
+	name, q, _ := strings.Cut(fn, ":")
+	account := cmp.Or(d.AccountID, stratus.DefaultAccountID)
 	rec := Record{
 		Version:   "1.0",
 		Timestamp: time.Now().UTC(),
 		RequestContext: RecordRequest{
 			RequestID: requestID, Condition: cond, ApproximateInvokeCount: attempts,
-			FunctionArn: "arn:aws:lambda:" + d.Region + ":000000000000:function:" + fn + ":" + stratus.LatestVersion,
+			FunctionArn: stratus.FunctionARN(d.Region, account, name, cmp.Or(q, stratus.LatestVersion)),
 		},
 		RequestPayload:  json.RawMessage(event),
 		ResponseContext: RecordResponse{StatusCode: 200, ExecutedVersion: stratus.LatestVersion},
+	}
+	if res != nil && res.Record.Qualifier != "" {
+		rec.ResponseContext.ExecutedVersion = res.Record.Qualifier
 	}
 	if res != nil {
 		if json.Valid(res.Body) {

@@ -140,7 +140,7 @@ func (q *Queue) scan(ctx context.Context) {
 		}
 	}
 	for fn := range fns {
-		if err := stratus.ValidName(fn); err != nil {
+		if _, err := validTarget(fn); err != nil {
 			q.log.Warn("async events for an invalid function name stay unserved", "fn", fn)
 			continue
 		}

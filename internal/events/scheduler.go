@@ -39,8 +39,9 @@ const (
 	maxSleep = time.Minute
 )
 
-// scheduleAccount is the account of scheduled events and rule ARNs.
-const scheduleAccount = "000000000000"
+// scheduleAccount is the account of scheduled events and rule ARNs
+// unless SchedulerConfig.AccountID names another.
+const scheduleAccount = stratus.DefaultAccountID
 
 // scheduleStore keeps the schedules; *store.Store is one.
 type scheduleStore interface {
@@ -123,6 +124,9 @@ type SchedulerConfig struct {
 	FunctionExists func(fn string) bool
 	// Region is the region in events and rule ARNs.
 	Region string
+	// AccountID is the account in events and rule ARNs:
+	// stratus.DefaultAccountID when empty.
+	AccountID string
 	// MaxAttempts bounds the attempts of one firing (DefaultFireAttempts).
 	MaxAttempts int
 	// RetryDelay is the wait before a firing's second attempt
@@ -199,7 +203,7 @@ func (sc *Scheduler) Create(ctx context.Context, spec ScheduleSpec) (*stratus.Sc
 	if err != nil {
 		return nil, err
 	}
-	if !sc.exists(s.Function) {
+	if ref, _ := validTarget(s.Function); !sc.exists(ref.Name) {
 		return nil, fmt.Errorf("schedule %q: function %q: %w", s.Name, s.Function, stratus.ErrNotFound)
 	}
 	if err := sc.st.CreateSchedule(ctx, s); err != nil {
@@ -252,8 +256,8 @@ func newSchedule(spec ScheduleSpec, now time.Time, region string, maxEvent int) 
 	if spec.Function == "" {
 		return fail(fmt.Errorf("a function is required: %w", stratus.ErrInvalid))
 	}
-	if err := stratus.ValidName(spec.Function); err != nil {
-		return fail(fmt.Errorf("function %w", err))
+	if _, err := validTarget(spec.Function); err != nil {
+		return fail(err)
 	}
 	var kinds []string
 	for _, k := range []struct{ name, value string }{{"cron", spec.Cron}, {"rate", spec.Rate}, {"at", spec.At}} {
@@ -369,15 +373,21 @@ type scheduledEventBody struct {
 	Detail     json.RawMessage `json:"detail"`
 }
 
-// scheduledEvent returns the event of a firing of schedule name at t.
+// scheduledEvent returns the event of a firing of schedule name at t, in
+// the default account.
 func scheduledEvent(id, region, name string, t time.Time, data json.RawMessage) []byte {
+	return accountEvent(scheduleAccount, id, region, name, t, data)
+}
+
+// accountEvent is scheduledEvent in account account.
+func accountEvent(account, id, region, name string, t time.Time, data json.RawMessage) []byte {
 	if len(data) == 0 {
 		data = json.RawMessage(`{}`)
 	}
 	b, err := json.Marshal(scheduledEventBody{
 		Version: "0", ID: id, DetailType: "Scheduled Event", Source: "aws.events",
-		Account: scheduleAccount, Time: t.UTC().Format(time.RFC3339), Region: region,
-		Resources: []string{"arn:aws:events:" + region + ":" + scheduleAccount + ":rule/" + name},
+		Account: account, Time: t.UTC().Format(time.RFC3339), Region: region,
+		Resources: []string{"arn:aws:events:" + region + ":" + account + ":rule/" + name},
 		Detail:    data,
 	})
 	if err != nil {
@@ -541,7 +551,7 @@ func (sc *Scheduler) fire(ctx context.Context, e *schedEntry, f, now time.Time) 
 		e.firing, e.id, e.attempts = f, uuid.NewString(), 0
 	}
 	e.attempts++
-	ev := scheduledEvent(e.id, sc.cfg.Region, e.s.Name, f, e.s.Data)
+	ev := accountEvent(cmp.Or(sc.cfg.AccountID, scheduleAccount), e.id, sc.cfg.Region, e.s.Name, f, e.s.Data)
 	ectx, cancel := context.WithTimeout(ctx, opTimeout)
 	ectx, span := sc.cfg.Tracer.Start(ectx, "schedule "+e.s.Name,
 		oteltrace.WithNewRoot(),

@@ -276,8 +276,8 @@ func (t *Topics) Subscribe(ctx context.Context, sub stratus.Subscription) (*stra
 	case sub.Function == "" && sub.URL == "":
 		return nil, fmt.Errorf("subscribe: give a function or a URL to deliver to: %w", stratus.ErrInvalid)
 	case sub.Function != "":
-		if err := stratus.ValidName(sub.Function); err != nil {
-			return nil, fmt.Errorf("subscribe: function: %w", err)
+		if _, err := validTarget(sub.Function); err != nil {
+			return nil, fmt.Errorf("subscribe: %w", err)
 		}
 	default:
 		if err := checkURL(sub.URL); err != nil {
@@ -301,7 +301,7 @@ func (t *Topics) Subscribe(ctx context.Context, sub stratus.Subscription) (*stra
 	if _, err := t.st.GetTopic(ctx, sub.Topic); err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	if sub.Function != "" && !t.fnExists(sub.Function) {
+	if ref, _ := validTarget(sub.Function); sub.Function != "" && !t.fnExists(ref.Name) {
 		return nil, fmt.Errorf("subscribe: function %q: %w", sub.Function, stratus.ErrNotFound)
 	}
 	sub.ID = newSubscriptionID()

@@ -46,7 +46,10 @@ func (s *Service) checkLoop(name string, cfg stratus.FunctionConfig) error {
 		var out []string
 		for _, d := range []string{c.OnSuccess, c.OnFailure} {
 			if kind, target, err := stratus.ParseDestination(d); err == nil && kind == stratus.DestFunction {
-				out = append(out, target)
+				// Any version of a function counts as the function: a
+				// qualified destination may lead back to it too.
+				fn, _, _ := strings.Cut(target, ":")
+				out = append(out, fn)
 			}
 		}
 		return out

@@ -12,6 +12,10 @@
 // that conflict before its code is read, checked and kept, whatever the
 // code.
 //
+// Locks: deployMu (one deploy, publish, alias change or remove at a
+// time) is taken before mu (the in-memory heads, versions and aliases),
+// and mu before the pools' own lock; never the other way round.
+//
 // Code is durable before it is named: a deploy writes the zip and its
 // extracted folder under DATA/tmp, syncs them, renames them into
 // DATA/code, syncs that folder, and only then commits the version's row.
@@ -19,7 +23,13 @@
 // naming missing code; what an interrupted deploy left (staging folders,
 // code no row names) is removed at the next start.
 //
-// A function keeps its newest KeepVersions versions. Older ones, with
+// A deploy changes only $LATEST, the head snapshot; Publish gives the
+// head a version number (see versions.go), and aliases name $LATEST or
+// published versions. Each published version runs in a pool of its own,
+// made at its first invocation.
+//
+// A function keeps its newest KeepVersions unpublished snapshots (its
+// published versions are never pruned). Older ones, with
 // their code when no kept version shares it, are removed at each deploy
 // and at start, except a version that may still have instances, which is
 // removed at a later deploy or start. Instances only ever run the version
@@ -37,6 +47,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,10 +64,18 @@ type Images interface {
 	Lookup(ref string) (digest string, size int64, runnable bool, err error)
 }
 
-// deployer is what the pools do with a new head or a removed function.
+// deployer is what the pools do: run a new head or a published version,
+// forget a function or a deleted version, and invoke.
 type deployer interface {
+	// Deploy makes v what its pool (v.PoolKey()) runs.
 	Deploy(v *stratus.Version)
+	// Remove forgets every pool of function name.
 	Remove(name string)
+	// RemoveVersion forgets the pool with key key.
+	RemoveVersion(key string)
+	// InvokeAs runs req in the pool with key key; invokedAs is the
+	// qualifier the caller named ("" for none).
+	InvokeAs(ctx context.Context, key, invokedAs string, req stratus.Request) (*stratus.Response, error)
 }
 
 // Service manages deployed functions.
@@ -77,10 +96,17 @@ type Service struct {
 	now        func() time.Time
 	log        *slog.Logger
 
-	deployMu sync.Mutex // one deploy or remove at a time
+	deployMu sync.Mutex // one deploy, publish, alias change or remove at a time
 
-	mu    sync.RWMutex
-	heads map[string]*stratus.Version
+	// Guarded by mu: the head of each function (Qualifier LatestVersion),
+	// its published versions by number (Qualifier the number), its
+	// aliases by name, and the pool keys of the published versions handed
+	// to the pools (see versions.go).
+	mu        sync.RWMutex
+	heads     map[string]*stratus.Version
+	published map[string]map[int]*stratus.Version
+	aliases   map[string]map[string]*stratus.Alias
+	pooled    map[string]bool
 
 	// retired holds when each version stopped being its function's head
 	// on this server; guarded by deployMu.
@@ -97,7 +123,9 @@ type versionKey struct {
 type Config struct {
 	// Store keeps functions, versions and the registry of names.
 	Store *store.Store
-	// Pools receive each new head version and each removed function.
+	// Pools receive each new head version, each published version at
+	// its first invocation, each removed function and deleted version,
+	// and run the invocations (Service.Invoke).
 	Pools deployer
 	// DataDir holds the code (DATA/code) and uploads being checked
 	// (DATA/tmp).
@@ -151,6 +179,9 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 		codeDirOf: CodeDirs(c.DataDir),
 		tmpDir:    filepath.Join(c.DataDir, "tmp"),
 		heads:     make(map[string]*stratus.Version),
+		published: make(map[string]map[int]*stratus.Version),
+		aliases:   make(map[string]map[string]*stratus.Alias),
+		pooled:    make(map[string]bool),
 	}
 	for _, d := range []string{s.codeDir, s.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -182,6 +213,9 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 		s.heads[f.Name] = v
 		s.pools.Deploy(v)
 	}
+	if err := s.loadPublished(ctx); err != nil {
+		return nil, err
+	}
 	s.gcCode(ctx)
 	return s, nil
 }
@@ -205,8 +239,45 @@ func (c *Config) defaults() {
 	}
 }
 
+// loadPublished reads every published version and alias into memory;
+// their pools are made at their first invocation.
+func (s *Service) loadPublished(ctx context.Context) error {
+	vs, err := s.st.AllPublished(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range vs {
+		v := &vs[i]
+		if v.Config.Image == "" {
+			if err := s.ensureExtracted(v.CodeSHA); err != nil {
+				s.log.Error("code of a published version is missing; its invocations will fail", "fn", v.Function, "version", v.Number, "err", err)
+			}
+		}
+		if s.published[v.Function] == nil {
+			s.published[v.Function] = make(map[int]*stratus.Version)
+		}
+		s.published[v.Function][v.Number] = v
+	}
+	as, err := s.st.AllAliases(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range as {
+		a := &as[i]
+		if s.aliases[a.Function] == nil {
+			s.aliases[a.Function] = make(map[string]*stratus.Alias)
+		}
+		s.aliases[a.Function][a.Name] = a
+	}
+	return nil
+}
+
+// headOf is the $LATEST copy of f.
 func headOf(f *stratus.Function) *stratus.Version {
-	return &stratus.Version{Function: f.Name, Version: f.Version, Config: f.Config, CodeSHA: f.CodeSHA, CodeSize: f.CodeSize, CreatedAt: f.UpdatedAt}
+	return &stratus.Version{
+		Function: f.Name, Version: f.Version, Config: f.Config, CodeSHA: f.CodeSHA, CodeSize: f.CodeSize, CreatedAt: f.UpdatedAt,
+		Qualifier: stratus.LatestVersion,
+	}
 }
 
 // CodeDirs returns where, in data dir dataDir, the code with each digest
@@ -236,8 +307,19 @@ func (s *Service) ensureExtracted(sha string) error {
 	return err
 }
 
-// Head returns the version invocations of name use.
+// Head returns the version invocations of name use: the function's
+// $LATEST, or for a qualified name ("NAME:N", "NAME:ALIAS") what HeadOf
+// gives (false when the version or alias does not exist), so that
+// callers that check a function's existence or read its settings accept
+// qualified names.
 func (s *Service) Head(name string) (*stratus.Version, bool) {
+	if strings.Contains(name, ":") {
+		ref, err := stratus.ParseFunctionRef(name)
+		if err != nil {
+			return nil, false
+		}
+		return s.HeadOf(ref)
+	}
 	s.mu.RLock()
 	v, ok := s.heads[name]
 	s.mu.RUnlock()
@@ -401,14 +483,27 @@ func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.Funct
 	return f, !existed, nil
 }
 
-// ImageInUse reports whether a function's head version runs the image
-// with manifest digest d.
+// ServerLimits is the server's instance cap and code size limits (the
+// Lambda API's account settings).
+func (s *Service) ServerLimits() (maxConcurrency int, maxZipped, maxUnzipped int64) {
+	return s.maxConc, s.limits.MaxZipped, s.limits.MaxUnzipped
+}
+
+// ImageInUse reports whether a function's head or published version
+// runs the image with manifest digest d.
 func (s *Service) ImageInUse(d string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, v := range s.heads {
 		if v.Config.Image != "" && v.CodeSHA == d {
 			return true
+		}
+	}
+	for _, vs := range s.published {
+		for _, v := range vs {
+			if v.Config.Image != "" && v.CodeSHA == d {
+				return true
+			}
 		}
 	}
 	return false
@@ -419,7 +514,7 @@ func (s *Service) Get(ctx context.Context, name string) (*stratus.Function, erro
 	return s.st.GetFunction(ctx, name)
 }
 
-// Versions returns the kept versions of function name, newest first.
+// Versions returns the kept snapshots of function name, newest first.
 func (s *Service) Versions(ctx context.Context, name string) ([]stratus.Version, error) {
 	return s.st.ListVersions(ctx, name)
 }
@@ -429,7 +524,8 @@ func (s *Service) List(ctx context.Context) ([]stratus.Function, error) {
 	return s.st.ListFunctions(ctx)
 }
 
-// Remove deletes function name, stops its instances, frees code no
+// Remove deletes function name with its published versions and aliases,
+// stops the instances of every version, frees code no
 // other function uses and then calls Config.Removed. An unknown name is
 // an error wrapping stratus.ErrNotFound.
 func (s *Service) Remove(ctx context.Context, name string) error {
@@ -440,6 +536,9 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	}
 	s.mu.Lock()
 	delete(s.heads, name)
+	delete(s.published, name)
+	delete(s.aliases, name)
+	maps.DeleteFunc(s.pooled, func(k string, _ bool) bool { return strings.HasPrefix(k, name+":") })
 	s.mu.Unlock()
 	maps.DeleteFunc(s.retired, func(k versionKey, _ time.Time) bool { return k.fn == name })
 	s.pools.Remove(name)

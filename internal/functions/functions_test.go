@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,22 +22,52 @@ import (
 	"github.com/stratus-run/stratus/internal/store"
 )
 
-// pools records what the Service hands them.
+// pools records what the Service hands them; an invocation answers
+// with a record of the version its pool runs.
 type pools struct {
 	mu       sync.Mutex
 	deployed []string // version keys
-	removed  []string // function names
+	removed  []string // function names, then pool keys
+	running  map[string]*stratus.Version
+}
+
+func (p *pools) RemoveVersion(key string) {
+	p.mu.Lock()
+	p.removed = append(p.removed, key)
+	delete(p.running, key)
+	p.mu.Unlock()
+}
+
+func (p *pools) InvokeAs(ctx context.Context, key, invokedAs string, req stratus.Request) (*stratus.Response, error) {
+	p.mu.Lock()
+	v := p.running[key]
+	p.mu.Unlock()
+	if v == nil {
+		return nil, fmt.Errorf("pool %q: %w", key, stratus.ErrNotFound)
+	}
+	return &stratus.Response{Body: req.Event, Record: stratus.Invocation{
+		RequestID: req.RequestID, Function: v.Function, Version: v.Version, Qualifier: v.RunsAs(),
+	}}, nil
 }
 
 func (p *pools) Deploy(v *stratus.Version) {
 	p.mu.Lock()
 	p.deployed = append(p.deployed, v.Key())
+	if p.running == nil {
+		p.running = make(map[string]*stratus.Version)
+	}
+	p.running[v.PoolKey()] = v
 	p.mu.Unlock()
 }
 
 func (p *pools) Remove(name string) {
 	p.mu.Lock()
 	p.removed = append(p.removed, name)
+	for k, v := range p.running {
+		if v.Function == name {
+			delete(p.running, k)
+		}
+	}
 	p.mu.Unlock()
 }
 

@@ -12,25 +12,32 @@ import (
 	"github.com/stratus-run/stratus/internal/archive"
 )
 
-// pruneVersions removes the versions of function name beyond the newest
-// s.keep, except those that still have instances, and reports whether it
-// removed any (their code is then for gcCode to free). It never fails a
+// pruneVersions removes the unpublished snapshots of function name
+// beyond the newest s.keep of them, except those that still have
+// instances, and reports whether it removed any (their code is then for
+// gcCode to free). Published versions are never pruned. It never fails a
 // deploy: a version it cannot remove now stays until the next try. The
 // caller holds deployMu or is Open.
 func (s *Service) pruneVersions(ctx context.Context, name string) bool {
 	if s.keep <= 0 {
 		return false
 	}
-	vs, err := s.st.ListVersions(ctx, name)
+	all, err := s.st.ListVersions(ctx, name)
 	if err != nil {
 		s.log.Warn("list versions to prune", "fn", name, "err", err)
 		return false
+	}
+	var vs []stratus.Version // unpublished, newest first
+	for _, v := range all {
+		if v.Number == 0 {
+			vs = append(vs, v)
+		}
 	}
 	if len(vs) <= s.keep {
 		return false
 	}
 	var drop, busy []int
-	for _, v := range vs[s.keep:] { // newest first: the head is kept
+	for _, v := range vs[s.keep:] { // newest first: the head is kept (DeleteVersions keeps it anyway)
 		if s.mayHaveInstances(&v) {
 			busy = append(busy, v.Version)
 			continue
@@ -57,9 +64,8 @@ func (s *Service) pruneVersions(ctx context.Context, name string) bool {
 // v stopped being the head on this server recently enough for one of its
 // invocations to be running or its instance stopping, and the pools say
 // the function has busy instances. The caller holds deployMu or is Open.
-//
-// Aliases do not exist yet. When they do, a version an alias names must
-// be kept too, whatever its instances.
+// (Only $LATEST's pool runs unpublished snapshots; published versions,
+// which aliases name and pools of their own run, are never pruned.)
 func (s *Service) mayHaveInstances(v *stratus.Version) bool {
 	if s.inUse == nil {
 		return false

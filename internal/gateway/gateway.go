@@ -2,9 +2,11 @@
 // endpoint (POST /v1/functions/NAME/invoke, the body is the event) and the
 // function route (ANY /fn/NAME[/PATH], the request becomes an API Gateway
 // HTTP API v2.0 event and the result maps back as Lambda function URLs do),
-// and proxies the service routes (ServiceProxy). On the function and
-// service routes, whatever the workload's auth mode, the server's token is
-// removed from every request before it reaches the workload (Token).
+// where NAME may be qualified (NAME:1, NAME:ALIAS; X-Amz-Executed-Version
+// says what ran), and proxies the service routes (ServiceProxy). On the
+// function and service routes, whatever the workload's auth mode, the
+// server's token is removed from every request before it reaches the
+// workload (Token).
 //
 // Bodies are bounded in time (BoundBodies: 408 past the server's read
 // timeout) and in size (413). A request holds no instance nor replica slot
@@ -59,12 +61,20 @@ type heads interface {
 	Head(name string) (*stratus.Version, bool)
 }
 
+// resolver finds the version a qualified name runs; *functions.Service
+// is one.
+type resolver interface {
+	Resolve(ref stratus.FunctionRef) (*stratus.Version, error)
+}
+
 // Gateway serves invocations over HTTP.
 type Gateway struct {
 	inv      invoker
 	queue    enqueuer
 	heads    heads
+	versions resolver // nil: qualified names are not found
 	token    *Token
+	verify   func(r *http.Request, body []byte) error // nil: no signature is admitted
 	maxEvent int64
 	answer   v1.Responder // writes every answer and error
 }
@@ -81,9 +91,18 @@ type Config struct {
 	Invoker invoker
 	Queue   enqueuer
 	Heads   heads
+	// Versions resolves qualified names ("NAME:1", "NAME:ALIAS"); nil:
+	// only "NAME" and "NAME:$LATEST" are found.
+	Versions resolver
 	// Token authenticates requests on the function route and is removed
 	// from them before they become events. Nil: no request has the token.
 	Token *Token
+	// Verify checks a request's AWS Signature Version 4 over its body
+	// (sigv4.Verifier.Verify): a function route deployed with auth
+	// "signed" admits the token or a request it admits. A refusal is an
+	// error with a Status() int method. Nil: such routes take the token
+	// only.
+	Verify func(r *http.Request, body []byte) error
 	// MaxEvent bounds an event's size (DefaultMaxEvent if 0).
 	MaxEvent int64
 	// Log gets the failures answered 5xx; nil discards them.
@@ -103,7 +122,7 @@ func New(cfg Config) *Gateway {
 	}
 	cfg = cfg.withDefaults()
 	return &Gateway{
-		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, token: cfg.Token, maxEvent: cfg.MaxEvent,
+		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, maxEvent: cfg.MaxEvent,
 		answer: v1.Responder{Log: cfg.Log},
 	}
 }
@@ -160,13 +179,50 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 
 var emptyEvent = []byte("{}")
 
-// ServeInvoke handles POST /v1/functions/{name}/invoke. The caller has
-// checked the token. Of the request's headers only X-Amz-Client-Context
-// and X-Stratus-Cognito-Identity reach the function, so the token does not.
+// lookup reads the function a route names: "NAME" or "NAME:QUALIFIER"
+// (the path segment, which the mux has URL-decoded). It returns the
+// function's head and the name its invocations go under: NAME for
+// $LATEST, else NAME:QUALIFIER. ok is false for a name that is not valid
+// or a function that does not exist; whether the qualifier exists is
+// checkQualifier's to say.
+func (g *Gateway) lookup(name string) (head *stratus.Version, key string, ok bool) {
+	ref, err := stratus.ParseFunctionRef(name)
+	if err != nil {
+		return nil, name, false
+	}
+	head, ok = g.heads.Head(ref.Name)
+	if ref.Latest() {
+		return head, ref.Name, ok
+	}
+	return head, ref.String(), ok
+}
+
+// checkQualifier fails with stratus.ErrNotFound unless key, from lookup,
+// names $LATEST or a published version or alias that exists.
+func (g *Gateway) checkQualifier(key string) error {
+	ref, err := stratus.ParseFunctionRef(key)
+	if err != nil || ref.Latest() {
+		return err
+	}
+	if g.versions == nil {
+		return fmt.Errorf("function %q: %w", key, stratus.ErrNotFound)
+	}
+	_, err = g.versions.Resolve(ref)
+	return err
+}
+
+// ServeInvoke handles POST /v1/functions/{name}/invoke; {name} may hold a
+// qualifier (NAME:1, NAME:ALIAS). The caller has checked the token. Of
+// the request's headers only X-Amz-Client-Context and
+// X-Stratus-Cognito-Identity reach the function, so the token does not.
 func (g *Gateway) ServeInvoke(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if _, ok := g.heads.Head(name); !ok {
+	_, name, ok := g.lookup(r.PathValue("name"))
+	if !ok {
 		g.answer.Error(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
+		return
+	}
+	if err := g.checkQualifier(name); err != nil {
+		g.answer.Error(w, r, err)
 		return
 	}
 	body, err := g.readBody(r)
@@ -232,7 +288,8 @@ func invocationType(h http.Header) string {
 func setInvokeHeaders(h http.Header, resp *stratus.Response) {
 	rec := &resp.Record
 	h[v1.HeaderRequestID] = []string{rec.RequestID}
-	h[v1.HeaderVersion] = []string{strconv.Itoa(rec.Version)}
+	h[v1.HeaderVersion] = []string{executedVersion(rec)}
+	h[v1.HeaderSnapshot] = []string{strconv.Itoa(rec.Version)}
 	h[v1.HeaderDuration] = []string{strconv.FormatFloat(rec.DurationMs, 'f', 3, 64)}
 	if rec.Cold {
 		h[v1.HeaderColdStart] = coldTrue
@@ -242,12 +299,36 @@ func setInvokeHeaders(h http.Header, resp *stratus.Response) {
 	}
 }
 
-// ServeFunctionURL handles ANY /fn/{name}[/{path...}].
+// fnName is the function's name in key, a name from lookup.
+func fnName(key string) string {
+	name, _, _ := strings.Cut(key, ":")
+	return name
+}
+
+// executedVersion is what X-Amz-Executed-Version says ran: $LATEST or
+// the published version's number.
+func executedVersion(rec *stratus.Invocation) string {
+	if rec.Qualifier == "" {
+		return stratus.LatestVersion
+	}
+	return rec.Qualifier
+}
+
+// ServeFunctionURL handles ANY /fn/{name}[/{path...}]; {name} may hold a
+// qualifier (NAME:1, NAME:ALIAS, also URL-encoded). The route's auth is
+// the function's ($LATEST's), whatever the qualifier.
 func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	head, ok := g.heads.Head(name)
+	head, name, ok := g.lookup(r.PathValue("name"))
 	// The server's token is not the function's to see, whatever its auth.
-	if !g.token.admit(r, ok && head.Config.Auth == stratus.AuthNone) {
+	admitted := g.token.admit(r, ok && head.Config.Auth == stratus.AuthNone)
+	if !admitted && ok && head.Config.Auth == stratus.AuthSigned {
+		// admitSigned answers the requests it refuses.
+		if !g.admitSigned(w, r) {
+			return
+		}
+		admitted = true
+	}
+	if !admitted {
 		g.answer.Error(w, r, v1.ErrUnauthorized)
 		return
 	}
@@ -255,17 +336,24 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 		g.answer.Error(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
 		return
 	}
+	if err := g.checkQualifier(name); err != nil {
+		g.answer.Error(w, r, err)
+		return
+	}
 	body, err := g.readBody(r)
 	if err != nil {
 		g.answer.Error(w, r, err)
 		return
 	}
+	// The path after the name's segment, as the client escaped it.
 	raw := "/" + r.PathValue("path")
-	if p := r.URL.EscapedPath(); strings.HasPrefix(p, "/fn/"+name+"/") {
-		raw = p[len("/fn/"+name):]
+	if p, ok := strings.CutPrefix(r.URL.EscapedPath(), "/fn/"); ok {
+		if _, rest, ok := strings.Cut(p, "/"); ok {
+			raw = "/" + rest
+		}
 	}
 	reqID := stratus.NewRequestID()
-	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: name})
+	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: fnName(name)})
 	if err != nil {
 		g.answer.Error(w, r, err)
 		return

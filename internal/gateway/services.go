@@ -20,19 +20,28 @@ import (
 	"github.com/stratus-run/stratus/internal/trace"
 )
 
-// replicas gives requests a replica of a service.
+// replicas gives requests a replica of a service. A route is a service's
+// name, whose traffic split picks the revision, or NAME@TAG, the revision
+// of its tag.
 type replicas interface {
-	Acquire(ctx context.Context, name string) (*services.Target, func(), error)
-	Auth(name string) (string, bool)
+	// Acquire gives a request to route a replica (see
+	// services.Manager.Acquire).
+	Acquire(ctx context.Context, route string) (*services.Target, func(), error)
+	// Auth returns the auth mode of route; ok is false for an unknown
+	// service or tag.
+	Auth(route string) (auth string, ok bool)
 }
 
 // ServiceProxy routes requests to services: ANY /svc/NAME[/PATH] (the
 // container sees /PATH) and any request whose Host is NAME.<domain> (the
-// container sees the path as sent). Requests go to the replica the
-// manager picks (fewest in flight, within its concurrency) through one
-// httputil.ReverseProxy; WebSocket upgrades and streamed responses pass
-// through. The proxy starts no goroutines of its own beyond the
-// transport's connections.
+// container sees the path as sent); /svc/NAME@TAG[/PATH] and
+// TAG-NAME.<domain> reach the revision of the service's tag TAG. Requests
+// go to the replica the manager picks (fewest in flight, within its
+// concurrency) through one httputil.ReverseProxy; WebSocket upgrades and
+// streamed responses pass through. A request that has no answer within
+// its revision's timeout (services.Target.Timeout) gets 504, and one
+// whose answer is under way then is cut off. The proxy starts no
+// goroutines of its own beyond the transport's connections.
 //
 // A request takes a replica's slot only once its body is complete, or
 // once its first 64 KiB (prefetch) have come and the rest is streamed to the
@@ -54,6 +63,7 @@ const prefetch = 64 << 10
 
 // proxied is a request on its way to a replica, kept in its context.
 type proxied struct {
+	name string // the service's
 	t    *services.Target
 	body *serviceBody // nil without a body
 	// in is the client's request, as it came: the proxy's error handler
@@ -152,6 +162,10 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
+			if errors.Is(err, context.DeadlineExceeded) && pp.in.Context().Err() == nil {
+				p.answer.Error(w, pp.in, fmt.Errorf("service %q: no answer within %s: %w", pp.name, pp.t.Timeout, stratus.ErrTimeout))
+				return
+			}
 			// The replica did not answer: a 502, as proxies say it.
 			p.answer.Error(w, pp.in, &v1.UpstreamError{Code: v1.CodeInternal, Message: "the replica did not answer: " + err.Error()})
 		},
@@ -179,7 +193,8 @@ func (bufferPool) Put(b []byte) {
 	}
 }
 
-// ServeSvcPath serves /svc/{name}/{path...}: the replica sees /PATH.
+// ServeSvcPath serves /svc/{name}/{path...}: the replica sees /PATH. The
+// name may be NAME@TAG.
 func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	prefix := "/svc/" + name
@@ -190,44 +205,61 @@ func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
 	p.serve(w, r, name, path, rawPath)
 }
 
-// HostService returns the service a request's Host names, if it is
-// NAME.<domain> and NAME is a service.
+// HostService returns the route a request's Host names: NAME when it is
+// NAME.<domain> and NAME is a service, NAME@TAG when it is
+// TAG-NAME.<domain> and NAME a service (the service's own name wins, then
+// a tag the service has, then the first split whose NAME is a service:
+// an unknown tag is answered 404, naming it).
 func (p *ServiceProxy) HostService(r *http.Request) (string, bool) {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	host = strings.ToLower(host)
-	name, ok := strings.CutSuffix(host, "."+p.domain)
-	if !ok || name == "" || strings.Contains(name, ".") {
+	label, ok := strings.CutSuffix(host, "."+p.domain)
+	if !ok || label == "" || strings.ContainsAny(label, ".@") {
 		return "", false
 	}
 	// Host names are case-insensitive; service names match as deployed
 	// in lower case, or exactly.
-	if _, ok := p.svcs.Auth(name); ok {
-		return name, true
+	if _, ok := p.svcs.Auth(label); ok {
+		return label, true
 	}
-	return "", false
+	var unknownTag string
+	for i := range len(label) {
+		if label[i] != '-' || i == 0 || i == len(label)-1 {
+			continue
+		}
+		route := label[i+1:] + "@" + label[:i]
+		if _, ok := p.svcs.Auth(route); ok {
+			return route, true
+		}
+		if _, ok := p.svcs.Auth(label[i+1:]); ok && unknownTag == "" {
+			unknownTag = route
+		}
+	}
+	return unknownTag, unknownTag != ""
 }
 
-// ServeHost serves a request routed by its Host header to service name:
-// the replica sees the path as sent.
-func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, name string) {
+// ServeHost serves a request routed by its Host header to route (see
+// HostService): the replica sees the path as sent.
+func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, route string) {
+	name, _, _ := strings.Cut(route, "@")
 	hostRouteSpan(r, name)
-	p.serve(w, r, name, r.URL.Path, r.URL.RawPath)
+	p.serve(w, r, route, r.URL.Path, r.URL.RawPath)
 }
 
-// serve proxies r to a replica of service name, which sees the URL path
-// path (rawPath: its escaped form, if not the default one), and observes
-// the answer.
-func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name, path, rawPath string) {
+// serve proxies r to a replica of route (a service's name, or
+// NAME@TAG), which sees the URL path path (rawPath: its escaped form, if
+// not the default one), and observes the answer as the service's.
+func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, route, path, rawPath string) {
 	if p.observe == nil {
-		p.proxyTo(w, r, name, path, rawPath)
+		p.proxyTo(w, r, route, path, rawPath)
 		return
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	if !p.proxyTo(sw, r, name, path, rawPath) {
+	if !p.proxyTo(sw, r, route, path, rawPath) {
 		return
 	}
 	status := sw.status
@@ -237,6 +269,7 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name, path,
 			status = statusClientClosed
 		}
 	}
+	name, _, _ := strings.Cut(route, "@")
 	p.observe(name, status, time.Since(start))
 }
 
@@ -244,26 +277,37 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, name, path,
 // before its answer (nginx's 499).
 const statusClientClosed = 499
 
-// proxyTo proxies r to a replica of service name, which sees the URL
-// path path (rawPath: its escaped form, if not the default one). It
-// reports whether name is a service.
-func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, name, path, rawPath string) (known bool) {
-	auth, ok := p.svcs.Auth(name)
-	// The server's token is not the container's to see, whatever its auth.
-	if !p.token.admit(r, ok && auth == stratus.AuthNone) {
-		p.answer.Error(w, r, v1.ErrUnauthorized)
-		return ok
+// proxyTo proxies r to a replica of route, which sees the URL path path
+// (rawPath: its escaped form, if not the default one). It reports
+// whether route's service exists.
+func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, path, rawPath string) (known bool) {
+	name, tag, tagged := strings.Cut(route, "@")
+	auth, known := p.svcs.Auth(route)
+	var missing error
+	if !known {
+		missing = fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
+		// A service without that tag: its own auth says who hears so.
+		if tagged {
+			if auth, known = p.svcs.Auth(name); known {
+				missing = fmt.Errorf("service %q has no tag %q: %w", name, tag, stratus.ErrNotFound)
+			}
+		}
 	}
-	if !ok {
-		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
-		return false
+	// The server's token is not the container's to see, whatever its auth.
+	if !p.token.admit(r, known && auth == stratus.AuthNone) {
+		p.answer.Error(w, r, v1.ErrUnauthorized)
+		return known
+	}
+	if missing != nil {
+		p.answer.Error(w, r, missing)
+		return known
 	}
 	body, err := p.admit(r)
 	if err != nil {
 		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, err))
 		return true
 	}
-	t, release, err := p.svcs.Acquire(r.Context(), name)
+	t, release, err := p.svcs.Acquire(r.Context(), route)
 	if err != nil {
 		if r.Context().Err() == nil {
 			p.answer.Error(w, r, err)
@@ -271,8 +315,14 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, name, pat
 		return true
 	}
 	defer release()
-	pp := &proxied{t: t, body: body, in: r, path: path, rawPath: rawPath}
-	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, pp)))
+	pp := &proxied{name: name, t: t, body: body, in: r, path: path, rawPath: rawPath}
+	ctx := context.WithValue(r.Context(), proxiedKey{}, pp)
+	if t.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.Timeout)
+		defer cancel()
+	}
+	p.proxy.ServeHTTP(w, r.WithContext(ctx))
 	return true
 }
 

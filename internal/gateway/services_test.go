@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
@@ -14,8 +16,9 @@ import (
 	"github.com/stratus-run/stratus/internal/services"
 )
 
-// fakeServices knows a fixed set of services and has no replicas.
-type fakeServices map[string]string // name → auth
+// fakeServices knows a fixed set of routes (services and NAME@TAG) and
+// has no replicas.
+type fakeServices map[string]string // route → auth
 
 func (f fakeServices) Acquire(ctx context.Context, name string) (*services.Target, func(), error) {
 	return nil, nil, stratus.ErrUnavailable
@@ -27,7 +30,7 @@ func (f fakeServices) Auth(name string) (string, bool) {
 }
 
 func newTestProxy(domain string) *ServiceProxy {
-	svcs := fakeServices{"web": stratus.AuthToken, "api-2": stratus.AuthNone}
+	svcs := fakeServices{"web": stratus.AuthToken, "api-2": stratus.AuthNone, "web@canary": stratus.AuthToken, "web@old-1": stratus.AuthNone, "2@x-api": stratus.AuthNone, "2": stratus.AuthNone}
 	return NewServiceProxy(ProxyConfig{Services: svcs, Token: NewToken("t"), Domain: domain})
 }
 
@@ -49,6 +52,19 @@ func TestHostService(t *testing.T) {
 		{"web.apps.example.com.evil.org", ""},
 		{"[::1]:8080", ""},
 		{"", ""},
+		// Tags: TAG-NAME.
+		{"canary-web.apps.example.com", "web@canary"},
+		{"Canary-Web.apps.example.com:80", "web@canary"},
+		{"old-1-web.apps.example.com", "web@old-1"},
+		// A known service's unknown tag routes, to be answered 404.
+		{"nope-web.apps.example.com", "web@nope"},
+		{"y-api-2.apps.example.com", "api-2@y"},
+		// A tag a service has wins over an unknown one.
+		{"x-api-2.apps.example.com", "2@x-api"},
+		{"-web.apps.example.com", ""},
+		{"web-.apps.example.com", ""},
+		{"canary-nope.apps.example.com", ""},
+		{"web@canary.apps.example.com", ""},
 	} {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Host = tc.host
@@ -70,6 +86,12 @@ func TestServeAuthAndErrors(t *testing.T) {
 		{"unknown service", "/svc/nope/x", "Bearer t", 404},
 		{"no replica", "/svc/web/x", "Bearer t", 503},
 		{"open service", "/svc/api-2/", "", 503},
+		{"tag", "/svc/web@canary/x", "Bearer t", 503},
+		{"tag without token", "/svc/web@canary/x", "", 401},
+		{"open tag of a token service", "/svc/web@old-1/", "", 503},
+		{"unknown tag", "/svc/web@nope/x", "Bearer t", 404},
+		{"unknown tag without token", "/svc/web@nope/x", "", 401},
+		{"unknown tag of an open service", "/svc/api-2@nope", "", 404},
 	} {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
@@ -89,16 +111,17 @@ func TestServeAuthAndErrors(t *testing.T) {
 // FuzzHostService: any Host header gives a known service or none, and
 // never panics.
 func FuzzHostService(f *testing.F) {
-	for _, s := range []string{"web.localhost", "web.localhost:1", "WEB.LOCALHOST", "..localhost", "web..localhost", "[::1]", "web.localhost.:80", "\x00.localhost"} {
+	for _, s := range []string{"web.localhost", "canary-web.localhost", "a-b-web.localhost", "x-api-2.localhost:9", "web.localhost:1", "WEB.LOCALHOST", "..localhost", "web..localhost", "[::1]", "web.localhost.:80", "\x00.localhost"} {
 		f.Add(s)
 	}
 	p := newTestProxy("localhost")
 	f.Fuzz(func(t *testing.T, host string) {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Host = host
-		name, ok := p.HostService(r)
-		if ok && name != "web" && name != "api-2" {
-			t.Fatalf("HostService(%q) = %q", host, name)
+		route, ok := p.HostService(r)
+		name, _, _ := strings.Cut(route, "@")
+		if ok != (route != "") || ok && name != "web" && name != "api-2" && name != "2" {
+			t.Fatalf("HostService(%q) = %q, %v", host, route, ok)
 		}
 	})
 }
@@ -188,5 +211,123 @@ func TestServiceReplicaDownLogsClientPath(t *testing.T) {
 		if got["path"] != tc.path || got["method"] != "POST" || got["status"] != "502" || got["req_id"] != "client-7" {
 			t.Errorf("%s: logged %v; want the client's path, method and ID", tc.path, got)
 		}
+	}
+}
+
+// routedReplicas gives each route its own target, and records the routes
+// acquired.
+type routedReplicas struct {
+	auth    map[string]string
+	targets map[string]*services.Target
+	got     chan string
+}
+
+func (f routedReplicas) Acquire(ctx context.Context, route string) (*services.Target, func(), error) {
+	t, ok := f.targets[route]
+	if !ok {
+		return nil, nil, fmt.Errorf("no target for %q: %w", route, stratus.ErrNotFound)
+	}
+	f.got <- route
+	return t, func() {}, nil
+}
+
+func (f routedReplicas) Auth(route string) (string, bool) {
+	a, ok := f.auth[route]
+	return a, ok
+}
+
+// replicaNamed starts a replica that answers its name and the path it
+// saw.
+func replicaNamed(t *testing.T, name string) *services.Target {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return &services.Target{URL: u, Transport: srv.Client().Transport}
+}
+
+// TestTagRoutes: /svc/NAME@TAG/PATH and TAG-NAME.<domain> reach the tag's
+// route, NAME's own routes its split; an unknown tag is a 404 naming it.
+func TestTagRoutes(t *testing.T) {
+	f := routedReplicas{
+		auth:    map[string]string{"web": stratus.AuthNone, "web@canary": stratus.AuthNone},
+		targets: map[string]*services.Target{"web": replicaNamed(t, "split"), "web@canary": replicaNamed(t, "canary")},
+		got:     make(chan string, 1),
+	}
+	var observed []string
+	p := NewServiceProxy(ProxyConfig{Services: f, Domain: "apps.test", Observe: func(name string, status int, d time.Duration) {
+		observed = append(observed, fmt.Sprint(name, " ", status))
+	}})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
+	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
+	serve := func(host, path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", path, nil)
+		w := httptest.NewRecorder()
+		if host != "" {
+			r.Host = host
+			route, ok := p.HostService(r)
+			if !ok {
+				t.Fatalf("host %s: no route", host)
+			}
+			p.ServeHost(w, r, route)
+			return w
+		}
+		mux.ServeHTTP(w, r)
+		return w
+	}
+	for _, tc := range []struct{ host, path, route, body string }{
+		{"", "/svc/web/a", "web", "split /a"},
+		{"", "/svc/web@canary/a/b", "web@canary", "canary /a/b"},
+		{"", "/svc/web@canary", "web@canary", "canary /"},
+		{"canary-web.apps.test", "/a", "web@canary", "canary /a"},
+		{"web.apps.test", "/a", "web", "split /a"},
+	} {
+		w := serve(tc.host, tc.path)
+		if w.Code != 200 || w.Body.String() != tc.body {
+			t.Errorf("%s%s: %d %q, want %q", tc.host, tc.path, w.Code, w.Body, tc.body)
+			continue
+		}
+		if got := <-f.got; got != tc.route {
+			t.Errorf("%s%s: acquired %q, want %q", tc.host, tc.path, got, tc.route)
+		}
+	}
+	for _, tc := range []struct{ host, path string }{{"", "/svc/web@nope/a"}, {"nope-web.apps.test", "/a"}} {
+		w := serve(tc.host, tc.path)
+		if w.Code != 404 || !strings.Contains(w.Body.String(), `has no tag \"nope\"`) {
+			t.Errorf("%s%s: %d %s, want 404 naming the tag", tc.host, tc.path, w.Code, w.Body)
+		}
+	}
+	// Observed as the service's.
+	if len(observed) != 7 || observed[1] != "web 200" || observed[6] != "web 404" {
+		t.Errorf("observed %q", observed)
+	}
+}
+
+// TestServiceTimeout: a request without an answer within its revision's
+// timeout gets 504.
+func TestServiceTimeout(t *testing.T) {
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer replica.Close()
+	u, _ := url.Parse(replica.URL)
+	var status int
+	p := NewServiceProxy(ProxyConfig{Services: oneReplica{
+		auth:   map[string]string{"web": stratus.AuthNone},
+		target: &services.Target{URL: u, Transport: replica.Client().Transport, Timeout: 100 * time.Millisecond},
+	}, Observe: func(_ string, s int, _ time.Duration) { status = s }})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
+	r := httptest.NewRequest("GET", "/svc/web/slow", nil)
+	w := httptest.NewRecorder()
+	start := time.Now()
+	mux.ServeHTTP(w, r)
+	if w.Code != http.StatusGatewayTimeout || !strings.Contains(w.Body.String(), "no answer within 100ms") || status != 504 {
+		t.Errorf("%d %s (observed %d), want 504 saying the timeout", w.Code, w.Body, status)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the timeout took %s", took)
 	}
 }

@@ -36,11 +36,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/stratus-run/stratus"
 )
 
 // Defaults for the Meta fields a caller may leave empty.
 const (
-	DefaultAccountID = "000000000000"
+	DefaultAccountID = stratus.DefaultAccountID
 	DefaultStage     = "$default"
 	routeKey         = "$default"
 	timeLayout       = "02/Jan/2006:15:04:05 -0700"

@@ -70,9 +70,11 @@ var errSurplus = errors.New("no invocation waits for this instance any more")
 // errStopping is what callers get once the Manager stops.
 var errStopping = fmt.Errorf("server is stopping: %w", stratus.ErrUnavailable)
 
-// acquire returns a lease on an instance of the current version of name,
-// ready for an invocation that arrived at now. Before Run it waits for
-// Run. Each ErrCapacity it returns counts as a throttle of name.
+// acquire returns a lease on an instance of the current version of the
+// pool with key name, ready for an invocation that arrived at now. Before
+// Run it waits for Run. A function whose head is Throttled refuses it
+// with ErrCapacity at once. Each ErrCapacity it returns counts as a
+// throttle of the pool.
 func (m *Manager) acquire(ctx context.Context, name string, now time.Time) (lease, error) {
 	m.mu.Lock()
 	if m.stopping {
@@ -83,6 +85,11 @@ func (m *Manager) acquire(ctx context.Context, name string, now time.Time) (leas
 	if p == nil {
 		m.mu.Unlock()
 		return lease{}, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)
+	}
+	if p.group.throttled() {
+		p.throttles++
+		m.mu.Unlock()
+		return lease{}, fmt.Errorf("function %q is throttled (reserved concurrency 0): %w", p.group.name, stratus.ErrCapacity)
 	}
 	p.used = now
 	if n := len(p.idle); n > 0 {
@@ -126,10 +133,10 @@ func (m *Manager) acquire(ctx context.Context, name string, now time.Time) (leas
 			}
 			if m.cancelWait(p, w) {
 				m.mu.Lock()
-				live, maxConc := p.live, p.cur.Config.MaxConcurrency
+				live, maxConc := p.group.live, p.group.maxConc(p)
 				p.throttles++
 				m.mu.Unlock()
-				return lease{}, fmt.Errorf("function %q: %d instances busy (max concurrency %d, server cap %d): %w", name, live, maxConc, m.cfg.MaxInstances, stratus.ErrCapacity)
+				return lease{}, fmt.Errorf("function %q: %d instances busy (max concurrency %d, server cap %d): %w", p.group.name, live, maxConc, m.cfg.MaxInstances, stratus.ErrCapacity)
 			}
 		case <-ctx.Done():
 			if m.cancelWait(p, w) {
@@ -184,12 +191,27 @@ func (m *Manager) scaleLocked(p *fnPool, evict bool) bool {
 	return started
 }
 
-// reserveLocked takes a slot for a new instance of p. When the server is
-// at its cap and evict is set, it stops the least recently used idle
-// instance of any function to make room. m.mu is held.
+// reserveLocked takes a slot for a new instance of p, under its
+// function's max concurrency (shared by all its versions' pools) and the
+// server's cap. When the server is at its cap and evict is set, it stops
+// the least recently used idle instance of any function to make room.
+// m.mu is held.
 func (m *Manager) reserveLocked(p *fnPool, evict bool) bool {
-	if p.live >= p.cur.Config.MaxConcurrency {
-		return false
+	g := p.group
+	if g.live >= g.maxConc(p) {
+		// Another version's idle instance may make way.
+		var victim *Instance
+		if evict {
+			for q := range g.pools {
+				if q != p && len(q.idle) > 0 && (victim == nil || q.idle[0].lastUsed.Before(victim.lastUsed)) {
+					victim = q.idle[0]
+				}
+			}
+		}
+		if victim == nil {
+			return false
+		}
+		m.evictLocked(victim)
 	}
 	if m.live >= m.cfg.MaxInstances {
 		if !evict {
@@ -199,20 +221,26 @@ func (m *Manager) reserveLocked(p *fnPool, evict bool) bool {
 		if victim == nil {
 			return false
 		}
-		vp := victim.pool
-		for i, x := range vp.idle {
-			if x == victim {
-				vp.idle = append(vp.idle[:i], vp.idle[i+1:]...)
-				break
-			}
-		}
-		// The victim's slot passes to p, not to a waiter.
-		m.forgetLocked(victim)
-		m.stopAsync(victim)
+		m.evictLocked(victim)
 	}
 	p.live++
+	g.live++
 	m.live++
 	return true
+}
+
+// evictLocked stops idle instance in to make room; its slot is the
+// caller's, not a waiter's. m.mu is held.
+func (m *Manager) evictLocked(in *Instance) {
+	vp := in.pool
+	for i, x := range vp.idle {
+		if x == in {
+			vp.idle = append(vp.idle[:i], vp.idle[i+1:]...)
+			break
+		}
+	}
+	m.forgetLocked(in)
+	m.stopAsync(in)
 }
 
 func (m *Manager) lruIdleLocked() *Instance {
@@ -255,6 +283,7 @@ func (m *Manager) freeSlotLocked(p *fnPool) {
 // held.
 func (m *Manager) unreserveLocked(p *fnPool) {
 	p.live--
+	p.group.live--
 	m.live--
 }
 
@@ -291,9 +320,11 @@ func (m *Manager) release(in *Instance, healthy bool) {
 		w.ch <- grant{lease: lease{in: in}}
 		return
 	}
-	if m.live >= m.cfg.MaxInstances && m.blockedByCapLocked(p) {
-		// A call of another function waits for the server-wide cap: this
-		// instance makes way for it, as an idle one would be evicted.
+	if m.live >= m.cfg.MaxInstances && m.blockedByCapLocked(p) || m.siblingBlockedLocked(p) {
+		// A call of another function waits for the server-wide cap, or
+		// one of another version of this function for the function's
+		// max concurrency: this instance makes way for it, as an idle
+		// one would be evicted.
 		m.dropLocked(in)
 		m.mu.Unlock()
 		m.stopAsync(in)
@@ -310,7 +341,23 @@ func (m *Manager) release(in *Instance, healthy bool) {
 // starting an instance. m.mu is held.
 func (m *Manager) blockedByCapLocked(p *fnPool) bool {
 	for _, q := range m.pools {
-		if q != p && len(q.waiters) > q.starting && !q.removed && q.live < q.cur.Config.MaxConcurrency {
+		if q != p && len(q.waiters) > q.starting && !q.removed && q.group.live < q.group.maxConc(q) {
+			return true
+		}
+	}
+	return false
+}
+
+// siblingBlockedLocked reports whether p's function is at its max
+// concurrency while a pool of another of its versions has a waiter that
+// no start serves. m.mu is held.
+func (m *Manager) siblingBlockedLocked(p *fnPool) bool {
+	g := p.group
+	if len(g.pools) < 2 || g.live < g.maxConc(p) {
+		return false
+	}
+	for q := range g.pools {
+		if q != p && len(q.waiters) > q.starting && !q.removed {
 			return true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -30,8 +31,20 @@ const (
 	attrErrorType = "error.type"       // the function's errorType, Sandbox.Timedout, Runtime.ExitError...
 )
 
-// Invoke runs req on an instance of the current version of function name.
-// It returns ErrNotFound for an unknown function, ErrCapacity when no
+// Invoke runs req on an instance of the pool with key name: a function's
+// head (its name) or a published version ("NAME:N", see
+// stratus.Version.PoolKey); InvokeAs with the qualifier the key names.
+func (m *Manager) Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
+	_, q, _ := strings.Cut(name, ":")
+	return m.InvokeAs(ctx, name, q, req)
+}
+
+// InvokeAs runs req on an instance of the pool with key key; invokedAs
+// is the qualifier the caller named (an alias, a number,
+// stratus.LatestVersion, or "" for none), which the invoked function's
+// ARN carries. The record's Qualifier is what ran: stratus.LatestVersion
+// or the published version's number.
+// It returns ErrNotFound for an unknown pool, ErrCapacity when no
 // instance could be had within ThrottleWait or QueueSize invocations wait
 // already (a throttle in Stats, and no record), ErrUnavailable while
 // stopping or when the platform failed to start an instance (logged here,
@@ -49,7 +62,8 @@ const (
 // has the error status on function errors, timeouts, crashes and Go
 // errors. The runtime's Lambda-Runtime-Trace-Id names this span (without
 // a tracer: ctx's span, if any; else a new unsampled trace ID).
-func (m *Manager) Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
+func (m *Manager) InvokeAs(ctx context.Context, key, invokedAs string, req stratus.Request) (*stratus.Response, error) {
+	name := key
 	arrived := m.cfg.Now()
 	trigger := cmp.Or(req.Trigger, stratus.TriggerSync)
 	var span oteltrace.Span // nil without Config.Tracer
@@ -89,7 +103,7 @@ func (m *Manager) Invoke(ctx context.Context, name string, req stratus.Request) 
 		}
 		return &stratus.Response{Body: l.initErr.Body, ErrorType: l.initErr.ErrorType, Record: rec}, nil
 	}
-	m.platform(in, req.RequestID, "START RequestId: "+req.RequestID+" Version: "+stratus.LatestVersion)
+	m.platform(in, req.RequestID, "START RequestId: "+req.RequestID+" Version: "+v.RunsAs())
 	timeout := time.Duration(c.TimeoutSec) * time.Second
 	header := trace.LambdaHeader(ctx)
 	if header == "" {
@@ -99,7 +113,7 @@ func (m *Manager) Invoke(ctx context.Context, name string, req stratus.Request) 
 		RequestID:       req.RequestID,
 		Event:           req.Event,
 		Deadline:        start.Add(timeout),
-		FunctionARN:     m.arn(v.Function),
+		FunctionARN:     m.arn(v.Function, invokedAs),
 		TraceID:         header,
 		ClientContext:   req.ClientContext,
 		CognitoIdentity: req.CognitoIdentity,
@@ -278,7 +292,7 @@ func (m *Manager) usage(ctx context.Context, in *Instance, now time.Time) (maxMe
 // instance's init if cold.
 func (m *Manager) record(in *Instance, cold bool, reqID, trigger, traceID string, start time.Time, d time.Duration, outcome, errType string) stratus.Invocation {
 	r := stratus.Invocation{
-		RequestID: reqID, Function: in.Version.Function, Version: in.Version.Version,
+		RequestID: reqID, Function: in.Version.Function, Version: in.Version.Version, Qualifier: in.Version.RunsAs(),
 		Start: start, DurationMs: ms(d), MemoryMB: in.Version.Config.MemoryMB,
 		Cold: cold, Outcome: outcome, ErrorType: errType, Instance: in.ID,
 		Trigger: trigger, Arch: m.arch, TraceID: traceID,

@@ -28,7 +28,7 @@ func (m *Manager) env(v *stratus.Version, taskDir, rtDir, id, rapiAddr string) [
 		"TZ=:UTC",
 		"AWS_LAMBDA_RUNTIME_API=" + rapiAddr,
 		"AWS_LAMBDA_FUNCTION_NAME=" + v.Function,
-		"AWS_LAMBDA_FUNCTION_VERSION=" + stratus.LatestVersion,
+		"AWS_LAMBDA_FUNCTION_VERSION=" + v.RunsAs(),
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", c.MemoryMB),
 		"AWS_REGION=" + m.cfg.Region,
 		"AWS_DEFAULT_REGION=" + m.cfg.Region,
@@ -36,7 +36,7 @@ func (m *Manager) env(v *stratus.Version, taskDir, rtDir, id, rapiAddr string) [
 		"LAMBDA_RUNTIME_DIR=" + rtDir,
 		"_HANDLER=" + c.Handler,
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + v.Function,
-		"AWS_LAMBDA_LOG_STREAM_NAME=" + m.cfg.Now().UTC().Format("2006/01/02") + "/[" + stratus.LatestVersion + "]" + id,
+		"AWS_LAMBDA_LOG_STREAM_NAME=" + m.cfg.Now().UTC().Format("2006/01/02") + "/[" + v.RunsAs() + "]" + id,
 		"AWS_EXECUTION_ENV=AWS_Lambda_" + c.Runtime,
 	}
 	for k, val := range c.Env {
@@ -63,9 +63,10 @@ func imageEnv(image, lambda []string) []string {
 	return out
 }
 
-// arn is the ARN of function fn, with Lambda's placeholder account.
-func (m *Manager) arn(fn string) string {
-	return "arn:aws:lambda:" + m.cfg.Region + ":000000000000:function:" + fn
+// arn is the ARN of function fn invoked with qualifier q ("" for none),
+// in the server's region and account.
+func (m *Manager) arn(fn, q string) string {
+	return stratus.FunctionARN(m.cfg.Region, m.cfg.AccountID, fn, q)
 }
 
 // newTraceHeader is a new X-Ray trace header for an invocation that

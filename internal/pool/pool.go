@@ -8,6 +8,17 @@
 // --min-instances warm and stops instances idle for longer than their
 // idle timeout (scale to zero).
 //
+// Versions: a pool is keyed by stratus.Version.PoolKey: a function's
+// head ($LATEST) under the function's name, each published version it
+// was handed under "NAME:N", with instances of its own (they report what
+// they run as: AWS_LAMBDA_FUNCTION_VERSION, the START line, the record's
+// Qualifier). Concurrency is the function's, as on Lambda: the live
+// instances of all its pools count against its head's MaxConcurrency (an
+// idle instance of one version makes way for a call of another at that
+// cap), and a head with Config.Throttled refuses every call of every
+// version with ErrCapacity. Stats and AllStats are per pool;
+// FunctionStats and AllFunctionStats sum a function's pools.
+//
 // The files follow its jobs: admission.go hands out slots and instances
 // (waiters, caps, release); build.go builds an instance and the spec of
 // its sandbox, one way for code from a zip and from an image; start.go
@@ -15,7 +26,8 @@
 // invoke.go runs one invocation by Lambda's rules (START and REPORT
 // lines, records, billed time, CPU time) and traces it; lambdaenv.go is Lambda's environment,
 // ARNs and trace IDs; instance.go is one instance and its Runtime API
-// exchange.
+// exchange; group.go a function's pools (its versions') and their
+// figures.
 //
 // Create-ahead (prepare.go): with a driver that has Capabilities.Prepare
 // and Config.MaxPrepared above zero, each function keeps up to one
@@ -127,6 +139,9 @@ type Config struct {
 	Image func(ctx context.Context, v *stratus.Version) (*ImageRun, error)
 	// Region is the server's region, in ARNs and the environment: "local".
 	Region string
+	// AccountID is the account in the ARNs the functions are given:
+	// stratus.DefaultAccountID.
+	AccountID string
 	// MaxInstances caps live instances across all functions:
 	// stratus.DefaultMaxConc.
 	MaxInstances int
@@ -192,6 +207,9 @@ func (c *Config) defaults() {
 	if c.Region == "" {
 		c.Region = defaultRegion
 	}
+	if c.AccountID == "" {
+		c.AccountID = stratus.DefaultAccountID
+	}
 	if c.MaxInstances <= 0 {
 		c.MaxInstances = stratus.DefaultMaxConc
 	}
@@ -242,10 +260,11 @@ type Manager struct {
 	run, life context.Context
 
 	mu       sync.Mutex
-	pools    map[string]*fnPool
-	live     int  // instances across all pools
-	prepared int  // prepared instances, and places reserved for prepares in flight
-	running  bool // Run has begun: starts and prepares may run
+	pools    map[string]*fnPool  // by stratus.Version.PoolKey
+	fns      map[string]*fnGroup // by function name
+	live     int                 // instances across all pools
+	prepared int                 // prepared instances, and places reserved for prepares in flight
+	running  bool                // Run has begun: starts and prepares may run
 	stopping bool
 
 	// creating holds a token for each sandbox being made (a start without
@@ -258,8 +277,13 @@ type Manager struct {
 	wg sync.WaitGroup // starts, prepares, stops and exit watchers
 }
 
+// fnPool is the instances of one version of a function: its head
+// ($LATEST, key the function's name) or a published version (key
+// "NAME:N").
 type fnPool struct {
-	name    string
+	name    string // PoolKey
+	group   *fnGroup
+	isHead  bool // the function's head ($LATEST) pool
 	cur     *stratus.Version
 	idle    []*Instance // most recently used last
 	live    int         // starting + idle + busy
@@ -290,7 +314,7 @@ func New(cfg Config) *Manager {
 	cfg.defaults()
 	cpu, _ := cfg.Driver.(cpuReader)
 	return &Manager{
-		cfg: cfg, log: cfg.Log, pools: make(map[string]*fnPool),
+		cfg: cfg, log: cfg.Log, pools: make(map[string]*fnPool), fns: make(map[string]*fnGroup),
 		creating:    make(chan struct{}, cfg.MaxCreating),
 		createAhead: cfg.MaxPrepared > 0 && cfg.Driver != nil && cfg.Driver.Capabilities().Prepare,
 		cpu:         cpu,
@@ -353,18 +377,30 @@ func (m *Manager) stopBound() time.Duration {
 	return max(m.cfg.StopGrace, 0) + 2*m.cfg.DriverTimeout + time.Second
 }
 
-// Deploy makes v the version new invocations of its function use. Idle
-// and prepared instances of older versions stop; busy ones stop when their
+// Deploy makes v what the pool v.PoolKey() runs: the function's head
+// ($LATEST, whose configuration's MaxConcurrency and Throttled hold for
+// every version of the function) or a published version. Idle and
+// prepared instances of an older head stop; busy ones stop when their
 // invocation ends. It starts instances up to the version's MinInstances
-// and, with create-ahead, prepares one so that the first cold start is
-// fast (a deploy counts as a use of the function).
+// and, for the head with create-ahead, prepares one so that the first
+// cold start is fast (a deploy counts as a use of the function).
 func (m *Manager) Deploy(v *stratus.Version) {
 	now := m.cfg.Now()
+	key := v.PoolKey()
 	m.mu.Lock()
-	p := m.pools[v.Function]
+	p := m.pools[key]
 	if p == nil {
-		p = &fnPool{name: v.Function}
-		m.pools[v.Function] = p
+		g := m.fns[v.Function]
+		if g == nil {
+			g = &fnGroup{name: v.Function, pools: make(map[*fnPool]struct{})}
+			m.fns[v.Function] = g
+		}
+		p = &fnPool{name: key, group: g, isHead: key == v.Function}
+		g.pools[p] = struct{}{}
+		if p.isHead {
+			g.head = p
+		}
+		m.pools[key] = p
 	}
 	p.cur = v
 	p.used = now
@@ -392,16 +428,51 @@ func (m *Manager) Deploy(v *stratus.Version) {
 	m.Reap()
 }
 
-// Remove forgets function name and stops its instances, its prepared one
-// too; callers waiting for one get ErrNotFound.
+// Remove forgets function name and stops the instances of all its
+// versions, the prepared one too; callers waiting for one get
+// ErrNotFound.
 func (m *Manager) Remove(name string) {
 	m.mu.Lock()
-	p := m.pools[name]
+	g := m.fns[name]
+	if g == nil {
+		m.mu.Unlock()
+		return
+	}
+	var old []*Instance
+	for p := range g.pools {
+		old = append(old, m.removeLocked(p)...)
+	}
+	m.mu.Unlock()
+	m.stopAsync(old...)
+}
+
+// RemoveVersion forgets the pool with key key (a published version's,
+// "NAME:N") and stops its instances; callers waiting for one get
+// ErrNotFound.
+func (m *Manager) RemoveVersion(key string) {
+	m.mu.Lock()
+	p := m.pools[key]
 	if p == nil {
 		m.mu.Unlock()
 		return
 	}
-	delete(m.pools, name)
+	old := m.removeLocked(p)
+	m.mu.Unlock()
+	m.stopAsync(old...)
+}
+
+// removeLocked forgets p, fails its waiters and returns its idle and
+// prepared instances, to stop. m.mu is held.
+func (m *Manager) removeLocked(p *fnPool) []*Instance {
+	delete(m.pools, p.name)
+	g := p.group
+	delete(g.pools, p)
+	if g.head == p {
+		g.head = nil
+	}
+	if len(g.pools) == 0 && m.fns[g.name] == g {
+		delete(m.fns, g.name)
+	}
 	p.removed = true
 	old := p.idle
 	p.idle = nil
@@ -410,11 +481,10 @@ func (m *Manager) Remove(name string) {
 	}
 	old = append(old, m.dropPreparedLocked(p))
 	for _, w := range p.waiters {
-		w.ch <- grant{err: fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)}
+		w.ch <- grant{err: fmt.Errorf("function %q: %w", p.name, stratus.ErrNotFound)}
 	}
 	p.waiters = nil
-	m.mu.Unlock()
-	m.stopAsync(old...)
+	return old
 }
 
 // StopAll stops every idle and prepared instance now and every busy one
@@ -439,31 +509,6 @@ func (m *Manager) StopAll() {
 	}
 	m.mu.Unlock()
 	m.stopAsync(old...)
-}
-
-// Stats reports the instance counts and counters of function name; zero
-// for a function the Manager does not have. The counters count from the
-// function's first deploy since the server started (Remove forgets them).
-func (m *Manager) Stats(name string) stratus.InstanceStats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p := m.pools[name]
-	if p == nil {
-		return stratus.InstanceStats{}
-	}
-	return p.statsLocked()
-}
-
-// AllStats reports Stats of every function the Manager has, by name, in
-// one pass under its lock (for a metrics scrape).
-func (m *Manager) AllStats() map[string]stratus.InstanceStats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	all := make(map[string]stratus.InstanceStats, len(m.pools))
-	for name, p := range m.pools {
-		all[name] = p.statsLocked()
-	}
-	return all
 }
 
 // statsLocked is p's InstanceStats. Starting counts every start in flight
@@ -491,7 +536,8 @@ func (m *Manager) Total() int {
 }
 
 // Reap stops instances idle for longer than their idle timeout, keeping
-// each function's MinInstances, and starts instances up to MinInstances.
+// each pool's MinInstances, and starts instances up to MinInstances; a
+// throttled function, which no call may use, keeps no idle instance.
 // A function not used (invoked or deployed) for longer than its idle
 // timeout loses its prepared instance, so that an idle server runs no
 // sandbox beyond MinInstances; its next cold start prepares one again.
@@ -510,17 +556,22 @@ func (m *Manager) Reap() {
 		if idleFor <= 0 {
 			idleFor = m.cfg.IdleTimeout
 		}
+		minInstances := c.MinInstances
+		if p.group.throttled() {
+			// No call may use its instances: they all go.
+			minInstances, idleFor = 0, 0
+		}
 		if p.prepared != nil && now.Sub(p.used) >= idleFor {
 			old = append(old, m.dropPreparedLocked(p))
 		}
 		// p.idle is oldest first.
-		for len(p.idle) > 0 && p.live > c.MinInstances && now.Sub(p.idle[0].lastUsed) >= idleFor {
+		for len(p.idle) > 0 && p.live > minInstances && now.Sub(p.idle[0].lastUsed) >= idleFor {
 			in := p.idle[0]
 			p.idle = p.idle[1:]
 			old = append(old, in)
 			m.dropLocked(in)
 		}
-		for p.live < c.MinInstances && len(p.waiters) == 0 && m.reserveLocked(p, false) {
+		for p.live < minInstances && len(p.waiters) == 0 && m.reserveLocked(p, false) {
 			m.goStartLocked(p, false)
 		}
 	}

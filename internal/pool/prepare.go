@@ -45,16 +45,17 @@ type prepareOp struct {
 }
 
 // prepareAhead prepares an instance of p's head version in a goroutine of
-// the Manager's, when create-ahead is on, Run has begun, p has none
+// the Manager's, when create-ahead is on, p is a function's head pool
+// (published versions' pools prepare none), Run has begun, p has none
 // prepared nor being prepared and there is room under MaxPrepared. It
 // does not block.
 func (m *Manager) prepareAhead(p *fnPool) {
-	if !m.createAhead {
+	if !m.createAhead || !p.isHead {
 		return
 	}
 	m.mu.Lock()
 	v := p.cur
-	ok := m.running && !m.stopping && !p.removed && p.prepared == nil &&
+	ok := m.running && !m.stopping && !p.removed && p.prepared == nil && !p.group.throttled() &&
 		(p.preparing == nil || p.preparing.v.Version != v.Version)
 	var evicted string
 	if ok {

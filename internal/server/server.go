@@ -34,10 +34,12 @@ import (
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/gateway"
 	"github.com/stratus-run/stratus/internal/image"
+	"github.com/stratus-run/stratus/internal/lambdaapi"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/meter"
 	"github.com/stratus-run/stratus/internal/pool"
 	"github.com/stratus-run/stratus/internal/services"
+	"github.com/stratus-run/stratus/internal/sigv4"
 	"github.com/stratus-run/stratus/internal/store"
 	"github.com/stratus-run/stratus/internal/trace"
 	"github.com/stratus-run/stratus/runtimes"
@@ -181,6 +183,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		RuntimeDir:   rtDir,
 		Image:        imageResolver{images}.run,
 		Region:       cfg.Region,
+		AccountID:    cfg.AccountID,
 		MaxInstances: cfg.MaxInstances,
 		MaxPrepared:  cfg.MaxPrepared,
 		MaxCreating:  cfg.MaxCreating,
@@ -194,7 +197,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Output:       output,
 		Tracer:       tracer("pool"),
 	})
-	met.functionStats(pools.AllStats)
+	// Per function: its versions' pools summed.
+	met.functionStats(pools.AllFunctionStats)
 	lim := archive.DefaultLimits()
 	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipBytes, cfg.MaxUnzippedBytes
 	// Functions and services share one namespace of names, kept by the
@@ -240,10 +244,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 			}
 			return v.Config, true
 		},
-		Region: cfg.Region, Log: log.With("component", "destinations"),
+		Region: cfg.Region, AccountID: cfg.AccountID, Log: log.With("component", "destinations"),
 	}
 	queue := events.NewQueue(events.QueueConfig{
-		Bus: bus, Invoker: pools, Policy: asyncPolicy(fns), Sink: statusSink{writer},
+		Bus: bus, Invoker: fns, Policy: asyncPolicy(fns), Sink: statusSink{writer},
 		OnDone: dests.Done,
 		// An attempt's record and status are stored before its event is acked.
 		BeforeAck:    writer.Sync,
@@ -260,7 +264,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	dests.Publish = topics.Publish
 	sched := events.NewScheduler(events.SchedulerConfig{
 		Store: st, Queue: queue, FunctionExists: func(fn string) bool { _, ok := fns.Head(fn); return ok },
-		Region: cfg.Region, MaxEventSize: int(cfg.MaxAsyncEventBytes),
+		Region: cfg.Region, AccountID: cfg.AccountID, MaxEventSize: int(cfg.MaxAsyncEventBytes),
 		Tracer: tracer("events"),
 		Log:    log.With("component", "scheduler"),
 	})
@@ -291,8 +295,27 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		healthCheck{"store", writer.Health},
 		healthCheck{"events", bus.Health},
 		healthCheck{"disk", diskCheck(cfg.DataDir, cfg.MinFreeBytes)})
+	// Access keys of the Lambda API and the signed function routes: their
+	// secrets sealed under DATA/access-keys.key, signatures checked by
+	// SigV4 (service lambda).
+	keys := sigv4.NewKeys(sigv4.KeysConfig{
+		Table: st, SealKeyPath: filepath.Join(cfg.DataDir, sigv4.SealKeyFile), Log: log.With("component", "keys"),
+	})
+	verifier := sigv4.New(sigv4.Config{Keys: keys, Log: log.With("component", "sigv4")})
+	// The Lambda API: a CreateFunction carries the zip in base64.
+	lambda := lambdaapi.New(lambdaapi.Config{
+		Functions: fns, Queue: queue, Region: cfg.Region, AccountID: cfg.AccountID, Token: token,
+		Verify: verifier.Verify,
+		Logs: func(ctx context.Context, fn, id string) ([]stratus.LogLine, error) {
+			_ = writer.Sync(ctx)
+			return st.ListLogs(ctx, fn, store.LogQuery{RequestID: id, Limit: store.MaxLogLimit})
+		},
+		MaxBody:    max(lambdaapi.DefaultMaxBody, cfg.MaxZipBytes/3*4+1<<20),
+		MaxPayload: cfg.MaxEventBytes,
+		Log:        log.With("component", "lambda"),
+	})
 	api := apiserver.New(apiserver.Config{
-		Functions: fns, Store: st, Pools: pools, Logs: writer, Token: token, Queue: queue,
+		Functions: fns, Store: st, Pools: invoker{fns, pools}, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
 		Metrics: met.handler(), MetricsPublic: cfg.MetricsPublic, Log: log.With("component", "api"),
 		Ready: health.Checks,
@@ -313,7 +336,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 				svcMet.observe(name, status, d)
 			},
 		},
-		Meter: mtr,
+		Meter:  mtr,
+		Lambda: lambda,
+		Keys:   apiserver.KeysConfig{Keys: keys, Verify: verifier.Verify},
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -429,7 +454,22 @@ func (p *part) halt() error {
 	return <-p.done
 }
 
-// asyncPolicy reads a function's async settings from its head version.
+// invoker runs invocations through the functions service, which resolves
+// qualified names ("NAME:ALIAS") to the pool of a version, and reports a
+// function's instances summed over its versions.
+type invoker struct {
+	fns   *functions.Service
+	pools *pool.Manager
+}
+
+func (i invoker) Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
+	return i.fns.Invoke(ctx, name, req)
+}
+
+func (i invoker) Stats(name string) stratus.InstanceStats { return i.pools.FunctionStats(name) }
+
+// asyncPolicy reads a function's async settings from its head version (a
+// qualified name's: see functions.Service.Head).
 func asyncPolicy(fns *functions.Service) events.PolicyFunc {
 	return func(fn string) (events.AsyncPolicy, bool) {
 		v, ok := fns.Head(fn)
@@ -437,9 +477,16 @@ func asyncPolicy(fns *functions.Service) events.PolicyFunc {
 			return events.AsyncPolicy{}, false
 		}
 		c := &v.Config
+		maxConc := c.MaxConcurrency
+		if name, _, qualified := strings.Cut(fn, ":"); qualified {
+			// Concurrency is the function's, its head's setting.
+			if h, ok := fns.Head(name); ok {
+				maxConc = h.Config.MaxConcurrency
+			}
+		}
 		return events.AsyncPolicy{
 			MaxRetries: c.Retries(), MaxEventAge: c.EventAge(),
-			MaxConcurrency: c.MaxConcurrency, Timeout: time.Duration(c.TimeoutSec) * time.Second,
+			MaxConcurrency: maxConc, Timeout: time.Duration(c.TimeoutSec) * time.Second,
 		}, true
 	}
 }

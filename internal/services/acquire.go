@@ -4,33 +4,42 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/stratus-run/stratus"
 )
 
-// Acquire gives a request a ready replica of service name, waiting
-// (bounded) while replicas start or are all busy. release must be called
-// once the request is done. An unknown service, or one removed while the
-// request waits, is an error wrapping stratus.ErrNotFound; a full queue
+// Acquire gives a request to route a ready replica, waiting (bounded)
+// while replicas start or are all busy. route is a service's name, whose
+// split chooses the revision (see SetTraffic), or NAME@TAG for the
+// revision tag reaches. release must be called once the request is done.
+// An unknown service or tag, or a service removed while the request
+// waits, is an error wrapping stratus.ErrNotFound; a full queue
 // stratus.ErrCapacity; no replica free within ReadyTimeout, or Run's ctx
 // ended, stratus.ErrUnavailable.
-func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), error) {
+func (m *Manager) Acquire(ctx context.Context, route string) (*Target, func(), error) {
+	name, tag, tagged := strings.Cut(route, "@")
 	m.mu.Lock()
 	s, ok := m.services[name]
 	if !ok {
 		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
 	}
-	if r := s.cur.pickLocked(); r != nil {
+	set := s.route.target(tag, tagged)
+	if set == nil {
+		m.mu.Unlock()
+		return nil, nil, fmt.Errorf("service %q has no tag %q: %w", name, tag, stratus.ErrNotFound)
+	}
+	if r := set.pickLocked(); r != nil {
 		m.beginLocked(r)
 		t := r.target
 		m.mu.Unlock()
 		return &t, m.releaser(r), nil
 	}
-	if s.cur.img == nil {
-		why := s.lastErr
+	if set.img == nil {
+		why := set.why
 		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("service %q: %s: %w", name, why, stratus.ErrUnavailable)
 	}
@@ -42,14 +51,11 @@ func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), er
 		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("service %q: %d requests wait already: %w", name, n, stratus.ErrCapacity)
 	}
-	w := &waiter{ch: make(chan grant, 1)}
+	w := &waiter{ch: make(chan grant, 1), set: set, tag: tag, tagged: tagged}
 	s.waiters = append(s.waiters, w)
+	set.waiting++
 	// Scale from zero, or past busy replicas, without waiting for a tick.
-	if s.cur.liveLocked() == 0 || s.cur.allBusyLocked() {
-		s.cur.desired = max(s.cur.desired, s.cur.liveLocked()+1)
-		s.cur.desired = min(s.cur.desired, s.cur.rev.Config.MaxScale)
-		m.reconcileLocked(s.cur)
-	}
+	m.wakeLocked(set)
 	m.mu.Unlock()
 
 	t := time.NewTimer(m.cfg.ReadyTimeout)
@@ -57,7 +63,7 @@ func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), er
 	var why error
 	select {
 	case g, ok := <-w.ch:
-		if !ok { // Remove or Run's end
+		if !ok { // Remove, Run's end, or its tag removed
 			return nil, nil, w.err
 		}
 		return &g.t, m.releaser(g.r), nil
@@ -69,6 +75,7 @@ func (m *Manager) Acquire(ctx context.Context, name string) (*Target, func(), er
 	m.mu.Lock()
 	if i := slices.Index(s.waiters, w); i >= 0 {
 		s.waiters = slices.Delete(s.waiters, i, i+1)
+		w.set.waiting--
 		m.mu.Unlock()
 		return nil, nil, why
 	}
@@ -116,19 +123,36 @@ func (m *Manager) beginLocked(r *replica) {
 	}
 }
 
-// grantLocked hands free replica slots of s's serving revision to waiting
-// requests, oldest first.
+// grantLocked hands free replica slots to the requests waiting for one
+// of s's revisions, oldest first: a request whose revision has no slot
+// free lets younger ones of other revisions pass.
 func (m *Manager) grantLocked(s *service) {
-	for len(s.waiters) > 0 {
-		r := s.cur.pickLocked()
-		if r == nil {
-			return
+	if len(s.waiters) == 0 {
+		return
+	}
+	var full []*revSet // revisions without a free slot
+	kept := s.waiters[:0]
+	for i, w := range s.waiters {
+		if len(full) >= len(s.sets) {
+			kept = append(kept, s.waiters[i:]...)
+			break
 		}
-		w := s.waiters[0]
-		s.waiters = s.waiters[1:]
+		if slices.Contains(full, w.set) {
+			kept = append(kept, w)
+			continue
+		}
+		r := w.set.pickLocked()
+		if r == nil {
+			full = append(full, w.set)
+			kept = append(kept, w)
+			continue
+		}
+		w.set.waiting--
 		m.beginLocked(r)
 		w.ch <- grant{r, r.target}
 	}
+	clear(s.waiters[len(kept):])
+	s.waiters = kept
 }
 
 // pickLocked returns the ready replica with the fewest requests in flight

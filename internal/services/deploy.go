@@ -1,7 +1,9 @@
 package services
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -22,13 +24,17 @@ func (m *Manager) deployLock(name string) *sync.Mutex {
 }
 
 // Deploy makes a new revision of service name with cfg (creating the
-// service), starts its replicas and, once they are ready, moves traffic
-// to it; the previous revision then drains and stops. A revision that
-// does not become ready fails the deploy with the reason (wrapping
-// stratus.ErrInvalid) and changes nothing: the previous revision keeps
-// serving. A name a function holds is an error wrapping
-// stratus.ErrConflict; the new service's name is claimed before its
-// replicas start and freed again if its first revision fails. Deploy
+// service), starts its initial replicas (see
+// stratus.ServiceConfig.InitialScale) and, once they are ready, makes it
+// the latest ready revision: the traffic's Latest targets (all of it,
+// with no split set) move to it, pinned targets stay, and a revision the
+// traffic no longer reaches then drains and stops. A cfg and image equal
+// to the latest revision's make no revision: Deploy returns the service
+// as it is. A revision that does not become ready fails the deploy with
+// the reason (wrapping stratus.ErrInvalid) and changes nothing: the
+// previous revisions keep serving. A name a function holds is an error
+// wrapping stratus.ErrConflict; the new service's name is claimed before
+// its replicas start and freed again if its first revision fails. Deploy
 // waits (within ctx) until Run has started.
 func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceConfig) (_ *stratus.Service, err error) {
 	if err := stratus.ValidName(name); err != nil {
@@ -77,8 +83,19 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 		}
 		m.mu.Unlock()
 	}()
-	if len(cfg.Command) == 0 && len(img.Entrypoint) == 0 && len(img.Cmd) == 0 {
+	if a := argv(cfg, img); len(a) == 0 || a[0] == "" {
 		return nil, fmt.Errorf("deploy service %q: image %s has no entrypoint or command; give one with --command: %w", name, cfg.Image, stratus.ErrInvalid)
+	}
+	if existed {
+		m.mu.Lock()
+		s := m.services[name]
+		same := sameRevision(s.latest, cfg, img.Digest) && (s.sets[s.latest.Number] == nil || s.sets[s.latest.Number].img != nil)
+		svc := s.svc
+		m.mu.Unlock()
+		if same {
+			m.log.Info("deploy changes nothing", "service", name, "revision", s.latest.Name())
+			return &svc, nil
+		}
 	}
 	n, err := m.cfg.Store.NextRevision(ctx, name)
 	if err != nil {
@@ -93,12 +110,18 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	}
 	s := m.services[name]
 	if !existed {
-		s = &service{name: name}
+		s = &service{name: name, sets: make(map[int]*revSet)}
 	}
 	set := m.newSet(s, rev, img)
-	initial := max(cfg.MinScale, 1)
-	if existed {
-		initial = max(initial, s.cur.readyLocked())
+	var initial int
+	switch {
+	case cfg.InitialScale != nil:
+		initial = max(*cfg.InitialScale, cfg.MinScale)
+		set.hold = min(initial, cfg.MaxScale)
+	case existed && s.sets[s.latest.Number] != nil:
+		initial = max(cfg.MinScale, 1, s.sets[s.latest.Number].readyLocked())
+	default:
+		initial = max(cfg.MinScale, 1)
 	}
 	set.desired = min(initial, cfg.MaxScale)
 	m.reconcileLocked(set)
@@ -134,19 +157,36 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 		return nil, err
 	}
 	m.mu.Lock()
-	old := s.cur
-	s.cur, s.svc, s.lastErr = set, *stored, ""
-	m.services[name] = s
-	if old != nil {
-		s.draining = append(s.draining, old)
-		m.retireLocked(old)
+	if set.hold > 0 {
+		set.holdUntil = m.cfg.Now().Add(set.scaler.Spec().StableWindow)
 	}
-	m.grantLocked(s)
-	m.notifyLocked()
+	s.latest, s.svc, s.lastErr = rev, *stored, ""
+	m.services[name] = s
+	// The traffic decides which sets stay: the new one unless no target
+	// reaches it, the previous latest's if a pinned target does.
+	s.sets[n] = set
+	m.rerouteLocked(s, stored.Traffic)
+	serves := !set.retired
 	m.mu.Unlock()
-	m.prepareAhead(set)
-	m.log.Info("revision serves", "service", name, "revision", rev.Name(), "image", cfg.Image)
+	if serves {
+		m.prepareAhead(set)
+		m.log.Info("revision serves", "service", name, "revision", rev.Name(), "image", cfg.Image)
+	} else {
+		m.log.Info("revision ready; the traffic does not reach it", "service", name, "revision", rev.Name(), "image", cfg.Image)
+	}
 	return stored, nil
+}
+
+// sameRevision reports whether a deploy of cfg (its defaults filled in)
+// running the image with digest d would make a revision equal to latest.
+func sameRevision(latest *stratus.Revision, cfg stratus.ServiceConfig, d string) bool {
+	if latest == nil || latest.Digest != d {
+		return false
+	}
+	// As stored: nil and empty lists and maps are the same.
+	a, err1 := json.Marshal(latest.Config)
+	b, err2 := json.Marshal(cfg)
+	return err1 == nil && err2 == nil && bytes.Equal(a, b)
 }
 
 // errStopping fails a deploy that Run's end stopped.
@@ -228,7 +268,9 @@ func (m *Manager) retireLocked(set *revSet) {
 // endLocked retires every revision of s and fails the requests waiting
 // for one of its replicas with err.
 func (m *Manager) endLocked(s *service, err error) {
-	m.retireLocked(s.cur)
+	for _, set := range s.sets {
+		m.retireLocked(set)
+	}
 	for _, set := range s.draining {
 		m.retireLocked(set)
 	}

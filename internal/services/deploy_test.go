@@ -157,8 +157,9 @@ func TestFailedDeploy(t *testing.T) {
 	if n := len(h.d.live()); n != 1 {
 		t.Errorf("%d live sandboxes, want revision 1's", n)
 	}
-	// A good deploy clears the error.
-	h.deploy("web", stratus.ServiceConfig{Image: "app", MinScale: 1})
+	// A good deploy (of a changed configuration: an unchanged one changes
+	// nothing) clears the error.
+	h.deploy("web", stratus.ServiceConfig{Image: "app", MinScale: 1, Env: map[string]string{"V": "2"}})
 	if svc, st, _ := h.m.Get("web"); svc.Revision != 2 || st.LastError != "" {
 		t.Errorf("after a good deploy: revision %d, last error %q", svc.Revision, st.LastError)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -428,103 +427,6 @@ func (d *fakeDriver) stopAll() {
 	for _, b := range all {
 		b.finish(0, sandbox.Exit{Code: -1, Signal: "killed"})
 	}
-}
-
-// fakeStore keeps services and their claimed names in memory; a
-// function holds the name "taken".
-type fakeStore struct {
-	mu      sync.Mutex
-	svcs    map[string]stratus.Service
-	revs    map[string][]int
-	claimed map[string]bool
-}
-
-func newFakeStore() *fakeStore {
-	return &fakeStore{svcs: make(map[string]stratus.Service), revs: make(map[string][]int), claimed: make(map[string]bool)}
-}
-
-func (s *fakeStore) ClaimServiceName(ctx context.Context, name string) error {
-	if name == "taken" {
-		return fmt.Errorf("service %q: a function has that name: %w", name, stratus.ErrConflict)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.claimed[name] = true
-	return nil
-}
-
-func (s *fakeStore) ReleaseServiceName(ctx context.Context, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.svcs[name]; !ok {
-		delete(s.claimed, name)
-	}
-	return nil
-}
-
-// holds reports whether name is claimed for a service.
-func (s *fakeStore) holds(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.claimed[name]
-}
-
-func (s *fakeStore) NextRevision(ctx context.Context, name string) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.revs[name] {
-		n = max(n, r)
-	}
-	return n + 1, nil
-}
-
-func (s *fakeStore) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratus.Service, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if slices.Contains(s.revs[rev.Service], rev.Number) {
-		return nil, fmt.Errorf("put service %q: revision %d exists: %w", rev.Service, rev.Number, stratus.ErrConflict)
-	}
-	now := time.Now()
-	c := rev.Config
-	c.Env = maps.Clone(c.Env)
-	svc := stratus.Service{Name: rev.Service, Revision: rev.Number, Config: c, Digest: rev.Digest, CreatedAt: now, UpdatedAt: now}
-	if old, ok := s.svcs[rev.Service]; ok {
-		svc.CreatedAt = old.CreatedAt
-	}
-	s.svcs[rev.Service] = svc
-	s.revs[rev.Service] = append(s.revs[rev.Service], rev.Number)
-	s.claimed[rev.Service] = true
-	return &svc, nil
-}
-
-func (s *fakeStore) ListServices(ctx context.Context) ([]stratus.Service, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list := slices.Collect(maps.Values(s.svcs))
-	slices.SortFunc(list, func(a, b stratus.Service) int { return strings.Compare(a.Name, b.Name) })
-	return list, nil
-}
-
-func (s *fakeStore) DeleteService(ctx context.Context, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.svcs[name]; !ok {
-		return fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
-	}
-	delete(s.svcs, name)
-	delete(s.revs, name)
-	delete(s.claimed, name)
-	return nil
-}
-
-func (s *fakeStore) names() []string {
-	list, _ := s.ListServices(context.Background())
-	var names []string
-	for _, svc := range list {
-		names = append(names, svc.Name)
-	}
-	return names
 }
 
 // fakeImages resolves every reference to an image with entrypoint

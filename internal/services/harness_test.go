@@ -136,10 +136,10 @@ func (h *harness) prepared(name string) string {
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
 	s, ok := h.m.services[name]
-	if !ok || s.cur.prepared == nil {
+	if !ok || s.sets[s.latest.Number].prepared == nil {
 		return ""
 	}
-	return s.cur.prepared.spec.ID
+	return s.sets[s.latest.Number].prepared.spec.ID
 }
 
 func fetch(tg *Target, path string) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,9 +183,12 @@ func TestStoppedReplicaForgottenWhenDriverLosesIt(t *testing.T) {
 					t.Errorf("Run: %v", err)
 				}
 			})
+			deploys := 0
 			deploy := func(name string) {
 				t.Helper()
-				if _, err := m.Deploy(t.Context(), name, stratus.ServiceConfig{Image: "app", MinScale: 1, MaxScale: 1}); err != nil {
+				deploys++ // a new configuration each time, so that each makes a revision
+				env := map[string]string{"DEPLOY": strconv.Itoa(deploys)}
+				if _, err := m.Deploy(t.Context(), name, stratus.ServiceConfig{Image: "app", MinScale: 1, MaxScale: 1, Env: env}); err != nil {
 					t.Fatalf("deploy %s: %v", name, err)
 				}
 			}

@@ -2,6 +2,7 @@ package services
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +26,10 @@ type noPools struct{}
 
 func (noPools) Deploy(*stratus.Version) {}
 func (noPools) Remove(string)           {}
+func (noPools) RemoveVersion(string)    {}
+func (noPools) InvokeAs(context.Context, string, string, stratus.Request) (*stratus.Response, error) {
+	return nil, stratus.ErrUnavailable
+}
 
 // oneImage is an image store for functions that holds image "app".
 type oneImage struct{}

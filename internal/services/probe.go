@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"net/url"
 	"time"
-
-	"github.com/stratus-run/stratus"
 )
 
 // livenessFailures in a row restart a replica.
@@ -18,10 +16,11 @@ const livenessFailures = 3
 // probeTimeout bounds one probe.
 const probeTimeout = time.Second
 
-// describeProbe says why a probe of c's replica on port failed.
-func describeProbe(c stratus.ServiceConfig, port int, err error) string {
-	if c.HealthPath != "" {
-		return fmt.Sprintf("GET %s: %v", c.HealthPath, err)
+// describeProbe says why a probe of path (a TCP connect when "") of a
+// replica on port failed.
+func describeProbe(path string, port int, err error) string {
+	if path != "" {
+		return fmt.Sprintf("GET %s: %v", path, err)
 	}
 	return fmt.Sprintf("port %d does not accept connections: %v", port, err)
 }

@@ -156,10 +156,16 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 		}
 		return "address: " + err.Error(), false
 	}
-	target := Target{URL: &url.URL{Scheme: "http", Host: hostPort(addr, port)}, Transport: newTransport()}
+	target := Target{URL: &url.URL{Scheme: "http", Host: hostPort(addr, port)}, Transport: newTransport(), Timeout: requestTimeout(c)}
 	defer target.Transport.(*http.Transport).CloseIdleConnections()
 	probe := newProber(addr, port, c.HealthPath)
 	defer probe.close()
+	// Liveness: the liveness path when set, else the readiness probe.
+	live, livePath := probe, c.HealthPath
+	if c.LivenessPath != "" {
+		live, livePath = newProber(addr, port, c.LivenessPath), c.LivenessPath
+		defer live.close()
+	}
 
 	// Readiness: probe often at first, so that a cold start is not
 	// lengthened by the probe's period.
@@ -188,7 +194,7 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 		case <-deadline.C:
 			t.Stop()
 			stopSandbox()
-			return fmt.Sprintf("not ready within %s: %s", m.cfg.ReadyTimeout, describeProbe(c, port, lastProbe)), false
+			return fmt.Sprintf("not ready within %s: %s", m.cfg.ReadyTimeout, describeProbe(c.HealthPath, port, lastProbe)), false
 		case <-t.C:
 		}
 		wait = min(wait*2, 50*time.Millisecond)
@@ -206,8 +212,8 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 	m.notifyLocked()
 	m.mu.Unlock()
 
-	live := time.NewTicker(m.cfg.ProbeInterval)
-	defer live.Stop()
+	tick := time.NewTicker(m.cfg.ProbeInterval)
+	defer tick.Stop()
 	failures := 0
 	for {
 		select {
@@ -218,11 +224,11 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 			m.drain(r, exited)
 			stopSandbox()
 			return "", true
-		case <-live.C:
+		case <-tick.C:
 			if r.stopRequested() {
 				continue // the stop comes before another probe
 			}
-			if err := probe.check(); err != nil {
+			if err := live.check(); err != nil {
 				failures++
 				if failures < livenessFailures {
 					continue
@@ -230,7 +236,7 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 				m.unready(r)
 				m.drainFor(r, exited, m.cfg.StopGrace)
 				stopSandbox()
-				return fmt.Sprintf("liveness probe failed %d times: %s", failures, describeProbe(c, port, err)), false
+				return fmt.Sprintf("liveness probe failed %d times: %s", failures, describeProbe(livePath, port, err)), false
 			}
 			failures = 0
 		}
@@ -354,19 +360,25 @@ func (m *Manager) unready(r *replica) {
 	m.mu.Unlock()
 }
 
-// maxDrain bounds how long a stopping replica waits for its requests
-// (long polls, WebSockets) to finish; Knative's default request timeout.
-const maxDrain = 5 * time.Minute
+// requestTimeout is how long a request to a replica of a revision
+// configured with c may take: its TimeoutSec, or Knative's default.
+func requestTimeout(c stratus.ServiceConfig) time.Duration {
+	if c.TimeoutSec > 0 {
+		return time.Duration(c.TimeoutSec) * time.Second
+	}
+	return stratus.DefaultServiceTimeoutSec * time.Second
+}
 
 // drain waits until r has no request in flight (it takes no new ones: its
-// state is stopping), or its sandbox ended, for at most maxDrain; once
-// the server stops, for at most StopGrace.
+// state is stopping), or its sandbox ended, for at most its revision's
+// request timeout (by then the proxy has ended them); once the server
+// stops, for at most StopGrace.
 func (m *Manager) drain(r *replica, exited chan sandbox.Exit) {
 	m.mu.Lock()
 	r.state = stateStopping
 	m.notifyLocked()
 	m.mu.Unlock()
-	m.drainFor(r, exited, maxDrain)
+	m.drainFor(r, exited, requestTimeout(r.set.rev.Config))
 }
 
 func (m *Manager) drainFor(r *replica, exited chan sandbox.Exit, limit time.Duration) {
@@ -407,11 +419,16 @@ func exitReason(e sandbox.Exit, memMB int, when string) string {
 	return fmt.Sprintf("exited %s: %s", when, e.String())
 }
 
-// argv is the replica's command: the revision's command, else the
-// image's entrypoint and cmd.
+// argv is the replica's command line, as a container's command and args
+// make it: the revision's command (else the image's entrypoint) followed
+// by the revision's args, or, when the revision gives no command and no
+// args, by the image's cmd.
 func argv(c stratus.ServiceConfig, img *Image) []string {
-	if len(c.Command) > 0 {
-		return c.Command
+	switch {
+	case len(c.Command) > 0:
+		return append(slices.Clip(c.Command), c.Args...)
+	case len(c.Args) > 0:
+		return append(slices.Clip(img.Entrypoint), c.Args...)
 	}
 	return append(slices.Clip(img.Entrypoint), img.Cmd...)
 }

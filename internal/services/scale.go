@@ -58,18 +58,18 @@ func (m *Manager) notifyLocked() {
 	m.changed = make(chan struct{})
 }
 
-// scale feeds each serving revision's autoscaler and applies its
+// scale feeds the autoscaler of each revision traffic reaches and applies its
 // decision; it also stops drained replicas of old revisions. It logs the
 // changes once m.mu is released.
 func (m *Manager) scale() {
 	for _, c := range m.scaleAll(m.cfg.Now()) {
-		m.log.Debug("autoscale", "service", c.service, "from", c.from, "to", c.to, "panic", c.panic)
+		m.log.Debug("autoscale", "revision", c.revision, "from", c.from, "to", c.to, "panic", c.panic)
 	}
 }
 
-// scaleChange is a change of a serving revision's desired replicas.
+// scaleChange is a change of a revision's desired replicas.
 type scaleChange struct {
-	service  string
+	revision string
 	from, to int
 	panic    bool
 }
@@ -82,22 +82,26 @@ func (m *Manager) scaleAll(now time.Time) (changes []scaleChange) {
 		return nil
 	}
 	for _, s := range m.services {
-		set := s.cur
-		if set.img == nil {
-			continue
+		for _, set := range s.sets {
+			if set.img == nil {
+				continue
+			}
+			set.scaler.Record(now, set.tracker.Sample(now)+float64(set.waiting))
+			d := set.scaler.Decide(now, set.readyLocked())
+			set.decision = d
+			desired := d.Desired
+			if set.waiting > 0 {
+				desired = max(desired, 1)
+			}
+			if set.hold > 0 && (set.holdUntil.IsZero() || now.Before(set.holdUntil)) {
+				desired = max(desired, set.hold)
+			}
+			if desired != set.desired {
+				changes = append(changes, scaleChange{set.rev.Name(), set.desired, desired, d.Panic})
+			}
+			set.desired = desired
+			m.reconcileLocked(set)
 		}
-		set.scaler.Record(now, set.tracker.Sample(now)+float64(len(s.waiters)))
-		d := set.scaler.Decide(now, set.readyLocked())
-		set.decision = d
-		desired := d.Desired
-		if len(s.waiters) > 0 {
-			desired = max(desired, 1)
-		}
-		if desired != set.desired {
-			changes = append(changes, scaleChange{s.name, set.desired, desired, d.Panic})
-		}
-		set.desired = desired
-		m.reconcileLocked(set)
 		s.draining = slices.DeleteFunc(s.draining, func(old *revSet) bool { return len(old.replicas) == 0 })
 	}
 	return changes

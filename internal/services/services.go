@@ -2,10 +2,21 @@
 // immutable revision whose replicas (sandboxes running the image) start,
 // pass a readiness probe, take traffic and are restarted with backoff
 // when they exit or fail their liveness probe. Requests are balanced over
-// ready replicas by fewest in-flight, each replica taking at most its
-// revision's concurrency; extra requests wait in a bounded queue while
-// the autoscaler adds replicas (from zero too). A new revision serves
-// only once its replicas are ready; the old one then drains and stops.
+// a revision's ready replicas by fewest in-flight, each replica taking at
+// most its revision's concurrency; extra requests wait in a bounded queue
+// while the autoscaler adds replicas (from zero too). A new revision
+// serves only once its replicas are ready; a revision that traffic no
+// longer reaches then drains and stops. A deploy whose configuration and
+// image equal the latest revision's makes no revision.
+//
+// Traffic (see SetTraffic): with no split set, the latest ready revision
+// takes every request. A split shares the requests between revisions by
+// percent with a smooth weighted round robin (each run of 100 requests
+// goes exactly by the percents, interleaved), and a tag routes to its
+// revision whatever its percent (Acquire of "NAME@TAG"). Every revision
+// the traffic reaches (a percent above 0, or a tag) keeps its own
+// replicas and autoscaler, bounded by its own configuration's scales; a
+// Latest target follows each new ready revision, pinned ones stay.
 //
 // Functions and services share one namespace of names, kept by the
 // store: a deploy claims its service's name (Store.ClaimServiceName)
@@ -53,6 +64,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,11 +86,19 @@ type Store interface {
 	// NextRevision is the number the next revision of service name gets
 	// (1 for a new service).
 	NextRevision(ctx context.Context, name string) (int, error)
-	// PutRevision stores rev as its service's serving revision, creating
-	// the service; a number already taken, or a name a function holds,
-	// is an error wrapping stratus.ErrConflict.
+	// PutRevision stores rev as its service's latest revision, creating
+	// the service (its traffic stays as set); a number already taken, or
+	// a name a function holds, is an error wrapping stratus.ErrConflict.
 	PutRevision(ctx context.Context, rev *stratus.Revision) (*stratus.Service, error)
-	// ListServices returns every stored service at its serving revision.
+	// GetRevision returns revision number of service name; an unknown
+	// one is an error wrapping stratus.ErrNotFound.
+	GetRevision(ctx context.Context, name string, number int) (*stratus.Revision, error)
+	// SetTraffic stores service name's traffic split and returns the
+	// service; an unknown service is an error wrapping
+	// stratus.ErrNotFound.
+	SetTraffic(ctx context.Context, name string, t []stratus.TrafficTarget) (*stratus.Service, error)
+	// ListServices returns every stored service at its latest revision,
+	// with its traffic.
 	ListServices(ctx context.Context) ([]stratus.Service, error)
 	// DeleteService removes service name with its revisions and frees its
 	// name; an unknown name is an error wrapping stratus.ErrNotFound.
@@ -259,13 +279,20 @@ type Manager struct {
 }
 
 type service struct {
-	name     string
-	cur      *revSet   // serving; guarded
-	draining []*revSet // old revisions finishing their requests; guarded
-	waiters  []*waiter // requests waiting for a replica, oldest first; guarded
-	lastErr  string    // last deploy or replica error; guarded
-	svc      stratus.Service
-	inflight int // requests a replica of any revision holds; guarded
+	name string
+	// latest is the latest ready revision, which Latest targets (and an
+	// empty split) reach; guarded.
+	latest *stratus.Revision
+	// sets holds the replicas of every revision the traffic reaches, by
+	// revision number; route is the traffic resolved to them. Both
+	// guarded.
+	sets     map[int]*revSet
+	route    routing
+	draining []*revSet       // revisions traffic left, finishing their requests; guarded
+	waiters  []*waiter       // requests waiting for a replica, oldest first; guarded
+	lastErr  string          // last deploy or replica error; guarded
+	svc      stratus.Service // the latest revision, with the traffic as set; guarded
+	inflight int             // requests a replica of any revision holds; guarded
 	// Counters since the service was loaded or first deployed; guarded.
 	restarts, oomKills int64
 	// minutes holds the usage minutes not reported yet, by their start
@@ -283,8 +310,17 @@ type revSet struct {
 	decision autoscaler.Decision // the scaler's last; guarded
 	desired  int                 // guarded
 	replicas []*replica          // guarded
-	retired  bool                // guarded: drain and stop every replica
-	next     int                 // guarded: where pickLocked starts
+	waiting  int                 // requests waiting for one of its replicas; guarded
+	// why says why img is nil (its image could not be resolved at load).
+	why     string
+	retired bool // guarded: drain and stop every replica
+	next    int  // guarded: where pickLocked starts
+	// hold is the revision's explicit initial scale (InitialScale): the
+	// autoscaler asks for no fewer until holdUntil, a stable window after
+	// the revision became ready (zero while it is not yet ready), as a
+	// revision without traffic data keeps its scale. Both guarded.
+	hold      int
+	holdUntil time.Time
 	// prepared is a sandbox made ahead for the next replica; preparing
 	// says one is being made. Both guarded.
 	prepared  *sandboxSpec
@@ -307,6 +343,11 @@ type replica struct {
 
 type waiter struct {
 	ch chan grant // buffered 1; receives the granted replica
+	// set is the revision it waits for, chosen by its route (tag, or the
+	// split when untagged); guarded.
+	set    *revSet
+	tag    string
+	tagged bool
 	// err is why ch was closed without a grant (the service was removed,
 	// or Run's ctx ended); set before the close.
 	err error
@@ -319,12 +360,14 @@ type grant struct {
 	t Target
 }
 
-// Target is a replica a request was given: its address, and the HTTP
+// Target is a replica a request was given: its address, the HTTP
 // transport that keeps connections to it (closed when it stops, so that
-// no connection outlives its replica).
+// no connection outlives its replica), and how long the request may take
+// (its revision's TimeoutSec, or stratus.DefaultServiceTimeoutSec).
 type Target struct {
 	URL       *url.URL
 	Transport http.RoundTripper
+	Timeout   time.Duration
 }
 
 // New returns a Manager; Load reads the stored services and Run runs
@@ -344,29 +387,40 @@ func New(cfg Config) *Manager {
 	}
 }
 
-// Load rebuilds the serving revision of every stored service; their
-// minimum replicas start once Run does. A service whose image is gone is
-// loaded with its error recorded and no replicas. Call it before Run.
+// Load rebuilds every stored service with its traffic: the replicas of
+// each revision the traffic reaches, whose minimum replicas start once
+// Run does. A revision whose image is gone is loaded with the reason and
+// no replicas. Call it before Run.
 func (m *Manager) Load(ctx context.Context) error {
 	list, err := m.cfg.Store.ListServices(ctx)
 	if err != nil {
 		return err
 	}
 	for _, svc := range list {
-		rev := &stratus.Revision{Service: svc.Name, Number: svc.Revision, Config: svc.Config, Digest: svc.Digest, CreatedAt: svc.UpdatedAt}
-		s := &service{name: svc.Name, svc: svc}
-		img, err := m.cfg.Images.Resolve(ctx, svc.Digest)
-		if err != nil {
-			s.lastErr = fmt.Sprintf("image %s: %v", svc.Config.Image, err)
-			m.log.Warn("service image unavailable", "service", svc.Name, "err", err)
+		latest := &stratus.Revision{Service: svc.Name, Number: svc.Revision, Config: svc.Config, Digest: svc.Digest, CreatedAt: svc.UpdatedAt}
+		s := &service{name: svc.Name, svc: svc, latest: latest, sets: make(map[int]*revSet)}
+		for _, n := range reached(svc.Traffic, latest.Number) {
+			rev := latest
+			if n != latest.Number {
+				if rev, err = m.cfg.Store.GetRevision(ctx, svc.Name, n); err != nil {
+					return fmt.Errorf("load service %q: %w", svc.Name, err)
+				}
+			}
+			set := m.newSet(s, rev, nil)
+			set.img, err = m.cfg.Images.Resolve(ctx, rev.Digest)
+			if err != nil {
+				set.img = nil
+				set.why = fmt.Sprintf("revision %s: image %s: %v", rev.Name(), rev.Config.Image, err)
+				s.lastErr = set.why
+				m.log.Warn("service image unavailable", "service", svc.Name, "revision", rev.Name(), "err", err)
+			} else {
+				set.desired = rev.Config.MinScale
+			}
+			s.sets[n] = set
 		}
-		set := m.newSet(s, rev, img)
+		s.route = resolve(svc.Traffic, latest.Number, s.sets)
 		m.mu.Lock()
-		s.cur = set
 		m.services[svc.Name] = s
-		if img != nil {
-			set.desired = svc.Config.MinScale
-		}
 		m.mu.Unlock()
 	}
 	return nil
@@ -377,29 +431,72 @@ func (m *Manager) newSet(s *service, rev *stratus.Revision, img *Image) *revSet 
 	// autoscaler.Spec reads a zero grace as its default: no grace is the
 	// shortest one.
 	grace := max(m.cfg.ScaleToZeroGrace, time.Nanosecond)
+	stable, panicWindow := m.cfg.StableWindow, m.cfg.PanicWindow
+	if w := time.Duration(c.Window); w > 0 {
+		// The service's window; its panic window keeps the server's
+		// ratio (0: the autoscaler's default, a tenth).
+		stable, panicWindow = w, 0
+		if m.cfg.StableWindow > 0 && m.cfg.PanicWindow > 0 {
+			panicWindow = time.Duration(float64(w) * float64(m.cfg.PanicWindow) / float64(m.cfg.StableWindow))
+		}
+	}
 	return &revSet{
 		svc: s, rev: rev, img: img,
 		scaler: autoscaler.New(autoscaler.Spec{
-			Min: c.MinScale, Max: c.MaxScale, Target: autoscaler.TargetFor(c.Concurrency),
-			StableWindow: m.cfg.StableWindow, PanicWindow: m.cfg.PanicWindow,
+			Min: c.MinScale, Max: c.MaxScale, Target: scaleTarget(c),
+			StableWindow: stable, PanicWindow: panicWindow,
 			ScaleToZeroGrace: grace,
 		}),
 	}
 }
 
-// Auth returns the auth mode of service name's serving revision.
-func (m *Manager) Auth(name string) (string, bool) {
+// scaleTarget is the autoscaler's target of in-flight requests per
+// replica of a revision configured with c: its Target, capped at its
+// Concurrency limit, else the one derived from the limit.
+func scaleTarget(c stratus.ServiceConfig) float64 {
+	if c.Target > 0 {
+		if c.Concurrency > 0 {
+			return min(c.Target, float64(c.Concurrency))
+		}
+		return c.Target
+	}
+	return autoscaler.TargetFor(c.Concurrency)
+}
+
+// Auth returns the auth mode of a route of a service: for "NAME", the
+// strictest of the revisions its split reaches (the token unless every
+// one is deployed --auth none); for "NAME@TAG", that of the revision the
+// tag reaches. ok is false for an unknown service or tag.
+func (m *Manager) Auth(route string) (auth string, ok bool) {
+	name, tag, tagged := strings.Cut(route, "@")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.services[name]
 	if !ok {
 		return "", false
 	}
-	return s.cur.rev.Config.Auth, true
+	if tagged {
+		set, ok := s.route.tags[tag]
+		if !ok {
+			return "", false
+		}
+		return set.rev.Config.Auth, true
+	}
+	auth = stratus.AuthNone
+	for _, sh := range s.route.split {
+		if sh.set.rev.Config.Auth != stratus.AuthNone {
+			auth = stratus.AuthToken
+		}
+	}
+	if len(s.route.split) == 0 {
+		auth = s.latest.Config.Auth
+	}
+	return auth, true
 }
 
-// ImageInUse reports whether a service's serving or draining revision
-// runs the image with digest d, or a deploy in progress is about to.
+// ImageInUse reports whether a revision of a service that traffic reaches
+// or that is draining runs the image with digest d, or a deploy or
+// traffic change in progress is about to.
 func (m *Manager) ImageInUse(d string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -407,8 +504,10 @@ func (m *Manager) ImageInUse(d string) bool {
 		return true
 	}
 	for _, s := range m.services {
-		if s.cur.rev.Digest == d {
-			return true
+		for _, set := range s.sets {
+			if set.rev.Digest == d {
+				return true
+			}
 		}
 		for _, old := range s.draining {
 			if old.rev.Digest == d {
@@ -436,11 +535,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.flushed = m.cfg.Now().Truncate(time.Minute)
 	var sets []*revSet
 	for _, s := range m.services {
-		if len(s.waiters) > 0 {
-			s.cur.desired = max(s.cur.desired, 1)
+		for _, set := range s.sets {
+			if set.waiting > 0 {
+				set.desired = max(set.desired, 1)
+			}
+			m.reconcileLocked(set)
+			sets = append(sets, set)
 		}
-		m.reconcileLocked(s.cur)
-		sets = append(sets, s.cur)
 	}
 	close(m.running)
 	m.mu.Unlock()

@@ -2,12 +2,15 @@ package services
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/stratus-run/stratus"
 )
 
-// Status is the state of a service's replicas.
+// Status is the state of a service's replicas. Ready, Desired, Live and
+// Restarts count those of the revisions the traffic reaches; Draining
+// those of the revisions it left.
 type Status struct {
 	State     string
 	Ready     int
@@ -17,7 +20,18 @@ type Status struct {
 	Restarts  int
 	Waiting   int
 	LastError string
-	Replicas  []ReplicaStatus
+	// Routes is the traffic resolved: each target of the split as set,
+	// or, with none set, the latest revision at 100 percent.
+	Routes   []Route
+	Replicas []ReplicaStatus
+}
+
+// Route is one traffic target, resolved: Target.Revision is the
+// revision it reaches now (the latest ready one for a Latest target),
+// whose ready replicas Ready counts.
+type Route struct {
+	Target stratus.TrafficTarget
+	Ready  int
 }
 
 // ReplicaStatus describes one replica.
@@ -61,11 +75,16 @@ func (m *Manager) List() ([]stratus.Service, []Status) {
 }
 
 func (m *Manager) statusLocked(s *service) Status {
-	st := Status{Desired: s.cur.desired, Waiting: len(s.waiters), LastError: s.lastErr}
+	st := Status{Waiting: len(s.waiters), LastError: s.lastErr}
 	crash := false
-	for _, set := range append([]*revSet{s.cur}, s.draining...) {
+	sets := slices.SortedFunc(maps.Values(s.sets), func(a, b *revSet) int { return b.rev.Number - a.rev.Number })
+	for _, set := range sets {
+		st.Desired += set.desired
+	}
+	for _, set := range append(sets, s.draining...) {
+		serving := !set.retired
 		for _, r := range set.replicas {
-			if set == s.cur {
+			if serving {
 				switch r.state {
 				case stateReady:
 					st.Ready++
@@ -93,6 +112,18 @@ func (m *Manager) statusLocked(s *service) Status {
 				Restarts: r.restarts, LastErr: r.lastErr,
 			})
 		}
+	}
+	targets := s.svc.Traffic
+	if len(targets) == 0 {
+		targets = []stratus.TrafficTarget{{Latest: true, Percent: 100}}
+	}
+	for _, t := range targets {
+		t.Revision = number(t, s.latest.Number)
+		rt := Route{Target: t}
+		if set := s.sets[t.Revision]; set != nil {
+			rt.Ready = set.readyLocked()
+		}
+		st.Routes = append(st.Routes, rt)
 	}
 	switch {
 	case crash:

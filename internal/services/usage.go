@@ -27,18 +27,19 @@ type UsageSink interface {
 // ServiceStats are one service's figures for metrics.
 type ServiceStats struct {
 	Name string
-	// ReadyReplicas and DesiredReplicas are the serving revision's
-	// replicas that take requests and those it should run.
+	// ReadyReplicas and DesiredReplicas are the replicas that take
+	// requests and those that should run, of the revisions the traffic
+	// reaches.
 	ReadyReplicas, DesiredReplicas int
 	// Draining counts the replicas stopping while they finish their
-	// requests: scaled down, or of a revision no longer serving.
+	// requests: scaled down, or of a revision the traffic left.
 	Draining int
 	// InFlight counts the requests a replica holds; Queued those waiting
 	// for a replica.
 	InFlight, Queued int
-	// AutoscalerDesired and Panic are the autoscaler's last decision for
-	// the serving revision (before the floor of one replica while
-	// requests wait) and whether it was in panic mode.
+	// AutoscalerDesired and Panic are the autoscalers' last decisions for
+	// the revisions the traffic reaches, summed (before the floor of one
+	// replica while requests wait), and whether one was in panic mode.
 	AutoscalerDesired int
 	Panic             bool
 	// Restarts and OOMKills count, since the service was loaded or first
@@ -56,19 +57,21 @@ func (m *Manager) Stats() []ServiceStats {
 	out := make([]ServiceStats, 0, len(m.services))
 	for _, s := range m.services {
 		st := ServiceStats{
-			Name:              s.name,
-			ReadyReplicas:     s.cur.readyLocked(),
-			DesiredReplicas:   s.cur.desired,
-			InFlight:          s.inflight,
-			Queued:            len(s.waiters),
-			AutoscalerDesired: s.cur.decision.Desired,
-			Panic:             s.cur.decision.Panic,
-			Restarts:          s.restarts,
-			OOMKills:          s.oomKills,
+			Name:     s.name,
+			InFlight: s.inflight,
+			Queued:   len(s.waiters),
+			Restarts: s.restarts,
+			OOMKills: s.oomKills,
 		}
-		for _, r := range s.cur.replicas {
-			if r.state == stateStopping {
-				st.Draining++
+		for _, set := range s.sets {
+			st.ReadyReplicas += set.readyLocked()
+			st.DesiredReplicas += set.desired
+			st.AutoscalerDesired += set.decision.Desired
+			st.Panic = st.Panic || set.decision.Panic
+			for _, r := range set.replicas {
+				if r.state == stateStopping {
+					st.Draining++
+				}
 			}
 		}
 		for _, old := range s.draining {
@@ -144,8 +147,8 @@ func (m *Manager) minuteLocked(s *service, t time.Time) *stratus.UsageMinute {
 			s.minutes = make(map[int64]*stratus.UsageMinute)
 		}
 		a = &stratus.UsageMinute{Kind: stratus.KindService, Name: s.name, Minute: k, Arch: hostArch}
-		if s.cur != nil { // else a first deploy in progress: its replicas say
-			a.MemoryMB, a.VCPU = s.cur.rev.Config.MemoryMB, s.cur.rev.Config.CPU
+		if s.latest != nil { // else a first deploy in progress: its replicas say
+			a.MemoryMB, a.VCPU = s.latest.Config.MemoryMB, s.latest.Config.CPU
 		}
 		s.minutes[key] = a
 		m.metered[s] = struct{}{}

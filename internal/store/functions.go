@@ -56,6 +56,10 @@ func (s *Store) PutVersion(ctx context.Context, name string, cfg stratus.Functio
 		}
 		f.Version = head + 1
 		f.CreatedAt = fromNanos(created)
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(number), 0) FROM versions WHERE function = ? AND number > 0`,
+			name).Scan(&f.Published); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO versions (function, version, config, code_sha, code_size, created_at)
 			VALUES (?, ?, ?, ?, ?, ?)`, name, f.Version, string(b), codeSHA, codeSize, now)
 		return err
@@ -71,7 +75,8 @@ func (s *Store) PutVersion(ctx context.Context, name string, cfg stratus.Functio
 
 // selectFunction reads functions joined with their head versions; scan
 // with scanFunction.
-const selectFunction = `SELECT f.name, f.head, v.config, v.code_sha, v.code_size, f.created_at, f.updated_at
+const selectFunction = `SELECT f.name, f.head,
+	COALESCE((SELECT MAX(p.number) FROM versions p WHERE p.function = f.name AND p.number > 0), 0), v.config, v.code_sha, v.code_size, f.created_at, f.updated_at
 	FROM functions f JOIN versions v ON v.function = f.name AND v.version = f.head`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -82,7 +87,7 @@ func scanFunction(row scanner) (stratus.Function, error) {
 		config           []byte
 		created, updated int64
 	)
-	if err := row.Scan(&f.Name, &f.Version, &config, &f.CodeSHA, &f.CodeSize, &created, &updated); err != nil {
+	if err := row.Scan(&f.Name, &f.Version, &f.Published, &config, &f.CodeSHA, &f.CodeSize, &created, &updated); err != nil {
 		return stratus.Function{}, err
 	}
 	if err := json.Unmarshal(config, &f.Config); err != nil {
@@ -92,7 +97,8 @@ func scanFunction(row scanner) (stratus.Function, error) {
 	return f, nil
 }
 
-// GetFunction returns function name at its head version, or an error
+// GetFunction returns function name at its head version (with the number
+// of its newest published version), or an error
 // wrapping stratus.ErrNotFound.
 func (s *Store) GetFunction(ctx context.Context, name string) (*stratus.Function, error) {
 	f, err := scanFunction(s.r.QueryRowContext(ctx, selectFunction+` WHERE f.name = ?`, name))
@@ -127,27 +133,17 @@ func (s *Store) ListFunctions(ctx context.Context) ([]stratus.Function, error) {
 	return fs, nil
 }
 
-// GetVersion returns version of function name, or an error wrapping
-// stratus.ErrNotFound if either does not exist.
+// GetVersion returns snapshot version of function name, or an error
+// wrapping stratus.ErrNotFound if either does not exist.
 func (s *Store) GetVersion(ctx context.Context, name string, version int) (*stratus.Version, error) {
-	v := stratus.Version{Function: name, Version: version}
-	var (
-		config  []byte
-		created int64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT config, code_sha, code_size, created_at
-		FROM versions WHERE function = ? AND version = ?`, name, version).
-		Scan(&config, &v.CodeSHA, &v.CodeSize, &created)
+	v, err := scanVersion(s.r.QueryRowContext(ctx, `SELECT `+versionColumns+`
+		FROM versions WHERE function = ? AND version = ?`, name, version))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("function %q version %d: %w", name, version, stratus.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get function %q version %d: %w", name, version, err)
 	}
-	if err := json.Unmarshal(config, &v.Config); err != nil {
-		return nil, fmt.Errorf("get function %q version %d: decode config: %w", name, version, err)
-	}
-	v.CreatedAt = fromNanos(created)
 	return &v, nil
 }
 
@@ -208,7 +204,8 @@ func (s *Store) CodeInUse(ctx context.Context) (map[string]bool, error) {
 	return inUse, nil
 }
 
-// ListVersions returns the versions of function name, newest first, or an
+// ListVersions returns the snapshots of function name, newest first (the
+// published ones with their Number and Qualifier), or an
 // error wrapping stratus.ErrNotFound when the function does not exist.
 func (s *Store) ListVersions(ctx context.Context, name string) ([]stratus.Version, error) {
 	var head int
@@ -219,37 +216,17 @@ func (s *Store) ListVersions(ctx context.Context, name string) ([]stratus.Versio
 	if err != nil {
 		return nil, fmt.Errorf("list versions of %q: %w", name, err)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT version, config, code_sha, code_size, created_at
-		FROM versions WHERE function = ? ORDER BY version DESC`, name)
+	out, err := s.queryVersions(ctx, `SELECT `+versionColumns+` FROM versions WHERE function = ? ORDER BY version DESC`, name)
 	if err != nil {
-		return nil, fmt.Errorf("list versions of %q: %w", name, err)
-	}
-	defer rows.Close()
-	var out []stratus.Version
-	for rows.Next() {
-		v := stratus.Version{Function: name}
-		var (
-			config  []byte
-			created int64
-		)
-		if err := rows.Scan(&v.Version, &config, &v.CodeSHA, &v.CodeSize, &created); err != nil {
-			return nil, fmt.Errorf("list versions of %q: %w", name, err)
-		}
-		if err := json.Unmarshal(config, &v.Config); err != nil {
-			return nil, fmt.Errorf("list versions of %q: decode config of version %d: %w", name, v.Version, err)
-		}
-		v.CreatedAt = fromNanos(created)
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list versions of %q: %w", name, err)
 	}
 	return out, nil
 }
 
-// DeleteVersions removes the given versions of function name in one
-// transaction and returns how many it removed. The head version is never
-// removed, even when listed; versions that do not exist are skipped.
+// DeleteVersions removes the given snapshots of function name in one
+// transaction and returns how many it removed. The head and published
+// versions are never removed, even when listed (DeleteVersion removes a
+// published one); versions that do not exist are skipped.
 // Invocation records and log lines of removed versions stay (retention
 // prunes them).
 func (s *Store) DeleteVersions(ctx context.Context, name string, versions []int) (int, error) {
@@ -260,7 +237,7 @@ func (s *Store) DeleteVersions(ctx context.Context, name string, versions []int)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		n = 0
 		for _, v := range versions {
-			res, err := tx.ExecContext(ctx, `DELETE FROM versions WHERE function = ? AND version = ?
+			res, err := tx.ExecContext(ctx, `DELETE FROM versions WHERE function = ? AND version = ? AND number = 0
 				AND version <> (SELECT head FROM functions WHERE name = ?)`, name, v, name)
 			if err != nil {
 				return err

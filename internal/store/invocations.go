@@ -27,13 +27,13 @@ func (s *Store) InsertInvocations(ctx context.Context, recs []stratus.Invocation
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		err := insertRows(ctx, tx, `INSERT INTO invocations (function, request_id, version, start,
 			duration_ms, billed_ms, memory_mb, max_memory_mb, init_duration_ms, cold, outcome, error_type, instance,
-			"trigger", cpu_ms, arch, trace_id)`,
-			17, len(recs), func(a []any, i int) []any {
+			"trigger", cpu_ms, arch, trace_id, qualifier)`,
+			18, len(recs), func(a []any, i int) []any {
 				r := &recs[i]
 				return append(a, r.Function, r.RequestID, r.Version, nanos(r.Start),
 					r.DurationMs, r.BilledMs, r.MemoryMB, r.MaxMemoryMB, r.InitDurationMs, r.Cold,
 					r.Outcome, r.ErrorType, r.Instance,
-					r.Trigger, r.CPUMs, r.Arch, r.TraceID)
+					r.Trigger, r.CPUMs, r.Arch, r.TraceID, r.Qualifier)
 			}, nil)
 		if err != nil {
 			return err
@@ -69,7 +69,7 @@ type InvocationQuery struct {
 func (s *Store) ListInvocations(ctx context.Context, fn string, q InvocationQuery) ([]stratus.Invocation, error) {
 	var b strings.Builder
 	b.WriteString(`SELECT request_id, version, start, duration_ms, billed_ms, memory_mb, max_memory_mb,
-		init_duration_ms, cold, outcome, error_type, instance, "trigger", cpu_ms, arch, trace_id FROM invocations`)
+		init_duration_ms, cold, outcome, error_type, instance, "trigger", cpu_ms, arch, trace_id, qualifier FROM invocations`)
 	if q.RequestID != "" {
 		// A request has a record or a few; without this the planner
 		// prefers walking the function's records in start order.
@@ -99,7 +99,7 @@ func (s *Store) ListInvocations(ctx context.Context, fn string, q InvocationQuer
 		var start int64
 		if err := rows.Scan(&r.RequestID, &r.Version, &start, &r.DurationMs, &r.BilledMs, &r.MemoryMB,
 			&r.MaxMemoryMB, &r.InitDurationMs, &r.Cold, &r.Outcome, &r.ErrorType, &r.Instance,
-			&r.Trigger, &r.CPUMs, &r.Arch, &r.TraceID); err != nil {
+			&r.Trigger, &r.CPUMs, &r.Arch, &r.TraceID, &r.Qualifier); err != nil {
 			return nil, fmt.Errorf("list invocations of %q: %w", fn, err)
 		}
 		r.Start = fromNanos(start)

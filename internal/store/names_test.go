@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -119,27 +120,27 @@ func TestOpenDropsUnfinishedClaims(t *testing.T) {
 // their names once it is opened.
 func TestMigrationFillsNames(t *testing.T) {
 	ctx := t.Context()
-	s, path := openTest(t)
-	if _, err := s.PutVersion(ctx, "fn", testConfig(128), "sha", 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := putService(ctx, s, "svc", 1); err != nil {
-		t.Fatal(err)
-	}
-	// Back to schema 5, with a name both a function and a service have.
-	for _, q := range append(undoMetering(),
-		`DROP TABLE names`,
-		`DELETE FROM schema_version WHERE version >= 6`,
+	path := filepath.Join(t.TempDir(), "stratus.db")
+	// A database of schema 5, with a name both a function and a service
+	// have.
+	db := createAtVersion(t, path, 5)
+	for _, q := range []string{
+		`INSERT INTO functions (name, head, created_at, updated_at) VALUES ('fn', 1, 1, 1)`,
+		`INSERT INTO versions (function, version, config, code_sha, code_size, created_at) VALUES ('fn', 1, '{"runtime":"provided"}', 'sha', 1, 1)`,
+		`INSERT INTO services (name, serving, created_at, updated_at) VALUES ('svc', 1, 1, 1)`,
+		`INSERT INTO revisions (service, number, config, image_digest, created_at) VALUES ('svc', 1, '{"image":"app"}', 'sha256:app', 1)`,
 		`INSERT INTO services (name, serving, created_at, updated_at) VALUES ('fn', 1, 1, 1)`,
 		`INSERT INTO revisions (service, number, config, image_digest, created_at) VALUES ('fn', 1, '{"image":"app"}', 'sha256:app', 1)`,
-	) {
-		if _, err := s.w.ExecContext(ctx, q); err != nil {
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	s.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
 
-	s = openAt(t, path)
+	s := openAt(t, path)
 	wantConflict(t, "claim a migrated function's name", s.ClaimServiceName(ctx, "fn"), "function")
 	_, err := s.PutVersion(ctx, "svc", testConfig(128), "sha", 1)
 	wantConflict(t, "deploy a function under a migrated service's name", err, "service")

@@ -20,10 +20,10 @@ func (s *Store) NextRevision(ctx context.Context, name string) (int, error) {
 	return int(n.Int64) + 1, nil
 }
 
-// PutRevision stores rev and makes it the serving revision of its
-// service, creating the service if absent. A revision number already
-// taken, or a name a function holds, is an error wrapping
-// stratus.ErrConflict.
+// PutRevision stores rev and makes it the latest revision of its
+// service, creating the service if absent; the service's traffic stays as
+// set. A revision number already taken, or a name a function holds, is an
+// error wrapping stratus.ErrConflict.
 func (s *Store) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratus.Service, error) {
 	b, err := json.Marshal(rev.Config)
 	if err != nil {
@@ -46,8 +46,11 @@ func (s *Store) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratu
 		if taken > 0 {
 			return fmt.Errorf("revision %d exists: %w", rev.Number, stratus.ErrConflict)
 		}
-		var created int64
-		err := tx.QueryRowContext(ctx, `SELECT created_at FROM services WHERE name = ?`, rev.Service).Scan(&created)
+		var (
+			created int64
+			traffic []byte
+		)
+		err := tx.QueryRowContext(ctx, `SELECT created_at, traffic FROM services WHERE name = ?`, rev.Service).Scan(&created, &traffic)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			created = now
@@ -61,6 +64,9 @@ func (s *Store) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratu
 			return err
 		}
 		svc.CreatedAt = fromNanos(created)
+		if svc.Traffic, err = decodeTraffic(traffic); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO revisions (service, number, config, image_digest, created_at)
 			VALUES (?, ?, ?, ?, ?)`, rev.Service, rev.Number, string(b), rev.Digest, now)
 		return err
@@ -71,26 +77,30 @@ func (s *Store) PutRevision(ctx context.Context, rev *stratus.Revision) (*stratu
 	return svc, nil
 }
 
-const selectService = `SELECT s.name, s.serving, r.config, r.image_digest, s.created_at, s.updated_at
+const selectService = `SELECT s.name, s.serving, r.config, r.image_digest, s.traffic, s.created_at, s.updated_at
 	FROM services s JOIN revisions r ON r.service = s.name AND r.number = s.serving`
 
 func scanService(row scanner) (stratus.Service, error) {
 	var (
 		svc              stratus.Service
-		config           []byte
+		config, traffic  []byte
 		created, updated int64
 	)
-	if err := row.Scan(&svc.Name, &svc.Revision, &config, &svc.Digest, &created, &updated); err != nil {
+	if err := row.Scan(&svc.Name, &svc.Revision, &config, &svc.Digest, &traffic, &created, &updated); err != nil {
 		return stratus.Service{}, err
 	}
 	if err := json.Unmarshal(config, &svc.Config); err != nil {
 		return stratus.Service{}, fmt.Errorf("service %q: decode config: %w", svc.Name, err)
 	}
+	var err error
+	if svc.Traffic, err = decodeTraffic(traffic); err != nil {
+		return stratus.Service{}, fmt.Errorf("service %q: %w", svc.Name, err)
+	}
 	svc.CreatedAt, svc.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return svc, nil
 }
 
-// GetService returns service name at its serving revision, or an error
+// GetService returns service name at its latest revision, with its traffic, or an error
 // wrapping stratus.ErrNotFound.
 func (s *Store) GetService(ctx context.Context, name string) (*stratus.Service, error) {
 	svc, err := scanService(s.r.QueryRowContext(ctx, selectService+` WHERE s.name = ?`, name))
@@ -103,7 +113,8 @@ func (s *Store) GetService(ctx context.Context, name string) (*stratus.Service, 
 	return &svc, nil
 }
 
-// ListServices returns every service at its serving revision, by name.
+// ListServices returns every service at its latest revision, with its
+// traffic, by name.
 func (s *Store) ListServices(ctx context.Context) ([]stratus.Service, error) {
 	rows, err := s.r.QueryContext(ctx, selectService+` ORDER BY s.name`)
 	if err != nil {
