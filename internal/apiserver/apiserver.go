@@ -96,6 +96,8 @@ type Config struct {
 	MetricsPublic bool
 	// Info is what GET /v1/info answers.
 	Info v1.Info
+	// AccountID is the account in the ARNs and events the routes make.
+	AccountID string
 	// Ready, if set, gives the outcome of each readiness check: GET
 	// /readyz answers 503 with the reasons while one fails. It must be
 	// fast (no I/O beyond a statfs).
@@ -166,7 +168,7 @@ func New(c Config) *Server {
 	})))
 	if c.Functions != nil {
 		s.gw = gateway.New(gateway.Config{
-			Invoker: c.Functions, Queue: c.Queue, Heads: c.Functions, Versions: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log,
+			Invoker: c.Functions, Queue: c.Queue, Heads: c.Functions, Versions: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log, AccountID: c.AccountID,
 			Verify: c.Keys.Verify,
 		})
 		mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))

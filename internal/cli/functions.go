@@ -110,7 +110,7 @@ as Lambda's container images are; --handler then replaces the image's command.`,
 	fl.IntVar(&cfg.MaxConcurrency, "max-concurrency", stratus.DefaultMaxConc, "instances at most; left unset, 100 or the server's --max-instances if lower")
 	fl.IntVar(&cfg.MinInstances, "min-instances", 0, "instances kept warm")
 	fl.DurationVar(&idle, "idle-timeout", 0, "how long an idle instance lives (default: the server's)")
-	fl.StringVar(&cfg.Auth, "auth", stratus.AuthToken, "auth of the /fn/NAME route: token or none")
+	fl.StringVar(&cfg.Auth, "auth", stratus.AuthToken, "auth of the /fn/NAME route: token, none (public) or signed (AWS SigV4 by a key from `stratus keys create`, or the token)")
 	fl.IntVar(&retries, "max-retries", stratus.DefaultMaxRetries, "async: how often a failed event is tried again")
 	fl.DurationVar(&maxEvAge, "max-event-age", 0, "async: how long an event may wait in all (default 6h, at least 1m)")
 	fl.StringVar(&cfg.OnSuccess, "on-success", "", "async: where successes go: function:NAME or topic:NAME")

@@ -76,6 +76,7 @@ type Gateway struct {
 	token    *Token
 	verify   func(r *http.Request, body []byte) error // nil: no signature is admitted
 	maxEvent int64
+	account  string
 	answer   v1.Responder // writes every answer and error
 }
 
@@ -105,6 +106,9 @@ type Config struct {
 	Verify func(r *http.Request, body []byte) error
 	// MaxEvent bounds an event's size (DefaultMaxEvent if 0).
 	MaxEvent int64
+	// AccountID is the account in the function route's events
+	// (httpevent.DefaultAccountID if empty).
+	AccountID string
 	// Log gets the failures answered 5xx; nil discards them.
 	Log *slog.Logger
 }
@@ -122,7 +126,7 @@ func New(cfg Config) *Gateway {
 	}
 	cfg = cfg.withDefaults()
 	return &Gateway{
-		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, maxEvent: cfg.MaxEvent,
+		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, maxEvent: cfg.MaxEvent, account: cfg.AccountID,
 		answer: v1.Responder{Log: cfg.Log},
 	}
 }
@@ -353,7 +357,7 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reqID := stratus.NewRequestID()
-	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: fnName(name)})
+	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: fnName(name), AccountID: g.account})
 	if err != nil {
 		g.answer.Error(w, r, err)
 		return

@@ -318,7 +318,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Functions: fns, Store: st, Pools: invoker{fns, pools}, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
 		Metrics: met.handler(), MetricsPublic: cfg.MetricsPublic, Log: log.With("component", "api"),
-		Ready: health.Checks,
+		Ready:     health.Checks,
+		AccountID: cfg.AccountID,
 		Info: v1.Info{
 			Version: stratus.ServerVersion(), Region: cfg.Region,
 			Sandbox: v1.Sandbox{Driver: driver.Name(), Why: why, Isolated: driver.Capabilities().Isolated},
