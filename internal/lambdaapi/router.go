@@ -120,21 +120,24 @@ func (rt *router) match(r *http.Request) (*operation, map[string]string, error) 
 	return best.op, bestParams, nil
 }
 
-// matchPath matches the escaped segments segs against ro's template.
+// matchPath matches the escaped segments segs against ro's template:
+// the literal segments first, so that a route that does not match costs
+// no decoding nor allocation.
 func (ro *route) matchPath(segs []string) (map[string]string, bool) {
 	if len(segs) != len(ro.segs) {
 		return nil, false
 	}
+	for i, t := range ro.segs {
+		if !isParam(t) && segs[i] != t {
+			return nil, false
+		}
+	}
 	var params map[string]string
 	for i, t := range ro.segs {
-		s := segs[i]
 		if !isParam(t) {
-			if s != t {
-				return nil, false
-			}
 			continue
 		}
-		v, err := url.PathUnescape(s)
+		v, err := url.PathUnescape(segs[i])
 		if err != nil || v == "" {
 			return nil, false
 		}
