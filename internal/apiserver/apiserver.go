@@ -169,7 +169,7 @@ func New(c Config) *Server {
 	if c.Functions != nil {
 		s.gw = gateway.New(gateway.Config{
 			Invoker: c.Functions, Queue: c.Queue, Heads: c.Functions, Versions: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log, AccountID: c.AccountID,
-			Verify: c.Keys.Verify,
+			Verify: c.Keys.Verify, Precheck: c.Keys.Precheck,
 		})
 		mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
 		mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))

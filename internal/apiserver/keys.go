@@ -28,6 +28,10 @@ type KeysConfig struct {
 	// sigv4.Verifier.Verify); the function routes deployed with auth
 	// "signed" admit what it admits. Nil: they admit the token only.
 	Verify func(r *http.Request, body []byte) error
+	// Precheck makes Verify's checks that need no body (see
+	// sigv4.Verifier.Precheck), so that those routes refuse a request
+	// before they read its body. Nil: the body is read first.
+	Precheck func(r *http.Request) error
 }
 
 // keyRoutes serves /v1/keys.

@@ -34,8 +34,9 @@ const (
 func AsyncSubject(fn string) string { return asyncSubjectPrefix + fn }
 
 // validTarget checks fn, the function events go to: "NAME", or
-// "NAME:QUALIFIER" for a published version or an alias (no ARN, and
-// $LATEST only as the plain NAME). It returns fn read.
+// "NAME:QUALIFIER" for a published version or an alias (no ARN). It
+// returns fn read, with "NAME:$LATEST" read as NAME, the head it names:
+// its String is the name events for fn are kept under.
 func validTarget(fn string) (stratus.FunctionRef, error) {
 	if !strings.Contains(fn, ":") {
 		if err := stratus.ValidName(fn); err != nil {
@@ -47,8 +48,11 @@ func validTarget(fn string) (stratus.FunctionRef, error) {
 	if err != nil {
 		return stratus.FunctionRef{}, err
 	}
-	if ref.Qualifier == stratus.LatestVersion || ref.String() != fn {
+	if ref.String() != fn {
 		return stratus.FunctionRef{}, fmt.Errorf("function %q: want NAME or NAME:QUALIFIER (a version or an alias): %w", fn, stratus.ErrInvalid)
+	}
+	if ref.Qualifier == stratus.LatestVersion {
+		ref.Qualifier = ""
 	}
 	return ref, nil
 }
@@ -401,9 +405,11 @@ func (q *Queue) enqueue(ctx context.Context, fn, id, trigger string, event []byt
 	if id == "" || len(id) > 128 {
 		return "", fmt.Errorf("enqueue: request id %q: must be 1 to 128 characters: %w", id, stratus.ErrInvalid)
 	}
-	if _, err := validTarget(fn); err != nil {
+	ref, err := validTarget(fn)
+	if err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
+	fn = ref.String()
 	if _, ok := q.cfg.Policy(fn); !ok {
 		return "", fmt.Errorf("enqueue: function %q: %w", fn, stratus.ErrNotFound)
 	}
@@ -532,9 +538,11 @@ func publishErr(err error) error {
 // Ensure creates the stream and fn's consumer if they do not exist and
 // has Run serve fn. It is idempotent; Enqueue calls it.
 func (q *Queue) Ensure(ctx context.Context, fn string) error {
-	if _, err := validTarget(fn); err != nil {
+	ref, err := validTarget(fn)
+	if err != nil {
 		return fmt.Errorf("ensure async consumer: %w", err)
 	}
+	fn = ref.String()
 	if _, err := q.consumer(ctx, fn); err != nil {
 		return fmt.Errorf("ensure async consumer %s: %w", fn, err)
 	}

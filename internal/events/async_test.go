@@ -524,3 +524,21 @@ func TestEnqueueIDStoresOnce(t *testing.T) {
 		t.Errorf("empty request ID: %v, want ErrInvalid", err)
 	}
 }
+
+// An event for NAME:$LATEST, as Lambda's Invoke with that qualifier
+// sends, is an event for NAME: queued under it and invoked on the head.
+func TestEnqueueLatestIsTheHead(t *testing.T) {
+	inv := &fakeInvoker{}
+	h := newHarness(t, "", inv, newPolicies("hello", AsyncPolicy{}))
+	id, err := h.q.Enqueue(t.Context(), "hello:$LATEST", []byte(`{"n":1}`))
+	if err != nil {
+		t.Fatalf("enqueue for hello:$LATEST: %v", err)
+	}
+	if n, _, err := h.q.Depth(t.Context(), "hello"); err != nil || n != 1 {
+		t.Errorf("depth of hello = %d, %v; want the event", n, err)
+	}
+	h.run()
+	if d := h.waitDone(1, 10*time.Second)[0]; d.fn != "hello" || d.id != id || d.err != nil {
+		t.Errorf("done = %+v, want hello %s, no error", d, id)
+	}
+}

@@ -119,8 +119,9 @@ type SchedulerConfig struct {
 	Store scheduleStore
 	// Queue takes the firings; *Queue is one.
 	Queue firingQueue
-	// FunctionExists reports whether a function exists; Create refuses
-	// schedules of unknown functions.
+	// FunctionExists reports whether a function exists, given "NAME" or
+	// "NAME:QUALIFIER" (false for a missing version or alias); Create
+	// refuses schedules of unknown ones.
 	FunctionExists func(fn string) bool
 	// Region is the region in events and rule ARNs.
 	Region string
@@ -203,7 +204,9 @@ func (sc *Scheduler) Create(ctx context.Context, spec ScheduleSpec) (*stratus.Sc
 	if err != nil {
 		return nil, err
 	}
-	if ref, _ := validTarget(s.Function); !sc.exists(ref.Name) {
+	// The version or alias too: a schedule of a missing one would fail
+	// at every firing.
+	if !sc.exists(s.Function) {
 		return nil, fmt.Errorf("schedule %q: function %q: %w", s.Name, s.Function, stratus.ErrNotFound)
 	}
 	if err := sc.st.CreateSchedule(ctx, s); err != nil {
@@ -256,9 +259,11 @@ func newSchedule(spec ScheduleSpec, now time.Time, region string, maxEvent int) 
 	if spec.Function == "" {
 		return fail(fmt.Errorf("a function is required: %w", stratus.ErrInvalid))
 	}
-	if _, err := validTarget(spec.Function); err != nil {
+	ref, err := validTarget(spec.Function)
+	if err != nil {
 		return fail(err)
 	}
+	spec.Function = ref.String()
 	var kinds []string
 	for _, k := range []struct{ name, value string }{{"cron", spec.Cron}, {"rate", spec.Rate}, {"at", spec.At}} {
 		if strings.TrimSpace(k.value) != "" {

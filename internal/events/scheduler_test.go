@@ -384,3 +384,30 @@ func TestSchedulerCreateRejectsBadInput(t *testing.T) {
 		t.Errorf("Delete of a missing schedule: %v, want ErrNotFound", err)
 	}
 }
+
+// A schedule names a function, a published version or an alias that
+// exists: one of a missing version or alias is refused like one of a
+// missing function, and NAME:$LATEST is the head, stored as NAME.
+func TestSchedulerCreateChecksQualifier(t *testing.T) {
+	st := openScheduleStore(t)
+	r := newSchedRig(t, st, utcTime("2025-05-01T10:00:00Z"), func(c *SchedulerConfig) {
+		c.FunctionExists = func(fn string) bool { return fn == "fn" || fn == "fn:1" || fn == "fn:live" }
+	}).start()
+	for _, fn := range []string{"fn:typo", "fn:2", "ghost:1"} {
+		if _, err := r.sc.Create(t.Context(), ScheduleSpec{Name: "s", Function: fn, Rate: "1 hour"}); !errors.Is(err, stratus.ErrNotFound) {
+			t.Errorf("Create of a schedule of %s: %v, want ErrNotFound", fn, err)
+		}
+	}
+	for fn, stored := range map[string]string{"fn:1": "fn:1", "fn:live": "fn:live", "fn:$LATEST": "fn"} {
+		s, err := r.sc.Create(t.Context(), ScheduleSpec{Name: "s", Function: fn, Rate: "1 hour"})
+		if err != nil {
+			t.Fatalf("Create of a schedule of %s: %v", fn, err)
+		}
+		if s.Function != stored {
+			t.Errorf("schedule of %s stored for %q, want %q", fn, s.Function, stored)
+		}
+		if err := r.sc.Delete(t.Context(), "s"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -98,8 +98,9 @@ type TopicsConfig struct {
 	// Queue starts the async invocations of function subscribers; *Queue
 	// is one.
 	Queue subscriberQueue
-	// FunctionExists reports whether a function exists (checked when
-	// subscribing).
+	// FunctionExists reports whether a function exists, given "NAME" or
+	// "NAME:QUALIFIER" (false for a missing version or alias); checked
+	// when subscribing.
 	FunctionExists func(fn string) bool
 	// MaxEventSize bounds an event's structured-mode JSON, which is what a
 	// function subscriber receives as its async event
@@ -276,9 +277,11 @@ func (t *Topics) Subscribe(ctx context.Context, sub stratus.Subscription) (*stra
 	case sub.Function == "" && sub.URL == "":
 		return nil, fmt.Errorf("subscribe: give a function or a URL to deliver to: %w", stratus.ErrInvalid)
 	case sub.Function != "":
-		if _, err := validTarget(sub.Function); err != nil {
+		ref, err := validTarget(sub.Function)
+		if err != nil {
 			return nil, fmt.Errorf("subscribe: %w", err)
 		}
+		sub.Function = ref.String()
 	default:
 		if err := checkURL(sub.URL); err != nil {
 			return nil, fmt.Errorf("subscribe: %w", err)
@@ -301,7 +304,8 @@ func (t *Topics) Subscribe(ctx context.Context, sub stratus.Subscription) (*stra
 	if _, err := t.st.GetTopic(ctx, sub.Topic); err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	if ref, _ := validTarget(sub.Function); sub.Function != "" && !t.fnExists(ref.Name) {
+	// The version or alias too: deliveries to a missing one would fail.
+	if sub.Function != "" && !t.fnExists(sub.Function) {
 		return nil, fmt.Errorf("subscribe: function %q: %w", sub.Function, stratus.ErrNotFound)
 	}
 	sub.ID = newSubscriptionID()

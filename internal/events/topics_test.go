@@ -501,6 +501,7 @@ func TestSubscribeRefusesBadInput(t *testing.T) {
 		{stratus.Subscription{Topic: "t", Function: "bad name"}, stratus.ErrInvalid, "name"},
 		{stratus.Subscription{Topic: "nope", Function: "fn"}, stratus.ErrNotFound, `topic "nope"`},
 		{stratus.Subscription{Topic: "t", Function: "ghost"}, stratus.ErrNotFound, `function "ghost"`},
+		{stratus.Subscription{Topic: "t", Function: "fn:typo"}, stratus.ErrNotFound, `function "fn:typo"`},
 	} {
 		_, err := h.tp.Subscribe(t.Context(), tc.sub)
 		if !errors.Is(err, tc.kind) || !strings.Contains(fmt.Sprint(err), tc.msg) {
@@ -545,5 +546,18 @@ func TestDestinationPublishesToTopic(t *testing.T) {
 	}
 	if rec.RequestContext.RequestID != "req-1" || rec.RequestContext.ApproximateInvokeCount != 3 || string(rec.RequestPayload) != `{"job":1}` {
 		t.Errorf("record %+v", rec)
+	}
+}
+
+// A subscription to NAME:$LATEST is one to NAME, the head.
+func TestSubscribeLatestIsTheHead(t *testing.T) {
+	h := newTopicHarness(t)
+	h.topic("t")
+	s, err := h.tp.Subscribe(t.Context(), stratus.Subscription{Topic: "t", Function: "fn:$LATEST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Function != "fn" {
+		t.Errorf("subscribed function %q, want fn", s.Function)
 	}
 }

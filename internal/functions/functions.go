@@ -111,6 +111,9 @@ type Service struct {
 	// retired holds when each version stopped being its function's head
 	// on this server; guarded by deployMu.
 	retired map[versionKey]time.Time
+	// unpublished marks the retired snapshots of deleted published
+	// versions (see mayHaveInstances); guarded by deployMu.
+	unpublished map[versionKey]bool
 }
 
 type versionKey struct {
@@ -174,14 +177,15 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 	s := &Service{
 		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, images: c.Images, log: c.Log,
 		keep: c.KeepVersions, inUse: c.HasInstances, grace: c.InstanceGrace, now: c.Now, removed: c.Removed,
-		retired:   make(map[versionKey]time.Time),
-		codeDir:   codeRoot(c.DataDir),
-		codeDirOf: CodeDirs(c.DataDir),
-		tmpDir:    filepath.Join(c.DataDir, "tmp"),
-		heads:     make(map[string]*stratus.Version),
-		published: make(map[string]map[int]*stratus.Version),
-		aliases:   make(map[string]map[string]*stratus.Alias),
-		pooled:    make(map[string]bool),
+		retired:     make(map[versionKey]time.Time),
+		unpublished: make(map[versionKey]bool),
+		codeDir:     codeRoot(c.DataDir),
+		codeDirOf:   CodeDirs(c.DataDir),
+		tmpDir:      filepath.Join(c.DataDir, "tmp"),
+		heads:       make(map[string]*stratus.Version),
+		published:   make(map[string]map[int]*stratus.Version),
+		aliases:     make(map[string]map[string]*stratus.Alias),
+		pooled:      make(map[string]bool),
 	}
 	for _, d := range []string{s.codeDir, s.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -333,6 +337,12 @@ func (s *Service) Head(name string) (*stratus.Version, bool) {
 // stratus.ErrInvalid (or stratus.ErrTooLarge), a name a service holds
 // one wrapping stratus.ErrConflict; either changes nothing.
 func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader) (f *stratus.Function, created bool, err error) {
+	return s.deploy(ctx, name, cfg, code, nil)
+}
+
+// deploy is Deploy, checking cond (when set) under deployMu before the
+// code is kept.
+func (s *Service) deploy(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader, cond func(head *stratus.Version) error) (f *stratus.Function, created bool, err error) {
 	if err := stratus.ValidName(name); err != nil {
 		return nil, false, err
 	}
@@ -354,7 +364,7 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 		if code != nil {
 			return nil, false, fmt.Errorf("a function comes from an image or from code, not both: %w", stratus.ErrInvalid)
 		}
-		return s.deployImage(ctx, name, cfg)
+		return s.deployImage(ctx, name, cfg, cond)
 	}
 	if code == nil {
 		return nil, false, fmt.Errorf("code is required (or an image): %w", stratus.ErrInvalid)
@@ -384,6 +394,9 @@ func (s *Service) Deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	// Code folders appear and go (gcCode) only under deployMu.
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
+	if err := s.checkCond(name, cond); err != nil {
+		return nil, false, err
+	}
 	dir := s.CodeDir(sha)
 	if _, err := os.Stat(dir); err != nil {
 		parent, err := os.MkdirTemp(s.tmpDir, "extract-*")
@@ -436,7 +449,7 @@ func (s *Service) checkName(ctx context.Context, name string) error {
 
 // deployImage deploys a version that runs image cfg.Image; its code
 // digest is the image's manifest digest.
-func (s *Service) deployImage(ctx context.Context, name string, cfg stratus.FunctionConfig) (*stratus.Function, bool, error) {
+func (s *Service) deployImage(ctx context.Context, name string, cfg stratus.FunctionConfig, cond func(*stratus.Version) error) (*stratus.Function, bool, error) {
 	if s.images == nil {
 		return nil, false, fmt.Errorf("functions from images need an image store: %w", stratus.ErrUnavailable)
 	}
@@ -449,6 +462,9 @@ func (s *Service) deployImage(ctx context.Context, name string, cfg stratus.Func
 	}
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
+	if err := s.checkCond(name, cond); err != nil {
+		return nil, false, err
+	}
 	return s.putVersion(ctx, name, cfg, digest, size)
 }
 
@@ -541,6 +557,7 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	maps.DeleteFunc(s.pooled, func(k string, _ bool) bool { return strings.HasPrefix(k, name+":") })
 	s.mu.Unlock()
 	maps.DeleteFunc(s.retired, func(k versionKey, _ time.Time) bool { return k.fn == name })
+	maps.DeleteFunc(s.unpublished, func(k versionKey, _ bool) bool { return k.fn == name })
 	s.pools.Remove(name)
 	s.gcCode(ctx)
 	if s.removed != nil {

@@ -44,6 +44,7 @@ func (s *Service) pruneVersions(ctx context.Context, name string) bool {
 		}
 		drop = append(drop, v.Version)
 		delete(s.retired, versionKey{name, v.Version})
+		delete(s.unpublished, versionKey{name, v.Version})
 	}
 	if len(busy) > 0 {
 		slices.Sort(busy)
@@ -67,10 +68,10 @@ func (s *Service) pruneVersions(ctx context.Context, name string) bool {
 // (Only $LATEST's pool runs unpublished snapshots; published versions,
 // which aliases name and pools of their own run, are never pruned.)
 func (s *Service) mayHaveInstances(v *stratus.Version) bool {
-	if s.inUse == nil {
+	k := versionKey{v.Function, v.Version}
+	if s.inUse == nil && !s.unpublished[k] {
 		return false
 	}
-	k := versionKey{v.Function, v.Version}
 	at, ok := s.retired[k]
 	if !ok {
 		return false // the head before this server started: no instance ran it
@@ -78,7 +79,13 @@ func (s *Service) mayHaveInstances(v *stratus.Version) bool {
 	window := time.Duration(v.Config.TimeoutSec)*time.Second + s.grace
 	if s.now().Sub(at) >= window {
 		delete(s.retired, k)
+		delete(s.unpublished, k)
 		return false
+	}
+	if s.unpublished[k] {
+		// A deleted published version: its own pool's busy instances,
+		// which inUse does not see, may run it.
+		return true
 	}
 	return s.inUse(v.Function, v.Version)
 }

@@ -30,8 +30,28 @@ import (
 // (same code and configuration) it returns that version instead. An
 // unknown function is an error wrapping stratus.ErrNotFound.
 func (s *Service) Publish(ctx context.Context, name, description string) (*stratus.Version, error) {
+	return s.PublishIf(ctx, name, description, nil)
+}
+
+// PublishIf is Publish with a precondition: cond, when set, is called
+// with the head of function name while no other deploy, publish or
+// remove runs, so the head it accepts is the one published; an error of
+// cond is returned as it is and changes nothing. cond must be quick and
+// must not call the Service.
+func (s *Service) PublishIf(ctx context.Context, name, description string, cond func(head *stratus.Version) error) (*stratus.Version, error) {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
+	if cond != nil {
+		s.mu.RLock()
+		head := s.heads[name]
+		s.mu.RUnlock()
+		if head == nil {
+			return nil, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound)
+		}
+		if err := cond(head); err != nil {
+			return nil, err
+		}
+	}
 	v, err := s.st.PublishVersion(ctx, name, description)
 	if err != nil {
 		return nil, err
@@ -69,7 +89,8 @@ func (s *Service) PublishedVersion(ctx context.Context, name string, n int) (*st
 func (s *Service) DeleteVersion(ctx context.Context, name string, n int) error {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
-	if err := s.st.DeleteVersion(ctx, name, n); err != nil {
+	snap, err := s.st.DeleteVersion(ctx, name, n)
+	if err != nil {
 		return err
 	}
 	key := (&stratus.Version{Function: name, Qualifier: strconv.Itoa(n)}).PoolKey()
@@ -80,7 +101,15 @@ func (s *Service) DeleteVersion(ctx context.Context, name string, n int) error {
 		s.pools.RemoveVersion(key)
 	}
 	s.mu.Unlock()
-	s.gcCode(ctx)
+	// The snapshot stays, unpublished, while the version's busy instances
+	// (which RemoveVersion lets finish) may still run its code; pruning
+	// removes it later.
+	k := versionKey{name, snap}
+	s.retired[k] = s.now()
+	s.unpublished[k] = true
+	if s.pruneVersions(ctx, name) {
+		s.gcCode(ctx)
+	}
 	return nil
 }
 
@@ -262,9 +291,12 @@ func (s *Service) ensurePool(v *stratus.Version, key string) error {
 // Configure makes a new $LATEST of function name with the head's code
 // and its configuration as change leaves it, checked as a deploy's (the
 // Lambda API's UpdateFunctionConfiguration, concurrency and event-invoke
-// configuration). An error of change is returned as it is; an unknown
-// function is an error wrapping stratus.ErrNotFound, a bad configuration
-// one wrapping stratus.ErrInvalid; either changes nothing.
+// configuration). change runs while no other deploy, publish or remove
+// runs: the head that Head returns then is the one changed, so change
+// may check a precondition on it. An error of change is returned as it
+// is; an unknown function is an error wrapping stratus.ErrNotFound, a
+// bad configuration one wrapping stratus.ErrInvalid; either changes
+// nothing.
 func (s *Service) Configure(ctx context.Context, name string, change func(*stratus.FunctionConfig) error) (*stratus.Function, error) {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -341,5 +342,38 @@ func TestKeepVersionsKeepsPublished(t *testing.T) {
 	code, _ := e.codeOnDisk(t)
 	if len(code) != 6 {
 		t.Errorf("code on disk: %v, want that of 3 snapshots", code)
+	}
+}
+
+// A deleted published version's code stays while an instance of its own
+// pool may still run it (its timeout and the grace after the delete),
+// whatever the head's pool says; pruning then removes it.
+func TestDeletedVersionCodeOutlivesItsInstances(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.KeepVersions = 1
+	now := time.Unix(1e9, 0)
+	e.cfg.Now = func() time.Time { return now }
+	e.cfg.InstanceGrace = 10 * time.Second
+	e.cfg.HasInstances = func(string, int) bool { return false } // the head's pool is idle
+	s := e.open(t)
+	ctx := t.Context()
+	a, b := codeZip(t, "a"), codeZip(t, "b")
+	deploy(t, s, "fn", a)
+	publish(t, s, "fn", 1)
+	deploy(t, s, "fn", b)
+	publish(t, s, "fn", 2)
+	if err := s.DeleteVersion(ctx, "fn", 1); err != nil {
+		t.Fatal(err)
+	}
+	deploy(t, s, "fn", b) // a deploy prunes
+	code, _ := e.codeOnDisk(t)
+	if diff := cmp.Diff(wantCode(sha(t, a), sha(t, b)), code); diff != "" {
+		t.Errorf("code right after deleting version 1 (-want +got):\n%s", diff)
+	}
+	now = now.Add(14 * time.Second) // its timeout (3 s) and the grace
+	deploy(t, s, "fn", b)
+	code, _ = e.codeOnDisk(t)
+	if diff := cmp.Diff(wantCode(sha(t, b)), code); diff != "" {
+		t.Errorf("code once version 1's instances are gone (-want +got):\n%s", diff)
 	}
 }

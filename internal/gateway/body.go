@@ -13,12 +13,17 @@ import (
 	v1 "github.com/stratus-run/stratus/api/v1"
 )
 
-// UploadTimeout bounds the time the body of an upload sent with the
-// server's token may take to arrive: a function's code (PUT
-// /v1/functions/NAME, up to --max-zip-bytes) or an image archive (POST
-// /v1/images/import). An hour is a 50 MiB zip at 15 KB/s or a 1 GiB image
-// at 300 KB/s. Without the token those routes get the read timeout, as
-// every other request does.
+// UploadTimeout bounds the time the body of an authenticated upload may
+// take to arrive: a function's code (PUT /v1/functions/NAME, up to
+// --max-zip-bytes; on the Lambda API, CreateFunction, POST
+// /2015-03-31/functions, and UpdateFunctionCode, PUT
+// /2015-03-31/functions/NAME/code, base64 in JSON) or an image archive
+// (POST /v1/images/import). An hour is a 50 MiB zip at 15 KB/s or a 1
+// GiB image at 300 KB/s. An upload is authenticated, for this bound, by
+// the server's token or, on the Lambda API's paths, by a SigV4 signature
+// that passes the checks needing no body (its form, time, scope and key:
+// sigv4.Verifier.Precheck); its signature over the body is checked once
+// the body has arrived. Other requests get the read timeout.
 const UploadTimeout = time.Hour
 
 // ErrBodyTimeout is a request body that did not arrive within its bound:
@@ -43,20 +48,23 @@ const CodeRequestTimeout = v1.CodeRequestTimeout
 // start, and lifts once the body has been read to its end (before the
 // handler runs, for a request without a body), so that a long
 // invocation, a streamed answer or a WebSocket is not cut by it.
-// BoundBodies gives an upload with the token UploadTimeout from its
-// handler's start instead, and turns a read past the bound into
-// ErrBodyTimeout, which v1.Responder answers with 408.
+// BoundBodies gives an authenticated upload (see UploadTimeout)
+// UploadTimeout from its handler's start instead, and turns a read past
+// the bound into ErrBodyTimeout, which v1.Responder answers with 408.
+// precheck is sigv4.Verifier.Precheck; nil, only the token makes an
+// upload's bound UploadTimeout.
 //
 // The bound is the connection's read deadline: a client that trickles its
 // body holds its connection until the bound, and nothing else.
-func BoundBodies(next http.Handler, readTimeout time.Duration, token *Token) http.Handler {
+func BoundBodies(next http.Handler, readTimeout time.Duration, token *Token, precheck func(*http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
 		d := readTimeout
-		if isUpload(r) && token.Authorized(r.Header) {
+		if up, lambda := isUpload(r); up && (token.Authorized(r.Header) ||
+			lambda && precheck != nil && sigv4Signed(r.Header) && precheck(r) == nil) {
 			d = UploadTimeout
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 		}
@@ -65,16 +73,39 @@ func BoundBodies(next http.Handler, readTimeout time.Duration, token *Token) htt
 	})
 }
 
-// isUpload reports whether r uploads code or an image.
-func isUpload(r *http.Request) bool {
+// isUpload reports whether r uploads code or an image, and whether it
+// does so on the Lambda API.
+func isUpload(r *http.Request) (upload, lambda bool) {
+	p := r.URL.Path
 	switch r.Method {
 	case http.MethodPut:
-		name, ok := strings.CutPrefix(r.URL.Path, "/v1/functions/")
-		return ok && name != "" && !strings.Contains(name, "/")
+		if name, ok := strings.CutPrefix(p, "/v1/functions/"); ok {
+			return oneSegment(name), false
+		}
+		if rest, ok := strings.CutPrefix(p, lambdaFunctions+"/"); ok {
+			name, ok := strings.CutSuffix(rest, "/code")
+			return ok && oneSegment(name), true
+		}
 	case http.MethodPost:
-		return r.URL.Path == "/v1/images/import"
+		if p == lambdaFunctions {
+			return true, true
+		}
+		return p == "/v1/images/import", false
 	}
-	return false
+	return false, false
+}
+
+// lambdaFunctions is the Lambda API's path of functions.
+const lambdaFunctions = "/2015-03-31/functions"
+
+// oneSegment reports whether s is one non-empty path segment.
+func oneSegment(s string) bool { return s != "" && !strings.Contains(s, "/") }
+
+// sigv4Signed reports whether h carries an AWS Signature Version 4
+// Authorization header.
+func sigv4Signed(h http.Header) bool {
+	v := strings.TrimLeft(h.Get("Authorization"), " \t")
+	return strings.HasPrefix(v, "AWS4-HMAC-SHA256 ")
 }
 
 // boundBody is a request body read under a deadline: a read past it

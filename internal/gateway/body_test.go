@@ -48,7 +48,7 @@ func rawRequest(t *testing.T, srv *httptest.Server, head, body string) (*http.Re
 // timeout as the http.Server's ReadTimeout.
 func newBoundServer(t *testing.T, h http.Handler, timeout time.Duration) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(BoundBodies(h, timeout, NewToken("tok")))
+	srv := httptest.NewUnstartedServer(BoundBodies(h, timeout, NewToken("tok"), nil))
 	srv.Config.ReadTimeout = timeout
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -143,7 +143,7 @@ func TestBoundBodiesUploads(t *testing.T) {
 		var got time.Duration
 		h := BoundBodies(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			got = r.Body.(*boundBody).limit
-		}), time.Second, NewToken("tok"))
+		}), time.Second, NewToken("tok"), nil)
 		h.ServeHTTP(httptest.NewRecorder(), r)
 		want := time.Second
 		if tc.upload {

@@ -75,6 +75,7 @@ type Gateway struct {
 	versions resolver // nil: qualified names are not found
 	token    *Token
 	verify   func(r *http.Request, body []byte) error // nil: no signature is admitted
+	precheck func(r *http.Request) error              // nil: the body is read before Verify
 	maxEvent int64
 	account  string
 	answer   v1.Responder // writes every answer and error
@@ -104,6 +105,10 @@ type Config struct {
 	// error with a Status() int method. Nil: such routes take the token
 	// only.
 	Verify func(r *http.Request, body []byte) error
+	// Precheck makes the checks of Verify that need no body
+	// (sigv4.Verifier.Precheck) before the body is read. Nil: a request
+	// with a SigV4 Authorization header has its body read for Verify.
+	Precheck func(r *http.Request) error
 	// MaxEvent bounds an event's size (DefaultMaxEvent if 0).
 	MaxEvent int64
 	// AccountID is the account in the function route's events
@@ -126,7 +131,7 @@ func New(cfg Config) *Gateway {
 	}
 	cfg = cfg.withDefaults()
 	return &Gateway{
-		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, maxEvent: cfg.MaxEvent, account: cfg.AccountID,
+		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, precheck: cfg.Precheck, maxEvent: cfg.MaxEvent, account: cfg.AccountID,
 		answer: v1.Responder{Log: cfg.Log},
 	}
 }
@@ -152,23 +157,21 @@ var (
 	unhandled = []string{"Unhandled"}
 )
 
-// readBody reads at most g.maxEvent bytes of the request body.
+// readBody reads at most g.maxEvent bytes of the request body. The
+// buffer grows as the bytes arrive: a Content-Length sizes it only up to
+// presize, so that a client's word costs little memory before its bytes
+// come.
 func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength > g.maxEvent {
 		return nil, fmt.Errorf("event is %d bytes, more than the %d byte limit: %w", r.ContentLength, g.maxEvent, stratus.ErrTooLarge)
 	}
-	var b []byte
-	var err error
+	size := int64(512)
 	if n := r.ContentLength; n > 0 {
-		// Sized: one allocation, not io.ReadAll's growing ones (the
-		// async accept path reads an event per request).
-		b = make([]byte, n)
-		var m int
-		m, err = io.ReadFull(r.Body, b)
-		b = b[:m]
-	} else {
-		b, err = io.ReadAll(io.LimitReader(r.Body, g.maxEvent+1))
+		// One allocation for a small event (the async accept path reads
+		// an event per request); the +1 finds the end without growing.
+		size = min(n, presize) + 1
 	}
+	b, err := readAll(io.LimitReader(r.Body, g.maxEvent+1), make([]byte, 0, size))
 	if errors.Is(err, ErrBodyTimeout) {
 		return nil, fmt.Errorf("read event: %w", err)
 	}
@@ -179,6 +182,28 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 		return nil, fmt.Errorf("event is more than the %d byte limit: %w", g.maxEvent, stratus.ErrTooLarge)
 	}
 	return b, nil
+}
+
+// presize bounds the buffer a request body's Content-Length reserves
+// before its bytes arrive.
+const presize = 64 << 10
+
+// readAll appends what r has to b until EOF, growing b as io.ReadAll
+// does.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 var emptyEvent = []byte("{}")

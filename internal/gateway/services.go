@@ -25,7 +25,8 @@ import (
 // of its tag.
 type replicas interface {
 	// Acquire gives a request to route a replica (see
-	// services.Manager.Acquire).
+	// services.Manager.Acquire); ctx is marked services.WithoutToken for
+	// a request that came without the server's token.
 	Acquire(ctx context.Context, route string) (*services.Target, func(), error)
 	// Auth returns the auth mode of route; ok is false for an unknown
 	// service or tag.
@@ -294,6 +295,7 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, pa
 		}
 	}
 	// The server's token is not the container's to see, whatever its auth.
+	withToken := p.token.Authorized(r.Header)
 	if !p.token.admit(r, known && auth == stratus.AuthNone) {
 		p.answer.Error(w, r, v1.ErrUnauthorized)
 		return known
@@ -307,9 +309,19 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, pa
 		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, err))
 		return true
 	}
-	t, release, err := p.svcs.Acquire(r.Context(), route)
+	// Admitted without the token, it may reach only a revision deployed
+	// with auth none, whatever the split or tags are by the time it gets
+	// a replica.
+	actx := r.Context()
+	if !withToken {
+		actx = services.WithoutToken(actx)
+	}
+	t, release, err := p.svcs.Acquire(actx, route)
 	if err != nil {
-		if r.Context().Err() == nil {
+		switch {
+		case errors.Is(err, services.ErrTokenRequired):
+			p.answer.Error(w, r, v1.ErrUnauthorized)
+		case r.Context().Err() == nil:
 			p.answer.Error(w, r, err)
 		}
 		return true

@@ -331,3 +331,41 @@ func TestServiceTimeout(t *testing.T) {
 		t.Errorf("the timeout took %s", took)
 	}
 }
+
+// movedReplicas is an open service whose traffic moved, after the
+// request was admitted, to a revision that needs the token: Acquire
+// refuses a request marked as without it, as services.Manager does.
+type movedReplicas struct{ target *services.Target }
+
+func (f movedReplicas) Acquire(ctx context.Context, route string) (*services.Target, func(), error) {
+	if services.NoToken(ctx) {
+		return nil, nil, fmt.Errorf("service %q: revision web-00002: %w", route, services.ErrTokenRequired)
+	}
+	return f.target, func() {}, nil
+}
+
+func (f movedReplicas) Auth(route string) (string, bool) { return stratus.AuthNone, route == "web" }
+
+// TestServiceWithoutTokenReachesOnlyOpenRevisions: a request admitted
+// without the token to a service that was open gets 401 when its traffic
+// now goes to a revision that needs the token; one with the token gets
+// through, the token stripped.
+func TestServiceWithoutTokenReachesOnlyOpenRevisions(t *testing.T) {
+	p := NewServiceProxy(ProxyConfig{Services: movedReplicas{replicaNamed(t, "web-00002")}, Token: NewToken("t"), Domain: "localhost"})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)
+	for _, tc := range []struct {
+		auth string
+		code int
+	}{{"", http.StatusUnauthorized}, {"Bearer t", http.StatusOK}} {
+		r := httptest.NewRequest("GET", "/svc/web/x", nil)
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		if w.Code != tc.code {
+			t.Errorf("request with Authorization %q: %d %s, want %d", tc.auth, w.Code, w.Body, tc.code)
+		}
+	}
+}

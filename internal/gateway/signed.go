@@ -20,15 +20,21 @@ type refusal interface {
 var forbiddenBody = []byte(`{"Message":"Forbidden"}` + "\n")
 
 // admitSigned checks the SigV4 signature of r, a request to a function
-// route deployed with auth "signed" that did not carry the token. It
-// reads the body (bounded as an event is) and leaves it in r.Body for the
-// route to read again. It answers the requests it does not admit: 403
+// route deployed with auth "signed" that did not carry the token. A
+// request without a SigV4 Authorization header, or one that fails the
+// checks needing no body (g.precheck), is refused before its body is
+// read. Then it reads the body (bounded as an event is) and leaves it in
+// r.Body for the route to read again. It answers the requests it does
+// not admit: 403
 // {"Message":"Forbidden"} as function URLs do (the reason is not the
 // caller's to see), 413 for a body over the limit, 500 when the verifier
 // failed.
 func (g *Gateway) admitSigned(w http.ResponseWriter, r *http.Request) bool {
-	if g.verify == nil {
+	if g.verify == nil || !sigv4Signed(r.Header) {
 		forbidden(w)
+		return false
+	}
+	if g.precheck != nil && !g.admitted(w, r, g.precheck(r)) {
 		return false
 	}
 	body, err := g.readBody(r)
@@ -37,16 +43,23 @@ func (g *Gateway) admitSigned(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-	if err := g.verify(r, body); err != nil {
-		var ref refusal
-		if !errors.As(err, &ref) {
-			g.answer.Error(w, r, err)
-			return false
-		}
-		forbidden(w)
+	return g.admitted(w, r, g.verify(r, body))
+}
+
+// admitted reports whether err, a verifier's answer, admits r; when it
+// does not, it answers r: 403 for a refusal, 500 for the verifier's
+// failure.
+func (g *Gateway) admitted(w http.ResponseWriter, r *http.Request, err error) bool {
+	if err == nil {
+		return true
+	}
+	var ref refusal
+	if !errors.As(err, &ref) {
+		g.answer.Error(w, r, err)
 		return false
 	}
-	return true
+	forbidden(w)
+	return false
 }
 
 // forbidden answers 403 as a Lambda function URL does.

@@ -204,12 +204,18 @@ func (a *API) createFunction(c *call) error {
 	if _, ok := a.fns.Head(ref.Name); ok {
 		return conflict("function %q exists already", ref.Name)
 	}
+	g, err := a.guarded()
+	if err != nil {
+		return err
+	}
 	ctx := c.r.Context()
 	var f *stratus.Function
+	// Only creates: a function made meanwhile (another CreateFunction, a
+	// native deploy) is a conflict, not replaced.
 	if code != nil {
-		f, _, err = a.fns.Deploy(ctx, ref.Name, cfg, code)
+		f, err = g.DeployNew(ctx, ref.Name, cfg, code)
 	} else {
-		f, _, err = a.fns.Deploy(ctx, ref.Name, cfg, nil)
+		f, err = g.DeployNew(ctx, ref.Name, cfg, nil)
 	}
 	if err != nil {
 		return err
@@ -220,7 +226,7 @@ func (a *API) createFunction(c *call) error {
 		}
 	}
 	if req.Publish {
-		v, err := a.fns.Publish(ctx, ref.Name, "")
+		v, err := g.PublishIf(ctx, ref.Name, "", unchanged(f))
 		if err != nil {
 			return err
 		}

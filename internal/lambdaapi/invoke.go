@@ -24,10 +24,12 @@ const (
 	invokeDryRun          = "DryRun"
 	logTail               = "Tail"
 	logNone               = "None"
-	// maxLogResult is how much of an invocation's log X-Amz-Log-Result
-	// holds: its last 4 KB.
-	maxLogResult = 4 << 10
 )
+
+// LogResultBytes is how much of an invocation's log X-Amz-Log-Result
+// holds: its last 4 KB. Config.Logs need answer only the newest lines
+// that hold that much.
+const LogResultBytes = 4 << 10
 
 var emptyEvent = []byte("{}")
 
@@ -141,7 +143,7 @@ func (a *API) logResult(ctx context.Context, fn, id string) string {
 			b.WriteByte('\n')
 		}
 	}
-	return base64.StdEncoding.EncodeToString(tail([]byte(b.String()), maxLogResult))
+	return base64.StdEncoding.EncodeToString(tail([]byte(b.String()), LogResultBytes))
 }
 
 // tail is the last n bytes of b, starting at a UTF-8 character's start.

@@ -13,7 +13,11 @@
 //
 // Each request is authenticated before it is routed: the server's bearer
 // token, or an AWS Signature Version 4 checked by Config.Verify over the
-// body, which is read whole once (bounded by Config.MaxBody). Errors are
+// body. The body is read whole once, and only after the token was
+// accepted or the signature's checks that need no body passed
+// (Config.Precheck), so that an unauthenticated client costs no body
+// read; it is bounded by operation (bodyLimit): MaxPayload for an Invoke,
+// MaxBody for the code uploads, maxSmallBody for any other. Errors are
 // translated to Lambda's shape once, in writeError: the X-Amzn-ErrorType
 // header and a {"Type", "Message"} body, which aws-sdk-go-v2, boto3 and
 // the AWS CLI all read.
@@ -92,6 +96,11 @@ type Config struct {
 	// Verify checks a request's AWS Signature Version 4 over its body; a
 	// refusal is a *sigv4.Error. Nil: only the token is accepted.
 	Verify func(r *http.Request, body []byte) error
+	// Precheck makes the checks of Verify that need no body
+	// (sigv4.Verifier.Precheck), before the body is read; a refusal is
+	// a *sigv4.Error. Nil: the body of a signed request is read and
+	// Verify makes every check.
+	Precheck func(r *http.Request) error
 	// MaxBody bounds a request body (DefaultMaxBody when 0); MaxPayload
 	// an Invoke's payload (DefaultMaxPayload when 0).
 	MaxBody    int64
@@ -114,6 +123,10 @@ const (
 	DefaultMaxPayload int64 = 6 << 20
 )
 
+// maxSmallBody bounds the body of an operation that carries neither code
+// nor a payload: a configuration, an alias, tags.
+const maxSmallBody int64 = 1 << 20
+
 // API is the http.Handler of the Lambda API.
 type API struct {
 	fns        Functions
@@ -123,6 +136,7 @@ type API struct {
 	account    string
 	token      []byte
 	verify     func(r *http.Request, body []byte) error
+	precheck   func(r *http.Request) error
 	maxBody    int64
 	maxPayload int64
 	arch       string
@@ -163,7 +177,7 @@ func New(c Config) *API {
 	}
 	return &API{
 		fns: c.Functions, queue: c.Queue, logs: c.Logs, region: c.Region, account: c.AccountID,
-		token: []byte(c.Token), verify: c.Verify, maxBody: c.MaxBody, maxPayload: c.MaxPayload,
+		token: []byte(c.Token), verify: c.Verify, precheck: c.Precheck, maxBody: c.MaxBody, maxPayload: c.MaxPayload,
 		arch: c.Arch, now: c.Now, log: c.Log, routes: newRouter(operations),
 	}
 }
@@ -187,13 +201,20 @@ func (a *API) serve(c *call) error {
 	// request is authenticated before it learns whether its path exists.
 	op, params, routeErr := a.routes.match(c.r)
 	c.op = op
+	// What needs no body is checked before the body is read.
+	token, err := a.preauthenticate(c.r)
+	if err != nil {
+		return err
+	}
 	body, err := a.readBody(c)
 	if err != nil {
 		return err
 	}
 	c.body = body
-	if err := a.authenticate(c.r, body); err != nil {
-		return err
+	if !token {
+		if err := a.authenticate(c.r, body); err != nil {
+			return err
+		}
 	}
 	if routeErr != nil {
 		return routeErr
@@ -207,31 +228,68 @@ func (a *API) serve(c *call) error {
 	return h(a, c)
 }
 
-// readBody reads the request body whole, up to MaxBody.
+// bodyLimit is the largest body of op's requests: its payload for an
+// Invoke, MaxBody for the operations that carry a function's code,
+// maxSmallBody for any other (and for a path no operation has).
+func (a *API) bodyLimit(op *operation) int64 {
+	if op == nil {
+		return maxSmallBody
+	}
+	switch op.Name {
+	case "Invoke", "InvokeWithResponseStream", "InvokeAsync":
+		return a.maxPayload
+	case "CreateFunction", "UpdateFunctionCode":
+		return a.maxBody
+	}
+	return maxSmallBody
+}
+
+// readBody reads the request body whole, up to its operation's limit.
+// It runs once the request is authenticated or passed the signature's
+// checks that need no body. Its buffer starts at the Content-Length (plus
+// a byte for the end of the body) when that is known and within the limit,
+// but at most presize: a Content-Length is the client's word, not worth
+// more memory before the bytes come; the buffer grows as more arrive. A
+// Content-Length over the limit is answered at once.
 func (a *API) readBody(c *call) ([]byte, error) {
 	r := c.r
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	if r.ContentLength > a.maxBody {
-		return nil, tooLarge(c.op, fmt.Sprintf("request is %d bytes, more than the %d byte limit", r.ContentLength, a.maxBody))
+	limit := a.bodyLimit(c.op)
+	if r.ContentLength > limit {
+		return nil, tooLarge(c.op, fmt.Sprintf("request is %d bytes, more than the %d byte limit", r.ContentLength, limit))
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	size := int64(bytes.MinRead)
+	if r.ContentLength >= 0 {
+		size = min(r.ContentLength, presize) + 1
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, a.maxBody+1))
-	if err != nil {
-		if errors.Is(err, stratus.ErrRequestTimeout) {
-			return nil, fmt.Errorf("read request: %w", err)
+	buf := make([]byte, 0, size)
+	lr := io.LimitedReader{R: r.Body, N: limit + 1}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
 		}
-		return nil, &Error{Type: "InvalidRequestContentException", Message: "read request body: " + err.Error()}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, stratus.ErrRequestTimeout) {
+				return nil, fmt.Errorf("read request: %w", err)
+			}
+			return nil, &Error{Type: "InvalidRequestContentException", Message: "read request body: " + err.Error()}
+		}
 	}
-	if n > a.maxBody {
-		return nil, tooLarge(c.op, fmt.Sprintf("request is more than the %d byte limit", a.maxBody))
+	if int64(len(buf)) > limit {
+		return nil, tooLarge(c.op, fmt.Sprintf("request is more than the %d byte limit", limit))
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
+
+// presize bounds the buffer readBody sizes from a Content-Length.
+const presize = 64 << 10
 
 // tooLarge is a request over a bound: RequestTooLargeException for an
 // Invoke (the model's), RequestEntityTooLargeException for others (as
@@ -243,31 +301,47 @@ func tooLarge(op *operation, msg string) *Error {
 	return &Error{Type: "RequestEntityTooLargeException", Status: http.StatusRequestEntityTooLarge, Message: msg}
 }
 
-// authenticate accepts the server's bearer token or a signature Verify
-// accepts.
-func (a *API) authenticate(r *http.Request, body []byte) error {
+// preauthenticate makes the checks of authentication that need no body:
+// token is true when r carries the server's token (and needs no other
+// check); an error refuses r before its body is read. Otherwise r is
+// signed, and authenticate checks its signature over the body.
+func (a *API) preauthenticate(r *http.Request) (token bool, err error) {
 	auth := r.Header.Get("Authorization")
 	if a.bearer(auth) {
-		return nil
+		return true, nil
 	}
 	switch {
 	case auth == "" && r.URL.Query().Get("X-Amz-Signature") == "":
-		return &Error{Type: "MissingAuthenticationTokenException", Status: http.StatusForbidden,
+		return false, &Error{Type: "MissingAuthenticationTokenException", Status: http.StatusForbidden,
 			Message: "missing authentication: sign the request with an access key (stratus keys create) or send Authorization: Bearer TOKEN"}
 	case hasScheme(auth, "Bearer"):
-		return &Error{Type: "UnrecognizedClientException", Status: http.StatusForbidden,
+		return false, &Error{Type: "UnrecognizedClientException", Status: http.StatusForbidden,
 			Message: "the bearer token is not this server's"}
 	case a.verify == nil:
-		return &Error{Type: "UnrecognizedClientException", Status: http.StatusForbidden,
+		return false, &Error{Type: "UnrecognizedClientException", Status: http.StatusForbidden,
 			Message: "this server takes no signed requests; send Authorization: Bearer TOKEN"}
+	case a.precheck == nil:
+		return false, nil
 	}
-	if err := a.verify(r, body); err != nil {
-		if e, ok := sigv4.AsError(err); ok {
-			return &Error{Type: e.Code, Status: e.Status(), Message: e.Message}
-		}
-		return fmt.Errorf("verify signature: %w", err)
+	return false, signatureError(a.precheck(r))
+}
+
+// signatureError translates a verifier's error: a refusal to Lambda's
+// shape, a failure of the key store to a 500.
+func signatureError(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if e, ok := sigv4.AsError(err); ok {
+		return &Error{Type: e.Code, Status: e.Status(), Message: e.Message}
+	}
+	return fmt.Errorf("verify signature: %w", err)
+}
+
+// authenticate checks the signature of r, which preauthenticate let
+// through without the token, over its body.
+func (a *API) authenticate(r *http.Request, body []byte) error {
+	return signatureError(a.verify(r, body))
 }
 
 // bearer reports whether the Authorization value v is "Bearer TOKEN"

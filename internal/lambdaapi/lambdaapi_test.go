@@ -240,7 +240,7 @@ func TestErrorShape(t *testing.T) {
 }
 
 func TestBodyLimit(t *testing.T) {
-	ta := newTestAPI(t, func(c *Config) { c.MaxBody = 100 })
+	ta := newTestAPI(t, func(c *Config) { c.MaxBody, c.MaxPayload = 100, 100 })
 	wantError(t, ta.do(t, "POST", "/2015-03-31/functions", strings.Repeat(" ", 101)), 413, "RequestEntityTooLargeException")
 	wantError(t, ta.do(t, "POST", "/2015-03-31/functions/f/invocations", strings.Repeat(" ", 101)), 413, "RequestTooLargeException")
 }

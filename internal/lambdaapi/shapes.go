@@ -64,8 +64,15 @@ type loggingConfig struct {
 	LogGroup  string `json:"LogGroup"`
 }
 
+// imageConfigResponse is Lambda's ImageConfigResponse.
 type imageConfigResponse struct {
-	ImageConfig struct{} `json:"ImageConfig"`
+	ImageConfig imageConfigOut `json:"ImageConfig"`
+}
+
+// imageConfigOut is Lambda's ImageConfig as answered: only Command, the
+// one member Stratus takes (CreateFunction keeps it as the handler).
+type imageConfigOut struct {
+	Command []string `json:"Command,omitempty"`
 }
 
 // Values of FunctionConfiguration's enums that Stratus answers.
@@ -116,7 +123,12 @@ func (a *API) configuration(v *stratus.Version, q string) functionConfiguration 
 	}
 	if cfg.Image != "" {
 		out.PackageType = packageImage
+		// An image's handler is its command, reported as ImageConfig's.
+		out.Handler = ""
 		out.ImageConfig = &imageConfigResponse{}
+		if cfg.Handler != "" {
+			out.ImageConfig.ImageConfig.Command = []string{cfg.Handler}
+		}
 	}
 	return out
 }

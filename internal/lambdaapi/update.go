@@ -2,6 +2,7 @@ package lambdaapi
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strconv"
 
@@ -12,6 +13,40 @@ func init() {
 	handle("UpdateFunctionCode", (*API).updateFunctionCode)
 	handle("UpdateFunctionConfiguration", (*API).updateFunctionConfiguration)
 	handle("PublishVersion", (*API).publishVersion)
+}
+
+// guardedFunctions are the deploys and publishes whose precondition is
+// checked where the change is made, with no other deploy, publish or
+// remove in between (*functions.Service has them): cond gets the head
+// (nil when there is none) and its error is returned as it is.
+type guardedFunctions interface {
+	DeployNew(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader) (*stratus.Function, error)
+	DeployIf(ctx context.Context, name string, cfg stratus.FunctionConfig, code io.Reader, cond func(head *stratus.Version) error) (*stratus.Function, bool, error)
+	PublishIf(ctx context.Context, name, description string, cond func(head *stratus.Version) error) (*stratus.Version, error)
+}
+
+// guarded is the Functions' guardedFunctions: the operations with a
+// precondition need them.
+func (a *API) guarded() (guardedFunctions, error) {
+	g, ok := a.fns.(guardedFunctions)
+	if !ok {
+		return nil, &Error{Type: "ServiceException", Status: 501, Message: "this server cannot check a change's precondition"}
+	}
+	return g, nil
+}
+
+// unchanged refuses a change to function f when its head is no longer f:
+// another change landed since f was read or made.
+func unchanged(f *stratus.Function) func(*stratus.Version) error {
+	return func(head *stratus.Version) error {
+		if head == nil {
+			return notFound("function %q was deleted meanwhile", f.Name)
+		}
+		if head.Version != f.Version {
+			return conflict("function %q changed during this operation: read it again and retry", f.Name)
+		}
+		return nil
+	}
 }
 
 // headOf is the head of the function a FunctionName without a qualifier
@@ -83,13 +118,28 @@ func (a *API) updateFunctionCode(c *call) error {
 	if req.DryRun {
 		return c.reply(a.configuration(headVersion(f), ""))
 	}
+	g, err := a.guarded()
+	if err != nil {
+		return err
+	}
 	ctx := c.r.Context()
-	f, _, err = a.fns.Deploy(ctx, f.Name, cfg, code)
+	// The checks again, on the head the deploy replaces: RevisionId, and
+	// that no change landed since f was read (its configuration is kept).
+	read := unchanged(f)
+	f, _, err = g.DeployIf(ctx, f.Name, cfg, code, func(head *stratus.Version) error {
+		if head != nil {
+			if err := checkRevision(head, req.RevisionID); err != nil {
+				return err
+			}
+		}
+		return read(head)
+	})
 	if err != nil {
 		return err
 	}
 	if req.Publish {
-		v, err := a.fns.Publish(ctx, f.Name, "")
+		// What this call deployed, not a later change.
+		v, err := g.PublishIf(ctx, f.Name, "", unchanged(f))
 		if err != nil {
 			return err
 		}
@@ -132,7 +182,17 @@ func (a *API) updateFunctionConfiguration(c *call) error {
 	if err := checkRevision(headVersion(f), req.RevisionID); err != nil {
 		return err
 	}
-	f, err = a.fns.Configure(c.r.Context(), f.Name, func(cfg *stratus.FunctionConfig) error {
+	name := f.Name
+	f, err = a.fns.Configure(c.r.Context(), name, func(cfg *stratus.FunctionConfig) error {
+		// Configure calls this with no other change in between: the
+		// RevisionId is checked on the head changed.
+		head, ok := a.fns.Head(name)
+		if !ok {
+			return notFound("function %q was deleted meanwhile", name)
+		}
+		if err := checkRevision(head, req.RevisionID); err != nil {
+			return err
+		}
 		image := cfg.Image != ""
 		if req.Runtime != nil {
 			if image {
@@ -203,14 +263,20 @@ func (a *API) publishVersion(c *call) error {
 	if err != nil {
 		return err
 	}
-	head := headVersion(f)
-	if err := checkRevision(head, req.RevisionID); err != nil {
+	g, err := a.guarded()
+	if err != nil {
 		return err
 	}
-	if req.CodeSha256 != "" && req.CodeSha256 != codeSha256(f.CodeSHA) {
-		return &Error{Type: "PreconditionFailedException", Message: "CodeSha256 " + req.CodeSha256 + " is not that of $LATEST (" + codeSha256(f.CodeSHA) + ")"}
-	}
-	v, err := a.fns.Publish(c.r.Context(), f.Name, req.Description)
+	// Checked on the head published, with no change in between.
+	v, err := g.PublishIf(c.r.Context(), f.Name, req.Description, func(head *stratus.Version) error {
+		if err := checkRevision(head, req.RevisionID); err != nil {
+			return err
+		}
+		if req.CodeSha256 != "" && req.CodeSha256 != codeSha256(head.CodeSHA) {
+			return &Error{Type: "PreconditionFailedException", Message: "CodeSha256 " + req.CodeSha256 + " is not that of $LATEST (" + codeSha256(head.CodeSHA) + ")"}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,9 @@ type grant struct {
 
 type waiter struct {
 	ch chan grant // buffered 1
+	// seq orders the waiters of all pools by arrival (Manager.arrivals):
+	// a function's versions are served first come, first served.
+	seq uint64
 }
 
 // DefaultMaxCreating is half the machine's CPUs, at least one: the other
@@ -92,15 +95,20 @@ func (m *Manager) acquire(ctx context.Context, name string, now time.Time) (leas
 		return lease{}, fmt.Errorf("function %q is throttled (reserved concurrency 0): %w", p.group.name, stratus.ErrCapacity)
 	}
 	p.used = now
+	// Over the function's cap (lowered since its idle instances last
+	// ran), idle instances go first: an idle one is used only within it.
+	shed := m.shedLocked(p.group, p)
 	if n := len(p.idle); n > 0 {
 		in := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		in.state = stateBusy
 		m.mu.Unlock()
+		m.stopAsync(shed...)
 		return lease{in: in}, nil
 	}
-	w := &waiter{ch: make(chan grant, 1)}
+	m.arrivals++
+	w := &waiter{ch: make(chan grant, 1), seq: m.arrivals}
 	p.waiters = append(p.waiters, w)
 	m.scaleLocked(p, true)
 	// QueueSize bounds the calls waiting beyond the instances on their
@@ -109,9 +117,11 @@ func (m *Manager) acquire(ctx context.Context, name string, now time.Time) (leas
 		p.waiters = p.waiters[:len(p.waiters)-1]
 		p.throttles++
 		m.mu.Unlock()
+		m.stopAsync(shed...)
 		return lease{}, fmt.Errorf("function %q: %d invocations wait for an instance already: %w", name, n-1, stratus.ErrCapacity)
 	}
 	m.mu.Unlock()
+	m.stopAsync(shed...)
 
 	// ThrottleWait bounds a wait at the cap: while instances are on their
 	// way for the queue (or Run has yet to begin), the wait goes on.
@@ -300,8 +310,11 @@ func (m *Manager) grantSlotLocked(p *fnPool) {
 	}
 }
 
-// release returns in after an invocation: to a waiter, to the idle stack,
-// or (unhealthy, outdated, removed, stopping) to be stopped.
+// release returns in after an invocation: to the oldest waiter of its
+// function (its own pool's, or, when that of another version is older,
+// stopped to make way for one of that version), to the idle stack, or
+// (unhealthy, outdated, removed, stopping, over its function's cap) to be
+// stopped.
 func (m *Manager) release(in *Instance, healthy bool) {
 	m.mu.Lock()
 	p := in.pool
@@ -309,8 +322,19 @@ func (m *Manager) release(in *Instance, healthy bool) {
 		m.mu.Unlock()
 		return
 	}
-	if !healthy || p.removed || m.stopping || p.cur.Version != in.Version.Version {
+	if !healthy || p.removed || m.stopping || p.cur.Version != in.Version.Version || p.group.live > p.group.maxConc(p) {
 		m.dropLocked(in)
+		m.mu.Unlock()
+		m.stopAsync(in)
+		return
+	}
+	if q := m.olderSiblingLocked(p); q != nil {
+		// A call of another version of this function came first: this
+		// instance makes way for an instance of that version.
+		m.forgetLocked(in)
+		if !m.scaleLocked(q, false) {
+			m.grantSlotLocked(p)
+		}
 		m.mu.Unlock()
 		m.stopAsync(in)
 		return
@@ -320,11 +344,10 @@ func (m *Manager) release(in *Instance, healthy bool) {
 		w.ch <- grant{lease: lease{in: in}}
 		return
 	}
-	if m.live >= m.cfg.MaxInstances && m.blockedByCapLocked(p) || m.siblingBlockedLocked(p) {
-		// A call of another function waits for the server-wide cap, or
-		// one of another version of this function for the function's
-		// max concurrency: this instance makes way for it, as an idle
-		// one would be evicted.
+	if m.live >= m.cfg.MaxInstances && m.blockedByCapLocked(p) {
+		// A call of another function waits for the server-wide cap:
+		// this instance makes way for it, as an idle one would be
+		// evicted.
 		m.dropLocked(in)
 		m.mu.Unlock()
 		m.stopAsync(in)
@@ -336,28 +359,65 @@ func (m *Manager) release(in *Instance, healthy bool) {
 	m.mu.Unlock()
 }
 
+// olderSiblingLocked returns the pool of another version of p's function
+// whose oldest waiter that no start serves came before every waiter of p,
+// while the function is at its max concurrency; nil if none (the oldest
+// such first). m.mu is held.
+func (m *Manager) olderSiblingLocked(p *fnPool) *fnPool {
+	g := p.group
+	if len(g.pools) < 2 || g.live < g.maxConc(p) {
+		return nil
+	}
+	var best *fnPool
+	var bestSeq uint64
+	for q := range g.pools {
+		if q == p || q.removed || len(q.waiters) <= q.starting {
+			continue
+		}
+		if seq := q.waiters[q.starting].seq; best == nil || seq < bestSeq {
+			best, bestSeq = q, seq
+		}
+	}
+	if best == nil || len(p.waiters) > 0 && p.waiters[0].seq < bestSeq {
+		return nil
+	}
+	return best
+}
+
+// shedLocked drops idle instances of g while it has more live instances
+// than its max concurrency (lowered since they started): the least
+// recently used first, those of p, one of g's pools, last. It returns
+// them, to stop.
+// m.mu is held.
+func (m *Manager) shedLocked(g *fnGroup, p *fnPool) []*Instance {
+	var shed []*Instance
+	for g.live > g.maxConc(p) {
+		var victim *Instance
+		for q := range g.pools {
+			if q != p && len(q.idle) > 0 && (victim == nil || q.idle[0].lastUsed.Before(victim.lastUsed)) {
+				victim = q.idle[0]
+			}
+		}
+		if victim == nil && len(p.idle) > 0 {
+			victim = p.idle[0]
+		}
+		if victim == nil {
+			break
+		}
+		vp := victim.pool
+		vp.idle = vp.idle[1:]
+		m.dropLocked(victim)
+		shed = append(shed, victim)
+	}
+	return shed
+}
+
 // blockedByCapLocked reports whether a pool other than p has a waiter
 // that no start serves and that only the server-wide cap keeps from
 // starting an instance. m.mu is held.
 func (m *Manager) blockedByCapLocked(p *fnPool) bool {
 	for _, q := range m.pools {
 		if q != p && len(q.waiters) > q.starting && !q.removed && q.group.live < q.group.maxConc(q) {
-			return true
-		}
-	}
-	return false
-}
-
-// siblingBlockedLocked reports whether p's function is at its max
-// concurrency while a pool of another of its versions has a waiter that
-// no start serves. m.mu is held.
-func (m *Manager) siblingBlockedLocked(p *fnPool) bool {
-	g := p.group
-	if len(g.pools) < 2 || g.live < g.maxConc(p) {
-		return false
-	}
-	for q := range g.pools {
-		if q != p && len(q.waiters) > q.starting && !q.removed {
 			return true
 		}
 	}

@@ -83,7 +83,7 @@
 //
 // Concurrency: one mutex (Manager.mu) guards every pool's bookkeeping; it
 // is never held across I/O or a driver call. Waiters are served first
-// come, first served.
+// come, first served, across the versions of a function too.
 package pool
 
 import (
@@ -266,6 +266,7 @@ type Manager struct {
 	prepared int                 // prepared instances, and places reserved for prepares in flight
 	running  bool                // Run has begun: starts and prepares may run
 	stopping bool
+	arrivals uint64 // waiters so far: the next one's waiter.seq
 
 	// creating holds a token for each sandbox being made (a start without
 	// a prepared sandbox, or a prepare): see Config.MaxCreating.
@@ -536,8 +537,11 @@ func (m *Manager) Total() int {
 }
 
 // Reap stops instances idle for longer than their idle timeout, keeping
-// each pool's MinInstances, and starts instances up to MinInstances; a
-// throttled function, which no call may use, keeps no idle instance.
+// each pool's MinInstances, and starts instances up to MinInstances, all
+// within the function's max concurrency (the head's, shared by every
+// version): a function over it (its cap lowered) loses idle instances
+// until it is not. A throttled function, which no call may use, keeps no
+// idle instance.
 // A function not used (invoked or deployed) for longer than its idle
 // timeout loses its prepared instance, so that an idle server runs no
 // sandbox beyond MinInstances; its next cold start prepares one again.
@@ -564,6 +568,9 @@ func (m *Manager) Reap() {
 		if p.prepared != nil && now.Sub(p.used) >= idleFor {
 			old = append(old, m.dropPreparedLocked(p))
 		}
+		// Over the function's cap, MinInstances or not, idle instances
+		// go: every version keeps its warm ones within the cap only.
+		old = append(old, m.shedLocked(p.group, p)...)
 		// p.idle is oldest first.
 		for len(p.idle) > 0 && p.live > minInstances && now.Sub(p.idle[0].lastUsed) >= idleFor {
 			in := p.idle[0]

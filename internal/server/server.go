@@ -305,10 +305,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	// The Lambda API: a CreateFunction carries the zip in base64.
 	lambda := lambdaapi.New(lambdaapi.Config{
 		Functions: fns, Queue: queue, Region: cfg.Region, AccountID: cfg.AccountID, Token: token,
-		Verify: verifier.Verify,
+		Verify: verifier.Verify, Precheck: verifier.Precheck,
 		Logs: func(ctx context.Context, fn, id string) ([]stratus.LogLine, error) {
 			_ = writer.Sync(ctx)
-			return st.ListLogs(ctx, fn, store.LogQuery{RequestID: id, Limit: store.MaxLogLimit})
+			return st.TailLogs(ctx, fn, id, lambdaapi.LogResultBytes)
 		},
 		MaxBody:    max(lambdaapi.DefaultMaxBody, cfg.MaxZipBytes/3*4+1<<20),
 		MaxPayload: cfg.MaxEventBytes,
@@ -339,7 +339,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		},
 		Meter:  mtr,
 		Lambda: lambda,
-		Keys:   apiserver.KeysConfig{Keys: keys, Verify: verifier.Verify},
+		Keys:   apiserver.KeysConfig{Keys: keys, Verify: verifier.Verify, Precheck: verifier.Precheck},
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -347,12 +347,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	// Open connections are bounded (more wait in the listen backlog), a
 	// header by its size, a request's header and body by time from its
-	// start (--read-timeout; uploads with the token get longer, see
+	// start (--read-timeout; authenticated uploads get longer, see
 	// gateway.BoundBodies).
 	ln = gateway.LimitListener(ln, cfg.MaxConnections)
 	readTimeout := time.Duration(cfg.ReadTimeout)
 	srv := &http.Server{
-		Handler:           gateway.Trace(tracer("gateway"), cfg.Region)(gateway.BoundBodies(api, readTimeout, gateway.NewToken(token))),
+		Handler:           gateway.Trace(tracer("gateway"), cfg.Region)(gateway.BoundBodies(api, readTimeout, gateway.NewToken(token), verifier.Precheck)),
 		ReadTimeout:       readTimeout,
 		ReadHeaderTimeout: min(10*time.Second, readTimeout),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,

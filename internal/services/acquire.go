@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,36 @@ import (
 	"github.com/stratus-run/stratus"
 )
 
+// ErrTokenRequired is a request admitted without the server's token
+// (WithoutToken) that its route took to a revision not deployed with
+// auth none: the split or tag changed after it was admitted.
+var ErrTokenRequired = errors.New("the revision takes only requests with the server's token")
+
+type withoutTokenKey struct{}
+
+// WithoutToken returns ctx marked as a request's that came without the
+// server's token, admitted because its route's revisions were all
+// deployed with auth none: Acquire then gives it only a replica of such a
+// revision.
+func WithoutToken(ctx context.Context) context.Context {
+	return context.WithValue(ctx, withoutTokenKey{}, true)
+}
+
+// NoToken reports whether ctx is marked WithoutToken.
+func NoToken(ctx context.Context) bool {
+	v, _ := ctx.Value(withoutTokenKey{}).(bool)
+	return v
+}
+
+// tokenRequired is the error of a request without the server's
+// token for set of s, nil if set takes it (auth none). m.mu is held.
+func tokenRequired(s *service, set *revSet) error {
+	if set.rev.Config.Auth == stratus.AuthNone {
+		return nil
+	}
+	return fmt.Errorf("service %q: revision %s: %w", s.name, set.rev.Name(), ErrTokenRequired)
+}
+
 // Acquire gives a request to route a ready replica, waiting (bounded)
 // while replicas start or are all busy. route is a service's name, whose
 // split chooses the revision (see SetTraffic), or NAME@TAG for the
@@ -18,8 +49,11 @@ import (
 // An unknown service or tag, or a service removed while the request
 // waits, is an error wrapping stratus.ErrNotFound; a full queue
 // stratus.ErrCapacity; no replica free within ReadyTimeout, or Run's ctx
-// ended, stratus.ErrUnavailable.
+// ended, stratus.ErrUnavailable. A request of ctx marked WithoutToken
+// whose revision (chosen now, or after a traffic change while it waits)
+// was not deployed with auth none gets ErrTokenRequired.
 func (m *Manager) Acquire(ctx context.Context, route string) (*Target, func(), error) {
+	public := NoToken(ctx)
 	name, tag, tagged := strings.Cut(route, "@")
 	m.mu.Lock()
 	s, ok := m.services[name]
@@ -31,6 +65,12 @@ func (m *Manager) Acquire(ctx context.Context, route string) (*Target, func(), e
 	if set == nil {
 		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("service %q has no tag %q: %w", name, tag, stratus.ErrNotFound)
+	}
+	if public {
+		if err := tokenRequired(s, set); err != nil {
+			m.mu.Unlock()
+			return nil, nil, err
+		}
 	}
 	if r := set.pickLocked(); r != nil {
 		m.beginLocked(r)
@@ -51,7 +91,7 @@ func (m *Manager) Acquire(ctx context.Context, route string) (*Target, func(), e
 		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("service %q: %d requests wait already: %w", name, n, stratus.ErrCapacity)
 	}
-	w := &waiter{ch: make(chan grant, 1), set: set, tag: tag, tagged: tagged}
+	w := &waiter{ch: make(chan grant, 1), set: set, tag: tag, tagged: tagged, public: public}
 	s.waiters = append(s.waiters, w)
 	set.waiting++
 	// Scale from zero, or past busy replicas, without waiting for a tick.

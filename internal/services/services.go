@@ -348,6 +348,8 @@ type waiter struct {
 	set    *revSet
 	tag    string
 	tagged bool
+	// public: the request came without the server's token (WithoutToken).
+	public bool
 	// err is why ch was closed without a grant (the service was removed,
 	// or Run's ctx ended); set before the close.
 	err error

@@ -203,7 +203,8 @@ func (m *Manager) SetTraffic(ctx context.Context, name string, t []stratus.Traff
 // rerouteLocked routes s's requests by traffic t from now on: the sets of
 // the revisions t no longer reaches retire (they drain and stop), and
 // the requests waiting for one of their replicas wait for one of the
-// revision that their route reaches now (or fail, their tag gone). s.sets
+// revision that their route reaches now (or fail: their tag gone, or,
+// come without the server's token, a revision that needs it). s.sets
 // holds every revision t reaches.
 func (m *Manager) rerouteLocked(s *service, t []stratus.TrafficTarget) {
 	keep := reached(t, s.latest.Number)
@@ -230,6 +231,13 @@ func (m *Manager) rerouteLocked(s *service, t []stratus.TrafficTarget) {
 			w.err = fmt.Errorf("service %q: %s: %w", s.name, w.set.why, stratus.ErrUnavailable)
 			close(w.ch)
 			return true
+		}
+		if w.public {
+			if err := tokenRequired(s, w.set); err != nil {
+				w.err = err
+				close(w.ch)
+				return true
+			}
 		}
 		w.set.waiting++
 		m.wakeLocked(w.set)

@@ -332,3 +332,38 @@ func TestTrafficReroutesWaiters(t *testing.T) {
 		t.Errorf("%d requests still waiting", st.Waiting)
 	}
 }
+
+// A request that came without the server's token reaches only a revision
+// deployed with auth none: one whose route takes it to another, at once
+// or after a traffic change while it waits, gets ErrTokenRequired.
+func TestTrafficWithoutTokenReachesOnlyOpenRevisions(t *testing.T) {
+	h := newHarness(t)
+	h.deploy("web", revConfig("1", 1)) // auth token, the default
+	// Revision 2, open, serves at once without a replica; the replicas it
+	// starts never listen (until the gate opens, at cleanup).
+	zero := 0
+	h.deploy("web", stratus.ServiceConfig{Image: "app", Auth: stratus.AuthNone, InitialScale: &zero, Env: map[string]string{"FAKE_WAIT_GATE": "1"}})
+	h.setTraffic("web", stratus.TrafficTarget{Latest: true, Percent: 100}, stratus.TrafficTarget{Revision: 1, Tag: "one"})
+	public := WithoutToken(t.Context())
+	waiting := h.acquireAsync(public, "web")
+	eventually.True(t, waitFor, "the request waiting", func() bool { return h.status("web").Waiting == 1 })
+
+	h.setTraffic("web", stratus.TrafficTarget{Revision: 1, Percent: 100}, stratus.TrafficTarget{Revision: 1, Tag: "one"})
+	if a := receive(t, waiting); !errors.Is(a.err, ErrTokenRequired) {
+		if a.release != nil {
+			a.release()
+		}
+		t.Fatalf("the request without the token rerouted to revision 1: %v, want ErrTokenRequired", a.err)
+	}
+	for _, route := range []string{"web", "web@one"} {
+		if _, _, err := h.m.Acquire(public, route); !errors.Is(err, ErrTokenRequired) {
+			t.Errorf("Acquire %s without the token: %v, want ErrTokenRequired", route, err)
+		}
+	}
+	if rev, _ := h.hello("web"); rev != "web-00001" { // with the token
+		t.Errorf("the request with the token reached %s", rev)
+	}
+	if st := h.status("web"); st.Waiting != 0 {
+		t.Errorf("%d requests still waiting", st.Waiting)
+	}
+}

@@ -7,6 +7,13 @@ package sigv4
 //
 // in their Config, which internal/server fills with (*Verifier).Verify, and on a
 // non-nil error they answer 403 with the *Error's Code and Message (errors.As).
+// They may also take a
+//
+//	Precheck func(r *http.Request) error
+//
+// filled with (*Verifier).Precheck, which they call before reading the body:
+// it refuses, with the same errors, a request that Verify would refuse
+// whatever its body.
 
 import (
 	"errors"
@@ -31,8 +38,7 @@ func (e *Error) Status() int { return http.StatusForbidden }
 // an *Error (a key store failure) is returned as nil with ok false: callers answer it
 // as an internal error.
 func AsError(err error) (e *Error, ok bool) {
-	ok = errors.As(err, &e)
-	return e, ok
+	return errors.AsType[*Error](err)
 }
 
 // Signed reports whether r carries a SigV4 signature at all (an Authorization

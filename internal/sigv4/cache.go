@@ -1,7 +1,9 @@
 package sigv4
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
+	"hash"
 	"sync"
 )
 
@@ -10,46 +12,66 @@ import (
 const DefaultCacheSize = 1024
 
 // keyCache holds signing keys derived from a secret and a credential
-// scope. An entry remembers a digest of the secret it came from, so a key
-// whose secret changed is derived again; Forget drops a removed key's
-// entries. When full, it is emptied (entries are cheap to derive again).
+// scope. An entry remembers the secret it came from, so a key whose
+// secret changed is derived again; Forget drops a removed key's entries.
+// When full, it is emptied (entries are cheap to derive again).
 type keyCache struct {
 	max int
 
 	mu      sync.Mutex
-	entries map[cacheKey]cacheEntry
+	entries map[cacheKey]*signingKey
 }
 
 type cacheKey struct{ id, date, region, service string }
 
-type cacheEntry struct {
-	secret [sha256.Size]byte // digest of the secret the key was derived from
+// signingKey is a derived signing key and the secret it was derived from.
+// Its HMAC states are kept for reuse: hmac.New computes the key's inner
+// and outer pads, Reset only restores them.
+type signingKey struct {
+	secret string
 	key    []byte
+	macs   sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
+}
+
+func newSigningKey(secret string, key []byte) *signingKey {
+	k := &signingKey{secret: secret, key: key}
+	k.macs.New = func() any { return hmac.New(sha256.New, k.key) }
+	return k
+}
+
+// sum appends the HMAC-SHA256 of data under the key to dst.
+func (k *signingKey) sum(dst, data []byte) []byte {
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(data)
+	dst = m.Sum(dst)
+	k.macs.Put(m)
+	return dst
 }
 
 func newKeyCache(max int) *keyCache {
-	return &keyCache{max: max, entries: make(map[cacheKey]cacheEntry)}
+	return &keyCache{max: max, entries: make(map[cacheKey]*signingKey)}
 }
 
 // get returns the signing key of a's scope and secret, deriving and
-// caching it if needed.
-func (c *keyCache) get(a *authorization, secret string) []byte {
+// caching it if needed. An entry serves only the secret it was derived
+// from (compared whole: both strings are the server's own).
+func (c *keyCache) get(a *authorization, secret string) *signingKey {
 	k := cacheKey{a.keyID, a.date, a.region, a.service}
-	digest := sha256.Sum256([]byte(secret))
 	c.mu.Lock()
 	e, ok := c.entries[k]
 	c.mu.Unlock()
-	if ok && e.secret == digest {
-		return e.key
+	if ok && e.secret == secret {
+		return e
 	}
-	key := deriveKey(secret, a.date, a.region, a.service)
+	e = newSigningKey(secret, deriveKey(secret, a.date, a.region, a.service))
 	c.mu.Lock()
 	if len(c.entries) >= c.max {
 		clear(c.entries)
 	}
-	c.entries[k] = cacheEntry{secret: digest, key: key}
+	c.entries[k] = e
 	c.mu.Unlock()
-	return key
+	return e
 }
 
 // forget drops the entries of the access key id.

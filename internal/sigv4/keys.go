@@ -69,10 +69,11 @@ type Key struct {
 // Keys creates, lists and removes the server's access keys and finds their
 // secrets for a Verifier (it is a KeyStore). Each secret is stored sealed
 // with AES-256-GCM (the key ID as additional data) under the key in
-// SealKeyPath. Unsealed secrets are kept in memory once used (bounded);
-// Delete drops them and tells the Verifiers built on Keys to forget the
-// key, so a removed key is refused at once. Keys is safe for concurrent
-// use.
+// SealKeyPath. Unsealed secrets are kept in memory once used (bounded,
+// each for SecretTTL); Delete drops them and tells the Verifiers built on
+// Keys to forget the key, so a key removed through this Keys is refused at
+// once, and one removed by another server sharing the store within
+// SecretTTL. Keys is safe for concurrent use.
 type Keys struct {
 	table   keyTable
 	path    string
@@ -81,10 +82,24 @@ type Keys struct {
 	deleted []func(id string) // Verifier.Forget of the Verifiers on Keys
 
 	mu      sync.Mutex
-	aead    cipher.AEAD          // nil until the seal key is loaded
-	secrets map[string]string    // unsealed secrets by key ID
-	touched map[string]time.Time // when each key's last use was written
+	aead    cipher.AEAD             // nil until the seal key is loaded
+	secrets map[string]cachedSecret // unsealed secrets by key ID
+	touched map[string]time.Time    // when each key's last use was written
+	// deletes counts Deletes: a Secret that read a row while a Delete
+	// ran does not cache it.
+	deletes uint64
 }
+
+// cachedSecret is an unsealed secret and when it was read.
+type cachedSecret struct {
+	secret string
+	read   time.Time
+}
+
+// SecretTTL is how long an unsealed secret is used without reading its
+// key again: how long a key removed by another server sharing the store
+// keeps working here.
+const SecretTTL = time.Minute
 
 // touchEvery is how often a key's last use is written down at most.
 const touchEvery = time.Minute
@@ -105,7 +120,7 @@ func NewKeys(cfg KeysConfig) *Keys {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Keys{table: cfg.Table, path: cfg.SealKeyPath, now: cfg.Now, log: cfg.Log,
-		secrets: make(map[string]string), touched: make(map[string]time.Time)}
+		secrets: make(map[string]cachedSecret), touched: make(map[string]time.Time)}
 }
 
 // onDelete registers f to be called with each deleted key's ID. New calls
@@ -164,6 +179,7 @@ func (k *Keys) Delete(ctx context.Context, id string) error {
 	// Forgotten even on an error: a key that may be gone must not stay
 	// usable from memory.
 	k.mu.Lock()
+	k.deletes++
 	delete(k.secrets, id)
 	delete(k.touched, id)
 	k.mu.Unlock()
@@ -175,11 +191,13 @@ func (k *Keys) Delete(ctx context.Context, id string) error {
 
 // Secret returns the secret of access key id (KeyStore).
 func (k *Keys) Secret(ctx context.Context, id string) (string, bool, error) {
+	now := k.now()
 	k.mu.Lock()
-	s, ok := k.secrets[id]
+	c, ok := k.secrets[id]
+	deletes := k.deletes
 	k.mu.Unlock()
-	if ok {
-		return s, true, nil
+	if ok && now.Sub(c.read) < SecretTTL && !now.Before(c.read) {
+		return c.secret, true, nil
 	}
 	if !validID(id) {
 		return "", false, nil
@@ -203,12 +221,16 @@ func (k *Keys) Secret(ctx context.Context, id string) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("unseal access key %s (was %s replaced?): %w", id, k.path, err)
 	}
-	s = string(plain)
+	s := string(plain)
 	k.mu.Lock()
-	if len(k.secrets) >= maxCachedSecrets {
-		clear(k.secrets)
+	// A Delete since the row was read may have removed it: caching it
+	// would keep the removed key working.
+	if k.deletes == deletes {
+		if len(k.secrets) >= maxCachedSecrets {
+			clear(k.secrets)
+		}
+		k.secrets[id] = cachedSecret{secret: s, read: now}
 	}
-	k.secrets[id] = s
 	k.mu.Unlock()
 	return s, true, nil
 }

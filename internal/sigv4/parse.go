@@ -8,13 +8,26 @@ import (
 //
 //	AWS4-HMAC-SHA256 Credential=AKID/20260102/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature=hex
 type authorization struct {
-	keyID         string
-	date          string // YYYYMMDD of the credential scope
-	region        string
-	service       string
-	terminator    string   // aws4_request
-	signedHeaders []string // lower case, as listed
-	signature     string   // 64 lower-case hex digits
+	keyID      string
+	date       string // YYYYMMDD of the credential scope
+	region     string
+	service    string
+	terminator string // aws4_request
+	signed     string // SignedHeaders: lower-case names, sorted, joined by ';'
+	signature  string // 64 lower-case hex digits
+}
+
+// headers returns the signed headers' names.
+func (a *authorization) headers() []string { return strings.Split(a.signed, ";") }
+
+// signs reports whether the header name is signed.
+func (a *authorization) signs(name string) bool {
+	for h := range strings.SplitSeq(a.signed, ";") {
+		if h == name {
+			return true
+		}
+	}
+	return false
 }
 
 // scope is the credential scope: DATE/REGION/SERVICE/aws4_request.
@@ -26,10 +39,10 @@ func (a *authorization) scope() string {
 // AWS4-HMAC-SHA256 scheme. Its errors are *Error values with AWS's codes:
 // IncompleteSignatureException for a header that lacks a part or has one
 // of the wrong shape.
-func parseAuthorization(v string) (*authorization, error) {
+func parseAuthorization(v string) (authorization, error) {
 	rest, ok := strings.CutPrefix(v, algorithm)
 	if !ok || (rest != "" && rest[0] != ' ') {
-		return nil, incomplete("Authorization header must use the " + algorithm + " algorithm.")
+		return authorization{}, incomplete("Authorization header must use the " + algorithm + " algorithm.")
 	}
 	var a authorization
 	var cred, signed, sig string
@@ -41,26 +54,26 @@ func parseAuthorization(v string) (*authorization, error) {
 		}
 		k, val, ok := strings.Cut(part, "=")
 		if !ok {
-			return nil, incomplete("Authorization header requires each component to be of the form key=value: " + quoteShort(part) + ".")
+			return authorization{}, incomplete("Authorization header requires each component to be of the form key=value: " + quoteShort(part) + ".")
 		}
 		switch k {
 		case "Credential":
 			if haveCred {
-				return nil, incomplete("Authorization header has more than one 'Credential' parameter.")
+				return authorization{}, incomplete("Authorization header has more than one 'Credential' parameter.")
 			}
 			cred, haveCred = val, true
 		case "SignedHeaders":
 			if haveSigned {
-				return nil, incomplete("Authorization header has more than one 'SignedHeaders' parameter.")
+				return authorization{}, incomplete("Authorization header has more than one 'SignedHeaders' parameter.")
 			}
 			signed, haveSigned = val, true
 		case "Signature":
 			if haveSig {
-				return nil, incomplete("Authorization header has more than one 'Signature' parameter.")
+				return authorization{}, incomplete("Authorization header has more than one 'Signature' parameter.")
 			}
 			sig, haveSig = val, true
 		default:
-			return nil, incomplete("Authorization header has an unknown parameter " + quoteShort(k) + ".")
+			return authorization{}, incomplete("Authorization header has an unknown parameter " + quoteShort(k) + ".")
 		}
 	}
 	var missing []string
@@ -74,39 +87,44 @@ func parseAuthorization(v string) (*authorization, error) {
 		missing = append(missing, "Authorization header requires 'SignedHeaders' parameter.")
 	}
 	if len(missing) > 0 {
-		return nil, incomplete(strings.Join(missing, " "))
+		return authorization{}, incomplete(strings.Join(missing, " "))
 	}
 
-	parts := strings.Split(cred, "/")
-	if len(parts) != 5 {
-		return nil, incomplete("Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got " + quoteShort(cred) + ".")
+	if strings.Count(cred, "/") != 4 {
+		return authorization{}, incomplete("Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got " + quoteShort(cred) + ".")
 	}
-	a.keyID, a.date, a.region, a.service, a.terminator = parts[0], parts[1], parts[2], parts[3], parts[4]
+	rest = cred
+	a.keyID, rest, _ = strings.Cut(rest, "/")
+	a.date, rest, _ = strings.Cut(rest, "/")
+	a.region, rest, _ = strings.Cut(rest, "/")
+	a.service, a.terminator, _ = strings.Cut(rest, "/")
 	if a.keyID == "" || a.region == "" || a.service == "" {
-		return nil, incomplete("Credential has an empty element: " + quoteShort(cred) + ".")
+		return authorization{}, incomplete("Credential has an empty element: " + quoteShort(cred) + ".")
 	}
 	if !isDate(a.date) {
-		return nil, incomplete("Credential's date must be YYYYMMDD, got " + quoteShort(a.date) + ".")
+		return authorization{}, incomplete("Credential's date must be YYYYMMDD, got " + quoteShort(a.date) + ".")
 	}
 
 	if signed == "" {
-		return nil, incomplete("Authorization header's 'SignedHeaders' parameter is empty.")
+		return authorization{}, incomplete("Authorization header's 'SignedHeaders' parameter is empty.")
 	}
-	a.signedHeaders = strings.Split(signed, ";")
-	for i, h := range a.signedHeaders {
-		if h == "" || h != strings.ToLower(h) || !isToken(h) {
-			return nil, incomplete("SignedHeaders must be lower-case header names separated by ';', got " + quoteShort(signed) + ".")
+	a.signed = signed
+	prev := ""
+	for h := range strings.SplitSeq(signed, ";") {
+		if h == "" || !isLowerToken(h) {
+			return authorization{}, incomplete("SignedHeaders must be lower-case header names separated by ';', got " + quoteShort(signed) + ".")
 		}
-		if i > 0 && a.signedHeaders[i-1] >= h {
-			return nil, incomplete("SignedHeaders must be sorted and without repeats, got " + quoteShort(signed) + ".")
+		if prev != "" && prev >= h {
+			return authorization{}, incomplete("SignedHeaders must be sorted and without repeats, got " + quoteShort(signed) + ".")
 		}
+		prev = h
 	}
 
 	if len(sig) != 64 || !isLowerHex(sig) {
-		return nil, incomplete("Signature must be 64 lower-case hexadecimal digits.")
+		return authorization{}, incomplete("Signature must be 64 lower-case hexadecimal digits.")
 	}
 	a.signature = sig
-	return &a, nil
+	return a, nil
 }
 
 // quoteShort quotes s for a message, cut to 64 bytes.
@@ -137,6 +155,17 @@ func isLowerHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// isLowerToken reports whether s is an HTTP field name (RFC 9110 token)
+// without upper-case letters.
+func isLowerToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return false
+		}
+	}
+	return isToken(s)
 }
 
 // isToken reports whether s is an HTTP field name (RFC 9110 token).

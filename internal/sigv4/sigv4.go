@@ -15,7 +15,10 @@
 //     /2015-03-31/functions/arn%3Aaws%3Alambda%3A.../invocations is signed as
 //     /2015-03-31/functions/arn%253Aaws%253Alambda%253A.../invocations;
 //   - the query's names and values decoded, each encoded again (RFC 3986,
-//     space as %20), the pairs sorted by encoded name then value;
+//     space as %20), the pairs sorted by encoded name then value. A query
+//     that url.ParseQuery refuses (an invalid %-escape, a ';') is refused
+//     with InvalidSignatureException: the handlers, which read the query
+//     as url.ParseQuery does, would see other pairs than were signed;
 //   - the headers named in SignedHeaders (which must hold host), lower case,
 //     values trimmed with inner runs of spaces made one, a header's values
 //     joined by ',';
@@ -35,6 +38,10 @@
 // current secret), so a request costs two HMACs and a SHA-256 of its body
 // once its key is cached.
 //
+// Precheck makes every check that needs no body (the header's form, the
+// time, the scope, the query, that the key exists), so that a caller may
+// refuse a request before reading its body; Verify makes them again.
+//
 // Every refusal is an *Error carrying AWS's error type and message, which
 // callers answer with 403.
 package sigv4
@@ -49,7 +56,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -137,62 +146,117 @@ func (v *Verifier) Forget(id string) { v.cache.forget(id) }
 // the key store.
 func (v *Verifier) Verify(r *http.Request, body []byte) error {
 	_, err := v.verify(r, body)
-	if e, ok := AsError(err); ok {
+	if e, ok := AsError(err); ok && v.log.Enabled(r.Context(), slog.LevelDebug) {
 		v.log.Debug("signature refused", "code", e.Code, "msg", e.Message)
 	}
 	return err
 }
 
-// verify is Verify that also returns the access key ID that signed r.
-func (v *Verifier) verify(r *http.Request, body []byte) (string, error) {
+// Precheck makes every check of Verify that needs no body: the
+// Authorization header's form, the request's time, the credential scope,
+// the query's encoding and that the access key exists. A caller runs it
+// before reading the body, so that a request that cannot pass costs no
+// body read; Verify makes these checks again. It returns what Verify
+// would for a request that fails them.
+func (v *Verifier) Precheck(r *http.Request) error {
+	_, err := v.precheck(r)
+	if e, ok := AsError(err); ok && v.log.Enabled(r.Context(), slog.LevelDebug) {
+		v.log.Debug("signature refused before the body", "code", e.Code, "msg", e.Message)
+	}
+	return err
+}
+
+// checked is what precheck found in a request.
+type checked struct {
+	auth   authorization
+	stamp  string    // the request's time as the string to sign has it
+	now    time.Time // the server's clock at the check
+	secret string
+}
+
+// precheck is Precheck, returning what it found for verify.
+func (v *Verifier) precheck(r *http.Request) (checked, error) {
 	h := r.Header
 	authz := h.Values("Authorization")
 	if len(authz) == 0 {
-		return "", &Error{Code: CodeMissingToken, Message: "Missing Authentication Token"}
+		return checked{}, &Error{Code: CodeMissingToken, Message: "Missing Authentication Token"}
 	}
 	if len(authz) > 1 {
-		return "", incomplete("Request has more than one Authorization header.")
+		return checked{}, incomplete("Request has more than one Authorization header.")
 	}
 	a, err := parseAuthorization(authz[0])
 	if err != nil {
-		return "", err
+		return checked{}, err
 	}
 	if _, ok := h["X-Amz-Security-Token"]; ok {
-		return "", &Error{Code: CodeUnrecognizedClient, Message: "The security token included in the request is invalid: session tokens (X-Amz-Security-Token) are not supported by Stratus; sign with a long-term access key (stratus keys create)."}
+		return checked{}, &Error{Code: CodeUnrecognizedClient, Message: "The security token included in the request is invalid: session tokens (X-Amz-Security-Token) are not supported by Stratus; sign with a long-term access key (stratus keys create)."}
 	}
 
 	// The request's time.
 	stamp, at, err := requestTime(h)
 	if err != nil {
-		return "", err
+		return checked{}, err
 	}
 	if stamp[:8] != a.date {
-		return "", invalid(fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", a.date, stamp[:8], stamp))
+		return checked{}, invalid(fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", a.date, stamp[:8], stamp))
 	}
 	if a.terminator != "aws4_request" {
-		return "", invalid(fmt.Sprintf("Credential should be scoped with a valid terminator: 'aws4_request', not '%s'.", a.terminator))
+		return checked{}, invalid(fmt.Sprintf("Credential should be scoped with a valid terminator: 'aws4_request', not '%s'.", a.terminator))
 	}
 	if a.service != v.service {
-		return "", invalid(fmt.Sprintf("Credential should be scoped to correct service: '%s'.", v.service))
+		return checked{}, invalid(fmt.Sprintf("Credential should be scoped to correct service: '%s'.", v.service))
 	}
-	if !contains(a.signedHeaders, "host") {
-		return "", incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+	if !a.signs("host") {
+		return checked{}, incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
 	}
 	now := v.now().UTC()
 	if at.Before(now.Add(-MaxSkew)) {
-		return "", invalid(fmt.Sprintf("Signature expired: %s is now earlier than %s (%s - 15 min.)",
+		return checked{}, invalid(fmt.Sprintf("Signature expired: %s is now earlier than %s (%s - 15 min.)",
 			stamp, now.Add(-MaxSkew).Format(amzDate), now.Format(amzDate)))
 	}
 	if at.After(now.Add(MaxSkew)) {
-		return "", invalid(fmt.Sprintf("Signature not yet current: %s is still later than %s (%s + 15 min.)",
+		return checked{}, invalid(fmt.Sprintf("Signature not yet current: %s is still later than %s (%s + 15 min.)",
 			stamp, now.Add(MaxSkew).Format(amzDate), now.Format(amzDate)))
 	}
+	// A query the handlers would read otherwise than it is signed (see
+	// the package comment) is refused.
+	if _, query := wirePathQuery(r); query != "" {
+		if _, err := url.ParseQuery(query); err != nil {
+			return checked{}, invalid("The request's query string is not valid URL encoding (" + err.Error() + "): encode each name and value, and separate pairs with '&' only.")
+		}
+	}
+
+	secret, ok, err := v.keys.Secret(r.Context(), a.keyID)
+	if err != nil {
+		return checked{}, fmt.Errorf("verify signature: read access key %s: %w", a.keyID, err)
+	}
+	if !ok {
+		return checked{}, &Error{Code: CodeUnrecognizedClient, Message: "The security token included in the request is invalid."}
+	}
+	return checked{auth: a, stamp: stamp, now: now, secret: secret}, nil
+}
+
+// bufs are the buffers verify builds the canonical request and the
+// string to sign in.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledBuf bounds the buffers put back in bufs.
+const maxPooledBuf = 16 << 10
+
+// verify is Verify that also returns the access key ID that signed r.
+func (v *Verifier) verify(r *http.Request, body []byte) (string, error) {
+	c, err := v.precheck(r)
+	if err != nil {
+		return "", err
+	}
+	a := &c.auth
 
 	// The payload's hash.
 	sum := sha256.Sum256(body)
-	payload := hex.EncodeToString(sum[:])
-	if vs, ok := h["X-Amz-Content-Sha256"]; ok {
-		if len(vs) != 1 || strings.TrimSpace(vs[0]) != payload {
+	var payload [2 * sha256.Size]byte
+	hex.Encode(payload[:], sum[:])
+	if vs, ok := r.Header["X-Amz-Content-Sha256"]; ok {
+		if len(vs) != 1 || strings.TrimSpace(vs[0]) != string(payload[:]) {
 			if len(vs) == 1 && strings.TrimSpace(vs[0]) == "UNSIGNED-PAYLOAD" {
 				return "", invalid("UNSIGNED-PAYLOAD is not supported by Stratus: the signature must cover the request body.")
 			}
@@ -200,28 +264,52 @@ func (v *Verifier) verify(r *http.Request, body []byte) (string, error) {
 		}
 	}
 
-	ctx := r.Context()
-	secret, ok, err := v.keys.Secret(ctx, a.keyID)
-	if err != nil {
-		return "", fmt.Errorf("verify signature: read access key %s: %w", a.keyID, err)
+	bp := bufs.Get().(*[]byte)
+	b := appendCanonicalRequest((*bp)[:0], r, a.signed, payload[:])
+	creq := sha256.Sum256(b)
+	// The string to sign.
+	b = append(b[:0], algorithm+"\n"...)
+	b = append(b, c.stamp...)
+	b = append(b, '\n')
+	b = append(b, a.date...)
+	b = append(b, '/')
+	b = append(b, a.region...)
+	b = append(b, '/')
+	b = append(b, a.service...)
+	b = append(b, '/')
+	b = append(b, a.terminator...)
+	b = append(b, '\n')
+	b = hex.AppendEncode(b, creq[:])
+	n := len(b)
+	b = v.cache.get(a, c.secret).sum(b, b)
+	var got [sha256.Size]byte
+	decodeHex(got[:], a.signature) // parseAuthorization checked it
+	ok := hmac.Equal(b[n:], got[:])
+	if cap(b) <= maxPooledBuf {
+		*bp = b
+		bufs.Put(bp)
 	}
 	if !ok {
-		return "", &Error{Code: CodeUnrecognizedClient, Message: "The security token included in the request is invalid."}
-	}
-
-	canonical := canonicalRequest(r, a.signedHeaders, payload)
-	creq := sha256.Sum256([]byte(canonical))
-	toSign := algorithm + "\n" + stamp + "\n" + a.scope() + "\n" + hex.EncodeToString(creq[:])
-	key := v.cache.get(a, secret)
-	want := hmacSHA256(key, []byte(toSign))
-	got, _ := hex.DecodeString(a.signature) // parseAuthorization checked it
-	if !hmac.Equal(want, got) {
 		return "", invalid(MessageSignatureMismatch)
 	}
 	if u, ok := v.keys.(user); ok {
-		u.Used(ctx, a.keyID, now)
+		u.Used(r.Context(), a.keyID, c.now)
 	}
 	return a.keyID, nil
+}
+
+// decodeHex decodes the lower-case hex digits of s into dst, which has
+// room for them.
+func decodeHex(dst []byte, s string) {
+	val := func(c byte) byte {
+		if c <= '9' {
+			return c - '0'
+		}
+		return c - 'a' + 10
+	}
+	for i := 0; i+1 < len(s) && i/2 < len(dst); i += 2 {
+		dst[i/2] = val(s[i])<<4 | val(s[i+1])
+	}
 }
 
 // amzDate is the layout of X-Amz-Date: ISO 8601 basic format, UTC.
@@ -231,9 +319,12 @@ const amzDate = "20060102T150405Z"
 // header) as the string to sign writes it, and as a time.
 func requestTime(h http.Header) (string, time.Time, error) {
 	if v := h.Get("X-Amz-Date"); v != "" {
-		t, err := time.Parse(amzDate, v)
-		if err != nil {
-			return "", time.Time{}, incomplete("X-Amz-Date must be in the ISO 8601 basic format YYYYMMDD'T'HHMMSS'Z', got " + quoteShort(v) + ".")
+		t, ok := parseAmzDate(v)
+		if !ok {
+			var err error
+			if t, err = time.Parse(amzDate, v); err != nil {
+				return "", time.Time{}, incomplete("X-Amz-Date must be in the ISO 8601 basic format YYYYMMDD'T'HHMMSS'Z', got " + quoteShort(v) + ".")
+			}
 		}
 		return v, t, nil
 	}
@@ -248,51 +339,101 @@ func requestTime(h http.Header) (string, time.Time, error) {
 	return "", time.Time{}, incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
+// parseAmzDate parses the 16 characters of amzDate's layout, such as
+// 20261206T120000Z, and reports whether s had them. Whatever it accepts,
+// time.Parse(amzDate, s) accepts as the same time; what it does not,
+// requestTime leaves to time.Parse.
+func parseAmzDate(s string) (time.Time, bool) {
+	if len(s) != len(amzDate) || s[8] != 'T' || s[15] != 'Z' {
+		return time.Time{}, false
 	}
-	return false
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(4, 2), num(6, 2)
+	hour, minute, sec := num(9, 2), num(11, 2), num(13, 2)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+		minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC)
+	if t.Day() != day { // past the month's last day
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // canonicalRequest is r's canonical request (see the package comment).
 func canonicalRequest(r *http.Request, signed []string, payload string) string {
-	var b strings.Builder
-	b.Grow(512)
-	b.WriteString(r.Method)
-	b.WriteByte('\n')
+	return string(appendCanonicalRequest(nil, r, strings.Join(signed, ";"), []byte(payload)))
+}
+
+// appendCanonicalRequest appends r's canonical request to b: signed are
+// the signed headers' names joined by ';', payload the hex SHA-256 of the
+// body.
+func appendCanonicalRequest(b []byte, r *http.Request, signed string, payload []byte) []byte {
+	b = append(b, r.Method...)
+	b = append(b, '\n')
 	path, query := wirePathQuery(r)
 	if path == "" {
 		path = "/"
 	}
-	escapePath(&b, path)
-	b.WriteByte('\n')
-	b.WriteString(canonicalQuery(query))
-	b.WriteByte('\n')
-	for _, name := range signed {
-		b.WriteString(name)
-		b.WriteByte(':')
+	b = appendEscapedPath(b, path)
+	b = append(b, '\n')
+	if query != "" {
+		b = append(b, canonicalQuery(query)...)
+	}
+	b = append(b, '\n')
+	for name := range strings.SplitSeq(signed, ";") {
+		b = append(b, name...)
+		b = append(b, ':')
 		switch name {
 		case "host":
-			b.WriteString(trimValue(r.Host))
+			b = append(b, trimValue(r.Host)...)
 		case "content-length":
-			if vs := r.Header.Values("Content-Length"); len(vs) > 0 {
-				writeValues(&b, vs)
+			if vs := headerValues(r.Header, name); len(vs) > 0 {
+				b = appendValues(b, vs)
 			} else {
-				fmt.Fprint(&b, r.ContentLength)
+				b = strconv.AppendInt(b, r.ContentLength, 10)
 			}
 		default:
-			writeValues(&b, r.Header.Values(name))
+			b = appendValues(b, headerValues(r.Header, name))
 		}
-		b.WriteByte('\n')
+		b = append(b, '\n')
 	}
-	b.WriteByte('\n')
-	b.WriteString(strings.Join(signed, ";"))
-	b.WriteByte('\n')
-	b.WriteString(payload)
-	return b.String()
+	b = append(b, '\n')
+	b = append(b, signed...)
+	b = append(b, '\n')
+	return append(b, payload...)
+}
+
+// headerValues is h.Values(name) for a lower-case header name, without
+// allocating its canonical form.
+func headerValues(h http.Header, name string) []string {
+	var buf [64]byte
+	if len(name) > len(buf) || !isToken(name) {
+		return h.Values(name)
+	}
+	k := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		k[i] = c
+		upper = c == '-'
+	}
+	return h[string(k)]
 }
 
 // wirePathQuery returns r's path and query as they came over the wire: from
@@ -305,20 +446,19 @@ func wirePathQuery(r *http.Request) (path, query string) {
 	return r.URL.EscapedPath(), r.URL.RawQuery
 }
 
-// escapePath writes p with every byte but the unreserved ones and '/'
-// percent-encoded (upper-case hex).
-func escapePath(b *strings.Builder, p string) {
+// appendEscapedPath appends p with every byte but the unreserved ones and
+// '/' percent-encoded (upper-case hex).
+func appendEscapedPath(b []byte, p string) []byte {
 	const hexDigits = "0123456789ABCDEF"
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if unreserved(c) || c == '/' {
-			b.WriteByte(c)
+			b = append(b, c)
 			continue
 		}
-		b.WriteByte('%')
-		b.WriteByte(hexDigits[c>>4])
-		b.WriteByte(hexDigits[c&15])
+		b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
 	}
+	return b
 }
 
 func unreserved(c byte) bool {
@@ -342,7 +482,8 @@ func canonicalQuery(q string) string {
 		dk, err1 := url.QueryUnescape(k)
 		dv, err2 := url.QueryUnescape(v)
 		if err1 != nil || err2 != nil {
-			// Not valid percent-encoding: taken as sent, escaped once.
+			// Not valid percent-encoding: precheck refuses such a
+			// query before it is canonicalised; kept as sent here.
 			dk, dv = k, v
 		}
 		pairs = append(pairs, pair{queryEscape(dk), queryEscape(dv)})
@@ -387,15 +528,16 @@ func escapeAll(b *strings.Builder, s string) {
 	}
 }
 
-// writeValues writes a header's values, each trimmed with its inner runs
-// of spaces made one, joined by ','.
-func writeValues(b *strings.Builder, vs []string) {
+// appendValues appends a header's values, each trimmed with its inner
+// runs of spaces made one, joined by ','.
+func appendValues(b []byte, vs []string) []byte {
 	for i, v := range vs {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteString(trimValue(v))
+		b = append(b, trimValue(v)...)
 	}
+	return b
 }
 
 // trimValue trims v's leading and trailing spaces and makes each inner run

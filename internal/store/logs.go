@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stratus-run/stratus"
 )
@@ -123,6 +126,82 @@ func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.
 		return nil, fmt.Errorf("list logs of %q: %w", fn, err)
 	}
 	return lines, nil
+}
+
+// tailBatch is how many rows TailLogs reads per query.
+const tailBatch = 32
+
+// TailLogs returns the last lines of request requestID of function fn,
+// oldest first as ListLogs reads them (a report row is its END and
+// REPORT lines): the newest lines that hold maxBytes of text, each
+// counted with a newline, or all of them when they hold less. It reads
+// the newest rows first and stops once it has maxBytes, and at most the
+// last maxBytes bytes of any one line (a line cut so starts at a UTF-8
+// character's start), so its cost does not grow with the request's log.
+func (s *Store) TailLogs(ctx context.Context, fn, requestID string, maxBytes int) ([]stratus.LogLine, error) {
+	var rev []stratus.LogLine // newest first
+	total := 0
+	before := int64(math.MaxInt64)
+	add := func(l stratus.LogLine) {
+		rev = append(rev, l)
+		total += len(l.Text) + 1
+	}
+	for total < maxBytes {
+		rows, err := s.r.QueryContext(ctx, `SELECT id, time, instance, stream, substr(CAST(text AS BLOB), ?)
+			FROM logs INDEXED BY logs_request_id
+			WHERE request_id = ? AND function = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+			-maxBytes, requestID, fn, before, tailBatch)
+		if err != nil {
+			return nil, fmt.Errorf("tail logs of %q: %w", fn, err)
+		}
+		n := 0
+		for total < maxBytes && rows.Next() {
+			n++
+			l := stratus.LogLine{Function: fn, RequestID: requestID}
+			var t int64
+			var text []byte
+			if err := rows.Scan(&before, &t, &l.Instance, &l.Stream, &text); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("tail logs of %q: %w", fn, err)
+			}
+			if len(text) == maxBytes {
+				text = trimPartialRune(text)
+			}
+			l.Time, l.ID, l.Text = fromNanos(t), lineID(before), string(text)
+			if l.Stream != stratus.StreamReport {
+				add(l)
+				continue
+			}
+			end := l
+			end.ID = lineID(before) - 1
+			end.Stream, end.Text = stratus.StreamPlatform, "END RequestId: "+requestID
+			l.Stream = stratus.StreamPlatform
+			add(l)
+			add(end)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("tail logs of %q: %w", fn, err)
+		}
+		if n < tailBatch {
+			break
+		}
+	}
+	slices.Reverse(rev)
+	if rev == nil {
+		rev = []stratus.LogLine{}
+	}
+	return rev, nil
+}
+
+// trimPartialRune drops the UTF-8 continuation bytes b starts with (at
+// most 3): the rest of a character cut off before b.
+func trimPartialRune(b []byte) []byte {
+	for i := 0; i < utf8.UTFMax-1 && len(b) > 0 && !utf8.RuneStart(b[0]); i++ {
+		b = b[1:]
+	}
+	return b
 }
 
 // pruneLogs deletes the lines of fn older than cutoff (unix nanoseconds; 0

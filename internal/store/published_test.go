@@ -74,14 +74,14 @@ func TestPublishNumbering(t *testing.T) {
 	}
 	// Deleting the newest version (the head's snapshot) keeps $LATEST and
 	// never gives its number again.
-	if err := s.DeleteVersion(ctx, "fn", 3); err != nil {
+	if _, err := s.DeleteVersion(ctx, "fn", 3); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := s.GetFunction(ctx, "fn"); err != nil || f.Version != 4 || f.CodeSHA != "b" || f.Published != 2 {
 		t.Errorf("function after deleting version 3: %+v, %v", f, err)
 	}
 	publish("", 4)
-	if err := s.DeleteVersion(ctx, "fn", 3); !errors.Is(err, stratus.ErrNotFound) {
+	if _, err := s.DeleteVersion(ctx, "fn", 3); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("delete a deleted version: %v, want ErrNotFound", err)
 	}
 	if _, err := s.GetPublished(ctx, "fn", 3); !errors.Is(err, stratus.ErrNotFound) {
@@ -162,10 +162,10 @@ func TestAliases(t *testing.T) {
 	if err := s.PutAlias(ctx, stratus.Alias{Function: "fn", Name: "canary", Version: "2", Weights: map[string]float64{"1": 0.1}, RevisionID: "r4"}, true, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteVersion(ctx, "fn", 1); !errors.Is(err, stratus.ErrConflict) || !strings.Contains(err.Error(), `"canary"`) {
+	if _, err := s.DeleteVersion(ctx, "fn", 1); !errors.Is(err, stratus.ErrConflict) || !strings.Contains(err.Error(), `"canary"`) {
 		t.Errorf("delete a weighed version: %v, want a conflict naming canary", err)
 	}
-	if err := s.DeleteVersion(ctx, "fn", 2); !errors.Is(err, stratus.ErrConflict) {
+	if _, err := s.DeleteVersion(ctx, "fn", 2); !errors.Is(err, stratus.ErrConflict) {
 		t.Errorf("delete an aliased version: %v, want a conflict", err)
 	}
 	if err := s.DeleteAlias(ctx, "fn", "canary"); err != nil {
@@ -174,7 +174,7 @@ func TestAliases(t *testing.T) {
 	if err := s.DeleteAlias(ctx, "fn", "canary"); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("delete a deleted alias: %v, want ErrNotFound", err)
 	}
-	if err := s.DeleteVersion(ctx, "fn", 1); err != nil {
+	if _, err := s.DeleteVersion(ctx, "fn", 1); err != nil {
 		t.Errorf("delete a version no alias names: %v", err)
 	}
 	if a, err := s.GetAlias(ctx, "fn", "live"); err != nil || a.Version != "2" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 
 	"github.com/stratus-run/stratus"
@@ -42,9 +43,10 @@ func scanVersion(row scanner) (stratus.Version, error) {
 
 // PublishVersion publishes the head snapshot of function name with
 // description and returns it with its number (and its Qualifier, the
-// number). When the head has the code and configuration of the newest
-// published version (nothing changed since), it returns that version and
-// publishes nothing, as Lambda does. An unknown function is an error
+// number). When the head has the code and version configuration of the
+// newest published version (nothing changed since but function-level
+// settings, see functionLevel), it returns that version and publishes
+// nothing, as Lambda does. An unknown function is an error
 // wrapping stratus.ErrNotFound.
 func (s *Store) PublishVersion(ctx context.Context, name, description string) (*stratus.Version, error) {
 	var out stratus.Version
@@ -67,14 +69,24 @@ func (s *Store) PublishVersion(ctx context.Context, name, description string) (*
 		}
 		if number == 0 {
 			// The newest published version, if the head is the same.
-			var n int
-			err := tx.QueryRowContext(ctx, `SELECT number FROM versions WHERE function = ? AND number > 0
-				AND config = ? AND code_sha = ? AND number = (SELECT MAX(number) FROM versions WHERE function = ? AND number > 0)`,
-				name, config, code, name).Scan(&n)
-			switch {
-			case err == nil:
+			var (
+				n                    int
+				lastConfig, lastCode string
+			)
+			err := tx.QueryRowContext(ctx, `SELECT number, config, code_sha FROM versions WHERE function = ? AND number > 0
+				ORDER BY number DESC LIMIT 1`, name).Scan(&n, &lastConfig, &lastCode)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			same := false
+			if err == nil && lastCode == code {
+				if same, err = sameVersionConfig(config, lastConfig); err != nil {
+					return err
+				}
+			}
+			if same {
 				number = n
-			case errors.Is(err, sql.ErrNoRows):
+			} else {
 				number = last + 1
 				if _, err := tx.ExecContext(ctx, `UPDATE versions SET number = ?, description = ? WHERE function = ? AND version = ?`,
 					number, description, name, head); err != nil {
@@ -83,8 +95,6 @@ func (s *Store) PublishVersion(ctx context.Context, name, description string) (*
 				if _, err := tx.ExecContext(ctx, `UPDATE functions SET published = ? WHERE name = ?`, number, name); err != nil {
 					return err
 				}
-			default:
-				return err
 			}
 		}
 		out, err = scanVersion(tx.QueryRowContext(ctx, `SELECT `+versionColumns+` FROM versions WHERE function = ? AND number = ?`, name, number))
@@ -155,15 +165,16 @@ func (s *Store) GetPublished(ctx context.Context, name string, n int) (*stratus.
 	return &v, nil
 }
 
-// DeleteVersion removes published version n of function name: the
-// snapshot itself, or only its number when it is the head (which $LATEST
-// still runs). A version an alias points at or weighs is an error
-// wrapping stratus.ErrConflict naming the alias; an unknown function or
-// version one wrapping stratus.ErrNotFound. Its number is not given
-// again.
-func (s *Store) DeleteVersion(ctx context.Context, name string, n int) error {
+// DeleteVersion removes published version n of function name and returns
+// its snapshot: the snapshot loses its number and stays, unpublished, for
+// pruning to remove once no instance may run it (DeleteVersions). A
+// version an alias points at or weighs is an error wrapping
+// stratus.ErrConflict naming the alias; an unknown function or version
+// one wrapping stratus.ErrNotFound. Its number is not given again.
+func (s *Store) DeleteVersion(ctx context.Context, name string, n int) (snapshot int, _ error) {
+	var snap int
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var head, snap int
+		var head int
 		err := tx.QueryRowContext(ctx, `SELECT f.head, v.version FROM functions f JOIN versions v ON v.function = f.name
 			WHERE f.name = ? AND v.number = ? AND v.number > 0`, name, n).Scan(&head, &snap)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -182,20 +193,16 @@ func (s *Store) DeleteVersion(ctx context.Context, name string, n int) error {
 				return fmt.Errorf("function %q version %d: alias %q points at it (move or delete the alias first): %w", name, n, a.Name, stratus.ErrConflict)
 			}
 		}
-		if snap == head {
-			_, err = tx.ExecContext(ctx, `UPDATE versions SET number = 0, description = '' WHERE function = ? AND version = ?`, name, snap)
-		} else {
-			_, err = tx.ExecContext(ctx, `DELETE FROM versions WHERE function = ? AND version = ?`, name, snap)
-		}
+		_, err = tx.ExecContext(ctx, `UPDATE versions SET number = 0, description = '' WHERE function = ? AND version = ?`, name, snap)
 		return err
 	})
 	if errors.Is(err, stratus.ErrNotFound) || errors.Is(err, stratus.ErrConflict) {
-		return err
+		return 0, err
 	}
 	if err != nil {
-		return fmt.Errorf("delete function %q version %d: %w", name, n, err)
+		return 0, fmt.Errorf("delete function %q version %d: %w", name, n, err)
 	}
-	return nil
+	return snap, nil
 }
 
 // PutAlias creates alias a (create) or updates it, with a.RevisionID as
@@ -371,4 +378,29 @@ func (s *Store) DeleteAlias(ctx context.Context, fn, name string) error {
 		return fmt.Errorf("delete alias %q of %q: %w", name, fn, err)
 	}
 	return nil
+}
+
+// functionLevel clears the settings of c that belong to the function, not
+// to a version, as on Lambda: its concurrency (MaxConcurrency, Throttled:
+// reserved concurrency), its URL's auth (Auth) and its event-invoke
+// configuration (MaxRetries, MaxEventAge, OnSuccess, OnFailure). The
+// head's hold for every version; changing them publishes nothing new.
+func functionLevel(c *stratus.FunctionConfig) {
+	c.MaxConcurrency, c.Throttled, c.Auth = 0, false, ""
+	c.MaxRetries, c.MaxEventAge, c.OnSuccess, c.OnFailure = nil, 0, "", ""
+}
+
+// sameVersionConfig reports whether the stored configurations a and b
+// differ only in function-level settings (functionLevel).
+func sameVersionConfig(a, b string) (bool, error) {
+	var ca, cb stratus.FunctionConfig
+	if err := json.Unmarshal([]byte(a), &ca); err != nil {
+		return false, fmt.Errorf("decode config: %w", err)
+	}
+	if err := json.Unmarshal([]byte(b), &cb); err != nil {
+		return false, fmt.Errorf("decode config: %w", err)
+	}
+	functionLevel(&ca)
+	functionLevel(&cb)
+	return reflect.DeepEqual(ca, cb), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -69,4 +70,45 @@ func TestListAndDeleteVersions(t *testing.T) {
 	if code["a"] {
 		t.Errorf("code a is still in use after its last version went: %v", code)
 	}
+}
+
+// Function-level settings (concurrency, throttle, URL auth, event-invoke
+// configuration) are not a version's: a head that changed only them
+// publishes nothing new; one whose version settings changed does.
+func TestPublishIgnoresFunctionLevelSettings(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t)
+	put := func(mod func(c *stratus.FunctionConfig)) {
+		t.Helper()
+		c := testConfig(128)
+		mod(&c)
+		if _, err := s.PutVersion(ctx, "fn", c, "a", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(what string, want int) {
+		t.Helper()
+		v, err := s.PublishVersion(ctx, "fn", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Number != want {
+			t.Errorf("publish after %s: version %d, want %d", what, v.Number, want)
+		}
+	}
+	put(func(c *stratus.FunctionConfig) {})
+	publish("the first deploy", 1)
+	retries := 0
+	put(func(c *stratus.FunctionConfig) {
+		c.MaxConcurrency = 7
+		c.Throttled = true
+		c.Auth = stratus.AuthSigned
+		c.MaxRetries = &retries
+		c.MaxEventAge = stratus.Duration(time.Minute)
+		c.OnSuccess = "topic:done"
+		c.OnFailure = "function:dlq"
+	})
+	publish("function-level changes", 1)
+	put(func(c *stratus.FunctionConfig) { c.Env = map[string]string{"K": "v"} })
+	publish("a new environment", 2)
 }
