@@ -40,6 +40,15 @@ type route struct {
 // router matches requests to operations.
 type router struct {
 	routes []route
+	// byShape indexes routes by their segment count and first segment
+	// (always a literal: the date prefix), so that a request is matched
+	// against the few routes of its shape only.
+	byShape map[shape][]int
+}
+
+type shape struct {
+	n     int
+	first string
 }
 
 func newRouter(ops []operation) *router {
@@ -55,6 +64,14 @@ func newRouter(ops []operation) *router {
 			}
 		}
 		rt.routes = append(rt.routes, ro)
+	}
+	rt.byShape = make(map[shape][]int)
+	for i, ro := range rt.routes {
+		if isParam(ro.segs[0]) {
+			panic("lambdaapi: route " + ro.op.URI + " starts with a parameter")
+		}
+		k := shape{len(ro.segs), ro.segs[0]}
+		rt.byShape[k] = append(rt.byShape[k], i)
 	}
 	return rt
 }
@@ -88,7 +105,7 @@ func (rt *router) match(r *http.Request) (*operation, map[string]string, error) 
 	var best *route
 	var bestParams map[string]string
 	pathKnown := false
-	for i := range rt.routes {
+	for _, i := range rt.byShape[shape{len(segs), segs[0]}] {
 		ro := &rt.routes[i]
 		params, ok := ro.matchPath(segs)
 		if !ok {
