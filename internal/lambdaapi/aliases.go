@@ -55,6 +55,17 @@ func (c *call) aliasFunction() (string, error) {
 }
 
 // aliasName is the Name path parameter, checked.
+// alias is the function and alias name the request's path names.
+func (c *call) alias() (fn, name string, err error) {
+	if fn, err = c.aliasFunction(); err != nil {
+		return "", "", err
+	}
+	if name, err = c.aliasName(); err != nil {
+		return "", "", err
+	}
+	return fn, name, nil
+}
+
 func (c *call) aliasName() (string, error) {
 	name := c.param("Name")
 	if err := stratus.ValidAliasName(name); err != nil {
@@ -97,11 +108,7 @@ func (a *API) createAlias(c *call) error {
 }
 
 func (a *API) getAlias(c *call) error {
-	fn, err := c.aliasFunction()
-	if err != nil {
-		return err
-	}
-	name, err := c.aliasName()
+	fn, name, err := c.alias()
 	if err != nil {
 		return err
 	}
@@ -122,11 +129,7 @@ type updateAliasRequest struct {
 // updateAlias changes what the request names and keeps the rest; a
 // RoutingConfig replaces the weights (an empty one removes them).
 func (a *API) updateAlias(c *call) error {
-	fn, err := c.aliasFunction()
-	if err != nil {
-		return err
-	}
-	name, err := c.aliasName()
+	fn, name, err := c.alias()
 	if err != nil {
 		return err
 	}
@@ -163,11 +166,7 @@ func (a *API) updateAlias(c *call) error {
 }
 
 func (a *API) deleteAlias(c *call) error {
-	fn, err := c.aliasFunction()
-	if err != nil {
-		return err
-	}
-	name, err := c.aliasName()
+	fn, name, err := c.alias()
 	if err != nil {
 		return err
 	}
