@@ -11,8 +11,9 @@ run: build
 test:
 	./scripts/test
 
-# Benchmarks (figures in bench/README.md, bench/events/README.md and bench/containers/README.md).
+# Benchmarks (figures in bench/README.md and the README.md beside each program).
 bench:
 	go run ./bench
 	go run ./bench/events
 	go run ./bench/containers
+	go run ./bench/lambdaapi
