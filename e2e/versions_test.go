@@ -193,6 +193,38 @@ func TestVersionsAndAliases(t *testing.T) {
 	if fmt.Sprint(recorded) != fmt.Sprint(ran) {
 		t.Errorf("records by version %v, want %v", recorded, ran)
 	}
+	// So are its log lines: NAME:N lists those of the instances that ran
+	// N, whose START lines name it; NAME lists every version's.
+	starts := 0
+	for _, q := range []string{"1", "2", "$LATEST"} {
+		resp, body := s.do("GET", "/v1/functions/ver:"+q+"/logs?limit=1000", nil, true)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("logs of ver:%s: %d %s", q, resp.StatusCode, body)
+		}
+		n := 0
+		for _, l := range decode[v1.LogList](t, body).Lines {
+			if strings.HasPrefix(l.Text, "START ") {
+				n++
+				if !strings.HasSuffix(l.Text, " Version: "+q) {
+					t.Errorf("logs of ver:%s hold %q", q, l.Text)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("logs of ver:%s hold no START line", q)
+		}
+		starts += n
+	}
+	allResp, allBody := s.do("GET", "/v1/functions/ver/logs?limit=1000", nil, true)
+	all := 0
+	for _, l := range decode[v1.LogList](t, allBody).Lines {
+		if strings.HasPrefix(l.Text, "START ") {
+			all++
+		}
+	}
+	if allResp.StatusCode != http.StatusOK || all != starts {
+		t.Errorf("logs of ver: %d, %d START lines, want %d (every version's)", allResp.StatusCode, all, starts)
+	}
 
 	// With the alias moved off it, version 2 goes; so do its invocations' route.
 	s.mustCLI("alias", "rm", "ver", "live")

@@ -515,18 +515,32 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 // handleLogs answers stored lines; with follow=true it streams them as
 // JSON lines and keeps streaming new ones until the client leaves or the
 // server stops.
+// handleLogs answers a function's log lines: those of all its versions,
+// or, for NAME:QUALIFIER, those of the instances that ran that version (an
+// alias's: the version it points at).
 func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, ok := s.fns.Head(name); !ok {
+	ref, err := stratus.ParseFunctionRef(name)
+	if err != nil {
+		s.answer.Error(w, r, err)
+		return
+	}
+	v, ok := s.fns.Head(name)
+	if !ok {
 		s.answer.Error(w, r, fmt.Errorf("function %q: %w", name, stratus.ErrNotFound))
 		return
 	}
-	s.serveLogs(w, r, name)
+	version := ""
+	if ref.Qualifier != "" {
+		version = v.RunsAs()
+	}
+	s.serveLogs(w, r, ref.Name, version)
 }
 
 // serveLogs answers the log lines kept under key (a function's name or a
-// service's log key) for the query of r.
-func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, key string) {
+// service's log key) for the query of r, of the instances that ran
+// version when it is set.
+func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, key, version string) {
 	q := r.URL.Query()
 	since, err := parseSince(q.Get("since"))
 	if err != nil {
@@ -543,7 +557,7 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, key string) {
 		s.answer.Error(w, r, err)
 		return
 	}
-	lq := store.LogQuery{RequestID: q.Get("request"), Since: since, AfterID: after, Limit: int(limit)}
+	lq := store.LogQuery{RequestID: q.Get("request"), Since: since, AfterID: after, Limit: int(limit), Qualifier: version}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
 	// Read your writes: what was printed before this request is listed.
 	_ = s.logs.Sync(r.Context())

@@ -106,7 +106,7 @@ func TestFollowLogsLogsAFailedRead(t *testing.T) {
 			r = r.WithContext(ctx)
 		}
 		w := httptest.NewRecorder()
-		s.serveLogs(w, r, "f") // returns: the stream ended
+		s.serveLogs(w, r, "f", "") // returns: the stream ended
 		if w.Code != http.StatusOK || w.Body.Len() != 0 {
 			t.Errorf("client left %v: %d %q, want 200 and no lines", left, w.Code, w.Body)
 		}

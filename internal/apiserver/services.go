@@ -142,7 +142,7 @@ func (t *serviceRoutes) logs(w http.ResponseWriter, r *http.Request) {
 		t.s.answer.Error(w, r, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 		return
 	}
-	t.s.serveLogs(w, r, stratus.ServiceLogKey(name))
+	t.s.serveLogs(w, r, stratus.ServiceLogKey(name), "")
 }
 
 // wire is a service as the API shows it; its URLs are on the server that

@@ -61,6 +61,10 @@ type LogQuery struct {
 	// Limit is the most lines returned: DefaultLogLimit if zero or less, at
 	// most MaxLogLimit.
 	Limit int
+	// Qualifier, if set, selects the lines of the instances that ran that
+	// version of the function (stratus.LatestVersion or a published
+	// version's number): those with an invocation record of it.
+	Qualifier string
 }
 
 // ListLogs returns the log lines of function fn that q selects, oldest
@@ -89,6 +93,11 @@ func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.
 	if !q.Since.IsZero() {
 		b.WriteString(` AND time >= ?`)
 		args = append(args, q.Since.UnixNano())
+	}
+	if q.Qualifier != "" {
+		// Records stored before qualifiers were kept ran $LATEST.
+		b.WriteString(` AND instance IN (SELECT instance FROM invocations WHERE function = ? AND (qualifier = ? OR (? = '$LATEST' AND qualifier = '')))`)
+		args = append(args, fn, q.Qualifier, q.Qualifier)
 	}
 	b.WriteString(` ORDER BY id LIMIT ?`)
 	args = append(args, limit(q.Limit, DefaultLogLimit, MaxLogLimit))
