@@ -219,17 +219,29 @@ const (
 	AsyncFailed    = "failed"
 )
 
+// States of the delivery of a done asynchronous invocation's outcome to
+// its on-success or on-failure destination (AsyncStatus.DestinationState).
+const (
+	AsyncDestinationDelivered = "delivered"
+	AsyncDestinationFailed    = "failed"
+)
+
 // AsyncStatus is the state of one asynchronous invocation. Attempt is the
-// attempt running or last made (0 while first queued).
+// attempt running or last made (0 while first queued). Once the invocation
+// is done and its outcome was sent to a destination, Destination names it
+// ("function:NAME[:QUALIFIER]" or "topic:NAME") and DestinationState says
+// whether it got there; both are empty otherwise.
 type AsyncStatus struct {
-	RequestID    string    `json:"requestId"`
-	Function     string    `json:"function"`
-	State        string    `json:"state"`
-	Attempt      int       `json:"attempt"`
-	EnqueuedAt   time.Time `json:"enqueuedAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
-	ErrorType    string    `json:"errorType,omitempty"`
-	ErrorMessage string    `json:"errorMessage,omitempty"`
+	RequestID        string    `json:"requestId"`
+	Function         string    `json:"function"`
+	State            string    `json:"state"`
+	Attempt          int       `json:"attempt"`
+	EnqueuedAt       time.Time `json:"enqueuedAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+	ErrorType        string    `json:"errorType,omitempty"`
+	ErrorMessage     string    `json:"errorMessage,omitempty"`
+	Destination      string    `json:"destination,omitempty"`
+	DestinationState string    `json:"destinationState,omitempty"`
 }
 
 // Request is the input of one synchronous or asynchronous invocation, as

@@ -88,8 +88,8 @@ func (c *Client) Subscribe(ctx context.Context, topic string, spec v1.Subscripti
 }
 
 // Subscriptions returns the subscriptions of topic, or of every topic when
-// topic is "".
-func (c *Client) Subscriptions(ctx context.Context, topic string) ([]stratus.Subscription, error) {
+// topic is "", with what each has not yet delivered.
+func (c *Client) Subscriptions(ctx context.Context, topic string) ([]v1.Subscription, error) {
 	path := "/v1/subscriptions"
 	if topic != "" {
 		path = "/v1/topics/" + url.PathEscape(topic) + "/subscriptions"

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/events"
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/gateway"
 	"github.com/stratus-run/stratus/internal/lambdaapi"
@@ -37,6 +38,9 @@ type instanceStats interface {
 type asyncQueue interface {
 	Enqueue(ctx context.Context, fn string, event []byte) (string, error)
 	Depth(ctx context.Context, fn string) (pending int, oldest time.Duration, err error)
+	// Depths is Depth of every function with events, in one JetStream
+	// request plus one per such function.
+	Depths(ctx context.Context) (map[string]events.AsyncDepth, error)
 }
 
 type flusher interface {
@@ -328,9 +332,15 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		s.answer.Error(w, r, err)
 		return
 	}
+	depths, derr := s.queue.Depths(r.Context())
 	out := v1.FunctionList{Functions: make([]v1.Function, 0, len(fns))}
 	for i := range fns {
-		out.Functions = append(out.Functions, s.view(&fns[i]))
+		v := s.view(&fns[i])
+		if derr == nil { // as GET of one: left out when JetStream cannot be read
+			d := depths[v.Name]
+			v.Async = &v1.AsyncQueue{Depth: d.Pending, OldestAgeSec: d.Oldest.Seconds()}
+		}
+		out.Functions = append(out.Functions, v)
 	}
 	s.answer.JSON(w, r, http.StatusOK, out)
 }

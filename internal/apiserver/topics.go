@@ -10,6 +10,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/events"
 	"github.com/stratus-run/stratus/internal/events/cloudevent"
 )
 
@@ -24,6 +25,9 @@ type topicService interface {
 	Subscribe(ctx context.Context, sub stratus.Subscription) (*stratus.Subscription, error)
 	Subscriptions(ctx context.Context, topic string) ([]stratus.Subscription, error)
 	Unsubscribe(ctx context.Context, id string) error
+	// SubscriptionDepths returns what each subscription has not yet
+	// delivered, by ID (absent: nothing yet).
+	SubscriptionDepths(ctx context.Context) (map[string]events.SubscriptionDepth, error)
 }
 
 // maxPublishBatch is the most events one batched publish may carry.
@@ -113,11 +117,31 @@ func (t *topicRoutes) list(w http.ResponseWriter, r *http.Request) {
 	for _, sub := range subs {
 		count[sub.Topic]++
 	}
+	pending := t.topicPending(r, subs)
 	out := v1.TopicList{Topics: make([]v1.Topic, 0, len(tps))}
 	for _, tp := range tps {
-		out.Topics = append(out.Topics, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt, Subscriptions: count[tp.Name]})
+		out.Topics = append(out.Topics, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt, Subscriptions: count[tp.Name],
+			Pending: pending(tp.Name)})
 	}
 	t.s.answer.JSON(w, r, http.StatusOK, out)
+}
+
+// topicPending returns a function giving each topic's events pending,
+// summed over subs; nil for every topic when JetStream cannot be read.
+func (t *topicRoutes) topicPending(r *http.Request, subs []stratus.Subscription) func(topic string) *int64 {
+	depths, err := t.tp.SubscriptionDepths(r.Context())
+	if err != nil {
+		t.s.log.Debug("read subscription depths", "err", err)
+		return func(string) *int64 { return nil }
+	}
+	sum := map[string]int64{}
+	for _, sub := range subs {
+		sum[sub.Topic] += depths[sub.ID].Pending
+	}
+	return func(topic string) *int64 {
+		n := sum[topic]
+		return &n
+	}
 }
 
 func (t *topicRoutes) get(w http.ResponseWriter, r *http.Request) {
@@ -131,7 +155,8 @@ func (t *topicRoutes) get(w http.ResponseWriter, r *http.Request) {
 		t.s.answer.Error(w, r, err)
 		return
 	}
-	t.s.answer.JSON(w, r, http.StatusOK, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt, Subscriptions: len(subs)})
+	t.s.answer.JSON(w, r, http.StatusOK, v1.Topic{Name: tp.Name, CreatedAt: tp.CreatedAt, Subscriptions: len(subs),
+		Pending: t.topicPending(r, subs)(tp.Name)})
 }
 
 func (t *topicRoutes) remove(w http.ResponseWriter, r *http.Request) {
@@ -201,10 +226,21 @@ func (t *topicRoutes) subscriptions(w http.ResponseWriter, r *http.Request) {
 		t.s.answer.Error(w, r, err)
 		return
 	}
-	if subs == nil {
-		subs = []stratus.Subscription{}
+	out := v1.SubscriptionList{Subscriptions: make([]v1.Subscription, 0, len(subs))}
+	depths, err := t.tp.SubscriptionDepths(r.Context())
+	if err != nil {
+		t.s.log.Debug("read subscription depths", "err", err)
 	}
-	t.s.answer.JSON(w, r, http.StatusOK, v1.SubscriptionList{Subscriptions: subs})
+	for _, sub := range subs {
+		v := v1.Subscription{Subscription: sub}
+		if err == nil {
+			d := depths[sub.ID]
+			age := d.Oldest.Seconds()
+			v.Pending, v.OldestAgeSec = &d.Pending, &age
+		}
+		out.Subscriptions = append(out.Subscriptions, v)
+	}
+	t.s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 func (t *topicRoutes) unsubscribe(w http.ResponseWriter, r *http.Request) {

@@ -89,6 +89,10 @@ func (q *recordingQueue) Enqueue(_ context.Context, fn string, _ []byte) (string
 
 func (q *recordingQueue) Depth(context.Context, string) (int, time.Duration, error) { return 0, 0, nil }
 
+func (q *recordingQueue) Depths(context.Context) (map[string]events.AsyncDepth, error) {
+	return nil, nil
+}
+
 func (q *recordingQueue) enqueued() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()

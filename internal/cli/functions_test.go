@@ -330,10 +330,28 @@ func TestInvocation(t *testing.T) {
 	if !containsRow(rows, []string{"State:", stratus.AsyncRetrying, "(attempt", "2)"}) || !containsRow(rows, []string{"Error:", "ValueError:", "boom"}) {
 		t.Errorf("exit %d, table:\n%s", r.code, r.stdout)
 	}
+	if strings.Contains(r.stdout, "Destination") {
+		t.Errorf("a destination shown before the outcome was sent:\n%s", r.stdout)
+	}
 	r = f.run("invocation", "req-3", "-o", "json")
 	var got stratus.AsyncStatus
 	decodeJSON(t, r.stdout, &got)
 	if diff := cmp.Diff(st, got); diff != "" {
 		t.Errorf("json (-want +got):\n%s", diff)
+	}
+
+	done := stratus.AsyncStatus{RequestID: "req-4", Function: "fn", State: stratus.AsyncFailed, Attempt: 3,
+		EnqueuedAt: testTime, UpdatedAt: testTime, ErrorType: "ValueError", ErrorMessage: "boom",
+		Destination: "function:dlq", DestinationState: stratus.AsyncDestinationDelivered}
+	f.on("GET /v1/invocations/req-4", jsonReply(200, done))
+	r = f.run("invocation", "req-4")
+	if rows := fields(r.stdout); !containsRow(rows, []string{"Destination:", "function:dlq", "(delivered)"}) {
+		t.Errorf("exit %d, table without the destination:\n%s", r.code, r.stdout)
+	}
+	r = f.run("invocation", "req-4", "-o", "json")
+	var raw map[string]any
+	decodeJSON(t, r.stdout, &raw)
+	if raw["destination"] != "function:dlq" || raw["destinationState"] != "delivered" {
+		t.Errorf("json %s: want destination function:dlq, destinationState delivered", r.stdout)
 	}
 }

@@ -180,6 +180,9 @@ func (e *env) invocationCmd() *cobra.Command {
 			if st.ErrorType != "" {
 				row("Error", st.ErrorType+": "+st.ErrorMessage)
 			}
+			if st.Destination != "" {
+				row("Destination", st.Destination+" ("+st.DestinationState+")")
+			}
 			return tw.Flush()
 		},
 	}

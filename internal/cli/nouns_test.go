@@ -22,7 +22,8 @@ func sentJSON(t *testing.T, c call, v any) {
 }
 
 func TestTopics(t *testing.T) {
-	tp := v1.Topic{Name: "orders", CreatedAt: testTime, Subscriptions: 2}
+	pending := int64(7)
+	tp := v1.Topic{Name: "orders", CreatedAt: testTime, Subscriptions: 2, Pending: &pending}
 	f := newFakeAPI(t)
 	f.on("POST /v1/topics", jsonReply(201, v1.Topic{Name: "orders", CreatedAt: testTime}))
 	r := f.run("topic", "create", "orders")
@@ -38,16 +39,18 @@ func TestTopics(t *testing.T) {
 		t.Errorf("create of a bad name: exit %d", r.code)
 	}
 
-	f.on("GET /v1/topics", jsonReply(200, v1.TopicList{Topics: []v1.Topic{tp}}))
+	unknown := v1.Topic{Name: "unread", CreatedAt: testTime}
+	f.on("GET /v1/topics", jsonReply(200, v1.TopicList{Topics: []v1.Topic{tp, unknown}}))
 	r = f.run("topic", "ls")
-	want := [][]string{{"NAME", "SUBSCRIPTIONS", "CREATED"}, {"orders", "2", "2026-01-02", "03:04:05"}}
+	want := [][]string{{"NAME", "SUBSCRIPTIONS", "PENDING", "CREATED"}, {"orders", "2", "7", "2026-01-02", "03:04:05"},
+		{"unread", "0", "-", "2026-01-02", "03:04:05"}}
 	if diff := cmp.Diff(want, fields(r.stdout)); diff != "" {
 		t.Errorf("ls (-want +got):\n%s", diff)
 	}
 	r = f.run("topic", "ls", "-o", "json")
 	var tps []v1.Topic
 	decodeJSON(t, r.stdout, &tps)
-	if diff := cmp.Diff([]v1.Topic{tp}, tps); diff != "" {
+	if diff := cmp.Diff([]v1.Topic{tp, unknown}, tps); diff != "" {
 		t.Errorf("ls -o json (-want +got):\n%s", diff)
 	}
 
@@ -94,20 +97,26 @@ func TestSubscriptions(t *testing.T) {
 		t.Errorf("both --function and --url: exit %d", r.code)
 	}
 
-	f.on("GET /v1/subscriptions", jsonReply(200, v1.SubscriptionList{Subscriptions: []stratus.Subscription{sub}}))
+	pending, oldest, none, zero := int64(3), 61.4, int64(0), 0.0
+	withFigures := v1.Subscription{Subscription: sub, Pending: &pending, OldestAgeSec: &oldest}
+	url := stratus.Subscription{ID: "sub-2", Topic: "orders", URL: "http://x/hook", Batch: 1, CreatedAt: testTime}
+	f.on("GET /v1/subscriptions", jsonReply(200, v1.SubscriptionList{Subscriptions: []v1.Subscription{
+		withFigures, {Subscription: url, Pending: &none, OldestAgeSec: &zero}, {Subscription: url}}}))
 	r = f.run("subscriptions")
 	want := [][]string{
-		{"ID", "TOPIC", "DELIVERS", "TO", "FILTER", "BATCH", "CREATED"},
-		{"sub-1", "orders", "function", "sink", "type=order.created", "10", "2026-01-02", "03:04:05"},
+		{"ID", "TOPIC", "DELIVERS", "TO", "FILTER", "BATCH", "PENDING", "OLDEST", "CREATED"},
+		{"sub-1", "orders", "function", "sink", "type=order.created", "10", "3", "1m1s", "2026-01-02", "03:04:05"},
+		{"sub-2", "orders", "http://x/hook", "-", "1", "0", "-", "2026-01-02", "03:04:05"},
+		{"sub-2", "orders", "http://x/hook", "-", "1", "-", "-", "2026-01-02", "03:04:05"},
 	}
 	if diff := cmp.Diff(want, fields(r.stdout)); diff != "" {
 		t.Errorf("subscriptions (-want +got):\n%s", diff)
 	}
-	f.on("GET /v1/topics/orders/subscriptions", jsonReply(200, v1.SubscriptionList{Subscriptions: []stratus.Subscription{sub}}))
+	f.on("GET /v1/topics/orders/subscriptions", jsonReply(200, v1.SubscriptionList{Subscriptions: []v1.Subscription{withFigures}}))
 	r = f.run("subscriptions", "orders", "-o", "json")
-	var subs []stratus.Subscription
+	var subs []v1.Subscription
 	decodeJSON(t, r.stdout, &subs)
-	if diff := cmp.Diff([]stratus.Subscription{sub}, subs); diff != "" {
+	if diff := cmp.Diff([]v1.Subscription{withFigures}, subs); diff != "" {
 		t.Errorf("subscriptions -o json (-want +got):\n%s", diff)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -71,9 +72,9 @@ func (e *env) topicLsCmd() *cobra.Command {
 				return e.json(tps)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSUBSCRIPTIONS\tCREATED")
+			fmt.Fprintln(tw, "NAME\tSUBSCRIPTIONS\tPENDING\tCREATED")
 			for _, tp := range tps {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", tp.Name, tp.Subscriptions, tp.CreatedAt.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", tp.Name, tp.Subscriptions, pendingCell(tp.Pending), tp.CreatedAt.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
 		},
@@ -84,6 +85,24 @@ func (e *env) topicRmCmd() *cobra.Command {
 	return e.removeCmd("Delete a topic, its subscriptions and its undelivered events", "topic ", func(ctx context.Context, c *client.Client, name string) error {
 		return c.RemoveTopic(ctx, name)
 	})
+}
+
+// pendingCell shows a count of pending events, "-" when the server does
+// not know it.
+func pendingCell(n *int64) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.FormatInt(*n, 10)
+}
+
+// oldestCell shows how long ago the oldest of n pending events was
+// stored, "-" when there is none or the server does not know.
+func oldestCell(n *int64, sec *float64) string {
+	if n == nil || *n == 0 || sec == nil {
+		return "-"
+	}
+	return time.Duration(*sec * float64(time.Second)).Round(time.Second).String()
 }
 
 // readArg returns s, or the contents of file F when s is @F.
@@ -251,7 +270,7 @@ func (e *env) subscriptionsCmd() *cobra.Command {
 				return e.json(subs)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTOPIC\tDELIVERS TO\tFILTER\tBATCH\tCREATED")
+			fmt.Fprintln(tw, "ID\tTOPIC\tDELIVERS TO\tFILTER\tBATCH\tPENDING\tOLDEST\tCREATED")
 			for _, s := range subs {
 				to := "function " + s.Function
 				if s.URL != "" {
@@ -261,7 +280,8 @@ func (e *env) subscriptionsCmd() *cobra.Command {
 				if filter == "" {
 					filter = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Topic, to, filter, s.Batch, s.CreatedAt.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Topic, to, filter, s.Batch,
+					pendingCell(s.Pending), oldestCell(s.Pending, s.OldestAgeSec), s.CreatedAt.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
 		},

@@ -162,6 +162,12 @@ type Status struct {
 	UpdatedAt    time.Time
 	ErrorType    string
 	ErrorMessage string
+	// Destination is where the outcome of a done invocation was sent
+	// ("function:NAME" or "topic:NAME"), DestinationState whether it got
+	// there (DestinationDelivered, DestinationFailed); both empty before,
+	// and when the outcome has no destination.
+	Destination      string
+	DestinationState string
 }
 
 // StatusSink receives every state transition of every async invocation.
@@ -190,18 +196,8 @@ type StatusSink interface {
 // matters: it may already be cancelled when the Queue is stopping); a
 // DoneFunc that starts more work bounds it itself and keeps the trace
 // context. It returns what it did with the outcome, which the Queue
-// counts (QueueStats).
+// counts (QueueStats) and reports (Status.Destination).
 type DoneFunc func(ctx context.Context, fn, requestID string, event []byte, result *stratus.Response, attempts int, err error) Routing
-
-// Routing is what a DoneFunc did with a done event's outcome.
-type Routing int
-
-// What a DoneFunc did with a done event's outcome.
-const (
-	RoutedNowhere Routing = iota // the outcome has no destination
-	Routed                       // the record went to its destination
-	RoutingFailed                // the destination could not be reached; the record is lost
-)
 
 // ErrEventAgeExceeded is wrapped by the final error of an event older than
 // its function's MaxEventAge.

@@ -272,9 +272,10 @@ func (q *Queue) finish(ctx context.Context, fn string, msg *nats.Msg, e envelope
 		st.ErrorType, st.ErrorMessage = errorFields(err)
 	}
 	q.report(st)
-	routing := RoutedNowhere
+	var routing Routing
 	if q.cfg.OnDone != nil {
 		routing = q.cfg.OnDone(ctx, fn, e.id, msg.Data, res, st.Attempt, err)
+		q.reportRouting(st, routing)
 	}
 	q.stats.done(fn, e.id, err != nil, routing)
 	if acks != nil {

@@ -81,7 +81,7 @@ func (d *Destinations) log() *slog.Logger {
 func (d *Destinations) Done(ctx context.Context, fn, requestID string, event []byte, res *stratus.Response, attempts int, err error) Routing {
 	cfg, ok := d.Config(fn)
 	if !ok {
-		return RoutedNowhere
+		return Routing{}
 	}
 	dest := cfg.OnSuccess
 	cond := "Success"
@@ -93,12 +93,12 @@ func (d *Destinations) Done(ctx context.Context, fn, requestID string, event []b
 		}
 	}
 	if dest == "" {
-		return RoutedNowhere
+		return Routing{}
 	}
 	kind, target, perr := stratus.ParseDestination(dest)
 	if perr != nil {
 		d.log().Warn("bad destination", "fn", fn, "destination", dest, "err", perr)
-		return RoutingFailed
+		return Routing{Destination: dest, Failed: true}
 	}
 	// fn may be qualified ("NAME:ALIAS"): the ARN names what was invoked,
 	// ExecutedVersion what ran.
@@ -137,7 +137,7 @@ func (d *Destinations) Done(ctx context.Context, fn, requestID string, event []b
 	body, merr := json.Marshal(rec)
 	if merr != nil {
 		d.log().Error("encode destination record", "fn", fn, "req_id", requestID, "err", merr)
-		return RoutingFailed
+		return Routing{Destination: dest, Failed: true}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -163,7 +163,7 @@ func (d *Destinations) Done(ctx context.Context, fn, requestID string, event []b
 	}
 	if derr != nil {
 		d.log().Warn("deliver to destination", "fn", fn, "req_id", requestID, "destination", dest, "err", derr)
-		return RoutingFailed
+		return Routing{Destination: dest, Failed: true}
 	}
-	return Routed
+	return Routing{Destination: dest}
 }

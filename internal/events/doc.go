@@ -122,7 +122,14 @@
 // the publisher's context on. The Queue counts retries, events that
 // failed for good and what their destinations did; Queue.Stats and
 // Bus.Stats read JetStream at most once a second, so a metrics scrape
-// costs no request per function.
+// costs no request per function. Once a done event's outcome went to its
+// destination, the Queue reports its final state again with the
+// destination and whether it got there (Status.Destination). For the
+// API, Queue.Depths reads every function's queue in one request (plus one
+// per function with events, for its oldest), and Topics.SubscriptionDepths
+// what each subscription has not yet delivered from its consumer's info
+// (one request per 256 consumers, plus one per subscription with pending
+// events: the topic's first event after the consumer's ack floor).
 //
 // # Scheduler
 //

@@ -194,7 +194,7 @@ func (h *harness) newQueue(b *Bus, change ...func(*QueueConfig)) *Queue {
 		Bus: b, Invoker: h.inv, Policy: h.pol.lookup, Sink: h.sink, Log: testLog(),
 		OnDone: func(_ context.Context, fn, id string, event []byte, res *stratus.Response, attempts int, err error) Routing {
 			h.done <- doneRec{fn: fn, id: id, event: string(event), result: res, attempts: attempts, err: err}
-			return RoutedNowhere
+			return Routing{}
 		},
 	}
 	fastQueue(&cfg)

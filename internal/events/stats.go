@@ -140,11 +140,11 @@ func (c *queueCounters) done(fn, id string, failed bool, r Routing) {
 	delete(f.live, id)
 	if failed {
 		f.expired++
-		if r == Routed {
+		if r.Destination != "" && !r.Failed {
 			f.deadLettered++
 		}
 	}
-	if r == RoutingFailed {
+	if r.Failed {
 		f.destFailures++
 	}
 }

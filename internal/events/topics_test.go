@@ -26,11 +26,13 @@ import (
 )
 
 // topicQueue records the async invocations Topics starts; fail, when set,
-// decides each call's error.
+// decides each call's error; hold, when set, is called first (without
+// the lock), and may block.
 type topicQueue struct {
 	mu    sync.Mutex
 	calls []topicCall
 	fail  func(fn string, n int) error
+	hold  func(fn string)
 }
 
 type topicCall struct {
@@ -40,6 +42,9 @@ type topicCall struct {
 }
 
 func (q *topicQueue) EnqueueWith(ctx context.Context, fn string, event []byte, opts EnqueueOptions) (string, error) {
+	if q.hold != nil {
+		q.hold(fn)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if opts.Trigger != stratus.TriggerTopic || opts.ID == "" {

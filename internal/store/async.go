@@ -19,10 +19,12 @@ func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus)
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO async_invocations
-			(request_id, function, state, attempt, enqueued_at, updated_at, error_type, error_message)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			(request_id, function, state, attempt, enqueued_at, updated_at, error_type, error_message,
+				destination, destination_state)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (request_id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
-				updated_at = excluded.updated_at, error_type = excluded.error_type, error_message = excluded.error_message
+				updated_at = excluded.updated_at, error_type = excluded.error_type, error_message = excluded.error_message,
+				destination = excluded.destination, destination_state = excluded.destination_state
 			WHERE excluded.updated_at >= async_invocations.updated_at
 				AND NOT (async_invocations.state IN ('succeeded', 'failed') AND excluded.state = 'queued')`)
 		if err != nil {
@@ -32,7 +34,8 @@ func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus)
 		for i := range sts {
 			st := &sts[i]
 			if _, err := stmt.ExecContext(ctx, st.RequestID, st.Function, st.State, st.Attempt,
-				nanos(st.EnqueuedAt), nanos(st.UpdatedAt), st.ErrorType, st.ErrorMessage); err != nil {
+				nanos(st.EnqueuedAt), nanos(st.UpdatedAt), st.ErrorType, st.ErrorMessage,
+				st.Destination, st.DestinationState); err != nil {
 				return err
 			}
 		}
@@ -48,9 +51,10 @@ func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus)
 func (s *Store) GetAsyncStatus(ctx context.Context, id string) (*stratus.AsyncStatus, error) {
 	var st stratus.AsyncStatus
 	var enq, upd int64
-	err := s.r.QueryRowContext(ctx, `SELECT request_id, function, state, attempt, enqueued_at, updated_at, error_type, error_message
+	err := s.r.QueryRowContext(ctx, `SELECT request_id, function, state, attempt, enqueued_at, updated_at, error_type, error_message,
+		destination, destination_state
 		FROM async_invocations WHERE request_id = ?`, id).Scan(&st.RequestID, &st.Function, &st.State, &st.Attempt,
-		&enq, &upd, &st.ErrorType, &st.ErrorMessage)
+		&enq, &upd, &st.ErrorType, &st.ErrorMessage, &st.Destination, &st.DestinationState)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("invocation %q: %w", id, stratus.ErrNotFound)
 	}

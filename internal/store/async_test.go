@@ -62,6 +62,56 @@ func TestAsyncStatuses(t *testing.T) {
 	}
 }
 
+// TestAsyncStatusDestination: the destination of a done invocation is
+// stored with the state that carries it and read back; a state without
+// one (a run again after a crash) clears it.
+func TestAsyncStatusDestination(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir()+"/s.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Unix(1700000000, 0).UTC()
+	failed := stratus.AsyncStatus{RequestID: "r1", Function: "f", State: stratus.AsyncFailed, Attempt: 3,
+		EnqueuedAt: t0, UpdatedAt: t0.Add(time.Second), ErrorType: "Unhandled", ErrorMessage: "boom"}
+	routed := failed
+	routed.UpdatedAt = t0.Add(2 * time.Second)
+	routed.Destination, routed.DestinationState = "function:dlq", stratus.AsyncDestinationDelivered
+	for _, batch := range [][]stratus.AsyncStatus{{failed}, {routed}} {
+		if err := s.PutAsyncStatuses(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetAsyncStatus(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(&routed, got); d != "" {
+		t.Errorf("status with its destination (-want +got):\n%s", d)
+	}
+	// An older state arriving late leaves the destination.
+	if err := s.PutAsyncStatuses(ctx, []stratus.AsyncStatus{failed}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetAsyncStatus(ctx, "r1"); got == nil || got.Destination != "function:dlq" {
+		t.Errorf("after a late older state: %+v, want the destination kept", got)
+	}
+	running := failed
+	running.State, running.Attempt, running.ErrorType, running.ErrorMessage = stratus.AsyncRunning, 4, "", ""
+	running.UpdatedAt = t0.Add(3 * time.Second)
+	if err := s.PutAsyncStatuses(ctx, []stratus.AsyncStatus{running}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.GetAsyncStatus(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(&running, got); d != "" {
+		t.Errorf("status run again (-want +got):\n%s", d)
+	}
+}
+
 // TestReportLineReadsAsEndAndReport: one stored report line is read back as
 // END then REPORT, with distinct increasing IDs that page correctly.
 func TestReportLineReadsAsEndAndReport(t *testing.T) {
