@@ -1,4 +1,4 @@
-.PHONY: run build test bench
+.PHONY: run build test bench console
 
 build:
 	go build -o bin/stratus ./cmd/stratus
@@ -17,3 +17,8 @@ bench:
 	go run ./bench/events
 	go run ./bench/containers
 	go run ./bench/lambdaapi
+
+# Rebuild the console's third-party files (internal/console/assets/vendor)
+# from the npm registry with web/package-lock.json; the output is committed.
+console:
+	./scripts/console-vendor

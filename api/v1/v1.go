@@ -129,8 +129,8 @@ type Function struct {
 	Instances Instances              `json:"instances"`
 	// URL is the function's HTTP route, relative to the server.
 	URL string `json:"url"`
-	// Async is the function's queue of asynchronous events (GET of one
-	// function only).
+	// Async is the function's queue of asynchronous events (absent when
+	// JetStream cannot be read).
 	Async *AsyncQueue `json:"async,omitempty"`
 }
 

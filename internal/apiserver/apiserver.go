@@ -22,6 +22,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/console"
 	"github.com/stratus-run/stratus/internal/events"
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/gateway"
@@ -69,6 +70,7 @@ type Server struct {
 	stopping chan struct{} // closed when the server starts to stop: ends log follows
 	mux      *http.ServeMux
 	svcProxy *gateway.ServiceProxy // host routes; nil without services
+	sessions *console.Sessions     // nil without the console
 }
 
 // Config configures a Server. Functions serves the function routes
@@ -134,6 +136,16 @@ type Config struct {
 	// (lambdaapi.Prefixes) and authenticates its requests itself; nil
 	// leaves those paths out.
 	Lambda http.Handler
+	// Console serves the web console (GET /, GET /ui/...) and its
+	// sessions (/v1/session: a session cookie then stands for the token
+	// on the /v1 routes), and adds console.SandboxPolicy to the answers
+	// of the path routes /fn/ and /svc/, which share its origin. It
+	// requires Store. False leaves all of it out.
+	Console bool
+	// Series answers the workloads' time series (GET /v1/series,
+	// /v1/functions/NAME/series, /v1/services/NAME/series); nil leaves
+	// those routes out.
+	Series seriesSource
 }
 
 // DefaultMaxUpload bounds a function's code (a zip) when
@@ -154,6 +166,7 @@ func New(c Config) *Server {
 		meter: c.Meter,
 	}
 	mux := http.NewServeMux()
+	s.routeConsole(mux, c)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		s.answer.JSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -173,12 +186,13 @@ func New(c Config) *Server {
 	if c.Functions != nil {
 		s.gw = gateway.New(gateway.Config{
 			Invoker: c.Functions, Queue: c.Queue, Heads: c.Functions, Versions: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log, AccountID: c.AccountID,
-			Verify: c.Keys.Verify, Precheck: c.Keys.Precheck,
+			Verify: c.Keys.Verify, Precheck: c.Keys.Precheck, PathPolicy: s.pathPolicy(),
 		})
 		mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
 		mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
 		mux.Handle("GET /v1/functions/{name}", auth(http.HandlerFunc(s.handleGet)))
 		mux.Handle("DELETE /v1/functions/{name}", auth(http.HandlerFunc(s.handleRemove)))
+		mux.Handle("PATCH /v1/functions/{name}", auth(http.HandlerFunc(s.handlePatch)))
 		mux.Handle("POST /v1/functions/{name}/invoke", auth(http.HandlerFunc(s.gw.ServeInvoke)))
 		mux.Handle("GET /v1/functions/{name}/logs", auth(http.HandlerFunc(s.handleLogs)))
 		mux.Handle("GET /v1/functions/{name}/invocations", auth(http.HandlerFunc(s.handleInvocations)))
@@ -197,6 +211,7 @@ func New(c Config) *Server {
 		svcs = c.Services.Manager
 	}
 	s.routeUsage(mux, c.Meter, c.Info.Region, svcs, c.Now)
+	s.routeSeries(mux, c.Series, svcs)
 	if c.Lambda != nil {
 		for _, p := range lambdaapi.Prefixes() {
 			mux.Handle(p, c.Lambda)
@@ -233,6 +248,9 @@ func (c Config) mustHaveRequired() {
 	}
 	if c.Meter != nil {
 		need(c.Store != nil, "Store", "Meter")
+	}
+	if c.Console {
+		need(c.Store != nil, "Store", "Console")
 	}
 }
 
@@ -306,11 +324,16 @@ func (s *Server) authOK(r *http.Request) bool {
 	return s.token.Authorized(r.Header)
 }
 
+// requireToken admits a request with the token, or on a /v1 route one
+// with a live session cookie that passes the same-origin rule (see
+// cookieAuth).
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authOK(r) {
-			s.answer.Error(w, r, v1.ErrUnauthorized)
-			return
+			if err := s.cookieAuth(r); err != nil {
+				s.refuse(w, r, err)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

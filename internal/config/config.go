@@ -83,6 +83,9 @@ type Config struct {
 	LogFormat string `json:"logFormat"`
 	// MetricsPublic serves /metrics without the token.
 	MetricsPublic bool `json:"metricsPublic,omitempty"`
+	// Console serves the web console at / (signed in with the token,
+	// kept in a session cookie); false leaves it and its sessions out.
+	Console bool `json:"console"`
 	// OTLPEndpoint, when set, is where spans are exported (OTLP over HTTP:
 	// http:// or https://; over gRPC: grpc:// or grpcs://). Empty: no
 	// span leaves the server.
@@ -194,6 +197,7 @@ func Default() Config {
 		PruneInterval:     stratus.Duration(time.Minute),
 		LogLevel:          "info",
 		LogFormat:         "text",
+		Console:           true,
 
 		MaxAsyncEventBytes: 256 << 10,
 		MaxRetries:         stratus.DefaultMaxRetries,
@@ -266,6 +270,13 @@ func Load(path string, environ []string) (Config, error) {
 			return c, fmt.Errorf("STRATUS_METRICS_PUBLIC %q: not true or false: %w", v, stratus.ErrInvalid)
 		}
 		c.MetricsPublic = b
+	}
+	if v := env["STRATUS_CONSOLE"]; v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("STRATUS_CONSOLE %q: not true or false: %w", v, stratus.ErrInvalid)
+		}
+		c.Console = b
 	}
 	if v := env["STRATUS_IDLE_TIMEOUT"]; v != "" {
 		if err := c.IdleTimeout.UnmarshalText([]byte(v)); err != nil {

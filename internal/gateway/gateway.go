@@ -79,6 +79,7 @@ type Gateway struct {
 	maxEvent int64
 	account  string
 	answer   v1.Responder // writes every answer and error
+	policy   []string     // Config.PathPolicy's header value; nil: none
 }
 
 // DefaultMaxEvent bounds an event when Config.MaxEvent is 0: 6 MiB, the
@@ -116,6 +117,11 @@ type Config struct {
 	AccountID string
 	// Log gets the failures answered 5xx; nil discards them.
 	Log *slog.Logger
+	// PathPolicy, if set, is a Content-Security-Policy that every answer
+	// of the function route /fn/NAME carries besides the function's own
+	// (console.SandboxPolicy, while the console shares the route's
+	// origin). Empty: none.
+	PathPolicy string
 }
 
 // New returns a Gateway. It panics if a required field of cfg is nil: a
@@ -132,8 +138,24 @@ func New(cfg Config) *Gateway {
 	cfg = cfg.withDefaults()
 	return &Gateway{
 		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, precheck: cfg.Precheck, maxEvent: cfg.MaxEvent, account: cfg.AccountID,
-		answer: v1.Responder{Log: cfg.Log},
+		answer: v1.Responder{Log: cfg.Log}, policy: policyValue(cfg.PathPolicy),
 	}
+}
+
+// policyKey is the header name under which the path routes add their
+// PathPolicy. It is not in canonical form on purpose: the answer's own
+// headers (a function's, a replica's) are set under the canonical name,
+// where they add a policy of their own and can never replace or remove
+// this one; net/http writes the name as it is, and header names are
+// case-insensitive.
+const policyKey = "content-security-policy"
+
+// policyValue is the header value of a PathPolicy; nil for none.
+func policyValue(policy string) []string {
+	if policy == "" {
+		return nil
+	}
+	return []string{policy}
 }
 
 // withDefaults fills in the defaults of c's zero values.
@@ -347,6 +369,9 @@ func executedVersion(rec *stratus.Invocation) string {
 // qualifier (NAME:1, NAME:ALIAS, also URL-encoded). The route's auth is
 // the function's ($LATEST's), whatever the qualifier.
 func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
+	if g.policy != nil {
+		w.Header()[policyKey] = g.policy
+	}
 	head, name, ok := g.lookup(r.PathValue("name"))
 	// The server's token is not the function's to see, whatever its auth.
 	admitted := g.token.admit(r, ok && head.Config.Auth == stratus.AuthNone)

@@ -56,6 +56,7 @@ type ServiceProxy struct {
 	proxy   *httputil.ReverseProxy
 	answer  v1.Responder // writes every error
 	observe func(service string, status int, d time.Duration)
+	policy  []string // ProxyConfig.PathPolicy's header value; nil: none
 }
 
 // prefetch is how much of a request's body the proxy reads before it
@@ -104,6 +105,11 @@ type ProxyConfig struct {
 	// cheap; the server points it at its metrics and at
 	// services.Manager.Observe.
 	Observe func(service string, status int, d time.Duration)
+	// PathPolicy, if set, is a Content-Security-Policy that every answer
+	// of the path route /svc/NAME carries besides the replica's own (see
+	// Config.PathPolicy); host routes are their own origins and get none.
+	// Empty: none.
+	PathPolicy string
 }
 
 // withDefaults fills in the defaults of c's zero values.
@@ -131,7 +137,7 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 	p := &ServiceProxy{
 		svcs: cfg.Services, token: cfg.Token, maxBody: cfg.MaxBody,
 		domain: strings.ToLower(strings.Trim(cfg.Domain, ".")),
-		answer: v1.Responder{Log: log}, observe: cfg.Observe,
+		answer: v1.Responder{Log: log}, observe: cfg.Observe, policy: policyValue(cfg.PathPolicy),
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -197,6 +203,9 @@ func (bufferPool) Put(b []byte) {
 // ServeSvcPath serves /svc/{name}/{path...}: the replica sees /PATH. The
 // name may be NAME@TAG.
 func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
+	if p.policy != nil {
+		w.Header()[policyKey] = p.policy
+	}
 	name := r.PathValue("name")
 	prefix := "/svc/" + name
 	path, rawPath := "/"+r.PathValue("path"), ""

@@ -38,6 +38,7 @@ import (
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/meter"
 	"github.com/stratus-run/stratus/internal/pool"
+	"github.com/stratus-run/stratus/internal/series"
 	"github.com/stratus-run/stratus/internal/services"
 	"github.com/stratus-run/stratus/internal/sigv4"
 	"github.com/stratus-run/stratus/internal/store"
@@ -285,6 +286,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Removed:          svcMet.forget,
 	})
 	met.serviceStats(svcs.Stats)
+	// The console's time series: samples of the registry, off the
+	// requests' path.
+	sampler := series.New(series.Config{Gatherer: met.reg, Store: st, Log: log.With("component", "series")})
 	if err := svcs.Load(ctx); err != nil {
 		return err
 	}
@@ -318,6 +322,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Functions: fns, Store: st, Pools: invoker{fns, pools}, Logs: writer, Token: token, Queue: queue,
 		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
 		Metrics: met.handler(), MetricsPublic: cfg.MetricsPublic, Log: log.With("component", "api"),
+		Console:   cfg.Console,
 		Ready:     health.Checks,
 		AccountID: cfg.AccountID,
 		Info: v1.Info{
@@ -339,6 +344,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		},
 		Meter:  mtr,
 		Lambda: lambda,
+		Series: sampler,
 		Keys:   apiserver.KeysConfig{Keys: keys, Verify: verifier.Verify, Precheck: verifier.Precheck},
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -373,7 +379,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	schedPart := startPart(ctx, "scheduler", sched.Run, failed)
 	topicsPart := startPart(ctx, "topics", topics.Run, failed)
 	svcsPart := startPart(ctx, "services", svcs.Run, failed)
-	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, writerPart, readyPart, busPart}
+	seriesPart := startPart(ctx, "series", sampler.Run, failed)
+	// The series' last sample comes after the last invocation ended.
+	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, seriesPart, writerPart, readyPart, busPart}
 	if power != nil {
 		stopOrder = append(stopOrder, startPart(ctx, "power", power, failed))
 	}
