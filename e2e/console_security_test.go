@@ -1,19 +1,25 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	ggcr "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/stratus-run/stratus/internal/eventually"
 )
@@ -140,7 +146,8 @@ func TestConsoleSecurity(t *testing.T) {
 				t.Errorf("GET %s: %q", p, d)
 			}
 		}
-		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Referrer-Policy") != "no-referrer" ||
+			resp.Header.Get("Cross-Origin-Opener-Policy") != "same-origin" {
 			t.Errorf("GET %s: headers %v", p, resp.Header)
 		}
 	}
@@ -369,6 +376,22 @@ func TestConsoleSecurityBrowser(t *testing.T) {
 		t.Errorf("a function's page made a topic: %d %s", resp.StatusCode, body)
 	}
 	b.shot("function-page")
+	// A popup of the console that the function's page opens is a browsing
+	// context group of its own (Cross-Origin-Opener-Policy): the page's
+	// handle on it reads as closed.
+	popup := browserGet(b, chromedp.Evaluate[string](`(async () => {
+  const w = window.open('/', '_blank');
+  if (!w) return 'blocked';
+  // A background tab's timers may be slowed down: the bound is in time.
+  for (const end = Date.now() + 15000; Date.now() < end; ) {
+    if (w.closed) return 'severed';
+    await new Promise(r => setTimeout(r, 50));
+  }
+  return 'kept';
+})()`, chromedp.EvalAwaitPromise, func(p *runtime.EvaluateParams) { p.UserGesture = new(true) }))
+	if popup != "severed" {
+		t.Errorf("a function's page opened the console in a popup: its handle was %s, want severed", popup)
+	}
 
 	// Sign out from the console: its session is gone.
 	b.run(chromedp.Navigate(s.URL + "/"))
@@ -390,4 +413,194 @@ func TestConsoleSecurityBrowser(t *testing.T) {
 		}
 	}
 	b.shot("signed-out")
+}
+
+// jarCookies are what the "jar" function and service set: a session
+// cookie of the console's name and path (of a session's form, so that
+// it would be looked up), and a large cookie for the whole host.
+var jarCookies = []string{
+	"stratus_session=" + strings.Repeat("A", 43) + "; Path=/v1/; HttpOnly",
+	"big=" + strings.Repeat("x", 4000) + "; Path=/",
+}
+
+// jarService is a service that answers every request with jarCookies
+// and Clear-Site-Data.
+const jarService = `package main
+
+import (
+	"net/http"
+	"os"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		for _, c := range []string{%q, %q} {
+			w.Header().Add("Set-Cookie", c)
+		}
+		w.Header().Set("Clear-Site-Data", ` + "`" + `"cookies"` + "`" + `)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("jar"))
+	})
+	if err := http.ListenAndServe(":"+port, nil); err != nil {
+		panic(err)
+	}
+}
+`
+
+// jarImageTar builds jarService into an image tagged tag and returns its
+// `docker save` tarball.
+func jarImageTar(t *testing.T, tag string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), fmt.Appendf(nil, jarService, jarCookies[0], jarCookies[1]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", "jar", "main.go")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GO111MODULE=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the jar service: %v\n%s", err, out)
+	}
+	bin, err := os.ReadFile(filepath.Join(dir, "jar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := layerOf([]layerFile{
+		{Name: "app/", Mode: 0o755},
+		{Name: "app/jar", Mode: 0o755, Body: bin},
+		{Name: "etc/", Mode: 0o755},
+		{Name: "etc/passwd", Mode: 0o644, Body: []byte("root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n")},
+		{Name: "etc/group", Mode: 0o644, Body: []byte("root:x:0:\nnogroup:x:65534:\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeImageTar(t, imageOf(t, ggcr.Config{
+		Entrypoint: []string{"/app/jar"}, ExposedPorts: map[string]struct{}{"8080/tcp": {}}, Env: []string{"PATH=/app"},
+	}, layer), tag)
+}
+
+// TestConsoleSecurityCookies: while the console is on, a function (jar)
+// or a service (jarsvc) answering on its path route (/fn/NAME, /svc/NAME) sets no
+// cookie on the console's host and clears none of its data, and the
+// operator's session keeps working in a browser that visited them; on
+// the service's host route (its own origin), and with --console=false,
+// the cookies pass as the workload set them.
+func TestConsoleSecurityCookies(t *testing.T) {
+	needTool(t, "python3")
+	needTool(t, "runc")
+	code := writeFiles(t, map[string]string{
+		"jar.py": fmt.Sprintf(`def handler(event, context):
+    return {"statusCode": 200,
+            "headers": {"content-type": "text/plain", "Set-Cookie": "h=1; Path=/", "Clear-Site-Data": "\"cookies\""},
+            "cookies": [%q, %q],
+            "body": "jar"}
+`, jarCookies[0], jarCookies[1]),
+	})
+	image := jarImageTar(t, "jar:v1")
+	for _, on := range []bool{true, false} {
+		s := startServer(t, append(append([]string{}, fastServices...), fmt.Sprintf("--console=%v", on))...)
+		s.mustCLI("deploy", "jar", "--runtime", "python3", "--handler", "jar.handler", "--auth", "none", code)
+		s.mustCLI("image", "import", image)
+		s.mustCLI("service", "deploy", "jarsvc", "--image", "jar:v1", "--auth", "none", "--min", "1")
+
+		check := func(route string, resp *http.Response, body []byte, wantCookies []string, wantClear, sandboxed bool) {
+			t.Helper()
+			what := fmt.Sprintf("console %v: %s", on, route)
+			if resp.StatusCode != 200 || string(body) != "jar" {
+				t.Fatalf("%s: %d %.200s", what, resp.StatusCode, body)
+			}
+			if got := resp.Header.Values("Set-Cookie"); !slices.Equal(got, wantCookies) {
+				t.Errorf("%s: Set-Cookie %.300q, want %.300q", what, got, wantCookies)
+			}
+			if got := resp.Header.Get("Clear-Site-Data"); (got != "") != wantClear {
+				t.Errorf("%s: Clear-Site-Data %q", what, got)
+			}
+			if got := slices.Contains(resp.Header.Values("Content-Security-Policy"), sandboxCSP); got != sandboxed {
+				t.Errorf("%s: Content-Security-Policy %q", what, resp.Header.Values("Content-Security-Policy"))
+			}
+		}
+		fnCookies := append([]string{"h=1; Path=/"}, jarCookies...)
+		if on {
+			fnCookies = nil
+		}
+		resp, body := s.do("GET", "/fn/jar/", nil, false)
+		check("/fn/jar/", resp, body, fnCookies, !on, on)
+		svcCookies := jarCookies
+		if on {
+			svcCookies = nil
+		}
+		eventually.True(t, 30*time.Second, "the jarsvc service answers", func() bool {
+			resp, _ := s.do("GET", "/svc/jarsvc/", nil, false)
+			return resp.StatusCode == 200
+		})
+		resp, body = s.do("GET", "/svc/jarsvc/", nil, false)
+		check("/svc/jarsvc/", resp, body, svcCookies, !on, on)
+		// The host route is the service's own origin: its cookies pass.
+		req, err := http.NewRequest("GET", s.URL+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "jarsvc.localhost"
+		hresp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(hresp.Body)
+		hresp.Body.Close()
+		check("jarsvc.localhost/", hresp, body, jarCookies, true, false)
+		if !on {
+			continue
+		}
+
+		// In a browser: after a visit to both path routes the console's
+		// session is the browser's only cookie for the API, unchanged,
+		// and the console still works with it.
+		cookie := sessionCookie(t, s)
+		if resp, body := s.do("GET", "/v1/functions", nil, false, "Cookie", cookie); resp.StatusCode != 200 {
+			t.Fatalf("GET /v1/functions with the cookie: %d %s", resp.StatusCode, body)
+		}
+		b := newBrowser(t)
+		b.signIn(s)
+		before := browserCookies(b, s.URL+"/v1/functions", s.URL+"/")
+		if len(before) != 1 || before[0].Name != "stratus_session" {
+			t.Fatalf("signed in: cookies %v", before)
+		}
+		for _, p := range []string{"/fn/jar/", "/svc/jarsvc/", "/fn/jar/v1/", "/svc/jarsvc/v1/"} {
+			b.run(chromedp.Navigate(s.URL + p))
+			b.waitText("body", "jar")
+		}
+		after := browserCookies(b, s.URL+"/v1/functions", s.URL+"/")
+		if len(after) != 1 || after[0].Name != "stratus_session" || after[0].Value != before[0].Value {
+			for _, c := range after {
+				t.Errorf("after the path routes: cookie %s=%.40s; Path=%s", c.Name, c.Value, c.Path)
+			}
+		}
+		b.run(chromedp.Navigate(s.URL+"/"), chromedp.WaitVisible(testid("signout")))
+		b.shot("signed-in-after-path-routes")
+	}
+}
+
+// browserCookies returns the browser's cookies for urls.
+func browserCookies(b *browser, urls ...string) []*network.Cookie {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
+	defer cancel()
+	var out []*network.Cookie
+	err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		r, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: urls})
+		if err != nil {
+			return err
+		}
+		out = r.Cookies
+		return nil
+	}))
+	if err != nil {
+		b.t.Fatalf("read cookies: %v", err)
+	}
+	return out
 }

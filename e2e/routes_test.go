@@ -27,9 +27,11 @@ type apigwEcho struct {
 
 // TestFunctionURL calls an aws-lambda-go function written with
 // events.APIGatewayV2HTTPRequest/Response through /fn/NAME and checks the
-// event it gets and the HTTP response its result maps to.
+// event it gets and the HTTP response its result maps to. The console is
+// off, as function URLs' cookies pass only then (with the console on,
+// TestConsoleSecurityCookies checks that they do not).
 func TestFunctionURL(t *testing.T) {
-	s := startServer(t)
+	s := startServer(t, "--console=false")
 	s.mustCLI("deploy", "api", "--runtime", "provided.al2023", fixture("goapigw"))
 
 	// A GET with a path, a query, headers and cookies.

@@ -54,10 +54,11 @@ func (s *Server) pathPolicy() string {
 
 // cookieAuth admits r by its session cookie: r must be on a /v1 route,
 // carry no Authorization header (a wrong token is not made good by a
-// cookie), name a live session and, to change anything, pass
-// console.CheckSameOrigin. It returns nil if r is admitted,
-// v1.ErrUnauthorized, an error wrapping console.ErrCrossSite, or the
-// store's error.
+// cookie), name a live session by its first session cookie of a
+// session's form (console.Sessions.Lookup: one lookup per request) and,
+// to change anything, pass console.CheckSameOrigin. It returns nil if r
+// is admitted, v1.ErrUnauthorized, an error wrapping
+// console.ErrCrossSite, or the store's error.
 func (s *Server) cookieAuth(r *http.Request) error {
 	if s.sessions == nil || !strings.HasPrefix(r.URL.Path, "/v1/") || r.Header.Get("Authorization") != "" || !console.HasCookie(r) {
 		return v1.ErrUnauthorized

@@ -166,6 +166,22 @@ func TestSessionCookieAuth(t *testing.T) {
 	if resp, body := g.call("GET", "/v1/info", "", "Cookie", cookie, "Sec-Fetch-Site", "cross-site"); resp.StatusCode != 200 {
 		t.Errorf("a GET needs no same-origin proof: %d %s", resp.StatusCode, body)
 	}
+	// The first value of a session's form is the one looked up: values
+	// of another form before it are passed over, others after it are not
+	// looked at.
+	forged := c.Name + "=" + strings.Repeat("A", len(c.Value))
+	for _, tc := range []struct {
+		cookies string
+		code    int
+	}{
+		{c.Name + "=junk; " + c.Name + "=" + c.Value[1:] + "; " + cookie, 200},
+		{cookie + "; " + forged, 200},
+		{forged + "; " + cookie, 401},
+	} {
+		if resp, body := g.call("GET", "/v1/keys", "", "Cookie", tc.cookies); resp.StatusCode != tc.code {
+			t.Errorf("GET /v1/keys with Cookie %q: %d %s, want %d", tc.cookies, resp.StatusCode, body, tc.code)
+		}
+	}
 
 	// Refused writes change nothing.
 	for _, tc := range []struct {

@@ -57,12 +57,14 @@ var (
 	nosniffValue   = []string{"nosniff"}
 	noReferrer     = []string{"no-referrer"}
 	denyValue      = []string{"DENY"}
+	sameOrigin     = []string{"same-origin"}
 	noStoreValue   = []string{"no-store"}
 	noCacheValue   = []string{"no-cache"}
 	headerPolicy   = http.CanonicalHeaderKey("Content-Security-Policy")
 	headerNosniff  = http.CanonicalHeaderKey("X-Content-Type-Options")
 	headerReferrer = http.CanonicalHeaderKey("Referrer-Policy")
 	headerFrame    = http.CanonicalHeaderKey("X-Frame-Options")
+	headerOpener   = http.CanonicalHeaderKey("Cross-Origin-Opener-Policy")
 	headerCache    = http.CanonicalHeaderKey("Cache-Control")
 )
 
@@ -133,11 +135,16 @@ func (c *Console) Route(mux *http.ServeMux) {
 }
 
 // setSecurityHeaders sets the headers every console answer carries.
+// Cross-Origin-Opener-Policy: same-origin puts the console in a browsing
+// context group of its own: a page of another origin (a function's page,
+// sandboxed in an opaque origin) that opens the console in a popup, or
+// that the console opened, keeps no handle on its window.
 func setSecurityHeaders(h http.Header) {
 	h[headerPolicy] = policyValue
 	h[headerNosniff] = nosniffValue
 	h[headerReferrer] = noReferrer
 	h[headerFrame] = denyValue
+	h[headerOpener] = sameOrigin
 }
 
 // ServeIndex answers the console's page, never cached (a new binary's

@@ -53,6 +53,8 @@ func checkSecurityHeaders(t *testing.T, what string, h http.Header) {
 		"X-Content-Type-Options":  "nosniff",
 		"Referrer-Policy":         "no-referrer",
 		"X-Frame-Options":         "DENY",
+		// No window of another origin keeps a handle on the console's.
+		"Cross-Origin-Opener-Policy": "same-origin",
 	} {
 		if got := h.Values(k); len(got) != 1 || got[0] != want {
 			t.Errorf("%s: %s is %q, want %q", what, k, got, want)

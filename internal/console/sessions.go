@@ -102,27 +102,27 @@ func (s *Sessions) SignIn(ctx context.Context, token string) (value string, expi
 	return value, expires, nil
 }
 
-// Lookup returns the expiry of the live session that one of r's session
-// cookies names, or an error wrapping stratus.ErrNotFound if none does
-// (no cookie, a malformed value, an unknown or expired session). Other
-// errors are the store's.
+// Lookup returns the expiry of the live session that r's first session
+// cookie of a session value's form names, or an error wrapping
+// stratus.ErrNotFound if it names none (no such cookie, an unknown or
+// expired session). Other errors are the store's.
+//
+// One lookup per request (an HMAC and a read of the store), whatever
+// the request carries. The console's cookie is the browser's only one of
+// that name and path unless something else set one (another host of a
+// parent domain, with Domain=; see docs/console.md); such a cookie
+// comes first when its path is longer, and looking further would not
+// help against it, since it can come in any number.
 func (s *Sessions) Lookup(ctx context.Context, r *http.Request) (time.Time, error) {
-	now := s.now()
-	var lastErr error
-	for _, v := range cookieValues(r) {
-		se, err := s.st.GetSession(ctx, s.hash(v), now)
-		if err == nil {
-			return se.ExpiresAt, nil
-		}
-		if !errors.Is(err, stratus.ErrNotFound) {
-			return time.Time{}, err
-		}
-		lastErr = err
+	v, ok := firstValue(r)
+	if !ok {
+		return time.Time{}, fmt.Errorf("session cookie: %w", stratus.ErrNotFound)
 	}
-	if lastErr == nil {
-		lastErr = fmt.Errorf("session cookie: %w", stratus.ErrNotFound)
+	se, err := s.st.GetSession(ctx, s.hash(v), s.now())
+	if err != nil {
+		return time.Time{}, err
 	}
-	return time.Time{}, lastErr
+	return se.ExpiresAt, nil
 }
 
 // SignOut deletes the sessions that r's session cookies name; none is no
@@ -148,13 +148,24 @@ func (s *Sessions) hash(value string) [32]byte {
 	return h
 }
 
-// maxCookies bounds how many session cookies of one request are looked
-// up (a browser may send one per path that set it).
+// maxCookies bounds how many session cookies of one sign-out are ended
+// (a browser may send one per path and domain that set it).
 const maxCookies = 4
+
+// firstValue returns the value of r's first session cookie that has a
+// session value's form (valueLen base64url characters).
+func firstValue(r *http.Request) (string, bool) {
+	for _, c := range r.CookiesNamed(CookieName) {
+		if validValue(c.Value) {
+			return c.Value, true
+		}
+	}
+	return "", false
+}
 
 // cookieValues returns the values of r's session cookies that have a
 // session value's form (valueLen base64url characters), at most
-// maxCookies of them.
+// maxCookies of them: sign-out ends each.
 func cookieValues(r *http.Request) []string {
 	var out []string
 	for _, c := range r.CookiesNamed(CookieName) {

@@ -86,9 +86,19 @@ func TestSessions(t *testing.T) {
 	if err != nil || !got.Equal(expires) {
 		t.Errorf("Lookup: %v, %v; want %v", got, err, expires)
 	}
-	// The right session among others of the name, with other cookies.
-	if _, err := s.Lookup(ctx, withCookies("a=b; "+CookieName+"=junk; "+CookieName+"="+strings.Repeat("A", valueLen), CookieName+"="+v)); err != nil {
+	// The right session after other cookies and values of the name that
+	// are not a session's.
+	if _, err := s.Lookup(ctx, withCookies("a=b; "+CookieName+"=junk; "+CookieName+"="+v[:valueLen-1], CookieName+"="+v)); err != nil {
 		t.Errorf("Lookup among other cookies: %v", err)
+	}
+	// The first value of a session's form decides: one lookup per
+	// request, whatever follows it.
+	unknown := CookieName + "=" + strings.Repeat("A", valueLen)
+	if _, err := s.Lookup(ctx, withCookies(unknown, CookieName+"="+v)); !errors.Is(err, stratus.ErrNotFound) {
+		t.Errorf("Lookup of an unknown session, then a live one: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Lookup(ctx, withCookies(CookieName+"="+v, unknown)); err != nil {
+		t.Errorf("Lookup of a live session, then an unknown one: %v", err)
 	}
 	for _, c := range []string{"", "a=b", CookieName + "=", CookieName + "=" + v[:valueLen-1], CookieName + "=" + v + "x",
 		CookieName + "=" + strings.Repeat("A", valueLen), "Stratus_Session=" + v, CookieName + "=" + v[:valueLen-1] + "+"} {
@@ -152,6 +162,36 @@ func TestSessions(t *testing.T) {
 	none := NewSessions(SessionsConfig{Store: st})
 	if _, _, err := none.SignIn(ctx, ""); !errors.Is(err, stratus.ErrInvalid) {
 		t.Errorf("SignIn without a server token: %v", err)
+	}
+}
+
+// countingStore counts the sessions looked up.
+type countingStore struct {
+	sessionStore
+	mu   sync.Mutex
+	gets int
+}
+
+func (c *countingStore) GetSession(ctx context.Context, hash [32]byte, now time.Time) (*store.Session, error) {
+	c.mu.Lock()
+	c.gets++
+	c.mu.Unlock()
+	return c.sessionStore.GetSession(ctx, hash, now)
+}
+
+// TestLookupReadsOnce: a request with many session cookies costs one
+// read of the store, none without a value of a session's form.
+func TestLookupReadsOnce(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{sessionStore: openStore(t, filepath.Join(t.TempDir(), "s.db"))}
+	s := NewSessions(SessionsConfig{Store: st, Token: "the-token"})
+	many := strings.Repeat(CookieName+"="+strings.Repeat("A", valueLen)+"; ", 20)
+	if _, err := s.Lookup(ctx, withCookies(many)); !errors.Is(err, stratus.ErrNotFound) || st.gets != 1 {
+		t.Errorf("20 unknown sessions: %v, %d reads of the store; want ErrNotFound, 1", err, st.gets)
+	}
+	st.gets = 0
+	if _, err := s.Lookup(ctx, withCookies(strings.Repeat(CookieName+"=junk; ", 20))); !errors.Is(err, stratus.ErrNotFound) || st.gets != 0 {
+		t.Errorf("20 malformed values: %v, %d reads of the store; want ErrNotFound, 0", err, st.gets)
 	}
 }
 
@@ -222,7 +262,8 @@ func TestCheckSameOrigin(t *testing.T) {
 
 // FuzzCookieValues: whatever the Cookie header, cookieValues returns
 // only values of a session's form, which decode to 32 bytes that encode
-// back to the value, and at most maxCookies of them.
+// back to the value, and at most maxCookies of them; firstValue returns
+// the first of them.
 func FuzzCookieValues(f *testing.F) {
 	v := base64.RawURLEncoding.EncodeToString(make([]byte, valueBytes))
 	for _, seed := range []string{
@@ -248,6 +289,9 @@ func FuzzCookieValues(f *testing.F) {
 		}
 		if len(vals) > 0 && !HasCookie(r) {
 			t.Fatal("values but HasCookie false")
+		}
+		if v, ok := firstValue(r); ok != (len(vals) > 0) || ok && v != vals[0] {
+			t.Fatalf("firstValue %q, %v; cookieValues %q", v, ok, vals)
 		}
 	})
 }

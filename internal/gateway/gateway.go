@@ -120,7 +120,9 @@ type Config struct {
 	// PathPolicy, if set, is a Content-Security-Policy that every answer
 	// of the function route /fn/NAME carries besides the function's own
 	// (console.SandboxPolicy, while the console shares the route's
-	// origin). Empty: none.
+	// origin); the function's Set-Cookie and Clear-Site-Data headers (its
+	// cookies included) are then dropped, since they would act on the
+	// console's origin. Empty: none, and the function's headers pass.
 	PathPolicy string
 }
 
@@ -140,22 +142,6 @@ func New(cfg Config) *Gateway {
 		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, precheck: cfg.Precheck, maxEvent: cfg.MaxEvent, account: cfg.AccountID,
 		answer: v1.Responder{Log: cfg.Log}, policy: policyValue(cfg.PathPolicy),
 	}
-}
-
-// policyKey is the header name under which the path routes add their
-// PathPolicy. It is not in canonical form on purpose: the answer's own
-// headers (a function's, a replica's) are set under the canonical name,
-// where they add a policy of their own and can never replace or remove
-// this one; net/http writes the name as it is, and header names are
-// case-insensitive.
-const policyKey = "content-security-policy"
-
-// policyValue is the header value of a PathPolicy; nil for none.
-func policyValue(policy string) []string {
-	if policy == "" {
-		return nil
-	}
-	return []string{policy}
 }
 
 // withDefaults fills in the defaults of c's zero values.
@@ -429,7 +415,7 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 		g.answer.Error(w, r, fmt.Errorf("function %q: %w", name, &v1.UpstreamError{Code: resp.ErrorType, Message: obj.ErrorMessage}))
 		return
 	}
-	if err := httpevent.WriteResponse(w, resp.Body); err != nil {
+	if err := g.writeFunctionAnswer(w, resp.Body); err != nil {
 		g.answer.Error(w, r, fmt.Errorf("function %q returned a malformed response: %w", name,
 			&v1.UpstreamError{Code: "Function.MalformedResponse", Message: err.Error()}))
 	}

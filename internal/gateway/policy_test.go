@@ -102,7 +102,9 @@ func TestServiceRoutePolicy(t *testing.T) {
 }
 
 // BenchmarkFunctionRoutePolicy measures what the PathPolicy costs a
-// function route's request (off: a nil check; on: one header set).
+// function route's request (off: a nil check; on: one header set, and
+// the answer written through a pooled statusWriter that drops
+// Set-Cookie and Clear-Site-Data: no allocation more than off).
 func BenchmarkFunctionRoutePolicy(b *testing.B) {
 	for _, bc := range []struct{ name, policy string }{{"off", ""}, {"on", testPolicy}} {
 		b.Run(bc.name, func(b *testing.B) {

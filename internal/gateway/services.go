@@ -71,6 +71,8 @@ type proxied struct {
 	// in is the client's request, as it came: the proxy's error handler
 	// gets the outgoing one, whose URL is the replica's.
 	in *http.Request
+	// sandboxed: a path route with a PathPolicy.
+	sandboxed bool
 	// path and rawPath are the URL path the replica sees.
 	path, rawPath string
 }
@@ -107,8 +109,10 @@ type ProxyConfig struct {
 	Observe func(service string, status int, d time.Duration)
 	// PathPolicy, if set, is a Content-Security-Policy that every answer
 	// of the path route /svc/NAME carries besides the replica's own (see
-	// Config.PathPolicy); host routes are their own origins and get none.
-	// Empty: none.
+	// Config.PathPolicy), and the replica's Set-Cookie and Clear-Site-Data
+	// headers are dropped from those answers (1xx and 101 included); host
+	// routes are their own origins and get neither. Empty: none, and the
+	// replica's headers pass.
 	PathPolicy string
 }
 
@@ -179,6 +183,17 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BufferPool: bufferPool{},
 	}
+	if p.policy != nil {
+		// The other answers drop them as their status is written
+		// (statusWriter); a protocol switch's is written on the hijacked
+		// connection.
+		p.proxy.ModifyResponse = func(res *http.Response) error {
+			if res.StatusCode == http.StatusSwitchingProtocols && proxiedOf(res.Request).sandboxed {
+				dropOriginState(res.Header)
+			}
+			return nil
+		}
+	}
 	return p
 }
 
@@ -212,7 +227,7 @@ func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
 	if raw := r.URL.RawPath; raw != "" && strings.HasPrefix(raw, prefix) {
 		rawPath = "/" + strings.TrimPrefix(strings.TrimPrefix(raw, prefix), "/")
 	}
-	p.serve(w, r, name, path, rawPath)
+	p.serve(w, r, name, path, rawPath, p.policy)
 }
 
 // HostService returns the route a request's Host names: NAME when it is
@@ -256,20 +271,22 @@ func (p *ServiceProxy) HostService(r *http.Request) (string, bool) {
 func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, route string) {
 	name, _, _ := strings.Cut(route, "@")
 	hostRouteSpan(r, name)
-	p.serve(w, r, route, r.URL.Path, r.URL.RawPath)
+	p.serve(w, r, route, r.URL.Path, r.URL.RawPath, nil)
 }
 
 // serve proxies r to a replica of route (a service's name, or
 // NAME@TAG), which sees the URL path path (rawPath: its escaped form, if
-// not the default one), and observes the answer as the service's.
-func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, route, path, rawPath string) {
-	if p.observe == nil {
-		p.proxyTo(w, r, route, path, rawPath)
+// not the default one), and observes the answer as the service's. policy
+// is the PathPolicy's header value on a path route (see statusWriter),
+// nil on a host route.
+func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, route, path, rawPath string, policy []string) {
+	if p.observe == nil && policy == nil {
+		p.proxyTo(w, r, route, path, rawPath, false)
 		return
 	}
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
-	if !p.proxyTo(sw, r, route, path, rawPath) {
+	sw := &statusWriter{ResponseWriter: w, policy: policy}
+	if !p.proxyTo(sw, r, route, path, rawPath, policy != nil) || p.observe == nil {
 		return
 	}
 	status := sw.status
@@ -288,9 +305,10 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, route, path
 const statusClientClosed = 499
 
 // proxyTo proxies r to a replica of route, which sees the URL path path
-// (rawPath: its escaped form, if not the default one). It reports
-// whether route's service exists.
-func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, path, rawPath string) (known bool) {
+// (rawPath: its escaped form, if not the default one); sandboxed: r came
+// by a path route with a PathPolicy. It reports whether route's service
+// exists.
+func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, path, rawPath string, sandboxed bool) (known bool) {
 	name, tag, tagged := strings.Cut(route, "@")
 	auth, known := p.svcs.Auth(route)
 	var missing error
@@ -336,7 +354,7 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, pa
 		return true
 	}
 	defer release()
-	pp := &proxied{name: name, t: t, body: body, in: r, path: path, rawPath: rawPath}
+	pp := &proxied{name: name, t: t, body: body, in: r, path: path, rawPath: rawPath, sandboxed: sandboxed}
 	ctx := context.WithValue(r.Context(), proxiedKey{}, pp)
 	if t.Timeout > 0 {
 		var cancel context.CancelFunc

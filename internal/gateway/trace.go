@@ -171,21 +171,43 @@ func hostRouteSpan(r *http.Request, service string) {
 // first WriteHeader's of 200 or more, 200 at the first Write, 101 once
 // the connection is hijacked (a protocol upgrade), else 0. Flushes and
 // the rest of http.ResponseController reach the writer it wraps.
+//
+// With a policy (a path route's PathPolicy), each status it writes, 1xx
+// included, goes without the headers that dropOriginState drops and
+// with the policy, set again each time: the service proxy clears the
+// header map after passing on an informational answer (103 Early Hints).
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	policy []string
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
+	if w.status == 0 {
+		if w.policy != nil {
+			h := w.Header()
+			dropOriginState(h)
+			// Set only when missing: assigning a key, even one it has, can
+			// grow a full small map (an allocation per answer).
+			//lint:ignore SA1008 policyKey is not canonical on purpose (see policyKey).
+			if len(h[policyKey]) == 0 {
+				h[policyKey] = w.policy
+			}
+		}
+		if code >= 200 {
+			w.status = code
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		if w.policy != nil {
+			w.WriteHeader(http.StatusOK)
+		} else {
+			w.status = http.StatusOK
+		}
 	}
 	return w.ResponseWriter.Write(b)
 }
