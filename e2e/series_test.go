@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/eventually"
+	"github.com/stratus-run/stratus/internal/series"
 )
 
 func sumOf(xs []int64) int64 {
@@ -125,17 +126,34 @@ func TestSeriesAPI(t *testing.T) {
 			}
 		}
 	}
+	// A read within series.LiveFor of the last Gather (a sample's or a
+	// read's) answers from it: what the clients did is there within it.
+	waitSums := func(when string, fns, reqs int64) {
+		t.Helper()
+		eventually.True(t, 10*series.LiveFor, when+": the overview holds what the clients did", func() bool {
+			o := seriesGet[v1.SeriesOverview](t, s, "/v1/series?range=15m")
+			return o.Functions["fn"].Summary.Invocations >= fns && o.Services["web"].Summary.Requests >= reqs
+		})
+	}
+	waitSums("right after", n, m)
 	check("right after")
 
-	// The last bucket moves with an invocation at once, without waiting
-	// for a sample: the first read after it holds it.
+	// The last bucket moves with an invocation without waiting for a
+	// sample: within a second (series.LiveFor: one reading of the
+	// registry serves the reads within it), well before the next sample
+	// is due.
 	before := seriesGet[v1.FunctionSeries](t, s, "/v1/functions/fn/series?range=15m")
 	if resp, body := s.invoke("fn", `{}`); resp.StatusCode != 200 {
 		t.Fatalf("invoke: %d %s", resp.StatusCode, body)
 	}
-	after := seriesGet[v1.FunctionSeries](t, s, "/v1/functions/fn/series?range=15m")
-	if sumOf(after.Series.Invocations) != sumOf(before.Series.Invocations)+1 || after.Series.Invocations[59] < 1 {
-		t.Fatalf("after an invoke: %v, before %v", after.Series.Invocations, before.Series.Invocations)
+	invoked := time.Now()
+	var after v1.FunctionSeries
+	eventually.True(t, 3*time.Second, "the invocation in the last bucket", func() bool {
+		after = seriesGet[v1.FunctionSeries](t, s, "/v1/functions/fn/series?range=15m")
+		return sumOf(after.Series.Invocations) == sumOf(before.Series.Invocations)+1 && after.Series.Invocations[59] >= 1
+	})
+	if took := time.Since(invoked); took > 2*series.LiveFor {
+		t.Errorf("the last bucket held the invocation after %v", took)
 	}
 	if x := after.Series.Instances[59]; x == nil || *x < 1 {
 		t.Errorf("after an invoke: instances %v in the last bucket", x)
@@ -150,6 +168,7 @@ func TestSeriesAPI(t *testing.T) {
 		return code == 200
 	})
 	const mAfter = 1 // the request just made
+	waitSums("after a restart", n+1, m+mAfter)
 	for _, r := range ranges {
 		f := seriesGet[v1.FunctionSeries](t, s, "/v1/functions/fn/series?range="+r.name)
 		if got := sumOf(f.Series.Invocations); got != n+1 {
@@ -180,22 +199,27 @@ func TestSeriesAPI(t *testing.T) {
 }
 
 // TestFunctionPatch: PATCH changes memory, timeout and env in a new
-// version with the same code, which the next invoke runs; a bad field is
-// 400 and changes nothing; stratus get shows the change.
+// version with the same code, which the next invoke runs; env merges key
+// by key (null removes one); a patch that changes nothing makes no
+// version and keeps the instance; If-Match of a stale version is 412; a
+// bad field is 400 and changes nothing; stratus get shows the change.
 func TestFunctionPatch(t *testing.T) {
 	s := startServer(t)
-	s.mustCLI("deploy", "fn", "--runtime", "provided", "--env", "GREETING=hello", "--env", "OTHER=x", fixture("goecho"))
+	s.mustCLI("deploy", "fn", "--runtime", "provided", "--env", "GREETING=hello", "--env", "OTHER=x", "--env", "KEEP=k", fixture("goecho"))
 	type answer struct {
-		Env map[string]string `json:"env"`
+		Env   map[string]string `json:"env"`
+		PID   int               `json:"pid"`
+		PIDNS string            `json:"pidns"`
 	}
-	invokeEnv := func() map[string]string {
+	invoke := func() answer {
 		t.Helper()
 		resp, body := s.invoke("fn", `{}`)
 		if resp.StatusCode != 200 {
 			t.Fatalf("invoke: %d %s", resp.StatusCode, body)
 		}
-		return decode[answer](t, body).Env
+		return decode[answer](t, body)
 	}
+	invokeEnv := func() map[string]string { t.Helper(); return invoke().Env }
 	if env := invokeEnv(); env["GREETING"] != "hello" {
 		t.Fatalf("before: env %v", env)
 	}
@@ -205,22 +229,23 @@ func TestFunctionPatch(t *testing.T) {
 	}
 	before := get()
 
-	resp, body := s.do("PATCH", "/v1/functions/fn", []byte(`{"memoryMB":256,"timeoutSec":10,"env":{"GREETING":"patched"}}`), true,
+	resp, body := s.do("PATCH", "/v1/functions/fn", []byte(`{"memoryMB":256,"timeoutSec":10,"env":{"GREETING":"patched","OTHER":null}}`), true,
 		"Content-Type", "application/merge-patch+json")
 	if resp.StatusCode != 200 {
 		t.Fatalf("PATCH: %d %s", resp.StatusCode, body)
 	}
 	patched := decode[v1.Function](t, body)
 	if patched.Version != before.Version+1 || patched.CodeSHA != before.CodeSHA || patched.Config.MemoryMB != 256 ||
-		patched.Config.TimeoutSec != 10 || len(patched.Config.Env) != 1 || patched.Config.Env["GREETING"] != "patched" {
+		patched.Config.TimeoutSec != 10 || len(patched.Config.Env) != 2 || patched.Config.Env["GREETING"] != "patched" || patched.Config.Env["KEEP"] != "k" {
 		t.Fatalf("PATCH answered %+v", patched)
 	}
-	env := invokeEnv()
+	if etag := resp.Header.Get("ETag"); etag != fmt.Sprintf(`"%d"`, patched.Version) {
+		t.Errorf("PATCH answered ETag %q for version %d", etag, patched.Version)
+	}
+	warm := invoke()
+	env := warm.Env
 	if env["GREETING"] != "patched" || env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] != "256" {
 		t.Errorf("after the patch the function saw env %v", env)
-	}
-	if _, ok := env["OTHER"]; ok {
-		t.Errorf("env is replaced whole, yet OTHER is still set: %v", env)
 	}
 	out := s.mustCLI("get", "fn")
 	for _, want := range []string{"256 MB", "10 s", "GREETING", "patched", fmt.Sprintf("Version:              %d", before.Version+1)} {
@@ -229,12 +254,36 @@ func TestFunctionPatch(t *testing.T) {
 		}
 	}
 
+	// A patch that changes nothing: 200, no version, the same instance.
+	for _, body := range []string{`{}`, `{"memoryMB":256,"env":{"KEEP":"k","OTHER":null}}`} {
+		resp, b := s.do("PATCH", "/v1/functions/fn", []byte(body), true, "Content-Type", "application/json")
+		if f := decode[v1.Function](t, b); resp.StatusCode != 200 || f.Version != patched.Version {
+			t.Fatalf("PATCH %s changes nothing: %d, version %d, want 200 and %d", body, resp.StatusCode, f.Version, patched.Version)
+		}
+	}
+	if again := invoke(); again.PID != warm.PID || again.PIDNS != warm.PIDNS {
+		t.Errorf("a patch that changed nothing restarted the instance: pid %d %s, was %d %s", again.PID, again.PIDNS, warm.PID, warm.PIDNS)
+	}
+
+	// If-Match: a stale version is refused, the current one goes.
+	resp, body = s.do("PATCH", "/v1/functions/fn", []byte(`{"description":"late"}`), true,
+		"Content-Type", "application/json", "If-Match", fmt.Sprint(before.Version))
+	if resp.StatusCode != 412 {
+		t.Errorf("PATCH with a stale If-Match: %d %s, want 412", resp.StatusCode, body)
+	}
+	resp, body = s.do("PATCH", "/v1/functions/fn", []byte(`{"description":"now"}`), true,
+		"Content-Type", "application/json", "If-Match", fmt.Sprintf(`"%d"`, patched.Version))
+	if f := decode[v1.Function](t, body); resp.StatusCode != 200 || f.Config.Description != "now" || f.Version != patched.Version+1 {
+		t.Errorf("PATCH with the current If-Match: %d %s", resp.StatusCode, body)
+	}
+
 	// Bad input: 400, the function as it was.
 	after := get()
 	for _, tc := range []struct{ body, say, ctype string }{
 		{`{"memoryMB":512,"runtime":"python3"}`, `"runtime"`, "application/json"},
 		{`{"memoryMB":64}`, "memory", "application/json"},
 		{`{"timeoutSec":"long"}`, `"timeoutSec"`, "application/json"},
+		{`{"env":{"A":1}}`, `"env"`, "application/json"},
 		{`{"memoryMB":512}`, "Content-Type", "text/plain"},
 	} {
 		resp, body := s.do("PATCH", "/v1/functions/fn", []byte(tc.body), true, "Content-Type", tc.ctype)
@@ -251,5 +300,13 @@ func TestFunctionPatch(t *testing.T) {
 	}
 	if env := invokeEnv(); env["GREETING"] != "patched" {
 		t.Errorf("after refused patches: env %v", env)
+	}
+	// A null removes a variable from what the function sees.
+	resp, body = s.do("PATCH", "/v1/functions/fn", []byte(`{"env":{"GREETING":null}}`), true, "Content-Type", "application/merge-patch+json")
+	if f := decode[v1.Function](t, body); resp.StatusCode != 200 || len(f.Config.Env) != 1 || f.Config.Env["KEEP"] != "k" {
+		t.Fatalf("PATCH GREETING: null: %d %s", resp.StatusCode, body)
+	}
+	if env, ok := invokeEnv()["GREETING"]; ok {
+		t.Errorf("GREETING was patched to null, yet the function sees %q", env)
 	}
 }

@@ -14,6 +14,26 @@ type fnGroup struct {
 	// live counts the instances of every pool of the function.
 	live  int
 	pools map[*fnPool]struct{}
+
+	// The function's counters never go down while it exists, though a
+	// published version's pool goes (RemoveVersion): seen holds every
+	// pool statsLocked has counted, and once one is no longer in pools
+	// its final counters move to gone. A pool made and removed between
+	// two calls of statsLocked was never reported, and is not counted.
+	seen map[*fnPool]struct{}
+	gone counters
+}
+
+// counters are the figures of a pool that only grow.
+type counters struct {
+	throttles, coldStarts, prepareHits, prepareMisses int64
+}
+
+func (c *counters) add(p *fnPool) {
+	c.throttles += p.throttles
+	c.coldStarts += p.coldStarts
+	c.prepareHits += p.prepareHits
+	c.prepareMisses += p.prepareMisses
 }
 
 // maxConc is the cap of the group's live instances: its head's max
@@ -79,10 +99,23 @@ func (m *Manager) AllFunctionStats() map[string]stratus.InstanceStats {
 	return all
 }
 
-// statsLocked sums the stats of g's pools. m.mu is held.
+// statsLocked sums the stats of g's pools; its counters also hold those
+// of the pools removed since statsLocked counted them, so that they
+// never go down (a removed pool's counters are final: it admits no
+// invocation). m.mu is held.
 func (g *fnGroup) statsLocked() stratus.InstanceStats {
+	if g.seen == nil {
+		g.seen = make(map[*fnPool]struct{}, len(g.pools))
+	}
+	for p := range g.seen {
+		if _, ok := g.pools[p]; !ok {
+			g.gone.add(p)
+			delete(g.seen, p)
+		}
+	}
 	var s stratus.InstanceStats
 	for p := range g.pools {
+		g.seen[p] = struct{}{}
 		x := p.statsLocked()
 		s.Live += x.Live
 		s.Idle += x.Idle
@@ -95,5 +128,9 @@ func (g *fnGroup) statsLocked() stratus.InstanceStats {
 		s.PrepareHits += x.PrepareHits
 		s.PrepareMisses += x.PrepareMisses
 	}
+	s.Throttles += g.gone.throttles
+	s.ColdStarts += g.gone.coldStarts
+	s.PrepareHits += g.gone.prepareHits
+	s.PrepareMisses += g.gone.prepareMisses
 	return s
 }

@@ -34,8 +34,8 @@ func benchRig(b *testing.B, fns int) *Sampler {
 			k, d = key{KindFunction, fmt.Sprintf("fn%d", i)}, data
 		}
 		var samples, rollups []store.SeriesRow
-		for _, step := range levels {
-			for at := now.Add(-KeepRollups); at.Before(now); at = at.Add(step) {
+		for i, step := range levels {
+			for at := now.Add(-keepRollups[i]); at.Before(now); at = at.Add(step) {
 				rollups = append(rollups, store.SeriesRow{Kind: k.kind, Name: k.name, Step: step, At: at, Data: d})
 			}
 		}

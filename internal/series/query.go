@@ -48,34 +48,12 @@ func (b *buckets) add(k key, t time.Time, p *point) {
 // registry's figures beyond the last stored sample. kind and name narrow
 // the store's reads (empty: all).
 func (s *Sampler) collect(ctx context.Context, r Range, kind, name string, want func(key) bool) (*buckets, error) {
-	snap := s.snapshot()
 	now := s.now()
 	first, step, n := r.window(now)
 	b := &buckets{first: first, step: step, n: n, end: now, of: map[key][]point{}, sampled: make([]bool, n)}
-	q := store.SeriesQuery{Kind: kind, Name: name, Since: time.Unix(first, 0), Until: snap.lastAt}
-	list := s.st.SeriesSamples
-	var rolled roll
-	if r.level >= 0 {
-		list = s.st.SeriesRollups
-		q.Step = levels[r.level]
-		rolled = snap.rolls[r.level]
-		q.Until = now
-		if !rolled.start.IsZero() {
-			q.Until = rolled.start.Add(-time.Nanosecond) // the period being rolled up is newer
-		}
-	}
-	rows, err := list(ctx, q)
+	snap, rolled, rows, err := s.stored(ctx, r, kind, name, time.Unix(first, 0), now)
 	if err != nil {
 		return nil, err
-	}
-	if kind != "" {
-		mq := q
-		mq.Kind, mq.Name = marker.kind, marker.name
-		markers, err := list(ctx, mq)
-		if err != nil {
-			return nil, err
-		}
-		rows = append(rows, markers...)
 	}
 	for _, row := range rows {
 		k := key{row.Kind, row.Name}
@@ -99,7 +77,7 @@ func (s *Sampler) collect(ctx context.Context, r Range, kind, name string, want 
 	}
 	b.sampled[n-1] = true // read now
 	// Live: what happened since the last stored sample.
-	cur, err := s.read(now)
+	cur, err := s.liveReading(now, snap.prev)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +87,44 @@ func (s *Sampler) collect(ctx context.Context, r Range, kind, name string, want 
 		}
 	}
 	return b, nil
+}
+
+// stored reads the rows of r's level since since that the snapshot it
+// returns does not account for, and the period of it being rolled up.
+func (s *Sampler) stored(ctx context.Context, r Range, kind, name string, since, now time.Time) (snap snapshot, rolled roll, rows []store.SeriesRow, err error) {
+	for attempt := 0; ; attempt++ {
+		snap = s.snapshot()
+		q := store.SeriesQuery{Kind: kind, Name: name, Since: since, Until: snap.lastAt}
+		list := s.st.SeriesSamples
+		if r.level >= 0 {
+			list = s.st.SeriesRollups
+			q.Step = levels[r.level]
+			rolled = snap.rolls[r.level]
+			q.Until = now
+			if !rolled.start.IsZero() {
+				q.Until = rolled.start.Add(-time.Nanosecond) // the period being rolled up is newer
+			}
+		}
+		rows, err = list(ctx, q)
+		if err != nil {
+			return snap, rolled, nil, err
+		}
+		if kind != "" {
+			mq := q
+			mq.Kind, mq.Name = marker.kind, marker.name
+			markers, err := list(ctx, mq)
+			if err != nil {
+				return snap, rolled, nil, err
+			}
+			rows = append(rows, markers...)
+		}
+		// Before this run's first sample, the period being rolled up is
+		// read whole from the store: if that sample stored it meanwhile,
+		// its rows hold what the live reading adds again. Read anew.
+		if !rolled.start.IsZero() || r.level < 0 || s.snapshot().prev == snap.prev || attempt >= 3 {
+			return snap, rolled, rows, nil
+		}
+	}
 }
 
 func (b *buckets) window(r Range) v1.SeriesWindow {

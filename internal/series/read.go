@@ -1,6 +1,8 @@
 package series
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,61 +79,96 @@ func (g gauge) of(p *point) **float64 {
 // to the series: the workload it is of (its kind and the label naming
 // it), and, for each of its metrics, the counts it adds to (a counter or
 // a histogram of durations) or the gauge it adds to (summed over the
-// metrics of one reading: a function's instances by state).
+// metrics of one reading: a function's instances by state). sel and
+// vals select by another label: the gauge's metrics whose sel is one of
+// vals; for counters, those that are errors (errors says which).
 type source struct {
 	kind, label string
-	counts      func(labels map[string]string) []counter // nil for gauges and histograms
-	gauge       func(labels map[string]string) (gauge, bool)
+	sel         string
+	vals        []string
+	counts      []counter // a counter's
+	errors      errorsBy  // a counter's: which of its metrics also count as errors
+	gauge       gauge
+	isGauge     bool
 	histogram   bool
 }
 
-func always(cs ...counter) func(map[string]string) []counter {
-	return func(map[string]string) []counter { return cs }
+// errorsBy says which metrics of a counter are errors.
+type errorsBy int
+
+const (
+	noErrors      errorsBy = iota
+	errorsOutside          // those whose sel is none of vals
+	errorsInside           // those whose sel is one of vals
+)
+
+func counting(cs ...counter) source { return source{counts: cs} }
+
+func gaugeOf(g gauge, sel string, vals ...string) source {
+	return source{gauge: g, isGauge: true, sel: sel, vals: vals}
 }
 
-func gaugeIf(g gauge, label string, values ...string) func(map[string]string) (gauge, bool) {
-	return func(l map[string]string) (gauge, bool) {
-		if label == "" {
-			return g, true
-		}
-		for _, v := range values {
-			if l[label] == v {
-				return g, true
-			}
-		}
-		return g, false
-	}
+func (s source) of(kind, label string) source {
+	s.kind, s.label = kind, label
+	return s
+}
+
+// selected reports whether labels' sel value is one of s.vals.
+func (s source) selected(labels map[string]string) bool {
+	return slices.Contains(s.vals, labels[s.sel])
 }
 
 // sources are the families the series are made of, by name: those
-// internal/server registers (their names are /metrics' contract).
+// internal/server registers (their names and labels are /metrics'
+// contract, and its tests check them against Sources).
 var sources = map[string]source{
-	"stratus_function_invocations_total": {kind: KindFunction, label: "function", counts: func(l map[string]string) []counter {
-		if l["outcome"] != "success" {
-			return []counter{cCalls, cErrors}
-		}
-		return []counter{cCalls}
-	}},
-	"stratus_function_throttles_total":   {kind: KindFunction, label: "function", counts: always(cThrottles)},
-	"stratus_function_cold_starts_total": {kind: KindFunction, label: "function", counts: always(cColdStarts)},
+	"stratus_function_invocations_total": {kind: KindFunction, label: "function", counts: []counter{cCalls},
+		sel: "outcome", vals: []string{"success"}, errors: errorsOutside},
+	"stratus_function_throttles_total":   counting(cThrottles).of(KindFunction, "function"),
+	"stratus_function_cold_starts_total": counting(cColdStarts).of(KindFunction, "function"),
 	"stratus_function_duration_seconds":  {kind: KindFunction, label: "function", histogram: true},
-	"stratus_function_instances":         {kind: KindFunction, label: "function", gauge: gaugeIf(gInstances, "state", "busy", "idle", "starting")},
-	"stratus_function_concurrency":       {kind: KindFunction, label: "function", gauge: gaugeIf(gBusy, "")},
+	"stratus_function_instances":         gaugeOf(gInstances, "state", "busy", "idle", "starting").of(KindFunction, "function"),
+	"stratus_function_concurrency":       gaugeOf(gBusy, "").of(KindFunction, "function"),
 
-	"stratus_service_requests_total": {kind: KindService, label: "service", counts: func(l map[string]string) []counter {
-		if l["code_class"] == "5xx" {
-			return []counter{cCalls, cErrors}
-		}
-		return []counter{cCalls}
-	}},
+	"stratus_service_requests_total": {kind: KindService, label: "service", counts: []counter{cCalls},
+		sel: "code_class", vals: []string{"5xx"}, errors: errorsInside},
 	"stratus_service_request_duration_seconds": {kind: KindService, label: "service", histogram: true},
-	"stratus_service_restarts_total":           {kind: KindService, label: "service", counts: always(cRestarts)},
-	"stratus_service_oom_kills_total":          {kind: KindService, label: "service", counts: always(cOOMKills)},
-	"stratus_service_replicas":                 {kind: KindService, label: "service", gauge: gaugeIf(gInstances, "state", "ready")},
-	"stratus_service_in_flight":                {kind: KindService, label: "service", gauge: gaugeIf(gBusy, "")},
-	"stratus_service_desired_replicas":         {kind: KindService, label: "service", gauge: gaugeIf(gDesired, "")},
-	"stratus_autoscaler_desired_replicas":      {kind: KindService, label: "service", gauge: gaugeIf(gASDesired, "")},
-	"stratus_autoscaler_panic_mode":            {kind: KindService, label: "service", gauge: gaugeIf(gPanic, "")},
+	"stratus_service_restarts_total":           counting(cRestarts).of(KindService, "service"),
+	"stratus_service_oom_kills_total":          counting(cOOMKills).of(KindService, "service"),
+	"stratus_service_replicas":                 gaugeOf(gInstances, "state", "ready").of(KindService, "service"),
+	"stratus_service_in_flight":                gaugeOf(gBusy, "").of(KindService, "service"),
+	"stratus_service_desired_replicas":         gaugeOf(gDesired, "").of(KindService, "service"),
+	"stratus_autoscaler_desired_replicas":      gaugeOf(gASDesired, "").of(KindService, "service"),
+	"stratus_autoscaler_panic_mode":            gaugeOf(gPanic, "").of(KindService, "service"),
+}
+
+// A Source is a metric family the series read, as the server must
+// export it: its name, its type, the label naming the workload, and
+// another label whose values the series select on (Label: Values;
+// empty when they take every metric).
+type Source struct {
+	Family   string
+	Type     dto.MetricType
+	Workload string
+	Label    string
+	Values   []string
+}
+
+// Sources are the metric families the series read, sorted by name.
+func Sources() []Source {
+	out := make([]Source, 0, len(sources))
+	for _, name := range slices.Sorted(maps.Keys(sources)) {
+		src := sources[name]
+		t := dto.MetricType_COUNTER
+		switch {
+		case src.histogram:
+			t = dto.MetricType_HISTOGRAM
+		case src.isGauge:
+			t = dto.MetricType_GAUGE
+		}
+		out = append(out, Source{Family: name, Type: t, Workload: src.label, Label: src.sel, Values: slices.Clone(src.vals)})
+	}
+	return out
 }
 
 // A reading is the registry's series as one Gather found them: counters
@@ -139,10 +176,15 @@ var sources = map[string]source{
 // since the workload's series were made again), gauges as sampled. It
 // is not changed once made.
 type reading struct {
-	at       time.Time
-	counters map[seriesID]float64
-	hists    map[seriesID]cumHist
-	gauges   map[key]*point // gauge fields only
+	at time.Time
+	// began and ended are Sampler.gathered as its Gather began and once
+	// it ended (which names the Gather: no two end alike); partial says
+	// that a collector failed in it.
+	began, ended uint64
+	partial      bool
+	counters     map[seriesID]float64
+	hists        map[seriesID]cumHist
+	gauges       map[key]*point // gauge fields only
 }
 
 // seriesID names one series of the registry: its family and labels,
@@ -201,14 +243,18 @@ func read(families []*dto.MetricFamily, at time.Time) *reading {
 				if m.GetCounter() == nil {
 					v = m.GetUntyped().GetValue()
 				}
-				for _, c := range src.counts(labels) {
+				cs := src.counts
+				if src.errors == errorsOutside && !src.selected(labels) || src.errors == errorsInside && src.selected(labels) {
+					cs = append(slices.Clip(cs), cErrors)
+				}
+				for _, c := range cs {
 					r.counters[seriesID{w: w, c: c, metric: id.String()}] = v
 				}
-			case src.gauge != nil:
-				g, ok := src.gauge(labels)
-				if !ok {
+			case src.isGauge:
+				if src.sel != "" && !src.selected(labels) {
 					continue
 				}
+				g := src.gauge
 				p := r.gauges[w]
 				if p == nil {
 					p = &point{}
@@ -224,6 +270,30 @@ func read(families []*dto.MetricFamily, at time.Time) *reading {
 		}
 	}
 	return r
+}
+
+// carry is r with the counters and histograms that prev has and r has
+// not (a collector failed in r's Gather) as prev had them: they did not
+// go, and so do not count anew once read again. r is partial; its gauges
+// stay as read.
+func (r *reading) carry(prev *reading) *reading {
+	if prev == nil {
+		return r
+	}
+	out := *r
+	out.counters = maps.Clone(r.counters)
+	out.hists = maps.Clone(r.hists)
+	for id, v := range prev.counters {
+		if _, ok := out.counters[id]; !ok {
+			out.counters[id] = v
+		}
+	}
+	for id, h := range prev.hists {
+		if _, ok := out.hists[id]; !ok {
+			out.hists[id] = h
+		}
+	}
+	return &out
 }
 
 // since is what happened from prev (nil: the server's start, when every

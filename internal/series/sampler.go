@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,12 +14,16 @@ import (
 	"github.com/stratus-run/stratus/internal/store"
 )
 
-// How long stored series are kept: samples cover the shortest range,
-// periods the week of the longest, each with a margin.
-const (
-	KeepSamples = 2 * time.Hour
-	KeepRollups = 8 * 24 * time.Hour
-)
+// How long stored rows are kept: each as long as the range that reads
+// it spans, with a margin. Samples serve the 15m range only; the periods
+// of levels[i] are kept keepRollups[i] (1h, 24h and 7d read them).
+const KeepSamples = 30 * time.Minute
+
+var keepRollups = [len(levels)]time.Duration{2 * time.Hour, 26 * time.Hour, 8 * 24 * time.Hour}
+
+// LiveFor is how long a reading of the registry serves reads: every
+// chart polled within it costs one Gather.
+const LiveFor = time.Second
 
 // DefaultEvery is how often the registry is sampled when Config.Every is
 // zero.
@@ -41,13 +46,14 @@ type Store interface {
 	PutSeries(ctx context.Context, samples, rollups []store.SeriesRow) error
 	SeriesSamples(ctx context.Context, q store.SeriesQuery) ([]store.SeriesRow, error)
 	SeriesRollups(ctx context.Context, q store.SeriesQuery) ([]store.SeriesRow, error)
-	PruneSeries(ctx context.Context, samplesBefore, rollupsBefore time.Time) (int64, error)
+	PruneSeries(ctx context.Context, samplesBefore time.Time, rollupsBefore map[time.Duration]time.Time) (int64, error)
 }
 
 // Config configures a Sampler. Gatherer and Store are required; the other
 // fields' zero values mean the defaults.
 type Config struct {
-	// Gatherer is the server's registry, read by each sample and read.
+	// Gatherer gives the families the series are made of (Sources), read
+	// by each sample and read; the fewer others it gathers, the cheaper.
 	Gatherer prometheus.Gatherer
 	Store    Store
 	// Every is how often Run samples (DefaultEvery if 0).
@@ -70,8 +76,14 @@ type Sampler struct {
 	sampleMu  sync.Mutex // one sample at a time
 	lastPrune time.Time  // guarded by sampleMu
 
+	// gathered counts the Gathers done: a reading that began at or after
+	// another's end saw each series at least as late.
+	gathered atomic.Uint64
+	liveMu   sync.Mutex // one Gather for reads at a time
+
 	mu   sync.Mutex
 	snap snapshot
+	live *reading // the newest reading, for reads within LiveFor of it
 }
 
 // snapshot is the state a read starts from. Its fields are replaced by
@@ -159,17 +171,23 @@ func (s *Sampler) Sample(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	snap := s.snap
+	s.keepLive(cur)
 	s.mu.Unlock()
+	if cur.partial {
+		// What a failing collector did not give is not gone: carried, so
+		// that the next sample does not count its totals again.
+		cur = cur.carry(snap.prev)
+	}
 
 	var rolls [len(levels)]roll
 	for i, step := range levels {
 		r := roll{start: periodOf(now, step), points: map[key]*point{}}
-		switch old := snap.rolls[i]; {
-		case r.start.Equal(old.start):
+		if old := snap.rolls[i]; r.start.Equal(old.start) {
 			maps.Copy(r.points, old.points)
-		case old.start.IsZero():
-			// The first sample: the period may have begun in an earlier
-			// run.
+		} else {
+			// A period this sampler has not rolled up yet may have rows:
+			// of an earlier run, or, when the clock went back, of this
+			// one. They are added to, never replaced.
 			rows, err := s.st.SeriesRollups(ctx, store.SeriesQuery{Step: step, Since: r.start, Until: r.start})
 			if err != nil {
 				return err
@@ -209,9 +227,13 @@ func (s *Sampler) Sample(ctx context.Context) error {
 	s.snap = snapshot{prev: cur, lastAt: now, rolls: rolls}
 	s.mu.Unlock()
 
-	if now.Sub(s.lastPrune) >= pruneEvery {
+	if now.Sub(s.lastPrune) >= pruneEvery || now.Before(s.lastPrune) {
 		s.lastPrune = now
-		if _, err := s.st.PruneSeries(ctx, now.Add(-KeepSamples), now.Add(-KeepRollups)); err != nil {
+		before := make(map[time.Duration]time.Time, len(levels))
+		for i, step := range levels {
+			before[step] = now.Add(-keepRollups[i])
+		}
+		if _, err := s.st.PruneSeries(ctx, now.Add(-KeepSamples), before); err != nil {
 			return err
 		}
 	}
@@ -219,16 +241,52 @@ func (s *Sampler) Sample(ctx context.Context) error {
 }
 
 // read gathers the registry. A registry that fails part of its
-// collectors still gives the rest: those are read, the failure logged.
+// collectors still gives the rest: those are read (the reading marked
+// partial), the failure logged.
 func (s *Sampler) read(now time.Time) (*reading, error) {
+	began := s.gathered.Load()
 	fams, err := s.gather.Gather()
+	ended := s.gathered.Add(1)
+	if err != nil && len(fams) == 0 {
+		return nil, fmt.Errorf("gather metrics: %w", err)
+	}
 	if err != nil {
-		if len(fams) == 0 {
-			return nil, fmt.Errorf("gather metrics: %w", err)
-		}
 		s.log.Warn("gather metrics", "err", err)
 	}
-	return read(fams, now), nil
+	r := read(fams, now)
+	r.began, r.ended, r.partial = began, ended, err != nil
+	return r, nil
+}
+
+// keepLive makes r the reading reads start from, unless a newer one is.
+// s.mu is held.
+func (s *Sampler) keepLive(r *reading) {
+	if s.live == nil || r.began >= s.live.began {
+		s.live = r
+	}
+}
+
+// liveReading is a reading of the registry that saw every series no
+// sooner than prev did (nil: any): prev's own Gather, or one that began
+// after prev's ended (two Gathers at once may each read a series first);
+// the last one if it is such and at most LiveFor old, else a new one.
+func (s *Sampler) liveReading(now time.Time, prev *reading) (*reading, error) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	s.mu.Lock()
+	r := s.live
+	s.mu.Unlock()
+	if r != nil && (prev == nil || r.ended == prev.ended || r.began >= prev.ended) && !now.Before(r.at) && now.Sub(r.at) < LiveFor {
+		return r, nil
+	}
+	r, err := s.read(now)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.keepLive(r)
+	s.mu.Unlock()
+	return r, nil
 }
 
 // snapshot returns the state a read starts from.

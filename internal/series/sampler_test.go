@@ -447,8 +447,9 @@ func TestOverview(t *testing.T) {
 	}
 }
 
-// TestPrune: samples older than KeepSamples and periods older than
-// KeepRollups go.
+// TestPrune: samples older than KeepSamples and the periods of each
+// level older than its keeping go; each is kept as long as the range
+// that reads it spans.
 func TestPrune(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
@@ -457,15 +458,33 @@ func TestPrune(t *testing.T) {
 		return store.SeriesRow{Kind: KindFunction, Name: "fn", Step: step, At: t0.Add(-age), Data: data}
 	}
 	samples := []store.SeriesRow{row(0, KeepSamples+time.Second), row(0, KeepSamples-time.Second)}
-	rollups := []store.SeriesRow{row(time.Hour, KeepRollups+time.Hour), row(time.Hour, KeepRollups-time.Hour)}
+	var rollups []store.SeriesRow
+	for i, step := range levels {
+		rollups = append(rollups, row(step, keepRollups[i]+step), row(step, keepRollups[i]-step))
+	}
 	if err := r.st.PutSeries(ctx, samples, rollups); err != nil {
 		t.Fatal(err)
 	}
 	r.sample(0)
 	kept, _ := r.st.SeriesSamples(ctx, store.SeriesQuery{Kind: KindFunction})
-	keptRollups, _ := r.st.SeriesRollups(ctx, store.SeriesQuery{Step: time.Hour, Kind: KindFunction})
-	if len(kept) != 1 || !kept[0].At.Equal(samples[1].At) || len(keptRollups) != 1 || !keptRollups[0].At.Equal(rollups[1].At) {
-		t.Fatalf("after pruning: samples %v rollups %v", kept, keptRollups)
+	if len(kept) != 1 || !kept[0].At.Equal(samples[1].At) {
+		t.Fatalf("after pruning: samples %v", kept)
+	}
+	for i, step := range levels {
+		got, _ := r.st.SeriesRollups(ctx, store.SeriesQuery{Step: step, Kind: KindFunction})
+		if len(got) != 1 || !got[0].At.Equal(rollups[2*i+1].At) {
+			t.Errorf("after pruning: periods of %v: %v, want the one %v old", step, got, keepRollups[i]-step)
+		}
+	}
+	// Each keeping covers its range, and is well short of the longest.
+	for _, rg := range ranges {
+		keep := KeepSamples
+		if rg.level >= 0 {
+			keep = keepRollups[rg.level]
+		}
+		if keep < rg.span+rg.step || keep > 2*rg.span+time.Hour {
+			t.Errorf("range %s reads rows kept %v", rg.name, keep)
+		}
 	}
 }
 

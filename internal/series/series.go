@@ -4,19 +4,25 @@
 // quantiles, replicas, desired replicas, the autoscaler's panic, requests
 // in flight, restarts and OOM kills.
 //
-// Its source is the server's own Prometheus registry, nothing else: a
+// Its source is the server's own Prometheus registry, nothing else (the
+// server hands it a registry of just the families named in Sources): a
 // Sampler gathers it every few seconds (Config.Every, 5 s), off every
 // request's path, and turns what it finds into what each workload did
 // since the previous sample: counters into their increase (a counter that
 // went down, its series made anew by a removal and a deploy, counts from
-// 0), histograms into the observations of each bucket (so that the
-// quantiles of any span come from summed buckets, as Prometheus's
-// histogram_quantile computes them), gauges into their sampled value. In
-// one transaction per sample it stores a row per workload that did
-// anything (kept 2 hours), a marker row saying that it sampled, and adds
-// the sample to the workload's periods of a minute, ten minutes and an
-// hour (kept 8 days: counts and buckets summed, gauges their maximum,
-// panic whether it ever was).
+// 0; one missing from a Gather in which a collector failed is carried
+// over, not counted again), histograms into the observations of each
+// bucket (so that the quantiles of any span come from summed buckets, as
+// Prometheus's histogram_quantile computes them), gauges into their
+// sampled value. In one transaction per sample it stores a row per
+// workload that did anything, a marker row saying that it sampled, and
+// adds the sample to the workload's periods of a minute, ten minutes and
+// an hour (counts and buckets summed, gauges their maximum, panic whether
+// it ever was). A period it has not rolled up yet is read back first, so
+// that one rolled up by an earlier run, or before the clock went back,
+// is added to, never replaced. Each kind of row is kept as long as the
+// range that reads it spans, with a margin: samples 30 minutes, minutes
+// 2 hours, ten minutes 26 hours, hours 8 days.
 //
 // Reads (Function, Service, Overview) bucket the 15m range from the
 // samples and the others from the periods of their step (1h: minutes,
@@ -24,17 +30,20 @@
 // point and workload; a bucket the sampler ran in but a workload has no
 // row in is one where it was idle (gauges 0), one without a marker is
 // unknown (gauges null). The last bucket also gets what the registry
-// holds beyond the last stored sample, gathered at the request: a chart
-// moves as soon as an invocation ends.
+// holds beyond the last stored sample: a chart moves as soon as an
+// invocation ends, give or take LiveFor, for one Gather serves every read
+// within LiveFor of it (a sample's too).
 //
 // Rows are history of a name, as usage is: they outlive a removed
 // workload and go only with age.
 //
 // Goroutines: Run is the only one the package starts, and it returns
-// once stopped. Sample runs one sample at a time (sampleMu); mu guards
-// the state a read takes a snapshot of (the last reading and the periods
-// being rolled up), which is replaced, never changed, so that reads do
-// no store I/O while holding it. Lock order: sampleMu, then mu.
+// once stopped. Sample runs one sample at a time (sampleMu); reads gather
+// one at a time (liveMu); mu guards the state a read takes a snapshot of
+// (the last reading and the periods being rolled up) and the last
+// reading, which are replaced, never changed, so that reads do no store
+// I/O or Gather while holding it. Lock order: sampleMu, then mu; liveMu,
+// then mu.
 package series
 
 import (

@@ -286,9 +286,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Removed:          svcMet.forget,
 	})
 	met.serviceStats(svcs.Stats)
-	// The console's time series: samples of the registry, off the
-	// requests' path.
-	sampler := series.New(series.Config{Gatherer: met.reg, Store: st, Log: log.With("component", "series")})
+	// The console's time series: samples of the families they read, off
+	// the requests' path.
+	sampler := series.New(series.Config{Gatherer: met.seriesGatherer(pools.AllFunctionStats, svcs.Stats, svcMet), Store: st, Log: log.With("component", "series")})
 	if err := svcs.Load(ctx); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -131,52 +133,32 @@ func (s *Store) seriesRows(ctx context.Context, table string, q SeriesQuery) ([]
 	return out, nil
 }
 
-// PruneSeries deletes the samples taken before samplesBefore and the
-// rollups that began before rollupsBefore (a zero time deletes none), in
-// transactions of at most pruneUsageRows rows, so that writers never wait
-// long behind it. It returns how many rows it deleted.
-func (s *Store) PruneSeries(ctx context.Context, samplesBefore, rollupsBefore time.Time) (int64, error) {
+// PruneSeries deletes the samples taken before samplesBefore (a zero
+// time deletes none) and, for each step in rollupsBefore, the rollups of
+// that step that began before its time (rollups of other steps stay), in
+// transactions of at most pruneUsageRows rows, so that writers never
+// wait long behind it. It returns how many rows it deleted.
+func (s *Store) PruneSeries(ctx context.Context, samplesBefore time.Time, rollupsBefore map[time.Duration]time.Time) (int64, error) {
 	var total int64
 	if !samplesBefore.IsZero() {
 		n, err := s.pruneSeries(ctx, `DELETE FROM series_samples WHERE (kind, name, at) IN
-			(SELECT kind, name, at FROM series_samples WHERE at < ? LIMIT ?)`, samplesBefore.UnixNano())
+			(SELECT kind, name, at FROM series_samples WHERE at < ? LIMIT ?)`, nanos(samplesBefore))
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("prune series samples: %w", err)
 		}
 	}
-	if rollupsBefore.IsZero() {
-		return total, nil
-	}
 	// Step by step, each a range of the primary key.
-	rows, err := s.r.QueryContext(ctx, `WITH RECURSIVE s(step) AS (
-			SELECT MIN(step) FROM series_rollups
-			UNION ALL
-			SELECT (SELECT MIN(step) FROM series_rollups WHERE step > s.step) FROM s WHERE s.step IS NOT NULL
-		)
-		SELECT step FROM s WHERE step IS NOT NULL`)
-	if err != nil {
-		return total, fmt.Errorf("prune series rollups: %w", err)
-	}
-	var steps []int64
-	for rows.Next() {
-		var step int64
-		if err := rows.Scan(&step); err != nil {
-			rows.Close()
-			return total, fmt.Errorf("prune series rollups: %w", err)
+	for _, step := range slices.Sorted(maps.Keys(rollupsBefore)) {
+		before := rollupsBefore[step]
+		if before.IsZero() {
+			continue
 		}
-		steps = append(steps, step)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return total, fmt.Errorf("prune series rollups: %w", err)
-	}
-	for _, step := range steps {
 		n, err := s.pruneSeries(ctx, `DELETE FROM series_rollups WHERE (step, kind, name, at) IN
-			(SELECT step, kind, name, at FROM series_rollups WHERE step = ? AND at < ? LIMIT ?)`, step, rollupsBefore.UnixNano())
+			(SELECT step, kind, name, at FROM series_rollups WHERE step = ? AND at < ? LIMIT ?)`, int64(step/time.Second), nanos(before))
 		total += n
 		if err != nil {
-			return total, fmt.Errorf("prune series rollups: %w", err)
+			return total, fmt.Errorf("prune series rollups of %s: %w", step, err)
 		}
 	}
 	return total, nil

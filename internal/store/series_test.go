@@ -66,17 +66,26 @@ func TestSeriesRows(t *testing.T) {
 		t.Errorf("rollups of an hour: %v", got)
 	}
 
-	// Pruning: samples before 10 s, rollups of every step before 1 s; a
-	// zero time keeps.
-	n, err := s.PruneSeries(ctx, t0.Add(10*time.Second), time.Time{})
+	// Pruning: samples before 10 s, then rollups step by step: each
+	// step before its own time; a step not named, or a zero time, keeps.
+	n, err := s.PruneSeries(ctx, t0.Add(10*time.Second), nil)
 	if err != nil || n != 3 {
 		t.Fatalf("PruneSeries: %d, %v; want 3 rows", n, err)
 	}
 	if got, _ := s.SeriesSamples(ctx, SeriesQuery{}); len(got) != 1 || !got[0].At.Equal(t0.Add(10*time.Second)) {
 		t.Fatalf("after pruning: %v", got)
 	}
-	if n, err := s.PruneSeries(ctx, time.Time{}, t0.Add(time.Second)); err != nil || n != 3 {
-		t.Fatalf("PruneSeries of rollups: %d, %v; want 3 rows", n, err)
+	if n, err := s.PruneSeries(ctx, time.Time{}, map[time.Duration]time.Time{time.Minute: t0.Add(time.Second), time.Hour: {}}); err != nil || n != 2 {
+		t.Fatalf("PruneSeries of minutes: %d, %v; want 2 rows", n, err)
+	}
+	if got, _ := s.SeriesRollups(ctx, SeriesQuery{Step: time.Hour}); len(got) != 1 {
+		t.Fatalf("pruning minutes took the hour: %v", got)
+	}
+	if n, err := s.PruneSeries(ctx, time.Time{}, map[time.Duration]time.Time{time.Minute: t0.Add(time.Hour), time.Hour: t0}); err != nil || n != 0 {
+		t.Fatalf("PruneSeries of an hour that began at its time: %d, %v; want none", n, err)
+	}
+	if n, err := s.PruneSeries(ctx, time.Time{}, map[time.Duration]time.Time{time.Hour: t0.Add(time.Second)}); err != nil || n != 1 {
+		t.Fatalf("PruneSeries of hours: %d, %v; want 1 row", n, err)
 	}
 }
 
@@ -96,7 +105,7 @@ func TestPruneSeriesInBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := t0.Add(2 * time.Hour)
-	if n, err := s.PruneSeries(ctx, end, end); err != nil || n != 2*int64(pruneUsageRows+10) {
+	if n, err := s.PruneSeries(ctx, end, map[time.Duration]time.Time{time.Minute: end}); err != nil || n != 2*int64(pruneUsageRows+10) {
 		t.Fatalf("PruneSeries: %d, %v", n, err)
 	}
 	if left, _ := s.SeriesSamples(ctx, SeriesQuery{}); len(left) != 0 {
