@@ -77,6 +77,10 @@ func newBrowser(t *testing.T) *browser {
 	needTool(t, "chromium")
 	exe, _ := exec.LookPath("chromium")
 	b := &browser{t: t, byID: make(map[network.RequestID]*observedRequest)}
+	// This run's screenshots only: the test's folder starts empty.
+	if err := os.RemoveAll(filepath.Join("artifacts", "console", filepath.FromSlash(t.Name()))); err != nil {
+		t.Fatalf("clear the screenshots of %s: %v", t.Name(), err)
+	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(exe),
 		chromedp.NoFirstRun,

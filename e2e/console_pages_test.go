@@ -12,8 +12,10 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // TestConsoleFunctionPage opens a function's page from the overview,
@@ -91,8 +93,14 @@ func TestConsoleFunctionPage(t *testing.T) {
 	}
 	second := resp.Header.Get(v1.HeaderRequestID)
 	row2 := testid("invocation-row-" + second)
-	b.run(chromedp.WaitVisible(row2), chromedp.Focus(row2), chromedp.KeyEvent("\r"))
+	b.run(chromedp.WaitVisible(row2), chromedp.Focus(row2+" button.row-open"), chromedp.KeyEvent("\r"))
 	b.waitText(`[data-testid="invocation-logs"]`, "second line")
+	if v := pagesEval[string](b, `document.querySelector('[data-testid="invocation-row-`+second+`"] button.row-open').getAttribute('aria-expanded')`); v != "true" {
+		t.Errorf("the open invocation's button has aria-expanded=%q, want true", v)
+	}
+	if n := pagesEval[int](b, `document.querySelectorAll('tr[tabindex], tr[aria-selected]').length`); n != 0 {
+		t.Errorf("%d table rows carry tabindex or aria-selected", n)
+	}
 	b.shot("invoked")
 
 	// The live tail shows both; paused, it shows nothing new until it
@@ -129,12 +137,30 @@ func TestConsoleFunctionPage(t *testing.T) {
 	b.waitText(`[data-testid="invocation-detail"]`, "function:sink (delivered)")
 	b.shot("async")
 
-	// Another range: the charts, usage and advice follow it.
-	b.run(chromedp.Click(testid("range-15m")))
-	pagesWait(b, "the 15m series", `document.querySelector('[data-testid="range-15m"]').getAttribute('aria-pressed') === 'true'`)
-	pagesWait(b, "the page asked for the 15m figures", `performance.getEntriesByType('resource').some((e) => e.name.includes('/series?range=15m'))
-		&& performance.getEntriesByType('resource').some((e) => e.name.includes('/v1/usage?since=15m'))
-		&& performance.getEntriesByType('resource').some((e) => e.name.includes('window=15m'))`)
+	// The usage and advice cards show the invocations' figures.
+	b.waitText(`[data-testid="usage"]`, "Cost")
+	pagesWait(b, "the usage card's requests", `(() => {
+		const dd = [...document.querySelectorAll('[data-testid="usage"] dt')].find((dt) => dt.textContent === 'Requests');
+		return !!dd && Number(dd.nextElementSibling.textContent) >= 3;
+	})()`)
+	b.waitText(`[data-testid="advice"]`, "Recommended:")
+	pagesWait(b, "the advice's options priced", `(() => {
+		const cells = [...document.querySelectorAll('[data-testid="advice"] table td.num')].map((td) => td.textContent.trim());
+		return cells.length > 0 && cells.some((c) => c.startsWith('$') || c.startsWith('<$'));
+	})()`)
+
+	// Other ranges: the charts, usage and advice follow each, with the
+	// range's points (15 s, 60 s, 10 min, 1 h steps).
+	for _, r := range []struct {
+		name   string
+		points int
+	}{{"15m", 60}, {"24h", 144}, {"7d", 168}, {"1h", 60}} {
+		b.run(chromedp.Click(testid("range-" + r.name)))
+		pagesWait(b, "the "+r.name+" figures", fmt.Sprintf(`document.querySelector('[data-testid="range-%[1]s"]').getAttribute('aria-pressed') === 'true'
+			&& ['chart-invocations', 'chart-duration', 'chart-instances'].every((id) => document.querySelector('[data-testid="' + id + '"]').dataset.points === '%[2]d')
+			&& performance.getEntriesByType('resource').some((e) => e.name.includes('/v1/usage?since=%[1]s'))
+			&& performance.getEntriesByType('resource').some((e) => e.name.includes('window=%[1]s'))`, r.name, r.points))
+	}
 
 	// A value the server refuses is shown in place and changes nothing.
 	b.run(chromedp.SetValue(testid("config-memory"), "64"), chromedp.Click(testid("config-save")))
@@ -156,6 +182,35 @@ func TestConsoleFunctionPage(t *testing.T) {
 	}
 	b.waitText(`[data-testid="config"]`, "512 MB")
 	b.waitText(`[data-testid="config"]`, "from the console")
+	// A line removed from the form removes its variable (the page sends
+	// null for it in the merge patch).
+	b.run(
+		chromedp.SetValue(testid("config-env"), "EXTRA=from the console"),
+		chromedp.Click(testid("config-save")),
+	)
+	eventually.True(t, 30*time.Second, "GREETING removed through the form", func() bool {
+		env := pagesFunction(t, s, "echo").Config.Env
+		return len(env) == 1 && env["EXTRA"] == "from the console"
+	})
+	b.waitText(`[data-testid="config-saved"]`, "Saved")
+
+	// A change made elsewhere (the CLI) while the form is being edited is
+	// not undone by saving the form: the page says so and offers to
+	// reload it.
+	before := pagesFunction(t, s, "echo")
+	b.run(chromedp.SetValue(testid("config-timeout"), ""), chromedp.SendKeys(testid("config-timeout"), "20"))
+	resp, body = s.do("PATCH", "/v1/functions/echo", []byte(`{"memoryMB": 384}`), true, "Content-Type", "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("PATCH from outside the page: %d %s", resp.StatusCode, body)
+	}
+	b.waitText(`[data-testid="fn-status"]`, fmt.Sprintf("version %d", before.Version+1))
+	b.run(chromedp.Click(testid("config-save")))
+	b.waitText(`[data-testid="config-stale"]`, "was deployed after this form was filled")
+	if got := pagesFunction(t, s, "echo"); got.Config.MemoryMB != 384 || got.Config.TimeoutSec == 20 {
+		t.Fatalf("after saving a stale form: memory %d timeout %d, want 384 and the timeout unchanged", got.Config.MemoryMB, got.Config.TimeoutSec)
+	}
+	b.run(chromedp.Click(testid("config-reload")))
+	pagesWait(b, "the form reloaded with the new memory", `document.querySelector('[data-testid="config-memory"]').value === '384'`)
 
 	b.shot("light")
 	pagesScheme(b, "dark")
@@ -163,9 +218,15 @@ func TestConsoleFunctionPage(t *testing.T) {
 	pagesScheme(b, "light")
 	pagesPhone(b, func() { b.shot("phone") })
 
-	// Delete: cancel first, then confirm.
+	// Delete: Escape closes the dialog and gives the focus back to the
+	// Delete button; then cancel; then confirm.
 	b.run(chromedp.Click(testid("delete")), chromedp.WaitVisible("dialog.dialog"))
 	b.shot("confirm")
+	b.run(chromedp.KeyEvent(kb.Escape), chromedp.WaitNotPresent("dialog.dialog"))
+	if id := pagesEval[string](b, `document.activeElement.dataset.testid || document.activeElement.tagName`); id != "delete" {
+		t.Errorf("after Escape the focus is on %q, want the Delete button", id)
+	}
+	b.run(chromedp.Click(testid("delete")), chromedp.WaitVisible("dialog.dialog"))
 	b.run(chromedp.Click("dialog.dialog button.secondary"), chromedp.WaitNotPresent("dialog.dialog"))
 	if resp, _ := s.do("GET", "/v1/functions/echo", nil, true); resp.StatusCode != 200 {
 		t.Fatalf("the function is gone after a cancelled delete: %d", resp.StatusCode)
@@ -190,6 +251,9 @@ func TestConsoleServicePage(t *testing.T) {
 	b.waitText("h1", "web")
 	b.waitText(`[data-testid="replicas-now"]`, "1")
 	b.waitText(`[data-testid="traffic"]`, "web-00001")
+	b.waitText(`[data-testid="revision-row-1"]`, "web-00001")
+	b.waitText(`[data-testid="revision-row-1"]`, "100 %")
+	b.waitText(`[data-testid="revision-row-1"]`, "gosvc:v1")
 	b.waitText(`[data-testid="replicas-table"]`, "ready")
 	// 15 s steps: the burst spans several points.
 	b.run(chromedp.Click(testid("range-15m")))
@@ -237,6 +301,13 @@ func TestConsoleServicePage(t *testing.T) {
 		return !!e && Number((e.dataset.last || '').split(',')[0]) > 1;
 	})()`)
 	pagesWait(b, "the replicas table lists the new replicas", `document.querySelectorAll('[data-testid^="replica-row-"]').length > 1`)
+	// The autoscaler's own decision is plotted beside what the replicas
+	// follow (its third series), and it rose with the burst.
+	pagesWait(b, "the autoscaler's decision above 1", `(() => {
+		const e = document.querySelector('[data-testid="chart-replicas"]');
+		const last = (e.dataset.last || '').split(',');
+		return last.length === 3 && Number(last[2]) > 1 && e.textContent.includes('Autoscaler decision');
+	})()`)
 	b.shot("burst")
 	stopBurst()
 
@@ -246,14 +317,15 @@ func TestConsoleServicePage(t *testing.T) {
 		const sel = document.querySelector('[data-testid="replica-filter"]');
 		const lines = [...document.querySelectorAll('[data-testid="svc-log-tail"] li.log-line')];
 		const opt = [...sel.options].find((o) => o.value && lines.some((li) => li.line.instance === o.value));
-		if (!opt) return '';
-		sel.value = opt.value;
-		sel.dispatchEvent(new Event('change'));
-		return opt.value;
+		return opt ? opt.value : '';
 	})()`)
 	if id == "" {
 		t.Fatal("no replica in the filter has log lines")
 	}
+	// Chosen as a user does: the select's value, then the change event
+	// the browser fires for it.
+	b.run(chromedp.SetValue(testid("replica-filter"), id))
+	pagesEval[bool](b, `document.querySelector('[data-testid="replica-filter"]').dispatchEvent(new Event('change', {bubbles: true}))`)
 	pagesWait(b, "only "+id+"'s lines", fmt.Sprintf(`(() => {
 		const shown = [...document.querySelectorAll('[data-testid="svc-log-tail"] li.log-line')].filter((li) => !li.hidden);
 		return shown.length > 0 && shown.every((li) => li.line.instance === %q);
@@ -342,7 +414,7 @@ func pagesScheme(b *browser, scheme string) {
 		return err
 	}))
 	// The charts redraw in the theme's colours on the change.
-	pagesWait(b, "the "+scheme+" scheme", fmt.Sprintf(`matchMedia('(prefers-color-scheme: %s)').matches`, scheme))
+	waitThemed(b, scheme)
 }
 
 // pagesPhone runs f with the page at a phone's width (390 px), then puts

@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -61,6 +63,11 @@ func TestConsoleSignIn(t *testing.T) {
 		chromedp.WaitVisible(`h1`),
 	)
 	b.waitText("h1", "Overview")
+	// A fresh server: every list of the overview says what to do next.
+	for _, want := range []string{"No functions yet.", "stratus deploy NAME", "No services yet.", "stratus service deploy NAME", "No topics yet.", "No schedules yet."} {
+		b.waitText("main", want)
+	}
+	b.shot("overview-empty")
 	cs := sessionCookies(b, s)
 	if len(cs) != 1 {
 		t.Fatalf("after sign-in, cookies %+v, want one stratus_session", cs)
@@ -134,6 +141,7 @@ func TestConsoleOverview(t *testing.T) {
 	s.mustCLI("schedule", "create", "nightly", "--function", "echo", "--cron", "0 3 * * ? *")
 
 	b := newBrowser(t)
+	watchLayoutShifts(b)
 	b.signIn(s)
 	b.run(
 		chromedp.WaitVisible(testid("fn-row-echo")),
@@ -163,10 +171,26 @@ func TestConsoleOverview(t *testing.T) {
 		t.Error("the overview reloaded or rebuilt its rows on update")
 	}
 	b.waitText(`[data-testid="fn-row-echo"]`, "3")
+	// The hour's duration, cost and carbon of the invoked function are
+	// figures, not '—', and read on one line.
+	waitJS(b, `(() => {
+		const cells = [...document.querySelector('[data-testid="fn-row-echo"]').cells].slice(5, 9).map((td) => td.textContent.trim());
+		return cells.length === 4 && cells.every((c) => c !== '' && c !== '—');
+	})()`, "echo's p50, p99, cost and carbon cells show figures")
+	cells := browserGet(b, chromedp.Evaluate[string](`[...document.querySelector('[data-testid="fn-row-echo"]').cells].slice(5, 9).map((td) => td.textContent.trim()).join(' | ')`))
+	t.Logf("echo's p50 | p99 | cost | carbon: %s", cells)
+	if n := browserGet(b, chromedp.Evaluate[int](`[...document.querySelectorAll('.stat-value, .fig')].filter((e) => e.getClientRects().length > 1 || e.offsetHeight > 2 * parseFloat(getComputedStyle(e).lineHeight)).length`)); n != 0 {
+		t.Errorf("%d figures wrap onto more than one line", n)
+	}
 
 	// Keyboard: the first Tab reaches the skip link, which moves the focus
-	// to the main content.
-	b.run(chromedp.Reload(), chromedp.WaitVisible(testid("fn-row-echo")), chromedp.KeyEvent("\t"))
+	// to the main content. The page loads without a layout jump: once its
+	// first figures show, the next two updates shift nothing that counts.
+	b.run(chromedp.Reload(), chromedp.WaitVisible(testid("fn-row-echo")))
+	waitJS(b, `Number(document.querySelector('[data-testid="fn-spark-invocations-echo"]')?.dataset.points) > 0
+		&& document.querySelector('[data-testid="stat-cost"]').textContent !== '—'`, "the overview's first figures")
+	checkLayoutShifts(b)
+	b.run(chromedp.KeyEvent("\t"))
 	if cls := browserGet(b, chromedp.Evaluate[string](`document.activeElement.className`)); cls != "skip-link" {
 		t.Errorf("the first Tab focuses %q, want the skip link", cls)
 	}
@@ -186,6 +210,56 @@ func TestConsoleOverview(t *testing.T) {
 	consoleShots(b, "overview")
 	phoneCheck(b, "overview")
 	checkConsoleRequests(t, b, s)
+
+	// The server stops: the page keeps its rows and says so in place,
+	// with a Retry button; it never goes blank.
+	b.allowErrors("ERR_CONNECTION_REFUSED")
+	b.allowErrors("Failed to fetch")
+	s.Stop()
+	waitJS(b, `[...document.querySelectorAll('main .error-box')].some((e) => e.textContent.includes('cannot reach the Stratus server')
+		&& [...e.querySelectorAll('button')].some((x) => x.textContent === 'Retry'))`, "an error with Retry in place once the server is gone")
+	if ok := browserGet(b, chromedp.Evaluate[bool](`document.querySelector('h1')?.textContent === 'Overview' && !!document.querySelector('[data-testid="fn-row-echo"]')`)); !ok {
+		t.Error("with the server gone, the overview lost its heading or its rows")
+	}
+	b.run(chromedp.Click(`main .error-box button`))
+	b.shot("server-stopped")
+}
+
+// layoutShiftScript runs in each page before its own scripts: it records
+// the page's layout shifts (not those right after an input) in
+// window.__shifts.
+const layoutShiftScript = `window.__shifts = [];
+new PerformanceObserver((list) => {
+	for (const e of list.getEntries()) if (!e.hadRecentInput) window.__shifts.push({t: e.startTime, v: e.value});
+}).observe({type: 'layout-shift', buffered: true});`
+
+// watchLayoutShifts makes every page b opens from now on record its
+// layout shifts (see layoutShiftScript).
+func watchLayoutShifts(b *browser) {
+	b.t.Helper()
+	b.run(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: layoutShiftScript})
+		return err
+	}))
+}
+
+// checkLayoutShifts waits for two more updates of the page (its /v1/series
+// polls) and fails the test if the layout shifts after now add up to 0.1
+// or more (the "good" cumulative layout shift); it logs the shift of the
+// whole load too.
+func checkLayoutShifts(b *browser) {
+	b.t.Helper()
+	mark := browserGet(b, chromedp.Evaluate[float64](`performance.now()`))
+	waitJS(b, fmt.Sprintf(`performance.getEntriesByType('resource').filter((e) => e.name.includes('/v1/series') && e.responseEnd > %f).length >= 2`, mark), "two more updates")
+	js := fmt.Sprintf(`JSON.stringify([window.__shifts.filter((s) => s.t > %f).reduce((a, s) => a + s.v, 0), window.__shifts.reduce((a, s) => a + s.v, 0)])`, mark)
+	var after, total float64
+	if _, err := fmt.Sscanf(strings.Trim(browserGet(b, chromedp.Evaluate[string](js)), "[]"), "%g,%g", &after, &total); err != nil {
+		b.t.Fatalf("read the layout shifts: %v", err)
+	}
+	b.t.Logf("layout shift: %.4f after the first figures, %.4f from the load", after, total)
+	if after >= 0.1 {
+		b.t.Errorf("the page's layout shifted by %.3f after its first figures, want < 0.1", after)
+	}
 }
 
 // TestConsoleEvents: the events page lists topics, subscriptions, async
@@ -330,8 +404,7 @@ func consoleShots(b *browser, name string) {
 	var bg []string
 	for _, scheme := range []string{"light", "dark"} {
 		emulate(b, scheme, 1366, 768, false)
-		// Let a poll and the charts' redraw pass.
-		b.run(chromedp.Sleep(300 * time.Millisecond))
+		waitThemed(b, scheme)
 		bg = append(bg, browserGet(b, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`)))
 		b.shot(name + "-" + scheme)
 	}
@@ -339,6 +412,14 @@ func consoleShots(b *browser, name string) {
 		b.t.Errorf("%s: the page's background is %s in both themes", name, bg[0])
 	}
 	emulate(b, "light", 1366, 768, false)
+}
+
+// waitThemed waits until every chart and sparkline of b's page has been
+// drawn again in scheme's colours (chart.js marks each with data-theme).
+func waitThemed(b *browser, scheme string) {
+	b.t.Helper()
+	waitJS(b, fmt.Sprintf(`matchMedia('(prefers-color-scheme: %[1]s)').matches
+		&& [...document.querySelectorAll('.chart, .spark')].every((e) => e.dataset.theme === %[1]q)`, scheme), "the charts drawn in the "+scheme+" theme")
 }
 
 // phoneCheck renders the page at a phone's width (390×844): no horizontal

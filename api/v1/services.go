@@ -79,6 +79,31 @@ type Replica struct {
 	LastError string `json:"lastError,omitempty"`
 }
 
+// RevisionList is the answer of GET /v1/services/NAME/revisions: every
+// stored revision of the service, newest first.
+type RevisionList struct {
+	Revisions []ServiceRevision `json:"revisions"`
+}
+
+// ServiceRevision is one stored revision of a service and the share of
+// requests it takes now.
+type ServiceRevision struct {
+	Number int `json:"number"`
+	// Name is the revision's name (NAME-00002).
+	Name        string    `json:"name"`
+	Image       string    `json:"image"`
+	ImageDigest string    `json:"imageDigest"`
+	CreatedAt   time.Time `json:"createdAt"`
+	// Latest: the service's latest revision.
+	Latest bool `json:"latest,omitempty"`
+	// Percent is the share of requests the traffic routes to it now (0:
+	// it serves none); Tags the traffic targets' tags that reach it.
+	Percent int      `json:"percent"`
+	Tags    []string `json:"tags,omitempty"`
+	// Ready counts its ready replicas.
+	Ready int `json:"ready"`
+}
+
 // ServiceList is the answer of GET /v1/services.
 type ServiceList struct {
 	Services []Service `json:"services"`

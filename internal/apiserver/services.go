@@ -58,6 +58,7 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 	mux.Handle("DELETE /v1/services/{name}", auth(http.HandlerFunc(t.remove)))
 	mux.Handle("PUT /v1/services/{name}/traffic", auth(http.HandlerFunc(t.setTraffic)))
 	mux.Handle("GET /v1/services/{name}/logs", auth(http.HandlerFunc(t.logs)))
+	mux.Handle("GET /v1/services/{name}/revisions", auth(http.HandlerFunc(t.revisions)))
 	p := gateway.NewServiceProxy(gateway.ProxyConfig{
 		Services: c.Manager, Token: s.token, Domain: c.Domain, MaxBody: c.MaxRequestBytes, Log: s.log,
 		Observe: c.Observe, PathPolicy: s.pathPolicy(),
@@ -143,6 +144,41 @@ func (t *serviceRoutes) logs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.s.serveLogs(w, r, stratus.ServiceLogKey(name), "")
+}
+
+// revisions answers every stored revision of a service, newest first,
+// with the share of requests each takes now.
+func (t *serviceRoutes) revisions(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	sv, st, err := t.m.Get(name)
+	if err != nil {
+		t.s.answer.Error(w, r, err)
+		return
+	}
+	revs, err := t.s.st.ListRevisions(r.Context(), name)
+	if err != nil {
+		t.s.answer.Error(w, r, err)
+		return
+	}
+	out := v1.RevisionList{Revisions: make([]v1.ServiceRevision, len(revs))}
+	for i, rev := range revs {
+		x := v1.ServiceRevision{
+			Number: rev.Number, Name: rev.Name(), Image: rev.Config.Image, ImageDigest: rev.Digest,
+			CreatedAt: rev.CreatedAt, Latest: rev.Number == sv.Revision,
+		}
+		for _, rt := range st.Routes {
+			if rt.Target.Revision != rev.Number {
+				continue
+			}
+			x.Percent += rt.Target.Percent
+			x.Ready = rt.Ready
+			if rt.Target.Tag != "" {
+				x.Tags = append(x.Tags, rt.Target.Tag)
+			}
+		}
+		out.Revisions[i] = x
+	}
+	t.s.answer.JSON(w, r, http.StatusOK, out)
 }
 
 // wire is a service as the API shows it; its URLs are on the server that

@@ -163,8 +163,14 @@ async function boot() {
   }
 }
 
+// signoutErr is the error box of the last failed sign-out, replaced by
+// the next one.
+let signoutErr = null;
+
 async function signOut() {
   signoutBtn.disabled = true;
+  if (signoutErr) signoutErr.remove();
+  signoutErr = null;
   try {
     await api('DELETE', '/v1/session');
     showSignIn('You are signed out.');
@@ -172,7 +178,8 @@ async function signOut() {
     if (err.status === 401) {
       showSignIn('You are signed out.');
     } else {
-      main.prepend(errorBox(new Error(`sign out: ${err.message}`)));
+      signoutErr = errorBox(new Error(`sign out: ${err.message}`));
+      main.prepend(signoutErr);
     }
   } finally {
     signoutBtn.disabled = false;

@@ -69,7 +69,9 @@ function pathsFor(kind) {
 
 // managed runs a uPlot chart in el: it builds it from makeOpts() and the
 // current data, rebuilds it when the theme changes, and resizes it with el.
-function managed(el, makeOpts, initial) {
+// Once built, marker (el unless given) carries data-theme="dark|light":
+// the theme it was drawn in.
+function managed(el, makeOpts, initial, marker = el) {
   let data = initial;
   let u = null;
   let width = 0;
@@ -85,6 +87,7 @@ function managed(el, makeOpts, initial) {
     width = Math.max(60, Math.floor(el.clientWidth || opts.width || 300));
     opts.width = width;
     u = new uPlot(opts, data, el);
+    marker.dataset.theme = dark.matches ? 'dark' : 'light';
   };
   build();
   const onTheme = () => build();
@@ -106,9 +109,6 @@ function managed(el, makeOpts, initial) {
       data = d;
       if (u) u.setData(d);
     },
-    redraw() {
-      if (u) u.redraw(false);
-    },
     rebuild: build,
     destroy() {
       dark.removeEventListener('change', onTheme);
@@ -120,8 +120,11 @@ function managed(el, makeOpts, initial) {
 }
 
 // timeChart draws series over time (t in unix seconds). update(t, ys,
-// {bands}) sets the data; bands are [fromSec, toSec] spans to shade (for
-// example the autoscaler's panic windows).
+// {bands, end}) sets the data; bands are [fromSec, toSec] spans to shade
+// (for example the autoscaler's panic windows); end, when after the last
+// t, draws the last bucket to it (a line or a step holds its last value
+// there, a bar ends). The legend, the text summary and data-last show
+// the last point of t, never that drawn end.
 export function timeChart(el, { title, unit, series, bands, height } = {}) {
   const h = height || 180;
   el.classList.add('chart');
@@ -137,6 +140,11 @@ export function timeChart(el, { title, unit, series, bands, height } = {}) {
   el.replaceChildren(inner, summary);
   const empty = [[], ...series.map(() => [])];
   const unitFmt = (v) => (v === null || v === undefined ? '—' : formatValue(v) + (unit ? ' ' + unit : ''));
+  // The data as given (t and ys), without the drawn end.
+  let real = [[], ...series.map(() => [])];
+  // at answers the value of series si (0: time) to show for cursor index
+  // idx: the latest given point when the cursor is away or on the end.
+  const at = (si, idx, v) => (idx === null || idx === undefined || idx >= real[0].length ? lastOf(real[si]) : v);
 
   const makeOpts = () => {
     const p = palette();
@@ -144,6 +152,8 @@ export function timeChart(el, { title, unit, series, bands, height } = {}) {
       height: h,
       title: undefined,
       legend: { show: true, live: true },
+      // Room on the right for the last time label (half a label wide).
+      padding: [null, 28, null, null],
       cursor: { drag: { x: false, y: false }, points: { size: 6 } },
       scales: {
         x: { time: true },
@@ -163,7 +173,7 @@ export function timeChart(el, { title, unit, series, bands, height } = {}) {
         },
       ],
       series: [
-        { label: 'Time', value: (u, v, si, idx) => timeLabel(idx === null || idx === undefined ? lastOf(u.data[0]) : v) },
+        { label: 'Time', value: (u, v, si, idx) => timeLabel(at(0, idx, v)) },
         ...series.map((s, i) => {
           const color = cssColor(s.color) || p.series[i % p.series.length];
           return {
@@ -173,11 +183,13 @@ export function timeChart(el, { title, unit, series, bands, height } = {}) {
             fill: s.kind === 'bars' ? fillColor(color, 0.75) : s.fill ? fillColor(color, 0.12) : undefined,
             dash: s.dash,
             paths: pathsFor(s.kind),
-            points: { show: false },
+            // A point with no neighbour (one bucket with data between
+            // empty ones) draws no line: it shows as a dot.
+            points: s.kind === 'bars' ? { show: false } : { show: true, size: 5, width: 0, fill: color, filter: lonely },
             spanGaps: false,
             // Without the cursor over the chart, the legend shows the
             // latest point.
-            value: (u, v, si, idx) => unitFmt(idx === null || idx === undefined ? lastOf(u.data[si]) : v),
+            value: (u, v, si, idx) => unitFmt(at(si, idx, v)),
           };
         }),
       ],
@@ -199,12 +211,16 @@ export function timeChart(el, { title, unit, series, bands, height } = {}) {
       },
     };
   };
-  const m = managed(inner, makeOpts, empty);
+  const m = managed(inner, makeOpts, empty, el);
   expose(el, [], []);
   return {
     update(t, ys, opts = {}) {
       if (opts.bands) shade = opts.bands;
-      m.set([t, ...ys]);
+      real = [t, ...ys];
+      const n = t.length;
+      if (n && opts.end > t[n - 1]) {
+        m.set([[...t, opts.end], ...ys.map((y, i) => [...y, series[i].kind === 'bars' ? null : y[n - 1]])]);
+      } else m.set(real);
       expose(el, t, ys);
       const last = lastValues(ys);
       summary.textContent =
@@ -214,6 +230,18 @@ export function timeChart(el, { title, unit, series, bands, height } = {}) {
       m.destroy();
     },
   };
+}
+
+// lonely answers the indexes of series si's points that have a value and
+// no neighbour with one.
+function lonely(u, si) {
+  const d = u.data[si] || [];
+  const out = [];
+  for (let i = 0; i < d.length; i++) {
+    if (d[i] == null) continue;
+    if ((i === 0 || d[i - 1] == null) && (i === d.length - 1 || d[i + 1] == null)) out.push(i);
+  }
+  return out;
 }
 
 function lastOf(a) {
@@ -335,7 +363,7 @@ export function xyChart(el, { title, xLabel, yLabel, series, height }, xs, ys) {
       ],
     };
   };
-  const m = managed(inner, makeOpts, [xs || [], ...(ys || series.map(() => []))]);
+  const m = managed(inner, makeOpts, [xs || [], ...(ys || series.map(() => []))], el);
   expose(el, xs || [], ys || []);
   return {
     update(nx, ny) {

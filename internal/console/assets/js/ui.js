@@ -64,13 +64,14 @@ function toDate(x) {
   return Number.isNaN(d.getTime()) ? null : d;
 }
 
-const sig2 = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 2 });
+const sig3 = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+const nf2f = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
-// small formats an amount that may be tiny (a cost, grams of CO2e) with
-// two significant digits below 0.01 and two decimals above, never in
-// exponent notation.
+// small formats an amount that may be tiny (a cost, grams of CO2e) in a
+// few characters: two decimals, and "<0.01" below that (fmt.exact gives
+// the whole figure, for a title).
 function small(x) {
-  if (x !== 0 && Math.abs(x) < 0.01) return sig2.format(x);
+  if (x !== 0 && Math.abs(x) < 0.01) return x < 0 ? '>-0.01' : '<0.01';
   return nf2.format(x);
 }
 
@@ -104,7 +105,8 @@ export const fmt = {
   usd(x) {
     if (missing(x)) return '—';
     x = Number(x);
-    return '$' + small(x);
+    if (x !== 0 && Math.abs(x) < 0.01) return (x < 0 ? '>-' : '<') + '$0.01';
+    return '$' + nf2f.format(x);
   },
   gco2(x) {
     if (missing(x)) return '—';
@@ -159,16 +161,124 @@ export const fmt = {
     if (hr < 48) return hr + ' h' + (m % 60 ? ' ' + (m % 60) + ' min' : '');
     return Math.floor(hr / 24) + ' d' + (hr % 24 ? ' ' + (hr % 24) + ' h' : '');
   },
+  // exact formats an amount of kind usd, gco2 or wh with three
+  // significant digits however small (for a title beside the short form).
+  exact(kind, x) {
+    if (missing(x)) return '—';
+    const v = sig3.format(Number(x));
+    if (kind === 'usd') return '$' + v;
+    return v + (kind === 'gco2' ? ' gCO₂e' : kind === 'wh' ? ' Wh' : '');
+  },
 };
+
+// figure is a figure of kind (usd, gco2, wh) that never wraps: its short
+// form, and the exact one as its title when they differ.
+export function figure(kind, x) {
+  const text = fmt[kind](x);
+  const exact = fmt.exact(kind, x);
+  return h('span', { class: 'fig', title: exact !== text && text !== '—' ? exact : null }, text);
+}
+
+// POLL_MS is how often the pages ask for new figures.
+export const POLL_MS = 5000;
+
+// workloadStatus is the status of a function or a service as the
+// console names it: [text, class] (class: ok, warn, bad or idle).
+export function workloadStatus(kind, w) {
+  if (kind === 'function') {
+    const i = w.instances || {};
+    if ((i.live || 0) === 0) return ['Scaled to zero', 'idle'];
+    return [i.busy > 0 ? 'Running' : 'Warm', 'ok'];
+  }
+  switch (w.status) {
+    case 'Ready':
+      return ['Ready', 'ok'];
+    case 'ScaledToZero':
+      return ['Scaled to zero', 'idle'];
+    case 'Starting':
+      return ['Starting', 'warn'];
+    case 'CrashLoopBackOff':
+      return ['Crash loop', 'bad'];
+    default:
+      return [w.status || 'Unknown', 'warn'];
+  }
+}
+
+// safeHref answers u if it is a path on this origin or an http(s) URL
+// (what a link may lead to), else null.
+function safeHref(u) {
+  if (typeof u !== 'string' || u === '') return null;
+  if (u.startsWith('/') && !u.startsWith('//')) return u;
+  return /^https?:\/\//i.test(u) ? u : null;
+}
+
+// link is an <a> to url when it is safe (safeHref), else its text.
+export function link(url, text) {
+  const href = safeHref(url);
+  return href ? h('a', { href }, text || url) : h('span', null, text || url || '—');
+}
+
+// command is a command line to type, as code that wraps between words
+// only (never inside --flag).
+export function command(text) {
+  const words = text.split(' ');
+  return h('code', { class: 'cmd' }, words.map((w, i) => [h('span', { class: 'nw' }, w), i < words.length - 1 ? ' ' : null]));
+}
+
+// noFunctions is the empty state of a list of functions: how to deploy
+// one, and what more to do (more, a node or string, optional).
+export function noFunctions(...more) {
+  return emptyState('No functions yet.', h('span', null, 'Deploy one: ', command('stratus deploy NAME --runtime python3 --handler app.handler DIR'), ...(more.length ? more : ['.'])));
+}
+
+// stat is one figure of a row of totals; set(text, alert) shows text (its
+// unit smaller, when it ends with one) and marks the figure when alert;
+// title, when given, is the exact figure.
+export function stat(label, testid) {
+  const v = h('p', { class: 'stat-value', 'data-testid': testid }, '—');
+  const el = h('div', { class: 'stat' }, h('p', { class: 'stat-label' }, label), v);
+  return {
+    el,
+    set(text, alert = false, title = null) {
+      el.classList.toggle('alert', alert);
+      if (title && title !== text) v.title = title;
+      else v.removeAttribute('title');
+      if (v.dataset.text === text) return;
+      v.dataset.text = text;
+      const m = /^(.*\d)\s+([^\d\s]+)$/.exec(text);
+      if (m) v.replaceChildren(m[1], h('span', { class: 'stat-unit' }, m[2]));
+      else v.textContent = text;
+    },
+  };
+}
+
+// thead is a table's header row.
+function thead(columns) {
+  return h('thead', null, h('tr', null, columns.map((c) => h('th', { scope: 'col', class: c.numeric ? 'num' : null }, c.label))));
+}
+
+// openable makes a row open something: its first cell holds a button
+// (aria-expanded, the focus and Enter or Space go to it) around the
+// cell's content, and a click anywhere on the row (not on another
+// control) does the same. Answers the element the first cell's content
+// goes in.
+function openable(tr, td, getRow, onRow) {
+  const btn = h('button', { type: 'button', class: 'row-open', 'aria-expanded': 'false' });
+  td.replaceChildren(btn);
+  btn.addEventListener('click', (e) => onRow(getRow(), e));
+  tr.addEventListener('click', (e) => {
+    if (e.target.closest('a,button,input,select,textarea')) return;
+    onRow(getRow(), e);
+  });
+  return btn;
+}
 
 // table builds a <table> (wrap it in scroller() to let a wide table
 // scroll inside its card; cards also scroll wide content themselves).
 export function table({ columns, rows, empty, onRow, caption, rowKey, label }) {
   const t = h('table', { class: onRow ? 'data clickable' : 'data', 'aria-label': caption ? null : label || null });
   if (caption) t.appendChild(h('caption', { class: 'visually-hidden' }, caption));
-  t.appendChild(
-    h('thead', null, h('tr', null, columns.map((c) => h('th', { scope: 'col', class: c.numeric ? 'num' : null }, c.label)))),
-  );
+  t.appendChild(thead(columns));
   const tb = h('tbody');
   if (!rows || rows.length === 0) {
     t.classList.add('is-empty');
@@ -180,23 +290,12 @@ export function table({ columns, rows, empty, onRow, caption, rowKey, label }) {
         const key = typeof rowKey === 'function' ? rowKey(row) : row[rowKey];
         if (key !== undefined && key !== null) tr.dataset.key = String(key);
       }
-      for (const c of columns) {
+      columns.forEach((c, j) => {
         const v = c.render ? c.render(row) : row[c.key];
-        tr.appendChild(h('td', { class: c.numeric ? 'num' : null }, v === undefined || v === null ? '—' : v));
-      }
-      if (onRow) {
-        tr.tabIndex = 0;
-        tr.addEventListener('click', (e) => {
-          if (e.target.closest('a,button,input,select,textarea')) return;
-          onRow(row, e);
-        });
-        tr.addEventListener('keydown', (e) => {
-          if ((e.key === 'Enter' || e.key === ' ') && e.target === tr) {
-            e.preventDefault();
-            onRow(row, e);
-          }
-        });
-      }
+        const td = h('td', { class: c.numeric ? 'num' : null });
+        tr.appendChild(td);
+        setCell(j === 0 && onRow ? openable(tr, td, () => row, onRow) : td, v);
+      });
       tb.appendChild(tr);
     }
   }
@@ -219,6 +318,19 @@ export function errorBox(err, retry) {
     h('p', null, h('strong', null, 'Error'), status, ': ', msg),
     retry ? h('button', { type: 'button', class: 'secondary', onclick: () => retry() }, 'Retry') : null,
   );
+}
+
+// offline reports whether every one of results (Promise.allSettled's)
+// failed because the server could not be reached (ApiError status 0).
+export function offline(results) {
+  return results.every((r) => r.status === 'rejected' && r.reason && r.reason.status === 0 && r.reason.name !== 'AbortError');
+}
+
+// offlineBox is the one error a page shows while the server cannot be
+// reached: its figures are those of its last update, and it keeps trying.
+export function offlineBox(since, retry) {
+  const kept = since ? ` (the figures below are from ${since})` : '';
+  return errorBox(new Error(`cannot reach the Stratus server${kept}; trying again every ${POLL_MS / 1000} seconds.`), retry);
 }
 
 // card is a titled section of a page.
@@ -257,8 +369,11 @@ export function poll(fn, ms, signal) {
 
 // confirmDialog asks a yes/no question in a modal <dialog>; it answers
 // true only for the confirm button.
-export function confirmDialog(text, confirmLabel = 'Confirm') {
+export function confirmDialog(text, confirmLabel = 'Confirm', signal) {
   return new Promise((resolve) => {
+    // The focus goes back where it was (the button that asked) once the
+    // dialog closes, however it closes.
+    const back = document.activeElement;
     const cancel = h('button', { type: 'button', class: 'secondary', value: 'cancel' }, 'Cancel');
     const ok = h('button', { type: 'button', class: 'danger', value: 'ok', 'data-testid': 'confirm-ok' }, confirmLabel);
     const id = 'dlg-' + Math.random().toString(36).slice(2);
@@ -269,8 +384,16 @@ export function confirmDialog(text, confirmLabel = 'Confirm') {
       answered = true;
       if (d.open) d.close();
       d.remove();
+      if (signal) signal.removeEventListener('abort', onAbort);
+      if (back && back.isConnected && typeof back.focus === 'function') back.focus();
       resolve(v);
     };
+    // Leaving the page closes the dialog: the answer is no.
+    const onAbort = () => done(false);
+    if (signal) {
+      if (signal.aborted) return resolve(false);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
     cancel.addEventListener('click', () => done(false));
     ok.addEventListener('click', () => done(true));
     d.addEventListener('cancel', () => done(false));
@@ -281,7 +404,7 @@ export function confirmDialog(text, confirmLabel = 'Confirm') {
   });
 }
 
-export const RANGES = ['15m', '1h', '24h', '7d'];
+const RANGES = ['15m', '1h', '24h', '7d'];
 
 // rangePicker is a labelled group of toggle buttons 15m/1h/24h/7d.
 export function rangePicker(current, onChange) {
@@ -355,12 +478,15 @@ function setCell(td, v) {
 // update?(td, row, state)}] where update, when given, fills td itself (on
 // creation and every update; state is the cell's own object, and
 // state.destroy() is called when its row goes). rowAttrs(row) gives the
-// new row's attributes (for example a data-testid). Answers {el, update(rows),
-// destroy()}; el is the <table>.
-export function liveTable({ columns, caption, label, empty, rowKey, rowAttrs, onRow }) {
+// new row's attributes (for example a data-testid). onRow(row) makes rows
+// open something (see openable); expanded(row) says whether a row's is
+// open (its button's aria-expanded, the row's class selected). Answers
+// {el, update(rows), mark(), destroy()}; el is the <table>; mark() sets
+// the rows' expanded state again.
+export function liveTable({ columns, caption, label, empty, rowKey, rowAttrs, onRow, expanded }) {
   const t = h('table', { class: onRow ? 'data clickable' : 'data', 'aria-label': caption ? null : label || null });
   if (caption) t.appendChild(h('caption', { class: 'visually-hidden' }, caption));
-  t.appendChild(h('thead', null, h('tr', null, columns.map((c) => h('th', { scope: 'col', class: c.numeric ? 'num' : null }, c.label)))));
+  t.appendChild(thead(columns));
   const tb = h('tbody');
   t.appendChild(tb);
   const rows = new Map();
@@ -391,29 +517,28 @@ export function liveTable({ columns, caption, label, empty, rowKey, rowAttrs, on
           tr.dataset.key = key;
           const tds = columns.map((c) => h('td', { class: c.numeric ? 'num' : c.class || null }));
           tr.append(...tds);
-          r = { tr, tds, state: columns.map(() => ({})), row };
-          if (onRow) {
-            tr.tabIndex = 0;
-            tr.addEventListener('click', (e) => {
-              if (e.target.closest('a,button,input,select,textarea')) return;
-              onRow(r.row, e);
-            });
-            tr.addEventListener('keydown', (e) => {
-              if ((e.key === 'Enter' || e.key === ' ') && e.target === tr) {
-                e.preventDefault();
-                onRow(r.row, e);
-              }
-            });
-          }
+          const cell = { tr, tds, state: columns.map(() => ({})), row };
+          if (onRow) cell.btn = openable(tr, tds[0], () => cell.row, onRow);
+          r = cell;
           rows.set(key, r);
         }
         r.row = row;
         columns.forEach((c, j) => {
-          if (c.update) c.update(r.tds[j], row, r.state[j]);
-          else setCell(r.tds[j], c.render ? c.render(row) : row[c.key]);
+          const td = j === 0 && r.btn ? r.btn : r.tds[j];
+          if (c.update) c.update(td, row, r.state[j]);
+          else setCell(td, c.render ? c.render(row) : row[c.key]);
         });
         if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
       });
+      this.mark();
+    },
+    mark() {
+      if (!expanded) return;
+      for (const r of rows.values()) {
+        const on = !!expanded(r.row);
+        r.tr.classList.toggle('selected', on);
+        if (r.btn) r.btn.setAttribute('aria-expanded', String(on));
+      }
     },
     destroy() {
       for (const key of [...rows.keys()]) drop(key);

@@ -8,13 +8,11 @@
 // Content-Type application/cloudevents+json).
 
 import { api } from '../api.js';
-import { h, fmt, emptyState, poll, liveTable, liveSection } from '../ui.js';
-
-const POLL_MS = 5000;
+import { h, fmt, emptyState, poll, liveTable, liveSection, offline, offlineBox, noFunctions, command, link, POLL_MS } from '../ui.js';
 
 function target(s) {
   if (s.function) return h('span', null, 'function ', h('a', { href: '#/functions/' + encodeURIComponent(s.function) }, s.function));
-  if (s.url) return h('span', { class: 'mono' }, s.url);
+  if (s.url) return h('span', { class: 'mono' }, link(s.url));
   return '—';
 }
 
@@ -62,6 +60,7 @@ function publishForm(onPublished) {
     }
   };
   for (const el of [type, source, data]) el.addEventListener('input', () => el.removeAttribute('aria-invalid'));
+  topic.addEventListener('change', () => topic.removeAttribute('aria-invalid'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const name = topic.value;
@@ -109,10 +108,12 @@ function publishForm(onPublished) {
       topic.dataset.names = want;
       topic.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
       if (names.includes(cur)) topic.value = cur;
+      if (topic.value) topic.removeAttribute('aria-invalid');
       form.hidden = names.length === 0;
     },
     choose(name) {
       topic.value = name;
+      topic.removeAttribute('aria-invalid');
       type.focus();
     },
   };
@@ -128,7 +129,7 @@ export function render(main, params, signal) {
     caption: 'Topics with their subscriptions and pending events',
     rowKey: (t) => t.name,
     rowAttrs: (t) => ({ 'data-testid': 'topic-row-' + t.name }),
-    empty: emptyState('No topics yet.', h('span', null, 'Create one: ', h('code', null, 'stratus topic create NAME'), '; then subscribe a function: ', h('code', null, 'stratus subscribe NAME --function FN'), '.')),
+    empty: emptyState('No topics yet.', h('span', null, 'Create one: ', command('stratus topic create NAME'), '; then subscribe a function: ', command('stratus subscribe NAME --function FN'), '.')),
     columns: [
       { label: 'Topic', render: (t) => h('span', { class: 'cell-main' }, t.name) },
       { label: 'Subscriptions', numeric: true, render: (t) => fmt.num(t.subscriptions) },
@@ -150,7 +151,7 @@ export function render(main, params, signal) {
     caption: 'Subscriptions with their filters and pending events',
     rowKey: (s) => s.id,
     rowAttrs: (s) => ({ 'data-testid': 'sub-row-' + s.id }),
-    empty: emptyState('No subscriptions yet.', h('span', null, 'Subscribe a function to a topic: ', h('code', null, 'stratus subscribe TOPIC --function FN [--filter type=T]'), '.')),
+    empty: emptyState('No subscriptions yet.', h('span', null, 'Subscribe a function to a topic: ', command('stratus subscribe TOPIC --function FN [--filter type=T]'), '.')),
     columns: [
       { label: 'Topic', render: (s) => s.topic },
       { label: 'Delivers to', render: (s) => target(s) },
@@ -166,7 +167,7 @@ export function render(main, params, signal) {
     caption: 'Asynchronous invocation queue of each function',
     rowKey: (f) => f.name,
     rowAttrs: (f) => ({ 'data-testid': 'queue-row-' + f.name }),
-    empty: emptyState('No functions yet.', h('span', null, 'Deploy one: ', h('code', null, 'stratus deploy NAME --runtime python3 --handler app.handler DIR'), '; invoke it asynchronously with ', h('code', null, 'stratus invoke NAME --async'), '.')),
+    empty: noFunctions('; invoke it asynchronously with ', command('stratus invoke NAME --async'), '.'),
     columns: [
       { label: 'Function', render: (f) => h('a', { href: '#/functions/' + encodeURIComponent(f.name), class: 'cell-main' }, f.name) },
       { label: 'Queued events', numeric: true, render: (f) => h('span', { 'data-testid': 'queue-depth-' + f.name }, f.async ? fmt.num(f.async.depth) : '—') },
@@ -180,7 +181,7 @@ export function render(main, params, signal) {
     caption: 'Schedules with their next firings',
     rowKey: (s) => s.name,
     rowAttrs: (s) => ({ 'data-testid': 'schedule-row-' + s.name }),
-    empty: emptyState('No schedules yet.', h('span', null, 'Create one: ', h('code', null, 'stratus schedule create NAME --function FN --cron "0 12 * * ? *"'), '.')),
+    empty: emptyState('No schedules yet.', h('span', null, 'Create one: ', command('stratus schedule create NAME --function FN --cron "0 12 * * ? *"'), '.')),
     columns: [
       { label: 'Schedule', render: (s) => h('span', { class: 'cell-main' }, s.name) },
       { label: 'Function', render: (s) => h('a', { href: '#/functions/' + encodeURIComponent(s.function) }, s.function) },
@@ -195,8 +196,10 @@ export function render(main, params, signal) {
   const queueSec = liveSection('Async queues', queues);
   const schedSec = liveSection('Schedules', scheds);
 
+  const offlineErr = h('div', { class: 'section-status' });
   main.replaceChildren(
     h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Events'), h('p', { class: 'sub' }, 'Topics, subscriptions, async queues and schedules · updates every 5 seconds')), updated),
+    offlineErr,
     topicSec.el,
     subSec.el,
     queueSec.el,
@@ -204,6 +207,7 @@ export function render(main, params, signal) {
   );
 
   let seq = 0;
+  let lastUpdate = '';
   refresh = async () => {
     // A newer refresh (a poll, or one a form asked for) wins.
     const mine = ++seq;
@@ -216,6 +220,13 @@ export function render(main, params, signal) {
     ]);
     if (signal.aborted || mine !== seq) return;
     const retry = () => refresh();
+    // A server that cannot be reached is said once, above everything,
+    // which keeps the figures of the last update.
+    if (offline([rt, rs, rf, rsch])) {
+      offlineErr.replaceChildren(offlineBox(lastUpdate, retry));
+      return;
+    }
+    offlineErr.replaceChildren();
     const byName = (a, b) => a.name.localeCompare(b.name);
     if (rt.status === 'fulfilled') {
       const list = (rt.value.topics || []).slice().sort(byName);
@@ -228,7 +239,8 @@ export function render(main, params, signal) {
     else queueSec.fail(rf.reason, retry);
     if (rsch.status === 'fulfilled') schedSec.ok((rsch.value.schedules || []).slice().sort(byName));
     else schedSec.fail(rsch.reason, retry);
-    updated.textContent = 'Updated ' + fmt.time(new Date());
+    lastUpdate = fmt.time(new Date());
+    updated.textContent = 'Updated ' + lastUpdate;
   };
   poll(() => refresh(), POLL_MS, signal);
 }

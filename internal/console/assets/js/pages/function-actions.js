@@ -1,8 +1,8 @@
 // The function page's actions: invoke with a JSON payload, the
 // configuration with its form (PATCH /v1/functions/NAME), delete.
 import { api, apiRaw } from '../api.js';
-import { h, fmt, card, kv, table, emptyState, errorBox, confirmDialog, scroller } from '../ui.js';
-import { isAbort, slot, logList, hget } from './workload.js';
+import { h, fmt, card, kv, table, emptyState, errorBox, confirmDialog, scroller, link } from '../ui.js';
+import { isAbort, slot, logList, envTable } from './workload.js';
 
 let uid = 0;
 const id = (p) => `${p}-${++uid}`;
@@ -68,8 +68,8 @@ export function invokeCard(name, base, signal, onDone) {
   };
 
   const showResult = async (r) => {
-    const reqID = hget(r.headers, 'X-Amzn-Requestid');
-    const fnErr = hget(r.headers, 'X-Amz-Function-Error');
+    const reqID = r.headers.get('X-Amzn-Requestid');
+    const fnErr = r.headers.get('X-Amz-Function-Error');
     const ok = r.status >= 200 && r.status < 300 && !fnErr;
     let body = r.text || '';
     let parsed = null;
@@ -88,17 +88,17 @@ export function invokeCard(name, base, signal, onDone) {
       return;
     }
     if (reqID) result.dataset.requestId = reqID;
-    const cold = hget(r.headers, 'X-Stratus-Cold-Start');
-    const init = hget(r.headers, 'X-Stratus-Init-Duration-Ms');
+    const cold = r.headers.get('X-Stratus-Cold-Start');
+    const init = r.headers.get('X-Stratus-Init-Duration-Ms');
     result.replaceChildren(
       h('p', {},
         h('span', { class: 'badge ' + (ok ? 'badge-ok' : 'badge-bad'), 'data-testid': 'invoke-status', text: `${r.status} ${ok ? 'OK' : fnErr ? 'function error' : 'error'}` })),
       kv([
         ['Request ID', reqID || '—'],
         ['Function error', fnErr || 'none'],
-        ['Duration', fmt.ms(numOrNull(hget(r.headers, 'X-Stratus-Duration-Ms')))],
+        ['Duration', fmt.ms(numOrNull(r.headers.get('X-Stratus-Duration-Ms')))],
         ['Cold start', cold === 'true' || cold === '1' ? 'yes' + (init ? `, init ${fmt.ms(Number(init))}` : '') : 'no'],
-        ['Version', hget(r.headers, 'X-Amz-Executed-Version') || '—'],
+        ['Version', r.headers.get('X-Amz-Executed-Version') || '—'],
       ]),
       h('h3', { text: fnErr || !ok ? 'Error' : 'Result' }),
       h('pre', { class: 'code-block', 'data-testid': 'invoke-body', tabindex: '0', text: body || '(empty)' }));
@@ -173,13 +173,18 @@ export function configCard(name, base, signal, onSaved) {
     memoryMB: field('Memory (MB)', memory, '128 to 10,240 MB.'),
     timeoutSec: field('Timeout (seconds)', timeout, '1 to 900 s.'),
     maxConcurrency: field('Max concurrency', conc, 'Instances at once; 0 means the server default.'),
-    env: field('Environment', env, 'One KEY=VALUE a line; replaces the whole environment.'),
+    env: field('Environment', env, 'One KEY=VALUE a line; a line you remove removes its variable.'),
   };
   const formErr = h('div', { class: 'form-error', 'data-testid': 'config-error', 'aria-live': 'assertive' });
   const saved = h('p', { class: 'hint', 'data-testid': 'config-saved', role: 'status' });
   const save = h('button', { type: 'submit', class: 'primary', 'data-testid': 'config-save', text: 'Save changes' });
   const reset = h('button', { type: 'button', class: 'secondary', text: 'Undo edits' });
+  const stale = h('div', { class: 'notice stale-notice', 'data-testid': 'config-stale', role: 'alert', hidden: true });
   let current = null;
+  // filled is the function the form's values came from: a save sends
+  // only what the operator changed from those, and not at all once
+  // another version has been deployed since (say, from the CLI).
+  let filled = null;
   let dirty = false;
   let shownSig = '';
 
@@ -189,7 +194,10 @@ export function configCard(name, base, signal, onSaved) {
     timeout.value = String(c.timeoutSec);
     conc.value = String(c.maxConcurrency || 0);
     env.value = envText(c.env);
+    filled = fn;
     dirty = false;
+    stale.hidden = true;
+    stale.replaceChildren();
   };
 
   const submit = async (ev) => {
@@ -197,7 +205,7 @@ export function configCard(name, base, signal, onSaved) {
     formErr.replaceChildren();
     saved.textContent = '';
     for (const f of Object.values(fields)) f.error('');
-    const c = (current && current.config) || {};
+    const c = (filled && filled.config) || {};
     const patch = {};
     let bad = false;
     const num = (key, input) => {
@@ -212,7 +220,14 @@ export function configCard(name, base, signal, onSaved) {
     num('maxConcurrency', conc);
     try {
       const e = parseEnv(env.value);
-      if (envText(e) !== envText(c.env)) patch.env = e;
+      if (envText(e) !== envText(c.env)) {
+        // A merge patch: each changed key, and null for each key the
+        // form no longer holds (the server deletes those).
+        const diff = {};
+        for (const [k, v] of Object.entries(e)) if (!c.env || c.env[k] !== v) diff[k] = v;
+        for (const k of Object.keys(c.env || {})) if (!(k in e)) diff[k] = null;
+        patch.env = diff;
+      }
     } catch (err) {
       fields.env.error(err.message);
       bad = true;
@@ -220,6 +235,15 @@ export function configCard(name, base, signal, onSaved) {
     if (bad) return;
     if (!Object.keys(patch).length) {
       saved.textContent = 'Nothing changed.';
+      return;
+    }
+    if (current && filled && current.version !== filled.version) {
+      // Sending the form now would put back what the other change took
+      // away: say so, and let the operator start again from the new one.
+      stale.replaceChildren(
+        h('p', { text: `Version ${current.version} was deployed after this form was filled (from version ${filled.version}), for example from the CLI. Nothing was sent: reload the form with its values, then make your change again.` }),
+        h('button', { type: 'button', class: 'secondary', 'data-testid': 'config-reload', text: 'Reload the form', onclick: () => { fill(current); memory.focus(); } }));
+      stale.hidden = false;
       return;
     }
     save.disabled = true;
@@ -245,7 +269,7 @@ export function configCard(name, base, signal, onSaved) {
 
   const form = h('form', { class: 'config-form', 'data-testid': 'config-form', 'aria-label': 'Change the configuration', onsubmit: submit, oninput: () => { dirty = true; } },
     h('div', { class: 'fields' }, fields.memoryMB.el, fields.timeoutSec.el, fields.maxConcurrency.el),
-    fields.env.el, formErr,
+    fields.env.el, stale, formErr,
     h('div', { class: 'actions' }, save, reset, saved));
   // The form checks its values itself and shows the server's refusals
   // under the fields, rather than the browser's own bubbles.
@@ -270,7 +294,6 @@ export function configCard(name, base, signal, onSaved) {
       if (sig === shownSig) return;
       shownSig = sig;
       const c = fn.config || {};
-      const envKeys = Object.keys(c.env || {}).sort();
       view.show(h('div', {},
         kv([
           ['Runtime', c.runtime || '—'], ['Image', c.image || null], ['Handler', c.handler || '—'],
@@ -280,14 +303,9 @@ export function configCard(name, base, signal, onSaved) {
           ['Auth of /fn/' + name, c.auth || '—'], ['Retries', c.maxRetries == null ? 'default' : fmt.num(c.maxRetries)],
           ['On success', c.onSuccess || 'none'], ['On failure', c.onFailure || 'none'],
           ['Version', String(fn.version)], ['Code', `${(fn.codeSha256 || '').slice(0, 12)} (${fmt.bytes(fn.codeSize)})`],
-          ['Updated', fmt.time(fn.updatedAt)], ['URL', fn.url || '—'],
+          ['Updated', fmt.time(fn.updatedAt)], ['URL', fn.url ? link(fn.url) : '—'],
         ].filter((p) => p[1] !== null)),
-        scroller(table({
-          caption: 'Environment',
-          columns: [{ key: 'k', label: 'Name', render: (k) => h('code', { text: k }) }, { key: 'v', label: 'Value', render: (k) => h('code', { class: 'env-value', text: c.env[k] }) }],
-          rows: envKeys,
-          empty: emptyState('No environment variables', 'Add KEY=VALUE lines in the form below.'),
-        }))));
+        envTable(c.env, 'Add KEY=VALUE lines in the form below.')));
     },
     async refreshVersions() {
       try {
@@ -323,12 +341,12 @@ export function configCard(name, base, signal, onSaved) {
 
 // deleteButton asks for a confirmation, deletes the function and goes
 // back to the overview; an error is shown beside the button.
-export function deleteButton(name, base) {
+export function deleteButton(name, base, signal) {
   const err = h('div', { class: 'inline-error', 'aria-live': 'assertive' });
   const btn = h('button', { type: 'button', class: 'danger', 'data-testid': 'delete', text: 'Delete…' });
   btn.addEventListener('click', async () => {
     err.replaceChildren();
-    const ok = await confirmDialog(`Delete the function ${name}? Its versions, aliases and queued events go with it; this cannot be undone.`, 'Delete ' + name);
+    const ok = await confirmDialog(`Delete the function ${name}? Its versions, aliases and queued events go with it; this cannot be undone.`, 'Delete ' + name, signal);
     if (!ok) return;
     btn.disabled = true;
     try {

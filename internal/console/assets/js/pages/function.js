@@ -4,9 +4,9 @@
 // configuration and its form, usage and advice, invoke and delete. It
 // polls every 5 s until the page is left.
 import { api } from '../api.js';
-import { h, fmt, card, kv, table, emptyState, errorBox, poll, liveTable, scroller } from '../ui.js';
+import { h, fmt, card, kv, table, emptyState, errorBox, poll, liveTable, scroller, figure, POLL_MS } from '../ui.js';
 import {
-  POLL_MS, savedRange, isAbort, enc, slot, picker, charts, logTail, logList, usageCard, adviceCard,
+  savedRange, isAbort, enc, slot, picker, charts, logTail, logList, usageCard, adviceCard, presence, destroyOnAbort,
 } from './workload.js';
 import { invokeCard, configCard, deleteButton } from './function-actions.js';
 
@@ -22,6 +22,13 @@ const CHARTS = [
 // status GET /v1/invocations/ID keeps.
 const QUEUED = new Set(['async', 'topic', 'schedule']);
 
+// An asynchronous invocation in one of these states runs no more.
+const DONE = new Set(['succeeded', 'failed']);
+
+// reported: the lines hold the platform's REPORT line (the invocation's
+// last line).
+const reported = (lines) => lines.some((l) => /^REPORT\b/.test(l.text) || l.stream === 'report');
+
 export function render(main, params, signal) {
   const name = params.name;
   const base = '/v1/functions/' + enc(name);
@@ -33,8 +40,12 @@ export function render(main, params, signal) {
   const gone = h('section', { class: 'card', 'data-testid': 'not-found', hidden: true });
   const body = h('div', { class: 'page-body' });
   const tools = h('div', { class: 'page-tools' });
+  const here = presence({ gone, body, tools, status });
+  // An error loading the function itself shows here, with a retry.
+  const loadErr = h('div', { class: 'slot-error', 'data-testid': 'fn-error' });
+  let fnNow = null; // the function as last loaded
   const chartSet = charts(CHARTS);
-  const invocations = invocationsCard(name, base, signal);
+  const invocations = invocationsCard(name, base, signal, () => fnNow);
   const usage = usageCard('function', name, `Usage is recorded minute by minute: invoke it below or with stratus invoke ${name}, and its cost, energy and carbon show here within a minute or two.`);
   const advice = adviceCard(name, `invoke ${name}`);
   const config = configCard(name, base, signal, (fn) => showFunction(fn));
@@ -51,7 +62,7 @@ export function render(main, params, signal) {
     advice.refresh(range, signal);
   });
 
-  tools.append(rangeEl, deleteButton(name, base));
+  tools.append(rangeEl, deleteButton(name, base, signal));
   main.replaceChildren(h('div', { class: 'page page-function' },
     h('header', { class: 'page-head' },
       h('div', { class: 'page-title' },
@@ -62,6 +73,7 @@ export function render(main, params, signal) {
     gone,
     body));
   body.append(
+    loadErr,
     card('Activity', chartSet.el),
     h('div', { class: 'page-grid' },
       h('div', { class: 'col-wide' }, invocations.el),
@@ -72,6 +84,7 @@ export function render(main, params, signal) {
       h('div', { class: 'col-wide' }, advice.el)));
 
   function showFunction(fn) {
+    fnNow = fn;
     const c = fn.config || {};
     const parts = [
       c.runtime || c.image || '—',
@@ -88,21 +101,17 @@ export function render(main, params, signal) {
   async function loadFunction() {
     try {
       const fn = await api('GET', base, { signal });
-      gone.hidden = true;
-      body.hidden = false;
-      tools.hidden = false;
+      here.present();
+      loadErr.replaceChildren();
       showFunction(fn);
     } catch (err) {
       if (isAbort(err, signal)) return;
       if (err.status === 404) {
-        gone.replaceChildren(emptyState(`There is no function ${name}`, h('span', {}, 'It was removed or never deployed. Go back to the ', h('a', { href: '#/', text: 'overview' }), ` or deploy it with stratus deploy ${name}.`)));
-        gone.hidden = false;
-        body.hidden = true;
-        tools.hidden = true;
-        status.textContent = 'Not found';
+        here.missing('function', name, `stratus deploy ${name}`);
         return;
       }
-      status.textContent = 'Could not load the function: ' + err.message;
+      if (!fnNow) status.textContent = 'Could not load the function.';
+      loadErr.replaceChildren(errorBox(new Error('the function: ' + err.message), () => loadFunction()));
     }
   }
 
@@ -130,13 +139,13 @@ export function render(main, params, signal) {
       slow ? config.refreshVersions() : null,
     ]);
   }, POLL_MS, signal);
-  signal.addEventListener('abort', () => chartSet.destroy(), { once: true });
+  destroyOnAbort(signal, chartSet, advice, invocations);
 }
 
 // invocationsCard is the table of the newest invocations; a row opens
 // the detail below it: the invocation's log lines and, when it went
 // through the queue, its status, attempts and destination.
-function invocationsCard(name, base, signal) {
+function invocationsCard(name, base, signal, fnNow) {
   const s = slot('slot-invocations');
   const detail = h('div', { class: 'invocation-detail', 'data-testid': 'invocation-detail', 'aria-live': 'polite' });
   const el = card('Recent invocations', s.el, detail);
@@ -146,17 +155,18 @@ function invocationsCard(name, base, signal) {
   let shown = null;
 
   const close = () => {
-    const row = lt.el.querySelector(`tr[data-request-id="${CSS.escape(selected || '')}"]`);
+    const btn = lt.el.querySelector(`tr[data-request-id="${CSS.escape(selected || '')}"] button.row-open`);
     selected = null;
     shown = null;
     detail.replaceChildren();
-    markSelected();
-    if (row) row.focus();
+    lt.mark();
+    if (btn) btn.focus();
   };
 
   const open = (rec) => {
+    if (selected === rec.requestId) return close();
     selected = rec.requestId;
-    markSelected();
+    lt.mark();
     const head = h('h3', { tabindex: '-1', text: 'Invocation ' + rec.requestId });
     const logsSlot = slot('slot-invlogs');
     const asyncSlot = QUEUED.has(rec.trigger) ? slot('slot-async') : null;
@@ -167,7 +177,7 @@ function invocationsCard(name, base, signal) {
         ['Start', fmt.time(rec.start)], ['Outcome', rec.outcome + (rec.errorType ? ` (${rec.errorType})` : '')],
         ['Trigger', rec.trigger || '—'], ['Version', rec.qualifier || String(rec.version)],
         ['Instance', rec.instance || '—'], ['CPU time', fmt.ms(rec.cpuMs)],
-        ['Cost', fmt.usd(rec.usage && rec.usage.costUSD)], ['Carbon', fmt.gco2(rec.usage && rec.usage.carbonG)],
+        ['Cost', figure('usd', rec.usage && rec.usage.costUSD)], ['Carbon', figure('gco2', rec.usage && rec.usage.carbonG)],
       ]),
       asyncSlot ? h('section', { 'aria-label': 'Asynchronous status' }, h('h4', { text: 'Attempts and destination' }), asyncSlot.el) : null,
       h('h4', { text: 'Log lines' }), logsSlot.el));
@@ -176,17 +186,22 @@ function invocationsCard(name, base, signal) {
     return reload();
   };
 
+  // reload shows the open detail's figures again, until they are final:
+  // its lines hold the REPORT line and, for a queued invocation, its
+  // state is done and its outcome delivered (or no destination awaits it).
   const reload = () => {
     const d = shown;
     if (!d) return null;
-    return Promise.all([showLogs(d), d.asyncSlot ? showAsync(d) : null]);
+    return Promise.all([d.logsDone ? null : showLogs(d), d.asyncSlot && !d.asyncDone ? showAsync(d) : null]);
   };
 
   const showLogs = async (d) => {
     try {
       const r = await api('GET', base + '/logs', { query: { request: d.rec.requestId }, signal });
       const sig = (r.lines || []).map((l) => l.id).join();
-      if (shown !== d || d.logSig === sig) return;
+      if (shown !== d) return;
+      d.logsDone = reported(r.lines || []);
+      if (d.logSig === sig) return;
       d.logSig = sig;
       d.logsSlot.show(logList(r.lines || [], 'invocation-logs', ['No log lines for this invocation', 'It printed nothing; the platform lines appear once it has finished.']));
     } catch (err) {
@@ -203,7 +218,11 @@ function invocationsCard(name, base, signal) {
         api('GET', base + '/invocations', { query: { request: rec.requestId }, signal }),
       ]);
       const sig = JSON.stringify([st, att]);
-      if (shown !== d || d.asyncSig === sig) return;
+      if (shown !== d) return;
+      const c = (fnNow() && fnNow().config) || {};
+      const awaits = st && (st.state === 'succeeded' ? c.onSuccess : c.onFailure);
+      d.asyncDone = !!st && DONE.has(st.state) && (!awaits || !!st.destinationState);
+      if (d.asyncSig === sig) return;
       d.asyncSig = sig;
       const attempts = (att.invocations || []).slice().reverse();
       sl.show(h('div', {},
@@ -229,14 +248,6 @@ function invocationsCard(name, base, signal) {
     }
   };
 
-  const markSelected = () => {
-    for (const tr of lt.el.querySelectorAll('tbody tr[data-request-id]')) {
-      const on = tr.dataset.requestId === selected;
-      tr.classList.toggle('selected', on);
-      tr.setAttribute('aria-selected', String(on));
-    }
-  };
-
   // The table is updated in place (rows keyed by request ID), so a row
   // keeps its keyboard focus across polls.
   const lt = liveTable({
@@ -244,6 +255,7 @@ function invocationsCard(name, base, signal) {
     rowKey: (r) => r.requestId,
     rowAttrs: (r) => ({ 'data-testid': 'invocation-row-' + r.requestId, 'data-request-id': r.requestId }),
     onRow: (r) => open(r),
+    expanded: (r) => r.requestId === selected,
     columns: [
       { key: 'requestId', label: 'Request ID', render: (r) => h('code', { class: 'reqid', text: r.requestId }) },
       { key: 'start', label: 'Start', render: (r) => fmt.time(r.start) },
@@ -259,10 +271,12 @@ function invocationsCard(name, base, signal) {
   lt.el.dataset.testid = 'invocations-table';
   const errArea = h('div', { class: 'slot-error' });
   let loaded = false;
-  signal.addEventListener('abort', () => lt.destroy(), { once: true });
 
   return {
     el,
+    destroy() {
+      lt.destroy();
+    },
     async refresh() {
       try {
         const r = await api('GET', base + '/invocations', { query: { limit: 50 }, signal });
@@ -272,7 +286,6 @@ function invocationsCard(name, base, signal) {
           loaded = true;
           s.show(h('div', {}, errArea, scroller(lt.el)));
         }
-        markSelected();
         await reload();
       } catch (err) {
         if (isAbort(err, signal)) return;
@@ -284,7 +297,7 @@ function invocationsCard(name, base, signal) {
 }
 
 // outcome is an invocation's outcome as a badge, with its error type.
-export function outcome(r) {
+function outcome(r) {
   const ok = r.outcome === 'success';
   return h('span', { class: 'badge ' + (ok ? 'badge-ok' : 'badge-bad') }, r.outcome + (r.errorType ? ` · ${r.errorType}` : '') + (r.cold ? ' · cold' : ''));
 }

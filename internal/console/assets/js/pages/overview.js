@@ -6,10 +6,8 @@
 // /v1/usage?since=1h&by=function|service, /v1/topics, /v1/schedules.
 
 import { api } from '../api.js';
-import { h, fmt, errorBox, emptyState, poll, liveTable, liveSection } from '../ui.js';
+import { h, fmt, errorBox, emptyState, poll, liveTable, liveSection, offline, offlineBox, stat, workloadStatus, noFunctions, command, figure, POLL_MS } from '../ui.js';
 import { sparkline } from '../chart.js';
-
-const POLL_MS = 5000;
 
 function nameLink(href, name, sub) {
   return (td, row, st) => {
@@ -56,45 +54,6 @@ function statusCell(text, kind) {
   };
 }
 
-function fnStatus(f) {
-  const i = f.instances || {};
-  if ((i.live || 0) === 0) return ['Scaled to zero', 'idle'];
-  return [i.busy > 0 ? 'Running' : 'Warm', 'ok'];
-}
-
-function svcStatus(s) {
-  switch (s.status) {
-    case 'Ready':
-      return ['Ready', 'ok'];
-    case 'ScaledToZero':
-      return ['Scaled to zero', 'idle'];
-    case 'Starting':
-      return ['Starting', 'warn'];
-    case 'CrashLoopBackOff':
-      return ['Crash loop', 'bad'];
-    default:
-      return [s.status || 'Unknown', 'warn'];
-  }
-}
-
-// stat is one figure of the totals row; set(text, alert) shows text (its
-// unit smaller, when it ends with one) and marks the figure when alert.
-function stat(label, testid) {
-  const v = h('p', { class: 'stat-value', 'data-testid': testid }, '—');
-  const el = h('div', { class: 'stat' }, h('p', { class: 'stat-label' }, label), v);
-  return {
-    el,
-    set(text, alert = false) {
-      el.classList.toggle('alert', alert);
-      if (v.dataset.text === text) return;
-      v.dataset.text = text;
-      const m = /^(.*\d)\s+([^\d\s]+)$/.exec(text);
-      if (m) v.replaceChildren(m[1], h('span', { class: 'stat-unit' }, m[2]));
-      else v.textContent = text;
-    },
-  };
-}
-
 export function render(main, params, signal) {
   const updated = h('p', { class: 'updated', 'aria-live': 'off' }, '');
   const stats = {
@@ -108,21 +67,27 @@ export function render(main, params, signal) {
   };
 
   let series = null; // last /v1/series answer (null until it answers)
-  let usage = new Map(); // "function:NAME" / "service:NAME" → usage row
+  // The last good usage rows of each kind (null until its first answer):
+  // a failed call keeps them and says so in place.
+  const usage = { function: null, service: null };
   const fseries = (name) => (series && series.functions && series.functions[name]) || null;
   const sseries = (name) => (series && series.services && series.services[name]) || null;
-  let usageLoaded = false;
-  const use = (kind, name) => usage.get(kind + ':' + name) || null;
-  const usageReady = () => usageLoaded;
+  // usageCell is a workload's cost or carbon of the hour: '—' until its
+  // kind's usage has answered, 0 for a workload with no usage row.
+  const usageCell = (kind, key, unit) => (w) => {
+    if (!usage[kind]) return '—';
+    const row = usage[kind].get(w.name);
+    return figure(unit, row ? row[key] : 0);
+  };
 
   const fnTable = liveTable({
     caption: 'Functions: status, instances, the last hour’s invocations, errors, duration, cost and carbon',
     rowKey: (f) => f.name,
     rowAttrs: (f) => ({ 'data-testid': 'fn-row-' + f.name }),
-    empty: emptyState('No functions yet.', h('span', null, 'Deploy one: ', h('code', null, 'stratus deploy NAME --runtime python3 --handler app.handler DIR'), '.')),
+    empty: noFunctions(),
     columns: [
       { label: 'Function', update: (td, f, st) => nameLink('#/functions/' + encodeURIComponent(f.name), f.name, (r) => `${r.config.runtime || 'image'} · v${r.version} · ${r.config.memoryMB || '—'} MB`)(td, f, st) },
-      { label: 'Status', update: statusCell((f) => fnStatus(f)[0], (f) => fnStatus(f)[1]) },
+      { label: 'Status', update: statusCell((f) => workloadStatus('function', f)[0], (f) => workloadStatus('function', f)[1]) },
       { label: 'Instances', numeric: true, render: (f) => `${f.instances ? f.instances.live : 0}` + (f.instances && f.instances.busy ? ` (${f.instances.busy} busy)` : '') },
       {
         label: 'Invocations',
@@ -145,8 +110,8 @@ export function render(main, params, signal) {
       },
       { label: 'p50', numeric: true, render: (f) => fmt.ms(fseries(f.name) && fseries(f.name).summary.p50Ms) },
       { label: 'p99', numeric: true, render: (f) => fmt.ms(fseries(f.name) && fseries(f.name).summary.p99Ms) },
-      { label: 'Cost', numeric: true, render: (f) => (usageReady() ? fmt.usd(use('function', f.name) ? use('function', f.name).costUSD : 0) : '—') },
-      { label: 'Carbon', numeric: true, render: (f) => (usageReady() ? fmt.gco2(use('function', f.name) ? use('function', f.name).carbonG : 0) : '—') },
+      { label: 'Cost', numeric: true, render: usageCell('function', 'costUSD', 'usd') },
+      { label: 'Carbon', numeric: true, render: usageCell('function', 'carbonG', 'gco2') },
     ],
   });
 
@@ -154,10 +119,10 @@ export function render(main, params, signal) {
     caption: 'Services: status, replicas, the last hour’s requests, errors, latency, cost and carbon',
     rowKey: (s) => s.name,
     rowAttrs: (s) => ({ 'data-testid': 'svc-row-' + s.name }),
-    empty: emptyState('No services yet.', h('span', null, 'Deploy one: ', h('code', null, 'stratus service deploy NAME --image REF'), '.')),
+    empty: emptyState('No services yet.', h('span', null, 'Deploy one: ', command('stratus service deploy NAME --image REF'), '.')),
     columns: [
       { label: 'Service', update: (td, s, st) => nameLink('#/services/' + encodeURIComponent(s.name), s.name, (r) => `rev ${r.revision} · ${shortImage(r.config && r.config.image)}`)(td, s, st) },
-      { label: 'Status', update: statusCell((s) => svcStatus(s)[0], (s) => svcStatus(s)[1]) },
+      { label: 'Status', update: statusCell((s) => workloadStatus('service', s)[0], (s) => workloadStatus('service', s)[1]) },
       { label: 'Replicas', numeric: true, render: (s) => `${s.replicas ? s.replicas.ready : 0} / ${s.replicas ? s.replicas.desired : 0}` },
       {
         label: 'Requests',
@@ -180,8 +145,8 @@ export function render(main, params, signal) {
       },
       { label: 'p50', numeric: true, render: (s) => fmt.ms(sseries(s.name) && sseries(s.name).summary.p50Ms) },
       { label: 'p99', numeric: true, render: (s) => fmt.ms(sseries(s.name) && sseries(s.name).summary.p99Ms) },
-      { label: 'Cost', numeric: true, render: (s) => (usageReady() ? fmt.usd(use('service', s.name) ? use('service', s.name).costUSD : 0) : '—') },
-      { label: 'Carbon', numeric: true, render: (s) => (usageReady() ? fmt.gco2(use('service', s.name) ? use('service', s.name).carbonG : 0) : '—') },
+      { label: 'Cost', numeric: true, render: usageCell('service', 'costUSD', 'usd') },
+      { label: 'Carbon', numeric: true, render: usageCell('service', 'carbonG', 'gco2') },
     ],
   });
 
@@ -189,7 +154,7 @@ export function render(main, params, signal) {
     caption: 'Topics with their subscriptions and pending events',
     rowKey: (t) => t.name,
     rowAttrs: (t) => ({ 'data-testid': 'ov-topic-row-' + t.name }),
-    empty: emptyState('No topics yet.', h('span', null, 'Create one: ', h('code', null, 'stratus topic create NAME'), ', then ', h('code', null, 'stratus subscribe NAME --function FN'), '.')),
+    empty: emptyState('No topics yet.', h('span', null, 'Create one: ', command('stratus topic create NAME'), ', then ', command('stratus subscribe NAME --function FN'), '.')),
     columns: [
       { label: 'Topic', update: (td, t, st) => nameLink('#/events', t.name, () => '')(td, t, st) },
       { label: 'Subscriptions', numeric: true, render: (t) => fmt.num(t.subscriptions) },
@@ -201,7 +166,7 @@ export function render(main, params, signal) {
     caption: 'Schedules with their next firing',
     rowKey: (s) => s.name,
     rowAttrs: (s) => ({ 'data-testid': 'ov-schedule-row-' + s.name }),
-    empty: emptyState('No schedules yet.', h('span', null, 'Create one: ', h('code', null, 'stratus schedule create NAME --function FN --rate "5 minutes"'), '.')),
+    empty: emptyState('No schedules yet.', h('span', null, 'Create one: ', command('stratus schedule create NAME --function FN --rate "5 minutes"'), '.')),
     columns: [
       { label: 'Schedule', render: (s) => h('span', null, h('span', { class: 'cell-main' }, s.name), h('div', { class: 'cell-sub' }, '→ ' + s.function)) },
       { label: 'When', render: (s) => h('code', null, s.expression) },
@@ -214,10 +179,12 @@ export function render(main, params, signal) {
   const topicSec = liveSection('Topics', topicTable, { id: 'topics' });
   const schedSec = liveSection('Schedules', schedTable, { id: 'schedules' });
   const seriesErr = h('div', { class: 'section-status' });
+  const usageErr = h('div', { class: 'section-status', 'data-testid': 'usage-error' });
 
   main.replaceChildren(
     h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Overview'), h('p', { class: 'sub' }, 'The last hour · updates every 5 seconds')), updated),
     seriesErr,
+    usageErr,
     h('div', { class: 'stats', role: 'group', 'aria-label': 'Totals of the last hour' }, Object.values(stats).map((s) => s.el)),
     fnSec.el,
     svcSec.el,
@@ -232,6 +199,7 @@ export function render(main, params, signal) {
   let fns = null;
   let svcs = null;
   let seq = 0;
+  let lastUpdate = '';
   const refresh = async () => {
     // A newer refresh (a poll, or one a form asked for) wins.
     const mine = ++seq;
@@ -247,23 +215,30 @@ export function render(main, params, signal) {
     ]);
     if (signal.aborted || mine !== seq) return;
     const retry = () => refresh();
+    // A server that cannot be reached is said once, above everything,
+    // which keeps the figures of the last update.
+    if (offline([rf, rs, rser, ruf, rus, rt, rsch])) {
+      seriesErr.replaceChildren(offlineBox(lastUpdate, retry));
+      return;
+    }
     if (rser.status === 'fulfilled') {
       series = rser.value;
       seriesErr.replaceChildren();
     } else {
       seriesErr.replaceChildren(errorBox(new Error(`the last hour’s series: ${rser.reason.message}`), retry));
     }
-    if (ruf.status === 'fulfilled' || rus.status === 'fulfilled') {
-      const m = new Map();
-      for (const [r, kind] of [
-        [ruf, 'function'],
-        [rus, 'service'],
-      ]) {
-        if (r.status === 'fulfilled') for (const row of r.value.rows || []) m.set(kind + ':' + row.key, row);
-      }
-      usage = m;
-      usageLoaded = true;
+    const usageFails = [];
+    for (const [r, kind] of [
+      [ruf, 'function'],
+      [rus, 'service'],
+    ]) {
+      if (r.status === 'fulfilled') usage[kind] = new Map((r.value.rows || []).map((row) => [row.key, row]));
+      else usageFails.push(`${kind}s: ${r.reason.message}`);
     }
+    if (usageFails.length) {
+      const kept = usage.function || usage.service ? ' The figures shown are the last ones that loaded.' : '';
+      usageErr.replaceChildren(errorBox(new Error(`the last hour’s cost and carbon (${usageFails.join('; ')}).${kept}`), retry));
+    } else usageErr.replaceChildren();
     if (rf.status === 'fulfilled') {
       fns = (rf.value.functions || []).slice().sort((a, b) => a.name.localeCompare(b.name));
       fnSec.ok(fns);
@@ -295,17 +270,20 @@ export function render(main, params, signal) {
       stats.requests.set(fmt.num(req));
       stats.errors.set(fmt.num(errs), errs > 0);
     }
-    if (usageLoaded) {
+    if (usage.function && usage.service) {
       let cost = 0,
         carbon = 0;
-      for (const row of usage.values()) {
-        cost += row.costUSD || 0;
-        carbon += row.carbonG || 0;
+      for (const m of [usage.function, usage.service]) {
+        for (const row of m.values()) {
+          cost += row.costUSD || 0;
+          carbon += row.carbonG || 0;
+        }
       }
-      stats.cost.set(fmt.usd(cost));
-      stats.carbon.set(fmt.gco2(carbon));
+      stats.cost.set(fmt.usd(cost), false, fmt.exact('usd', cost));
+      stats.carbon.set(fmt.gco2(carbon), false, fmt.exact('gco2', carbon));
     }
-    updated.textContent = 'Updated ' + fmt.time(new Date());
+    lastUpdate = fmt.time(new Date());
+    updated.textContent = 'Updated ' + lastUpdate;
   };
   poll(refresh, POLL_MS, signal);
 }

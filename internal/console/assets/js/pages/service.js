@@ -4,23 +4,25 @@
 // replicas, their logs, usage and carbon, and the advice. It polls every
 // 5 s until the page is left.
 import { api } from '../api.js';
-import { h, fmt, card, kv, table, emptyState, errorBox, poll, liveTable, scroller } from '../ui.js';
+import { h, fmt, card, kv, table, emptyState, errorBox, poll, liveTable, scroller, stat, workloadStatus, link, POLL_MS } from '../ui.js';
 import {
-  POLL_MS, savedRange, isAbort, enc, slot, picker, charts, panicBands, logTail, usageCard, adviceCard,
+  savedRange, isAbort, enc, slot, picker, charts, panicBands, logTail, usageCard, adviceCard, envTable, presence, destroyOnAbort,
 } from './workload.js';
 
 const CHARTS = [
   {
     testid: 'chart-replicas', title: 'Replicas and desired (panic windows shaded)', unit: 'replicas', bands: true,
-    series: [{ label: 'Ready replicas', key: 'replicas', kind: 'step' }, { label: 'Desired', key: 'desired', kind: 'step', dash: [6, 4] }],
+    series: [
+      { label: 'Ready replicas', key: 'replicas', kind: 'step' },
+      { label: 'Desired', key: 'desired', kind: 'step', dash: [6, 4] },
+      { label: 'Autoscaler decision', key: 'autoscalerDesired', kind: 'step', dash: [2, 3] },
+    ],
   },
   { testid: 'chart-requests', title: 'Request rate and 5xx rate', unit: 'req/s', series: [{ label: 'Requests', key: 'requests', kind: 'bars', perSec: true }, { label: '5xx', key: 'errors', kind: 'bars', perSec: true }] },
   { testid: 'chart-latency', title: 'Latency p50 / p99', unit: 'ms', series: [{ label: 'p50', key: 'latencyP50Ms' }, { label: 'p99', key: 'latencyP99Ms', dash: [6, 4] }] },
   { testid: 'chart-inflight', title: 'Requests in flight (max)', unit: 'count', series: [{ label: 'In flight', key: 'inflight', kind: 'step' }] },
   { testid: 'chart-restarts', title: 'Restarts and OOM kills', unit: 'count', series: [{ label: 'Restarts', key: 'restarts', kind: 'bars' }, { label: 'OOM kills', key: 'oomKills', kind: 'bars' }] },
 ];
-
-const STATUS_CLASS = { Ready: 'ok', Starting: 'warn', ScaledToZero: 'idle', CrashLoopBackOff: 'bad' };
 
 export function render(main, params, signal) {
   const name = params.name;
@@ -34,13 +36,10 @@ export function render(main, params, signal) {
   const gone = h('section', { class: 'card', 'data-testid': 'not-found', hidden: true });
   const body = h('div', { class: 'page-body' });
   const tools = h('div', { class: 'page-tools' });
-  const stat = (label, testid) => {
-    const v = h('p', { class: 'stat-value', 'data-testid': testid, text: '—' });
-    return { el: h('div', { class: 'stat' }, h('p', { class: 'stat-label', text: label }), v), v };
-  };
+  const here = presence({ gone, body, tools, status });
   const stats = {
     ready: stat('Ready replicas', 'replicas-now'),
-    desired: stat('Desired by the autoscaler', 'replicas-desired'),
+    desired: stat('Desired replicas', 'replicas-desired'),
     draining: stat('Draining', 'replicas-draining'),
     waiting: stat('Requests waiting', 'requests-waiting'),
     restarts: stat('Restarts (serving revision)', 'svc-restarts'),
@@ -48,6 +47,8 @@ export function render(main, params, signal) {
   const lastError = h('div', { class: 'svc-last-error', 'data-testid': 'svc-last-error', 'aria-live': 'polite' });
   const chartSet = charts(CHARTS);
   const traffic = slot('slot-traffic', 'traffic');
+  const history = revisionsTable(name);
+  const historyErr = h('div', { class: 'slot-error' });
   const config = slot('slot-config', 'svc-config');
   const replicas = replicasTable(name);
   const replicaErr = h('div', { class: 'slot-error' });
@@ -89,8 +90,9 @@ export function render(main, params, signal) {
     lastError,
     card('Activity', chartSet.el),
     h('div', { class: 'page-grid' },
-      card('Revisions and traffic', traffic.el),
+      card('Traffic', traffic.el),
       card('Configuration', config.el),
+      h('div', { class: 'col-wide' }, card('Revisions', historyErr, scroller(history.el))),
       h('div', { class: 'col-wide' }, card('Replicas', replicaErr, scroller(replicas.el))),
       h('div', { class: 'col-wide' }, card('Replica logs',
         h('div', { class: 'field field-inline' }, h('label', { for: choose.id, text: 'Show lines of' }), choose),
@@ -100,11 +102,11 @@ export function render(main, params, signal) {
 
   function showService(sv) {
     const c = sv.config || {};
-    stats.ready.v.textContent = String(sv.replicas.ready);
-    stats.desired.v.textContent = String(sv.replicas.desired);
-    stats.draining.v.textContent = String(sv.replicas.draining);
-    stats.waiting.v.textContent = String(sv.replicas.waiting);
-    stats.restarts.v.textContent = String(sv.restarts);
+    stats.ready.set(String(sv.replicas.ready));
+    stats.desired.set(String(sv.replicas.desired));
+    stats.draining.set(String(sv.replicas.draining));
+    stats.waiting.set(String(sv.replicas.waiting));
+    stats.restarts.set(String(sv.restarts), sv.restarts > 0);
     replicas.update(sv.detail || []);
     replicaChoices(sv.detail || []);
     // The rest is drawn again only when it changed, so a poll keeps the
@@ -112,11 +114,11 @@ export function render(main, params, signal) {
     const sig = JSON.stringify([sv.status, sv.revision, sv.config, sv.traffic, sv.lastError, sv.url, sv.hostUrl, sv.updatedAt]);
     if (sig === shownSig) return;
     shownSig = sig;
-    const cls = STATUS_CLASS[sv.status] || 'warn';
+    const [text, cls] = workloadStatus('service', sv);
     status.replaceChildren(
-      h('span', { class: 'status ' + cls, text: sv.status }), ' · ',
+      h('span', { class: 'status ' + cls, text, title: sv.status }), ' · ',
       `revision ${sv.revisionName}`, ' · ', h('code', { text: c.image || '—' }),
-      ' · ', h('a', { href: sv.url, text: sv.url, rel: 'noopener' }));
+      ' · ', link(sv.url));
     lastError.replaceChildren(sv.lastError ? h('p', { class: 'notice notice-bad' }, h('strong', { text: 'Last error: ' }), sv.lastError) : '');
 
     traffic.show(scroller(table({
@@ -125,14 +127,13 @@ export function render(main, params, signal) {
       columns: [
         { key: 'revisionName', label: 'Revision', render: (t) => h('span', {}, t.revisionName, t.latest ? h('span', { class: 'pill accent', text: 'latest' }) : null) },
         { key: 'percent', label: 'Traffic', numeric: true, render: (t) => trafficBar(t.percent) },
-        { key: 'tag', label: 'Tag', render: (t) => (t.tag ? h('span', {}, h('code', { text: t.tag }), ' ', t.url ? h('a', { href: t.url, text: t.url, rel: 'noopener' }) : null) : '—') },
+        { key: 'tag', label: 'Tag', render: (t) => (t.tag ? h('span', {}, h('code', { text: t.tag }), ' ', t.url ? link(t.url) : null) : '—') },
         { key: 'ready', label: 'Ready replicas', numeric: true, render: (t) => String(t.ready) },
       ],
       rows: sv.traffic || [],
       empty: emptyState('No traffic targets', `Deploy a revision with stratus service deploy ${name} --image REF.`),
     })));
 
-    const env = Object.keys(c.env || {}).sort();
     config.show(h('div', {},
       kv([
         ['Image', h('code', { text: c.image || '—' })],
@@ -145,12 +146,7 @@ export function render(main, params, signal) {
         ['Host route', sv.hostUrl || '—'],
         ['Updated', fmt.time(sv.updatedAt)],
       ]),
-      scroller(table({
-        caption: 'Environment',
-        columns: [{ key: 'k', label: 'Name', render: (k) => h('code', { text: k }) }, { key: 'v', label: 'Value', render: (k) => h('code', { class: 'env-value', text: c.env[k] }) }],
-        rows: env,
-        empty: emptyState('No environment variables', `Set them with stratus service deploy ${name} --env KEY=VALUE.`),
-      }))));
+      envTable(c.env, `Set them with stratus service deploy ${name} --env KEY=VALUE.`)));
   }
 
   // replicaChoices keeps the log filter's choices to the replicas listed
@@ -169,19 +165,13 @@ export function render(main, params, signal) {
   async function loadService() {
     try {
       const sv = await api('GET', base, { signal });
-      gone.hidden = true;
-      body.hidden = false;
-      tools.hidden = false;
+      here.present();
       replicaErr.replaceChildren();
       showService(sv);
     } catch (err) {
       if (isAbort(err, signal)) return;
       if (err.status === 404) {
-        gone.hidden = false;
-        body.hidden = true;
-        tools.hidden = true;
-        gone.replaceChildren(emptyState(`There is no service ${name}`, h('span', {}, 'It was removed or never deployed. Go back to the ', h('a', { href: '#/', text: 'overview' }), ` or deploy it with stratus service deploy ${name} --image REF.`)));
-        status.textContent = 'Not found';
+        here.missing('service', name, `stratus service deploy ${name} --image REF`);
         return;
       }
       status.textContent = 'Could not load the service: ' + err.message;
@@ -199,20 +189,49 @@ export function render(main, params, signal) {
     }
   }
 
+  async function loadRevisions() {
+    try {
+      const r = await api('GET', base + '/revisions', { signal });
+      history.update(r.revisions || []);
+      historyErr.replaceChildren();
+    } catch (err) {
+      if (!isAbort(err, signal) && err.status !== 404) historyErr.replaceChildren(errorBox(err, () => loadRevisions()));
+    }
+  }
+
   let tick = 0;
   poll(async () => {
     const slow = tick++ % 6 === 0; // usage and advice: every 30 s
     await Promise.all([
       loadService(),
       loadSeries(),
+      loadRevisions(),
       slow ? usage.refresh(range, signal) : null,
       slow ? advice.refresh(range, signal) : null,
     ]);
   }, POLL_MS, signal);
-  signal.addEventListener('abort', () => {
-    chartSet.destroy();
-    replicas.destroy();
-  }, { once: true });
+  destroyOnAbort(signal, chartSet, advice, replicas, history);
+}
+
+// revisionsTable lists every revision of the service, newest first, and
+// the share of requests each takes now.
+function revisionsTable(name) {
+  const lt = liveTable({
+    caption: 'Revisions of ' + name + ', newest first, with the share of requests each serves',
+    rowKey: (r) => r.number,
+    rowAttrs: (r) => ({ 'data-testid': 'revision-row-' + r.number }),
+    columns: [
+      { key: 'name', label: 'Revision', render: (r) => h('span', {}, h('code', { text: r.name }), r.latest ? h('span', { class: 'pill accent', text: 'latest' }) : null) },
+      { key: 'image', label: 'Image', render: (r) => h('code', { text: r.image || '—', title: r.imageDigest || null }) },
+      { key: 'createdAt', label: 'Created', render: (r) => fmt.time(r.createdAt) },
+      { key: 'percent', label: 'Serves', numeric: true, render: (r) => (r.percent > 0 ? trafficBar(r.percent) : h('span', { class: 'hint', text: 'no traffic' })) },
+      { key: 'tags', label: 'Tags', render: (r) => (r.tags && r.tags.length ? r.tags.join(', ') : '—') },
+      { key: 'ready', label: 'Ready replicas', numeric: true, render: (r) => String(r.ready || 0) },
+    ],
+    empty: emptyState('No revisions', `Deploy one with stratus service deploy ${name} --image REF.`),
+  });
+  lt.el.dataset.testid = 'revisions-table';
+  return lt;
 }
 
 // trafficBar is a percent with a bar drawn in CSS (its width set through

@@ -3,10 +3,8 @@
 // a live log tail, the usage card and the advice card with its break-even
 // chart. Every figure comes from the public /v1 API.
 import { api, follow } from '../api.js';
-import { h, fmt, card, kv, table, emptyState, errorBox, live, rangePicker, scroller, skeleton } from '../ui.js';
+import { h, fmt, card, kv, table, emptyState, errorBox, live, rangePicker, scroller, skeleton, figure, POLL_MS } from '../ui.js';
 import { timeChart, xyChart } from '../chart.js';
-
-export const POLL_MS = 5000;
 
 // The range the operator picked last, kept for the session so that going
 // from one workload to another keeps it.
@@ -96,19 +94,11 @@ export function charts(defs) {
           // perSec: a count in the bucket as a rate over the bucket.
           return s.perSec ? v.map((x) => (x == null ? null : x / answer.stepSec)) : v;
         });
-        const opts = it.d.bands && bandsOf ? { bands: bandsOf(answer) } : undefined;
         // The last bucket is drawn to its end (the answer's end), not
-        // cut at its start: one more x, where a gauge or a quantile holds
-        // its last value and a count has none.
+        // cut at its start.
         const n = answer.t.length;
         const end = n ? Math.max(answer.end || 0, answer.t[n - 1] + (answer.stepSec || 0)) : 0;
-        const t = n && end > answer.t[n - 1] ? [...answer.t, end] : answer.t;
-        const drawn = t === answer.t ? ys : ys.map((y, i) => [...y, it.d.series[i].kind === 'bars' ? null : y[n - 1]]);
-        it.chart.update(t, drawn, opts);
-        // What the chart exposes (data-points, data-last) is the
-        // answer's own points.
-        it.box.dataset.points = String(n);
-        it.box.dataset.last = n ? ys.map((y) => (y[n - 1] == null ? 'null' : String(y[n - 1]))).join(',') : '';
+        it.chart.update(answer.t, ys, { end, bands: it.d.bands && bandsOf ? bandsOf(answer) : undefined });
       }
     },
     error(err) {
@@ -221,7 +211,7 @@ export function logTail({ path, signal, testid, label, filter, empty }) {
 
 // logLine renders one stratus.LogLine: time, stream, request or
 // instance, text.
-export function logLine(l) {
+function logLine(l) {
   // A request ID's tail tells requests apart (its head is a timestamp).
   const who = l.requestId || l.instance || '';
   const short = l.requestId ? '…' + l.requestId.slice(-8) : who;
@@ -265,9 +255,9 @@ export function usageCard(kind, name, emptyHint) {
             ['GB-seconds', fmt.num(row.gbSeconds)],
             ['vCPU-seconds', fmt.num(row.vcpuSeconds)],
             ['CPU time used', fmt.dur(row.cpuSeconds)],
-            ['Cost', fmt.usd(row.costUSD)],
-            ['Energy', fmt.wh(row.energyWh)],
-            ['Carbon', fmt.gco2(row.carbonG)],
+            ['Cost', figure('usd', row.costUSD)],
+            ['Energy', figure('wh', row.energyWh)],
+            ['Carbon', figure('gco2', row.carbonG)],
           ]), src));
       } catch (err) {
         if (!isAbort(err, signal) && mine === seq) s.error(err, () => this.refresh(range, signal));
@@ -318,16 +308,16 @@ export function adviceCard(name, todo) {
           ['Duration mean / p99', fmt.ms(tr.meanDurationMs) + ' / ' + fmt.ms(tr.p99DurationMs)],
           ['Cold starts per request', fmt.pct(tr.coldStartRate)],
           ['Break-even rate', a.breakEvenRps ? rate(a.breakEvenRps) : 'none between 0.001 and 100,000 req/s'],
-          ['Monthly saving', fmt.usd(a.monthlySavingUSD)],
+          ['Monthly saving', figure('usd', a.monthlySavingUSD)],
         ]),
         scroller(table({
           caption: 'Ways of running it, a month at this traffic',
           rowKey: (o) => o.model,
           columns: [
             { key: 'model', label: 'Option', render: (o) => (MODEL_NAMES[o.model] || o.model) + (o.model === a.recommended ? ' ★' : '') },
-            { key: 'monthlyCostUSD', label: 'Cost / month', numeric: true, render: (o) => fmt.usd(o.monthlyCostUSD) },
-            { key: 'monthlyEnergyWh', label: 'Energy / month', numeric: true, render: (o) => fmt.wh(o.monthlyEnergyWh) },
-            { key: 'monthlyCarbonG', label: 'CO2e / month', numeric: true, render: (o) => fmt.gco2(o.monthlyCarbonG) },
+            { key: 'monthlyCostUSD', label: 'Cost / month', numeric: true, render: (o) => figure('usd', o.monthlyCostUSD) },
+            { key: 'monthlyEnergyWh', label: 'Energy / month', numeric: true, render: (o) => figure('wh', o.monthlyEnergyWh) },
+            { key: 'monthlyCarbonG', label: 'CO2e / month', numeric: true, render: (o) => figure('gco2', o.monthlyCarbonG) },
             { key: 'p99Ms', label: 'p99', numeric: true, render: (o) => fmt.ms(o.p99Ms) },
             { key: 'coldStartRate', label: 'Cold starts', numeric: true, render: (o) => fmt.pct(o.coldStartRate) },
             { key: 'note', label: 'Note', render: (o) => o.note || '' },
@@ -339,12 +329,17 @@ export function adviceCard(name, todo) {
           h('figcaption', { text: 'Break-even: monthly cost against mean requests/s' }),
           be ? box : emptyState('No break-even chart yet', `It needs traffic in the window: ${todo}, or pick a longer range.`),
           be ? h('p', { class: 'hint', text: be.caption }) : null)));
-      if (chart) chart.destroy && chart.destroy();
+      if (chart) chart.destroy();
       chart = null;
       if (be) {
         chart = xyChart(box, { title: 'Monthly cost', xLabel: 'mean requests/s', yLabel: 'USD a month', series: be.series }, be.xs, be.ys);
         box.dataset.breakEven = String(a.breakEvenRps || 0);
       }
+    },
+    destroy() {
+      seq++; // an answer still on its way draws nothing
+      if (chart) chart.destroy();
+      chart = null;
     },
   };
 }
@@ -407,10 +402,43 @@ export function breakEven(a) {
   return { xs, ys, series, caption };
 }
 
-// hget reads a response header from a Headers object or a plain object.
-export function hget(headers, name) {
-  if (!headers) return null;
-  if (typeof headers.get === 'function') return headers.get(name);
-  const k = Object.keys(headers).find((x) => x.toLowerCase() === name.toLowerCase());
-  return k ? headers[k] : null;
+// envTable is a workload's environment as a table (values in full);
+// hint says how to set some when there are none.
+export function envTable(env, hint) {
+  const e = env || {};
+  return scroller(table({
+    caption: 'Environment',
+    columns: [{ key: 'k', label: 'Name', render: (k) => h('code', { text: k }) }, { key: 'v', label: 'Value', render: (k) => h('code', { class: 'env-value', text: e[k] }) }],
+    rows: Object.keys(e).sort(),
+    empty: emptyState('No environment variables', hint),
+  }));
+}
+
+// presence shows a workload's page or, while the workload is not there
+// (removed, or a wrong link), only a card that says so: present() and
+// missing(kind, name, deploy) switch between them; deploy is the command
+// that makes it.
+export function presence({ gone, body, tools, status }) {
+  return {
+    present() {
+      gone.hidden = true;
+      body.hidden = false;
+      tools.hidden = false;
+    },
+    missing(kind, name, deploy) {
+      gone.replaceChildren(emptyState(`There is no ${kind} ${name}`, h('span', {}, 'It was removed or never deployed. Go back to the ', h('a', { href: '#/', text: 'overview' }), ` or deploy it with ${deploy}.`)));
+      gone.hidden = false;
+      body.hidden = true;
+      tools.hidden = true;
+      status.textContent = 'Not found';
+    },
+  };
+}
+
+// destroyOnAbort calls destroy() of each part (charts, tables, cards with
+// charts) once signal aborts (the page was left).
+export function destroyOnAbort(signal, ...parts) {
+  signal.addEventListener('abort', () => {
+    for (const p of parts) if (p && p.destroy) p.destroy();
+  }, { once: true });
 }
