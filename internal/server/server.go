@@ -388,6 +388,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("stratus is serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "region", cfg.Region)
+	if cfg.Console {
+		signIn := "the token of --token or STRATUS_TOKEN"
+		if cfg.Token == "" {
+			signIn = "the token in " + filepath.Join(cfg.DataDir, TokenFile)
+		}
+		log.Info("web console", "url", "http://"+ln.Addr().String()+"/", "sign in with", signIn)
+	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
