@@ -68,6 +68,14 @@ func (c *Client) Service(ctx context.Context, name string) (*v1.Service, error) 
 	return &svc, nil
 }
 
+// ServiceRevisions returns every stored revision of service name, newest
+// first, with the share of requests each takes now.
+func (c *Client) ServiceRevisions(ctx context.Context, name string) ([]v1.ServiceRevision, error) {
+	var l v1.RevisionList
+	err := c.getJSON(ctx, "/v1/services/"+url.PathEscape(name)+"/revisions", &l)
+	return l.Revisions, err
+}
+
 // RemoveService deletes service name; its replicas drain and stop.
 func (c *Client) RemoveService(ctx context.Context, name string) error {
 	return c.deletePath(ctx, "/v1/services/"+url.PathEscape(name))

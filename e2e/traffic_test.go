@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/eventually"
 )
 
@@ -85,6 +86,15 @@ func TestServiceTrafficSplitAndTags(t *testing.T) {
 	}
 	if get := s.mustCLI("service", "get", "web"); !strings.Contains(get, "TRAFFIC") || !strings.Contains(get, "canary") {
 		t.Errorf("service get shows no split:\n%s", get)
+	}
+	// The revision history: newest first, each with its share now.
+	revs := decode[[]v1.ServiceRevision](t, []byte(s.mustCLI("service", "revisions", "web", "-o", "json")))
+	var history []string
+	for _, r := range revs {
+		history = append(history, fmt.Sprintf("%s=%d%%%v", r.Name, r.Percent, r.Tags))
+	}
+	if got, want := strings.Join(history, " "), "web-00002=20%[canary] web-00001=80%[]"; got != want {
+		t.Errorf("service revisions: %s, want %s", got, want)
 	}
 
 	// A restart restores the split and its revisions' replicas.

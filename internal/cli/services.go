@@ -21,7 +21,7 @@ func (e *env) serviceCmd() *cobra.Command {
 		Aliases: []string{"svc"},
 		Short:   "Run long-lived container services (OCI images, Knative / Cloud Run contract)",
 	}
-	cmd.AddCommand(e.serviceDeployCmd(), e.serviceLsCmd(), e.serviceGetCmd(), e.serviceTrafficCmd(), e.serviceLogsCmd(), e.serviceRmCmd())
+	cmd.AddCommand(e.serviceDeployCmd(), e.serviceLsCmd(), e.serviceGetCmd(), e.serviceTrafficCmd(), e.serviceRevisionsCmd(), e.serviceLogsCmd(), e.serviceRmCmd())
 	return cmd
 }
 
@@ -136,6 +136,41 @@ func (e *env) serviceLsCmd() *cobra.Command {
 			for _, s := range svcs {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", s.Name, s.RevisionName, s.Status,
 					s.Replicas.Ready, s.Replicas.Desired, s.Config.Image, s.URL)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (e *env) serviceRevisionsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revisions NAME",
+		Short: "List a service's revisions, newest first, with the traffic each takes now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			revs, err := c.ServiceRevisions(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if e.output == "json" {
+				return e.json(revs)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REVISION\tLATEST\tTRAFFIC\tTAGS\tREADY\tIMAGE\tCREATED")
+			for _, r := range revs {
+				latest, tags := "-", "-"
+				if r.Latest {
+					latest = "yes"
+				}
+				if len(r.Tags) > 0 {
+					tags = strings.Join(r.Tags, ",")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d%%\t%s\t%d\t%s\t%s\n", r.Name, latest, r.Percent, tags, r.Ready, r.Image,
+					r.CreatedAt.Local().Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},

@@ -178,3 +178,38 @@ func FuzzParseTraffic(f *testing.F) {
 		}
 	})
 }
+
+func TestServiceRevisions(t *testing.T) {
+	created := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	revs := v1.RevisionList{Revisions: []v1.ServiceRevision{
+		{Number: 3, Name: "web-00003", Image: "app:v3", CreatedAt: created, Latest: true, Percent: 20, Tags: []string{"canary"}, Ready: 1},
+		{Number: 2, Name: "web-00002", Image: "app:v2", CreatedAt: created.Add(-time.Hour)},
+		{Number: 1, Name: "web-00001", Image: "app:v1", CreatedAt: created.Add(-2 * time.Hour), Percent: 80, Ready: 2},
+	}}
+	f := newFakeAPI(t)
+	f.on("GET /v1/services/web/revisions", jsonReply(200, revs))
+	r := f.run("service", "revisions", "web")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	rows := fields(r.stdout)
+	for _, row := range [][]string{
+		{"REVISION", "LATEST", "TRAFFIC", "TAGS", "READY", "IMAGE", "CREATED"},
+		{"web-00003", "yes", "20%", "canary", "1", "app:v3", created.Local().Format(time.RFC3339)},
+		{"web-00002", "-", "0%", "-", "0", "app:v2", created.Add(-time.Hour).Local().Format(time.RFC3339)},
+		{"web-00001", "-", "80%", "-", "2", "app:v1", created.Add(-2 * time.Hour).Local().Format(time.RFC3339)},
+	} {
+		if !containsRow(rows, row) {
+			t.Errorf("no row %v in\n%s", row, r.stdout)
+		}
+	}
+
+	f = newFakeAPI(t)
+	f.on("GET /v1/services/nope/revisions", jsonReply(404, v1.Error{Code: "ResourceNotFoundException", Message: `service "nope": not found`}))
+	if r := f.run("service", "revisions", "nope"); r.code != ExitError || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("unknown service: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := newFakeAPI(t).run("service", "revisions"); r.code != ExitUsage {
+		t.Errorf("no NAME: exit %d, want %d", r.code, ExitUsage)
+	}
+}
