@@ -22,4 +22,10 @@ var (
 	// ErrRequestTimeout is a request whose body did not arrive within
 	// the server's read timeout: the client's fault, answered 408.
 	ErrRequestTimeout = errors.New("request body not received in time")
+	// ErrForbidden is a request whose caller is known but may not do
+	// what it asks (a cookie-borne request from another origin).
+	ErrForbidden = errors.New("forbidden")
+	// ErrPrecondition is a change made against a state that is no
+	// longer the current one (If-Match, RevisionId).
+	ErrPrecondition = errors.New("precondition failed")
 )

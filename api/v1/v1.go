@@ -44,6 +44,10 @@ const (
 	// CodeRequestTimeout is a request body that did not arrive in time
 	// (408).
 	CodeRequestTimeout = "RequestTimeoutException"
+	// CodeForbidden is a request refused for who or where it comes from
+	// (403); CodePrecondition a change against a stale version (412).
+	CodeForbidden    = "AccessDeniedException"
+	CodePrecondition = "PreconditionFailedException"
 )
 
 // ErrorFrom maps err to its HTTP status and wire error. It is the one place
@@ -69,6 +73,10 @@ func ErrorFrom(err error) (int, Error) {
 		return http.StatusRequestTimeout, Error{CodeRequestTimeout, msg}
 	case errors.Is(err, stratus.ErrInvalid):
 		return http.StatusBadRequest, Error{CodeInvalid, msg}
+	case errors.Is(err, stratus.ErrForbidden):
+		return http.StatusForbidden, Error{CodeForbidden, msg}
+	case errors.Is(err, stratus.ErrPrecondition):
+		return http.StatusPreconditionFailed, Error{CodePrecondition, msg}
 	case errors.Is(err, stratus.ErrNotFound):
 		return http.StatusNotFound, Error{CodeNotFound, msg}
 	case errors.Is(err, stratus.ErrConflict):

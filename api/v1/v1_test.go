@@ -41,6 +41,8 @@ func TestErrorFrom(t *testing.T) {
 		{"EDQUOT", syscall.EDQUOT, 507, Error{CodeNoSpace, stratus.ErrNoSpace.Error() + ": " + syscall.EDQUOT.Error()}},
 		{"request timeout", stratus.ErrRequestTimeout, 408, Error{CodeRequestTimeout, stratus.ErrRequestTimeout.Error()}},
 		{"unauthorized", ErrUnauthorized, 401, Error{CodeUnauthorized, ErrUnauthorized.Error()}},
+		{"forbidden", stratus.ErrForbidden, 403, Error{CodeForbidden, "forbidden"}},
+		{"precondition", stratus.ErrPrecondition, 412, Error{CodePrecondition, "precondition failed"}},
 		{"upstream", &UpstreamError{Code: "ValueError", Message: "boom"}, 502, Error{"ValueError", "boom"}},
 		{"no kind", errors.New("open /data/x: permission denied"), 500, Error{CodeInternal, "internal error"}},
 

@@ -183,9 +183,8 @@ func (e *staleError) Error() string {
 	return fmt.Sprintf("patch function %q: If-Match %s: the function is at version %d now: read it again and retry", e.name, e.ifMatch, e.version)
 }
 
-// codePrecondition is the code of a 412 answer (Lambda's, for a stale
-// RevisionId).
-const codePrecondition = "PreconditionFailedException"
+// Unwrap makes a staleError a stratus.ErrPrecondition (412).
+func (e *staleError) Unwrap() error { return stratus.ErrPrecondition }
 
 // matches reports whether If-Match header value h (a list of entity
 // tags, "*" for any) names version: as GET shows it ("7") or quoted as
@@ -252,12 +251,7 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	var stale *staleError
 	switch {
-	case errors.As(err, &stale):
-		b, _ := json.Marshal(v1.Error{Code: codePrecondition, Message: stale.Error()}) // two strings: never fails
-		s.answer.RawJSON(w, http.StatusPreconditionFailed, b)
-		return
 	case errors.Is(err, errUnchanged):
 		f, err = s.fns.Get(r.Context(), name)
 	case err == nil:

@@ -17,10 +17,6 @@ import (
 // maxSignInBody bounds the body of POST /v1/session.
 const maxSignInBody = 4 << 10
 
-// codeCrossSite is the error code of a request refused by the
-// same-origin rule (403).
-const codeCrossSite = "AccessDeniedException"
-
 // sessionView answers /v1/session: when the session ends (absent for a
 // request that came with the token).
 type sessionView struct {
@@ -72,14 +68,12 @@ func (s *Server) cookieAuth(r *http.Request) error {
 	return console.CheckSameOrigin(r)
 }
 
-// refuse answers a request that cookieAuth or CheckSameOrigin refused:
-// 403 for a cross-site request, else as its error's kind says.
+// refuse answers a request that cookieAuth or CheckSameOrigin refused,
+// as its error's kind says (a cross-site request: 403), and logs the
+// cross-site ones.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, console.ErrCrossSite) {
 		s.log.Warn("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
-		b, _ := json.Marshal(v1.Error{Code: codeCrossSite, Message: err.Error()}) // two strings: never fails
-		s.answer.RawJSON(w, http.StatusForbidden, b)
-		return
 	}
 	s.answer.Error(w, r, err)
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -41,7 +40,7 @@ const (
 const CSRFHeader = "X-Stratus-CSRF"
 
 // ErrCrossSite is a cookie-borne request that CheckSameOrigin refused.
-var ErrCrossSite = errors.New("cross-site request refused")
+var ErrCrossSite = fmt.Errorf("cross-site request refused: %w", stratus.ErrForbidden)
 
 // sessionStore keeps sessions (store.Store).
 type sessionStore interface {

@@ -6,7 +6,7 @@
 import { api } from '../api.js';
 import { h, fmt, card, kv, table, emptyState, errorBox, poll, liveTable, scroller, figure, POLL_MS } from '../ui.js';
 import {
-  savedRange, isAbort, enc, slot, picker, charts, logTail, logList, usageCard, adviceCard, presence, destroyOnAbort,
+  savedRange, isAbort, enc, slot, picker, charts, logTail, logList, usageCard, adviceCard, workloadPage, destroyOnAbort,
 } from './workload.js';
 import { invokeCard, configCard, deleteButton } from './function-actions.js';
 
@@ -34,13 +34,8 @@ export function render(main, params, signal) {
   const base = '/v1/functions/' + enc(name);
   let range = savedRange();
 
-  const status = h('p', { class: 'sub', 'data-testid': 'fn-status', text: 'Loading…' });
-  // A workload that is not there (removed, or a wrong link) shows only
-  // that, until it is there again.
-  const gone = h('section', { class: 'card', 'data-testid': 'not-found', hidden: true });
-  const body = h('div', { class: 'page-body' });
-  const tools = h('div', { class: 'page-tools' });
-  const here = presence({ gone, body, tools, status });
+  const page = workloadPage({ kind: 'function', label: 'Functions', name, statusId: 'fn-status' });
+  const { status, body, tools, here } = page;
   // An error loading the function itself shows here, with a retry.
   const loadErr = h('div', { class: 'slot-error', 'data-testid': 'fn-error' });
   let fnNow = null; // the function as last loaded
@@ -63,15 +58,7 @@ export function render(main, params, signal) {
   });
 
   tools.append(rangeEl, deleteButton(name, base, signal));
-  main.replaceChildren(h('div', { class: 'page page-function' },
-    h('header', { class: 'page-head' },
-      h('div', { class: 'page-title' },
-        h('p', { class: 'crumb' }, h('a', { href: '#/', text: 'Overview' }), ' / Functions'),
-        h('h1', { text: name }),
-        status),
-      tools),
-    gone,
-    body));
+  page.mount(main);
   body.append(
     loadErr,
     card('Activity', chartSet.el),

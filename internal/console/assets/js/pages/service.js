@@ -6,7 +6,7 @@
 import { api } from '../api.js';
 import { h, fmt, card, kv, table, emptyState, errorBox, poll, liveTable, scroller, stat, workloadStatus, link, POLL_MS } from '../ui.js';
 import {
-  savedRange, isAbort, enc, slot, picker, charts, panicBands, logTail, usageCard, adviceCard, envTable, presence, destroyOnAbort,
+  savedRange, isAbort, enc, slot, picker, charts, panicBands, logTail, usageCard, adviceCard, envTable, workloadPage, destroyOnAbort,
 } from './workload.js';
 
 const CHARTS = [
@@ -29,14 +29,9 @@ export function render(main, params, signal) {
   const base = '/v1/services/' + enc(name);
   let range = savedRange();
 
-  const status = h('p', { class: 'sub', 'data-testid': 'svc-status', text: 'Loading…' });
+  const page = workloadPage({ kind: 'service', label: 'Services', name, statusId: 'svc-status' });
+  const { status, body, tools, here } = page;
   let shownSig = '';
-  // A workload that is not there (removed, or a wrong link) shows only
-  // that, until it is there again.
-  const gone = h('section', { class: 'card', 'data-testid': 'not-found', hidden: true });
-  const body = h('div', { class: 'page-body' });
-  const tools = h('div', { class: 'page-tools' });
-  const here = presence({ gone, body, tools, status });
   const stats = {
     ready: stat('Ready replicas', 'replicas-now'),
     desired: stat('Desired replicas', 'replicas-desired'),
@@ -76,15 +71,7 @@ export function render(main, params, signal) {
   });
 
   tools.append(rangeEl);
-  main.replaceChildren(h('div', { class: 'page page-service' },
-    h('header', { class: 'page-head' },
-      h('div', { class: 'page-title' },
-        h('p', { class: 'crumb' }, h('a', { href: '#/', text: 'Overview' }), ' / Services'),
-        h('h1', { text: name }),
-        status),
-      tools),
-    gone,
-    body));
+  page.mount(main);
   body.append(
     h('div', { class: 'stats', role: 'group', 'aria-label': 'Replicas now' }, Object.values(stats).map((s) => s.el)),
     lastError,

@@ -414,11 +414,40 @@ export function envTable(env, hint) {
   }));
 }
 
+// workloadPage makes the frame both workload pages share: the status
+// line under the name (testid statusId), the page's tools (range picker,
+// actions), its body, the card shown instead while the workload is not
+// there (here: presence), and mount(main), which puts the header
+// (Overview / label, the name) and all of it in main.
+export function workloadPage({ kind, label, name, statusId }) {
+  const status = h('p', { class: 'sub', 'data-testid': statusId, text: 'Loading…' });
+  // A workload that is not there (removed, or a wrong link) shows only
+  // that, until it is there again.
+  const gone = h('section', { class: 'card', 'data-testid': 'not-found', hidden: true });
+  const body = h('div', { class: 'page-body' });
+  const tools = h('div', { class: 'page-tools' });
+  return {
+    status, body, tools,
+    here: presence({ gone, body, tools, status }),
+    mount(main) {
+      main.replaceChildren(h('div', { class: `page page-${kind}` },
+        h('header', { class: 'page-head' },
+          h('div', { class: 'page-title' },
+            h('p', { class: 'crumb' }, h('a', { href: '#/', text: 'Overview' }), ` / ${label}`),
+            h('h1', { text: name }),
+            status),
+          tools),
+        gone,
+        body));
+    },
+  };
+}
+
 // presence shows a workload's page or, while the workload is not there
 // (removed, or a wrong link), only a card that says so: present() and
 // missing(kind, name, deploy) switch between them; deploy is the command
 // that makes it.
-export function presence({ gone, body, tools, status }) {
+function presence({ gone, body, tools, status }) {
   return {
     present() {
       gone.hidden = true;
