@@ -13,11 +13,7 @@ import (
 
 func TestAsyncStatuses(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, t.TempDir()+"/s.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t)
 	t0 := time.Unix(1700000000, 0).UTC()
 	st := func(state string, attempt int, at time.Duration) stratus.AsyncStatus {
 		return stratus.AsyncStatus{RequestID: "r1", Function: "f", State: state, Attempt: attempt,
@@ -67,11 +63,7 @@ func TestAsyncStatuses(t *testing.T) {
 // one (a run again after a crash) clears it.
 func TestAsyncStatusDestination(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, t.TempDir()+"/s.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t)
 	t0 := time.Unix(1700000000, 0).UTC()
 	failed := stratus.AsyncStatus{RequestID: "r1", Function: "f", State: stratus.AsyncFailed, Attempt: 3,
 		EnqueuedAt: t0, UpdatedAt: t0.Add(time.Second), ErrorType: "Unhandled", ErrorMessage: "boom"}
@@ -116,11 +108,7 @@ func TestAsyncStatusDestination(t *testing.T) {
 // END then REPORT, with distinct increasing IDs that page correctly.
 func TestReportLineReadsAsEndAndReport(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, t.TempDir()+"/s.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t)
 	now := time.Now()
 	in := []stratus.LogLine{
 		{Function: "f", Time: now, RequestID: "r", Stream: stratus.StreamPlatform, Text: "START RequestId: r Version: $LATEST"},

@@ -15,7 +15,7 @@ import (
 // may be lost.
 func TestConcurrentWritersAndReaders(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	const (
 		writers  = 4
 		rounds   = 10
@@ -152,8 +152,8 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 // and writes through both.
 func TestConcurrentStores(t *testing.T) {
 	ctx := context.Background()
-	s1, path := openTest(t)
-	s2 := openAt(t, path)
+	s1 := openTest(t)
+	s2 := openAt(t, target(t, s1))
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for i, s := range []*Store{s1, s2} {

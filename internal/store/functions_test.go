@@ -14,7 +14,7 @@ import (
 
 func TestPutVersionNumbersVersionsAndMovesHead(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	clk := newClock()
 	s.now = clk.Now
 	t1, t2, t3 := clk.t.Add(time.Second), clk.t.Add(2*time.Second), clk.t.Add(3*time.Second)
@@ -76,7 +76,7 @@ func TestPutVersionNumbersVersionsAndMovesHead(t *testing.T) {
 
 func TestPutVersionReturnsWhatReadsBack(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	cfg := testConfig(128)
 	cfg.Env = map[string]string{} // stored as absent
 	put, err := s.PutVersion(ctx, "f", cfg, "sha", 1)
@@ -94,7 +94,7 @@ func TestPutVersionReturnsWhatReadsBack(t *testing.T) {
 
 func TestNotFound(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	if _, err := s.PutVersion(ctx, "exists", testConfig(128), "sha", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestNotFound(t *testing.T) {
 
 func TestDeleteFunctionCascades(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	start := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	for _, fn := range []string{"gone", "kept"} {
 		if _, err := s.PutVersion(ctx, fn, testConfig(128), fn+"-v1", 1); err != nil {
@@ -198,7 +198,7 @@ func TestDeleteFunctionCascades(t *testing.T) {
 
 func TestCodeInUse(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	code, err := s.CodeInUse(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestCodeInUse(t *testing.T) {
 
 func TestListFunctionsThousand(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	const n = 1000
 	names := make([]string, n)
 	for i := range names {
@@ -268,7 +268,7 @@ func TestListFunctionsThousand(t *testing.T) {
 }
 
 func TestListFunctionsEmpty(t *testing.T) {
-	s, _ := openTest(t)
+	s := openTest(t)
 	fs, err := s.ListFunctions(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -280,11 +280,7 @@ func TestListFunctionsEmpty(t *testing.T) {
 
 func BenchmarkListFunctions(b *testing.B) {
 	ctx := context.Background()
-	s, err := Open(ctx, b.TempDir()+"/bench.db")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(b)
 	for i := range 1000 {
 		if _, err := s.PutVersion(ctx, fmt.Sprintf("fn-%04d", i), testConfig(128), "sha", 1); err != nil {
 			b.Fatal(err)

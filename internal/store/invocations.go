@@ -25,7 +25,7 @@ func (s *Store) InsertInvocations(ctx context.Context, recs []stratus.Invocation
 		return nil
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		err := insertRows(ctx, tx, `INSERT INTO invocations (function, request_id, version, start,
+		err := s.insertRows(ctx, tx, `INSERT INTO invocations (function, request_id, version, start,
 			duration_ms, billed_ms, memory_mb, max_memory_mb, init_duration_ms, cold, outcome, error_type, instance,
 			"trigger", cpu_ms, arch, trace_id, qualifier)`,
 			18, len(recs), func(a []any, i int) []any {
@@ -70,7 +70,7 @@ func (s *Store) ListInvocations(ctx context.Context, fn string, q InvocationQuer
 	var b strings.Builder
 	b.WriteString(`SELECT request_id, version, start, duration_ms, billed_ms, memory_mb, max_memory_mb,
 		init_duration_ms, cold, outcome, error_type, instance, "trigger", cpu_ms, arch, trace_id, qualifier FROM invocations`)
-	if q.RequestID != "" {
+	if q.RequestID != "" && s.dialect == dialectSQLite {
 		// A request has a record or a few; without this the planner
 		// prefers walking the function's records in start order.
 		b.WriteString(` INDEXED BY invocations_request_id`)

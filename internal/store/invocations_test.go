@@ -22,7 +22,7 @@ func requestIDs(recs []stratus.Invocation) []string {
 
 func TestListInvocations(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	// Inserted out of order, across two batches and two functions; r2 and
 	// r2b start at the same instant.
 	if err := s.InsertInvocations(ctx, []stratus.Invocation{
@@ -83,7 +83,7 @@ func TestListInvocations(t *testing.T) {
 
 func TestInvocationZeroFields(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	rec := stratus.Invocation{Function: "f", RequestID: "r", Outcome: stratus.OutcomeSuccess}
 	if err := s.InsertInvocations(ctx, []stratus.Invocation{rec}); err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestLimit(t *testing.T) {
 
 func TestListInvocationsLimits(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	recs := make([]stratus.Invocation, DefaultInvocationLimit+5)
 	for i := range recs {
 		recs[i] = invocation("f", fmt.Sprintf("r%d", i), t0.Add(time.Duration(i)*time.Millisecond))
@@ -138,7 +138,7 @@ func TestListInvocationsLimits(t *testing.T) {
 
 func TestInsertInvocationsIsAtomic(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s, _ := openTest(t)
+	s := openTest(t)
 	cancel()
 	if err := s.InsertInvocations(ctx, []stratus.Invocation{invocation("f", "r", t0)}); err == nil {
 		t.Fatal("InsertInvocations with a cancelled context succeeded")
@@ -157,11 +157,7 @@ func TestInsertInvocationsIsAtomic(t *testing.T) {
 
 func BenchmarkInsertInvocations(b *testing.B) {
 	ctx := context.Background()
-	s, err := Open(ctx, b.TempDir()+"/bench.db")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(b)
 	const batch = 1000
 	recs := make([]stratus.Invocation, batch)
 	for i := range recs {

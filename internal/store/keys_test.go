@@ -13,7 +13,7 @@ import (
 
 func TestAccessKeys(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	a := AccessKey{ID: "STRAAAAAAAAAAAAAAAAA", Sealed: []byte{1, 2, 3}, Description: "ci", CreatedAt: t0}
 	b := AccessKey{ID: "STRABBBBBBBBBBBBBBBB", Sealed: []byte{4}, CreatedAt: t0.Add(time.Second)}

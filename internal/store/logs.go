@@ -28,14 +28,21 @@ func (s *Store) InsertLogs(ctx context.Context, lines []stratus.LogLine) error {
 	}
 	ids := make([]int64, len(lines))
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return insertRows(ctx, tx, `INSERT INTO logs (function, time, request_id, instance, stream, text)`,
+		if s.dialect == dialectPostgres {
+			// Writers of logs take turns, so that IDs grow in the order
+			// their lines commit: a follower reading after an ID never
+			// misses a line committed later with a smaller one.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, logsLockKey); err != nil {
+				return err
+			}
+		}
+		return s.insertRows(ctx, tx, `INSERT INTO logs (function, time, request_id, instance, stream, text)`,
 			6, len(lines), func(a []any, i int) []any {
 				l := &lines[i]
 				return append(a, l.Function, nanos(l.Time), l.RequestID, l.Instance, l.Stream, l.Text)
-			}, func(first, count int, last int64) {
-				// One statement's rows get consecutive rowids.
-				for j := 0; j < count; j++ {
-					ids[first+j] = lineID(last - int64(count-1-j))
+			}, func(first int, rows []int64) {
+				for j, row := range rows {
+					ids[first+j] = lineID(row)
 				}
 			})
 	})
@@ -75,7 +82,7 @@ type LogQuery struct {
 func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.LogLine, error) {
 	var b strings.Builder
 	b.WriteString(`SELECT id, time, request_id, instance, stream, text FROM logs`)
-	if q.RequestID != "" {
+	if q.RequestID != "" && s.dialect == dialectSQLite {
 		b.WriteString(` INDEXED BY logs_request_id`) // a request has a few lines
 	}
 	b.WriteString(` WHERE function = ?`)
@@ -140,6 +147,18 @@ func (s *Store) ListLogs(ctx context.Context, fn string, q LogQuery) ([]stratus.
 // tailBatch is how many rows TailLogs reads per query.
 const tailBatch = 32
 
+// tailQuery reads TailLogs' rows in each dialect, the last maxBytes
+// bytes of each line's text (the first argument).
+var tailQuery = map[string]string{
+	dialectSQLite: `SELECT id, time, instance, stream, substr(CAST(text AS BLOB), -?)
+		FROM logs INDEXED BY logs_request_id
+		WHERE request_id = ? AND function = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+	dialectPostgres: `SELECT id, time, instance, stream, substring(convert_to(text, 'UTF8')
+			FROM greatest(octet_length(convert_to(text, 'UTF8')) - $1 + 1, 1))
+		FROM logs
+		WHERE request_id = $2 AND function = $3 AND id < $4 ORDER BY id DESC LIMIT $5`,
+}
+
 // TailLogs returns the last lines of request requestID of function fn,
 // oldest first as ListLogs reads them (a report row is its END and
 // REPORT lines): the newest lines that hold maxBytes of text, each
@@ -156,10 +175,7 @@ func (s *Store) TailLogs(ctx context.Context, fn, requestID string, maxBytes int
 		total += len(l.Text) + 1
 	}
 	for total < maxBytes {
-		rows, err := s.r.QueryContext(ctx, `SELECT id, time, instance, stream, substr(CAST(text AS BLOB), ?)
-			FROM logs INDEXED BY logs_request_id
-			WHERE request_id = ? AND function = ? AND id < ? ORDER BY id DESC LIMIT ?`,
-			-maxBytes, requestID, fn, before, tailBatch)
+		rows, err := s.r.QueryContext(ctx, tailQuery[s.dialect], maxBytes, requestID, fn, before, tailBatch)
 		if err != nil {
 			return nil, fmt.Errorf("tail logs of %q: %w", fn, err)
 		}
@@ -250,8 +266,8 @@ func pruneLogs(ctx context.Context, tx *sql.Tx, fn string, keep int, cutoff int6
 		var last int64
 		err := tx.QueryRowContext(ctx, `SELECT id FROM (
 				SELECT id, SUM(CASE stream WHEN '`+stratus.StreamReport+`' THEN 2 ELSE 1 END) OVER (ORDER BY id DESC) AS n
-				FROM (SELECT id, stream FROM logs WHERE function = ? ORDER BY id DESC LIMIT ?)
-			) WHERE n > ? ORDER BY id DESC LIMIT 1`, fn, keep+1, keep).Scan(&last)
+				FROM (SELECT id, stream FROM logs WHERE function = ? ORDER BY id DESC LIMIT ?) AS newest
+			) AS counted WHERE n > ? ORDER BY id DESC LIMIT 1`, fn, keep+1, keep).Scan(&last)
 		switch {
 		case errors.Is(err, sql.ErrNoRows): // nothing beyond the bound
 			err = nil

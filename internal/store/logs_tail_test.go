@@ -17,7 +17,7 @@ import (
 // bytes of lines too long to read whole.
 func TestTailLogs(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	const n = MaxLogLimit + 2000
 	var lines []stratus.LogLine
 	for i := range n {
@@ -74,7 +74,7 @@ func TestTailLogs(t *testing.T) {
 // at a character's start.
 func TestTailLogsLongLines(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	long := strings.Repeat("é", 128<<10) + "the end" // 256 KB and more
 	var lines []stratus.LogLine
 	for range 8 {

@@ -20,7 +20,7 @@ func texts(lines []stratus.LogLine) []string {
 
 func TestInsertLogsAssignsIDs(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	lines := []stratus.LogLine{
 		logLine("f", "r1", t0, "a"),
 		logLine("g", "r1", t0, "b"),
@@ -60,7 +60,7 @@ func TestInsertLogsAssignsIDs(t *testing.T) {
 
 func TestListLogs(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	var lines []stratus.LogLine
 	for i := range 10 {
 		fn := "f"
@@ -105,7 +105,7 @@ func TestListLogs(t *testing.T) {
 
 func TestListLogsLimits(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	lines := make([]stratus.LogLine, DefaultLogLimit+5)
 	for i := range lines {
 		lines[i] = logLine("f", "r", t0, fmt.Sprint(i))
@@ -134,7 +134,7 @@ func TestListLogsLimits(t *testing.T) {
 
 func TestInsertLogsFailureAssignsNoIDs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s, _ := openTest(t)
+	s := openTest(t)
 	cancel()
 	lines := []stratus.LogLine{logLine("f", "r", t0, "x")}
 	if err := s.InsertLogs(ctx, lines); err == nil {
@@ -147,11 +147,7 @@ func TestInsertLogsFailureAssignsNoIDs(t *testing.T) {
 
 func BenchmarkInsertLogs(b *testing.B) {
 	ctx := context.Background()
-	s, err := Open(ctx, b.TempDir()+"/bench.db")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(b)
 	const batch = 1000
 	lines := make([]stratus.LogLine, batch)
 	for i := range lines {

@@ -14,7 +14,7 @@ import (
 // before qualifiers were kept count as $LATEST's.
 func TestListLogsOfAVersion(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	var lines []stratus.LogLine
 	for i, inst := range []string{"latest", "v1", "v2", "old", "v1", "idle"} {
 		l := logLine("f", "r", t0, inst+string(rune('0'+i)))

@@ -11,6 +11,7 @@ import (
 // only (0600), when Open creates them and when an earlier run left them
 // with a wider mode.
 func TestFileModes(t *testing.T) {
+	sqliteOnly(t, "the modes of the database file")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "stratus.db")
 	files := []string{path, path + "-wal", path + "-shm"}

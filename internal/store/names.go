@@ -62,7 +62,8 @@ func freeName(ctx context.Context, tx *sql.Tx, name, kind string) error {
 	if kind == KindService {
 		other, table = KindFunction, "functions"
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO names (name, kind) SELECT name, ? FROM `+table+` WHERE name = ?`,
+	if _, err := tx.ExecContext(ctx, `INSERT INTO names (name, kind) SELECT name, CAST(? AS TEXT) FROM `+table+` WHERE name = ?
+		ON CONFLICT (name) DO NOTHING`,
 		other, name); err != nil {
 		return fmt.Errorf("free name %q: %w", name, err)
 	}

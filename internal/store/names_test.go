@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +26,7 @@ func wantConflict(t *testing.T, what string, err error, holder string) {
 
 func TestNamesOneKindAtATime(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 
 	if _, err := s.PutVersion(ctx, "fn", testConfig(128), "sha", 1); err != nil {
 		t.Fatal(err)
@@ -74,7 +73,7 @@ func TestNamesOneKindAtATime(t *testing.T) {
 
 func TestReleaseServiceName(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	if err := s.ClaimServiceName(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +96,7 @@ func TestReleaseServiceName(t *testing.T) {
 // replicas started) is dropped when the store opens again.
 func TestOpenDropsUnfinishedClaims(t *testing.T) {
 	ctx := t.Context()
-	s, path := openTest(t)
+	s, path := openFile(t, "on PostgreSQL other servers may be deploying under their claims: Open drops none")
 	for _, name := range []string{"pending", "stored"} {
 		if err := s.ClaimServiceName(ctx, name); err != nil {
 			t.Fatal(err)
@@ -120,10 +119,9 @@ func TestOpenDropsUnfinishedClaims(t *testing.T) {
 // their names once it is opened.
 func TestMigrationFillsNames(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "stratus.db")
 	// A database of schema 5, with a name both a function and a service
 	// have.
-	db := createAtVersion(t, path, 5)
+	db, path := createAtVersion(t, 5)
 	for _, q := range []string{
 		`INSERT INTO functions (name, head, created_at, updated_at) VALUES ('fn', 1, 1, 1)`,
 		`INSERT INTO versions (function, version, config, code_sha, code_size, created_at) VALUES ('fn', 1, '{"runtime":"provided"}', 'sha', 1, 1)`,
@@ -154,8 +152,7 @@ func TestMigrationFillsNames(t *testing.T) {
 	wantHolder(t, s, "fn", KindService)
 	_, err = s.PutVersion(ctx, "fn", testConfig(128), "sha", 1)
 	wantConflict(t, "deploy a function under the name the removed function shared", err, "service")
-	s.Close()
-	s = openAt(t, path)
+	s = reopen(t, s)
 	wantHolder(t, s, "fn", KindService)
 	if err := putService(ctx, s, "fn", 2); err != nil {
 		t.Errorf("deploy the service once the function is removed: %v", err)
@@ -175,7 +172,7 @@ func wantHolder(t *testing.T, s *Store, name, kind string) {
 // exactly one kind gets it.
 func TestNamesConcurrentClaims(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make([]error, 2*n)

@@ -15,7 +15,7 @@ import (
 // room. The database is capped with max_page_count, which fails writes as
 // a full disk does.
 func TestFullDatabaseIsNoSpace(t *testing.T) {
-	s, _ := openTest(t)
+	s, _ := openFile(t, "a full SQLite file; PostgreSQL's disk_full is TestClassify's")
 	ctx := t.Context()
 	var pages int
 	if err := s.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {

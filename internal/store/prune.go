@@ -42,7 +42,9 @@ func (s *Store) Prune(ctx context.Context, maxInvocations, maxLogLines int, maxA
 		}
 		for next := 0; next < len(fns); {
 			var n int64
+			start := next
 			err := s.write(ctx, func(tx *sql.Tx) error {
+				n, next = 0, start // write may run this again
 				began := time.Now()
 				for first := next; next < len(fns) && (next == first || time.Since(began) < pruneBatch); next++ {
 					d, err := t.prune(ctx, tx, fns[next], t.keep, cutoff)

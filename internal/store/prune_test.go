@@ -81,7 +81,7 @@ func TestPrune(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			s, _ := openTest(t)
+			s := openTest(t)
 			s.now = func() time.Time { return t0.Add(20 * time.Second) }
 			fns := []string{"a", "b", "c"}
 			fill(t, s, 10, fns...)
@@ -113,7 +113,7 @@ func TestPrune(t *testing.T) {
 
 func TestPruneCountsPerFunction(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	fill(t, s, 10, "big")
 	fill(t, s, 2, "small")
 	if _, err := s.Prune(ctx, 4, 4, 0); err != nil {
@@ -132,7 +132,7 @@ func TestPruneCountsPerFunction(t *testing.T) {
 
 func TestPruneInvocationsWithEqualStarts(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	var recs []stratus.Invocation
 	for i := range 6 {
 		recs = append(recs, invocation("f", fmt.Sprint(i), t0)) // all at once
@@ -155,7 +155,7 @@ func TestPruneInvocationsWithEqualStarts(t *testing.T) {
 
 func TestPruneMany(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	var fns []string
 	for i := range 100 {
 		fns = append(fns, fmt.Sprintf("fn-%03d", i))
@@ -174,7 +174,7 @@ func TestPruneMany(t *testing.T) {
 
 func TestPruneLogsByAgeStopsAtFirstNewLine(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	s.now = func() time.Time { return t0.Add(time.Hour) }
 	lines := []stratus.LogLine{
 		logLine("f", "r", t0, "old"),

@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,7 +24,7 @@ func numbers(vs []stratus.Version) []int {
 // given again; published snapshots survive pruning.
 func TestPublishNumbering(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	if _, err := s.PublishVersion(ctx, "none", ""); !errors.Is(err, stratus.ErrNotFound) {
 		t.Fatalf("publish a missing function: %v, want ErrNotFound", err)
 	}
@@ -114,7 +113,7 @@ func TestPublishNumbering(t *testing.T) {
 
 func TestAliases(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	for _, sha := range []string{"a", "b"} {
 		if _, err := s.PutVersion(ctx, "fn", testConfig(128), sha, 1); err != nil {
 			t.Fatal(err)
@@ -198,8 +197,7 @@ func TestAliases(t *testing.T) {
 // their records no qualifier, and both work afterwards.
 func TestMigrationFrom7(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "stratus.db")
-	db := createAtVersion(t, path, 7)
+	db, path := createAtVersion(t, 7)
 	for _, q := range []string{
 		`INSERT INTO functions (name, head, created_at, updated_at) VALUES ('f', 2, 1, 2)`,
 		`INSERT INTO versions (function, version, config, code_sha, code_size, created_at) VALUES ('f', 1, '{"runtime":"provided"}', 'a', 1, 1)`,

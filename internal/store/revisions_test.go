@@ -8,7 +8,7 @@ import (
 )
 
 func TestListRevisions(t *testing.T) {
-	s, _ := openTest(t)
+	s := openTest(t)
 	ctx := t.Context()
 	for n := 1; n <= 3; n++ {
 		if err := putService(ctx, s, "web", n); err != nil {

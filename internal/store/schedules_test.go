@@ -13,7 +13,7 @@ import (
 
 func TestSchedules(t *testing.T) {
 	ctx := context.Background()
-	s, path := openTest(t)
+	s := openTest(t)
 	created := time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
 	nightly := stratus.Schedule{Name: "nightly", Function: "report", Expression: "cron(0 2 * * ? *)",
 		Timezone: "Europe/Berlin", Data: json.RawMessage(`{"kind":"full"}`), CreatedAt: created}
@@ -46,8 +46,7 @@ func TestSchedules(t *testing.T) {
 		t.Errorf("SetLastFired of a missing schedule: %v, want ErrNotFound", err)
 	}
 	// Survives a reopen.
-	s.Close()
-	s = openAt(t, path)
+	s = reopen(t, s)
 	got, err := s.GetSchedule(ctx, "every")
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,8 @@ func (s *Store) PutSeries(ctx context.Context, samples, rollups []SeriesRow) err
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		if len(samples) > 0 {
-			stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO series_samples (kind, name, at, data) VALUES (?, ?, ?, ?)`)
+			stmt, err := tx.PrepareContext(ctx, `INSERT INTO series_samples (kind, name, at, data) VALUES (?, ?, ?, ?)
+				ON CONFLICT (at, kind, name) DO UPDATE SET data = excluded.data`)
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,8 @@ func (s *Store) PutSeries(ctx context.Context, samples, rollups []SeriesRow) err
 			}
 		}
 		if len(rollups) > 0 {
-			stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO series_rollups (step, kind, name, at, data) VALUES (?, ?, ?, ?, ?)`)
+			stmt, err := tx.PrepareContext(ctx, `INSERT INTO series_rollups (step, kind, name, at, data) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (step, at, kind, name) DO UPDATE SET data = excluded.data`)
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,7 @@ import (
 )
 
 func TestSeriesRows(t *testing.T) {
-	s, _ := openTest(t)
+	s := openTest(t)
 	ctx := context.Background()
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	row := func(step time.Duration, kind, name string, at time.Duration, data string) SeriesRow {
@@ -92,7 +92,7 @@ func TestSeriesRows(t *testing.T) {
 // TestPruneSeriesInBatches: more rows than one transaction deletes go in
 // several.
 func TestPruneSeriesInBatches(t *testing.T) {
-	s, _ := openTest(t)
+	s := openTest(t)
 	ctx := context.Background()
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	var samples, rollups []SeriesRow

@@ -32,29 +32,6 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
-// openTest opens a store in a fresh directory, with a test clock, closed
-// when the test ends. It returns the store and its file's path.
-func openTest(t *testing.T) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "stratus.db")
-	return openAt(t, path), path
-}
-
-func openAt(t *testing.T, path string) *Store {
-	t.Helper()
-	s, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatalf("Open(%q): %v", path, err)
-	}
-	s.now = newClock().Now
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil { // Close is idempotent
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
-}
-
 func testConfig(memory int) stratus.FunctionConfig {
 	c := stratus.FunctionConfig{Runtime: stratus.RuntimePython3, Handler: "app.handler", MemoryMB: memory}
 	c.Defaults()
@@ -62,28 +39,32 @@ func testConfig(memory int) stratus.FunctionConfig {
 }
 
 func TestMigrationsAreNumberedInOrder(t *testing.T) {
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) == 0 {
-		t.Fatal("no migrations embedded")
-	}
-	for i, m := range ms {
-		if m.version != i+1 {
-			t.Errorf("migration %s has version %d, want %d", m.name, m.version, i+1)
+	var lens []int
+	for _, d := range []string{dialectSQLite, dialectPostgres} {
+		ms, err := migrations(d)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if len(ms) == 0 {
+			t.Fatalf("no %s migrations embedded", d)
+		}
+		for i, m := range ms {
+			if m.version != i+1 {
+				t.Errorf("%s migration %s has version %d, want %d", d, m.name, m.version, i+1)
+			}
+		}
+		lens = append(lens, len(ms))
+	}
+	if lens[0] != lens[1] {
+		t.Errorf("%d SQLite migrations, %d PostgreSQL ones", lens[0], lens[1])
 	}
 }
 
 func TestOpenMigratesOnce(t *testing.T) {
 	ctx := context.Background()
-	s, path := openTest(t)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openAt(t, path) // applies nothing the second time
-	ms, _ := migrations()
+	s := openTest(t)
+	s = reopen(t, s) // applies nothing the second time
+	ms, _ := migrations(s.Dialect())
 	var n, v int
 	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM schema_version`).Scan(&n, &v); err != nil {
 		t.Fatal(err)
@@ -95,7 +76,8 @@ func TestOpenMigratesOnce(t *testing.T) {
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
-	s, path := openTest(t)
+	s := openTest(t)
+	path := target(t, s)
 	if _, err := s.w.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (1000, 0)`); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +96,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 
 func TestPragmas(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s, _ := openFile(t, "SQLite's pragmas")
 	pragma := func(db *sql.DB, name string) string {
 		t.Helper()
 		var v string
@@ -152,6 +134,7 @@ func TestPragmas(t *testing.T) {
 }
 
 func TestOpenPathWithURICharacters(t *testing.T) {
+	sqliteOnly(t, "the path of a SQLite file")
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "a dir?x=1#frag%20")
 	path := filepath.Join(dir, "db?.sqlite")
@@ -169,7 +152,7 @@ func TestOpenPathWithURICharacters(t *testing.T) {
 
 func TestReopenKeepsEverything(t *testing.T) {
 	ctx := context.Background()
-	s, path := openTest(t)
+	s := openTest(t)
 	cfg := testConfig(256)
 	cfg.Env = map[string]string{"A": "1"}
 	cfg.IdleTimeout = stratus.Duration(time.Minute)
@@ -239,11 +222,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if diff := cmp.Diff(lines, before.Logs); diff != "" {
 		t.Errorf("logs (-inserted +read):\n%s", diff)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s = openAt(t, path)
+	s = reopen(t, s)
 	if diff := cmp.Diff(before, read(s)); diff != "" {
 		t.Errorf("after reopening (-before +after):\n%s", diff)
 	}

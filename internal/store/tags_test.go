@@ -13,7 +13,7 @@ import (
 // removed by key and go with their function.
 func TestFunctionTags(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	if err := s.TagFunction(ctx, "none", map[string]string{"a": "1"}, 50); !errors.Is(err, stratus.ErrNotFound) {
 		t.Fatalf("tag a missing function: %v, want ErrNotFound", err)
 	}

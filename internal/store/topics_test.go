@@ -11,7 +11,7 @@ import (
 
 func TestTopicsCreateListDelete(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	for _, name := range []string{"orders", "audit"} {
 		if err := s.CreateTopic(ctx, stratus.Topic{Name: name}); err != nil {
 			t.Fatalf("CreateTopic(%s): %v", name, err)
@@ -47,7 +47,7 @@ func TestTopicsCreateListDelete(t *testing.T) {
 
 func TestSubscriptions(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	for _, name := range []string{"a", "b"} {
 		if err := s.CreateTopic(ctx, stratus.Topic{Name: name}); err != nil {
 			t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 // changes nothing.
 func TestTraffic(t *testing.T) {
 	ctx := t.Context()
-	s, path := openTest(t)
+	s := openTest(t)
 	for n := 1; n <= 2; n++ {
 		if err := putService(ctx, s, "web", n); err != nil {
 			t.Fatal(err)
@@ -55,8 +55,7 @@ func TestTraffic(t *testing.T) {
 	if err := putService(ctx, s, "web", 3); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s = openAt(t, path)
+	s = reopen(t, s)
 	list, err := s.ListServices(ctx)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("ListServices after a reopen: %v, %v", list, err)

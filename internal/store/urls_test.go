@@ -12,7 +12,7 @@ import (
 // creation time, removed, and gone with its function.
 func TestFunctionURL(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	if _, err := s.PutFunctionURL(ctx, FunctionURL{Function: "none", InvokeMode: "BUFFERED"}, true); !errors.Is(err, stratus.ErrNotFound) {
 		t.Fatalf("URL of a missing function: %v, want ErrNotFound", err)
 	}

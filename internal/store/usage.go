@@ -40,18 +40,18 @@ func addMinutes(ctx context.Context, tx *sql.Tx, us []stratus.UsageMinute) error
 			max_in_flight, replicas, memory_mb, vcpu, arch)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (kind, name, minute) DO UPDATE SET
-			requests = requests + excluded.requests,
-			errors = errors + excluded.errors,
-			cold_starts = cold_starts + excluded.cold_starts,
-			duration_ms = duration_ms + excluded.duration_ms,
-			max_duration_ms = max(max_duration_ms, excluded.max_duration_ms),
-			billed_ms = billed_ms + excluded.billed_ms,
-			init_ms = init_ms + excluded.init_ms,
-			cpu_ms = cpu_ms + excluded.cpu_ms,
-			gb_seconds = gb_seconds + excluded.gb_seconds,
-			vcpu_seconds = vcpu_seconds + excluded.vcpu_seconds,
-			max_in_flight = max(max_in_flight, excluded.max_in_flight),
-			replicas = replicas + excluded.replicas,
+			requests = usage_minutes.requests + excluded.requests,
+			errors = usage_minutes.errors + excluded.errors,
+			cold_starts = usage_minutes.cold_starts + excluded.cold_starts,
+			duration_ms = usage_minutes.duration_ms + excluded.duration_ms,
+			max_duration_ms = CASE WHEN excluded.max_duration_ms > usage_minutes.max_duration_ms THEN excluded.max_duration_ms ELSE usage_minutes.max_duration_ms END,
+			billed_ms = usage_minutes.billed_ms + excluded.billed_ms,
+			init_ms = usage_minutes.init_ms + excluded.init_ms,
+			cpu_ms = usage_minutes.cpu_ms + excluded.cpu_ms,
+			gb_seconds = usage_minutes.gb_seconds + excluded.gb_seconds,
+			vcpu_seconds = usage_minutes.vcpu_seconds + excluded.vcpu_seconds,
+			max_in_flight = CASE WHEN excluded.max_in_flight > usage_minutes.max_in_flight THEN excluded.max_in_flight ELSE usage_minutes.max_in_flight END,
+			replicas = usage_minutes.replicas + excluded.replicas,
 			memory_mb = excluded.memory_mb,
 			vcpu = excluded.vcpu,
 			arch = excluded.arch`)
@@ -138,7 +138,7 @@ func (s *Store) UsageMinutes(ctx context.Context, q UsageQuery) ([]stratus.Usage
 	var b strings.Builder
 	b.WriteString(`SELECT kind, name, minute, requests, errors, cold_starts, duration_ms, max_duration_ms,
 		billed_ms, init_ms, cpu_ms, gb_seconds, vcpu_seconds, max_in_flight, replicas, memory_mb, vcpu, arch
-		FROM usage_minutes WHERE 1`)
+		FROM usage_minutes WHERE 1 = 1`)
 	var args []any
 	if q.Kind != "" {
 		b.WriteString(` AND kind = ?`)
@@ -189,7 +189,7 @@ func (s *Store) UsageMinutes(ctx context.Context, q UsageQuery) ([]stratus.Usage
 func (s *Store) ReplicaUsages(ctx context.Context, service string, since, until time.Time) ([]stratus.ReplicaUsage, error) {
 	var b strings.Builder
 	b.WriteString(`SELECT service, revision, replica, start_time, end_time, vcpu, memory_mb, cpu_ms, requests, arch
-		FROM replica_usage WHERE 1`)
+		FROM replica_usage WHERE 1 = 1`)
 	var args []any
 	if service != "" {
 		b.WriteString(` AND service = ?`)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stratus-run/stratus"
 )
 
@@ -16,24 +18,32 @@ import (
 // with the order they were added in.
 var approx = cmpopts.EquateApprox(0, 1e-9)
 
-// createAtVersion creates a database at path with the first v migrations
-// applied, as a Stratus of that schema left it.
-func createAtVersion(t *testing.T, path string, v int) *sql.DB {
+// createAtVersion creates a database of the run's driver with the first v
+// migrations applied, as a Stratus of that schema left it, and returns it
+// with its target (for openAt).
+func createAtVersion(t *testing.T, v int) (*sql.DB, string) {
 	t.Helper()
 	ctx := t.Context()
-	ms, err := migrations()
+	dialect, target := dialectSQLite, filepath.Join(t.TempDir(), "stratus.db")
+	if testPG != nil {
+		dialect, target = dialectPostgres, testPG.CreateDB(t)
+	}
+	ms, err := migrations(dialect)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, "foreign_keys(1)"))
-	if err != nil {
+	var db *sql.DB
+	if dialect == dialectPostgres {
+		cfg, err := pgx.ParseConfig(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db = sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
+	} else if db, err = sql.Open("sqlite", dsn(target, "foreign_keys(1)")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.ExecContext(ctx, `CREATE TABLE schema_version (
-		version    INTEGER NOT NULL PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
+	if _, err := db.ExecContext(ctx, schemaVersionTable[dialect]); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range ms[:v] {
@@ -44,15 +54,14 @@ func createAtVersion(t *testing.T, path string, v int) *sql.DB {
 			t.Fatal(err)
 		}
 	}
-	return db
+	return db, target
 }
 
 // A database of schema 6 opens at the newest: its records read back with no
 // trigger, CPU time, arch or trace ID, and new records keep them.
 func TestMigrationFrom6(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "stratus.db")
-	db := createAtVersion(t, path, 6)
+	db, path := createAtVersion(t, 6)
 	old := stratus.Invocation{
 		RequestID: "old", Function: "f", Version: 1, Start: t0, DurationMs: 3, BilledMs: 3,
 		MemoryMB: 128, MaxMemoryMB: 40, Outcome: stratus.OutcomeSuccess, Instance: "i-0",
@@ -71,7 +80,7 @@ func TestMigrationFrom6(t *testing.T) {
 	if err := s.r.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if ms, _ := migrations(); v != len(ms) {
+	if ms, _ := migrations(s.Dialect()); v != len(ms) {
 		t.Errorf("schema version %d after Open, want %d", v, len(ms))
 	}
 	rec := invocation("f", "new", t0.Add(time.Second))
@@ -186,7 +195,7 @@ func TestUsageMinutesFromRecords(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			s, _ := openTest(t)
+			s := openTest(t)
 			for _, recs := range tc.batches {
 				if err := s.InsertInvocations(ctx, recs); err != nil {
 					t.Fatal(err)
@@ -207,9 +216,14 @@ func TestUsageMinutesFromRecords(t *testing.T) {
 // are written in one transaction.
 func TestUsageMinutesAtomicWithRecords(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
-	if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER refuse BEFORE INSERT ON usage_minutes
-		BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+	s := openTest(t)
+	refuse := `CREATE TRIGGER refuse BEFORE INSERT ON usage_minutes
+		BEGIN SELECT RAISE(ABORT, 'refused'); END`
+	if s.Dialect() == dialectPostgres {
+		refuse = `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+			CREATE TRIGGER refuse BEFORE INSERT ON usage_minutes FOR EACH ROW EXECUTE FUNCTION refuse()`
+	}
+	if _, err := s.w.ExecContext(ctx, refuse); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.InsertInvocations(ctx, []stratus.Invocation{invocation("f", "r", t0)}); err == nil {
@@ -218,7 +232,11 @@ func TestUsageMinutesAtomicWithRecords(t *testing.T) {
 	if recs, err := s.ListInvocations(ctx, "f", InvocationQuery{}); err != nil || len(recs) != 0 {
 		t.Errorf("records %v (%v) after a failed insert, want none", recs, err)
 	}
-	if _, err := s.w.ExecContext(ctx, `DROP TRIGGER refuse`); err != nil {
+	drop := `DROP TRIGGER refuse`
+	if s.Dialect() == dialectPostgres {
+		drop = `DROP TRIGGER refuse ON usage_minutes`
+	}
+	if _, err := s.w.ExecContext(ctx, drop); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.InsertInvocations(ctx, []stratus.Invocation{invocation("f", "r", t0)}); err != nil {
@@ -232,7 +250,7 @@ func TestUsageMinutesAtomicWithRecords(t *testing.T) {
 
 func TestAddUsageMinutes(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	first := stratus.UsageMinute{Kind: KindService, Name: "s", Minute: t0, Requests: 10, Errors: 1,
 		DurationMs: 500, MaxDuration: 90, CPUMs: 300, GBSeconds: 30, VCPUSeconds: 60, MaxInFlight: 4,
 		Replicas: 0.5, MemoryMB: 512, VCPU: 1, Arch: stratus.ArchX86}
@@ -278,7 +296,7 @@ func key(u stratus.UsageMinute) string {
 
 func TestUsageMinutesQuery(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	var us []stratus.UsageMinute
 	for _, w := range []struct{ kind, name string }{{KindService, "a"}, {KindFunction, "b"}, {KindFunction, "a"}} {
 		for m := 2; m >= 0; m-- {
@@ -334,7 +352,7 @@ func replica(service, id string, start, end time.Duration) stratus.ReplicaUsage 
 
 func TestReplicaUsages(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	m := time.Minute
 	lives := []stratus.ReplicaUsage{
 		replica("s", "r3", 20*m, 30*m),
@@ -405,7 +423,7 @@ func TestReplicaUsages(t *testing.T) {
 
 func TestPruneUsage(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	day := 24 * time.Hour
 	s.now = func() time.Time { return t0.Add(40 * day) }
 	// More old minutes than one of PruneUsage's transactions deletes.
@@ -460,7 +478,7 @@ func TestPruneUsage(t *testing.T) {
 // outlives the workload.
 func TestDeleteKeepsUsage(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	if _, err := s.PutVersion(ctx, "f", testConfig(128), "sha", 1); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // and the code of the versions left is what CodeInUse reports.
 func TestListAndDeleteVersions(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := openTest(t)
 	if _, err := s.ListVersions(ctx, "none"); !errors.Is(err, stratus.ErrNotFound) {
 		t.Fatalf("ListVersions of a missing function: %v, want ErrNotFound", err)
 	}
@@ -77,7 +77,7 @@ func TestListAndDeleteVersions(t *testing.T) {
 // publishes nothing new; one whose version settings changed does.
 func TestPublishIgnoresFunctionLevelSettings(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t)
+	s := openTest(t)
 	put := func(mod func(c *stratus.FunctionConfig)) {
 		t.Helper()
 		c := testConfig(128)
