@@ -15,8 +15,12 @@ type Service struct {
 	ImageDigest  string                `json:"imageDigest"`
 	CreatedAt    time.Time             `json:"createdAt"`
 	UpdatedAt    time.Time             `json:"updatedAt"`
-	// Status is Ready, Starting, ScaledToZero or CrashLoopBackOff.
-	Status   string          `json:"status"`
+	// Status is Ready, Starting, ScaledToZero or CrashLoopBackOff; on a
+	// server of a cluster that does not run the service, Remote.
+	Status string `json:"status"`
+	// Node is the server of a cluster that runs the service's replicas
+	// (the owner of its scaling, see stratus nodes); empty on one machine.
+	Node     string          `json:"node,omitempty"`
 	Replicas ServiceReplicas `json:"replicas"`
 	// Restarts counts the restarts of the serving revision's replicas.
 	Restarts  int    `json:"restarts"`

@@ -193,6 +193,7 @@ func (t *serviceRoutes) wire(r *http.Request, sv stratus.Service, st services.St
 		Name: sv.Name, Revision: sv.Revision, RevisionName: rev.Name(), Config: sv.Config,
 		ImageDigest: sv.Digest, CreatedAt: sv.CreatedAt, UpdatedAt: sv.UpdatedAt,
 		Status: st.State,
+		Node:   st.Node,
 		Replicas: v1.ServiceReplicas{
 			Ready: st.Ready, Desired: st.Desired, Draining: st.Draining, Waiting: st.Waiting,
 		},

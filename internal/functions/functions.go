@@ -12,9 +12,12 @@
 // that conflict before its code is read, checked and kept, whatever the
 // code.
 //
-// Locks: deployMu (one deploy, publish, alias change or remove at a
-// time) is taken before mu (the in-memory heads, versions and aliases),
-// and mu before the pools' own lock; never the other way round.
+// Locks: deployMu (one deploy, publish, alias change, remove or reload
+// at a time) is taken before codeMu (the entries of DATA/code), codeMu
+// before mu (the in-memory heads, versions and aliases), and mu before
+// the pools' own lock; never the other way round. fetchMu (the code
+// fetches in progress) is taken alone; a wait for another's fetch holds
+// at most deployMu.
 //
 // Code is durable before it is named: a deploy writes the zip and its
 // extracted folder under DATA/tmp, syncs them, renames them into
@@ -37,6 +40,17 @@
 // ends with its last invocation; so a version may have instances only if
 // it stopped being the head less than its timeout plus InstanceGrace ago
 // and the pools still have busy instances of the function.
+//
+// Several servers may share one store (see cluster.go). Each function
+// then has one owner at a time, which runs all of its instances:
+// Invoke resolves the name here (an unknown one fails at once) and, when
+// Config.Route names another server, forwards the invocation there,
+// while InvokeLocal runs it here. A deploy puts its zip in the blob
+// store (Config.Blobs) before it commits, so that a server that learns
+// of the version (Reload, on the store's change notifications, and
+// ReloadAll) fetches the code by its digest, checks it and extracts it
+// before the pools get the version; memory and the pools then follow
+// what other servers deployed, published, aliased and removed.
 package functions
 
 import (
@@ -95,8 +109,14 @@ type Service struct {
 	grace      time.Duration
 	now        func() time.Time
 	log        *slog.Logger
+	route      func(ctx context.Context, fn string) (Remote, error) // nil: every function runs here
+	blobs      CodeBlobs                                            // nil: none
 
-	deployMu sync.Mutex // one deploy, publish, alias change or remove at a time
+	deployMu sync.Mutex // one deploy, publish, alias change, remove or reload at a time
+	codeMu   sync.Mutex // entries of DATA/code appear and go under it
+
+	fetchMu  sync.Mutex            // guards fetching
+	fetching map[string]*codeFetch // by digest
 
 	// Guarded by mu: the head of each function (Qualifier LatestVersion),
 	// its published versions by number (Qualifier the number), its
@@ -107,6 +127,9 @@ type Service struct {
 	published map[string]map[int]*stratus.Version
 	aliases   map[string]map[string]*stratus.Alias
 	pooled    map[string]bool
+	// missing holds why the code with each digest could not be had here
+	// (see ensureCode); guarded by mu.
+	missing map[string]error
 
 	// retired holds when each version stopped being its function's head
 	// on this server; guarded by deployMu.
@@ -114,6 +137,12 @@ type Service struct {
 	// unpublished marks the retired snapshots of deleted published
 	// versions (see mayHaveInstances); guarded by deployMu.
 	unpublished map[versionKey]bool
+	// codeLeft holds, by digest, until when instances of a version that
+	// stopped running here may still use its code: gcCode keeps it until
+	// then, even when no version names it any more (another server may
+	// prune versions this one still runs), unless the function is
+	// removed. Guarded by deployMu.
+	codeLeft map[string]codeHold
 }
 
 type versionKey struct {
@@ -162,10 +191,21 @@ type Config struct {
 	// Removed, if set, is called with a function's name once its removal
 	// has committed and the pools have been told (so that the server
 	// drops the function's metric series); nil: nothing is called. It is
-	// called once per successful Remove, never after a failed one, while
-	// no other deploy or remove runs: it must be quick and must not
-	// deploy or remove.
+	// called once per successful Remove (and once when Reload or
+	// ReloadAll finds that another server removed the function), never
+	// after a failed one, while no other deploy or remove runs: it must
+	// be quick and must not deploy or remove.
 	Removed func(name string)
+	// Route, if set, says where function fn (a name without qualifier)
+	// runs: a nil Remote is here, else Invoke forwards to the Remote. It
+	// is called on every Invoke of a known function; an error is
+	// returned as it is. nil: every function runs here.
+	Route func(ctx context.Context, fn string) (Remote, error)
+	// Blobs, if set, keeps the code of every deploy (blob "code/SHA")
+	// for the other servers, and gives this one the code of versions it
+	// did not deploy (Open fetches what it misses, so Blobs must answer
+	// by then). nil: code is only what this server deployed.
+	Blobs CodeBlobs
 	// Log receives what the Service does; nil discards it.
 	Log *slog.Logger
 }
@@ -177,8 +217,12 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 	s := &Service{
 		st: c.Store, pools: c.Pools, limits: c.Limits, maxConc: c.MaxConcurrency, maxRetries: c.MaxRetries, images: c.Images, log: c.Log,
 		keep: c.KeepVersions, inUse: c.HasInstances, grace: c.InstanceGrace, now: c.Now, removed: c.Removed,
+		route: c.Route, blobs: c.Blobs,
+		fetching:    make(map[string]*codeFetch),
+		missing:     make(map[string]error),
 		retired:     make(map[versionKey]time.Time),
 		unpublished: make(map[versionKey]bool),
+		codeLeft:    make(map[string]codeHold),
 		codeDir:     codeRoot(c.DataDir),
 		codeDirOf:   CodeDirs(c.DataDir),
 		tmpDir:      filepath.Join(c.DataDir, "tmp"),
@@ -211,8 +255,10 @@ func Open(ctx context.Context, c Config) (*Service, error) {
 	for i := range fns {
 		f := &fns[i]
 		v := headOf(f)
-		if err := s.ensureExtracted(v.CodeSHA); err != nil {
-			s.log.Error("function code is missing; invocations will fail until it is deployed again", "fn", f.Name, "err", err)
+		if v.Config.Image == "" {
+			if err := s.ensureCode(ctx, v.CodeSHA); err != nil {
+				s.log.Error("function code is missing; invocations fail until a deploy or reload brings it", "fn", f.Name, "err", err)
+			}
 		}
 		s.heads[f.Name] = v
 		s.pools.Deploy(v)
@@ -253,7 +299,7 @@ func (s *Service) loadPublished(ctx context.Context) error {
 	for i := range vs {
 		v := &vs[i]
 		if v.Config.Image == "" {
-			if err := s.ensureExtracted(v.CodeSHA); err != nil {
+			if err := s.ensureCode(ctx, v.CodeSHA); err != nil {
 				s.log.Error("code of a published version is missing; its invocations will fail", "fn", v.Function, "version", v.Number, "err", err)
 			}
 		}
@@ -300,16 +346,6 @@ func codeRoot(dataDir string) string { return filepath.Join(dataDir, "code") }
 func (s *Service) CodeDir(sha string) string { return s.codeDirOf(sha) }
 
 func (s *Service) zipPath(sha string) string { return filepath.Join(s.codeDir, sha+".zip") }
-
-// ensureExtracted re-extracts kept code whose folder is missing.
-func (s *Service) ensureExtracted(sha string) error {
-	if _, err := os.Stat(s.CodeDir(sha)); err == nil {
-		return nil
-	}
-	lim := s.limits
-	_, err := archive.Extract(s.zipPath(sha), s.CodeDir(sha), lim)
-	return err
-}
 
 // Head returns the version invocations of name use: the function's
 // $LATEST, or for a qualified name ("NAME:N", "NAME:ALIAS") what HeadOf
@@ -397,39 +433,16 @@ func (s *Service) deploy(ctx context.Context, name string, cfg stratus.FunctionC
 	if err := s.checkCond(name, cond); err != nil {
 		return nil, false, err
 	}
-	dir := s.CodeDir(sha)
-	if _, err := os.Stat(dir); err != nil {
-		parent, err := os.MkdirTemp(s.tmpDir, "extract-*")
-		if err != nil {
-			return nil, false, fmt.Errorf("extract code: %w", err)
-		}
-		defer os.RemoveAll(parent)
-		stage := filepath.Join(parent, "code")
-		if _, err := archive.Extract(tmp.Name(), stage, s.limits); err != nil {
-			return nil, false, err
-		}
-		if err := checkCode(stage, cfg); err != nil {
-			return nil, false, err
-		}
-		// Durable before named: the zip and the tree (Extract synced it)
-		// reach the disk, then their names in the code folder, then the
-		// version's row (putVersion).
-		if err := archive.SyncFile(tmp.Name()); err != nil {
-			return nil, false, fmt.Errorf("keep code archive: %w", err)
-		}
-		if err := os.Rename(tmp.Name(), s.zipPath(sha)); err != nil {
-			return nil, false, fmt.Errorf("keep code archive: %w", err)
-		}
-		if err := os.Rename(stage, dir); err != nil {
-			return nil, false, fmt.Errorf("keep code: %w", err)
-		}
-		if err := archive.SyncDir(s.codeDir); err != nil {
-			return nil, false, fmt.Errorf("keep code: %w", err)
-		}
-	} else if err := checkCode(dir, cfg); err != nil {
+	kept, err := s.keepCode(tmp.Name(), sha, cfg)
+	if err != nil {
 		return nil, false, err
 	}
-
+	// The other servers can fetch the code before they hear of the
+	// version.
+	if err := s.putCode(ctx, sha, kept); err != nil {
+		s.gcCode(context.WithoutCancel(ctx))
+		return nil, false, err
+	}
 	return s.putVersion(ctx, name, cfg, sha, size)
 }
 
@@ -491,6 +504,7 @@ func (s *Service) putVersion(ctx context.Context, name string, cfg stratus.Funct
 	s.mu.Unlock()
 	if existed {
 		s.retired[versionKey{name, old.Version}] = s.now()
+		s.leave(old, s.inUse != nil && s.inUse(name, old.Version))
 	}
 	s.pools.Deploy(v)
 	if s.pruneVersions(ctx, name) {
@@ -550,6 +564,14 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	if err := s.st.DeleteFunction(ctx, name); err != nil {
 		return err
 	}
+	s.forget(ctx, name)
+	return nil
+}
+
+// forget drops function name, which the store no longer has, from
+// memory and the pools, frees its code and calls Config.Removed. The
+// caller holds deployMu.
+func (s *Service) forget(ctx context.Context, name string) {
 	s.mu.Lock()
 	delete(s.heads, name)
 	delete(s.published, name)
@@ -558,10 +580,10 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	s.mu.Unlock()
 	maps.DeleteFunc(s.retired, func(k versionKey, _ time.Time) bool { return k.fn == name })
 	maps.DeleteFunc(s.unpublished, func(k versionKey, _ bool) bool { return k.fn == name })
+	maps.DeleteFunc(s.codeLeft, func(_ string, h codeHold) bool { return h.fn == name })
 	s.pools.Remove(name)
 	s.gcCode(ctx)
 	if s.removed != nil {
 		s.removed(name)
 	}
-	return nil
 }

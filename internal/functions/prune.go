@@ -2,6 +2,7 @@ package functions
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,10 +91,12 @@ func (s *Service) mayHaveInstances(v *stratus.Version) bool {
 	return s.inUse(v.Function, v.Version)
 }
 
-// gcCode removes code folders and archives no version refers to, and
-// what an interrupted extract left in the code folder. The caller holds
-// deployMu or is Open.
+// gcCode removes code folders and archives no version refers to, except
+// code that instances may still use (codeLeft), and what an interrupted
+// extract left in the code folder. The caller holds deployMu or is Open.
 func (s *Service) gcCode(ctx context.Context) {
+	s.codeMu.Lock()
+	defer s.codeMu.Unlock()
 	inUse, err := s.st.CodeInUse(ctx)
 	if err != nil {
 		s.log.Warn("list code in use", "err", err)
@@ -103,10 +106,12 @@ func (s *Service) gcCode(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	now := s.now()
+	maps.DeleteFunc(s.codeLeft, func(_ string, h codeHold) bool { return !now.Before(h.until) })
 	removed := false
 	for _, e := range ents {
 		sha := strings.TrimSuffix(e.Name(), ".zip")
-		if !inUse[sha] {
+		if _, left := s.codeLeft[sha]; !inUse[sha] && !left {
 			if err := os.RemoveAll(filepath.Join(s.codeDir, e.Name())); err != nil {
 				s.log.Warn("remove unused code", "code", e.Name(), "err", err)
 			}
@@ -116,4 +121,23 @@ func (s *Service) gcCode(ctx context.Context) {
 	if removed {
 		_ = archive.SyncDir(s.codeDir)
 	}
+}
+
+// leave notes that v stopped running here: when busy (instances may
+// still run it), its code stays on disk for v's timeout and
+// InstanceGrace. The caller holds deployMu.
+func (s *Service) leave(v *stratus.Version, busy bool) {
+	if !busy || v.Config.Image != "" {
+		return
+	}
+	until := s.now().Add(time.Duration(v.Config.TimeoutSec)*time.Second + s.grace)
+	if until.After(s.codeLeft[v.CodeSHA].until) {
+		s.codeLeft[v.CodeSHA] = codeHold{v.Function, until}
+	}
+}
+
+// codeHold is how long code stays for the instances of a function.
+type codeHold struct {
+	fn    string
+	until time.Time
 }

@@ -96,11 +96,16 @@ func (s *Service) DeleteVersion(ctx context.Context, name string, n int) error {
 	key := (&stratus.Version{Function: name, Qualifier: strconv.Itoa(n)}).PoolKey()
 	s.mu.Lock()
 	delete(s.published[name], n)
+	var left *stratus.Version
 	if s.pooled[key] {
 		delete(s.pooled, key)
 		s.pools.RemoveVersion(key)
+		left = s.published[name][n]
 	}
 	s.mu.Unlock()
+	if left != nil {
+		s.leave(left, true) // its pool's busy instances finish
+	}
 	// The snapshot stays, unpublished, while the version's busy instances
 	// (which RemoveVersion lets finish) may still run its code; pruning
 	// removes it later.
@@ -240,12 +245,28 @@ func (s *Service) versionLocked(name, q string) (*stratus.Version, error) {
 }
 
 // Invoke runs req on function name: "NAME" or "NAME:QUALIFIER" (see
-// stratus.ParseFunctionRef). It resolves the qualifier (Resolve), makes
-// the pool of a published version at its first use and invokes there;
-// the Response's Record.Qualifier says what ran. Errors are Resolve's
-// (stratus.ErrNotFound), stratus.ErrInvalid for a malformed name, and
-// the pools' (see pool.Manager.Invoke).
+// stratus.ParseFunctionRef). It resolves the qualifier (Resolve) here,
+// so an unknown function, version or alias fails at once; then, when
+// Config.Route gives a Remote for the function, the Remote runs req
+// (with name as given) and its answer is returned as it is. Otherwise
+// Invoke makes the pool of a published version at its first use and
+// invokes there; the Response's Record.Qualifier says what ran. Errors
+// are Resolve's (stratus.ErrNotFound), stratus.ErrInvalid for a
+// malformed name, Route's, stratus.ErrUnavailable when the version's
+// code could not be had here, and the pools' (see pool.Manager.Invoke).
 func (s *Service) Invoke(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
+	return s.invoke(ctx, name, req, s.route)
+}
+
+// InvokeLocal is Invoke that runs req on this server whatever
+// Config.Route says: the side of a server that another forwarded an
+// invocation to.
+func (s *Service) InvokeLocal(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
+	return s.invoke(ctx, name, req, nil)
+}
+
+// invoke is Invoke, asking route (when set) where the function runs.
+func (s *Service) invoke(ctx context.Context, name string, req stratus.Request, route func(context.Context, string) (Remote, error)) (*stratus.Response, error) {
 	ref := stratus.FunctionRef{Name: name}
 	if strings.Contains(name, ":") {
 		var err error
@@ -253,27 +274,50 @@ func (s *Service) Invoke(ctx context.Context, name string, req stratus.Request) 
 			return nil, err
 		}
 	}
-	v, err := s.Resolve(ref)
+	s.mu.RLock()
+	v, err := s.resolveLocked(ref, true)
+	var missing error
+	if err == nil {
+		missing = s.missingErr(v)
+	}
+	s.mu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
-	key := v.PoolKey()
-	if key != v.Function {
-		if err := s.ensurePool(v, key); err != nil {
+	if route != nil {
+		remote, err := route(ctx, ref.Name)
+		if err != nil {
 			return nil, err
 		}
+		if remote != nil {
+			return remote(ctx, name, req)
+		}
+	}
+	key := v.PoolKey()
+	if key != v.Function {
+		if err := s.ensurePool(ctx, v, key); err != nil {
+			return nil, err
+		}
+	} else if missing != nil {
+		return nil, missing
 	}
 	return s.pools.InvokeAs(ctx, key, ref.Qualifier, req)
 }
 
 // ensurePool hands published version v to the pools the first time it
-// is invoked, unless it was deleted meanwhile (then ErrNotFound).
-func (s *Service) ensurePool(v *stratus.Version, key string) error {
+// is invoked, its code here first, unless it was deleted meanwhile (then
+// ErrNotFound).
+func (s *Service) ensurePool(ctx context.Context, v *stratus.Version, key string) error {
 	s.mu.RLock()
 	ok := s.pooled[key]
 	s.mu.RUnlock()
 	if ok {
 		return nil
+	}
+	if v.Config.Image == "" {
+		if err := s.ensureCode(ctx, v.CodeSHA); err != nil {
+			return fmt.Errorf("function %q version %d: its code %s is not on this server (%v): %w", v.Function, v.Number, v.CodeSHA, err, stratus.ErrUnavailable)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -322,7 +366,7 @@ func (s *Service) Configure(ctx context.Context, name string, change func(*strat
 		return nil, err
 	}
 	if cfg.Image == "" {
-		if err := s.ensureExtracted(f.CodeSHA); err != nil {
+		if err := s.ensureCode(ctx, f.CodeSHA); err != nil {
 			return nil, fmt.Errorf("configure %q: code: %w", name, err)
 		}
 		if err := checkCode(s.CodeDir(f.CodeSHA), cfg); err != nil {

@@ -29,6 +29,9 @@ type source struct {
 	// the uncompressed layers, checked against the config's diff IDs.
 	compressed bool
 	progress   func(done, total int64)
+	// fromBlob: the image comes from Config.Blobs (and wantDigest is the
+	// digest its blob's name gives); it is not published back.
+	fromBlob bool
 }
 
 // add checks src, unpacks the layers the store does not have yet into
@@ -121,6 +124,17 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 			_ = removeAll(dir)
 		}
 	}()
+	// With blobs, the compressed layers read are kept, to publish the
+	// image without reading its source twice.
+	var kept map[string]string // compressed digest → file
+	if s.blobs != nil && !src.fromBlob && src.compressed {
+		kept = map[string]string{}
+		defer func() {
+			for _, p := range kept {
+				_ = os.Remove(p)
+			}
+		}()
+	}
 	var done int64
 	diffIDs := make([]string, len(layers))
 	for i, l := range layers {
@@ -149,7 +163,23 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 		if src.compressed {
 			wantDigest = m.Layers[i].Digest.String()
 		}
-		n, err := readLayer(ctx, l, wantDigest, diffID, onRead, dir, budgetFor())
+		var keep *os.File
+		if kept != nil {
+			if keep, err = os.CreateTemp(s.tmpDir(), "blob-"); err != nil {
+				return nil, err
+			}
+			kept[wantDigest] = keep.Name()
+		}
+		var keepW io.Writer // nil unless keep is set (a nil *os.File is not a nil io.Writer)
+		if keep != nil {
+			keepW = keep
+		}
+		n, err := readLayer(ctx, l, wantDigest, diffID, onRead, dir, budgetFor(), keepW)
+		if keep != nil {
+			if cerr := keep.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("layer %d (%s): %w", i, diffID, err)
 		}
@@ -165,6 +195,13 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 		Config:    configOf(cf),
 		Size:      size,
 		CreatedAt: s.now().UTC(),
+	}
+	// Every layer is checked: publish before anything here changes, so
+	// that a failed publish leaves the store as it was.
+	if s.blobs != nil && !src.fromBlob {
+		if err := s.publish(ctx, img, rawManifest, nref, digest, kept); err != nil {
+			return nil, err
+		}
 	}
 	// Sync the new layers, move them into place, sync their names, then
 	// record the image. A crash in between leaves unreferenced layer
@@ -204,8 +241,9 @@ func (s *Store) add(ctx context.Context, ref string, src source) (*Image, error)
 // readLayer unpacks one layer into dir, checking the compressed stream
 // against wantDigest (when set) and the uncompressed one against diffID.
 // It stops with b's error as soon as the uncompressed stream has more
-// bytes than b allows (nil: no bound).
-func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRead func(int64), dir string, b *budget) (n int64, err error) {
+// bytes than b allows (nil: no bound). When keep is not nil and the layer
+// is read compressed, the compressed stream is copied to it.
+func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRead func(int64), dir string, b *budget, keep io.Writer) (n int64, err error) {
 	var rc io.ReadCloser
 	if wantDigest != "" {
 		rc, err = l.Compressed()
@@ -223,7 +261,11 @@ func readLayer(ctx context.Context, l v1.Layer, wantDigest, diffID string, onRea
 	var ch hash.Hash
 	if wantDigest != "" {
 		ch = sha256.New()
-		br := bufio.NewReader(io.TeeReader(r, ch))
+		var sink io.Writer = ch
+		if keep != nil {
+			sink = io.MultiWriter(ch, keep)
+		}
+		br := bufio.NewReader(io.TeeReader(r, sink))
 		dr, err := decompress(br)
 		if err != nil {
 			return 0, err

@@ -31,14 +31,17 @@ import (
 // ErrNotFound; anything unreadable, inconsistent or not runnable is
 // ErrInvalid, and then the store is unchanged.
 func (s *Store) Import(ctx context.Context, p string, ref string) (*Image, error) {
-	img, err := s.importPath(ctx, p, ref)
+	img, err := s.importPath(ctx, p, ref, "")
 	if err != nil {
 		return nil, fmt.Errorf("import image %s: %w", p, err)
 	}
 	return img, nil
 }
 
-func (s *Store) importPath(ctx context.Context, p string, ref string) (*Image, error) {
+// importPath imports the archive or layout at p. fromBlob, when set, is
+// the manifest digest the blob p was fetched by names: the archive must
+// hold that image, which is not published again.
+func (s *Store) importPath(ctx context.Context, p string, ref, fromBlob string) (*Image, error) {
 	fi, err := os.Stat(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no such file: %w", stratus.ErrNotFound)
@@ -47,7 +50,7 @@ func (s *Store) importPath(ctx context.Context, p string, ref string) (*Image, e
 		return nil, err
 	}
 	if fi.IsDir() {
-		return s.importLayout(ctx, p, ref)
+		return s.importLayout(ctx, p, ref, fromBlob)
 	}
 	kind, gz, err := sniffArchive(p, s.archiveBudget())
 	if err != nil {
@@ -55,7 +58,7 @@ func (s *Store) importPath(ctx context.Context, p string, ref string) (*Image, e
 	}
 	switch kind {
 	case "docker":
-		return s.importDocker(ctx, p, gz, ref)
+		return s.importDocker(ctx, p, gz, ref, fromBlob)
 	default: // "oci"
 		dir, err := os.MkdirTemp(s.tmpDir(), "layout-")
 		if err != nil {
@@ -65,7 +68,7 @@ func (s *Store) importPath(ctx context.Context, p string, ref string) (*Image, e
 		if err := extractLayoutTar(ctx, p, gz, dir, s.archiveBudget()); err != nil {
 			return nil, err
 		}
-		return s.importLayout(ctx, dir, ref)
+		return s.importLayout(ctx, dir, ref, fromBlob)
 	}
 }
 
@@ -149,7 +152,7 @@ func sniffArchive(p string, b *budget) (kind string, gz bool, err error) {
 	return "", false, invalid("not a docker save tarball or an OCI image layout (no manifest.json or oci-layout)")
 }
 
-func (s *Store) importDocker(ctx context.Context, p string, gz bool, ref string) (*Image, error) {
+func (s *Store) importDocker(ctx context.Context, p string, gz bool, ref, fromBlob string) (*Image, error) {
 	opener := func() (io.ReadCloser, error) { return openArchive(p, gz) }
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
@@ -199,11 +202,11 @@ func (s *Store) importDocker(ctx context.Context, p string, gz bool, ref string)
 	if err != nil {
 		return nil, invalid("read image: %v", err)
 	}
-	return s.add(ctx, ref, source{img: img})
+	return s.add(ctx, ref, source{img: img, wantDigest: fromBlob, fromBlob: fromBlob != ""})
 }
 
 // importLayout imports from an OCI image layout folder.
-func (s *Store) importLayout(ctx context.Context, dir, ref string) (*Image, error) {
+func (s *Store) importLayout(ctx context.Context, dir, ref, fromBlob string) (*Image, error) {
 	lp, err := layout.FromPath(dir)
 	if err != nil {
 		return nil, invalid("read OCI layout: %v", err)
@@ -249,6 +252,10 @@ func (s *Store) importLayout(ctx context.Context, dir, ref string) (*Image, erro
 	if pick == nil {
 		return nil, invalid("the layout holds %d manifests; name one by its ref annotation", len(im.Manifests))
 	}
+	if ref == "" && fromBlob != "" {
+		// Found by digest: named by it, in the repository the archive names.
+		ref = repoAt(refOf(*pick), fromBlob)
+	}
 	if ref == "" {
 		// A bare tag ("v1") in org.opencontainers.image.ref.name names no repository.
 		if r := refOf(*pick); strings.Contains(r, "/") {
@@ -272,11 +279,14 @@ func (s *Store) importLayout(ctx context.Context, dir, ref string) (*Image, erro
 	if !desc.MediaType.IsImage() {
 		return nil, invalid("manifest %s has media type %q, not an image", desc.Digest, desc.MediaType)
 	}
+	if fromBlob != "" && desc.Digest.String() != fromBlob {
+		return nil, invalid("archive holds image %s, not %s as its name says", desc.Digest, fromBlob)
+	}
 	img, err := idx.Image(desc.Digest)
 	if err != nil {
 		return nil, invalid("read image %s: %v", desc.Digest, err)
 	}
-	return s.add(ctx, ref, source{img: img, wantDigest: desc.Digest.String(), compressed: true})
+	return s.add(ctx, ref, source{img: img, wantDigest: desc.Digest.String(), compressed: true, fromBlob: fromBlob != ""})
 }
 
 // platformManifest picks the linux image for this machine's architecture

@@ -34,7 +34,19 @@
 //
 // Locking: opMu serializes the operations that change the layer folders
 // (Import, Pull, Remove); mu guards the in-memory index. Lock order: opMu,
-// then mu. List and Get take only mu, so they never wait for a pull.
+// then mu. List and Get take only mu, so they never wait for a pull. A
+// fetch from Config.Blobs runs in the goroutine of the Find that started
+// it; concurrent Finds of the same digest wait for it (flights.mu is held
+// only to look up or record a fetch, never with opMu or mu).
+//
+// Several servers (Config.Blobs): every image added (Import, Pull) is also
+// published, before the add returns, as the blob image/DIGEST (an OCI
+// image layout tar of its manifest, config and compressed layers, which
+// imports again with the same manifest digest) and ref/REF (its digest).
+// Find answers from this store and, when the image is not here or its ref
+// names another digest in the blobs, fetches the archive once, imports it
+// (its manifest digest must be the one its name gives, every blob the one
+// the manifest gives) and then answers. See blobs.go.
 package image
 
 import (
@@ -92,6 +104,9 @@ type Store struct {
 	images []Image          // guarded by mu
 	layers map[string]int64 // diff ID → uncompressed size; guarded by mu
 	roots  map[string]int64 // rootfs folder name → bytes it is counted as; guarded by mu
+
+	blobs   Blobs   // Config.Blobs; nil: none
+	flights flights // fetches from blobs, one per digest
 }
 
 // Config configures a Store; every field but Dir may be left zero.
@@ -108,6 +123,10 @@ type Config struct {
 	// MaxStore bounds everything the store keeps: its layers and its
 	// flattened roots. Zero: no bound.
 	MaxStore int64
+	// Blobs, when set, is where the servers of a cluster share their
+	// images (a *blobs.Store): adds publish to it, Find fetches from it.
+	// Nil: this store is the only one.
+	Blobs Blobs
 }
 
 type indexFile struct {
@@ -127,7 +146,7 @@ func Open(cfg Config) (*Store, error) {
 	dir := cfg.Dir
 	s := &Store{
 		dir: dir, now: time.Now, idBase: cfg.IDBase, maxImage: cfg.MaxImage, maxStore: cfg.MaxStore,
-		layers: map[string]int64{}, roots: map[string]int64{},
+		layers: map[string]int64{}, roots: map[string]int64{}, blobs: cfg.Blobs,
 	}
 	if err := removeAll(s.tmpDir()); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
@@ -266,7 +285,8 @@ func (s *Store) List() ([]Image, error) {
 }
 
 // Get returns the image with this ref ("alpine", "localhost:5000/app:v1")
-// or manifest digest ("sha256:..."). A missing image is ErrNotFound.
+// or manifest digest ("sha256:...") from this store only (Find also asks
+// Config.Blobs). A missing image is ErrNotFound.
 func (s *Store) Get(ref string) (*Image, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -295,6 +315,10 @@ func (s *Store) find(ref string) int {
 // digest) and deletes the layers no other image uses. When removing it would
 // drop the last ref of a digest for which inUse reports true, Remove changes
 // nothing and returns ErrConflict. A missing image is ErrNotFound.
+//
+// Remove changes this server's store only: the image's blobs in
+// Config.Blobs stay, since other servers may run it (and a later Find
+// here fetches it again).
 func (s *Store) Remove(ref string, inUse func(digest string) bool) error {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()

@@ -52,6 +52,10 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	l := m.deployLock(name)
 	l.Lock()
 	defer l.Unlock()
+	// A service owned here but known as remote runs here first.
+	if _, err := m.followBefore(ctx, name); err != nil {
+		return nil, fmt.Errorf("deploy service %q: %w", name, err)
+	}
 	// Deploys and removes of name hold its lock: whether it exists
 	// cannot change until this deploy ends.
 	m.mu.Lock()
@@ -89,7 +93,8 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	if existed {
 		m.mu.Lock()
 		s := m.services[name]
-		same := sameRevision(s.latest, cfg, img.Digest) && (s.sets[s.latest.Number] == nil || s.sets[s.latest.Number].img != nil)
+		// (A remote service's sets have no image: its owner runs them.)
+		same := sameRevision(s.latest, cfg, img.Digest) && (s.remote || s.sets[s.latest.Number] == nil || s.sets[s.latest.Number].img != nil)
 		svc := s.svc
 		m.mu.Unlock()
 		if same {
@@ -161,6 +166,9 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 		set.holdUntil = m.cfg.Now().Add(set.scaler.Spec().StableWindow)
 	}
 	s.latest, s.svc, s.lastErr = rev, *stored, ""
+	// It runs here now; if another server owns it, Run's next tick
+	// stops it here (followOwners).
+	s.remote = false
 	m.services[name] = s
 	// The traffic decides which sets stay: the new one unless no target
 	// reaches it, the previous latest's if a pinned target does.

@@ -145,3 +145,14 @@ func (s *fakeStore) names() []string {
 	}
 	return names
 }
+
+func (s *fakeStore) GetService(ctx context.Context, name string) (*stratus.Service, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc, ok := s.svcs[name]
+	if !ok {
+		return nil, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
+	}
+	svc.Traffic = slices.Clone(svc.Traffic)
+	return &svc, nil
+}

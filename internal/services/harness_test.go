@@ -38,6 +38,12 @@ func newHarness(t *testing.T, tune ...func(*Config)) *harness {
 
 func newHarnessWith(t *testing.T, caps sandbox.Capabilities, tune ...func(*Config)) *harness {
 	t.Parallel()
+	return startHarness(t, caps, tune...)
+}
+
+// startHarness is newHarnessWith without t.Parallel: for a second
+// harness in one test.
+func startHarness(t *testing.T, caps sandbox.Capabilities, tune ...func(*Config)) *harness {
 	h := &harness{t: t, d: newFakeDriver(caps), store: newFakeStore(), logs: &fakeLogs{}}
 	cfg := Config{
 		Store: h.store, Images: fakeImages{}, Driver: h.d, Logs: h.logs,

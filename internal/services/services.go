@@ -54,8 +54,20 @@
 //
 // Locking: one mutex, Manager.mu, guards every service, revision set and
 // replica field marked "guarded"; nothing blocks while holding it. A lock
-// per name (deployLock) serializes the deploys and removes of one
-// service; it is taken before Manager.mu, never while holding it.
+// per name (deployLock) serializes the deploys, traffic changes, removes
+// and reloads of one service; it is taken before Manager.mu, never while
+// holding it. Config.Owns and Config.Owner are never called while
+// holding Manager.mu (a name's deployLock may be held).
+//
+// Several servers on one store (see cluster.go): each service has one
+// owner at a time (Config.Owns), the only server that runs its replicas
+// and autoscales it. The others know it from the store (List and Get
+// show its configuration, revisions and traffic, and the state
+// StateRemote with the owner's name) but run nothing for it. Reload and
+// ReloadAll follow the store: a change another server made (a deploy, a
+// traffic split, a removal) and a change of owner; each tick Run also
+// stops at once the replicas of a service this server no longer owns
+// and starts, on a goroutine of its own, one it has come to own.
 package services
 
 import (
@@ -64,7 +76,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -103,6 +114,9 @@ type Store interface {
 	// DeleteService removes service name with its revisions and frees its
 	// name; an unknown name is an error wrapping stratus.ErrNotFound.
 	DeleteService(ctx context.Context, name string) error
+	// GetService returns service name at its latest revision, with its
+	// traffic; an unknown one is an error wrapping stratus.ErrNotFound.
+	GetService(ctx context.Context, name string) (*stratus.Service, error)
 }
 
 // Image is what the manager needs of an image to run it.
@@ -151,9 +165,18 @@ type Config struct {
 	// has committed: it is gone from the store and the Manager, its
 	// replicas stopping (so that the server drops the service's metric
 	// series); nil: nothing is called. It is called once per successful
-	// Remove, never after a failed one, before any later deploy of the
-	// name: it must be quick and must not deploy or remove that service.
+	// Remove (and once when Reload or ReloadAll finds that another server
+	// removed it), never after a failed one, before any later deploy of
+	// the name: it must be quick and must not deploy or remove that
+	// service.
 	Removed func(name string)
+	// Owns, if set, reports whether this server runs service name's
+	// replicas now (it owns the service); it must be quick. nil: every
+	// service is this server's.
+	Owns func(name string) bool
+	// Owner, if set, names the server that owns service name ("" when
+	// unknown), for the status; it must be quick. nil: none is named.
+	Owner func(name string) string
 	// Log receives what the Manager does; nil discards it.
 	Log *slog.Logger
 	// Now is the clock (time.Now when nil).
@@ -265,6 +288,9 @@ type Manager struct {
 	// yet, so that a stop reaches their replicas too; guarded.
 	deploying map[*revSet]bool
 	pending   map[string]int // image digest → deploys in progress; guarded
+	// reloading holds the services a goroutine of Run's reloads now,
+	// having come to own them (see followOwners); guarded.
+	reloading map[string]bool
 
 	// Metering (with Config.Usage), all guarded: the sandboxes being
 	// metered, the services with usage minutes not reported yet, the
@@ -293,6 +319,9 @@ type service struct {
 	lastErr  string          // last deploy or replica error; guarded
 	svc      stratus.Service // the latest revision, with the traffic as set; guarded
 	inflight int             // requests a replica of any revision holds; guarded
+	// remote: another server owns the service; its sets have no image
+	// (their reason whyRemote) and no replica. Guarded.
+	remote bool
 	// Counters since the service was loaded or first deployed; guarded.
 	restarts, oomKills int64
 	// minutes holds the usage minutes not reported yet, by their start
@@ -384,6 +413,7 @@ func New(cfg Config) *Manager {
 		deploys:   make(map[string]*sync.Mutex),
 		deploying: make(map[*revSet]bool),
 		pending:   make(map[string]int),
+		reloading: make(map[string]bool),
 		runs:      make(map[*replica]struct{}),
 		metered:   make(map[*service]struct{}),
 	}
@@ -392,34 +422,22 @@ func New(cfg Config) *Manager {
 // Load rebuilds every stored service with its traffic: the replicas of
 // each revision the traffic reaches, whose minimum replicas start once
 // Run does. A revision whose image is gone is loaded with the reason and
-// no replicas. Call it before Run.
+// no replicas; a service another server owns (Config.Owns) is loaded
+// with none either. Call it before Run.
 func (m *Manager) Load(ctx context.Context) error {
 	list, err := m.cfg.Store.ListServices(ctx)
 	if err != nil {
 		return err
 	}
 	for _, svc := range list {
-		latest := &stratus.Revision{Service: svc.Name, Number: svc.Revision, Config: svc.Config, Digest: svc.Digest, CreatedAt: svc.UpdatedAt}
-		s := &service{name: svc.Name, svc: svc, latest: latest, sets: make(map[int]*revSet)}
-		for _, n := range reached(svc.Traffic, latest.Number) {
-			rev := latest
-			if n != latest.Number {
-				if rev, err = m.cfg.Store.GetRevision(ctx, svc.Name, n); err != nil {
-					return fmt.Errorf("load service %q: %w", svc.Name, err)
-				}
-			}
-			set := m.newSet(s, rev, nil)
-			set.img, err = m.cfg.Images.Resolve(ctx, rev.Digest)
-			if err != nil {
-				set.img = nil
-				set.why = fmt.Sprintf("revision %s: image %s: %v", rev.Name(), rev.Config.Image, err)
-				s.lastErr = set.why
-				m.log.Warn("service image unavailable", "service", svc.Name, "revision", rev.Name(), "err", err)
-			} else {
-				set.desired = rev.Config.MinScale
-			}
-			s.sets[n] = set
+		owned := m.owns(svc.Name)
+		s := &service{name: svc.Name, svc: svc, remote: !owned}
+		latest, sets, lastErr, done, err := m.buildSets(ctx, s, svc, owned, nil)
+		done()
+		if err != nil {
+			return fmt.Errorf("load service %q: %w", svc.Name, err)
 		}
+		s.latest, s.sets, s.lastErr = latest, sets, lastErr
 		s.route = resolve(svc.Traffic, latest.Number, s.sets)
 		m.mu.Lock()
 		m.services[svc.Name] = s
@@ -463,37 +481,6 @@ func scaleTarget(c stratus.ServiceConfig) float64 {
 		return c.Target
 	}
 	return autoscaler.TargetFor(c.Concurrency)
-}
-
-// Auth returns the auth mode of a route of a service: for "NAME", the
-// strictest of the revisions its split reaches (the token unless every
-// one is deployed --auth none); for "NAME@TAG", that of the revision the
-// tag reaches. ok is false for an unknown service or tag.
-func (m *Manager) Auth(route string) (auth string, ok bool) {
-	name, tag, tagged := strings.Cut(route, "@")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.services[name]
-	if !ok {
-		return "", false
-	}
-	if tagged {
-		set, ok := s.route.tags[tag]
-		if !ok {
-			return "", false
-		}
-		return set.rev.Config.Auth, true
-	}
-	auth = stratus.AuthNone
-	for _, sh := range s.route.split {
-		if sh.set.rev.Config.Auth != stratus.AuthNone {
-			auth = stratus.AuthToken
-		}
-	}
-	if len(s.route.split) == 0 {
-		auth = s.latest.Config.Auth
-	}
-	return auth, true
 }
 
 // ImageInUse reports whether a revision of a service that traffic reaches
@@ -565,6 +552,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-t.C:
+			m.followOwners(ctx)
 			m.scale()
 		}
 	}

@@ -8,7 +8,8 @@ import (
 	"github.com/stratus-run/stratus"
 )
 
-// Status is the state of a service's replicas. Ready, Desired, Live and
+// Status is the state of a service's replicas (State StateRemote when
+// another server runs them). Ready, Desired, Live and
 // Restarts count those of the revisions the traffic reaches; Draining
 // those of the revisions it left.
 type Status struct {
@@ -20,6 +21,9 @@ type Status struct {
 	Restarts  int
 	Waiting   int
 	LastError string
+	// Node names the server that owns the service, when Config.Owner is
+	// set and knows it.
+	Node string
 	// Routes is the traffic resolved: each target of the split as set,
 	// or, with none set, the latest revision at 100 percent.
 	Routes   []Route
@@ -49,18 +53,20 @@ type ReplicaStatus struct {
 // Get returns service name with its status.
 func (m *Manager) Get(name string) (stratus.Service, Status, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	s, ok := m.services[name]
 	if !ok {
+		m.mu.Unlock()
 		return stratus.Service{}, Status{}, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
 	}
-	return s.svc, m.statusLocked(s), nil
+	svc, st := s.svc, m.statusLocked(s)
+	m.mu.Unlock()
+	st.Node = m.owner(name)
+	return svc, st, nil
 }
 
 // List returns every service with its status, by name.
 func (m *Manager) List() ([]stratus.Service, []Status) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	names := make([]string, 0, len(m.services))
 	for n := range m.services {
 		names = append(names, n)
@@ -71,7 +77,19 @@ func (m *Manager) List() ([]stratus.Service, []Status) {
 	for i, n := range names {
 		svcs[i], sts[i] = m.services[n].svc, m.statusLocked(m.services[n])
 	}
+	m.mu.Unlock()
+	for i, n := range names {
+		sts[i].Node = m.owner(n)
+	}
 	return svcs, sts
+}
+
+// owner is Config.Owner of name, or "". The caller does not hold m.mu.
+func (m *Manager) owner(name string) string {
+	if m.cfg.Owner == nil {
+		return ""
+	}
+	return m.cfg.Owner(name)
 }
 
 func (m *Manager) statusLocked(s *service) Status {
@@ -126,6 +144,8 @@ func (m *Manager) statusLocked(s *service) Status {
 		st.Routes = append(st.Routes, rt)
 	}
 	switch {
+	case s.remote:
+		st.State = StateRemote
 	case crash:
 		st.State = StateCrashLoop
 	case st.Ready > 0 && st.Ready >= st.Desired:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/stratus-run/stratus"
 )
@@ -125,6 +126,13 @@ func (m *Manager) SetTraffic(ctx context.Context, name string, t []stratus.Traff
 	l := m.deployLock(name)
 	l.Lock()
 	defer l.Unlock()
+	remote, err := m.followBefore(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("set traffic of service %q: %w", name, err)
+	}
+	if remote {
+		return m.setRemoteTraffic(ctx, name, t)
+	}
 	m.mu.Lock()
 	s, ok := m.services[name]
 	var latest *stratus.Revision
@@ -255,4 +263,35 @@ func (m *Manager) wakeLocked(set *revSet) {
 		set.desired = min(set.desired, set.rev.Config.MaxScale)
 		m.reconcileLocked(set)
 	}
+}
+
+// Auth returns the auth mode of a route of a service: for "NAME", the
+// strictest of the revisions its split reaches (the token unless every
+// one is deployed --auth none); for "NAME@TAG", that of the revision the
+// tag reaches. ok is false for an unknown service or tag.
+func (m *Manager) Auth(route string) (auth string, ok bool) {
+	name, tag, tagged := strings.Cut(route, "@")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.services[name]
+	if !ok {
+		return "", false
+	}
+	if tagged {
+		set, ok := s.route.tags[tag]
+		if !ok {
+			return "", false
+		}
+		return set.rev.Config.Auth, true
+	}
+	auth = stratus.AuthNone
+	for _, sh := range s.route.split {
+		if sh.set.rev.Config.Auth != stratus.AuthNone {
+			auth = stratus.AuthToken
+		}
+	}
+	if len(s.route.split) == 0 {
+		auth = s.latest.Config.Auth
+	}
+	return auth, true
 }
