@@ -70,6 +70,7 @@ type Server struct {
 	mux      *http.ServeMux
 	svcProxy *gateway.ServiceProxy // host routes; nil without services
 	sessions *console.Sessions     // nil without the console
+	handler  http.Handler          // serveHosts, inside Config.Wrap
 }
 
 // Config configures a Server. Functions serves the function routes
@@ -145,6 +146,19 @@ type Config struct {
 	// /v1/functions/NAME/series, /v1/services/NAME/series); nil leaves
 	// those routes out.
 	Series seriesSource
+	// Nodes serves GET /v1/nodes, the servers of the cluster; nil
+	// leaves the route out.
+	Nodes nodeSource
+	// Internal serves /v1/internal/..., what the servers of a cluster
+	// call on each other, behind the token (a console session does not
+	// admit there); nil leaves the prefix out.
+	Internal http.Handler
+	// Wrap, if set, wraps every request the Server serves, host routes
+	// included, before any route or auth of its own (a cluster's
+	// forwarder of service requests to their owner, which passes them on
+	// as they came: the server receiving them checks them). What wraps
+	// the Server outside (tracing, body bounds) stays outside.
+	Wrap func(http.Handler) http.Handler
 }
 
 // DefaultMaxUpload bounds a function's code (a zip) when
@@ -211,6 +225,8 @@ func New(c Config) *Server {
 	}
 	s.routeUsage(mux, c.Meter, c.Info.Region, svcs, c.Now)
 	s.routeSeries(mux, c.Series, svcs)
+	s.routeNodes(mux, c.Nodes)
+	s.routeInternal(mux, c.Internal)
 	if c.Lambda != nil {
 		for _, p := range lambdaapi.Prefixes() {
 			mux.Handle(p, c.Lambda)
@@ -223,6 +239,10 @@ func New(c Config) *Server {
 		s.answer.Error(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})
 	s.mux = mux
+	s.handler = http.HandlerFunc(s.serveHosts)
+	if c.Wrap != nil {
+		s.handler = c.Wrap(s.handler)
+	}
 	s.ready.Store(true)
 	return s
 }
@@ -267,17 +287,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// ServeHTTP implements http.Handler.
-// A request whose Host names a service (NAME.<domain>) goes to it, path
-// and all.
+// ServeHTTP implements http.Handler: Config.Wrap, if set, then
+// serveHosts.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.svcProxy != nil {
-		if name, ok := s.svcProxy.HostService(r); ok {
-			s.svcProxy.ServeHost(w, r, name)
-			return
-		}
-	}
-	s.mux.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // Stopping marks the server not ready and ends streaming answers (log

@@ -157,6 +157,7 @@ func (e *env) rootCmd() *cobra.Command {
 	root.AddCommand(e.usageCmd(), e.adviseCmd())
 	root.AddCommand(e.infoCmd())
 	root.AddCommand(e.keysCmd())
+	root.AddCommand(e.nodesCmd())
 	e.markRun(root)
 	return root
 }

@@ -1,0 +1,63 @@
+package apiserver
+
+import (
+	"context"
+	"net/http"
+
+	v1 "github.com/stratus-run/stratus/api/v1"
+)
+
+// nodeSource lists the servers of the cluster; *cluster.Cluster is one.
+// Nodes does I/O (it reads the store) and returns every node, alive or
+// dead, by name, with Self set on this server's.
+type nodeSource interface {
+	Nodes(ctx context.Context) ([]v1.Node, error)
+}
+
+// routeNodes registers GET /v1/nodes; a nil src leaves it out.
+func (s *Server) routeNodes(mux *http.ServeMux, src nodeSource) {
+	if src == nil {
+		return
+	}
+	mux.Handle("GET /v1/nodes", s.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nodes, err := src.Nodes(r.Context())
+		if err != nil {
+			s.answer.Error(w, r, err)
+			return
+		}
+		if nodes == nil {
+			nodes = []v1.Node{} // [] rather than null
+		}
+		s.answer.JSON(w, r, http.StatusOK, v1.NodeList{Nodes: nodes})
+	})))
+}
+
+// routeInternal mounts h, the endpoints the servers of a cluster call on
+// each other, at /v1/internal/. Only the token admits a request there: a
+// console session is for people, not for servers. A nil h leaves the
+// prefix out (it then answers 404 as any unknown /v1 path).
+func (s *Server) routeInternal(mux *http.ServeMux, h http.Handler) {
+	if h == nil {
+		return
+	}
+	mux.Handle("/v1/internal/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authOK(r) {
+			s.answer.Error(w, r, v1.ErrUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// serveHosts is what the Server serves before Config.Wrap: a request
+// whose Host names a service (NAME.<domain>) goes to it, path and all;
+// any other goes to the routes.
+func (s *Server) serveHosts(w http.ResponseWriter, r *http.Request) {
+	if s.svcProxy != nil {
+		if name, ok := s.svcProxy.HostService(r); ok {
+			s.svcProxy.ServeHost(w, r, name)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}

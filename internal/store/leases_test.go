@@ -1,0 +1,226 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stratus-run/stratus"
+)
+
+// leaseClock is a test clock that stands still until stepped.
+type leaseClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *leaseClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *leaseClock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// withLeaseClock gives s a clock that stands still at a fixed time.
+func withLeaseClock(s *Store) *leaseClock {
+	c := &leaseClock{t: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)}
+	s.now = c.Now
+	return c
+}
+
+func TestLeaseLifecycle(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	clk := withLeaseClock(s)
+	const ttl = 10 * time.Second
+	t0 := clk.Now()
+
+	acquire := func(name, holder string) Lease {
+		t.Helper()
+		l, err := s.AcquireLease(ctx, name, holder, ttl)
+		if err != nil {
+			t.Fatalf("AcquireLease(%s, %s): %v", name, holder, err)
+		}
+		return l
+	}
+	want := func(what string, got, want Lease) {
+		t.Helper()
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", what, diff)
+		}
+	}
+
+	if _, ok, err := s.Lease(ctx, "function/f"); ok || err != nil {
+		t.Fatalf("a lease never taken: ok %v, %v", ok, err)
+	}
+	want("first holder", acquire("function/f", "a"), Lease{"function/f", "a", 1, t0.Add(ttl)})
+
+	// Held: another is refused and told who holds it; nothing changes.
+	clk.Step(3 * time.Second)
+	want("another, while held", acquire("function/f", "b"), Lease{"function/f", "a", 1, t0.Add(ttl)})
+	// The holder extends it: same epoch.
+	want("the holder again", acquire("function/f", "a"), Lease{"function/f", "a", 1, clk.Now().Add(ttl)})
+
+	// Just before expiry it is still held; at expiry it is free, and a
+	// new holder gets the next epoch.
+	clk.Step(ttl - time.Nanosecond)
+	want("another, a nanosecond before expiry", acquire("function/f", "b").withoutExpiry(), Lease{Name: "function/f", Holder: "a", Epoch: 1})
+	clk.Step(time.Nanosecond)
+	want("another, at expiry", acquire("function/f", "b"), Lease{"function/f", "b", 2, clk.Now().Add(ttl)})
+
+	// The old holder's renewal does not bring it back; the new one's
+	// extends it.
+	if got, err := s.RenewLeases(ctx, "a", ttl); err != nil || len(got) != 0 {
+		t.Errorf("RenewLeases of the old holder: %v, %v; want none", got, err)
+	}
+	clk.Step(time.Second)
+	got, err := s.RenewLeases(ctx, "b", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Lease{{"function/f", "b", 2, clk.Now().Add(ttl)}}, got); diff != "" {
+		t.Errorf("RenewLeases of the holder (-want +got):\n%s", diff)
+	}
+
+	// Release frees it at once and keeps its epoch; the next holder,
+	// even the same node, gets a new one: epochs never go back.
+	if err := s.ReleaseLease(ctx, "function/f", "a"); err != nil { // not a's: no-op
+		t.Fatal(err)
+	}
+	if l, _, _ := s.Lease(ctx, "function/f"); l.Holder != "b" {
+		t.Errorf("a release by a non-holder took it from b: %+v", l)
+	}
+	if err := s.ReleaseLease(ctx, "function/f", "b"); err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err := s.Lease(ctx, "function/f")
+	if err != nil || !ok || l.Holder != "" || l.Epoch != 2 || l.Held(clk.Now()) {
+		t.Errorf("released: %+v, %v, %v; want a row with no holder at epoch 2", l, ok, err)
+	}
+	want("b after its release", acquire("function/f", "b"), Lease{"function/f", "b", 3, clk.Now().Add(ttl)})
+
+	// A holder that let its own lease expire takes it back as a new
+	// holding.
+	clk.Step(ttl)
+	if got, err := s.RenewLeases(ctx, "b", ttl); err != nil || len(got) != 0 {
+		t.Errorf("RenewLeases after expiry: %v, %v; want none", got, err)
+	}
+	want("b after its expiry", acquire("function/f", "b"), Lease{"function/f", "b", 4, clk.Now().Add(ttl)})
+
+	// ReleaseLeases frees all of a holder's, and no other's.
+	acquire("service/s", "b")
+	acquire("service/t", "c")
+	if err := s.ReleaseLeases(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	for name, holder := range map[string]string{"function/f": "", "service/s": "", "service/t": "c"} {
+		if l, _, err := s.Lease(ctx, name); err != nil || l.Holder != holder {
+			t.Errorf("after ReleaseLeases(b): %s is %+v, %v; want holder %q", name, l, err, holder)
+		}
+	}
+}
+
+// withoutExpiry is l with its Expires cleared, for comparisons.
+func (l Lease) withoutExpiry() Lease {
+	l.Expires = time.Time{}
+	return l
+}
+
+func TestLeaseRefusesBadInput(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	for _, c := range []struct {
+		name, holder string
+		ttl          time.Duration
+	}{
+		{"", "a", time.Second},
+		{"function/f", "", time.Second},
+		{"function/f", "a", 0},
+		{"function/f", "a", -time.Second},
+	} {
+		if _, err := s.AcquireLease(ctx, c.name, c.holder, c.ttl); !errors.Is(err, stratus.ErrInvalid) {
+			t.Errorf("AcquireLease(%q, %q, %v): %v, want ErrInvalid", c.name, c.holder, c.ttl, err)
+		}
+	}
+	if _, err := s.RenewLeases(ctx, "", time.Second); !errors.Is(err, stratus.ErrInvalid) {
+		t.Errorf("RenewLeases of no holder: %v, want ErrInvalid", err)
+	}
+	if err := s.ReleaseLeases(ctx, ""); !errors.Is(err, stratus.ErrInvalid) {
+		t.Errorf("ReleaseLeases of no holder: %v, want ErrInvalid", err)
+	}
+	if _, ok, _ := s.Lease(ctx, "function/f"); ok {
+		t.Error("a refused AcquireLease left a row")
+	}
+}
+
+// TestLeaseOneWinner has many nodes take one free lease at once: exactly
+// one gets it, and every answer names that one.
+func TestLeaseOneWinner(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	const nodes = 8
+	for round := range 3 {
+		name := fmt.Sprintf("function/f%d", round)
+		var (
+			wg   sync.WaitGroup
+			got  [nodes]Lease
+			errs [nodes]error
+		)
+		for i := range nodes {
+			wg.Go(func() {
+				got[i], errs[i] = s.AcquireLease(ctx, name, fmt.Sprintf("n%d", i), time.Minute)
+			})
+		}
+		wg.Wait()
+		winners := map[string]bool{}
+		for i := range nodes {
+			if errs[i] != nil {
+				t.Fatalf("node %d: %v", i, errs[i])
+			}
+			if got[i].Epoch != 1 {
+				t.Errorf("node %d saw epoch %d, want 1", i, got[i].Epoch)
+			}
+			winners[got[i].Holder] = true
+		}
+		if len(winners) != 1 {
+			t.Errorf("round %d: holders %v, want one", round, winners)
+		}
+	}
+}
+
+func TestServiceLeases(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	clk := withLeaseClock(s)
+	for _, name := range []string{"web", "api"} {
+		if err := putService(ctx, s, name, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.AcquireLease(ctx, "service/web", "a", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AcquireLease(ctx, "service/gone", "a", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ServiceLeases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Lease{
+		{Name: "service/api"},
+		{Name: "service/web", Holder: "a", Epoch: 1, Expires: clk.Now().Add(time.Second)},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ServiceLeases (-want +got):\n%s", diff)
+	}
+}
