@@ -162,6 +162,11 @@ type Config struct {
 	// (functions.Service.InvokeLocal): InternalHandler's side. Nil:
 	// forwarded invocations are refused (stratus.ErrUnavailable).
 	Local func(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error)
+	// Sync, if set, makes the records and log lines of the invocations
+	// run here durable (the log writer's Sync): InternalHandler calls it
+	// before it answers a forwarded queued event (async, topic,
+	// schedule), whose sender acknowledges the event on that answer.
+	Sync func(ctx context.Context) error
 
 	// Log receives what the Cluster does; nil discards it.
 	Log *slog.Logger

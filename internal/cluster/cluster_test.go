@@ -83,6 +83,8 @@ type testNode struct {
 	c    *Cluster
 	srv  *httptest.Server
 	db   *faultyDB
+	// syncs counts the calls of Sync (the records made durable).
+	syncs atomic.Int32
 
 	mu      sync.Mutex
 	invoked []invocation // what Local ran
@@ -132,6 +134,7 @@ func newNode(t *testing.T, st *store.Store, name string, o nodeOpts) *testNode {
 		Stats:  func() (int, int) { return 2, 1 },
 		Health: o.health,
 		Local:  n.local,
+		Sync:   func(context.Context) error { n.syncs.Add(1); return nil },
 		Log:    testLog(t, name),
 	}, false)
 	n.db = &faultyDB{db: n.c.db}

@@ -133,6 +133,16 @@ func (c *Cluster) forward(ctx context.Context, t target, name string, req stratu
 	return nil, fmt.Errorf("invoke %q: its owner cannot be reached: %w", name, stratus.ErrUnavailable)
 }
 
+// queued reports whether an invocation made by trigger is a queued
+// event's (async, topic, schedule): one its sender settles after it ran.
+func queued(trigger string) bool {
+	switch trigger {
+	case stratus.TriggerAsync, stratus.TriggerTopic, stratus.TriggerSchedule:
+		return true
+	}
+	return false
+}
+
 // refused reports whether err is a connection that could not be made:
 // the request did not leave, so it may go elsewhere.
 func refused(err error) bool {
@@ -168,7 +178,13 @@ func (c *Cluster) post(ctx context.Context, t target, name string, req stratus.R
 	}
 	resp, err := c.client.Do(hr)
 	if err != nil {
-		return nil, fmt.Errorf("forward invoke %q to node %s: %w", name, t.node, err)
+		if refused(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("forward invoke %q to node %s: %w", name, t.node, err)
+		}
+		// The owner went away with the call (it died or was cut off):
+		// whether it ran is unknown, as for a call in flight on a server
+		// that dies; the caller may try again.
+		return nil, fmt.Errorf("forward invoke %q to node %s: %w: %w", name, t.node, err, stratus.ErrUnavailable)
 	}
 	defer resp.Body.Close()
 	ab, err := io.ReadAll(io.LimitReader(resp.Body, maxInvokeAnswer+1))
@@ -304,6 +320,15 @@ func (c *Cluster) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		c.answer.Error(w, r, err)
 		return
+	}
+	// The sender of a queued event settles it (stores its status and
+	// acknowledges it) once this answer arrives: the record of the
+	// attempt must not be lost with this server after that.
+	if queued(in.Trigger) && c.cfg.Sync != nil {
+		if err := c.cfg.Sync(ctx); err != nil {
+			c.answer.Error(w, r, fmt.Errorf("invoke %q: keep its record: %w", name, err))
+			return
+		}
 	}
 	c.answer.JSON(w, r, http.StatusOK, invokeResponse{Body: resp.Body, ErrorType: resp.ErrorType, Record: resp.Record})
 }

@@ -77,6 +77,11 @@ func TestClusterRouteForwards(t *testing.T) {
 		if len(b.invocations()) != 0 {
 			t.Error("b ran an invocation it forwarded")
 		}
+		// A queued event's record is durable on the owner before the
+		// sender, which settles the event on the answer, gets it.
+		if n := a.syncs.Load(); n != 1 {
+			t.Errorf("a made its records durable %d times for one forwarded async event, want 1", n)
+		}
 
 		// Errors keep their kinds and messages; a function's error is an
 		// answer.
@@ -95,6 +100,10 @@ func TestClusterRouteForwards(t *testing.T) {
 		resp, err = remote(ctx, "f", stratus.Request{RequestID: "r-fn", Event: []byte("fnerror")})
 		if err != nil || resp.ErrorType != "Unhandled" || string(resp.Body) != `{"errorMessage":"boom"}` {
 			t.Errorf("a function's error: %+v, %v", resp, err)
+		}
+
+		if n := a.syncs.Load(); n != 1 {
+			t.Errorf("a made its records durable %d times after sync invocations too, want only the async one's", n)
 		}
 
 		// The hot path reads nothing: the owner is cached until its lease

@@ -30,6 +30,16 @@ type Config struct {
 	Region string `json:"region"`
 	// AccountID is the account in the ARNs the server writes (12 digits).
 	AccountID string `json:"accountId"`
+	// Store is where the state is kept: "" for the SQLite file
+	// DATA/stratus.db, a file path for another SQLite file, or a
+	// postgres:// (postgresql://) URL for PostgreSQL, which makes this
+	// server one node of a cluster (see ValidateCluster).
+	Store string `json:"store,omitempty"`
+	// NodeName names this server among the servers sharing a store
+	// (default: the host name); Advertise is the base URL the other
+	// servers reach it at (default: http:// and the listen address).
+	NodeName  string `json:"nodeName,omitempty"`
+	Advertise string `json:"advertise,omitempty"`
 	// Sandbox is the sandbox driver: "runc", "process", or "auto" (runc
 	// when runc is on PATH and usable, rootless when the server is not
 	// root; else process).
@@ -251,6 +261,7 @@ func Load(path string, environ []string) (Config, error) {
 		"STRATUS_NATS_LISTEN": &c.NatsListen, "STRATUS_NATS_URL": &c.NatsURL,
 		"STRATUS_NATS_CREDS": &c.NatsCreds, "STRATUS_NATS_NKEY": &c.NatsNkey,
 		"STRATUS_NATS_CA": &c.NatsCA, "STRATUS_NATS_CERT": &c.NatsCert, "STRATUS_NATS_KEY": &c.NatsKey,
+		"STRATUS_STORE": &c.Store, "STRATUS_NODE_NAME": &c.NodeName, "STRATUS_ADVERTISE": &c.Advertise,
 	}
 	for k, p := range str {
 		if v, ok := env[k]; ok && v != "" {
@@ -360,6 +371,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max retries %d: must be between 0 and 100: %w", c.MaxRetries, stratus.ErrInvalid)
 	}
 	if err := c.validateServices(); err != nil {
+		return err
+	}
+	if err := c.validateCluster(); err != nil {
 		return err
 	}
 	if err := c.validateBounds(); err != nil {

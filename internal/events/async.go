@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	stratus "github.com/stratus-run/stratus"
@@ -226,6 +225,17 @@ type QueueConfig struct {
 	Invoker Invoker
 	// Policy gives each function's async policy.
 	Policy PolicyFunc
+	// Exists, if set, says whether function fn ("NAME" or
+	// "NAME:QUALIFIER") exists in the store that every server shares,
+	// where Policy answers from this server's memory, which may not know
+	// yet a function deployed through another server. Before the Queue
+	// takes a function that Policy does not know as gone (failing its
+	// events, deleting its consumer, which other servers share), it asks
+	// Exists: while that says the function exists, or fails, its events
+	// are handed back (for another server, or for later: about
+	// ThrottleDelay) and its consumer stays. Nil: Policy's answer stands
+	// (one server).
+	Exists func(ctx context.Context, fn string) (bool, error)
 	// Sink, if set, receives every status transition.
 	Sink StatusSink
 	// OnDone, if set, is called once per event that is done.
@@ -443,94 +453,6 @@ func (q *Queue) enqueue(ctx context.Context, fn, id, trigger string, event []byt
 	return id, nil
 }
 
-// Attribute keys of Stratus's spans beyond the FaaS conventions
-// (trace.Attr*): OpenTelemetry's messaging conventions and our own.
-const (
-	attrMessagingSystem      = "messaging.system"
-	attrMessagingDestination = "messaging.destination.name"
-	attrMessagingOperation   = "messaging.operation.type"
-	attrAttempt              = "stratus.attempt"
-	attrTrigger              = "stratus.trigger"
-)
-
-// producerSpan starts a producer span (the messaging conventions') for a
-// send to subject, only within a trace: a send nobody traces costs
-// nothing more. It returns nil and ctx when ctx holds no span.
-func producerSpan(ctx context.Context, t oteltrace.Tracer, name, subject string, attrs ...attribute.KeyValue) (oteltrace.Span, context.Context) {
-	if !oteltrace.SpanContextFromContext(ctx).IsValid() {
-		return nil, ctx
-	}
-	ctx, span := t.Start(ctx, name,
-		oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
-		oteltrace.WithAttributes(append([]attribute.KeyValue{
-			attribute.String(attrMessagingSystem, "nats"),
-			attribute.String(attrMessagingDestination, subject),
-			attribute.String(attrMessagingOperation, "send"),
-		}, attrs...)...))
-	return span, ctx
-}
-
-// endSpan ends span, marking it failed when err is not nil.
-func endSpan(span oteltrace.Span, err error) {
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
-}
-
-// jsErrCodeStoreFailed is nats-server's JSStreamStoreFailedF, which a
-// full stream with discard-new answers ("maximum bytes exceeded").
-const jsErrCodeStoreFailed jetstream.ErrorCode = 10077
-
-// JetStream's answers when its store is over its limits (the embedded
-// server's is sized from the data volume).
-const (
-	jsErrCodeAccountResources      jetstream.ErrorCode = 10002
-	jsErrCodeInsufficientResources jetstream.ErrorCode = 10023
-)
-
-// publish stores msg in the async stream and returns once JetStream has
-// acknowledged it. It publishes asynchronously and waits for this
-// message's own acknowledgement (Bus.await: bounded): as durable as a
-// synchronous publish, and concurrent callers share the connection's
-// pipeline.
-func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string, dedupe bool) error {
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(AsyncStream)}
-	if dedupe {
-		opts = append(opts, jetstream.WithMsgID(id))
-	}
-	paf, err := q.bus.js.PublishMsgAsync(msg, opts...)
-	if err != nil {
-		return q.bus.publishErr(err)
-	}
-	_, err = q.bus.await(ctx, paf)
-	return err
-}
-
-// publishErr adds the error kind to a failed publish or JetStream request.
-func publishErr(err error) error {
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.Is(err, stratus.ErrNoSpace), errors.Is(err, stratus.ErrUnavailable):
-		return err // kind known
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStoreFailed && strings.Contains(apiErr.Description, "maximum"):
-		return fmt.Errorf("async stream full: %w: %w", err, stratus.ErrCapacity)
-	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeAccountResources || apiErr.ErrorCode == jsErrCodeInsufficientResources):
-		return fmt.Errorf("JetStream store full: %w: %w", err, stratus.ErrNoSpace)
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
-		return fmt.Errorf("%w: %w", err, stratus.ErrTooLarge)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err
-	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
-		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
-		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, jetstream.ErrTooManyStalledMsgs),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
-		return fmt.Errorf("%w: %w", err, stratus.ErrUnavailable)
-	}
-	return err
-}
-
 // Ensure creates the stream and fn's consumer if they do not exist and
 // has Run serve fn. It is idempotent; Enqueue calls it.
 func (q *Queue) Ensure(ctx context.Context, fn string) error {
@@ -566,7 +488,7 @@ func (q *Queue) getStream(ctx context.Context) (jetstream.Stream, error) {
 	maxBytes := orDefault(q.cfg.MaxBytes, q.bus.StreamBytes(DefaultMaxBytes, asyncShare))
 	done := q.bus.api()
 	defer done()
-	s, err = q.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err = q.bus.makeStream(ctx, jetstream.StreamConfig{
 		Name:        AsyncStream,
 		Description: "Stratus async invocations",
 		Subjects:    []string{asyncSubjectPrefix + "*"},
@@ -597,8 +519,10 @@ func (q *Queue) consumer(ctx context.Context, fn string) (jetstream.Consumer, er
 	if err != nil {
 		return nil, err
 	}
+	// Every server makes the same consumer, with the same configuration,
+	// and shares it: creating it again is a no-op.
 	done := q.bus.api()
-	c, err = s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       consumerPrefix + fn,
 		Description:   "Stratus async invocations of " + fn,
 		FilterSubject: AsyncSubject(fn),
@@ -607,7 +531,16 @@ func (q *Queue) consumer(ctx context.Context, fn string) (jetstream.Consumer, er
 		AckWait:       q.cfg.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: maxAckPending,
+	}
+	c, err = upsert(ctx, q.bus, func(ctx context.Context) (jetstream.Consumer, error) {
+		return s.CreateOrUpdateConsumer(ctx, cfg)
 	})
+	if err != nil {
+		// Another server may have made it meanwhile.
+		if c2, gerr := s.Consumer(ctx, consumerPrefix+fn); gerr == nil {
+			c, err = c2, nil
+		}
+	}
 	done()
 	if err != nil {
 		return nil, fmt.Errorf("create consumer: %w", q.bus.publishErr(err))

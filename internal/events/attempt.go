@@ -106,6 +106,11 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 	st := Status{RequestID: e.id, Function: fn, EnqueuedAt: e.enqueuedAt, Attempt: e.attempts}
 	pol, ok := q.cfg.Policy(fn)
 	if !ok {
+		if now.Sub(e.enqueuedAt) <= DefaultMaxEventAge && q.existsElsewhere(ctx, fn) {
+			// Deployed through another server, not known here yet.
+			_ = msg.NakWithDelay(jitter(q.cfg.ThrottleDelay, rand.Float64()))
+			return
+		}
 		q.finish(ctx, fn, msg, e, st, nil, fmt.Errorf("function %q: %w", fn, stratus.ErrNotFound), acks)
 		return
 	}
@@ -173,6 +178,22 @@ func (q *Queue) handle(ctx context.Context, fn string, msg *nats.Msg, release fu
 		span.SetStatus(codes.Error, err.Error())
 		q.failed(ctx, fn, msg, e, st, pol, nil, fmt.Errorf("invoke %s: %w", fn, err), acks)
 	}
+}
+
+// existsElsewhere reports whether fn, unknown to Policy, may exist in the
+// shared store (QueueConfig.Exists says so, or cannot answer).
+func (q *Queue) existsElsewhere(ctx context.Context, fn string) bool {
+	if q.cfg.Exists == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	ok, err := q.cfg.Exists(ctx, fn)
+	if err != nil {
+		q.log.Warn("look up a function this server does not know; its events wait", "fn", fn, "err", err)
+		return true
+	}
+	return ok
 }
 
 // failed settles an attempt that failed: retry later, or done.

@@ -66,6 +66,12 @@ type BusConfig struct {
 	// HealthInterval is how often Run checks JetStream and the volume
 	// (DefaultHealthInterval).
 	HealthInterval time.Duration
+	// Replicas is how many copies JetStream keeps of the streams (and of
+	// the key-value and object stores) made through the bus (see
+	// Bus.Replicas): 1 to 5. 0 means 1 with the embedded server, and
+	// with URL min(3, the size of the cluster the server belongs to).
+	// The embedded server is alone: more than 1 needs URL.
+	Replicas int
 	// Log receives the embedded server's log lines; nil discards them.
 	Log *slog.Logger
 }
@@ -82,6 +88,7 @@ type Bus struct {
 	streams chan struct{}
 
 	cfg      BusConfig
+	replicas int                    // of the streams; see Replicas
 	jsConfig server.JetStreamConfig // of the embedded server, to re-enable it
 	health   health
 	// apiMu is read-held by each JetStream API request of the bus's users
@@ -109,11 +116,21 @@ func (c BusConfig) withDefaults() BusConfig {
 // and stratus.ErrUnavailable when the server cannot be reached or started.
 func OpenBus(ctx context.Context, cfg BusConfig) (*Bus, error) {
 	cfg = cfg.withDefaults()
-	b := &Bus{log: cfg.Log, closed: make(chan struct{}), streams: make(chan struct{}, 1), cfg: cfg}
+	switch {
+	case cfg.Replicas < 0 || cfg.Replicas > maxReplicas:
+		return nil, fmt.Errorf("open bus: %d replicas: want 1 to %d, or 0 for the default: %w", cfg.Replicas, maxReplicas, stratus.ErrInvalid)
+	case cfg.Replicas > 1 && cfg.URL == "":
+		return nil, fmt.Errorf("open bus: %d replicas need a NATS cluster (a NATS URL); the embedded server keeps one copy: %w", cfg.Replicas, stratus.ErrInvalid)
+	}
+	b := &Bus{log: cfg.Log, closed: make(chan struct{}), streams: make(chan struct{}, 1), cfg: cfg, replicas: 1}
 	b.health.init()
 	if cfg.URL != "" {
 		if err := b.connectURL(ctx, cfg); err != nil {
 			return nil, err
+		}
+		b.replicas = cfg.Replicas
+		if b.replicas == 0 {
+			b.replicas = clusterReplicas(b.nc)
 		}
 	} else if err := b.embed(ctx, cfg); err != nil {
 		return nil, err
@@ -366,6 +383,77 @@ func (b *Bus) lockStreams(ctx context.Context) (release func(), err error) {
 		return func() { <-b.streams }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// maxReplicas is the most copies JetStream keeps of a stream.
+const maxReplicas = 5
+
+// defaultReplicas is the most copies a stream gets by default.
+const defaultReplicas = 3
+
+// clusterReplicas is the default replica count with an external server:
+// 1 for a server in no cluster, else min(3, the servers of its cluster).
+// A connected server names its cluster and the client URLs of the
+// cluster's servers (nats.go adds those to the URLs it was given): their
+// distinct host:port pairs are counted.
+func clusterReplicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	hosts := make(map[string]bool)
+	for _, s := range nc.Servers() {
+		if u, err := url.Parse(s); err == nil && u.Host != "" {
+			hosts[u.Host] = true
+		}
+	}
+	return min(max(len(hosts), 1), defaultReplicas)
+}
+
+// Replicas returns how many copies JetStream keeps of what is made
+// through the bus: BusConfig.Replicas, or its default as computed at
+// OpenBus. The Queue and Topics make their streams with it; other users
+// (the object store of blobs) should too.
+func (b *Bus) Replicas() int { return b.replicas }
+
+// makeStream creates stream cfg, with the bus's replicas, or updates it to
+// cfg (see upsert).
+func (b *Bus) makeStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	cfg.Replicas = b.replicas
+	return upsert(ctx, b, func(ctx context.Context) (jetstream.Stream, error) {
+		return b.js.CreateOrUpdateStream(ctx, cfg)
+	})
+}
+
+// Bounds of upsert.
+const (
+	upsertAttempts = 3
+	upsertTimeout  = 3 * time.Second
+)
+
+// upsert runs op, the creation or update of a stream or consumer through
+// b. With an external server it runs op up to upsertAttempts times, each
+// bounded by upsertTimeout (and ctx), while it fails for a reason that a
+// second request fixes and b is healthy: several servers make the same
+// streams and consumers, at once when they start together, and of two
+// creates of one stream in a NATS cluster one may fail (the name in use)
+// or go unanswered although the stream is made; the next request updates
+// what is there. The embedded server has no other client making them:
+// op runs once.
+func upsert[T any](ctx context.Context, b *Bus, op func(context.Context) (T, error)) (T, error) {
+	if b.srv != nil {
+		return op(ctx)
+	}
+	for n := 1; ; n++ {
+		actx, cancel := context.WithTimeout(ctx, upsertTimeout)
+		v, err := op(actx)
+		cancel()
+		var apiErr *jetstream.APIError
+		again := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse)
+		if !again || n == upsertAttempts || ctx.Err() != nil || b.Health() != nil {
+			return v, err
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"maps"
 	mathrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,17 +53,7 @@ func (t *Topics) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("run topics: %w", err)
 	}
-	t.changeMu.Lock()
-	stored, err := t.st.ListSubscriptions(ctx, "")
-	if err == nil {
-		t.mu.Lock()
-		for _, sub := range stored {
-			t.subs[sub.ID] = sub
-		}
-		t.mu.Unlock()
-	}
-	t.changeMu.Unlock()
-	if err != nil {
+	if err := t.loadSubscriptions(ctx); err != nil {
 		return fmt.Errorf("run topics: %w", err)
 	}
 	t.removeOrphans(ctx, s)
@@ -91,10 +82,18 @@ func (t *Topics) Run(ctx context.Context) error {
 		}
 	}
 	reconcile()
+	tick := time.NewTicker(t.cfg.ReloadInterval)
+	defer tick.Stop()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-t.kick:
+			reconcile()
+		case <-t.reload:
+			t.reloadSubscriptions(ctx)
+			reconcile()
+		case <-tick.C:
+			t.reloadSubscriptions(ctx)
 			reconcile()
 		}
 	}
@@ -103,6 +102,35 @@ func (t *Topics) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// loadSubscriptions makes the set of subscriptions Run follows the stored
+// one.
+func (t *Topics) loadSubscriptions(ctx context.Context) error {
+	t.changeMu.Lock()
+	defer t.changeMu.Unlock()
+	stored, err := t.st.ListSubscriptions(ctx, "")
+	if err != nil {
+		return err
+	}
+	subs := make(map[string]stratus.Subscription, len(stored))
+	for _, sub := range stored {
+		subs[sub.ID] = sub
+	}
+	t.mu.Lock()
+	t.subs = subs
+	t.mu.Unlock()
+	return nil
+}
+
+// reloadSubscriptions is loadSubscriptions while Run runs: a store that
+// does not answer leaves the set as it is, until the next reload.
+func (t *Topics) reloadSubscriptions(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := t.loadSubscriptions(rctx); err != nil && ctx.Err() == nil {
+		t.log.Warn("read subscriptions; keeping the ones known", "err", err)
+	}
 }
 
 // removeOrphans deletes consumers of subscriptions that are no longer
@@ -179,6 +207,13 @@ func (t *Topics) runSubscription(ctx context.Context, sub stratus.Subscription, 
 		t.mu.Lock()
 		_, wanted := t.subs[sub.ID]
 		t.mu.Unlock()
+		if wanted && !t.stored(ctx, sub) {
+			// Deleted through another server, which deleted its
+			// consumer: making it again would deliver the topic's
+			// events again from the subscription's start.
+			wanted = false
+			t.Reload()
+		}
 		if !wanted { // deleted: its consumer went first
 			r.removed.Store(true)
 			return
@@ -192,6 +227,20 @@ func (t *Topics) runSubscription(ctx context.Context, sub stratus.Subscription, 
 	}
 }
 
+// stored reports whether sub is still in the store; true when the store
+// does not answer.
+func (t *Topics) stored(ctx context.Context, sub stratus.Subscription) bool {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	subs, err := t.st.ListSubscriptions(ctx, sub.Topic)
+	if errors.Is(err, stratus.ErrNotFound) {
+		return false // its topic is gone
+	} else if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(subs, func(s stratus.Subscription) bool { return s.ID == sub.ID })
+}
+
 // consumer creates (or finds) sub's durable consumer: it starts at the
 // subscription's creation time and filters on its topic's subject.
 func (t *Topics) consumer(ctx context.Context, sub stratus.Subscription) (jetstream.Consumer, error) {
@@ -202,7 +251,7 @@ func (t *Topics) consumer(ctx context.Context, sub stratus.Subscription) (jetstr
 	start := sub.CreatedAt
 	done := t.bus.api()
 	defer done()
-	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       sub.ID,
 		Description:   "Stratus subscription to topic " + sub.Topic,
 		FilterSubject: TopicSubject(sub.Topic),
@@ -212,6 +261,9 @@ func (t *Topics) consumer(ctx context.Context, sub stratus.Subscription) (jetstr
 		AckWait:       t.cfg.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: max(subscriptionMaxAckPending, 2*sub.Batch),
+	}
+	c, err := upsert(ctx, t.bus, func(ctx context.Context) (jetstream.Consumer, error) {
+		return s.CreateOrUpdateConsumer(ctx, cfg)
 	})
 	if err != nil {
 		if c, gerr := s.Consumer(ctx, sub.ID); gerr == nil {
@@ -221,6 +273,13 @@ func (t *Topics) consumer(ctx context.Context, sub stratus.Subscription) (jetstr
 	}
 	return c, nil
 }
+
+// subscriptionPullExpiry bounds one pull request of a subscription. A
+// request stays with JetStream until it expires, even once its server
+// stopped (in a NATS cluster, events still go to it, and come back only
+// after AckWait): a short one hands a stopped server's share of a
+// subscription to the others sooner.
+const subscriptionPullExpiry = 5 * time.Second
 
 // consume runs one message iterator of sub until ctx ends (nil) or the
 // iterator fails.
@@ -233,7 +292,7 @@ func (t *Topics) consume(ctx context.Context, sub stratus.Subscription, filter c
 	if sub.Function != "" {
 		buffer = max(2*sub.Batch, 32)
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(buffer))
+	it, err := c.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(subscriptionPullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}

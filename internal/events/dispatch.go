@@ -249,7 +249,8 @@ func (q *Queue) work(ctx, invCtx context.Context, fn string) {
 	}
 }
 
-// retire deletes the consumer of fn, a function that is gone, when it
+// retire deletes the consumer of fn, a function that is gone (from Policy
+// and, when QueueConfig.Exists is set, from the shared store), when it
 // holds no event (none stored, none delivered and not yet acknowledged),
 // and reports whether it did. An event stored after the check waits in the
 // stream until the next scan makes the consumer again.
@@ -261,6 +262,11 @@ func (q *Queue) retire(ctx context.Context, fn string) bool {
 	defer cancel()
 	s, err := q.getStream(ctx)
 	if err != nil {
+		return false
+	}
+	// Another server may serve the function through the same consumer:
+	// gone means gone from the store, not only from this server's memory.
+	if q.existsElsewhere(ctx, fn) {
 		return false
 	}
 	done := q.bus.api()

@@ -135,11 +135,61 @@
 //
 // The schedules live in the store; the Scheduler's Run owns one goroutine
 // that keeps each schedule's next firing, sleeps until the earliest (a
-// timer; Create and Delete wake it through a 1-buffered channel, so they
-// never block) and enqueues each due firing on the Queue, one at a time,
+// timer; Create, Delete and Reload wake it through a 1-buffered channel,
+// so they never block; it reads the store again every ReloadInterval) and
+// enqueues each due firing on the Queue, one at a time,
 // in order of scheduled time. It holds no lock: only Run's goroutine
 // touches its state. Missed firings collapse into one catch-up firing
 // (see Scheduler).
+//
+// # Several servers
+//
+// Several Stratus servers share one event system by connecting their
+// Buses to one NATS cluster (BusConfig.URL) and reading one store
+// (PostgreSQL); nothing of it is kept per server but what is in flight.
+// What they share, and what each guarantee is:
+//
+//   - Streams. STRATUS_ASYNC and STRATUS_TOPICS are made (or updated to
+//     the same configuration) by every server, with BusConfig.Replicas
+//     copies: by default min(3, the servers of the NATS cluster as the
+//     connected server reports them), so that with three NATS nodes or
+//     more a stream survives one node's loss (JetStream acknowledges a
+//     publish once a majority of its replicas stored it). Servers that
+//     start together race to make them: a create that fails or goes
+//     unanswered is tried again and then updates what is there.
+//   - Async events. Every server makes the same durable pull consumer
+//     per function, "async_<function>", with the same configuration, and
+//     pulls from it: one work queue, each event delivered to one server
+//     at a time, held there while its invocation runs (heartbeats every
+//     AckWait/3), acknowledged once done. A server that dies mid-event
+//     (its connection gone, nothing acknowledged) leaves the event to
+//     another, which gets it once AckWait has passed. A server finds the
+//     consumers other servers made by its rescan (RescanInterval). Each
+//     server caps its own pulls at a function's MaxConcurrency; the
+//     global limit is the Invoker's (the function's owner throttles,
+//     and a throttled event waits ThrottleDelay). A function another
+//     server deployed and this one does not know yet is not taken as
+//     gone while the shared store has it (QueueConfig.Exists): its
+//     events wait and its consumer stays.
+//   - Topics. Subscriptions are rows in the store; each server follows
+//     all of them (Topics.Reload on a change notification, and every
+//     TopicsConfig.ReloadInterval), and the servers share each one's
+//     durable consumer, so each event is delivered by one server.
+//   - Schedules. Every server fires every schedule; a firing's request
+//     ID and event id are derived from the schedule's name, its creation
+//     time and the firing time, and it is enqueued with that ID as its
+//     Nats-Msg-Id, so JetStream stores one event of the twins made within
+//     its two-minute duplicate window. A server reads the last firing
+//     recorded in the store before each firing and at each reload
+//     (Scheduler.Reload, and every SchedulerConfig.ReloadInterval), so a
+//     server late by more than the window does not fire a recorded tick
+//     again (see Scheduler).
+//   - When a NATS node dies, the streams and consumers it led elect new
+//     leaders among the others (nats-server's Raft election, several
+//     seconds); meanwhile publishes fail with stratus.ErrUnavailable (an
+//     Enqueue whose publish the dead leader took fails after
+//     PublishTimeout; the event may have been stored all the same), and
+//     every event already accepted stays, and runs.
 //
 // # Topics: storage
 //
@@ -181,7 +231,9 @@
 //
 // Topics.Run owns one goroutine per subscription, started for every
 // stored subscription at start and for each new one (Subscribe wakes Run
-// through a 1-buffered channel), and cancelled when the subscription or
+// through a 1-buffered channel; Reload, and a ticker every
+// ReloadInterval, have it read the stored ones again), and cancelled
+// when the subscription or
 // its topic is deleted; it then deletes its consumer (Run also deletes
 // consumers of subscriptions deleted while it was stopped). A function
 // subscription's goroutine enqueues one invocation at a time; a URL

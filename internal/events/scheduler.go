@@ -2,19 +2,15 @@ package events
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
-	"go.opentelemetry.io/otel/attribute"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/stratus-run/stratus"
@@ -37,6 +33,9 @@ const (
 	// maxSleep bounds one sleep of the loop, so that a change of the wall
 	// clock or a suspended host delays a firing by at most this much.
 	maxSleep = time.Minute
+	// DefaultScheduleReload is how often Run reads the schedules from the
+	// store even when nothing told it they changed.
+	DefaultScheduleReload = 30 * time.Second
 )
 
 // scheduleAccount is the account of scheduled events and rule ARNs
@@ -87,6 +86,21 @@ type ScheduleSpec struct {
 // Cron and at expressions are read in the schedule's time zone; a rate
 // fires at its creation time and every interval after it. An at schedule
 // fires once and then stays, with no next firing, until deleted.
+//
+// Several servers: every server's Scheduler reads the same schedules from
+// the shared store (Reload, on a change notification, and every
+// SchedulerConfig.ReloadInterval) and fires them all. A firing's request
+// ID and event id are derived from the schedule and the firing time
+// (firingID), and it is enqueued with that ID as its Nats-Msg-Id, so that
+// JetStream stores one event of the twins two servers make within the
+// async stream's duplicate window (two minutes). Before it fires, a
+// Scheduler reads the schedule's last firing from the store and skips a
+// firing another server has recorded, and a reload takes the stored last
+// firing when it is later than its own: a server that falls behind by
+// more than the window does not make a recorded firing again. What is
+// left is a firing made twice when one server enqueued it and had not
+// recorded it yet (a failing store) while another made it more than two
+// minutes later.
 //
 // Catch-up: the firings a schedule missed (the server was down, or the
 // loop woke late) collapse into one, the latest that was due, made at
@@ -142,6 +156,10 @@ type SchedulerConfig struct {
 	// Now clock, and a function that stops it (a time.Timer by default).
 	// Tests replace both with a clock they step.
 	NewTimer func(d time.Duration) (<-chan time.Time, func() bool)
+	// ReloadInterval is how often Run reads the schedules from the store
+	// when nothing told it they changed (DefaultScheduleReload): another
+	// server may have created, deleted or fired one.
+	ReloadInterval time.Duration
 	// Tracer makes a span for each attempt of a firing ("schedule
 	// <name>", a producer, the root of a new trace that the invocation
 	// joins); nil makes none.
@@ -154,6 +172,7 @@ func (c SchedulerConfig) withDefaults() SchedulerConfig {
 	c.MaxAttempts = orDefault(c.MaxAttempts, DefaultFireAttempts)
 	c.RetryDelay = orDefault(c.RetryDelay, DefaultFireRetryDelay)
 	c.MaxEventSize = orDefault(c.MaxEventSize, DefaultMaxEventSize)
+	c.ReloadInterval = orDefault(c.ReloadInterval, DefaultScheduleReload)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -185,6 +204,10 @@ func (sc *Scheduler) now() time.Time { return sc.cfg.Now() }
 func (sc *Scheduler) newTimer(d time.Duration) (<-chan time.Time, func() bool) {
 	return sc.cfg.NewTimer(d)
 }
+
+// Reload has Run read the schedules from the store now: another server
+// changed them (a change notification). It does not block.
+func (sc *Scheduler) Reload() { sc.wake() }
 
 // wake has Run read the schedules again.
 func (sc *Scheduler) wake() {
@@ -399,197 +422,4 @@ func accountEvent(account, id, region, name string, t time.Time, data json.RawMe
 		panic(err) // data is a compacted JSON object
 	}
 	return b
-}
-
-// schedEntry is the loop's state of one schedule.
-type schedEntry struct {
-	s    stratus.Schedule
-	expr schedule.Schedule
-	last time.Time // firings up to last are done
-	next time.Time // expr.Next(last); zero when none
-
-	// A firing that failed and waits for retryAt (zero when none).
-	firing   time.Time
-	id       string // its event ID, the same on every attempt
-	attempts int
-	retryAt  time.Time
-}
-
-// wakeAt is when the entry wants the loop next, zero for never.
-func (e *schedEntry) wakeAt() time.Time {
-	if !e.retryAt.IsZero() {
-		return e.retryAt
-	}
-	return e.next
-}
-
-// Run fires the schedules until ctx ends. It returns nil when ctx ends,
-// after its one goroutine is done; an error only if it is already running.
-func (sc *Scheduler) Run(ctx context.Context) error {
-	if !sc.running.CompareAndSwap(false, true) {
-		return fmt.Errorf("run scheduler: already running: %w", stratus.ErrConflict)
-	}
-	defer sc.running.Store(false)
-	entries := make(map[string]*schedEntry)
-	stale, started := true, false
-	for {
-		var wake time.Time
-		if stale {
-			if err := sc.reload(ctx, entries); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				sc.log.Error("read schedules", "err", err, "retry_in", reloadRetry)
-				wake = sc.now().Add(reloadRetry)
-			} else {
-				stale = false
-			}
-		}
-		if w := sc.step(ctx, entries, sc.now()); !w.IsZero() && (wake.IsZero() || w.Before(wake)) {
-			wake = w
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !started && !stale {
-			started = true
-			next := "none"
-			if !wake.IsZero() {
-				next = wake.UTC().Format(time.RFC3339)
-			}
-			sc.log.Info("scheduler started", "schedules", len(entries), "next_wake", next)
-		}
-		var timer <-chan time.Time
-		stop := func() bool { return false }
-		if !wake.IsZero() {
-			timer, stop = sc.newTimer(min(wake.Sub(sc.now()), maxSleep))
-		}
-		if sc.idle != nil {
-			sc.idle(wake)
-		}
-		select {
-		case <-ctx.Done():
-			stop()
-			return nil
-		case <-sc.kick:
-			stale = true
-		case <-timer:
-		}
-		stop()
-	}
-}
-
-// reload brings entries in line with the stored schedules, keeping the
-// state of those it already has.
-func (sc *Scheduler) reload(ctx context.Context, entries map[string]*schedEntry) error {
-	list, err := sc.st.ListSchedules(ctx)
-	if err != nil {
-		return err
-	}
-	seen := make(map[string]bool, len(list))
-	for _, s := range list {
-		seen[s.Name] = true
-		if e, ok := entries[s.Name]; ok && e.s.CreatedAt.Equal(s.CreatedAt) {
-			continue
-		}
-		expr, err := parseStored(&s)
-		if err != nil {
-			sc.log.Error("schedule cannot be read and will not fire", "schedule", s.Name, "fn", s.Function, "err", err)
-			delete(entries, s.Name)
-			continue
-		}
-		last := firedUpTo(&s)
-		entries[s.Name] = &schedEntry{s: s, expr: expr, last: last, next: expr.Next(last)}
-	}
-	for name := range entries {
-		if !seen[name] {
-			delete(entries, name)
-		}
-	}
-	return nil
-}
-
-// step makes every firing due at now and returns when the loop should
-// wake next (zero for never).
-func (sc *Scheduler) step(ctx context.Context, entries map[string]*schedEntry, now time.Time) time.Time {
-	type due struct {
-		e *schedEntry
-		f time.Time
-	}
-	var fire []due
-	for _, e := range entries {
-		if e.next.IsZero() || e.next.After(now) || (!e.retryAt.IsZero() && e.retryAt.After(now)) {
-			continue
-		}
-		f, ok := schedule.Missed(e.expr, e.last, now)
-		if !ok {
-			continue // not reached: e.next <= now
-		}
-		fire = append(fire, due{e, f})
-	}
-	slices.SortFunc(fire, func(a, b due) int {
-		return cmp.Or(a.f.Compare(b.f), strings.Compare(a.e.s.Name, b.e.s.Name))
-	})
-	for _, d := range fire {
-		if ctx.Err() != nil {
-			return time.Time{}
-		}
-		sc.fire(ctx, d.e, d.f, now)
-	}
-	var wake time.Time
-	for _, e := range entries {
-		if w := e.wakeAt(); !w.IsZero() && (wake.IsZero() || w.Before(wake)) {
-			wake = w
-		}
-	}
-	return wake
-}
-
-// fire makes e's firing scheduled at f: enqueues its event and records it,
-// or sets a retry.
-func (sc *Scheduler) fire(ctx context.Context, e *schedEntry, f, now time.Time) {
-	log := sc.log.With("schedule", e.s.Name, "fn", e.s.Function, "scheduled", f.UTC().Format(time.RFC3339))
-	if !f.Equal(e.firing) {
-		if f.After(e.next) {
-			log.Info("catching up: missed firings collapse into this one", "first_missed", e.next.UTC().Format(time.RFC3339))
-		}
-		e.firing, e.id, e.attempts = f, uuid.NewString(), 0
-	}
-	e.attempts++
-	ev := accountEvent(cmp.Or(sc.cfg.AccountID, scheduleAccount), e.id, sc.cfg.Region, e.s.Name, f, e.s.Data)
-	ectx, cancel := context.WithTimeout(ctx, opTimeout)
-	ectx, span := sc.cfg.Tracer.Start(ectx, "schedule "+e.s.Name,
-		oteltrace.WithNewRoot(),
-		oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
-		oteltrace.WithAttributes(
-			attribute.String(trace.AttrTrigger, "timer"),
-			attribute.String(trace.AttrFaaSName, e.s.Function),
-			attribute.String("faas.cron", e.s.Expression),
-			attribute.String("faas.time", f.UTC().Format(time.RFC3339)),
-			attribute.Int(attrAttempt, e.attempts),
-		))
-	reqID, err := sc.q.EnqueueWith(ectx, e.s.Function, ev, EnqueueOptions{Trigger: stratus.TriggerSchedule})
-	endSpan(span, err)
-	cancel()
-	switch {
-	case err == nil:
-		log.Info("schedule fired", "req_id", reqID, "late", now.Sub(f).Round(time.Millisecond), "attempt", e.attempts)
-	case ctx.Err() != nil:
-		return // stopping: not recorded, so the next start makes it
-	case e.attempts < sc.cfg.MaxAttempts:
-		delay := min(sc.cfg.RetryDelay<<(e.attempts-1), maxFireRetryDelay)
-		e.retryAt = sc.now().Add(delay)
-		log.Warn("schedule firing failed; retrying", "attempt", e.attempts, "retry_in", delay, "err", err)
-		return
-	default:
-		log.Error("schedule firing failed; giving it up", "attempts", e.attempts, "err", err)
-	}
-	e.last, e.next = f, e.expr.Next(f)
-	e.firing, e.id, e.attempts, e.retryAt = time.Time{}, "", 0, time.Time{}
-	// Record it even when ctx has just ended: the firing was made.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	if err := sc.st.SetLastFired(rctx, e.s.Name, f); err != nil && !errors.Is(err, stratus.ErrNotFound) {
-		log.Error("record schedule firing; it may be made again after a restart", "err", err)
-	}
 }

@@ -49,6 +49,7 @@ const (
 	DefaultURLConcurrency  = 8
 	DefaultDeliveryRetry   = time.Second
 	DefaultDeliveryRetryMx = time.Minute
+	DefaultTopicsReload    = 30 * time.Second
 )
 
 // subscriptionMaxAckPending bounds a subscription's delivered but not yet
@@ -132,6 +133,10 @@ type TopicsConfig struct {
 	// AckWait is how long a delivered event may stay unsettled before
 	// JetStream delivers it again (DefaultAckWait).
 	AckWait time.Duration
+	// ReloadInterval is how often Run reads the subscriptions from the
+	// store when nothing told it they changed (DefaultTopicsReload):
+	// another server may have added or deleted one.
+	ReloadInterval time.Duration
 	// Client posts to URL subscribers (http.DefaultClient; a client with
 	// no timeout of its own: URLTimeout bounds each request).
 	Client *http.Client
@@ -156,6 +161,7 @@ func (c TopicsConfig) withDefaults() TopicsConfig {
 	c.RetryBase = orDefault(c.RetryBase, DefaultDeliveryRetry)
 	c.RetryMax = orDefault(c.RetryMax, DefaultDeliveryRetryMx)
 	c.AckWait = orDefault(c.AckWait, DefaultAckWait)
+	c.ReloadInterval = orDefault(c.ReloadInterval, DefaultTopicsReload)
 	if c.Client == nil {
 		c.Client = http.DefaultClient
 	}
@@ -177,6 +183,7 @@ type Topics struct {
 	fnExists func(fn string) bool
 	log      *slog.Logger
 	kick     chan struct{} // the set of subscriptions changed; buffered 1
+	reload   chan struct{} // read the subscriptions from the store; buffered 1
 
 	// changeMu orders a change of subscriptions in the store with the
 	// matching change of subs, and Run's first load of them.
@@ -195,7 +202,7 @@ func NewTopics(cfg TopicsConfig) *Topics {
 	cfg = cfg.withDefaults()
 	return &Topics{
 		cfg: cfg, bus: cfg.Bus, st: cfg.Store, q: cfg.Queue, fnExists: cfg.FunctionExists, log: cfg.Log,
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), reload: make(chan struct{}, 1),
 		subs: make(map[string]stratus.Subscription),
 	}
 }
@@ -352,6 +359,16 @@ func (t *Topics) Unsubscribe(ctx context.Context, id string) error {
 	return nil
 }
 
+// Reload has Run read the subscriptions from the store now, and start
+// and stop deliveries to match: another server added or deleted some (a
+// change notification). It does not block.
+func (t *Topics) Reload() {
+	select {
+	case t.reload <- struct{}{}:
+	default:
+	}
+}
+
 func (t *Topics) poke() {
 	select {
 	case t.kick <- struct{}{}:
@@ -469,7 +486,7 @@ func (t *Topics) getStream(ctx context.Context) (jetstream.Stream, error) {
 	limit := t.cfg.MaxEventSize
 	done := t.bus.api()
 	defer done()
-	s, err = t.bus.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err = t.bus.makeStream(ctx, jetstream.StreamConfig{
 		Name:        TopicStream,
 		Description: "Stratus topics",
 		Subjects:    []string{topicSubjectPrefix + "*"},

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,11 +107,43 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 			log.Warn("flush trace spans", "err", err)
 		}
 	}()
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "stratus.db"))
+	target := cfg.Store
+	if target == "" {
+		target = filepath.Join(cfg.DataDir, "stratus.db")
+	}
+	st, err := store.Open(ctx, target)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	// The listener comes first: the other servers of a cluster learn
+	// this one's address from its heartbeats.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	// The event bus comes before the parts that keep code and images:
+	// in a cluster they share them through its blobs.
+	bus, err := events.OpenBus(ctx, events.BusConfig{
+		StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NatsListen, URL: cfg.NatsURL,
+		ClientCreds: filepath.Join(cfg.DataDir, NATSCredsFile),
+		CredsFile:   cfg.NatsCreds, NkeyFile: cfg.NatsNkey,
+		CAFile: cfg.NatsCA, CertFile: cfg.NatsCert, KeyFile: cfg.NatsKey,
+		SyncAlways: cfg.NatsSyncAlways, MinFree: cfg.MinFreeBytes, Log: log.With("component", "nats"),
+	})
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if cfg.NatsListen != "" {
+		log.Info("NATS clients may connect", "url", bus.ClientURL(),
+			"credentials", filepath.Join(cfg.DataDir, NATSCredsFile), "show", "stratus nats credentials")
+	}
+	node, err := newNode(ctx, cfg, st, bus, token, ln.Addr().String(), log)
+	if err != nil {
+		return err
+	}
 
 	rawDriver, why, err := newDriver(cfg, log.With("component", "sandbox"))
 	if err != nil {
@@ -168,6 +199,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	images, err := image.Open(image.Config{
 		Dir: filepath.Join(cfg.DataDir, "images"), IDBase: idBase,
 		MaxImage: cfg.MaxImageBytes, MaxStore: cfg.ImageStoreBytes,
+		Blobs: node.imageBlobs(),
 	})
 	if err != nil {
 		return err
@@ -216,24 +248,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		InstanceGrace: time.Duration(cfg.InitTimeout) + time.Duration(cfg.StopGrace) + 5*time.Second,
 		// A removed function's series leave /metrics with it.
 		Removed: met.forgetFunction,
+		Route:   node.route(),
+		Blobs:   node.codeBlobs(),
 	})
 	if err != nil {
 		return err
-	}
-	bus, err := events.OpenBus(ctx, events.BusConfig{
-		StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NatsListen, URL: cfg.NatsURL,
-		ClientCreds: filepath.Join(cfg.DataDir, NATSCredsFile),
-		CredsFile:   cfg.NatsCreds, NkeyFile: cfg.NatsNkey,
-		CAFile: cfg.NatsCA, CertFile: cfg.NatsCert, KeyFile: cfg.NatsKey,
-		SyncAlways: cfg.NatsSyncAlways, MinFree: cfg.MinFreeBytes, Log: log.With("component", "nats"),
-	})
-	if err != nil {
-		return err
-	}
-	defer bus.Close()
-	if cfg.NatsListen != "" {
-		log.Info("NATS clients may connect", "url", bus.ClientURL(),
-			"credentials", filepath.Join(cfg.DataDir, NATSCredsFile), "show", "stratus nats credentials")
 	}
 	// A destination is an async invocation or a topic, both built below
 	// from the queue: dests gets them once they exist.
@@ -250,6 +269,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	queue := events.NewQueue(events.QueueConfig{
 		Bus: bus, Invoker: fns, Policy: asyncPolicy(fns), Sink: statusSink{writer},
 		OnDone: dests.Done,
+		Exists: node.functionExists(st),
 		// An attempt's record and status are stored before its event is acked.
 		BeforeAck:    writer.Sync,
 		MaxEventSize: int(cfg.MaxAsyncEventBytes),
@@ -284,6 +304,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		MaxReplicas:      cfg.MaxReplicas,
 		Usage:            writer,
 		Removed:          svcMet.forget,
+		Owns:             node.ownsService(),
+		Owner:            node.serviceOwner(),
 	})
 	met.serviceStats(svcs.Stats)
 	// The console's time series: samples of the families they read, off
@@ -293,12 +315,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return err
 	}
 
-	// Ready while the store keeps what it is given, JetStream can store
-	// and the data volume has --min-free-bytes free.
+	// Ready while the store keeps what it is given, JetStream can store,
+	// the data volume has --min-free-bytes free and, in a cluster, the
+	// node's heartbeats reach the store.
 	health := newReadiness(log.With("component", "health"), met.reg,
 		healthCheck{"store", writer.Health},
 		healthCheck{"events", bus.Health},
-		healthCheck{"disk", diskCheck(cfg.DataDir, cfg.MinFreeBytes)})
+		healthCheck{"disk", diskCheck(cfg.DataDir, cfg.MinFreeBytes)},
+		healthCheck{"cluster", node.health})
+	node.follow(workloads{fns: fns, svcs: svcs, pools: pools, sched: sched, topics: topics, sync: writer.Sync}, health)
 	// Access keys of the Lambda API and the signed function routes: their
 	// secrets sealed under DATA/access-keys.key, signatures checked by
 	// SigV4 (service lambda).
@@ -342,15 +367,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 				svcMet.observe(name, status, d)
 			},
 		},
-		Meter:  mtr,
-		Lambda: lambda,
-		Series: sampler,
-		Keys:   apiserver.KeysConfig{Keys: keys, Verify: verifier.Verify, Precheck: verifier.Precheck},
+		Meter:    mtr,
+		Lambda:   lambda,
+		Series:   sampler,
+		Keys:     apiserver.KeysConfig{Keys: keys, Verify: verifier.Verify, Precheck: verifier.Precheck},
+		Nodes:    node.cl,
+		Internal: node.internal(),
+		Wrap:     node.forwarder(cfg.Domain),
 	})
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	// Open connections are bounded (more wait in the listen backlog), a
 	// header by its size, a request's header and body by time from its
 	// start (--read-timeout; authenticated uploads get longer, see
@@ -380,8 +404,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	topicsPart := startPart(ctx, "topics", topics.Run, failed)
 	svcsPart := startPart(ctx, "services", svcs.Run, failed)
 	seriesPart := startPart(ctx, "series", sampler.Run, failed)
-	// The series' last sample comes after the last invocation ended.
-	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, seriesPart, writerPart, readyPart, busPart}
+	clusterPart := startPart(ctx, "cluster", node.cl.Run, failed)
+	// The series' last sample comes after the last invocation ended; the
+	// node keeps its leases until its instances and replicas stopped.
+	stopOrder := []*part{schedPart, topicsPart, queuePart, svcsPart, poolsPart, clusterPart, seriesPart, writerPart, readyPart, busPart}
 	if power != nil {
 		stopOrder = append(stopOrder, startPart(ctx, "power", power, failed))
 	}
@@ -587,59 +613,6 @@ func (c *commander) command(v *stratus.Version, taskDir, rtDir string) ([]string
 	}
 	c.cache[key] = argv
 	return argv, nil
-}
-
-// imageResolver answers, from the image store, what services (Resolve),
-// functions (Lookup) and the pools (run) need of an image.
-type imageResolver struct{ s *image.Store }
-
-func (r imageResolver) Resolve(ctx context.Context, ref string) (*services.Image, error) {
-	img, err := r.s.Get(ref)
-	if err != nil {
-		return nil, fmt.Errorf("%w (import or pull it first: stratus image import|pull)", err)
-	}
-	root, err := r.s.Root(ctx, img)
-	if err != nil {
-		return nil, err
-	}
-	c := img.Config
-	user, err := image.ResolveUser(root, c.User)
-	if err != nil {
-		return nil, err
-	}
-	return &services.Image{
-		Digest: img.Digest, RootFS: root,
-		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: user,
-	}, nil
-}
-
-// Lookup implements functions.Images.
-func (r imageResolver) Lookup(ref string) (string, int64, bool, error) {
-	img, err := r.s.Get(ref)
-	if err != nil {
-		return "", 0, false, err
-	}
-	return img.Digest, img.Size, len(img.Config.Entrypoint)+len(img.Config.Cmd) > 0, nil
-}
-
-// run is how function version v, deployed from an image, runs: the image's
-// entrypoint with its command, or with the function's handler in its
-// place (as Lambda's ImageConfig.Command replaces CMD).
-func (r imageResolver) run(ctx context.Context, v *stratus.Version) (*pool.ImageRun, error) {
-	img, err := r.s.Get(v.CodeSHA)
-	if err != nil {
-		return nil, fmt.Errorf("image of %s: %w", v.Key(), err)
-	}
-	root, err := r.s.Root(ctx, img)
-	if err != nil {
-		return nil, err
-	}
-	c := img.Config
-	argv := append(slices.Clip(c.Entrypoint), c.Cmd...)
-	if v.Config.Handler != "" {
-		argv = append(slices.Clip(c.Entrypoint), v.Config.Handler)
-	}
-	return &pool.ImageRun{RootFS: root, Argv: argv, Env: c.Env, Dir: c.WorkingDir}, nil
 }
 
 // newMeter builds the meter from the defaults and --meter-file, for the

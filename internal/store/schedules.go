@@ -98,7 +98,11 @@ func (s *Store) DeleteSchedule(ctx context.Context, name string) error {
 // SetLastFired records t as the scheduled time of schedule name's last
 // firing, or returns an error wrapping stratus.ErrNotFound.
 func (s *Store) SetLastFired(ctx context.Context, name string, t time.Time) error {
-	return s.updateSchedule(ctx, "update", name, `UPDATE schedules SET last_fired_at = ? WHERE name = ?`, nanos(t), name)
+	// Never backwards: a server that records a firing late (another
+	// server of a cluster recorded a later one meanwhile) changes nothing.
+	return s.updateSchedule(ctx, "update", name,
+		`UPDATE schedules SET last_fired_at = CASE WHEN last_fired_at < ? THEN ? ELSE last_fired_at END WHERE name = ?`,
+		nanos(t), nanos(t), name)
 }
 
 // updateSchedule runs one statement that changes schedule name's row.

@@ -42,6 +42,10 @@ func TestSchedules(t *testing.T) {
 	if err := s.SetLastFired(ctx, "every", fired); err != nil {
 		t.Fatal(err)
 	}
+	// An earlier firing recorded late (by another server) changes nothing.
+	if err := s.SetLastFired(ctx, "every", fired.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SetLastFired(ctx, "nope", fired); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("SetLastFired of a missing schedule: %v, want ErrNotFound", err)
 	}

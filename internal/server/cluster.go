@@ -1,0 +1,244 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/blobs"
+	"github.com/stratus-run/stratus/internal/cluster"
+	"github.com/stratus-run/stratus/internal/config"
+	"github.com/stratus-run/stratus/internal/events"
+	"github.com/stratus-run/stratus/internal/functions"
+	"github.com/stratus-run/stratus/internal/image"
+	"github.com/stratus-run/stratus/internal/pool"
+	"github.com/stratus-run/stratus/internal/services"
+	"github.com/stratus-run/stratus/internal/store"
+)
+
+// node is this server's part in a cluster (see internal/cluster): on
+// PostgreSQL one of several servers, on SQLite the only one. It hands
+// the parts what they need of the cluster, each nil on one machine so
+// that their hot paths pay nothing for it.
+type node struct {
+	cl    *cluster.Cluster
+	multi bool         // a cluster of several servers (PostgreSQL)
+	blobs *blobs.Store // code and images shared by the servers; nil on one machine
+	log   *slog.Logger
+
+	// Set by follow, once the parts exist.
+	w     workloads
+	ready func() string // why the server is not ready, "" when it is
+}
+
+// workloads are the parts that keep state in memory which another
+// server's changes make stale.
+type workloads struct {
+	fns    *functions.Service
+	svcs   *services.Manager
+	pools  *pool.Manager
+	sched  *events.Scheduler
+	topics *events.Topics
+	// sync makes the records and log lines written so far durable.
+	sync func(context.Context) error
+}
+
+// newNode makes this server's node. addr is the listener's address, the
+// default of the URL the other servers reach this one at.
+func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *events.Bus, token, addr string, log *slog.Logger) (*node, error) {
+	n := &node{multi: cfg.Cluster(), log: log.With("component", "cluster")}
+	if n.multi {
+		bs, err := blobs.Open(ctx, bus.JetStream(), bus.Replicas())
+		if err != nil {
+			return nil, err
+		}
+		n.blobs = bs
+	}
+	n.cl = cluster.New(cluster.Config{
+		Store: st, Node: cfg.Node(), Address: cfg.AdvertiseURL(addr), Region: cfg.Region,
+		Version: stratus.ServerVersion(), Token: token,
+		Stats: n.stats, Health: func() string {
+			if n.ready == nil {
+				return "starting"
+			}
+			return n.ready()
+		},
+		Local: func(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
+			if n.w.fns == nil {
+				return nil, stratus.ErrUnavailable
+			}
+			return n.w.fns.InvokeLocal(ctx, name, req)
+		},
+		Sync: func(ctx context.Context) error {
+			if n.w.sync == nil {
+				return stratus.ErrUnavailable
+			}
+			return n.w.sync(ctx)
+		},
+		Log: n.log,
+	})
+	if n.multi {
+		log.Info("cluster node", "node", cfg.Node(), "address", cfg.AdvertiseURL(addr), "nats_replicas", bus.Replicas())
+	}
+	return n, nil
+}
+
+// imageBlobs is what the image store shares images through; nil on one
+// machine.
+func (n *node) imageBlobs() image.Blobs {
+	if n.blobs == nil {
+		return nil
+	}
+	return n.blobs
+}
+
+// codeBlobs is what the functions share their code through; nil on one
+// machine.
+func (n *node) codeBlobs() functions.CodeBlobs {
+	if n.blobs == nil {
+		return nil
+	}
+	return n.blobs
+}
+
+// route says where a function's invocations run: its owner's.
+func (n *node) route() func(context.Context, string) (functions.Remote, error) {
+	if !n.multi {
+		return nil
+	}
+	return n.cl.Route
+}
+
+// ownsService and serviceOwner tell the service manager which services
+// this server runs.
+func (n *node) ownsService() func(string) bool {
+	if !n.multi {
+		return nil
+	}
+	return func(name string) bool { return n.cl.Owns("service", name) }
+}
+
+func (n *node) serviceOwner() func(string) string {
+	if !n.multi {
+		return nil
+	}
+	return func(name string) string { return n.cl.Owner("service/" + name) }
+}
+
+// functionExists tells the async queue, before it takes a function this
+// server does not know as gone, whether the store has it (another server
+// may have deployed it a moment ago). A qualified name is judged by its
+// function: an unknown version or alias fails at its invocation.
+func (n *node) functionExists(st *store.Store) func(context.Context, string) (bool, error) {
+	if !n.multi {
+		return nil
+	}
+	return func(ctx context.Context, fn string) (bool, error) {
+		name, _, _ := strings.Cut(fn, ":")
+		_, err := st.GetFunction(ctx, name)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, stratus.ErrNotFound):
+			return false, nil
+		}
+		return false, err
+	}
+}
+
+// internal is the endpoint forwarded invocations reach.
+func (n *node) internal() http.Handler {
+	if !n.multi {
+		return nil
+	}
+	return n.cl.InternalHandler()
+}
+
+// forwarder sends a service's requests to the server that runs it.
+func (n *node) forwarder(domain string) func(http.Handler) http.Handler {
+	if !n.multi {
+		return nil
+	}
+	return func(h http.Handler) http.Handler { return n.cl.ServiceForwarder(domain, h) }
+}
+
+// stats are the node's instances and replicas for its heartbeats.
+func (n *node) stats() (instances, replicas int) {
+	if n.w.pools != nil {
+		instances = n.w.pools.Total()
+	}
+	if n.w.svcs != nil {
+		for _, s := range n.w.svcs.Stats() {
+			replicas += s.ReadyReplicas
+		}
+	}
+	return instances, replicas
+}
+
+// health is the readiness check of the node: in a cluster, whether its
+// heartbeats reach the store.
+func (n *node) health() error {
+	if !n.multi {
+		return nil
+	}
+	return n.cl.Health()
+}
+
+// follow hands the parts the changes other servers make (and, for
+// services, this node's gains and losses of ownership), and the
+// server's readiness to the heartbeats.
+func (n *node) follow(w workloads, r *readiness) {
+	n.w = w
+	n.ready = func() string {
+		var why []string
+		for _, c := range r.Checks() {
+			if c.Err != nil && c.Name != "cluster" {
+				why = append(why, c.Name+": "+c.Err.Error())
+			}
+		}
+		return strings.Join(why, "; ")
+	}
+	if !n.multi {
+		return
+	}
+	n.cl.OnChange(n.apply)
+}
+
+// applyTimeout bounds what following one change may take: a service's
+// reload waits for a deploy of it in progress.
+const applyTimeout = 2 * time.Minute
+
+// apply makes the parts agree with one change of the store. It runs on
+// the cluster's dispatcher, one change at a time.
+func (n *node) apply(ch store.Change) {
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	defer cancel()
+	var err error
+	switch {
+	case ch.Resync:
+		err = n.w.fns.ReloadAll(ctx)
+		if e := n.w.svcs.ReloadAll(ctx); err == nil {
+			err = e
+		}
+		n.w.sched.Reload()
+		n.w.topics.Reload()
+	default:
+		switch ch.Table {
+		case "functions", "versions", "aliases", "function_urls", "function_tags":
+			err = n.w.fns.Reload(ctx, ch.Name)
+		case "services", "revisions":
+			err = n.w.svcs.Reload(ctx, ch.Name)
+		case "schedules":
+			n.w.sched.Reload()
+		case "topics", "subscriptions":
+			n.w.topics.Reload()
+		}
+	}
+	if err != nil {
+		n.log.Warn("follow a change of another server", "table", ch.Table, "name", ch.Name, "resync", ch.Resync, "err", err)
+	}
+}
