@@ -163,3 +163,44 @@ func TestStartProcLine(t *testing.T) {
 		t.Error("no error for a child that ended without the marker")
 	}
 }
+
+// TestMeasureURLs checks that a target with URLs spreads its requests
+// evenly over them, at one worker as at several, and that WaitOK waits
+// for each of them.
+func TestMeasureURLs(t *testing.T) {
+	var mu sync.Mutex // the servers' handlers run at once
+	count := map[string]int{}
+	var urls []string
+	for _, name := range []string{"a", "b", "c"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			count[name]++
+			mu.Unlock()
+		}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	tgt := &Target{Name: "t", URLs: urls, Body: []byte(`{}`)}
+	if err := WaitOK(context.Background(), tgt); err != nil {
+		t.Fatal(err)
+	}
+	for _, conc := range []int{1, 4} {
+		clear(count)
+		r, err := Measure(context.Background(), tgt, conc, 0, 100*time.Millisecond, nil)
+		if err != nil || r.OK == 0 || r.Errs != 0 {
+			t.Fatalf("c=%d: Measure = %+v, %v", conc, r, err)
+		}
+		mu.Lock()
+		for name, n := range count {
+			// Each worker cycles through the URLs: they differ by at
+			// most one request per worker.
+			if d := n - r.OK/3; d < -conc || d > conc {
+				t.Errorf("c=%d: %s got %d of %d requests", conc, name, n, r.OK)
+			}
+		}
+		if len(count) != 3 {
+			t.Errorf("c=%d: requests reached %v, want all three", conc, count)
+		}
+		mu.Unlock()
+	}
+}

@@ -101,16 +101,20 @@ func WaitAnswer(ctx context.Context, c *http.Client, url string) error {
 	return fmt.Errorf("%s does not answer", url)
 }
 
-// WaitOK sends t's request every 20 ms until it answers 200 or ctx ends.
+// WaitOK sends t's request every 20 ms until it answers 200 or ctx ends
+// (to each of its URLs in turn, until each has answered).
 func WaitOK(ctx context.Context, t *Target) error {
 	c := &http.Client{Timeout: 2 * time.Second}
-	for {
-		if do(ctx, c, t).ok {
-			return nil
+	for i := 0; ; {
+		if do(ctx, c, t, t.URLFor(i)).ok {
+			if i++; i >= max(1, len(t.URLs)) {
+				return nil
+			}
+			continue
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %s: %w", t.URL, ctx.Err())
+			return fmt.Errorf("wait for %s: %w", t.URLFor(i), ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

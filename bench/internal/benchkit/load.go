@@ -15,8 +15,14 @@ import (
 // Target is one HTTP endpoint the load generator drives: a POST of Body
 // as application/json when Body is not nil, else a GET.
 type Target struct {
-	Name   string
-	URL    string
+	Name string
+	URL  string
+	// URLs, when not empty, are the endpoints the requests go to in turn,
+	// instead of URL: worker w sends its n-th request to
+	// URLs[(w+n)%len(URLs)], so that the requests spread evenly at any
+	// concurrency (one server of several, each its own keep-alive
+	// connections).
+	URLs   []string
 	Header http.Header // extra headers (the bearer token)
 	Body   []byte
 	// MaxConc is the highest concurrency the target serves (the
@@ -61,14 +67,22 @@ type outcome struct {
 	ok, cold bool
 }
 
-// do sends t's request once and reads the whole answer, so the
+// URLFor is the URL of t's i-th request: URLs[i%len(URLs)], else URL.
+func (t *Target) URLFor(i int) string {
+	if len(t.URLs) == 0 {
+		return t.URL
+	}
+	return t.URLs[i%len(t.URLs)]
+}
+
+// do sends t's request once to url and reads the whole answer, so the
 // connection goes back to the pool.
-func do(ctx context.Context, c *http.Client, t *Target) outcome {
+func do(ctx context.Context, c *http.Client, t *Target, url string) outcome {
 	method, body := http.MethodGet, io.Reader(nil)
 	if t.Body != nil {
 		method, body = http.MethodPost, bytes.NewReader(t.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, t.URL, body)
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return outcome{}
 	}
@@ -108,8 +122,8 @@ func Drive(ctx context.Context, c *http.Client, t *Target, conc int, dur time.Du
 		wg.Go(func() {
 			tl := &tallies[i]
 			tl.lat = make([]time.Duration, 0, 4096)
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				o := do(ctx, c, t)
+			for n := i; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
+				o := do(ctx, c, t, t.URLFor(n))
 				if !o.ok {
 					tl.errs++
 					if tl.errs > 1000 && tl.ok == 0 {

@@ -123,6 +123,19 @@ func (s CPUSample) Total() time.Duration {
 // TreeCPU is the CPU time of pid and of its descendants still alive.
 func TreeCPU(pid int) time.Duration { return SampleCPU(pid).Total() }
 
+// TreeCPUReaped is the CPU time of pid and of its descendants still
+// alive, each with that of the children it has reaped (cutime + cstime):
+// the difference of two readings also counts the processes that ended in
+// between (a database's backends, the commands a server runs), as long as
+// they were reaped inside the tree.
+func TreeCPUReaped(pid int) time.Duration {
+	var d time.Duration
+	for _, p := range append([]int{pid}, Descendants(pid)...) {
+		d += ProcCPUWithChildren(p)
+	}
+	return d
+}
+
 // MachineBusy is the CPU time all cores have spent not idle (nor waiting
 // for I/O) since boot.
 func MachineBusy() time.Duration {
