@@ -34,7 +34,8 @@ func (c *Config) Node() string {
 
 // AdvertiseURL is the base URL other servers reach this one at:
 // Advertise, else http:// and the listen address (a wildcard host
-// becomes 127.0.0.1, which only serves servers on this host).
+// becomes 127.0.0.1: on one server the address is only shown; a cluster
+// node with a wildcard listen address must be given Advertise).
 func (c *Config) AdvertiseURL(listen string) string {
 	if c.Advertise != "" {
 		return strings.TrimSuffix(c.Advertise, "/")
@@ -43,10 +44,17 @@ func (c *Config) AdvertiseURL(listen string) string {
 	if err != nil {
 		return "http://" + listen
 	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+	if unspecified(host) {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// unspecified reports whether host names no one address: empty, 0.0.0.0
+// or ::.
+func unspecified(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
 // validateCluster checks the store, node name and advertised URL, and
@@ -58,7 +66,8 @@ func (c *Config) validateCluster() error {
 	}
 	if c.Advertise != "" {
 		u, err := url.Parse(c.Advertise)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || unspecified(u.Hostname()) ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 			return fmt.Errorf("advertise %q: must be a base URL such as http://10.0.0.5:8080: %w", c.Advertise, stratus.ErrInvalid)
 		}
 	}
@@ -71,6 +80,11 @@ func (c *Config) validateCluster() error {
 	u, err := url.Parse(c.Store)
 	if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
 		return fmt.Errorf("store %q: a PostgreSQL URL names a host and a database: postgres://USER@HOST[:PORT]/DB: %w", redactURL(c.Store), stratus.ErrInvalid)
+	}
+	if c.Advertise == "" {
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && unspecified(host) {
+			return fmt.Errorf("listen address %s: the other servers of a cluster need an address to reach this one at: give --advertise http://HOST:PORT: %w", c.Listen, stratus.ErrInvalid)
+		}
 	}
 	if c.NatsURL == "" {
 		return fmt.Errorf("a server on PostgreSQL is one of several: give --nats-url, the NATS cluster they share (the embedded NATS serves one server only): %w", stratus.ErrInvalid)

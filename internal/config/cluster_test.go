@@ -29,6 +29,13 @@ func TestCluster(t *testing.T) {
 		{"advertise with path", func(c *Config) { c.Advertise = "http://h:8080/x" }, false, "advertise"},
 		{"advertise not http", func(c *Config) { c.Advertise = "tcp://h:8080" }, false, "advertise"},
 		{"advertise", func(c *Config) { c.Advertise = "https://h.example:8443/" }, false, ""},
+		{"advertise nowhere", func(c *Config) { c.Advertise = "http://0.0.0.0:8080" }, false, "advertise"},
+		{"cluster on a wildcard address", func(c *Config) {
+			c.Store, c.NatsURL, c.Token, c.Listen = pg, "nats://a:4222", "t", "0.0.0.0:8080"
+		}, true, "--advertise"},
+		{"cluster on a wildcard address, advertised", func(c *Config) {
+			c.Store, c.NatsURL, c.Token, c.Listen, c.Advertise = pg, "nats://a:4222", "t", "0.0.0.0:8080", "http://10.0.0.5:8080"
+		}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()

@@ -429,6 +429,19 @@ func (b *Bus) makeStream(ctx context.Context, cfg jetstream.StreamConfig) (jetst
 const (
 	upsertAttempts = 3
 	upsertTimeout  = 3 * time.Second
+	// upsertPatience bounds the retries while a NATS cluster has too few
+	// servers up for the replicas (it forms, or one restarts), retried
+	// every upsertPause.
+	upsertPatience = 30 * time.Second
+	upsertPause    = 500 * time.Millisecond
+)
+
+// JetStream's error codes for a cluster that cannot place or answer for a
+// stream now: "no suitable peers for placement" and "JetStream cluster not
+// available".
+const (
+	jsErrCodeClusterNoPeers  jetstream.ErrorCode = 10005
+	jsErrCodeClusterNotAvail jetstream.ErrorCode = 10008
 )
 
 // upsert runs op, the creation or update of a stream or consumer through
@@ -438,20 +451,37 @@ const (
 // streams and consumers, at once when they start together, and of two
 // creates of one stream in a NATS cluster one may fail (the name in use)
 // or go unanswered although the stream is made; the next request updates
-// what is there. The embedded server has no other client making them:
+// what is there. While the cluster has too few servers up to place the
+// replicas (it is forming, or one restarts) op is retried for up to
+// upsertPatience. The embedded server has no other client making them:
 // op runs once.
 func upsert[T any](ctx context.Context, b *Bus, op func(context.Context) (T, error)) (T, error) {
 	if b.srv != nil {
 		return op(ctx)
 	}
+	start := time.Now()
 	for n := 1; ; n++ {
 		actx, cancel := context.WithTimeout(ctx, upsertTimeout)
 		v, err := op(actx)
 		cancel()
 		var apiErr *jetstream.APIError
+		isAPI := errors.As(err, &apiErr)
+		if isAPI && (apiErr.ErrorCode == jsErrCodeClusterNoPeers || apiErr.ErrorCode == jsErrCodeClusterNotAvail) {
+			// Too few servers up: wait for them, within upsertPatience.
+			if time.Since(start) >= upsertPatience || ctx.Err() != nil {
+				return v, err
+			}
+			b.log.Warn("nats cluster cannot place a stream yet; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return v, err
+			case <-time.After(upsertPause):
+			}
+			continue
+		}
 		again := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-			(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse)
-		if !again || n == upsertAttempts || ctx.Err() != nil || b.Health() != nil {
+			(isAPI && apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse)
+		if !again || n >= upsertAttempts || ctx.Err() != nil || b.Health() != nil {
 			return v, err
 		}
 	}

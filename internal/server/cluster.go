@@ -81,6 +81,11 @@ func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *event
 		},
 		Log: n.log,
 	})
+	if n.multi && cfg.NatsCreds == "" && cfg.NatsNkey == "" && !strings.Contains(cfg.NatsURL, "@") {
+		// What reaches the NATS cluster reaches every event, function's
+		// code and image, and the sandboxes reach the host's addresses.
+		log.Warn("the NATS cluster is reached without credentials: anything that can connect to it (a function or service can reach this host's non-loopback addresses) can read and change events, code and images; give it authorization and --nats-creds (see README: When one machine is not enough)")
+	}
 	if n.multi {
 		log.Info("cluster node", "node", cfg.Node(), "address", cfg.AdvertiseURL(addr), "nats_replicas", bus.Replicas())
 	}
