@@ -415,7 +415,8 @@ func (p *staticPools) InvokeAs(context.Context, string, string, stratus.Request)
 }
 
 // Invoking a function that runs here allocates nothing in the Service,
-// with no Route and with a Route that says "here".
+// with no Route and with a Route that says "here", nor does an
+// invocation forwarded here (InvokeLocal) of a function known here.
 func TestInvokeHereAllocatesNothing(t *testing.T) {
 	for _, route := range []func(context.Context, string) (Remote, error){
 		nil,
@@ -434,6 +435,13 @@ func TestInvokeHereAllocatesNothing(t *testing.T) {
 			}
 		}); n != 0 {
 			t.Errorf("Invoke (route set: %v) allocates %.1f times, want 0", route != nil, n)
+		}
+		if n := testing.AllocsPerRun(100, func() {
+			if _, err := s.InvokeLocal(ctx, "fn", req); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("InvokeLocal (route set: %v) allocates %.1f times, want 0", route != nil, n)
 		}
 	}
 }

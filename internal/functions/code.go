@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/archive"
@@ -19,7 +20,8 @@ import (
 // extracted again, or, with Config.Blobs, the zip fetched from the blob
 // store (verified against its digest) and extracted as a deploy does.
 // Entries of DATA/code appear and go only under codeMu; a fetch
-// downloads into DATA/tmp first, without it.
+// downloads into DATA/tmp first, without it. A fetch runs on a goroutine
+// of its own that ends within fetchTimeout, whoever waits for it.
 
 // CodeBlobs keeps functions' code beyond this server: the zip of the code
 // with digest SHA is the blob named "code/SHA". *blobs.Store implements
@@ -41,44 +43,75 @@ func codeBlob(sha string) string { return "code/" + sha }
 type codeFetch struct {
 	done chan struct{}
 	err  error // set before done closes
+	// ended is set, under mu, once the fetch has recorded its outcome
+	// in missing.
+	ended bool
 }
+
+// errFetching is why code is missing here while a fetch that a caller
+// gave up on goes on.
+var errFetching = errors.New("its fetch is still in progress")
+
+// fetchTimeout bounds one fetch of code (the blob's download and its
+// extraction), whoever waits for it.
+const fetchTimeout = 2 * time.Minute
 
 // ensureCode makes the code with digest sha present in DATA/code:
 // extracted from the kept zip, or fetched from the blob store. Concurrent
-// calls for one digest share one fetch. A failure is remembered for the
-// invocation path (see missingErr) until a later call succeeds. The
-// caller may hold deployMu, not codeMu or mu.
+// calls for one digest share one fetch, which runs on a goroutine of its
+// own, bounded by fetchTimeout, under ctx's values but not its end: a
+// caller whose ctx ends stops waiting (an error wrapping ctx's) while
+// the fetch goes on for the others. A failure is remembered for the
+// invocation path (see missingErr) until a later call succeeds; so is,
+// until the fetch ends, a caller giving up on it. The caller may hold
+// deployMu, not codeMu or mu.
 func (s *Service) ensureCode(ctx context.Context, sha string) error {
 	if _, err := os.Stat(s.CodeDir(sha)); err == nil {
 		return nil
 	}
 	s.fetchMu.Lock()
-	if f, ok := s.fetching[sha]; ok {
-		s.fetchMu.Unlock()
-		select {
-		case <-f.done:
-			return f.err
-		case <-ctx.Done():
-			return fmt.Errorf("get code %s: %w", sha, ctx.Err())
-		}
+	f, ok := s.fetching[sha]
+	if !ok {
+		f = &codeFetch{done: make(chan struct{})}
+		s.fetching[sha] = f
+		go s.fetchCode(context.WithoutCancel(ctx), sha, f)
 	}
-	f := &codeFetch{done: make(chan struct{})}
-	s.fetching[sha] = f
 	s.fetchMu.Unlock()
-
-	f.err = s.obtainCode(ctx, sha)
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+	}
+	err := fmt.Errorf("get code %s: %w", sha, ctx.Err())
 	s.mu.Lock()
-	if f.err != nil {
-		s.missing[sha] = f.err
+	if !f.ended {
+		// Until the fetch ends, invocations of versions of this code
+		// fail as unavailable rather than start without it.
+		s.missing[sha] = errFetching
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// fetchCode is ensureCode's fetch f of sha: it records its outcome in
+// missing, then in f.
+func (s *Service) fetchCode(ctx context.Context, sha string, f *codeFetch) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	err := s.obtainCode(ctx, sha)
+	s.mu.Lock()
+	if err != nil {
+		s.missing[sha] = err
 	} else {
 		delete(s.missing, sha)
 	}
+	f.ended = true
 	s.mu.Unlock()
 	s.fetchMu.Lock()
 	delete(s.fetching, sha)
 	s.fetchMu.Unlock()
+	f.err = err
 	close(f.done)
-	return f.err
 }
 
 // obtainCode extracts the kept zip of sha, fetching it first when this

@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -260,27 +261,29 @@ func (s *Service) Invoke(ctx context.Context, name string, req stratus.Request) 
 
 // InvokeLocal is Invoke that runs req on this server whatever
 // Config.Route says: the side of a server that another forwarded an
-// invocation to.
+// invocation to. The forwarding server resolved name from its own
+// memory, which may be ahead of this one's (its change notification has
+// not arrived here yet): a function, version or alias unknown here is
+// reloaded from the store (Reload) once before the invocation fails
+// with stratus.ErrNotFound.
 func (s *Service) InvokeLocal(ctx context.Context, name string, req stratus.Request) (*stratus.Response, error) {
-	return s.invoke(ctx, name, req, nil)
+	ref, v, missing, err := s.lookup(name)
+	if errors.Is(err, stratus.ErrNotFound) {
+		rerr := s.Reload(ctx, ref.Name)
+		ref, v, missing, err = s.lookup(name)
+		if errors.Is(err, stratus.ErrNotFound) && rerr != nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.run(ctx, ref, v, missing, req)
 }
 
 // invoke is Invoke, asking route (when set) where the function runs.
 func (s *Service) invoke(ctx context.Context, name string, req stratus.Request, route func(context.Context, string) (Remote, error)) (*stratus.Response, error) {
-	ref := stratus.FunctionRef{Name: name}
-	if strings.Contains(name, ":") {
-		var err error
-		if ref, err = stratus.ParseFunctionRef(name); err != nil {
-			return nil, err
-		}
-	}
-	s.mu.RLock()
-	v, err := s.resolveLocked(ref, true)
-	var missing error
-	if err == nil {
-		missing = s.missingErr(v)
-	}
-	s.mu.RUnlock()
+	ref, v, missing, err := s.lookup(name)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +296,32 @@ func (s *Service) invoke(ctx context.Context, name string, req stratus.Request, 
 			return remote(ctx, name, req)
 		}
 	}
+	return s.run(ctx, ref, v, missing, req)
+}
+
+// lookup parses name ("NAME" or "NAME:QUALIFIER") and resolves it from
+// memory (Resolve), with why the version's code is missing here (nil
+// when it is not). ref is set whenever name parses.
+func (s *Service) lookup(name string) (ref stratus.FunctionRef, v *stratus.Version, missing, err error) {
+	ref = stratus.FunctionRef{Name: name}
+	if strings.Contains(name, ":") {
+		if ref, err = stratus.ParseFunctionRef(name); err != nil {
+			return ref, nil, nil, err
+		}
+	}
+	s.mu.RLock()
+	v, err = s.resolveLocked(ref, true)
+	if err == nil {
+		missing = s.missingErr(v)
+	}
+	s.mu.RUnlock()
+	return ref, v, missing, err
+}
+
+// run invokes v, which ref resolved to, here: in the pool of a published
+// version (made at its first use), or in the head's unless its code is
+// missing.
+func (s *Service) run(ctx context.Context, ref stratus.FunctionRef, v *stratus.Version, missing error, req stratus.Request) (*stratus.Response, error) {
 	key := v.PoolKey()
 	if key != v.Function {
 		if err := s.ensurePool(ctx, v, key); err != nil {

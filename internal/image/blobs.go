@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -95,6 +96,9 @@ func (s *Store) refDigest(ctx context.Context, nref string) (string, error) {
 	return d, nil
 }
 
+// fetchTimeout bounds one fetch of an image from the blobs.
+const fetchTimeout = 10 * time.Minute
+
 // fetch makes the image with this digest stored here, fetching it from
 // the blobs unless it is here already, and names it nref too when nref is
 // not empty.
@@ -103,7 +107,11 @@ func (s *Store) fetch(ctx context.Context, digest, nref string) (*Image, error) 
 		if img, err := s.Get(digest); err == nil {
 			return img, nil // a fetch that ended a moment ago
 		}
-		return s.importBlob(ctx, digest, nref)
+		// The fetch serves every caller waiting for it: it does not end
+		// with the first one's context, only with its own bound.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		return s.importBlob(fctx, digest, nref)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch image %s: %w", digest, err)
@@ -332,35 +340,32 @@ type flight struct {
 	err  error
 }
 
-// do runs fn under key unless a call with that key runs: then it waits for
-// that one's result (or the end of ctx).
+// do runs fn under key, on a goroutine of its own, unless a call with
+// that key runs; then waits for the result of the one that runs, or the
+// end of ctx (fn goes on for the others).
 func (f *flights) do(ctx context.Context, key string, fn func() (*Image, error)) (*Image, error) {
 	f.mu.Lock()
-	if c, ok := f.m[key]; ok {
-		f.mu.Unlock()
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	c, ok := f.m[key]
+	if !ok {
+		if f.m == nil {
+			f.m = map[string]*flight{}
 		}
-		if c.err != nil {
-			return nil, c.err
-		}
-		img := cloneImage(*c.img)
-		return &img, nil
+		c = &flight{done: make(chan struct{})}
+		f.m[key] = c
+		go func() {
+			c.img, c.err = fn()
+			f.mu.Lock()
+			delete(f.m, key)
+			f.mu.Unlock()
+			close(c.done)
+		}()
 	}
-	if f.m == nil {
-		f.m = map[string]*flight{}
+	f.mu.Unlock()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	c := &flight{done: make(chan struct{})}
-	f.m[key] = c
-	f.mu.Unlock()
-
-	c.img, c.err = fn()
-	f.mu.Lock()
-	delete(f.m, key)
-	f.mu.Unlock()
-	close(c.done)
 	if c.err != nil {
 		return nil, c.err
 	}

@@ -52,44 +52,70 @@ func tokenRequired(s *service, set *revSet) error {
 // ended, stratus.ErrUnavailable. A request of ctx marked WithoutToken
 // whose revision (chosen now, or after a traffic change while it waits)
 // was not deployed with auth none gets ErrTokenRequired.
+//
+// A service known as remote that this server owns now (Config.Owns: its
+// lease was taken since the last tick or reload, maybe for this very
+// request) is first started here as Reload would, the request waiting
+// for it within ctx and ReadyTimeout; concurrent requests share that
+// start (see adopt).
 func (m *Manager) Acquire(ctx context.Context, route string) (*Target, func(), error) {
+	start := time.Now()
+	t, release, remote, err := m.acquire(ctx, route, m.cfg.ReadyTimeout)
+	if !remote {
+		return t, release, err
+	}
+	name, _, _ := strings.Cut(route, "@")
+	if !m.owns(name) {
+		return nil, nil, err
+	}
+	if err := m.adopt(ctx, name, m.cfg.ReadyTimeout); err != nil {
+		return nil, nil, err
+	}
+	t, release, _, err = m.acquire(ctx, route, m.cfg.ReadyTimeout-time.Since(start))
+	return t, release, err
+}
+
+// acquire is Acquire waiting at most wait for a replica, without the
+// start of a service come to be owned here: remote reports that the
+// request failed because the service is remote here.
+func (m *Manager) acquire(ctx context.Context, route string, wait time.Duration) (_ *Target, _ func(), remote bool, _ error) {
 	public := NoToken(ctx)
 	name, tag, tagged := strings.Cut(route, "@")
 	m.mu.Lock()
 	s, ok := m.services[name]
 	if !ok {
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
+		return nil, nil, false, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound)
 	}
 	set := s.route.target(tag, tagged)
 	if set == nil {
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("service %q has no tag %q: %w", name, tag, stratus.ErrNotFound)
+		return nil, nil, false, fmt.Errorf("service %q has no tag %q: %w", name, tag, stratus.ErrNotFound)
 	}
 	if public {
 		if err := tokenRequired(s, set); err != nil {
 			m.mu.Unlock()
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	if r := set.pickLocked(); r != nil {
 		m.beginLocked(r)
 		t := r.target
 		m.mu.Unlock()
-		return &t, m.releaser(r), nil
+		return &t, m.releaser(r), false, nil
 	}
 	if set.img == nil {
-		why := set.why
+		why, remote := set.why, s.remote
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("service %q: %s: %w", name, why, stratus.ErrUnavailable)
+		return nil, nil, remote, fmt.Errorf("service %q: %s: %w", name, why, stratus.ErrUnavailable)
 	}
 	if m.stopping { // no replica starts any more
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("service %q: %w", name, errStopping)
+		return nil, nil, false, fmt.Errorf("service %q: %w", name, errStopping)
 	}
 	if n := len(s.waiters); n >= m.cfg.QueueSize {
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("service %q: %d requests wait already: %w", name, n, stratus.ErrCapacity)
+		return nil, nil, false, fmt.Errorf("service %q: %d requests wait already: %w", name, n, stratus.ErrCapacity)
 	}
 	w := &waiter{ch: make(chan grant, 1), set: set, tag: tag, tagged: tagged, public: public}
 	s.waiters = append(s.waiters, w)
@@ -98,15 +124,15 @@ func (m *Manager) Acquire(ctx context.Context, route string) (*Target, func(), e
 	m.wakeLocked(set)
 	m.mu.Unlock()
 
-	t := time.NewTimer(m.cfg.ReadyTimeout)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	var why error
 	select {
 	case g, ok := <-w.ch:
 		if !ok { // Remove, Run's end, or its tag removed
-			return nil, nil, w.err
+			return nil, nil, false, w.err
 		}
-		return &g.t, m.releaser(g.r), nil
+		return &g.t, m.releaser(g.r), false, nil
 	case <-t.C:
 		why = fmt.Errorf("service %q: no replica free within %s: %w", name, m.cfg.ReadyTimeout, stratus.ErrUnavailable)
 	case <-ctx.Done():
@@ -117,14 +143,14 @@ func (m *Manager) Acquire(ctx context.Context, route string) (*Target, func(), e
 		s.waiters = slices.Delete(s.waiters, i, i+1)
 		w.set.waiting--
 		m.mu.Unlock()
-		return nil, nil, why
+		return nil, nil, false, why
 	}
 	m.mu.Unlock()
 	// Granted meanwhile: give the slot back.
 	if g, ok := <-w.ch; ok {
 		m.releaser(g.r)()
 	}
-	return nil, nil, why
+	return nil, nil, false, why
 }
 
 func (m *Manager) releaser(r *replica) func() {

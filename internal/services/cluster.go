@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/stratus-run/stratus"
 )
@@ -15,10 +16,12 @@ import (
 // as remote: their revisions' sets have no image and the reason
 // whyRemote, so that Auth, List and Get work from what is stored and
 // Acquire fails with stratus.ErrUnavailable (the request belongs to the
-// owner). Reload and ReloadAll bring memory to what the store holds and
-// to who owns what; followOwners, each tick of Run, stops at once the
-// replicas of a service this server lost, and reloads on a goroutine one
-// it has come to own.
+// owner) unless the server owns the service by then. Reload and
+// ReloadAll bring memory to what the store holds and to who owns what;
+// followOwners, each tick of Run, stops at once the replicas of a
+// service this server lost, and reloads on a goroutine (an adoption) one
+// it has come to own; a request for such a service that comes before
+// the tick starts that adoption itself and waits for it (see adopt).
 
 // StateRemote is the state of a service whose replicas another server
 // runs (Status.Node names it when known).
@@ -245,8 +248,8 @@ func (m *Manager) drop(name string) {
 // followOwners makes each service follow Config.Owns: one that runs
 // here but is no longer owned stops its replicas now (disownLocked);
 // one that is owned but runs elsewhere is reloaded on a goroutine of the
-// Manager's (reloadSoon). Run calls it every tick.
-func (m *Manager) followOwners(ctx context.Context) {
+// Manager's (adoptLocked). Run calls it every tick.
+func (m *Manager) followOwners() {
 	if m.cfg.Owns == nil {
 		return
 	}
@@ -264,7 +267,9 @@ func (m *Manager) followOwners(ctx context.Context) {
 		owned := m.cfg.Owns(k.name)
 		switch {
 		case owned && k.remote:
-			m.reloadSoon(ctx, k.name)
+			m.mu.Lock()
+			m.adoptLocked(k.name)
+			m.mu.Unlock()
 		case !owned && k.runs:
 			m.mu.Lock()
 			s := m.services[k.name]
@@ -311,26 +316,88 @@ func (m *Manager) disownLocked(s *service) {
 	m.rerouteLocked(s, s.svc.Traffic)
 }
 
-// reloadSoon reloads service name on a goroutine of the Manager's,
-// unless one does already or Run is stopping. ctx is Run's.
-func (m *Manager) reloadSoon(ctx context.Context, name string) {
-	m.mu.Lock()
-	if m.stopping || m.reloading[name] {
-		m.mu.Unlock()
-		return
+// adoption is a reload in progress of a service known as remote that
+// this server has come to own: the tick that saw it and the requests
+// that found it (see adopt) share it.
+type adoption struct {
+	done   chan struct{}
+	err    error // the reload's; set before done closes
+	cancel context.CancelFunc
+}
+
+// adoptTimeout bounds an adoption's reload (the store's reads and the
+// resolution of the images, which may come from another server).
+const adoptTimeout = 5 * time.Minute
+
+// adoptLocked starts the reload of service name on a goroutine of the
+// Manager's, unless one runs already, and returns it; nil when Run has
+// not started or is stopping. The reload runs under Run's lifetime,
+// bounded by adoptTimeout and cut short by Run's end (stopAll), never
+// under a request's context: a request that stops waiting leaves it to
+// the others. m.mu is held.
+func (m *Manager) adoptLocked(name string) *adoption {
+	if a := m.adopting[name]; a != nil {
+		return a
 	}
-	m.reloading[name] = true
+	if m.stopping || m.life == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(m.life, adoptTimeout)
+	a := &adoption{done: make(chan struct{}), cancel: cancel}
+	m.adopting[name] = a
 	m.wg.Add(1)
-	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
-		if err := m.Reload(ctx, name); err != nil && ctx.Err() == nil {
+		defer cancel()
+		err := m.Reload(ctx, name)
+		m.mu.Lock()
+		delete(m.adopting, name)
+		a.err = err
+		stopping := m.stopping
+		m.mu.Unlock()
+		close(a.done)
+		if err != nil && !stopping {
 			m.log.Warn("start a service come to be owned here", "service", name, "err", err)
 		}
-		m.mu.Lock()
-		delete(m.reloading, name)
-		m.mu.Unlock()
 	}()
+	return a
+}
+
+// adopt makes service name, known as remote but owned now (its lease
+// taken since the last tick, maybe by this very request), run here: it
+// starts or joins its adoption (adoptLocked) and waits for its end, at
+// most wait and while ctx lasts. A Run that has not started yet is
+// waited for too.
+func (m *Manager) adopt(ctx context.Context, name string, wait time.Duration) error {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	timeout := func() error {
+		return fmt.Errorf("service %q: not started on this server within %s: %w", name, m.cfg.ReadyTimeout, stratus.ErrUnavailable)
+	}
+	select {
+	case <-m.running:
+	case <-t.C:
+		return timeout()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	m.mu.Lock()
+	a := m.adoptLocked(name)
+	m.mu.Unlock()
+	if a == nil {
+		return fmt.Errorf("service %q: %w", name, errStopping)
+	}
+	select {
+	case <-a.done:
+		if a.err != nil {
+			return fmt.Errorf("service %q: start on this server: %w", name, a.err)
+		}
+		return nil
+	case <-t.C:
+		return timeout()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // setRemoteTraffic is SetTraffic of a service another server owns: the

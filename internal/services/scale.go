@@ -108,7 +108,8 @@ func (m *Manager) scaleAll(now time.Time) (changes []scaleChange) {
 }
 
 // stopAll stops every replica, in-flight requests draining for at most
-// StopGrace, and waits for every goroutine of the Manager.
+// StopGrace, cuts short the adoptions in progress, and waits for every
+// goroutine of the Manager.
 func (m *Manager) stopAll() {
 	m.mu.Lock()
 	m.stopping = true
@@ -118,6 +119,9 @@ func (m *Manager) stopAll() {
 	}
 	for set := range m.deploying {
 		m.retireLocked(set)
+	}
+	for _, a := range m.adopting {
+		a.cancel()
 	}
 	m.mu.Unlock()
 	m.wg.Wait()

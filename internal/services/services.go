@@ -44,8 +44,9 @@
 // drain and stop) and, while that replica's sandbox runs, one waiting
 // for its end (Driver.Wait; runOnce waits for it before it returns);
 // one per sandbox prepared ahead; one per prepared sandbox being stopped
-// (its revision retired, see retireLocked); its Run loop (autoscaling
-// and reconciling every tick); and, with Config.Usage, one that Run
+// (its revision retired, see retireLocked); one per service being
+// started here having come to be owned here (see adoptLocked); its Run
+// loop (autoscaling and reconciling every tick); and, with Config.Usage, one that Run
 // starts to report the usage minutes as they end (see meter), which
 // reads the live sandboxes' CPU counters once a minute and ends with
 // Run's ctx. Run returns after stopping every replica and waiting for
@@ -288,9 +289,9 @@ type Manager struct {
 	// yet, so that a stop reaches their replicas too; guarded.
 	deploying map[*revSet]bool
 	pending   map[string]int // image digest → deploys in progress; guarded
-	// reloading holds the services a goroutine of Run's reloads now,
-	// having come to own them (see followOwners); guarded.
-	reloading map[string]bool
+	// adopting holds the reloads in progress of services known as
+	// remote that this server has come to own (see adopt); guarded.
+	adopting map[string]*adoption
 
 	// Metering (with Config.Usage), all guarded: the sandboxes being
 	// metered, the services with usage minutes not reported yet, the
@@ -413,7 +414,7 @@ func New(cfg Config) *Manager {
 		deploys:   make(map[string]*sync.Mutex),
 		deploying: make(map[*revSet]bool),
 		pending:   make(map[string]int),
-		reloading: make(map[string]bool),
+		adopting:  make(map[string]*adoption),
 		runs:      make(map[*replica]struct{}),
 		metered:   make(map[*service]struct{}),
 	}
@@ -552,7 +553,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-t.C:
-			m.followOwners(ctx)
+			m.followOwners()
 			m.scale()
 		}
 	}

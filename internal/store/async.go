@@ -10,9 +10,12 @@ import (
 )
 
 // PutAsyncStatuses records the latest state of asynchronous invocations,
-// in one transaction. A state older than the one stored is ignored, so
-// statuses may arrive in any order, and a finished invocation is never
-// queued again (a duplicate enqueue of the same request ID is not run).
+// in one transaction. Statuses may arrive in any order, from servers whose
+// clocks disagree: a state replaces the stored one only if it comes later
+// in the invocation's progress (see asyncNewer), so an invocation that
+// reached a final state never shows a live one again unless it runs again,
+// and a finished invocation is never queued again (a duplicate enqueue of
+// the same request ID is not run).
 func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus) error {
 	if len(sts) == 0 {
 		return nil
@@ -25,8 +28,7 @@ func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus)
 			ON CONFLICT (request_id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
 				updated_at = excluded.updated_at, error_type = excluded.error_type, error_message = excluded.error_message,
 				destination = excluded.destination, destination_state = excluded.destination_state
-			WHERE excluded.updated_at >= async_invocations.updated_at
-				AND NOT (async_invocations.state IN ('succeeded', 'failed') AND excluded.state = 'queued')`)
+			WHERE `+asyncNewer)
 		if err != nil {
 			return err
 		}
@@ -46,6 +48,45 @@ func (s *Store) PutAsyncStatuses(ctx context.Context, sts []stratus.AsyncStatus)
 	}
 	return nil
 }
+
+// asyncNewer is the condition under which a status (excluded) replaces the
+// stored one (async_invocations) of the same invocation. The Queue's
+// transitions are queued (attempt k: k attempts made) → running (attempt
+// k+1) → retrying (attempt k+1 failed, k+1 made) → running (k+2) … →
+// succeeded or failed (the last attempt made); a throttled run is handed
+// back: running (k+1) → queued (k). Each server stamps updated_at with its
+// own clock, so the order is by progress, and updated_at only decides
+// between two statuses at the same point (a final state and the same with
+// its destination, reported by one server) and for a hand back:
+//   - a final state replaces any live one (whatever their attempts: a
+//     failure for a function gone keeps the attempts made before);
+//   - a final state replaces a final one of an earlier attempt, or of the
+//     same attempt if newer;
+//   - a live state replaces a final one only for a later attempt (the
+//     event ran again, at least once), and never when queued;
+//   - between live states, a later attempt wins; within an attempt the
+//     higher state (queued < running < retrying), then the newer;
+//   - queued at attempt k replaces running at k+1 if newer (hand back).
+var asyncNewer = func() string {
+	rank := func(t string) string {
+		return `(CASE ` + t + `.state WHEN '` + stratus.AsyncQueued + `' THEN 1 WHEN '` + stratus.AsyncRunning + `' THEN 2
+			WHEN '` + stratus.AsyncRetrying + `' THEN 3 WHEN '` + stratus.AsyncSucceeded + `' THEN 4
+			WHEN '` + stratus.AsyncFailed + `' THEN 4 ELSE 0 END)`
+	}
+	n, o := rank("excluded"), rank("async_invocations")
+	const (
+		newer = `excluded.updated_at >= async_invocations.updated_at`
+		later = `excluded.attempt > async_invocations.attempt`
+		same  = `excluded.attempt = async_invocations.attempt`
+	)
+	return `(` + n + ` = 4 AND ` + o + ` < 4)
+		OR (` + n + ` = 4 AND ` + o + ` = 4 AND (` + later + ` OR (` + same + ` AND ` + newer + `)))
+		OR (` + n + ` < 4 AND ` + o + ` = 4 AND ` + later + ` AND excluded.state <> '` + stratus.AsyncQueued + `')
+		OR (` + n + ` < 4 AND ` + o + ` < 4 AND (` + later + ` OR (` + same + ` AND (` + n + ` > ` + o + `
+			OR (` + n + ` = ` + o + ` AND ` + newer + `)))))
+		OR (excluded.state = '` + stratus.AsyncQueued + `' AND async_invocations.state = '` + stratus.AsyncRunning + `'
+			AND excluded.attempt = async_invocations.attempt - 1 AND ` + newer + `)`
+}()
 
 // GetAsyncStatus returns the state of the asynchronous invocation id.
 func (s *Store) GetAsyncStatus(ctx context.Context, id string) (*stratus.AsyncStatus, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -101,6 +102,82 @@ func TestAsyncStatusDestination(t *testing.T) {
 	}
 	if d := cmp.Diff(&running, got); d != "" {
 		t.Errorf("status run again (-want +got):\n%s", d)
+	}
+}
+
+// TestAsyncStatusesSkewedClocks: servers whose clocks disagree report the
+// states of one invocation; whatever their timestamps, and in whatever
+// order they are written (each step a write of its own, or one batch),
+// the stored state is the furthest in the invocation's progress.
+func TestAsyncStatusesSkewedClocks(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	t0 := time.Unix(1700000000, 0).UTC()
+	ms := time.Millisecond
+	st := func(state string, attempt int, at time.Duration) stratus.AsyncStatus {
+		x := stratus.AsyncStatus{Function: "f", State: state, Attempt: attempt, EnqueuedAt: t0, UpdatedAt: t0.Add(at)}
+		if state == stratus.AsyncFailed || state == stratus.AsyncRetrying {
+			x.ErrorType, x.ErrorMessage = "Unhandled", fmt.Sprintf("attempt %d", attempt)
+		}
+		return x
+	}
+	for i, c := range []struct {
+		name  string
+		steps []stratus.AsyncStatus
+		want  int // the index in steps of the state left
+		batch bool
+	}{
+		{"queued by a server 50 ms ahead, succeeded 10 ms later by another",
+			[]stratus.AsyncStatus{st(stratus.AsyncQueued, 0, 50*ms), st(stratus.AsyncSucceeded, 1, 10*ms)}, 1, false},
+		{"the same, written in the other order",
+			[]stratus.AsyncStatus{st(stratus.AsyncSucceeded, 1, 10*ms), st(stratus.AsyncQueued, 0, 50*ms)}, 0, false},
+		{"the same, in one batch",
+			[]stratus.AsyncStatus{st(stratus.AsyncQueued, 0, 50*ms), st(stratus.AsyncSucceeded, 1, 10*ms)}, 1, true},
+		{"running ahead, then retrying behind",
+			[]stratus.AsyncStatus{st(stratus.AsyncRunning, 1, time.Second), st(stratus.AsyncRetrying, 1, 0)}, 1, false},
+		{"retrying ahead, then the next attempt running behind",
+			[]stratus.AsyncStatus{st(stratus.AsyncRetrying, 1, time.Second), st(stratus.AsyncRunning, 2, 0)}, 1, false},
+		{"the next attempt running ahead, the retrying before it late",
+			[]stratus.AsyncStatus{st(stratus.AsyncRunning, 2, 0), st(stratus.AsyncRetrying, 1, time.Second)}, 0, false},
+		{"running ahead, then failed behind",
+			[]stratus.AsyncStatus{st(stratus.AsyncRunning, 2, time.Second), st(stratus.AsyncFailed, 2, 0)}, 1, false},
+		{"running, then failed for a function gone at the attempts made before",
+			[]stratus.AsyncStatus{st(stratus.AsyncRunning, 2, time.Second), st(stratus.AsyncFailed, 1, 0)}, 1, false},
+		{"succeeded, then every earlier state late and stamped later",
+			[]stratus.AsyncStatus{st(stratus.AsyncSucceeded, 2, 0), st(stratus.AsyncRunning, 2, time.Second),
+				st(stratus.AsyncRetrying, 1, time.Second), st(stratus.AsyncQueued, 0, time.Hour)}, 0, false},
+		{"a duplicate enqueue after the end, stamped later",
+			[]stratus.AsyncStatus{st(stratus.AsyncFailed, 3, 0), st(stratus.AsyncQueued, 3, time.Hour)}, 0, false},
+		{"handed back when throttled, then run",
+			[]stratus.AsyncStatus{st(stratus.AsyncRunning, 1, 0), st(stratus.AsyncQueued, 0, ms), st(stratus.AsyncRunning, 1, 2*ms)}, 2, false},
+		{"handed back when throttled",
+			[]stratus.AsyncStatus{st(stratus.AsyncRunning, 1, 0), st(stratus.AsyncQueued, 0, ms)}, 1, false},
+		{"a failure written twice by two servers, the later first",
+			[]stratus.AsyncStatus{st(stratus.AsyncFailed, 3, time.Second), st(stratus.AsyncFailed, 3, 0)}, 0, false},
+	} {
+		id := fmt.Sprintf("r%d", i)
+		for j := range c.steps {
+			c.steps[j].RequestID = id
+		}
+		batches := [][]stratus.AsyncStatus{c.steps}
+		if !c.batch {
+			batches = nil
+			for _, x := range c.steps {
+				batches = append(batches, []stratus.AsyncStatus{x})
+			}
+		}
+		for _, b := range batches {
+			if err := s.PutAsyncStatuses(ctx, b); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+		}
+		got, err := s.GetAsyncStatus(ctx, id)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if d := cmp.Diff(&c.steps[c.want], got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", c.name, d)
+		}
 	}
 }
 

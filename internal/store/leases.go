@@ -13,10 +13,11 @@ import (
 )
 
 // Lease gives the workload Name ("function/NAME", "service/NAME") to the
-// node Holder until Expires, by the store's clock. Epoch is the fencing
-// token: it grows by one at each new holding and never goes back, so a
-// request that names an epoch is known stale once the lease moved on. A
-// released lease has Holder "" (and keeps its epoch).
+// node Holder until Expires (UTC), by the clock that judges leases (see
+// leaseNow): the database's on PostgreSQL, the server's on SQLite. Epoch
+// is the fencing token: it grows by one at each new holding and never
+// goes back, so a request that names an epoch is known stale once the
+// lease moved on. A released lease has Holder "" (and keeps its epoch).
 type Lease struct {
 	Name    string
 	Holder  string
@@ -45,7 +46,10 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 	}
 	var l Lease
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		now := nanos(s.now())
+		now, err := s.leaseNow(ctx, tx)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (name, holder, epoch, expires_at) VALUES (?, ?, 1, ?)
 			ON CONFLICT (name) DO UPDATE SET
 				epoch = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ?
@@ -56,7 +60,6 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 			name, holder, now+int64(ttl), now, now); err != nil {
 			return err
 		}
-		var err error
 		l, err = scanLease(tx.QueryRowContext(ctx, selectLease+` WHERE name = ?`, name))
 		return err
 	})
@@ -78,7 +81,10 @@ func (s *Store) RenewLeases(ctx context.Context, holder string, ttl time.Duratio
 	var out []Lease
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		now := nanos(s.now())
+		now, err := s.leaseNow(ctx, tx)
+		if err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, `UPDATE leases SET expires_at = ?
 			WHERE holder = ? AND expires_at > ? RETURNING name, holder, epoch, expires_at`,
 			now+int64(ttl), holder, now)
@@ -170,6 +176,24 @@ func (s *Store) ServiceLeases(ctx context.Context) ([]Lease, error) {
 		return nil, fmt.Errorf("list service leases: %w", err)
 	}
 	return out, nil
+}
+
+// leaseNow returns the time, in nanoseconds since the epoch, by which tx
+// judges whether a lease has expired and sets its new expiry. On
+// PostgreSQL it is the database's clock, read in tx: several servers
+// write leases there, each with a clock of its own that may be off, and
+// one clock for all means a lease one server took is not judged expired
+// early by another whose clock runs ahead. On SQLite it is the store's
+// clock (one server; tests step it).
+func (s *Store) leaseNow(ctx context.Context, tx *sql.Tx) (int64, error) {
+	if s.dialect != dialectPostgres {
+		return nanos(s.now()), nil
+	}
+	var now int64
+	if err := tx.QueryRowContext(ctx, `SELECT (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint`).Scan(&now); err != nil {
+		return 0, fmt.Errorf("read the database clock: %w", err)
+	}
+	return now, nil
 }
 
 const selectLease = `SELECT name, holder, epoch, expires_at FROM leases`

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/eventually"
 )
 
 // leaseClock is a test clock that stands still until stepped.
@@ -37,7 +38,11 @@ func withLeaseClock(s *Store) *leaseClock {
 	return c
 }
 
+// TestLeaseLifecycle steps the store's clock through a lease's life: the
+// SQL is the same on both drivers, only where now comes from differs, and
+// PostgreSQL's clock cannot be stepped (TestLeaseDatabaseClock).
 func TestLeaseLifecycle(t *testing.T) {
+	sqliteOnly(t, "leases follow the store's clock on SQLite only; PostgreSQL's own clock is TestLeaseDatabaseClock's")
 	ctx := t.Context()
 	s := openTest(t)
 	clk := withLeaseClock(s)
@@ -201,6 +206,7 @@ func TestServiceLeases(t *testing.T) {
 	ctx := t.Context()
 	s := openTest(t)
 	clk := withLeaseClock(s)
+	before := leaseTime(s, clk)
 	for _, name := range []string{"web", "api"} {
 		if err := putService(ctx, s, name, 1); err != nil {
 			t.Fatal(err)
@@ -212,15 +218,97 @@ func TestServiceLeases(t *testing.T) {
 	if _, err := s.AcquireLease(ctx, "service/gone", "a", time.Second); err != nil {
 		t.Fatal(err)
 	}
+	after := leaseTime(s, clk)
 	got, err := s.ServiceLeases(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Lease{
 		{Name: "service/api"},
-		{Name: "service/web", Holder: "a", Epoch: 1, Expires: clk.Now().Add(time.Second)},
+		{Name: "service/web", Holder: "a", Epoch: 1},
+	}
+	if len(got) == 2 {
+		expiresBetween(t, got[1], before.Add(time.Second), after.Add(time.Second))
+		got[1] = got[1].withoutExpiry()
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ServiceLeases (-want +got):\n%s", diff)
+	}
+}
+
+// leaseTime is the time by which s judges leases, as near as a test sees
+// it: clk's on SQLite; on PostgreSQL the database's, which runs on this
+// machine: its clock, truncated to the microseconds PostgreSQL keeps.
+func leaseTime(s *Store, clk *leaseClock) time.Time {
+	if s.dialect == dialectPostgres {
+		return time.Now().UTC().Round(0).Truncate(time.Microsecond)
+	}
+	return clk.Now()
+}
+
+// expiresBetween fails t unless l expires in [lo, hi] (hi widened by the
+// microsecond PostgreSQL's clock rounds to), in UTC.
+func expiresBetween(t *testing.T, l Lease, lo, hi time.Time) {
+	t.Helper()
+	if l.Expires.Before(lo) || l.Expires.After(hi.Add(time.Microsecond)) || l.Expires.Location() != time.UTC {
+		t.Errorf("lease %s expires at %v, want a UTC time in [%v, %v]", l.Name, l.Expires, lo, hi)
+	}
+}
+
+// TestLeaseDatabaseClock: on PostgreSQL, servers whose clocks are an hour
+// apart judge a lease by the database's clock: the one behind cannot make
+// a lease that expires early, the one ahead cannot take it before it
+// expires, and it expires after its ttl of real time.
+func TestLeaseDatabaseClock(t *testing.T) {
+	if testPG == nil {
+		t.Skip("PostgreSQL only: on SQLite one server writes leases, by the store's clock (TestLeaseLifecycle)")
+	}
+	ctx := t.Context()
+	behind := openTest(t)
+	ahead := openAt(t, target(t, behind))
+	behind.now = func() time.Time { return time.Now().Add(-time.Hour) }
+	ahead.now = func() time.Time { return time.Now().Add(time.Hour) }
+	const ttl = 2 * time.Second
+
+	lo := leaseTime(behind, nil)
+	l, err := behind.AcquireLease(ctx, "function/f", "a", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi := leaseTime(behind, nil)
+	if l.Holder != "a" || l.Epoch != 1 {
+		t.Fatalf("first holder: %+v", l)
+	}
+	expiresBetween(t, l, lo.Add(ttl), hi.Add(ttl))
+
+	// The server ahead is refused while the lease is held, and told who
+	// holds it.
+	got, err := ahead.AcquireLease(ctx, "function/f", "b", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Holder != "a" || got.Epoch != 1 {
+		t.Errorf("the server an hour ahead, while a holds it: %+v, want a's at epoch 1", got)
+	}
+	// The holder renews by the database's clock too.
+	lo = leaseTime(behind, nil)
+	ls, err := behind.RenewLeases(ctx, "a", ttl)
+	hi = leaseTime(behind, nil)
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("RenewLeases of the holder: %v, %v; want one", ls, err)
+	}
+	expiresBetween(t, ls[0], lo.Add(ttl), hi.Add(ttl))
+
+	// Once ttl has passed (real time), the other server takes it at the
+	// next epoch, and the old holder's renewal finds nothing.
+	eventually.True(t, 10*ttl, "the lease taken by b once expired", func() bool {
+		got, err = ahead.AcquireLease(ctx, "function/f", "b", ttl)
+		return err == nil && got.Holder == "b"
+	})
+	if now := time.Now(); got.Epoch != 2 || !ls[0].Expires.Before(now) || !got.Held(now) {
+		t.Errorf("taken at %v: %+v, want epoch 2 after a's lease expired at %v", now, got, ls[0].Expires)
+	}
+	if ls, err := behind.RenewLeases(ctx, "a", ttl); err != nil || len(ls) != 0 {
+		t.Errorf("RenewLeases of the old holder: %v, %v; want none", ls, err)
 	}
 }
