@@ -302,6 +302,12 @@ type fnPool struct {
 	// latest prepare in flight, if any.
 	prepared  *Instance
 	preparing *prepareOp
+	// prepareTried: a prepare was started for this pool (guarded by
+	// Manager.mu). Run's catch-up for the pools deployed before it
+	// prepares only those without one, so that a deploy racing Run's
+	// start does not prepare twice (a failed prepare is not retried
+	// until the next deploy or start).
+	prepareTried bool
 
 	// Counters for Stats, since the pool was made: invocations refused
 	// with ErrCapacity, cold starts, and (with create-ahead) cold starts
@@ -353,7 +359,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	for _, p := range pools {
-		m.prepareAhead(p)
+		m.prepareAheadOnce(p)
 	}
 	m.Reap()
 	t := time.NewTicker(m.cfg.ReapEvery)

@@ -49,14 +49,20 @@ type prepareOp struct {
 // (published versions' pools prepare none), Run has begun, p has none
 // prepared nor being prepared and there is room under MaxPrepared. It
 // does not block.
-func (m *Manager) prepareAhead(p *fnPool) {
+func (m *Manager) prepareAhead(p *fnPool) { m.prepareAheadIf(p, false) }
+
+// prepareAheadOnce is prepareAhead for a pool no prepare was started for
+// yet: Run's catch-up of the pools deployed before it.
+func (m *Manager) prepareAheadOnce(p *fnPool) { m.prepareAheadIf(p, true) }
+
+func (m *Manager) prepareAheadIf(p *fnPool, once bool) {
 	if !m.createAhead || !p.isHead {
 		return
 	}
 	m.mu.Lock()
 	v := p.cur
 	ok := m.running && !m.stopping && !p.removed && p.prepared == nil && !p.group.throttled() &&
-		(p.preparing == nil || p.preparing.v.Version != v.Version)
+		(p.preparing == nil || p.preparing.v.Version != v.Version) && !(once && p.prepareTried)
 	var evicted string
 	if ok {
 		ok, evicted = m.reservePreparedLocked(p)
@@ -66,6 +72,7 @@ func (m *Manager) prepareAhead(p *fnPool) {
 	if ok {
 		op = &prepareOp{v: v}
 		p.preparing = op
+		p.prepareTried = true
 		m.wg.Add(1)
 	}
 	m.mu.Unlock()
