@@ -149,8 +149,10 @@ func isSHA256Hex(s string) bool {
 }
 
 // Put stores what r holds under name. It is idempotent: a code/ or image/
-// object the bucket already holds is kept and r is not read; a ref/ object
-// is rewritten only when its content differs. A code/ object whose content
+// object the bucket already holds is kept and r is not read, unless a
+// code/ object's content (as the object store's digest of it says) is not
+// its name's: it is replaced; a ref/ object is rewritten only when its
+// content differs. A code/ object whose content
 // does not have the SHA-256 of its name is removed again and refused
 // (ErrInvalid); a ref/ object over MaxRef bytes is ErrTooLarge. Put blocks
 // until JetStream has stored every chunk (ErrUnavailable when it cannot).
@@ -164,8 +166,13 @@ func (s *Store) Put(ctx context.Context, n string, r io.Reader) error {
 	if nm.prefix == "ref" {
 		return s.putRef(ctx, nm, r)
 	}
-	if _, err := s.obs.GetInfo(ctx, n); err == nil {
-		return nil
+	if info, err := s.obs.GetInfo(ctx, n); err == nil {
+		if nm.sha == "" || info.Digest == objectDigest(nm.sha) {
+			return nil
+		}
+		// A code/ object whose content is not its name's (written by
+		// something else than Put) would be refused by every Get
+		// forever: it is replaced.
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("put blob %s: %w", n, kind(err))
 	}
@@ -182,6 +189,13 @@ func (s *Store) Put(ctx context.Context, n string, r io.Reader) error {
 		return errors.Join(fmt.Errorf("put blob %s: content has sha256 %s: %w", n, got, stratus.ErrInvalid), derr)
 	}
 	return nil
+}
+
+// objectDigest is the digest the object store keeps for content whose
+// SHA-256 is sha (hex): "SHA-256=" and the base64url of its bytes.
+func objectDigest(sha string) string {
+	b, _ := hex.DecodeString(sha)
+	return "SHA-256=" + base64.URLEncoding.EncodeToString(b)
 }
 
 func (s *Store) putRef(ctx context.Context, nm name, r io.Reader) error {

@@ -186,10 +186,26 @@ func TestDigestMismatch(t *testing.T) {
 		t.Fatalf("GetFile left %v", ents)
 	}
 
-	// The right content fetches into place.
-	if _, err := s.obs.PutBytes(ctx, name, good); err != nil {
+	// A Put of the name replaces the wrong content rather than keep it,
+	// and a Put of the name that holds the right content keeps it.
+	if err := s.Put(ctx, name, bytes.NewReader(good)); err != nil {
+		t.Fatalf("put over tampered blob: %v", err)
+	}
+	if err := s.Get(ctx, name, io.Discard); err != nil {
+		t.Fatalf("get after the put replaced tampered content: %v", err)
+	}
+	info, err := s.obs.GetInfo(ctx, name)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Put(ctx, name, failReader{t}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.obs.GetInfo(ctx, name); again.NUID != info.NUID {
+		t.Error("a put of an object with the right content rewrote it")
+	}
+
+	// The right content fetches into place.
 	if err := GetFile(ctx, s, name, p, 0o640); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,19 @@
 // request is forwarded to it. A server that stops cleanly releases its
 // leases and deletes its row.
 //
+// Each Run has a random incarnation ID, written in the row: a heartbeat
+// writes the row only if it is absent or its own incarnation's. At its
+// start, Run takes the name (Join): a row of another incarnation that
+// heartbeats again while Run watches it is a live server under the same
+// name, and Run returns an error (give each server its own
+// --node-name); one that does not (this server's previous run, killed)
+// is taken once it is DeadAfter old. No lease is taken before. A running
+// node whose heartbeat finds another incarnation in its row (it was
+// taken for dead and its name taken over) logs an error and stops owning
+// anything, for good: it drops its leases here, takes no more, and at
+// its stop releases nothing and leaves the row (the leases and the row
+// are the new incarnation's).
+//
 // # Ownership and fencing
 //
 // A lease ("function/NAME", "service/NAME") gives a workload to one node
@@ -94,6 +107,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -106,6 +121,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/gateway"
 	"github.com/stratus-run/stratus/internal/store"
 )
 
@@ -167,6 +183,12 @@ type Config struct {
 	// before it answers a forwarded queued event (async, topic,
 	// schedule), whose sender acknowledges the event on that answer.
 	Sync func(ctx context.Context) error
+	// Services, if set, says whether a service of this name exists (the
+	// service manager knows it, run here or elsewhere): ServiceForwarder
+	// looks up the owner only of those (and of a new one a deploy with
+	// the token creates), so that requests for names that are no service
+	// cost no store query and take no lease. Nil: every name.
+	Services func(name string) bool
 
 	// Log receives what the Cluster does; nil discards it.
 	Log *slog.Logger
@@ -176,7 +198,8 @@ type Config struct {
 type db interface {
 	Heartbeat(ctx context.Context, n store.Node) error
 	Nodes(ctx context.Context) ([]store.Node, error)
-	DeleteNode(ctx context.Context, name string) error
+	ClaimNode(ctx context.Context, n, old store.Node) error
+	DeleteNode(ctx context.Context, name, incarnation string) error
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (store.Lease, error)
 	RenewLeases(ctx context.Context, holder string, ttl time.Duration) ([]store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
@@ -197,6 +220,12 @@ type Cluster struct {
 	margin  time.Duration // a lease is acted on until this long before its expiry
 	renewal time.Duration // time between two renewals
 	started time.Time
+	// incarnation is this Cluster's random ID in its node row.
+	incarnation string
+	token       *gateway.Token // Config.Token, as the API checks it
+	// joined: Run took the node's name (Join); evicted: another
+	// incarnation took it since, and this node owns nothing for good.
+	joined, evicted atomic.Bool
 
 	client *http.Client           // forwarded invocations
 	proxy  *httputil.ReverseProxy // forwarded service requests
@@ -213,16 +242,9 @@ type Cluster struct {
 	known    map[string]known     // other leases as last read, by name
 	nodes    map[string]nodeState // the nodes table as last read, by name
 	nodesAt  time.Time            // when it was read
+	badAddr  map[string]string    // nodes whose address was refused, by name: that address (logged once)
 	subs     []func(store.Change)
 	stopping bool // Run has ended: no lease is taken any more
-}
-
-// beatState is the outcome of the heartbeats so far.
-type beatState struct {
-	mu      sync.Mutex
-	ok      bool      // the last heartbeat reached the store
-	since   time.Time // when the heartbeats began to fail (zero: none yet)
-	lastErr error
 }
 
 // holding is a lease this node holds.
@@ -284,7 +306,10 @@ func newCluster(cfg Config, single bool) *Cluster {
 		released: map[string]time.Time{},
 		known:    map[string]known{},
 		nodes:    map[string]nodeState{},
+		badAddr:  map[string]string{},
+		token:    gateway.NewToken(cfg.Token),
 	}
+	c.incarnation = rand.Text()
 	transport := &http.Transport{
 		Proxy:                 nil, // servers reach each other directly
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -294,7 +319,11 @@ func newCluster(cfg Config, single bool) *Cluster {
 		ResponseHeaderTimeout: 0, // an invocation may run for its whole timeout
 		ExpectContinueTimeout: time.Second,
 	}
-	c.client = &http.Client{Transport: transport}
+	c.client = &http.Client{
+		Transport: transport,
+		// An owner's redirect is its answer, never followed here.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	c.proxy = c.newProxy(transport)
 	return c
 }
@@ -320,10 +349,17 @@ func (c *Cluster) OnChange(fn func(store.Change)) {
 // deletes its node row. Store errors are logged and retried, never
 // returned: Run returns nil once every goroutine it started has ended,
 // or at once an error wrapping stratus.ErrInvalid for a Config without
-// Node (or, unless Single, Address).
+// Node (or, unless Single, Address), or one wrapping stratus.ErrConflict
+// when a live server has the node's name (see join).
 func (c *Cluster) Run(ctx context.Context) error {
 	if c.cfg.Node == "" || (!c.single && c.cfg.Address == "") {
 		return fmt.Errorf("run cluster: a node needs a name and, on a shared store, an address: %w", stratus.ErrInvalid)
+	}
+	if err := c.join(ctx); err != nil {
+		return err
+	}
+	if !c.joined.Load() {
+		return nil // ctx ended first
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { c.heartbeatLoop(ctx) })
@@ -343,24 +379,56 @@ func (c *Cluster) Run(ctx context.Context) error {
 	return nil
 }
 
+// Leave is the start of this server's stop, before it stops serving: it
+// stops owning (no lease is taken or renewed from now on), frees its
+// leases in the store and heartbeats "stopping", so that the other
+// servers take its functions and services at once rather than after the
+// stop (its invocations in flight still finish here: for that moment a
+// function may have instances on two servers). Run still heartbeats until
+// it ends, and then leaves the list.
+func (c *Cluster) Leave(ctx context.Context) {
+	c.mu.Lock()
+	c.stopping = true
+	clear(c.held)
+	c.mu.Unlock()
+	if c.single || c.evicted.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, stopTimeout)
+	defer cancel()
+	if err := c.db.ReleaseLeases(ctx, c.cfg.Node); err != nil {
+		c.log.Warn("release leases while stopping (they expire by themselves)", "err", err)
+	}
+	if err := c.db.Heartbeat(ctx, c.self("stopping")); err != nil && !errors.Is(err, stratus.ErrConflict) {
+		c.log.Warn("heartbeat while stopping", "err", err)
+	}
+}
+
 // stop is Run's end: heartbeat "stopping", drop every lease here, then
 // free them in the store, then delete the node's row.
+// An evicted node (another incarnation has its name) touches nothing:
+// the leases under its name and the row are the other's.
 func (c *Cluster) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	if err := c.db.Heartbeat(ctx, c.self("stopping")); err != nil {
+	if err := c.db.Heartbeat(ctx, c.self("stopping")); errors.Is(err, stratus.ErrConflict) {
+		c.evict()
+	} else if err != nil {
 		c.log.Warn("heartbeat while stopping", "err", err)
 	}
 	c.mu.Lock()
 	c.stopping = true
 	clear(c.held)
 	c.mu.Unlock()
+	if c.evicted.Load() {
+		return
+	}
 	if !c.single {
 		if err := c.db.ReleaseLeases(ctx, c.cfg.Node); err != nil {
 			c.log.Warn("release leases while stopping (they expire by themselves)", "err", err)
 		}
 	}
-	if err := c.db.DeleteNode(ctx, c.cfg.Node); err != nil {
+	if err := c.db.DeleteNode(ctx, c.cfg.Node, c.incarnation); err != nil {
 		c.log.Warn("delete node row while stopping", "err", err)
 	}
 }
@@ -369,7 +437,7 @@ func (c *Cluster) stop() {
 func (c *Cluster) self(state string) store.Node {
 	n := store.Node{
 		Name: c.cfg.Node, Address: c.cfg.Address, Region: c.cfg.Region, Version: c.cfg.Version,
-		StartedAt: c.started, State: state,
+		StartedAt: c.started, State: state, Incarnation: c.incarnation,
 	}
 	if c.cfg.Stats != nil {
 		n.Instances, n.Replicas = c.cfg.Stats()
@@ -379,6 +447,12 @@ func (c *Cluster) self(state string) store.Node {
 
 // state is this node's state as its heartbeat says it.
 func (c *Cluster) state() string {
+	c.mu.RLock()
+	stopping := c.stopping
+	c.mu.RUnlock()
+	if stopping {
+		return "stopping"
+	}
 	if c.cfg.Health != nil {
 		if reason := c.cfg.Health(); reason != "" {
 			return "unready: " + reason
@@ -414,44 +488,15 @@ func (c *Cluster) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// record notes the outcome of a heartbeat.
-func (b *beatState) record(err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case err == nil:
-		b.ok, b.since, b.lastErr = true, time.Time{}, nil
-	case b.ok || b.since.IsZero():
-		b.ok, b.since, b.lastErr = false, time.Now(), err
-	default:
-		b.lastErr = err
-	}
-}
-
-// Health is the node's readiness in its cluster: nil while its
-// heartbeats reach the store, else an error wrapping
-// stratus.ErrUnavailable that says since when they fail and why (the
-// store is unreachable: the other servers will soon take this one for
-// dead, and its leases lapse). Before the first heartbeat, it says so.
-func (c *Cluster) Health() error {
-	b := &c.beats
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case b.ok:
-		return nil
-	case b.since.IsZero():
-		return fmt.Errorf("no heartbeat has reached the store yet: %w", stratus.ErrUnavailable)
-	}
-	return fmt.Errorf("heartbeats fail since %s: %w: %w", b.since.UTC().Format(time.RFC3339), b.lastErr, stratus.ErrUnavailable)
-}
-
 // beat is one turn of the heartbeat loop.
 func (c *Cluster) beat(ctx context.Context) error {
 	// A beat slower than half the dead timeout is as good as none.
 	ctx, cancel := context.WithTimeout(ctx, max(c.cfg.Heartbeat, c.cfg.DeadAfter/2))
 	defer cancel()
 	if err := c.db.Heartbeat(ctx, c.self(c.state())); err != nil {
+		if errors.Is(err, stratus.ErrConflict) {
+			c.evict()
+		}
 		return err
 	}
 	if _, err := c.readNodes(ctx); err != nil {
@@ -498,8 +543,12 @@ func (c *Cluster) readNodes(ctx context.Context) ([]store.Node, error) {
 	c.nodes = make(map[string]nodeState, len(ns))
 	for _, n := range ns {
 		st := nodeState{node: n}
-		if u, err := url.Parse(n.Address); err == nil && u.Scheme != "" && u.Host != "" {
+		if u, err := url.Parse(n.Address); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil {
 			st.addr = u
+			delete(c.badAddr, n.Name)
+		} else if c.badAddr[n.Name] != n.Address {
+			c.badAddr[n.Name] = n.Address
+			c.log.Error("node's address is no http or https URL with a host: it is taken for unreachable", "node", n.Name, "address", n.Address)
 		}
 		// A refused connection stays suspect until a later heartbeat.
 		if o, ok := old[n.Name]; ok && o.suspect.After(n.HeartbeatAt) {

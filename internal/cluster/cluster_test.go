@@ -104,9 +104,10 @@ type invocation struct {
 
 // nodeOpts are the knobs of newNode.
 type nodeOpts struct {
-	ttl    time.Duration // LeaseTTL; default 1 s
-	noRun  bool          // do not Run it (a node that died at once)
-	health func() string
+	ttl      time.Duration // LeaseTTL; default 1 s
+	noRun    bool          // do not Run it (a node that died at once)
+	health   func() string
+	services func(string) bool // Config.Services
 }
 
 // testLog is a logger to the test's output when STRATUS_TEST_LOG is set,
@@ -131,11 +132,12 @@ func newNode(t *testing.T, st *store.Store, name string, o nodeOpts) *testNode {
 	n.c = newCluster(Config{
 		Store: st, Node: name, Address: n.srv.URL, Region: "eu", Version: "test", Token: testToken,
 		Heartbeat: 50 * time.Millisecond, DeadAfter: time.Second, LeaseTTL: o.ttl,
-		Stats:  func() (int, int) { return 2, 1 },
-		Health: o.health,
-		Local:  n.local,
-		Sync:   func(context.Context) error { n.syncs.Add(1); return nil },
-		Log:    testLog(t, name),
+		Stats:    func() (int, int) { return 2, 1 },
+		Health:   o.health,
+		Local:    n.local,
+		Sync:     func(context.Context) error { n.syncs.Add(1); return nil },
+		Services: o.services,
+		Log:      testLog(t, name),
 	}, false)
 	n.db = &faultyDB{db: n.c.db}
 	n.c.db = n.db
@@ -148,6 +150,8 @@ func newNode(t *testing.T, st *store.Store, name string, o nodeOpts) *testNode {
 	mux.Handle("/", n.c.ServiceForwarder(testDomain, http.HandlerFunc(n.serve)))
 	if !o.noRun {
 		n.start(t)
+	} else {
+		n.c.joined.Store(true) // a node that joined, then died at once
 	}
 	return n
 }
@@ -167,6 +171,7 @@ func (n *testNode) start(t *testing.T) {
 		})
 	}
 	t.Cleanup(n.stop)
+	eventually.True(t, 10*time.Second, n.name+" joins", n.c.joined.Load)
 }
 
 // local is the node's fake invoker: the event says what to do.
@@ -210,6 +215,12 @@ func (n *testNode) serve(w http.ResponseWriter, r *http.Request) {
 		serveEcho(w, r)
 	case strings.HasSuffix(r.URL.Path, "/stream"):
 		streamTwo(w, r)
+	case strings.HasSuffix(r.URL.Path, "/busy"):
+		// A service's own 503 that looks like a receiver's refusal.
+		w.Header().Set(headerMoved, "1")
+		w.Header().Set(HeaderLeaseEpoch, "7")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "%s: busy", n.name)
 	default:
 		fmt.Fprintf(w, "%s:%s %s%s", n.name, r.Method, r.Host, r.URL.RequestURI())
 	}
@@ -296,11 +307,11 @@ func (f *faultyDB) ReleaseLeases(ctx context.Context, holder string) error {
 	return f.db.ReleaseLeases(ctx, holder)
 }
 
-func (f *faultyDB) DeleteNode(ctx context.Context, name string) error {
+func (f *faultyDB) DeleteNode(ctx context.Context, name, incarnation string) error {
 	if f.dead.Load() {
 		return errInjected
 	}
-	return f.db.DeleteNode(ctx, name)
+	return f.db.DeleteNode(ctx, name, incarnation)
 }
 
 func (f *faultyDB) Lease(ctx context.Context, name string) (store.Lease, bool, error) {
@@ -395,9 +406,7 @@ func TestNodes(t *testing.T) {
 		}
 
 		// Health says whether the heartbeats reach the store.
-		if err := a.c.Health(); err != nil {
-			t.Errorf("Health while heartbeating: %v", err)
-		}
+		eventually.True(t, 5*time.Second, "Health says the heartbeats reach the store", func() bool { return a.c.Health() == nil })
 		a.db.dead.Store(true)
 		eventually.True(t, 5*time.Second, "Health says the heartbeats fail", func() bool {
 			err := a.c.Health()
@@ -408,5 +417,43 @@ func TestNodes(t *testing.T) {
 		if err := newNode(t, st, "d", nodeOpts{noRun: true}).c.Health(); !errors.Is(err, stratus.ErrUnavailable) {
 			t.Errorf("Health before the first heartbeat: %v", err)
 		}
+	})
+}
+
+// TestClusterLeave: a server that begins to stop gives its work away at
+// once: its leases are free for the others, its row says stopping, and a
+// call forwarded to it meanwhile moves to the new owner.
+func TestClusterLeave(t *testing.T) {
+	eachDriver(t, func(t *testing.T, st *store.Store) {
+		ctx := t.Context()
+		a := newNode(t, st, "a", nodeOpts{ttl: time.Minute})
+		b := newNode(t, st, "b", nodeOpts{ttl: time.Minute})
+		if r, err := a.c.Route(ctx, "f"); r != nil || err != nil {
+			t.Fatalf("a takes f: %v, %v", r != nil, err)
+		}
+		eventually.True(t, 5*time.Second, "b sees a alive", func() bool {
+			_, ok, _ := b.c.nodeOf(ctx, "a")
+			return ok
+		})
+		remote := routeTo(t, b, "f")
+		a.c.Leave(ctx)
+		if a.c.Owns("function", "f") {
+			t.Error("a still owns f after Leave")
+		}
+		// The lease lasts a minute, yet b runs f at once: a freed it.
+		resp, err := remote(ctx, "f", stratus.Request{RequestID: "r-1", Event: []byte("hello")})
+		if err != nil || string(resp.Body) != "b:f:hello" {
+			t.Fatalf("b's call after a left: %+v, %v; want it run by b", resp, err)
+		}
+		if r, err := b.c.Route(ctx, "f"); r != nil || err != nil {
+			t.Errorf("b does not own f after a left: %v, %v", r != nil, err)
+		}
+		if r, err := a.c.Route(ctx, "g"); err == nil && r == nil {
+			t.Error("a, stopping, took a new function")
+		}
+		eventually.True(t, 5*time.Second, "a's row says stopping", func() bool {
+			ns, err := b.c.Nodes(ctx)
+			return err == nil && len(ns) == 2 && ns[0].Name == "a" && ns[0].State == "stopping"
+		})
 	})
 }

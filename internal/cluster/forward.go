@@ -1,8 +1,8 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/gateway"
 )
 
 // maxProxyTries bounds the tries of one forwarded service request.
@@ -35,8 +36,12 @@ const maxProxyTries = 3
 // expired, for the latter) if its body was not read yet. A request that
 // was forwarded already is never forwarded again: it goes to next if this
 // node holds the service's lease at the epoch it names, else it is
-// answered 503 (stratus.ErrUnavailable). Every other request goes to
-// next. Single: next itself.
+// answered 503 (stratus.ErrUnavailable). Only names Config.Services
+// knows are looked up (and a new one's deploy); every other request goes
+// to next. The forwarding headers are removed from what next answers a
+// forwarded request, so that a service's own 503 is never taken for the
+// receiver's refusal. A client gets a 503 without the internal detail
+// (logged) when the owner cannot be reached. Single: next itself.
 func (c *Cluster) ServiceForwarder(domain string, next http.Handler) http.Handler {
 	if c.single {
 		return next
@@ -75,7 +80,8 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for try := 1; ; try++ {
 		t, found, err := f.resolve(r.Context(), cands)
 		if err != nil {
-			f.c.answer.Error(w, r, err)
+			f.c.log.Warn("find the owner of a service", "lease", t.lease, "err", err)
+			f.unreachable(w, r, t.lease)
 			return
 		}
 		if !found || t.self {
@@ -99,10 +105,19 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			retry = try < maxProxyTries
 		}
 		if !retry || body.started() {
-			f.c.answer.Error(w, r, fmt.Errorf("forward to node %s: %w: %w", t.node, st.err, stratus.ErrUnavailable))
+			f.c.log.Warn("forward a service's request", "node", t.node, "lease", t.lease, "err", st.err)
+			f.unreachable(w, r, t.lease)
 			return
 		}
 	}
+}
+
+// unreachable answers 503 for the service of lease: the server that runs
+// it cannot be reached. The detail (addresses, dial errors) is logged,
+// not told to the client.
+func (f *forwarder) unreachable(w http.ResponseWriter, r *http.Request, lease string) {
+	_, name, _ := strings.Cut(lease, "/")
+	f.c.answer.Error(w, r, fmt.Errorf("the server that runs %s cannot be reached; try again: %w", name, stratus.ErrUnavailable))
 }
 
 // receive serves a request another node forwarded: next if this node
@@ -114,7 +129,8 @@ func (f *forwarder) receive(w http.ResponseWriter, r *http.Request, cands []cand
 			if held, ok := f.c.holds(cand.lease); ok && held == epoch {
 				r.Header.Del(HeaderForwardedBy)
 				r.Header.Del(HeaderLeaseEpoch)
-				f.next.ServeHTTP(w, r)
+				r.Header.Del(headerMoved)
+				f.next.ServeHTTP(&stripWriter{ResponseWriter: w}, r)
 				return
 			}
 		}
@@ -129,8 +145,8 @@ func (f *forwarder) receive(w http.ResponseWriter, r *http.Request, cands []cand
 func (f *forwarder) resolve(ctx context.Context, cands []candidate) (target, bool, error) {
 	for _, cand := range cands {
 		t, found, err := f.c.resolve(ctx, cand.lease, !cand.create)
+		t.lease = cand.lease
 		if err != nil || found {
-			t.lease = cand.lease
 			return t, found, err
 		}
 	}
@@ -139,8 +155,23 @@ func (f *forwarder) resolve(ctx context.Context, cands []candidate) (target, boo
 
 // candidates returns the service leases r may belong to, in the order
 // the API server routes it: its Host's (the whole label, then the NAME of
-// each TAG-NAME split), then its path's.
+// each TAG-NAME split), then its path's; only services Config.Services
+// knows, but for a deploy (PUT /v1/services/NAME with the token), which
+// may create one.
 func (f *forwarder) candidates(r *http.Request) []candidate {
+	cands := f.allCandidates(r)
+	known := f.c.cfg.Services
+	if known == nil {
+		return cands
+	}
+	return slices.DeleteFunc(cands, func(cand candidate) bool {
+		_, name, _ := strings.Cut(cand.lease, "/")
+		return !cand.create && !known(name)
+	})
+}
+
+// allCandidates is candidates without the check that the services exist.
+func (f *forwarder) allCandidates(r *http.Request) []candidate {
 	var cands []candidate
 	if f.domain != "" {
 		host := r.Host
@@ -173,11 +204,62 @@ func (f *forwarder) candidates(r *http.Request) []candidate {
 	return cands
 }
 
-// tokenOK reports whether r carries the server's token.
-func (f *forwarder) tokenOK(r *http.Request) bool {
-	want := f.c.cfg.Token
-	return want == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+want)) == 1
+// tokenOK reports whether r carries the server's token, as the API
+// checks it.
+func (f *forwarder) tokenOK(r *http.Request) bool { return f.c.tokenOK(r.Header) }
+
+// tokenOK reports whether h carries the server's token (any with none).
+func (c *Cluster) tokenOK(h http.Header) bool {
+	if c.cfg.Token == "" {
+		return true
+	}
+	tok := c.token
+	if tok == nil { // a Cluster not made by New (tests)
+		tok = gateway.NewToken(c.cfg.Token)
+	}
+	return tok.Authorized(h)
 }
+
+// stripWriter is the ResponseWriter next gets for a forwarded request:
+// it removes the forwarding headers from the answer before it goes out,
+// so that only the receiver itself marks a refusal (headerMoved). It
+// flushes and hijacks as the writer beneath does (Unwrap, for
+// http.ResponseController).
+type stripWriter struct {
+	http.ResponseWriter
+}
+
+func (s *stripWriter) strip() {
+	h := s.ResponseWriter.Header()
+	h.Del(headerMoved)
+	h.Del(HeaderForwardedBy)
+	h.Del(HeaderLeaseEpoch)
+}
+
+func (s *stripWriter) WriteHeader(code int) {
+	s.strip()
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *stripWriter) Write(b []byte) (int, error) {
+	s.strip()
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush flushes the writer beneath, if it can.
+func (s *stripWriter) Flush() {
+	s.strip()
+	_ = http.NewResponseController(s.ResponseWriter).Flush()
+}
+
+// Hijack hijacks the connection of the writer beneath (WebSockets).
+func (s *stripWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	s.strip()
+	return http.NewResponseController(s.ResponseWriter).Hijack()
+}
+
+// Unwrap is the writer beneath, for http.ResponseController.
+func (s *stripWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // proxyKey is the context key of a proxied request's proxyState.
 type proxyKey struct{}

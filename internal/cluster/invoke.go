@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -267,7 +266,7 @@ func (c *Cluster) InternalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+invokePath+"{name}", c.serveInvoke)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+c.cfg.Token)) != 1 {
+		if !c.tokenOK(r.Header) {
 			c.answer.Error(w, r, v1.ErrUnauthorized)
 			return
 		}

@@ -81,6 +81,12 @@ func (c *Cluster) holds(name string) (int64, bool) {
 // acquire asks the store for lease name. got reports whether this node
 // holds it now; otherwise l is the holder's lease, remembered.
 func (c *Cluster) acquire(ctx context.Context, name string) (l store.Lease, got bool, err error) {
+	switch {
+	case c.evicted.Load():
+		return store.Lease{}, false, fmt.Errorf("node %s owns nothing: another server has its name: %w", c.cfg.Node, stratus.ErrUnavailable)
+	case !c.joined.Load():
+		return store.Lease{}, false, fmt.Errorf("node %s has not joined its cluster yet: %w", c.cfg.Node, stratus.ErrUnavailable)
+	}
 	start := time.Now()
 	l, err = c.db.AcquireLease(ctx, name, c.cfg.Node, c.cfg.LeaseTTL)
 	if err != nil {
@@ -91,6 +97,12 @@ func (c *Cluster) acquire(ctx context.Context, name string) (l store.Lease, got 
 		return l, false, nil
 	}
 	c.mu.Lock()
+	if c.evicted.Load() {
+		// The lease under this name may be the new incarnation's: keep
+		// out of it.
+		c.mu.Unlock()
+		return store.Lease{}, false, fmt.Errorf("node %s owns nothing: another server has its name: %w", c.cfg.Node, stratus.ErrUnavailable)
+	}
 	if c.stopping {
 		c.mu.Unlock()
 		if err := c.db.ReleaseLease(ctx, name, c.cfg.Node); err != nil {
@@ -185,6 +197,9 @@ func (c *Cluster) renewLoop(ctx context.Context) {
 // lease in it is one they were told this node has.
 func (c *Cluster) renew(ctx context.Context) error {
 	// A renewal slower than the TTL is useless: its deadline has passed.
+	if c.evicted.Load() {
+		return nil // the leases under this name are another incarnation's
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
 	defer cancel()
 	start := time.Now()
@@ -200,6 +215,10 @@ func (c *Cluster) renew(ctx context.Context) error {
 	var gained, lost []string
 	now := time.Now()
 	c.mu.Lock()
+	if c.evicted.Load() { // evict cleared c.held: keep it so
+		c.mu.Unlock()
+		return nil
+	}
 	for name, h := range c.held {
 		epoch, ok := renewed[name]
 		switch {
@@ -334,6 +353,13 @@ func (c *Cluster) remember(l store.Lease, exists bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.known) >= maxKnown {
+		for name, k := range c.known {
+			if !now.Before(k.until) {
+				delete(c.known, name)
+			}
+		}
+	}
+	if len(c.known) >= maxKnown {
 		clear(c.known)
 	}
 	c.known[l.Name] = known{lease: l, exists: exists, until: until}
@@ -444,8 +470,7 @@ func (c *Cluster) nodeOf(ctx context.Context, name string) (*url.URL, bool, erro
 		return nil, false, nil
 	}
 	if st.addr == nil {
-		c.log.Warn("node has no valid address", "node", name, "address", st.node.Address)
-		return nil, false, nil
+		return nil, false, nil // logged once by readNodes
 	}
 	return st.addr, true, nil
 }

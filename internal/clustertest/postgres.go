@@ -28,7 +28,8 @@ import (
 var ErrNoPostgres = errors.New("no PostgreSQL binaries (initdb on PATH or /usr/lib/postgresql/*/bin)")
 
 // pgSuperuser is the superuser initdb makes; every connection is it,
-// trusted on loopback.
+// trusted on the unix socket, which only root and the server's user
+// reach (it is in a directory of mode 0700).
 const pgSuperuser = "postgres"
 
 // pgReadyTimeout bounds the wait for a started server to accept a
@@ -40,6 +41,8 @@ const pgReadyTimeout = time.Minute
 // loopback port), or one already running that PostgresAt names. Its
 // methods are safe for concurrent use.
 type Postgres struct {
+	// host is a TCP host, or the directory of the unix socket (it
+	// begins with a slash; the server listens on no TCP port then).
 	host, user string
 	port       int
 
@@ -86,7 +89,7 @@ func NewPostgres(ctx context.Context) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{host: "127.0.0.1", user: pgSuperuser, bin: bin}
+	p := &Postgres{user: pgSuperuser, bin: bin, port: pgSocketPort}
 	if os.Geteuid() == 0 {
 		if p.cred, err = pgCredential(); err != nil {
 			return nil, err
@@ -102,10 +105,7 @@ func NewPostgres(ctx context.Context) (*Postgres, error) {
 		os.RemoveAll(p.dir)
 		return nil, err
 	}
-	if p.port, err = pgFreePort(); err != nil {
-		os.RemoveAll(p.dir)
-		return nil, err
-	}
+	p.host = p.dir
 	if err := p.start(ctx); err != nil {
 		p.Close()
 		return nil, err
@@ -121,14 +121,26 @@ func PostgresAt(rawURL string) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := strconv.Atoi(u.Port())
-	if err != nil {
-		return nil, fmt.Errorf("PostgreSQL URL %s: no port", u.Redacted())
+	host, port := u.Hostname(), u.Port()
+	if q := u.Query(); strings.HasPrefix(q.Get("host"), "/") {
+		host, port = q.Get("host"), q.Get("port")
+		if port == "" {
+			port = strconv.Itoa(pgSocketPort)
+		}
 	}
-	return &Postgres{host: u.Hostname(), port: port, user: u.User.Username()}, nil
+	n, err := strconv.Atoi(port)
+	if err != nil || host == "" {
+		return nil, fmt.Errorf("PostgreSQL URL %s: no host and port", u.Redacted())
+	}
+	return &Postgres{host: host, port: n, user: u.User.Username()}, nil
 }
 
-// URL is the URL of database db on the server.
+// URL is the URL of database db on the server. For a server this
+// package started it names the unix socket's directory in its query
+// (postgres://postgres@localhost/DB?host=/tmp/stratus-pg-N&port=5432&sslmode=disable):
+// pgx and libpq take the query's host over the URL's, and a host that
+// begins with a slash is a socket's directory. The URL's host, unused,
+// is there for the checks that want one (the server's --store).
 func (p *Postgres) URL(db string) string {
 	u := url.URL{
 		Scheme:   "postgres",
@@ -136,6 +148,10 @@ func (p *Postgres) URL(db string) string {
 		Host:     net.JoinHostPort(p.host, strconv.Itoa(p.port)),
 		Path:     "/" + db,
 		RawQuery: "sslmode=disable",
+	}
+	if strings.HasPrefix(p.host, "/") {
+		u.Host = "localhost"
+		u.RawQuery = url.Values{"host": {p.host}, "port": {strconv.Itoa(p.port)}, "sslmode": {"disable"}}.Encode()
 	}
 	return u.String()
 }
@@ -234,7 +250,8 @@ func (p *Postgres) Close() error {
 }
 
 // initdb creates the cluster in p.dir/data, owned by the server's user,
-// with trust authentication (only loopback and the socket reach it).
+// with trust authentication: only the unix socket reaches it, in p.dir,
+// a directory of mode 0700 (root and the server's user).
 func (p *Postgres) initdb(ctx context.Context) error {
 	if p.cred != nil {
 		if err := os.Chown(p.dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
@@ -269,7 +286,9 @@ func (p *Postgres) start(ctx context.Context) error {
 		"-D", filepath.Join(p.dir, "data"),
 		"-k", p.dir,
 		"-p", strconv.Itoa(p.port),
-		"-c", "listen_addresses=127.0.0.1",
+		// No TCP: trust on a loopback port would give any local
+		// process (the sandboxes of other tests) a superuser.
+		"-c", "listen_addresses=",
 		// Tests want speed, not durability across a crash of this host.
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
@@ -415,15 +434,9 @@ func pgCredential() (*syscall.Credential, error) {
 	return nil, fmt.Errorf("a user for PostgreSQL to run as: %w", errors.Join(errs...))
 }
 
-// pgFreePort is a loopback TCP port free a moment ago.
-func pgFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// pgSocketPort is the port of a started server: it names its socket
+// (.s.PGSQL.5432 in its own directory), no TCP port.
+const pgSocketPort = 5432
 
 // pgLogTail is the end of the server's log, for errors.
 func pgLogTail(path string) string {

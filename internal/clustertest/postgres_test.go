@@ -2,6 +2,9 @@ package clustertest
 
 import (
 	"context"
+	"net/url"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +55,36 @@ func TestPostgresStopStartKeepsData(t *testing.T) {
 	}
 	if got := at.URL("other"); got != p.URL("other") {
 		t.Errorf("PostgresAt(%q).URL = %q, want %q", url, got, p.URL("other"))
+	}
+}
+
+// TestPostgresSocketOnly: the server trusts every connection, so it
+// listens on no TCP address, only on its unix socket in a directory of
+// mode 0700, and URL names that socket.
+func TestPostgresSocketOnly(t *testing.T) {
+	ctx := context.Background()
+	p := StartPostgres(t)
+	raw := p.CreateDB(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := u.Query().Get("host")
+	if !strings.HasPrefix(dir, "/") {
+		t.Fatalf("URL %s names no unix socket directory", raw)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("socket directory %s: %v, %v; want mode 0700", dir, fi.Mode(), err)
+	}
+	conn, err := pgx.Connect(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var listen string
+	if err := conn.QueryRow(ctx, `SHOW listen_addresses`).Scan(&listen); err != nil || listen != "" {
+		t.Errorf("listen_addresses = %q, %v; want none", listen, err)
 	}
 }
 

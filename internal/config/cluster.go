@@ -73,13 +73,14 @@ func (c *Config) validateCluster() error {
 	}
 	if !c.Cluster() {
 		if strings.Contains(c.Store, "://") {
-			return fmt.Errorf("store %q: a file path (SQLite) or a postgres:// URL (PostgreSQL): %w", redactURL(c.Store), stratus.ErrInvalid)
+			return fmt.Errorf("store %q: a file path (SQLite) or a postgres:// URL (PostgreSQL): %w", stratus.RedactURL(c.Store), stratus.ErrInvalid)
 		}
 		return nil
 	}
 	u, err := url.Parse(c.Store)
-	if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
-		return fmt.Errorf("store %q: a PostgreSQL URL names a host and a database: postgres://USER@HOST[:PORT]/DB: %w", redactURL(c.Store), stratus.ErrInvalid)
+	// The host may be a unix socket's folder: postgres://USER@/DB?host=/run/postgresql.
+	if err != nil || (u.Host == "" && !strings.HasPrefix(u.Query().Get("host"), "/")) || strings.Trim(u.Path, "/") == "" {
+		return fmt.Errorf("store %q: a PostgreSQL URL names a host and a database: postgres://USER@HOST[:PORT]/DB: %w", stratus.RedactURL(c.Store), stratus.ErrInvalid)
 	}
 	if c.Advertise == "" {
 		if host, _, err := net.SplitHostPort(c.Listen); err == nil && unspecified(host) {
@@ -93,13 +94,4 @@ func (c *Config) validateCluster() error {
 		return fmt.Errorf("a server on PostgreSQL is one of several: give the same --token (or STRATUS_TOKEN) to every server, so that a token works on each: %w", stratus.ErrInvalid)
 	}
 	return nil
-}
-
-// redactURL is s without the password of a URL, for error messages.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }

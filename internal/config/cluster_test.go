@@ -22,6 +22,10 @@ func TestCluster(t *testing.T) {
 		{"postgresql scheme", func(c *Config) { c.Store, c.NatsURL, c.Token = "postgresql://u@h/db", "nats://a:4222", "t" }, true, ""},
 		{"postgres without nats", func(c *Config) { c.Store, c.Token = pg, "t" }, true, "--nats-url"},
 		{"postgres without token", func(c *Config) { c.Store, c.NatsURL = pg, "nats://a:4222" }, true, "--token"},
+		{"postgres over a unix socket", func(c *Config) {
+			c.Store, c.NatsURL, c.Token = "postgres://u@/db?host=/run/postgresql", "nats://a:4222", "t"
+		}, true, ""},
+		{"password in the query", func(c *Config) { c.Store, c.Token = "postgres://u@h/db?password=secret", "t" }, true, "--nats-url"},
 		{"postgres without database", func(c *Config) { c.Store, c.NatsURL, c.Token = "postgres://u@h", "nats://a:4222", "t" }, true, "names a host and a database"},
 		{"other scheme", func(c *Config) { c.Store = "mysql://u:secret@h/db" }, false, "a file path"},
 		{"bad node name", func(c *Config) { c.NodeName = "a b" }, false, "node name"},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stratus-run/stratus"
@@ -33,6 +34,15 @@ type node struct {
 	// Set by follow, once the parts exist.
 	w     workloads
 	ready func() string // why the server is not ready, "" when it is
+
+	// ctx ends at close: it bounds what follows other servers' changes.
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	// reloads holds the services being reloaded, true when one more
+	// reload was asked for meanwhile.
+	reloads map[string]bool
 }
 
 // workloads are the parts that keep state in memory which another
@@ -50,7 +60,8 @@ type workloads struct {
 // newNode makes this server's node. addr is the listener's address, the
 // default of the URL the other servers reach this one at.
 func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *events.Bus, token, addr string, log *slog.Logger) (*node, error) {
-	n := &node{multi: cfg.Cluster(), log: log.With("component", "cluster")}
+	n := &node{multi: cfg.Cluster(), log: log.With("component", "cluster"), reloads: make(map[string]bool)}
+	n.ctx, n.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if n.multi {
 		bs, err := blobs.Open(ctx, bus.JetStream(), bus.Replicas())
 		if err != nil {
@@ -79,7 +90,8 @@ func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *event
 			}
 			return n.w.sync(ctx)
 		},
-		Log: n.log,
+		Services: n.knowsService,
+		Log:      n.log,
 	})
 	if n.multi && cfg.NatsCreds == "" && cfg.NatsNkey == "" && !strings.Contains(cfg.NatsURL, "@") {
 		// What reaches the NATS cluster reaches every event, function's
@@ -163,6 +175,17 @@ func (n *node) internal() http.Handler {
 	return n.cl.InternalHandler()
 }
 
+// knowsService says whether the service manager knows a service of this
+// name (run here or elsewhere): the forwarder looks up owners only for
+// those.
+func (n *node) knowsService(name string) bool {
+	if n.w.svcs == nil {
+		return false
+	}
+	_, ok := n.w.svcs.Auth(name)
+	return ok
+}
+
 // forwarder sends a service's requests to the server that runs it.
 func (n *node) forwarder(domain string) func(http.Handler) http.Handler {
 	if !n.multi {
@@ -218,9 +241,13 @@ func (n *node) follow(w workloads, r *readiness) {
 const applyTimeout = 2 * time.Minute
 
 // apply makes the parts agree with one change of the store. It runs on
-// the cluster's dispatcher, one change at a time.
+// the cluster's dispatcher, one change at a time; a service's reload,
+// which may wait for a deploy of it, runs beside it (reloadService).
 func (n *node) apply(ch store.Change) {
-	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	if n.ctx.Err() != nil {
+		return // stopping
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
 	defer cancel()
 	var err error
 	switch {
@@ -236,7 +263,7 @@ func (n *node) apply(ch store.Change) {
 		case "functions", "versions", "aliases", "function_urls", "function_tags":
 			err = n.w.fns.Reload(ctx, ch.Name)
 		case "services", "revisions":
-			err = n.w.svcs.Reload(ctx, ch.Name)
+			n.reloadService(ch.Name)
 		case "schedules":
 			n.w.sched.Reload()
 		case "topics", "subscriptions":
@@ -246,4 +273,43 @@ func (n *node) apply(ch store.Change) {
 	if err != nil {
 		n.log.Warn("follow a change of another server", "table", ch.Table, "name", ch.Name, "resync", ch.Resync, "err", err)
 	}
+}
+
+// reloadService reloads service name off the dispatcher: one reload per
+// service at a time, and changes that arrive meanwhile make one more.
+func (n *node) reloadService(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, running := n.reloads[name]; running {
+		n.reloads[name] = true // once more when it ends
+		return
+	}
+	n.reloads[name] = false
+	n.wg.Go(func() {
+		for {
+			ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
+			if err := n.w.svcs.Reload(ctx, name); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("follow a change of another server", "table", "services", "name", name, "err", err)
+			}
+			cancel()
+			n.mu.Lock()
+			again := n.reloads[name] && n.ctx.Err() == nil
+			if !again {
+				delete(n.reloads, name)
+			} else {
+				n.reloads[name] = false
+			}
+			n.mu.Unlock()
+			if !again {
+				return
+			}
+		}
+	})
+}
+
+// close ends what follows other servers' changes and waits for it: after
+// the cluster part stopped, before the services do.
+func (n *node) close() {
+	n.stop()
+	n.wg.Wait()
 }

@@ -442,11 +442,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	stopCtx := context.WithoutCancel(ctx)
 	drain := time.Duration(maxTimeout(stopCtx, fns))*time.Second + 5*time.Second
 	dctx, cancel := context.WithTimeout(stopCtx, drain)
+	// The other servers of a cluster take this one's functions and
+	// services now, not once its instances have drained.
+	node.cl.Leave(stopCtx)
 	if err := srv.Shutdown(dctx); err != nil {
 		log.Warn("drain ended before every request finished", "err", err)
 		_ = srv.Close()
 	}
 	cancel()
+	// Other servers' changes are no longer followed: the parts stop.
+	node.close()
 	// Async events in flight finish (bounded) or go back to the stream.
 	for _, p := range stopOrder {
 		if err := p.halt(); err != nil && runErr == nil {

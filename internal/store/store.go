@@ -172,7 +172,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 func openPostgres(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w: %w", redact(url), err, stratus.ErrInvalid)
+		return nil, fmt.Errorf("open database %s: %w: %w", stratus.RedactURL(url), err, stratus.ErrInvalid)
 	}
 	db := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
 	n := 2 * max(4, runtime.GOMAXPROCS(0))
@@ -182,18 +182,9 @@ func openPostgres(ctx context.Context, url string) (*Store, error) {
 	db.SetConnMaxLifetime(time.Hour)
 	if err := migrate(ctx, db, dialectPostgres); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open database %s: %w", redact(url), classify(err))
+		return nil, fmt.Errorf("open database %s: %w", stratus.RedactURL(url), classify(err))
 	}
 	return &Store{w: db, r: db, dialect: dialectPostgres, pgDSN: url, now: time.Now}, nil
-}
-
-// redact is url without its password, for messages.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(a PostgreSQL URL)"
-	}
-	return u.Redacted()
 }
 
 // restrictFiles makes the database file at path readable by its owner

@@ -14,7 +14,8 @@ CREATE TABLE nodes (
 	heartbeat_at BIGINT NOT NULL, -- unix nanoseconds
 	instances    BIGINT NOT NULL,
 	replicas     BIGINT NOT NULL,
-	state        TEXT   NOT NULL  -- 'ready', 'unready: REASON', 'stopping'
+	state        TEXT   NOT NULL, -- 'ready', 'unready: REASON', 'stopping'
+	incarnation  TEXT   NOT NULL  -- random ID of the server's run that wrote the row
 );
 
 CREATE TABLE leases (

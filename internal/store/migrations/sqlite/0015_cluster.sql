@@ -14,7 +14,8 @@ CREATE TABLE nodes (
 	heartbeat_at INTEGER NOT NULL, -- unix nanoseconds
 	instances    INTEGER NOT NULL,
 	replicas     INTEGER NOT NULL,
-	state        TEXT    NOT NULL  -- 'ready', 'unready: REASON', 'stopping'
+	state        TEXT    NOT NULL, -- 'ready', 'unready: REASON', 'stopping'
+	incarnation  TEXT    NOT NULL  -- random ID of the server's run that wrote the row
 ) WITHOUT ROWID;
 
 CREATE TABLE leases (
