@@ -33,7 +33,7 @@ type Config struct {
 	// Store is where the state is kept: "" for the SQLite file
 	// DATA/stratus.db, a file path for another SQLite file, or a
 	// postgres:// (postgresql://) URL for PostgreSQL, which makes this
-	// server one node of a cluster (see ValidateCluster).
+	// server one node of a cluster (see Cluster).
 	Store string `json:"store,omitempty"`
 	// NodeName names this server among the servers sharing a store
 	// (default: the host name); Advertise is the base URL the other

@@ -307,8 +307,8 @@ func (n *node) reloadService(name string) {
 	})
 }
 
-// close ends what follows other servers' changes and waits for it: after
-// the cluster part stopped, before the services do.
+// close ends what follows other servers' changes and waits for it: once
+// the server stopped serving, before its parts stop.
 func (n *node) close() {
 	n.stop()
 	n.wg.Wait()
