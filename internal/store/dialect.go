@@ -23,8 +23,11 @@ func isPostgresURL(target string) bool {
 }
 
 // rebind rewrites the ? placeholders of query as PostgreSQL's $1, $2…,
-// leaving alone those in string literals ('…', E'…'), quoted identifiers
-// ("…"), dollar-quoted bodies ($tag$…$tag$) and comments (-- and /* */).
+// leaving alone those in string literals ('…', quotes doubled), quoted
+// identifiers ("…"), dollar-quoted bodies ($tag$…$tag$) and comments (--
+// and unnested /* */). It does not know E'…' backslash escapes, nested
+// comments or jsonb's ? operator: the store's queries use none of them
+// (values always travel as parameters).
 func rebind(query string) string {
 	if !strings.Contains(query, "?") {
 		return query
