@@ -260,9 +260,7 @@ func expiresBetween(t *testing.T, l Lease, lo, hi time.Time) {
 // a lease that expires early, the one ahead cannot take it before it
 // expires, and it expires after its ttl of real time.
 func TestLeaseDatabaseClock(t *testing.T) {
-	if testPG == nil {
-		t.Skip("PostgreSQL only: on SQLite one server writes leases, by the store's clock (TestLeaseLifecycle)")
-	}
+	postgresOnly(t, "on SQLite one server writes leases, by the store's clock (TestLeaseLifecycle)")
 	ctx := t.Context()
 	behind := openTest(t)
 	ahead := openAt(t, target(t, behind))

@@ -12,10 +12,8 @@ import (
 )
 
 func TestListenSQLiteReturnsAtOnce(t *testing.T) {
+	sqliteOnly(t, "a SQLite store's behaviour")
 	s := openTest(t)
-	if s.Dialect() != dialectSQLite {
-		t.Skip("a SQLite store's behaviour")
-	}
 	if err := s.Listen(t.Context(), func(c Change) { t.Errorf("a change on SQLite: %+v", c) }); err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +63,7 @@ func (l *changeLog) count(c Change) int {
 // write's change arrive, and sees Listen reconnect by itself, with a
 // resync, after PostgreSQL restarts.
 func TestListenPostgres(t *testing.T) {
-	if testPG != nil {
-		t.Skip("runs once, in the SQLite run, on a server of its own that it restarts")
-	}
+	sqliteOnly(t, "it runs once, in the SQLite run, on a PostgreSQL of its own that it restarts")
 	pg := clustertest.StartPostgres(t)
 	ctx := t.Context()
 	s, err := Open(ctx, pg.CreateDB(t))

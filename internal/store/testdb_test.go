@@ -144,6 +144,16 @@ func sqliteOnly(t testing.TB, why string) {
 	}
 }
 
+// postgresOnly skips t in the SQLite run: it runs in the PostgreSQL run
+// of the same binary (which TestMain makes, and fails under CI=true when
+// PostgreSQL is missing), so no run under CI leaves it out.
+func postgresOnly(t testing.TB, why string) {
+	t.Helper()
+	if testPG == nil {
+		t.Skipf("PostgreSQL only: %s", why)
+	}
+}
+
 // openAt opens the store at target (a file path or a URL) with a test
 // clock, closed when the test ends.
 func openAt(t testing.TB, target string) *Store {
