@@ -63,12 +63,8 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 	if replicas < 0 || replicas > 5 {
 		return nil, fmt.Errorf("open blob store: %d replicas (1 to 5): %w", replicas, stratus.ErrInvalid)
 	}
-	cfg := jetstream.ObjectStoreConfig{
-		Bucket:      Bucket,
-		Description: "Stratus: function code and container images shared by the servers",
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	}
+	cfg := BucketConfig()
+	cfg.Replicas = max(replicas, 1)
 	obs, err := js.CreateOrUpdateObjectStore(ctx, cfg)
 	if err != nil {
 		// Another server made it at the same moment: take it as it is.
@@ -79,6 +75,21 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 	}
 	return &Store{obs: obs}, nil
 }
+
+// BucketConfig is the configuration of the bucket STRATUS_BLOBS, but for
+// its replicas, which are the event bus's (events.Bus.MakeObjectStore).
+func BucketConfig() jetstream.ObjectStoreConfig {
+	return jetstream.ObjectStoreConfig{
+		Bucket:      Bucket,
+		Description: "Stratus: function code and container images shared by the servers",
+		Storage:     jetstream.FileStorage,
+	}
+}
+
+// On returns a Store on obs, the bucket BucketConfig describes, made by
+// whoever makes the event system's streams (events.Bus.MakeObjectStore),
+// which waits for a NATS cluster that cannot place it yet.
+func On(obs jetstream.ObjectStore) *Store { return &Store{obs: obs} }
 
 // CodeName is the name of a function's code zip whose SHA-256 is sha (hex).
 func CodeName(sha string) string { return "code/" + sha }

@@ -340,7 +340,7 @@ func TestClusterSingle(t *testing.T) {
 	if !c.Owns(kindFunction, "f") || !c.Owns(kindService, "web") {
 		t.Error("Single does not own everything")
 	}
-	if got := c.Owner("service/web"); got != "solo" {
+	if got := c.Owner(kindService, "web"); got != "solo" {
 		t.Errorf("Owner = %q, want solo", got)
 	}
 	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})

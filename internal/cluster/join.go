@@ -113,6 +113,9 @@ func (c *Cluster) evict() {
 
 // sleepFor waits d or until ctx ends (its error then).
 func sleepFor(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -43,18 +43,15 @@ func (c *Cluster) Owns(kind, name string) bool {
 	return ok
 }
 
-// Owner returns the node that holds lease name ("service/NAME",
-// "function/NAME"; a bare NAME is a service's, so that Owner serves as
-// services.Config.Owner) as this node last knew it, without I/O: this
-// node while it holds it, another while its lease, as last read, has not
-// expired, else "". Single: always this node.
-func (c *Cluster) Owner(name string) string {
+// Owner returns the node that owns the workload of kind ("function",
+// "service") and name as this node last knew it, without I/O: this node
+// while it holds its lease, another while its lease, as last read, has
+// not expired, else "". Single: always this node.
+func (c *Cluster) Owner(kind, name string) string {
 	if c.single {
 		return c.cfg.Node
 	}
-	if !strings.Contains(name, "/") {
-		name = leaseName(kindService, name)
-	}
+	name = leaseName(kind, name)
 	if _, ok := c.holds(name); ok {
 		return c.cfg.Node
 	}
@@ -488,18 +485,7 @@ func (c *Cluster) markSuspect(name string) {
 
 // sleepUntil waits until t (a time of the store's clock) or ctx's end.
 func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	return sleepFor(ctx, time.Until(t))
 }
 
 // unavailable is err, made a stratus.ErrUnavailable if it is not one

@@ -21,7 +21,7 @@ func TestClusterTakeoverAfterExpiry(t *testing.T) {
 		if r, err := a.c.Route(ctx, "f"); r != nil || err != nil {
 			t.Fatalf("a takes a free function: %v, %v", r != nil, err)
 		}
-		if !a.c.Owns(kindFunction, "f") || a.c.Owner("function/f") != "a" {
+		if !a.c.Owns(kindFunction, "f") || a.c.Owner(kindFunction, "f") != "a" {
 			t.Fatal("a does not own what it took")
 		}
 		first, _, err := st.Lease(ctx, "function/f")
@@ -45,8 +45,8 @@ func TestClusterTakeoverAfterExpiry(t *testing.T) {
 		if a.c.Owns(kindFunction, "f") {
 			t.Error("a still owns the function after its deadline")
 		}
-		if !b.c.Owns(kindFunction, "f") || a.c.Owner("function/f") != "" {
-			t.Errorf("b owns: %v; a thinks the owner is %q", b.c.Owns(kindFunction, "f"), a.c.Owner("function/f"))
+		if !b.c.Owns(kindFunction, "f") || a.c.Owner(kindFunction, "f") != "" {
+			t.Errorf("b owns: %v; a thinks the owner is %q", b.c.Owns(kindFunction, "f"), a.c.Owner(kindFunction, "f"))
 		}
 	})
 }
@@ -153,8 +153,8 @@ func TestClusterOwnerScan(t *testing.T) {
 				})
 			}
 		}
-		eventually.True(t, 5*time.Second, "the other knows the owner", func() bool { return other.c.Owner("service/web") == owner.name })
-		if got := other.c.Owner("web"); got != owner.name {
+		eventually.True(t, 5*time.Second, "the other knows the owner", func() bool { return other.c.Owner(kindService, "web") == owner.name })
+		if got := other.c.Owner(kindService, "web"); got != owner.name {
 			t.Errorf("Owner(web) = %q, want %q", got, owner.name)
 		}
 

@@ -425,6 +425,15 @@ func (b *Bus) makeStream(ctx context.Context, cfg jetstream.StreamConfig) (jetst
 	})
 }
 
+// MakeObjectStore creates object store cfg, with the bus's replicas, or
+// updates it to cfg, as makeStream does a stream (see upsert).
+func (b *Bus) MakeObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	cfg.Replicas = b.replicas
+	return upsert(ctx, b, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return b.js.CreateOrUpdateObjectStore(ctx, cfg)
+	})
+}
+
 // Bounds of upsert.
 const (
 	upsertAttempts = 3

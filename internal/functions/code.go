@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/archive"
+	"github.com/stratus-run/stratus/internal/blobs"
 )
 
 // Code a version needs but this server does not have: its kept zip
@@ -34,9 +35,6 @@ type CodeBlobs interface {
 	// stratus.ErrNotFound.
 	Get(ctx context.Context, name string, w io.Writer) error
 }
-
-// codeBlob is the blob name of the code with digest sha.
-func codeBlob(sha string) string { return "code/" + sha }
 
 // codeFetch is one fetch of a code digest in progress, which concurrent
 // misses of the same digest wait for.
@@ -175,7 +173,7 @@ func (s *Service) fetchZip(ctx context.Context, sha string) (_ string, err error
 		}
 	}()
 	w := &digestWriter{w: f, h: sha256.New(), limit: s.limits.MaxZipped}
-	if err := s.blobs.Get(ctx, codeBlob(sha), w); err != nil {
+	if err := s.blobs.Get(ctx, blobs.CodeName(sha), w); err != nil {
 		if w.over {
 			return "", fmt.Errorf("fetch code %s: the blob is more than the %s limit: %w", sha, sizeText(s.limits.MaxZipped), stratus.ErrTooLarge)
 		}
@@ -220,12 +218,7 @@ func (s *Service) putCode(ctx context.Context, sha, path string) error {
 	if s.blobs == nil {
 		return nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("store code %s: %w", sha, err)
-	}
-	defer f.Close()
-	if err := s.blobs.Put(ctx, codeBlob(sha), f); err != nil {
+	if err := blobs.PutFile(ctx, s.blobs, blobs.CodeName(sha), path); err != nil {
 		return fmt.Errorf("store code %s: %w", sha, err)
 	}
 	return nil

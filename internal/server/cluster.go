@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -63,11 +64,11 @@ func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *event
 	n := &node{multi: cfg.Cluster(), log: log.With("component", "cluster"), reloads: make(map[string]bool)}
 	n.ctx, n.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if n.multi {
-		bs, err := blobs.Open(ctx, bus.JetStream(), bus.Replicas())
+		obs, err := bus.MakeObjectStore(ctx, blobs.BucketConfig())
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("open blob store %s: %w", blobs.Bucket, err)
 		}
-		n.blobs = bs
+		n.blobs = blobs.On(obs)
 	}
 	n.cl = cluster.New(cluster.Config{
 		Store: st, Node: cfg.Node(), Address: cfg.AdvertiseURL(addr), Region: cfg.Region,
@@ -143,7 +144,7 @@ func (n *node) serviceOwner() func(string) string {
 	if !n.multi {
 		return nil
 	}
-	return func(name string) string { return n.cl.Owner("service/" + name) }
+	return func(name string) string { return n.cl.Owner("service", name) }
 }
 
 // functionExists tells the async queue, before it takes a function this
