@@ -87,6 +87,12 @@ type ServiceConfig struct {
 	Target       float64  `json:"target,omitempty"`
 	InitialScale *int     `json:"initialScale,omitempty"`
 	Window       Duration `json:"window,omitempty"`
+
+	// H2C makes the proxy and the HTTP probes speak HTTP/2 without TLS,
+	// with prior knowledge, to the container (as Knative does for a port
+	// named h2c), which gRPC servers need; otherwise they speak HTTP/1.1.
+	// Clients may use either protocol whatever it is.
+	H2C bool `json:"h2c,omitempty"`
 }
 
 // Defaults fills the zero fields of c. Concurrency stays as given: 0

@@ -111,6 +111,7 @@ image's entrypoint and command; --arg gives arguments in place of the image's co
 	fl.IntVar(&initial, "initial-scale", 1, "replicas a new revision starts before it takes traffic (0 only with --min 0)")
 	fl.DurationVar(&window, "window", 0, fmt.Sprintf("autoscaler's averaging window, %s to %s (default: the server's)", stratus.MinServiceWindow, stratus.MaxServiceWindow))
 	fl.StringVar(&cfg.Auth, "auth", stratus.AuthToken, "auth of the service's routes: token or none")
+	fl.BoolVar(&cfg.H2C, "h2c", false, "speak HTTP/2 without TLS (h2c, prior knowledge) to the container, as gRPC servers need; default HTTP/1.1")
 	return cmd
 }
 
@@ -218,7 +219,11 @@ func printService(e *env, s *v1.Service) {
 		s.Replicas.Ready, s.Replicas.Desired, c.MinScale, c.MaxScale, s.Replicas.Draining, s.Replicas.Waiting)
 	fmt.Fprintf(tw, "restarts:\t%d\n", s.Restarts)
 	fmt.Fprintf(tw, "image:\t%s (%s)\n", c.Image, s.ImageDigest)
-	fmt.Fprintf(tw, "port:\t%d\n", c.Port)
+	if c.H2C {
+		fmt.Fprintf(tw, "port:\t%d (h2c)\n", c.Port)
+	} else {
+		fmt.Fprintf(tw, "port:\t%d\n", c.Port)
+	}
 	fmt.Fprintf(tw, "concurrency:\t%s\n", conc)
 	fmt.Fprintf(tw, "memory:\t%d MB\n", c.MemoryMB)
 	fmt.Fprintf(tw, "cpu:\t%g\n", c.CPU)

@@ -127,14 +127,14 @@ func TestServiceDeployKnativeFlags(t *testing.T) {
 	f := newFakeAPI(t)
 	f.on("PUT /v1/services/web", jsonReply(200, testService()))
 	r := f.run("service", "deploy", "web", "--image", "web:v1", "--arg", "-v", "--arg", "serve", "--liveness", "/alive",
-		"--timeout", "30", "--target", "2.5", "--initial-scale", "0", "--window", "90s")
+		"--timeout", "30", "--target", "2.5", "--initial-scale", "0", "--window", "90s", "--h2c")
 	if r.code != ExitOK {
 		t.Fatalf("deploy: exit %d, stderr %q", r.code, r.stderr)
 	}
 	var cfg stratus.ServiceConfig
 	sentJSON(t, f.only(), &cfg)
 	if !cmp.Equal(cfg.Args, []string{"-v", "serve"}) || cfg.LivenessPath != "/alive" || cfg.TimeoutSec != 30 || cfg.Target != 2.5 ||
-		cfg.InitialScale == nil || *cfg.InitialScale != 0 || cfg.Window != stratus.Duration(90*time.Second) {
+		cfg.InitialScale == nil || *cfg.InitialScale != 0 || cfg.Window != stratus.Duration(90*time.Second) || !cfg.H2C {
 		t.Errorf("deploy sent %+v", cfg)
 	}
 
@@ -146,7 +146,7 @@ func TestServiceDeployKnativeFlags(t *testing.T) {
 	}
 	cfg = stratus.ServiceConfig{}
 	sentJSON(t, f.only(), &cfg)
-	if cfg.InitialScale != nil || cfg.Window != 0 || cfg.TimeoutSec != 0 || cfg.Target != 0 {
+	if cfg.InitialScale != nil || cfg.Window != 0 || cfg.TimeoutSec != 0 || cfg.Target != 0 || cfg.H2C {
 		t.Errorf("deploy without the flags sent %+v", cfg)
 	}
 	for _, flag := range []string{"--timeout", "--target", "--window"} {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,14 +20,14 @@ import (
 // "uid:gid") into ids, reading names from the /etc/passwd and /etc/group
 // of the image's root folder, as container engines do: a user given alone
 // gets its passwd entry's group (0 for a uid with no entry) and the
-// groups that list its name. "" and "root" are the image's root: nil. A
-// name missing from the image, or an id above sandbox.MaxUserID, is
+// groups that list its name; a group given explicitly is the only one. ""
+// and "root" are the image's root: nil. A name missing from the image, an
+// empty name or group, or an id above sandbox.MaxUserID, is
 // stratus.ErrInvalid.
 func ResolveUser(root, user string) (*sandbox.User, error) {
 	if user == "" {
 		return nil, nil
 	}
-	name, group, hasGroup := strings.Cut(user, ":")
 	passwd, err := readIDFile(filepath.Join(root, "etc", "passwd"))
 	if err != nil {
 		return nil, fmt.Errorf("image user %q: %w", user, err)
@@ -35,8 +36,24 @@ func ResolveUser(root, user string) (*sandbox.User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image user %q: %w", user, err)
 	}
+	u, err := resolveUser(user, passwd, groups)
+	if err != nil {
+		return nil, fmt.Errorf("image user %q: %w", user, err)
+	}
+	return u, nil
+}
+
+// resolveUser is ResolveUser with the image's passwd and group entries.
+func resolveUser(user string, passwd, groups []idEntry) (*sandbox.User, error) {
+	name, group, hasGroup := strings.Cut(user, ":")
+	if name == "" || hasGroup && group == "" {
+		return nil, fmt.Errorf("want USER as name, uid, name:group or uid:gid: %w", stratus.ErrInvalid)
+	}
 	u := &sandbox.User{}
 	uid, ok := parseID(name)
+	if !ok && allDigits(name) {
+		return nil, fmt.Errorf("uid %s is too large (at most %d): %w", name, sandbox.MaxUserID, stratus.ErrInvalid)
+	}
 	entry := slices.IndexFunc(passwd, func(e idEntry) bool { return e.name == name || ok && e.id == uid })
 	switch {
 	case ok:
@@ -44,35 +61,42 @@ func ResolveUser(root, user string) (*sandbox.User, error) {
 	case entry >= 0:
 		u.UID = passwd[entry].id
 	default:
-		return nil, fmt.Errorf("image user %q: no user %q in the image's /etc/passwd (give the image that user, or a numeric USER): %w", user, name, stratus.ErrInvalid)
+		return nil, fmt.Errorf("no user %q in the image's /etc/passwd (give the image that user, or a numeric USER): %w", name, stratus.ErrInvalid)
 	}
 	if entry >= 0 {
 		u.GID = passwd[entry].gid
 	}
 	if hasGroup {
 		gid, ok := parseID(group)
+		if !ok && allDigits(group) {
+			return nil, fmt.Errorf("gid %s is too large (at most %d): %w", group, sandbox.MaxUserID, stratus.ErrInvalid)
+		}
 		if !ok {
 			i := slices.IndexFunc(groups, func(e idEntry) bool { return e.name == group })
 			if i < 0 {
-				return nil, fmt.Errorf("image user %q: no group %q in the image's /etc/group (give the image that group, or a numeric one): %w", user, group, stratus.ErrInvalid)
+				return nil, fmt.Errorf("no group %q in the image's /etc/group (give the image that group, or a numeric one): %w", group, stratus.ErrInvalid)
 			}
 			gid = groups[i].id
 		}
 		u.GID = gid
 	} else if entry >= 0 {
 		for _, g := range groups {
-			if slices.Contains(g.members, passwd[entry].name) && g.id != u.GID {
+			if slices.Contains(g.members, passwd[entry].name) && g.id != u.GID && !slices.Contains(u.Groups, g.id) {
 				u.Groups = append(u.Groups, g.id)
 			}
 		}
 	}
 	if u.UID > sandbox.MaxUserID || u.GID > sandbox.MaxUserID || slices.ContainsFunc(u.Groups, func(g uint32) bool { return g > sandbox.MaxUserID }) {
-		return nil, fmt.Errorf("image user %q: ids above %d are outside a sandbox's range (build the image with a USER and groups of at most %d): %w", user, sandbox.MaxUserID, sandbox.MaxUserID, stratus.ErrInvalid)
+		return nil, fmt.Errorf("ids above %d are outside a sandbox's range (build the image with a USER and groups of at most %d): %w", sandbox.MaxUserID, sandbox.MaxUserID, stratus.ErrInvalid)
 	}
 	if u.UID == 0 && u.GID == 0 && len(u.Groups) == 0 {
 		return nil, nil
 	}
 	return u, nil
+}
+
+func allDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 func parseID(s string) (uint32, bool) {
@@ -102,11 +126,18 @@ func readIDFile(p string) ([]idEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseIDFile(f)
+}
+
+// parseIDFile parses the lines of a passwd or group file; lines it cannot
+// read (comments, too few fields, an id that is not a number) are
+// skipped, as libc skips them.
+func parseIDFile(r io.Reader) ([]idEntry, error) {
 	var out []idEntry
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
-		if len(fields) < 3 || strings.HasPrefix(fields[0], "#") {
+		if len(fields) < 3 || fields[0] == "" || strings.HasPrefix(fields[0], "#") {
 			continue
 		}
 		id, ok := parseID(fields[2])

@@ -41,10 +41,23 @@ func TestResolveUser(t *testing.T) {
 		{"web:staff", &sandbox.User{UID: 33, GID: 50}, false},
 		{"4242", &sandbox.User{UID: 4242}, false},
 		{"4242:77", &sandbox.User{UID: 4242, GID: 77}, false},
+		{"65532", &sandbox.User{UID: 65532}, false},
+		{"65532:65532", &sandbox.User{UID: 65532, GID: 65532}, false},
+		{"app:0", &sandbox.User{UID: 1000}, false},
+		{"0:staff", &sandbox.User{GID: 50}, false},
 		{"nobody", nil, true},
 		{"app:nogroup", nil, true},
 		{"65536", nil, true},
 		{"1:99999", nil, true},
+		{"99999999999", nil, true},
+		{"1:99999999999", nil, true},
+		{":0", nil, true},
+		{"app:", nil, true},
+		{":", nil, true},
+		{"app:staff:extra", nil, true},
+		{" app", nil, true},
+		{"-1", nil, true},
+		{"+5", nil, true},
 	} {
 		got, err := image.ResolveUser(root, tc.user)
 		if tc.err {

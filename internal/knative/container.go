@@ -149,9 +149,16 @@ func (d *decoder) ports(path string, n *yaml.Node) {
 					d.m.Config.Port, d.port = x, x
 				}
 			},
+			// Knative's port names: http1 (the default) or h2c, HTTP/2
+			// without TLS (gRPC).
 			"name": func(p string, v *yaml.Node) {
-				if s, ok := d.str(p, v); ok && s != "http1" {
-					d.fail(v, p, "%q: Stratus speaks HTTP/1.1 to its containers (http1)", s)
+				s, ok := d.str(p, v)
+				switch {
+				case !ok:
+				case s == "h2c":
+					d.m.Config.H2C = true
+				case s != "http1":
+					d.fail(v, p, "%q: must be http1 (HTTP/1.1, the default) or h2c (HTTP/2 without TLS, as gRPC speaks)", s)
 				}
 			},
 			"protocol": func(p string, v *yaml.Node) { d.exact(p, v, "TCP", "the only protocol is TCP") },
@@ -242,9 +249,9 @@ func (d *decoder) probe(p string, n *yaml.Node, path *string) {
 	portField := func(p string, v *yaml.Node) {
 		var x int
 		if v.Kind == yaml.ScalarNode && v.Tag == "!!str" {
-			// A named port: Stratus's one port is http1.
-			if v.Value != "http1" {
-				d.fail(v, p, "%q: the container's port is named http1", v.Value)
+			// A named port: Stratus's one port, http1 or h2c.
+			if name := portName(d.m.Config.H2C); v.Value != name {
+				d.fail(v, p, "%q: the container's port is named %s", v.Value, name)
 			}
 			return
 		}
@@ -405,4 +412,13 @@ func (d *decoder) revisionNumber(s string) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// portName is the name of the container's port in a Knative manifest:
+// h2c when the service speaks HTTP/2 without TLS, else http1.
+func portName(h2c bool) string {
+	if h2c {
+		return "h2c"
+	}
+	return "http1"
 }

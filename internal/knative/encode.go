@@ -54,7 +54,8 @@ type (
 		Value string `yaml:"value"`
 	}
 	portOut struct {
-		ContainerPort int `yaml:"containerPort"`
+		Name          string `yaml:"name,omitempty"`
+		ContainerPort int    `yaml:"containerPort"`
 	}
 	resourcesOut struct {
 		Limits map[string]string `yaml:"limits"`
@@ -157,8 +158,15 @@ func manifestOf(m *Manifest) *manifestOut {
 	for _, k := range sortedKeys(c.Env) {
 		ct.Env = append(ct.Env, envOut{Name: k, Value: c.Env[k]})
 	}
-	if c.Port != 0 {
-		ct.Ports = []portOut{{ContainerPort: c.Port}}
+	if c.Port != 0 || c.H2C {
+		port := c.Port
+		if port == 0 {
+			port = stratus.DefaultServicePort
+		}
+		ct.Ports = []portOut{{ContainerPort: port}}
+		if c.H2C {
+			ct.Ports[0].Name = portName(true)
+		}
 	}
 	if c.MemoryMB != 0 || c.CPU != 0 {
 		ct.Resources = &resourcesOut{Limits: map[string]string{}}

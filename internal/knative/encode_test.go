@@ -129,7 +129,9 @@ func TestEncodeRoundTrip(t *testing.T) {
 	odd.Config.CPU, odd.Config.MemoryMB, odd.Config.Window = 0.0125, 2048, stratus.Duration(6500*time.Millisecond)
 	odd.Config.Env = map[string]string{"Q": `"quoted": {yaml} # not a comment`, "NL": "a\nb", "EMPTY": "", "NUM": "0x10"}
 	odd.Config.Concurrency = 0
-	for name, svc := range map[string]*v1.Service{"full": full(), "defaults": plain, "odd values": odd} {
+	h2c := full()
+	h2c.Config.H2C = true
+	for name, svc := range map[string]*v1.Service{"full": full(), "defaults": plain, "odd values": odd, "h2c": h2c} {
 		t.Run(name, func(t *testing.T) {
 			out, err := Encode(svc)
 			if err != nil {
@@ -149,6 +151,25 @@ func TestEncodeRoundTrip(t *testing.T) {
 				t.Errorf("traffic (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestEncodeH2C: a service that speaks h2c to its container has its port
+// named h2c, as Knative's manifests say it.
+func TestEncodeH2C(t *testing.T) {
+	svc := full()
+	svc.Config.H2C = true
+	out, err := Encode(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "          ports:\n            - name: h2c\n              containerPort: 9000\n"
+	if !strings.Contains(string(out), want) {
+		t.Errorf("Encode of an h2c service: no %q in\n%s", want, out)
+	}
+	svc.Config.H2C = false
+	if out, err = Encode(svc); err != nil || strings.Contains(string(out), "name: h2c") {
+		t.Errorf("Encode of an HTTP/1.1 service: %v\n%s", err, out)
 	}
 }
 

@@ -11,10 +11,13 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/stratus-run/stratus"
 )
 
 // StartFDEnv names, in the environment of a program started ahead (see
@@ -69,6 +72,12 @@ type Spec struct {
 	// this: a cold start of a prepared sandbox finds the interpreter and
 	// the client loaded.
 	StartAhead bool
+	// Hostname is the sandbox's hostname (what uname and os.Hostname
+	// report), which its /etc/hosts resolves to its own address; empty
+	// keeps the driver's default. It must pass CheckHostname. Drivers with
+	// Capabilities.Hostname honour it; others ignore it (the program sees
+	// the host's hostname).
+	Hostname string
 	// User is who the program runs as, ids inside the sandbox; nil is the
 	// sandbox's root. Drivers with Capabilities.Users honour it (and map
 	// every id of a sandbox to an unprivileged id of the host); others run
@@ -89,6 +98,31 @@ type User struct {
 // MaxUserID is the largest uid or gid a sandbox's program may have.
 const MaxUserID = 65535
 
+// MaxHostnameLen is the longest Spec.Hostname: a DNS label's 63 bytes
+// (Linux allows 64).
+const MaxHostnameLen = 63
+
+// CheckHostname returns an error of kind stratus.ErrInvalid unless name
+// is a hostname a sandbox may have: 1 to MaxHostnameLen letters, digits,
+// '-', '_' or '.', starting with a letter or digit. Names of services
+// and functions allow '_', which DNS labels do not; resolvers reading
+// /etc/hosts accept it.
+func CheckHostname(name string) error {
+	ok := len(name) > 0 && len(name) <= MaxHostnameLen && isAlnum(name[0])
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		ok = isAlnum(c) || c == '-' || c == '_' || c == '.'
+	}
+	if !ok {
+		return fmt.Errorf("hostname %q: must be 1-%d letters, digits, '-', '_' or '.', starting with a letter or digit: %w", name, MaxHostnameLen, stratus.ErrInvalid)
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
 // Mount binds Source on the host read-only at Target in the sandbox.
 type Mount struct {
 	Source, Target string
@@ -104,6 +138,10 @@ type Capabilities struct {
 	Isolated bool
 	// Users: Spec.User is honoured.
 	Users bool
+	// Hostname: the sandbox has a hostname of its own (Spec.Hostname, else
+	// the driver's default) and an /etc/hosts of its own that resolves it
+	// and localhost.
+	Hostname bool
 	// RootFS: Spec.RootFS is supported.
 	RootFS bool
 	// Mounts: Spec.Mounts may bind a source at another target path.

@@ -156,14 +156,14 @@ func (m *Manager) runOnce(r *replica) (reason string, stopped bool) {
 		}
 		return "address: " + err.Error(), false
 	}
-	target := Target{URL: &url.URL{Scheme: "http", Host: hostPort(addr, port)}, Transport: newTransport(), Timeout: requestTimeout(c)}
+	target := Target{URL: &url.URL{Scheme: "http", Host: hostPort(addr, port)}, Transport: newTransport(c.H2C), Timeout: requestTimeout(c)}
 	defer target.Transport.(*http.Transport).CloseIdleConnections()
-	probe := newProber(addr, port, c.HealthPath)
+	probe := newProber(addr, port, c.HealthPath, c.H2C)
 	defer probe.close()
 	// Liveness: the liveness path when set, else the readiness probe.
 	live, livePath := probe, c.HealthPath
 	if c.LivenessPath != "" {
-		live, livePath = newProber(addr, port, c.LivenessPath), c.LivenessPath
+		live, livePath = newProber(addr, port, c.LivenessPath, c.H2C), c.LivenessPath
 		defer live.close()
 	}
 
@@ -267,6 +267,7 @@ func (m *Manager) newSandbox(set *revSet) (*sandboxSpec, error) {
 		Env:      env(set, port),
 		Dir:      set.img.WorkingDir,
 		RootFS:   set.img.RootFS,
+		Hostname: replicaHostname(set.svc.name, id),
 		User:     set.img.User,
 		MemoryMB: c.MemoryMB,
 		CPU:      c.CPU,
@@ -276,6 +277,7 @@ func (m *Manager) newSandbox(set *revSet) (*sandboxSpec, error) {
 	if spec.Dir == "" {
 		spec.Dir = "/"
 	}
+	spec.Env = hostnameEnv(spec.Env, spec.Hostname, m.cfg.Driver.Capabilities())
 	return &sandboxSpec{spec: spec, port: port}, nil
 }
 

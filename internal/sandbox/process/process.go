@@ -12,7 +12,8 @@
 //
 // Network: instances share the host's, so Owns (peer.go) tells a
 // sandbox's connections from others' by the process that holds the
-// socket, not by an address.
+// socket, not by an address. They share its hostname and /etc/hosts too
+// (no UTS namespace): Spec.Hostname is ignored (no Capabilities.Hostname).
 //
 // Goroutines: per sandbox, one reaper (waits for the process, then kills the
 // rest of its group) and one copier per output stream; all end before Wait

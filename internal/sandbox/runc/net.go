@@ -395,6 +395,15 @@ func (n *network) configure(id string, addr netip.Addr, ns netns.NsHandle) error
 	if err := in.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.IP(h[:])}); err != nil {
 		return fmt.Errorf("default route: %w", err)
 	}
+	// Any port to any user, as Docker sets it: a program without
+	// CAP_NET_BIND_SERVICE (every sandbox's) may listen on :80. It is a
+	// sysctl of this namespace alone; /proc/sys/net is that of the
+	// namespace of the thread that opens it, this one. (runc's
+	// linux.sysctl cannot set it: the namespace belongs to the host's
+	// user namespace, not the container's.)
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", []byte("0"), 0o644); err != nil {
+		return fmt.Errorf("unprivileged ports: %w", err)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path"
@@ -83,31 +84,70 @@ func inMounts(dir string, mounts []sandbox.Mount) bool {
 
 // etcFiles are bound read-only into a root filesystem that lacks them (or
 // has them empty), so that names resolve: the driver's own, written by
-// writeEtc (not the host's).
-var etcFiles = []string{"/etc/resolv.conf", "/etc/hosts"}
+// writeEtc (not the host's). /etc/hosts is not among them: every sandbox
+// gets one of its own (see writeHosts).
+var etcFiles = []string{"/etc/resolv.conf"}
 
 // writeEtc writes the driver's etcFiles in dir.
 func writeEtc(dir string) error {
-	files := map[string]string{
-		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
-		"resolv.conf": rootfs.ResolvConf("/etc/resolv.conf"),
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return fmt.Errorf("write sandbox %s: %w", name, err)
-		}
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(rootfs.ResolvConf("/etc/resolv.conf")), 0o644); err != nil {
+		return fmt.Errorf("write sandbox resolv.conf: %w", err)
 	}
 	return nil
 }
 
-// specMounts are the read-only binds of spec.Mounts and, in a root
+// hostsFile is the name, in a sandbox's bundle, of the /etc/hosts bound
+// into it.
+const hostsFile = "hosts"
+
+// defaultHostname is the hostname of a sandbox without Spec.Hostname and
+// without an address of its own (rootless: the host's network).
+const defaultHostname = "stratus"
+
+// hostnameOf is the hostname of sandbox spec at addr: Spec.Hostname, else
+// its address in dotted form (as Lambda's hostnames are their execution
+// environment's address: unique among live sandboxes, and resolving to
+// that address without /etc/hosts), else defaultHostname when it shares
+// the host's network.
+func hostnameOf(spec sandbox.Spec, addr netip.Addr, ownNet bool) string {
+	switch {
+	case spec.Hostname != "":
+		return spec.Hostname
+	case ownNet && addr.Is4():
+		return addr.String()
+	}
+	return defaultHostname
+}
+
+// writeHosts writes a sandbox's /etc/hosts in its bundle: localhost, and
+// hostname at addr (its own, or the loopback one it shares with the host)
+// unless hostname is that address itself.
+func writeHosts(bundle, hostname string, addr netip.Addr) error {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
+	if a, err := netip.ParseAddr(hostname); err != nil || a != addr {
+		hosts += addr.String() + "\t" + hostname + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(bundle, hostsFile), []byte(hosts), 0o644); err != nil {
+		return fmt.Errorf("write sandbox hosts: %w", err)
+	}
+	return nil
+}
+
+// specMounts are the read-only binds of spec.Mounts, of the sandbox's own
+// /etc/hosts (from bundle) unless a mount holds it, and, in a root
 // filesystem of its own, of the etcFiles it lacks (from etcDir).
-func specMounts(spec sandbox.Spec, etcDir string) []specs.Mount {
+func specMounts(spec sandbox.Spec, bundle, etcDir string) []specs.Mount {
 	var ms []specs.Mount
 	for _, m := range spec.Mounts {
 		ms = append(ms, specs.Mount{
 			Destination: path.Clean(m.Target), Type: "bind", Source: m.Source,
 			Options: []string{"rbind", "rro", "nosuid", "nodev", "rprivate"},
+		})
+	}
+	if !inMounts("/etc/hosts", spec.Mounts) {
+		ms = append(ms, specs.Mount{
+			Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(bundle, hostsFile),
+			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"},
 		})
 	}
 	if spec.RootFS == "" {
@@ -147,6 +187,8 @@ func layoutRoot(bundle string, s *specs.Spec) error {
 			continue
 		}
 		if a, ok := anchorOf(root.Source, dest); ok {
+			missing[a] = append(missing[a], m)
+		} else if a, ok := wrongMode(root.Source, m); ok {
 			missing[a] = append(missing[a], m)
 		}
 	}
@@ -236,7 +278,9 @@ func skeleton(src, dst string) ([]string, error) {
 }
 
 // mountPoint makes p, the missing mount point of m: a directory, or an
-// empty file for a bind of a file.
+// empty file for a bind of a file. A tmpfs's mount point gets the mode of
+// its "mode=" option: runc gives a tmpfs the mode of its mount point
+// when that exists (and layoutRoot made it), overriding the option.
 func mountPoint(p string, m specs.Mount) error {
 	if m.Type == "bind" {
 		if fi, err := os.Stat(m.Source); err == nil && !fi.IsDir() {
@@ -246,7 +290,53 @@ func mountPoint(p string, m specs.Mount) error {
 			return os.WriteFile(p, nil, 0o644)
 		}
 	}
-	return os.MkdirAll(p, 0o755)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return err
+	}
+	if mode, ok := tmpfsMode(m); ok {
+		return os.Chmod(p, mode) // MkdirAll's mode is cut by the umask
+	}
+	return nil
+}
+
+// tmpfsMode is the mode of m's "mode=" option (octal) when m is a tmpfs
+// that has one.
+func tmpfsMode(m specs.Mount) (fs.FileMode, bool) {
+	if m.Type != "tmpfs" {
+		return 0, false
+	}
+	for _, o := range m.Options {
+		if v, ok := strings.CutPrefix(o, "mode="); ok {
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil {
+				return 0, false
+			}
+			mode := fs.FileMode(n).Perm()
+			if n&0o1000 != 0 {
+				mode |= fs.ModeSticky
+			}
+			return mode, true
+		}
+	}
+	return 0, false
+}
+
+// wrongMode returns the parent folder of m's mount point when m is a
+// tmpfs with a mode option whose mount point exists in root as a folder
+// of another mode (an image whose /tmp is 0755): runc would give the
+// tmpfs that mode, so the mount point is laid out afresh in a skeleton
+// of its parent, with the option's mode.
+func wrongMode(root string, m specs.Mount) (string, bool) {
+	want, ok := tmpfsMode(m)
+	if !ok {
+		return "", false
+	}
+	dest := path.Clean(m.Destination)
+	fi, err := os.Lstat(filepath.Join(root, dest))
+	if err != nil || !fi.IsDir() || fi.Mode()&(fs.ModePerm|fs.ModeSticky) == want {
+		return "", false
+	}
+	return path.Dir(dest), true
 }
 
 // underOther reports whether dest lies strictly under the destination of

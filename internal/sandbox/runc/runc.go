@@ -45,7 +45,15 @@
 //     address of the sandbox's eth0 reaches no one.
 //
 // The host reaches each sandbox at its address, on any port. Those two
-// sysctls of its own bridge are the only ones the driver writes.
+// sysctls of its own bridge are the only ones of the host the driver
+// writes; in each sandbox's namespace it sets
+// net.ipv4.ip_unprivileged_port_start to 0, so that a program with no
+// capability may listen on ports below 1024 (a rootless sandbox shares
+// the host's network, and its ports below 1024 stay privileged).
+//
+// Hostname: Spec.Hostname, else the sandbox's address (as Lambda's
+// hostname is its execution environment's address), "stratus" when
+// rootless; every sandbox's /etc/hosts resolves it and localhost.
 //
 // CPU: a sandbox's own quota (Spec.CPU, else in proportion to memory)
 // may be raised for its init (Spec.InitCPU); EndInit then writes its own
@@ -268,9 +276,9 @@ func (d *Driver) Name() string { return "runc" }
 // Capabilities implements sandbox.Driver.
 func (d *Driver) Capabilities() sandbox.Capabilities {
 	if d.rootless {
-		return sandbox.Capabilities{RootFS: true, Mounts: true, Prepare: true}
+		return sandbox.Capabilities{RootFS: true, Mounts: true, Prepare: true, Hostname: true}
 	}
-	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, Users: true, Prepare: true, HostIP: d.net.hostIP}
+	return sandbox.Capabilities{MemoryLimit: true, RootFS: true, Mounts: true, Isolated: true, Users: true, Prepare: true, Hostname: true, HostIP: d.net.hostIP}
 }
 
 // IDBase is the host uid and gid of a sandbox's uid and gid 0, 0 when

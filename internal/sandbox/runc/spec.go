@@ -30,7 +30,8 @@ const initPath = "/dev/.stratus-init"
 
 // bundleSpec is the OCI runtime spec of a sandbox.
 //
-//   - Namespaces: pid, mount, ipc, uts, and network: the one at path
+//   - Namespaces: pid, mount, ipc, uts (the hostname: Spec.Hostname, else
+//     the sandbox's address, see hostnameOf), and network: the one at path
 //     netns (the driver's open descriptor of it), which the driver has set
 //     up (eth0 on its bridge, see net.go); functions reach the Runtime API
 //     at the bridge's address.
@@ -42,8 +43,11 @@ const initPath = "/dev/.stratus-init"
 //     namespace it does not own), a bounded tmpfs /tmp and spec.Mounts
 //     bound read-only. On the host's root, spec.Dir is bound read-only at
 //     its own path unless a mount holds it (a code folder under the host's
-//     /tmp would be hidden by the tmpfs). An image
-//     without /etc/resolv.conf or /etc/hosts gets the host's, read-only.
+//     /tmp would be hidden by the tmpfs). /tmp is world-writable and
+//     sticky (1777) whatever the root holds there (see mountPoint). Every
+//     sandbox gets an /etc/hosts of its own, read-only: localhost and its
+//     hostname at its address (writeHosts); an image without
+//     /etc/resolv.conf gets the driver's (the host's nameservers).
 //   - Users: a user namespace maps the sandbox's uids and gids 0–65536
 //     to host ids from the driver's base (Config.IDBase), so no process
 //     of a sandbox has a privileged id on the host; host files owned by
@@ -54,8 +58,10 @@ const initPath = "/dev/.stratus-init"
 //     bounding set before it starts the program). The program runs as
 //     Spec.User (else the sandbox's root, uid 0), with no capabilities at
 //     all and no new privileges: it can neither ptrace nor signal the
-//     init (another uid), nor read its descriptors. A service binding a
-//     port below 1024 would want CAP_NET_BIND_SERVICE.
+//     init (another uid), nor read its descriptors. It may still listen
+//     on ports below 1024: the network namespace's
+//     net.ipv4.ip_unprivileged_port_start is 0 (see configure in net.go),
+//     as Docker sets it, so nginx on :80 runs as its image's user.
 //   - Seccomp: Docker's default profile for a process without
 //     capabilities, an allow list with argument filters (see
 //     noCapsSeccomp).
@@ -92,7 +98,7 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32
 			NoNewPrivileges: true,
 		},
 		Root:     &specs.Root{Path: "rootfs", Readonly: true},
-		Hostname: "stratus",
+		Hostname: defaultHostname, // see hostnameOf
 		Mounts: []specs.Mount{
 			{Destination: "/", Type: "bind", Source: rootOf(spec), Options: []string{"rbind", "rro", "rprivate"}},
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,11 @@ func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
 	}
 	if err := checkFS(spec); err != nil {
 		return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+	}
+	if spec.Hostname != "" {
+		if err := sandbox.CheckHostname(spec.Hostname); err != nil {
+			return fmt.Errorf("prepare sandbox %q: %w", spec.ID, err)
+		}
 	}
 	if u := spec.User; u != nil && (u.UID > maxUserID || u.GID > maxUserID || slices.ContainsFunc(u.Groups, func(g uint32) bool { return g > maxUserID })) {
 		return fmt.Errorf("prepare sandbox %q: user %d:%d: ids must be at most %d: %w", spec.ID, u.UID, u.GID, maxUserID, stratus.ErrInvalid)
@@ -106,7 +112,7 @@ func (d *Driver) prepare(spec sandbox.Spec, b *box, outW, errW *os.File) error {
 	d.mu.Lock()
 	b.addr = addr
 	d.mu.Unlock()
-	if err := d.writeBundle(bundle, spec, netns); err != nil {
+	if err := d.writeBundle(bundle, spec, netns, addr); err != nil {
 		closeW()
 		closeAll(b.out, b.err)
 		d.teardownNet(spec.ID)
@@ -272,7 +278,9 @@ func (d *Driver) run(ctx context.Context, id string, b *box) error {
 	}
 }
 
-func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) error {
+// writeBundle writes the bundle of sandbox spec, whose network namespace
+// is netns (none: rootless) and address addr.
+func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string, addr netip.Addr) error {
 	if err := removeBundle(bundle); err != nil {
 		return err
 	}
@@ -280,10 +288,15 @@ func (d *Driver) writeBundle(bundle string, spec sandbox.Spec, netns string) err
 		return fmt.Errorf("create bundle: %w", err)
 	}
 	s := bundleSpec(spec, d.exe, d.CgroupPath(spec.ID), netns, d.idBase)
+	s.Hostname = hostnameOf(spec, addr, !d.rootless)
+	if err := writeHosts(bundle, s.Hostname, addr); err != nil {
+		_ = removeBundle(bundle)
+		return err
+	}
 	if d.rootless {
 		rootlessSpec(s)
 	}
-	s.Mounts = append(s.Mounts, specMounts(spec, d.etc)...)
+	s.Mounts = append(s.Mounts, specMounts(spec, bundle, d.etc)...)
 	if spec.RootFS != "" {
 		d.loader.apply(s)
 	}

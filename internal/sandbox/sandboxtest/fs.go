@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,13 @@ func init() {
 //	read:P     the content of file P (newlines as \n), or the errno name
 //	write:P    "ok" if P could be created and written, else the errno name
 //	exists:P   "yes" or "no"
+//	stat:P     P's type and permission bits in octal, sticky bit included
+//	           ("dir 1777"), or the errno name
+//	ids        the process's uid and gid, "uid:gid"
+//	hostname   the hostname (uname's nodename)
+//	serve:N    listen on TCP port N of every address ("ok" or the errno
+//	           name), then answer each connection with "pong" for ever
+//	           (so it comes last)
 //
 // It needs nothing of the filesystem: the suite runs it, a copy of the
 // test binary, as the only program of a root filesystem.
@@ -75,6 +83,44 @@ func Probe(w io.Writer, args []string) int {
 			res = "yes"
 			if _, err := os.Lstat(p); err != nil {
 				res = "no"
+			}
+		case "stat":
+			fi, err := os.Lstat(p)
+			if err != nil {
+				res = errName(err)
+				break
+			}
+			kind := "file"
+			if fi.IsDir() {
+				kind = "dir"
+			}
+			perm := uint32(fi.Mode().Perm())
+			if fi.Mode()&fs.ModeSticky != 0 {
+				perm |= 0o1000
+			}
+			res = fmt.Sprintf("%s %o", kind, perm)
+		case "ids":
+			res = fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+		case "hostname":
+			h, err := os.Hostname()
+			res = h
+			if err != nil {
+				res = errName(err)
+			}
+		case "serve":
+			l, err := net.Listen("tcp", ":"+p)
+			if err != nil {
+				fmt.Fprintf(w, "%s: %s\n", a, errName(err))
+				return 1
+			}
+			fmt.Fprintf(w, "%s: ok\n", a)
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return 1
+				}
+				_, _ = io.WriteString(c, "pong\n")
+				c.Close()
 			}
 		default:
 			res = "unknown probe"

@@ -7,12 +7,13 @@
 // sandbox listens on reached at Addr and, for isolated drivers, sandboxes
 // that reach the host but not each other; connections to the host told
 // apart by the sandbox they come from, with Owns; EndInit idempotent; the
-// CPU time a sandbox used, in Stats and a driver's CPUNanos).
+// CPU time a sandbox used, in Stats and a driver's CPUNanos; a hostname
+// of its own in its /etc/hosts, and a world-writable sticky /tmp).
 //
 // The cases are grouped by subject: start.go (starting, exit, output,
 // environment, stats, CPU time), stop.go (Stop, Wait, List and a
 // restart), prepare.go (Prepare and EndInit), fs.go (root filesystems and
-// mounts), net.go (addresses and isolation, and the helper program the
+// mounts), host.go (hostname, /etc/hosts and /tmp), net.go (addresses and isolation, and the helper program the
 // network and CPU time cases run); procs.go finds the processes a case
 // left behind.
 //
@@ -87,6 +88,8 @@ func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Dri
 		{"RootFS", testRootFS},
 		{"Mounts", testMounts},
 		{"MountsSamePath", testMountsSamePath},
+		{"Hostname", testHostname},
+		{"Tmp", testTmp},
 		{"NetListen", testNetListen},
 		{"NetIsolation", testNetIsolation},
 		{"NetAddrs", testNetAddrs},
