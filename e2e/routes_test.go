@@ -248,8 +248,10 @@ func TestFunctionURLPlainResult(t *testing.T) {
 	resp, body = s.do("GET", "/fn/str", nil, false)
 	wantAPIError(t, resp, body, 401, "UnauthorizedException", "")
 
-	// A function error on the route is a 502 JSON error.
-	resp, body = s.do("GET", "/fn/pub/fail", nil, false)
+	// A function error on the route is a 502: a JSON error to the token's
+	// holder (without it, a function URL's generic body: see
+	// fidelity_gateway_test.go).
+	resp, body = s.do("GET", "/fn/pub/fail", nil, true)
 	if resp.StatusCode != 502 || resp.Header.Get("X-Amz-Function-Error") == "" {
 		t.Fatalf("function error on the route: status %d header %q body %s", resp.StatusCode, resp.Header.Get("X-Amz-Function-Error"), body)
 	}

@@ -19,8 +19,9 @@ var ErrUnauthorized = errors.New("missing or wrong bearer token: send Authorizat
 // Stratus: a function's error on its HTTP route, a function's answer that
 // is not a valid response, a service's replica that did not answer.
 // ErrorFrom answers it 502 with Code and Message as they are: on
-// /fn/NAME they are the function's errorType and errorMessage, as
-// function URLs answer them.
+// /fn/NAME they are the function's errorType and errorMessage (the
+// gateway answers a caller without the token a generic body instead, as
+// function URLs do).
 type UpstreamError struct {
 	Code    string
 	Message string

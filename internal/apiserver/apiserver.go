@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -69,6 +70,8 @@ type Server struct {
 	stopping chan struct{} // closed when the server starts to stop: ends log follows
 	mux      *http.ServeMux
 	svcProxy *gateway.ServiceProxy // host routes; nil without services
+	domain   string                // host routes' domain (ServicesConfig.Domain)
+	trusted  []netip.Prefix        // Config.TrustedProxies
 	sessions *console.Sessions     // nil without the console
 	handler  http.Handler          // serveHosts, inside Config.Wrap
 }
@@ -97,6 +100,9 @@ type Config struct {
 	// MaxEventBytes an event (gateway.DefaultMaxEvent if 0).
 	MaxUpload     int64
 	MaxEventBytes int64
+	// TrustedProxies are the peers whose forwarding headers the function
+	// and service routes believe and append to; nil: nobody's.
+	TrustedProxies []netip.Prefix
 	// Metrics serves GET /metrics, behind the token unless MetricsPublic.
 	Metrics       http.Handler
 	MetricsPublic bool
@@ -176,7 +182,7 @@ func New(c Config) *Server {
 		token: gateway.NewToken(c.Token), maxUpload: c.MaxUpload, log: c.Log,
 		answer:  v1.Responder{Log: c.Log},
 		metrics: c.Metrics, checks: c.Ready, stopping: make(chan struct{}),
-		meter: c.Meter,
+		meter: c.Meter, domain: c.Services.Domain, trusted: c.TrustedProxies,
 	}
 	mux := http.NewServeMux()
 	s.routeConsole(mux, c)
@@ -200,6 +206,7 @@ func New(c Config) *Server {
 		s.gw = gateway.New(gateway.Config{
 			Invoker: c.Functions, Queue: c.Queue, Heads: c.Functions, Versions: c.Functions, Token: s.token, MaxEvent: c.MaxEventBytes, Log: c.Log, AccountID: c.AccountID,
 			Verify: c.Keys.Verify, Precheck: c.Keys.Precheck, PathPolicy: s.pathPolicy(),
+			Domain: c.Services.Domain, TrustedProxies: c.TrustedProxies,
 		})
 		mux.Handle("GET /v1/functions", auth(http.HandlerFunc(s.handleList)))
 		mux.Handle("PUT /v1/functions/{name}", auth(http.HandlerFunc(s.handleDeploy)))
@@ -235,9 +242,7 @@ func New(c Config) *Server {
 	mux.Handle("/v1/", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.answer.Error(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 	})))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.answer.Error(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
-	})
+	mux.HandleFunc("/", s.noRoute)
 	s.mux = mux
 	s.handler = http.HandlerFunc(s.serveHosts)
 	if c.Wrap != nil {

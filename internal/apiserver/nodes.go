@@ -2,9 +2,12 @@ package apiserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
+	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/gateway"
 )
 
 // nodeSource lists the servers of the cluster; *cluster.Cluster is one.
@@ -50,9 +53,18 @@ func (s *Server) routeInternal(mux *http.ServeMux, h http.Handler) {
 }
 
 // serveHosts is what the Server serves before Config.Wrap: a request
-// whose Host names a service (NAME.<domain>) goes to it, path and all;
-// any other goes to the routes.
+// whose Host names a service or a function (NAME.<domain>; functions and
+// services share the name space, so at most one of them has a name) goes
+// to it, path and all, and so does one that names a service's tag
+// (TAG-NAME.<domain>), unless a function has that whole name; any other
+// goes to the routes.
 func (s *Server) serveHosts(w http.ResponseWriter, r *http.Request) {
+	if s.gw != nil {
+		if name, ok := s.gw.HostFunction(r); ok {
+			s.gw.ServeHost(w, r, name)
+			return
+		}
+	}
 	if s.svcProxy != nil {
 		if name, ok := s.svcProxy.HostService(r); ok {
 			s.svcProxy.ServeHost(w, r, name)
@@ -60,4 +72,16 @@ func (s *Server) serveHosts(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// noRoute answers a request that no route takes: 404, naming the host
+// when it is NAME.<domain> (a host route whose function or service does
+// not exist), which is then the likelier mistake.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	if label, ok := gateway.HostLabel(r.Host, s.domain); ok {
+		s.answer.Error(w, r, fmt.Errorf("host %q: no function or service is named %q (host routes are NAME.%s), and no route for %s %s: %w",
+			r.Host, label, s.domain, r.Method, r.URL.Path, stratus.ErrNotFound))
+		return
+	}
+	s.answer.Error(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, stratus.ErrNotFound))
 }

@@ -61,7 +61,7 @@ func (s *Server) routeServices(mux *http.ServeMux, c ServicesConfig) *gateway.Se
 	mux.Handle("GET /v1/services/{name}/revisions", auth(http.HandlerFunc(t.revisions)))
 	p := gateway.NewServiceProxy(gateway.ProxyConfig{
 		Services: c.Manager, Token: s.token, Domain: c.Domain, MaxBody: c.MaxRequestBytes, Log: s.log,
-		Observe: c.Observe, PathPolicy: s.pathPolicy(),
+		Observe: c.Observe, PathPolicy: s.pathPolicy(), TrustedProxies: s.trusted,
 	})
 	mux.HandleFunc("/svc/{name}", p.ServeSvcPath)
 	mux.HandleFunc("/svc/{name}/{path...}", p.ServeSvcPath)

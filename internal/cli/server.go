@@ -12,7 +12,7 @@ import (
 )
 
 func (e *env) serverCmd() *cobra.Command {
-	var file string
+	var file, trusted string
 	flags := config.Default()
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -65,6 +65,7 @@ func (e *env) serverCmd() *cobra.Command {
 			set("max-async-event-size", func() { cfg.MaxAsyncEventBytes = flags.MaxAsyncEventBytes })
 			set("max-retries", func() { cfg.MaxRetries = flags.MaxRetries })
 			set("domain", func() { cfg.Domain = flags.Domain })
+			set("trusted-proxies", func() { cfg.TrustedProxies = config.SplitList(trusted) })
 			set("max-replicas", func() { cfg.MaxReplicas = flags.MaxReplicas })
 			set("service-ready-timeout", func() { cfg.ServiceReadyTimeout = flags.ServiceReadyTimeout })
 			set("service-probe-interval", func() { cfg.ServiceProbeInterval = flags.ServiceProbeInterval })
@@ -137,7 +138,8 @@ func (e *env) serverCmd() *cobra.Command {
 	f.BoolVar(&flags.NatsSyncAlways, "nats-sync-always", false, "fsync every accepted event (default: JetStream's sync interval; a crash of the server loses nothing either way)")
 	f.Int64Var(&flags.MaxAsyncEventBytes, "max-async-event-size", flags.MaxAsyncEventBytes, "largest asynchronous event in bytes")
 	f.IntVar(&flags.MaxRetries, "max-retries", flags.MaxRetries, "most async retries a function may ask for")
-	f.StringVar(&flags.Domain, "domain", flags.Domain, "domain of service host routes: NAME.<domain> reaches service NAME")
+	f.StringVar(&flags.Domain, "domain", flags.Domain, "domain of host routes: NAME.<domain> reaches service or function NAME")
+	f.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDR prefixes or IP addresses of the proxies in front whose X-Forwarded-* and Forwarded headers are kept and appended to (default: none; every peer's are replaced)")
 	f.IntVar(&flags.MaxReplicas, "max-replicas", flags.MaxReplicas, "replicas across all services, at most")
 	f.TextVar(&flags.ServiceReadyTimeout, "service-ready-timeout", flags.ServiceReadyTimeout, "how long a new replica may take to become ready (and a request may wait for one)")
 	f.TextVar(&flags.ServiceProbeInterval, "service-probe-interval", flags.ServiceProbeInterval, "period of the liveness probe; 3 failures in a row restart a replica")

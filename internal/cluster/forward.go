@@ -3,12 +3,16 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +20,7 @@ import (
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/gateway"
+	"github.com/stratus-run/stratus/internal/httpevent"
 )
 
 // maxProxyTries bounds the tries of one forwarded service request.
@@ -63,12 +68,18 @@ type candidate struct {
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Only a server may say who the client is, and only to another.
+	peer := r.Header.Get(headerPeer)
+	delete(r.Header, headerPeer)
 	cands := f.candidates(r)
 	if len(cands) == 0 {
 		f.next.ServeHTTP(w, r)
 		return
 	}
 	if r.Header.Get(HeaderForwardedBy) != "" {
+		if p, ok := f.c.openPeer(peer); ok {
+			r = r.WithContext(gateway.WithPeer(r.Context(), p))
+		}
 		f.receive(w, r, cands)
 		return
 	}
@@ -282,10 +293,16 @@ func (c *Cluster) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 			st := pr.In.Context().Value(proxyKey{}).(*proxyState)
 			pr.SetURL(st.t.addr)
 			pr.Out.Host = pr.In.Host
-			if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
-				pr.Out.Header["X-Forwarded-For"] = slices.Clone(xff)
+			// The owner's gateway judges the forwarding headers as if the
+			// client had come to it (headerPeer): they go as they came.
+			for _, k := range [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+				if v := pr.In.Header[k]; len(v) > 0 {
+					pr.Out.Header[k] = slices.Clone(v)
+				}
 			}
-			pr.SetXForwarded()
+			if v := c.sealPeer(httpevent.PeerOf(pr.In)); v != "" {
+				pr.Out.Header[headerPeer] = []string{v}
+			}
 			c.setForwardHeaders(pr.Out.Header, st.t.epoch)
 		},
 		Transport:     transport,
@@ -300,6 +317,52 @@ func (c *Cluster) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 			r.Context().Value(proxyKey{}).(*proxyState).err = err
 		},
 	}
+}
+
+// headerPeer carries, from the server that forwards a service's request
+// to the one that serves it, the client as the sender saw it (its TCP
+// peer and whether it used TLS), sealed with the cluster's token: "ADDR
+// PROTO MAC", MAC the hex HMAC-SHA256 of "ADDR PROTO". The receiver's
+// gateway then applies its forwarding rule to that client.
+const headerPeer = "X-Stratus-Peer"
+
+// sealPeer returns p as a headerPeer value; "" without a token or an
+// address.
+func (c *Cluster) sealPeer(p httpevent.Peer) string {
+	if c.cfg.Token == "" || !p.Addr.IsValid() {
+		return ""
+	}
+	proto := "http"
+	if p.TLS {
+		proto = "https"
+	}
+	msg := p.Addr.String() + " " + proto
+	return msg + " " + hex.EncodeToString(c.peerMAC(msg))
+}
+
+// openPeer returns the peer a headerPeer value v names; ok is false
+// unless its MAC is the cluster's.
+func (c *Cluster) openPeer(v string) (httpevent.Peer, bool) {
+	i := strings.LastIndexByte(v, ' ')
+	if c.cfg.Token == "" || i < 0 {
+		return httpevent.Peer{}, false
+	}
+	mac, err := hex.DecodeString(v[i+1:])
+	if err != nil || !hmac.Equal(mac, c.peerMAC(v[:i])) {
+		return httpevent.Peer{}, false
+	}
+	addr, proto, _ := strings.Cut(v[:i], " ")
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return httpevent.Peer{}, false
+	}
+	return httpevent.Peer{Addr: a, TLS: proto == "https"}, true
+}
+
+func (c *Cluster) peerMAC(msg string) []byte {
+	m := hmac.New(sha256.New, []byte(c.cfg.Token))
+	m.Write([]byte("stratus peer\x00" + msg))
+	return m.Sum(nil)
 }
 
 // replayBody is a request body that tells whether any of it was read:

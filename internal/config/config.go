@@ -5,8 +5,10 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -129,6 +131,11 @@ type Config struct {
 
 	// Services. Domain is the domain of host routes (NAME.<Domain>).
 	Domain string `json:"domain"`
+	// TrustedProxies are the peers (CIDR prefixes or single IP addresses)
+	// whose forwarding headers (X-Forwarded-For, -Proto, -Host, -Port,
+	// -Prefix and Forwarded) the gateway believes and appends to; from any
+	// other peer it replaces them. Empty: it believes nobody.
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
 	// MaxReplicas caps the replicas of all services together.
 	MaxReplicas int `json:"maxReplicas"`
 	// ServiceReadyTimeout bounds how long a new replica may take to be
@@ -268,6 +275,9 @@ func Load(path string, environ []string) (Config, error) {
 			*p = v
 		}
 	}
+	if v, ok := env["STRATUS_TRUSTED_PROXIES"]; ok && v != "" {
+		c.TrustedProxies = SplitList(v)
+	}
 	if v := env["STRATUS_MAX_INSTANCES"]; v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -295,6 +305,64 @@ func Load(path string, environ []string) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// SplitList splits a comma-separated list (a flag's or a variable's
+// value), trimming spaces around each entry; empty entries are kept, so
+// that ParseTrustedProxies can name them.
+func SplitList(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = strings.TrimSpace(p)
+	}
+	return parts
+}
+
+// ParseTrustedProxies parses the entries of Config.TrustedProxies: each a
+// CIDR prefix (10.0.0.0/8, fd00::/8) or an IP address (a prefix of its
+// own). A prefix with host bits set (10.0.0.1/8) is refused, as is a zone
+// (fe80::1%eth0); an IPv4-mapped IPv6 address stands for its IPv4 form.
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		p, err := parseTrusted(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %v: %w", s, err, stratus.ErrInvalid)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parseTrusted(s string) (netip.Prefix, error) {
+	switch {
+	case s == "":
+		return netip.Prefix{}, errors.New("an empty entry in the comma-separated list")
+	case strings.Contains(s, "%"):
+		return netip.Prefix{}, errors.New("zones are not allowed")
+	case strings.Contains(s, "/"):
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, errors.New("not a CIDR prefix such as 10.0.0.0/8 or fd00::/8")
+		}
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("host bits set: did you mean %s?", p.Masked())
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p, nil
+	default:
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, errors.New("not an IP address or a CIDR prefix such as 10.0.0.0/8")
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
 }
 
 // Env turns "K=V" entries into a map; later entries win.
@@ -438,6 +506,9 @@ func (c *Config) validateNatsURL() error {
 func (c *Config) validateServices() error {
 	if c.Domain == "" || strings.ContainsAny(c.Domain, " /:") || strings.HasPrefix(c.Domain, ".") {
 		return fmt.Errorf("domain %q: must be a host name such as localhost or apps.example.com: %w", c.Domain, stratus.ErrInvalid)
+	}
+	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return err
 	}
 	if c.MaxReplicas < 1 || c.MaxReplicas > 100000 {
 		return fmt.Errorf("max replicas %d: must be between 1 and 100000: %w", c.MaxReplicas, stratus.ErrInvalid)

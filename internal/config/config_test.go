@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stratus-run/stratus"
@@ -118,5 +120,59 @@ func TestObservability(t *testing.T) {
 	c, err := Load("", []string{"STRATUS_LOG_FORMAT=json", "STRATUS_OTLP_ENDPOINT=http://h:4318", "STRATUS_METER_FILE=/m.json"})
 	if err != nil || c.LogFormat != "json" || c.OTLPEndpoint != "http://h:4318" || c.MeterFile != "/m.json" {
 		t.Errorf("from the environment: %+v, %v", c, err)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	if Default().TrustedProxies != nil {
+		t.Error("proxies are trusted by default")
+	}
+	good, err := ParseTrustedProxies([]string{"10.0.0.0/8", "127.0.0.1", "fd00::/8", "::1", "::ffff:192.0.2.1", "::ffff:192.0.2.0/120"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/8", "127.0.0.1/32", "fd00::/8", "::1/128", "192.0.2.1/32", "192.0.2.0/24"}
+	for i, p := range good {
+		if p.String() != want[i] {
+			t.Errorf("entry %d: %s, want %s", i, p, want[i])
+		}
+	}
+	for _, tc := range []struct{ entry, msg string }{
+		{"", "an empty entry"},
+		{"10.0.0.1/8", "host bits set: did you mean 10.0.0.0/8?"},
+		{"10.0.0.0/33", "not a CIDR prefix"},
+		{"example.com", "not an IP address"},
+		{"fe80::1%eth0", "zones are not allowed"},
+		{"1.2.3.4:80", "not an IP address"},
+	} {
+		_, err := ParseTrustedProxies([]string{"127.0.0.1", tc.entry})
+		if !errors.Is(err, stratus.ErrInvalid) || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), "trusted proxy") {
+			t.Errorf("%q: %v, want ErrInvalid saying %q", tc.entry, err, tc.msg)
+		}
+		c := Default()
+		c.TrustedProxies = []string{tc.entry}
+		if err := c.Validate(); !errors.Is(err, stratus.ErrInvalid) {
+			t.Errorf("Validate with %q: %v", tc.entry, err)
+		}
+	}
+	c, err := Load("", []string{"STRATUS_TRUSTED_PROXIES= 10.0.0.0/8 , 192.0.2.7"})
+	if err != nil || !slices.Equal(c.TrustedProxies, []string{"10.0.0.0/8", "192.0.2.7"}) || c.Validate() != nil {
+		t.Errorf("Load with STRATUS_TRUSTED_PROXIES: %q, %v, %v", c.TrustedProxies, err, c.Validate())
+	}
+	c, err = Load("", []string{"STRATUS_TRUSTED_PROXIES=10.0.0.0/8,,1.2.3.4"})
+	if err != nil || c.Validate() == nil || !strings.Contains(c.Validate().Error(), "empty entry") {
+		t.Errorf("an empty entry in the list: %v", c.Validate())
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.json")
+	if err := os.WriteFile(file, []byte(`{"trustedProxies":["10.0.0.0/8"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(file, nil)
+	if err != nil || !slices.Equal(c.TrustedProxies, []string{"10.0.0.0/8"}) {
+		t.Errorf("from a file: %q, %v", c.TrustedProxies, err)
+	}
+	if SplitList("  ") != nil {
+		t.Error("a blank list is not empty")
 	}
 }

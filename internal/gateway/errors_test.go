@@ -77,8 +77,9 @@ func TestNewPanicsWithoutARequiredField(t *testing.T) {
 }
 
 // TestErrorAnswers checks the answers of the invoke routes' failures:
-// their statuses and bodies (Lambda's on /fn), and that each 5xx is
-// logged under the request ID the answer carries.
+// their statuses and bodies (on /fn, a function URL's generic 502 unless
+// the caller holds the token), and that each 5xx is logged, with its
+// detail, under the request ID the answer carries.
 func TestErrorAnswers(t *testing.T) {
 	fnErr := &stratus.Response{Body: []byte(`{"errorType":"ValueError","errorMessage":"boom","stackTrace":[]}`)}
 	fnErr.ErrorType = "ValueError"
@@ -92,10 +93,17 @@ func TestErrorAnswers(t *testing.T) {
 		fnError  bool // X-Amz-Function-Error: Unhandled
 		logLevel slog.Level
 		logged   bool
+		token    bool // the request carries the server's token
+		generic  bool // the body is a function URL's "Internal Server Error"
 	}{
 		{name: "function error on /fn", fn: &scripted{resp: fnErr}, method: "GET", path: "/fn/f/x",
+			status: 502, body: v1.Error{Code: "ValueError", Message: "boom"}, fnError: true, logged: true, logLevel: slog.LevelInfo, generic: true},
+		{name: "function error on /fn with the token", fn: &scripted{resp: fnErr}, method: "GET", path: "/fn/f/x", token: true,
 			status: 502, body: v1.Error{Code: "ValueError", Message: "boom"}, fnError: true, logged: true, logLevel: slog.LevelInfo},
 		{name: "malformed response on /fn", fn: &scripted{resp: &stratus.Response{Body: []byte(`{"statusCode":"nope"}`)}}, method: "GET", path: "/fn/f",
+			status: 502, body: v1.Error{Code: "Function.MalformedResponse", Message: `function response: statusCode "nope" is not an integer in 200-599: invalid`},
+			logged: true, logLevel: slog.LevelInfo, generic: true},
+		{name: "malformed response on /fn with the token", fn: &scripted{resp: &stratus.Response{Body: []byte(`{"statusCode":"nope"}`)}}, method: "GET", path: "/fn/f", token: true,
 			status: 502, body: v1.Error{Code: "Function.MalformedResponse", Message: `function response: statusCode "nope" is not an integer in 200-599: invalid`},
 			logged: true, logLevel: slog.LevelInfo},
 		{name: "pool unavailable on /fn", fn: &scripted{err: fmt.Errorf("start instance: %w", stratus.ErrUnavailable)}, method: "POST", path: "/fn/f",
@@ -122,17 +130,27 @@ func TestErrorAnswers(t *testing.T) {
 				g.ServeInvoke(w, r)
 			})
 			w := httptest.NewRecorder()
-			mux.ServeHTTP(w, httptest.NewRequest(tt.method, tt.path, strings.NewReader(`{}`)))
+			r := httptest.NewRequest(tt.method, tt.path, strings.NewReader(`{}`))
+			if tt.token {
+				r.Header.Set("Authorization", "Bearer "+secret)
+			}
+			mux.ServeHTTP(w, r)
 
 			if w.Code != tt.status {
 				t.Errorf("status %d, want %d", w.Code, tt.status)
 			}
-			var body v1.Error
-			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
-				t.Fatalf("body %q: %v", w.Body, err)
-			}
-			if diff := cmp.Diff(tt.body, body); diff != "" {
-				t.Errorf("body (-want +got):\n%s", diff)
+			if tt.generic {
+				if w.Body.String() != "Internal Server Error" || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+					t.Errorf("body %q (%s), want a function URL's generic one", w.Body, w.Header().Get("Content-Type"))
+				}
+			} else {
+				var body v1.Error
+				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+					t.Fatalf("body %q: %v", w.Body, err)
+				}
+				if diff := cmp.Diff(tt.body, body); diff != "" {
+					t.Errorf("body (-want +got):\n%s", diff)
+				}
 			}
 			if got := w.Header().Get(v1.HeaderFunctionError) == "Unhandled"; got != tt.fnError {
 				t.Errorf("%s: %q", v1.HeaderFunctionError, w.Header().Get(v1.HeaderFunctionError))
@@ -147,13 +165,20 @@ func TestErrorAnswers(t *testing.T) {
 				t.Fatalf("%d lines logged, want 1", len(h.Records()))
 			}
 			rec := h.Records()[0]
-			var reqID string
+			var reqID, logged string
 			rec.Attrs(func(a slog.Attr) bool {
-				if a.Key == "req_id" {
+				switch a.Key {
+				case "req_id":
 					reqID = a.Value.String()
+				case "err":
+					logged = a.Value.String()
 				}
 				return true
 			})
+			// The log has the detail the answer may not.
+			if tt.status == http.StatusBadGateway && !strings.Contains(logged, tt.body.Message) {
+				t.Errorf("logged err %q, want it to hold %q", logged, tt.body.Message)
+			}
 			if rec.Level != tt.logLevel || reqID == "" || reqID != w.Header().Get(v1.HeaderRequestID) {
 				t.Errorf("logged at %v under req_id %q (answer's %q), want %v", rec.Level, reqID, w.Header().Get(v1.HeaderRequestID), tt.logLevel)
 			}

@@ -17,7 +17,16 @@
 // Every error answer goes through v1.Responder, which maps its kind to a
 // status with v1.ErrorFrom and logs it with its request ID when it is a
 // 5xx. A function's error on its route and a workload that did not answer
-// are v1.UpstreamError: 502 with the body function URLs give.
+// are v1.UpstreamError: 502. On a function's routes (/fn/NAME and its
+// host route NAME.<domain>) a caller without the server's token gets a
+// function URL's generic body ("Internal Server Error"), the detail
+// staying in the log and the invocation's record.
+//
+// Forwarding headers follow one rule (httpevent.Resolve): a trusted
+// proxy's (Config.TrustedProxies) are kept and appended to, anyone
+// else's replaced by what the server saw; the prefix a path route cuts
+// off is X-Forwarded-Prefix. A server of a cluster that relays a request
+// says who its client was (WithPeer).
 //
 // Trace is the server's outermost middleware: each request but the
 // health and metrics ones runs in a server span, child of the client's
@@ -40,7 +49,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -80,6 +91,8 @@ type Gateway struct {
 	account  string
 	answer   v1.Responder // writes every answer and error
 	policy   []string     // Config.PathPolicy's header value; nil: none
+	domain   string       // host routes' domain, lower case; "": none
+	trusted  proxies      // whose forwarding headers are believed
 }
 
 // DefaultMaxEvent bounds an event when Config.MaxEvent is 0: 6 MiB, the
@@ -124,6 +137,12 @@ type Config struct {
 	// cookies included) are then dropped, since they would act on the
 	// console's origin. Empty: none, and the function's headers pass.
 	PathPolicy string
+	// Domain is the domain of host routes: NAME.<Domain> reaches function
+	// NAME at the root of its URL (HostFunction). Empty: no host routes.
+	Domain string
+	// TrustedProxies are the peers whose forwarding headers are believed
+	// and appended to (httpevent.Resolve); nil: nobody's.
+	TrustedProxies []netip.Prefix
 }
 
 // New returns a Gateway. It panics if a required field of cfg is nil: a
@@ -141,6 +160,7 @@ func New(cfg Config) *Gateway {
 	return &Gateway{
 		inv: cfg.Invoker, queue: cfg.Queue, heads: cfg.Heads, versions: cfg.Versions, token: cfg.Token, verify: cfg.Verify, precheck: cfg.Precheck, maxEvent: cfg.MaxEvent, account: cfg.AccountID,
 		answer: v1.Responder{Log: cfg.Log}, policy: policyValue(cfg.PathPolicy),
+		domain: strings.ToLower(strings.Trim(cfg.Domain, ".")), trusted: proxies(cfg.TrustedProxies),
 	}
 }
 
@@ -171,7 +191,7 @@ var (
 // come.
 func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength > g.maxEvent {
-		return nil, fmt.Errorf("event is %d bytes, more than the %d byte limit: %w", r.ContentLength, g.maxEvent, stratus.ErrTooLarge)
+		return nil, fmt.Errorf("request body is %d bytes, more than the invocation payload limit of %d bytes: %w", r.ContentLength, g.maxEvent, stratus.ErrTooLarge)
 	}
 	size := int64(512)
 	if n := r.ContentLength; n > 0 {
@@ -187,7 +207,7 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 		return nil, fmt.Errorf("read event: %v: %w", err, stratus.ErrInvalid)
 	}
 	if int64(len(b)) > g.maxEvent {
-		return nil, fmt.Errorf("event is more than the %d byte limit: %w", g.maxEvent, stratus.ErrTooLarge)
+		return nil, fmt.Errorf("request body is more than the invocation payload limit of %d bytes: %w", g.maxEvent, stratus.ErrTooLarge)
 	}
 	return b, nil
 }
@@ -353,12 +373,84 @@ func executedVersion(rec *stratus.Invocation) string {
 
 // ServeFunctionURL handles ANY /fn/{name}[/{path...}]; {name} may hold a
 // qualifier (NAME:1, NAME:ALIAS, also URL-encoded). The route's auth is
-// the function's ($LATEST's), whatever the qualifier.
+// the function's ($LATEST's), whatever the qualifier. The function sees
+// the path after /fn/NAME, and X-Forwarded-Prefix /fn/NAME (as the
+// client escaped it).
 func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 	if g.policy != nil {
 		w.Header()[policyKey] = g.policy
 	}
-	head, name, ok := g.lookup(r.PathValue("name"))
+	// The path after the name's segment, as the client escaped it, and
+	// the prefix cut off.
+	raw, prefix := "/"+r.PathValue("path"), "/fn/"+r.PathValue("name")
+	if p, ok := strings.CutPrefix(r.URL.EscapedPath(), "/fn/"); ok {
+		seg, rest, found := strings.Cut(p, "/")
+		prefix = "/fn/" + seg
+		if found {
+			raw = "/" + rest
+		}
+	}
+	g.serveFunction(w, r, r.PathValue("name"), raw, prefix)
+}
+
+// HostFunction returns the function a request's Host names: NAME when it
+// is NAME.<domain> (the label as sent, else in lower case) and NAME is a
+// function. Host routes take no qualifier: NAME's $LATEST answers.
+func (g *Gateway) HostFunction(r *http.Request) (string, bool) {
+	label, ok := HostLabel(r.Host, g.domain)
+	if !ok {
+		return "", false
+	}
+	for _, name := range [...]string{label, strings.ToLower(label)} {
+		if _, err := stratus.ParseFunctionRef(name); err != nil || strings.Contains(name, ":") {
+			continue
+		}
+		if _, ok := g.heads.Head(name); ok {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// HostLabel returns the label of host (a Host header, port allowed) in
+// front of "."+domain; ok is false when host is not one label under
+// domain (a label holds no "." nor "@"). The label keeps its letter case.
+func HostLabel(host, domain string) (string, bool) {
+	domain = strings.Trim(domain, ".")
+	if domain == "" {
+		return "", false
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	if len(host) <= len(domain)+1 || host[len(host)-len(domain)-1] != '.' || !strings.EqualFold(host[len(host)-len(domain):], domain) {
+		return "", false
+	}
+	label := host[:len(host)-len(domain)-1]
+	if strings.ContainsAny(label, ".@") {
+		return "", false
+	}
+	return label, true
+}
+
+// ServeHost serves a request whose Host names function name (see
+// HostFunction) as that function's URL at the root: the function sees
+// the path as sent, with the same auth as /fn/NAME and no
+// X-Forwarded-Prefix of the gateway's.
+func (g *Gateway) ServeHost(w http.ResponseWriter, r *http.Request, name string) {
+	functionHostSpan(r, name)
+	g.serveFunction(w, r, name, r.URL.EscapedPath(), "")
+}
+
+// serveFunction invokes the function that ref ("NAME" or
+// "NAME:QUALIFIER") names with r as a function URL event whose raw path
+// is raw; prefix is the path the route cut off ("": none).
+func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request, ref, raw, prefix string) {
+	head, name, ok := g.lookup(ref)
+	// The detail of a function's failure is for those who hold the
+	// server's token; everybody else gets what a function URL answers.
+	withToken := g.token.Authorized(r.Header)
 	// The server's token is not the function's to see, whatever its auth.
 	admitted := g.token.admit(r, ok && head.Config.Auth == stratus.AuthNone)
 	if !admitted && ok && head.Config.Auth == stratus.AuthSigned {
@@ -385,17 +477,17 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 		g.answer.Error(w, r, err)
 		return
 	}
-	// The path after the name's segment, as the client escaped it.
-	raw := "/" + r.PathValue("path")
-	if p, ok := strings.CutPrefix(r.URL.EscapedPath(), "/fn/"); ok {
-		if _, rest, ok := strings.Cut(p, "/"); ok {
-			raw = "/" + rest
-		}
-	}
 	reqID := stratus.NewRequestID()
-	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: fnName(name), AccountID: g.account})
+	fwd := httpevent.Resolve(r, peerOf(r), prefix, g.trusted.trusts)
+	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: fnName(name), AccountID: g.account, Forward: &fwd})
 	if err != nil {
 		g.answer.Error(w, r, err)
+		return
+	}
+	if int64(len(event)) > g.maxEvent {
+		w.Header()[v1.HeaderRequestID] = []string{reqID}
+		g.answer.Error(w, r, fmt.Errorf("invocation payload (the function URL event: the request's headers and its %d-byte body, base64-encoded unless it is text) is %d bytes, more than the limit of %d bytes: %w",
+			len(body), len(event), g.maxEvent, stratus.ErrTooLarge))
 		return
 	}
 	resp, err := g.inv.Invoke(r.Context(), name, stratus.Request{RequestID: reqID, Event: event, Trigger: stratus.TriggerHTTP})
@@ -412,11 +504,35 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 			ErrorMessage string `json:"errorMessage"`
 		}
 		_ = json.Unmarshal(resp.Body, &obj)
-		g.answer.Error(w, r, fmt.Errorf("function %q: %w", name, &v1.UpstreamError{Code: resp.ErrorType, Message: obj.ErrorMessage}))
+		g.upstreamError(w, r, withToken, fmt.Errorf("function %q: %w", name, &v1.UpstreamError{Code: resp.ErrorType, Message: obj.ErrorMessage}))
 		return
 	}
-	if err := g.writeFunctionAnswer(w, resp.Body); err != nil {
-		g.answer.Error(w, r, fmt.Errorf("function %q returned a malformed response: %w", name,
+	if err := g.writeFunctionAnswer(w, resp.Body, r.Method == http.MethodHead); err != nil {
+		g.upstreamError(w, r, withToken, fmt.Errorf("function %q returned a malformed response: %w", name,
 			&v1.UpstreamError{Code: "Function.MalformedResponse", Message: err.Error()}))
 	}
 }
+
+// upstreamError answers err, a function's failure on its URL: with its
+// code and message to a caller that holds the server's token (detail),
+// else as a Lambda function URL does, 502 with a body that says nothing
+// of it. Either way it is logged with the request's ID, and a function's
+// error is in its invocation's record and logs.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, detail bool, err error) {
+	if detail {
+		g.answer.Error(w, r, err)
+		return
+	}
+	status, _ := g.answer.Status(w, r, err)
+	h := w.Header()
+	h["Content-Type"] = plainText
+	h["Content-Length"] = []string{strconv.Itoa(len(genericError))}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, genericError)
+}
+
+// genericError is the body of a function URL's answer to a function's
+// failure, as Lambda's.
+const genericError = "Internal Server Error"
+
+var plainText = []string{"text/plain; charset=utf-8"}

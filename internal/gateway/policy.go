@@ -44,13 +44,13 @@ var policyWriters = sync.Pool{New: func() any { return new(statusWriter) }}
 // writeFunctionAnswer writes a function's result to w as function URLs
 // do (httpevent.WriteResponse); with a PathPolicy, without the headers
 // that dropOriginState drops.
-func (g *Gateway) writeFunctionAnswer(w http.ResponseWriter, result []byte) error {
+func (g *Gateway) writeFunctionAnswer(w http.ResponseWriter, result []byte, head bool) error {
 	if g.policy == nil {
-		return httpevent.WriteResponse(w, result)
+		return httpevent.WriteResponse(w, result, head)
 	}
 	sw := policyWriters.Get().(*statusWriter)
 	*sw = statusWriter{ResponseWriter: w, policy: g.policy}
-	err := httpevent.WriteResponse(sw, result)
+	err := httpevent.WriteResponse(sw, result, head)
 	*sw = statusWriter{}
 	policyWriters.Put(sw)
 	return err

@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/httpevent"
 	"github.com/stratus-run/stratus/internal/services"
 	"github.com/stratus-run/stratus/internal/trace"
 )
@@ -57,6 +59,7 @@ type ServiceProxy struct {
 	answer  v1.Responder // writes every error
 	observe func(service string, status int, d time.Duration)
 	policy  []string // ProxyConfig.PathPolicy's header value; nil: none
+	trusted proxies  // whose forwarding headers are believed
 }
 
 // prefetch is how much of a request's body the proxy reads before it
@@ -73,8 +76,9 @@ type proxied struct {
 	in *http.Request
 	// sandboxed: a path route with a PathPolicy.
 	sandboxed bool
-	// path and rawPath are the URL path the replica sees.
-	path, rawPath string
+	// path and rawPath are the URL path the replica sees; prefix is
+	// what the route cut off ("": nothing).
+	path, rawPath, prefix string
 }
 
 type proxiedKey struct{}
@@ -114,6 +118,9 @@ type ProxyConfig struct {
 	// routes are their own origins and get neither. Empty: none, and the
 	// replica's headers pass.
 	PathPolicy string
+	// TrustedProxies are the peers whose forwarding headers are believed
+	// and appended to (see setForwarded); nil: nobody's.
+	TrustedProxies []netip.Prefix
 }
 
 // withDefaults fills in the defaults of c's zero values.
@@ -142,6 +149,7 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 		svcs: cfg.Services, token: cfg.Token, maxBody: cfg.MaxBody,
 		domain: strings.ToLower(strings.Trim(cfg.Domain, ".")),
 		answer: v1.Responder{Log: log}, observe: cfg.Observe, policy: policyValue(cfg.PathPolicy),
+		trusted: proxies(cfg.TrustedProxies),
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -149,7 +157,7 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 			pr.Out.URL.Path, pr.Out.URL.RawPath = pp.path, pp.rawPath
 			pr.SetURL(pp.t.URL)
 			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
+			setForwarded(pr.Out.Header, httpevent.Resolve(pr.In, peerOf(pr.In), pp.prefix, p.trusted.trusts))
 			// The replica continues Stratus's span (the client's trace,
 			// if it sent one), not the client's.
 			trace.Inject(pr.In.Context(), pr.Out.Header)
@@ -227,7 +235,13 @@ func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
 	if raw := r.URL.RawPath; raw != "" && strings.HasPrefix(raw, prefix) {
 		rawPath = "/" + strings.TrimPrefix(strings.TrimPrefix(raw, prefix), "/")
 	}
-	p.serve(w, r, name, path, rawPath, p.policy)
+	// X-Forwarded-Prefix: the name's segment as the client escaped it.
+	fwdPrefix := prefix
+	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/svc/"); ok {
+		seg, _, _ := strings.Cut(rest, "/")
+		fwdPrefix = "/svc/" + seg
+	}
+	p.serve(w, r, name, path, rawPath, fwdPrefix, p.policy)
 }
 
 // HostService returns the route a request's Host names: NAME when it is
@@ -271,7 +285,7 @@ func (p *ServiceProxy) HostService(r *http.Request) (string, bool) {
 func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, route string) {
 	name, _, _ := strings.Cut(route, "@")
 	hostRouteSpan(r, name)
-	p.serve(w, r, route, r.URL.Path, r.URL.RawPath, nil)
+	p.serve(w, r, route, r.URL.Path, r.URL.RawPath, "", nil)
 }
 
 // serve proxies r to a replica of route (a service's name, or
@@ -279,14 +293,14 @@ func (p *ServiceProxy) ServeHost(w http.ResponseWriter, r *http.Request, route s
 // not the default one), and observes the answer as the service's. policy
 // is the PathPolicy's header value on a path route (see statusWriter),
 // nil on a host route.
-func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, route, path, rawPath string, policy []string) {
+func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request, route, path, rawPath, prefix string, policy []string) {
 	if p.observe == nil && policy == nil {
-		p.proxyTo(w, r, route, path, rawPath, false)
+		p.proxyTo(w, r, route, path, rawPath, prefix, false)
 		return
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w, policy: policy}
-	if !p.proxyTo(sw, r, route, path, rawPath, policy != nil) || p.observe == nil {
+	if !p.proxyTo(sw, r, route, path, rawPath, prefix, policy != nil) || p.observe == nil {
 		return
 	}
 	status := sw.status
@@ -308,7 +322,7 @@ const statusClientClosed = 499
 // (rawPath: its escaped form, if not the default one); sandboxed: r came
 // by a path route with a PathPolicy. It reports whether route's service
 // exists.
-func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, path, rawPath string, sandboxed bool) (known bool) {
+func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, path, rawPath, prefix string, sandboxed bool) (known bool) {
 	name, tag, tagged := strings.Cut(route, "@")
 	auth, known := p.svcs.Auth(route)
 	var missing error
@@ -354,7 +368,7 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, pa
 		return true
 	}
 	defer release()
-	pp := &proxied{name: name, t: t, body: body, in: r, path: path, rawPath: rawPath, sandboxed: sandboxed}
+	pp := &proxied{name: name, t: t, body: body, in: r, path: path, rawPath: rawPath, prefix: prefix, sandboxed: sandboxed}
 	ctx := context.WithValue(r.Context(), proxiedKey{}, pp)
 	if t.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -377,6 +391,10 @@ func (p *ServiceProxy) admit(r *http.Request) (*serviceBody, error) {
 		return nil, fmt.Errorf("request body is %d bytes, more than the %d byte limit: %w", r.ContentLength, p.maxBody, stratus.ErrTooLarge)
 	}
 	b := &serviceBody{src: r.Body, max: p.maxBody}
+	if streamsBody(r) { // gRPC: see streamsBody
+		r.Body = readCloser{b, r.Body}
+		return b, nil
+	}
 	var head bytes.Buffer
 	if _, err := head.ReadFrom(io.LimitReader(b, prefetch)); err != nil {
 		if berr := b.failed(); berr != nil {
@@ -445,6 +463,27 @@ func (b *serviceBody) failed() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.err
+}
+
+// setForwarded sets the forwarding headers of a request to a replica to
+// what f says (httpevent.Resolve): X-Forwarded-For, -Proto, -Host,
+// -Port, Forwarded (always: the Knative runtime contract requires it) and
+// X-Forwarded-Prefix (removed when f has none).
+func setForwarded(h http.Header, f httpevent.Forward) {
+	if f.For != "" {
+		h["X-Forwarded-For"] = []string{f.For}
+	} else {
+		delete(h, "X-Forwarded-For")
+	}
+	h["X-Forwarded-Proto"] = []string{f.Proto}
+	h["X-Forwarded-Host"] = []string{f.Host}
+	h["X-Forwarded-Port"] = []string{f.Port}
+	h["Forwarded"] = []string{f.Forwarded}
+	if f.Prefix != "" {
+		h["X-Forwarded-Prefix"] = []string{f.Prefix}
+	} else {
+		delete(h, "X-Forwarded-Prefix")
+	}
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)

@@ -167,6 +167,17 @@ func hostRouteSpan(r *http.Request, service string) {
 	span.SetAttributes(attribute.String(attrRoute, spanHostRoute), attribute.String(attrService, service))
 }
 
+// functionHostSpan renames the span of a request that a function's host
+// route takes and names its function.
+func functionHostSpan(r *http.Request, fn string) {
+	span := oteltrace.SpanFromContext(r.Context())
+	if !span.IsRecording() {
+		return
+	}
+	span.SetName(spanHostRoute)
+	span.SetAttributes(attribute.String(attrRoute, spanHostRoute), attribute.String(trace.AttrFaaSName, fn))
+}
+
 // statusWriter keeps the status of the answer written through it: the
 // first WriteHeader's of 200 or more, 200 at the first Write, 101 once
 // the connection is hijacked (a protocol upgrade), else 0. Flushes and

@@ -12,9 +12,12 @@
 //
 //   - Event drops hop-by-hop request headers (Connection and the headers it
 //     names, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade),
-//     moves Cookie headers into the cookies list and adds host,
-//     x-forwarded-for (appended to), x-forwarded-proto and x-forwarded-port
-//     (when absent), as the function URL front end does.
+//     moves Cookie headers into the cookies list and sets host and the
+//     forwarding headers to what Meta.Forward says (Resolve: a trusted
+//     proxy's are appended to, anyone else's replaced): x-forwarded-for,
+//     -proto and -port as function URLs send them, x-forwarded-prefix when
+//     the route cut a prefix off, and x-forwarded-host and forwarded only
+//     when a trusted proxy sent them.
 //   - WriteResponse treats a non-integer or string statusCode, a status
 //     outside 200-599 (net/http cannot send a 1xx as a final status), a
 //     header value that is an object or array, an invalid header name or
@@ -59,8 +62,10 @@ type Meta struct {
 	APIID      string    // e.g. the function name
 	DomainName string    // the Host header if empty
 	Stage      string    // DefaultStage if empty
-	SourceIP   string    // the host of r.RemoteAddr if empty
 	Time       time.Time // time.Now() if zero
+	// Forward is what the forwarding headers say (Resolve); nil: what
+	// Resolve says of r's TCP peer when no peer is trusted.
+	Forward *Forward
 }
 
 // event is a function URL event: aws-lambda-go's LambdaFunctionURLRequest
@@ -103,11 +108,12 @@ func Event(r *http.Request, body []byte, m Meta) ([]byte, error) {
 	ev.RawQueryString = r.URL.RawQuery
 	ev.QueryStringParameters = parseQuery(r.URL.RawQuery)
 
-	sourceIP := m.SourceIP
-	if sourceIP == "" {
-		sourceIP = remoteHost(r.RemoteAddr)
+	fwd := m.Forward
+	if fwd == nil {
+		f := Resolve(r, PeerOf(r), "", nil)
+		fwd = &f
 	}
-	ev.Headers, ev.Cookies = headers(r, sourceIP)
+	ev.Headers, ev.Cookies = headers(r, fwd)
 
 	rc := &ev.RequestContext
 	rc.RouteKey = routeKey
@@ -135,7 +141,7 @@ func Event(r *http.Request, body []byte, m Meta) ([]byte, error) {
 	rc.HTTP.Method = r.Method
 	rc.HTTP.Path = ev.RawPath
 	rc.HTTP.Protocol = r.Proto
-	rc.HTTP.SourceIP = sourceIP
+	rc.HTTP.SourceIP = fwd.Client
 	rc.HTTP.UserAgent = r.UserAgent()
 
 	var size int
@@ -162,7 +168,7 @@ func Event(r *http.Request, body []byte, m Meta) ([]byte, error) {
 }
 
 // headers returns the event's headers and cookies for r.
-func headers(r *http.Request, sourceIP string) (map[string]string, []string) {
+func headers(r *http.Request, fwd *Forward) (map[string]string, []string) {
 	h := joiner{m: make(map[string]string, len(r.Header)+4)}
 	var cookies []string
 	conn := connectionNames(r.Header["Connection"])
@@ -174,7 +180,10 @@ func headers(r *http.Request, sourceIP string) (map[string]string, []string) {
 		switch name {
 		case "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
 			"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
-			"host": // from r.Host below
+			"host", // from r.Host below
+			// from fwd below
+			"x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-host",
+			"x-forwarded-prefix", "forwarded":
 			continue
 		case "cookie":
 			cookies = splitCookies(cookies, vs)
@@ -194,25 +203,22 @@ func headers(r *http.Request, sourceIP string) (map[string]string, []string) {
 	if r.Host != "" {
 		h.m["host"] = r.Host
 	}
-	if sourceIP != "" {
-		if xff := h.m["x-forwarded-for"]; xff != "" {
-			h.m["x-forwarded-for"] = xff + ", " + sourceIP
-		} else {
-			h.m["x-forwarded-for"] = sourceIP
+	if fwd.For != "" {
+		h.m["x-forwarded-for"] = fwd.For
+	}
+	h.m["x-forwarded-proto"] = fwd.Proto
+	h.m["x-forwarded-port"] = fwd.Port
+	if fwd.Prefix != "" {
+		h.m["x-forwarded-prefix"] = fwd.Prefix
+	}
+	// Function URLs send neither: only a trusted proxy's pass, extended.
+	if fwd.Trusted {
+		if len(r.Header["X-Forwarded-Host"]) > 0 {
+			h.m["x-forwarded-host"] = fwd.Host
 		}
-	}
-	proto, port := "http", "80"
-	if r.TLS != nil {
-		proto, port = "https", "443"
-	}
-	if _, ok := h.m["x-forwarded-proto"]; !ok {
-		h.m["x-forwarded-proto"] = proto
-	}
-	if _, ok := h.m["x-forwarded-port"]; !ok {
-		if _, p := splitHost(r.Host); p != "" {
-			port = p
+		if len(r.Header["Forwarded"]) > 0 {
+			h.m["forwarded"] = fwd.Forwarded
 		}
-		h.m["x-forwarded-port"] = port
 	}
 	return h.m, cookies
 }
@@ -420,12 +426,6 @@ func isText(ct string) bool {
 
 func hasSuffixFold(s, suffix string) bool {
 	return len(s) > len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
-}
-
-// remoteHost returns the host of a RemoteAddr.
-func remoteHost(addr string) string {
-	host, _ := splitHost(addr)
-	return host
 }
 
 // splitHost splits the optional port off a host[:port] or [host]:port.

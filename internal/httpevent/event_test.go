@@ -7,6 +7,7 @@ import (
 	"flag"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,7 +65,7 @@ func TestEvent(t *testing.T) {
 		name string
 		req  func() *http.Request
 		body string
-		meta func(*Meta)
+		meta func(*Meta, *http.Request)
 		want func(*events.APIGatewayV2HTTPRequest)
 	}{
 		{
@@ -139,7 +140,7 @@ func TestEvent(t *testing.T) {
 		},
 		{
 			name: "non-UTF-8 path is percent-encoded",
-			meta: func(m *Meta) { m.RawPath = "/caf\xe9/a b/\x00/é" },
+			meta: func(m *Meta, _ *http.Request) { m.RawPath = "/caf\xe9/a b/\x00/é" },
 			want: func(e *events.APIGatewayV2HTTPRequest) {
 				e.RawPath = "/caf%E9/a%20b/%00/é"
 				e.RequestContext.HTTP.Path = e.RawPath
@@ -147,7 +148,7 @@ func TestEvent(t *testing.T) {
 		},
 		{
 			name: "empty path is slash",
-			meta: func(m *Meta) { m.RawPath = "" },
+			meta: func(m *Meta, _ *http.Request) { m.RawPath = "" },
 			want: func(e *events.APIGatewayV2HTTPRequest) {
 				e.RawPath = "/"
 				e.RequestContext.HTTP.Path = "/"
@@ -155,7 +156,7 @@ func TestEvent(t *testing.T) {
 		},
 		{
 			name: "escaped path passes unchanged",
-			meta: func(m *Meta) { m.RawPath = "/a%2Fb/%E9" },
+			meta: func(m *Meta, _ *http.Request) { m.RawPath = "/a%2Fb/%E9" },
 			want: func(e *events.APIGatewayV2HTTPRequest) {
 				e.RawPath = "/a%2Fb/%E9"
 				e.RequestContext.HTTP.Path = e.RawPath
@@ -228,42 +229,59 @@ func TestEvent(t *testing.T) {
 			},
 		},
 		{
-			name: "TLS, host with port, forwarded for",
+			name: "TLS, host with port, an untrusted peer's forwarding headers replaced",
 			req: func() *http.Request {
 				r := httptest.NewRequest("GET", "https://fn.example.com:8443/fn/hello/my/path", nil)
 				r.TLS = &tls.ConnectionState{}
 				r.Header.Set("X-Forwarded-For", "203.0.113.7")
+				r.Header.Set("X-Forwarded-Proto", "http")
+				r.Header.Set("X-Forwarded-Host", "evil.example")
+				r.Header.Set("X-Forwarded-Prefix", "/evil")
+				r.Header.Set("Forwarded", "for=203.0.113.7")
 				return r
 			},
 			want: func(e *events.APIGatewayV2HTTPRequest) {
 				e.Headers["host"] = "fn.example.com:8443"
-				e.Headers["x-forwarded-for"] = "203.0.113.7, 192.0.2.1"
+				e.Headers["x-forwarded-for"] = "192.0.2.1"
 				e.Headers["x-forwarded-proto"] = "https"
 				e.Headers["x-forwarded-port"] = "8443"
+
 				e.RequestContext.DomainName = "fn.example.com:8443"
 				e.RequestContext.DomainPrefix = "fn"
 			},
 		},
 		{
-			name: "forwarded proto and port from a proxy are kept",
+			name: "a trusted proxy's forwarding headers are kept and appended to",
 			req: func() *http.Request {
 				r := httptest.NewRequest("GET", "/fn/hello/my/path", nil)
+				r.Header.Set("X-Forwarded-For", "203.0.113.7")
 				r.Header.Set("X-Forwarded-Proto", "https")
 				r.Header.Set("X-Forwarded-Port", "443")
+				r.Header.Set("X-Forwarded-Host", "app.example")
+				r.Header.Set("Forwarded", `for=203.0.113.7;proto=https`)
 				return r
 			},
+			meta: func(m *Meta, r *http.Request) {
+				f := Resolve(r, PeerOf(r), "/fn/hello", func(a netip.Addr) bool { return a == netip.MustParseAddr("192.0.2.1") })
+				m.Forward = &f
+			},
 			want: func(e *events.APIGatewayV2HTTPRequest) {
+				e.Headers["x-forwarded-for"] = "203.0.113.7, 192.0.2.1"
 				e.Headers["x-forwarded-proto"] = "https"
 				e.Headers["x-forwarded-port"] = "443"
+				e.Headers["x-forwarded-host"] = "app.example"
+				e.Headers["x-forwarded-prefix"] = "/fn/hello"
+				e.Headers["forwarded"] = "for=203.0.113.7;proto=https, for=192.0.2.1;host=example.com;proto=http"
+				e.RequestContext.HTTP.SourceIP = "203.0.113.7"
 			},
 		},
 		{
 			name: "meta given",
-			meta: func(m *Meta) {
+			meta: func(m *Meta, _ *http.Request) {
 				m.AccountID = "123456789012"
 				m.Stage = "prod"
 				m.DomainName = "127.0.0.1:9000"
-				m.SourceIP = "198.51.100.9"
+				m.Forward = &Forward{Client: "198.51.100.9", For: "198.51.100.9", Proto: "http", Port: "80", Host: "example.com", Forwarded: "for=192.0.2.1;host=example.com;proto=http"}
 			},
 			want: func(e *events.APIGatewayV2HTTPRequest) {
 				e.RequestContext.AccountID = "123456789012"
@@ -283,7 +301,7 @@ func TestEvent(t *testing.T) {
 			}
 			m := testMeta()
 			if tt.meta != nil {
-				tt.meta(&m)
+				tt.meta(&m, r)
 			}
 			b, err := Event(r, []byte(tt.body), m)
 			if err != nil {

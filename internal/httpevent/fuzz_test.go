@@ -117,7 +117,7 @@ func FuzzWriteResponse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, result []byte) {
 		w := &checkWriter{h: http.Header{}}
-		err := WriteResponse(w, result)
+		err := WriteResponse(w, result, false)
 		if err != nil {
 			if !errors.Is(err, stratus.ErrInvalid) {
 				t.Errorf("err = %v, want ErrInvalid", err)

@@ -32,18 +32,21 @@ type response struct {
 // JSON at all) is sent verbatim as a 200 application/json body.
 //
 // WriteResponse sets Content-Length, drops hop-by-hop headers the function
-// sets and sends no body with 204 and 304. It returns an error wrapping
+// sets and sends no body with 204 and 304. The answer to a HEAD request
+// (head) keeps the Content-Length the function set, when it sent no body
+// and the value is a length: that of the GET it stands for (RFC 9110,
+// section 8.6). It returns an error wrapping
 // stratus.ErrInvalid only when a response object is malformed (see the
 // package comment); then it has not touched w and the caller answers 502.
 // Errors writing to w are not reported: the client has gone.
-func WriteResponse(w http.ResponseWriter, result []byte) error {
+func WriteResponse(w http.ResponseWriter, result []byte, head bool) error {
 	if i := skipSpace(result, 0); i < len(result) && result[i] == '{' && json.Valid(result) {
 		resp, ok, err := parseResponse(result[i:])
 		if err != nil {
 			return err
 		}
 		if ok {
-			resp.write(w)
+			resp.write(w, head)
 			return nil
 		}
 	}
@@ -238,8 +241,9 @@ func checkCookies(v []byte) ([]byte, error) {
 	}
 }
 
-// write writes the validated response to w.
-func (r *response) write(w http.ResponseWriter) {
+// write writes the validated response to w, the answer to a HEAD request
+// when head.
+func (r *response) write(w http.ResponseWriter, head bool) {
 	h := w.Header()
 	if r.headers != nil {
 		it := newObjectIter(r.headers)
@@ -312,12 +316,58 @@ func (r *response) write(w http.ResponseWriter) {
 		if len(body) > 0 && len(h["Content-Type"]) == 0 {
 			h.Set("Content-Type", "application/json")
 		}
-		h.Set("Content-Length", strconv.Itoa(len(body)))
+		n := strconv.Itoa(len(body))
+		if head && len(body) == 0 {
+			if v, ok := r.contentLength(); ok {
+				n = v
+			}
+		}
+		h.Set("Content-Length", n)
 	}
 	w.WriteHeader(r.status)
 	if len(body) > 0 {
 		_, _ = w.Write(body)
 	}
+}
+
+// contentLength returns the Content-Length the function set (the last
+// value in multiValueHeaders, else in headers), when it is a length.
+func (r *response) contentLength() (string, bool) {
+	var found []byte
+	for _, obj := range [][]byte{r.headers, r.multiValueHeaders} {
+		if obj == nil {
+			continue
+		}
+		it := newObjectIter(obj)
+		for {
+			k, val, ok := it.next()
+			if !ok {
+				break
+			}
+			if canonicalName(k) != "Content-Length" {
+				continue
+			}
+			if val[0] == '[' {
+				ai := newArrayIter(val)
+				for {
+					e, ok := ai.next()
+					if !ok {
+						break
+					}
+					if v, ok, _ := headerValue(nil, e); ok {
+						found = v
+					}
+				}
+			} else if v, ok, _ := headerValue(nil, val); ok {
+				found = v
+			}
+		}
+	}
+	n, err := strconv.ParseUint(string(found), 10, 63)
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatUint(n, 10), true
 }
 
 // dropped reports whether a response header (canonical name) is not passed

@@ -184,7 +184,7 @@ func TestWriteResponse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			if err := WriteResponse(rec, []byte(tt.result)); err != nil {
+			if err := WriteResponse(rec, []byte(tt.result), false); err != nil {
 				t.Fatalf("WriteResponse: %v", err)
 			}
 			if rec.Code != tt.wantStatus {
@@ -241,7 +241,7 @@ func TestWriteResponseMalformed(t *testing.T) {
 		t.Run(result, func(t *testing.T) {
 			rec := httptest.NewRecorder()
 			rec.Code = 0
-			err := WriteResponse(rec, []byte(result))
+			err := WriteResponse(rec, []byte(result), false)
 			if !errors.Is(err, stratus.ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
@@ -256,7 +256,7 @@ func TestWriteResponseKeepsCallerHeaders(t *testing.T) {
 	rec := httptest.NewRecorder()
 	rec.Header().Set("X-Request-Id", "req-1")
 	rec.Header().Set("X-Overridden", "caller")
-	if err := WriteResponse(rec, []byte(`{"statusCode":200,"headers":{"x-overridden":"function"}}`)); err != nil {
+	if err := WriteResponse(rec, []byte(`{"statusCode":200,"headers":{"x-overridden":"function"}}`), false); err != nil {
 		t.Fatal(err)
 	}
 	want := http.Header{
@@ -272,25 +272,44 @@ func TestWriteResponseKeepsCallerHeaders(t *testing.T) {
 // TestWriteResponseHEAD checks through a real server that a HEAD request
 // gets the headers of the response, Content-Length included, and no body.
 func TestWriteResponseHEAD(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := WriteResponse(w, []byte(`{"statusCode":200,"headers":{"content-type":"text/plain"},"body":"hello"}`)); err != nil {
-			t.Error(err)
-		}
-	}))
-	defer srv.Close()
-	resp, err := http.Head(srv.URL)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		method string
+		result string
+		want   int64
+	}{
+		{"body's length", "HEAD", `{"statusCode":200,"headers":{"content-type":"text/plain"},"body":"hello"}`, 5},
+		// A web framework answering HEAD sends the GET's length and no body.
+		{"function's length kept", "HEAD", `{"statusCode":200,"headers":{"content-length":"65"},"body":""}`, 65},
+		{"multi-value length kept", "HEAD", `{"statusCode":200,"multiValueHeaders":{"Content-Length":["7","65"]}}`, 65},
+		{"not a length", "HEAD", `{"statusCode":200,"headers":{"content-length":"65, 65"}}`, 0},
+		{"negative", "HEAD", `{"statusCode":200,"headers":{"content-length":"-1"}}`, 0},
+		{"body wins", "HEAD", `{"statusCode":200,"headers":{"content-length":"65"},"body":"hi"}`, 2},
+		// A GET gets the length of the body it gets.
+		{"GET", "GET", `{"statusCode":200,"headers":{"content-length":"65"},"body":""}`, 0},
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 || resp.ContentLength != 5 || len(body) != 0 ||
-		resp.Header.Get("Content-Type") != "text/plain" {
-		t.Errorf("HEAD: status %d, length %d, content type %q, body %q",
-			resp.StatusCode, resp.ContentLength, resp.Header.Get("Content-Type"), body)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := WriteResponse(w, []byte(tt.result), r.Method == http.MethodHead); err != nil {
+					t.Error(err)
+				}
+			}))
+			defer srv.Close()
+			req, _ := http.NewRequest(tt.method, srv.URL, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 200 || resp.ContentLength != tt.want || (tt.method == "HEAD" && len(body) != 0) {
+				t.Errorf("%s: status %d, length %d, body %q; want length %d", tt.method, resp.StatusCode, resp.ContentLength, body, tt.want)
+			}
+		})
 	}
 }
 
@@ -305,7 +324,7 @@ func BenchmarkWriteResponse(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				clear(w.h)
-				if err := WriteResponse(w, result); err != nil {
+				if err := WriteResponse(w, result, false); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -334,7 +353,7 @@ func TestWriteResponseManyHeaders(t *testing.T) {
 	}
 	b.WriteString(`"X-H0":["m"]}}`)
 	rec := httptest.NewRecorder()
-	if err := WriteResponse(rec, []byte(b.String())); err != nil {
+	if err := WriteResponse(rec, []byte(b.String()), false); err != nil {
 		t.Fatal(err)
 	}
 	h := rec.Header()

@@ -80,7 +80,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("event isBase64Encoded = %v, want %v", seen.IsBase64Encoded, tt.wantBase64)
 			}
 			rec := httptest.NewRecorder()
-			if err := WriteResponse(rec, result); err != nil {
+			if err := WriteResponse(rec, result, false); err != nil {
 				t.Fatalf("WriteResponse(%s): %v", result, err)
 			}
 			if rec.Code != 201 {

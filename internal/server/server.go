@@ -343,9 +343,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		MaxPayload: cfg.MaxEventBytes,
 		Log:        log.With("component", "lambda"),
 	})
+	trusted, err := config.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	api := apiserver.New(apiserver.Config{
 		Functions: fns, Store: st, Pools: invoker{fns, pools}, Logs: writer, Token: token, Queue: queue,
-		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes,
+		MaxUpload: cfg.MaxZipBytes, MaxEventBytes: cfg.MaxEventBytes, TrustedProxies: trusted,
 		Metrics: met.handler(), MetricsPublic: cfg.MetricsPublic, Log: log.With("component", "api"),
 		Console:   cfg.Console,
 		Ready:     health.Checks,
@@ -382,12 +386,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	ln = gateway.LimitListener(ln, cfg.MaxConnections)
 	readTimeout := time.Duration(cfg.ReadTimeout)
 	srv := &http.Server{
-		Handler:           gateway.Trace(tracer("gateway"), cfg.Region)(gateway.BoundBodies(api, readTimeout, gateway.NewToken(token), verifier.Precheck)),
+		Handler:           gateway.Trace(tracer("gateway"), cfg.Region)(gateway.IgnoreH2CUpgrade(gateway.BoundBodies(api, readTimeout, gateway.NewToken(token), verifier.Precheck))),
 		ReadTimeout:       readTimeout,
 		ReadHeaderTimeout: min(10*time.Second, readTimeout),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// HTTP/1.1 and h2c by prior knowledge (gRPC), on the same port.
+		Protocols: gateway.Protocols(),
+		HTTP2:     gateway.HTTP2Config(),
 	}
 
 	// Each long-lived part runs with a context of its own, so that parts
