@@ -179,6 +179,7 @@ var reservedEnv = map[string]bool{
 	"AWS_LAMBDA_FUNCTION_VERSION": true, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": true,
 	"LAMBDA_TASK_ROOT": true, "LAMBDA_RUNTIME_DIR": true, "_HANDLER": true,
 	"AWS_LAMBDA_LOG_GROUP_NAME": true, "AWS_LAMBDA_LOG_STREAM_NAME": true,
+	"AWS_LAMBDA_INITIALIZATION_TYPE": true, "AWS_EXECUTION_ENV": true,
 }
 
 var envKeyRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*$`)

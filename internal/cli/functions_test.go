@@ -243,17 +243,25 @@ func containsRow(rows [][]string, row []string) bool {
 }
 
 func TestLogs(t *testing.T) {
+	// Request IDs of requests made in the same millisecond: they differ
+	// only in their tail, and the whole ID is printed.
+	a, b := "019a0b1c-2d3e-7f40-8123-456789abcdef", "019a0b1c-2d3e-7f41-9fed-cba987654321"
 	lines := []stratus.LogLine{
-		{ID: 7, Function: "fn", Time: testTime, RequestID: "0123456789ab", Stream: stratus.StreamStdout, Text: "hello"},
-		{ID: 8, Function: "fn", Time: testTime.Add(time.Second), Instance: "inst-abcdefgh", Stream: stratus.StreamPlatform, Text: "INIT"},
+		{ID: 6, Function: "fn", Time: testTime, Instance: "3f2a9c81d07e4b65", Stream: stratus.StreamPlatform, Text: "INIT_START"},
+		{ID: 7, Function: "fn", Time: testTime, RequestID: a, Instance: "3f2a9c81d07e4b65", Stream: stratus.StreamStdout, Text: "hello"},
+		{ID: 8, Function: "fn", Time: testTime.Add(time.Second), RequestID: b, Stream: stratus.StreamStdout, Text: "again"},
+		{ID: 9, Function: "fn", Time: testTime.Add(time.Second), Stream: stratus.StreamPlatform, Text: "no owner"},
 	}
 	f := newFakeAPI(t)
 	// One page of lines, then none: the command pages on after the last.
 	f.on("GET /v1/functions/fn/logs", jsonReply(200, v1.LogList{Lines: lines}), jsonReply(200, v1.LogList{Lines: []stratus.LogLine{}}))
-	r := f.run("logs", "fn", "--since", "10m", "--request", "0123456789ab")
-	want := "2026-01-02T03:04:05.000 01234567 hello\n2026-01-02T03:04:06.000 inst-abc INIT\n"
+	r := f.run("logs", "fn", "--since", "10m", "--request", a)
+	want := "2026-01-02T03:04:05.000 3f2a9c81d07e4b65 INIT_START\n" +
+		"2026-01-02T03:04:05.000 " + a + " hello\n" +
+		"2026-01-02T03:04:06.000 " + b + " again\n" +
+		"2026-01-02T03:04:06.000 - no owner\n"
 	if r.code != ExitOK || r.stdout != want {
-		t.Errorf("exit %d, stdout %q, want %q", r.code, r.stdout, want)
+		t.Errorf("exit %d, stdout:\n%s\nwant:\n%s", r.code, r.stdout, want)
 	}
 	cs := f.requests()
 	if len(cs) != 2 {
@@ -261,7 +269,7 @@ func TestLogs(t *testing.T) {
 	}
 	q0, _ := url.ParseQuery(cs[0].Query)
 	q1, _ := url.ParseQuery(cs[1].Query)
-	if q0.Get("since") != "10m0s" || q0.Get("request") != "0123456789ab" || q0.Get("after") != "" || q1.Get("after") != "8" {
+	if q0.Get("since") != "10m0s" || q0.Get("request") != a || q0.Get("after") != "" || q1.Get("after") != "9" {
 		t.Errorf("queries %q then %q", cs[0].Query, cs[1].Query)
 	}
 

@@ -67,11 +67,7 @@ func (e *env) printLogs(ctx context.Context, follow bool, q client.LogQuery,
 		if e.output == "json" {
 			return e.json(l)
 		}
-		id := shortID(l.RequestID)
-		if l.RequestID == "" && l.Instance != "" {
-			id = shortID(l.Instance)
-		}
-		_, err := fmt.Fprintf(e.stdout, "%s %s %s\n", l.Time.Local().Format("2006-01-02T15:04:05.000"), id, l.Text)
+		_, err := fmt.Fprintf(e.stdout, "%s %s %s\n", l.Time.Local().Format("2006-01-02T15:04:05.000"), lineID(l), l.Text)
 		return err
 	}
 	if follow {
@@ -96,14 +92,19 @@ func (e *env) printLogs(ctx context.Context, follow bool, q client.LogQuery,
 	}
 }
 
-func shortID(id string) string {
-	if id == "" {
-		return "-"
+// lineID is who a log line is of: its request ID, else its instance's
+// (or replica's) name, else "-". Each is printed whole: request IDs are
+// time-ordered (stratus.NewRequestID), so those of requests made close
+// together share their first characters, and a replica's name begins
+// with its service's; a whole ID is also what --request takes.
+func lineID(l stratus.LogLine) string {
+	switch {
+	case l.RequestID != "":
+		return l.RequestID
+	case l.Instance != "":
+		return l.Instance
 	}
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
+	return "-"
 }
 
 func (e *env) invocationsCmd() *cobra.Command {

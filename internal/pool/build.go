@@ -103,9 +103,9 @@ func (m *Manager) imageCode(ctx context.Context, v *stratus.Version) (code, erro
 }
 
 // newInstance makes instance id of v in p: its Runtime API (listening)
-// and the spec of its sandbox, which nothing runs yet. Its state is
-// stateStarting.
-func (m *Manager) newInstance(ctx context.Context, p *fnPool, v *stratus.Version, id string) (*Instance, error) {
+// and the spec of its sandbox, which nothing runs yet, initialised as
+// initType (AWS_LAMBDA_INITIALIZATION_TYPE). Its state is stateStarting.
+func (m *Manager) newInstance(ctx context.Context, p *fnPool, v *stratus.Version, id, initType string) (*Instance, error) {
 	c, err := m.codeOf(ctx, v)
 	if err != nil {
 		return nil, err
@@ -124,10 +124,7 @@ func (m *Manager) newInstance(ctx context.Context, p *fnPool, v *stratus.Version
 	in.reqID.Store(&noRequest)
 	in.stdout = m.outputWriter(in, "stdout")
 	in.stderr = m.outputWriter(in, "stderr")
-	env := m.env(v, c.task, c.runtime, id, rapi.Addr())
-	if c.image {
-		env = imageEnv(c.env, env)
-	}
+	env := m.env(ctx, v, c, id, rapi.Addr(), initType)
 	in.spec = sandbox.Spec{
 		ID:         id,
 		Argv:       c.argv,

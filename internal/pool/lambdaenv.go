@@ -1,27 +1,96 @@
 package pool
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stratus-run/stratus"
 )
 
 // Lambda's environment of a function's sandbox, its ARNs and trace IDs.
+//
+// What Lambda documents as its runtime's environment variables, and what
+// an instance here gets:
+//
+//   - Set, and a function's own variables may not name them (deploy
+//     refuses reserved names, see stratus.FunctionConfig.Validate):
+//     _HANDLER, AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION,
+//     AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_LOG_GROUP_NAME,
+//     AWS_LAMBDA_LOG_STREAM_NAME, AWS_LAMBDA_RUNTIME_API, LAMBDA_TASK_ROOT,
+//     LAMBDA_RUNTIME_DIR, AWS_LAMBDA_INITIALIZATION_TYPE and
+//     AWS_EXECUTION_ENV.
+//   - Set: AWS_REGION and AWS_DEFAULT_REGION (the server's region).
+//   - Set, a function's own variables replace them (Lambda's unreserved
+//     ones): PATH, LANG, TZ, LD_LIBRARY_PATH (zip functions) and NODE_PATH
+//     (nodejs), with Lambda's values for this instance's paths, and
+//     AWS_XRAY_CONTEXT_MISSING=LOG_ERROR, as Lambda sets it, so that an
+//     X-Ray SDK logs rather than throws when it has no segment.
+//   - Per invocation, by the shipped runtime clients: _X_AMZN_TRACE_ID,
+//     from the invocation's Lambda-Runtime-Trace-Id (a provided runtime
+//     sets it itself, as on Lambda).
+//   - AWS_LAMBDA_INITIALIZATION_TYPE is "on-demand" for an instance started
+//     for an invocation, or prepared ahead for the next one (create-ahead),
+//     and "provisioned-concurrency" for one started to keep the function's
+//     MinInstances warm, which is pre-initialised as Lambda's provisioned
+//     concurrency is: the invocation it later serves is not a cold start
+//     in Stratus's records either, and Powertools' cold_start agrees. Such
+//     a start never takes a prepared sandbox (its variables are fixed when
+//     it is prepared; see start).
+//   - AWS_EXECUTION_ENV is AWS_Lambda_ and the runtime's identifier: the
+//     one the function was made with through the Lambda API
+//     (FunctionConfig.LambdaRuntime), else that of the host's interpreter,
+//     which is what runs the function (python3 --version gives python3.N,
+//     node --version nodejsN.x; see runtimeIDs). Lambda sets none for its
+//     OS-only runtimes (provided, provided.al2, provided.al2023), nor for an
+//     image, whose own environment may carry one (Lambda's base images do).
+//
+// Not set, and why:
+//
+//   - AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+//     AWS_ACCESS_KEY: there is no execution role to take credentials from.
+//   - AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL: Lambda sets them for a
+//     function with a logging configuration (JSON format, log levels);
+//     Stratus functions have none, so their logs are text, as on a Lambda
+//     function without one.
+//   - AWS_LAMBDA_MAX_CONCURRENCY: Lambda sets it only on Managed Instances,
+//     where one environment takes several invocations at once; an instance
+//     here takes one at a time, and a runtime that reads it (aws-lambda-go)
+//     would ask for several.
+//   - _AWS_XRAY_DAEMON_ADDRESS, _AWS_XRAY_DAEMON_PORT,
+//     AWS_XRAY_DAEMON_ADDRESS: there is no X-Ray daemon to send segments
+//     to; the server traces invocations with OpenTelemetry (internal/trace).
+//   - PYTHONPATH: Lambda's names its runtime folder, where boto3 is; the
+//     runtime folder here holds only the runtime clients.
+//   - GEM_PATH, AWS_LAMBDA_DOTNET_PREJIT, _LAMBDA_TELEMETRY_LOG_FD and the
+//     like: runtimes and features Stratus does not have.
 
 // baseEnv is how many entries env begins with that an image's own
 // environment may override (PATH, LANG, TZ).
 const baseEnv = 3
 
-// env is Lambda's environment of instance id of v, with its code in
-// taskDir and the runtime clients in rtDir (paths in the sandbox), and its
-// Runtime API at rapiAddr; the function's own variables come last.
-func (m *Manager) env(v *stratus.Version, taskDir, rtDir, id, rapiAddr string) []string {
+// Values of AWS_LAMBDA_INITIALIZATION_TYPE.
+const (
+	initOnDemand    = "on-demand"
+	initProvisioned = "provisioned-concurrency"
+)
+
+// env is Lambda's environment of instance id of v running code cd (its
+// task root and runtime clients' folder are paths in the sandbox), with
+// its Runtime API at rapiAddr and initType its
+// AWS_LAMBDA_INITIALIZATION_TYPE; the function's own variables come last
+// and replace Lambda's unreserved ones. An image's environment comes
+// between (see imageEnv).
+func (m *Manager) env(ctx context.Context, v *stratus.Version, cd code, id, rapiAddr, initType string) []string {
 	c := v.Config
+	taskDir, rtDir := cd.task, cd.runtime
 	env := []string{
 		"PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin",
 		"LANG=en_US.UTF-8",
@@ -30,6 +99,7 @@ func (m *Manager) env(v *stratus.Version, taskDir, rtDir, id, rapiAddr string) [
 		"AWS_LAMBDA_FUNCTION_NAME=" + v.Function,
 		"AWS_LAMBDA_FUNCTION_VERSION=" + v.RunsAs(),
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", c.MemoryMB),
+		"AWS_LAMBDA_INITIALIZATION_TYPE=" + initType,
 		"AWS_REGION=" + m.cfg.Region,
 		"AWS_DEFAULT_REGION=" + m.cfg.Region,
 		"LAMBDA_TASK_ROOT=" + taskDir,
@@ -37,21 +107,57 @@ func (m *Manager) env(v *stratus.Version, taskDir, rtDir, id, rapiAddr string) [
 		"_HANDLER=" + c.Handler,
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + v.Function,
 		"AWS_LAMBDA_LOG_STREAM_NAME=" + m.cfg.Now().UTC().Format("2006/01/02") + "/[" + v.RunsAs() + "]" + id,
-		"AWS_EXECUTION_ENV=AWS_Lambda_" + c.Runtime,
+		"AWS_XRAY_CONTEXT_MISSING=LOG_ERROR",
 	}
-	for k, val := range c.Env {
-		env = append(env, k+"="+val)
+	rid := runtimeID(ctx, &c)
+	if rid != "" {
+		env = append(env, "AWS_EXECUTION_ENV=AWS_Lambda_"+rid)
 	}
-	return env
+	if !cd.image {
+		// Lambda's search paths, for the code's own libraries and modules.
+		env = append(env, "LD_LIBRARY_PATH="+strings.Join([]string{
+			"/lib64", "/usr/lib64", rtDir, rtDir + "/lib", taskDir, taskDir + "/lib", "/opt/lib",
+		}, ":"))
+	}
+	if c.Runtime == stratus.RuntimeNodejs {
+		major := strings.TrimSuffix(strings.TrimPrefix(rid, "nodejs"), ".x")
+		env = append(env, "NODE_PATH="+strings.Join([]string{
+			"/opt/nodejs/node" + major + "/node_modules", "/opt/nodejs/node_modules",
+			rtDir + "/node_modules", rtDir, taskDir,
+		}, ":"))
+	}
+	keys := make([]string, 0, len(c.Env))
+	for k := range c.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+c.Env[k])
+	}
+	if cd.image {
+		return imageEnv(cd.env, env)
+	}
+	return dedupEnv(env)
 }
 
-// imageEnv is an image function's environment: Lambda's defaults, then
-// the image's environment, then Lambda's variables and the function's
-// own; a later entry of a name replaces an earlier one.
-func imageEnv(image, lambda []string) []string {
+// runtimeID is the Lambda identifier of c's runtime (python3.12,
+// nodejs20.x), "" for the OS-only runtimes and images, which Lambda gives
+// no AWS_EXECUTION_ENV.
+func runtimeID(ctx context.Context, c *stratus.FunctionConfig) string {
+	switch {
+	case c.Runtime == stratus.RuntimeImage || stratus.IsProvided(c.Runtime) || stratus.IsProvided(c.LambdaRuntime):
+		return ""
+	case c.LambdaRuntime != "":
+		return c.LambdaRuntime
+	}
+	return hostRuntimes.id(ctx, c.Runtime)
+}
+
+// dedupEnv keeps the last entry of each name, in the place of its first.
+func dedupEnv(env []string) []string {
 	var out []string
 	at := map[string]int{}
-	for _, kv := range slices.Concat(lambda[:baseEnv], image, lambda[baseEnv:]) {
+	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		if i, ok := at[k]; ok {
 			out[i] = kv
@@ -61,6 +167,100 @@ func imageEnv(image, lambda []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// imageEnv is an image function's environment: Lambda's defaults, then
+// the image's environment, then Lambda's variables and the function's
+// own; a later entry of a name replaces an earlier one.
+func imageEnv(image, lambda []string) []string {
+	return dedupEnv(slices.Concat(lambda[:baseEnv], image, lambda[baseEnv:]))
+}
+
+// Runtime identifiers of the host's interpreters.
+
+// defaultRuntimeIDs are the identifiers of a runtime family whose
+// interpreter cannot be asked (not on PATH, an unreadable answer): such a
+// function fails to start anyway.
+var defaultRuntimeIDs = map[string]string{
+	stratus.RuntimePython3: "python3.12",
+	stratus.RuntimeNodejs:  "nodejs20.x",
+}
+
+// hostRuntimes asks the host's interpreters, once per process (the
+// interpreters that run functions are the host's, see runtimes.Command).
+var hostRuntimes = &runtimeIDs{probe: probeInterpreter}
+
+// runtimeIDs finds the Lambda identifier of each runtime family's
+// interpreter once: probe asks the interpreter; a failure is not kept (the
+// next start asks again) and gives the family's default.
+type runtimeIDs struct {
+	probe func(ctx context.Context, family string) (string, error)
+	mu    sync.Mutex
+	ids   map[string]string
+}
+
+func (r *runtimeIDs) id(ctx context.Context, family string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id, ok := r.ids[family]; ok {
+		return id
+	}
+	id, err := r.probe(ctx, family)
+	if err != nil {
+		if d, ok := defaultRuntimeIDs[family]; ok {
+			return d
+		}
+		return family
+	}
+	if r.ids == nil {
+		r.ids = map[string]string{}
+	}
+	r.ids[family] = id
+	return id
+}
+
+var (
+	pythonVersionRE = regexp.MustCompile(`^Python (3)\.([0-9]{1,2})\.`)
+	nodeVersionRE   = regexp.MustCompile(`^v([0-9]{1,3})\.[0-9]+\.[0-9]+`)
+)
+
+// probeInterpreter runs the interpreter of family with --version and
+// makes its answer ("Python 3.12.3", "v20.11.1") Lambda's identifier
+// (python3.12, nodejs20.x).
+func probeInterpreter(ctx context.Context, family string) (string, error) {
+	var name string
+	switch family {
+	case stratus.RuntimePython3:
+		name = "python3"
+	case stratus.RuntimeNodejs:
+		name = "node"
+	default:
+		return "", fmt.Errorf("runtime %q: no interpreter: %w", family, stratus.ErrInvalid)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, "--version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ask %s its version: %w", name, err)
+	}
+	return runtimeIDOf(family, string(out))
+}
+
+// runtimeIDOf is Lambda's identifier of family's interpreter that
+// answered out to --version.
+func runtimeIDOf(family, out string) (string, error) {
+	out = strings.TrimSpace(out)
+	switch family {
+	case stratus.RuntimePython3:
+		if m := pythonVersionRE.FindStringSubmatch(out); m != nil {
+			return "python" + m[1] + "." + m[2], nil
+		}
+	case stratus.RuntimeNodejs:
+		if m := nodeVersionRE.FindStringSubmatch(out); m != nil {
+			return "nodejs" + m[1] + ".x", nil
+		}
+	}
+	return "", fmt.Errorf("runtime %q: version %q: not understood: %w", family, out, stratus.ErrInvalid)
 }
 
 // arn is the ARN of function fn invoked with qualifier q ("" for none),

@@ -18,11 +18,13 @@ import (
 // so that the prepare does not compete with it. A prepare that fails is
 // logged and not retried until the next of those.
 //
-// How a start uses it: it takes the prepared instance of its version; if
-// there is none but a prepare of its version is in flight, the first start
-// to come waits for that prepare (it began earlier than a start of its own
-// would, and two container setups at once only slow each other down) and
-// takes what it makes; other starts meanwhile start sandboxes of their own.
+// How a start uses it (a start for an invocation; one to keep
+// MinInstances makes its own, see lambdaenv.go): it takes the prepared
+// instance of its version; if there is none but a prepare of its version
+// is in flight, the first start to come waits for that prepare (it began
+// earlier than a start of its own would, and two container setups at once
+// only slow each other down) and takes what it makes; other starts
+// meanwhile start sandboxes of their own.
 //
 // When one goes: a start takes it (it becomes a live instance), a new head
 // version or Remove stops it, StopAll stops it, Reap stops it once the
@@ -97,7 +99,7 @@ func (m *Manager) prepare(ctx context.Context, p *fnPool, op *prepareOp) {
 	var in *Instance
 	err := m.creation(ctx, p, false)
 	if err == nil {
-		in, err = m.newInstance(ctx, p, v, newID())
+		in, err = m.newInstance(ctx, p, v, newID(), initOnDemand)
 		if err == nil {
 			err = m.launch(ctx, in, m.cfg.Driver.Prepare)
 		}

@@ -96,8 +96,9 @@ func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version, f
 }
 
 // start launches an instance and waits until its runtime asks for the first
-// invocation. It uses a prepared instance of v when there is one (see
-// takePrepared), and has p prepare the next one once this start is done,
+// invocation. A start for the queue uses a prepared instance of v when
+// there is one (see takePrepared); one for MinInstances does not (see
+// lambdaenv.go), and has p prepare the next one once this start is done,
 // whichever it used. Without one it waits for its turn to make a sandbox
 // (see creation; forQueue as there). Failures of the function's own init
 // come back as the lease's initErr, with a live-but-dead instance to
@@ -106,7 +107,14 @@ func (m *Manager) startFor(ctx context.Context, p *fnPool, v *stratus.Version, f
 func (m *Manager) start(ctx context.Context, p *fnPool, v *stratus.Version, forQueue bool) (lease, error) {
 	defer m.prepareAhead(p)
 	from := m.cfg.Now()
-	in := m.takePrepared(p, v)
+	// A start for MinInstances makes its own sandbox: a prepared one's
+	// AWS_LAMBDA_INITIALIZATION_TYPE is on-demand, fixed when it was made.
+	initType := initProvisioned
+	var in *Instance
+	if forQueue {
+		initType = initOnDemand
+		in = m.takePrepared(p, v)
+	}
 	prepared := in != nil
 	if prepared {
 		// Only the program is left to start: the init duration counts
@@ -133,7 +141,7 @@ func (m *Manager) start(ctx context.Context, p *fnPool, v *stratus.Version, forQ
 		}
 		id := newID()
 		var err error
-		in, err = m.newInstance(ctx, p, v, id)
+		in, err = m.newInstance(ctx, p, v, id, initType)
 		if err == nil {
 			in.state = stateBusy
 			in.started = m.cfg.Now()
