@@ -41,9 +41,14 @@ type ServiceConfig struct {
 	MaxScale int `json:"maxScale"`
 	// Concurrency is the most requests a replica takes at once; 0 means
 	// no limit.
-	Concurrency int     `json:"concurrency"`
-	MemoryMB    int     `json:"memoryMB"`
-	CPU         float64 `json:"cpu"`
+	Concurrency int `json:"concurrency"`
+	MemoryMB    int `json:"memoryMB"`
+	// CPU is a replica's CPU limit in cores (a quota it cannot exceed).
+	CPU float64 `json:"cpu"`
+	// CPURequest is the replica's CPU request in cores: its share of the
+	// CPUs under contention, as a Kubernetes pod's requests.cpu is (1,024
+	// cpu.shares a core). 0: the same as CPU. It must not exceed CPU.
+	CPURequest float64 `json:"cpuRequest,omitempty"`
 	// HealthPath, when set, is probed with HTTP GET for readiness and,
 	// without a LivenessPath, for liveness; otherwise a TCP connect to the
 	// port is.
@@ -111,7 +116,7 @@ func (c *ServiceConfig) Defaults() {
 		c.MemoryMB = DefaultServiceMemoryMB
 	}
 	if c.CPU == 0 {
-		c.CPU = DefaultServiceCPU
+		c.CPU = max(DefaultServiceCPU, c.CPURequest) // a request alone is no limit
 	}
 	if c.Auth == "" {
 		c.Auth = AuthToken
@@ -143,6 +148,9 @@ func (c *ServiceConfig) Validate() error {
 	}
 	if c.CPU < MinServiceCPU || c.CPU > MaxServiceCPU {
 		return fmt.Errorf("cpu %g: must be between %g and %d: %w", c.CPU, MinServiceCPU, MaxServiceCPU, ErrInvalid)
+	}
+	if c.CPURequest != 0 && !(c.CPURequest >= MinServiceCPU && c.CPURequest <= c.CPU) {
+		return fmt.Errorf("cpu request %g: must be between %g and the cpu limit, %g (0: the limit): %w", c.CPURequest, MinServiceCPU, c.CPU, ErrInvalid)
 	}
 	if c.HealthPath != "" && (!strings.HasPrefix(c.HealthPath, "/") || strings.ContainsAny(c.HealthPath, " \t\r\n")) {
 		return fmt.Errorf("health path %q: must start with / and hold no spaces: %w", c.HealthPath, ErrInvalid)

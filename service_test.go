@@ -40,6 +40,16 @@ func TestServiceConfigDefaults(t *testing.T) {
 		t.Errorf("initial scale 15: max scale %d, want 15", c.MaxScale)
 	}
 
+	// A CPU request without a limit above the default limit raises the
+	// limit to it; below it, the default limit stays.
+	for _, tc := range []struct{ req, cpu float64 }{{4, 4}, {0.25, stratus.DefaultServiceCPU}} {
+		c = stratus.ServiceConfig{Image: "x", CPURequest: tc.req}
+		c.Defaults()
+		if c.CPU != tc.cpu || c.CPURequest != tc.req {
+			t.Errorf("cpu request %g alone: cpu %g, request %g; want %g and %g", tc.req, c.CPU, c.CPURequest, tc.cpu, tc.req)
+		}
+	}
+
 	// What is set stays.
 	c = stratus.ServiceConfig{Image: "x", Port: 9000, MaxScale: 3, MemoryMB: 256, CPU: 0.5, Auth: stratus.AuthNone}
 	want = c
@@ -88,6 +98,12 @@ func TestServiceConfigValidate(t *testing.T) {
 		{"cpu max", func(c *stratus.ServiceConfig) { c.CPU = stratus.MaxServiceCPU }, ""},
 		{"cpu too small", func(c *stratus.ServiceConfig) { c.CPU = 0.001 }, `^cpu 0.001: must be between 0.01 and 64`},
 		{"cpu too large", func(c *stratus.ServiceConfig) { c.CPU = 65 }, `^cpu 65`},
+		{"cpu request", func(c *stratus.ServiceConfig) { c.CPU, c.CPURequest = 1, 0.125 }, ""},
+		{"cpu request at the limit", func(c *stratus.ServiceConfig) { c.CPU, c.CPURequest = 2, 2 }, ""},
+		{"cpu request over the limit", func(c *stratus.ServiceConfig) { c.CPU, c.CPURequest = 0.5, 1 },
+			`^cpu request 1: must be between 0.01 and the cpu limit, 0.5 \(0: the limit\)`},
+		{"cpu request too small", func(c *stratus.ServiceConfig) { c.CPURequest = 0.001 }, `^cpu request 0.001`},
+		{"negative cpu request", func(c *stratus.ServiceConfig) { c.CPURequest = -1 }, `^cpu request -1`},
 
 		{"health path", func(c *stratus.ServiceConfig) { c.HealthPath = "/healthz?full=1" }, ""},
 		{"relative health path", func(c *stratus.ServiceConfig) { c.HealthPath = "healthz" }, `^health path "healthz": must start with / and hold no spaces`},

@@ -67,7 +67,7 @@ image's entrypoint and command; --arg gives arguments in place of the image's co
 			}
 			// On the wire zero means "the default"; typed on the command
 			// line it is a value out of range.
-			for flag, v := range map[string]float64{"memory": float64(cfg.MemoryMB), "cpu": cfg.CPU, "port": float64(cfg.Port), "max": float64(cfg.MaxScale),
+			for flag, v := range map[string]float64{"memory": float64(cfg.MemoryMB), "cpu": cfg.CPU, "cpu-request": cfg.CPURequest, "port": float64(cfg.Port), "max": float64(cfg.MaxScale),
 				"timeout": float64(cfg.TimeoutSec), "target": cfg.Target, "window": float64(window)} {
 				if cmd.Flags().Changed(flag) && v == 0 {
 					return usageErr("--%s 0: out of range", flag)
@@ -102,6 +102,7 @@ image's entrypoint and command; --arg gives arguments in place of the image's co
 	fl.IntVar(&cfg.Concurrency, "concurrency", stratus.DefaultServiceConcurrency, "requests one replica takes at once (0 = no limit)")
 	fl.IntVar(&cfg.MemoryMB, "memory", stratus.DefaultServiceMemoryMB, fmt.Sprintf("memory limit in MB (%d-%d); exceeding it kills the replica", stratus.MinServiceMemoryMB, stratus.MaxServiceMemoryMB))
 	fl.Float64Var(&cfg.CPU, "cpu", stratus.DefaultServiceCPU, "CPU quota in cores")
+	fl.Float64Var(&cfg.CPURequest, "cpu-request", 0, "CPU share in cores under contention, at most --cpu, as a pod's CPU request (default: --cpu)")
 	fl.StringVar(&cfg.HealthPath, "health", "", "HTTP path probed for readiness, and liveness without --liveness (default: a TCP connect to the port)")
 	fl.StringVar(&cfg.LivenessPath, "liveness", "", "HTTP path probed for liveness (--health is then readiness only)")
 	fl.StringArrayVar(&cfg.Command, "command", nil, "command replacing the image's entrypoint (repeat for each argument)")
@@ -226,7 +227,11 @@ func printService(e *env, s *v1.Service) {
 	}
 	fmt.Fprintf(tw, "concurrency:\t%s\n", conc)
 	fmt.Fprintf(tw, "memory:\t%d MB\n", c.MemoryMB)
-	fmt.Fprintf(tw, "cpu:\t%g\n", c.CPU)
+	if c.CPURequest != 0 {
+		fmt.Fprintf(tw, "cpu:\t%g (request %g)\n", c.CPU, c.CPURequest)
+	} else {
+		fmt.Fprintf(tw, "cpu:\t%g\n", c.CPU)
+	}
 	if c.HealthPath != "" {
 		fmt.Fprintf(tw, "health:\t%s\n", c.HealthPath)
 	}

@@ -107,13 +107,14 @@ func TestServiceGetShowsTrafficAndKnativeFields(t *testing.T) {
 	three := 3
 	svc.Config.Args, svc.Config.LivenessPath, svc.Config.TimeoutSec = []string{"--v"}, "/alive", 30
 	svc.Config.Target, svc.Config.InitialScale, svc.Config.Window = 5, &three, stratus.Duration(2*time.Minute)
+	svc.Config.CPU, svc.Config.CPURequest = 1, 0.125
 	f := newFakeAPI(t)
 	f.on("GET /v1/services/web", jsonReply(200, svc))
 	r := f.run("service", "get", "web")
 	rows := fields(r.stdout)
 	for _, row := range [][]string{
 		{"args:", "--v"}, {"liveness:", "/alive"}, {"timeout:", "30s"}, {"target:", "5", "requests", "per", "replica"},
-		{"initial", "scale:", "3"}, {"window:", "2m0s"},
+		{"initial", "scale:", "3"}, {"window:", "2m0s"}, {"cpu:", "1", "(request", "0.125)"},
 		{"80%", "web-00001", "-", "-", "2", "-"},
 		{"20%", "web-00003", "yes", "canary", "1", "http://127.0.0.1:8080/svc/web@canary"},
 	} {
@@ -127,14 +128,15 @@ func TestServiceDeployKnativeFlags(t *testing.T) {
 	f := newFakeAPI(t)
 	f.on("PUT /v1/services/web", jsonReply(200, testService()))
 	r := f.run("service", "deploy", "web", "--image", "web:v1", "--arg", "-v", "--arg", "serve", "--liveness", "/alive",
-		"--timeout", "30", "--target", "2.5", "--initial-scale", "0", "--window", "90s", "--h2c")
+		"--timeout", "30", "--target", "2.5", "--initial-scale", "0", "--window", "90s", "--h2c", "--cpu", "1", "--cpu-request", "0.125")
 	if r.code != ExitOK {
 		t.Fatalf("deploy: exit %d, stderr %q", r.code, r.stderr)
 	}
 	var cfg stratus.ServiceConfig
 	sentJSON(t, f.only(), &cfg)
 	if !cmp.Equal(cfg.Args, []string{"-v", "serve"}) || cfg.LivenessPath != "/alive" || cfg.TimeoutSec != 30 || cfg.Target != 2.5 ||
-		cfg.InitialScale == nil || *cfg.InitialScale != 0 || cfg.Window != stratus.Duration(90*time.Second) || !cfg.H2C {
+		cfg.InitialScale == nil || *cfg.InitialScale != 0 || cfg.Window != stratus.Duration(90*time.Second) || !cfg.H2C ||
+		cfg.CPU != 1 || cfg.CPURequest != 0.125 {
 		t.Errorf("deploy sent %+v", cfg)
 	}
 
@@ -146,10 +148,10 @@ func TestServiceDeployKnativeFlags(t *testing.T) {
 	}
 	cfg = stratus.ServiceConfig{}
 	sentJSON(t, f.only(), &cfg)
-	if cfg.InitialScale != nil || cfg.Window != 0 || cfg.TimeoutSec != 0 || cfg.Target != 0 || cfg.H2C {
+	if cfg.InitialScale != nil || cfg.Window != 0 || cfg.TimeoutSec != 0 || cfg.Target != 0 || cfg.H2C || cfg.CPURequest != 0 {
 		t.Errorf("deploy without the flags sent %+v", cfg)
 	}
-	for _, flag := range []string{"--timeout", "--target", "--window"} {
+	for _, flag := range []string{"--timeout", "--target", "--window", "--cpu-request"} {
 		if r := f.run("service", "deploy", "web", "--image", "web:v1", flag, "0"); r.code != ExitUsage {
 			t.Errorf("%s 0: exit %d", flag, r.code)
 		}

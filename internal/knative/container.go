@@ -206,8 +206,10 @@ func (d *decoder) resources(path string, n *yaml.Node) {
 		"limits":   quantities(&lim),
 		"requests": quantities(&req),
 	}, nil)
-	// Stratus gives a replica one amount of each: the limit, else the
-	// request. A request above its limit is refused, as Kubernetes does.
+	// Stratus gives a replica one amount of memory and one CPU limit: the
+	// limit, else the request. A CPU request beside a CPU limit is the
+	// replica's CPU share (cpu.shares), as a pod's is. A request above its
+	// limit is refused, as Kubernetes does.
 	if lim.mem > 0 && req.mem > lim.mem {
 		d.fail(req.memNode, join(path, "requests.memory"), "%s is more than limits.memory, %s", formatMemory(req.mem), formatMemory(lim.mem))
 	}
@@ -230,6 +232,12 @@ func (d *decoder) resources(path string, n *yaml.Node) {
 		d.fail(cpuNode, join(path, cpuPath), "%s: must be between %s and %d", formatCPU(cpu), formatCPU(stratus.MinServiceCPU), stratus.MaxServiceCPU)
 	}
 	c.MemoryMB, c.CPU = mem, cpu
+	if lim.cpu > 0 && req.cpu > 0 {
+		c.CPURequest = req.cpu
+		if req.cpu < stratus.MinServiceCPU {
+			d.fail(req.cpuNode, join(path, "requests.cpu"), "%s: must be at least %s", formatCPU(req.cpu), formatCPU(stratus.MinServiceCPU))
+		}
+	}
 }
 
 // quantity reads a quantity: a string (512Mi) or a plain number (1, 0.5).

@@ -58,7 +58,8 @@ type (
 		ContainerPort int    `yaml:"containerPort"`
 	}
 	resourcesOut struct {
-		Limits map[string]string `yaml:"limits"`
+		Limits   map[string]string `yaml:"limits"`
+		Requests map[string]string `yaml:"requests,omitempty"`
 	}
 	probeOut struct {
 		HTTPGet struct {
@@ -175,6 +176,9 @@ func manifestOf(m *Manifest) *manifestOut {
 		}
 		if c.CPU != 0 {
 			ct.Resources.Limits["cpu"] = formatCPU(c.CPU)
+		}
+		if c.CPURequest != 0 {
+			ct.Resources.Requests = map[string]string{"cpu": formatCPU(c.CPURequest)}
 		}
 	}
 	if c.HealthPath != "" {

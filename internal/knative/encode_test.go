@@ -17,7 +17,7 @@ import (
 func full() *v1.Service {
 	cfg := stratus.ServiceConfig{
 		Image: "gosvc:v1", Port: 9000, Env: map[string]string{"B": "two words", "A": "1", "C": "yes"},
-		MinScale: 1, MaxScale: 4, Concurrency: 10, MemoryMB: 1536, CPU: 0.25,
+		MinScale: 1, MaxScale: 4, Concurrency: 10, MemoryMB: 1536, CPU: 0.25, CPURequest: 0.125,
 		HealthPath: "/healthz", LivenessPath: "/live", Command: []string{"/app/gosvc"}, Args: []string{"-rev", "2"},
 		Auth: stratus.AuthNone, TimeoutSec: 30, Target: 7.5, InitialScale: intp(2), Window: stratus.Duration(90 * time.Second),
 	}
@@ -75,6 +75,8 @@ spec:
             limits:
               cpu: 250m
               memory: 1536Mi
+            requests:
+              cpu: 125m
           readinessProbe:
             httpGet:
               path: /healthz
@@ -126,7 +128,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	plain.Config.Defaults()
 	plain.Traffic = []v1.TrafficTarget{{Revision: 3, RevisionName: "web-00003", Latest: true, Percent: 100}}
 	odd := full()
-	odd.Config.CPU, odd.Config.MemoryMB, odd.Config.Window = 0.0125, 2048, stratus.Duration(6500*time.Millisecond)
+	odd.Config.CPU, odd.Config.CPURequest, odd.Config.MemoryMB, odd.Config.Window = 0.0125, 0.0125, 2048, stratus.Duration(6500*time.Millisecond)
 	odd.Config.Env = map[string]string{"Q": `"quoted": {yaml} # not a comment`, "NL": "a\nb", "EMPTY": "", "NUM": "0x10"}
 	odd.Config.Concurrency = 0
 	h2c := full()

@@ -56,6 +56,13 @@ type Spec struct {
 	// free, and under contention gets its share relative to the others.
 	// Drivers with Capabilities.MemoryLimit enforce it.
 	CPUWeight bool
+	// CPURequest is the sandbox's share of the CPUs under contention, in
+	// cores, as a Kubernetes container's CPU request: 1,024 cpu.shares a
+	// core (at least 2) on cgroup v1, that mapped to cpu.weight on v2. It
+	// replaces the weight CPUWeight gives and leaves the quota as it is.
+	// Zero keeps the driver's default. Drivers with
+	// Capabilities.MemoryLimit enforce it.
+	CPURequest float64
 	// InitCPU is the sandbox's CPU quota in cores from its start until the
 	// driver's EndInit is called for it, when its own quota (CPU, else in
 	// proportion to MemoryMB) applies; a quota below its own does not

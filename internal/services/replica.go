@@ -1,6 +1,7 @@
 package services
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -277,6 +278,8 @@ func (m *Manager) newSandbox(set *revSet) (*sandboxSpec, error) {
 	if spec.Dir == "" {
 		spec.Dir = "/"
 	}
+	// Its CPU share is its request, else its limit, as a pod's is.
+	spec.CPURequest = cmp.Or(c.CPURequest, c.CPU)
 	spec.Env = hostnameEnv(spec.Env, spec.Hostname, m.cfg.Driver.Capabilities())
 	return &sandboxSpec{spec: spec, port: port}, nil
 }

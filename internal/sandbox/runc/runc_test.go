@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -406,6 +407,71 @@ func TestCPUQuota(t *testing.T) {
 		}
 		if len(f) != 2 || f[0] != tc.period || f[1] != tc.quota {
 			t.Errorf("%s: cpu period and quota %q (stderr %q), want %s %s", tc.id, out.String(), errOut.String(), tc.period, tc.quota)
+		}
+	}
+}
+
+// TestCPURequest: Spec.CPURequest becomes the sandbox's cpu.shares as
+// Kubernetes derives them from a CPU request (milli-cores × 1024 / 1000,
+// at least 2), runc's cpu.weight of those shares on cgroup v2, and leaves
+// the quota Spec.CPU sets; without it the cgroup keeps its default.
+func TestCPURequest(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	for _, tc := range []struct {
+		id     string
+		cpu    float64
+		req    float64
+		shares uint64 // 0: the default, 1024 (cpu.weight 100)
+		quota  string
+	}{
+		{"knative", 1, 0.125, 128, "100000"},
+		{"tiny", 0.5, 0.001, 2, "50000"},
+		{"equal", 2, 2, 2048, "200000"},
+		{"none", 0.5, 0, 0, "50000"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		var out, errOut sandboxtest.Buffer
+		err := d.Start(ctx, sandbox.Spec{
+			ID: tc.id, Argv: []string{"/bin/sh", "-c", `cd /sys/fs/cgroup/cpu* 2>/dev/null && cat cpu.shares cpu.cfs_quota_us ||
+				echo v2 $(cat /sys/fs/cgroup/cpu.weight) $(cut -d' ' -f1 /sys/fs/cgroup/cpu.max)`},
+			Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir(), MemoryMB: 128, CPU: tc.cpu, CPURequest: tc.req,
+			Stdout: &out, Stderr: &errOut,
+		})
+		if err != nil {
+			cancel()
+			t.Fatalf("Start(%s): %v", tc.id, err)
+		}
+		if _, err := d.Wait(ctx, tc.id); err != nil {
+			t.Fatalf("Wait(%s): %v", tc.id, err)
+		}
+		cancel()
+		f := strings.Fields(out.String())
+		shares := tc.shares
+		if shares == 0 {
+			shares = 1024
+		}
+		switch {
+		case len(f) == 2:
+			if f[0] != strconv.FormatUint(shares, 10) || f[1] != tc.quota {
+				t.Errorf("%s: cpu.shares %s, cpu.cfs_quota_us %s; want %d and %s", tc.id, f[0], f[1], shares, tc.quota)
+			}
+		case len(f) == 3 && f[0] == "v2":
+			if f[2] != tc.quota {
+				t.Errorf("%s: cpu.max quota %s, want %s", tc.id, f[2], tc.quota)
+			}
+			// runc up to 1.3 maps shares linearly, later ones on a
+			// curve that keeps 1024 at 100; either is Kubernetes's.
+			linear := 1 + (shares-2)*9999/262142
+			l := math.Log2(float64(shares))
+			curve := uint64(math.Ceil(math.Pow(10, (l*l+125*l)/612-7.0/34)))
+			if tc.shares == 0 {
+				linear, curve = 100, 100
+			}
+			if f[1] != strconv.FormatUint(linear, 10) && f[1] != strconv.FormatUint(curve, 10) {
+				t.Errorf("%s: cpu.weight %s, want %d or %d (cpu.shares %d)", tc.id, f[1], linear, curve, shares)
+			}
+		default:
+			t.Errorf("%s: read %q (stderr %q), want cpu.shares or cpu.weight", tc.id, out.String(), errOut.String())
 		}
 	}
 }

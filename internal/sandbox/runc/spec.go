@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ const (
 	mbPerCPU  = 1769
 	cpuPeriod = 100_000 // µs
 	minQuota  = 1_000   // µs per period: 1% of a CPU, the floor
+	maxShares = 262_144 // the most cpu.shares a cgroup v1 takes
 )
 
 // initPath is where the driver's own executable is bind-mounted in every
@@ -68,7 +70,8 @@ const initPath = "/dev/.stratus-init"
 //   - Cgroups: memory (no swap), a CPU quota (Spec.CPU cores, else in
 //     proportion to memory; Spec.InitCPU cores until EndInit when that is
 //     more, see initQuota; with Spec.CPUWeight that share is the cgroup's
-//     weight and the quota a core) and a pids limit.
+//     weight and the quota a core; Spec.CPURequest sets the weight, see
+//     cpuShares) and a pids limit.
 func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32) *specs.Spec {
 	cwd := spec.Dir
 	if cwd == "" {
@@ -152,7 +155,7 @@ func bundleSpec(spec sandbox.Spec, exe, cgroupsPath, netns string, idBase uint32
 		period := uint64(cpuPeriod)
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 		s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
-		if spec.CPUWeight {
+		if spec.CPUWeight || spec.CPURequest > 0 {
 			shares := cpuShares(spec)
 			s.Linux.Resources.CPU.Shares = &shares
 		}
@@ -182,10 +185,16 @@ func cpuShare(spec sandbox.Spec) int64 {
 	return max(int64(cpuPeriod)*int64(spec.MemoryMB)/mbPerCPU, minQuota)
 }
 
-// cpuShares is the sandbox's cgroup CPU weight with Spec.CPUWeight: its
-// share in cpu.shares units (1024 a core; runc maps it to cpu.weight on
-// cgroup v2), at least 2.
+// cpuShares is the sandbox's cgroup CPU weight in cpu.shares units (1024
+// a core; runc maps it to cpu.weight on cgroup v2), at least 2: with
+// Spec.CPURequest, as Kubernetes derives it from a container's CPU
+// request (milli-cores × 1024 / 1000, the milli-cores rounded up, at most
+// maxShares); else with Spec.CPUWeight, its share.
 func cpuShares(spec sandbox.Spec) uint64 {
+	if spec.CPURequest > 0 {
+		milli := int64(math.Ceil(min(spec.CPURequest, maxShares/1024)*1000 - 1e-6))
+		return uint64(min(max(milli*1024/1000, 2), maxShares))
+	}
 	return uint64(max(cpuShare(spec)*1024/cpuPeriod, 2))
 }
 
