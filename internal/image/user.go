@@ -7,10 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -18,7 +18,8 @@ import (
 
 // ResolveUser turns an image's USER ("", "name", "uid", "name:group",
 // "uid:gid") into ids, reading names from the /etc/passwd and /etc/group
-// of the image's root folder, as container engines do: a user given alone
+// of the image's root folder (symbolic links followed within it only; see
+// readIDFile), as container engines do: a user given alone
 // gets its passwd entry's group (0 for a uid with no entry) and the
 // groups that list its name; a group given explicitly is the only one. ""
 // and "root" are the image's root: nil. A name missing from the image, an
@@ -28,11 +29,16 @@ func ResolveUser(root, user string) (*sandbox.User, error) {
 	if user == "" {
 		return nil, nil
 	}
-	passwd, err := readIDFile(filepath.Join(root, "etc", "passwd"))
+	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, fmt.Errorf("image user %q: %w", user, err)
 	}
-	groups, err := readIDFile(filepath.Join(root, "etc", "group"))
+	defer r.Close()
+	passwd, err := readIDFile(r, "etc/passwd")
+	if err != nil {
+		return nil, fmt.Errorf("image user %q: %w", user, err)
+	}
+	groups, err := readIDFile(r, "etc/group")
 	if err != nil {
 		return nil, fmt.Errorf("image user %q: %w", user, err)
 	}
@@ -112,18 +118,26 @@ type idEntry struct {
 	members []string
 }
 
-// readIDFile reads a passwd or group file; a missing one is empty. A path
-// through symlinks is refused rather than followed out of the image.
-func readIDFile(p string) ([]idEntry, error) {
-	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, err
+// readIDFile reads the passwd or group file name (slash-separated, from
+// the image's root r); a missing one, or one that is not a regular file,
+// is empty. Symbolic links are followed within the image only: os.Root
+// refuses a link that leads out of it, absolute links included (a chroot
+// would resolve /x in the image; an image's own files rarely need it),
+// and that refusal is the image's fault: stratus.ErrInvalid.
+func readIDFile(r *os.Root, name string) ([]idEntry, error) {
+	fi, err := r.Stat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("image file /%s: %v: %w", name, err, stratus.ErrInvalid)
+	case !fi.Mode().IsRegular():
+		// Not opened: a FIFO would block.
+		return nil, nil
 	}
-	f, err := os.Open(p)
+	f, err := r.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("image file /%s: %v: %w", name, err, stratus.ErrInvalid)
 	}
 	defer f.Close()
 	return parseIDFile(f)

@@ -179,44 +179,109 @@ func imageEnv(image, lambda []string) []string {
 // Runtime identifiers of the host's interpreters.
 
 // defaultRuntimeIDs are the identifiers of a runtime family whose
-// interpreter cannot be asked (not on PATH, an unreadable answer): such a
-// function fails to start anyway.
+// interpreter cannot be asked (not on PATH, an unreadable answer, not yet
+// answered when the start is cancelled): such a function fails to start
+// anyway.
 var defaultRuntimeIDs = map[string]string{
 	stratus.RuntimePython3: "python3.12",
 	stratus.RuntimeNodejs:  "nodejs20.x",
 }
 
-// hostRuntimes asks the host's interpreters, once per process (the
-// interpreters that run functions are the host's, see runtimes.Command).
+// hostRuntimes asks the host's interpreters (the interpreters that run
+// functions are the host's, see runtimes.Command).
 var hostRuntimes = &runtimeIDs{probe: probeInterpreter}
 
+// probeRetry is how long runtimeIDs keeps a failed probe's answer (the
+// family's default) before asking the interpreter again: a host without
+// node does not make every node start wait for the failure.
+const probeRetry = time.Minute
+
 // runtimeIDs finds the Lambda identifier of each runtime family's
-// interpreter once: probe asks the interpreter; a failure is not kept (the
-// next start asks again) and gives the family's default.
+// interpreter: probe asks the interpreter, once per family at a time
+// (callers that come while it runs wait for its answer, or for their ctx,
+// and none holds the lock meanwhile). An answer is kept; a failure gives
+// the family's default and is kept for probeRetry by the clock now (nil:
+// time.Now); a probe cut short by its caller's ctx keeps nothing.
 type runtimeIDs struct {
 	probe func(ctx context.Context, family string) (string, error)
-	mu    sync.Mutex
-	ids   map[string]string
+	now   func() time.Time
+
+	mu   sync.Mutex
+	fams map[string]*familyID // by family
 }
 
+// familyID is what runtimeIDs knows of one family's interpreter.
+type familyID struct {
+	id       string        // its identifier, once asked; "" before
+	failedAt time.Time     // when it last failed to answer; zero if it did not
+	probing  chan struct{} // closed when the probe under way ends; nil if none
+}
+
+// id is the identifier of family's interpreter, or the family's default
+// when it cannot be asked (or ctx ends first). It blocks while the
+// interpreter is being asked, at most as long as probeInterpreter allows.
 func (r *runtimeIDs) id(ctx context.Context, family string) string {
+	def, ok := defaultRuntimeIDs[family]
+	if !ok {
+		def = family
+	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if id, ok := r.ids[family]; ok {
+	if r.fams == nil {
+		r.fams = map[string]*familyID{}
+	}
+	f := r.fams[family]
+	if f == nil {
+		f = &familyID{}
+		r.fams[family] = f
+	}
+	for {
+		switch {
+		case f.id != "":
+			r.mu.Unlock()
+			return f.id
+		case !f.failedAt.IsZero() && r.clock().Sub(f.failedAt) < probeRetry:
+			r.mu.Unlock()
+			return def
+		case f.probing != nil:
+			// Another caller asks: wait for its answer.
+			ch := f.probing
+			r.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return def
+			}
+			r.mu.Lock()
+			continue
+		}
+		f.probing = make(chan struct{})
+		r.mu.Unlock()
+		id, err := r.probe(ctx, family)
+		if err == nil && id == "" {
+			err = fmt.Errorf("runtime %q: no identifier: %w", family, stratus.ErrInvalid)
+		}
+		r.mu.Lock()
+		close(f.probing)
+		f.probing = nil
+		switch {
+		case err == nil:
+			f.id = id
+		case ctx.Err() == nil:
+			f.failedAt = r.clock()
+		}
+		r.mu.Unlock()
+		if err != nil {
+			return def
+		}
 		return id
 	}
-	id, err := r.probe(ctx, family)
-	if err != nil {
-		if d, ok := defaultRuntimeIDs[family]; ok {
-			return d
-		}
-		return family
+}
+
+func (r *runtimeIDs) clock() time.Time {
+	if r.now == nil {
+		return time.Now()
 	}
-	if r.ids == nil {
-		r.ids = map[string]string{}
-	}
-	r.ids[family] = id
-	return id
+	return r.now()
 }
 
 var (

@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -149,22 +151,137 @@ func TestRuntimeIDOf(t *testing.T) {
 	}
 }
 
-// TestRuntimeIDsFallback: a failed probe gives the family's default and
-// is asked again at the next start; a good answer is kept.
+// TestRuntimeIDsFallback: a failed probe gives the family's default,
+// which is kept for probeRetry (no start waits for a missing interpreter
+// again meanwhile); then the interpreter is asked again, and a good
+// answer is kept.
 func TestRuntimeIDsFallback(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var calls int
+	r := &runtimeIDs{
+		probe: func(ctx context.Context, family string) (string, error) {
+			calls++
+			if calls == 1 {
+				return "", exec.ErrNotFound
+			}
+			return "nodejs24.x", nil
+		},
+		now: func() time.Time { return now },
+	}
+	ctx := context.Background()
+	var got []string
+	for _, step := range []time.Duration{0, time.Second, probeRetry - 2*time.Second, time.Second, 0, time.Hour} {
+		now = now.Add(step)
+		got = append(got, r.id(ctx, stratus.RuntimeNodejs))
+	}
+	want := []string{"nodejs20.x", "nodejs20.x", "nodejs20.x", "nodejs24.x", "nodejs24.x", "nodejs24.x"}
+	if diff := cmp.Diff(want, got); diff != "" || calls != 2 {
+		t.Errorf("ids (-want +got):\n%s; %d probes, want 2", diff, calls)
+	}
+}
+
+// TestRuntimeIDsCancelled: a probe cut short by its caller's context
+// gives that caller the default and keeps nothing: the next start asks.
+func TestRuntimeIDsCancelled(t *testing.T) {
 	var calls int
 	r := &runtimeIDs{probe: func(ctx context.Context, family string) (string, error) {
 		calls++
-		if calls == 1 {
-			return "", errors.New("no node")
+		if err := ctx.Err(); err != nil {
+			return "", err
 		}
-		return "nodejs24.x", nil
+		return "python3.13", nil
 	}}
-	ctx := context.Background()
-	got := []string{r.id(ctx, stratus.RuntimeNodejs), r.id(ctx, stratus.RuntimeNodejs), r.id(ctx, stratus.RuntimeNodejs)}
-	if diff := cmp.Diff([]string{"nodejs20.x", "nodejs24.x", "nodejs24.x"}, got); diff != "" || calls != 2 {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got := []string{r.id(ctx, stratus.RuntimePython3), r.id(context.Background(), stratus.RuntimePython3), r.id(ctx, stratus.RuntimePython3)}
+	if diff := cmp.Diff([]string{"python3.12", "python3.13", "python3.13"}, got); diff != "" || calls != 2 {
 		t.Errorf("ids (-want +got):\n%s; %d probes, want 2", diff, calls)
 	}
+}
+
+// TestRuntimeIDsConcurrent: starts that need a family's identifier while
+// its interpreter is being asked wait for that one probe, holding no
+// lock: another family is answered meanwhile, a waiter whose start is
+// cancelled leaves with the default, and when the prober's own start is
+// cancelled one waiter asks again rather than all taking the default.
+func TestRuntimeIDsConcurrent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var probes sync.Map // family → *atomic.Int32
+		r := &runtimeIDs{probe: func(ctx context.Context, family string) (string, error) {
+			n, _ := probes.LoadOrStore(family, new(atomic.Int32))
+			n.(*atomic.Int32).Add(1)
+			if family == stratus.RuntimePython3 {
+				return "python3.13", nil
+			}
+			select {
+			case <-release:
+				return "nodejs22.x", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}}
+		count := func(family string) int32 {
+			n, ok := probes.Load(family)
+			if !ok {
+				return 0
+			}
+			return n.(*atomic.Int32).Load()
+		}
+		// call asks for node's identifier with ctx; its answer comes on the
+		// channel.
+		call := func(ctx context.Context) chan string {
+			c := make(chan string, 1)
+			go func() { c <- r.id(ctx, stratus.RuntimeNodejs) }()
+			return c
+		}
+
+		proberCtx, cancelProber := context.WithCancel(context.Background())
+		prober := call(proberCtx)
+		synctest.Wait() // it asks node
+		if !r.mu.TryLock() {
+			close(release)
+			<-prober
+			t.Fatal("runtimeIDs holds its lock while it asks an interpreter")
+		}
+		r.mu.Unlock()
+		var waiters []chan string
+		for range 8 {
+			waiters = append(waiters, call(context.Background()))
+		}
+		waiterCtx, cancelWaiter := context.WithCancel(context.Background())
+		leaving := call(waiterCtx)
+		synctest.Wait() // every caller waits for node's one probe
+		if n := count(stratus.RuntimeNodejs); n != 1 {
+			t.Fatalf("%d node probes, want 1", n)
+		}
+		if id := r.id(context.Background(), stratus.RuntimePython3); id != "python3.13" {
+			t.Errorf("python3 while node is asked: %q, want python3.13", id)
+		}
+
+		cancelWaiter()
+		if id := <-leaving; id != "nodejs20.x" {
+			t.Errorf("cancelled waiter: %q, want the default nodejs20.x", id)
+		}
+		cancelProber()
+		if id := <-prober; id != "nodejs20.x" {
+			t.Errorf("cancelled prober: %q, want the default nodejs20.x", id)
+		}
+		synctest.Wait() // a waiter asks node again
+		if n := count(stratus.RuntimeNodejs); n != 2 {
+			t.Fatalf("%d node probes after the prober's start was cancelled, want 2", n)
+		}
+
+		close(release)
+		for i, c := range waiters {
+			if id := <-c; id != "nodejs22.x" {
+				t.Errorf("waiter %d: %q, want nodejs22.x", i, id)
+			}
+		}
+		if id := r.id(context.Background(), stratus.RuntimeNodejs); id != "nodejs22.x" || count(stratus.RuntimeNodejs) != 2 {
+			t.Errorf("after: %q with %d probes, want nodejs22.x with 2", id, count(stratus.RuntimeNodejs))
+		}
+	})
 }
 
 // TestProbeHostInterpreters asks this host's python3 and node, which run
