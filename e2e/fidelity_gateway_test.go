@@ -262,6 +262,32 @@ func TestFidelityFunctionHostRoutes(t *testing.T) {
 	resp, body = s.do("PUT", "/v1/services/echo", spec, true)
 	wantAPIError(t, resp, body, http.StatusConflict, "ResourceConflictException", "function")
 
+	// Host routes are lower case: a name with capitals has none (its
+	// /fn route works).
+	s.mustCLI("deploy", "Caps", "--runtime", "python3", "--handler", "echo.handler", "--auth", "none", code)
+	for _, host := range []string{"Caps.localhost:" + port, "caps.localhost:" + port} {
+		resp, body = fsend(t, s, "GET", host, "/x", nil, false)
+		wantAPIError(t, resp, body, 404, "ResourceNotFoundException", "host")
+	}
+	if resp, body := fsend(t, s, "GET", "", "/fn/Caps/x", nil, false); resp.StatusCode != 200 || decode[fidelityEvent](t, body).RawPath != "/x" {
+		t.Errorf("/fn/Caps/x: %d %s", resp.StatusCode, body)
+	}
+	// A service's tag keeps its host (TAG-NAME) from a function of that
+	// name, which keeps its /fn route.
+	s.mustCLI("service", "traffic", "web", "latest=100", "--tag", "canary=latest")
+	s.mustCLI("deploy", "canary-web", "--runtime", "python3", "--handler", "echo.handler", "--auth", "none", code)
+	if resp, body := fsend(t, s, "GET", "canary-web.localhost:"+port, "/path/t", nil, false); resp.StatusCode != 200 || decode[fidelityEchoed](t, body).Path != "/path/t" {
+		t.Errorf("the tag's host beside a function of its name: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := fsend(t, s, "GET", "", "/fn/canary-web/t", nil, false); resp.StatusCode != 200 || decode[fidelityEvent](t, body).RawPath != "/t" {
+		t.Errorf("/fn/canary-web/t: %d %s", resp.StatusCode, body)
+	}
+	// A function named like a tag the service does not have takes its host.
+	s.mustCLI("deploy", "beta-web", "--runtime", "python3", "--handler", "echo.handler", "--auth", "none", code)
+	if resp, body := fsend(t, s, "GET", "beta-web.localhost:"+port, "/b", nil, false); resp.StatusCode != 200 || decode[fidelityEvent](t, body).RawPath != "/b" {
+		t.Errorf("beta-web's host: %d %s", resp.StatusCode, body)
+	}
+
 	// An unknown host: the 404 names the host.
 	resp, body = fsend(t, s, "GET", "nope.localhost:"+port, "/x", nil, true)
 	e := wantAPIError(t, resp, body, 404, "ResourceNotFoundException", `host "nope.localhost:`+port+`"`)

@@ -53,23 +53,32 @@ func (s *Server) routeInternal(mux *http.ServeMux, h http.Handler) {
 }
 
 // serveHosts is what the Server serves before Config.Wrap: a request
-// whose Host names a service or a function (NAME.<domain>; functions and
-// services share the name space, so at most one of them has a name) goes
-// to it, path and all, and so does one that names a service's tag
-// (TAG-NAME.<domain>), unless a function has that whole name; any other
-// goes to the routes.
+// whose Host names a service or a function (NAME.<domain>, NAME in lower
+// case; functions and services share the name space, so at most one of
+// them has a name) goes to it, path and all, and so does one that names a
+// tag a service has (TAG-NAME.<domain>), even if a function has that
+// whole name: a service's routes come first, so that deploying a function
+// never takes a tag's host over (the function keeps /fn/NAME). A
+// TAG-NAME whose NAME is a service without that tag, and no function's,
+// is answered 404 naming the tag. Any other request goes to the routes.
 func (s *Server) serveHosts(w http.ResponseWriter, r *http.Request) {
+	var route string
+	if s.svcProxy != nil {
+		var ok bool
+		if route, ok = s.svcProxy.HostService(r); ok && s.svcProxy.Exists(route) {
+			s.svcProxy.ServeHost(w, r, route)
+			return
+		}
+	}
 	if s.gw != nil {
 		if name, ok := s.gw.HostFunction(r); ok {
 			s.gw.ServeHost(w, r, name)
 			return
 		}
 	}
-	if s.svcProxy != nil {
-		if name, ok := s.svcProxy.HostService(r); ok {
-			s.svcProxy.ServeHost(w, r, name)
-			return
-		}
+	if route != "" {
+		s.svcProxy.ServeHost(w, r, route)
+		return
 	}
 	s.mux.ServeHTTP(w, r)
 }

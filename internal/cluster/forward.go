@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/gateway"
@@ -68,18 +69,28 @@ type candidate struct {
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Only a server may say who the client is, and only to another.
+	// Only a server may say who the client is, and only to another: a
+	// request that says it was forwarded is judged by the client its seal
+	// names, or, without a seal that holds, as from an untrusted peer
+	// (its forwarding headers, which the sender passed on as they came,
+	// are not believed whatever the sender's address).
 	peer := r.Header.Get(headerPeer)
 	delete(r.Header, headerPeer)
+	forwarded := r.Header.Get(HeaderForwardedBy) != ""
+	if forwarded {
+		p, ok := f.c.openPeer(peer, time.Now())
+		if !ok {
+			p = httpevent.PeerOf(r)
+			p.Untrusted = true
+		}
+		r = r.WithContext(gateway.WithPeer(r.Context(), p))
+	}
 	cands := f.candidates(r)
 	if len(cands) == 0 {
 		f.next.ServeHTTP(w, r)
 		return
 	}
-	if r.Header.Get(HeaderForwardedBy) != "" {
-		if p, ok := f.c.openPeer(peer); ok {
-			r = r.WithContext(gateway.WithPeer(r.Context(), p))
-		}
+	if forwarded {
 		f.receive(w, r, cands)
 		return
 	}
@@ -185,11 +196,7 @@ func (f *forwarder) candidates(r *http.Request) []candidate {
 func (f *forwarder) allCandidates(r *http.Request) []candidate {
 	var cands []candidate
 	if f.domain != "" {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		label, ok := strings.CutSuffix(strings.ToLower(host), "."+f.domain)
+		label, ok := gateway.HostLabel(r.Host, f.domain)
 		if ok && stratus.ValidName(label) == nil {
 			cands = append(cands, candidate{lease: leaseName(kindService, label)})
 			for i := 1; i < len(label)-1; i++ {
@@ -300,7 +307,7 @@ func (c *Cluster) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 					pr.Out.Header[k] = slices.Clone(v)
 				}
 			}
-			if v := c.sealPeer(httpevent.PeerOf(pr.In)); v != "" {
+			if v := c.sealPeer(httpevent.PeerOf(pr.In), time.Now()); v != "" {
 				pr.Out.Header[headerPeer] = []string{v}
 			}
 			c.setForwardHeaders(pr.Out.Header, st.t.epoch)
@@ -321,14 +328,24 @@ func (c *Cluster) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 
 // headerPeer carries, from the server that forwards a service's request
 // to the one that serves it, the client as the sender saw it (its TCP
-// peer and whether it used TLS), sealed with the cluster's token: "ADDR
-// PROTO MAC", MAC the hex HMAC-SHA256 of "ADDR PROTO". The receiver's
-// gateway then applies its forwarding rule to that client.
-const headerPeer = "X-Stratus-Peer"
+// peer and whether it used TLS), sealed with the cluster's token and
+// dated: "ADDR PROTO UNIX MAC", UNIX the sender's clock in seconds, MAC
+// the hex HMAC-SHA256 of "ADDR PROTO UNIX". The receiver's gateway then
+// applies its forwarding rule to that client. A seal is good for
+// peerWindow either side of the receiver's clock, so a copied header
+// cannot be replayed for long; the gateway removes the header from every
+// request before it reaches a workload (httpevent.Forward.Strip), on a
+// single server too.
+const headerPeer = httpevent.HeaderPeer
 
-// sealPeer returns p as a headerPeer value; "" without a token or an
-// address.
-func (c *Cluster) sealPeer(p httpevent.Peer) string {
+// peerWindow is how far a seal's time may be from the receiver's clock:
+// the relay itself takes milliseconds, and the servers' clocks agree
+// within a second or so (the leases assume it).
+const peerWindow = 60 * time.Second
+
+// sealPeer returns p as a headerPeer value sealed at now; "" without a
+// token or an address.
+func (c *Cluster) sealPeer(p httpevent.Peer, now time.Time) string {
 	if c.cfg.Token == "" || !p.Addr.IsValid() {
 		return ""
 	}
@@ -336,13 +353,14 @@ func (c *Cluster) sealPeer(p httpevent.Peer) string {
 	if p.TLS {
 		proto = "https"
 	}
-	msg := p.Addr.String() + " " + proto
+	msg := p.Addr.String() + " " + proto + " " + strconv.FormatInt(now.Unix(), 10)
 	return msg + " " + hex.EncodeToString(c.peerMAC(msg))
 }
 
 // openPeer returns the peer a headerPeer value v names; ok is false
-// unless its MAC is the cluster's.
-func (c *Cluster) openPeer(v string) (httpevent.Peer, bool) {
+// unless its MAC is the cluster's and it was sealed within peerWindow of
+// now.
+func (c *Cluster) openPeer(v string, now time.Time) (httpevent.Peer, bool) {
 	i := strings.LastIndexByte(v, ' ')
 	if c.cfg.Token == "" || i < 0 {
 		return httpevent.Peer{}, false
@@ -351,12 +369,22 @@ func (c *Cluster) openPeer(v string) (httpevent.Peer, bool) {
 	if err != nil || !hmac.Equal(mac, c.peerMAC(v[:i])) {
 		return httpevent.Peer{}, false
 	}
-	addr, proto, _ := strings.Cut(v[:i], " ")
-	a, err := netip.ParseAddr(addr)
+	fields := strings.Split(v[:i], " ")
+	if len(fields) != 3 {
+		return httpevent.Peer{}, false
+	}
+	sec, err := strconv.ParseInt(fields[2], 10, 64)
 	if err != nil {
 		return httpevent.Peer{}, false
 	}
-	return httpevent.Peer{Addr: a, TLS: proto == "https"}, true
+	if d := now.Sub(time.Unix(sec, 0)); d > peerWindow || d < -peerWindow {
+		return httpevent.Peer{}, false
+	}
+	a, err := netip.ParseAddr(fields[0])
+	if err != nil {
+		return httpevent.Peer{}, false
+	}
+	return httpevent.Peer{Addr: a, TLS: fields[1] == "https"}, true
 }
 
 func (c *Cluster) peerMAC(msg string) []byte {

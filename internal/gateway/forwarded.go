@@ -34,9 +34,9 @@ func WithPeer(ctx context.Context, p httpevent.Peer) context.Context {
 	return context.WithValue(ctx, peerKey{}, p)
 }
 
-// peerOf returns the peer r came from: the one WithPeer marked, else its
-// TCP peer.
-func peerOf(r *http.Request) httpevent.Peer {
+// PeerOf returns the peer r came from, whose forwarding headers the
+// gateway judges: the one WithPeer marked, else its TCP peer.
+func PeerOf(r *http.Request) httpevent.Peer {
 	if p, ok := r.Context().Value(peerKey{}).(httpevent.Peer); ok {
 		return p
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // fwdHeaders are the forwarding headers a test looks at.
-var fwdHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "Forwarded"}
+var fwdHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "Forwarded", "X-Real-Ip", "Front-End-Https", "X-Stratus-Peer"}
 
 // TestServiceForwardingHeaders: a replica gets the forwarding headers
 // of the trust rule (httpevent.Resolve), Forwarded always, and the
@@ -38,6 +38,7 @@ func TestServiceForwardingHeaders(t *testing.T) {
 	sent := http.Header{
 		"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.example"},
 		"X-Forwarded-Port": {"443"}, "X-Forwarded-Prefix": {"/api"}, "Forwarded": {"for=203.0.113.7;proto=https"},
+		"X-Real-Ip": {"203.0.113.7"}, "Front-End-Https": {"on"}, "X-Stratus-Peer": {"1.2.3.4 https 0 00"},
 	}
 	for _, tc := range []struct {
 		name    string
@@ -64,6 +65,7 @@ func TestServiceForwardingHeaders(t *testing.T) {
 			"X-Forwarded-For": {"203.0.113.7, 192.0.2.1"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.example"},
 			"X-Forwarded-Port": {"443"}, "X-Forwarded-Prefix": {"/api/svc/w%65b"},
 			"Forwarded": {`for=203.0.113.7;proto=https, for=192.0.2.1;host="127.0.0.1:8080";proto=http`},
+			"X-Real-Ip": {"203.0.113.7"}, "Front-End-Https": {"on"},
 		},
 	}, {
 		name: "relayed by another server from a trusted peer", path: "/x", host: "web.apps.test",
@@ -73,6 +75,15 @@ func TestServiceForwardingHeaders(t *testing.T) {
 			"X-Forwarded-For": {"203.0.113.7, 10.1.1.1"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.example"},
 			"X-Forwarded-Port": {"443"}, "X-Forwarded-Prefix": {"/api"},
 			"Forwarded": {"for=203.0.113.7;proto=https, for=10.1.1.1;host=web.apps.test;proto=https"},
+			"X-Real-Ip": {"203.0.113.7"}, "Front-End-Https": {"on"},
+		},
+	}, {
+		name: "relayed by another server whose seal did not hold", path: "/x", host: "web.apps.test",
+		trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		peer:    &httpevent.Peer{Addr: netip.MustParseAddr("10.1.1.1"), Untrusted: true},
+		want: http.Header{
+			"X-Forwarded-For": {"10.1.1.1"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"web.apps.test"},
+			"X-Forwarded-Port": {"80"}, "Forwarded": {"for=10.1.1.1;host=web.apps.test;proto=http"},
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,7 +159,8 @@ func TestHostFunction(t *testing.T) {
 		{"sls.apps.test", "sls"},
 		{"SLS.apps.test:8080", "sls"},
 		{"sls.APPS.TEST.", "sls"},
-		{"Mixed.apps.test", "Mixed"},
+		// Host routes are lower case: a name with capitals has none.
+		{"Mixed.apps.test", ""},
 		{"mixed.apps.test", ""},
 		{"nope.apps.test", ""},
 		{"sls:1.apps.test", ""},
@@ -228,6 +240,9 @@ func TestFunctionEventForwarding(t *testing.T) {
 		r := httptest.NewRequest("GET", "/fn/sls/x", nil)
 		r.Header.Set("X-Forwarded-For", "203.0.113.7")
 		r.Header.Set("X-Forwarded-Proto", "https")
+		r.Header.Set("X-Real-Ip", "6.6.6.6")
+		r.Header.Set("X-Forwarded-Ssl", "on")
+		r.Header.Set("X-Stratus-Peer", "6.6.6.6 https 0 00")
 		w := httptest.NewRecorder()
 		mux.ServeHTTP(w, r)
 		if w.Code != 200 || len(fns.events) != 1 {
@@ -237,6 +252,12 @@ func TestFunctionEventForwarding(t *testing.T) {
 		if ev.RequestContext.HTTP.SourceIP != tc.wantIP || ev.Headers["x-forwarded-for"] != tc.wantXFF || ev.Headers["x-forwarded-proto"] != tc.wantProto {
 			t.Errorf("%s: sourceIp %q, x-forwarded-for %q, proto %q; want %q, %q, %q", tc.name, ev.RequestContext.HTTP.SourceIP,
 				ev.Headers["x-forwarded-for"], ev.Headers["x-forwarded-proto"], tc.wantIP, tc.wantXFF, tc.wantProto)
+		}
+		// A proxy's other headers pass from trusted peers only; the
+		// cluster's never.
+		trusted := tc.trusted != nil
+		if (ev.Headers["x-real-ip"] == "6.6.6.6") != trusted || (ev.Headers["x-forwarded-ssl"] == "on") != trusted || ev.Headers["x-stratus-peer"] != "" {
+			t.Errorf("%s: x-real-ip %q, x-forwarded-ssl %q, x-stratus-peer %q", tc.name, ev.Headers["x-real-ip"], ev.Headers["x-forwarded-ssl"], ev.Headers["x-stratus-peer"])
 		}
 	}
 }
@@ -289,10 +310,10 @@ func FuzzHostLabel(f *testing.F) {
 		if !ok {
 			return
 		}
-		if label == "" || strings.ContainsAny(label, ".@") {
+		if label == "" || strings.ContainsAny(label, ".@") || label != strings.ToLower(label) {
 			t.Fatalf("HostLabel(%q, %q) = %q", host, domain, label)
 		}
-		if !strings.HasPrefix(host, label+".") || !strings.Contains(strings.ToLower(host), strings.ToLower(strings.Trim(domain, "."))) {
+		if !strings.HasPrefix(strings.ToLower(host), label+".") || !strings.Contains(strings.ToLower(host), strings.ToLower(strings.Trim(domain, "."))) {
 			t.Fatalf("HostLabel(%q, %q) = %q: not the host's first label under the domain", host, domain, label)
 		}
 	})

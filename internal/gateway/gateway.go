@@ -382,39 +382,38 @@ func (g *Gateway) ServeFunctionURL(w http.ResponseWriter, r *http.Request) {
 	}
 	// The path after the name's segment, as the client escaped it, and
 	// the prefix cut off.
-	raw, prefix := "/"+r.PathValue("path"), "/fn/"+r.PathValue("name")
-	if p, ok := strings.CutPrefix(r.URL.EscapedPath(), "/fn/"); ok {
-		seg, rest, found := strings.Cut(p, "/")
-		prefix = "/fn/" + seg
-		if found {
-			raw = "/" + rest
-		}
+	raw := "/" + r.PathValue("path")
+	prefix, rest, found := cutRoute(r, "/fn/", r.PathValue("name"))
+	if found {
+		raw = rest
 	}
 	g.serveFunction(w, r, r.PathValue("name"), raw, prefix)
 }
 
 // HostFunction returns the function a request's Host names: NAME when it
-// is NAME.<domain> (the label as sent, else in lower case) and NAME is a
-// function. Host routes take no qualifier: NAME's $LATEST answers.
+// is NAME.<domain> (see HostLabel) and NAME is a function. Host names are
+// case-insensitive and HostLabel lower-cases them, so a function whose
+// name has capitals has no host route. Host routes take no qualifier:
+// NAME's $LATEST answers.
 func (g *Gateway) HostFunction(r *http.Request) (string, bool) {
-	label, ok := HostLabel(r.Host, g.domain)
-	if !ok {
+	name, ok := HostLabel(r.Host, g.domain)
+	if !ok || strings.Contains(name, ":") {
 		return "", false
 	}
-	for _, name := range [...]string{label, strings.ToLower(label)} {
-		if _, err := stratus.ParseFunctionRef(name); err != nil || strings.Contains(name, ":") {
-			continue
-		}
-		if _, ok := g.heads.Head(name); ok {
-			return name, true
-		}
+	if _, err := stratus.ParseFunctionRef(name); err != nil {
+		return "", false
+	}
+	if _, ok := g.heads.Head(name); ok {
+		return name, true
 	}
 	return "", false
 }
 
-// HostLabel returns the label of host (a Host header, port allowed) in
-// front of "."+domain; ok is false when host is not one label under
-// domain (a label holds no "." nor "@"). The label keeps its letter case.
+// HostLabel returns the label of host (a Host header, port allowed, a
+// trailing dot too) in front of "."+domain, in lower case; ok is false
+// when host is not one label under domain (a label holds no "." nor
+// "@"). Every host route (functions', services', the cluster's
+// forwarder's) reads a Host with it.
 func HostLabel(host, domain string) (string, bool) {
 	domain = strings.Trim(domain, ".")
 	if domain == "" {
@@ -431,7 +430,21 @@ func HostLabel(host, domain string) (string, bool) {
 	if strings.ContainsAny(label, ".@") {
 		return "", false
 	}
-	return label, true
+	return strings.ToLower(label), true
+}
+
+// cutRoute returns what a route mounted at root ("/fn/", "/svc/") cuts
+// off r's path, root and the name's segment as the client escaped them
+// (X-Forwarded-Prefix), and the escaped path after it ("/" at least);
+// found is false, and prefix root+name, when r's escaped path does not
+// start with root.
+func cutRoute(r *http.Request, root, name string) (prefix, rest string, found bool) {
+	p, ok := strings.CutPrefix(r.URL.EscapedPath(), root)
+	if !ok {
+		return root + name, "/", false
+	}
+	seg, after, _ := strings.Cut(p, "/")
+	return root + seg, "/" + after, true
 }
 
 // ServeHost serves a request whose Host names function name (see
@@ -478,7 +491,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request, ref, raw
 		return
 	}
 	reqID := stratus.NewRequestID()
-	fwd := httpevent.Resolve(r, peerOf(r), prefix, g.trusted.trusts)
+	fwd := httpevent.Resolve(r, PeerOf(r), prefix, g.trusted.trusts)
 	event, err := httpevent.Event(r, body, httpevent.Meta{RawPath: raw, RequestID: reqID, APIID: fnName(name), AccountID: g.account, Forward: &fwd})
 	if err != nil {
 		g.answer.Error(w, r, err)

@@ -20,7 +20,9 @@ import (
 //
 // The bounds of HTTP/1.1 hold for HTTP/2 as net/http applies them: the
 // ReadHeaderTimeout bounds the wait for the preface, the ReadTimeout each
-// stream's body (BoundBodies lengthens it for uploads, per stream),
+// stream's body (per stream, BoundBodies lengthens it for uploads, the
+// service proxy sets it to the service's timeout for a gRPC stream to an
+// h2c service),
 // MaxHeaderBytes the header list (431), IdleTimeout a connection without
 // streams, and the body limits are the handlers'. A connection counts
 // once against the server's connection limit however many streams it
@@ -39,9 +41,12 @@ func Protocols() *http.Protocols {
 
 // Bounds of a client's HTTP/2 connection.
 const (
-	// maxStreams is the requests a connection may have open at once:
-	// RFC 9113's recommended minimum (net/http's default is 250).
-	maxStreams = 100
+	// maxStreams is the requests a connection may have open at once
+	// (net/http's default is 250, RFC 9113 recommends no fewer than 100):
+	// 32 keeps what one connection may hold, a replica's slot or a
+	// function's buffered body each, near what 32 HTTP/1.1 connections
+	// hold, and is more than browsers and gRPC clients keep open.
+	maxStreams = 32
 	// streamWindow and connWindow bound the body bytes the server buffers
 	// ahead of its handlers, per stream and per connection (net/http's
 	// default is 1 MiB each).
@@ -108,9 +113,13 @@ func stripH2CUpgrade(h http.Header, up []string) {
 // client interleaves with the answer's (gRPC: a bidirectional call sends
 // a message and waits for the reply before the next), so that the
 // service proxy must not wait for the body's first 64 KiB or its end
-// before it forwards the request. Such a request takes its replica slot
-// at once, as a WebSocket does, and its body stays bounded in size and
-// by the read timeout.
+// before it forwards the request. Only to a service deployed --h2c
+// (which gRPC needs) does such a request take its replica slot at once,
+// as a WebSocket does; to any other it waits for its body as every
+// request does, so a public client cannot take the slots of services
+// that never speak gRPC without sending a body. Its body stays bounded
+// in size, and in time by the service's request timeout rather than the
+// read timeout (a client-streaming call lasts as long as the call).
 func streamsBody(r *http.Request) bool {
 	if r.ProtoMajor != 2 {
 		return false // gRPC is HTTP/2 only

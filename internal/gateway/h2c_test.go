@@ -193,6 +193,7 @@ func TestServiceProxyDuplexStream(t *testing.T) {
 	p := NewServiceProxy(ProxyConfig{Services: oneReplica{
 		auth:   map[string]string{"grpc": stratus.AuthNone},
 		target: &services.Target{URL: u, Transport: tr},
+		h2c:    true,
 	}, Domain: "apps.test"})
 	gw := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.ServeHost(w, r, "grpc") }))
 
@@ -241,5 +242,110 @@ func TestServiceProxyDuplexStream(t *testing.T) {
 	}
 	if s := res.resp.Trailer.Get("Grpc-Status"); s != "0" {
 		t.Errorf("trailer Grpc-Status %q, want 0 (trailer: %v)", s, res.resp.Trailer)
+	}
+}
+
+// echoLines is an h2c replica that answers each line of a request's body
+// as it comes, flushed, prefixed with the body's Content-Length as the
+// replica saw it (-1: streamed).
+func echoLines(t *testing.T) *services.Target {
+	t.Helper()
+	replica := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.WriteHeader(200)
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
+		br := bufio.NewReader(r.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(w, "%d %s", r.ContentLength, line)
+			_ = rc.Flush()
+		}
+	}))
+	u, _ := url.Parse(replica)
+	tr := h2cTransport()
+	t.Cleanup(tr.CloseIdleConnections)
+	return &services.Target{URL: u, Transport: tr}
+}
+
+// grpcCall starts a gRPC-like call to base with the body pr and returns
+// the answer.
+func grpcCall(t *testing.T, base string, pr io.Reader) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/pkg.Svc/Call", pr)
+	req.Header.Set("Content-Type", "application/grpc")
+	client := h2cTransport()
+	t.Cleanup(client.CloseIdleConnections)
+	resp, err := client.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestServiceProxyGRPCOnlyToH2C: a gRPC request skips the prefetch only
+// to a service deployed --h2c; to any other its body is read first, as
+// every request's is (a complete one reaches the replica with its
+// length), so that a client cannot take the slots of a service that
+// never speaks gRPC without sending a body.
+func TestServiceProxyGRPCOnlyToH2C(t *testing.T) {
+	target := echoLines(t)
+	for _, tc := range []struct {
+		h2c  bool
+		want string
+	}{{true, "-1 ping\n"}, {false, "5 ping\n"}} {
+		p := NewServiceProxy(ProxyConfig{Services: oneReplica{auth: map[string]string{"grpc": stratus.AuthNone}, target: target, h2c: tc.h2c}})
+		gw := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.ServeHost(w, r, "grpc") }))
+		pr, pw := io.Pipe() // a body of unknown length
+		go func() {
+			_, _ = io.WriteString(pw, "ping\n")
+			pw.Close()
+		}()
+		resp := grpcCall(t, gw, pr)
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("h2c %v: %q %v, want %q", tc.h2c, b, err, tc.want)
+		}
+	}
+}
+
+// TestServiceProxyStreamOutlivesReadTimeout: a client-streaming call to
+// an h2c service whose client pauses longer than the server's read
+// timeout between messages goes on, bounded by the service's timeout,
+// not the read timeout.
+func TestServiceProxyStreamOutlivesReadTimeout(t *testing.T) {
+	const readTimeout = 200 * time.Millisecond
+	target := echoLines(t)
+	target.Timeout = 30 * time.Second
+	p := NewServiceProxy(ProxyConfig{Services: oneReplica{auth: map[string]string{"grpc": stratus.AuthNone}, target: target, h2c: true}})
+	srv := httptest.NewUnstartedServer(BoundBodies(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.ServeHost(w, r, "grpc") }), readTimeout, NewToken(""), nil))
+	srv.Config.Protocols = Protocols()
+	srv.Config.HTTP2 = HTTP2Config()
+	srv.Config.ReadHeaderTimeout = 5 * time.Second
+	srv.Config.ReadTimeout = readTimeout
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = io.WriteString(pw, "ping 0\n") }()
+	resp := grpcCall(t, srv.URL, pr)
+	br := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		if i > 0 {
+			// The pause the read timeout would not survive.
+			time.Sleep(2 * readTimeout)
+			if _, err := fmt.Fprintf(pw, "ping %d\n", i); err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+		line, err := br.ReadString('\n')
+		if want := fmt.Sprintf("-1 ping %d\n", i); err != nil || line != want {
+			t.Fatalf("answer %d: %q %v, want %q", i, line, err, want)
+		}
 	}
 }

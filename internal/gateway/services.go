@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -35,6 +34,12 @@ type replicas interface {
 	Auth(route string) (auth string, ok bool)
 }
 
+// h2cRoutes is what a replicas may also tell (services.Manager does):
+// whether every revision route reaches speaks h2c to its replicas.
+type h2cRoutes interface {
+	H2C(route string) bool
+}
+
 // ServiceProxy routes requests to services: ANY /svc/NAME[/PATH] (the
 // container sees /PATH) and any request whose Host is NAME.<domain> (the
 // container sees the path as sent); /svc/NAME@TAG[/PATH] and
@@ -49,7 +54,9 @@ type replicas interface {
 // A request takes a replica's slot only once its body is complete, or
 // once its first 64 KiB (prefetch) have come and the rest is streamed to the
 // replica: a client that trickles its body holds no slot while it does
-// (BoundBodies ends it). A body over maxBody is refused with 413.
+// (BoundBodies ends it); but a gRPC stream to a service deployed --h2c
+// takes its slot at once (see streamsBody). A body over maxBody is
+// refused with 413.
 type ServiceProxy struct {
 	svcs    replicas
 	token   *Token
@@ -58,8 +65,9 @@ type ServiceProxy struct {
 	proxy   *httputil.ReverseProxy
 	answer  v1.Responder // writes every error
 	observe func(service string, status int, d time.Duration)
-	policy  []string // ProxyConfig.PathPolicy's header value; nil: none
-	trusted proxies  // whose forwarding headers are believed
+	policy  []string  // ProxyConfig.PathPolicy's header value; nil: none
+	trusted proxies   // whose forwarding headers are believed
+	h2c     h2cRoutes // nil: no service speaks h2c
 }
 
 // prefetch is how much of a request's body the proxy reads before it
@@ -151,13 +159,14 @@ func NewServiceProxy(cfg ProxyConfig) *ServiceProxy {
 		answer: v1.Responder{Log: log}, observe: cfg.Observe, policy: policyValue(cfg.PathPolicy),
 		trusted: proxies(cfg.TrustedProxies),
 	}
+	p.h2c, _ = cfg.Services.(h2cRoutes)
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pp := proxiedOf(pr.In)
 			pr.Out.URL.Path, pr.Out.URL.RawPath = pp.path, pp.rawPath
 			pr.SetURL(pp.t.URL)
 			pr.Out.Host = pr.In.Host
-			setForwarded(pr.Out.Header, httpevent.Resolve(pr.In, peerOf(pr.In), pp.prefix, p.trusted.trusts))
+			setForwarded(pr.Out.Header, httpevent.Resolve(pr.In, PeerOf(pr.In), pp.prefix, p.trusted.trusts))
 			// The replica continues Stratus's span (the client's trace,
 			// if it sent one), not the client's.
 			trace.Inject(pr.In.Context(), pr.Out.Header)
@@ -236,32 +245,22 @@ func (p *ServiceProxy) ServeSvcPath(w http.ResponseWriter, r *http.Request) {
 		rawPath = "/" + strings.TrimPrefix(strings.TrimPrefix(raw, prefix), "/")
 	}
 	// X-Forwarded-Prefix: the name's segment as the client escaped it.
-	fwdPrefix := prefix
-	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/svc/"); ok {
-		seg, _, _ := strings.Cut(rest, "/")
-		fwdPrefix = "/svc/" + seg
-	}
+	fwdPrefix, _, _ := cutRoute(r, "/svc/", name)
 	p.serve(w, r, name, path, rawPath, fwdPrefix, p.policy)
 }
 
-// HostService returns the route a request's Host names: NAME when it is
-// NAME.<domain> and NAME is a service, NAME@TAG when it is
-// TAG-NAME.<domain> and NAME a service (the service's own name wins, then
-// a tag the service has, then the first split whose NAME is a service:
-// an unknown tag is answered 404, naming it).
+// HostService returns the route a request's Host names (its label as
+// HostLabel reads it, in lower case): NAME when it is NAME.<domain> and
+// NAME is a service, NAME@TAG when it is TAG-NAME.<domain> and NAME a
+// service (the service's own name wins, then a tag the service has, then
+// the first split whose NAME is a service: an unknown tag is answered
+// 404, naming it; Exists tells it apart).
 func (p *ServiceProxy) HostService(r *http.Request) (string, bool) {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(host)
-	label, ok := strings.CutSuffix(host, "."+p.domain)
-	if !ok || label == "" || strings.ContainsAny(label, ".@") {
+	label, ok := HostLabel(r.Host, p.domain)
+	if !ok {
 		return "", false
 	}
-	// Host names are case-insensitive; service names match as deployed
-	// in lower case, or exactly.
-	if _, ok := p.svcs.Auth(label); ok {
+	if p.Exists(label) {
 		return label, true
 	}
 	var unknownTag string
@@ -270,14 +269,21 @@ func (p *ServiceProxy) HostService(r *http.Request) (string, bool) {
 			continue
 		}
 		route := label[i+1:] + "@" + label[:i]
-		if _, ok := p.svcs.Auth(route); ok {
+		if p.Exists(route) {
 			return route, true
 		}
-		if _, ok := p.svcs.Auth(label[i+1:]); ok && unknownTag == "" {
+		if p.Exists(label[i+1:]) && unknownTag == "" {
 			unknownTag = route
 		}
 	}
 	return unknownTag, unknownTag != ""
+}
+
+// Exists reports whether route (NAME or NAME@TAG) is a service's, or its
+// tag's.
+func (p *ServiceProxy) Exists(route string) bool {
+	_, ok := p.svcs.Auth(route)
+	return ok
 }
 
 // ServeHost serves a request routed by its Host header to route (see
@@ -345,7 +351,11 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, pa
 		p.answer.Error(w, r, missing)
 		return known
 	}
-	body, err := p.admit(r)
+	// A gRPC stream to a service deployed --h2c goes at once (see
+	// streamsBody); to any other, it waits for its body as every request
+	// does.
+	streams := p.h2c != nil && streamsBody(r) && p.h2c.H2C(route)
+	body, err := p.admit(r, streams)
 	if err != nil {
 		p.answer.Error(w, r, fmt.Errorf("service %q: %w", name, err))
 		return true
@@ -368,6 +378,15 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, pa
 		return true
 	}
 	defer release()
+	if streams {
+		// Its body is a stream of messages as long as the call: the read
+		// timeout would cut it, the service's timeout bounds it instead.
+		var deadline time.Time
+		if t.Timeout > 0 {
+			deadline = time.Now().Add(t.Timeout)
+		}
+		_ = http.NewResponseController(w).SetReadDeadline(deadline)
+	}
 	pp := &proxied{name: name, t: t, body: body, in: r, path: path, rawPath: rawPath, prefix: prefix, sandboxed: sandboxed}
 	ctx := context.WithValue(r.Context(), proxiedKey{}, pp)
 	if t.Timeout > 0 {
@@ -381,9 +400,10 @@ func (p *ServiceProxy) proxyTo(w http.ResponseWriter, r *http.Request, route, pa
 
 // admit reads r's body up to prefetch bytes, or to its end, before the
 // request may take a slot, and sets r.Body to what was read followed by
-// the rest. It returns ErrTooLarge for a body over maxBody and
+// the rest; streams: it reads nothing ahead (a gRPC stream to an h2c
+// service). It returns ErrTooLarge for a body over maxBody and
 // ErrBodyTimeout for one that does not come in time.
-func (p *ServiceProxy) admit(r *http.Request) (*serviceBody, error) {
+func (p *ServiceProxy) admit(r *http.Request, streams bool) (*serviceBody, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
@@ -391,7 +411,7 @@ func (p *ServiceProxy) admit(r *http.Request) (*serviceBody, error) {
 		return nil, fmt.Errorf("request body is %d bytes, more than the %d byte limit: %w", r.ContentLength, p.maxBody, stratus.ErrTooLarge)
 	}
 	b := &serviceBody{src: r.Body, max: p.maxBody}
-	if streamsBody(r) { // gRPC: see streamsBody
+	if streams {
 		r.Body = readCloser{b, r.Body}
 		return b, nil
 	}
@@ -468,7 +488,8 @@ func (b *serviceBody) failed() error {
 // setForwarded sets the forwarding headers of a request to a replica to
 // what f says (httpevent.Resolve): X-Forwarded-For, -Proto, -Host,
 // -Port, Forwarded (always: the Knative runtime contract requires it) and
-// X-Forwarded-Prefix (removed when f has none).
+// X-Forwarded-Prefix (removed when f has none); the headers f.Strip
+// removes go.
 func setForwarded(h http.Header, f httpevent.Forward) {
 	if f.For != "" {
 		h["X-Forwarded-For"] = []string{f.For}
@@ -484,6 +505,7 @@ func setForwarded(h http.Header, f httpevent.Forward) {
 	} else {
 		delete(h, "X-Forwarded-Prefix")
 	}
+	f.Strip(h)
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)

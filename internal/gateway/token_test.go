@@ -187,7 +187,10 @@ func TestFunctionRouteStripsToken(t *testing.T) {
 type oneReplica struct {
 	auth   map[string]string
 	target *services.Target
+	h2c    bool // every route speaks h2c
 }
+
+func (o oneReplica) H2C(string) bool { return o.h2c }
 
 func (o oneReplica) Acquire(ctx context.Context, name string) (*services.Target, func(), error) {
 	return o.target, func() {}, nil

@@ -189,7 +189,7 @@ func headers(r *http.Request, fwd *Forward) (map[string]string, []string) {
 			cookies = splitCookies(cookies, vs)
 			continue
 		}
-		if conn[name] {
+		if conn[name] || fwd.stripped(name) {
 			continue
 		}
 		v := vs[0]

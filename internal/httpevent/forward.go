@@ -27,6 +27,40 @@ type Forward struct {
 	Trusted bool
 }
 
+// HeaderPeer is the header with which a server of the cluster tells
+// another the client it relayed (sealed; see internal/cluster). No
+// workload is told it, whoever sent it.
+const HeaderPeer = "X-Stratus-Peer"
+
+// proxyHeaders are what proxies say of a client and its scheme besides
+// X-Forwarded-* and Forwarded (nginx's, Apache's, IIS's): no workload is
+// told them unless the peer that sent them is trusted.
+var proxyHeaders = [...]string{"X-Real-Ip", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server", "Front-End-Https"}
+
+// Strip removes from h (a request's canonical header) what its workload
+// must not be told: HeaderPeer always, and proxyHeaders unless f is
+// Trusted.
+func (f Forward) Strip(h http.Header) {
+	delete(h, HeaderPeer)
+	if !f.Trusted {
+		for _, k := range proxyHeaders {
+			delete(h, k)
+		}
+	}
+}
+
+// stripped reports whether a header of lower-case name goes to no
+// workload of f (see Strip).
+func (f Forward) stripped(name string) bool {
+	switch name {
+	case "x-stratus-peer":
+		return true
+	case "x-real-ip", "x-forwarded-ssl", "x-forwarded-scheme", "x-forwarded-server", "front-end-https":
+		return !f.Trusted
+	}
+	return false
+}
+
 // Peer is the node a request came from, as the gateway sees it: the TCP
 // peer, or the client another server of the cluster relayed.
 type Peer struct {
@@ -34,6 +68,9 @@ type Peer struct {
 	Addr netip.Addr
 	// TLS: the peer reached the server over TLS.
 	TLS bool
+	// Untrusted: the peer's forwarding headers are not to be believed,
+	// whatever its address (a relay whose seal did not hold).
+	Untrusted bool
 }
 
 // PeerOf returns r's TCP peer.
@@ -51,14 +88,28 @@ func PeerOf(r *http.Request) Peer {
 // whether the forwarding headers of a peer are to be believed (nil:
 // nobody's are).
 //
-// From a trusted peer, X-Forwarded-For gets the peer appended, the
-// X-Forwarded-Proto, -Host and -Port it sent are kept (each filled in
-// from the request when absent), its X-Forwarded-Prefix comes before
-// prefix, and its Forwarded gets this hop's element appended; Client is
-// the rightmost address of the X-Forwarded-For chain (or, without one,
-// of the Forwarded for= chain) that is not a trusted proxy. From any
-// other peer every one of them describes this hop only: the peer, the
-// scheme it used, the Host it asked for and its port.
+// From any peer that is not trusted (or marked Untrusted) every one of
+// them describes this hop only: the peer, the scheme it used, the Host
+// it asked for and its port.
+//
+// A trusted peer's headers are kept and extended; its X-Forwarded-Prefix
+// comes before prefix, and its Forwarded gets this hop's element
+// appended. Which of its headers name the client, its scheme and host:
+//   - X-Forwarded-For without Forwarded: the X-Forwarded-* headers;
+//   - Forwarded without X-Forwarded-For: Forwarded's elements, the
+//     client from their for= chain, scheme and host from the last
+//     element's proto= and host= (the nearest proxy's); the outgoing
+//     X-Forwarded-For is that chain;
+//   - both: proxies usually set one and pass a client's copy of the
+//     other through untouched, so they are believed only if their last
+//     entries (what the nearest proxy wrote) name the same node, and then
+//     X-Forwarded-* are the source; if they disagree, one of them is the
+//     client's own, and the request is taken as an untrusted peer's.
+//
+// Without a port of its own (X-Forwarded-Port, or one in the host it
+// names) the port is the proto's (443 for https, 80 for http) when the
+// trusted peer named a proto, else this hop's. Client is the rightmost
+// address of the chain that is not a trusted proxy.
 func Resolve(r *http.Request, peer Peer, prefix string, trusted func(netip.Addr) bool) Forward {
 	proto, port := "http", "80"
 	if peer.TLS {
@@ -78,24 +129,12 @@ func Resolve(r *http.Request, peer Peer, prefix string, trusted func(netip.Addr)
 	} else {
 		f.Client = ""
 	}
-	if trusted == nil || !peer.Addr.IsValid() || !trusted(peer.Addr) {
+	if trusted == nil || peer.Untrusted || !peer.Addr.IsValid() || !trusted(peer.Addr) {
 		return f
 	}
+	untrusted := f
 	f.Trusted = true
 	h := r.Header
-	xff := joinValues(h["X-Forwarded-For"], ", ")
-	if xff != "" {
-		f.For = xff + ", " + peerStr
-	}
-	if v := joinValues(h["X-Forwarded-Proto"], ","); v != "" {
-		f.Proto = v
-	}
-	if v := joinValues(h["X-Forwarded-Host"], ","); v != "" {
-		f.Host = v
-	}
-	if v := joinValues(h["X-Forwarded-Port"], ","); v != "" {
-		f.Port = v
-	}
 	if v := joinValues(h["X-Forwarded-Prefix"], ","); v != "" {
 		f.Prefix = strings.TrimRight(v, "/") + prefix
 		if f.Prefix == "" {
@@ -106,14 +145,58 @@ func Resolve(r *http.Request, peer Peer, prefix string, trusted func(netip.Addr)
 	if fwd != "" {
 		f.Forwarded = fwd + ", " + own
 	}
-	// The chain, nearest hop last: X-Forwarded-For's, else Forwarded's.
+	xff := joinValues(h["X-Forwarded-For"], ", ")
+	var elems []map[string]string
+	if fwd != "" {
+		elems = forwardedElements(fwd)
+	}
+	// The chain, nearest hop last, and where the scheme, host and port
+	// come from.
 	var chain []string
-	if xff != "" {
-		for _, e := range strings.Split(xff, ",") {
+	var sentProto, sentHost, sentPort string
+	switch {
+	case xff != "":
+		for e := range strings.SplitSeq(xff, ",") {
 			chain = append(chain, strings.TrimSpace(e))
 		}
-	} else if fwd != "" {
-		chain = ForwardedFor(fwd)
+		if len(elems) > 0 && !sameNode(chain[len(chain)-1], elems[len(elems)-1]["for"]) {
+			// One of them is the client's: believe neither.
+			return untrusted
+		}
+		sentProto = joinValues(h["X-Forwarded-Proto"], ",")
+		sentHost = joinValues(h["X-Forwarded-Host"], ",")
+		sentPort = joinValues(h["X-Forwarded-Port"], ",")
+		f.For = xff + ", " + peerStr
+	case len(elems) > 0:
+		for _, e := range elems {
+			chain = append(chain, e["for"])
+		}
+		last := elems[len(elems)-1]
+		sentProto, sentHost = last["proto"], last["host"]
+		f.For = xffOf(chain) + ", " + peerStr
+	}
+	if sentProto != "" {
+		f.Proto = sentProto
+	}
+	if sentHost != "" {
+		f.Host = sentHost
+	}
+	switch {
+	case sentPort != "":
+		f.Port = sentPort
+	case sentHost != "":
+		if _, p := splitHost(firstValue(sentHost)); p != "" {
+			f.Port = p
+			break
+		}
+		fallthrough
+	case sentProto != "":
+		switch strings.ToLower(firstValue(f.Proto)) {
+		case "https", "wss":
+			f.Port = "443"
+		case "http", "ws":
+			f.Port = "80"
+		}
 	}
 	f.Client = peerStr
 	for i := len(chain) - 1; i >= 0; i-- {
@@ -130,6 +213,43 @@ func Resolve(r *http.Request, peer Peer, prefix string, trusted func(netip.Addr)
 		}
 	}
 	return f
+}
+
+// firstValue is the first of a comma-separated list of values (what the
+// first proxy said, of X-Forwarded-Proto or -Host), trimmed.
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.TrimSpace(first)
+}
+
+// sameNode reports whether an X-Forwarded-For entry and a Forwarded for=
+// node name the same node: the same address (ports aside), else the same
+// text (unknown, _hidden).
+func sameNode(xff, fwd string) bool {
+	a, aok := nodeAddr(xff)
+	b, bok := nodeAddr(fwd)
+	if aok || bok {
+		return aok && bok && a == b
+	}
+	return xff == fwd
+}
+
+// xffOf is a Forwarded for= chain as an X-Forwarded-For value: addresses
+// without brackets or ports, other nodes as they are, a missing one
+// "unknown".
+func xffOf(chain []string) string {
+	parts := make([]string, len(chain))
+	for i, n := range chain {
+		switch a, ok := nodeAddr(n); {
+		case ok:
+			parts[i] = a.String()
+		case n == "":
+			parts[i] = "unknown"
+		default:
+			parts[i] = n
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // joinValues joins a header's values with sep, trimming spaces.
@@ -223,14 +343,29 @@ func isTokenChar(c byte) bool {
 // bracketed); an element without for= gives "". A value that does not
 // parse stops the list where it fails.
 func ForwardedFor(v string) []string {
-	var out []string
+	elems := forwardedElements(v)
+	out := make([]string, 0, len(elems))
+	for _, e := range elems {
+		out = append(out, e["for"])
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// forwardedElements returns the elements of a Forwarded header value, each
+// its parameters by lower-case name, values unquoted; a value that does
+// not parse stops the list where it fails.
+func forwardedElements(v string) []map[string]string {
+	var out []map[string]string
 	p := forwardedParser{s: v}
 	for {
 		params, ok := p.element()
 		if !ok {
 			return out
 		}
-		out = append(out, params["for"])
+		out = append(out, params)
 		if !p.comma() {
 			return out
 		}

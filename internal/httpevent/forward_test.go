@@ -63,8 +63,48 @@ func TestResolve(t *testing.T) {
 		name: "without X-Forwarded-For the Forwarded chain names the client", remote: "[fd00::1]:5000", host: "h",
 		h: http.Header{"Forwarded": {`for="[2001:db8::9]:4711";proto=https`}},
 		want: Forward{
-			Client: "2001:db8::9", For: "fd00::1", Proto: "http", Host: "h", Port: "80",
+			Client: "2001:db8::9", For: "2001:db8::9, fd00::1", Proto: "https", Host: "h", Port: "443",
 			Forwarded: `for="[2001:db8::9]:4711";proto=https, for="[fd00::1]";host=h;proto=http`, Trusted: true,
+		},
+	}, {
+		name: "a trusted proxy's proto without a port gives the proto's port", remote: "10.0.0.2:5000", host: "app.localhost:8080",
+		h: http.Header{"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"}},
+		want: Forward{
+			Client: "203.0.113.7", For: "203.0.113.7, 10.0.0.2", Proto: "https", Host: "app.localhost:8080", Port: "443",
+			Forwarded: `for=10.0.0.2;host="app.localhost:8080";proto=http`, Trusted: true,
+		},
+	}, {
+		name: "a trusted proxy's host with a port gives that port", remote: "10.0.0.2:5000", host: "h:8080",
+		h: http.Header{"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.example:8443"}},
+		want: Forward{
+			Client: "203.0.113.7", For: "203.0.113.7, 10.0.0.2", Proto: "https", Host: "app.example:8443", Port: "8443",
+			Forwarded: `for=10.0.0.2;host="h:8080";proto=http`, Trusted: true,
+		},
+	}, {
+		name: "Forwarded alone names client, proto and host, its last element's", remote: "10.0.0.2:5000", host: "h",
+		h: http.Header{"Forwarded": {`for=6.6.6.6;proto=http;host=evil, for=198.51.100.9;proto=https;host=app.example`}},
+		want: Forward{
+			Client: "198.51.100.9", For: "6.6.6.6, 198.51.100.9, 10.0.0.2", Proto: "https", Host: "app.example", Port: "443",
+			Forwarded: `for=6.6.6.6;proto=http;host=evil, for=198.51.100.9;proto=https;host=app.example, for=10.0.0.2;host=h;proto=http`, Trusted: true,
+		},
+	}, {
+		name: "a client's X-Forwarded-For that disagrees with the proxy's Forwarded: neither is believed", remote: "10.0.0.2:5000", host: "h",
+		h: http.Header{
+			"X-Forwarded-For": {"6.6.6.6"}, "X-Forwarded-Proto": {"https"},
+			"Forwarded": {`for=198.51.100.9;proto=https`},
+		},
+		want: Forward{
+			Client: "10.0.0.2", For: "10.0.0.2", Proto: "http", Host: "h", Port: "80",
+			Forwarded: `for=10.0.0.2;host=h;proto=http`,
+		},
+	}, {
+		name: "a client's Forwarded that disagrees with the proxy's X-Forwarded-For: neither is believed", remote: "10.0.0.2:5000", host: "h",
+		h: http.Header{
+			"X-Forwarded-For": {"198.51.100.9"}, "Forwarded": {`for=6.6.6.6;proto=https`},
+		},
+		want: Forward{
+			Client: "10.0.0.2", For: "10.0.0.2", Proto: "http", Host: "h", Port: "80",
+			Forwarded: `for=10.0.0.2;host=h;proto=http`,
 		},
 	}, {
 		name: "a trusted proxy alone is the client", remote: "10.1.2.3:1", host: "h",
@@ -165,6 +205,52 @@ func FuzzForwardedFor(f *testing.F) {
 			if all := ForwardedFor(prior + ", " + elem); len(all) != len(p) || all[len(all)-1] != want {
 				t.Fatalf("ForwardedFor(%q) = %q: the appended element is lost", prior+", "+elem, all)
 			}
+		}
+	})
+}
+
+// FuzzResolve checks, for whatever a trusted peer sends, that Resolve
+// never panics, that what it believes always ends with this hop (the
+// peer last in X-Forwarded-For, this hop's element last in Forwarded),
+// that a peer marked Untrusted is believed in nothing, and that a port
+// is never left out.
+func FuzzResolve(f *testing.F) {
+	for _, s := range [][5]string{
+		{"203.0.113.7", "", "https", "", ""},
+		{"", `for=198.51.100.9;proto=https;host=app.example`, "", "", ""},
+		{"6.6.6.6", `for=198.51.100.9;proto=https`, "https", "", ""},
+		{"198.51.100.9", `for="198.51.100.9:80"`, "https, http", "app.example:8443", ""},
+		{"unknown, 10.0.0.9", `for=_hidden, for=unknown`, "wss", "a,b", "1"},
+		{"", `for="[2001:db8::9]:4711";proto=https`, "", "", ""},
+		{"", `garbage`, "", "", ""},
+	} {
+		f.Add(s[0], s[1], s[2], s[3], s[4])
+	}
+	trusted := func(a netip.Addr) bool { return netip.MustParsePrefix("10.0.0.0/8").Contains(a) }
+	f.Fuzz(func(t *testing.T, xff, fwd, proto, host, port string) {
+		r := httptest.NewRequest("GET", "/x", nil)
+		r.RemoteAddr, r.Host = "10.0.0.2:5000", "h"
+		for k, v := range map[string]string{"X-Forwarded-For": xff, "Forwarded": fwd, "X-Forwarded-Proto": proto, "X-Forwarded-Host": host, "X-Forwarded-Port": port} {
+			if v != "" {
+				r.Header[k] = []string{v}
+			}
+		}
+		own := "for=10.0.0.2;host=h;proto=http"
+		got := Resolve(r, PeerOf(r), "", trusted)
+		if got.For != "10.0.0.2" && !strings.HasSuffix(got.For, ", 10.0.0.2") {
+			t.Errorf("For = %q, not ending with the peer", got.For)
+		}
+		if got.Forwarded != own && !strings.HasSuffix(got.Forwarded, ", "+own) {
+			t.Errorf("Forwarded = %q, not ending with this hop's", got.Forwarded)
+		}
+		if got.Port == "" || got.Proto == "" || got.Client == "" {
+			t.Errorf("Resolve = %+v: a value left out", got)
+		}
+		p := PeerOf(r)
+		p.Untrusted = true
+		want := Forward{Client: "10.0.0.2", For: "10.0.0.2", Proto: "http", Host: "h", Port: "80", Forwarded: own}
+		if diff := cmp.Diff(want, Resolve(r, p, "", trusted)); diff != "" {
+			t.Errorf("Resolve of an Untrusted peer (-want +got):\n%s", diff)
 		}
 	})
 }

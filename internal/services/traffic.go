@@ -265,6 +265,32 @@ func (m *Manager) wakeLocked(set *revSet) {
 	}
 }
 
+// H2C reports whether every revision a route of a service reaches (as
+// Auth reads the route) speaks h2c to its replicas (ServiceConfig.H2C);
+// false for an unknown service or tag.
+func (m *Manager) H2C(route string) bool {
+	name, tag, tagged := strings.Cut(route, "@")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.services[name]
+	if !ok {
+		return false
+	}
+	if tagged {
+		set, ok := s.route.tags[tag]
+		return ok && set.rev.Config.H2C
+	}
+	if len(s.route.split) == 0 {
+		return s.latest != nil && s.latest.Config.H2C
+	}
+	for _, sh := range s.route.split {
+		if !sh.set.rev.Config.H2C {
+			return false
+		}
+	}
+	return true
+}
+
 // Auth returns the auth mode of a route of a service: for "NAME", the
 // strictest of the revisions its split reaches (the token unless every
 // one is deployed --auth none); for "NAME@TAG", that of the revision the
