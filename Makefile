@@ -1,4 +1,4 @@
-.PHONY: run build test bench console
+.PHONY: run build test test-kube bench console
 
 build:
 	go build -o bin/stratus ./cmd/stratus
@@ -10,6 +10,13 @@ run: build
 # Every test; installs missing system packages first (as root).
 test:
 	./scripts/test
+
+# The tests that start a Kubernetes cluster of real components (built from
+# source once, cached outside the clone: the first build takes most of an
+# hour on 2 cores, so they are not part of "make test").
+test-kube:
+	go vet -tags kube ./internal/kubetest/
+	go test -tags kube -race -timeout 120m -count=1 ./internal/kubetest/
 
 # Benchmarks (figures in bench/README.md and the README.md beside each program).
 bench:

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -317,84 +316,15 @@ func natsFreePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// natsBuildMu serializes the builds of one test binary; the file lock those
-// of several.
-var natsBuildMu sync.Mutex
-
 // natsServerBinary returns the path of nats-server built from the module
 // version in go.mod, building it once into the cache.
 func natsServerBinary(t testing.TB) string {
 	t.Helper()
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		natsMissing(t, "the go command, to build nats-server: %v", err)
-	}
-	modFile := natsGoOutput(t, goCmd, "env", "GOMOD")
-	if modFile == "" || modFile == os.DevNull {
-		t.Fatalf("build nats-server: not inside the Stratus module (go env GOMOD is %q)", modFile)
-	}
-	modDir := filepath.Dir(modFile)
-	version := natsGoOutput(t, goCmd, "list", "-m", "-f", "{{.Version}}", natsModule)
-	goVersion := natsGoOutput(t, goCmd, "env", "GOVERSION")
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatalf("build nats-server: %v", err)
-	}
-	tools := filepath.Join(cache, "stratus-tools")
-	dir := filepath.Join(tools, "nats-server-"+version+"-"+goVersion)
-	bin := filepath.Join(dir, "nats-server")
-
-	natsBuildMu.Lock()
-	defer natsBuildMu.Unlock()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("build nats-server: %v", err)
-	}
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("build nats-server: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("build nats-server: lock %s: %v", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 != 0 {
-		return bin
-	}
-	t.Logf("building nats-server %s with %s into %s (once)", version, goVersion, dir)
-	tmp := bin + ".tmp"
-	ctx, cancel := context.WithTimeout(context.Background(), natsBuildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", tmp, natsModule)
-	cmd.Dir = modDir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build nats-server %s: %v\n%s", version, err, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		t.Fatalf("build nats-server: %v", err)
-	}
-	return bin
-}
-
-// natsGoOutput runs the go command with args and returns its trimmed output.
-func natsGoOutput(t testing.TB, goCmd string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(goCmd, args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
-		}
-		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// natsMissing fails t under CI=true, else skips it.
-func natsMissing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing "+format, args...)
-	}
-	t.Skipf("missing "+format+" (CI=true makes this a failure)", args...)
+	dir := BuildGoTool(t, GoTool{
+		Name:     "nats-server",
+		Module:   natsModule,
+		Binaries: map[string]string{"nats-server": natsModule},
+		Timeout:  natsBuildTimeout,
+	})
+	return filepath.Join(dir, "nats-server")
 }

@@ -1,0 +1,30 @@
+// Package kubetest starts a Kubernetes cluster of real components on this
+// machine, for tests: etcd, kube-apiserver, kube-controller-manager and
+// kube-scheduler as processes on free loopback ports with their data in a
+// temp dir, and KWOK (sigs.k8s.io/kwok) keeping fake nodes Ready and
+// playing their kubelet: the pods the scheduler puts on them become
+// Running and Ready (with an IP) without running anything. Deployments
+// become ReplicaSets and pods, scale, and are placed by node affinity as
+// on a real cluster. Start returns once the cluster answers; Stop, or t's
+// Cleanup, kills every process and frees its ports.
+//
+// The API server serves TLS with certificates made at start (crypto/x509,
+// ECDSA) and authenticates client certificates of its CA; the admin user
+// is in group system:masters, RBAC authorizes. The kubeconfig that
+// Cluster.Kubeconfig names works with kubectl.
+//
+// The programs are built from source, at versions pinned in nested
+// modules kept out of Stratus's go.mod (tools/kubernetes: k8s.io/kubernetes
+// with its k8s.io/* staging modules replaced by the published versions of
+// the same release; tools/etcd: go.etcd.io/etcd/server/v3; tools/kwok:
+// sigs.k8s.io/kwok), once per version and Go toolchain, into
+// ${XDG_CACHE_HOME:-~/.cache}/stratus-tools/NAME-VERSION-GOVERSION/, under
+// a file lock so that test binaries running at once share one build
+// (clustertest.BuildGoTool). The first build takes many minutes, the
+// three Kubernetes programs most (figures in tools/README.md): more than
+// the whole suite's budget on a fresh 2-core machine, so the tests that
+// start a cluster carry the build tag "kube" and run with `make test-kube`
+// (go test -tags kube, with a -timeout above the build), not in `make
+// test`. A missing go command skips them, or fails them when CI=true; a
+// failed build always fails them.
+package kubetest
