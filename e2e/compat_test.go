@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -30,9 +29,7 @@ import (
 //   - chi behind aws-lambda-go-api-proxy's V2 chi adapter
 //     (chiadapter.NewV2), a provided.al2023 bootstrap
 //     (testdata/compat/goproxy, its own go.mod and go.sum);
-//   - a standard-library Python app on the 2.0 event (testdata/compat/python);
-//   - Powertools for AWS Lambda's Logger (testdata/compat/node/pt.js), whose
-//     cold_start field is checked.
+//   - a standard-library Python app on the 2.0 event (testdata/compat/python).
 //
 // Each app also runs directly as a plain HTTP server (Express's
 // app.listen, net/http, http.server), and every request of compatCases is
@@ -41,8 +38,9 @@ import (
 // body, headers) except for what compatAllowed lists.
 //
 // npm packages are installed once per package-lock.json into the user's
-// cache (stratus-tools/compat-npm-HASH); Go modules come from the module
-// proxy into the module cache, as any Go build's do.
+// cache (npmModules); Go modules come from the module proxy into the
+// module cache, as any Go build's do. (Powertools for AWS Lambda's Logger,
+// another library Lambda functions run unchanged, is lambdaenv_test.go's.)
 
 // compatApp is one app deployed as a function and run directly.
 type compatApp struct {
@@ -162,7 +160,7 @@ func TestCompatAdapters(t *testing.T) {
 		nodeModules, goBoot string
 		nodeErr, goErr      error
 	)
-	wg.Go(func() { nodeModules, nodeErr = compatNodeModules() })
+	wg.Go(func() { nodeModules, nodeErr = npmModules("compat/node") })
 	goDir := t.TempDir()
 	wg.Go(func() { goBoot, goErr = compatGoBootstrap(goDir) })
 	s := startServer(t, "--console=false")
@@ -220,15 +218,6 @@ func TestCompatAdapters(t *testing.T) {
 			a.firstAt = time.Since(start)
 		})
 	}
-	// Powertools' Logger (pt.js) gets no first request: its first invoke
-	// must be its cold start.
-	var ptErr error
-	deployed.Go(func() {
-		args := []string{"deploy", "pt", "--runtime", "nodejs", "--handler", "pt.handler", "--memory", "1024", "--timeout", "30", nodeCode}
-		if out, err := compatCLI(s, args...); err != nil {
-			ptErr = fmt.Errorf("stratus %s: %w\n%s", strings.Join(args, " "), err, out)
-		}
-	})
 	deployed.Wait()
 	for _, a := range apps {
 		if a.err != nil {
@@ -277,40 +266,6 @@ func TestCompatAdapters(t *testing.T) {
 						}
 					})
 				}
-			}
-		}
-	})
-
-	// Powertools for AWS Lambda's Logger, unchanged: its cold_start field
-	// is true on a cold invoke and false on a warm one (it reads
-	// AWS_LAMBDA_INITIALIZATION_TYPE; issue 17, item 1).
-	t.Run("powertools logger cold_start", func(t *testing.T) {
-		if ptErr != nil {
-			t.Fatal(ptErr)
-		}
-		for i, wantCold := range []bool{true, false} {
-			got, err := compatInvoke(s, "pt")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.status != 200 || got.header.Get("X-Amz-Function-Error") != "" {
-				t.Fatalf("invoke %d: %v", i+1, got)
-			}
-			var line struct {
-				ColdStart    *bool  `json:"cold_start"`
-				FunctionName string `json:"function_name"`
-				RequestID    string `json:"function_request_id"`
-				Level        string `json:"level"`
-			}
-			if err := json.Unmarshal(got.body, &line); err != nil {
-				t.Fatalf("invoke %d: the handler returned %s: %v", i+1, got.body, err)
-			}
-			if line.ColdStart == nil || *line.ColdStart != wantCold {
-				t.Errorf("invoke %d (X-Stratus-Cold-Start %s): Logger wrote cold_start %v, want %v: %s",
-					i+1, got.header.Get("X-Stratus-Cold-Start"), compatBool(line.ColdStart), wantCold, got.body)
-			}
-			if line.FunctionName != "pt" || line.RequestID != got.header.Get("X-Amzn-Requestid") || line.Level != "INFO" {
-				t.Errorf("invoke %d: Logger line %s", i+1, got.body)
 			}
 		}
 	})
@@ -456,23 +411,6 @@ func compatCLI(s *server, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
-// compatInvoke invokes function name with an empty event through the
-// native API.
-func compatInvoke(s *server, name string) (compatAnswer, error) {
-	req, err := http.NewRequest("POST", s.URL+"/v1/functions/"+name+"/invoke", strings.NewReader("{}"))
-	if err != nil {
-		return compatAnswer{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+s.Token)
-	resp, err := compatClient.Do(req)
-	if err != nil {
-		return compatAnswer{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return compatAnswer{resp.StatusCode, resp.Header, body}, err
-}
-
 // compatRun starts an app directly in dir and returns its base URL once it
 // prints "listening on PORT"; the process is killed at the end of the test.
 func compatRun(t *testing.T, dir string, env []string, name string, args ...string) string {
@@ -514,61 +452,6 @@ func compatRun(t *testing.T, dir string, env []string, name string, args ...stri
 	return ""
 }
 
-// compatNodeModules installs testdata/compat/node's package-lock.json with
-// npm ci, once per lock file, into the user's cache, and returns the
-// node_modules folder.
-func compatNodeModules() (string, error) {
-	lock, err := os.ReadFile("testdata/compat/node/package-lock.json")
-	if err != nil {
-		return "", err
-	}
-	pkg, err := os.ReadFile("testdata/compat/node/package.json")
-	if err != nil {
-		return "", err
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("npm cache: %w", err)
-	}
-	sum := sha256.Sum256(append(pkg, lock...))
-	root := filepath.Join(cache, "stratus-tools")
-	dir := filepath.Join(root, "compat-npm-"+hex.EncodeToString(sum[:8]))
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return modules, nil
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(root, "compat-npm-tmp-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.WriteFile(filepath.Join(tmp, "package.json"), pkg, 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "package-lock.json"), lock, 0o644); err != nil {
-		return "", err
-	}
-	// --no-bin-links: no symlinks, so the folder copies as plain files.
-	cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-bin-links", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = tmp
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm ci: %w\n%s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-		return "", err
-	}
-	// Another run may have finished first: its copy is as good.
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr != nil {
-			return "", fmt.Errorf("npm cache: %w", err)
-		}
-	}
-	return modules, nil
-}
-
 // compatGoBootstrap builds testdata/compat/goproxy (a module of its own,
 // its dependencies from the module proxy) as a static bootstrap in dir.
 func compatGoBootstrap(dir string) (string, error) {
@@ -584,12 +467,4 @@ func compatGoBootstrap(dir string) (string, error) {
 		return "", fmt.Errorf("build testdata/compat/goproxy: %w\n%s", err, b)
 	}
 	return abs, nil
-}
-
-// compatBool prints a *bool's value, or nil.
-func compatBool(b *bool) any {
-	if b == nil {
-		return nil
-	}
-	return *b
 }

@@ -1,27 +1,24 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
+	"github.com/stratus-run/stratus/internal/clustertest"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/trace/otlptest"
 )
@@ -44,76 +41,31 @@ import (
 // module graph is Kubernetes' client libraries: minutes on a cold cache).
 const conformanceBuildTimeout = 20 * time.Minute
 
-var conformanceBuildMu sync.Mutex
-
-// conformanceTool builds the main package pkg of module mod, as required
-// by the nested module in testdata/conformance/DIR, into
-// ${XDG_CACHE_HOME:-~/.cache}/stratus-tools/NAME-VERSION-GOVERSION/NAME
-// (static, once, under a file lock so that test binaries running at once
-// do not race) and returns its path and mod's version. A missing go
-// command skips the test, or fails it when CI=true; a failed build fails
-// it.
-func conformanceTool(t *testing.T, dir, mod, pkg, name string) (path, version string) {
+// conformanceTool returns the executable of program name: the main
+// package pkg of module mod at the version that the nested module
+// testdata/conformance/DIR pins, built static (clustertest.BuildGoTool: once per version and Go
+// toolchain, in
+// ${XDG_CACHE_HOME:-~/.cache}/stratus-tools/NAME-VERSION-GOVERSION/NAME,
+// which the test logs). A missing go command skips the test, or fails it
+// when CI=true; a failed build fails it.
+func conformanceTool(t *testing.T, dir, mod, pkg, name string) []byte {
 	t.Helper()
-	needTool(t, "go")
-	modDir, err := filepath.Abs(filepath.Join("testdata", "conformance", dir))
+	built := clustertest.BuildGoTool(t, clustertest.GoTool{
+		Name:     name,
+		ModDir:   "e2e/testdata/conformance/" + dir,
+		Module:   mod,
+		Binaries: map[string]string{name: pkg},
+		LDFlags:  func(string) string { return "-s -w" },
+		Static:   true,
+		Timeout:  conformanceBuildTimeout,
+	})
+	exe := filepath.Join(built, name)
+	t.Logf("%s: %s", pkg, exe)
+	body, err := os.ReadFile(exe)
 	if err != nil {
 		t.Fatal(err)
 	}
-	goOut := func(args ...string) string {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = modDir
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-		out, err := cmd.Output()
-		if err != nil {
-			var stderr []byte
-			if ee, ok := err.(*exec.ExitError); ok {
-				stderr = ee.Stderr
-			}
-			t.Fatalf("go %s in %s: %v\n%s", strings.Join(args, " "), modDir, err, stderr)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	version = goOut("list", "-m", "-f", "{{.Version}}", mod)
-	goVersion := goOut("env", "GOVERSION")
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatalf("build %s: %v", name, err)
-	}
-	out := filepath.Join(cache, "stratus-tools", name+"-"+version+"-"+goVersion)
-	path = filepath.Join(out, name)
-
-	conformanceBuildMu.Lock()
-	defer conformanceBuildMu.Unlock()
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatalf("build %s: %v", name, err)
-	}
-	lock, err := os.OpenFile(out+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("build %s: %v", name, err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("build %s: lock %s: %v", name, lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 != 0 {
-		return path, version
-	}
-	t.Logf("building %s %s with %s into %s (once)", pkg, version, goVersion, out)
-	ctx, cancel := context.WithTimeout(context.Background(), conformanceBuildTimeout)
-	defer cancel()
-	tmp := path + ".tmp"
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, pkg)
-	cmd.Dir = modDir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s %s: %v\n%s", pkg, version, err, b)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatalf("build %s: %v", name, err)
-	}
-	return path, version
+	return body
 }
 
 // knativeRuntimeImage writes, as a `docker save` tarball tagged tag, the
@@ -124,15 +76,11 @@ func conformanceTool(t *testing.T, dir, mod, pkg, name string) (path, version st
 // have none); ko's kodata layer (/var/run/ko); ko's binary layer
 // (/ko-app/runtime, 0555); USER 65532, WORKDIR /home/nonroot, ENTRYPOINT
 // the binary, PATH with /ko-app and KO_DATA_PATH, as ko sets them. It
-// returns the path and the image's version (knative.dev/serving's).
-func knativeRuntimeImage(t *testing.T, tag string) (string, string) {
+// returns the path.
+func knativeRuntimeImage(t *testing.T, tag string) string {
 	t.Helper()
-	exe, version := conformanceTool(t, "runtimeimage", "knative.dev/serving",
+	body := conformanceTool(t, "runtimeimage", "knative.dev/serving",
 		"knative.dev/serving/test/test_images/runtime", "knative-runtime")
-	body, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
 	base, err := layerOf([]layerFile{
 		{Name: "etc/", Mode: 0o755},
 		{Name: "etc/passwd", Mode: 0o644, Body: []byte("root:x:0:0:root:/root:/sbin/nologin\n" +
@@ -170,7 +118,7 @@ func knativeRuntimeImage(t *testing.T, tag string) (string, string) {
 			"KO_DATA_PATH=/var/run/ko",
 		},
 	}
-	return writeImageTar(t, imageOf(t, cfg, base, kodata, app), tag), version
+	return writeImageTar(t, imageOf(t, cfg, base, kodata, app), tag)
 }
 
 // knRuntimeInfo is the part of the runtime image's JSON answer (its
@@ -308,8 +256,7 @@ func fetchRuntimeInfo(t *testing.T, s *server, name string, hdr http.Header) knR
 // 1024, and the container fields the contract says must be refused.
 func TestKnativeRuntimeConformance(t *testing.T) {
 	needRunc(t)
-	tar, version := knativeRuntimeImage(t, "knative-runtime:v1")
-	t.Logf("knative.dev/serving %s runtime image", version)
+	tar := knativeRuntimeImage(t, "knative-runtime:v1")
 	// Spans go to a collector, as in Knative's conformance clusters:
 	// requests then arrive with a traceparent.
 	rcv := otlptest.Start(t)
@@ -727,16 +674,11 @@ func TestParseForwarded(t *testing.T) {
 }
 
 // httpbinImage writes, as a `docker save` tarball tagged tag, an image of
-// go-httpbin at /app/go-httpbin listening on $PORT, and returns its path
-// and go-httpbin's version.
-func httpbinImage(t *testing.T, tag string) (string, string) {
+// go-httpbin at /app/go-httpbin listening on $PORT, and returns its path.
+func httpbinImage(t *testing.T, tag string) string {
 	t.Helper()
-	exe, version := conformanceTool(t, "httpbin", "github.com/mccutchen/go-httpbin/v2",
+	body := conformanceTool(t, "httpbin", "github.com/mccutchen/go-httpbin/v2",
 		"github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin", "go-httpbin")
-	body, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
 	layer, err := layerOf([]layerFile{
 		{Name: "app/", Mode: 0o755},
 		{Name: "app/go-httpbin", Mode: 0o755, Body: body},
@@ -749,7 +691,7 @@ func httpbinImage(t *testing.T, tag string) (string, string) {
 		t.Fatal(err)
 	}
 	cfg := ggcr.Config{Entrypoint: []string{"/app/go-httpbin"}, Env: []string{"PATH=/app"}, ExposedPorts: map[string]struct{}{"8080/tcp": {}}}
-	return writeImageTar(t, imageOf(t, cfg, layer), tag), version
+	return writeImageTar(t, imageOf(t, cfg, layer), tag)
 }
 
 // httpbinGet is go-httpbin's answer to GET /get: the headers it saw, the
@@ -800,8 +742,7 @@ func httpbinSaw(t *testing.T, s *server, host, path string, hdr ...string) httpb
 // prefix to X-Forwarded-Prefix; the host route sends none.
 func TestForwardingHeadersHTTPBin(t *testing.T) {
 	needRunc(t)
-	tar, version := httpbinImage(t, "httpbin:v1")
-	t.Logf("go-httpbin %s", version)
+	tar := httpbinImage(t, "httpbin:v1")
 	// What the client claims: a proxy in front that terminated TLS for
 	// 203.0.113.7 on app.example.com and mounted Stratus at /edge.
 	claims := []string{

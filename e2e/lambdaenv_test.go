@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -21,62 +19,26 @@ import (
 // powertoolsVersion is the Logger's version testdata/lambdaenv pins.
 const powertoolsVersion = "2.36.0"
 
-// powertoolsModules installs testdata/lambdaenv's package-lock.json with
-// npm ci into the user's cache (stratus-tools/npm-powertools-VERSION-HASH),
-// unless a run already did, and returns the node_modules folder. Without
-// npm it fails under CI=true, else skips.
+// powertoolsModules installs testdata/lambdaenv's package-lock.json
+// (npmModules) and returns the node_modules folder, once it holds the
+// Logger at powertoolsVersion. Without npm it fails under CI=true, else
+// skips.
 func powertoolsModules(t *testing.T) string {
 	t.Helper()
-	pkg, err := os.ReadFile("testdata/lambdaenv/package.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.ReadFile("testdata/lambdaenv/package-lock.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(pkg), `"@aws-lambda-powertools/logger": "`+powertoolsVersion+`"`) {
-		t.Fatalf("testdata/lambdaenv/package.json does not pin the Logger at %s", powertoolsVersion)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatalf("npm cache: %v", err)
-	}
-	sum := sha256.Sum256(append(pkg, lock...))
-	root := filepath.Join(cache, "stratus-tools")
-	dir := filepath.Join(root, "npm-powertools-"+powertoolsVersion+"-"+hex.EncodeToString(sum[:6]))
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return modules
-	}
 	needTool(t, "npm")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(root, "npm-powertools-tmp-")
+	modules, err := npmModules("lambdaenv")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(tmp)
-	for name, b := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
-		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	var logger struct {
+		Version string `json:"version"`
 	}
-	// --no-bin-links: plain files only, so the folder copies into a zip.
-	cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-bin-links", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = tmp
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci (testdata/lambdaenv): %v\n%s", err, out)
+	b, err := os.ReadFile(filepath.Join(modules, "@aws-lambda-powertools", "logger", "package.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &logger)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Another run may have finished first: its copy is as good.
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr != nil {
-			t.Fatalf("npm cache: %v", err)
-		}
+	if err != nil || logger.Version != powertoolsVersion {
+		t.Fatalf("testdata/lambdaenv installs the Logger at %q (%v), want %s", logger.Version, err, powertoolsVersion)
 	}
 	return modules
 }

@@ -16,7 +16,9 @@
 // (${XDG_CACHE_HOME:-~/.cache}/stratus-tools/nats-server-VERSION-GOVERSION/),
 // built once under a file lock so that test binaries running at once do
 // not race. A missing binary or toolchain skips the test, and fails it
-// when CI=true.
+// when CI=true. That build (BuildGoTool) and FreePorts serve other
+// harnesses too: internal/kubetest's Kubernetes components and the
+// third-party servers of e2e's conformance tests.
 //
 // The harnesses wait on conditions (a server accepting, a JetStream meta
 // leader elected), never a fixed time.

@@ -33,6 +33,10 @@ type GoTool struct {
 	Binaries map[string]string
 	// LDFlags, if set, returns the -ldflags for Module's version.
 	LDFlags func(version string) string
+	// Static builds with CGO_ENABLED=0 and -trimpath: programs that run
+	// where there is no C library (in an image) and hold no path of this
+	// machine.
+	Static bool
 	// Timeout bounds the build; 0 is 10 minutes.
 	Timeout time.Duration
 }
@@ -45,8 +49,9 @@ var goToolMu sync.Mutex
 // once per version of tool.Module and Go toolchain into
 // ${XDG_CACHE_HOME:-~/.cache}/stratus-tools/NAME-VERSION-GOVERSION/ under a
 // file lock (NAME-VERSION-GOVERSION.lock), so that test binaries running at
-// once share one build. A missing go command skips t, or fails it under
-// CI=true; a failed build fails it.
+// once share one build. The go command runs with GOWORK=off: the version
+// is the one ModDir's go.mod pins. A missing go command skips t, or fails
+// it under CI=true; a failed build fails it.
 func BuildGoTool(t testing.TB, tool GoTool) string {
 	t.Helper()
 	goCmd, err := exec.LookPath("go")
@@ -96,6 +101,11 @@ func BuildGoTool(t testing.TB, tool GoTool) string {
 		t.Fatalf("build %s: %v", tool.Name, err)
 	}
 	args := []string{"build", "-o", tmp + string(filepath.Separator)}
+	env := goToolEnv()
+	if tool.Static {
+		args = append(args, "-trimpath")
+		env = append(env, "CGO_ENABLED=0")
+	}
 	if tool.LDFlags != nil {
 		args = append(args, "-ldflags", tool.LDFlags(version))
 	}
@@ -110,6 +120,7 @@ func BuildGoTool(t testing.TB, tool GoTool) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, goCmd, args...)
 	cmd.Dir = modDir
+	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s %s: %v\n%s", tool.Name, version, err, out)
 	}
@@ -160,6 +171,7 @@ func goToolOutput(t testing.TB, goCmd, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(goCmd, args...)
 	cmd.Dir = dir
+	cmd.Env = goToolEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -169,6 +181,12 @@ func goToolOutput(t testing.TB, goCmd, dir string, args ...string) string {
 		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// goToolEnv is the go command's environment: this process's, with no
+// workspace.
+func goToolEnv() []string {
+	return append(os.Environ(), "GOWORK=off")
 }
 
 // goToolMissing fails t under CI=true, else skips it.

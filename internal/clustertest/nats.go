@@ -1,11 +1,9 @@
 package clustertest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,7 +63,7 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 		t.Fatalf("start NATS cluster: %d nodes: want at least 1", n)
 	}
 	c := &NATSCluster{bin: natsServerBinary(t), dir: t.TempDir()}
-	ports := natsFreePorts(t, 3*n)
+	ports := FreePorts(t, 3*n)
 	for i := range n {
 		c.nodes = append(c.nodes, &natsNode{
 			name:   "n" + strconv.Itoa(i+1),
@@ -215,19 +213,10 @@ func (c *NATSCluster) stop(t testing.TB) {
 		}
 		if t.Failed() {
 			if b, err := os.ReadFile(nd.logFile); err == nil {
-				t.Logf("log of NATS node %s (end):\n%s", nd.name, natsLogTail(b, 40))
+				t.Logf("log of NATS node %s (end):\n%s", nd.name, LastLines(b, 40))
 			}
 		}
 	}
-}
-
-// natsLogTail returns the last n lines of b.
-func natsLogTail(b []byte, n int) string {
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
 }
 
 // waitHealthy waits until node i's /healthz answers 200: it runs,
@@ -241,20 +230,10 @@ func (c *NATSCluster) waitHealthy(t testing.TB, i int) {
 		select {
 		case <-nd.exited:
 			b, _ := os.ReadFile(nd.logFile)
-			t.Fatalf("NATS node %s exited; its log ends:\n%s", nd.name, natsLogTail(b, 40))
+			t.Fatalf("NATS node %s exited; its log ends:\n%s", nd.name, LastLines(b, 40))
 		default:
 		}
-		resp, err := client.Get(url)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			var body bytes.Buffer
-			_, _ = body.ReadFrom(resp.Body)
-			return fmt.Errorf("healthz: %s %s", resp.Status, strings.TrimSpace(body.String()))
-		}
-		return nil
+		return GetOK(context.Background(), client, url)
 	})
 }
 
@@ -292,28 +271,6 @@ func (c *NATSCluster) waitReplicas(t testing.TB, replicas int) {
 	if err := js.DeleteStream(ctx, probe); err != nil {
 		t.Fatalf("delete the probe stream: %v", err)
 	}
-}
-
-// natsFreePorts returns n distinct free loopback TCP ports. They are free when
-// returned; nothing holds them until a node listens.
-func natsFreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("find a free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports
 }
 
 // natsServerBinary returns the path of nats-server built from the module

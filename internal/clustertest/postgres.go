@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -264,7 +263,7 @@ func (p *Postgres) initdb(ctx context.Context) error {
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Setpgid: true}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb: %w: %s", err, pgTail(out, 20))
+		return fmt.Errorf("initdb: %w: %s", err, LastLines(out, 20))
 	}
 	return nil
 }
@@ -444,14 +443,5 @@ func pgLogTail(path string) string {
 	if err != nil {
 		return err.Error()
 	}
-	return pgTail(b, 20)
-}
-
-// pgTail is the last n lines of b.
-func pgTail(b []byte, n int) string {
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.TrimSpace(string(bytes.Join(lines, []byte("\n"))))
+	return LastLines(b, 20)
 }

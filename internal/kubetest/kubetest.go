@@ -1,13 +1,11 @@
 package kubetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/stratus-run/stratus/internal/clustertest"
 	"github.com/stratus-run/stratus/internal/eventually"
 )
 
@@ -109,7 +108,7 @@ func Start(t testing.TB, nodes ...Node) *Cluster {
 	if err != nil {
 		t.Fatalf("start a Kubernetes cluster: %v", err)
 	}
-	ports := freePorts(t, 5)
+	ports := clustertest.FreePorts(t, 5)
 	etcdClient, etcdPeer, apiPort, kcmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 
 	// etcd, with no fsync: its data dies with the test.
@@ -323,11 +322,7 @@ func (pr *process) logTail(n int) string {
 	if err != nil {
 		return err.Error()
 	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
+	return clustertest.LastLines(b, n)
 }
 
 // waitAlive waits until check passes, failing t at once, with pr's log,
@@ -350,31 +345,8 @@ func (c *Cluster) waitAlive(t testing.TB, pr *process, what string, check func(c
 func (c *Cluster) waitHTTP(t testing.TB, pr *process, client *http.Client, url string) {
 	t.Helper()
 	c.waitAlive(t, pr, pr.name+" ready ("+url+")", func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			var body bytes.Buffer
-			_, _ = body.ReadFrom(resp.Body)
-			return fmt.Errorf("%s: %s", resp.Status, lastLines(body.String(), 5))
-		}
-		return nil
+		return clustertest.GetOK(ctx, client, url)
 	})
-}
-
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := bytes.Split(bytes.TrimSpace([]byte(s)), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
 }
 
 // createNode registers n as a KWOK node, with the labels a kubelet sets
@@ -467,26 +439,4 @@ func writeKubeconfig(file, server string, p *pki) error {
 	cfg.Contexts["stratus-test"] = &clientcmdapi.Context{Cluster: "stratus-test", AuthInfo: adminUser}
 	cfg.CurrentContext = "stratus-test"
 	return clientcmd.WriteToFile(*cfg, file)
-}
-
-// freePorts returns n distinct free loopback TCP ports. They are free when
-// returned; nothing holds them until a component listens.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("find a free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports
 }
