@@ -229,13 +229,13 @@ func TestCompatAdapters(t *testing.T) {
 
 	t.Run("table", func(t *testing.T) {
 		for _, a := range apps {
+			if a.err != nil {
+				continue // failed above: no answers to compare
+			}
 			for _, c := range compatCases() {
 				for _, mode := range []string{"fn", "host"} {
 					t.Run(a.name+"/"+mode+"/"+c.name, func(t *testing.T) {
 						t.Parallel()
-						if a.err != nil {
-							t.Skipf("%s did not answer its first request", a.name)
-						}
 						want, err := compatSend(a.direct, "", c)
 						if err != nil {
 							t.Fatalf("direct: %v", err)

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +17,7 @@ import (
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/bench/internal/benchkit"
 	"github.com/stratus-run/stratus/client"
+	"github.com/stratus-run/stratus/internal/clustertest"
 )
 
 // appDir is the app, relative to the module root.
@@ -61,7 +60,9 @@ func bench(ctx context.Context, o options) (*results, error) {
 
 	benchkit.Logf("node_modules")
 	app := filepath.Join(root, appDir)
-	modules, err := npmModules(ctx, app)
+	// The e2e tests' install of the same files (e2e/npm_test.go: the
+	// name "compat-node") serves.
+	modules, err := clustertest.NPMModules(ctx, app, "compat-node")
 	if err != nil {
 		return nil, err
 	}
@@ -336,62 +337,6 @@ func records(ctx context.Context, s *benchkit.Server, name string, n int) ([]str
 }
 
 type stratusRecord = stratus.Invocation
-
-// npmModules installs the app's packages with npm ci once into the user's
-// cache (stratus-tools/bench-webmem-npm-HASH of package.json and the
-// lock file), or finds the e2e tests' install of the same files, and
-// returns its node_modules folder.
-func npmModules(ctx context.Context, app string) (string, error) {
-	pkg, err := os.ReadFile(filepath.Join(app, "package.json"))
-	if err != nil {
-		return "", err
-	}
-	lock, err := os.ReadFile(filepath.Join(app, "package-lock.json"))
-	if err != nil {
-		return "", err
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("npm cache: %w", err)
-	}
-	sum := sha256.Sum256(append(pkg, lock...))
-	hash := hex.EncodeToString(sum[:8])
-	root := filepath.Join(cache, "stratus-tools")
-	out := filepath.Join(root, "bench-webmem-npm-"+hash)
-	// The e2e tests' install (e2e/npm_test.go) of the same files will do.
-	for _, d := range []string{out, filepath.Join(root, "npm-compat-node-"+hash)} {
-		if _, err := os.Stat(filepath.Join(d, ".complete")); err == nil {
-			return filepath.Join(d, "node_modules"), nil
-		}
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(root, "bench-webmem-npm-tmp-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	for file, b := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
-		if err := os.WriteFile(filepath.Join(tmp, file), b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--ignore-scripts", "--no-bin-links", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = tmp
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm ci: %w\n%s", err, b)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		if _, serr := os.Stat(filepath.Join(out, ".complete")); serr != nil {
-			return "", fmt.Errorf("npm cache: %w", err)
-		}
-	}
-	return filepath.Join(out, "node_modules"), nil
-}
 
 func copyFile(from, to string) error {
 	b, err := os.ReadFile(from)
