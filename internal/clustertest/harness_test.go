@@ -54,6 +54,9 @@ func TestFreePorts(t *testing.T) {
 		if p <= 0 || seen[p] {
 			t.Fatalf("FreePorts(4) = %v; want 4 distinct ports", ports)
 		}
+		if low, high := portRange(); p < low || p >= high {
+			t.Errorf("port %d is outside %d-%d, below the ephemeral range", p, low, high)
+		}
 		seen[p] = true
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {

@@ -31,10 +31,16 @@ func TestNATSClusterKeepsStreamAcrossNodeKill(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
-	if err != nil {
-		t.Fatalf("create a stream with 3 replicas: %v", err)
-	}
+	// A JetStream API request is answered at most once: one sent while
+	// the routes settle may be lost, so each attempt has its own bound.
+	var s jetstream.Stream
+	eventually.Nil(t, time.Minute, "a stream with 3 replicas", func() error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		s, err = js.CreateOrUpdateStream(cctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
+		return err
+	})
 	if _, err := js.Publish(ctx, "t.a", []byte("one")); err != nil {
 		t.Fatal(err)
 	}
