@@ -46,6 +46,21 @@ type Config struct {
 	// when runc is on PATH and usable, rootless when the server is not
 	// root; else process).
 	Sandbox string `json:"sandbox"`
+	// Kubeconfig is the kubeconfig file of the Kubernetes cluster the
+	// kube sandbox driver places workloads on; empty: the in-cluster
+	// configuration of the pod the server runs in.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Namespace is the Kubernetes namespace the kube sandbox driver works
+	// in; empty: the server pod's own namespace, else "default".
+	Namespace string `json:"namespace,omitempty"`
+	// AgentImage is the image of the pods the kube sandbox driver makes
+	// for function instances: it holds the stratus binary, whose "agent"
+	// command the pods run.
+	AgentImage string `json:"agentImage,omitempty"`
+	// KubeAddress is the address at which pods reach this server (its
+	// pod's IP; the Helm chart sets it); empty: the first non-loopback
+	// address of the host.
+	KubeAddress string `json:"kubeAddress,omitempty"`
 
 	// MaxInstances caps live instances across all functions.
 	MaxInstances int `json:"maxInstances"`
@@ -269,6 +284,8 @@ func Load(path string, environ []string) (Config, error) {
 		"STRATUS_NATS_CREDS": &c.NatsCreds, "STRATUS_NATS_NKEY": &c.NatsNkey,
 		"STRATUS_NATS_CA": &c.NatsCA, "STRATUS_NATS_CERT": &c.NatsCert, "STRATUS_NATS_KEY": &c.NatsKey,
 		"STRATUS_STORE": &c.Store, "STRATUS_NODE_NAME": &c.NodeName, "STRATUS_ADVERTISE": &c.Advertise,
+		"STRATUS_KUBECONFIG": &c.Kubeconfig, "STRATUS_NAMESPACE": &c.Namespace,
+		"STRATUS_AGENT_IMAGE": &c.AgentImage, "STRATUS_KUBE_ADDRESS": &c.KubeAddress,
 	}
 	for k, p := range str {
 		if v, ok := env[k]; ok && v != "" {
