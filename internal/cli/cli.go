@@ -158,6 +158,7 @@ func (e *env) rootCmd() *cobra.Command {
 	root.AddCommand(e.infoCmd())
 	root.AddCommand(e.keysCmd())
 	root.AddCommand(e.nodesCmd())
+	root.AddCommand(e.agentCmd())
 	e.markRun(root)
 	return root
 }
