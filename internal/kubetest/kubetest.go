@@ -68,6 +68,7 @@ type Cluster struct {
 	config     *rest.Config
 	client     *kubernetes.Clientset
 	nodes      []string
+	node       *realNode // StartWithNode's; nil for Start
 
 	mu    sync.Mutex
 	procs []*process // in start order; stopped in reverse
@@ -91,6 +92,21 @@ type process struct {
 // under CI=true); a failed build or a component that does not come up
 // fails it.
 func Start(t testing.TB, nodes ...Node) *Cluster {
+	t.Helper()
+	return start(t, false, nodes)
+}
+
+// StartAPIServer is Start with etcd and kube-apiserver only: no
+// controllers, scheduler or nodes, for tests of what the API server alone
+// does (objects, optimistic concurrency, watches). Namespaces it makes
+// are not finalized (no namespace controller) once deleted.
+func StartAPIServer(t testing.TB) *Cluster {
+	t.Helper()
+	return start(t, true, nil)
+}
+
+// start is Start, or StartAPIServer if apiOnly.
+func start(t testing.TB, apiOnly bool, nodes []Node) *Cluster {
 	t.Helper()
 	bin := buildBinaries(t)
 	start := time.Now()
@@ -159,6 +175,10 @@ func Start(t testing.TB, nodes ...Node) *Cluster {
 	}
 	if c.client, err = kubernetes.NewForConfig(c.config); err != nil {
 		t.Fatalf("start a Kubernetes cluster: %v", err)
+	}
+	if apiOnly {
+		t.Logf("started a Kubernetes API server in %s", time.Since(start).Round(time.Millisecond))
+		return c
 	}
 
 	// The other components, all with the admin's credentials.
@@ -240,8 +260,9 @@ func (c *Cluster) Namespace(t testing.TB) string {
 }
 
 // Stop kills every component (in the reverse order of their start) and
-// waits until each has exited; their ports are then free. It is
-// idempotent; t's Cleanup calls it too.
+// waits until each has exited; their ports are then free. With a real
+// node, it stops the pods first and cleans the host after (see
+// StartWithNode). It is idempotent; t's Cleanup calls it too.
 func (c *Cluster) Stop(t testing.TB) {
 	t.Helper()
 	c.stop(t, false)
@@ -254,8 +275,13 @@ func (c *Cluster) stopped() bool {
 }
 
 // stop kills the components; with showLogs, it shows the end of each
-// one's log first.
+// one's log first. With a real node, it first has the kubelet stop the
+// pods, and last puts the host back as it was.
 func (c *Cluster) stop(t testing.TB, showLogs bool) {
+	if c.node != nil {
+		c.drain(t)
+		defer c.node.sweep(t)
+	}
 	c.mu.Lock()
 	procs := c.procs
 	c.procs = nil

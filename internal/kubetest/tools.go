@@ -60,6 +60,24 @@ func buildBinaries(t testing.TB) binaries {
 	}
 }
 
+// buildKubelet builds (once, like buildBinaries) the kubelet of the
+// Kubernetes release tools/kubernetes pins, and returns its path. It is a
+// tool of its own, so that adding it did not rebuild the control plane's
+// programs; static like upstream's kubelet.
+func buildKubelet(t testing.TB) string {
+	t.Helper()
+	dir := clustertest.BuildGoTool(t, clustertest.GoTool{
+		Name:     "kubelet",
+		ModDir:   "internal/kubetest/tools/kubernetes",
+		Module:   "k8s.io/kubernetes",
+		Binaries: map[string]string{"kubelet": "k8s.io/kubernetes/cmd/kubelet"},
+		LDFlags:  kubernetesLDFlags,
+		Static:   true,
+		Timeout:  toolBuildTimeout,
+	})
+	return filepath.Join(dir, "kubelet")
+}
+
 // stripped leaves out the symbol table and DWARF: smaller binaries, a
 // shorter link.
 func stripped(string) string { return "-s -w" }
