@@ -36,7 +36,9 @@
 // scaling decisions; the pools' limits (max concurrency) and the
 // autoscaler therefore act once per workload, as on one machine. Each new
 // holding of a lease gets the next epoch (the store's AcquireLease); the
-// epoch is the fencing token that forwarded requests carry.
+// epoch is the fencing token that forwarded requests carry. The leases
+// are the store's rows, or those of Config.Leases (Lease objects on
+// Kubernetes: internal/kube/lease), with the same semantics.
 //
 // An owner acts only until its local deadline: the start of its last
 // successful renewal (or acquisition), on its own monotonic clock, plus
@@ -150,6 +152,9 @@ const (
 // Config configures a Cluster. Store, Node and Address are required.
 type Config struct {
 	Store *store.Store
+	// Leases, if set, keeps the leases instead of Store (Lease objects of
+	// a Kubernetes cluster: internal/kube/lease). Nil: Store's lease rows.
+	Leases LeaseStore
 	// Node is this server's name, unique in the cluster.
 	Node string
 	// Address is the base URL the other servers reach this one at:
@@ -192,21 +197,6 @@ type Config struct {
 
 	// Log receives what the Cluster does; nil discards it.
 	Log *slog.Logger
-}
-
-// db is what a Cluster uses of the store; tests wrap it to make it fail.
-type db interface {
-	Heartbeat(ctx context.Context, n store.Node) error
-	Nodes(ctx context.Context) ([]store.Node, error)
-	ClaimNode(ctx context.Context, n, old store.Node) error
-	DeleteNode(ctx context.Context, name, incarnation string) error
-	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (store.Lease, error)
-	RenewLeases(ctx context.Context, holder string, ttl time.Duration) ([]store.Lease, error)
-	ReleaseLease(ctx context.Context, name, holder string) error
-	ReleaseLeases(ctx context.Context, holder string) error
-	Lease(ctx context.Context, name string) (store.Lease, bool, error)
-	ServiceLeases(ctx context.Context) ([]store.Lease, error)
-	Listen(ctx context.Context, fn func(store.Change)) error
 }
 
 // Cluster is this server's part in a cluster of servers. Create it with
@@ -308,6 +298,9 @@ func newCluster(cfg Config, single bool) *Cluster {
 		nodes:    map[string]nodeState{},
 		badAddr:  map[string]string{},
 		token:    gateway.NewToken(cfg.Token),
+	}
+	if cfg.Leases != nil {
+		c.db = leasesElsewhere{nodeStore: cfg.Store, LeaseStore: cfg.Leases}
 	}
 	c.incarnation = rand.Text()
 	transport := &http.Transport{
