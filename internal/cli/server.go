@@ -112,7 +112,7 @@ func (e *env) serverCmd() *cobra.Command {
 	f.StringVar(&flags.Token, "token", "", "API token (default $STRATUS_TOKEN, else generated and kept in the data dir)")
 	f.StringVar(&flags.Region, "region", flags.Region, "region this server runs in")
 	f.StringVar(&flags.AccountID, "account-id", flags.AccountID, "account ID (12 digits) in the ARNs the server writes")
-	f.StringVar(&flags.Sandbox, "sandbox", flags.Sandbox, "sandbox driver: auto (runc when runc is on PATH and the server runs as root, else process), runc or process")
+	f.StringVar(&flags.Sandbox, "sandbox", flags.Sandbox, "sandbox driver: auto (runc when runc is on PATH and the server runs as root, else process), runc, process, or kube (function instances as pods of a Kubernetes cluster, see --kubeconfig)")
 	f.StringVar(&flags.Kubeconfig, "kubeconfig", "", "with --sandbox kube: the kubeconfig file of the cluster (default: the in-cluster configuration of the server's pod)")
 	f.StringVar(&flags.Namespace, "namespace", "", "with --sandbox kube: the namespace the server places pods in (default: its own pod's, else default)")
 	f.StringVar(&flags.AgentImage, "agent-image", "", "with --sandbox kube: the image of function pods, holding the stratus binary (see deploy/)")

@@ -42,9 +42,9 @@ type Config struct {
 	// servers reach it at (default: http:// and the listen address).
 	NodeName  string `json:"nodeName,omitempty"`
 	Advertise string `json:"advertise,omitempty"`
-	// Sandbox is the sandbox driver: "runc", "process", or "auto" (runc
-	// when runc is on PATH and usable, rootless when the server is not
-	// root; else process).
+	// Sandbox is the sandbox driver: "runc", "process", "kube" (pods of a
+	// Kubernetes cluster), or "auto" (runc when runc is on PATH and
+	// usable, rootless when the server is not root; else process).
 	Sandbox string `json:"sandbox"`
 	// Kubeconfig is the kubeconfig file of the Kubernetes cluster the
 	// kube sandbox driver places workloads on; empty: the in-cluster
@@ -409,8 +409,12 @@ func (c *Config) Validate() error {
 	}
 	switch c.Sandbox {
 	case "auto", "runc", "process":
+	case "kube":
+		if c.AgentImage == "" {
+			return fmt.Errorf("sandbox driver kube: needs the image of function pods (--agent-image, STRATUS_AGENT_IMAGE): %w", stratus.ErrInvalid)
+		}
 	default:
-		return fmt.Errorf("sandbox driver %q: one of auto, runc, process: %w", c.Sandbox, stratus.ErrInvalid)
+		return fmt.Errorf("sandbox driver %q: one of auto, runc, process, kube: %w", c.Sandbox, stratus.ErrInvalid)
 	}
 	if c.MaxInstances < 1 || c.MaxInstances > 10000 {
 		return fmt.Errorf("max instances %d: must be between 1 and 10000: %w", c.MaxInstances, stratus.ErrInvalid)

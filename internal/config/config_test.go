@@ -35,6 +35,18 @@ func TestSandbox(t *testing.T) {
 	if err != nil || c.Sandbox != "process" {
 		t.Errorf("Load with STRATUS_SANDBOX=process: %q, %v", c.Sandbox, err)
 	}
+	// kube needs the image of its pods.
+	c, err = Load("", []string{"STRATUS_SANDBOX=kube", "STRATUS_NAMESPACE=fns", "STRATUS_KUBECONFIG=/k", "STRATUS_KUBE_ADDRESS=10.1.2.3"})
+	if err != nil || c.Sandbox != "kube" || c.Namespace != "fns" || c.Kubeconfig != "/k" || c.KubeAddress != "10.1.2.3" {
+		t.Errorf("Load with the kube variables: %+v, %v", c, err)
+	}
+	if err := c.Validate(); !errors.Is(err, stratus.ErrInvalid) || !strings.Contains(err.Error(), "--agent-image") {
+		t.Errorf("kube without an agent image: %v; want ErrInvalid naming --agent-image", err)
+	}
+	c.AgentImage = "registry.example/stratus:1"
+	if err := c.Validate(); err != nil {
+		t.Errorf("kube with an agent image: %v", err)
+	}
 }
 
 func TestMetricsPublic(t *testing.T) {

@@ -4,12 +4,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
+	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/config"
+	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/sandbox"
+	"github.com/stratus-run/stratus/internal/sandbox/pods"
 	"github.com/stratus-run/stratus/internal/sandbox/process"
 	"github.com/stratus-run/stratus/internal/sandbox/runc"
 )
@@ -26,7 +31,10 @@ var (
 // usable runc is an error. With the process driver the why says plainly that
 // functions and services run unisolated, what is missing and how to get
 // isolation.
-func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
+func newDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
+	if cfg.Sandbox == pods.Name {
+		return newKubeDriver(ctx, cfg, log)
+	}
 	if cfg.Sandbox == "runc" || cfg.Sandbox == "auto" {
 		d, err := runc.New(runc.Config{StateDir: filepath.Join(cfg.DataDir, runcState), Log: log})
 		if err == nil {
@@ -53,6 +61,46 @@ func newDriver(cfg config.Config, log *slog.Logger) (sandbox.Driver, string, err
 	return d, "process: UNISOLATED — chosen with --sandbox process; " + unisolated +
 		"; --sandbox runc (as root, with runc installed) isolates them", nil
 }
+
+// newKubeDriver connects to the cluster cfg names and makes the kube
+// driver: pods in cfg.Namespace running cfg.AgentImage, which reach this
+// server at cfg.KubeAddress (else the host's first address), on nodes of
+// cfg.Region unless it is the default region.
+func newKubeDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
+	client, err := kube.Connect(cfg.Kubeconfig, cfg.Namespace)
+	if err != nil {
+		return nil, "", err
+	}
+	var addr netip.Addr
+	if cfg.KubeAddress != "" {
+		addr, err = netip.ParseAddr(cfg.KubeAddress)
+		if err != nil {
+			return nil, "", fmt.Errorf("--kube-address %q: not an IP address: %w", cfg.KubeAddress, stratus.ErrInvalid)
+		}
+	} else if addr, err = pods.HostAddress(); err != nil {
+		return nil, "", err
+	}
+	region := cfg.Region
+	if region == config.Default().Region {
+		region = ""
+	}
+	sctx, cancel := context.WithTimeout(ctx, kubeConnectTimeout)
+	defer cancel()
+	d, err := pods.New(sctx, pods.Config{
+		Client: client, Node: cfg.Node(), Image: cfg.AgentImage, Address: addr, Region: region, Log: log,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	why := fmt.Sprintf("kube: pods of image %s in namespace %s of %s, reaching this server at %s", cfg.AgentImage, client.Namespace, client.Config.Host, addr)
+	if region != "" {
+		why += ", on nodes of region " + region
+	}
+	return d, why, nil
+}
+
+// kubeConnectTimeout bounds the kube driver's first listing of its pods.
+const kubeConnectTimeout = 30 * time.Second
 
 // rootless says what rootless containers hold and what they do not.
 const rootless = "sandboxes have their own user (root inside, this server's user outside), PID, mount, IPC and UTS namespaces, " +

@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return err
 	}
 
-	rawDriver, why, err := newDriver(cfg, log.With("component", "sandbox"))
+	rawDriver, why, err := newDriver(ctx, cfg, log.With("component", "sandbox"))
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,11 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if m.cfg.Driver.Name() == "kube" {
+		// Services on Kubernetes become Deployments, not pods of the
+		// sandbox driver (docs/design/kubernetes.md); not built yet.
+		return nil, fmt.Errorf("deploy service %q: services do not run on the kube sandbox driver yet (functions do): %w", name, stratus.ErrUnavailable)
+	}
 	select {
 	case <-m.running:
 	case <-ctx.Done():

@@ -1,0 +1,255 @@
+package pods
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"path"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/agent"
+	"github.com/stratus-run/stratus/internal/kube"
+	"github.com/stratus-run/stratus/internal/sandbox"
+)
+
+// annotationID holds a pod's sandbox ID as given (its label is a
+// DNS-safe form of it).
+const annotationID = "stratus.run/sandbox-id"
+
+// Where things are in a pod.
+const (
+	// binary is the stratus binary in the agent image.
+	binary = "/stratus"
+	// container is the name of a pod's only container.
+	container = "sandbox"
+	// mbPerCPU is the memory that comes with a whole core, as on Lambda.
+	mbPerCPU = 1769
+	// minMilliCPU is the smallest CPU share a pod gets.
+	minMilliCPU = 10
+)
+
+// check refuses specs the driver cannot run.
+func check(spec sandbox.Spec) error {
+	switch {
+	case spec.ID == "":
+		return fmt.Errorf("sandbox: empty ID: %w", stratus.ErrInvalid)
+	case len(spec.Argv) == 0 || spec.Argv[0] == "":
+		return fmt.Errorf("sandbox %s: empty command: %w", spec.ID, stratus.ErrInvalid)
+	case spec.RootFS != "":
+		return fmt.Errorf("sandbox %s: the kube driver runs no root filesystem of the host (images run as pods of their own): %w", spec.ID, stratus.ErrInvalid)
+	case spec.MemoryMB < 0 || spec.CPU < 0 || spec.CPURequest < 0:
+		return fmt.Errorf("sandbox %s: negative memory or CPU: %w", spec.ID, stratus.ErrInvalid)
+	}
+	if spec.Hostname != "" {
+		if err := sandbox.CheckHostname(spec.Hostname); err != nil {
+			return err
+		}
+	}
+	if u := spec.User; u != nil && (u.UID == 0 || u.UID > sandbox.MaxUserID || u.GID > sandbox.MaxUserID) {
+		return fmt.Errorf("sandbox %s: user %d:%d: must be 1-%d (pods of Stratus never run as root): %w", spec.ID, u.UID, u.GID, sandbox.MaxUserID, stratus.ErrInvalid)
+	}
+	seen := map[string]bool{"/tmp": true}
+	for _, m := range spec.Mounts {
+		t := path.Clean(m.Target)
+		if !path.IsAbs(m.Target) || t == "/" || seen[t] {
+			return fmt.Errorf("sandbox %s: mount target %q: must be an absolute folder other than /, /tmp and the other targets: %w", spec.ID, m.Target, stratus.ErrInvalid)
+		}
+		seen[t] = true
+	}
+	return nil
+}
+
+// runtimeAPI is the AWS_LAMBDA_RUNTIME_API of env, "" without one.
+func runtimeAPI(env []string) string {
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "AWS_LAMBDA_RUNTIME_API="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// podSpec is the pod of spec, named name, whose agent holds token.
+func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
+	uid, gid := int64(nobody), int64(nobody)
+	var groups []int64
+	if u := spec.User; u != nil {
+		uid, gid = int64(u.UID), int64(u.GID)
+		for _, g := range u.Groups {
+			groups = append(groups, int64(g))
+		}
+	}
+	yes, no := true, false
+	memory := resource.NewQuantity(int64(max(spec.MemoryMB, 0)+agentOverheadMB)<<20, resource.BinarySI)
+	share, limit := cpu(spec)
+	tmpSize := resource.NewQuantity(tmpSizeMB<<20, resource.BinarySI)
+	volumes := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: tmpSize}}}}
+	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+	for i, m := range spec.Mounts {
+		v := fmt.Sprintf("mount-%d", i)
+		volumes = append(volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: v, MountPath: path.Clean(m.Target)})
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name,
+			Labels: map[string]string{
+				kube.LabelManaged: kube.Managed,
+				kube.LabelNode:    d.nodeName,
+				kube.LabelSandbox: kube.Name(spec.ID),
+			},
+			Annotations: map[string]string{annotationID: spec.ID},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			AutomountServiceAccountToken:  &no,
+			EnableServiceLinks:            &no,
+			Hostname:                      spec.Hostname,
+			TerminationGracePeriodSeconds: ptr(int64(1)),
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsUser: &uid, RunAsGroup: &gid, RunAsNonRoot: &yes, SupplementalGroups: groups,
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Affinity: d.affinity(),
+			Volumes:  volumes,
+			Containers: []corev1.Container{{
+				Name:            container,
+				Image:           d.cfg.Image,
+				ImagePullPolicy: d.cfg.PullPolicy,
+				Command:         []string{binary, "agent"},
+				Env: []corev1.EnvVar{
+					{Name: agent.EnvServer, Value: d.hostURL},
+					{Name: agent.EnvSandbox, Value: spec.ID},
+					{Name: agent.EnvToken, Value: token},
+				},
+				Ports: []corev1.ContainerPort{{Name: "agent", ContainerPort: agent.Port, Protocol: corev1.ProtocolTCP}},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *share},
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *limit},
+				},
+				VolumeMounts: mounts,
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: &no,
+					ReadOnlyRootFilesystem:   &yes,
+					Privileged:               &no,
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+			}},
+		},
+	}
+	return pod
+}
+
+// cpu is spec's CPU request (its share: Spec.CPURequest, else Spec.CPU,
+// else in proportion to its memory) and limit (the share; with CPUWeight
+// one core at least).
+func cpu(spec sandbox.Spec) (request, limit *resource.Quantity) {
+	share := spec.CPU
+	if share <= 0 {
+		share = float64(spec.MemoryMB) / mbPerCPU
+	}
+	lim := share
+	if spec.CPUWeight {
+		lim = max(share, 1)
+	}
+	req := share
+	if spec.CPURequest > 0 {
+		req = spec.CPURequest
+	}
+	milli := func(c float64) *resource.Quantity {
+		m := max(int64(math.Ceil(c*1000-1e-6)), minMilliCPU)
+		return resource.NewMilliQuantity(m, resource.DecimalSI)
+	}
+	request, limit = milli(req), milli(lim)
+	if request.Cmp(*limit) > 0 {
+		// A request above the limit is refused by the API.
+		limit = request
+	}
+	return request, limit
+}
+
+// affinity requires the server's region of the nodes, when it has one.
+func (d *Driver) affinity() *corev1.Affinity {
+	if d.cfg.Region == "" {
+		return nil
+	}
+	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+				Key: kube.RegionLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{d.cfg.Region},
+			}}}},
+		},
+	}}
+}
+
+// podFailed says why pod cannot come to run its agent, "" when it may
+// still: it ended, is being deleted, or its container cannot be made.
+func podFailed(pod *corev1.Pod) string {
+	if pod.DeletionTimestamp != nil {
+		return "deleted"
+	}
+	switch pod.Status.Phase {
+	case corev1.PodFailed, corev1.PodSucceeded:
+		return "ended (" + string(pod.Status.Phase) + ")"
+	}
+	for _, c := range pod.Status.ContainerStatuses {
+		if w := c.State.Waiting; w != nil {
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+				"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+				return "container " + w.Reason + ": " + w.Message
+			}
+		}
+		if t := c.State.Terminated; t != nil {
+			return fmt.Sprintf("container ended: %s, exit code %d", t.Reason, t.ExitCode)
+		}
+	}
+	return ""
+}
+
+// podExit is how sandbox pod name ended, as its status tells: its
+// container terminated (the agent's termination message, else its exit
+// code and reason), or the pod is gone or being deleted (killed).
+func (d *Driver) podExit(name string) (sandbox.Exit, bool) {
+	pod, err := d.lister.Get(name)
+	if err != nil {
+		return sandbox.Exit{Code: -1, Signal: "killed"}, true
+	}
+	for _, c := range pod.Status.ContainerStatuses {
+		t := c.State.Terminated
+		if c.Name != container || t == nil {
+			continue
+		}
+		var e sandbox.Exit
+		if json.Unmarshal([]byte(t.Message), &e) == nil && (e.Code != 0 || e.Signal != "" || e.OOM) {
+			e.OOM = e.OOM || t.Reason == "OOMKilled"
+			return e, true
+		}
+		e = sandbox.Exit{Code: int(t.ExitCode), OOM: t.Reason == "OOMKilled"}
+		if t.ExitCode > 128 && t.ExitCode < 128+65 {
+			e = sandbox.Exit{Code: -1, Signal: signalName(int(t.ExitCode - 128)), OOM: e.OOM}
+		}
+		return e, true
+	}
+	if pod.DeletionTimestamp != nil && pod.Status.Phase != corev1.PodRunning {
+		return sandbox.Exit{Code: -1, Signal: "killed"}, true
+	}
+	return sandbox.Exit{}, false
+}
+
+// signalName names signal n as Go's exec package does ("killed").
+func signalName(n int) string {
+	names := map[int]string{1: "hangup", 2: "interrupt", 3: "quit", 6: "aborted", 9: "killed", 11: "segmentation fault", 13: "broken pipe", 15: "terminated"}
+	if s, ok := names[n]; ok {
+		return s
+	}
+	return "signal " + itoa(int64(n))
+}
+
+func ptr[T any](v T) *T { return &v }
