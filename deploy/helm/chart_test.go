@@ -398,10 +398,14 @@ func TestChartLints(t *testing.T) {
 			t.Errorf("helm lint --strict -f %s: %v\n%s", values, err, out)
 		}
 	}
-	// The defaults alone are 2 replicas with neither store nor NATS.
-	out, err := helm(t, nil, "lint", "--strict", chartDir)
+	// The defaults are one server on its embedded store and NATS.
+	if out, err := helm(t, nil, "lint", "--strict", chartDir); err != nil {
+		t.Errorf("helm lint --strict of the defaults: %v\n%s", err, out)
+	}
+	// Two need the store and NATS.
+	out, err := helm(t, nil, "lint", "--strict", chartDir, "--set", "replicas=2")
 	if err == nil || !strings.Contains(out, "/store/url") {
-		t.Errorf("helm lint --strict of the defaults passed or did not name store.url; want it refused:\n%s\n%v", out, err)
+		t.Errorf("helm lint --strict with 2 replicas alone passed or did not name store.url; want it refused:\n%s\n%v", out, err)
 	}
 }
 
@@ -416,7 +420,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		want []string // substrings of helm's error
 	}{
 		// Each names the two ways out: one replica, or the URLs.
-		{"defaults: 2 replicas without store and NATS", nil,
+		{"2 replicas without store and NATS", []string{"--set", "replicas=2"},
 			[]string{"at '/replicas': maximum: got 2, want 1", "at '/store/url': minLength", "at '/nats/url': minLength"}},
 		{"3 replicas without NATS", []string{"--set", "replicas=3", "--set", "store.url=postgres://stratus@db/stratus"},
 			[]string{"at '/replicas': maximum: got 3, want 1", "at '/nats/url': minLength"}},
@@ -450,7 +454,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"no ServiceAccount to use", append([]string{"--set", "serviceAccount.create=false"}, cluster...),
 			[]string{"serviceAccount.name: give the ServiceAccount to use when serviceAccount.create is false"}},
 		// The templates refuse it too when the schema is skipped.
-		{"defaults, schema skipped", []string{"--skip-schema-validation"},
+		{"2 replicas alone, schema skipped", []string{"--skip-schema-validation", "--set", "replicas=2"},
 			[]string{"replicas > 1 needs store.url"}},
 		{"NATS credentials without NATS, schema skipped", []string{"--skip-schema-validation", "--set", "replicas=1", "--set", "nats.credentials.existingSecret=nk"},
 			[]string{"nats.credentials.existingSecret is for an external NATS server: give nats.url too"}},
