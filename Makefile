@@ -1,7 +1,14 @@
-.PHONY: run build test test-kube bench console
+.PHONY: run build image test test-kube test-node bench console
 
 build:
 	go build -o bin/stratus ./cmd/stratus
+
+# The Stratus image (a static stratus at /stratus; the server and the
+# function pods of --sandbox kube run it) as a docker-archive tar, for
+# `ctr images import`, `docker load` or `crane push`.
+image:
+	CGO_ENABLED=0 go build -trimpath -o bin/stratus-static ./cmd/stratus
+	go run ./internal/agentimage/cmd bin/stratus-static bin/stratus-image.tar
 
 # Build and start the server on its embedded defaults (127.0.0.1:8080, ./.stratus).
 run: build
@@ -15,8 +22,17 @@ test:
 # source once, cached outside the clone: the first build takes most of an
 # hour on 2 cores, so they are not part of "make test").
 test-kube:
-	go vet -tags kube ./internal/kubetest/
-	go test -tags kube -race -timeout 120m -count=1 ./internal/kubetest/
+	go vet -tags kube ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./deploy/helm/
+	go test -tags kube -race -timeout 120m -count=1 ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./deploy/helm/
+
+# The tests that also start one real Kubernetes node on this machine
+# (kubelet, Debian's containerd, runc and CNI plugins; as root): a
+# Deployment runs and rolls, and a server with --sandbox kube runs
+# functions in pods of the Stratus image.
+test-node:
+	go vet -tags kube,node ./internal/kubetest/ ./e2e/
+	go test -tags kube,node -race -timeout 120m -count=1 -run 'TestRealNode' ./internal/kubetest/
+	go test -tags kube,node -timeout 60m -count=1 -run 'TestKubeNode' ./e2e/
 
 # Benchmarks (figures in bench/README.md and the README.md beside each program).
 bench:

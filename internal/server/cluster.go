@@ -17,7 +17,10 @@ import (
 	"github.com/stratus-run/stratus/internal/events"
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/image"
+	"github.com/stratus-run/stratus/internal/kube"
+	"github.com/stratus-run/stratus/internal/kube/lease"
 	"github.com/stratus-run/stratus/internal/pool"
+	"github.com/stratus-run/stratus/internal/sandbox/pods"
 	"github.com/stratus-run/stratus/internal/services"
 	"github.com/stratus-run/stratus/internal/store"
 )
@@ -70,8 +73,17 @@ func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *event
 		}
 		n.blobs = blobs.On(obs)
 	}
+	// On Kubernetes, ownership is kept in Lease objects.
+	var leases cluster.LeaseStore
+	if n.multi && cfg.Sandbox == pods.Name {
+		kc, err := kube.Connect(cfg.Kubeconfig, cfg.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		leases = lease.New(kc, st)
+	}
 	n.cl = cluster.New(cluster.Config{
-		Store: st, Node: cfg.Node(), Address: cfg.AdvertiseURL(addr), Region: cfg.Region,
+		Store: st, Leases: leases, Node: cfg.Node(), Address: cfg.AdvertiseURL(addr), Region: cfg.Region,
 		Version: stratus.ServerVersion(), Token: token,
 		Stats: n.stats, Health: func() string {
 			if n.ready == nil {
