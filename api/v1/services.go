@@ -74,9 +74,12 @@ type ServiceReplicas struct {
 
 // Replica is one replica of a service.
 type Replica struct {
-	ID        string `json:"id"`
-	Revision  int    `json:"revision"`
-	Address   string `json:"address,omitempty"`
+	ID       string `json:"id"`
+	Revision int    `json:"revision"`
+	Address  string `json:"address,omitempty"`
+	// Node is the Kubernetes node of the replica's pod (its ID is the
+	// pod's name); empty off Kubernetes.
+	Node      string `json:"node,omitempty"`
 	State     string `json:"state"`
 	Inflight  int    `json:"inflight"`
 	Restarts  int    `json:"restarts"`

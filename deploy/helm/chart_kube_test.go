@@ -124,6 +124,8 @@ func TestChartAppliesToACluster(t *testing.T) {
 			{"delete", "pods", "", "", "yes"},
 			{"get", "pods", "log", "", "yes"},
 			{"patch", "deployments.apps", "", "", "yes"},
+			{"create", "services", "", "", "yes"},
+			{"patch", "services", "", "", "no"},
 			{"watch", "endpointslices.discovery.k8s.io", "", "", "yes"},
 			{"update", "leases.coordination.k8s.io", "", "", "yes"},
 			{"create", "events", "", "", "yes"},

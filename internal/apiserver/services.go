@@ -218,7 +218,7 @@ func (t *serviceRoutes) wire(r *http.Request, sv stratus.Service, st services.St
 	if detail {
 		for _, rp := range st.Replicas {
 			out.Detail = append(out.Detail, v1.Replica{
-				ID: rp.ID, Revision: rp.Revision, Address: rp.Address, State: rp.State, Inflight: rp.Inflight,
+				ID: rp.ID, Revision: rp.Revision, Address: rp.Address, Node: rp.Node, State: rp.State, Inflight: rp.Inflight,
 				Restarts: rp.Restarts, LastError: rp.LastErr,
 			})
 		}

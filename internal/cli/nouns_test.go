@@ -240,6 +240,18 @@ func TestServices(t *testing.T) {
 		}
 	}
 
+	// Replicas that are pods show their node.
+	pods := svc
+	pods.Detail = []v1.Replica{{ID: "stratus-web-r3-7d9f-x2", Revision: 3, Node: "node-a", Address: "10.1.0.7:9000", State: "ready"}}
+	f.on("GET /v1/services/web", jsonReply(200, pods))
+	r = f.run("service", "get", "web")
+	rows = fields(r.stdout)
+	for _, row := range [][]string{{"REPLICA", "REVISION", "NODE", "ADDRESS", "STATE", "IN", "FLIGHT", "RESTARTS", "LAST", "ERROR"}, {"stratus-web-r3-7d9f-x2", "3", "node-a", "10.1.0.7:9000", "ready", "0", "0"}} {
+		if !containsRow(rows, row) {
+			t.Errorf("get of pod replicas: no row %v in\n%s", row, r.stdout)
+		}
+	}
+
 	f.on("DELETE /v1/services/web", reply{status: 204})
 	if r = f.run("service", "rm", "web"); r.code != ExitOK || r.stdout != "removed service web\n" {
 		t.Errorf("rm: exit %d, stdout %q", r.code, r.stdout)

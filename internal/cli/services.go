@@ -267,10 +267,20 @@ func printService(e *env, s *v1.Service) {
 	tw.Flush()
 	printTraffic(e, s)
 	if len(s.Detail) > 0 {
+		// Replicas that are pods show their node.
+		nodes := slices.ContainsFunc(s.Detail, func(r v1.Replica) bool { return r.Node != "" })
 		tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "\nREPLICA\tREVISION\tADDRESS\tSTATE\tIN FLIGHT\tRESTARTS\tLAST ERROR")
+		if nodes {
+			fmt.Fprintln(tw, "\nREPLICA\tREVISION\tNODE\tADDRESS\tSTATE\tIN FLIGHT\tRESTARTS\tLAST ERROR")
+		} else {
+			fmt.Fprintln(tw, "\nREPLICA\tREVISION\tADDRESS\tSTATE\tIN FLIGHT\tRESTARTS\tLAST ERROR")
+		}
 		for _, r := range s.Detail {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.Revision, r.Address, r.State, r.Inflight, r.Restarts, r.LastError)
+			if nodes {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.Revision, r.Node, r.Address, r.State, r.Inflight, r.Restarts, r.LastError)
+			} else {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.Revision, r.Address, r.State, r.Inflight, r.Restarts, r.LastError)
+			}
 		}
 		tw.Flush()
 	}

@@ -76,7 +76,7 @@ func (m *Manager) buildSets(ctx context.Context, s *service, svc stratus.Service
 		m.pending[rev.Digest]++
 		m.mu.Unlock()
 		digests = append(digests, rev.Digest)
-		img, err := m.cfg.Images.Resolve(ctx, rev.Digest)
+		img, err := m.resolve(ctx, rev.Digest)
 		if err != nil {
 			set.why = fmt.Sprintf("revision %s: image %s: %v", rev.Name(), rev.Config.Image, err)
 			lastErr = set.why
@@ -234,7 +234,7 @@ func (m *Manager) drop(name string) {
 	s, ok := m.services[name]
 	if ok {
 		delete(m.services, name)
-		m.endLocked(s, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
+		m.endLocked(s, true, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 	}
 	m.mu.Unlock()
 	if ok {

@@ -44,7 +44,7 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if m.cfg.Driver.Name() == "kube" {
+	if m.cfg.Revisions == nil && m.cfg.Driver.Name() == "kube" {
 		// Services on Kubernetes become Deployments, not pods of the
 		// sandbox driver (docs/design/kubernetes.md); not built yet.
 		return nil, fmt.Errorf("deploy service %q: services do not run on the kube sandbox driver yet (functions do): %w", name, stratus.ErrUnavailable)
@@ -77,7 +77,7 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 		}()
 	}
 
-	img, err := m.cfg.Images.Resolve(ctx, cfg.Image)
+	img, err := m.resolve(ctx, cfg.Image)
 	if err != nil {
 		return nil, fmt.Errorf("deploy service %q: %w", name, err)
 	}
@@ -92,7 +92,9 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 		}
 		m.mu.Unlock()
 	}()
-	if a := argv(cfg, img); len(a) == 0 || a[0] == "" {
+	// (An image the server does not hold runs as given: its nodes know
+	// its entrypoint.)
+	if a := argv(cfg, img); (img.RootFS != "" || m.cfg.Revisions == nil) && (len(a) == 0 || a[0] == "") {
 		return nil, fmt.Errorf("deploy service %q: image %s has no entrypoint or command; give one with --command: %w", name, cfg.Image, stratus.ErrInvalid)
 	}
 	if existed {
@@ -230,9 +232,12 @@ func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
 			switch {
 			case r.state == stateReady:
 				ready++
-			case r.restarts > 0 && failed == "":
+			case (r.restarts > 0 || r.failed) && failed == "" && r.lastErr != "":
 				failed = r.lastErr
 			}
+		}
+		if b := set.backend; b != nil && b.applied < 0 && b.err != "" && failed == "" {
+			failed = b.err
 		}
 		changed, desired := m.changed, set.desired
 		m.mu.Unlock()
@@ -252,11 +257,22 @@ func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
 	}
 }
 
-// retire stops every replica of set now (a revision that never served).
+// retire stops every replica of set now (a revision that never served);
+// on a backend its objects go.
 func (m *Manager) retire(set *revSet) {
 	m.mu.Lock()
-	m.retireLocked(set)
+	m.removeLocked(set)
 	m.mu.Unlock()
+}
+
+// removeLocked is retireLocked of a revision that is done with for good
+// (its deploy failed, the traffic left it, its service was removed): on
+// a backend, its objects are deleted once its requests are done.
+func (m *Manager) removeLocked(set *revSet) {
+	if set.backend != nil && set.img != nil {
+		set.backend.remove = true
+	}
+	m.retireLocked(set)
 }
 
 // retireLocked marks set retired and asks its replicas to stop (each
@@ -268,6 +284,12 @@ func (m *Manager) retireLocked(set *revSet) {
 	for _, r := range set.replicas {
 		r.requestStop()
 	}
+	if set.backend != nil {
+		for _, r := range set.replicas {
+			r.state = stateStopping
+		}
+		m.kickLocked(set)
+	}
 	if p := set.prepared; p != nil {
 		set.prepared = nil
 		m.wg.Add(1)
@@ -278,14 +300,19 @@ func (m *Manager) retireLocked(set *revSet) {
 	}
 }
 
-// endLocked retires every revision of s and fails the requests waiting
-// for one of its replicas with err.
-func (m *Manager) endLocked(s *service, err error) {
+// endLocked retires every revision of s (for good if removed: see
+// removeLocked) and fails the requests waiting for one of its replicas
+// with err.
+func (m *Manager) endLocked(s *service, removed bool, err error) {
+	retire := m.retireLocked
+	if removed {
+		retire = m.removeLocked
+	}
 	for _, set := range s.sets {
-		m.retireLocked(set)
+		retire(set)
 	}
 	for _, set := range s.draining {
-		m.retireLocked(set)
+		retire(set)
 	}
 	for _, w := range s.waiters {
 		w.err = err
@@ -308,7 +335,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	m.mu.Lock()
 	if s, ok := m.services[name]; ok {
 		delete(m.services, name)
-		m.endLocked(s, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
+		m.endLocked(s, true, fmt.Errorf("service %q: %w", name, stratus.ErrNotFound))
 	}
 	m.mu.Unlock()
 	// Under the name's lock: no deploy of it starts before the hook ends.

@@ -289,7 +289,7 @@ func (m *Manager) newSandbox(set *revSet) (*sandboxSpec, error) {
 // from zero and restarts then skip the slow part of a container start.
 // A serving revision keeps one prepared sandbox; that is its idle cost.
 func (m *Manager) prepareAhead(set *revSet) {
-	if !m.cfg.Driver.Capabilities().Prepare {
+	if m.cfg.Revisions != nil || !m.cfg.Driver.Capabilities().Prepare {
 		return
 	}
 	m.mu.Lock()

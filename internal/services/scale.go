@@ -14,6 +14,10 @@ func (m *Manager) reconcileLocked(set *revSet) {
 	if set.img == nil || m.stopping || m.life == nil {
 		return
 	}
+	if set.backend != nil {
+		m.kickLocked(set) // the backend starts and stops its replicas
+		return
+	}
 	live := set.liveLocked()
 	for ; live < set.desired && m.total < m.cfg.MaxReplicas; live++ {
 		r := &replica{set: set, state: stateStarting, stop: make(chan struct{})}
@@ -115,7 +119,7 @@ func (m *Manager) stopAll() {
 	m.stopping = true
 	m.notifyLocked() // draining replicas shorten their wait
 	for name, s := range m.services {
-		m.endLocked(s, fmt.Errorf("service %q: %w", name, errStopping))
+		m.endLocked(s, false, fmt.Errorf("service %q: %w", name, errStopping))
 	}
 	for set := range m.deploying {
 		m.retireLocked(set)

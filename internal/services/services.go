@@ -23,6 +23,12 @@
 // before any replica starts, so no function takes it meanwhile, and gives
 // it back if the first revision fails.
 //
+// On Kubernetes (Config.Revisions, see backend.go) a revision is one
+// Deployment rather than sandboxes: the Manager sets its replicas where
+// the autoscaler decides and balances requests over the ready endpoints
+// the backend reports, counting them in flight per endpoint as per
+// replica; probes, restarts and placement are the cluster's.
+//
 // Lifetime: New builds a Manager and Load reads the stored services; no
 // replica runs before Run. Run(ctx) starts each service's minimum
 // replicas, autoscales every tick and, once ctx ends, stops every replica
@@ -46,7 +52,11 @@
 // one per sandbox prepared ahead; one per prepared sandbox being stopped
 // (its revision retired, see retireLocked); one per service being
 // started here having come to be owned here (see adoptLocked); its Run
-// loop (autoscaling and reconciling every tick); and, with Config.Usage, one that Run
+// loop (autoscaling and reconciling every tick); on a Revisions
+// backend, one per revision while it applies the revision's objects
+// (applyBackend) and one that Run starts to follow the backend's
+// endpoints (followBackend), stopped before Run stops the replicas;
+// and, with Config.Usage, one that Run
 // starts to report the usage minutes as they end (see meter), which
 // reads the live sandboxes' CPU counters once a minute and ends with
 // Run's ctx. Run returns after stopping every replica and waiting for
@@ -145,8 +155,9 @@ type LogSink interface {
 	Log(stratus.LogLine)
 }
 
-// Config configures a Manager. Store, Images and Driver are required;
-// every other zero field means its default.
+// Config configures a Manager. Store, Images and Driver are required,
+// but for Revisions (then Driver and Images may be nil); every other zero
+// field means its default.
 type Config struct {
 	// Store keeps services, their revisions and their names.
 	Store Store
@@ -154,6 +165,10 @@ type Config struct {
 	Images Images
 	// Driver runs the replicas' sandboxes.
 	Driver sandbox.Driver
+	// Revisions, if set, runs the revisions instead of Driver (see
+	// Revisions); Images may then be nil (every image reference runs as
+	// given).
+	Revisions Revisions
 	// Logs receives the replicas' output and the platform's lines; nil
 	// drops them.
 	Logs LogSink
@@ -355,6 +370,8 @@ type revSet struct {
 	// says one is being made. Both guarded.
 	prepared  *sandboxSpec
 	preparing bool
+	// backend is its state on Config.Revisions; nil without one.
+	backend *backendSet
 }
 
 type replica struct {
@@ -369,6 +386,10 @@ type replica struct {
 	stopOnce sync.Once
 	readyAt  time.Time // guarded
 	run      *runMeter // the metering of its sandbox while it runs; guarded
+	// On Config.Revisions: the node it runs on, and whether it cannot
+	// start as it is (Endpoint.Failed). Guarded.
+	node   string
+	failed bool
 }
 
 type waiter struct {
@@ -461,8 +482,12 @@ func (m *Manager) newSet(s *service, rev *stratus.Revision, img *Image) *revSet 
 			panicWindow = time.Duration(float64(w) * float64(m.cfg.PanicWindow) / float64(m.cfg.StableWindow))
 		}
 	}
+	var backend *backendSet
+	if m.cfg.Revisions != nil {
+		backend = &backendSet{applied: -1}
+	}
 	return &revSet{
-		svc: s, rev: rev, img: img,
+		svc: s, rev: rev, img: img, backend: backend,
 		scaler: autoscaler.New(autoscaler.Spec{
 			Min: c.MinScale, Max: c.MaxScale, Target: scaleTarget(c),
 			StableWindow: stable, PanicWindow: panicWindow,
@@ -538,6 +563,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	for _, set := range sets {
 		m.prepareAhead(set)
 	}
+	followed := make(chan struct{})
+	stopFollow := make(chan struct{})
+	if m.cfg.Revisions != nil {
+		go func() {
+			defer close(followed)
+			m.followBackend(stopFollow)
+		}()
+	} else {
+		close(followed)
+	}
 
 	metered := make(chan struct{})
 	if m.cfg.Usage != nil {
@@ -558,6 +593,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	t.Stop()
+	close(stopFollow)
+	<-followed
 	<-metered
 	bound := time.AfterFunc(m.stopBound(), end)
 	defer bound.Stop()

@@ -43,7 +43,10 @@ type ReplicaStatus struct {
 	ID       string
 	Revision int
 	// Address is where the replica listens (host:port), once started.
-	Address  string
+	Address string
+	// Node is the node it runs on, on a backend that places replicas
+	// (Config.Revisions: a pod's node).
+	Node     string
 	State    string
 	Inflight int
 	Restarts int
@@ -126,7 +129,7 @@ func (m *Manager) statusLocked(s *service) Status {
 				addr = r.target.URL.Host
 			}
 			st.Replicas = append(st.Replicas, ReplicaStatus{
-				ID: r.id, Revision: set.rev.Number, Address: addr, State: r.state, Inflight: r.inflight,
+				ID: r.id, Revision: set.rev.Number, Address: addr, Node: r.node, State: r.state, Inflight: r.inflight,
 				Restarts: r.restarts, LastErr: r.lastErr,
 			})
 		}

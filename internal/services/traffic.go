@@ -175,7 +175,7 @@ func (m *Manager) SetTraffic(ctx context.Context, name string, t []stratus.Traff
 		m.pending[rev.Digest]++
 		m.mu.Unlock()
 		digests = append(digests, rev.Digest)
-		img, err := m.cfg.Images.Resolve(ctx, rev.Digest)
+		img, err := m.resolve(ctx, rev.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("set traffic of service %q: revision %s: image %s: %w", name, rev.Name(), rev.Config.Image, err)
 		}
@@ -220,7 +220,7 @@ func (m *Manager) rerouteLocked(s *service, t []stratus.TrafficTarget) {
 		if !slices.Contains(keep, n) {
 			delete(s.sets, n)
 			s.draining = append(s.draining, set)
-			m.retireLocked(set)
+			m.removeLocked(set)
 		}
 	}
 	s.route = resolve(t, s.latest.Number, s.sets)
