@@ -16,3 +16,12 @@ func (c *Client) Nodes(ctx context.Context) ([]v1.Node, error) {
 	}
 	return l.Nodes, nil
 }
+
+// NodeList is GET /v1/nodes whole: the servers of the cluster (Nodes)
+// and, from a server with --sandbox kube, the Kubernetes cluster's nodes
+// with the Stratus pods on each.
+func (c *Client) NodeList(ctx context.Context) (v1.NodeList, error) {
+	var l v1.NodeList
+	err := c.getJSON(ctx, "/v1/nodes", &l)
+	return l, err
+}

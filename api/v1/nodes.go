@@ -51,4 +51,40 @@ type Node struct {
 // or dead, by name.
 type NodeList struct {
 	Nodes []Node `json:"nodes"`
+	// Kube is the Kubernetes cluster a server with --sandbox kube places
+	// its pods in, as the answering server reads it; absent on other
+	// servers.
+	Kube *KubeNodes `json:"kubeNodes,omitempty"`
+}
+
+// KubeNodes are the nodes of a Kubernetes cluster and the pods Stratus
+// runs on each, in one namespace.
+type KubeNodes struct {
+	// Namespace is the namespace whose Stratus pods are counted.
+	Namespace string `json:"namespace"`
+	// Nodes are the cluster's nodes, by name; empty when they could not
+	// be read (Note says why).
+	Nodes []KubeNode `json:"nodes"`
+	// Pending counts the Stratus pods not yet on a node.
+	Pending int `json:"pending"`
+	// Note says what could not be read, and what to do about it: e.g.
+	// listing nodes is forbidden to the server's service account.
+	Note string `json:"note,omitempty"`
+}
+
+// KubeNode is one node of a Kubernetes cluster.
+type KubeNode struct {
+	// Name is the node's name.
+	Name string `json:"name"`
+	// Region is its topology.kubernetes.io/region label, "" without one.
+	Region string `json:"region,omitempty"`
+	// Ready is its Ready condition.
+	Ready bool `json:"ready"`
+	// Instances counts the pods of function instances on it (labelled
+	// stratus.run/function or stratus.run/sandbox), of every server of
+	// the namespace, prepared ones included.
+	Instances int `json:"instances"`
+	// Replicas counts the pods of service replicas on it (labelled
+	// stratus.run/service).
+	Replicas int `json:"replicas"`
 }

@@ -123,6 +123,28 @@ type Instances struct {
 	Live int `json:"live"`
 	Idle int `json:"idle"`
 	Busy int `json:"busy"`
+	// Items are the function's sandboxes on the answering server, live
+	// and prepared, by ID; absent when it has none.
+	Items []Instance `json:"items,omitempty"`
+}
+
+// Instance is one sandbox of a function on the answering server.
+type Instance struct {
+	// ID is the instance's ID (its sandbox's).
+	ID string `json:"id"`
+	// Version is what it runs: "$LATEST" or a published version's
+	// number.
+	Version string `json:"version"`
+	// State is "starting", "idle", "busy", "prepared" (made ahead for the
+	// next cold start, its program not started) or "stopping".
+	State string `json:"state"`
+	// Since is when its sandbox was made.
+	Since time.Time `json:"since"`
+	// Pod and Node are its pod and the node the pod runs on, with
+	// --sandbox kube; absent otherwise (Node too while the pod is not
+	// scheduled).
+	Pod  string `json:"pod,omitempty"`
+	Node string `json:"node,omitempty"`
 }
 
 // Function is a deployed function as the API shows it.

@@ -155,6 +155,9 @@ type Config struct {
 	// Nodes serves GET /v1/nodes, the servers of the cluster; nil
 	// leaves the route out.
 	Nodes nodeSource
+	// KubeNodes, when set, adds the Kubernetes cluster's nodes to GET
+	// /v1/nodes (a server with --sandbox kube).
+	KubeNodes func(ctx context.Context) (*v1.KubeNodes, error)
 	// Internal serves /v1/internal/..., what the servers of a cluster
 	// call on each other, behind the token (a console session does not
 	// admit there); nil leaves the prefix out.
@@ -232,7 +235,7 @@ func New(c Config) *Server {
 	}
 	s.routeUsage(mux, c.Meter, c.Info.Region, svcs, c.Now)
 	s.routeSeries(mux, c.Series, svcs)
-	s.routeNodes(mux, c.Nodes)
+	s.routeNodes(mux, c.Nodes, c.KubeNodes)
 	s.routeInternal(mux, c.Internal)
 	if c.Lambda != nil {
 		for _, p := range lambdaapi.Prefixes() {
@@ -361,7 +364,7 @@ func (s *Server) view(f *stratus.Function) v1.Function {
 	return v1.Function{
 		Name: f.Name, Version: f.Version, Config: f.Config, CodeSHA: f.CodeSHA, CodeSize: f.CodeSize,
 		CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt,
-		Instances: v1.Instances{Live: st.Live, Idle: st.Idle, Busy: st.Busy},
+		Instances: v1.Instances{Live: st.Live, Idle: st.Idle, Busy: st.Busy, Items: s.instanceItems(f.Name)},
 		URL:       "/fn/" + f.Name,
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/gateway"
+	"github.com/stratus-run/stratus/internal/pool"
 )
 
 // nodeSource lists the servers of the cluster; *cluster.Cluster is one.
@@ -17,8 +19,11 @@ type nodeSource interface {
 	Nodes(ctx context.Context) ([]v1.Node, error)
 }
 
-// routeNodes registers GET /v1/nodes; a nil src leaves it out.
-func (s *Server) routeNodes(mux *http.ServeMux, src nodeSource) {
+// routeNodes registers GET /v1/nodes; a nil src leaves it out. With
+// kubeNodes the answer also has the Kubernetes cluster's nodes; when they
+// cannot be read, it has a note saying why, not an error: the servers
+// are still known.
+func (s *Server) routeNodes(mux *http.ServeMux, src nodeSource, kubeNodes func(context.Context) (*v1.KubeNodes, error)) {
 	if src == nil {
 		return
 	}
@@ -31,8 +36,48 @@ func (s *Server) routeNodes(mux *http.ServeMux, src nodeSource) {
 		if nodes == nil {
 			nodes = []v1.Node{} // [] rather than null
 		}
-		s.answer.JSON(w, r, http.StatusOK, v1.NodeList{Nodes: nodes})
+		out := v1.NodeList{Nodes: nodes}
+		if kubeNodes != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), kubeNodesTimeout)
+			kn, err := kubeNodes(ctx)
+			cancel()
+			if err != nil {
+				s.log.Warn("list the kubernetes nodes", "err", err)
+				kn = &v1.KubeNodes{Nodes: []v1.KubeNode{}, Note: "the cluster's nodes could not be read: " + err.Error()}
+			}
+			out.Kube = kn
+		}
+		s.answer.JSON(w, r, http.StatusOK, out)
 	})))
+}
+
+// kubeNodesTimeout bounds the reading of the Kubernetes cluster's nodes
+// and pods for GET /v1/nodes.
+const kubeNodesTimeout = 10 * time.Second
+
+// instanceLister lists a function's sandboxes; *pool.Manager is one,
+// and so must Config.Pools be for the API to show them (a Pools that is
+// not shows none). It does not block beyond the pool's lock and the
+// placer's cache.
+type instanceLister interface {
+	Instances(name string) []pool.InstanceInfo
+}
+
+// instanceItems are the sandboxes of function name on this server, where
+// the pools can list them (nil otherwise, and when it has none).
+func (s *Server) instanceItems(name string) []v1.Instance {
+	l, ok := s.pools.(instanceLister)
+	if !ok {
+		return nil
+	}
+	var out []v1.Instance
+	for _, in := range l.Instances(name) {
+		out = append(out, v1.Instance{
+			ID: in.ID, Version: in.Version, State: in.State, Since: in.Since,
+			Pod: in.Placement.Pod, Node: in.Placement.Node,
+		})
+	}
+	return out
 }
 
 // routeInternal mounts h, the endpoints the servers of a cluster call on

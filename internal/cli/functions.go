@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/client"
 	"github.com/stratus-run/stratus/internal/archive"
 )
@@ -256,7 +258,12 @@ func (e *env) getCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show a function",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show a function: its configuration, its code, its instance counts and
+then, one row each, the sandboxes it has on the answering server (live
+instances, and the one prepared ahead for the next cold start): ID, the
+version it runs, its state and since when. On a server with --sandbox kube
+the rows also show each one's POD and the NODE the pod runs on.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -304,9 +311,37 @@ func (e *env) getCmd() *cobra.Command {
 			for k, v := range f.Config.Env {
 				row("Env "+k, v)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return e.instancesTable(f.Instances.Items)
 		},
 	}
+}
+
+// instancesTable prints a function's sandboxes after a blank line, none
+// when it has none; POD and NODE only when one of them has a pod (a
+// server with --sandbox kube).
+func (e *env) instancesTable(items []v1.Instance) error {
+	if len(items) == 0 {
+		return nil
+	}
+	placed := slices.ContainsFunc(items, func(in v1.Instance) bool { return in.Pod != "" || in.Node != "" })
+	fmt.Fprintln(e.stdout)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	head := "INSTANCE\tVERSION\tSTATE\tSINCE"
+	if placed {
+		head += "\tPOD\tNODE"
+	}
+	fmt.Fprintln(tw, head)
+	for _, in := range items {
+		line := fmt.Sprintf("%s\t%s\t%s\t%s", in.ID, in.Version, in.State, in.Since.Local().Format(time.DateTime))
+		if placed {
+			line += "\t" + orDash(in.Pod) + "\t" + orDash(in.Node)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
 }
 
 func (e *env) rmCmd() *cobra.Command {

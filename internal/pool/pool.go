@@ -117,6 +117,9 @@ type Config struct {
 	Log *slog.Logger
 	// Driver runs the instances' sandboxes.
 	Driver sandbox.Driver
+	// Placer, when set, says where Driver's sandboxes run (Instances
+	// shows it); nil leaves that out.
+	Placer sandbox.Placer
 	// Command returns the argv that runs version v with its code in
 	// taskDir and the runtime clients in runtimeDir, both paths in the
 	// sandbox.
@@ -267,6 +270,10 @@ type Manager struct {
 	running  bool                // Run has begun: starts and prepares may run
 	stopping bool
 	arrivals uint64 // waiters so far: the next one's waiter.seq
+	// sandboxes are the instances whose sandbox is up (launched, its
+	// exit not yet seen), by function name, with when it was launched:
+	// see Instances.
+	sandboxes map[string]map[*Instance]time.Time
 
 	// creating holds a token for each sandbox being made (a start without
 	// a prepared sandbox, or a prepare): see Config.MaxCreating.

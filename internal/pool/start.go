@@ -223,6 +223,7 @@ func (m *Manager) launch(ctx context.Context, in *Instance, run func(context.Con
 	// over (see stop).
 	wctx, endWait := context.WithCancel(m.life)
 	in.endWait = endWait
+	m.addSandbox(in)
 	m.wg.Add(1)
 	go m.watch(wctx, in)
 	return nil
@@ -275,6 +276,7 @@ func (m *Manager) watch(ctx context.Context, in *Instance) {
 	close(in.exited)
 	in.rapi.Close()
 	m.onExit(in)
+	m.removeSandbox(in)
 }
 
 // onExit forgets an instance whose sandbox ended on its own while idle or

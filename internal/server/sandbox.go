@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stratus-run/stratus"
+	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/config"
 	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/sandbox"
@@ -97,6 +98,22 @@ func newKubeDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sa
 		why += ", on nodes of region " + region
 	}
 	return d, why, nil
+}
+
+// placerOf is d as a sandbox.Placer (where its sandboxes run), nil when
+// it is none.
+func placerOf(d sandbox.Driver) sandbox.Placer {
+	p, _ := d.(sandbox.Placer)
+	return p
+}
+
+// kubeNodes reads the Kubernetes cluster's nodes with the kube driver
+// (GET /v1/nodes), nil for other drivers.
+func kubeNodes(d sandbox.Driver) func(context.Context) (*v1.KubeNodes, error) {
+	if k, ok := d.(*pods.Driver); ok {
+		return k.KubeNodes
+	}
+	return nil
 }
 
 // kubeConnectTimeout bounds the kube driver's first listing of its pods.

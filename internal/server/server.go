@@ -33,12 +33,15 @@ import (
 	"github.com/stratus-run/stratus/internal/functions"
 	"github.com/stratus-run/stratus/internal/gateway"
 	"github.com/stratus-run/stratus/internal/image"
+	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/lambdaapi"
 	"github.com/stratus-run/stratus/internal/logs"
 	"github.com/stratus-run/stratus/internal/meter"
 	"github.com/stratus-run/stratus/internal/pool"
+	"github.com/stratus-run/stratus/internal/sandbox/pods"
 	"github.com/stratus-run/stratus/internal/series"
 	"github.com/stratus-run/stratus/internal/services"
+	"github.com/stratus-run/stratus/internal/services/kubedeploy"
 	"github.com/stratus-run/stratus/internal/sigv4"
 	"github.com/stratus-run/stratus/internal/store"
 	"github.com/stratus-run/stratus/internal/trace"
@@ -210,6 +213,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	pools := pool.New(pool.Config{
 		Log:          log.With("component", "pool"),
 		Driver:       driver,
+		Placer:       placerOf(rawDriver),
 		Command:      newCommander().command,
 		Root:         newRoots(filepath.Join(cfg.DataDir, "roots")).root,
 		CodeDir:      functions.CodeDirs(cfg.DataDir),
@@ -291,8 +295,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	})
 
 	svcMet := met.serviceRequests()
+	// On --sandbox kube, services run as Deployments, one per revision
+	// (kubedeploy), not as sandboxes.
+	var revisions services.Revisions
+	if rawDriver.Name() == pods.Name {
+		kc, err := kube.Connect(cfg.Kubeconfig, cfg.Namespace)
+		if err != nil {
+			return err
+		}
+		region := cfg.Region
+		if region == config.Default().Region {
+			region = ""
+		}
+		kctx, cancel := context.WithTimeout(ctx, kubeConnectTimeout)
+		b, err := kubedeploy.New(kctx, kubedeploy.Config{Client: kc, Node: cfg.Node(), Region: region, Log: log.With("component", "services")})
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		revisions = b
+	}
 	svcs := services.New(services.Config{
-		Store: st, Images: imageResolver{images}, Driver: driver, Logs: met, Output: output,
+		Store: st, Images: imageResolver{images}, Driver: driver, Revisions: revisions, Logs: met, Output: output,
 		Log:           log.With("component", "services"),
 		ReadyTimeout:  time.Duration(cfg.ServiceReadyTimeout),
 		ProbeInterval: time.Duration(cfg.ServiceProbeInterval),
@@ -378,6 +403,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Nodes:    node.cl,
 		Internal: node.internal(),
 		Wrap:     node.forwarder(cfg.Domain),
+
+		// The cluster's nodes, with --sandbox kube.
+		KubeNodes: kubeNodes(rawDriver),
 	})
 	// Open connections are bounded (more wait in the listen backlog), a
 	// header by its size, a request's header and body by time from its
@@ -522,6 +550,10 @@ func (i invoker) Invoke(ctx context.Context, name string, req stratus.Request) (
 
 func (i invoker) Stats(name string) stratus.InstanceStats { return i.pools.FunctionStats(name) }
 
+// Instances lists a function's sandboxes and where they run (the API's
+// instance items).
+func (i invoker) Instances(name string) []pool.InstanceInfo { return i.pools.Instances(name) }
+
 // asyncPolicy reads a function's async settings from its head version (a
 // qualified name's: see functions.Service.Head).
 func asyncPolicy(fns *functions.Service) events.PolicyFunc {
@@ -615,8 +647,11 @@ func (c *commander) command(v *stratus.Version, taskDir, rtDir string) ([]string
 	if err != nil {
 		return nil, err
 	}
-	if r == stratus.RuntimePython3 {
-		// Run the interpreter itself, not a version manager's shim.
+	if r == stratus.RuntimePython3 && rtDir != pool.RuntimeRoot {
+		// Run the interpreter itself, not a version manager's shim. Not
+		// where the sandbox has a file system of its own, with the
+		// clients mounted at /var/runtime (pods of the Stratus image):
+		// its python3 is found on the function's PATH there.
 		if out, err := exec.Command(argv[0], "-c", "import sys; print(sys.executable)").Output(); err == nil {
 			if p := strings.TrimSpace(string(out)); p != "" {
 				argv = append([]string{p}, argv[1:]...)
