@@ -26,12 +26,15 @@ test-kube:
 	go test -tags kube -race -timeout 120m -count=1 ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./deploy/helm/
 
 # The tests that also start one real Kubernetes node on this machine
-# (kubelet, Debian's containerd, runc and CNI plugins; as root): a
-# Deployment runs and rolls, and a server with --sandbox kube runs
-# functions in pods of the Stratus image.
+# (kubelet, Debian's containerd, runc and CNI plugins; as root; installs
+# the missing packages first): a Deployment runs and rolls, the sandbox
+# suite runs against the kube driver, and a server with --sandbox kube runs
+# functions and services in pods of the Stratus image.
 test-node:
-	go vet -tags kube,node ./internal/kubetest/ ./e2e/
+	./scripts/node-packages
+	go vet -tags kube,node ./internal/kubetest/ ./internal/sandbox/pods/ ./e2e/
 	go test -tags kube,node -race -timeout 120m -count=1 -run 'TestRealNode' ./internal/kubetest/
+	go test -tags kube,node -race -timeout 60m -count=1 -run 'TestSuiteOnNode' ./internal/sandbox/pods/
 	go test -tags kube,node -timeout 60m -count=1 -run 'TestKubeNode' ./e2e/
 
 # Benchmarks (figures in bench/README.md and the README.md beside each program).

@@ -65,6 +65,11 @@ type Sandbox struct {
 	// Mounts: Source is a folder on the server's host, served as a tar;
 	// Target is an (empty, writable) folder in the pod to extract it into.
 	Mounts []sandbox.Mount
+	// MountStage, when set, is a folder of the pod under which mount i is
+	// extracted, at MountStage/i, instead of at its Target: the pod binds
+	// the same volume read-only at Target, so that the program cannot
+	// write to its mounts.
+	MountStage string
 	// RuntimeAPI is "host:port" of the instance's Runtime API on the
 	// server; "" no relay.
 	RuntimeAPI string
@@ -79,6 +84,7 @@ type wireSandbox struct {
 	Dir        string      `json:"dir"`
 	Mounts     []wireMount `json:"mounts"`
 	RuntimeAPI string      `json:"runtimeAPI,omitempty"`
+	MountStage string      `json:"mountStage,omitempty"`
 }
 
 type wireMount struct {
@@ -86,7 +92,7 @@ type wireMount struct {
 }
 
 func toWire(sb Sandbox) wireSandbox {
-	w := wireSandbox{ID: sb.ID, Argv: sb.Argv, Env: sb.Env, Dir: sb.Dir, RuntimeAPI: sb.RuntimeAPI}
+	w := wireSandbox{ID: sb.ID, Argv: sb.Argv, Env: sb.Env, Dir: sb.Dir, RuntimeAPI: sb.RuntimeAPI, MountStage: sb.MountStage}
 	for _, m := range sb.Mounts {
 		w.Mounts = append(w.Mounts, wireMount{Target: m.Target})
 	}
@@ -94,7 +100,7 @@ func toWire(sb Sandbox) wireSandbox {
 }
 
 func (w wireSandbox) sandbox() Sandbox {
-	sb := Sandbox{ID: w.ID, Argv: w.Argv, Env: w.Env, Dir: w.Dir, RuntimeAPI: w.RuntimeAPI}
+	sb := Sandbox{ID: w.ID, Argv: w.Argv, Env: w.Env, Dir: w.Dir, RuntimeAPI: w.RuntimeAPI, MountStage: w.MountStage}
 	for _, m := range w.Mounts {
 		sb.Mounts = append(sb.Mounts, sandbox.Mount{Target: m.Target})
 	}

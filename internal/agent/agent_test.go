@@ -577,6 +577,31 @@ func TestSetupFails(t *testing.T) {
 	}
 }
 
+// TestMountStage: with a MountStage, mount i is extracted at
+// MountStage/i (the pod binds that volume read-only at the target), and
+// nothing is written at the target.
+func TestMountStage(t *testing.T) {
+	t.Parallel()
+	code := t.TempDir()
+	mustWrite(t, filepath.Join(code, "hello.txt"), "hello\n", 0o644)
+	stage := t.TempDir()
+	targets := []string{filepath.Join(t.TempDir(), "empty"), filepath.Join(t.TempDir(), "task")}
+	ta := startAgent(t, Sandbox{
+		ID: "staged", Argv: shell("exit 0"), Env: shellEnv,
+		Mounts:     []sandbox.Mount{{Source: t.TempDir(), Target: targets[0]}, {Source: code, Target: targets[1]}},
+		MountStage: stage,
+	}, agentOpts{})
+	ta.ready(t)
+	if b, err := os.ReadFile(filepath.Join(stage, "1", "hello.txt")); err != nil || string(b) != "hello\n" {
+		t.Errorf("stage/1/hello.txt = %q, %v; want the mount's file", b, err)
+	}
+	for _, target := range targets {
+		if _, err := os.Lstat(target); err == nil {
+			t.Errorf("the agent wrote the target %s; want only the stage", target)
+		}
+	}
+}
+
 // TestAuth: the agent and the Host refuse a wrong or missing token (401)
 // and the Host an unknown sandbox or mount (404), without host paths.
 func TestAuth(t *testing.T) {

@@ -16,14 +16,15 @@
 //
 // Agent to Host (EnvServer):
 //
-//	GET /v1/agent/sandboxes/{id}             200 JSON {"id","argv","env","dir","mounts":[{"target"}],"runtimeAPI"}
+//	GET /v1/agent/sandboxes/{id}             200 JSON {"id","argv","env","dir","mounts":[{"target"}],"runtimeAPI","mountStage"}
 //	GET /v1/agent/sandboxes/{id}/mounts/{i}  200 application/x-tar of mount i's Source: folders, regular
 //	                                         files and symlinks with their permission bits, no owners;
 //	                                         a failure while streaming breaks the connection
 //
 // The agent retries these for up to a minute while there is no connection
 // or the answer is a 5xx, and extracts each tar into its mount's Target
-// through an os.Root: absolute names, "..", entries under a symlink,
+// (or, with a mountStage, into mountStage/i, a volume the pod binds
+// read-only at the Target) through an os.Root: absolute names, "..", entries under a symlink,
 // duplicates and other types (devices, hard links) are refused, and the
 // files of a mount may hold MaxMountBytes at most. Regular files end
 // read-only (a-w). When the spec has a RuntimeAPI, the agent then listens

@@ -343,12 +343,19 @@ func (a *agent) fetchSetup(ctx context.Context) (Sandbox, error) {
 	if len(sb.Argv) == 0 || sb.Argv[0] == "" {
 		return Sandbox{}, fmt.Errorf("sandbox %q: no program (empty argv): %w", a.cfg.id, stratus.ErrInvalid)
 	}
+	if sb.MountStage != "" && !filepath.IsAbs(sb.MountStage) {
+		return Sandbox{}, fmt.Errorf("sandbox %q: mount stage %q is not an absolute path: %w", a.cfg.id, sb.MountStage, stratus.ErrInvalid)
+	}
 	for i, m := range sb.Mounts {
 		if !filepath.IsAbs(m.Target) {
 			return Sandbox{}, fmt.Errorf("sandbox %q mount %d: target %q is not an absolute path: %w", a.cfg.id, i, m.Target, stratus.ErrInvalid)
 		}
+		dst := m.Target
+		if sb.MountStage != "" {
+			dst = filepath.Join(sb.MountStage, strconv.Itoa(i))
+		}
 		err := a.fromHost(ctx, base+"/mounts/"+strconv.Itoa(i), func(body io.Reader) error {
-			return extract(body, m.Target, MaxMountBytes)
+			return extract(body, dst, MaxMountBytes)
 		})
 		if err != nil {
 			return Sandbox{}, fmt.Errorf("mount %d into %s: %w", i, m.Target, err)

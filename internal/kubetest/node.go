@@ -37,7 +37,7 @@ const (
 
 	nodeBridge  = "stratuskube0"
 	nodeNetwork = "stratus-kubetest"
-	nodeSubnet  = "10.244.0.0/24"
+	nodeSubnet  = "10.245.0.0/24" // apart from KWOK's pod IPs (10.244.0.0/16) and the runc driver's (10.88.0.0/16)
 	nodeLock    = "/run/lock/stratus-kubetest-node.lock"
 	cniDir      = "/usr/lib/cni" // Debian's containernetworking-plugins
 )

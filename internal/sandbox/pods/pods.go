@@ -16,7 +16,9 @@
 // topology.kubernetes.io/region; Spec.User (else nobody, 65534) as its
 // user, non-root, no privilege escalation, no capabilities, the
 // runtime's default seccomp profile, a read-only root, an emptyDir at
-// /tmp and at each mount's target; no service account token, no service
+// /tmp and one for each mount (a folder of the server's host), bound
+// read-only at its target and writable for the agent, which extracts it
+// there, under /.stratus/mounts; no service account token, no service
 // links. Spec.InitCPU is not applied: a pod's CPU limit cannot change
 // without an in-place resize, so EndInit does nothing.
 package pods
@@ -106,17 +108,31 @@ type Driver struct {
 	changed chan struct{} // closed and replaced when a pod changes
 }
 
-// sbx is one sandbox this driver made.
+// sbx is one sandbox this driver made. It stays in Driver.sbx from
+// Prepare until Wait has reported its exit (or its Prepare or Start
+// failed), so that Stop does not lose the exit.
 type sbx struct {
-	spec    sandbox.Spec
-	pod     string // pod name
-	client  *agent.Client
-	follow  *agent.Follower
-	ctx     context.Context // ends at Stop
-	cancel  context.CancelFunc
-	started bool
-	exited  chan struct{} // closed once exit is set and output drained
-	exit    sandbox.Exit
+	spec   sandbox.Spec
+	pod    string          // pod name
+	client *agent.Client   // nil until the pod runs; set under Driver.mu
+	follow *agent.Follower // nil until the agent is ready; set under Driver.mu
+	ctx    context.Context // ends at Stop
+	cancel context.CancelFunc
+	// stopFollow ends the copying of the output, when the agent is gone.
+	stopFollow context.CancelFunc
+	started    bool
+	exited     chan struct{} // closed once exit is set and output drained
+	exit       sandbox.Exit
+}
+
+// ended reports whether s's program has ended and its output is drained.
+func (s *sbx) ended() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // New starts the agent Host on cfg.Address and a pod informer, and
@@ -223,6 +239,42 @@ func (d *Driver) get(id string) *sbx {
 	return d.sbx[id]
 }
 
+// ready returns sandbox id once its agent is ready (its client and
+// follower set), live or ended; else an ErrNotFound.
+func (d *Driver) ready(id string) (*sbx, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.sbx[id]; s != nil && s.follow != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("sandbox %s: %w", id, stratus.ErrNotFound)
+}
+
+// running returns sandbox id once its pod runs (its client set), until
+// its program has ended; else an ErrNotFound.
+func (d *Driver) running(id string) (*sbx, error) {
+	d.mu.Lock()
+	s := d.sbx[id]
+	ok := s != nil && s.client != nil
+	d.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("sandbox %s: %w", id, stratus.ErrNotFound)
+	}
+	if s.ended() {
+		return nil, fmt.Errorf("sandbox %s: ended: %w", id, stratus.ErrNotFound)
+	}
+	return s, nil
+}
+
+// drop forgets s, unless another sandbox took its ID.
+func (d *Driver) drop(s *sbx) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sbx[s.spec.ID] == s {
+		delete(d.sbx, s.spec.ID)
+	}
+}
+
 // Prepare implements sandbox.Driver: it makes the pod and returns once
 // its agent has the program's spec and mounts and waits for Start.
 func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
@@ -235,10 +287,12 @@ func (d *Driver) prepare(ctx context.Context, spec sandbox.Spec) (*sbx, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	if _, ok := d.sbx[spec.ID]; ok {
+	old := d.sbx[spec.ID]
+	if old != nil && (old.follow == nil || !old.ended()) {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("sandbox %s: already live: %w", spec.ID, stratus.ErrConflict)
 	}
+	// An ended sandbox whose exit nobody waited for is replaced.
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &sbx{spec: spec, pod: d.podName(spec.ID), ctx: sctx, cancel: cancel, exited: make(chan struct{})}
 	d.sbx[spec.ID] = s
@@ -247,9 +301,16 @@ func (d *Driver) prepare(ctx context.Context, spec sandbox.Spec) (*sbx, error) {
 		d.cleanUp(ctx, s)
 		return nil, err
 	}
+	if old != nil {
+		// Its pod, which watch deletes, must be gone to make one of the
+		// same name.
+		if err := d.deletePod(ctx, old.pod, 0); err != nil {
+			return fail(fmt.Errorf("sandbox %s: %w", spec.ID, err))
+		}
+	}
 	token := d.host.Add(agent.Sandbox{
 		ID: spec.ID, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir, Mounts: spec.Mounts,
-		RuntimeAPI: runtimeAPI(spec.Env),
+		RuntimeAPI: runtimeAPI(spec.Env), MountStage: mountStage,
 	})
 	pod := d.podSpec(spec, s.pod, token)
 	if _, err := d.cfg.Client.Interface.CoreV1().Pods(d.cfg.Client.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -259,11 +320,18 @@ func (d *Driver) prepare(ctx context.Context, spec sandbox.Spec) (*sbx, error) {
 	if err != nil {
 		return fail(err)
 	}
-	s.client = &agent.Client{Addr: netip.AddrPortFrom(ip, agent.Port), Token: token}
-	if err := d.waitAgent(ctx, s); err != nil {
+	client := &agent.Client{Addr: netip.AddrPortFrom(ip, agent.Port), Token: token}
+	d.mu.Lock()
+	s.client = client
+	d.mu.Unlock()
+	if err := d.waitAgent(ctx, s, client); err != nil {
 		return fail(err)
 	}
-	s.follow = s.client.Follow(s.ctx, orDiscard(spec.Stdout), orDiscard(spec.Stderr))
+	fctx, stopFollow := context.WithCancel(s.ctx)
+	follow := client.Follow(fctx, orDiscard(spec.Stdout), orDiscard(spec.Stderr))
+	d.mu.Lock()
+	s.follow, s.stopFollow = follow, stopFollow
+	d.mu.Unlock()
 	go d.watch(s)
 	return s, nil
 }
@@ -278,7 +346,7 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) error {
 		}
 	}
 	d.mu.Lock()
-	if s.started || s.client == nil {
+	if s.started || s.follow == nil {
 		d.mu.Unlock()
 		return fmt.Errorf("sandbox %s: already live: %w", spec.ID, stratus.ErrConflict)
 	}
@@ -307,18 +375,20 @@ func (d *Driver) waitRunning(ctx context.Context, s *sbx) (netip.Addr, error) {
 		}
 		select {
 		case <-ch:
+		case <-s.ctx.Done():
+			return netip.Addr{}, fmt.Errorf("sandbox %s: stopped before its pod ran: %w", s.spec.ID, stratus.ErrUnavailable)
 		case <-ctx.Done():
 			return netip.Addr{}, fmt.Errorf("sandbox %s: pod %s not running: %s: %w", s.spec.ID, s.pod, d.podState(s.pod), ctx.Err())
 		}
 	}
 }
 
-// waitAgent waits until s's agent is ready for Start.
-func (d *Driver) waitAgent(ctx context.Context, s *sbx) error {
+// waitAgent waits until s's agent, at client, is ready for Start.
+func (d *Driver) waitAgent(ctx context.Context, s *sbx, client *agent.Client) error {
 	delay := 20 * time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, readyPoll)
-		err := s.client.Ready(pctx)
+		err := client.Ready(pctx)
 		cancel()
 		if err == nil {
 			return nil
@@ -334,6 +404,8 @@ func (d *Driver) waitAgent(ctx context.Context, s *sbx) error {
 		select {
 		case <-time.After(delay):
 			delay = min(2*delay, 500*time.Millisecond)
+		case <-s.ctx.Done():
+			return fmt.Errorf("sandbox %s: stopped before its agent was ready: %w", s.spec.ID, stratus.ErrUnavailable)
 		case <-ctx.Done():
 			return fmt.Errorf("sandbox %s: agent of pod %s not ready (%v): %w", s.spec.ID, s.pod, err, ctx.Err())
 		}
@@ -342,7 +414,8 @@ func (d *Driver) waitAgent(ctx context.Context, s *sbx) error {
 
 // watch sets s's exit once its program has ended (the agent says so, or
 // the pod's status does when the agent cannot: the container was killed
-// or the pod deleted) and its output has been drained.
+// or the pod deleted) and its output has been drained, and deletes the
+// pod, which has nothing more to do: an ended sandbox leaves List.
 func (d *Driver) watch(s *sbx) {
 	type result struct {
 		exit sandbox.Exit
@@ -358,8 +431,13 @@ func (d *Driver) watch(s *sbx) {
 wait:
 	for {
 		ch := d.changes()
-		if e, ok := d.podExit(s.pod); ok {
+		if e, ended, clean := d.podExit(s.pod); ended {
+			// An agent that ended by itself did so once its output was
+			// read; one that was killed leaves what it had unread.
 			exit = e
+			if !clean {
+				s.stopFollow()
+			}
 			break
 		}
 		select {
@@ -377,6 +455,15 @@ wait:
 	case <-time.After(drainOutput):
 		d.cfg.Log.Warn("kube sandbox: output not drained", "sandbox", s.spec.ID, "pod", s.pod)
 	}
+	// Deleted before Wait returns, so that List no longer has it then;
+	// Stop waits for it to be gone.
+	ctx, cancel := context.WithTimeout(context.Background(), cleanUpTimeout)
+	secs := int64(1)
+	err := d.cfg.Client.Interface.CoreV1().Pods(d.cfg.Client.Namespace).Delete(ctx, s.pod, metav1.DeleteOptions{GracePeriodSeconds: &secs})
+	cancel()
+	if err != nil && !apierrors.IsNotFound(err) {
+		d.cfg.Log.Warn("kube sandbox: delete the pod of an ended sandbox", "sandbox", s.spec.ID, "pod", s.pod, "err", err)
+	}
 	d.mu.Lock()
 	s.exit = exit
 	d.mu.Unlock()
@@ -385,13 +472,14 @@ wait:
 
 // Stop implements sandbox.Driver: it deletes the pod with grace as its
 // grace period (a second at least: the kubelet then sends SIGTERM, and
-// SIGKILL after it) and returns once the pod is gone.
+// SIGKILL after it) and returns once the pod is gone. A sandbox whose
+// agent was ready keeps its exit for Wait.
 func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
 	s := d.get(id)
 	if s == nil {
 		return d.deletePod(ctx, d.podName(id), grace)
 	}
-	return d.forget(ctx, s, grace)
+	return d.forget(ctx, s, grace, false)
 }
 
 // cleanUp forgets s after a failed Prepare or Start, also when ctx has
@@ -399,16 +487,20 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 func (d *Driver) cleanUp(ctx context.Context, s *sbx) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanUpTimeout)
 	defer cancel()
-	if err := d.forget(cctx, s, 0); err != nil {
+	if err := d.forget(cctx, s, 0, true); err != nil {
 		d.cfg.Log.Warn("kube sandbox: remove the pod of a sandbox that did not start", "sandbox", s.spec.ID, "pod", s.pod, "err", err)
 	}
 }
 
-// forget deletes s's pod, waits for it to be gone and for s's exit, and
-// forgets s.
-func (d *Driver) forget(ctx context.Context, s *sbx, grace time.Duration) error {
+// forget deletes s's pod and waits for it to be gone and for s's exit.
+// It forgets s when all is set or s has no exit to wait for (its agent
+// was never ready); else Wait does.
+func (d *Driver) forget(ctx context.Context, s *sbx, grace time.Duration, all bool) error {
 	err := d.deletePod(ctx, s.pod, grace)
-	if err == nil && s.follow != nil {
+	d.mu.Lock()
+	follow := s.follow
+	d.mu.Unlock()
+	if err == nil && follow != nil {
 		select {
 		case <-s.exited:
 		case <-ctx.Done():
@@ -416,10 +508,12 @@ func (d *Driver) forget(ctx context.Context, s *sbx, grace time.Duration) error 
 		}
 	}
 	s.cancel()
-	d.host.Remove(s.spec.ID)
 	d.mu.Lock()
 	if d.sbx[s.spec.ID] == s {
-		delete(d.sbx, s.spec.ID)
+		d.host.Remove(s.spec.ID)
+		if all || follow == nil {
+			delete(d.sbx, s.spec.ID)
+		}
 	}
 	d.mu.Unlock()
 	return err
@@ -454,14 +548,16 @@ func (d *Driver) deletePod(ctx context.Context, name string, grace time.Duration
 	}
 }
 
-// Wait implements sandbox.Driver.
+// Wait implements sandbox.Driver. Once it has reported the exit, the
+// sandbox is forgotten.
 func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
-	s := d.get(id)
-	if s == nil || s.follow == nil {
-		return sandbox.Exit{}, fmt.Errorf("sandbox %s: %w", id, stratus.ErrNotFound)
+	s, err := d.ready(id)
+	if err != nil {
+		return sandbox.Exit{}, err
 	}
 	select {
 	case <-s.exited:
+		d.drop(s)
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return s.exit, nil
@@ -472,23 +568,21 @@ func (d *Driver) Wait(ctx context.Context, id string) (sandbox.Exit, error) {
 
 // SyncOutput implements sandbox.Driver.
 func (d *Driver) SyncOutput(ctx context.Context, id string) error {
-	s := d.get(id)
-	if s == nil || s.follow == nil {
-		return fmt.Errorf("sandbox %s: %w", id, stratus.ErrNotFound)
+	s, err := d.ready(id)
+	if err != nil {
+		return err
 	}
-	select {
-	case <-s.exited:
+	if s.ended() {
 		return nil // drained
-	default:
 	}
 	return s.follow.Sync(ctx)
 }
 
 // Addr implements sandbox.Driver: the pod's IP.
 func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
-	s := d.get(id)
-	if s == nil || s.client == nil {
-		return netip.Addr{}, fmt.Errorf("sandbox %s: %w", id, stratus.ErrNotFound)
+	s, err := d.running(id)
+	if err != nil {
+		return netip.Addr{}, err
 	}
 	return s.client.Addr.Addr(), nil
 }
@@ -497,14 +591,9 @@ func (d *Driver) Addr(ctx context.Context, id string) (netip.Addr, error) {
 // comes from its pod's IP, which no other pod of the cluster has while
 // the pod lives (its agent relays the program's Runtime API calls).
 func (d *Driver) Owns(ctx context.Context, id string, local, remote netip.AddrPort) (bool, error) {
-	s := d.get(id)
-	if s == nil || s.client == nil {
-		return false, fmt.Errorf("sandbox %s: %w", id, stratus.ErrNotFound)
-	}
-	select {
-	case <-s.exited:
-		return false, fmt.Errorf("sandbox %s: ended: %w", id, stratus.ErrNotFound)
-	default:
+	s, err := d.running(id)
+	if err != nil {
+		return false, err
 	}
 	return remote.Addr().Unmap() == s.client.Addr.Addr(), nil
 }
@@ -516,9 +605,9 @@ func (d *Driver) EndInit(ctx context.Context, id string) error { return nil }
 // Stats implements sandbox.Driver: the agent reads its container's
 // cgroup.
 func (d *Driver) Stats(ctx context.Context, id string) (sandbox.Stats, error) {
-	s := d.get(id)
-	if s == nil || s.client == nil {
-		return sandbox.Stats{}, fmt.Errorf("sandbox %s: %w", id, stratus.ErrNotFound)
+	s, err := d.running(id)
+	if err != nil {
+		return sandbox.Stats{}, err
 	}
 	return s.client.Stats(ctx)
 }

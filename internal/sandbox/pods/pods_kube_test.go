@@ -103,8 +103,11 @@ func TestPodsOnKWOK(t *testing.T) {
 	for _, m := range ctr.VolumeMounts {
 		targets = append(targets, m.MountPath)
 	}
-	if !slices.Equal(targets, []string{"/tmp", "/var/task"}) {
-		t.Errorf("volume mounts at %q; want /tmp and /var/task", targets)
+	if !slices.Equal(targets, []string{"/tmp", "/var/task", "/.stratus/mounts/0"}) {
+		t.Errorf("volume mounts at %q; want /tmp, /var/task and the agent's /.stratus/mounts/0", targets)
+	}
+	if m := ctr.VolumeMounts[1]; !m.ReadOnly || ctr.VolumeMounts[2].ReadOnly || m.Name != ctr.VolumeMounts[2].Name {
+		t.Errorf("volume mounts %+v: want the code's volume read-only at /var/task, writable for the agent", ctr.VolumeMounts)
 	}
 	// The function's environment stays with the server: the pod spec,
 	// readable by whoever may read pods, holds only the agent's.
@@ -117,8 +120,13 @@ func TestPodsOnKWOK(t *testing.T) {
 		t.Errorf("container env %v; want only the agent's three variables", ctr.Env)
 	}
 
-	// Nothing runs the agent on a KWOK node: Prepare ends with its context
-	// and says why; the pod goes.
+	// Nothing runs the agent on a KWOK node: once the driver saw the pod
+	// run, Prepare waits for the agent; it ends with its context and says
+	// why; the pod goes.
+	eventually.Nil(t, 30*time.Second, "the driver seeing the pod run", func() error {
+		_, err := d.Addr(t.Context(), spec.ID)
+		return err
+	})
 	cancel()
 	select {
 	case err := <-prepared:

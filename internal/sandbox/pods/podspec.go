@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +33,10 @@ const (
 	mbPerCPU = 1769
 	// minMilliCPU is the smallest CPU share a pod gets.
 	minMilliCPU = 10
+	// mountStage is where the agent extracts mount i, at mountStage/i: a
+	// writable view of the volume the program sees read-only at the
+	// mount's target.
+	mountStage = "/.stratus/mounts"
 )
 
 // check refuses specs the driver cannot run.
@@ -56,10 +62,16 @@ func check(spec sandbox.Spec) error {
 	seen := map[string]bool{"/tmp": true}
 	for _, m := range spec.Mounts {
 		t := path.Clean(m.Target)
-		if !path.IsAbs(m.Target) || t == "/" || seen[t] {
-			return fmt.Errorf("sandbox %s: mount target %q: must be an absolute folder other than /, /tmp and the other targets: %w", spec.ID, m.Target, stratus.ErrInvalid)
+		if !path.IsAbs(m.Target) || t == "/" || seen[t] || t == path.Dir(mountStage) || strings.HasPrefix(t, path.Dir(mountStage)+"/") {
+			return fmt.Errorf("sandbox %s: mount target %q: must be an absolute folder other than /, /tmp, %s and the other targets: %w", spec.ID, m.Target, path.Dir(mountStage), stratus.ErrInvalid)
 		}
 		seen[t] = true
+		// The agent fetches the source as a tar into an emptyDir: a
+		// folder of this host, checked now rather than by an agent that
+		// retries for a minute.
+		if fi, err := os.Stat(m.Source); err != nil || !fi.IsDir() {
+			return fmt.Errorf("sandbox %s: mount source %q: the kube driver mounts folders of this host that exist: %w", spec.ID, m.Source, stratus.ErrInvalid)
+		}
 	}
 	return nil
 }
@@ -93,7 +105,9 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 	for i, m := range spec.Mounts {
 		v := fmt.Sprintf("mount-%d", i)
 		volumes = append(volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: v, MountPath: path.Clean(m.Target)})
+		mounts = append(mounts,
+			corev1.VolumeMount{Name: v, MountPath: path.Clean(m.Target), ReadOnly: true},
+			corev1.VolumeMount{Name: v, MountPath: path.Join(mountStage, strconv.Itoa(i))})
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -215,32 +229,34 @@ func podFailed(pod *corev1.Pod) string {
 
 // podExit is how sandbox pod name ended, as its status tells: its
 // container terminated (the agent's termination message, else its exit
-// code and reason), or the pod is gone or being deleted (killed).
-func (d *Driver) podExit(name string) (sandbox.Exit, bool) {
+// code and reason), or the pod is gone or being deleted (killed). clean
+// reports that the agent ended by itself, which it does once its output
+// was read.
+func (d *Driver) podExit(name string) (e sandbox.Exit, ended, clean bool) {
 	pod, err := d.lister.Get(name)
 	if err != nil {
-		return sandbox.Exit{Code: -1, Signal: "killed"}, true
+		return sandbox.Exit{Code: -1, Signal: "killed"}, true, false
 	}
 	for _, c := range pod.Status.ContainerStatuses {
 		t := c.State.Terminated
 		if c.Name != container || t == nil {
 			continue
 		}
-		var e sandbox.Exit
-		if json.Unmarshal([]byte(t.Message), &e) == nil && (e.Code != 0 || e.Signal != "" || e.OOM) {
-			e.OOM = e.OOM || t.Reason == "OOMKilled"
-			return e, true
+		oom := t.Reason == "OOMKilled"
+		if t.Message != "" && json.Unmarshal([]byte(t.Message), &e) == nil {
+			e.OOM = e.OOM || oom
+			return e, true, !oom
 		}
-		e = sandbox.Exit{Code: int(t.ExitCode), OOM: t.Reason == "OOMKilled"}
+		e = sandbox.Exit{Code: int(t.ExitCode), OOM: oom}
 		if t.ExitCode > 128 && t.ExitCode < 128+65 {
-			e = sandbox.Exit{Code: -1, Signal: signalName(int(t.ExitCode - 128)), OOM: e.OOM}
+			e = sandbox.Exit{Code: -1, Signal: signalName(int(t.ExitCode - 128)), OOM: oom}
 		}
-		return e, true
+		return e, true, false
 	}
 	if pod.DeletionTimestamp != nil && pod.Status.Phase != corev1.PodRunning {
-		return sandbox.Exit{Code: -1, Signal: "killed"}, true
+		return sandbox.Exit{Code: -1, Signal: "killed"}, true, false
 	}
-	return sandbox.Exit{}, false
+	return sandbox.Exit{}, false, false
 }
 
 // signalName names signal n as Go's exec package does ("killed").

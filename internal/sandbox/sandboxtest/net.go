@@ -19,29 +19,14 @@ import (
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
-// Option configures Run.
-type Option func(*options)
-
-type options struct {
-	leftovers func(d sandbox.Driver, id string) []string
-}
-
-// Leftovers gives Run a driver-specific check: f returns what is left on
-// the host of sandbox id of d (network interfaces, mounts, files, cgroups),
-// described for a failure message, or nothing. The suite calls it once
-// Stop of id has returned.
-func Leftovers(f func(d sandbox.Driver, id string) []string) Option {
-	return func(o *options) { o.leftovers = f }
-}
-
 // nothingLeft fails the test if the driver's Leftovers check finds
 // something of sandbox id.
 func (h *harness) nothingLeft(d sandbox.Driver, id string) {
 	h.t.Helper()
-	if h.leftovers == nil {
+	if h.opts.leftovers == nil {
 		return
 	}
-	if left := h.leftovers(d, id); len(left) > 0 {
+	if left := h.opts.leftovers(d, id); len(left) > 0 {
 		h.t.Errorf("%s: left after Stop: %s", id, strings.Join(left, "; "))
 	}
 }
@@ -319,7 +304,7 @@ func testOwns(t *testing.T, h *harness) {
 		var stdout, stderr Buffer
 		spec.Stdout, spec.Stderr = &stdout, &stderr
 		h.start(h.d, spec)
-		_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(testTimeout / 2))
+		_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(h.timeout / 2))
 		c, err := l.Accept()
 		if err != nil {
 			t.Fatalf("%s did not connect to the host: %v; output %q, stderr %q", id, err, stdout.String(), stderr.String())
@@ -347,7 +332,7 @@ func testOwns(t *testing.T, h *harness) {
 		t.Fatalf("dial from the host: %v", err)
 	}
 	defer client.Close()
-	_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(testTimeout / 2))
+	_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(h.timeout / 2))
 	host, err := l.Accept()
 	if err != nil {
 		t.Fatalf("accept the host's own connection: %v", err)

@@ -98,8 +98,8 @@ func testPrepareStop(t *testing.T, h *harness) {
 		t.Errorf("List after Stop = %v", ids)
 	}
 	h.noneLeft("after Stop of a prepared sandbox")
-	if h.leftovers != nil {
-		if left := h.leftovers(h.d, "unused"); len(left) > 0 {
+	if h.opts.leftovers != nil {
+		if left := h.opts.leftovers(h.d, "unused"); len(left) > 0 {
 			t.Errorf("left after Stop of a prepared sandbox: %v", left)
 		}
 	}

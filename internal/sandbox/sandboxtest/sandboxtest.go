@@ -45,23 +45,22 @@ import (
 // run started.
 const markerKey = "STRATUS_SANDBOXTEST"
 
-// testTimeout bounds every blocking call of one subtest.
+// testTimeout bounds every blocking call of one subtest, unless Timeout
+// says otherwise.
 const testTimeout = 30 * time.Second
 
 // Run runs the driver contract suite. newDriver returns a driver that
 // keeps its state in stateDir; the suite calls it again with the same
 // stateDir to simulate a restart of the server. opts add driver-specific
-// checks (Leftovers).
+// checks (Leftovers), adjust the specs (AdjustSpec), skip cases that
+// cannot apply (Skip, FolderMounts) and bound the waits (Timeout).
 func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Driver, opts ...Option) {
 	t.Helper()
-	var o options
+	o := options{timeout: testTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h *harness)
-	}{
+	tests := []suiteCase{
 		{"Name", testName},
 		{"ExitCode", testExitCode},
 		{"Signal", testSignal},
@@ -98,13 +97,26 @@ func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Dri
 		{"PrepareThenStop", testPrepareStop},
 		{"PrepareChecksSpec", testPrepareChecks},
 	}
+	for name := range o.skip {
+		if !slices.ContainsFunc(tests, func(tc suiteCase) bool { return tc.name == name }) {
+			t.Fatalf("Skip(%q): the suite has no such subtest", name)
+		}
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, newDriver)
-			h.leftovers = o.leftovers
+			if why, ok := o.skip[tc.name]; ok {
+				t.Skipf("the %s case does not apply: %s", tc.name, why)
+			}
+			h := newHarness(t, newDriver, o)
 			tc.fn(t, h)
 		})
 	}
+}
+
+// suiteCase is one subtest of Run.
+type suiteCase struct {
+	name string
+	fn   func(t *testing.T, h *harness)
 }
 
 // harness is one subtest's driver, state dir and process marker.
@@ -115,15 +127,16 @@ type harness struct {
 	stateDir  string
 	marker    string // "KEY=VALUE" in every sandbox's environment
 	ctx       context.Context
-	leftovers func(d sandbox.Driver, id string) []string // see Leftovers; may be nil
+	timeout   time.Duration // bounds ctx and each wait (see Timeout)
+	opts      options
 }
 
-func newHarness(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Driver) *harness {
+func newHarness(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Driver, o options) *harness {
 	stateDir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	h := &harness{
 		t: t, newDriver: newDriver, stateDir: stateDir,
-		marker: markerKey + "=" + randomHex(8), ctx: ctx,
+		marker: markerKey + "=" + randomHex(8), ctx: ctx, timeout: o.timeout, opts: o,
 	}
 	// Registered first, so it runs last: after every Stop below.
 	t.Cleanup(func() {
@@ -139,15 +152,20 @@ func newHarness(t *testing.T, newDriver func(t *testing.T, stateDir string) sand
 	return h
 }
 
-// spec is a sandbox running script under /bin/sh -c.
+// spec is a sandbox running script under /bin/sh -c, as AdjustSpec
+// adjusts it.
 func (h *harness) spec(id, script string) sandbox.Spec {
-	return sandbox.Spec{
+	spec := sandbox.Spec{
 		ID:       id,
 		Argv:     []string{"/bin/sh", "-c", script},
 		Env:      []string{"PATH=/usr/local/bin:/usr/bin:/bin", h.marker},
 		Dir:      h.t.TempDir(),
 		MemoryMB: 128,
 	}
+	if h.opts.adjust != nil {
+		h.opts.adjust(&spec)
+	}
+	return spec
 }
 
 // start starts spec on d and stops it when the test ends.
@@ -157,7 +175,7 @@ func (h *harness) start(d sandbox.Driver, spec sandbox.Spec) {
 		h.t.Fatalf("Start(%q): %v", spec.ID, err)
 	}
 	h.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 		defer cancel()
 		if err := d.Stop(ctx, spec.ID, 0); err != nil {
 			h.t.Errorf("cleanup: Stop(%q): %v", spec.ID, err)
@@ -177,7 +195,7 @@ func (h *harness) run(id, script string) (stdout, stderr *Buffer) {
 
 func (h *harness) wait(d sandbox.Driver, id string) sandbox.Exit {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(h.ctx, testTimeout)
+	ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
 	defer cancel()
 	e, err := d.Wait(ctx, id)
 	if err != nil {

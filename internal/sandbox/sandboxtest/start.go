@@ -167,7 +167,7 @@ func testSyncOutput(t *testing.T, h *harness) {
 	var stdout, stderr Buffer
 	spec.Stdout, spec.Stderr = &stdout, &stderr
 	h.start(h.d, spec)
-	eventually.True(t, testTimeout, "the program to finish writing and exec sleep", func() bool {
+	eventually.True(t, h.timeout, "the program to finish writing and exec sleep", func() bool {
 		for _, pid := range Processes(h.marker) {
 			if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); string(cmd) == "sleep\x001000\x00" {
 				return true
