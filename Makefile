@@ -3,9 +3,11 @@
 build:
 	go build -o bin/stratus ./cmd/stratus
 
-# The Stratus image (a static stratus at /stratus; the server and the
-# function pods of --sandbox kube run it) as a docker-archive tar, for
-# `ctr images import`, `docker load` or `crane push`.
+# The Stratus image (a static stratus at /stratus, and a layer per runtime
+# with this machine's python3 and node as the runc driver's roots hold
+# them; the server and the function pods of --sandbox kube run it) as a
+# docker-archive tar, for `ctr images import`, `docker load` or
+# `crane push`.
 image:
 	CGO_ENABLED=0 go build -trimpath -o bin/stratus-static ./cmd/stratus
 	go run ./internal/agentimage/cmd bin/stratus-static bin/stratus-image.tar
@@ -22,8 +24,8 @@ test:
 # source once, cached outside the clone: the first build takes most of an
 # hour on 2 cores, so they are not part of "make test").
 test-kube:
-	go vet -tags kube ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./deploy/helm/
-	go test -tags kube -race -timeout 120m -count=1 ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./deploy/helm/
+	go vet -tags kube ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./internal/services/... ./deploy/helm/
+	go test -tags kube -race -timeout 120m -count=1 ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./internal/services/... ./deploy/helm/
 
 # The tests that also start one real Kubernetes node on this machine
 # (kubelet, Debian's containerd, runc and CNI plugins; as root; installs
