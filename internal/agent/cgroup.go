@@ -58,7 +58,7 @@ func cgroupPaths(cgroupText, mountinfo []byte, exists func(string) bool) cgroupF
 		if len(f) < 5 || len(g) < 3 {
 			continue
 		}
-		m := cgMount{root: unescape(f[3]), point: unescape(f[4])}
+		m := cgMount{root: sandbox.UnescapeMountinfo(f[3]), point: sandbox.UnescapeMountinfo(f[4])}
 		switch g[0] {
 		case "cgroup2":
 			if v2 == nil {
@@ -123,25 +123,6 @@ func under(m cgMount, cg string) string {
 		return path.Join(m.point, rel)
 	}
 	return m.point // a cgroup namespace: the mount's root is ours
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // stats reads the peak memory and the CPU time of the cgroup.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/stratus-run/stratus/internal/clustertest"
 	"github.com/stratus-run/stratus/internal/eventually"
+	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
 // The real node: what it is called and the host names it takes. One real
@@ -618,7 +619,7 @@ func cgroupMounts() ([]string, error) {
 			continue
 		}
 		if fs := fields[i+1]; fs == "cgroup" || fs == "cgroup2" {
-			mounts = append(mounts, unescapeMount(fields[4]))
+			mounts = append(mounts, sandbox.UnescapeMountinfo(fields[4]))
 		}
 	}
 	return mounts, nil
@@ -713,7 +714,7 @@ func unmountUnder(dir string) error {
 		if len(fields) < 5 {
 			continue
 		}
-		if p := unescapeMount(fields[4]); strings.HasPrefix(p, dir+"/") {
+		if p := sandbox.UnescapeMountinfo(fields[4]); strings.HasPrefix(p, dir+"/") {
 			points = append(points, p)
 		}
 	}
@@ -725,25 +726,6 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // deleteLink deletes the network interface name, if there is one.
