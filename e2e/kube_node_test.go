@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stratus-run/stratus/internal/agentimage"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/kubetest"
@@ -53,16 +50,7 @@ func TestKubeNodeRunsFunctions(t *testing.T) {
 	c := kubetest.StartWithNode(t)
 	ns := c.Namespace(t)
 
-	static := filepath.Join(t.TempDir(), "stratus")
-	build := exec.Command("go", "build", "-trimpath", "-o", static, "../cmd/stratus")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build a static stratus: %v\n%s", err, out)
-	}
-	img, err := agentimage.Build(static, "e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := stratusImage(t)
 	c.ImportImage(t, agentRef, img)
 
 	s := startServer(t, "--sandbox", "kube", "--kubeconfig", c.Kubeconfig(), "--namespace", ns,

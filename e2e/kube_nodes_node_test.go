@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/stratus-run/stratus/api/v1"
-	"github.com/stratus-run/stratus/internal/agentimage"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/kubetest"
@@ -71,16 +68,7 @@ func TestKubeNodesShowPlacement(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	static := filepath.Join(t.TempDir(), "stratus")
-	build := exec.Command("go", "build", "-trimpath", "-o", static, "../cmd/stratus")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build a static stratus: %v\n%s", err, out)
-	}
-	img, err := agentimage.Build(static, "e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := stratusImage(t)
 	const ref = "stratus.local/stratus:e2e-nodes"
 	c.ImportImage(t, ref, img)
 

@@ -5,9 +5,6 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,17 +30,8 @@ func TestKubeNodeRunsRuntimes(t *testing.T) {
 	c := kubetest.StartWithNode(t)
 	ns := c.Namespace(t)
 
-	static := filepath.Join(t.TempDir(), "stratus")
-	build := exec.Command("go", "build", "-trimpath", "-o", static, "../cmd/stratus")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build a static stratus: %v\n%s", err, out)
-	}
 	began := time.Now()
-	img, err := agentimage.Build(static, "e2e", agentimage.Runtimes...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := stratusImage(t, agentimage.Runtimes...)
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
