@@ -8,13 +8,21 @@
 // on a real cluster. Start returns once the cluster answers; Stop, or t's
 // Cleanup, kills every process and frees its ports.
 //
+// StartAPIServer starts etcd and kube-apiserver alone, for tests of what
+// the API server does by itself. StartWithNode adds one real node to
+// Start's cluster: Debian's containerd and runc, a CNI bridge and the
+// kubelet (built like the control plane), running real pods of images
+// that ImportImage stores in its containerd (tags kube,node: make
+// test-node, as root).
+//
 // The API server serves TLS with certificates made at start (crypto/x509,
 // ECDSA) and authenticates client certificates of its CA; the admin user
 // is in group system:masters, RBAC authorizes. The kubeconfig that
 // Cluster.Kubeconfig names works with kubectl.
 //
 // The programs are built from source, at versions pinned in nested
-// modules kept out of Stratus's go.mod (tools/kubernetes: k8s.io/kubernetes
+// modules kept out of Stratus's go.mod (tools/kubernetes: k8s.io/kubernetes,
+// whose kubelet is built apart, only for a real node,
 // with its k8s.io/* staging modules replaced by the published versions of
 // the same release; tools/etcd: go.etcd.io/etcd/server/v3; tools/kwok:
 // sigs.k8s.io/kwok), once per version and Go toolchain, into
