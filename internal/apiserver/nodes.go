@@ -9,7 +9,6 @@ import (
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/gateway"
-	"github.com/stratus-run/stratus/internal/pool"
 )
 
 // nodeSource lists the servers of the cluster; *cluster.Cluster is one.
@@ -55,12 +54,12 @@ func (s *Server) routeNodes(mux *http.ServeMux, src nodeSource, kubeNodes func(c
 // and pods for GET /v1/nodes.
 const kubeNodesTimeout = 10 * time.Second
 
-// instanceLister lists a function's sandboxes; *pool.Manager is one,
-// and so must Config.Pools be for the API to show them (a Pools that is
-// not shows none). It does not block beyond the pool's lock and the
-// placer's cache.
+// instanceLister lists a function's sandboxes (internal/server's view of
+// the pools is one), and so must Config.Pools be for the API to show them
+// (a Pools that is not shows none). It does not block beyond the pool's
+// lock and the placer's cache.
 type instanceLister interface {
-	Instances(name string) []pool.InstanceInfo
+	Instances(name string) []v1.Instance
 }
 
 // instanceItems are the sandboxes of function name on this server, where
@@ -70,14 +69,7 @@ func (s *Server) instanceItems(name string) []v1.Instance {
 	if !ok {
 		return nil
 	}
-	var out []v1.Instance
-	for _, in := range l.Instances(name) {
-		out = append(out, v1.Instance{
-			ID: in.ID, Version: in.Version, State: in.State, Since: in.Since,
-			Pod: in.Placement.Pod, Node: in.Placement.Node,
-		})
-	}
-	return out
+	return l.Instances(name)
 }
 
 // routeInternal mounts h, the endpoints the servers of a cluster call on

@@ -12,8 +12,6 @@ import (
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
-	"github.com/stratus-run/stratus/internal/pool"
-	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
 func TestNodesRouteKube(t *testing.T) {
@@ -60,10 +58,10 @@ func TestNodesRouteKube(t *testing.T) {
 }
 
 // fakeLister has instances of one function.
-type fakeLister struct{ infos []pool.InstanceInfo }
+type fakeLister struct{ infos []v1.Instance }
 
 func (fakeLister) Stats(string) stratus.InstanceStats { return stratus.InstanceStats{} }
-func (f fakeLister) Instances(name string) []pool.InstanceInfo {
+func (f fakeLister) Instances(name string) []v1.Instance {
 	if name != "fn" {
 		return nil
 	}
@@ -77,8 +75,8 @@ func (statsOnly) Stats(string) stratus.InstanceStats { return stratus.InstanceSt
 
 func TestInstanceItems(t *testing.T) {
 	at := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
-	s := &Server{pools: fakeLister{infos: []pool.InstanceInfo{
-		{ID: "i1", Version: "$LATEST", State: "busy", Since: at, Placement: sandbox.Placement{Pod: "p1", Node: "n1"}},
+	s := &Server{pools: fakeLister{infos: []v1.Instance{
+		{ID: "i1", Version: "$LATEST", State: "busy", Since: at, Pod: "p1", Node: "n1"},
 		{ID: "i2", Version: "2", State: "prepared", Since: at},
 	}}}
 	want := []v1.Instance{

@@ -552,7 +552,16 @@ func (i invoker) Stats(name string) stratus.InstanceStats { return i.pools.Funct
 
 // Instances lists a function's sandboxes and where they run (the API's
 // instance items).
-func (i invoker) Instances(name string) []pool.InstanceInfo { return i.pools.Instances(name) }
+func (i invoker) Instances(name string) []v1.Instance {
+	var out []v1.Instance
+	for _, in := range i.pools.Instances(name) {
+		out = append(out, v1.Instance{
+			ID: in.ID, Version: in.Version, State: in.State, Since: in.Since,
+			Pod: in.Placement.Pod, Node: in.Placement.Node,
+		})
+	}
+	return out
+}
 
 // asyncPolicy reads a function's async settings from its head version (a
 // qualified name's: see functions.Service.Head).
