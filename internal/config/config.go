@@ -61,6 +61,11 @@ type Config struct {
 	// pod's IP; the Helm chart sets it); empty: the first non-loopback
 	// address of the host.
 	KubeAddress string `json:"kubeAddress,omitempty"`
+	// PodName and PodUID name the pod this server runs in (the Helm chart
+	// sets them): the kube sandbox driver makes it the owner of the pods
+	// it makes, so that Kubernetes deletes them with it.
+	PodName string `json:"podName,omitempty"`
+	PodUID  string `json:"podUID,omitempty"`
 
 	// MaxInstances caps live instances across all functions.
 	MaxInstances int `json:"maxInstances"`
@@ -286,6 +291,7 @@ func Load(path string, environ []string) (Config, error) {
 		"STRATUS_STORE": &c.Store, "STRATUS_NODE_NAME": &c.NodeName, "STRATUS_ADVERTISE": &c.Advertise,
 		"STRATUS_KUBECONFIG": &c.Kubeconfig, "STRATUS_NAMESPACE": &c.Namespace,
 		"STRATUS_AGENT_IMAGE": &c.AgentImage, "STRATUS_KUBE_ADDRESS": &c.KubeAddress,
+		"STRATUS_POD_NAME": &c.PodName, "STRATUS_POD_UID": &c.PodUID,
 	}
 	for k, p := range str {
 		if v, ok := env[k]; ok && v != "" {
