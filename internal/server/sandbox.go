@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/config"
@@ -87,8 +90,12 @@ func newKubeDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sa
 	}
 	sctx, cancel := context.WithTimeout(ctx, kubeConnectTimeout)
 	defer cancel()
+	var owner *metav1.OwnerReference
+	if cfg.PodName != "" && cfg.PodUID != "" {
+		owner = &metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: cfg.PodName, UID: types.UID(cfg.PodUID)}
+	}
 	d, err := pods.New(sctx, pods.Config{
-		Client: client, Node: cfg.Node(), Image: cfg.AgentImage, Address: addr, Region: region, Log: log,
+		Client: client, Node: cfg.Node(), Image: cfg.AgentImage, Address: addr, Region: region, Owner: owner, Log: log,
 	})
 	if err != nil {
 		return nil, "", err

@@ -69,6 +69,11 @@ type Config struct {
 	// Region, when set, is required of the nodes pods run on
 	// (topology.kubernetes.io/region).
 	Region string
+	// Owner, when set, is the pod this server runs in: it owns the pods
+	// the driver makes, so that Kubernetes deletes them with it (a server
+	// pod that is replaced comes back under another node name, whose List
+	// does not find them).
+	Owner *metav1.OwnerReference
 	// Log receives the driver's own events.
 	Log *slog.Logger
 }
@@ -99,6 +104,7 @@ type Driver struct {
 	hostURL  string
 	srv      *http.Server
 	lister   listerscorev1.PodNamespaceLister
+	factory  informers.SharedInformerFactory
 	stopInf  chan struct{}
 	nodeSel  string // label selector of this driver's pods
 	nodeName string // LabelNode's value
@@ -173,6 +179,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client.Interface, 0,
 		informers.WithNamespace(cfg.Client.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = d.nodeSel }))
+	d.factory = factory
 	pods := factory.Core().V1().Pods()
 	inf := pods.Informer()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -200,7 +207,9 @@ func (d *Driver) Close() error {
 	default:
 		close(d.stopInf)
 	}
-	return d.srv.Close()
+	err := d.srv.Close()
+	d.factory.Shutdown()
+	return err
 }
 
 // Name implements sandbox.Driver.
@@ -327,6 +336,9 @@ func (d *Driver) prepare(ctx context.Context, spec sandbox.Spec) (*sbx, error) {
 	if err := d.waitAgent(ctx, s, client); err != nil {
 		return fail(err)
 	}
+	// The agent has what it fetches: its credential opens nothing at the
+	// Host any more.
+	d.host.Remove(spec.ID)
 	fctx, stopFollow := context.WithCancel(s.ctx)
 	follow := client.Follow(fctx, orDiscard(spec.Stdout), orDiscard(spec.Stderr))
 	d.mu.Lock()
@@ -448,12 +460,20 @@ wait:
 			}
 			agentCh = nil // the pod's status tells
 		case <-ch:
+		case <-d.stopInf:
+			// The driver is closed: no pod change comes any more.
+			exit = sandbox.Exit{Code: -1, Signal: "killed"}
+			s.stopFollow()
+			break wait
 		}
 	}
 	select {
 	case <-s.follow.Done():
 	case <-time.After(drainOutput):
 		d.cfg.Log.Warn("kube sandbox: output not drained", "sandbox", s.spec.ID, "pod", s.pod)
+		// Nothing reaches the sandbox's writers once Wait has returned.
+		s.stopFollow()
+		<-s.follow.Done()
 	}
 	// Deleted before Wait returns, so that List no longer has it then;
 	// Stop waits for it to be gone.
@@ -468,6 +488,7 @@ wait:
 	s.exit = exit
 	d.mu.Unlock()
 	close(s.exited)
+	s.cancel()
 }
 
 // Stop implements sandbox.Driver: it deletes the pod with grace as its
@@ -636,7 +657,10 @@ func kind(err error) error {
 		return fmt.Errorf("%w: %w", err, stratus.ErrConflict)
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%w: %w", err, stratus.ErrNotFound)
-	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err):
+		// The server's RBAC lacks a right: its installation's fault.
+		return fmt.Errorf("%w (see the Role of deploy/helm/stratus): %w", err, stratus.ErrUnavailable)
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		return fmt.Errorf("%w: %w", err, stratus.ErrInvalid)
 	}
 	return fmt.Errorf("%w: %w", err, stratus.ErrUnavailable)

@@ -5,6 +5,7 @@ package pods_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,12 @@ import (
 // newDriver makes a driver for node in a fresh namespace of c.
 func newDriver(t *testing.T, c *kubetest.Cluster, ns, node, region string) *pods.Driver {
 	t.Helper()
+	return newDriverOwned(t, c, ns, node, region, nil)
+}
+
+// newDriverOwned is newDriver whose pods have owner.
+func newDriverOwned(t *testing.T, c *kubetest.Cluster, ns, node, region string, owner *metav1.OwnerReference) *pods.Driver {
+	t.Helper()
 	client, err := kube.Connect(c.Kubeconfig(), ns)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +43,7 @@ func newDriver(t *testing.T, c *kubetest.Cluster, ns, node, region string) *pods
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	d, err := pods.New(ctx, pods.Config{Client: client, Node: node, Image: "stratus-agent:test", Address: addr, Region: region})
+	d, err := pods.New(ctx, pods.Config{Client: client, Node: node, Image: "stratus-agent:test", Address: addr, Region: region, Owner: owner})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,4 +225,46 @@ func TestPodsRefuseBadSpecs(t *testing.T) {
 	if err != nil || len(l.Items) != 0 {
 		t.Errorf("pods after refused specs: %d, %v; want none", len(l.Items), err)
 	}
+}
+
+// TestPodsGoWithTheirServer: the pods of a server that runs in a pod are
+// owned by that pod, and Kubernetes deletes them when it goes (a server
+// pod that is replaced comes back under another node name, which would
+// not list them).
+func TestPodsGoWithTheirServer(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Node{})
+	ns := c.Namespace(t)
+	server, err := c.Client().CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "stratus-server"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "stratus:test"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDriverOwned(t, c, ns, "stratus-server", "", &metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: server.Name, UID: server.UID})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go d.Prepare(ctx, sandbox.Spec{ID: "owned", Argv: []string{"/bin/true"}, MemoryMB: 128})
+	var pod corev1.Pod
+	eventually.Nil(t, 30*time.Second, "the sandbox's pod", func() error {
+		l, err := c.Client().CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: kube.LabelSandbox + "=owned"})
+		if err != nil || len(l.Items) != 1 {
+			return errors.New("no pod yet")
+		}
+		pod = l.Items[0]
+		return nil
+	})
+	if refs := pod.OwnerReferences; len(refs) != 1 || refs[0].UID != server.UID || refs[0].Kind != "Pod" {
+		t.Fatalf("owner references %+v; want the server's pod", refs)
+	}
+	if err := c.Client().CoreV1().Pods(ns).Delete(t.Context(), server.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually.Nil(t, 60*time.Second, "the sandbox's pod deleted with the server's", func() error {
+		_, err := c.Client().CoreV1().Pods(ns).Get(t.Context(), pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%v)", err)
+	})
 }

@@ -104,7 +104,9 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
 	for i, m := range spec.Mounts {
 		v := fmt.Sprintf("mount-%d", i)
-		volumes = append(volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		// The agent unpacks at most agent.MaxMountBytes into it.
+		mountSize := resource.NewQuantity(agent.MaxMountBytes, resource.BinarySI)
+		volumes = append(volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: mountSize}}})
 		mounts = append(mounts,
 			corev1.VolumeMount{Name: v, MountPath: path.Clean(m.Target), ReadOnly: true},
 			corev1.VolumeMount{Name: v, MountPath: path.Join(mountStage, strconv.Itoa(i))})
@@ -156,6 +158,9 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 			}},
 		},
+	}
+	if o := d.cfg.Owner; o != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*o}
 	}
 	return pod
 }

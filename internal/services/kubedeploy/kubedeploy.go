@@ -342,7 +342,10 @@ func kind(op string, err error) error {
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%s: %v: %w", op, err, stratus.ErrNotFound)
-	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err):
+		// The server's RBAC lacks a right: its installation's fault.
+		return fmt.Errorf("%s: %v (see the Role of deploy/helm/stratus): %w", op, err, stratus.ErrUnavailable)
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		return fmt.Errorf("%s: %v: %w", op, err, stratus.ErrInvalid)
 	case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
 		return fmt.Errorf("%s: %v: %w", op, err, stratus.ErrConflict)
