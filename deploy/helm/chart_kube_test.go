@@ -30,7 +30,8 @@ const (
 
 // TestChartAppliesToACluster renders the chart for three servers, has the
 // API server check it (a server-side dry run: admission, every field of
-// every object, Pod Security's restricted profile), applies it, and waits for the servers' pods to be
+// every object, Pod Security's restricted profile), applies it, checks
+// its NetworkPolicies are there, and waits for the servers' pods to be
 // scheduled onto the fake nodes and run (KWOK runs nothing; the pods only
 // become Running). It then checks what the ServiceAccount may do, as the
 // API server's RBAC answers it, and that helm upgrade keeps the token the
@@ -79,6 +80,20 @@ func TestChartAppliesToACluster(t *testing.T) {
 			t.Fatal("the dry run made the Deployment")
 		}
 		run(t, kubectl, []byte(manifests), "--kubeconfig", c.Kubeconfig(), "apply", "-f", "-")
+		// The API server validated the NetworkPolicies (selectors, ports,
+		// the egress rules of testdata/cluster.yaml) and keeps them as given.
+		nps, err := client.NetworkingV1().NetworkPolicies(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var npNames []string
+		for _, np := range nps.Items {
+			npNames = append(npNames, fmt.Sprintf("%s(%d egress rules)", np.Name, len(np.Spec.Egress)))
+		}
+		slices.Sort(npNames)
+		if want := []string{"demo-stratus-functions(2 egress rules)", "demo-stratus-services(2 egress rules)"}; !slices.Equal(npNames, want) {
+			t.Errorf("NetworkPolicies in the cluster %v; want %v", npNames, want)
+		}
 
 		sel := labels.SelectorFromSet(labels.Set{"app.kubernetes.io/instance": "demo", "app.kubernetes.io/component": "server"}).String()
 		var pods []corev1.Pod
@@ -122,7 +137,7 @@ func TestChartAppliesToACluster(t *testing.T) {
 		}{
 			{"create", "pods", "", "", "yes"},
 			{"delete", "pods", "", "", "yes"},
-			{"get", "pods", "log", "", "yes"},
+			{"get", "pods", "log", "", "no"},
 			{"patch", "deployments.apps", "", "", "yes"},
 			{"create", "services", "", "", "yes"},
 			{"patch", "services", "", "", "no"},

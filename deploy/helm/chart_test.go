@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -177,7 +179,6 @@ func kinds(objs []runtime.Object) []string {
 // wantRules are exactly what the server may do in its namespace.
 var wantRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
-	{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 	{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "create", "update", "delete"}},
 	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
@@ -188,7 +189,7 @@ var wantRules = []rbacv1.PolicyRule{
 func TestChartRendersACluster(t *testing.T) {
 	objs := template(t, "-f", "testdata/cluster.yaml")
 
-	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
+	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
 	if diff := cmp.Diff(want, kinds(objs)); diff != "" {
 		t.Errorf("kinds rendered (-want +got); no Secret, the token's is given:\n%s", diff)
 	}
@@ -256,6 +257,8 @@ func TestChartRendersACluster(t *testing.T) {
 		{Name: "POD_IP", ValueFrom: fieldRef("status.podIP")},
 		{Name: "STRATUS_KUBE_ADDRESS", ValueFrom: fieldRef("status.podIP")},
 		{Name: "STRATUS_NODE_NAME", ValueFrom: fieldRef("metadata.name")},
+		{Name: "STRATUS_POD_NAME", ValueFrom: fieldRef("metadata.name")},
+		{Name: "STRATUS_POD_UID", ValueFrom: fieldRef("metadata.uid")},
 		{Name: "STRATUS_ADVERTISE", Value: "http://$(POD_IP):8080"},
 		{Name: "STRATUS_REGION", Value: "eu-west"},
 		{Name: "STRATUS_TOKEN", ValueFrom: secretRef("stratus-api-token", "api-token")},
@@ -304,11 +307,28 @@ func TestChartRendersACluster(t *testing.T) {
 	if diff := cmp.Diff([]corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}, c.Ports); diff != "" {
 		t.Errorf("container ports (-want +got): the Service's targetPort names http:\n%s", diff)
 	}
+
+	// Service revisions may reach DNS and 10.20.0.0/16 on 443 only.
+	dns, https := intstr.FromInt32(53), intstr.FromInt32(443)
+	udp, tcp := corev1.ProtocolUDP, corev1.ProtocolTCP
+	checkNetworkPolicies(t, objs, podLabels, []networkingv1.NetworkPolicyEgressRule{
+		{
+			To: []networkingv1.NetworkPolicyPeer{{
+				NamespaceSelector: &metav1.LabelSelector{},
+				PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+			}},
+			Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &dns}},
+		},
+		{
+			To:    []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.20.0.0/16", Except: []string{"10.20.255.0/24"}}}},
+			Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &https}},
+		},
+	})
 }
 
 func TestChartRendersOneServerWithAGeneratedToken(t *testing.T) {
 	objs := template(t, "-f", "testdata/single.yaml")
-	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"}
+	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"}
 	if diff := cmp.Diff(want, kinds(objs)); diff != "" {
 		t.Errorf("kinds rendered (-want +got):\n%s", diff)
 	}
@@ -347,6 +367,8 @@ func TestChartRendersOneServerWithAGeneratedToken(t *testing.T) {
 		{Name: "POD_IP", ValueFrom: fieldRef("status.podIP")},
 		{Name: "STRATUS_KUBE_ADDRESS", ValueFrom: fieldRef("status.podIP")},
 		{Name: "STRATUS_NODE_NAME", ValueFrom: fieldRef("metadata.name")},
+		{Name: "STRATUS_POD_NAME", ValueFrom: fieldRef("metadata.name")},
+		{Name: "STRATUS_POD_UID", ValueFrom: fieldRef("metadata.uid")},
 		{Name: "STRATUS_ADVERTISE", Value: "http://$(POD_IP):8080"},
 		{Name: "STRATUS_REGION", Value: "local"},
 		{Name: "STRATUS_TOKEN", ValueFrom: secretRef(secret.Name, "token")},
@@ -362,6 +384,7 @@ func TestChartRendersOneServerWithAGeneratedToken(t *testing.T) {
 	checkData(t, pod, c, "")
 	checkSecurity(t, pod, c)
 	checkProbes(t, c)
+	checkNetworkPolicies(t, objs, labels.Set(d.Spec.Template.Labels), nil)
 }
 
 func TestChartValuesToggleParts(t *testing.T) {
@@ -370,10 +393,11 @@ func TestChartValuesToggleParts(t *testing.T) {
 		"--set", "agentImage=agents/stratus:9", "--set", "nats.url=tls://nats:4222",
 		"--set", "nats.credentials.existingSecret=nk", "--set", "nats.credentials.type=nkey",
 		"--set", "nats.credentials.key=seed.nk", "--set", "token.existingSecret=mine",
-		"--set", "serviceAccount.create=false", "--set", "serviceAccount.name=stratus-sa")
+		"--set", "serviceAccount.create=false", "--set", "serviceAccount.name=stratus-sa",
+		"--set", "networkPolicy.enabled=false")
 	want := []string{"Deployment", "Role", "RoleBinding", "Service"}
 	if diff := cmp.Diff(want, kinds(objs)); diff != "" {
-		t.Errorf("kinds rendered (-want +got): no node ClusterRole, no PDB, no ServiceAccount, no Secret:\n%s", diff)
+		t.Errorf("kinds rendered (-want +got): no node ClusterRole, no PDB, no ServiceAccount, no Secret, no NetworkPolicy:\n%s", diff)
 	}
 	d := only[*appsv1.Deployment](t, objs)
 	c := d.Spec.Template.Spec.Containers[0]
@@ -451,6 +475,10 @@ func TestChartRefusesBadValues(t *testing.T) {
 			[]string{"/token/existingSecret"}},
 		{"extra args not flags", append([]string{"--set", "extraArgs[0]=rm"}, cluster...),
 			[]string{"/extraArgs/0"}},
+		{"service egress rule misspelt", append([]string{"--set-json", `networkPolicy.serviceEgress=[{"too":[{"ipBlock":{"cidr":"10.0.0.0/8"}}]}]`}, cluster...),
+			[]string{"/networkPolicy/serviceEgress/0", "too"}},
+		{"service egress not a list", append([]string{"--set", "networkPolicy.serviceEgress=all"}, cluster...),
+			[]string{"/networkPolicy/serviceEgress"}},
 		// JSON Schema cannot look across files; the template names it.
 		{"no ServiceAccount to use", append([]string{"--set", "serviceAccount.create=false"}, cluster...),
 			[]string{"serviceAccount.name: give the ServiceAccount to use when serviceAccount.create is false"}},
@@ -472,6 +500,112 @@ func TestChartRefusesBadValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The labels of the pods the servers make (internal/sandbox/pods and
+// internal/services/kubedeploy), and of a pod that is neither.
+var (
+	functionPod = labels.Set{"app.kubernetes.io/managed-by": "stratus", "stratus.run/node": "demo-stratus-7d9f-x2v", "stratus.run/sandbox": "fn-hello-1"}
+	servicePod  = labels.Set{"app.kubernetes.io/managed-by": "stratus", "stratus.run/service": "web", "stratus.run/revision": "3"}
+	otherPod    = labels.Set{"app": "db"}
+)
+
+// checkNetworkPolicies checks the two NetworkPolicies exactly: function
+// pods may be reached by the server pods (their labels serverPod) on the
+// agent's port and reach only them and DNS; service pods may be reached
+// by the server pods on any port and reach what serviceEgress lists (nil:
+// anything, no Egress policy type). It also checks the selectors against
+// the pods' labels, as the API server would match them.
+func checkNetworkPolicies(t testing.TB, objs []runtime.Object, serverPod labels.Set, serviceEgress []networkingv1.NetworkPolicyEgressRule) {
+	t.Helper()
+	byName := map[string]*networkingv1.NetworkPolicy{}
+	for _, o := range objs {
+		if np, ok := o.(*networkingv1.NetworkPolicy); ok {
+			byName[np.Name] = np
+		}
+	}
+	if len(byName) != 2 || byName["demo-stratus-functions"] == nil || byName["demo-stratus-services"] == nil {
+		t.Fatalf("NetworkPolicies %v; want demo-stratus-functions and demo-stratus-services", slices.Sorted(maps.Keys(byName)))
+	}
+	servers := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
+		"app.kubernetes.io/name": "stratus", "app.kubernetes.io/instance": "demo", "app.kubernetes.io/component": "server",
+	}}}}
+	stratusPods := func(key string) metav1.LabelSelector {
+		return metav1.LabelSelector{
+			MatchLabels:      map[string]string{"app.kubernetes.io/managed-by": "stratus"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: metav1.LabelSelectorOpExists}},
+		}
+	}
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	agent, dns := intstr.FromInt32(7450), intstr.FromInt32(53)
+	wantFunctions := networkingv1.NetworkPolicySpec{
+		PodSelector: stratusPods("stratus.run/sandbox"),
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{
+			From: servers, Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &agent}},
+		}},
+		Egress: []networkingv1.NetworkPolicyEgressRule{
+			// Any TCP port of the servers: the agent Host and Runtime APIs.
+			{To: servers, Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp}}},
+			{
+				To: []networkingv1.NetworkPolicyPeer{{
+					NamespaceSelector: &metav1.LabelSelector{},
+					PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+				}},
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &dns}, {Protocol: &tcp, Port: &dns}},
+			},
+		},
+	}
+	functions := byName["demo-stratus-functions"]
+	if diff := cmp.Diff(wantFunctions, functions.Spec); diff != "" {
+		t.Errorf("function pods' NetworkPolicy (-want +got):\n%s", diff)
+	}
+	wantServices := networkingv1.NetworkPolicySpec{
+		PodSelector: stratusPods("stratus.run/service"),
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		// Any port: the revision's own.
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{From: servers}},
+	}
+	if serviceEgress != nil {
+		wantServices.PolicyTypes = append(wantServices.PolicyTypes, networkingv1.PolicyTypeEgress)
+		wantServices.Egress = serviceEgress
+	}
+	services := byName["demo-stratus-services"]
+	if diff := cmp.Diff(wantServices, services.Spec); diff != "" {
+		t.Errorf("service pods' NetworkPolicy (-want +got):\n%s", diff)
+	}
+
+	matches := func(s metav1.LabelSelector, l labels.Set) bool {
+		t.Helper()
+		sel, err := metav1.LabelSelectorAsSelector(&s)
+		if err != nil {
+			t.Fatalf("selector %v: %v", s, err)
+		}
+		return sel.Matches(l)
+	}
+	for _, c := range []struct {
+		policy *networkingv1.NetworkPolicy
+		pod    labels.Set
+		want   bool
+	}{
+		{functions, functionPod, true},
+		{functions, servicePod, false},
+		{functions, serverPod, false},
+		{functions, otherPod, false},
+		{services, servicePod, true},
+		{services, functionPod, false},
+		{services, serverPod, false},
+		{services, otherPod, false},
+	} {
+		if got := matches(c.policy.Spec.PodSelector, c.pod); got != c.want {
+			t.Errorf("NetworkPolicy %s selects pod %v: %v; want %v", c.policy.Name, c.pod, got, c.want)
+		}
+	}
+	for _, np := range []*networkingv1.NetworkPolicy{functions, services} {
+		if p := np.Spec.Ingress[0].From[0].PodSelector; p == nil || !matches(*p, serverPod) || matches(*p, functionPod) {
+			t.Errorf("NetworkPolicy %s lets in pods %v; want the server's pods %v only", np.Name, p, serverPod)
+		}
 	}
 }
 

@@ -78,3 +78,20 @@ for renders that skip the schema (--skip-schema-validation).
 {{- fail "store.passwordSecret.name is for PostgreSQL: give store.url too" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+stratus.dnsEgress is the egress rule to the cluster's DNS: the pods labelled
+k8s-app=kube-dns of any namespace, on port 53 over UDP and TCP.
+*/}}
+{{- define "stratus.dnsEgress" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end -}}
