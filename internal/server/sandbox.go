@@ -84,10 +84,7 @@ func newKubeDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sa
 	} else if addr, err = pods.HostAddress(); err != nil {
 		return nil, "", err
 	}
-	region := cfg.Region
-	if region == config.Default().Region {
-		region = ""
-	}
+	region := kubeRegion(cfg)
 	sctx, cancel := context.WithTimeout(ctx, kubeConnectTimeout)
 	defer cancel()
 	var owner *metav1.OwnerReference
@@ -121,6 +118,15 @@ func kubeNodes(d sandbox.Driver) func(context.Context) (*v1.KubeNodes, error) {
 		return k.KubeNodes
 	}
 	return nil
+}
+
+// kubeRegion is the region whose nodes pods must run on: cfg.Region,
+// unless it is the default, which no node is labelled with.
+func kubeRegion(cfg config.Config) string {
+	if cfg.Region == config.Default().Region {
+		return ""
+	}
+	return cfg.Region
 }
 
 // kubeConnectTimeout bounds the kube driver's first listing of its pods.

@@ -303,12 +303,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		if err != nil {
 			return err
 		}
-		region := cfg.Region
-		if region == config.Default().Region {
-			region = ""
-		}
 		kctx, cancel := context.WithTimeout(ctx, kubeConnectTimeout)
-		b, err := kubedeploy.New(kctx, kubedeploy.Config{Client: kc, Node: cfg.Node(), Region: region, Log: log.With("component", "services")})
+		b, err := kubedeploy.New(kctx, kubedeploy.Config{Client: kc, Node: cfg.Node(), Region: kubeRegion(cfg), Log: log.With("component", "services")})
 		cancel()
 		if err != nil {
 			return err
