@@ -20,7 +20,6 @@ import (
 	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/kube/lease"
 	"github.com/stratus-run/stratus/internal/pool"
-	"github.com/stratus-run/stratus/internal/sandbox/pods"
 	"github.com/stratus-run/stratus/internal/services"
 	"github.com/stratus-run/stratus/internal/store"
 )
@@ -63,7 +62,7 @@ type workloads struct {
 
 // newNode makes this server's node. addr is the listener's address, the
 // default of the URL the other servers reach this one at.
-func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *events.Bus, token, addr string, log *slog.Logger) (*node, error) {
+func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *events.Bus, kc *kube.Client, token, addr string, log *slog.Logger) (*node, error) {
 	n := &node{multi: cfg.Cluster(), log: log.With("component", "cluster"), reloads: make(map[string]bool)}
 	n.ctx, n.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if n.multi {
@@ -75,11 +74,7 @@ func newNode(ctx context.Context, cfg config.Config, st *store.Store, bus *event
 	}
 	// On Kubernetes, ownership is kept in Lease objects.
 	var leases cluster.LeaseStore
-	if n.multi && cfg.Sandbox == pods.Name {
-		kc, err := kube.Connect(cfg.Kubeconfig, cfg.Namespace)
-		if err != nil {
-			return nil, err
-		}
+	if n.multi && kc != nil {
 		leases = lease.New(kc, st)
 	}
 	n.cl = cluster.New(cluster.Config{

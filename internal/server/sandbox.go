@@ -35,9 +35,9 @@ var (
 // usable runc is an error. With the process driver the why says plainly that
 // functions and services run unisolated, what is missing and how to get
 // isolation.
-func newDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
+func newDriver(ctx context.Context, cfg config.Config, kc *kube.Client, log *slog.Logger) (sandbox.Driver, string, error) {
 	if cfg.Sandbox == pods.Name {
-		return newKubeDriver(ctx, cfg, log)
+		return newKubeDriver(ctx, cfg, kc, log)
 	}
 	if cfg.Sandbox == "runc" || cfg.Sandbox == "auto" {
 		d, err := runc.New(runc.Config{StateDir: filepath.Join(cfg.DataDir, runcState), Log: log})
@@ -70,12 +70,9 @@ func newDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sandbo
 // driver: pods in cfg.Namespace running cfg.AgentImage, which reach this
 // server at cfg.KubeAddress (else the host's first address), on nodes of
 // cfg.Region unless it is the default region.
-func newKubeDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (sandbox.Driver, string, error) {
-	client, err := kube.Connect(cfg.Kubeconfig, cfg.Namespace)
-	if err != nil {
-		return nil, "", err
-	}
+func newKubeDriver(ctx context.Context, cfg config.Config, client *kube.Client, log *slog.Logger) (sandbox.Driver, string, error) {
 	var addr netip.Addr
+	var err error
 	if cfg.KubeAddress != "" {
 		addr, err = netip.ParseAddr(cfg.KubeAddress)
 		if err != nil {

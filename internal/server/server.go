@@ -143,12 +143,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		log.Info("NATS clients may connect", "url", bus.ClientURL(),
 			"credentials", filepath.Join(cfg.DataDir, NATSCredsFile), "show", "stratus nats credentials")
 	}
-	node, err := newNode(ctx, cfg, st, bus, token, ln.Addr().String(), log)
+	// With --sandbox kube, one connection to the cluster serves the
+	// leases, the function pods and the services' Deployments.
+	var kc *kube.Client
+	if cfg.Sandbox == pods.Name {
+		if kc, err = kube.Connect(cfg.Kubeconfig, cfg.Namespace); err != nil {
+			return err
+		}
+	}
+	node, err := newNode(ctx, cfg, st, bus, kc, token, ln.Addr().String(), log)
 	if err != nil {
 		return err
 	}
 
-	rawDriver, why, err := newDriver(ctx, cfg, log.With("component", "sandbox"))
+	rawDriver, why, err := newDriver(ctx, cfg, kc, log.With("component", "sandbox"))
 	if err != nil {
 		return err
 	}
@@ -298,11 +306,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	// On --sandbox kube, services run as Deployments, one per revision
 	// (kubedeploy), not as sandboxes.
 	var revisions services.Revisions
-	if rawDriver.Name() == pods.Name {
-		kc, err := kube.Connect(cfg.Kubeconfig, cfg.Namespace)
-		if err != nil {
-			return err
-		}
+	if kc != nil {
 		kctx, cancel := context.WithTimeout(ctx, kubeConnectTimeout)
 		b, err := kubedeploy.New(kctx, kubedeploy.Config{Client: kc, Node: cfg.Node(), Region: kubeRegion(cfg), Log: log.With("component", "services")})
 		cancel()
