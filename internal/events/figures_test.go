@@ -96,10 +96,18 @@ func TestSubscriptionDepths(t *testing.T) {
 	after := time.Now()
 	h.publish("audit", ev("a1", "audit", "/shop", ""), ev("a2", "audit", "/shop", ""))
 	h.publish("orders", ev("o2", "order.created", "/shop", ""), ev("o3", "order.paid", "/shop", ""))
-	// The first event of orders is the oldest, whatever came after it.
-	asked := time.Now()
-	d := depths()
-	done := time.Now()
+	// The first event of orders is the oldest, whatever came after it. A
+	// consumer counts a stored event as pending a moment after the publish
+	// is acknowledged (the stream signals its consumers on its own
+	// goroutine), so the figures are read until both are counted.
+	var asked, done time.Time
+	var d map[string]SubscriptionDepth
+	eventually.True(t, 10*time.Second, "the events counted", func() bool {
+		asked = time.Now()
+		d = depths()
+		done = time.Now()
+		return d[orders.ID].Pending == 3 && d[audit.ID].Pending == 2
+	})
 	if o := d[orders.ID]; o.Pending != 3 || o.Oldest < asked.Sub(after) || o.Oldest > done.Sub(before) {
 		t.Errorf("orders' depth = %+v, want 3 pending, the oldest stored between %v and %v before", o, asked.Sub(after), done.Sub(before))
 	}
