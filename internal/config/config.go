@@ -419,6 +419,11 @@ func (c *Config) Validate() error {
 		if c.AgentImage == "" {
 			return fmt.Errorf("sandbox driver kube: needs the image of function pods (--agent-image, STRATUS_AGENT_IMAGE): %w", stratus.ErrInvalid)
 		}
+		if c.KubeAddress != "" {
+			if a, err := netip.ParseAddr(c.KubeAddress); err != nil || a.IsLoopback() || a.IsUnspecified() || a.Zone() != "" {
+				return fmt.Errorf("kube address %q: must be an IP address of this server that pods can reach (not loopback, unspecified or scoped): %w", c.KubeAddress, stratus.ErrInvalid)
+			}
+		}
 	default:
 		return fmt.Errorf("sandbox driver %q: one of auto, runc, process, kube: %w", c.Sandbox, stratus.ErrInvalid)
 	}

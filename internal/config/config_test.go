@@ -47,6 +47,14 @@ func TestSandbox(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("kube with an agent image: %v", err)
 	}
+	// The address pods reach the server at is checked before the driver
+	// starts.
+	for _, bad := range []string{"stratus.local", "127.0.0.1", "0.0.0.0", "::", "fe80::1%eth0", "10.1.2.3:8080"} {
+		c.KubeAddress = bad
+		if err := c.Validate(); !errors.Is(err, stratus.ErrInvalid) || !strings.Contains(err.Error(), "kube address") {
+			t.Errorf("kube address %q: %v; want ErrInvalid naming the kube address", bad, err)
+		}
+	}
 }
 
 func TestMetricsPublic(t *testing.T) {

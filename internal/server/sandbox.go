@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
 	"github.com/stratus-run/stratus/internal/config"
 	"github.com/stratus-run/stratus/internal/kube"
@@ -74,9 +73,9 @@ func newKubeDriver(ctx context.Context, cfg config.Config, client *kube.Client, 
 	var addr netip.Addr
 	var err error
 	if cfg.KubeAddress != "" {
-		addr, err = netip.ParseAddr(cfg.KubeAddress)
-		if err != nil {
-			return nil, "", fmt.Errorf("--kube-address %q: not an IP address: %w", cfg.KubeAddress, stratus.ErrInvalid)
+		// config.Validate checked it.
+		if addr, err = netip.ParseAddr(cfg.KubeAddress); err != nil {
+			return nil, "", err
 		}
 	} else if addr, err = pods.HostAddress(); err != nil {
 		return nil, "", err
