@@ -65,9 +65,10 @@ func helmBinary(t testing.TB) string {
 func helm(t testing.TB, env []string, args ...string) (string, error) {
 	t.Helper()
 	home := t.TempDir()
+	bin := helmBinary(t) // built first: the first build takes minutes of the bound's own
 	ctx, cancel := context.WithTimeout(context.Background(), helmTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, helmBinary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(),
 		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
 		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
