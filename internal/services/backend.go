@@ -3,6 +3,7 @@ package services
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -62,7 +63,12 @@ type Endpoint struct {
 	Terminating bool
 	// Restarts counts its restarts.
 	Restarts int
-	// Reason says why it is not ready, or how it last ended.
+	// OOMKilled: the end it was last restarted after was a kill for
+	// exceeding its memory limit. The Manager counts an OOM kill when it
+	// sees Restarts grow (or first sees it above 0) with OOMKilled set.
+	OOMKilled bool
+	// Reason says why it is not ready, or how it last ended (an OOM kill
+	// in the words of OOMReason).
 	Reason string
 	// Failed: it cannot start as it is (its image cannot be pulled, its
 	// configuration is refused, it crash-loops); a deploy waiting for it
@@ -74,9 +80,56 @@ type Endpoint struct {
 // guarded by Manager.mu.
 type backendSet struct {
 	applied int  // replicas last applied; -1 until its objects are ensured
+	held    int  // replicas it counts in Manager.total (see holdLocked)
 	running bool // a goroutine applies (see applyBackend)
 	remove  bool // retired for good: its objects are deleted
-	err     string
+	// err is the last failed call's error; nil once a call succeeds.
+	err error
+}
+
+// holdLocked makes set count n replicas in m.total, the replicas of all
+// services that Config.MaxReplicas caps: on a backend, those applied to
+// its objects (or being applied, when more), until its objects are
+// deleted or are no longer this server's. When it counts fewer, the
+// revisions the cap holds below their desired replicas are kicked to
+// take the room. m.mu is held.
+func (m *Manager) holdLocked(set *revSet, n int) {
+	b := set.backend
+	less := n < b.held
+	m.total += n - b.held
+	b.held = n
+	if less {
+		m.kickCappedLocked(set)
+	}
+}
+
+// capLocked is how many of set's desired replicas the cap
+// (Config.MaxReplicas) leaves room for, beside the other revisions'.
+// m.mu is held.
+func (m *Manager) capLocked(set *revSet) int {
+	room := m.cfg.MaxReplicas - (m.total - set.backend.held)
+	return max(0, min(set.desired, room))
+}
+
+// kickCappedLocked kicks every revision on the backend, but except,
+// whose applied replicas are fewer than it desires. m.mu is held.
+func (m *Manager) kickCappedLocked(except *revSet) {
+	if m.stopping {
+		return
+	}
+	kick := func(set *revSet) {
+		if set != except && set.backend != nil && !set.retired && set.backend.applied < set.desired {
+			m.kickLocked(set)
+		}
+	}
+	for _, s := range m.services {
+		for _, set := range s.sets {
+			kick(set)
+		}
+	}
+	for set := range m.deploying {
+		kick(set)
+	}
 }
 
 // kickLocked starts the goroutine that brings set's objects to what it
@@ -91,10 +144,13 @@ func (m *Manager) kickLocked(set *revSet) {
 }
 
 // applyBackend is the goroutine of set's objects: it ensures them and
-// sets their replicas to set.desired until they agree; once set is
-// retired for good it waits for its requests in flight (its revision's
-// request timeout at most; StopGrace once the server stops) and deletes
-// them. A failed call is retried after BackoffBase.
+// sets their replicas to set.desired, as far as Config.MaxReplicas
+// leaves room (see capLocked), until they agree; once set is retired for
+// good it waits for its requests in flight (its revision's request
+// timeout at most; StopGrace once the server stops) and deletes them.
+// A failed call is retried after BackoffBase; its error is kept in
+// set.backend.err until a call succeeds. Once set is retired its
+// replicas' metering ends.
 func (m *Manager) applyBackend(set *revSet) {
 	defer m.wg.Done()
 	name, number := set.svc.name, set.rev.Number
@@ -106,6 +162,11 @@ func (m *Manager) applyBackend(set *revSet) {
 				r.state = stateStopping
 			}
 			remove := b.remove
+			if !remove {
+				// Its objects stay for the next owner: not this
+				// server's replicas any more.
+				m.holdLocked(set, 0)
+			}
 			m.mu.Unlock()
 			if remove {
 				m.drainSet(set)
@@ -118,24 +179,36 @@ func (m *Manager) applyBackend(set *revSet) {
 					m.log.Info("revision deleted", "service", name, "revision", set.rev.Name())
 				}
 			}
+			var news backendNews
 			m.mu.Lock()
 			b.running = false
+			m.holdLocked(set, 0)
+			now := m.cfg.Now()
 			for _, r := range set.replicas {
 				closeIdle(r.target)
+				m.endBackendRunLocked(r, now, &news)
 			}
 			set.replicas = nil
 			m.notifyLocked()
 			m.mu.Unlock()
+			m.tell(&news)
 			return
 		}
-		want := set.desired
+		want := m.capLocked(set)
 		if b.applied == want || m.stopping {
 			b.running = false
+			// (A failed call may have held more.)
+			m.holdLocked(set, max(b.applied, 0))
 			m.mu.Unlock()
 			return
 		}
 		ensure := b.applied < 0
+		m.holdLocked(set, max(b.applied, want))
+		capped := want < set.desired
 		m.mu.Unlock()
+		if capped {
+			m.log.Warn("revision held below its desired replicas by the server's cap", "service", name, "revision", set.rev.Name(), "replicas", want, "max_replicas", m.cfg.MaxReplicas)
+		}
 		ctx, cancel := m.callCtx(m.cfg.DriverTimeout)
 		var err error
 		if ensure {
@@ -147,14 +220,15 @@ func (m *Manager) applyBackend(set *revSet) {
 		m.mu.Lock()
 		switch {
 		case err == nil:
-			b.applied, b.err = want, ""
+			b.applied, b.err = want, nil
+			m.holdLocked(set, want)
 			if ensure {
 				m.log.Info("revision's objects ensured", "service", name, "revision", set.rev.Name(), "replicas", want)
 			}
 		case errors.Is(err, stratus.ErrNotFound):
-			b.applied = -1 // its objects went: make them again
+			b.applied, b.err = -1, err // its objects went: make them again
 		default:
-			b.err = err.Error()
+			b.err = err
 		}
 		m.notifyLocked()
 		m.mu.Unlock()
@@ -211,16 +285,18 @@ func (m *Manager) drainSet(set *revSet) {
 func (m *Manager) followBackend(stop <-chan struct{}) {
 	for {
 		ch := m.cfg.Revisions.Changed()
+		var news backendNews
 		m.mu.Lock()
 		for _, s := range m.services {
 			for _, set := range s.sets {
-				m.syncLocked(set)
+				m.syncLocked(set, &news)
 			}
 		}
 		for set := range m.deploying {
-			m.syncLocked(set)
+			m.syncLocked(set, &news)
 		}
 		m.mu.Unlock()
+		m.tell(&news)
 		select {
 		case <-ch:
 		case <-stop:
@@ -229,11 +305,50 @@ func (m *Manager) followBackend(stop <-chan struct{}) {
 	}
 }
 
+// backendNews is what following the backend saw, told once m.mu is
+// released (see tell): the usage of the replicas whose metering ended,
+// and the replicas' restarts with their reasons.
+type backendNews struct {
+	usage    []stratus.ReplicaUsage
+	restarts []restartNews
+}
+
+type restartNews struct {
+	r      *replica
+	reason string
+}
+
+// tell reports news: the replicas' usage to Config.Usage, their restarts
+// to the log. The caller does not hold m.mu.
+func (m *Manager) tell(news *backendNews) {
+	for _, u := range news.usage {
+		m.cfg.Usage.ReplicaUsage(u)
+	}
+	for _, x := range news.restarts {
+		m.platformLog(x.r, fmt.Sprintf("replica %s: %s", x.r.set.rev.Name(), x.reason))
+	}
+}
+
+// endBackendRunLocked ends the metering of backend replica r at end, if
+// it is metered, adding its usage to news. m.mu is held.
+func (m *Manager) endBackendRunLocked(r *replica, end time.Time, news *backendNews) {
+	if r.run == nil {
+		return
+	}
+	if u, ok := m.endRunLocked(r, r.run.id, end); ok {
+		news.usage = append(news.usage, u)
+	}
+}
+
 // syncLocked makes set's replicas its endpoints': one replica per
 // endpoint, ready when the endpoint is; a replica whose endpoint went
 // is dropped once its requests are done. A replica that came to be
-// ready takes the waiting requests. m.mu is held.
-func (m *Manager) syncLocked(set *revSet) {
+// ready takes the waiting requests. It meters a replica from the first
+// sight of its endpoint's address (its pod started) until its endpoint
+// is gone, and counts its restarts and OOM kills in its service's
+// counters (see Endpoint.OOMKilled); what is to be told goes to news.
+// m.mu is held.
+func (m *Manager) syncLocked(set *revSet, news *backendNews) {
 	if set.img == nil || set.backend == nil || set.retired {
 		return
 	}
@@ -281,6 +396,20 @@ func (m *Manager) syncLocked(set *revSet) {
 			r.state = state
 			changed = true
 		}
+		if ep.Restarts > r.restarts {
+			set.svc.restarts += int64(ep.Restarts - r.restarts)
+			if ep.OOMKilled {
+				set.svc.oomKills++
+			}
+			reason := ep.Reason
+			if reason == "" {
+				reason = "restarted"
+			}
+			news.restarts = append(news.restarts, restartNews{r, reason})
+		}
+		if ep.Addr.IsValid() && r.run == nil {
+			m.beginRunLocked(r, ep.Name, now)
+		}
 		r.node, r.restarts, r.lastErr, r.failed = ep.Node, ep.Restarts, ep.Reason, ep.Failed
 	}
 	set.replicas = slices.DeleteFunc(set.replicas, func(r *replica) bool {
@@ -291,6 +420,7 @@ func (m *Manager) syncLocked(set *revSet) {
 			r.state = stateStopping
 			changed = true
 		}
+		m.endBackendRunLocked(r, now, news)
 		if r.inflight > 0 {
 			return false
 		}

@@ -161,7 +161,12 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 			s.lastErr = fmt.Sprintf("revision %s failed: %v", rev.Name(), err)
 		}
 		m.mu.Unlock()
-		return nil, fmt.Errorf("deploy service %q: revision %s did not become ready: %v: %w", name, rev.Name(), err, stratus.ErrInvalid)
+		// The revision's fault, unless the backend's API was not there.
+		kind := stratus.ErrInvalid
+		if errors.Is(err, stratus.ErrUnavailable) {
+			kind = stratus.ErrUnavailable
+		}
+		return nil, fmt.Errorf("deploy service %q: revision %s did not become ready: %v: %w", name, rev.Name(), err, kind)
 	}
 	stored, err := m.cfg.Store.PutRevision(ctx, rev)
 	if err != nil {
@@ -218,7 +223,11 @@ func (m *Manager) releaseName(ctx context.Context, name string) {
 }
 
 // waitReady waits until every replica set.desired asked for is ready, or
-// fails with the first replica's reason.
+// fails with the first replica's reason. On a backend, a refusal of the
+// revision's objects (an error wrapping stratus.ErrInvalid) fails it at
+// once; other errors of the backend's API are retried meanwhile (see
+// applyBackend), and the deadline's error names the last one (wrapping
+// its kind).
 func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
 	// A replica fails on its own ReadyTimeout, counted from its start,
 	// with the reason; this deadline is only the backstop for one whose
@@ -236,13 +245,17 @@ func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
 				failed = r.lastErr
 			}
 		}
-		if b := set.backend; b != nil && b.applied < 0 && b.err != "" && failed == "" {
-			failed = b.err
+		var backendErr error
+		if b := set.backend; b != nil && b.applied < 0 {
+			backendErr = b.err
 		}
 		changed, desired := m.changed, set.desired
 		m.mu.Unlock()
 		if failed != "" {
 			return errors.New(failed)
+		}
+		if errors.Is(backendErr, stratus.ErrInvalid) {
+			return backendErr
 		}
 		if ready >= desired {
 			return nil
@@ -250,6 +263,9 @@ func (m *Manager) waitReady(ctx context.Context, set *revSet) error {
 		select {
 		case <-changed:
 		case <-deadline.C:
+			if backendErr != nil {
+				return fmt.Errorf("no replica was ready within %s; the last error: %w", m.cfg.ReadyTimeout, backendErr)
+			}
 			return fmt.Errorf("no replica was ready within %s", m.cfg.ReadyTimeout)
 		case <-ctx.Done():
 			return ctx.Err()

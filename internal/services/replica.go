@@ -419,9 +419,15 @@ func (m *Manager) drainFor(r *replica, exited chan sandbox.Exit, limit time.Dura
 
 func exitReason(e sandbox.Exit, memMB int, when string) string {
 	if e.OOM {
-		return fmt.Sprintf("killed for exceeding its memory limit of %d MB (OOM) %s", memMB, when)
+		return OOMReason(memMB) + " " + when
 	}
 	return fmt.Sprintf("exited %s: %s", when, e.String())
+}
+
+// OOMReason says that a replica was killed for exceeding its memory
+// limit of memoryMB; a Revisions backend says it in Endpoint.Reason.
+func OOMReason(memoryMB int) string {
+	return fmt.Sprintf("killed for exceeding its memory limit of %d MB (OOM)", memoryMB)
 }
 
 // argv is the replica's command line, as a container's command and args

@@ -25,9 +25,21 @@
 //
 // On Kubernetes (Config.Revisions, see backend.go) a revision is one
 // Deployment rather than sandboxes: the Manager sets its replicas where
-// the autoscaler decides and balances requests over the ready endpoints
-// the backend reports, counting them in flight per endpoint as per
-// replica; probes, restarts and placement are the cluster's.
+// the autoscaler decides, within Config.MaxReplicas for all revisions
+// together, and balances requests over the ready endpoints the backend
+// reports, counting them in flight per endpoint as per replica; probes,
+// restarts and placement are the cluster's. The Manager counts a
+// replica's restarts as its endpoint's restart count grows, and an OOM
+// kill when the end it restarted after was one.
+//
+// Usage (Config.Usage): a replica's sandbox is metered from its
+// program's start to its end, a backend's replica (a pod) from the first
+// sight of its endpoint's address (its pod started) until its endpoint
+// is gone, its revision's objects are deleted or Run ends, in replica
+// time, vCPU and GB seconds per minute and a ReplicaUsage per replica.
+// CPU time is read from the driver's CPU counters once a minute and at a
+// sandbox's end; a backend's pods have none here (there is no metrics
+// API to read them from), so their CPUMs is 0.
 //
 // Lifetime: New builds a Manager and Load reads the stored services; no
 // replica runs before Run. Run(ctx) starts each service's minimum
@@ -220,7 +232,8 @@ type Config struct {
 	StableWindow, PanicWindow, ScaleToZeroGrace time.Duration
 	// BackoffBase and BackoffMax bound the restart backoff.
 	BackoffBase, BackoffMax time.Duration
-	// MaxReplicas caps the replicas of all services together.
+	// MaxReplicas caps the replicas of all services together (on a
+	// Revisions backend, the replicas applied to all revisions' objects).
 	MaxReplicas int
 }
 
@@ -296,7 +309,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	services map[string]*service // guarded
-	total    int                 // live replicas of all services; guarded
+	total    int                 // live replicas of all services (on a backend, see holdLocked); guarded
 	stopping bool                // guarded
 	changed  chan struct{}       // closed and replaced on every replica state change; guarded
 	deploys  map[string]*sync.Mutex

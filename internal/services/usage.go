@@ -45,7 +45,9 @@ type ServiceStats struct {
 	// Restarts and OOMKills count, since the service was loaded or first
 	// deployed by this server, the replica restarts (exits and failed
 	// liveness probes) and the replica sandboxes the kernel killed for
-	// exceeding their memory limit.
+	// exceeding their memory limit; on a Revisions backend, the growth of
+	// its endpoints' restarts and the restarts after an OOM kill (see
+	// Endpoint.OOMKilled).
 	Restarts, OOMKills int64
 }
 
@@ -119,7 +121,11 @@ type cpuCounter interface {
 }
 
 // runMeter is the metering of one sandbox of a replica, from its start to
-// its end. Every field is guarded by Manager.mu.
+// its end; on a Revisions backend, of one pod, from the first sight of
+// its endpoint's address to the endpoint's end (see syncLocked), with no
+// CPU time: the pods' CPU counters are not read (there is no metrics
+// API to read them from), so their cpuNow stays 0. Every field is
+// guarded by Manager.mu.
 type runMeter struct {
 	id       string
 	start    time.Time
@@ -229,28 +235,36 @@ func (m *Manager) sampleCPU(r *replica, id string) {
 func (m *Manager) endRun(r *replica, id string) {
 	end := m.cfg.Now()
 	m.mu.Lock()
+	u, ok := m.endRunLocked(r, id, end)
+	m.mu.Unlock()
+	if ok {
+		m.cfg.Usage.ReplicaUsage(u)
+	}
+}
+
+// endRunLocked ends the metering of r's sandbox id at end: its replica
+// time and last CPU go into the minutes. It returns the ReplicaUsage for
+// the sink, and whether there is one (r's sandbox id is metered and
+// usage is being measured). m.mu is held.
+func (m *Manager) endRunLocked(r *replica, id string, end time.Time) (stratus.ReplicaUsage, bool) {
 	run := r.run
 	if run == nil || run.id != id {
-		m.mu.Unlock()
-		return
+		return stratus.ReplicaUsage{}, false
 	}
 	r.run = nil
 	delete(m.runs, r)
 	set := r.set
 	if !m.meteringLocked() {
-		m.mu.Unlock()
-		return
+		return stratus.ReplicaUsage{}, false
 	}
 	m.spreadLocked(set, run.metered, end)
 	m.cpuLocked(set.svc, run, end)
 	c := set.rev.Config
-	u := stratus.ReplicaUsage{
+	return stratus.ReplicaUsage{
 		Service: set.svc.name, Revision: set.rev.Number, Replica: id,
 		Start: run.start, End: end, CPU: c.CPU, MemoryMB: c.MemoryMB,
 		CPUMs: float64(run.cpuNow) / 1e6, Requests: run.requests, Arch: hostArch,
-	}
-	m.mu.Unlock()
-	m.cfg.Usage.ReplicaUsage(u)
+	}, true
 }
 
 // meter reports the services' usage minutes as they end, until ctx ends.
@@ -284,6 +298,11 @@ func (m *Manager) meterTick(ctx context.Context, now time.Time) {
 	}
 	runs := make([]live, 0, len(m.runs))
 	for r := range m.runs {
+		if r.set.backend != nil {
+			// A backend's pods have no CPU counter here (no metrics
+			// API): their CPUMs stay 0.
+			continue
+		}
 		runs = append(runs, live{r, r.run.id})
 	}
 	m.mu.Unlock()

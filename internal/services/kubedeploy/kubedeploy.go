@@ -292,8 +292,10 @@ func (b *Backend) Endpoints(service string, number int) []services.Endpoint {
 }
 
 // podEndpoint is what pod p says of itself: its node, whether it is
-// going, its restarts and why it is not ready (no address and no
-// readiness: those come from the EndpointSlices).
+// going, its restarts, whether the end it last restarted after was an
+// OOM kill (its container's lastState) and why it is not ready or how it
+// last ended (its state, else its lastState); no address and no
+// readiness: those come from the EndpointSlices.
 func podEndpoint(p *corev1.Pod) services.Endpoint {
 	ep := services.Endpoint{Name: p.Name, Node: p.Spec.NodeName, Terminating: p.DeletionTimestamp != nil}
 	switch p.Status.Phase {
@@ -307,10 +309,11 @@ func podEndpoint(p *corev1.Pod) services.Endpoint {
 		}
 		ep.Restarts = int(c.RestartCount)
 		if t := c.LastTerminationState.Terminated; t != nil {
-			ep.Reason = fmt.Sprintf("exited: %s, exit code %d", t.Reason, t.ExitCode)
-			if t.Reason == "OOMKilled" {
-				ep.Reason = "killed for exceeding its memory limit (OOM)"
-			}
+			ep.OOMKilled = t.Reason == oomKilled
+			ep.Reason = ended(p, t)
+		}
+		if t := c.State.Terminated; t != nil {
+			ep.Reason = ended(p, t)
 		}
 		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
 			reason := w.Reason
@@ -334,6 +337,28 @@ func podEndpoint(p *corev1.Pod) services.Endpoint {
 		}
 	}
 	return ep
+}
+
+// oomKilled is the reason of a container the kernel killed for exceeding
+// its memory limit.
+const oomKilled = "OOMKilled"
+
+// ended says how pod p's container ended as t says.
+func ended(p *corev1.Pod, t *corev1.ContainerStateTerminated) string {
+	if t.Reason == oomKilled {
+		return services.OOMReason(memoryMB(p))
+	}
+	return fmt.Sprintf("exited: %s, exit code %d", t.Reason, t.ExitCode)
+}
+
+// memoryMB is the memory limit of pod p's container, in MB.
+func memoryMB(p *corev1.Pod) int {
+	for _, c := range p.Spec.Containers {
+		if c.Name == container {
+			return int(c.Resources.Limits.Memory().Value() >> 20)
+		}
+	}
+	return 0
 }
 
 // kind wraps err, an API error of op, in the error kind callers decide

@@ -302,3 +302,69 @@ func waitGone(t *testing.T, c *kubetest.Cluster, ns, name string) {
 		return nil
 	})
 }
+
+// TestEndpointsRestartsAndOOM: a revision's pod whose container status
+// says it restarted twice, last after an OOM kill, is reported by
+// Endpoints with those figures and the OOM kill's reason. The API server
+// alone keeps the pod as the test sets its status (through the status
+// subresource, as a kubelet would): no scheduler or node touches it.
+func TestEndpointsRestartsAndOOM(t *testing.T) {
+	c := kubetest.StartAPIServer(t)
+	ns := c.Namespace(t)
+	client, err := kube.Connect(c.Kubeconfig(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	b, err := kubedeploy.New(ctx, kubedeploy.Config{Client: client, Node: "server-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+
+	// (No controller-manager makes the namespace's service account.)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	if _, err := c.Client().CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := c.Client().CoreV1().Pods(ns)
+	mem := resource.MustParse("128Mi")
+	pod, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "stratus-web-r1-abc", Labels: map[string]string{
+			kube.LabelManaged: kube.Managed, kube.LabelService: kube.Name("web"), kubedeploy.LabelRevision: "1",
+		}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "service", Image: "registry.example/web:1",
+			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: mem}},
+		}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEndpoints(t, b, "web", 1, 1)
+
+	now := metav1.Now()
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: "service", Image: "registry.example/web:1", RestartCount: 2,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			Reason: "OOMKilled", ExitCode: 137, StartedAt: now, FinishedAt: now,
+		}},
+	}}
+	if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually.Nil(t, 30*time.Second, "the pod's restarts and OOM kill in its endpoint", func() error {
+		eps := b.Endpoints("web", 1)
+		if len(eps) != 1 {
+			return fmt.Errorf("%d endpoints: %+v", len(eps), eps)
+		}
+		ep := eps[0]
+		if ep.Name != pod.Name || ep.Restarts != 2 || !ep.OOMKilled || ep.Reason != services.OOMReason(128) {
+			return fmt.Errorf("endpoint %+v; want %s, 2 restarts, OOM killed, %q", ep, pod.Name, services.OOMReason(128))
+		}
+		return nil
+	})
+}
