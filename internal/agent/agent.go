@@ -135,6 +135,12 @@ type wireError struct {
 // program's whole output of that stream) of the first byte of the body.
 const offsetHeader = "Stratus-Output-Offset"
 
+// agentHeader is on every answer of an agent: an answer without it came
+// from something else at the pod's address (a proxy of the network, or
+// another pod that has the address now), which the driver takes as "no
+// agent there yet", not as the agent's refusal.
+const agentHeader = "Stratus-Agent"
+
 // writeError answers status with message (never a host path).
 func writeError(w http.ResponseWriter, status int, message string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -741,3 +741,23 @@ func TestCgroupPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestNotAnAgent: an answer from something other than an agent at the
+// pod's address (a network's proxy, another pod that has the address) is
+// "no agent there yet", whatever its status, not the agent's refusal.
+func TestNotAnAgent(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not here", http.StatusNotFound)
+	}))
+	defer srv.Close()
+	c := &Client{Addr: netip.MustParseAddrPort(srv.Listener.Addr().String()), Token: "t"}
+	ctx := ctxT(t)
+	err := c.Ready(ctx)
+	if !errors.Is(err, stratus.ErrUnavailable) || errors.Is(err, stratus.ErrNotFound) || !strings.Contains(err.Error(), "not a Stratus agent") {
+		t.Errorf("Ready from a 404 without the agent's header = %v, want ErrUnavailable saying it is not an agent", err)
+	}
+	if _, err := c.Wait(ctx); !errors.Is(err, stratus.ErrUnavailable) {
+		t.Errorf("Wait = %v, want ErrUnavailable", err)
+	}
+}

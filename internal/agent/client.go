@@ -56,6 +56,10 @@ func (c *Client) do(ctx context.Context, method, path string, ok int) (*http.Res
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", what, err, stratus.ErrUnavailable)
 	}
+	if resp.Header.Get(agentHeader) == "" {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %d from something that is not a Stratus agent: %w", what, resp.StatusCode, stratus.ErrUnavailable)
+	}
 	if resp.StatusCode != ok {
 		defer resp.Body.Close()
 		return nil, statusError(what, resp)

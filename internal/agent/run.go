@@ -607,6 +607,7 @@ func (a *agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/wait", a.serveWait)
 	mux.HandleFunc("GET /v1/stats", a.serveStats)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(agentHeader, "1")
 		if !bearer(r, a.cfg.token) {
 			writeError(w, http.StatusUnauthorized, "wrong or missing token")
 			return
