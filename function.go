@@ -71,6 +71,11 @@ type FunctionConfig struct {
 	// server's default.
 	IdleTimeout Duration `json:"idleTimeout,omitempty"`
 	Auth        string   `json:"auth"`
+	// Regions are the regions the function may run in (none: any): a
+	// server runs its instances only when its own region is one of them,
+	// and on Kubernetes they become the pods' node affinity on
+	// topology.kubernetes.io/region. See ValidRegion.
+	Regions []string `json:"regions,omitempty"`
 
 	// Asynchronous invocations. MaxRetries is how often a failed event is
 	// tried again (nil: DefaultMaxRetries); MaxEventAge how long an event
@@ -226,6 +231,9 @@ func (c *FunctionConfig) Validate(l Limits) error {
 	}
 	if c.Auth != AuthToken && c.Auth != AuthNone && c.Auth != AuthSigned {
 		return fmt.Errorf("auth %q: must be %q, %q or %q: %w", c.Auth, AuthToken, AuthNone, AuthSigned, ErrInvalid)
+	}
+	if err := validRegions(c.Regions); err != nil {
+		return err
 	}
 	if r := c.Retries(); r < 0 || r > max(l.MaxRetries, DefaultMaxRetries) {
 		return fmt.Errorf("max retries %d: must be between 0 and %d: %w", r, max(l.MaxRetries, DefaultMaxRetries), ErrInvalid)

@@ -98,6 +98,10 @@ type ServiceConfig struct {
 	// named h2c), which gRPC servers need; otherwise they speak HTTP/1.1.
 	// Clients may use either protocol whatever it is.
 	H2C bool `json:"h2c,omitempty"`
+
+	// Regions are the regions the service may run in (none: any), as a
+	// function's FunctionConfig.Regions are.
+	Regions []string `json:"regions,omitempty"`
 }
 
 // Defaults fills the zero fields of c. Concurrency stays as given: 0
@@ -185,6 +189,9 @@ func (c *ServiceConfig) Validate() error {
 	}
 	if c.Auth != AuthToken && c.Auth != AuthNone {
 		return fmt.Errorf("auth %q: must be %q or %q: %w", c.Auth, AuthToken, AuthNone, ErrInvalid)
+	}
+	if err := validRegions(c.Regions); err != nil {
+		return err
 	}
 	size := 0
 	for k, v := range c.Env {

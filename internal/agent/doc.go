@@ -3,6 +3,12 @@
 // talks to: the Host (on the server, serving what each agent needs) and
 // the Client (the driver's side of one agent).
 //
+// A sandbox that runs an image of its own runs the agent from that
+// image's pod too: Install (`stratus agent --install DIR`, the pod's init
+// container from the agent image) copies the static stratus binary into
+// a volume, which the sandbox's container binds read-only and runs
+// `stratus agent` from.
+//
 // # Protocol
 //
 // Every request carries "Authorization: Bearer TOKEN", the sandbox's

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/stratus-run/stratus"
 	v1 "github.com/stratus-run/stratus/api/v1"
@@ -118,7 +119,21 @@ as Lambda's container images are; --handler then replaces the image's command.`,
 	fl.StringVar(&cfg.OnSuccess, "on-success", "", "async: where successes go: function:NAME or topic:NAME")
 	fl.StringVar(&cfg.OnFailure, "on-failure", "", "async: where final failures go: function:NAME or topic:NAME")
 	fl.StringVar(&cfg.Image, "image", "", "deploy from this image (its entrypoint is a Runtime API client) instead of a PATH")
+	regionsFlag(fl, &cfg.Regions)
 	return cmd
+}
+
+// regionsFlag is --regions of a deploy: the regions a function or service
+// may run in, checked as the server checks them.
+func regionsFlag(fl *pflag.FlagSet, regions *[]string) {
+	fl.Func("regions", "regions it may run in, comma-separated (default: any); on Kubernetes, the nodes of those regions", func(s string) error {
+		r, err := stratus.ParseRegions(s)
+		if err != nil {
+			return err
+		}
+		*regions = r
+		return nil
+	})
 }
 
 // readerOrNil keeps a nil ReadCloser nil as an io.Reader.
@@ -292,6 +307,9 @@ the rows also show each one's POD and the NODE the pod runs on.`,
 				row("Idle timeout", "server default")
 			}
 			row("Auth", f.Config.Auth)
+			if len(f.Config.Regions) > 0 {
+				row("Regions", strings.Join(f.Config.Regions, ", "))
+			}
 			row("URL", f.URL)
 			row("Code", fmt.Sprintf("sha256 %s, %d bytes", f.CodeSHA, f.CodeSize))
 			row("Instances", fmt.Sprintf("%d live (%d busy, %d idle)", f.Instances.Live, f.Instances.Busy, f.Instances.Idle))

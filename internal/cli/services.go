@@ -113,6 +113,7 @@ image's entrypoint and command; --arg gives arguments in place of the image's co
 	fl.DurationVar(&window, "window", 0, fmt.Sprintf("autoscaler's averaging window, %s to %s (default: the server's)", stratus.MinServiceWindow, stratus.MaxServiceWindow))
 	fl.StringVar(&cfg.Auth, "auth", stratus.AuthToken, "auth of the service's routes: token or none")
 	fl.BoolVar(&cfg.H2C, "h2c", false, "speak HTTP/2 without TLS (h2c, prior knowledge) to the container, as gRPC servers need; default HTTP/1.1")
+	regionsFlag(fl, &cfg.Regions)
 	return cmd
 }
 
@@ -259,6 +260,9 @@ func printService(e *env, s *v1.Service) {
 		fmt.Fprintf(tw, "window:\t%s\n", c.Window)
 	}
 	fmt.Fprintf(tw, "auth:\t%s\n", c.Auth)
+	if len(c.Regions) > 0 {
+		fmt.Fprintf(tw, "regions:\t%s\n", strings.Join(c.Regions, ", "))
+	}
 	fmt.Fprintf(tw, "url:\t%s\n", s.URL)
 	fmt.Fprintf(tw, "host:\t%s\n", s.HostURL)
 	if s.LastError != "" {

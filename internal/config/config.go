@@ -407,8 +407,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("data dir is empty: %w", stratus.ErrInvalid)
 	}
-	if c.Region == "" || strings.ContainsAny(c.Region, " /:") {
-		return fmt.Errorf("region %q: must be a non-empty name without spaces, '/' or ':': %w", c.Region, stratus.ErrInvalid)
+	if err := stratus.ValidRegion(c.Region); err != nil {
+		return err
 	}
 	if err := stratus.ValidAccountID(c.AccountID); err != nil {
 		return err

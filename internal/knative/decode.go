@@ -337,6 +337,14 @@ func (d *decoder) metadata(path string, n *yaml.Node) {
 					}
 					d.m.Config.Auth = s
 				},
+				AnnotationRegions: func(p string, v *yaml.Node, s string) {
+					r, err := stratus.ParseRegions(s)
+					if err != nil {
+						d.fail(v, p, "%q: want regions separated by commas, as eu-west-1,eu-central-1", s)
+						return
+					}
+					d.m.Config.Regions = r
+				},
 			}, "autoscaling.knative.dev annotations go under spec.template.metadata.annotations")
 		},
 	}, map[string]string{"labels": "labels have no meaning to Stratus", "generateName": "give metadata.name"})

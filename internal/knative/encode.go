@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -141,6 +142,12 @@ func manifestOf(m *Manifest) *manifestOut {
 	out := &manifestOut{APIVersion: APIVersion, Kind: Kind, Metadata: metaOut{Name: m.Name}}
 	if c.Auth == stratus.AuthNone {
 		out.Metadata.Annotations = map[string]string{AnnotationAuth: stratus.AuthNone}
+	}
+	if len(c.Regions) > 0 {
+		if out.Metadata.Annotations == nil {
+			out.Metadata.Annotations = map[string]string{}
+		}
+		out.Metadata.Annotations[AnnotationRegions] = strings.Join(c.Regions, ",")
 	}
 	ann := map[string]string{AnnotationMinScale: strconv.Itoa(c.MinScale)}
 	if c.MaxScale != 0 {

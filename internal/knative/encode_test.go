@@ -19,7 +19,7 @@ func full() *v1.Service {
 		Image: "gosvc:v1", Port: 9000, Env: map[string]string{"B": "two words", "A": "1", "C": "yes"},
 		MinScale: 1, MaxScale: 4, Concurrency: 10, MemoryMB: 1536, CPU: 0.25, CPURequest: 0.125,
 		HealthPath: "/healthz", LivenessPath: "/live", Command: []string{"/app/gosvc"}, Args: []string{"-rev", "2"},
-		Auth: stratus.AuthNone, TimeoutSec: 30, Target: 7.5, InitialScale: intp(2), Window: stratus.Duration(90 * time.Second),
+		Auth: stratus.AuthNone, Regions: []string{"eu-west-1", "eu-central-1"}, TimeoutSec: 30, Target: 7.5, InitialScale: intp(2), Window: stratus.Duration(90 * time.Second),
 	}
 	return &v1.Service{
 		Name: "web", Revision: 3, RevisionName: "web-00003", Config: cfg, Status: "Ready",
@@ -43,6 +43,7 @@ metadata:
   name: web
   annotations:
     stratus.dev/auth: none
+    stratus.dev/regions: eu-west-1,eu-central-1
 spec:
   template:
     metadata:

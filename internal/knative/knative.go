@@ -28,6 +28,7 @@ const MaxManifestBytes = 1 << 20
 // initialScale); so does Decode. Encode writes the current ones.
 const (
 	AnnotationAuth         = "stratus.dev/auth"
+	AnnotationRegions      = "stratus.dev/regions"
 	AnnotationMinScale     = "autoscaling.knative.dev/min-scale"
 	AnnotationMaxScale     = "autoscaling.knative.dev/max-scale"
 	AnnotationTarget       = "autoscaling.knative.dev/target"

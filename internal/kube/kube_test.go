@@ -3,8 +3,11 @@ package kube
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -71,5 +74,32 @@ current-context: x
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	if _, err := Connect("", ""); err == nil || !strings.Contains(err.Error(), "--kubeconfig") {
 		t.Errorf("Connect outside a pod without a kubeconfig = %v; want an error naming --kubeconfig", err)
+	}
+}
+
+func TestRegionAffinity(t *testing.T) {
+	values := func(a *corev1.Affinity) []string {
+		if a == nil {
+			return nil
+		}
+		return a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Values
+	}
+	if a := RegionAffinity(nil, ""); a != nil {
+		t.Errorf("no regions: %+v, want no affinity", a)
+	}
+	if got := values(RegionAffinity(nil, "eu-1")); !slices.Equal(got, []string{"eu-1"}) {
+		t.Errorf("the server's region: %q", got)
+	}
+	allowed := []string{"us-1", "us-2"}
+	a := RegionAffinity(allowed, "eu-1")
+	if got := values(a); !slices.Equal(got, allowed) {
+		t.Errorf("allowed regions: %q, want them in place of the server's", got)
+	}
+	if e := a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0]; e.Key != RegionLabel || e.Operator != corev1.NodeSelectorOpIn {
+		t.Errorf("requirement %+v", e)
+	}
+	allowed[0] = "changed"
+	if values(a)[0] != "us-1" {
+		t.Error("the affinity shares the caller's slice")
 	}
 }

@@ -94,6 +94,10 @@ func (m *Manager) acquire(ctx context.Context, name string, now time.Time) (leas
 		m.mu.Unlock()
 		return lease{}, fmt.Errorf("function %q is throttled (reserved concurrency 0): %w", p.group.name, stratus.ErrCapacity)
 	}
+	if err := m.notHere(p.cur); err != nil {
+		m.mu.Unlock()
+		return lease{}, err
+	}
 	p.used = now
 	// Over the function's cap (lowered since its idle instances last
 	// ran), idle instances go first: an idle one is used only within it.

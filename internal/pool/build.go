@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/rootfs"
@@ -25,9 +26,9 @@ const (
 )
 
 // ImageRun is how a function from an image runs: its root filesystem
-// (a host folder), its command (the image's entrypoint and command, or
-// the entrypoint and the function's handler), environment and working
-// directory.
+// (a host folder, when asked for), its command (the image's entrypoint
+// and command, or the entrypoint and the function's handler),
+// environment and working directory.
 type ImageRun struct {
 	RootFS string
 	Argv   []string
@@ -40,6 +41,9 @@ type code struct {
 	argv []string
 	// root is the sandbox's root folder; "" for the driver's own.
 	root string
+	// imageRef is the image the sandbox runs in, by reference, for a
+	// driver with Capabilities.ImageRef (then root is "").
+	imageRef string
 	// task is the task root (the working directory, LAMBDA_TASK_ROOT);
 	// runtime the runtime clients' folder (LAMBDA_RUNTIME_DIR).
 	task, runtime string
@@ -86,12 +90,17 @@ func (m *Manager) zipCode(v *stratus.Version) (code, error) {
 }
 
 // imageCode: the image is the sandbox's root, its working directory (else
-// /var/task) the task root, and its environment comes before Lambda's.
+// /var/task) the task root, and its environment comes before Lambda's. A
+// driver with Capabilities.ImageRef gets the image by the reference the
+// version was deployed with, which its nodes pull; one with
+// Capabilities.RootFS the image's root filesystem, a host folder. Either
+// way the image store must have the image: its config says how it runs.
 func (m *Manager) imageCode(ctx context.Context, v *stratus.Version) (code, error) {
-	if m.cfg.Image == nil || !m.cfg.Driver.Capabilities().RootFS {
+	caps := m.cfg.Driver.Capabilities()
+	if m.cfg.Image == nil || !caps.RootFS && !caps.ImageRef {
 		return code{}, fmt.Errorf("function %s runs an image, which the %s sandbox driver cannot run: %w", v.Function, m.cfg.Driver.Name(), stratus.ErrUnavailable)
 	}
-	img, err := m.cfg.Image(ctx, v)
+	img, err := m.cfg.Image(ctx, v, !caps.ImageRef)
 	if err != nil {
 		return code{}, err
 	}
@@ -99,18 +108,38 @@ func (m *Manager) imageCode(ctx context.Context, v *stratus.Version) (code, erro
 	if task == "" {
 		task = TaskRoot
 	}
-	return code{argv: img.Argv, root: img.RootFS, task: task, image: true, env: img.Env}, nil
+	c := code{argv: img.Argv, task: task, image: true, env: img.Env}
+	if caps.ImageRef {
+		c.imageRef = v.Config.Image
+	} else {
+		c.root = img.RootFS
+	}
+	return c, nil
+}
+
+// notHere is why v may not run on this server, nil when it may: its
+// instances run on this machine (a driver without
+// Capabilities.Regions) and v's allowed regions leave out the server's.
+func (m *Manager) notHere(v *stratus.Version) error {
+	if m.cfg.Driver.Capabilities().Regions || stratus.AllowedIn(v.Config.Regions, m.cfg.Region) {
+		return nil
+	}
+	return fmt.Errorf("function %s may run in regions %s; this server is in region %s and runs instances on its own machine: %w",
+		v.Function, strings.Join(v.Config.Regions, ", "), m.cfg.Region, stratus.ErrUnavailable)
 }
 
 // newInstance makes instance id of v in p: its Runtime API (listening)
 // and the spec of its sandbox, which nothing runs yet, initialised as
 // initType (AWS_LAMBDA_INITIALIZATION_TYPE). Its state is stateStarting.
 func (m *Manager) newInstance(ctx context.Context, p *fnPool, v *stratus.Version, id, initType string) (*Instance, error) {
+	if err := m.notHere(v); err != nil {
+		return nil, err
+	}
+	caps := m.cfg.Driver.Capabilities()
 	c, err := m.codeOf(ctx, v)
 	if err != nil {
 		return nil, err
 	}
-	caps := m.cfg.Driver.Capabilities()
 	// The sandbox reaches its Runtime API at the host's address on its
 	// network, or on the loopback it shares with the host.
 	rapi, err := runtimeapi.New(runtimeapi.Config{HostIP: caps.HostIP})
@@ -131,6 +160,8 @@ func (m *Manager) newInstance(ctx context.Context, p *fnPool, v *stratus.Version
 		Env:        env,
 		Dir:        c.task,
 		RootFS:     c.root,
+		Image:      c.imageRef,
+		Regions:    v.Config.Regions,
 		Mounts:     c.mounts,
 		User:       sandboxUser(caps),
 		MemoryMB:   v.Config.MemoryMB,

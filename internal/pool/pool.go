@@ -138,8 +138,10 @@ type Config struct {
 	// paths.
 	RuntimeDir string
 	// Image returns how to run a version deployed from an image
-	// (Config.Image set); nil refuses such versions.
-	Image func(ctx context.Context, v *stratus.Version) (*ImageRun, error)
+	// (Config.Image set), with its root filesystem unpacked into a host
+	// folder (ImageRun.RootFS) when rootFS is set: for a driver with
+	// Capabilities.RootFS rather than ImageRef. nil refuses such versions.
+	Image func(ctx context.Context, v *stratus.Version, rootFS bool) (*ImageRun, error)
 	// Region is the server's region, in ARNs and the environment: "local".
 	Region string
 	// AccountID is the account in the ARNs the functions are given:

@@ -39,6 +39,19 @@ type Spec struct {
 	// filesystem) that becomes the sandbox's read-only root; Argv[0] and
 	// Dir are then paths inside it. Needs Capabilities.RootFS.
 	RootFS string
+	// Image, when set, is an image reference (as a container runtime
+	// pulls it, e.g. registry.example/fn:1) that the driver's nodes pull
+	// and run as the sandbox's read-only root; Argv[0] and Dir are then
+	// paths inside it, and the image's own entrypoint and command are not
+	// run. Needs Capabilities.ImageRef; other drivers refuse it with
+	// ErrInvalid (see CheckNoImage). At most one of RootFS and Image.
+	Image string
+	// Regions, when set, are the regions whose nodes may run the sandbox,
+	// in place of the driver's default placement. Drivers with
+	// Capabilities.Regions honour it; others run every sandbox on the
+	// server's own machine and ignore it (their caller checks that the
+	// server's region is allowed).
+	Regions []string
 	// Mounts are host folders or files bound read-only into the sandbox.
 	// A driver without Capabilities.Mounts only accepts mounts whose
 	// Source and Target are the same path (it checks they exist).
@@ -126,6 +139,16 @@ func CheckHostname(name string) error {
 	return nil
 }
 
+// CheckNoImage returns an error of kind stratus.ErrInvalid when spec has
+// an Image: what drivers without Capabilities.ImageRef call on every spec
+// they are given. driver is the driver's name, for the message.
+func CheckNoImage(spec Spec, driver string) error {
+	if spec.Image != "" {
+		return fmt.Errorf("image %s: the %s sandbox driver runs no image by reference (it runs an image's root filesystem, a folder of the host): %w", spec.Image, driver, stratus.ErrInvalid)
+	}
+	return nil
+}
+
 func isAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
@@ -151,6 +174,13 @@ type Capabilities struct {
 	Hostname bool
 	// RootFS: Spec.RootFS is supported.
 	RootFS bool
+	// ImageRef: Spec.Image is supported: the driver's nodes pull images
+	// by reference and run a sandbox in one, so an image needs no folder
+	// of the server's host.
+	ImageRef bool
+	// Regions: the driver places sandboxes on nodes by region (a node's
+	// topology.kubernetes.io/region), honouring Spec.Regions.
+	Regions bool
 	// Mounts: Spec.Mounts may bind a source at another target path.
 	Mounts bool
 	// Prepare: Prepare does the slow part of a start ahead of time, so

@@ -55,15 +55,19 @@ func (r imageResolver) Lookup(ref string) (string, int64, bool, error) {
 
 // run is how function version v, deployed from an image, runs: the image's
 // entrypoint with its command, or with the function's handler in its
-// place (as Lambda's ImageConfig.Command replaces CMD).
-func (r imageResolver) run(ctx context.Context, v *stratus.Version) (*pool.ImageRun, error) {
+// place (as Lambda's ImageConfig.Command replaces CMD). Its root
+// filesystem is unpacked only when rootFS is set (a driver whose nodes
+// pull the image by reference needs only its config).
+func (r imageResolver) run(ctx context.Context, v *stratus.Version, rootFS bool) (*pool.ImageRun, error) {
 	img, err := r.s.Find(ctx, v.CodeSHA)
 	if err != nil {
 		return nil, fmt.Errorf("image of %s: %w", v.Key(), err)
 	}
-	root, err := r.s.Root(ctx, img)
-	if err != nil {
-		return nil, err
+	var root string
+	if rootFS {
+		if root, err = r.s.Root(ctx, img); err != nil {
+			return nil, err
+		}
 	}
 	c := img.Config
 	argv := append(slices.Clip(c.Entrypoint), c.Cmd...)

@@ -327,6 +327,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		StableWindow:  time.Duration(cfg.StableWindow), PanicWindow: time.Duration(cfg.PanicWindow),
 		ScaleToZeroGrace: time.Duration(cfg.ScaleToZeroGrace),
 		MaxReplicas:      cfg.MaxReplicas,
+		Region:           cfg.Region,
 		Usage:            writer,
 		Removed:          svcMet.forget,
 		Owns:             node.ownsService(),

@@ -72,6 +72,11 @@ func (m *Manager) buildSets(ctx context.Context, s *service, svc stratus.Service
 			set.why = whyRemote
 			continue
 		}
+		if why := m.notHere(rev.Config); why != "" {
+			set.why = fmt.Sprintf("revision %s: %s", rev.Name(), why)
+			lastErr = set.why
+			continue
+		}
 		m.mu.Lock()
 		m.pending[rev.Digest]++
 		m.mu.Unlock()

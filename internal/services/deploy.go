@@ -6,11 +6,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/stratus-run/stratus"
 )
+
+// notHere says why this server may not run a service of cfg here: its
+// replicas run on this machine and its region is not one cfg allows; ""
+// when it may.
+func (m *Manager) notHere(cfg stratus.ServiceConfig) string {
+	if m.cfg.Revisions != nil || stratus.AllowedIn(cfg.Regions, m.cfg.Region) {
+		return ""
+	}
+	return fmt.Sprintf("it may run in regions %s; this server is in region %s and runs replicas on its own machine", strings.Join(cfg.Regions, ", "), m.cfg.Region)
+}
 
 func (m *Manager) deployLock(name string) *sync.Mutex {
 	m.mu.Lock()
@@ -43,6 +54,9 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if why := m.notHere(cfg); why != "" {
+		return nil, fmt.Errorf("deploy service %q: %s: %w", name, why, stratus.ErrUnavailable)
 	}
 	if m.cfg.Revisions == nil && m.cfg.Driver.Name() == "kube" {
 		// Services on Kubernetes become Deployments, not pods of the

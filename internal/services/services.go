@@ -235,6 +235,10 @@ type Config struct {
 	// MaxReplicas caps the replicas of all services together (on a
 	// Revisions backend, the replicas applied to all revisions' objects).
 	MaxReplicas int
+	// Region is this server's region. Without a Revisions backend (its
+	// replicas run on this machine) it runs only services allowed in it
+	// (stratus.ServiceConfig.Regions); a backend places them itself.
+	Region string
 }
 
 func (c *Config) defaults() {

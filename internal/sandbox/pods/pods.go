@@ -1,8 +1,11 @@
 // Package pods is the kube sandbox driver: each sandbox is a pod of a
-// Kubernetes cluster whose one container runs `stratus agent` (package
-// agent) from the agent image. The driver registers the sandbox's program,
-// environment and mounts with its agent.Host, which the pod's agent
-// fetches them from; the agent extracts the mounts, relays the program's
+// Kubernetes cluster whose container runs `stratus agent` (package
+// agent): from the agent image, or, for a sandbox that runs an image
+// (Spec.Image), from that image, with the agent at /.stratus/bin/stratus
+// in an emptyDir (read-only there) that an init container from the agent
+// image installed it into (`stratus agent --install`). The driver
+// registers the sandbox's program, environment and mounts with its
+// agent.Host, which the pod's agent fetches them from; the agent extracts the mounts, relays the program's
 // Runtime API to the server's and waits for Start. The driver follows
 // each pod through an informer on the pods labelled with its node name,
 // and talks to the agent at the pod's IP for Start, output, Wait and
@@ -19,7 +22,8 @@
 // /tmp and one for each mount (a folder of the server's host), bound
 // read-only at its target and writable for the agent, which extracts it
 // there, under /.stratus/mounts; no service account token, no service
-// links. Spec.InitCPU is not applied: a pod's CPU limit cannot change
+// links. The init container has the same security context and a small
+// fixed memory and CPU. Spec.InitCPU is not applied: a pod's CPU limit cannot change
 // without an in-place resize, so EndInit does nothing.
 package pods
 
@@ -59,9 +63,12 @@ type Config struct {
 	// Node is this server's node name: its pods carry it (LabelNode), and
 	// List returns only its own.
 	Node string
-	// Image is the agent image: the stratus binary at /stratus.
+	// Image is the agent image: the stratus binary at /stratus. Pods of
+	// sandboxes that run an image of their own run it as an init
+	// container.
 	Image string
-	// PullPolicy is the image pull policy; "" is IfNotPresent.
+	// PullPolicy is the image pull policy of the agent image and of the
+	// images of sandboxes; "" is IfNotPresent.
 	PullPolicy corev1.PullPolicy
 	// Address is where pods reach this server: the agent Host listens
 	// there, and so do the instances' Runtime APIs (Capabilities.HostIP).
@@ -219,7 +226,7 @@ func (d *Driver) Name() string { return Name }
 func (d *Driver) Capabilities() sandbox.Capabilities {
 	return sandbox.Capabilities{
 		MemoryLimit: true, Isolated: true, Users: true, Hostname: true,
-		Mounts: true, Prepare: true, HostIP: d.cfg.Address,
+		Mounts: true, Prepare: true, ImageRef: true, Regions: true, HostIP: d.cfg.Address,
 	}
 }
 
@@ -677,6 +684,14 @@ func (d *Driver) podState(name string) string {
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue && c.Message != "" {
 			state += ", not scheduled: " + c.Message
+		}
+	}
+	for _, c := range pod.Status.InitContainerStatuses {
+		if w := c.State.Waiting; w != nil && w.Reason != "" {
+			state += ", init container " + w.Reason
+			if w.Message != "" {
+				state += ": " + w.Message
+			}
 		}
 	}
 	for _, c := range pod.Status.ContainerStatuses {

@@ -153,6 +153,23 @@ func TestPodsOnKWOK(t *testing.T) {
 	if _, err := d.Wait(t.Context(), spec.ID); !errors.Is(err, stratus.ErrNotFound) {
 		t.Errorf("Wait on a failed sandbox = %v; want ErrNotFound", err)
 	}
+
+	// A function's allowed regions place its pod in place of the
+	// server's region.
+	euSpec := sandbox.Spec{ID: "fn-eu-1", Argv: []string{"/bootstrap"}, MemoryMB: 128, Regions: []string{"eu-1"}}
+	euCtx, euCancel := context.WithCancel(t.Context())
+	defer euCancel()
+	go func() { _ = d.Prepare(euCtx, euSpec) }() // no agent answers: it waits until euCancel
+	eventually.Nil(t, 30*time.Second, "the pod of a sandbox allowed in eu-1 placed", func() error {
+		l, err := pods.List(t.Context(), metav1.ListOptions{LabelSelector: kube.LabelSandbox + "=fn-eu-1"})
+		if err != nil || len(l.Items) != 1 || l.Items[0].Spec.NodeName == "" {
+			return errors.New("not placed yet")
+		}
+		if n := l.Items[0].Spec.NodeName; n != c.Nodes()[0] {
+			t.Fatalf("pod allowed in eu-1 on node %s; want %s, the only one in eu-1", n, c.Nodes()[0])
+		}
+		return nil
+	})
 }
 
 // TestPodsLeftByAnEarlierServer: a server that crashed left a pod; the
@@ -267,4 +284,70 @@ func TestPodsGoWithTheirServer(t *testing.T) {
 		}
 		return fmt.Errorf("still there (%v)", err)
 	})
+}
+
+// TestPodsOfAnImageOnKWOK: the API takes the pod of a sandbox that runs
+// an image as the driver makes it (the function's image running the
+// agent from a read-only volume that an init container of the agent
+// image fills), and the driver follows it past its init container to
+// running.
+func TestPodsOfAnImageOnKWOK(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Node{})
+	ns := c.Namespace(t)
+	d := newDriver(t, c, ns, "server-a", "")
+	spec := sandbox.Spec{
+		ID: "fn-image-1", Image: "registry.example/fn:1", Argv: []string{"/var/task/bootstrap"}, Dir: "/var/task",
+		Env: []string{"AWS_LAMBDA_RUNTIME_API=10.0.0.1:9999"}, MemoryMB: 128, User: &sandbox.User{UID: 993, GID: 990},
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	prepared := make(chan error, 1)
+	go func() { prepared <- d.Prepare(ctx, spec) }()
+	var pod *corev1.Pod
+	eventually.Nil(t, 30*time.Second, "the sandbox's pod", func() error {
+		l, err := c.Client().CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: kube.LabelSandbox + "=fn-image-1"})
+		if err != nil || len(l.Items) != 1 {
+			return errors.New("no pod yet")
+		}
+		pod = &l.Items[0]
+		return nil
+	})
+	if len(pod.Spec.InitContainers) != 1 || len(pod.Spec.Containers) != 1 {
+		t.Fatalf("pod has %d init containers and %d containers; want one of each", len(pod.Spec.InitContainers), len(pod.Spec.Containers))
+	}
+	init, ctr := pod.Spec.InitContainers[0], pod.Spec.Containers[0]
+	if init.Image != "stratus-agent:test" || !slices.Equal(init.Command, []string{"/stratus", "agent", "--install", "/.stratus/bin"}) {
+		t.Errorf("init container runs %s %q; want the agent image installing the agent", init.Image, init.Command)
+	}
+	if ctr.Image != spec.Image || !slices.Equal(ctr.Command, []string{"/.stratus/bin/stratus", "agent"}) {
+		t.Errorf("container runs %s %q; want the function's image running the installed agent", ctr.Image, ctr.Command)
+	}
+	ro := map[string]bool{}
+	for _, m := range ctr.VolumeMounts {
+		ro[m.MountPath] = m.ReadOnly
+	}
+	if readOnly, ok := ro["/.stratus/bin"]; !ok || !readOnly {
+		t.Errorf("container's mounts %+v; want the agent's volume read-only at /.stratus/bin", ctr.VolumeMounts)
+	}
+	psc := pod.Spec.SecurityContext
+	for _, c := range []corev1.Container{init, ctr} {
+		if sc := c.SecurityContext; !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || !*psc.RunAsNonRoot || *psc.RunAsUser != 993 {
+			t.Errorf("%s: security context %+v / %+v; want a read-only root, no escalation, non-root user 993", c.Name, sc, psc)
+		}
+	}
+	// KWOK runs nothing: once the pod is seen running, Prepare waits for
+	// an agent that never answers, and fails when its context ends.
+	eventually.Nil(t, 30*time.Second, "the driver seeing the pod run", func() error {
+		_, err := d.Addr(t.Context(), spec.ID)
+		return err
+	})
+	cancel()
+	select {
+	case err := <-prepared:
+		if err == nil || !strings.Contains(err.Error(), "agent of pod") {
+			t.Errorf("Prepare with no agent answering = %v; want an error about the agent", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Prepare did not return after its context ended")
+	}
 }

@@ -27,8 +27,22 @@ const annotationID = "stratus.run/sandbox-id"
 const (
 	// binary is the stratus binary in the agent image.
 	binary = "/stratus"
-	// container is the name of a pod's only container.
+	// container is the name of a pod's container, the agent's.
 	container = "sandbox"
+	// installer is the name of the init container of a pod whose sandbox
+	// runs an image (Spec.Image): from the agent image, it installs the
+	// agent at agentDir.
+	installer = "install-agent"
+	// agentDir is where the pod of an image's sandbox has the agent: a
+	// volume, writable for the installer and read-only in the container,
+	// that holds the stratus binary as agent.InstalledName.
+	agentDir = "/.stratus/bin"
+	// agentDirSizeMB bounds that volume (the binary is well below).
+	agentDirSizeMB = 256
+	// installerMB and installerMilliCPU are the installer's memory and
+	// CPU (request and limit): it copies one file.
+	installerMB       = 64
+	installerMilliCPU = 250
 	// mbPerCPU is the memory that comes with a whole core, as on Lambda.
 	mbPerCPU = 1769
 	// minMilliCPU is the smallest CPU share a pod gets.
@@ -47,7 +61,9 @@ func check(spec sandbox.Spec) error {
 	case len(spec.Argv) == 0 || spec.Argv[0] == "":
 		return fmt.Errorf("sandbox %s: empty command: %w", spec.ID, stratus.ErrInvalid)
 	case spec.RootFS != "":
-		return fmt.Errorf("sandbox %s: the kube driver runs no root filesystem of the host (images run as pods of their own): %w", spec.ID, stratus.ErrInvalid)
+		return fmt.Errorf("sandbox %s: the kube driver runs no root filesystem of the host (it runs images by reference, Spec.Image): %w", spec.ID, stratus.ErrInvalid)
+	case spec.Image != "" && strings.TrimSpace(spec.Image) != spec.Image:
+		return fmt.Errorf("sandbox %s: image %q: spaces around the reference: %w", spec.ID, spec.Image, stratus.ErrInvalid)
 	case spec.MemoryMB < 0 || spec.CPU < 0 || spec.CPURequest < 0:
 		return fmt.Errorf("sandbox %s: negative memory or CPU: %w", spec.ID, stratus.ErrInvalid)
 	}
@@ -86,7 +102,10 @@ func runtimeAPI(env []string) string {
 	return ""
 }
 
-// podSpec is the pod of spec, named name, whose agent holds token.
+// podSpec is the pod of spec, named name, whose agent holds token. Its
+// container runs the agent image's stratus agent or, for a spec with an
+// Image, that image with the agent an init container installed from the
+// agent image.
 func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 	uid, gid := int64(nobody), int64(nobody)
 	var groups []int64
@@ -111,6 +130,34 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 			corev1.VolumeMount{Name: v, MountPath: path.Clean(m.Target), ReadOnly: true},
 			corev1.VolumeMount{Name: v, MountPath: path.Join(mountStage, strconv.Itoa(i))})
 	}
+	security := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		Privileged:               &no,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+	image, command := d.cfg.Image, []string{binary, "agent"}
+	var inits []corev1.Container
+	if spec.Image != "" {
+		image, command = spec.Image, []string{path.Join(agentDir, agent.InstalledName), "agent"}
+		size := resource.NewQuantity(agentDirSizeMB<<20, resource.BinarySI)
+		volumes = append(volumes, corev1.Volume{Name: "agent", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: size}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "agent", MountPath: agentDir, ReadOnly: true})
+		res := corev1.ResourceList{
+			corev1.ResourceMemory: *resource.NewQuantity(installerMB<<20, resource.BinarySI),
+			corev1.ResourceCPU:    *resource.NewMilliQuantity(installerMilliCPU, resource.DecimalSI),
+		}
+		inits = []corev1.Container{{
+			Name:                     installer,
+			Image:                    d.cfg.Image,
+			ImagePullPolicy:          d.cfg.PullPolicy,
+			Command:                  []string{binary, "agent", "--install", agentDir},
+			Resources:                corev1.ResourceRequirements{Requests: res, Limits: res},
+			VolumeMounts:             []corev1.VolumeMount{{Name: "agent", MountPath: agentDir}},
+			SecurityContext:          security,
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		}}
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name,
@@ -131,13 +178,14 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 				RunAsUser: &uid, RunAsGroup: &gid, RunAsNonRoot: &yes, SupplementalGroups: groups,
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			Affinity: d.affinity(),
-			Volumes:  volumes,
+			Affinity:       kube.RegionAffinity(spec.Regions, d.cfg.Region),
+			Volumes:        volumes,
+			InitContainers: inits,
 			Containers: []corev1.Container{{
 				Name:            container,
-				Image:           d.cfg.Image,
+				Image:           image,
 				ImagePullPolicy: d.cfg.PullPolicy,
-				Command:         []string{binary, "agent"},
+				Command:         command,
 				Env: []corev1.EnvVar{
 					{Name: agent.EnvServer, Value: d.hostURL},
 					{Name: agent.EnvSandbox, Value: spec.ID},
@@ -148,13 +196,8 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 					Requests: corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *share},
 					Limits:   corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *limit},
 				},
-				VolumeMounts: mounts,
-				SecurityContext: &corev1.SecurityContext{
-					AllowPrivilegeEscalation: &no,
-					ReadOnlyRootFilesystem:   &yes,
-					Privileged:               &no,
-					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				},
+				VolumeMounts:             mounts,
+				SecurityContext:          security,
 				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 			}},
 		},
@@ -193,41 +236,51 @@ func cpu(spec sandbox.Spec) (request, limit *resource.Quantity) {
 	return request, limit
 }
 
-// affinity requires the server's region of the nodes, when it has one.
-func (d *Driver) affinity() *corev1.Affinity {
-	if d.cfg.Region == "" {
-		return nil
-	}
-	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-				Key: kube.RegionLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{d.cfg.Region},
-			}}}},
-		},
-	}}
-}
-
 // podFailed says why pod cannot come to run its agent, "" when it may
-// still: it ended, is being deleted, or its container cannot be made.
+// still: it ended, is being deleted, its init container (the agent's
+// installer) failed, or a container cannot be made (its image, the
+// agent's or the sandbox's own, cannot be had).
 func podFailed(pod *corev1.Pod) string {
 	if pod.DeletionTimestamp != nil {
 		return "deleted"
+	}
+	for _, c := range pod.Status.InitContainerStatuses {
+		if why := cannotRun(c.State.Waiting); why != "" {
+			return "init container " + c.Name + " " + why
+		}
+		if t := c.State.Terminated; t != nil && t.ExitCode != 0 {
+			why := fmt.Sprintf("init container %s ended: %s, exit code %d", c.Name, t.Reason, t.ExitCode)
+			if m := strings.TrimSpace(t.Message); m != "" {
+				why += ": " + m
+			}
+			return why
+		}
 	}
 	switch pod.Status.Phase {
 	case corev1.PodFailed, corev1.PodSucceeded:
 		return "ended (" + string(pod.Status.Phase) + ")"
 	}
 	for _, c := range pod.Status.ContainerStatuses {
-		if w := c.State.Waiting; w != nil {
-			switch w.Reason {
-			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
-				"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
-				return "container " + w.Reason + ": " + w.Message
-			}
+		if why := cannotRun(c.State.Waiting); why != "" {
+			return "container " + why
 		}
 		if t := c.State.Terminated; t != nil {
 			return fmt.Sprintf("container ended: %s, exit code %d", t.Reason, t.ExitCode)
 		}
+	}
+	return ""
+}
+
+// cannotRun says why a container waiting as w cannot be made to run, ""
+// when it may still be.
+func cannotRun(w *corev1.ContainerStateWaiting) string {
+	if w == nil {
+		return ""
+	}
+	switch w.Reason {
+	case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+		"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+		return w.Reason + ": " + w.Message
 	}
 	return ""
 }

@@ -1,8 +1,14 @@
 package pods
 
 import (
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
@@ -40,5 +46,134 @@ func TestRuntimeAPI(t *testing.T) {
 func TestSignalName(t *testing.T) {
 	if signalName(9) != "killed" || signalName(15) != "terminated" || signalName(40) != "signal 40" {
 		t.Errorf("signalName: %q %q %q", signalName(9), signalName(15), signalName(40))
+	}
+}
+
+// TestPodOfAnImage: a sandbox that runs an image is a pod whose container
+// runs that image with the agent an init container of the agent image
+// installed into a volume, read-only in the container; both run as the
+// sandbox's user, non-root, with a read-only root. A sandbox without an
+// image runs the agent image alone.
+func TestPodOfAnImage(t *testing.T) {
+	d := &Driver{cfg: Config{Image: "stratus.local/stratus:1", PullPolicy: corev1.PullIfNotPresent}, nodeName: "server-a", hostURL: "http://10.0.0.5:4000"}
+	spec := sandbox.Spec{
+		ID: "fn-1", Image: "registry.example/fn:1", Argv: []string{"/var/task/bootstrap"}, Dir: "/var/task",
+		Env: []string{"AWS_LAMBDA_RUNTIME_API=10.0.0.5:9001"}, MemoryMB: 128, User: &sandbox.User{UID: 993, GID: 990},
+	}
+	if err := check(spec); err != nil {
+		t.Fatalf("check of an image's spec: %v", err)
+	}
+	pod := d.podSpec(spec, "stratus-fn-1", "token")
+	if len(pod.Spec.InitContainers) != 1 || len(pod.Spec.Containers) != 1 {
+		t.Fatalf("pod has %d init containers and %d containers; want one of each", len(pod.Spec.InitContainers), len(pod.Spec.Containers))
+	}
+	init, ctr := pod.Spec.InitContainers[0], pod.Spec.Containers[0]
+	if init.Image != d.cfg.Image || !slices.Equal(init.Command, []string{"/stratus", "agent", "--install", "/.stratus/bin"}) {
+		t.Errorf("init container runs %s %q; want the agent image installing the agent at /.stratus/bin", init.Image, init.Command)
+	}
+	if ctr.Image != spec.Image || !slices.Equal(ctr.Command, []string{"/.stratus/bin/stratus", "agent"}) || len(ctr.Args) != 0 {
+		t.Errorf("container runs %s %q %q; want the function's image running the installed agent", ctr.Image, ctr.Command, ctr.Args)
+	}
+	var vol *corev1.Volume
+	for i, v := range pod.Spec.Volumes {
+		if v.Name == "agent" {
+			vol = &pod.Spec.Volumes[i]
+		}
+	}
+	if vol == nil || vol.EmptyDir == nil || vol.EmptyDir.SizeLimit == nil {
+		t.Fatalf("volumes %+v; want an emptyDir named agent with a size limit", pod.Spec.Volumes)
+	}
+	mountOf := func(c corev1.Container) *corev1.VolumeMount {
+		for i, m := range c.VolumeMounts {
+			if m.Name == "agent" {
+				return &c.VolumeMounts[i]
+			}
+		}
+		return nil
+	}
+	if m := mountOf(init); m == nil || m.MountPath != "/.stratus/bin" || m.ReadOnly {
+		t.Errorf("init container's mounts %+v; want the agent volume writable at /.stratus/bin", init.VolumeMounts)
+	}
+	if m := mountOf(ctr); m == nil || m.MountPath != "/.stratus/bin" || !m.ReadOnly {
+		t.Errorf("container's mounts %+v; want the agent volume read-only at /.stratus/bin", ctr.VolumeMounts)
+	}
+	psc := pod.Spec.SecurityContext
+	if *psc.RunAsUser != 993 || !*psc.RunAsNonRoot || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context %+v; want user 993, non-root, the runtime's seccomp profile", psc)
+	}
+	for _, c := range []corev1.Container{init, ctr} {
+		sc := c.SecurityContext
+		if sc == nil || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || *sc.Privileged || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+			t.Errorf("%s: security context %+v; want a read-only root, no escalation, no capabilities", c.Name, sc)
+		}
+		if c.Resources.Limits.Memory().IsZero() || c.Resources.Limits.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+			t.Errorf("%s: resources %+v; want requests and limits", c.Name, c.Resources)
+		}
+		if c.ImagePullPolicy != corev1.PullIfNotPresent {
+			t.Errorf("%s: pull policy %q", c.Name, c.ImagePullPolicy)
+		}
+	}
+	if m := init.Resources.Limits.Memory().Value(); m != installerMB<<20 {
+		t.Errorf("init container's memory limit %d; want %d MiB", m, installerMB)
+	}
+	if len(ctr.Env) != 3 || len(init.Env) != 0 {
+		t.Errorf("env: container %v, init container %v; want the agent's three variables in the container only", ctr.Env, init.Env)
+	}
+	if *pod.Spec.AutomountServiceAccountToken || *pod.Spec.EnableServiceLinks {
+		t.Errorf("pod has a token or service links")
+	}
+
+	spec.Image = ""
+	pod = d.podSpec(spec, "stratus-fn-1", "token")
+	if len(pod.Spec.InitContainers) != 0 || pod.Spec.Containers[0].Image != d.cfg.Image || !slices.Equal(pod.Spec.Containers[0].Command, []string{"/stratus", "agent"}) {
+		t.Errorf("pod of a spec without an image: init %v, container %s %q; want the agent image alone", pod.Spec.InitContainers, pod.Spec.Containers[0].Image, pod.Spec.Containers[0].Command)
+	}
+}
+
+// TestCheckImage: an image runs by reference, never with a root
+// filesystem of the host, and its pod's /.stratus is the agent's.
+func TestCheckImage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec sandbox.Spec
+		want string
+	}{
+		{"image and root filesystem", sandbox.Spec{ID: "a", Argv: []string{"x"}, Image: "fn:1", RootFS: "/srv/root"}, "root filesystem"},
+		{"spaces", sandbox.Spec{ID: "b", Argv: []string{"x"}, Image: " fn:1"}, "spaces"},
+		{"mount on the agent's folder", sandbox.Spec{ID: "c", Argv: []string{"x"}, Image: "fn:1", Mounts: []sandbox.Mount{{Source: "/", Target: "/.stratus/bin"}}}, "/.stratus"},
+	} {
+		if err := check(tc.spec); !errors.Is(err, stratus.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: check = %v; want ErrInvalid naming %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestPodFailed: a pod whose agent's installer or whose image cannot run
+// fails at once, saying why; one still initialising does not.
+func TestPodFailed(t *testing.T) {
+	waiting := func(reason string) corev1.ContainerState {
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "the message"}}
+	}
+	for _, tc := range []struct {
+		name       string
+		init, main []corev1.ContainerState
+		want       string
+	}{
+		{"initialising", []corev1.ContainerState{{Running: &corev1.ContainerStateRunning{}}}, []corev1.ContainerState{waiting("PodInitializing")}, ""},
+		{"installed", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}}, []corev1.ContainerState{{Running: &corev1.ContainerStateRunning{}}}, ""},
+		{"agent image not pulled", []corev1.ContainerState{waiting("ImagePullBackOff")}, []corev1.ContainerState{waiting("PodInitializing")}, "init container install-agent ImagePullBackOff: the message"},
+		{"install failed", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 1, Message: "no space\n"}}}, nil, "init container install-agent ended: Error, exit code 1: no space"},
+		{"function's image not pulled", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}}, []corev1.ContainerState{waiting("ErrImagePull")}, "container ErrImagePull: the message"},
+	} {
+		pod := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending}}
+		for _, st := range tc.init {
+			pod.Status.InitContainerStatuses = append(pod.Status.InitContainerStatuses, corev1.ContainerStatus{Name: installer, State: st})
+		}
+		for _, st := range tc.main {
+			pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{Name: container, State: st})
+		}
+		if got := podFailed(pod); got != tc.want {
+			t.Errorf("%s: podFailed = %q; want %q", tc.name, got, tc.want)
+		}
 	}
 }

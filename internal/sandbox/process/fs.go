@@ -16,6 +16,9 @@ import (
 // checkFS checks spec's root filesystem and mounts, and returns the path
 // of Argv[0] in the root filesystem when there is one.
 func (d *Driver) checkFS(spec sandbox.Spec) (string, error) {
+	if err := sandbox.CheckNoImage(spec, "process"); err != nil {
+		return "", err
+	}
 	for _, m := range spec.Mounts {
 		switch {
 		case spec.RootFS != "":

@@ -40,6 +40,9 @@ import (
 // checkFS checks spec's root filesystem and mounts: host paths that
 // exist, targets that are absolute paths other than "/".
 func checkFS(spec sandbox.Spec) error {
+	if err := sandbox.CheckNoImage(spec, "runc"); err != nil {
+		return err
+	}
 	if spec.RootFS != "" {
 		if !filepath.IsAbs(spec.RootFS) {
 			return fmt.Errorf("root filesystem %q is not an absolute path: %w", spec.RootFS, stratus.ErrInvalid)

@@ -422,3 +422,22 @@ func testMountsSamePath(t *testing.T, h *harness) {
 		}
 	}
 }
+
+// testImageNeedsImageRef: a driver without Capabilities.ImageRef refuses a
+// spec with an Image, at Prepare and at Start, and leaves nothing behind.
+// (Drivers with it run images their own way; their own tests show it.)
+func testImageNeedsImageRef(t *testing.T, h *harness) {
+	if h.d.Capabilities().ImageRef {
+		return
+	}
+	spec := h.spec("image-ref", "exit 0")
+	spec.Image = "registry.example/fn:1"
+	if err := h.d.Prepare(h.ctx, spec); !errors.Is(err, stratus.ErrInvalid) {
+		_ = h.d.Stop(h.ctx, spec.ID, 0)
+		t.Errorf("Prepare with an image, without the ImageRef capability: err = %v, want ErrInvalid", err)
+	}
+	if err := h.d.Start(h.ctx, spec); !errors.Is(err, stratus.ErrInvalid) {
+		_ = h.d.Stop(h.ctx, spec.ID, 0)
+		t.Errorf("Start with an image, without the ImageRef capability: err = %v, want ErrInvalid", err)
+	}
+}

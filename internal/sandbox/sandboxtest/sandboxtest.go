@@ -87,6 +87,7 @@ func Run(t *testing.T, newDriver func(t *testing.T, stateDir string) sandbox.Dri
 		{"RootFS", testRootFS},
 		{"Mounts", testMounts},
 		{"MountsSamePath", testMountsSamePath},
+		{"ImageNeedsImageRef", testImageNeedsImageRef},
 		{"Hostname", testHostname},
 		{"Tmp", testTmp},
 		{"NetListen", testNetListen},

@@ -478,7 +478,7 @@ func (b *Backend) podSpec(rev *stratus.Revision, img *services.Image) corev1.Pod
 			RunAsUser: &uid, RunAsGroup: &gid, RunAsNonRoot: &yes, SupplementalGroups: groups,
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
-		Affinity: b.affinity(),
+		Affinity: kube.RegionAffinity(c.Regions, b.cfg.Region),
 		Containers: []corev1.Container{{
 			Name:            container,
 			Image:           c.Image,
@@ -507,20 +507,6 @@ func (b *Backend) podSpec(rev *stratus.Revision, img *services.Image) corev1.Pod
 func milliCPU(c float64) *resource.Quantity {
 	m := max(int64(c*1000+0.5), 10)
 	return resource.NewMilliQuantity(m, resource.DecimalSI)
-}
-
-// affinity requires the server's region of the nodes, when it has one.
-func (b *Backend) affinity() *corev1.Affinity {
-	if b.cfg.Region == "" {
-		return nil
-	}
-	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-				Key: kube.RegionLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{b.cfg.Region},
-			}}}},
-		},
-	}}
 }
 
 // netipParse is the address ip and port of an endpoint.

@@ -190,6 +190,28 @@ func TestServicesOnKWOK(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, c, ns, kubedeploy.Name("hello", 2))
+
+	// A service's allowed regions place its pods in place of the
+	// server's region.
+	if _, err := m.Deploy(t.Context(), "eu", stratus.ServiceConfig{Image: "registry.example/hello:1", MinScale: 1, Regions: []string{"eu-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	pods, err = core.Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: kube.LabelService + "=eu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 || pods.Items[0].Spec.NodeName != c.Nodes()[0] {
+		t.Errorf("pods of a service allowed in eu-1: %d, on %v; want one on %s", len(pods.Items), nodeNames(pods.Items), c.Nodes()[0])
+	}
+}
+
+// nodeNames are the nodes pods run on.
+func nodeNames(pods []corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Spec.NodeName)
+	}
+	return out
 }
 
 // checkDeployment checks revision 1's Deployment of TestServicesOnKWOK.
