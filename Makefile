@@ -20,9 +20,9 @@ run: build
 test:
 	./scripts/test
 
-# The tests that start a Kubernetes cluster of real components (built from
-# source once, cached outside the clone: the first build takes most of an
-# hour on 2 cores, so they are not part of "make test").
+# The tests that start a Kubernetes cluster of real components with KWOK
+# nodes (built from source once, cached outside the clone), alone; "make
+# test" runs them too, beside the rest.
 test-kube:
 	go vet -tags kube ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./internal/services/... ./deploy/helm/
 	go test -tags kube -race -timeout 120m -count=1 ./internal/kubetest/ ./internal/sandbox/pods/ ./internal/kube/... ./internal/services/... ./deploy/helm/
