@@ -8,10 +8,10 @@ import (
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// functionImageTar writes a docker save tarball of a Lambda-style
-// container image: the goecho function (aws-lambda-go) at
-// /var/task/bootstrap as its entrypoint, working dir /var/task.
-func functionImageTar(t *testing.T, tag string, cfg ggcr.Config) string {
+// functionImage is a Lambda-style container image with cfg (entrypoint,
+// working dir, environment): the goecho function (aws-lambda-go) at
+// /var/task/bootstrap and a /tmp, nothing else (no shell, no /etc).
+func functionImage(t *testing.T, cfg ggcr.Config) ggcr.Image {
 	t.Helper()
 	bootstrap, err := os.ReadFile(fixture("goecho") + "/bootstrap")
 	if err != nil {
@@ -26,15 +26,15 @@ func functionImageTar(t *testing.T, tag string, cfg ggcr.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writeImageTar(t, imageOf(t, cfg, layer), tag)
+	return imageOf(t, cfg, layer)
 }
 
 func TestFunctionFromImage(t *testing.T) {
 	needTool(t, "runc")
 	s := startServer(t)
-	s.mustCLI("image", "import", functionImageTar(t, "echofn:v1", ggcr.Config{
+	s.mustCLI("image", "import", writeImageTar(t, functionImage(t, ggcr.Config{
 		Entrypoint: []string{"/var/task/bootstrap"}, WorkingDir: "/var/task", Env: []string{"GREETING=from-image"},
-	}))
+	}), "echofn:v1"))
 	out := s.mustCLI("deploy", "imgfn", "--image", "echofn:v1", "--memory", "256")
 	if !strings.Contains(out, "image echofn:v1") {
 		t.Errorf("deploy printed %q", out)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -38,7 +37,9 @@ func TestKubeNodeImageFunction(t *testing.T) {
 	ns := c.Namespace(t)
 	c.ImportImage(t, agentRef, stratusImage(t))
 
-	img := echoFunctionImage(t)
+	img := functionImage(t, ggcr.Config{
+		Entrypoint: []string{"/var/task/bootstrap"}, WorkingDir: "/var/task", Env: []string{"GREETING=from-image"},
+	})
 	c.ImportImage(t, fnImageRef, img)
 
 	s := startServer(t, "--sandbox", "kube", "--kubeconfig", c.Kubeconfig(), "--namespace", ns,
@@ -133,28 +134,4 @@ func TestKubeNodeImageFunction(t *testing.T) {
 		}
 		return errors.New("the server's log does not name the pull failure")
 	})
-}
-
-// echoFunctionImage is a Lambda-style container image of the goecho
-// function (aws-lambda-go) at /var/task/bootstrap as its entrypoint,
-// working dir /var/task, GREETING=from-image in its environment; it has
-// nothing else (no shell, no /etc).
-func echoFunctionImage(t *testing.T) ggcr.Image {
-	t.Helper()
-	bootstrap, err := os.ReadFile(fixture("goecho") + "/bootstrap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := layerOf([]layerFile{
-		{Name: "var/", Mode: 0o755},
-		{Name: "var/task/", Mode: 0o755},
-		{Name: "var/task/bootstrap", Mode: 0o755, Body: bootstrap},
-		{Name: "tmp/", Mode: 0o1777},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return imageOf(t, ggcr.Config{
-		Entrypoint: []string{"/var/task/bootstrap"}, WorkingDir: "/var/task", Env: []string{"GREETING=from-image"},
-	}, layer)
 }
