@@ -145,7 +145,7 @@ const (
 	stopTimeout = 5 * time.Second
 	// serviceLeaseGC is how long a service's lease is kept after the
 	// service left the store (a deploy takes the lease before it stores
-	// the service).
+	// the service); then its holder deletes it.
 	serviceLeaseGC = 10 * time.Minute
 )
 
@@ -209,7 +209,10 @@ type Cluster struct {
 	answer  v1.Responder
 	margin  time.Duration // a lease is acted on until this long before its expiry
 	renewal time.Duration // time between two renewals
-	started time.Time
+	// serviceGC is how long a service's lease is kept, held here, after
+	// the service left the store (serviceLeaseGC; tests shorten it).
+	serviceGC time.Duration
+	started   time.Time
 	// incarnation is this Cluster's random ID in its node row.
 	incarnation string
 	token       *gateway.Token // Config.Token, as the API checks it
@@ -282,22 +285,23 @@ func newCluster(cfg Config, single bool) *Cluster {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{
-		cfg:      cfg,
-		db:       cfg.Store,
-		single:   single,
-		log:      log,
-		answer:   v1.Responder{Log: log},
-		margin:   cfg.LeaseTTL / 5,
-		renewal:  cfg.LeaseTTL / 5,
-		started:  time.Now(),
-		kick:     make(chan struct{}, 1),
-		changes:  make(chan store.Change, changeQueue),
-		held:     map[string]holding{},
-		released: map[string]time.Time{},
-		known:    map[string]known{},
-		nodes:    map[string]nodeState{},
-		badAddr:  map[string]string{},
-		token:    gateway.NewToken(cfg.Token),
+		cfg:       cfg,
+		db:        cfg.Store,
+		single:    single,
+		log:       log,
+		answer:    v1.Responder{Log: log},
+		margin:    cfg.LeaseTTL / 5,
+		renewal:   cfg.LeaseTTL / 5,
+		serviceGC: serviceLeaseGC,
+		started:   time.Now(),
+		kick:      make(chan struct{}, 1),
+		changes:   make(chan store.Change, changeQueue),
+		held:      map[string]holding{},
+		released:  map[string]time.Time{},
+		known:     map[string]known{},
+		nodes:     map[string]nodeState{},
+		badAddr:   map[string]string{},
+		token:     gateway.NewToken(cfg.Token),
 	}
 	if cfg.Leases != nil {
 		c.db = leasesElsewhere{nodeStore: cfg.Store, LeaseStore: cfg.Leases}

@@ -111,6 +111,9 @@ type nodeOpts struct {
 	noRun    bool          // do not Run it (a node that died at once)
 	health   func() string
 	services func(string) bool // Config.Services
+	// serviceGC, if set, replaces serviceLeaseGC: how long a gone
+	// service's lease is kept.
+	serviceGC time.Duration
 }
 
 // testLog is a logger to the test's output when STRATUS_TEST_LOG is set,
@@ -144,6 +147,9 @@ func newNode(t *testing.T, st *store.Store, name string, o nodeOpts) *testNode {
 	}, false)
 	n.db = &faultyDB{db: n.c.db}
 	n.c.db = n.db
+	if o.serviceGC > 0 {
+		n.c.serviceGC = o.serviceGC
+	}
 	n.c.OnChange(func(ch store.Change) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -301,6 +307,13 @@ func (f *faultyDB) ReleaseLease(ctx context.Context, name, holder string) error 
 		return errInjected
 	}
 	return f.db.ReleaseLease(ctx, name, holder)
+}
+
+func (f *faultyDB) DeleteLease(ctx context.Context, name, holder string) error {
+	if f.dead.Load() {
+		return errInjected
+	}
+	return f.db.DeleteLease(ctx, name, holder)
 }
 
 func (f *faultyDB) ReleaseLeases(ctx context.Context, holder string) error {

@@ -238,7 +238,7 @@ func TestClusterServiceForwarderOwnerMoved(t *testing.T) {
 	if code, node, _ := do(t, b, "GET", "", "/svc/web/", "", nil); code != http.StatusOK || node != "a" {
 		t.Fatalf("before the move: %d from %q", code, node)
 	}
-	a.c.release(ctx, "service/web")
+	a.c.release(ctx, "service/web", false)
 	code, node, answer := do(t, b, "GET", "", "/svc/web/", "", nil)
 	if code != http.StatusOK || node != "b" || !b.c.Owns(kindService, "web") {
 		t.Errorf("after the move: %d from %q (%q), b owns: %v", code, node, answer, b.c.Owns(kindService, "web"))

@@ -188,7 +188,7 @@ func TestClusterEpochFencing(t *testing.T) {
 			return okA && okC
 		})
 		remote := routeTo(t, b, "f")
-		a.c.release(ctx, "function/f")
+		a.c.release(ctx, "function/f", false)
 		if r, err := c.c.Route(ctx, "f"); r != nil || err != nil {
 			t.Fatalf("c takes f: %v, %v", r != nil, err)
 		}

@@ -119,19 +119,27 @@ func (c *Cluster) acquire(ctx context.Context, name string) (l store.Lease, got 
 	return l, true, nil
 }
 
-// release stops acting on lease name, then frees it in the store. Until
-// the store has freed it, and for the renewals that began before, a
-// renewal that still finds it is not taken for this node's (see renew):
-// another node may have it already.
-func (c *Cluster) release(ctx context.Context, name string) {
+// release stops acting on lease name, then frees it in the store, or,
+// gone (its workload left the store), deletes it there. Until the store
+// has freed it, and for the renewals that began before, a renewal that
+// still finds it is not taken for this node's (see renew): another node
+// may have it already.
+func (c *Cluster) release(ctx context.Context, name string, gone bool) {
 	c.mu.Lock()
 	delete(c.held, name)
 	c.released[name] = time.Time{} // under way
 	c.mu.Unlock()
 	c.changed(name)
-	err := c.db.ReleaseLease(ctx, name, c.cfg.Node)
+	var err error
+	if gone {
+		err = c.db.DeleteLease(ctx, name, c.cfg.Node)
+	} else {
+		err = c.db.ReleaseLease(ctx, name, c.cfg.Node)
+	}
 	if err != nil {
-		c.log.Warn("release lease (it expires by itself)", "lease", name, "err", err)
+		// It expires by itself; a gone workload's lease then stays in
+		// the store (no scan finds it again).
+		c.log.Warn("release lease (it expires by itself)", "lease", name, "gone", gone, "err", err)
 	}
 	c.mu.Lock()
 	c.released[name] = time.Now()
@@ -296,8 +304,9 @@ func (c *Cluster) sweep() time.Duration {
 }
 
 // scanServices takes every stored service whose lease is free (never
-// taken, released, expired), and releases the leases of services that
-// have been gone from the store for a while.
+// taken, released, expired), and deletes the leases it holds of
+// services that have been gone from the store for a while
+// (Cluster.serviceGC).
 func (c *Cluster) scanServices(ctx context.Context) error {
 	ls, err := c.db.ServiceLeases(ctx)
 	if err != nil {
@@ -322,13 +331,13 @@ func (c *Cluster) scanServices(ctx context.Context) error {
 	var gone []string
 	c.mu.Lock()
 	for name, h := range c.held {
-		if strings.HasPrefix(name, kindService+"/") && !stored[name] && now.Sub(h.since) > serviceLeaseGC {
+		if strings.HasPrefix(name, kindService+"/") && !stored[name] && now.Sub(h.since) > c.serviceGC {
 			gone = append(gone, name)
 		}
 	}
 	c.mu.Unlock()
 	for _, name := range gone {
-		c.release(ctx, name)
+		c.release(ctx, name, true)
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -166,6 +167,32 @@ func TestClusterOwnerScan(t *testing.T) {
 	})
 }
 
+// TestClusterServiceLeaseDeleted: once a service has left the store for
+// a while, its owner deletes its lease.
+func TestClusterServiceLeaseDeleted(t *testing.T) {
+	eachDriver(t, func(t *testing.T, st *store.Store) {
+		ctx := t.Context()
+		a := newNode(t, st, "a", nodeOpts{ttl: time.Minute, serviceGC: 100 * time.Millisecond})
+		if _, err := st.PutRevision(ctx, &stratus.Revision{Service: "web", Number: 1,
+			Config: stratus.ServiceConfig{Image: "app"}, Digest: "sha256:app"}); err != nil {
+			t.Fatal(err)
+		}
+		eventually.True(t, 5*time.Second, "a owns web", func() bool { return a.c.Owns(kindService, "web") })
+		if err := st.DeleteService(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		eventually.Nil(t, 5*time.Second, "web's lease deleted", func() error {
+			if l, ok, err := st.Lease(ctx, "service/web"); err != nil || ok {
+				return fmt.Errorf("lease %+v, exists %v, %v", l, ok, err)
+			}
+			return nil
+		})
+		if a.c.Owns(kindService, "web") {
+			t.Error("a still owns web")
+		}
+	})
+}
+
 // TestClusterReleaseBeatsRenewal releases a lease while a renewal that
 // still found it is on its way back: the renewal does not take it back,
 // as another node may hold it already.
@@ -180,7 +207,7 @@ func TestClusterReleaseBeatsRenewal(t *testing.T) {
 		}
 	}
 	hook := func() {
-		a.c.release(ctx, "function/f")
+		a.c.release(ctx, "function/f", false)
 		if _, got, err := b.c.acquire(ctx, "function/f"); !got || err != nil {
 			t.Errorf("b takes f once released: %v, %v", got, err)
 		}

@@ -14,7 +14,8 @@ import (
 // describe: a lease ("function/NAME", "service/NAME") has one holder
 // until it expires or is released; each new holding, including a node's
 // taking back of its own lease after it expired or was released, gets
-// an epoch above every earlier one (the fencing token); acquiring is
+// an epoch above every earlier one (the fencing token) while the lease
+// exists (DeleteLease removes it, with its epoch); acquiring is
 // atomic (of many nodes that try at once, one gets it, and the others
 // are told who); a released lease keeps its epoch and has no holder and
 // a zero Expires. The methods block on I/O and honour ctx; an empty name
@@ -33,6 +34,12 @@ type LeaseStore interface {
 	ReleaseLease(ctx context.Context, name, holder string) error
 	// ReleaseLeases frees every lease holder holds. Idempotent.
 	ReleaseLeases(ctx context.Context, holder string) error
+	// DeleteLease removes lease name, its workload gone, if holder holds
+	// it (expired or not) or nobody does (released or expired); one
+	// another holder holds until its expiry is left alone, as is one that
+	// does not exist (no error). Idempotent. A later holding of name
+	// starts again at epoch 1.
+	DeleteLease(ctx context.Context, name, holder string) error
 	// Lease returns lease name, and whether it exists at all (it was
 	// acquired at least once); a lease that does not is Lease{Name: name}.
 	Lease(ctx context.Context, name string) (store.Lease, bool, error)

@@ -22,8 +22,12 @@ import (
 // endpoints the backend reports ready, counting them in flight per
 // endpoint as it does per replica, and deletes the objects once the
 // revision is retired (traffic left it, its deploy failed or its service
-// was removed). A revision whose service moves to another server, or
-// that runs when the server stops, keeps its objects for the next owner.
+// was removed), retrying until the deletion succeeds or the server
+// stops (see deleteObjects). A revision whose service moves to another
+// server, or that runs when the server stops, keeps its objects for the
+// next owner. When Run starts, the Manager lists the backend's objects
+// and deletes those of the services it owns that no revision here
+// claims: what an earlier run left (see cleanOrphans).
 //
 // Images: a reference the server's image store does not hold runs as
 // given (the nodes pull it); one it holds gives the revision its digest
@@ -40,6 +44,9 @@ type Revisions interface {
 	// (objects already gone are no error). It blocks on the cluster's
 	// API.
 	Delete(ctx context.Context, service string, number int) error
+	// List returns every revision some of whose objects the backend has,
+	// in no order. It blocks on the cluster's API.
+	List(ctx context.Context) ([]RevisionRef, error)
 	// Endpoints returns the replicas of revision number of service as
 	// last seen. It does not block (the Manager calls it holding its
 	// lock).
@@ -47,6 +54,17 @@ type Revisions interface {
 	// Changed returns a channel closed at the next change of any
 	// revision's endpoints.
 	Changed() <-chan struct{}
+}
+
+// RevisionRef names a revision whose objects a Revisions backend has.
+type RevisionRef struct {
+	Service string
+	Number  int
+}
+
+// name is the revision's name, as stratus.Revision's Name.
+func (r RevisionRef) name() string {
+	return (&stratus.Revision{Service: r.Service, Number: r.Number}).Name()
 }
 
 // Endpoint is one replica of a revision that a Revisions backend runs.
@@ -147,13 +165,18 @@ func (m *Manager) kickLocked(set *revSet) {
 // sets their replicas to set.desired, as far as Config.MaxReplicas
 // leaves room (see capLocked), until they agree; once set is retired for
 // good it waits for its requests in flight (its revision's request
-// timeout at most; StopGrace once the server stops) and deletes them.
-// A failed call is retried after BackoffBase; its error is kept in
-// set.backend.err until a call succeeds. Once set is retired its
-// replicas' metering ends.
+// timeout at most; StopGrace once the server stops) and deletes them
+// (see deleteObjects). A failed call is retried after BackoffBase; its
+// error is kept in set.backend.err until a call succeeds. While objects
+// of the same revision number are being deleted (an earlier revision's
+// that had the number: a failed deploy's, or a removed service's), it
+// waits for that to end before it makes them. Once set is retired its
+// replicas' metering ends, when its objects are deleted if they are to
+// be.
 func (m *Manager) applyBackend(set *revSet) {
 	defer m.wg.Done()
 	name, number := set.svc.name, set.rev.Number
+	ref := RevisionRef{name, number}
 	for {
 		m.mu.Lock()
 		b := set.backend
@@ -170,12 +193,7 @@ func (m *Manager) applyBackend(set *revSet) {
 			m.mu.Unlock()
 			if remove {
 				m.drainSet(set)
-				ctx, cancel := m.callCtx(m.cfg.DriverTimeout)
-				err := m.cfg.Revisions.Delete(ctx, name, number)
-				cancel()
-				if err != nil {
-					m.log.Warn("delete a retired revision", "service", name, "revision", set.rev.Name(), "err", err)
-				} else {
+				if m.deleteObjects(ref, set) {
 					m.log.Info("revision deleted", "service", name, "revision", set.rev.Name())
 				}
 			}
@@ -201,6 +219,15 @@ func (m *Manager) applyBackend(set *revSet) {
 			m.holdLocked(set, max(b.applied, 0))
 			m.mu.Unlock()
 			return
+		}
+		if m.deleting[ref] {
+			changed := m.changed
+			m.mu.Unlock()
+			select {
+			case <-changed:
+			case <-m.halted:
+			}
+			continue
 		}
 		ensure := b.applied < 0
 		m.holdLocked(set, max(b.applied, want))
@@ -241,6 +268,138 @@ func (m *Manager) applyBackend(set *revSet) {
 		case <-t.C:
 		case <-m.life.Done():
 			t.Stop()
+		}
+	}
+}
+
+// deleteObjects deletes the backend's objects of revision ref: those of
+// self, a set retired for good, or, with self nil, an orphan's (see
+// cleanOrphans). A failed call is retried after BackoffBase, doubling up
+// to BackoffMax (see backoff), until one succeeds (objects already gone
+// are a success) or the server stops: a retired set gets its first call
+// even then, an orphan none. It stops too once another set claims the
+// objects (see claimedLocked): a deploy that took the revision's number
+// again, after a failed deploy or its service's removal, whose Ensure
+// then makes them anew. It reports whether the objects were deleted.
+// While a call runs, ref is in m.deleting: no Ensure or Scale of the
+// same revision number runs meanwhile (see applyBackend), and no other
+// deletion of them (an orphan's gives way; a retired set's waits).
+func (m *Manager) deleteObjects(ref RevisionRef, self *revSet) bool {
+	for attempt := 0; ; attempt++ {
+		m.mu.Lock()
+		if m.stopping && (attempt > 0 || self == nil) || m.claimedLocked(ref, self) || m.deleting[ref] && self == nil {
+			m.mu.Unlock()
+			return false
+		}
+		if m.deleting[ref] {
+			// An orphan's deletion of the same objects is under way:
+			// its outcome decides the next call.
+			changed := m.changed
+			m.mu.Unlock()
+			select {
+			case <-changed:
+			case <-m.halted:
+				return false
+			}
+			attempt--
+			continue
+		}
+		m.deleting[ref] = true
+		m.mu.Unlock()
+		ctx, cancel := m.callCtx(m.cfg.DriverTimeout)
+		err := m.cfg.Revisions.Delete(ctx, ref.Service, ref.Number)
+		cancel()
+		m.mu.Lock()
+		delete(m.deleting, ref)
+		m.notifyLocked()
+		m.mu.Unlock()
+		if err == nil || errors.Is(err, stratus.ErrNotFound) {
+			return true
+		}
+		m.log.Warn("delete a revision's objects; retried", "service", ref.Service, "revision", ref.name(), "attempt", attempt+1, "err", err)
+		if !m.backoff(attempt) {
+			m.log.Warn("the server stops: a revision's objects stay until its next start", "service", ref.Service, "revision", ref.name())
+			return false
+		}
+	}
+}
+
+// claimedLocked reports whether the objects of revision ref are not to
+// be deleted on behalf of self (nil: an orphan): a set other than self
+// of the same service and number is not retired (it serves, or its
+// deploy is in progress); or, for an orphan, any set of them is here
+// (a retired one drains first and deletes them itself), or its service
+// is known to be another server's. m.mu is held.
+func (m *Manager) claimedLocked(ref RevisionRef, self *revSet) bool {
+	claims := func(set *revSet) bool {
+		return set != self && set.rev.Number == ref.Number && set.svc.name == ref.Service && (self == nil || !set.retired)
+	}
+	if s := m.services[ref.Service]; s != nil {
+		if self == nil && s.remote {
+			return true
+		}
+		for _, set := range s.sets {
+			if claims(set) {
+				return true
+			}
+		}
+		if self == nil && slices.ContainsFunc(s.draining, claims) {
+			return true
+		}
+	}
+	for set := range m.deploying {
+		if claims(set) {
+			return true
+		}
+	}
+	return false
+}
+
+// backoff waits before the retry that follows failed attempt (0 for
+// the first call): BackoffBase, doubled with each attempt up to
+// BackoffMax. It returns false at once when the server stops.
+func (m *Manager) backoff(attempt int) bool {
+	t := time.NewTimer(min(m.cfg.BackoffBase<<min(attempt, 16), m.cfg.BackoffMax))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-m.halted:
+		return false
+	}
+}
+
+// cleanOrphans deletes the backend's objects that no revision here
+// claims (see claimedLocked), of the services this server owns
+// (Config.Owns): those an earlier run left behind, having stopped or
+// crashed before it deleted them, or after its store forgot their
+// revision or service. Run starts it after Load; it lists the objects
+// once (a failed List is retried as deleteObjects retries) and ends once
+// each is deleted or kept, or the server stops.
+func (m *Manager) cleanOrphans() {
+	defer m.wg.Done()
+	var refs []RevisionRef
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := m.callCtx(m.cfg.DriverTimeout)
+		var err error
+		refs, err = m.cfg.Revisions.List(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		m.log.Warn("list the revisions' objects to delete those left over; retried", "attempt", attempt+1, "err", err)
+		if !m.backoff(attempt) {
+			return
+		}
+	}
+	for _, ref := range refs {
+		// Owns is not called holding m.mu; claimedLocked, under it,
+		// keeps what changed since.
+		if !m.owns(ref.Service) {
+			continue
+		}
+		if m.deleteObjects(ref, nil) {
+			m.log.Info("deleted the objects of a revision no longer served", "service", ref.Service, "revision", ref.name())
 		}
 	}
 }

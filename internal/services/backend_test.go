@@ -1,6 +1,7 @@
 package services
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/stratus-run/stratus"
 	"github.com/stratus-run/stratus/internal/eventually"
@@ -33,7 +34,9 @@ type fakeRevisions struct {
 	eps      map[revKey][]Endpoint
 	peak     int                   // the most replicas applied to all revisions together
 	calls    int                   // Ensure and Scale calls
-	fail     func(op string) error // if set, the error of an Ensure or Scale ("ensure", "scale")
+	deletes  []revKey              // Delete calls, in order
+	lists    int                   // List calls
+	fail     func(op string) error // if set, the error of a call ("ensure", "scale", "delete", "list")
 	changed  chan struct{}
 	appliedC chan struct{} // closed and replaced on every change of objects
 }
@@ -91,6 +94,15 @@ func (f *fakeRevisions) Scale(ctx context.Context, service string, number, repli
 func (f *fakeRevisions) Delete(ctx context.Context, service string, number int) error {
 	f.mu.Lock()
 	k := revKey{service, number}
+	f.deletes = append(f.deletes, k)
+	if f.fail != nil {
+		if err := f.fail("delete"); err != nil {
+			close(f.appliedC)
+			f.appliedC = make(chan struct{})
+			f.mu.Unlock()
+			return err
+		}
+	}
 	delete(f.objects, k)
 	delete(f.eps, k)
 	close(f.appliedC)
@@ -98,6 +110,27 @@ func (f *fakeRevisions) Delete(ctx context.Context, service string, number int) 
 	f.mu.Unlock()
 	f.notify()
 	return nil
+}
+
+// List returns the revisions that have objects, by service and number
+// (so that a test knows which it reached first).
+func (f *fakeRevisions) List(ctx context.Context) ([]RevisionRef, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	if f.fail != nil {
+		if err := f.fail("list"); err != nil {
+			return nil, err
+		}
+	}
+	var refs []RevisionRef
+	for k := range f.objects {
+		refs = append(refs, RevisionRef{k.service, k.number})
+	}
+	slices.SortFunc(refs, func(a, b RevisionRef) int {
+		return cmp.Or(strings.Compare(a.Service, b.Service), a.Number-b.Number)
+	})
+	return refs, nil
 }
 
 func (f *fakeRevisions) Endpoints(service string, number int) []Endpoint {
@@ -142,6 +175,13 @@ func (f *fakeRevisions) applied() (map[revKey]int, int) {
 	return maps.Clone(f.objects), f.peak
 }
 
+// deleted returns the Delete calls so far, in order.
+func (f *fakeRevisions) deleted() []revKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.deletes)
+}
+
 func (f *fakeRevisions) callCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -165,12 +205,19 @@ func readyEndpoint(name string, i int) Endpoint {
 }
 
 // newBackendHarness is a harness whose Manager runs revisions on a
-// fakeRevisions, with no driver and no image store.
+// fakeRevisions, with no driver and no image store. It returns once the
+// Manager has listed the backend's objects (none) for its cleanup at
+// start, so that the cleanup deletes none of what the test makes.
 func newBackendHarness(t *testing.T, tune ...func(*Config)) (*harness, *fakeRevisions) {
 	f := newFakeRevisions()
 	h := newHarness(t, append([]func(*Config){func(c *Config) {
 		c.Revisions, c.Driver, c.Images = f, nil, nil
 	}}, tune...)...)
+	eventually.True(t, waitFor, "the objects listed at start", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.lists > 0
+	})
 	return h, f
 }
 
@@ -252,7 +299,7 @@ func TestBackendUsage(t *testing.T) {
 		Replicas: 50.0 / 60, VCPUSeconds: 25, GBSeconds: 25,
 		MemoryMB: 512, VCPU: 0.5, Arch: hostArch,
 	}
-	if diff := cmp.Diff([]stratus.UsageMinute{want}, minutes, approx()); diff != "" {
+	if diff := gocmp.Diff([]stratus.UsageMinute{want}, minutes, approx()); diff != "" {
 		t.Errorf("the first minute (-want +got):\n%s", diff)
 	}
 
@@ -279,7 +326,7 @@ func TestBackendUsage(t *testing.T) {
 		Replicas: 20.0 / 60, VCPUSeconds: 10, GBSeconds: 10,
 		MemoryMB: 512, VCPU: 0.5, Arch: hostArch,
 	}
-	if diff := cmp.Diff([]stratus.UsageMinute{want, wantLast}, minutes, approx()); diff != "" {
+	if diff := gocmp.Diff([]stratus.UsageMinute{want, wantLast}, minutes, approx()); diff != "" {
 		t.Errorf("minutes after Run's end (-want +got):\n%s", diff)
 	}
 	wantReplicas := []stratus.ReplicaUsage{
@@ -294,7 +341,7 @@ func TestBackendUsage(t *testing.T) {
 			CPU: 0.5, MemoryMB: 512, Arch: hostArch,
 		},
 	}
-	if diff := cmp.Diff(wantReplicas, replicas, approx()); diff != "" {
+	if diff := gocmp.Diff(wantReplicas, replicas, approx()); diff != "" {
 		t.Errorf("replica usage (-want +got):\n%s", diff)
 	}
 }
@@ -417,7 +464,7 @@ func TestBackendTransientErrorRetried(t *testing.T) {
 	h, f := newBackendHarness(t)
 	failures := 2
 	f.setFail(func(op string) error {
-		if failures > 0 {
+		if (op == "ensure" || op == "scale") && failures > 0 {
 			failures--
 			return fmt.Errorf("create deployment: etcdserver: request timed out: %w", stratus.ErrUnavailable)
 		}
@@ -466,4 +513,165 @@ func TestBackendUnavailableUntilDeadline(t *testing.T) {
 	if n := f.callCount(); n < 3 {
 		t.Errorf("%d calls; want the call retried", n)
 	}
+}
+
+// TestBackendDeleteRetried: a retired revision's objects whose deletion
+// fails are deleted again, after a backoff, until it succeeds.
+func TestBackendDeleteRetried(t *testing.T) {
+	h, f := newBackendHarness(t)
+	h.deployOn(f, "web", 1, stratus.ServiceConfig{Image: "app", MinScale: 1}, 1, readyEndpoint("web-a", 1))
+	failures := 2
+	f.setFail(func(op string) error {
+		if op == "delete" && failures > 0 {
+			failures--
+			return fmt.Errorf("delete deployment: etcdserver: request timed out: %w", stratus.ErrUnavailable)
+		}
+		return nil
+	})
+	if err := h.m.Remove(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, waitFor, "the objects deleted", func() bool {
+		objects, _ := f.applied()
+		return len(objects) == 0
+	})
+	want := []revKey{{"web", 1}, {"web", 1}, {"web", 1}}
+	if diff := gocmp.Diff(want, f.deleted(), gocmp.AllowUnexported(revKey{})); diff != "" {
+		t.Errorf("delete calls (-want +got): two failures, then the success:\n%s", diff)
+	}
+}
+
+// TestBackendDeleteRetriesEndWithRun: a deletion that keeps failing is
+// retried until the server stops, and the stop does not wait for it; the
+// objects stay (the next start deletes them, see TestBackendOrphans).
+func TestBackendDeleteRetriesEndWithRun(t *testing.T) {
+	// The first retry would come in an hour: only the stop ends the wait.
+	h, f := newBackendHarness(t, func(c *Config) { c.BackoffBase, c.BackoffMax = time.Hour, time.Hour })
+	h.deployOn(f, "web", 1, stratus.ServiceConfig{Image: "app", MinScale: 1}, 1, readyEndpoint("web-a", 1))
+	f.setFail(func(op string) error {
+		if op == "delete" {
+			return fmt.Errorf("delete deployment: connection refused: %w", stratus.ErrUnavailable)
+		}
+		return nil
+	})
+	if err := h.m.Remove(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, waitFor, "a delete call", func() bool { return len(f.deleted()) == 1 })
+	start := time.Now()
+	h.stop() // fails the test if Run does not return
+	if d := time.Since(start); d > waitFor/2 {
+		t.Errorf("Run took %s to return", d)
+	}
+	if n := len(f.deleted()); n != 1 {
+		t.Errorf("%d delete calls; want 1 (no retry before the stop, none after)", n)
+	}
+	if objects, _ := f.applied(); len(objects) != 1 {
+		t.Errorf("objects %v; want web's left", objects)
+	}
+}
+
+// TestBackendDeleteYieldsToRedeploy: a retried deletion stops once a
+// new deploy takes the revision's number again (the service removed and
+// made anew): the new revision's objects stay.
+func TestBackendDeleteYieldsToRedeploy(t *testing.T) {
+	sink := &usageSink{}
+	h, f := newBackendHarness(t, func(c *Config) { c.Usage = sink })
+	cfg := stratus.ServiceConfig{Image: "app", MinScale: 1}
+	h.deployOn(f, "web", 1, cfg, 1, readyEndpoint("web-a", 1))
+	f.setFail(func(op string) error {
+		if op == "delete" {
+			return fmt.Errorf("delete deployment: connection refused: %w", stratus.ErrUnavailable)
+		}
+		return nil
+	})
+	if err := h.m.Remove(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, waitFor, "a failed delete", func() bool { return len(f.deleted()) >= 1 })
+
+	// The objects are still there: the new deploy ensures them again.
+	ensured := f.callCount()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.m.Deploy(t.Context(), "web", cfg)
+		done <- err
+	}()
+	eventually.True(t, waitFor, "the new revision's Ensure", func() bool { return f.callCount() > ensured })
+	f.setEndpoints("web", 1, readyEndpoint("web-b", 2))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The removed revision's goroutine ends (its pod's metering with
+	// it) once its deletion gives way.
+	eventually.True(t, waitFor, "the removed revision's pod metered to its end", func() bool {
+		_, replicas := sink.got()
+		return len(replicas) == 1 && replicas[0].Replica == "web-a"
+	})
+	if objects, _ := f.applied(); objects[revKey{"web", 1}] != 1 {
+		t.Errorf("objects %v; want web r1's, the new revision's, at 1", objects)
+	}
+	_, release := h.acquire("web")
+	release()
+}
+
+// TestBackendOrphans: at its start, a Manager on a backend deletes the
+// objects of the revisions no traffic reaches and of services the store
+// has not, among those this server owns; those of a service another
+// server owns (stored or not) stay, as do the live revisions'.
+func TestBackendOrphans(t *testing.T) {
+	st := newFakeStore()
+	c := stratus.ServiceConfig{Image: "app", MinScale: 1}
+	c.Defaults()
+	for _, rev := range []stratus.Revision{{Service: "web", Number: 1}, {Service: "web", Number: 2}, {Service: "theirs", Number: 1}} {
+		rev.Config, rev.Digest = c, "sha256:app"
+		if _, err := st.PutRevision(t.Context(), &rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFakeRevisions()
+	for _, k := range []revKey{{"elsewhere", 1}, {"gone", 1}, {"theirs", 1}, {"web", 1}, {"web", 2}, {"zombie", 3}} {
+		f.objects[k] = 1
+	}
+	owns := func(name string) bool { return name != "theirs" && name != "elsewhere" }
+	h := newHarness(t, func(cfg *Config) {
+		cfg.Revisions, cfg.Driver, cfg.Images = f, nil, nil
+		cfg.Store, cfg.Owns = st, owns
+	})
+	// The fake lists them in the order above: zombie is the last one.
+	eventually.True(t, waitFor, "zombie's objects deleted", func() bool {
+		objects, _ := f.applied()
+		_, ok := objects[revKey{"zombie", 3}]
+		return !ok
+	})
+	want := []revKey{{"gone", 1}, {"web", 1}, {"zombie", 3}}
+	if diff := gocmp.Diff(want, f.deleted(), gocmp.AllowUnexported(revKey{})); diff != "" {
+		t.Errorf("deleted (-want +got):\n%s", diff)
+	}
+	objects, _ := f.applied()
+	for _, k := range []revKey{{"elsewhere", 1}, {"theirs", 1}, {"web", 2}} {
+		if _, ok := objects[k]; !ok {
+			t.Errorf("%s r%d deleted; want it kept", k.service, k.number)
+		}
+	}
+	h.stop()
+}
+
+// TestBackendOrphansListRetried: a failed List is retried.
+func TestBackendOrphansListRetried(t *testing.T) {
+	f := newFakeRevisions()
+	f.objects[revKey{"gone", 1}] = 1
+	failures := 2
+	f.fail = func(op string) error {
+		if op == "list" && failures > 0 {
+			failures--
+			return fmt.Errorf("list deployments: connection refused: %w", stratus.ErrUnavailable)
+		}
+		return nil
+	}
+	newHarness(t, func(cfg *Config) { cfg.Revisions, cfg.Driver, cfg.Images = f, nil, nil })
+	eventually.True(t, waitFor, "gone's objects deleted", func() bool {
+		objects, _ := f.applied()
+		return len(objects) == 0
+	})
 }

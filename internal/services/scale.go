@@ -117,6 +117,7 @@ func (m *Manager) scaleAll(now time.Time) (changes []scaleChange) {
 func (m *Manager) stopAll() {
 	m.mu.Lock()
 	m.stopping = true
+	close(m.halted)
 	m.notifyLocked() // draining replicas shorten their wait
 	for name, s := range m.services {
 		m.endLocked(s, false, fmt.Errorf("service %q: %w", name, errStopping))

@@ -66,8 +66,11 @@
 // started here having come to be owned here (see adoptLocked); its Run
 // loop (autoscaling and reconciling every tick); on a Revisions
 // backend, one per revision while it applies the revision's objects
-// (applyBackend) and one that Run starts to follow the backend's
-// endpoints (followBackend), stopped before Run stops the replicas;
+// (applyBackend, deleting them too once it is retired for good), one
+// that Run starts to follow the backend's endpoints (followBackend),
+// stopped before Run stops the replicas, and one that Run starts to
+// delete the objects an earlier run left (cleanOrphans), ended by the
+// stop;
 // and, with Config.Usage, one that Run
 // starts to report the usage minutes as they end (see meter), which
 // reads the live sandboxes' CPU counters once a minute and ends with
@@ -324,6 +327,11 @@ type Manager struct {
 	// adopting holds the reloads in progress of services known as
 	// remote that this server has come to own (see adopt); guarded.
 	adopting map[string]*adoption
+	// deleting holds the revisions whose objects a Revisions backend
+	// is deleting now (see deleteObjects); guarded.
+	deleting map[RevisionRef]bool
+	// halted is closed once stopping is set: waits before a retry end.
+	halted chan struct{}
 
 	// Metering (with Config.Usage), all guarded: the sandboxes being
 	// metered, the services with usage minutes not reported yet, the
@@ -453,6 +461,8 @@ func New(cfg Config) *Manager {
 		deploying: make(map[*revSet]bool),
 		pending:   make(map[string]int),
 		adopting:  make(map[string]*adoption),
+		deleting:  make(map[RevisionRef]bool),
+		halted:    make(chan struct{}),
 		runs:      make(map[*replica]struct{}),
 		metered:   make(map[*service]struct{}),
 	}
@@ -574,6 +584,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.reconcileLocked(set)
 			sets = append(sets, set)
 		}
+	}
+	if m.cfg.Revisions != nil {
+		m.wg.Add(1)
+		go m.cleanOrphans()
 	}
 	close(m.running)
 	m.mu.Unlock()

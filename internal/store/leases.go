@@ -138,6 +138,31 @@ func (s *Store) ReleaseLeases(ctx context.Context, holder string) error {
 	return nil
 }
 
+// DeleteLease removes lease name, whose workload is gone, if holder
+// holds it (expired or not) or nobody does (it was released, or it
+// expired): never one that another holder holds until its expiry, which
+// is left alone, as is a lease with no row; neither is an error. Its
+// epoch goes with it: a later holding of name starts again at epoch 1
+// (harmless: a node serves a forwarded request only while it holds the
+// lease itself). An empty name or holder is refused (stratus.ErrInvalid).
+func (s *Store) DeleteLease(ctx context.Context, name, holder string) error {
+	if name == "" || holder == "" {
+		return fmt.Errorf("delete lease %q of %q: %w", name, holder, stratus.ErrInvalid)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		now, err := s.leaseNow(ctx, tx)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND (holder = ? OR holder = '' OR expires_at <= ?)`, name, holder, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete lease %q: %w", name, err)
+	}
+	return nil
+}
+
 // Lease returns lease name as stored, and whether it has a row at all (it
 // has been acquired at least once). The lease may be expired or released:
 // see Lease.Held.

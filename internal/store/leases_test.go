@@ -310,3 +310,78 @@ func TestLeaseDatabaseClock(t *testing.T) {
 		t.Errorf("RenewLeases of the old holder: %v, %v; want none", ls, err)
 	}
 }
+
+// TestDeleteLease: a lease is deleted by its holder, or by anyone once
+// it is free (released or expired), never while another holds it; a
+// later holding starts again at epoch 1.
+func TestDeleteLease(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	// On SQLite the store's clock is stepped; PostgreSQL's runs.
+	step := func() {}
+	if testPG == nil {
+		clk := withLeaseClock(s)
+		step = func() { clk.Step(time.Second) }
+	}
+	acquire := func(name, holder string, ttl time.Duration) Lease {
+		t.Helper()
+		l, err := s.AcquireLease(ctx, name, holder, ttl)
+		if err != nil || l.Holder != holder {
+			t.Fatalf("AcquireLease(%s, %s): %+v, %v", name, holder, l, err)
+		}
+		return l
+	}
+	del := func(name, holder string) {
+		t.Helper()
+		if err := s.DeleteLease(ctx, name, holder); err != nil {
+			t.Fatalf("DeleteLease(%s, %s): %v", name, holder, err)
+		}
+	}
+	exists := func(name string) bool {
+		t.Helper()
+		_, ok, err := s.Lease(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	acquire("function/f", "a", time.Hour)
+	if l, err := s.AcquireLease(ctx, "function/f", "b", time.Hour); err != nil || l.Holder != "a" {
+		t.Fatalf("b's AcquireLease of a's lease: %+v, %v", l, err)
+	}
+	del("function/f", "b")
+	if l, ok, _ := s.Lease(ctx, "function/f"); !ok || l.Holder != "a" {
+		t.Errorf("a's lease after b's delete: %+v, exists %v; want a's, kept", l, ok)
+	}
+	del("function/f", "a")
+	if exists("function/f") {
+		t.Error("a's lease after a's delete: still there")
+	}
+	del("function/f", "a") // idempotent
+	if l := acquire("function/f", "b", time.Hour); l.Epoch != 1 {
+		t.Errorf("a holding after the delete: epoch %d; want 1", l.Epoch)
+	}
+
+	acquire("service/s", "a", time.Hour)
+	if err := s.ReleaseLease(ctx, "service/s", "a"); err != nil {
+		t.Fatal(err)
+	}
+	del("service/s", "b")
+	if exists("service/s") {
+		t.Error("a released lease after b's delete: still there")
+	}
+
+	acquire("service/e", "a", time.Millisecond)
+	step()
+	eventually.True(t, 10*time.Second, "an expired lease deleted by another", func() bool {
+		del("service/e", "b")
+		return !exists("service/e")
+	})
+
+	for _, c := range [][2]string{{"", "a"}, {"service/s", ""}} {
+		if err := s.DeleteLease(ctx, c[0], c[1]); !errors.Is(err, stratus.ErrInvalid) {
+			t.Errorf("DeleteLease(%q, %q): %v; want invalid", c[0], c[1], err)
+		}
+	}
+}

@@ -22,8 +22,12 @@
 //   - leaseTransitions: the epoch, the fencing token. It grows by one at
 //     each new holding (1 for the first), including a node's taking back
 //     of its own lease after it expired or was released, and never goes
-//     back: the object is never deleted, a release only clears the holder.
-//     Deleting a Lease object by hand restarts its epoch at 1: don't.
+//     back while the object lives: a release only clears the holder, and
+//     the object is deleted only once its workload is gone (DeleteLease:
+//     by its holder, or once it is free). A later holding of the name
+//     then starts again at epoch 1, as in the store; harmless, since a
+//     node serves a forwarded request only while it holds the lease.
+//     Deleting a Lease object by hand may take one a server holds: don't.
 //
 // The holder is in the label stratus.run/node as well (kept in step with
 // holderIdentity, removed at release), so that a node's renewal lists
@@ -337,6 +341,53 @@ func (s *Store) release(ctx context.Context, obj *coordinationv1.Lease, holder s
 		}
 	}
 	return fmt.Errorf("Lease %s changed %d times in a row: %w", obj.Name, maxAttempts, stratus.ErrUnavailable)
+}
+
+// DeleteLease deletes the object of lease name, whose workload is gone,
+// if holder holds it (expired or not) or nobody does (released, or
+// expired by this Store's clock): never one that another holder holds
+// until its expiry, which is left alone, as is a lease with no object
+// (neither is an error). The delete is conditional on the object as
+// read: one that another server acquired meanwhile is read again and
+// decided anew. Its epoch goes with it (see the package doc). An empty
+// holder or a name that is no lease's is refused (stratus.ErrInvalid); a
+// lease that keeps changing under it, stratus.ErrUnavailable.
+func (s *Store) DeleteLease(ctx context.Context, name, holder string) error {
+	ref, err := parseName(name)
+	if err != nil {
+		return fmt.Errorf("delete lease: %w", err)
+	}
+	if holder == "" {
+		return fmt.Errorf("delete lease %q: holder is empty: %w", name, stratus.ErrInvalid)
+	}
+	for attempt := range maxAttempts {
+		obj, err := s.leases.Get(ctx, ref.object, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("delete lease %q: get Lease %s: %w", name, ref.object, err)
+		}
+		l, err := ref.lease(obj)
+		if err != nil {
+			return nil // another lease's object: not name's to delete
+		}
+		if l.Held(s.clock()) && l.Holder != holder {
+			return nil
+		}
+		rv, uid := obj.ResourceVersion, obj.UID
+		err = s.leases.Delete(ctx, ref.object, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv, UID: &uid}})
+		switch {
+		case err == nil, apierrors.IsNotFound(err):
+			return nil
+		case !apierrors.IsConflict(err):
+			return fmt.Errorf("delete lease %q: delete Lease %s: %w", name, ref.object, err)
+		}
+		if err := pause(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("delete lease %q: Lease %s changed %d times in a row: %w", name, ref.object, maxAttempts, stratus.ErrUnavailable)
 }
 
 // Lease returns lease name as its object has it, and whether it has an

@@ -46,6 +46,10 @@ func TestLeasesOnKubernetes(t *testing.T) {
 		s, _ := newStore(t, nil)
 		testBadInput(t, s)
 	})
+	t.Run("delete", func(t *testing.T) {
+		s, _ := newStore(t, nil)
+		testDelete(t, s)
+	})
 	t.Run("one winner", func(t *testing.T) {
 		s, _ := newStore(t, nil)
 		testOneWinner(t, s)
@@ -243,6 +247,79 @@ func testLifecycle(t *testing.T, s *Store, c *kube.Client) {
 	l, err = s.AcquireLease(ctx, "function/short", "a", time.Millisecond)
 	if err != nil || !l.Expires.Equal(clk.Now().Add(time.Second)) {
 		t.Errorf("a lease for 1 ms: %+v, %v; want it to expire a second from now", l, err)
+	}
+}
+
+// testDelete is internal/store's TestDeleteLease: a lease's object is
+// deleted by its holder, or by anyone once it is free (released or
+// expired), never while another holds it; a later holding starts again
+// at epoch 1.
+func testDelete(t *testing.T, s *Store) {
+	ctx := t.Context()
+	clk := withClock(s)
+	const ttl = 10 * time.Second
+	acquire := func(name, holder string) store.Lease {
+		t.Helper()
+		l, err := s.AcquireLease(ctx, name, holder, ttl)
+		if err != nil {
+			t.Fatalf("AcquireLease(%s, %s): %v", name, holder, err)
+		}
+		return l
+	}
+	del := func(name, holder string) {
+		t.Helper()
+		if err := s.DeleteLease(ctx, name, holder); err != nil {
+			t.Fatalf("DeleteLease(%s, %s): %v", name, holder, err)
+		}
+	}
+	exists := func(name string) bool {
+		t.Helper()
+		_, ok, err := s.Lease(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	acquire("function/f", "a")
+	del("function/f", "b")
+	if l, ok, _ := s.Lease(ctx, "function/f"); !ok || l.Holder != "a" {
+		t.Errorf("a's lease after b's delete: %+v, exists %v; want a's, kept", l, ok)
+	}
+	del("function/f", "a")
+	if exists("function/f") {
+		t.Error("a's lease after a's delete: still there")
+	}
+	del("function/f", "a") // idempotent
+	if l := acquire("function/f", "b"); l.Holder != "b" || l.Epoch != 1 {
+		t.Errorf("a holding after the delete: %+v; want b's at epoch 1", l)
+	}
+
+	acquire("service/s", "a")
+	if err := s.ReleaseLease(ctx, "service/s", "a"); err != nil {
+		t.Fatal(err)
+	}
+	del("service/s", "b")
+	if exists("service/s") {
+		t.Error("a released lease after b's delete: still there")
+	}
+
+	acquire("service/e", "a")
+	clk.Step(ttl - time.Nanosecond)
+	del("service/e", "b")
+	if !exists("service/e") {
+		t.Error("a's lease a nanosecond before its expiry, after b's delete: gone")
+	}
+	clk.Step(time.Nanosecond)
+	del("service/e", "b")
+	if exists("service/e") {
+		t.Error("an expired lease after b's delete: still there")
+	}
+
+	for _, c := range [][2]string{{"", "a"}, {"service/s", ""}, {"nokind", "a"}} {
+		if err := s.DeleteLease(ctx, c[0], c[1]); !errors.Is(err, stratus.ErrInvalid) {
+			t.Errorf("DeleteLease(%q, %q): %v; want invalid", c[0], c[1], err)
+		}
 	}
 }
 

@@ -56,6 +56,11 @@ import (
 // LabelRevision holds a revision's number on its objects and pods.
 const LabelRevision = "stratus.run/revision"
 
+// AnnotationService holds, on a revision's Deployment and Service, the
+// service's name as given (kube.LabelService holds it as a label may:
+// lower-cased, a hash added).
+const AnnotationService = "stratus.run/service-name"
+
 // container is the name of a revision pod's container.
 const container = "service"
 
@@ -174,6 +179,14 @@ func (b *Backend) objectLabels(service string, number int) map[string]string {
 	return l
 }
 
+// objectMeta is the name, labels and annotations of revision rev's
+// Deployment and Service.
+func (b *Backend) objectMeta(rev *stratus.Revision) metav1.ObjectMeta {
+	m := metav1.ObjectMeta{Name: Name(rev.Service, rev.Number), Labels: b.objectLabels(rev.Service, rev.Number)}
+	annotate(&m, rev.Service)
+	return m
+}
+
 // Ensure implements services.Revisions.
 func (b *Backend) Ensure(ctx context.Context, rev *stratus.Revision, img *services.Image, replicas int) error {
 	name := Name(rev.Service, rev.Number)
@@ -186,6 +199,7 @@ func (b *Backend) Ensure(ctx context.Context, rev *stratus.Revision, img *servic
 			return kind("get deployment "+name, gerr)
 		}
 		cur.Labels, cur.Spec.Template, cur.Spec.Replicas = dep.Labels, dep.Spec.Template, dep.Spec.Replicas
+		annotate(&cur.ObjectMeta, rev.Service)
 		if _, err := deps.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			return kind("update deployment "+name, err)
 		}
@@ -199,6 +213,7 @@ func (b *Backend) Ensure(ctx context.Context, rev *stratus.Revision, img *servic
 			return kind("get service "+name, gerr)
 		}
 		cur.Labels, cur.Spec.Selector, cur.Spec.Ports = svc.Labels, svc.Spec.Selector, svc.Spec.Ports
+		annotate(&cur.ObjectMeta, rev.Service)
 		if _, err := svcs.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			return kind("update service "+name, err)
 		}
@@ -235,6 +250,52 @@ func (b *Backend) Delete(ctx context.Context, service string, number int) error 
 		errs = append(errs, kind("delete service "+name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// List implements services.Revisions: the revisions of the Deployments
+// of the namespace that carry a revision's labels (a revision's Service
+// goes with its Deployment: Delete removes both). A Deployment is named
+// by its AnnotationService and LabelRevision, or, made without the
+// annotation, by its kube.LabelService; one whose name is not Name of
+// those (a label that lost the service's name) is left out.
+func (b *Backend) List(ctx context.Context) ([]services.RevisionRef, error) {
+	opts := metav1.ListOptions{LabelSelector: kube.LabelManaged + "=" + kube.Managed + "," + kube.LabelService + "," + LabelRevision}
+	deps, err := b.cfg.Client.Interface.AppsV1().Deployments(b.cfg.Client.Namespace).List(ctx, opts)
+	if err != nil {
+		return nil, kind("list deployments", err)
+	}
+	var refs []services.RevisionRef
+	for i := range deps.Items {
+		if ref, ok := revisionOf(&deps.Items[i].ObjectMeta); ok {
+			refs = append(refs, ref)
+		}
+	}
+	return refs, nil
+}
+
+// revisionOf is the revision whose object m is (see List).
+func revisionOf(m *metav1.ObjectMeta) (services.RevisionRef, bool) {
+	number, err := strconv.Atoi(m.Labels[LabelRevision])
+	if err != nil {
+		return services.RevisionRef{}, false
+	}
+	service, ok := m.Annotations[AnnotationService]
+	if !ok {
+		service = m.Labels[kube.LabelService]
+	}
+	if service == "" || Name(service, number) != m.Name {
+		return services.RevisionRef{}, false
+	}
+	return services.RevisionRef{Service: service, Number: number}, true
+}
+
+// annotate sets m's AnnotationService to service, keeping its other
+// annotations.
+func annotate(m *metav1.ObjectMeta, service string) {
+	if m.Annotations == nil {
+		m.Annotations = make(map[string]string)
+	}
+	m.Annotations[AnnotationService] = service
 }
 
 // Endpoints implements services.Revisions: the revision's pods, each
@@ -384,7 +445,7 @@ func (b *Backend) deployment(rev *stratus.Revision, img *services.Image, replica
 	n := int32(replicas)
 	history := int32(1)
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: Name(rev.Service, rev.Number), Labels: b.objectLabels(rev.Service, rev.Number)},
+		ObjectMeta: b.objectMeta(rev),
 		Spec: appsv1.DeploymentSpec{
 			Replicas:             &n,
 			RevisionHistoryLimit: &history,
@@ -402,7 +463,7 @@ func (b *Backend) deployment(rev *stratus.Revision, img *services.Image, replica
 func (b *Backend) service(rev *stratus.Revision) *corev1.Service {
 	port := int32(rev.Config.Port)
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: Name(rev.Service, rev.Number), Labels: b.objectLabels(rev.Service, rev.Number)},
+		ObjectMeta: b.objectMeta(rev),
 		Spec: corev1.ServiceSpec{
 			ClusterIP: corev1.ClusterIPNone,
 			Selector:  selector(rev.Service, rev.Number),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -389,4 +390,87 @@ func TestEndpointsRestartsAndOOM(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestOrphansOnKWOK: when a Manager starts on the backend, the
+// Deployments and Services of services its store does not have (those a
+// crashed server left) are deleted; the store's live revision's stay,
+// its service's name one that no label holds as given.
+func TestOrphansOnKWOK(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Node{})
+	ns := c.Namespace(t)
+	client, err := kube.Connect(c.Kubeconfig(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	b, err := kubedeploy.New(ctx, kubedeploy.Config{Client: client, Node: "server-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "stratus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+
+	cfg := stratus.ServiceConfig{Image: "registry.example/hello:1"}
+	cfg.Defaults()
+	img := &services.Image{Digest: cfg.Image}
+	live := &stratus.Revision{Service: "Live_Svc", Number: 1, Config: cfg, Digest: cfg.Image}
+	if _, err := st.PutRevision(t.Context(), live); err != nil {
+		t.Fatal(err)
+	}
+	// (In the API's order, one orphan comes before the live revision's
+	// Deployment and one after it.)
+	orphans := []*stratus.Revision{
+		{Service: "gone", Number: 3, Config: cfg, Digest: cfg.Image},
+		{Service: "zz-gone", Number: 1, Config: cfg, Digest: cfg.Image},
+	}
+	for _, rev := range append([]*stratus.Revision{live}, orphans...) {
+		if err := b.Ensure(ctx, rev, img, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refs, err := b.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(refs, func(a, b services.RevisionRef) int { return strings.Compare(a.Service, b.Service) })
+	want := []services.RevisionRef{{Service: "Live_Svc", Number: 1}, {Service: "gone", Number: 3}, {Service: "zz-gone", Number: 1}}
+	if !slices.Equal(refs, want) {
+		t.Errorf("List: %v; want %v", refs, want)
+	}
+
+	m := services.New(services.Config{
+		Store: st, Revisions: b,
+		ReadyTimeout: time.Minute, Tick: 50 * time.Millisecond,
+		StopGrace: time.Second,
+	})
+	if err := m.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(runCtx) }()
+	t.Cleanup(func() {
+		stopRun()
+		select {
+		case <-ran:
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return")
+		}
+	})
+	for _, rev := range orphans {
+		waitGone(t, c, ns, kubedeploy.Name(rev.Service, rev.Number))
+	}
+	name := kubedeploy.Name(live.Service, live.Number)
+	if _, err := c.Client().AppsV1().Deployments(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the live revision's deployment: %v", err)
+	}
+	if _, err := c.Client().CoreV1().Services(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the live revision's service: %v", err)
+	}
 }
