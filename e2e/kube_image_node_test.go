@@ -15,6 +15,7 @@ import (
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/stratus-run/stratus/internal/clustertest"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/kubetest"
 )
@@ -114,10 +115,11 @@ func TestKubeNodeImageFunction(t *testing.T) {
 		t.Errorf("pod %s security context %+v; want non-root", ran.Name, sc)
 	}
 
-	// An image the store has and the node neither has nor can pull (no
-	// registry answers for stratus.local): the call fails, and the
-	// server's log says why.
-	const unpullable = "stratus.local/echofn:not-on-the-node"
+	// An image the store has and the node neither has nor can pull (its
+	// registry, on a closed port of this machine, refuses at once; a host
+	// name that does not resolve could keep the pull waiting on DNS for
+	// longer than a start): the call fails, and the server's log says why.
+	const unpullable = "127.0.0.1:1/echofn:not-on-the-node"
 	s.mustCLI("image", "import", writeImageTar(t, img, unpullable))
 	s.mustCLI("deploy", "nopull", "--image", unpullable, "--memory", "128")
 	began = time.Now()
@@ -132,6 +134,6 @@ func TestKubeNodeImageFunction(t *testing.T) {
 				return nil
 			}
 		}
-		return errors.New("the server's log does not name the pull failure")
+		return errors.New("the server's log does not name the pull failure; its end:\n" + clustertest.LastLines([]byte(s.Stderr()), 20))
 	})
 }

@@ -63,13 +63,11 @@ type Sandbox struct {
 	// Dir is its working directory.
 	Dir string
 	// Mounts: Source is a folder on the server's host, served as a tar;
-	// Target is an (empty, writable) folder in the pod to extract it into.
+	// Target is where the pod has the mount's volume, read-only. The
+	// staging agent (Stage) unpacks mount i into its volume before the
+	// pod's container starts; the agent that runs the program (Run)
+	// writes no mount.
 	Mounts []sandbox.Mount
-	// MountStage, when set, is a folder of the pod under which mount i is
-	// extracted, at MountStage/i, instead of at its Target: the pod binds
-	// the same volume read-only at Target, so that the program cannot
-	// write to its mounts.
-	MountStage string
 	// RuntimeAPI is "host:port" of the instance's Runtime API on the
 	// server; "" no relay.
 	RuntimeAPI string
@@ -84,7 +82,6 @@ type wireSandbox struct {
 	Dir        string      `json:"dir"`
 	Mounts     []wireMount `json:"mounts"`
 	RuntimeAPI string      `json:"runtimeAPI,omitempty"`
-	MountStage string      `json:"mountStage,omitempty"`
 }
 
 type wireMount struct {
@@ -92,7 +89,7 @@ type wireMount struct {
 }
 
 func toWire(sb Sandbox) wireSandbox {
-	w := wireSandbox{ID: sb.ID, Argv: sb.Argv, Env: sb.Env, Dir: sb.Dir, RuntimeAPI: sb.RuntimeAPI, MountStage: sb.MountStage}
+	w := wireSandbox{ID: sb.ID, Argv: sb.Argv, Env: sb.Env, Dir: sb.Dir, RuntimeAPI: sb.RuntimeAPI}
 	for _, m := range sb.Mounts {
 		w.Mounts = append(w.Mounts, wireMount{Target: m.Target})
 	}
@@ -100,7 +97,7 @@ func toWire(sb Sandbox) wireSandbox {
 }
 
 func (w wireSandbox) sandbox() Sandbox {
-	sb := Sandbox{ID: w.ID, Argv: w.Argv, Env: w.Env, Dir: w.Dir, RuntimeAPI: w.RuntimeAPI, MountStage: w.MountStage}
+	sb := Sandbox{ID: w.ID, Argv: w.Argv, Env: w.Env, Dir: w.Dir, RuntimeAPI: w.RuntimeAPI}
 	for _, m := range w.Mounts {
 		sb.Mounts = append(sb.Mounts, sandbox.Mount{Target: m.Target})
 	}

@@ -102,6 +102,16 @@ type testAgent struct {
 	logs     *syncBuffer
 	hostURL  string
 	hostGate chan struct{} // closed: the Host answers
+
+	mu       sync.Mutex
+	requests []string // the paths the Host was asked for
+}
+
+// asked returns the paths the Host was asked for.
+func (ta *testAgent) asked() []string {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	return append([]string(nil), ta.requests...)
 }
 
 type agentOpts struct {
@@ -120,6 +130,9 @@ func startAgent(t *testing.T, sb Sandbox, o agentOpts) *testAgent {
 		close(ta.hostGate)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ta.mu.Lock()
+		ta.requests = append(ta.requests, r.URL.Path)
+		ta.mu.Unlock()
 		select {
 		case <-ta.hostGate:
 		case <-r.Context().Done():
@@ -224,7 +237,8 @@ var shellEnv = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
 // TestRun runs a program through the whole protocol: Ready before and
 // after setup, Start with its Env and Dir, the Runtime API relay holding a
 // long poll, output through Follow, Wait, a second Start, the agent's exit
-// code and termination log.
+// code and termination log. The agent neither fetches nor writes the
+// mounts (Stage does).
 func TestRun(t *testing.T) {
 	t.Parallel()
 	code := t.TempDir()
@@ -233,7 +247,7 @@ func TestRun(t *testing.T) {
 	if err := os.Symlink("hello.txt", filepath.Join(code, "link")); err != nil {
 		t.Fatal(err)
 	}
-	target := filepath.Join(t.TempDir(), "task") // the agent creates it
+	target := filepath.Join(t.TempDir(), "task") // nothing creates it
 	dir := t.TempDir()
 
 	// The server's Runtime API: it holds the long poll 2 s.
@@ -284,17 +298,15 @@ func TestRun(t *testing.T) {
 	close(ta.hostGate)
 	ta.ready(t)
 
-	// The mount, extracted read-only.
-	if b, err := os.ReadFile(filepath.Join(target, "hello.txt")); err != nil || string(b) != "hello\n" {
-		t.Errorf("hello.txt = %q, %v", b, err)
+	// The mount is the stager's: the agent neither asks for it nor
+	// writes its target.
+	if _, err := os.Lstat(target); err == nil {
+		t.Errorf("the agent wrote the mount's target %s", target)
 	}
-	for name, want := range map[string]os.FileMode{"hello.txt": 0o444, "lib/run.sh": 0o555, "lib": os.ModeDir | 0o755} {
-		if fi, err := os.Lstat(filepath.Join(target, name)); err != nil || fi.Mode() != want {
-			t.Errorf("%s: mode %v (%v), want %v", name, fi.Mode(), err, want)
+	for _, p := range ta.asked() {
+		if strings.Contains(p, "/mounts/") {
+			t.Errorf("the agent asked the Host for %s; want the Sandbox only", p)
 		}
-	}
-	if l, err := os.Readlink(filepath.Join(target, "link")); err != nil || l != "hello.txt" {
-		t.Errorf("link -> %q, %v", l, err)
 	}
 
 	var stdout, stderr syncBuffer
@@ -536,7 +548,8 @@ func TestStartFails(t *testing.T) {
 }
 
 // TestSetupFails: an agent the Host refuses (wrong token, unknown
-// sandbox) reports why through Ready and exits 1 right after.
+// sandbox: the same 401) or that has no program reports why through
+// Ready and exits 1 right after.
 func TestSetupFails(t *testing.T) {
 	t.Parallel()
 	setEnv := func(k, v string) func([]string) []string {
@@ -548,14 +561,14 @@ func TestSetupFails(t *testing.T) {
 		want string
 	}{
 		{"wrong token", setEnv(EnvToken, "nope"), "401"},
-		{"unknown sandbox", setEnv(EnvSandbox, "other"), "404"},
-		{"bad mount target", nil, `target "relative" is not an absolute path`},
+		{"unknown sandbox", setEnv(EnvSandbox, "other"), "401"},
+		{"no program", nil, "no program"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			sb := Sandbox{ID: "s", Argv: shell("exit 0")}
 			if tc.env == nil {
-				sb.Mounts = []sandbox.Mount{{Source: t.TempDir(), Target: "relative"}}
+				sb.Argv = nil
 			}
 			ta := startAgent(t, sb, agentOpts{env: tc.env})
 			if tc.name == "wrong token" {
@@ -577,33 +590,10 @@ func TestSetupFails(t *testing.T) {
 	}
 }
 
-// TestMountStage: with a MountStage, mount i is extracted at
-// MountStage/i (the pod binds that volume read-only at the target), and
-// nothing is written at the target.
-func TestMountStage(t *testing.T) {
-	t.Parallel()
-	code := t.TempDir()
-	mustWrite(t, filepath.Join(code, "hello.txt"), "hello\n", 0o644)
-	stage := t.TempDir()
-	targets := []string{filepath.Join(t.TempDir(), "empty"), filepath.Join(t.TempDir(), "task")}
-	ta := startAgent(t, Sandbox{
-		ID: "staged", Argv: shell("exit 0"), Env: shellEnv,
-		Mounts:     []sandbox.Mount{{Source: t.TempDir(), Target: targets[0]}, {Source: code, Target: targets[1]}},
-		MountStage: stage,
-	}, agentOpts{})
-	ta.ready(t)
-	if b, err := os.ReadFile(filepath.Join(stage, "1", "hello.txt")); err != nil || string(b) != "hello\n" {
-		t.Errorf("stage/1/hello.txt = %q, %v; want the mount's file", b, err)
-	}
-	for _, target := range targets {
-		if _, err := os.Lstat(target); err == nil {
-			t.Errorf("the agent wrote the target %s; want only the stage", target)
-		}
-	}
-}
-
-// TestAuth: the agent and the Host refuse a wrong or missing token (401)
-// and the Host an unknown sandbox or mount (404), without host paths.
+// TestAuth: the agent and the Host refuse a wrong or missing token
+// (401), the Host whether or not the sandbox exists (an unknown sandbox
+// is a wrong token, so that nobody learns which sandboxes exist), and an
+// unknown mount (404), without host paths.
 func TestAuth(t *testing.T) {
 	t.Parallel()
 	ta := startAgent(t, Sandbox{ID: "auth", Argv: shell("exit 0")}, agentOpts{})
@@ -649,7 +639,9 @@ func TestAuth(t *testing.T) {
 		{"/v1/agent/sandboxes/x", "", 401},
 		{"/v1/agent/sandboxes/x", "wrong", 401},
 		{"/v1/agent/sandboxes/y", token, 401}, // another sandbox's token
-		{"/v1/agent/sandboxes/z", token, 404},
+		{"/v1/agent/sandboxes/z", token, 401}, // no such sandbox
+		{"/v1/agent/sandboxes/z", "", 401},
+		{"/v1/agent/sandboxes/z/mounts/0", token, 401},
 		{"/v1/agent/sandboxes/x/mounts/1", token, 404},
 		{"/v1/agent/sandboxes/x/mounts/-1", token, 404},
 	} {
@@ -661,14 +653,21 @@ func TestAuth(t *testing.T) {
 			t.Errorf("GET %s shows a host path: %s", tc.path, body)
 		}
 	}
+	_, unknown := get("/v1/agent/sandboxes/z", token)
+	_, wrong := get("/v1/agent/sandboxes/x", "wrong")
+	if unknown != wrong {
+		t.Errorf("an unknown sandbox is answered %q, a wrong token %q; want the same", unknown, wrong)
+	}
 	_, body := get("/v1/agent/sandboxes/x", token)
 	var w wireSandbox
 	if err := json.Unmarshal([]byte(body), &w); err != nil || len(w.Mounts) != 1 || w.Mounts[0].Target != "/var/task" || w.Argv[0] != "/b" {
 		t.Errorf("sandbox JSON %s (%v)", body, err)
 	}
 	h.Remove("x")
-	if code, _ := get("/v1/agent/sandboxes/x", token); code != 404 {
-		t.Errorf("after Remove: %d, want 404", code)
+	for _, p := range []string{"/v1/agent/sandboxes/x", "/v1/agent/sandboxes/x/mounts/0"} {
+		if code, body := get(p, token); code != 401 || strings.Contains(body, `"x"`) {
+			t.Errorf("GET %s after Remove: %d %s, want 401 not naming the sandbox", p, code, body)
+		}
 	}
 }
 

@@ -67,7 +67,7 @@ func (c *Client) do(ctx context.Context, method, path string, ok int) (*http.Res
 	return resp, nil
 }
 
-// Ready returns nil once the agent has its spec and mounts and waits for
+// Ready returns nil once the agent has its spec and waits for
 // Start (and after). Before, it returns an ErrUnavailable; when the setup
 // failed, an error wrapping ErrSetup and ErrUnavailable with the agent's
 // message, after which the agent exits 1. It does not wait.

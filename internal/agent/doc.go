@@ -9,32 +9,43 @@
 // a volume, which the sandbox's container binds read-only and runs
 // `stratus agent` from.
 //
+// A sandbox's mounts are unpacked by Stage (`stratus agent --stage DIR`,
+// another init container from the agent image), mount i into DIR/i: a
+// volume that init container alone has writable, and that the sandbox's
+// container binds read-only at the mount's Target. The program runs as
+// the agent's user but has no writable view of its code.
+//
 // # Protocol
 //
 // Every request carries "Authorization: Bearer TOKEN", the sandbox's
 // credential that Host.Add returned and the pod holds in EnvToken;
 // tokens are compared in constant time. A missing or wrong token is 401,
-// an unknown sandbox or mount 404. Error answers are JSON
-// {"message": "..."} and never name a path of the server's host; the
-// Client turns them into errors of the stratus kinds (400, 401
-// ErrInvalid; 404 ErrNotFound; 409 ErrConflict; 5xx and no answer
-// ErrUnavailable).
+// and so is a token for a sandbox the Host does not have (the answer is
+// the same, so that it tells nobody which sandboxes exist); an unknown
+// mount of a sandbox, or one asked for after Host.Staged, is 404. Error
+// answers are JSON {"message": "..."} and never name a path of the
+// server's host; the Client turns them into errors of the stratus kinds
+// (400, 401 ErrInvalid; 404 ErrNotFound; 409 ErrConflict; 5xx and no
+// answer ErrUnavailable).
 //
 // Agent to Host (EnvServer):
 //
-//	GET /v1/agent/sandboxes/{id}             200 JSON {"id","argv","env","dir","mounts":[{"target"}],"runtimeAPI","mountStage"}
+//	GET /v1/agent/sandboxes/{id}             200 JSON {"id","argv","env","dir","mounts":[{"target"}],"runtimeAPI"}
 //	GET /v1/agent/sandboxes/{id}/mounts/{i}  200 application/x-tar of mount i's Source: folders, regular
 //	                                         files and symlinks with their permission bits, no owners;
 //	                                         a failure while streaming breaks the connection
 //
-// The agent retries these for up to a minute while there is no connection
-// or the answer is a 5xx, and extracts each tar into its mount's Target
-// (or, with a mountStage, into mountStage/i, a volume the pod binds
-// read-only at the Target) through an os.Root: absolute names, "..", entries under a symlink,
-// duplicates and other types (devices, hard links) are refused, and the
-// files of a mount may hold MaxMountBytes at most. Regular files end
-// read-only (a-w). When the spec has a RuntimeAPI, the agent then listens
-// on 127.0.0.1:RuntimePort: a reverse proxy to it, streaming both ways,
+// The Host serves the mounts until the driver calls Host.Staged (the pod
+// runs: its init containers ended well), the Sandbox until Host.Remove
+// (the agent is ready). The agent retries these for up to a minute while
+// there is no connection or the answer is a 5xx. Stage extracts each tar
+// into DIR/i through an os.Root: absolute names, "..", entries under a
+// symlink, duplicates and other types (devices, hard links) are refused,
+// and the files of a mount may hold MaxMountBytes at most. Regular files
+// end read-only (a-w). A failed staging writes why to the termination log
+// and exits 1, which the pod's status shows. Run fetches the Sandbox
+// only; when it has a RuntimeAPI, the agent then listens on
+// 127.0.0.1:RuntimePort: a reverse proxy to it, streaming both ways,
 // headers unchanged, without timeouts (a long poll of
 // /runtime/invocation/next lasts as long as the server holds it).
 //

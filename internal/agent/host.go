@@ -16,35 +16,57 @@ import (
 )
 
 // Host serves the agents of one server: each registered sandbox's Sandbox
-// (without Source paths) and its mounts as tars, to the agent holding its
-// token. Its methods are safe for concurrent use.
+// (without Source paths) and, until its mounts are staged, its mounts as
+// tars, to the agents holding its token. Its methods are safe for
+// concurrent use.
 type Host struct {
 	log *slog.Logger
+	// decoy is a token no sandbox has: a request for an unknown sandbox
+	// is compared with it, so that it costs what a wrong token does.
+	decoy string
 
 	mu    sync.Mutex
 	boxes map[string]hostEntry
 }
 
 type hostEntry struct {
-	sb    Sandbox
-	token string
+	sb     Sandbox
+	token  string
+	staged bool // the mounts are no longer served
 }
 
 // NewHost returns a Host with no sandboxes.
 func NewHost(log *slog.Logger) *Host {
-	return &Host{log: log, boxes: make(map[string]hostEntry)}
+	return &Host{log: log, decoy: newToken(), boxes: make(map[string]hostEntry)}
+}
+
+// newToken is a fresh random credential.
+func newToken() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Add registers sb (replacing a sandbox of the same ID and its token) and
-// returns a fresh random credential for its agent.
+// returns a fresh random credential for its agents.
 func (h *Host) Add(sb Sandbox) (token string) {
-	var b [32]byte
-	rand.Read(b[:])
-	token = hex.EncodeToString(b[:])
+	token = newToken()
 	h.mu.Lock()
 	h.boxes[sb.ID] = hostEntry{sb: sb, token: token}
 	h.mu.Unlock()
 	return token
+}
+
+// Staged tells the Host that sandbox id's mounts are in its pod: from now
+// on it answers their requests 404 and serves the Sandbox only. It does
+// nothing for an unknown ID.
+func (h *Host) Staged(id string) {
+	h.mu.Lock()
+	if e, ok := h.boxes[id]; ok {
+		e.staged = true
+		h.boxes[id] = e
+	}
+	h.mu.Unlock()
 }
 
 // Remove forgets sandbox id: its token no longer works. Removing an
@@ -67,39 +89,45 @@ func (h *Host) Handler() http.Handler {
 	return mux
 }
 
-// lookup authorizes r for the sandbox of its path, answering 401 or 404
-// itself when it fails.
-func (h *Host) lookup(w http.ResponseWriter, r *http.Request) (Sandbox, bool) {
-	id := r.PathValue("id")
+// lookup authorizes r for the sandbox of its path, answering 401 itself
+// when it fails. The token is checked before anything is said of the
+// sandbox: a wrong token gets the same 401 whether or not the sandbox
+// exists, so that nobody learns which IDs do.
+func (h *Host) lookup(w http.ResponseWriter, r *http.Request) (hostEntry, bool) {
 	if !hasBearer(r) {
 		writeError(w, http.StatusUnauthorized, "missing bearer token")
-		return Sandbox{}, false
+		return hostEntry{}, false
 	}
 	h.mu.Lock()
-	e, ok := h.boxes[id]
+	e, ok := h.boxes[r.PathValue("id")]
 	h.mu.Unlock()
+	token := e.token
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found", id))
-		return Sandbox{}, false
+		token = h.decoy
 	}
-	if !bearer(r, e.token) {
-		writeError(w, http.StatusUnauthorized, fmt.Sprintf("sandbox %q: wrong token", id))
-		return Sandbox{}, false
+	if !bearer(r, token) || !ok {
+		writeError(w, http.StatusUnauthorized, "wrong token for this sandbox")
+		return hostEntry{}, false
 	}
-	return e.sb, true
+	return e, true
 }
 
 func (h *Host) serveSandbox(w http.ResponseWriter, r *http.Request) {
-	sb, ok := h.lookup(w, r)
+	e, ok := h.lookup(w, r)
 	if !ok {
 		return
 	}
-	writeJSON(w, toWire(sb))
+	writeJSON(w, toWire(e.sb))
 }
 
 func (h *Host) serveMount(w http.ResponseWriter, r *http.Request) {
-	sb, ok := h.lookup(w, r)
+	e, ok := h.lookup(w, r)
 	if !ok {
+		return
+	}
+	sb := e.sb
+	if e.staged {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q: its mounts were staged already", sb.ID))
 		return
 	}
 	i, err := strconv.Atoi(r.PathValue("i"))

@@ -101,11 +101,11 @@ func parseEnv(environ []string) (agentConfig, error) {
 
 // agent is one run of `stratus agent`.
 type agent struct {
-	cfg      agentConfig
-	log      *slog.Logger
-	hostHTTP *http.Client
-	cgroup   cgroupFiles
-	wg       sync.WaitGroup // every goroutine it starts
+	cfg    agentConfig
+	log    *slog.Logger
+	host   *hostClient
+	cgroup cgroupFiles
+	wg     sync.WaitGroup // every goroutine it starts
 
 	stdout, stderr *stream
 	outW, errW     *os.File // the pipes' write ends, until Start
@@ -133,12 +133,12 @@ type agent struct {
 	oomBefore int64
 }
 
-// Run is `stratus agent`: reads its Env*, fetches the Sandbox and the
-// mounts, serves Port and the relay, runs the program on Start, and
-// returns the exit code the process should exit with. ctx ending is taken
-// as SIGTERM: it is forwarded to the program's process group, and the
-// agent returns when the program has exited (or at once, 143, when no
-// program was started).
+// Run is `stratus agent`: reads its Env*, fetches the Sandbox (its mounts
+// are in the pod already: Stage unpacked them), serves Port and the
+// relay, runs the program on Start, and returns the exit code the process
+// should exit with. ctx ending is taken as SIGTERM: it is forwarded to
+// the program's process group, and the agent returns when the program
+// has exited (or at once, 143, when no program was started).
 func Run(ctx context.Context, environ []string, log *slog.Logger) int {
 	log = log.With("component", "agent")
 	cfg, err := parseEnv(environ)
@@ -146,14 +146,11 @@ func Run(ctx context.Context, environ []string, log *slog.Logger) int {
 		log.Error("agent", "err", err)
 		return exitUsage
 	}
+	log = log.With("instance", cfg.id)
 	a := &agent{
-		cfg: cfg,
-		log: log.With("instance", cfg.id),
-		hostHTTP: &http.Client{Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ResponseHeaderTimeout: 30 * time.Second,
-			IdleConnTimeout:       30 * time.Second,
-		}},
+		cfg:          cfg,
+		log:          log,
+		host:         newHostClient(cfg, log),
 		setupDone:    make(chan struct{}),
 		failureRead:  make(chan struct{}),
 		exited:       make(chan struct{}),
@@ -175,7 +172,7 @@ func Run(ctx context.Context, environ []string, log *slog.Logger) int {
 }
 
 func (a *agent) run(ctx context.Context) int {
-	defer a.hostHTTP.CloseIdleConnections()
+	defer a.host.http.CloseIdleConnections()
 	ln, err := a.listen()
 	if err != nil {
 		a.log.Error("agent listen", "err", err)
@@ -316,7 +313,7 @@ func (a *agent) exitCode() int {
 	return a.code
 }
 
-// setup fetches the Sandbox and the mounts and opens the relay.
+// setup fetches the Sandbox and opens the relay.
 func (a *agent) setup(ctx context.Context) {
 	sb, err := a.fetchSetup(ctx)
 	a.mu.Lock()
@@ -327,39 +324,16 @@ func (a *agent) setup(ctx context.Context) {
 		a.log.Error("agent setup", "err", err)
 		return
 	}
-	a.log.Info("agent ready", "mounts", len(sb.Mounts), "relay", sb.RuntimeAPI != "")
+	a.log.Info("agent ready", "relay", sb.RuntimeAPI != "")
 }
 
 func (a *agent) fetchSetup(ctx context.Context) (Sandbox, error) {
-	base := a.cfg.server + "/v1/agent/sandboxes/" + url.PathEscape(a.cfg.id)
-	var w wireSandbox
-	err := a.fromHost(ctx, base, func(body io.Reader) error {
-		return json.NewDecoder(io.LimitReader(body, 16<<20)).Decode(&w)
-	})
+	sb, err := a.host.sandbox(ctx)
 	if err != nil {
-		return Sandbox{}, fmt.Errorf("get sandbox %q: %w", a.cfg.id, err)
+		return Sandbox{}, err
 	}
-	sb := w.sandbox()
 	if len(sb.Argv) == 0 || sb.Argv[0] == "" {
 		return Sandbox{}, fmt.Errorf("sandbox %q: no program (empty argv): %w", a.cfg.id, stratus.ErrInvalid)
-	}
-	if sb.MountStage != "" && !filepath.IsAbs(sb.MountStage) {
-		return Sandbox{}, fmt.Errorf("sandbox %q: mount stage %q is not an absolute path: %w", a.cfg.id, sb.MountStage, stratus.ErrInvalid)
-	}
-	for i, m := range sb.Mounts {
-		if !filepath.IsAbs(m.Target) {
-			return Sandbox{}, fmt.Errorf("sandbox %q mount %d: target %q is not an absolute path: %w", a.cfg.id, i, m.Target, stratus.ErrInvalid)
-		}
-		dst := m.Target
-		if sb.MountStage != "" {
-			dst = filepath.Join(sb.MountStage, strconv.Itoa(i))
-		}
-		err := a.fromHost(ctx, base+"/mounts/"+strconv.Itoa(i), func(body io.Reader) error {
-			return extract(body, dst, MaxMountBytes)
-		})
-		if err != nil {
-			return Sandbox{}, fmt.Errorf("mount %d into %s: %w", i, m.Target, err)
-		}
 	}
 	if sb.RuntimeAPI != "" {
 		if err := a.startRelay(sb.RuntimeAPI); err != nil {
@@ -369,25 +343,61 @@ func (a *agent) fetchSetup(ctx context.Context) (Sandbox, error) {
 	return sb, nil
 }
 
-// fromHost GETs u from the Host and hands the body of a 200 answer to
-// read. It retries, up to setupGiveUp, what may pass: no connection, a
-// 5xx answer.
-func (a *agent) fromHost(ctx context.Context, u string, read func(io.Reader) error) error {
+// hostClient is an agent's side of the Host: the requests of one
+// sandbox, with its token.
+type hostClient struct {
+	id    string
+	base  string // the sandbox's URL at the Host
+	token string
+	http  *http.Client
+	log   *slog.Logger
+}
+
+func newHostClient(cfg agentConfig, log *slog.Logger) *hostClient {
+	return &hostClient{
+		id:    cfg.id,
+		base:  cfg.server + "/v1/agent/sandboxes/" + url.PathEscape(cfg.id),
+		token: cfg.token,
+		http: &http.Client{Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ResponseHeaderTimeout: 30 * time.Second,
+			IdleConnTimeout:       30 * time.Second,
+		}},
+		log: log,
+	}
+}
+
+// sandbox fetches the Sandbox.
+func (h *hostClient) sandbox(ctx context.Context) (Sandbox, error) {
+	var w wireSandbox
+	err := h.get(ctx, "", func(body io.Reader) error {
+		return json.NewDecoder(io.LimitReader(body, 16<<20)).Decode(&w)
+	})
+	if err != nil {
+		return Sandbox{}, fmt.Errorf("get sandbox %q: %w", h.id, err)
+	}
+	return w.sandbox(), nil
+}
+
+// get GETs path (under the sandbox's URL) from the Host and hands the
+// body of a 200 answer to read. It retries, up to setupGiveUp, what may
+// pass: no connection, a 5xx answer.
+func (h *hostClient) get(ctx context.Context, path string, read func(io.Reader) error) error {
 	deadline := time.Now().Add(setupGiveUp)
 	for pause := 50 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+a.cfg.token)
-		resp, err := a.hostHTTP.Do(req)
+		req.Header.Set("Authorization", "Bearer "+h.token)
+		resp, err := h.http.Do(req)
 		if err == nil {
 			if resp.StatusCode == http.StatusOK {
 				err = read(resp.Body)
 				resp.Body.Close()
 				return err
 			}
-			err = statusError("host "+a.cfg.server, resp)
+			err = statusError("host "+req.URL.Host, resp)
 			resp.Body.Close()
 			if resp.StatusCode < 500 {
 				return err
@@ -396,7 +406,7 @@ func (a *agent) fromHost(ctx context.Context, u string, read func(io.Reader) err
 		if ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
 			return err
 		}
-		a.log.Warn("agent: host request failed, retrying", "err", err)
+		h.log.Warn("agent: host request failed, retrying", "err", err)
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
@@ -590,9 +600,15 @@ func (a *agent) reap(pid int) {
 func (a *agent) setExit(e sandbox.Exit, code int) {
 	a.exit, a.code, a.hasExited = e, code, true
 	close(a.exited)
-	if f, err := os.OpenFile(a.cfg.terminationLog, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
-		b, _ := json.Marshal(wireExit(e))
-		f.Write(append(b, '\n'))
+	b, _ := json.Marshal(wireExit(e))
+	writeTerminationLog(a.cfg.terminationLog, append(b, '\n'))
+}
+
+// writeTerminationLog replaces the content of the termination log at
+// path, when that exists and is writable, with b.
+func writeTerminationLog(path string, b []byte) {
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
+		f.Write(b)
 		f.Close()
 	}
 }

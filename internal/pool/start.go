@@ -207,11 +207,11 @@ func (m *Manager) awaitInit(ctx context.Context, in *Instance) (lease, error) {
 }
 
 // launch makes in's sandbox live with run (the driver's Start or
-// Prepare), lets only that sandbox use its Runtime API and watches for its
-// end in a goroutine of the Manager's. On failure in's Runtime API is
-// closed.
+// Prepare), within DriverTimeout or the driver's longer StartTimeout,
+// lets only that sandbox use its Runtime API and watches for its end in a
+// goroutine of the Manager's. On failure in's Runtime API is closed.
 func (m *Manager) launch(ctx context.Context, in *Instance, run func(context.Context, sandbox.Spec) error) error {
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.DriverTimeout)
+	cctx, cancel := context.WithTimeout(ctx, max(m.cfg.DriverTimeout, m.cfg.Driver.Capabilities().StartTimeout))
 	err := run(cctx, in.spec)
 	cancel()
 	if err != nil {

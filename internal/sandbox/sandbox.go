@@ -181,6 +181,11 @@ type Capabilities struct {
 	// Regions: the driver places sandboxes on nodes by region (a node's
 	// topology.kubernetes.io/region), honouring Spec.Regions.
 	Regions bool
+	// StartTimeout, when set, is how long a Prepare or Start may take
+	// when its caller's bound for driver calls is shorter: a driver whose
+	// start may pull an image and place a pod on a node needs more than a
+	// local sandbox does.
+	StartTimeout time.Duration
 	// Mounts: Spec.Mounts may bind a source at another target path.
 	Mounts bool
 	// Prepare: Prepare does the slow part of a start ahead of time, so

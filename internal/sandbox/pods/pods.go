@@ -5,8 +5,10 @@
 // in an emptyDir (read-only there) that an init container from the agent
 // image installed it into (`stratus agent --install`). The driver
 // registers the sandbox's program, environment and mounts with its
-// agent.Host, which the pod's agent fetches them from; the agent extracts the mounts, relays the program's
-// Runtime API to the server's and waits for Start. The driver follows
+// agent.Host, which the pod fetches them from: an init container of the
+// agent image (`stratus agent --stage`) unpacks the mounts into their
+// volumes, then the agent fetches the rest, relays the program's Runtime
+// API to the server's and waits for Start. The driver follows
 // each pod through an informer on the pods labelled with its node name,
 // and talks to the agent at the pod's IP for Start, output, Wait and
 // Stats.
@@ -20,10 +22,11 @@
 // user, non-root, no privilege escalation, no capabilities, the
 // runtime's default seccomp profile, a read-only root, an emptyDir at
 // /tmp and one for each mount (a folder of the server's host), bound
-// read-only at its target and writable for the agent, which extracts it
-// there, under /.stratus/mounts; no service account token, no service
-// links. The init container has the same security context and a small
-// fixed memory and CPU. Spec.InitCPU is not applied: a pod's CPU limit cannot change
+// read-only at its target in the container and writable only in the
+// stager, the init container that unpacks it (at /.stratus/mounts/N); no
+// service account token, no service links. The init containers have the
+// same security context; the installer a small fixed memory and CPU, the
+// stager the sandbox's. Spec.InitCPU is not applied: a pod's CPU limit cannot change
 // without an in-place resize, so EndInit does nothing.
 package pods
 
@@ -64,8 +67,8 @@ type Config struct {
 	// List returns only its own.
 	Node string
 	// Image is the agent image: the stratus binary at /stratus. Pods of
-	// sandboxes that run an image of their own run it as an init
-	// container.
+	// sandboxes that run an image of their own, or that have mounts, run
+	// it as an init container too.
 	Image string
 	// PullPolicy is the image pull policy of the agent image and of the
 	// images of sandboxes; "" is IfNotPresent.
@@ -94,6 +97,11 @@ const (
 	nobody = 65534
 	// readyPoll bounds one call to an agent while waiting for it.
 	readyPoll = 2 * time.Second
+	// startTimeout is how long a Prepare or Start may take: a pod is
+	// scheduled, its images pulled (a pull failure reaches the pod's
+	// status only at the kubelet's next sync of it, about 10 s later) and
+	// its init containers run before its agent answers.
+	startTimeout = time.Minute
 	// drainOutput bounds the wait for a sandbox's output after its
 	// program ended.
 	drainOutput = 10 * time.Second
@@ -227,6 +235,7 @@ func (d *Driver) Capabilities() sandbox.Capabilities {
 	return sandbox.Capabilities{
 		MemoryLimit: true, Isolated: true, Users: true, Hostname: true,
 		Mounts: true, Prepare: true, ImageRef: true, Regions: true, HostIP: d.cfg.Address,
+		StartTimeout: startTimeout,
 	}
 }
 
@@ -292,7 +301,8 @@ func (d *Driver) drop(s *sbx) {
 }
 
 // Prepare implements sandbox.Driver: it makes the pod and returns once
-// its agent has the program's spec and mounts and waits for Start.
+// its mounts are unpacked and its agent has the program's spec and waits
+// for Start.
 func (d *Driver) Prepare(ctx context.Context, spec sandbox.Spec) error {
 	_, err := d.prepare(ctx, spec)
 	return err
@@ -326,7 +336,7 @@ func (d *Driver) prepare(ctx context.Context, spec sandbox.Spec) (*sbx, error) {
 	}
 	token := d.host.Add(agent.Sandbox{
 		ID: spec.ID, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir, Mounts: spec.Mounts,
-		RuntimeAPI: runtimeAPI(spec.Env), MountStage: mountStage,
+		RuntimeAPI: runtimeAPI(spec.Env),
 	})
 	pod := d.podSpec(spec, s.pod, token)
 	if _, err := d.cfg.Client.Interface.CoreV1().Pods(d.cfg.Client.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -336,6 +346,9 @@ func (d *Driver) prepare(ctx context.Context, spec sandbox.Spec) (*sbx, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// The pod runs: its init containers ended well, the mounts are in
+	// its volumes, and the Host serves them no more.
+	d.host.Staged(spec.ID)
 	client := &agent.Client{Addr: netip.AddrPortFrom(ip, agent.Port), Token: token}
 	d.mu.Lock()
 	s.client = client
@@ -412,7 +425,7 @@ func (d *Driver) waitAgent(ctx context.Context, s *sbx, client *agent.Client) er
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, stratus.ErrUnavailable) {
+		if errors.Is(err, agent.ErrSetup) || !errors.Is(err, stratus.ErrUnavailable) {
 			return fmt.Errorf("sandbox %s: agent of pod %s: %w", s.spec.ID, s.pod, err)
 		}
 		if pod, gerr := d.lister.Get(s.pod); gerr == nil {

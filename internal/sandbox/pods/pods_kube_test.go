@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/agent"
 	"github.com/stratus-run/stratus/internal/eventually"
 	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/kubetest"
@@ -110,11 +112,18 @@ func TestPodsOnKWOK(t *testing.T) {
 	for _, m := range ctr.VolumeMounts {
 		targets = append(targets, m.MountPath)
 	}
-	if !slices.Equal(targets, []string{"/tmp", "/var/task", "/.stratus/mounts/0"}) {
-		t.Errorf("volume mounts at %q; want /tmp, /var/task and the agent's /.stratus/mounts/0", targets)
+	if !slices.Equal(targets, []string{"/tmp", "/var/task"}) || !ctr.VolumeMounts[1].ReadOnly {
+		t.Errorf("volume mounts %+v; want /tmp, and the code's volume read-only at /var/task and nowhere else", ctr.VolumeMounts)
 	}
-	if m := ctr.VolumeMounts[1]; !m.ReadOnly || ctr.VolumeMounts[2].ReadOnly || m.Name != ctr.VolumeMounts[2].Name {
-		t.Errorf("volume mounts %+v: want the code's volume read-only at /var/task, writable for the agent", ctr.VolumeMounts)
+	// The code is unpacked by an init container, the only one that has
+	// its volume writable.
+	if len(pod.Spec.InitContainers) != 1 {
+		t.Fatalf("init containers %+v; want the mounts' stager", pod.Spec.InitContainers)
+	}
+	st := pod.Spec.InitContainers[0]
+	if !slices.Equal(st.Command, []string{"/stratus", "agent", "--stage", "/.stratus/mounts"}) || len(st.VolumeMounts) != 1 ||
+		st.VolumeMounts[0].ReadOnly || st.VolumeMounts[0].MountPath != "/.stratus/mounts/0" || st.VolumeMounts[0].Name != ctr.VolumeMounts[1].Name {
+		t.Errorf("init container %s runs %q with mounts %+v; want the stager with the code's volume writable at /.stratus/mounts/0", st.Name, st.Command, st.VolumeMounts)
 	}
 	// The function's environment stays with the server: the pod spec,
 	// readable by whoever may read pods, holds only the agent's.
@@ -134,6 +143,25 @@ func TestPodsOnKWOK(t *testing.T) {
 		_, err := d.Addr(t.Context(), spec.ID)
 		return err
 	})
+	// The pod runs, so its init containers ended: the Host serves the
+	// agent its Sandbox, and the mounts to nobody any more.
+	agentEnv := map[string]string{}
+	for _, e := range ctr.Env {
+		agentEnv[e.Name] = e.Value
+	}
+	sandboxURL := agentEnv[agent.EnvServer] + "/v1/agent/sandboxes/" + agentEnv[agent.EnvSandbox]
+	for path, want := range map[string]int{"": http.StatusOK, "/mounts/0": http.StatusNotFound} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, sandboxURL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+agentEnv[agent.EnvToken])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s of the Host once the pod runs: %d; want %d", sandboxURL+path, resp.StatusCode, want)
+		}
+	}
 	cancel()
 	select {
 	case err := <-prepared:

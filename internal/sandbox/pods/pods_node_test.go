@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/agent"
 	"github.com/stratus-run/stratus/internal/agentimage"
 	"github.com/stratus-run/stratus/internal/kube"
 	"github.com/stratus-run/stratus/internal/kubetest"
@@ -123,7 +127,96 @@ func TestSuiteOnNode(t *testing.T) {
 		sandboxtest.Timeout(90*time.Second),
 		sandboxtest.Leftovers(leftovers),
 	)
+	t.Run("CodeReadOnly", func(t *testing.T) { testCodeReadOnly(t, newDriver(t, t.TempDir())) })
+	t.Run("StagingFails", func(t *testing.T) {
+		d := newDriver(t, t.TempDir())
+		testStagingFails(t, d, func(id string) []string { return leftovers(d, id) })
+	})
 	t.Logf("suite on the node: %s in all", time.Since(began).Round(time.Millisecond))
+}
+
+// codeScript tries every way the program has to change its code: write,
+// create, remove, rename and chmod at the mount's target, and write
+// through every other path to the volume it finds (/.stratus/mounts/0,
+// PID 1's root, every mount point of /proc/self/mountinfo holding the
+// code), first making it writable. It prints what succeeded, then the
+// code.
+const codeScript = `w() {
+	if busybox chmod u+w "$1" 2>/dev/null; then echo "chmod $1"; fi
+	if (echo changed > "$1") 2>/dev/null; then echo "wrote $1"; fi
+}
+for d in /var/task /.stratus/mounts/0 /proc/self/root/var/task /proc/1/root/var/task /proc/1/root/.stratus/mounts/0; do
+	w $d/code
+	w $d/new
+done
+while read -r _ _ _ _ mp _; do
+	if [ -f "$mp/code" ]; then w "$mp/code"; w "$mp/new"; fi
+done < /proc/self/mountinfo
+if busybox chmod 777 /var/task 2>/dev/null; then echo "chmod /var/task"; fi
+if busybox mv /var/task/code /var/task/moved 2>/dev/null; then echo "moved code"; fi
+if busybox rm -f /var/task/code 2>/dev/null && [ ! -e /var/task/code ]; then echo "removed code"; fi
+if busybox mkdir -p /.stratus/mounts/0 2>/dev/null; then echo "made /.stratus/mounts/0"; fi
+if [ -e /.stratus/mounts ]; then echo "/.stratus/mounts exists"; fi
+cat /var/task/code`
+
+// testCodeReadOnly: the program runs as the agent's user in the agent's
+// container, yet it cannot change its mounted code by any path it finds:
+// the mounts were unpacked by an init container, and the container has
+// them read-only at their targets only.
+func testCodeReadOnly(t *testing.T, d sandbox.Driver) {
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "code"), []byte("the function's code\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr sandboxtest.Buffer
+	spec := sandbox.Spec{
+		ID: "code-read-only", Argv: []string{"/bin/sh", "-c", codeScript}, Env: []string{"PATH=/bin"},
+		Dir: "/var/task", MemoryMB: 128, Mounts: []sandbox.Mount{{Source: src, Target: "/var/task"}},
+		Stdout: &stdout, Stderr: &stderr,
+	}
+	if err := d.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.WithoutCancel(ctx), spec.ID, 0)
+	e, err := d.Wait(ctx, spec.ID)
+	if err != nil || e.Code != 0 {
+		t.Fatalf("Wait = %+v, %v; stdout %q, stderr %q", e, err, stdout.String(), stderr.String())
+	}
+	if got := stdout.String(); got != "the function's code\n" {
+		t.Errorf("the program changed its code or found a writable view of it:\n%s(stderr %q)", got, stderr.String())
+	}
+}
+
+// testStagingFails: a mount the stager refuses (larger than
+// agent.MaxMountBytes: a sparse file) fails Start with the stager's
+// reason, and leaves no pod.
+func testStagingFails(t *testing.T, d sandbox.Driver, leftovers func(id string) []string) {
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(agent.MaxMountBytes + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	spec := sandbox.Spec{
+		ID: "staging-fails", Argv: []string{"/bin/true"}, MemoryMB: 128,
+		Mounts: []sandbox.Mount{{Source: src, Target: "/var/task"}},
+	}
+	err = d.Start(ctx, spec)
+	if !errors.Is(err, stratus.ErrUnavailable) || !strings.Contains(err.Error(), "init container stage-mounts ended") || !strings.Contains(err.Error(), "exceed") {
+		d.Stop(context.WithoutCancel(ctx), spec.ID, 0)
+		t.Fatalf("Start with a mount over the bound = %v; want ErrUnavailable with the stager's reason", err)
+	}
+	t.Logf("Start with a mount over the bound: %v", err)
+	if left := leftovers(spec.ID); len(left) > 0 {
+		t.Errorf("left after the failed Start: %v", left)
+	}
 }
 
 // suiteImage is the Stratus image of a static stratus build, with

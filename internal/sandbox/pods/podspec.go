@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,9 +48,11 @@ const (
 	mbPerCPU = 1769
 	// minMilliCPU is the smallest CPU share a pod gets.
 	minMilliCPU = 10
-	// mountStage is where the agent extracts mount i, at mountStage/i: a
-	// writable view of the volume the program sees read-only at the
-	// mount's target.
+	// stager is the name of the init container of a pod whose sandbox has
+	// mounts: from the agent image, it unpacks mount i into its volume,
+	// which it alone has writable, at mountStage/i.
+	stager = "stage-mounts"
+	// mountStage is where the stager has the mounts' volumes.
 	mountStage = "/.stratus/mounts"
 )
 
@@ -105,7 +108,8 @@ func runtimeAPI(env []string) string {
 // podSpec is the pod of spec, named name, whose agent holds token. Its
 // container runs the agent image's stratus agent or, for a spec with an
 // Image, that image with the agent an init container installed from the
-// agent image.
+// agent image. A spec with mounts has an init container of the agent
+// image that unpacks them (after the installer, when there is one).
 func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 	uid, gid := int64(nobody), int64(nobody)
 	var groups []int64
@@ -121,14 +125,26 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 	tmpSize := resource.NewQuantity(tmpSizeMB<<20, resource.BinarySI)
 	volumes := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: tmpSize}}}}
 	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+	// Each mount is a volume the stager unpacks it into (writable there
+	// only): the program, which runs as the same user, sees it read-only
+	// at its target and has no other view of it.
+	var staged []corev1.VolumeMount
 	for i, m := range spec.Mounts {
 		v := fmt.Sprintf("mount-%d", i)
-		// The agent unpacks at most agent.MaxMountBytes into it.
+		// The stager unpacks at most agent.MaxMountBytes into it.
 		mountSize := resource.NewQuantity(agent.MaxMountBytes, resource.BinarySI)
 		volumes = append(volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: mountSize}}})
-		mounts = append(mounts,
-			corev1.VolumeMount{Name: v, MountPath: path.Clean(m.Target), ReadOnly: true},
-			corev1.VolumeMount{Name: v, MountPath: path.Join(mountStage, strconv.Itoa(i))})
+		mounts = append(mounts, corev1.VolumeMount{Name: v, MountPath: path.Clean(m.Target), ReadOnly: true})
+		staged = append(staged, corev1.VolumeMount{Name: v, MountPath: path.Join(mountStage, strconv.Itoa(i))})
+	}
+	env := []corev1.EnvVar{
+		{Name: agent.EnvServer, Value: d.hostURL},
+		{Name: agent.EnvSandbox, Value: spec.ID},
+		{Name: agent.EnvToken, Value: token},
+	}
+	resources := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *share},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *limit},
 	}
 	security := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: &no,
@@ -158,6 +174,22 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		}}
 	}
+	if len(staged) > 0 {
+		// The stager has the sandbox's resources, so that the pod asks
+		// its node for no more than the sandbox's container does; it
+		// writes why it failed to its termination log.
+		inits = append(inits, corev1.Container{
+			Name:                     stager,
+			Image:                    d.cfg.Image,
+			ImagePullPolicy:          d.cfg.PullPolicy,
+			Command:                  []string{binary, "agent", "--stage", mountStage},
+			Env:                      slices.Clone(env),
+			Resources:                *resources.DeepCopy(),
+			VolumeMounts:             staged,
+			SecurityContext:          security,
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		})
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name,
@@ -182,20 +214,13 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 			Volumes:        volumes,
 			InitContainers: inits,
 			Containers: []corev1.Container{{
-				Name:            container,
-				Image:           image,
-				ImagePullPolicy: d.cfg.PullPolicy,
-				Command:         command,
-				Env: []corev1.EnvVar{
-					{Name: agent.EnvServer, Value: d.hostURL},
-					{Name: agent.EnvSandbox, Value: spec.ID},
-					{Name: agent.EnvToken, Value: token},
-				},
-				Ports: []corev1.ContainerPort{{Name: "agent", ContainerPort: agent.Port, Protocol: corev1.ProtocolTCP}},
-				Resources: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *share},
-					Limits:   corev1.ResourceList{corev1.ResourceMemory: *memory, corev1.ResourceCPU: *limit},
-				},
+				Name:                     container,
+				Image:                    image,
+				ImagePullPolicy:          d.cfg.PullPolicy,
+				Command:                  command,
+				Env:                      env,
+				Ports:                    []corev1.ContainerPort{{Name: "agent", ContainerPort: agent.Port, Protocol: corev1.ProtocolTCP}},
+				Resources:                resources,
 				VolumeMounts:             mounts,
 				SecurityContext:          security,
 				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
@@ -237,9 +262,10 @@ func cpu(spec sandbox.Spec) (request, limit *resource.Quantity) {
 }
 
 // podFailed says why pod cannot come to run its agent, "" when it may
-// still: it ended, is being deleted, its init container (the agent's
-// installer) failed, or a container cannot be made (its image, the
-// agent's or the sandbox's own, cannot be had).
+// still: it ended, is being deleted, an init container (the agent's
+// installer, the mounts' stager: its termination message says why)
+// failed, or a container cannot be made (its image, the agent's or the
+// sandbox's own, cannot be had).
 func podFailed(pod *corev1.Pod) string {
 	if pod.DeletionTimestamp != nil {
 		return "deleted"

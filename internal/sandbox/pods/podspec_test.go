@@ -130,6 +130,82 @@ func TestPodOfAnImage(t *testing.T) {
 	}
 }
 
+// TestPodMounts: a sandbox's mounts are unpacked by an init container
+// of the agent image (after the installer, when the sandbox runs an
+// image), which alone has their volumes writable, at /.stratus/mounts/N;
+// the sandbox's container has each volume read-only at its target and no
+// other view of it. The stager asks the node for what the container
+// does.
+func TestPodMounts(t *testing.T) {
+	d := &Driver{cfg: Config{Image: "stratus.local/stratus:1", PullPolicy: corev1.PullIfNotPresent}, nodeName: "server-a", hostURL: "http://10.0.0.5:4000"}
+	spec := sandbox.Spec{
+		ID: "fn-1", Argv: []string{"/var/task/bootstrap"}, Dir: "/var/task", MemoryMB: 128,
+		Mounts: []sandbox.Mount{{Source: t.TempDir(), Target: "/var/task"}, {Source: t.TempDir(), Target: "/opt/runtime/"}},
+	}
+	if err := check(spec); err != nil {
+		t.Fatal(err)
+	}
+	for _, image := range []string{"", "registry.example/fn:1"} {
+		spec.Image = image
+		pod := d.podSpec(spec, "stratus-fn-1", "token")
+		var names []string
+		for _, c := range pod.Spec.InitContainers {
+			names = append(names, c.Name)
+		}
+		want := []string{stager}
+		if image != "" {
+			want = []string{installer, stager}
+		}
+		if !slices.Equal(names, want) {
+			t.Fatalf("image %q: init containers %q; want %q", image, names, want)
+		}
+		st, ctr := pod.Spec.InitContainers[len(names)-1], pod.Spec.Containers[0]
+		if st.Image != d.cfg.Image || !slices.Equal(st.Command, []string{"/stratus", "agent", "--stage", "/.stratus/mounts"}) {
+			t.Errorf("image %q: stager runs %s %q; want the agent image staging into /.stratus/mounts", image, st.Image, st.Command)
+		}
+		if !slices.Equal(st.Env, ctr.Env) || len(st.Env) != 3 {
+			t.Errorf("image %q: stager's env %v, container's %v; want the agent's three variables in both", image, st.Env, ctr.Env)
+		}
+		if st.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+			t.Errorf("image %q: stager's termination message policy %q", image, st.TerminationMessagePolicy)
+		}
+		if !st.Resources.Limits.Memory().Equal(*ctr.Resources.Limits.Memory()) || !st.Resources.Requests.Cpu().Equal(*ctr.Resources.Requests.Cpu()) {
+			t.Errorf("image %q: stager's resources %+v, container's %+v; want the same", image, st.Resources, ctr.Resources)
+		}
+		if sc := st.SecurityContext; sc == nil || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+			t.Errorf("image %q: stager's security context %+v; want a read-only root, no escalation, no capabilities", image, sc)
+		}
+		wantStaged := []corev1.VolumeMount{{Name: "mount-0", MountPath: "/.stratus/mounts/0"}, {Name: "mount-1", MountPath: "/.stratus/mounts/1"}}
+		if !slices.Equal(st.VolumeMounts, wantStaged) {
+			t.Errorf("image %q: stager's mounts %+v; want %+v", image, st.VolumeMounts, wantStaged)
+		}
+		seen := map[string]string{}
+		for _, m := range ctr.VolumeMounts {
+			if strings.HasPrefix(m.MountPath, "/.stratus/mounts") {
+				t.Errorf("image %q: container mounts %s at %s; want no view under /.stratus/mounts", image, m.Name, m.MountPath)
+			}
+			if strings.HasPrefix(m.Name, "mount-") {
+				if !m.ReadOnly {
+					t.Errorf("image %q: container has %s writable at %s; want read-only", image, m.Name, m.MountPath)
+				}
+				if seen[m.Name] != "" {
+					t.Errorf("image %q: container has %s at %s and %s; want one view", image, m.Name, seen[m.Name], m.MountPath)
+				}
+				seen[m.Name] = m.MountPath
+			}
+		}
+		if seen["mount-0"] != "/var/task" || seen["mount-1"] != "/opt/runtime" || len(seen) != 2 {
+			t.Errorf("image %q: container's mounts of the volumes %v; want mount-0 at /var/task, mount-1 at /opt/runtime", image, seen)
+		}
+	}
+
+	// No mounts, no stager.
+	spec.Image, spec.Mounts = "", nil
+	if pod := d.podSpec(spec, "stratus-fn-1", "token"); len(pod.Spec.InitContainers) != 0 {
+		t.Errorf("pod of a spec without mounts has init containers %+v", pod.Spec.InitContainers)
+	}
+}
+
 // TestCheckImage: an image runs by reference, never with a root
 // filesystem of the host, and its pod's /.stratus is the agent's.
 func TestCheckImage(t *testing.T) {
@@ -148,8 +224,9 @@ func TestCheckImage(t *testing.T) {
 	}
 }
 
-// TestPodFailed: a pod whose agent's installer or whose image cannot run
-// fails at once, saying why; one still initialising does not.
+// TestPodFailed: a pod whose agent's installer, mounts' stager or image
+// cannot run fails at once, saying why (a failed stager's termination
+// message); one still initialising does not.
 func TestPodFailed(t *testing.T) {
 	waiting := func(reason string) corev1.ContainerState {
 		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "the message"}}
@@ -164,10 +241,18 @@ func TestPodFailed(t *testing.T) {
 		{"agent image not pulled", []corev1.ContainerState{waiting("ImagePullBackOff")}, []corev1.ContainerState{waiting("PodInitializing")}, "init container install-agent ImagePullBackOff: the message"},
 		{"install failed", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 1, Message: "no space\n"}}}, nil, "init container install-agent ended: Error, exit code 1: no space"},
 		{"function's image not pulled", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}}, []corev1.ContainerState{waiting("ErrImagePull")}, "container ErrImagePull: the message"},
+		{"installed, staging", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}, {Running: &corev1.ContainerStateRunning{}}}, []corev1.ContainerState{waiting("PodInitializing")}, ""},
+		{"installed and staged", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}, {Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}}, []corev1.ContainerState{{Running: &corev1.ContainerStateRunning{}}}, ""},
+		{"staging failed", []corev1.ContainerState{{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}, {Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 1, Message: "mount 0 into /var/task: too large"}}}, []corev1.ContainerState{waiting("PodInitializing")},
+			"init container stage-mounts ended: Error, exit code 1: mount 0 into /var/task: too large"},
 	} {
 		pod := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending}}
-		for _, st := range tc.init {
-			pod.Status.InitContainerStatuses = append(pod.Status.InitContainerStatuses, corev1.ContainerStatus{Name: installer, State: st})
+		for i, st := range tc.init {
+			name := installer
+			if i == 1 {
+				name = stager
+			}
+			pod.Status.InitContainerStatuses = append(pod.Status.InitContainerStatuses, corev1.ContainerStatus{Name: name, State: st})
 		}
 		for _, st := range tc.main {
 			pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{Name: container, State: st})
