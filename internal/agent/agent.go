@@ -40,6 +40,11 @@ const (
 	envTerminationLog = "_STRATUS_AGENT_TERMINATION_LOG"
 )
 
+// TestSettings are the names of those settings. A pod whose agent runs in
+// an image other than the Stratus image sets each empty (the agent's
+// default), so that the image's own ENV cannot set them.
+var TestSettings = []string{envListenFD, envRuntimeListen, envTerminationLog}
+
 // MaxMountBytes bounds the bytes of regular files in one mount.
 const MaxMountBytes = 1 << 30
 

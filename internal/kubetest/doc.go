@@ -29,10 +29,10 @@
 // ${XDG_CACHE_HOME:-~/.cache}/stratus-tools/NAME-VERSION-GOVERSION/, under
 // a file lock so that test binaries running at once share one build
 // (clustertest.BuildGoTool). The first build takes many minutes, the
-// three Kubernetes programs most (figures in tools/README.md): more than
-// the whole suite's budget on a fresh 2-core machine, so the tests that
-// start a cluster carry the build tag "kube" and run with `make test-kube`
-// (go test -tags kube, with a -timeout above the build), not in `make
-// test`. A missing go command skips them, or fails them when CI=true; a
-// failed build always fails them.
+// three Kubernetes programs most (figures in tools/README.md), so the
+// tests that start a cluster carry the build tag "kube": `make test` runs
+// them (go test -tags kube, with a -timeout above the build) beside the
+// other tests, whose waits the build overlaps, and `make test-kube` runs
+// them alone. A missing go command skips them, or fails them when
+// CI=true; a failed build always fails them.
 package kubetest

@@ -521,7 +521,10 @@ func (m *Manager) syncLocked(set *revSet, news *backendNews) {
 		i := slices.IndexFunc(set.replicas, func(r *replica) bool { return r.id == ep.Name })
 		var r *replica
 		if i < 0 {
-			r = &replica{set: set, id: ep.Name, state: stateStarting, stop: make(chan struct{})}
+			// Restarts from before this server saw the pod (another
+			// owner's, or its own before a restart) were counted then:
+			// only those from now on count here.
+			r = &replica{set: set, id: ep.Name, state: stateStarting, stop: make(chan struct{}), restarts: ep.Restarts}
 			set.replicas = append(set.replicas, r)
 			changed = true
 		} else {

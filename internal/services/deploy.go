@@ -175,9 +175,10 @@ func (m *Manager) Deploy(ctx context.Context, name string, cfg stratus.ServiceCo
 			s.lastErr = fmt.Sprintf("revision %s failed: %v", rev.Name(), err)
 		}
 		m.mu.Unlock()
-		// The revision's fault, unless the backend's API was not there.
+		// The revision's fault, unless the backend's API was not there or
+		// the caller went away.
 		kind := stratus.ErrInvalid
-		if errors.Is(err, stratus.ErrUnavailable) {
+		if errors.Is(err, stratus.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			kind = stratus.ErrUnavailable
 		}
 		return nil, fmt.Errorf("deploy service %q: revision %s did not become ready: %v: %w", name, rev.Name(), err, kind)

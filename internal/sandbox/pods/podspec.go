@@ -40,10 +40,6 @@ const (
 	agentDir = "/.stratus/bin"
 	// agentDirSizeMB bounds that volume (the binary is well below).
 	agentDirSizeMB = 256
-	// installerMB and installerMilliCPU are the installer's memory and
-	// CPU (request and limit): it copies one file.
-	installerMB       = 64
-	installerMilliCPU = 250
 	// mbPerCPU is the memory that comes with a whole core, as on Lambda.
 	mbPerCPU = 1769
 	// minMilliCPU is the smallest CPU share a pod gets.
@@ -159,16 +155,19 @@ func (d *Driver) podSpec(spec sandbox.Spec, name, token string) *corev1.Pod {
 		size := resource.NewQuantity(agentDirSizeMB<<20, resource.BinarySI)
 		volumes = append(volumes, corev1.Volume{Name: "agent", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: size}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "agent", MountPath: agentDir, ReadOnly: true})
-		res := corev1.ResourceList{
-			corev1.ResourceMemory: *resource.NewQuantity(installerMB<<20, resource.BinarySI),
-			corev1.ResourceCPU:    *resource.NewMilliQuantity(installerMilliCPU, resource.DecimalSI),
+		// The image's ENV comes before the pod's: the agent's test
+		// settings are pinned to their defaults.
+		for _, name := range agent.TestSettings {
+			env = append(env, corev1.EnvVar{Name: name, Value: ""})
 		}
+		// The installer has the sandbox's resources, so that the pod
+		// asks its node for no more than the sandbox's container does.
 		inits = []corev1.Container{{
 			Name:                     installer,
 			Image:                    d.cfg.Image,
 			ImagePullPolicy:          d.cfg.PullPolicy,
 			Command:                  []string{binary, "agent", "--install", agentDir},
-			Resources:                corev1.ResourceRequirements{Requests: res, Limits: res},
+			Resources:                *resources.DeepCopy(),
 			VolumeMounts:             []corev1.VolumeMount{{Name: "agent", MountPath: agentDir}},
 			SecurityContext:          security,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,

@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/stratus-run/stratus"
+	"github.com/stratus-run/stratus/internal/agent"
 	"github.com/stratus-run/stratus/internal/sandbox"
 )
 
@@ -113,11 +115,24 @@ func TestPodOfAnImage(t *testing.T) {
 			t.Errorf("%s: pull policy %q", c.Name, c.ImagePullPolicy)
 		}
 	}
-	if m := init.Resources.Limits.Memory().Value(); m != installerMB<<20 {
-		t.Errorf("init container's memory limit %d; want %d MiB", m, installerMB)
+	// The pod asks for no more than the sandbox's container (a pod's
+	// request is the larger of its init containers' and its containers').
+	if !equality.Semantic.DeepEqual(init.Resources, ctr.Resources) {
+		t.Errorf("installer's resources %+v; want the container's %+v", init.Resources, ctr.Resources)
 	}
-	if len(ctr.Env) != 3 || len(init.Env) != 0 {
-		t.Errorf("env: container %v, init container %v; want the agent's three variables in the container only", ctr.Env, init.Env)
+	// The agent's three variables, and its test settings pinned empty so
+	// that the image's ENV cannot set them.
+	pinned := map[string]bool{}
+	for _, e := range ctr.Env[min(3, len(ctr.Env)):] {
+		pinned[e.Name] = e.Value == ""
+	}
+	if len(ctr.Env) != 3+len(agent.TestSettings) || len(init.Env) != 0 {
+		t.Errorf("env: container %v, init container %v; want the agent's three variables and its test settings, in the container only", ctr.Env, init.Env)
+	}
+	for _, name := range agent.TestSettings {
+		if !pinned[name] {
+			t.Errorf("container env %v: %s not pinned empty", ctr.Env, name)
+		}
 	}
 	if *pod.Spec.AutomountServiceAccountToken || *pod.Spec.EnableServiceLinks {
 		t.Errorf("pod has a token or service links")
@@ -163,7 +178,7 @@ func TestPodMounts(t *testing.T) {
 		if st.Image != d.cfg.Image || !slices.Equal(st.Command, []string{"/stratus", "agent", "--stage", "/.stratus/mounts"}) {
 			t.Errorf("image %q: stager runs %s %q; want the agent image staging into /.stratus/mounts", image, st.Image, st.Command)
 		}
-		if !slices.Equal(st.Env, ctr.Env) || len(st.Env) != 3 {
+		if !slices.Equal(st.Env, ctr.Env) || len(st.Env) < 3 {
 			t.Errorf("image %q: stager's env %v, container's %v; want the agent's three variables in both", image, st.Env, ctr.Env)
 		}
 		if st.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
