@@ -54,25 +54,11 @@ func TestServicesOnKWOK(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	m := services.New(services.Config{
+	m := runManager(t, services.Config{
 		Store: st, Revisions: b,
 		ReadyTimeout: time.Minute, Tick: 50 * time.Millisecond,
 		StableWindow: 2 * time.Second, PanicWindow: time.Second, ScaleToZeroGrace: time.Nanosecond,
 		StopGrace: time.Second,
-	})
-	if err := m.Load(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- m.Run(runCtx) }()
-	t.Cleanup(func() {
-		stopRun()
-		select {
-		case <-ran:
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return")
-		}
 	})
 
 	cfg := stratus.ServiceConfig{
@@ -444,11 +430,28 @@ func TestOrphansOnKWOK(t *testing.T) {
 		t.Errorf("List: %v; want %v", refs, want)
 	}
 
-	m := services.New(services.Config{
+	runManager(t, services.Config{
 		Store: st, Revisions: b,
 		ReadyTimeout: time.Minute, Tick: 50 * time.Millisecond,
 		StopGrace: time.Second,
 	})
+	for _, rev := range orphans {
+		waitGone(t, c, ns, kubedeploy.Name(rev.Service, rev.Number))
+	}
+	name := kubedeploy.Name(live.Service, live.Number)
+	if _, err := c.Client().AppsV1().Deployments(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the live revision's deployment: %v", err)
+	}
+	if _, err := c.Client().CoreV1().Services(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the live revision's service: %v", err)
+	}
+}
+
+// runManager makes a services Manager of cfg, loads it and runs it until
+// t ends.
+func runManager(t *testing.T, cfg services.Config) *services.Manager {
+	t.Helper()
+	m := services.New(cfg)
 	if err := m.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -463,14 +466,5 @@ func TestOrphansOnKWOK(t *testing.T) {
 			t.Error("Run did not return")
 		}
 	})
-	for _, rev := range orphans {
-		waitGone(t, c, ns, kubedeploy.Name(rev.Service, rev.Number))
-	}
-	name := kubedeploy.Name(live.Service, live.Number)
-	if _, err := c.Client().AppsV1().Deployments(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil {
-		t.Errorf("the live revision's deployment: %v", err)
-	}
-	if _, err := c.Client().CoreV1().Services(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil {
-		t.Errorf("the live revision's service: %v", err)
-	}
+	return m
 }
