@@ -64,7 +64,11 @@ func TestConsoleFunctionPage(t *testing.T) {
 		return true;
 	})()`)
 
-	// Invoke from the page: status, result, log lines.
+	// Invoke from the page: status, result, log lines. The invocation is
+	// made 15 s or more before the minute turns, so that the page's next
+	// polls (every 5 s) find it in the chart's last point, not in the one
+	// before a new, empty, minute.
+	eventually.True(t, time.Minute, "15 s or more before the minute turns", func() bool { return time.Now().Second() < 45 })
 	b.run(chromedp.SetValue(testid("invoke-payload"), `{"print": "hello from the console", "echo": {"n": 7}}`), chromedp.Click(testid("invoke-submit")))
 	b.waitText(`[data-testid="invoke-status"]`, "200")
 	b.waitText(`[data-testid="invoke-body"]`, `"n": 7`)

@@ -41,16 +41,23 @@ func TestNATSClusterKeepsStreamAcrossNodeKill(t *testing.T) {
 		s, err = js.CreateOrUpdateStream(cctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
 		return err
 	})
-	if _, err := js.Publish(ctx, "t.a", []byte("one")); err != nil {
-		t.Fatal(err)
-	}
+	// The new stream's leader may not take publishes yet ("no response
+	// from stream"): publish until one is stored. The message ID makes a
+	// retry of a publish that was stored after all a duplicate the stream
+	// drops.
+	eventually.Nil(t, 30*time.Second, "a publish to the new stream", func() error {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := js.Publish(pctx, "t.a", []byte("one"), jetstream.WithMsgID("one"))
+		return err
+	})
 
 	c.Kill(t, 0)
 	// The stream's leader may have been n1: a new one is elected.
 	eventually.Nil(t, 30*time.Second, "a publish with one node of three gone", func() error {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		_, err := js.Publish(pctx, "t.a", []byte("two"))
+		_, err := js.Publish(pctx, "t.a", []byte("two"), jetstream.WithMsgID("two"))
 		return err
 	})
 	info, err := s.Info(ctx)
