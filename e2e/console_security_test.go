@@ -341,7 +341,10 @@ func TestConsoleSecurityBrowser(t *testing.T) {
 		}
 		return false
 	})
-	b.shot("cross-site-form")
+	// A record only: the page the form navigated to may still be
+	// loading, which can stall a screenshot (seen once in a fresh-clone
+	// run); what is checked is the POST's answer below.
+	b.shotIfOpen("cross-site-form")
 	for _, r := range b.requests() {
 		if r.URL != target || r.Method != "POST" {
 			continue
